@@ -1,0 +1,11 @@
+"""xlglmm: generalized linear mixed models (lme4's glmer) for Python and Excel."""
+from .design import DesignError
+from .family import Family, make_family
+from .fit import ModelError, glmer
+from .formula import FormulaError, parse_formula
+from .results import GLMMResult
+
+__version__ = "0.1.0"
+
+__all__ = ["glmer", "GLMMResult", "Family", "make_family", "parse_formula",
+           "FormulaError", "DesignError", "ModelError", "__version__"]

@@ -1,0 +1,595 @@
+"""Model design: from a parsed formula and a table to the arrays a fit needs.
+
+``build_design(formula, data, family, offset=, weights=, groups=)`` resolves every
+name against the data, drops rows with missing values (and counts them), builds
+the fixed-effect model matrix with R's treatment contrasts and R's column names,
+one :class:`ReTerm` per random-effects term (sorted as lme4 sorts them), the
+response and prior weights as the family reads them, and the offset.
+
+The same recipe (:class:`DesignSpec`: variable kinds and factor levels, terms)
+rebuilds X and Z for new data in ``predict``.
+"""
+from __future__ import annotations
+
+import itertools
+import math
+from dataclasses import dataclass, field
+
+import numpy as np
+import pandas as pd
+
+from .family import Family
+from .formula import Formula, RandomTerm, split_variable, parse_formula
+
+RANK_TOL = 1e-7
+
+
+class DesignError(ValueError):
+    """The data do not fit the model (unknown column, bad values, nothing left...)."""
+
+
+def _rows_text(mask_or_idx, labels=None, limit=8) -> str:
+    """'rows 5, 9' style text (1-based positions in the data as given)."""
+    idx = np.flatnonzero(mask_or_idx) if np.asarray(mask_or_idx).dtype == bool else \
+        np.asarray(mask_or_idx)
+    shown = [str(int(i) + 1) for i in idx[:limit]]
+    more = f" and {len(idx) - limit} more" if len(idx) > limit else ""
+    word = "row" if len(idx) == 1 else "rows"
+    return f"{word} {', '.join(shown)}{more}"
+
+
+# ---- variables ------------------------------------------------------------------------
+
+@dataclass
+class VarSpec:
+    """How a variable is read: 'numeric', or 'factor' with its levels."""
+
+    kind: str
+    levels: list = field(default_factory=list)
+
+
+def _level_label(v) -> str:
+    if isinstance(v, (bool, np.bool_)):
+        return "TRUE" if v else "FALSE"
+    if isinstance(v, (float, np.floating)):
+        if math.isfinite(v) and float(v).is_integer():
+            return str(int(v))
+        return repr(float(v))
+    if isinstance(v, (int, np.integer)):
+        return str(int(v))
+    return str(v)
+
+
+def _is_missing_scalar(v) -> bool:
+    if v is None or v is pd.NA or v is pd.NaT:
+        return True
+    if isinstance(v, (float, np.floating)) and math.isnan(v):
+        return True
+    if isinstance(v, str) and not v.strip():
+        return True
+    return False
+
+
+def _missing_mask(series: pd.Series) -> np.ndarray:
+    if series.dtype == object or isinstance(series.dtype, pd.StringDtype):
+        return np.fromiter((_is_missing_scalar(v) for v in series), bool, len(series))
+    return series.isna().to_numpy()
+
+
+def _is_categorical_like(series: pd.Series) -> bool:
+    return (isinstance(series.dtype, pd.CategoricalDtype) or series.dtype == object
+            or isinstance(series.dtype, pd.StringDtype) or series.dtype == bool)
+
+
+def _numeric_values(series: pd.Series, what: str) -> np.ndarray:
+    """Float values; missing -> NaN; text or other non-numbers -> DesignError."""
+    if series.dtype == bool:
+        return series.to_numpy(float)
+    if pd.api.types.is_numeric_dtype(series.dtype) and not isinstance(
+            series.dtype, pd.CategoricalDtype):
+        return series.to_numpy(dtype=float, na_value=np.nan)
+    out = np.empty(len(series))
+    bad = []
+    for i, v in enumerate(series):
+        if _is_missing_scalar(v):
+            out[i] = np.nan
+        elif isinstance(v, (bool, np.bool_)):
+            out[i] = float(v)
+        elif isinstance(v, (int, float, np.integer, np.floating)):
+            out[i] = float(v)
+        else:
+            bad.append(i)
+    if bad:
+        raise DesignError(f"{what} has non-numeric values in {_rows_text(np.array(bad))}")
+    return out
+
+
+def _factor_codes(series: pd.Series, levels: list | None = None):
+    """Integer codes (-1 = missing) and level labels (data order rules as R)."""
+    miss = _missing_mask(series)
+    if levels is None:
+        if isinstance(series.dtype, pd.CategoricalDtype):
+            cats = list(series.cat.categories)
+            codes = series.cat.codes.to_numpy().astype(np.int64)
+            used = np.zeros(len(cats), bool)
+            used[codes[codes >= 0]] = True
+            keep = np.flatnonzero(used)
+            remap = -np.ones(len(cats) + 1, np.int64)
+            remap[keep] = np.arange(len(keep))
+            codes = np.where(codes >= 0, remap[np.maximum(codes, 0)], -1)
+            return codes, [_level_label(cats[k]) for k in keep]
+        vals = series[~miss]
+        uniq = pd.unique(vals.to_numpy(dtype=object))
+        if all(isinstance(u, (bool, np.bool_)) for u in uniq):
+            ordered = sorted(uniq)
+        elif all(isinstance(u, (int, float, np.integer, np.floating)) and
+                 not isinstance(u, (bool, np.bool_)) for u in uniq):
+            ordered = sorted(uniq, key=float)
+        else:
+            ordered = sorted(uniq, key=lambda u: str(u))
+        labels = []
+        seen = {}
+        for u in ordered:
+            lab = _level_label(u)
+            if lab not in seen:
+                seen[lab] = len(labels)
+                labels.append(lab)
+        levels = labels
+    index = {lab: k for k, lab in enumerate(levels)}
+    codes = np.full(len(series), -1, np.int64)
+    for i, v in enumerate(series.to_numpy(dtype=object)):
+        if not miss[i]:
+            codes[i] = index.get(_level_label(v), -2)
+    return codes, list(levels)
+
+
+_TRANSFORMS = {"log": np.log, "log2": np.log2, "log10": np.log10, "log1p": np.log1p,
+               "exp": np.exp, "sqrt": np.sqrt, "abs": np.abs}
+
+
+class DataTable:
+    """Column access by name with clear errors."""
+
+    def __init__(self, data):
+        if isinstance(data, pd.DataFrame):
+            self.df = data
+        elif isinstance(data, dict):
+            try:
+                self.df = pd.DataFrame(data)
+            except ValueError as e:
+                raise DesignError(f"the data columns have different lengths ({e})") from None
+        else:
+            raise DesignError("data must be a pandas DataFrame or a dict of columns")
+        self.n = len(self.df)
+
+    def column(self, name: str) -> pd.Series:
+        if name not in self.df.columns:
+            cols = ", ".join(map(str, list(self.df.columns)[:20]))
+            raise DesignError(f"column '{name}' is not in the data (columns: {cols})")
+        col = self.df[name]
+        if isinstance(col, pd.DataFrame):
+            raise DesignError(f"column name '{name}' appears more than once in the data")
+        return col.reset_index(drop=True)
+
+
+@dataclass
+class ReTerm:
+    """One random-effects term: ``k`` columns of Z per level of a grouping factor."""
+
+    name: str                 # lme4's VarCorr 'grp' (made unique: g, g.1)
+    group: str                # grouping factor name (b:a for nested)
+    codes: np.ndarray         # level index per row (int64)
+    levels: list              # level labels
+    Z: np.ndarray             # n x k raw model rows of the term
+    colnames: list            # e.g. ['(Intercept)', 'x']
+    spec: RandomTerm = None   # where it came from (for predict)
+    lhs_terms: list = field(default_factory=list)
+    lhs_intercept: bool = True
+    group_vars: tuple = ()
+
+    @property
+    def k(self) -> int:
+        return self.Z.shape[1]
+
+    @property
+    def nlevels(self) -> int:
+        return len(self.levels)
+
+    @property
+    def ntheta(self) -> int:
+        return self.k * (self.k + 1) // 2
+
+
+@dataclass
+class DesignSpec:
+    """The recipe to rebuild X and Z for new data."""
+
+    formula: Formula
+    vars: dict                # variable text -> VarSpec
+    x_terms: list
+    x_intercept: bool
+    x_names_full: list        # before dropping rank-deficient columns
+    x_keep: np.ndarray        # indices kept
+
+
+@dataclass
+class ModelDesign:
+    y: np.ndarray
+    weights: np.ndarray       # prior weights (binomial: trials)
+    offset: np.ndarray
+    X: np.ndarray
+    x_names: list
+    re_terms: list
+    nobs: int
+    n_input: int
+    n_dropped: int
+    dropped_rows: np.ndarray  # positions (0-based) in the input data
+    kept_rows: np.ndarray
+    row_labels: pd.Index      # index labels of the kept rows
+    response_name: str
+    spec: DesignSpec
+    messages: list = field(default_factory=list)
+
+
+# ---- model matrices --------------------------------------------------------------------
+
+def _model_matrix(terms, intercept, values: dict, specs: dict, n: int):
+    """R's model.matrix with treatment contrasts: columns and names."""
+    cols, names = [], []
+    if intercept:
+        cols.append(np.ones(n))
+        names.append("(Intercept)")
+    present = {frozenset(t) for t in terms}
+    if intercept:
+        present.add(frozenset())
+    for t in terms:
+        parts = []
+        for v in t:
+            sp = specs[v]
+            if sp.kind == "numeric":
+                parts.append([(v, values[v])])
+            else:
+                codes = values[v]
+                contrast = frozenset(set(t) - {v}) in present
+                idx = range(1, len(sp.levels)) if contrast else range(len(sp.levels))
+                parts.append([(f"{v}{sp.levels[j]}", (codes == j).astype(float)) for j in idx])
+        # R: the first variable varies fastest
+        for combo in itertools.product(*reversed(parts)):
+            combo = combo[::-1]
+            names.append(":".join(c[0] for c in combo))
+            col = combo[0][1].copy()
+            for c in combo[1:]:
+                col = col * c[1]
+            cols.append(col)
+    X = np.column_stack(cols) if cols else np.zeros((n, 0))
+    return np.ascontiguousarray(X, dtype=float), names
+
+
+def full_rank_columns(X: np.ndarray, tol: float = RANK_TOL) -> np.ndarray:
+    """Indices of columns kept when later columns that depend on earlier ones are
+    dropped (as R's LINPACK QR with limited pivoting does)."""
+    keep = []
+    Q = np.zeros((X.shape[0], 0))
+    for j in range(X.shape[1]):
+        c = X[:, j]
+        nrm = np.linalg.norm(c)
+        if nrm == 0.0:
+            continue
+        r = c - Q @ (Q.T @ c)
+        r = r - Q @ (Q.T @ r)
+        rn = np.linalg.norm(r)
+        if rn > tol * nrm:
+            keep.append(j)
+            Q = np.column_stack([Q, r / rn])
+    return np.array(keep, dtype=np.int64)
+
+
+# ---- the builder -----------------------------------------------------------------------
+
+def _resolve(table: DataTable, var: str, kind_hint: str | None):
+    """Raw values of one variable: ('numeric', float array) or ('factor', codes, levels).
+    kind_hint: 'numeric', 'factor' or None (decide from the column's type)."""
+    func, col = split_variable(var)
+    series = table.column(col)
+    if func == "factor" or kind_hint == "factor":
+        codes, levels = _factor_codes(series)
+        return VarSpec("factor", levels), codes
+    if func is None and kind_hint is None and _is_categorical_like(series):
+        codes, levels = _factor_codes(series)
+        return VarSpec("factor", levels), codes
+    vals = _numeric_values(series, f"column '{col}'")
+    if func in _TRANSFORMS:
+        with np.errstate(all="ignore"):
+            vals = _TRANSFORMS[func](vals)
+    return VarSpec("numeric"), vals
+
+
+def _missing(kind: str, vals) -> np.ndarray:
+    return (vals < 0) if kind == "factor" else ~np.isfinite(vals)
+
+
+def build_design(formula, data, family: Family, offset=None, weights=None,
+                 groups=None) -> ModelDesign:
+    f = parse_formula(formula) if isinstance(formula, str) else formula
+    table = DataTable(data)
+    n = table.n
+    if groups:
+        if isinstance(groups, str):
+            groups = [groups]
+        for g in groups:
+            if f.random and any((g,) in rt.groups for rt in f.random):
+                continue
+            f.random.append(RandomTerm(True, [], [(str(g),)], True, f"(1|{g})"))
+    if f.response is None:
+        raise DesignError("the formula has no response (write y ~ ...)")
+    if not f.random:
+        raise DesignError("the model has no random effects: add a term such as (1|group) "
+                          "or give groups=[...]")
+
+    # which variables are grouping factors (always factors) and which response parts
+    group_vars = {v for rt in f.random for g in rt.groups for v in g}
+    resp_vars = set(f.response.variables)
+    offset_vars = set(f.offsets)
+    specs: dict = {}
+    values: dict = {}
+    missing = np.zeros(n, bool)
+    miss_by_var: dict = {}
+    for v in f.variables:
+        if v in resp_vars or v in offset_vars:
+            continue
+        hint = "factor" if v in group_vars else None
+        sp, vals = _resolve(table, v, hint)
+        specs[v], values[v] = sp, vals
+        m = _missing(sp.kind, vals)
+        miss_by_var[v] = m
+        missing |= m
+
+    # response
+    resp = f.response
+    fam = family
+    binomial = fam.name == "binomial"
+    if resp.name:
+        series = table.column(split_variable(resp.name)[1])
+        if binomial and _is_categorical_like(series) and series.dtype != bool and \
+                not _all_numbers(series):
+            codes, levels = _factor_codes(series)
+            if len(levels) != 2:
+                raise DesignError(f"the binomial response '{resp.name}' has {len(levels)} "
+                                  "distinct values; it needs two (or 0/1 numbers)")
+            y = np.where(codes < 0, np.nan, (codes == 1).astype(float))
+        else:
+            _, y = _resolve(table, resp.name, "numeric")
+        trials = None
+    else:
+        s = _numeric_values(table.column(resp.successes), f"column '{resp.successes}'")
+        if resp.failures:
+            fl = _numeric_values(table.column(resp.failures), f"column '{resp.failures}'")
+            trials = s + fl
+        else:
+            tot = _numeric_values(table.column(resp.total_minus), f"column '{resp.total_minus}'")
+            trials = tot
+        if not binomial:
+            raise DesignError("cbind(successes, failures) is a binomial response; "
+                              "use family='binomial'")
+        with np.errstate(all="ignore"):
+            y = np.where(trials > 0, s / trials, 0.0)
+        y[~np.isfinite(s) | ~np.isfinite(trials)] = np.nan
+    miss_y = ~np.isfinite(y)
+    missing |= miss_y
+
+    # weights
+    if weights is not None:
+        w = _vector_arg(table, weights, n, "weights")
+        miss_w = ~np.isfinite(w)
+        missing |= miss_w
+    else:
+        w = np.ones(n)
+    if trials is not None:
+        w = w * trials
+
+    # offset: formula offset() terms plus the argument
+    off = np.zeros(n)
+    for v in f.offsets:
+        _, vals = _resolve(table, v, "numeric")
+        if np.isinf(vals).any():
+            raise DesignError(f"offset {v} is infinite in {_rows_text(np.isinf(vals))}")
+        missing |= np.isnan(vals)
+        off = off + vals
+    if offset is not None:
+        o = _vector_arg(table, offset, n, "offset")
+        if np.isinf(o).any():
+            raise DesignError(f"offset is infinite in {_rows_text(np.isinf(o))} "
+                              "(log of a zero exposure?)")
+        missing |= np.isnan(o)
+        off = off + o
+
+    keep = ~missing
+    kept_rows = np.flatnonzero(keep)
+    dropped = np.flatnonzero(missing)
+    nobs = len(kept_rows)
+    if nobs == 0:
+        raise DesignError("no rows are left after removing rows with missing values")
+    y, w, off = y[keep], w[keep], off[keep]
+    vals_kept = {}
+    for v, vals in values.items():
+        vv = vals[keep]
+        if specs[v].kind == "factor":
+            # drop unused levels (R drops them for grouping factors; we do for all)
+            used = np.unique(vv)
+            lev = [specs[v].levels[k] for k in used]
+            remap = np.full(len(specs[v].levels), -1, np.int64)
+            remap[used] = np.arange(len(used))
+            vv = remap[vv]
+            specs[v] = VarSpec("factor", lev)
+        vals_kept[v] = vv
+
+    _check_response(fam, y, w, kept_rows)
+
+    # fixed effects
+    X_full, names_full = _model_matrix(f.terms, f.intercept, vals_kept, specs, nobs)
+    keep_cols = full_rank_columns(X_full) if X_full.shape[1] else np.zeros(0, np.int64)
+    messages = []
+    if len(keep_cols) < X_full.shape[1]:
+        gone = [names_full[j] for j in range(X_full.shape[1]) if j not in set(keep_cols)]
+        messages.append(f"fixed-effect model matrix is rank deficient so dropping "
+                        f"{len(gone)} column{'s' if len(gone) > 1 else ''}: "
+                        f"{', '.join(gone)} (constant, duplicated or collinear)")
+    X = np.ascontiguousarray(X_full[:, keep_cols])
+    x_names = [names_full[j] for j in keep_cols]
+
+    re_terms = _build_re_terms(f, vals_kept, specs, nobs)
+    spec = DesignSpec(f, specs, f.terms, f.intercept, names_full, keep_cols)
+    rn = resp.name or resp.successes
+    return ModelDesign(y=np.ascontiguousarray(y, float), weights=np.ascontiguousarray(w, float),
+                       offset=np.ascontiguousarray(off, float), X=X, x_names=x_names,
+                       re_terms=re_terms, nobs=nobs, n_input=n, n_dropped=len(dropped),
+                       dropped_rows=dropped, kept_rows=kept_rows,
+                       row_labels=table.df.index[kept_rows], response_name=rn, spec=spec,
+                       messages=messages)
+
+
+def _all_numbers(series: pd.Series) -> bool:
+    for v in series:
+        if _is_missing_scalar(v):
+            continue
+        if isinstance(v, (bool, np.bool_)) or not isinstance(v, (int, float, np.integer, np.floating)):
+            return False
+    return True
+
+
+def _vector_arg(table: DataTable, arg, n: int, what: str) -> np.ndarray:
+    if isinstance(arg, str):
+        return _numeric_values(table.column(arg), f"{what} column '{arg}'")
+    a = np.asarray(arg)
+    if a.ndim != 1:
+        a = a.reshape(-1) if a.size == n else a
+    if a.shape != (n,):
+        raise DesignError(f"{what} has {a.size} values but the data have {n} rows")
+    if a.dtype.kind not in "fiub":
+        return _numeric_values(pd.Series(a, dtype=object), what)
+    return a.astype(float)
+
+
+def _check_response(fam: Family, y, w, kept_rows):
+    def rows(mask):
+        return _rows_text(kept_rows[np.flatnonzero(mask)])
+    if (w < 0).any():
+        raise DesignError(f"weights must not be negative ({rows(w < 0)})")
+    if fam.name in ("poisson", "negbin"):
+        if (y < 0).any():
+            raise DesignError(f"counts must not be negative ({rows(y < 0)})")
+        frac = np.abs(y - np.round(y)) > 1e-8 * np.maximum(1.0, np.abs(y))
+        if frac.any():
+            raise DesignError(f"counts must be whole numbers ({rows(frac)})")
+    elif fam.name == "binomial":
+        bad = (y < 0) | (y > 1)
+        if bad.any():
+            raise DesignError(f"binomial response must be a proportion in [0, 1] or 0/1 "
+                              f"({rows(bad)}); give counts of successes with trials "
+                              "(weights) or cbind(successes, failures)")
+        k = y * w
+        frac = np.abs(k - np.round(k)) > 1e-6 * np.maximum(1.0, np.abs(k))
+        if frac.any():
+            raise DesignError(f"successes (proportion x trials) must be whole numbers "
+                              f"({rows(frac)})")
+    elif fam.name == "gamma":
+        if (y <= 0).any():
+            raise DesignError(f"Gamma response must be positive ({rows(y <= 0)})")
+
+
+def _group_factor(gvars: tuple, vals: dict, specs: dict, n: int):
+    """Codes and labels of a grouping factor (an interaction when several columns);
+    interaction levels are those present, ordered with the first column slowest."""
+    if len(gvars) == 1:
+        v = gvars[0]
+        return vals[v], list(specs[v].levels)
+    codes = np.stack([vals[v] for v in gvars], axis=1)
+    uniq, inv = np.unique(codes, axis=0, return_inverse=True)
+    labels = [":".join(specs[v].levels[c] for v, c in zip(gvars, row)) for row in uniq]
+    return inv.reshape(-1).astype(np.int64), labels
+
+
+def _build_re_terms(f: Formula, vals: dict, specs: dict, n: int) -> list:
+    raw = []
+    for rt in f.random:
+        pieces = [(rt.intercept, rt.terms)]
+        if not rt.correlated:   # (x || g) = (1|g) + (0 + x|g) ...
+            pieces = ([(True, [])] if rt.intercept else []) + [(False, [t]) for t in rt.terms]
+        for gvars in rt.groups:
+            codes, levels = _group_factor(tuple(gvars), vals, specs, n)
+            gname = ":".join(gvars)
+            for icpt, terms in pieces:
+                Z, cn = _model_matrix(terms, icpt, vals, specs, n)
+                if Z.shape[1] == 0:
+                    continue
+                raw.append(ReTerm(gname, gname, codes, levels, Z, cn, rt, terms, icpt,
+                                  tuple(gvars)))
+    if not raw:
+        raise DesignError("the random-effects terms have no columns")
+    nl = np.array([t.nlevels for t in raw])
+    if np.any(np.diff(nl) > 0):           # lme4: rev(order(nl)), ties reversed too
+        order = np.argsort(nl, kind="stable")[::-1]
+        raw = [raw[i] for i in order]
+    names = [t.group for t in raw]
+    if len(set(names)) < len(names):      # make.names(unique = TRUE)
+        seen: dict = {}
+        for t in raw:
+            base = t.group.replace(":", ".")
+            k = seen.get(base, 0)
+            t.name = base if k == 0 else f"{base}.{k}"
+            seen[base] = k + 1
+    return raw
+
+
+def new_data_matrices(spec: DesignSpec, re_terms: list, data, nrow_hint=None):
+    """X (kept columns) and, per random-effects term, (codes with -1 for unseen levels,
+    Z) for new data, using the fitted model's factor levels.  Returns
+    (X, [(codes, Z)], offset-from-formula, missing-mask)."""
+    table = DataTable(data)
+    n = table.n
+    f = spec.formula
+    vals, missing = {}, np.zeros(n, bool)
+    needed = []
+    for t in spec.x_terms:
+        needed += [v for v in t if v not in needed]
+    for t in re_terms:
+        needed += [v for tt in t.lhs_terms for v in tt if v not in needed]
+    for v in needed:
+        sp = spec.vars[v]
+        func, col = split_variable(v)
+        series = table.column(col)
+        if sp.kind == "factor":
+            codes, _ = _factor_codes(series, sp.levels)
+            if (codes == -2).any():
+                raise DesignError(f"'{v}' has levels not seen in the fit "
+                                  f"({_rows_text(codes == -2)})")
+            vals[v] = codes
+            missing |= codes < 0
+        else:
+            x = _numeric_values(series, f"column '{col}'")
+            if func in _TRANSFORMS:
+                with np.errstate(all="ignore"):
+                    x = _TRANSFORMS[func](x)
+            vals[v] = x
+            missing |= ~np.isfinite(x)
+    X_full, _ = _model_matrix(spec.x_terms, spec.x_intercept, vals, spec.vars, n)
+    X = X_full[:, spec.x_keep]
+    zs = []
+    for t in re_terms:
+        Z, _ = _model_matrix(t.lhs_terms, t.lhs_intercept, vals, spec.vars, n)
+        gcodes = np.full(n, -1, np.int64)
+        index = {lab: k for k, lab in enumerate(t.levels)}
+        cols = [table.column(split_variable(v)[1]) for v in t.group_vars] \
+            if all(split_variable(v)[1] in table.df.columns for v in t.group_vars) else None
+        if cols is not None:
+            for i in range(n):
+                parts = [cols[j].iloc[i] for j in range(len(cols))]
+                if any(_is_missing_scalar(p) for p in parts):
+                    continue
+                gcodes[i] = index.get(":".join(_level_label(p) for p in parts), -1)
+        zs.append((gcodes, Z))
+    off = np.zeros(n)
+    for v in f.offsets:
+        _, o = _resolve(table, v, "numeric")
+        off = off + o
+    return X, zs, off, missing

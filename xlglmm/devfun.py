@@ -1,0 +1,259 @@
+"""Deviance functions of a GLMM (lme4's ``mkGlmerDevfun`` stage).
+
+:class:`GlmmDeviance` holds a model design in the blocked layout the kernels use
+(rows sorted by the first random-effects term's levels, the rest columns and their
+symbolic structure computed once) and evaluates
+
+* ``laplace(theta)``: the nAGQ=0 criterion, PIRLS over the random effects *and*
+  the fixed effects (lme4's first stage);
+* ``laplace(theta, beta)``: the Laplace deviance  A(y, mu) + |u|^2 + log|L|^2  with
+  PIRLS over u only (lme4's second stage, nAGQ=1);
+* ``agq(theta, beta, nAGQ)``: the adaptive Gauss-Hermite deviance for a single
+  scalar term (on the log-likelihood scale, so AGQ with one node equals Laplace).
+
+Every evaluation leaves its conditional modes, fitted values and factor in
+``self.state`` so the result stage can read them after the final evaluation.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from . import kernels
+from .design import ModelDesign
+from .family import Family
+
+PIRLS_TOL = 1e-20       # Newton decrement relative to the penalized deviance
+PIRLS_MAXIT = 200
+
+
+@dataclass
+class PirlsState:
+    status: int
+    iterations: int
+    logdet: float           # log|L|^2 of the random-effects part
+    pdev: float             # sum of deviance residuals + |u|^2
+    aic: float              # -2 conditional log-likelihood (family aic term)
+    u1: np.ndarray          # (nlevels1, k1) spherical random effects of term 1
+    v: np.ndarray           # rest: other terms' u, then beta when solved for
+    Dchol: np.ndarray
+    Cval: np.ndarray
+    LS: np.ndarray
+    mu: np.ndarray          # in sorted row order
+    eta: np.ndarray
+    beta_in_system: bool
+
+    @property
+    def ok(self) -> bool:
+        return self.status == kernels.PIRLS_OK
+
+
+def theta_layout(terms) -> tuple[np.ndarray, list]:
+    """Lower bounds of theta (0 on diagonals of each term's lower-triangular factor,
+    -inf elsewhere) and, per term, the (row, col) of each theta entry, column-major
+    as lme4 stores them."""
+    lower, pos = [], []
+    for t in terms:
+        k = t.k
+        idx = [(i, j) for j in range(k) for i in range(j, k)]
+        pos.append(idx)
+        lower += [0.0 if i == j else -np.inf for i, j in idx]
+    return np.array(lower), pos
+
+
+def theta_start(terms) -> np.ndarray:
+    out = []
+    for t in terms:
+        out += [1.0 if i == j else 0.0 for j in range(t.k) for i in range(j, t.k)]
+    return np.array(out)
+
+
+class GlmmDeviance:
+    def __init__(self, design: ModelDesign, family: Family):
+        self.design = design
+        self.family = family
+        self.terms = design.re_terms
+        self.n = design.nobs
+        self.p = design.X.shape[1]
+        t1 = self.terms[0]
+        self.order = np.argsort(t1.codes, kind="stable")
+        self.inverse_order = np.empty_like(self.order)
+        self.inverse_order[self.order] = np.arange(self.n)
+        o = self.order
+        self.y = np.ascontiguousarray(design.y[o])
+        self.pw = np.ascontiguousarray(design.weights[o])
+        self.offset = np.ascontiguousarray(design.offset[o])
+        self.X = np.ascontiguousarray(design.X[o])
+        self.ng1 = t1.nlevels
+        self.k1 = t1.k
+        counts = np.bincount(t1.codes, minlength=self.ng1)
+        self.gptr = np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)
+        self.Z1 = np.ascontiguousarray(t1.Z[o])
+        # the rest: other terms (k_t entries per row), then X (p entries per row)
+        self.rest_terms = self.terms[1:]
+        self.rest_base = []
+        base = 0
+        for t in self.rest_terms:
+            self.rest_base.append(base)
+            base += t.nlevels * t.k
+        self.q2 = base
+        self.m_re = sum(t.k for t in self.rest_terms)
+        m = self.m_re + self.p
+        self.Rc = np.zeros((self.n, max(m, 1)), np.int64)
+        self.Rv = np.zeros((self.n, max(m, 1)))
+        col = 0
+        for t, b in zip(self.rest_terms, self.rest_base):
+            codes = t.codes[o]
+            for j in range(t.k):
+                self.Rc[:, col + j] = b + codes * t.k + j
+            col += t.k
+        for j in range(self.p):
+            self.Rc[:, self.m_re + j] = self.q2 + j
+            self.Rv[:, self.m_re + j] = self.X[:, j]
+        self.rest_Z = [np.ascontiguousarray(t.Z[o]) for t in self.rest_terms]
+        self.lower, self.theta_pos = theta_layout(self.terms)
+        self.ntheta = len(self.lower)
+        self._symbolic = {}
+        self._theta_set = None
+        self.A1 = np.zeros((self.n, self.k1))
+        # warm starts, one per mode (beta solved for or fixed)
+        self._u1 = {True: np.zeros((self.ng1, self.k1)), False: np.zeros((self.ng1, self.k1))}
+        self._v = {True: np.zeros(self.q2 + self.p), False: np.zeros(self.q2)}
+        self.state: PirlsState | None = None
+        self.evaluations = 0
+
+    # -- structure
+    def symbolic(self, with_beta: bool):
+        if with_beta not in self._symbolic:
+            m_use = self.m_re + (self.p if with_beta else 0)
+            r = self.q2 + (self.p if with_beta else 0)
+            self._symbolic[with_beta] = (m_use, r) + kernels.symbolic_blocks(
+                self.Rc, m_use, self.gptr, r)
+        return self._symbolic[with_beta]
+
+    def lambdas(self, theta) -> list:
+        out, k0 = [], 0
+        for t, pos in zip(self.terms, self.theta_pos):
+            L = np.zeros((t.k, t.k))
+            for (i, j), val in zip(pos, theta[k0:k0 + len(pos)]):
+                L[i, j] = val
+            out.append(L)
+            k0 += len(pos)
+        return out
+
+    def set_theta(self, theta):
+        theta = np.asarray(theta, float)
+        if self._theta_set is not None and np.array_equal(theta, self._theta_set):
+            return
+        lams = self.lambdas(theta)
+        np.matmul(self.Z1, lams[0], out=self.A1)
+        col = 0
+        for Zt, L in zip(self.rest_Z, lams[1:]):
+            self.Rv[:, col:col + L.shape[0]] = Zt @ L
+            col += L.shape[0]
+        self._theta_set = theta.copy()
+
+    # -- evaluations
+    def pirls(self, theta, beta=None) -> PirlsState:
+        with_beta = beta is None
+        self.set_theta(theta)
+        m_use, r, loc_ptr, loc_cols, Rloc = self.symbolic(with_beta)
+        eta_base = self.offset if with_beta else self.offset + self.X @ beta
+        fam = self.family
+        for attempt in range(2):
+            u1, v = self._u1[with_beta], self._v[with_beta]
+            out = kernels.pirls(fam.code, fam.link_code, float(fam.nb_theta), self.y, self.pw,
+                                eta_base, self.A1, self.gptr, self.Rv, self.Rc, Rloc, m_use,
+                                loc_ptr, loc_cols, r, self.q2, u1, v, PIRLS_MAXIT, PIRLS_TOL)
+            status = out[0]
+            if status == kernels.PIRLS_OK or attempt == 1:
+                break
+            # a bad warm start (e.g. after an extreme trial theta): restart from zero
+            u1[:] = 0.0
+            v[:] = 0.0
+            if with_beta and self.p and self.beta_start is not None:
+                v[self.q2:] = self.beta_start
+        self.evaluations += 1
+        st = PirlsState(status, out[1], out[2], out[3], out[4], u1.copy(), v.copy(),
+                        out[5], out[6], out[7], out[8], out[9], with_beta)
+        if status != kernels.PIRLS_OK:
+            # keep the warm start usable
+            self._u1[with_beta][:] = 0.0
+            self._v[with_beta][:] = 0.0
+            if with_beta and self.p and self.beta_start is not None:
+                self._v[with_beta][self.q2:] = self.beta_start
+        self.state = st
+        return st
+
+    beta_start = None
+
+    def set_beta_start(self, beta):
+        self.beta_start = np.asarray(beta, float).copy()
+        if self.p:
+            self._v[True][self.q2:] = self.beta_start
+
+    def laplace(self, theta, beta=None) -> float:
+        st = self.pirls(theta, beta)
+        if st.status not in (kernels.PIRLS_OK, kernels.PIRLS_MAXIT) or not np.isfinite(st.logdet):
+            return np.inf
+        return float(st.aic + _ussq(st, self.q2) + st.logdet)
+
+    def agq(self, theta, beta, nodes, logw) -> float:
+        st = self.pirls(theta, beta)
+        if st.status not in (kernels.PIRLS_OK, kernels.PIRLS_MAXIT) or not np.isfinite(st.logdet):
+            return np.inf
+        eta_base = self.offset + self.X @ beta
+        fam = self.family
+        return float(kernels.agq_deviance(fam.code, fam.link_code, float(fam.nb_theta),
+                                          self.y, self.pw, eta_base, self.A1[:, 0],
+                                          self.gptr, st.u1, st.Dchol, nodes, logw))
+
+    def factor_at(self, theta, st: PirlsState, with_beta: bool):
+        """The blocked factor at the state's weights, with or without the fixed
+        effects in the system: (Dchol, Cval, LS, loc_ptr, loc_cols, ok)."""
+        fam = self.family
+        self.set_theta(theta)
+        m_use, r, loc_ptr, loc_cols, Rloc = self.symbolic(with_beta)
+        w = np.empty(self.n)
+        wres = np.empty(self.n)
+        kernels.working_weights(fam.code, fam.link_code, float(fam.nb_theta), self.y,
+                                self.pw, st.eta, st.mu, w, wres)
+        Dchol = np.empty((self.ng1, self.k1, self.k1))
+        Cval = np.empty((self.k1, loc_cols.shape[0]))
+        LS = np.empty((r, r))
+        _, ok = kernels.factorize(self.A1, self.gptr, self.Rv, self.Rc, Rloc, m_use,
+                                  loc_ptr, loc_cols, self.q2, w, Dchol, Cval, LS)
+        return Dchol, Cval, LS, loc_ptr, loc_cols, ok
+
+    # -- quantities at a state
+    def beta_of(self, st: PirlsState, beta=None):
+        return st.v[self.q2:].copy() if st.beta_in_system else np.asarray(beta, float)
+
+    def u_vector(self, st: PirlsState) -> np.ndarray:
+        """Spherical random effects in lme4's order (term by term, level-major)."""
+        return np.concatenate([st.u1.reshape(-1), st.v[:self.q2]])
+
+    def b_by_term(self, theta, st: PirlsState) -> list:
+        """Random effects on the linear-predictor scale, per term (nlevels x k)."""
+        lams = self.lambdas(theta)
+        out = [st.u1 @ lams[0].T]
+        for t, b, L in zip(self.rest_terms, self.rest_base, lams[1:]):
+            u = st.v[b:b + t.nlevels * t.k].reshape(t.nlevels, t.k)
+            out.append(u @ L.T)
+        return out
+
+    def unsorted(self, a):
+        """Back to the data's row order."""
+        return np.asarray(a)[self.inverse_order]
+
+
+def _ussq(st: PirlsState, q2: int) -> float:
+    return float(np.sum(st.u1 * st.u1) + np.sum(st.v[:q2] * st.v[:q2]))
+
+
+def gauss_hermite(n: int):
+    """Nodes and log-weights of the n-point rule for a standard normal density."""
+    z, w = np.polynomial.hermite_e.hermegauss(n)
+    w = w / np.sqrt(2.0 * np.pi)
+    return np.ascontiguousarray(z), np.ascontiguousarray(np.log(w))

@@ -1,0 +1,258 @@
+"""``glmer``: formula + data -> fitted GLMM (the pipeline's driver).
+
+    design  = build_design(...)         # design.py: X, Z terms, offset, weights
+    devfun  = GlmmDeviance(design, ...) # devfun.py: PIRLS / Laplace / AGQ kernels
+    stage 1 (theta; beta by PIRLS), stage 2 (theta, beta)   # optimize.py
+    result  = GLMMResult(...)           # results.py
+"""
+from __future__ import annotations
+
+import time
+
+import numpy as np
+
+from . import kernels
+from .design import DesignError, ModelDesign, build_design
+from .devfun import GlmmDeviance, gauss_hermite, theta_start
+from .family import Family, make_family
+from .optimize import (Budget, FitTimeout, bobyqa, check_boundary, check_convergence,
+                       deriv12, is_singular)
+from .results import GLMMResult
+
+MAX_AGQ = 100
+DEFAULT_MAX_EVALS = 20000
+
+
+class ModelError(ValueError):
+    """The model cannot be fitted as specified (e.g. nAGQ > 1 with two terms)."""
+
+
+def _mustart(fam: Family, y, w):
+    if fam.name == "binomial":
+        return (w * y + 0.5) / (w + 1.0)
+    if fam.name in ("poisson", "negbin"):
+        return y + 0.1
+    return np.maximum(y, 1e-8) if fam.name == "gamma" else y
+
+
+def _check_model(design: ModelDesign, fam: Family, nAGQ: int):
+    for t in design.re_terms:
+        if t.nlevels < 2:
+            raise ModelError(f"grouping factor '{t.group}' has {t.nlevels} level: a random "
+                             "effect needs at least 2 groups")
+    if nAGQ > 1:
+        if len(design.re_terms) != 1 or design.re_terms[0].k != 1:
+            raise ModelError("nAGQ > 1 is only available for models with a single, scalar "
+                             "random-effects term (one random intercept); use nAGQ=1 "
+                             "(Laplace) for crossed, nested or random-slope models")
+        if fam.has_dispersion:
+            raise ModelError(f"nAGQ > 1 is not available for the {fam.name} family; "
+                             "use nAGQ=1 (Laplace)")
+
+
+def glmer(formula, data, family="poisson", *, link=None, offset=None, weights=None,
+          nAGQ=1, groups=None, time_budget=None, max_evals=DEFAULT_MAX_EVALS,
+          progress=None) -> GLMMResult:
+    """Fit a generalized linear mixed model by maximum likelihood (Laplace or AGQ).
+
+    Parameters
+    ----------
+    formula : str
+        lme4 syntax, e.g. ``"y ~ x + (1|g)"``, ``"cbind(s, f) ~ period + (1|herd)"``.
+    data : pandas.DataFrame or dict of columns
+    family : "poisson", "binomial", "gamma" (or a :class:`Family`)
+    link : link name; default the family's canonical link (Gamma: inverse, as R)
+    offset : array or column name, on the link scale (e.g. ``np.log(exposure)``)
+    weights : prior weights; for the binomial the number of trials (response a proportion)
+    nAGQ : 1 = Laplace (default), >1 = adaptive Gauss-Hermite points (one scalar
+        random-effects term only), 0 = the fast PIRLS-only criterion
+    groups : list of column names, each adding a random intercept ``(1|col)``
+    time_budget : seconds; when exceeded the best fit so far is returned, flagged
+        as not converged
+    max_evals : cap on deviance evaluations per optimisation stage
+    progress : optional callable(stage: str, evaluations: int) for long fits
+    """
+    t_start = time.perf_counter()
+    fam = make_family(family, link)
+    if isinstance(nAGQ, bool) or not float(nAGQ).is_integer() or not 0 <= int(nAGQ) <= MAX_AGQ:
+        raise ModelError(f"nAGQ must be a whole number from 0 to {MAX_AGQ}")
+    nAGQ = int(nAGQ)
+    design = build_design(formula, data, fam, offset=offset, weights=weights, groups=groups)
+    _check_model(design, fam, nAGQ)
+    dev = GlmmDeviance(design, fam)
+    budget = Budget(time_budget, max_evals)
+    messages = list(design.messages)
+    timed_out = False
+    p = dev.p
+    lower = dev.lower
+    upper = np.full(dev.ntheta, np.inf)
+
+    # starting values: a GLM fit for beta (as lme4's glm() start), theta = identity
+    beta0 = np.zeros(p)
+    if p:
+        mu0 = _mustart(fam, design.y, design.weights)
+        eta0 = fam.linkfun(mu0)
+        beta0, _ = kernels.fixed_glm_irls(fam.code, fam.link_code, float(fam.nb_theta),
+                                          dev.y, dev.pw, dev.offset, dev.X,
+                                          np.ascontiguousarray(eta0[dev.order]), 100, 1e-10)
+        if not np.all(np.isfinite(beta0)):
+            beta0 = np.zeros(p)
+    dev.set_beta_start(beta0)
+    theta0 = theta_start(dev.terms)
+
+    def report(stage):
+        if progress is not None:
+            progress(stage, dev.evaluations)
+
+    # stage 1: theta only, PIRLS over (u, beta)
+    def f1(theta):
+        return dev.laplace(theta)
+    res1 = bobyqa(f1, theta0, lower, upper, np.full(dev.ntheta, 0.2), 1e-6, 1e-8,
+                  max_evals, budget)
+    timed_out |= res1.timed_out
+    theta1 = res1.x
+    st1 = dev.pirls(theta1)
+    if not np.isfinite(res1.fun):
+        raise ModelError("the model could not be evaluated at any parameter value "
+                         "(PIRLS failed): check for separation or extreme values")
+    beta1 = dev.beta_of(st1)
+    report("stage 1")
+
+    nodes = logw = None
+    if nAGQ > 1:
+        nodes, logw = gauss_hermite(nAGQ)
+
+    def f2_raw(theta, beta):
+        if nAGQ > 1:
+            return dev.agq(theta, beta, nodes, logw)
+        return dev.laplace(theta, beta)
+
+    nt = dev.ntheta
+    grad = hess = None
+    opt_message = res1.message
+    evals = res1.nevals
+    if nAGQ == 0 or timed_out:
+        theta_hat, beta_hat = theta1, beta1
+        fval = res1.fun
+        if nAGQ == 0:
+            theta_hat, fval = check_boundary(f1, theta_hat, fval, lower)
+            st = dev.pirls(theta_hat)
+            beta_hat = dev.beta_of(st)
+    else:
+        # stage 2: (theta, beta) jointly; beta scaled by its stage-1 standard errors
+        rx = _rx_cov(dev, theta1, st1)
+        scale = np.sqrt(np.clip(np.diag(rx), 1e-12, None)) if p else np.zeros(0)
+        scale = np.where(np.isfinite(scale) & (scale > 0), scale, 1.0)
+
+        def f2s(x):
+            return f2_raw(x[:nt], x[nt:] * scale)
+        x0 = np.concatenate([theta1, beta1 / scale])
+        lo = np.concatenate([lower, np.full(p, -np.inf)])
+        hi = np.full(nt + p, np.inf)
+        step = np.concatenate([np.full(nt, 0.05), np.full(p, 0.25)])
+        res2 = bobyqa(f2s, x0, lo, hi, step, 1e-7, 1e-10, max_evals, budget)
+        evals += res2.nevals
+        timed_out |= res2.timed_out
+        opt_message = res2.message
+        theta_hat = res2.x[:nt]
+        beta_hat = res2.x[nt:] * scale
+        fval = res2.fun
+        report("stage 2")
+
+        def f2(x):
+            return f2_raw(x[:nt], x[nt:])
+        xhat = np.concatenate([theta_hat, beta_hat])
+        if not timed_out:
+            try:
+                grad, hess = deriv12(f2, xhat, fx=fval, budget=budget)
+            except FitTimeout:
+                timed_out = True
+            report("derivatives")
+        xhat, fval = check_boundary(f2, xhat, fval, lower)
+        theta_hat, beta_hat = xhat[:nt], xhat[nt:]
+        st = dev.pirls(theta_hat, beta_hat)
+        if nAGQ > 1:
+            fval = f2_raw(theta_hat, beta_hat)
+            st = dev.state
+
+    singular = is_singular(theta_hat, lower)
+    converged = not timed_out and st.ok
+    if timed_out:
+        messages.append(f"Stopped at the time budget of {time_budget:g} s before the "
+                        "optimizer converged: the estimates are the best found so far, "
+                        "NOT converged.")
+    if not st.ok:
+        messages.append("The conditional modes (PIRLS) did not converge at the final "
+                        "estimates; results are unreliable.")
+    if opt_message and opt_message not in ("time budget reached",):
+        if "limit" in opt_message:
+            converged = False
+        messages.append(f"Optimizer: {opt_message}.")
+    if singular:
+        messages.append("boundary (singular) fit: a random-effect variance is estimated "
+                        "at (or near) zero, or a correlation at +/-1 -- the random-effects "
+                        "structure is more complex than the data support; consider "
+                        "simplifying it.")
+    elif hess is not None:
+        conv_msgs = check_convergence(grad, hess)
+        if any("failed to converge" in m for m in conv_msgs):
+            converged = False
+        messages += conv_msgs
+
+    # fixed-effect covariance: 2 * inverse Hessian (beta block) as lme4, else RX
+    st_final = st
+    rx = _rx_cov(dev, theta_hat, st_final, beta_hat)
+    sigma = _sigma(dev, st_final, beta_hat)
+    vcov, vcov_method = None, "RX"
+    if hess is not None and p:
+        try:
+            Hi = np.linalg.inv(hess)
+            V = (Hi + Hi.T)[nt:, nt:]
+            if np.all(np.isfinite(V)) and np.linalg.eigvalsh(V).min() > 0:
+                vcov, vcov_method = V, "Hessian"
+        except np.linalg.LinAlgError:
+            pass
+        if vcov is None:
+            messages.append("variance-covariance matrix computed from finite-difference "
+                            "Hessian is not positive definite or contains NA values: "
+                            "falling back to var-cov estimated from RX")
+    if vcov is None:
+        vcov = sigma ** 2 * rx if p else np.zeros((0, 0))
+
+    if design.n_dropped:
+        messages.append(f"{design.n_dropped} row{'s' if design.n_dropped != 1 else ''} "
+                        "with missing values removed.")
+    return GLMMResult(
+        design=design, devfun=dev, family=fam, nAGQ=nAGQ, theta=theta_hat, beta=beta_hat,
+        vcov=vcov, vcov_method=vcov_method, vcov_rx=(sigma ** 2 * rx if p else rx),
+        deviance_value=float(fval), state=st_final, sigma=sigma, converged=converged,
+        singular=singular, messages=messages, gradient=grad, hessian=hess,
+        evaluations=dev.evaluations, seconds=time.perf_counter() - t_start,
+        formula=design.spec.formula.text)
+
+
+def _rx_cov(dev: GlmmDeviance, theta, st, beta=None) -> np.ndarray:
+    """(RX'RX)^{-1}: the fixed-effect block of the inverse of the PIRLS system at the
+    state's weights (lme4's ``unsc()``)."""
+    p = dev.p
+    if p == 0:
+        return np.zeros((0, 0))
+    _, _, LS, _, _, ok = dev.factor_at(theta, st, with_beta=True)
+    if not ok:
+        return np.full((p, p), np.nan)
+    inv = np.linalg.inv(LS[dev.q2:, dev.q2:])   # lower factor of the Schur complement
+    return inv.T @ inv
+
+
+def _sigma(dev: GlmmDeviance, st, beta) -> float:
+    """lme4's sigma for families with a scale (Gamma, Gaussian):
+    sqrt((Pearson chi^2 + |u|^2) / n); 1 otherwise."""
+    if not dev.family.has_dispersion:
+        return 1.0
+    mu = st.mu
+    wrss = float(np.sum(dev.pw * (dev.y - mu) ** 2 / dev.family.variance(mu)))
+    ussq = float(np.sum(st.u1 ** 2) + np.sum(st.v[:dev.q2] ** 2))
+    return float(np.sqrt((wrss + ussq) / dev.n))
+
+
+__all__ = ["glmer", "ModelError", "DesignError"]

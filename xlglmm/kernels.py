@@ -1,0 +1,490 @@
+"""Numba kernels of the numerical core: penalized IRLS on a blocked Cholesky factor,
+and adaptive Gauss-Hermite quadrature for a single scalar random-effects term.
+
+The linear predictor is written in lme4's spherical form
+
+    eta = eta_base + Z Lambda u (+ X beta when beta is solved for in PIRLS)
+
+with rows sorted by the levels of the first random-effects term (the one with the
+most levels).  Its contribution ``A1`` (n x k1: each row is ``Lambda1' z_i``) makes
+the first block of ``Lambda'Z'WZLambda + I`` block-diagonal (k1 x k1 per level), as
+in MixedModels.jl's blocked factor.  Everything else -- the other random-effects
+terms and, when solved for, the fixed effects -- is the "rest": each row touches
+``m`` of its ``r`` columns (``Rc`` its column indices, ``Rv`` the values).  The rest
+block is dense (r x r, small for the usual designs: a crossed factor with fewer
+levels, a handful of fixed effects); the off-diagonal block is never stored in full,
+only per level of the first term over the columns its rows touch (``loc_*``), a
+structure computed once per model (``symbolic_blocks``), while each theta only
+refreshes the numbers (``factorize``).
+
+The first ``npen`` rest columns are random effects (penalised by ``+ I``); the
+remaining rest columns are fixed effects (no penalty, not part of ``log|L|^2``).
+All kernels are plain loops over float64/int64 arrays; ``tests/test_kernels.py``
+checks them against dense numpy formulas on small cases.
+"""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+from numba import njit
+
+from .family import (linkinv, mu_eta, variance, unit_deviance, unit_loglik,
+                     conditional_aic)
+
+# status codes returned by pirls()
+PIRLS_OK, PIRLS_MAXIT, PIRLS_NOT_PD, PIRLS_NONFINITE = 0, 1, 2, 3
+
+
+@njit(cache=True)
+def symbolic_blocks(Rc, m_use, gptr, r):
+    """For each level g of the first term: the sorted distinct rest columns its rows
+    touch (``loc_cols[loc_ptr[g]:loc_ptr[g+1]]``), and for each row entry its
+    position in that list (``Rloc``)."""
+    ng = gptr.shape[0] - 1
+    n = Rc.shape[0]
+    mark = np.full(max(r, 1), -1, np.int64)
+    pos = np.zeros(max(r, 1), np.int64)
+    loc_ptr = np.zeros(ng + 1, np.int64)
+    total = 0
+    for g in range(ng):
+        for i in range(gptr[g], gptr[g + 1]):
+            for e in range(m_use):
+                c = Rc[i, e]
+                if mark[c] != g:
+                    mark[c] = g
+                    total += 1
+        loc_ptr[g + 1] = total
+    loc_cols = np.empty(total, np.int64)
+    Rloc = np.zeros((n, m_use), np.int64)
+    mark[:] = -1
+    for g in range(ng):
+        base = loc_ptr[g]
+        cnt = 0
+        for i in range(gptr[g], gptr[g + 1]):
+            for e in range(m_use):
+                c = Rc[i, e]
+                if mark[c] != g:
+                    mark[c] = g
+                    loc_cols[base + cnt] = c
+                    cnt += 1
+        loc_cols[base:base + cnt] = np.sort(loc_cols[base:base + cnt])
+        for j in range(cnt):
+            pos[loc_cols[base + j]] = j
+        for i in range(gptr[g], gptr[g + 1]):
+            for e in range(m_use):
+                Rloc[i, e] = pos[Rc[i, e]]
+    return loc_ptr, loc_cols, Rloc
+
+
+@njit(cache=True)
+def linear_predictor(eta_base, A1, gptr, u1, Rv, Rc, m_use, v, eta):
+    ng = gptr.shape[0] - 1
+    k1 = A1.shape[1]
+    for g in range(ng):
+        for i in range(gptr[g], gptr[g + 1]):
+            s = eta_base[i]
+            for a in range(k1):
+                s += A1[i, a] * u1[g, a]
+            for e in range(m_use):
+                s += Rv[i, e] * v[Rc[i, e]]
+            eta[i] = s
+
+
+@njit(cache=True)
+def _mu_and_deviance(fam, link, nbt, y, pw, eta, mu):
+    """mu = g^{-1}(eta) in place; returns the summed deviance residuals."""
+    dev = 0.0
+    for i in range(y.shape[0]):
+        m = linkinv(eta[i], link)
+        mu[i] = m
+        dev += unit_deviance(y[i], m, pw[i], fam, nbt)
+    return dev
+
+
+@njit(cache=True)
+def _penalty(u1, v, npen):
+    s = 0.0
+    for g in range(u1.shape[0]):
+        for a in range(u1.shape[1]):
+            s += u1[g, a] * u1[g, a]
+    for j in range(npen):
+        s += v[j] * v[j]
+    return s
+
+
+@njit(cache=True)
+def working_weights(fam, link, nbt, y, pw, eta, mu, w, wres):
+    """Fisher weights w = pw mu_eta^2 / V(mu) and the score term
+    wres = pw mu_eta (y - mu) / V(mu) (so the gradient is Z'wres - u)."""
+    for i in range(y.shape[0]):
+        me = mu_eta(eta[i], link)
+        vr = variance(mu[i], fam, nbt)
+        w[i] = pw[i] * me * me / vr
+        wres[i] = pw[i] * me * (y[i] - mu[i]) / vr
+
+
+@njit(cache=True)
+def factorize(A1, gptr, Rv, Rc, Rloc, m_use, loc_ptr, loc_cols, npen, w,
+              Dchol, Cval, S):
+    """Blocked Cholesky factor of  [A1'WA1 + I, A1'WR; R'WA1, R'WR + P].
+
+    On return ``Dchol[g]`` holds the lower factor L_g of the first term's block for
+    level g, ``Cval[:, loc]`` holds L_g^{-1} B_g, and ``S`` the lower Cholesky factor
+    of the Schur complement of the rest.  Returns (log|L|^2 of the random-effects
+    part, ok)."""
+    ng = gptr.shape[0] - 1
+    k1 = A1.shape[1]
+    r = S.shape[0]
+    maxloc = 0
+    for g in range(ng):
+        maxloc = max(maxloc, loc_ptr[g + 1] - loc_ptr[g])
+    B = np.zeros((k1, max(maxloc, 1)))
+    for a in range(r):
+        for b in range(r):
+            S[a, b] = 0.0
+    logdet = 0.0
+    for g in range(ng):
+        base = loc_ptr[g]
+        nloc = loc_ptr[g + 1] - base
+        D = Dchol[g]
+        for a in range(k1):
+            for b in range(k1):
+                D[a, b] = 0.0
+            D[a, a] = 1.0
+            for l in range(nloc):
+                B[a, l] = 0.0
+        for i in range(gptr[g], gptr[g + 1]):
+            wi = w[i]
+            for a in range(k1):
+                wa = wi * A1[i, a]
+                for b in range(a + 1):
+                    D[a, b] += wa * A1[i, b]
+                for e in range(m_use):
+                    B[a, Rloc[i, e]] += wa * Rv[i, e]
+            for e in range(m_use):
+                c = Rc[i, e]
+                we = wi * Rv[i, e]
+                for e2 in range(m_use):
+                    S[c, Rc[i, e2]] += we * Rv[i, e2]
+        # dense Cholesky of the small k1 x k1 block
+        for j in range(k1):
+            s = D[j, j]
+            for l in range(j):
+                s -= D[j, l] * D[j, l]
+            if not (s > 0.0):
+                return -np.inf, False
+            d = math.sqrt(s)
+            D[j, j] = d
+            logdet += 2.0 * math.log(d)
+            for a in range(j + 1, k1):
+                s = D[a, j]
+                for l in range(j):
+                    s -= D[a, l] * D[j, l]
+                D[a, j] = s / d
+            for a in range(j):
+                D[a, j] = 0.0
+        # C_g = L_g^{-1} B_g, then S[loc, loc] -= C_g' C_g
+        for l in range(nloc):
+            for a in range(k1):
+                s = B[a, l]
+                for b in range(a):
+                    s -= D[a, b] * Cval[b, base + l]
+                Cval[a, base + l] = s / D[a, a]
+        for l1 in range(nloc):
+            c1 = loc_cols[base + l1]
+            for l2 in range(l1 + 1):
+                c2 = loc_cols[base + l2]
+                s = 0.0
+                for a in range(k1):
+                    s += Cval[a, base + l1] * Cval[a, base + l2]
+                S[c1, c2] -= s
+                if l2 != l1:
+                    S[c2, c1] -= s
+    if r == 0:
+        return logdet, True
+    for j in range(npen):
+        S[j, j] += 1.0
+    # in-place lower Cholesky of the dense rest block
+    for j in range(r):
+        s = S[j, j]
+        for l in range(j):
+            s -= S[j, l] * S[j, l]
+        if not (s > 0.0):
+            return -np.inf, False
+        d = math.sqrt(s)
+        S[j, j] = d
+        if j < npen:
+            logdet += 2.0 * math.log(d)
+        for a in range(j + 1, r):
+            s = S[a, j]
+            for l in range(j):
+                s -= S[a, l] * S[j, l]
+            S[a, j] = s / d
+    for a in range(r):
+        for b in range(a + 1, r):
+            S[a, b] = 0.0
+    return logdet, True
+
+
+@njit(cache=True)
+def newton_step(A1, gptr, Rv, Rc, Rloc, m_use, loc_ptr, loc_cols, npen, wres,
+                u1, v, Dchol, Cval, LS, du1, dv):
+    """Solve H delta = gradient with the factor from ``factorize``; returns the
+    Newton decrement g'H^{-1}g (in deviance units)."""
+    ng = gptr.shape[0] - 1
+    k1 = A1.shape[1]
+    r = LS.shape[0]
+    for j in range(r):
+        dv[j] = 0.0
+    for g in range(ng):
+        for a in range(k1):
+            du1[g, a] = -u1[g, a]
+        for i in range(gptr[g], gptr[g + 1]):
+            wi = wres[i]
+            for a in range(k1):
+                du1[g, a] += wi * A1[i, a]
+            for e in range(m_use):
+                dv[Rc[i, e]] += wi * Rv[i, e]
+    for j in range(npen):
+        dv[j] -= v[j]
+    dec = 0.0
+    for g in range(ng):
+        D = Dchol[g]
+        for a in range(k1):
+            s = du1[g, a]
+            for b in range(a):
+                s -= D[a, b] * du1[g, b]
+            du1[g, a] = s / D[a, a]
+            dec += du1[g, a] * du1[g, a]
+        base = loc_ptr[g]
+        for l in range(loc_ptr[g + 1] - base):
+            s = 0.0
+            for a in range(k1):
+                s += Cval[a, base + l] * du1[g, a]
+            dv[loc_cols[base + l]] -= s
+    for j in range(r):
+        s = dv[j]
+        for l in range(j):
+            s -= LS[j, l] * dv[l]
+        dv[j] = s / LS[j, j]
+        dec += dv[j] * dv[j]
+    for j in range(r - 1, -1, -1):
+        s = dv[j]
+        for l in range(j + 1, r):
+            s -= LS[l, j] * dv[l]
+        dv[j] = s / LS[j, j]
+    for g in range(ng):
+        D = Dchol[g]
+        base = loc_ptr[g]
+        for l in range(loc_ptr[g + 1] - base):
+            c = loc_cols[base + l]
+            for a in range(k1):
+                du1[g, a] -= Cval[a, base + l] * dv[c]
+        for a in range(k1 - 1, -1, -1):
+            s = du1[g, a]
+            for b in range(a + 1, k1):
+                s -= D[b, a] * du1[g, b]
+            du1[g, a] = s / D[a, a]
+    return dec
+
+
+@njit(cache=True)
+def pirls(fam, link, nbt, y, pw, eta_base, A1, gptr, Rv, Rc, Rloc, m_use,
+          loc_ptr, loc_cols, r, npen, u1, v, maxit, tol):
+    """Penalized iteratively reweighted least squares for the conditional modes.
+
+    Minimises  sum(dev_i) + |u|^2  over u1, v (v holds the other random effects and,
+    when ``r > npen``, the fixed effects) by Fisher-scoring steps with step halving,
+    starting from the given u1, v (updated in place).  Stops when the Newton
+    decrement falls below ``tol * (1 + pdev)``, or stalls at rounding level.
+
+    Returns (status, iterations, log|L|^2, penalized deviance, aic term, Dchol,
+    Cval, LS, mu, eta); the factor is the one at the returned modes.
+    """
+    n = y.shape[0]
+    ng = gptr.shape[0] - 1
+    k1 = A1.shape[1]
+    eta = np.empty(n)
+    mu = np.empty(n)
+    w = np.empty(n)
+    wres = np.empty(n)
+    Dchol = np.empty((ng, k1, k1))
+    Cval = np.empty((k1, loc_cols.shape[0]))
+    LS = np.empty((r, r))
+    du1 = np.empty((ng, k1))
+    dv = np.empty(r)
+    u1_old = np.empty((ng, k1))
+    v_old = np.empty(r)
+
+    linear_predictor(eta_base, A1, gptr, u1, Rv, Rc, m_use, v, eta)
+    pdev = _mu_and_deviance(fam, link, nbt, y, pw, eta, mu) + _penalty(u1, v, npen)
+    if not np.isfinite(pdev):
+        return PIRLS_NONFINITE, 0, np.inf, pdev, np.inf, Dchol, Cval, LS, mu, eta
+    status = PIRLS_MAXIT
+    logdet = np.inf
+    it = 0
+    for it in range(1, maxit + 1):
+        working_weights(fam, link, nbt, y, pw, eta, mu, w, wres)
+        logdet, ok = factorize(A1, gptr, Rv, Rc, Rloc, m_use, loc_ptr, loc_cols,
+                               npen, w, Dchol, Cval, LS)
+        if not ok:
+            status = PIRLS_NOT_PD
+            break
+        dec = newton_step(A1, gptr, Rv, Rc, Rloc, m_use, loc_ptr, loc_cols, npen,
+                          wres, u1, v, Dchol, Cval, LS, du1, dv)
+        if dec < tol * (1.0 + abs(pdev)):
+            status = PIRLS_OK
+            break
+        u1_old[:, :] = u1
+        v_old[:] = v
+        step = 1.0
+        accepted = False
+        new = pdev
+        for _ in range(40):
+            for g in range(ng):
+                for a in range(k1):
+                    u1[g, a] = u1_old[g, a] + step * du1[g, a]
+            for j in range(r):
+                v[j] = v_old[j] + step * dv[j]
+            linear_predictor(eta_base, A1, gptr, u1, Rv, Rc, m_use, v, eta)
+            new = _mu_and_deviance(fam, link, nbt, y, pw, eta, mu) + _penalty(u1, v, npen)
+            if new <= pdev + 1e-13 * abs(pdev):
+                accepted = True
+                break
+            step *= 0.5
+        if not accepted:
+            # no descent at all along a Newton direction: we are at rounding level
+            u1[:, :] = u1_old
+            v[:] = v_old
+            linear_predictor(eta_base, A1, gptr, u1, Rv, Rc, m_use, v, eta)
+            pdev = _mu_and_deviance(fam, link, nbt, y, pw, eta, mu) + _penalty(u1, v, npen)
+            working_weights(fam, link, nbt, y, pw, eta, mu, w, wres)
+            logdet, ok = factorize(A1, gptr, Rv, Rc, Rloc, m_use, loc_ptr, loc_cols,
+                                   npen, w, Dchol, Cval, LS)
+            status = PIRLS_OK if (ok and dec < 1e-6 * (1.0 + abs(pdev))) else PIRLS_MAXIT
+            break
+        pdev = new
+    aic = conditional_aic(y, mu, pw, fam, nbt)
+    return status, it, logdet, pdev, aic, Dchol, Cval, LS, mu, eta
+
+
+@njit(cache=True)
+def agq_deviance(fam, link, nbt, y, pw, eta_base, a1, gptr, u1, Dchol, nodes, logw):
+    """-2 log of the marginal likelihood for one scalar random-effects term by
+    adaptive Gauss-Hermite quadrature: for each level, nodes are placed at
+    u_hat + z_k / L_g (L_g the conditional precision's square root), so that one
+    node reproduces the Laplace value exactly.  ``logw`` are the log weights of the
+    rule for a standard normal (summing to one)."""
+    ng = gptr.shape[0] - 1
+    K = nodes.shape[0]
+    total = 0.0
+    terms = np.empty(K)
+    for g in range(ng):
+        Lg = Dchol[g, 0, 0]
+        for k in range(K):
+            u = u1[g, 0] + nodes[k] / Lg
+            ll = 0.0
+            for i in range(gptr[g], gptr[g + 1]):
+                m = linkinv(eta_base[i] + a1[i] * u, link)
+                ll += unit_loglik(y[i], m, pw[i], fam, nbt)
+            terms[k] = logw[k] + ll - 0.5 * u * u + 0.5 * nodes[k] * nodes[k]
+        mx = terms.max()
+        s = 0.0
+        for k in range(K):
+            s += math.exp(terms[k] - mx)
+        total += -2.0 * (mx + math.log(s)) + 2.0 * math.log(Lg)
+    return total
+
+
+@njit(cache=True)
+def fixed_glm_irls(fam, link, nbt, y, pw, offset, X, eta0, maxit, tol):
+    """Plain GLM fit by IRLS, started as R's glm() starts (eta0 = g(mustart)), for
+    the starting values of beta.  Returns (beta, converged)."""
+    n, p = X.shape
+    eta = eta0.copy()
+    mu = np.empty(n)
+    for i in range(n):
+        mu[i] = linkinv(eta[i], link)
+    beta = np.zeros(p)
+    dev_old = np.inf
+    XtWX = np.empty((p, p))
+    XtWz = np.empty(p)
+    for it in range(maxit):
+        XtWX[:, :] = 0.0
+        XtWz[:] = 0.0
+        for i in range(n):
+            me = mu_eta(eta[i], link)
+            wi = pw[i] * me * me / variance(mu[i], fam, nbt)
+            zi = eta[i] - offset[i] + (y[i] - mu[i]) / me
+            for a in range(p):
+                xa = wi * X[i, a]
+                XtWz[a] += xa * zi
+                for b in range(a + 1):
+                    XtWX[a, b] += xa * X[i, b]
+        for a in range(p):
+            for b in range(a):
+                XtWX[b, a] = XtWX[a, b]
+        new_beta = np.linalg.solve(XtWX, XtWz)
+        step = 1.0
+        trial = new_beta
+        dev = np.inf
+        for _h in range(30):
+            trial = new_beta if it == 0 else beta + step * (new_beta - beta)
+            for i in range(n):
+                eta[i] = offset[i]
+                for j in range(p):
+                    eta[i] += X[i, j] * trial[j]
+            dev = _mu_and_deviance(fam, link, nbt, y, pw, eta, mu)
+            if np.isfinite(dev) and (it == 0 or dev <= dev_old + 1e-10 * abs(dev_old)):
+                break
+            step *= 0.5
+        beta[:] = trial
+        if abs(dev - dev_old) < tol * (abs(dev) + 0.1):
+            return beta, True
+        dev_old = dev
+    return beta, False
+
+
+@njit(cache=True)
+def term1_conditional_cov(Dchol, Cval, loc_ptr, loc_cols, Sinv):
+    """Diagonal blocks, for the first term's levels, of the inverse of the
+    random-effects system  [D, B; B', E]:  L_g^{-T} (I + C_g S^{-1} C_g') L_g^{-1}
+    (S the Schur complement of the rest, ``Sinv`` its inverse)."""
+    ng = Dchol.shape[0]
+    k = Dchol.shape[1]
+    out = np.empty((ng, k, k))
+    M = np.empty((k, k))
+    Linv = np.empty((k, k))
+    for g in range(ng):
+        base = loc_ptr[g]
+        nloc = loc_ptr[g + 1] - base
+        for a in range(k):
+            for b in range(k):
+                s = 1.0 if a == b else 0.0
+                for l1 in range(nloc):
+                    ca = Cval[a, base + l1]
+                    if ca == 0.0:
+                        continue
+                    c1 = loc_cols[base + l1]
+                    for l2 in range(nloc):
+                        s += ca * Sinv[c1, loc_cols[base + l2]] * Cval[b, base + l2]
+                M[a, b] = s
+        D = Dchol[g]
+        for j in range(k):          # inverse of the lower-triangular factor
+            for a in range(k):
+                Linv[a, j] = 0.0
+            Linv[j, j] = 1.0 / D[j, j]
+            for a in range(j + 1, k):
+                s = 0.0
+                for b in range(j, a):
+                    s -= D[a, b] * Linv[b, j]
+                Linv[a, j] = s / D[a, a]
+        for a in range(k):
+            for b in range(k):
+                s = 0.0
+                for c in range(k):
+                    for d in range(k):
+                        s += Linv[c, a] * M[c, d] * Linv[d, b]
+                out[g, a, b] = s
+    return out

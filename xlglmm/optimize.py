@@ -1,0 +1,193 @@
+"""Optimisation of the deviance (lme4's ``optimizeGlmer`` stage) and its checks.
+
+Stage 1 minimises the nAGQ=0 criterion over theta alone (PIRLS solves for the
+fixed effects too); stage 2 minimises the Laplace (or AGQ) deviance over theta and
+beta jointly, from stage 1's answer.  Both use BOBYQA (NLopt's implementation, the
+derivative-free trust-region method MixedModels.jl uses; lme4 uses bobyqa then
+Nelder-Mead): it respects the bounds on theta's diagonal and needs few evaluations
+on these smooth objectives.  Beta is optimised on the scale of its standard errors
+so that one trust radius fits every coordinate.
+
+Then, as lme4 does: a finite-difference gradient and Hessian of the deviance in
+(theta, beta) (central differences, step 1e-4: they give the fixed-effect
+covariance 2 H^-1), lme4's convergence checks in plain words, the boundary check
+(a theta within 1e-5 of its bound is set to the bound when that is no worse), and
+the singular-fit test (a diagonal theta below 1e-4).
+"""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+
+import nlopt
+import numpy as np
+
+BIG = 1e300
+SINGULAR_TOL = 1e-4
+BOUNDARY_TOL = 1e-5
+GRAD_TOL = 2e-3
+HESS_TOL = 1e-6
+FD_DELTA = 1e-4
+
+
+class FitTimeout(Exception):
+    """The time budget ran out; carries the best point so far."""
+
+
+@dataclass
+class OptResult:
+    x: np.ndarray
+    fun: float
+    nevals: int
+    code: int
+    message: str = ""
+    timed_out: bool = False
+
+
+@dataclass
+class Budget:
+    """A wall-clock budget and an evaluation cap shared by the stages."""
+
+    seconds: float | None = None
+    max_evals: int = 100000
+    start: float = field(default_factory=time.perf_counter)
+
+    def expired(self) -> bool:
+        return self.seconds is not None and time.perf_counter() - self.start > self.seconds
+
+
+def bobyqa(fun, x0, lower, upper, step, xtol, ftol, maxeval, budget: Budget) -> OptResult:
+    n = len(x0)
+    best = {"x": np.array(x0, float), "f": np.inf, "n": 0}
+
+    def obj(x, grad):
+        if budget.expired():
+            raise FitTimeout()
+        f = fun(x)
+        best["n"] += 1
+        if not np.isfinite(f):
+            return BIG
+        if f < best["f"]:
+            best["f"], best["x"] = f, np.array(x, float)
+        return f
+
+    x0 = np.clip(np.asarray(x0, float), lower, upper)
+    opt = nlopt.opt(nlopt.LN_BOBYQA, n)
+    opt.set_min_objective(obj)
+    opt.set_lower_bounds(np.where(np.isfinite(lower), lower, -BIG))
+    opt.set_upper_bounds(np.where(np.isfinite(upper), upper, BIG))
+    opt.set_initial_step(np.asarray(step, float))
+    opt.set_xtol_abs(np.full(n, xtol))
+    opt.set_ftol_abs(ftol)
+    opt.set_maxeval(int(maxeval))
+    timed_out = False
+    code = 0
+    msg = ""
+    try:
+        opt.optimize(x0)
+        code = opt.last_optimize_result()
+    except FitTimeout:
+        timed_out = True
+        msg = "time budget reached"
+    except nlopt.RoundoffLimited:
+        code = -4
+        msg = "optimizer stopped at rounding limits"
+    except (RuntimeError, ValueError) as e:   # nlopt failure on a degenerate problem
+        code = -1
+        msg = f"optimizer failure ({e})"
+    if code == nlopt.MAXEVAL_REACHED:
+        msg = "iteration limit reached"
+    return OptResult(best["x"], best["f"], best["n"], code, msg, timed_out)
+
+
+def deriv12(fun, x, fx=None, delta=FD_DELTA, budget: Budget | None = None):
+    """Central finite-difference gradient and Hessian (lme4's deriv12, no bounds)."""
+    x = np.asarray(x, float)
+    n = len(x)
+    if fx is None:
+        fx = fun(x)
+    H = np.empty((n, n))
+    g = np.empty(n)
+    d2 = delta * delta
+
+    def at(i, si, j=None, sj=0.0):
+        z = x.copy()
+        z[i] += si
+        if j is not None:
+            z[j] += sj
+        if budget is not None and budget.expired():
+            raise FitTimeout()
+        return fun(z)
+
+    for j in range(n):
+        fa = at(j, delta)
+        fs = at(j, -delta)
+        H[j, j] = (fa - 2.0 * fx + fs) / d2
+        g[j] = (fa - fs) / (2.0 * delta)
+        for i in range(j):
+            H[i, j] = H[j, i] = (at(i, delta, j, delta) - at(i, delta, j, -delta)
+                                 - at(i, -delta, j, delta) + at(i, -delta, j, -delta)) / (4.0 * d2)
+    return g, H
+
+
+def check_convergence(grad, hess) -> list[str]:
+    """lme4's checkConv (gradient and Hessian parts), in plain words."""
+    msgs = []
+    if grad is None or not np.all(np.isfinite(grad)) or not np.all(np.isfinite(hess)):
+        return ["Convergence could not be checked: the gradient or Hessian of the "
+                "deviance has missing values."]
+    try:
+        R = np.linalg.cholesky(hess).T
+        scgrad = np.linalg.solve(R.T, grad)   # R's solve(chol(H), g) with H = R'R
+        mingrad = np.minimum(np.abs(scgrad), np.abs(grad))
+        worst = float(np.max(mingrad))
+        if worst > GRAD_TOL:
+            msgs.append(f"Model failed to converge with max|grad| = {worst:.4g} "
+                        f"(tol = {GRAD_TOL:g}): the optimum is not well determined; "
+                        "estimates may be inaccurate. Try rescaling predictors or "
+                        "simplifying the random effects.")
+    except np.linalg.LinAlgError:
+        msgs.append("Model failed to converge: unable to evaluate the scaled gradient "
+                    "(the Hessian is not positive definite).")
+    try:
+        ev = np.linalg.eigvalsh((hess + hess.T) / 2.0)
+    except np.linalg.LinAlgError:
+        return msgs + ["Problem with the Hessian check (infinite or missing values)."]
+    if np.any(ev < -HESS_TOL):
+        msgs.append(f"Model failed to converge: degenerate Hessian with "
+                    f"{int(np.sum(ev < -HESS_TOL))} negative eigenvalue(s); this is not a "
+                    "clean optimum.")
+    elif np.any(np.abs(ev) < HESS_TOL):
+        msgs.append("Hessian is numerically singular: parameters are not uniquely "
+                    "determined.")
+    else:
+        if ev.max() * HESS_TOL > 1:
+            msgs.append("Model is nearly unidentifiable: very large eigenvalue - "
+                        "rescale variables?")
+        if ev.min() / ev.max() < HESS_TOL:
+            msgs.append("Model is nearly unidentifiable: large eigenvalue ratio - "
+                        "rescale variables?")
+    return msgs
+
+
+def is_singular(theta, lower) -> bool:
+    bounded = np.isfinite(lower) & (lower == 0)
+    return bool(np.any(np.asarray(theta)[bounded] < SINGULAR_TOL))
+
+
+def check_boundary(fun, x, fx, lower):
+    """lme4's check.boundary: thetas within BOUNDARY_TOL of their bound go to the
+    bound when that does not increase the deviance."""
+    x = np.array(x, float)
+    nb = len(lower)
+    diff = x[:nb] - lower
+    edge = np.isfinite(diff) & (diff > 0) & (diff < BOUNDARY_TOL)
+    if not edge.any():
+        return x, fx
+    for i in np.flatnonzero(edge):
+        trial = x.copy()
+        trial[i] = lower[i]
+        ft = fun(trial)
+        if ft < fx:
+            x, fx = trial, ft
+    return x, fx
