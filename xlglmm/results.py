@@ -137,9 +137,12 @@ class GLMMResult:
             sd = np.sqrt(np.clip(np.einsum("gii->gi", cv), 0.0, None))
             df = pd.DataFrame(b, index=pd.Index(t.levels, name=t.group), columns=t.colnames)
             dsd = pd.DataFrame(sd, index=df.index, columns=t.colnames)
-            if t.group in values:
-                values[t.group] = values[t.group].join(df, rsuffix=".1")
-                sds[t.group] = sds[t.group].join(dsd, rsuffix=".1")
+            if t.group in values:     # (x || g): several terms on one factor
+                taken = set(values[t.group].columns)
+                cols = [c if c not in taken else f"{c}.1" for c in t.colnames]
+                df.columns = dsd.columns = cols
+                values[t.group] = pd.concat([values[t.group], df], axis=1)
+                sds[t.group] = pd.concat([sds[t.group], dsd], axis=1)
             else:
                 values[t.group], sds[t.group] = df, dsd
         for g in list(values):

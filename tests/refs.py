@@ -1,0 +1,63 @@
+"""Loading lme4 reference fits (tests/data) and fitting the same model with xlglmm."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+import xlglmm
+
+DATA = Path(__file__).parent / "data"
+
+
+def natural(s: str):
+    try:
+        return (0, float(s), s)
+    except ValueError:
+        return (1, 0.0, s)
+
+
+def load_frame(spec: dict) -> pd.DataFrame:
+    df = pd.read_csv(DATA / spec["data"])
+    for col, n in spec.get("subset_first_levels", {}).items():
+        keep = sorted(df[col].astype(str).unique())[:n]
+        df = df[df[col].astype(str).isin(keep)].reset_index(drop=True)
+    for col, expr in spec.get("derive", {}).items():
+        df[col] = df.eval(expr)      # trusted test manifests only, never user text
+    for col in spec.get("factors", []):
+        values = df[col].astype(str)
+        df[col] = pd.Categorical(values, categories=sorted(values.unique(), key=natural))
+    return df
+
+
+def manifest(name: str = "models.json") -> dict:
+    return json.loads((DATA / name).read_text())
+
+
+def expected(name: str, extra: bool = False) -> dict:
+    folder = DATA / ("extra" if extra else "expected")
+    return json.loads((folder / f"{name}.json").read_text())
+
+
+def fit(spec: dict, **over):
+    df = load_frame(spec)
+    kw = {"family": spec["family"], "nAGQ": spec.get("nAGQ", 1)}
+    if spec.get("link"):
+        kw["link"] = spec["link"]
+    if spec.get("offset_log"):
+        kw["offset"] = np.log(df[spec["offset_log"]].to_numpy(float))
+    if spec.get("weights"):
+        kw["weights"] = df[spec["weights"]].to_numpy(float)
+    kw.update(over)
+    return xlglmm.glmer(spec["formula"], df, **kw), df
+
+
+def sds_by_group(rows) -> dict:
+    out: dict = {}
+    for r in rows:
+        v2 = r["var2"]
+        if v2 is None or v2 == "" or (isinstance(v2, float) and np.isnan(v2)):
+            out.setdefault(str(r["grp"]).split(".")[0], []).append(float(r["sdcor"]))
+    return {g: sorted(v) for g, v in out.items()}

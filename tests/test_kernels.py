@@ -1,0 +1,203 @@
+"""Numba kernels against plain numpy/scipy versions of the same formulas."""
+import numpy as np
+import pandas as pd
+import pytest
+from scipy import integrate, optimize, special, stats
+
+from xlglmm import kernels
+from xlglmm.design import build_design
+from xlglmm.devfun import GlmmDeviance, gauss_hermite
+from xlglmm.family import Family, conditional_aic, linkinv, mu_eta, unit_loglik
+
+RNG = np.random.default_rng(20261124)
+
+
+# ---- families --------------------------------------------------------------------------
+
+def test_loglik_matches_scipy():
+    y = np.array([0, 1, 3, 7, 12], float)
+    mu = np.array([0.4, 1.3, 2.2, 6.5, 15.0])
+    pois = [unit_loglik(a, b, 1.0, 0, 1.0) for a, b in zip(y, mu)]
+    assert np.allclose(pois, stats.poisson.logpmf(y, mu))
+    th = 2.5
+    nb = [unit_loglik(a, b, 1.0, 4, th) for a, b in zip(y, mu)]
+    assert np.allclose(nb, stats.nbinom.logpmf(y, th, th / (th + mu)))
+    m = np.array([5, 8, 10, 3, 20], float)
+    k = np.array([0, 3, 10, 1, 7], float)
+    p = np.array([0.1, 0.4, 0.8, 0.5, 0.3])
+    binom = [unit_loglik(kk / mm, pp, mm, 1, 1.0) for kk, mm, pp in zip(k, m, p)]
+    assert np.allclose(binom, stats.binom.logpmf(k, m, p))
+
+
+def test_gamma_aic_matches_r_formula():
+    y = RNG.gamma(3.0, 1.0, 50)
+    mu = np.exp(RNG.normal(1, 0.2, 50))
+    wt = np.ones(50)
+    fam = Family("gamma", "log")
+    dev = fam.dev_resids(y, mu, wt).sum()
+    disp = dev / 50
+    want = -2 * stats.gamma.logpdf(y, a=1 / disp, scale=mu * disp).sum() + 2
+    assert conditional_aic(y, mu, wt, 2, 1.0) == pytest.approx(want, rel=1e-12)
+
+
+@pytest.mark.parametrize("link,ref", [
+    (1, special.expit), (2, special.ndtr), (3, lambda e: -np.expm1(-np.exp(e))),
+    (0, np.exp), (4, lambda e: 1 / e)])
+def test_links_and_derivatives(link, ref):
+    eta = np.linspace(0.3, 2.5, 9) if link == 4 else np.linspace(-4, 3, 15)
+    got = np.array([linkinv(e, link) for e in eta])
+    assert np.allclose(got, ref(eta), rtol=1e-12)
+    h = 1e-6
+    num = (ref(eta + h) - ref(eta - h)) / (2 * h)
+    assert np.allclose([mu_eta(e, link) for e in eta], num, rtol=1e-6)
+
+
+def test_dev_resids_formulas():
+    y = np.array([0.0, 2.0, 5.0])
+    mu = np.array([0.5, 2.5, 4.0])
+    pois = Family("poisson").dev_resids(y, mu)
+    want = 2 * (np.where(y > 0, y * np.log(np.where(y > 0, y, 1) / mu), 0) - (y - mu))
+    assert np.allclose(pois, want)
+    yb = np.array([0.0, 0.25, 1.0])
+    mb = np.array([0.2, 0.3, 0.9])
+    b = Family("binomial").dev_resids(yb, mb, np.array([1, 4, 2.0]))
+    ylogy = lambda a, m: np.where(a > 0, a * np.log(np.where(a > 0, a, 1) / m), 0)
+    wantb = 2 * np.array([1, 4, 2.0]) * (ylogy(yb, mb) + ylogy(1 - yb, 1 - mb))
+    assert np.allclose(b, wantb)
+
+
+# ---- the blocked factor ----------------------------------------------------------------
+
+def _crossed_problem(family="poisson", link=None, slope=True, n=60):
+    df = pd.DataFrame({
+        "y": RNG.poisson(3, n).astype(float),
+        "x": RNG.normal(size=n), "z": RNG.normal(size=n),
+        "a": RNG.integers(0, 6, n).astype(str), "b": RNG.integers(0, 4, n).astype(str)})
+    if family == "binomial":
+        df["y"] = (RNG.uniform(size=n) < 0.4).astype(float)
+    f = "y ~ z + (x|a) + (1|b)" if slope else "y ~ z + (1|a) + (1|b)"
+    fam = Family(family, link or "")
+    design = build_design(f, df, fam)
+    return GlmmDeviance(design, fam), design
+
+
+def _dense(dev: GlmmDeviance, theta):
+    """Dense U = Z Lambda (sorted rows) for the whole model."""
+    lams = dev.lambdas(theta)
+    blocks = []
+    for t, L in zip(dev.terms, lams):
+        codes = t.codes[dev.order]
+        Z = t.Z[dev.order]
+        Zd = np.zeros((dev.n, t.nlevels * t.k))
+        for i in range(dev.n):
+            Zd[i, codes[i] * t.k:(codes[i] + 1) * t.k] = Z[i]
+        Lb = np.kron(np.eye(t.nlevels), L)
+        blocks.append(Zd @ Lb)
+    return np.hstack(blocks)
+
+
+@pytest.mark.parametrize("with_beta", [False, True])
+def test_factorize_and_newton_step_against_dense(with_beta):
+    dev, _ = _crossed_problem()
+    theta = np.array([0.8, 0.3, 0.5, 0.6])
+    dev.set_theta(theta)
+    m_use, r, loc_ptr, loc_cols, Rloc = dev.symbolic(with_beta)
+    w = RNG.uniform(0.5, 3.0, dev.n)
+    wres = RNG.normal(size=dev.n)
+    q1 = dev.ng1 * dev.k1
+    u1 = RNG.normal(size=(dev.ng1, dev.k1))
+    v = RNG.normal(size=r)
+    Dchol = np.empty((dev.ng1, dev.k1, dev.k1))
+    Cval = np.empty((dev.k1, len(loc_cols)))
+    LS = np.empty((r, r))
+    logdet, ok = kernels.factorize(dev.A1, dev.gptr, dev.Rv, dev.Rc, Rloc, m_use, loc_ptr,
+                                   loc_cols, dev.q2, w, Dchol, Cval, LS)
+    assert ok
+    U = _dense(dev, theta)
+    q = U.shape[1]
+    Hu = U.T @ (w[:, None] * U) + np.eye(q)
+    assert logdet == pytest.approx(np.linalg.slogdet(Hu)[1], rel=1e-12)
+    full = np.hstack([U, dev.X]) if with_beta else U
+    pen = np.r_[np.ones(q), np.zeros(full.shape[1] - q)]
+    H = full.T @ (w[:, None] * full) + np.diag(pen)
+    coef = np.r_[u1.ravel(), v]
+    g = full.T @ wres - pen * coef
+    du1 = np.empty_like(u1)
+    dv = np.empty(r)
+    dec = kernels.newton_step(dev.A1, dev.gptr, dev.Rv, dev.Rc, Rloc, m_use, loc_ptr,
+                              loc_cols, dev.q2, wres, u1, v, Dchol, Cval, LS, du1, dv)
+    want = np.linalg.solve(H, g)
+    assert np.allclose(np.r_[du1.ravel(), dv], want, rtol=1e-10, atol=1e-12)
+    assert dec == pytest.approx(g @ want, rel=1e-10)
+    if with_beta:   # RX: the fixed-effect Schur complement's factor
+        p = dev.p
+        S = H[-p:, -p:] - H[-p:, :-p] @ np.linalg.solve(H[:-p, :-p], H[:-p, -p:])
+        RXt = LS[-p:, -p:]
+        assert np.allclose(RXt @ RXt.T, S, rtol=1e-10)
+    # conditional covariance of u: diagonal blocks of Hu^{-1}
+    if not with_beta:
+        Sinv = np.linalg.inv(LS @ LS.T)
+        V1 = kernels.term1_conditional_cov(Dchol, Cval, loc_ptr, loc_cols, Sinv)
+        Hinv = np.linalg.inv(Hu)
+        for gi in range(dev.ng1):
+            sl = slice(gi * dev.k1, (gi + 1) * dev.k1)
+            assert np.allclose(V1[gi], Hinv[sl, sl], rtol=1e-10)
+
+
+@pytest.mark.parametrize("family,link", [("poisson", None), ("binomial", "logit"),
+                                         ("binomial", "probit"), ("binomial", "cloglog")])
+def test_pirls_finds_the_penalized_mode(family, link):
+    dev, design = _crossed_problem(family, link, slope=False)
+    theta = np.array([0.7, 0.4])
+    beta = np.array([0.2, -0.3]) if family == "poisson" else np.array([-0.4, 0.2])
+    st = dev.pirls(theta, beta)
+    assert st.ok
+    U = _dense(dev, theta)
+    fam = dev.family
+    eta0 = dev.offset + dev.X @ beta
+
+    def pdev(u):
+        mu = fam.linkinv(eta0 + U @ u)
+        return fam.dev_resids(dev.y, mu, dev.pw).sum() + u @ u
+    ref = optimize.minimize(pdev, np.zeros(U.shape[1]), method="BFGS",
+                            options={"gtol": 1e-10, "maxiter": 10000})
+    ours = dev.u_vector(st)
+    assert pdev(ours) <= ref.fun + 1e-8
+    assert np.allclose(ours, ref.x, atol=1e-4)
+    # Laplace deviance = aic + |u|^2 + log det(U'WU + I) at the mode
+    mu = fam.linkinv(eta0 + U @ ours)
+    wts = dev.pw * fam.mu_eta(eta0 + U @ ours) ** 2 / fam.variance(mu)
+    want = fam.aic(dev.y, mu, dev.pw) + ours @ ours + np.linalg.slogdet(
+        U.T @ (wts[:, None] * U) + np.eye(U.shape[1]))[1]
+    assert dev.laplace(theta, beta) == pytest.approx(want, rel=1e-10)
+
+
+def test_agq_kernel_against_quadrature():
+    df = pd.DataFrame({"y": RNG.poisson(2, 40).astype(float), "x": RNG.normal(size=40),
+                       "g": np.repeat(list("abcdefgh"), 5)})
+    fam = Family("poisson")
+    dev = GlmmDeviance(build_design("y ~ x + (1|g)", df, fam), fam)
+    theta, beta = np.array([0.6]), np.array([0.5, 0.2])
+    one = dev.agq(theta, beta, *gauss_hermite(1))
+    assert one == pytest.approx(dev.laplace(theta, beta), rel=1e-12)
+    val = dev.agq(theta, beta, *gauss_hermite(25))
+    eta = dev.offset + dev.X @ beta
+    total = 0.0
+    for gi in range(dev.ng1):
+        s = slice(dev.gptr[gi], dev.gptr[gi + 1])
+        f = lambda b: np.exp(stats.poisson.logpmf(dev.y[s], np.exp(eta[s] + 0.6 * b)).sum()) \
+            * stats.norm.pdf(b)
+        total += np.log(integrate.quad(f, -10, 10, epsabs=0, epsrel=1e-12)[0])
+    assert val == pytest.approx(-2 * total, abs=1e-6)
+
+
+def test_symbolic_blocks_lists_touched_columns():
+    dev, _ = _crossed_problem()
+    m_use, r, loc_ptr, loc_cols, Rloc = dev.symbolic(True)
+    for g in range(dev.ng1):
+        rows = range(dev.gptr[g], dev.gptr[g + 1])
+        want = sorted({int(c) for i in rows for c in dev.Rc[i, :m_use]})
+        got = list(loc_cols[loc_ptr[g]:loc_ptr[g + 1]])
+        assert got == want
+        for i in rows:
+            assert all(got[Rloc[i, e]] == dev.Rc[i, e] for e in range(m_use))
