@@ -251,6 +251,10 @@ def _model_matrix(terms, intercept, values: dict, specs: dict, n: int):
             else:
                 codes = values[v]
                 contrast = frozenset(set(t) - {v}) in present
+                if len(t) == 1 and frozenset() not in present:
+                    # R: without an intercept the first factor is coded in full,
+                    # and then stands in for the intercept
+                    present.add(frozenset())
                 idx = range(1, len(sp.levels)) if contrast else range(len(sp.levels))
                 parts.append([(f"{v}{sp.levels[j]}", (codes == j).astype(float)) for j in idx])
         # R: the first variable varies fastest

@@ -136,8 +136,12 @@ def glmer(formula, data, family="poisson", *, link=None, offset=None, weights=No
         fval = res1.fun
         if nAGQ == 0:
             theta_hat, fval = check_boundary(f1, theta_hat, fval, lower)
-            st = dev.pirls(theta_hat)
-            beta_hat = dev.beta_of(st)
+        st = dev.pirls(theta_hat)
+        beta_hat = dev.beta_of(st)
+        if nAGQ > 0:       # stopped in stage 1 by the budget: report the Laplace value
+            st = dev.pirls(theta_hat, beta_hat)
+            fval = f2_raw(theta_hat, beta_hat)
+            st = dev.state
     else:
         # stage 2: (theta, beta) jointly; beta scaled by its stage-1 standard errors
         rx = _rx_cov(dev, theta1, st1)
