@@ -26,6 +26,8 @@ from .family import Family
 
 PIRLS_TOL = 1e-20       # Newton decrement relative to the penalized deviance
 PIRLS_MAXIT = 200
+LME4_TOL_PWRSS = 1e-7   # glmerControl(tolPwrss)
+LME4_MAXIT = 100
 
 
 @dataclass
@@ -208,6 +210,31 @@ class GlmmDeviance:
         return float(kernels.agq_deviance(fam.code, fam.link_code, float(fam.nb_theta),
                                           self.y, self.pw, eta_base, self.A1[:, 0],
                                           self.gptr, st.u1, st.Dchol, nodes, logw))
+
+    def lme4_devfun(self, theta_stage1, mustart):
+        """lme4's stage-2 deviance function as lme4 evaluates it (few PIRLS
+        iterations from the stage-1 linear predictor, log|L|^2 one iterate late),
+        for reproducing lme4's finite-difference Hessian.  Returns f(theta, beta)."""
+        fam = self.family
+        eta_start = np.ascontiguousarray(fam.linkfun(np.asarray(mustart)[self.order]))
+
+        def loop(theta, offset, eta0, with_beta):
+            self.set_theta(theta)
+            m_use, r, loc_ptr, loc_cols, Rloc = self.symbolic(with_beta)
+            return kernels.pirls_lme4(fam.code, fam.link_code, float(fam.nb_theta), self.y,
+                                      self.pw, offset, eta0, self.A1, self.gptr, self.Rv,
+                                      self.Rc, Rloc, m_use, loc_ptr, loc_cols, r, self.q2,
+                                      LME4_TOL_PWRSS, LME4_MAXIT)
+        # lp0 as lme4 builds it: the joint (u, beta) loop at theta = 1 from mustart,
+        # then at the stage-1 optimum from there
+        _, eta_init, _ = loop(theta_start(self.terms), self.offset, eta_start, True)
+        _, eta_lp0, _ = loop(np.asarray(theta_stage1, float), self.offset, eta_init, True)
+
+        def f(theta, beta):
+            off = np.ascontiguousarray(self.offset + self.X @ beta)
+            value, _, _ = loop(np.asarray(theta, float), off, eta_lp0, False)
+            return float(value)
+        return f
 
     def factor_at(self, theta, st: PirlsState, with_beta: bool):
         """The blocked factor at the state's weights, with or without the fixed

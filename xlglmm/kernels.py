@@ -488,3 +488,70 @@ def term1_conditional_cov(Dchol, Cval, loc_ptr, loc_cols, Sinv):
                         s += Linv[c, a] * M[c, d] * Linv[d, b]
                 out[g, a, b] = s
     return out
+
+
+@njit(cache=True)
+def pirls_lme4(fam, link, nbt, y, pw, offset, eta0, A1, gptr, Rv, Rc, Rloc, m_use,
+               loc_ptr, loc_cols, r, npen, tol, maxit):
+    """lme4's own PIRLS loop, reproduced to reproduce lme4's numbers where they depend
+    on it (its finite-difference Hessian, hence its printed standard errors).
+
+    Each call starts from the fixed linear predictor ``eta0``; each iteration solves
+    for the whole coefficient vector with the working response
+    z = (eta - offset) + (y - mu)/mu_eta, and stops when the penalized deviance
+    changes by less than ``tol`` relative (never after the first iteration); the
+    value returned is aic(mu) + |u|^2 + log|L|^2 with L from the weights *before*
+    the last update, as lme4 returns it.  Returns (value, eta, iterations)."""
+    n = y.shape[0]
+    ng = gptr.shape[0] - 1
+    k1 = A1.shape[1]
+    eta = eta0.copy()
+    mu = np.empty(n)
+    w = np.empty(n)
+    wz = np.empty(n)
+    Dchol = np.empty((ng, k1, k1))
+    Cval = np.empty((k1, loc_cols.shape[0]))
+    LS = np.empty((r, r))
+    zero1 = np.zeros((ng, k1))
+    zerov = np.zeros(r)
+    u1 = np.zeros((ng, k1))
+    v = np.zeros(r)
+    u1_old = np.zeros((ng, k1))
+    v_old = np.zeros(r)
+    for i in range(n):
+        mu[i] = linkinv(eta[i], link)
+    oldpdev = np.inf
+    logdet = np.inf
+    it = 0
+    for it in range(1, maxit + 1):
+        for i in range(n):
+            me = mu_eta(eta[i], link)
+            vr = variance(mu[i], fam, nbt)
+            w[i] = pw[i] * me * me / vr
+            wz[i] = w[i] * ((eta[i] - offset[i]) + (y[i] - mu[i]) / me)
+        logdet, ok = factorize(A1, gptr, Rv, Rc, Rloc, m_use, loc_ptr, loc_cols, npen, w,
+                               Dchol, Cval, LS)
+        if not ok:
+            return np.inf, eta, it
+        u1_old[:, :] = u1
+        v_old[:] = v
+        newton_step(A1, gptr, Rv, Rc, Rloc, m_use, loc_ptr, loc_cols, npen, wz,
+                    zero1, zerov, Dchol, Cval, LS, u1, v)
+        linear_predictor(offset, A1, gptr, u1, Rv, Rc, m_use, v, eta)
+        pdev = _mu_and_deviance(fam, link, nbt, y, pw, eta, mu) + _penalty(u1, v, npen)
+        if it > 1 and pdev > oldpdev:
+            for _ in range(10):          # lme4's step halving towards the last iterate
+                for g in range(ng):
+                    for a in range(k1):
+                        u1[g, a] = 0.5 * (u1[g, a] + u1_old[g, a])
+                for j in range(r):
+                    v[j] = 0.5 * (v[j] + v_old[j])
+                linear_predictor(offset, A1, gptr, u1, Rv, Rc, m_use, v, eta)
+                pdev = _mu_and_deviance(fam, link, nbt, y, pw, eta, mu) + _penalty(u1, v, npen)
+                if pdev <= oldpdev:
+                    break
+        if abs((oldpdev - pdev) / pdev) < tol:
+            break
+        oldpdev = pdev
+    value = conditional_aic(y, mu, pw, fam, nbt) + _penalty(u1, v, npen) + logdet
+    return value, eta, it

@@ -9,8 +9,9 @@ on these smooth objectives.  Beta is optimised on the scale of its standard erro
 so that one trust radius fits every coordinate.
 
 Then, as lme4 does: a finite-difference gradient and Hessian of the deviance in
-(theta, beta) (central differences, step 1e-4: they give the fixed-effect
-covariance 2 H^-1), lme4's convergence checks in plain words, the boundary check
+(theta, beta) (central differences, step 1e-3 on the accurately converged
+deviance; lme4's 1e-4 when reproducing lme4's own Hessian: they give the
+fixed-effect covariance 2 H^-1), lme4's convergence checks in plain words, the boundary check
 (a theta within 1e-5 of its bound is set to the bound when that is no worse), and
 the singular-fit test (a diagonal theta below 1e-4).
 """
@@ -27,7 +28,9 @@ SINGULAR_TOL = 1e-4
 BOUNDARY_TOL = 1e-5
 GRAD_TOL = 2e-3
 HESS_TOL = 1e-6
-FD_DELTA = 1e-4
+FD_DELTA = 1e-4          # lme4's deriv12 step (used when reproducing lme4's Hessian)
+EXACT_FD_DELTA = 1e-3    # our step: PIRLS is converged to ~1e-10 in the deviance, so
+                         # 1e-3 keeps rounding noise ~1e-4 while truncation is ~1e-6
 
 
 class FitTimeout(Exception):

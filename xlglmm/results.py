@@ -18,7 +18,7 @@ class GLMMResult:
     ``llf``, ``aic``, ``bic``, ...); values follow lme4's conventions."""
 
     def __init__(self, *, design, devfun, family, nAGQ, theta, beta, vcov, vcov_method,
-                 vcov_rx, deviance_value, state, sigma, converged, singular, messages,
+                 vcov_rx, vcov_exact, deviance_value, state, sigma, converged, singular, messages,
                  gradient, hessian, evaluations, seconds, formula):
         self.design = design
         self._dev = devfun
@@ -39,6 +39,8 @@ class GLMMResult:
         self.fe_params = pd.Series(np.asarray(beta, float), index=names, name="estimate")
         self.fe_cov = pd.DataFrame(vcov, index=names, columns=names)
         self.fe_cov_rx = pd.DataFrame(vcov_rx, index=names, columns=names)
+        self.fe_cov_exact = (pd.DataFrame(vcov_exact, index=names, columns=names)
+                             if vcov_exact is not None else None)
         self.fe_bse = pd.Series(np.sqrt(np.diag(vcov)) if len(names) else [], index=names,
                                 name="se", dtype=float)
         self.fe_zvalues = self.fe_params / self.fe_bse
