@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import itertools
 import math
+import threading
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -28,14 +29,28 @@ class DesignError(ValueError):
     """The data do not fit the model (unknown column, bad values, nothing left...)."""
 
 
+ROW_LABELS = "xlglmm_row_labels"   # DataFrame.attrs key: row numbers to show in messages
+
+
 def _rows_text(mask_or_idx, labels=None, limit=8) -> str:
-    """'rows 5, 9' style text (1-based positions in the data as given)."""
+    """'rows 5, 9' style text: 1-based positions in the data as given, or the row
+    labels the caller attached (the worksheet layer attaches range row numbers)."""
     idx = np.flatnonzero(mask_or_idx) if np.asarray(mask_or_idx).dtype == bool else \
         np.asarray(mask_or_idx)
-    shown = [str(int(i) + 1) for i in idx[:limit]]
+    if labels is None:
+        labels = _CURRENT_LABELS.value
+    shown = [str(labels[int(i)]) if labels is not None else str(int(i) + 1)
+             for i in idx[:limit]]
     more = f" and {len(idx) - limit} more" if len(idx) > limit else ""
     word = "row" if len(idx) == 1 else "rows"
     return f"{word} {', '.join(shown)}{more}"
+
+
+class _Labels(threading.local):
+    value = None
+
+
+_CURRENT_LABELS = _Labels()   # row labels of the table being built (per thread)
 
 
 # ---- variables ------------------------------------------------------------------------
@@ -317,6 +332,14 @@ def build_design(formula, data, family: Family, offset=None, weights=None,
     f = parse_formula(formula) if isinstance(formula, str) else formula
     table = DataTable(data)
     n = table.n
+    _CURRENT_LABELS.value = table.df.attrs.get(ROW_LABELS)
+    try:
+        return _build(f, table, n, family, offset, weights, groups)
+    finally:
+        _CURRENT_LABELS.value = None
+
+
+def _build(f, table, n, family, offset, weights, groups) -> ModelDesign:
     if groups:
         if isinstance(groups, str):
             groups = [groups]

@@ -1,0 +1,258 @@
+"""Worksheet functions, called with exactly what xlwings hands them, against
+xlglmm.glmer and lme4's references."""
+import math
+
+import numpy as np
+import pandas as pd
+import pytest
+
+import xlglmm
+from xlglmm import cache, udfs
+from refs import DATA, expected, load_frame, manifest
+from sheetdata import block_row, block_value, column, columns, table
+
+
+@pytest.fixture(autouse=True)
+def fresh_cache():
+    cache.clear()
+    yield
+    cache.clear()
+
+
+@pytest.fixture(scope="module")
+def safety():
+    return pd.read_csv(DATA / "workplace_safety.csv")
+
+
+def safety_block(df, **kw):
+    return udfs.GLMM_POISSON(column(df.incidents, "incidents"), column(df.training, "training"),
+                             columns(df, ["plant", "month"]),
+                             column(np.log(df.employees)), **kw)
+
+
+def is_rectangular(b):
+    return isinstance(b, list) and len({len(r) for r in b}) == 1
+
+
+def test_seed_example_spills_case_study_numbers(safety):
+    b = safety_block(safety)
+    assert is_rectangular(b)
+    assert round(block_value(b, "AIC"), 1) == 715.5
+    assert round(block_value(b, "BIC"), 1) == 727.8
+    row = block_row(b, "training")
+    exp = expected("safety_crossed")
+    assert row[1] == pytest.approx(-0.417, abs=0.005)
+    assert row[1] == pytest.approx(exp["fixef"]["training"], abs=0.01 * exp["se"][1])
+    assert row[2] == pytest.approx(exp["se"][1], rel=0.01)
+    assert block_value(b, "groups: plant") == 20 and block_value(b, "groups: month") == 8
+    assert block_value(b, "converged") is True
+    assert block_value(b, "rows dropped") == 0
+
+
+def test_block_equals_engine(safety):
+    b = safety_block(safety, alpha=0.1)
+    res = xlglmm.glmer("incidents ~ training + (1|plant) + (1|month)", safety,
+                       offset=np.log(safety.employees))
+    head = b[0]
+    assert head[:7] == ["Fixed effects", "Estimate", "Std. Error", "z value", "Pr(>|z|)",
+                        "CI low 90%", "CI high 90%"]
+    assert head[7:10] == ["IRR", "IRR low", "IRR high"]
+    ci = res.conf_int(0.1)
+    for name in res.fe_params.index:
+        r = block_row(b, name)
+        assert r[1] == res.fe_params[name] and r[2] == res.fe_bse[name]
+        assert r[4] == pytest.approx(res.fe_pvalues[name])
+        assert r[5] == pytest.approx(ci.loc[name, "lower"])
+        assert r[7] == pytest.approx(math.exp(r[1]))
+        assert r[8] == pytest.approx(math.exp(r[5]))
+    assert block_value(b, "logLik") == pytest.approx(res.llf)
+    re_rows = [r for r in b if r[0] in ("plant", "month")]
+    assert re_rows[0][1] == "(Intercept)"
+    assert re_rows[0][3] == pytest.approx(np.sqrt(res.variance_components["plant"]))
+    # numbers are numbers; blanks are None, never 0 or ""
+    assert all(isinstance(v, float) for v in block_row(b, "training")[1:])
+    assert block_row(b, "logLik")[2:] == [None] * (len(head) - 2)
+
+
+@pytest.mark.parametrize("y,x,kw", [
+    ([2, 3, 5, 1, 2, 4], [1, 2, 3, 1, 2, 3], {}),
+    ([10, 12, 15, 8, 10, 13], [1, 1.5, 2, 1, 1.5, 2], {"alpha": 0.1}),
+    ([3, 6, 9, 2, 4, 6], [1, 2, 3, 1, 2, 3], {"fit_intercept": False}),
+    ([5, 7, 10, 3, 5, 8], [1, 2, 3, 1, 2, 3], {"x_random": [[1], [2], [3], [1], [2], [3]]}),
+])
+def test_previous_function_examples_give_blocks(y, x, kw):
+    g = [1, 1, 1, 2, 2, 2]
+    b = udfs.GLMM_POISSON(column(y), column(x), column(g), **kw)
+    assert is_rectangular(b) and b[0][0] == "Fixed effects"
+    assert block_value(b, "singular") is True        # as lme4: boundary fits
+    assert isinstance(block_value(b, "logLik"), float)
+    if kw.get("fit_intercept") is False:
+        assert b[1][0] == "x1"
+    if "alpha" in kw:
+        assert b[0][5] == "CI low 90%"
+
+
+def test_binomial_with_trials_matches_lme4():
+    df = load_frame(manifest()["cbpp_laplace"])
+    dummies = pd.get_dummies(df.period, prefix="period", dtype=float).iloc[:, 1:]
+    dummies.columns = ["period2", "period3", "period4"]
+    b = udfs.GLMM_BINOMIAL(column(df.incidence, "incidence"), columns(dummies, dummies.columns),
+                           column(df.herd.astype(str), "herd"), column(df["size"], "size"))
+    exp = expected("cbpp_laplace")
+    assert b[0][7] == "OR"
+    for name, v in exp["fixef"].items():
+        assert block_row(b, name)[1] == pytest.approx(v, abs=0.01 * exp["se"][0])
+    assert block_value(b, "logLik") == pytest.approx(exp["logLik"], abs=1e-3)
+    pb = udfs.GLMM_BINOMIAL(column(df.incidence, "incidence"), columns(dummies, dummies.columns),
+                            column(df.herd.astype(str), "herd"), column(df["size"], "size"),
+                            link="probit")
+    assert block_value(pb, "logLik") == pytest.approx(expected("cbpp_probit", True)["logLik"], abs=1e-3)
+    assert len(pb[0]) == 7 or pb[0][7] is None       # no ratio columns for probit
+
+
+def test_formula_function_on_a_table_matches_lme4():
+    df = load_frame(manifest()["grouse_slope"])
+    b = udfs.GLMM("TICKS ~ YEAR + (YEAR|LOCATION)", table(df[["TICKS", "YEAR", "LOCATION"]]))
+    exp = expected("grouse_slope")
+    assert block_value(b, "logLik") >= exp["logLik"] - 1e-3
+    for name, v in exp["fixef"].items():
+        assert block_row(b, name)[1] == pytest.approx(v, abs=0.1 * exp["se"][0])
+    loc = [r for r in b if r[0] == "LOCATION"]
+    assert [r[1] for r in loc] == ["(Intercept)", "YEAR96", "YEAR97"]
+    assert loc[1][4] is not None and -1 <= loc[1][4] <= 1     # correlation with intercept
+
+
+def test_gamma_via_formula():
+    df = pd.read_csv(DATA / "gamma_1e3.csv")
+    b = udfs.GLMM("y ~ x + (1|g)", table(df), "gamma", "log")
+    exp = expected("gamma_log")
+    assert block_value(b, "logLik") == pytest.approx(exp["logLik"], abs=1e-3)
+    assert [r for r in b if r[0] == "Residual"][0][3] == pytest.approx(0.5853, abs=1e-3)
+
+
+def test_ranef_rows_match_engine_and_lme4(safety):
+    args = (column(safety.incidents, "incidents"), column(safety.training, "training"),
+            columns(safety, ["plant", "month"]), column(np.log(safety.employees)))
+    r = udfs.GLMM_RANEF(*args)
+    assert r[0] == ["group", "level", "(Intercept)", "(Intercept) cond.SD"]
+    exp = {b["group"]: b for b in expected("safety_crossed")["ranef"]}
+    plant = [row for row in r[1:] if row[0] == "plant"]
+    assert [row[1] for row in plant] == exp["plant"]["levels"]
+    assert np.allclose([row[2] for row in plant], np.ravel(exp["plant"]["values"]), atol=1e-3)
+    assert np.allclose([row[3] for row in plant], np.ravel(exp["plant"]["cond_sd"]), rtol=0.02)
+
+
+def test_predict_new_rows_and_fitted(safety):
+    args = (column(safety.incidents, "incidents"), column(safety.training, "training"),
+            columns(safety, ["plant", "month"]))
+    off = column(np.log(safety.employees))
+    fitted = udfs.GLMM_PREDICT(*args, offset=off)
+    res = xlglmm.glmer("incidents ~ training + (1|plant) + (1|month)", safety,
+                       offset=np.log(safety.employees))
+    assert fitted[0] == ["predicted (response)"]
+    assert np.allclose([r[0] for r in fitted[1:]], res.fittedvalues)
+    new = udfs.GLMM_PREDICT(*args, new_X=[["training"], [1.0], [0.0]],
+                            new_groups=[["plant", "month"], ["P01", "3"], ["P99", None]],
+                            offset=off, new_offset=[[math.log(100)], [math.log(100)]],
+                            type="link")
+    b = res.random_effects
+    pop = res.fe_params["(Intercept)"] + math.log(100)
+    assert new[1][0] == pytest.approx(pop + res.fe_params["training"] + b["plant"]["P01"] + b["month"]["3"])
+    assert new[2][0] == pytest.approx(pop)             # unseen plant, blank month: 0
+
+
+def test_compare_two_blocks_as_anova(safety):
+    full = safety_block(safety)
+    plant_only = udfs.GLMM_POISSON(column(safety.incidents, "incidents"),
+                                   column(safety.training, "training"),
+                                   column(safety.plant, "plant"), column(np.log(safety.employees)))
+    c = udfs.GLMM_COMPARE(full, plant_only)
+    assert c[0] == ["Model", "npar", "AIC", "BIC", "logLik", "deviance", "Chisq", "Df", "Pr(>Chisq)"]
+    small, big = c[1], c[2]
+    assert small[1] == 3 and big[1] == 4
+    chisq = 2 * (block_value(full, "logLik") - block_value(plant_only, "logLik"))
+    assert big[6] == pytest.approx(chisq) and big[7] == 1
+    from scipy import stats
+    assert big[8] == pytest.approx(stats.chi2.sf(chisq, 1))
+    # formula form gives the same test
+    f = udfs.GLMM_COMPARE("incidents ~ training + (1|plant) + (1|month) + offset(log(employees))",
+                          "incidents ~ training + (1|plant) + offset(log(employees))",
+                          table(safety))
+    assert f[2][6] == pytest.approx(chisq, abs=1e-6)
+
+
+def test_recalculation_uses_the_cache(safety, monkeypatch):
+    calls = []
+    real = udfs.glmer
+
+    def counting(*a, **k):
+        calls.append(1)
+        return real(*a, **k)
+    monkeypatch.setattr(udfs, "glmer", counting)
+    a = safety_block(safety)
+    b = safety_block(safety)
+    assert a == b and len(calls) == 1
+    safety_block(safety, alpha=0.1)                  # another CI level: same fit
+    udfs.GLMM_RANEF(column(safety.incidents, "incidents"), column(safety.training, "training"),
+                    columns(safety, ["plant", "month"]), column(np.log(safety.employees)))
+    assert len(calls) == 1
+    changed = safety.copy()
+    changed.loc[0, "incidents"] += 1
+    safety_block(changed)
+    assert len(calls) == 2
+
+
+@pytest.mark.parametrize("y,msg", [
+    ([["incidents"], [2.0], ["x"], [5.0], [1.0], ["n/a"], [3.0]], "y has non-numeric values in rows 3, 6"),
+    ([[2.0], ["#DIV/0!"], [5.0], [1.0], [2.0], [3.0]], "y has Excel error values (#DIV/0!) in row 2"),
+    ([[2.0], [True], [5.0], [1.0], [2.0], [3.0]], "y has TRUE/FALSE values in row 2"),
+    ([[2.0], [-1.0], [5.0], [1.0], [2.0], [3.0]], "y has negative counts in row 2"),
+    ([[2.0], [1.5], [5.0], [1.0], [2.0], [3.0]], "whole-number counts; row 2"),
+])
+def test_bad_y_gives_one_clear_cell(y, msg):
+    n = len(y) - (1 if isinstance(y[0][0], str) and y[0][0] == "incidents" else 0)
+    g = column([1, 1, 1, 2, 2, 2, 2][:n], "g" if n < len(y) else None)
+    x = column([1, 2, 3, 1, 2, 3, 4][:n], "x" if n < len(y) else None)
+    out = udfs.GLMM_POISSON(y, x, g)
+    assert isinstance(out, str) and out.startswith("#GLMM! ") and msg in out
+
+
+def test_blank_rows_are_dropped_and_counted(safety):
+    y = column(safety.incidents, "incidents")
+    y[5][0] = None
+    y[17][0] = None
+    b = udfs.GLMM_POISSON(y, column(safety.training, "training"), columns(safety, ["plant", "month"]),
+                          column(np.log(safety.employees)))
+    assert block_value(b, "rows dropped") == 2 and block_value(b, "nobs") == 158
+    assert any(r[0] and "2 rows with missing values removed" in str(r[0]) for r in b)
+
+
+@pytest.mark.parametrize("kw,msg", [
+    ({"alpha": 1.5}, "alpha must be between 0 and 1"),
+    ({"nAGQ": 25}, "nAGQ > 1 is only available"),
+    ({"nAGQ": 2.5}, "nAGQ must be a whole number"),
+    ({"fit_intercept": "maybe"}, "fit_intercept must be TRUE or FALSE"),
+])
+def test_bad_options(safety, kw, msg):
+    out = safety_block(safety, **kw)
+    assert isinstance(out, str) and out.startswith("#GLMM!") and msg in out
+
+
+def test_length_mismatch_and_orientation(safety):
+    out = udfs.GLMM_POISSON(column(safety.incidents[:10]), column(safety.training[:9]),
+                            column(safety.plant[:10]))
+    assert out.startswith("#GLMM! X has 9 rows but y has 10 data rows")
+    out = udfs.GLMM_POISSON(column(safety.incidents[:10]), [list(safety.training[:10].astype(float))],
+                            column(safety.plant[:10]))
+    assert "single row of 10 values but y is a column" in out
+    out = udfs.GLMM_POISSON(None, None, None)
+    assert out == "#GLMM! y is empty"
+
+
+def test_formula_errors_in_the_cell(safety):
+    out = udfs.GLMM("incidents ~ training + (1|plant", table(safety))
+    assert out.startswith("#GLMM! ") and "expected ')'" in out
+    out = udfs.GLMM("incidents ~ __import__('os') + (1|plant)", table(safety))
+    assert out.startswith("#GLMM! ")
+    out = udfs.GLMM("incidents ~ nope + (1|plant)", table(safety))
+    assert "column 'nope' is not in the data" in out

@@ -1,0 +1,178 @@
+"""Fitted model -> the labelled 2D block a worksheet function spills.
+
+One rectangular list of rows; blank cells are ``None`` (Excel shows them empty);
+numbers stay numbers.  Sections, each opened by a header row:
+
+    Fixed effects | Estimate | Std. Error | z value | Pr(>|z|) | CI low | CI high | IRR | IRR low | IRR high
+    (one row per term)
+    Random effects | Term | Variance | Std.Dev. | Corr ...
+    Model fit | Value
+    logLik, AIC, BIC, deviance, df.resid, nobs, npar, groups: <factor> (one row each),
+    rows dropped, method, converged, singular
+    Notes
+    (one sentence per row)
+
+The ratio columns are headed IRR (incidence rate ratio) for log links and OR (odds
+ratio) for the logit link; other links leave them out.
+"""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from .results import GLMMResult
+
+BLANK = None
+
+
+def _num(v):
+    """A finite float, or a blank cell."""
+    try:
+        f = float(v)
+    except (TypeError, ValueError):
+        return BLANK
+    return f if math.isfinite(f) else BLANK
+
+
+def ratio_label(result: GLMMResult) -> str | None:
+    if result.family.link == "log":
+        return "IRR" if result.family.name in ("poisson", "negbin") else "exp(Est)"
+    if result.family.link == "logit":
+        return "OR"
+    return None
+
+
+def fit_block(result: GLMMResult, alpha: float = 0.05, extra_fit_rows=()) -> list:
+    rows: list = []
+    level = 100 * (1 - alpha)
+    lvl = f"{level:.10g}%"
+    ratio = ratio_label(result)
+    head = ["Fixed effects", "Estimate", "Std. Error", "z value", "Pr(>|z|)",
+            f"CI low {lvl}", f"CI high {lvl}"]
+    if ratio:
+        head += [ratio, f"{ratio} low", f"{ratio} high"]
+    rows.append(head)
+    ci = result.conf_int(alpha)
+    for name in result.fe_params.index:
+        est = result.fe_params[name]
+        lo, hi = ci.loc[name, "lower"], ci.loc[name, "upper"]
+        r = [name, _num(est), _num(result.fe_bse[name]), _num(result.fe_zvalues[name]),
+             _num(result.fe_pvalues[name]), _num(lo), _num(hi)]
+        if ratio:
+            r += [_num(np.exp(est)), _num(np.exp(lo)), _num(np.exp(hi))]
+        rows.append(r)
+    if len(result.fe_params) == 0:
+        rows.append(["(none)"])
+    rows.append([])
+
+    rows.append(["Random effects", "Term", "Variance", "Std.Dev.", "Corr"])
+    vc = result.varcorr
+    current = None
+    seen_terms: list = []
+    corr = {}
+    for r in vc.itertuples(index=False):
+        if r.var2 is not None and not (isinstance(r.var2, float) and math.isnan(r.var2)):
+            corr[(r.grp, r.var1, r.var2)] = r.sdcor
+    for r in vc.itertuples(index=False):
+        if r.var2 is not None and not (isinstance(r.var2, float) and math.isnan(r.var2)):
+            continue
+        if r.grp != current:
+            current, seen_terms = r.grp, []
+        row = [r.grp, r.var1 if r.var1 else BLANK, _num(r.vcov), _num(r.sdcor)]
+        for prev in seen_terms:     # lme4's lower triangle: correlations with earlier terms
+            row.append(_num(corr.get((r.grp, prev, r.var1))))
+        seen_terms.append(r.var1)
+        rows.append(row)
+    rows.append([])
+
+    rows.append(["Model fit", "Value"])
+    fit_rows = [
+        ("logLik", result.llf), ("AIC", result.aic), ("BIC", result.bic),
+        ("deviance", result.deviance), ("df.resid", result.df_resid),
+        ("nobs", result.nobs), ("npar", result.npar)]
+    for g, k in result.ngroups.items():
+        fit_rows.append((f"groups: {g}", k))
+    fit_rows += list(extra_fit_rows)
+    fit_rows += [("rows dropped", result.n_dropped), ("method", result.method),
+                 ("family", f"{result.family.name} ({result.family.link})"),
+                 ("converged", result.converged), ("singular", result.singular)]
+    for label, value in fit_rows:
+        if isinstance(value, (bool, np.bool_)):
+            rows.append([label, bool(value)])
+        elif isinstance(value, str):
+            rows.append([label, value])
+        else:
+            rows.append([label, _num(value)])
+    rows.append([])
+
+    rows.append(["Notes"])
+    notes = list(result.messages) or ["none"]
+    for m in notes:
+        rows.append([m])
+    return rectangular(rows)
+
+
+def rectangular(rows: list) -> list:
+    width = max(len(r) for r in rows)
+    return [list(r) + [BLANK] * (width - len(r)) for r in rows]
+
+
+def ranef_block(result: GLMMResult) -> list:
+    """One row per level: group, level, then each term's BLUP and conditional SD."""
+    blocks = []
+    width = 2
+    for g, vals in result.random_effects.items():
+        sds = result.random_effects_sd[g]
+        if vals.ndim == 1:
+            vals, sds = vals.to_frame(), sds.to_frame()
+            vals.columns = sds.columns = [_term_of(result, g)]
+        blocks.append((g, vals, sds))
+        width = max(width, 2 + 2 * vals.shape[1])
+    rows = []
+    for g, vals, sds in blocks:
+        head = ["group", "level"]
+        for c in vals.columns:
+            head += [c, f"{c} cond.SD"]
+        rows.append(head)
+        for lev in vals.index:
+            r = [g, lev]
+            for c in vals.columns:
+                r += [_num(vals.loc[lev, c]), _num(sds.loc[lev, c])]
+            rows.append(r)
+    return rectangular(rows) if rows else [["(no random effects)"]]
+
+
+def _term_of(result, group):
+    for t in result.design.re_terms:
+        if t.group == group:
+            return t.colnames[0]
+    return "(Intercept)"
+
+
+def compare_block(fit1: dict, fit2: dict) -> list:
+    """anova()-style likelihood-ratio test from two fits' statistics
+    (dicts with name, npar, AIC, BIC, logLik, deviance, nobs)."""
+    from scipy import stats
+    a, b = sorted([fit1, fit2], key=lambda f: f["npar"])
+    chisq = max(0.0, 2.0 * (b["logLik"] - a["logLik"]))
+    df = b["npar"] - a["npar"]
+    p = float(stats.chi2.sf(chisq, df)) if df > 0 else BLANK
+    head = ["Model", "npar", "AIC", "BIC", "logLik", "deviance", "Chisq", "Df", "Pr(>Chisq)"]
+    rows = [head,
+            [a["name"], a["npar"], _num(a["AIC"]), _num(a["BIC"]), _num(a["logLik"]),
+             _num(a["deviance"]), BLANK, BLANK, BLANK],
+            [b["name"], b["npar"], _num(b["AIC"]), _num(b["BIC"]), _num(b["logLik"]),
+             _num(b["deviance"]), _num(chisq) if df > 0 else BLANK, df if df > 0 else BLANK, p]]
+    notes = []
+    if df == 0:
+        notes.append("The models have the same number of parameters: no likelihood-ratio "
+                      "test; compare AIC/BIC.")
+    if df > 0 and any(f.get("singular") for f in (a, b)):
+        notes.append("A variance at its boundary (zero) makes the chi-square p-value "
+                     "conservative (roughly twice too large).")
+    if notes:
+        rows.append([])
+        rows.append(["Notes"])
+        rows += [[m] for m in notes]
+    return rectangular(rows)

@@ -1,0 +1,330 @@
+"""Worksheet input -> validated model data (the spreadsheet's validation layer).
+
+xlwings hands a UDF what Excel holds: a scalar for one cell, lists of lists for a
+range (the UDFs ask for ``ndim=2``, so a single row arrives as ``[[a, b, c]]`` and a
+single column as ``[[a], [b], [c]]``), ``None`` for blank cells, Excel error values
+as text (``"#N/A"``, with ``err_to_str``), numbers as floats, booleans as bools,
+dates as ``datetime``.  This module turns those into arrays, decides about header
+rows, and raises :class:`SheetError` with one plain sentence naming the argument and
+the rows at fault.  Row numbers in messages count from the first row of the range
+the argument refers to (1 = its first row, the header if it has one).
+"""
+from __future__ import annotations
+
+import datetime as _dt
+import math
+from dataclasses import dataclass
+
+import numpy as np
+
+EXCEL_ERRORS = ("#N/A", "#DIV/0!", "#VALUE!", "#REF!", "#NAME?", "#NUM!", "#NULL!",
+                "#GETTING_DATA", "#SPILL!", "#CALC!", "#FIELD!", "#BLOCKED!", "#UNKNOWN!",
+                "#CONNECT!", "#BUSY!", "#PYTHON!")
+MAX_CELLS = 20_000_000
+
+
+class SheetError(ValueError):
+    """Bad worksheet input; the message is shown in the cell after '#GLMM! '."""
+
+
+def rows_text(rows, limit=8) -> str:
+    rows = list(rows)
+    shown = ", ".join(str(r) for r in rows[:limit])
+    more = f" and {len(rows) - limit} more" if len(rows) > limit else ""
+    return f"row{'s' if len(rows) != 1 else ''} {shown}{more}"
+
+
+def is_blank(v) -> bool:
+    return v is None or (isinstance(v, str) and not v.strip()) or \
+        (isinstance(v, float) and math.isnan(v))
+
+
+def is_empty(v) -> bool:
+    """An omitted argument, a blank cell, or a range of blank cells."""
+    if v is None or (not isinstance(v, (list, tuple, np.ndarray)) and is_blank(v)):
+        return True
+    if isinstance(v, (list, tuple, np.ndarray)):
+        return all(is_blank(c) for row in as_grid(v, "argument") for c in row)
+    return False
+
+
+def is_error(v) -> bool:
+    return isinstance(v, str) and v.strip().upper() in EXCEL_ERRORS
+
+
+def is_number(v) -> bool:
+    return isinstance(v, (int, float, np.integer, np.floating)) and not isinstance(v, (bool, np.bool_))
+
+
+def as_grid(value, name: str) -> list:
+    """Any xlwings value -> a rectangular list of rows (possibly empty)."""
+    if value is None:
+        return []
+    if isinstance(value, np.ndarray):
+        value = value.tolist()
+    if isinstance(value, tuple):
+        value = list(value)
+    if not isinstance(value, list):
+        return [[value]]
+    if not value:
+        return []
+    if all(not isinstance(r, (list, tuple)) for r in value):
+        return [[v] for v in value]      # a 1D list (from Python): one column
+    rows = [list(r) if isinstance(r, (list, tuple)) else [r] for r in value]
+    width = max(len(r) for r in rows)
+    if width == 0:
+        return []
+    if sum(len(r) for r in rows) > MAX_CELLS:
+        raise SheetError(f"{name} has more than {MAX_CELLS:,} cells")
+    return [r + [None] * (width - len(r)) for r in rows]
+
+
+@dataclass
+class Column:
+    """One worksheet column after validation."""
+
+    name: str
+    values: list            # raw cell values (data rows only)
+    first_row: int          # range row number of the first data row (2 with a header)
+
+
+def _strip_blank_tail(grid: list) -> list:
+    """Excel users often select whole columns: drop trailing rows that are blank
+    in every column."""
+    end = len(grid)
+    while end > 0 and all(is_blank(v) for v in grid[end - 1]):
+        end -= 1
+    return grid[:end]
+
+
+def vector(value, name: str, required=True):
+    """A single row or column -> (values, header or None, orientation)."""
+    grid = _strip_blank_tail(as_grid(value, name))
+    if not grid:
+        if required:
+            raise SheetError(f"{name} is empty")
+        return None, None, None
+    nr, nc = len(grid), len(grid[0])
+    if nr > 1 and nc > 1:
+        raise SheetError(f"{name} must be a single column (it has {nc} columns)")
+    if nc > 1:                       # a single row of values
+        vals, orient = grid[0], "row"
+    else:
+        vals, orient = [r[0] for r in grid], "column"
+    return vals, None, orient
+
+
+def split_header(vals: list, n: int, name: str, numeric: bool):
+    """Decide whether the first value is a header, given the data length n (or None
+    when this argument defines it).  Returns (header or None, data values, offset)."""
+    if n is None:
+        first = vals[0]
+        if numeric and len(vals) > 1 and isinstance(first, str) and not is_error(first) \
+                and not is_blank(first) and _looks_text(first):
+            return first.strip(), vals[1:], 1
+        return None, vals, 0
+    if len(vals) == n + 1:
+        first = vals[0]
+        if is_blank(first) or is_number(first) and numeric:
+            raise SheetError(f"{name} has {len(vals)} rows but y has {n} data rows")
+        return str(first).strip(), vals[1:], 1
+    if len(vals) != n:
+        raise SheetError(f"{name} has {len(vals)} rows but y has {n} data rows: the "
+                         "ranges must cover the same rows")
+    return None, vals, 0
+
+
+def _looks_text(s: str) -> bool:
+    try:
+        float(s)
+        return False
+    except ValueError:
+        return True
+
+
+def numeric(vals: list, name: str, offset: int, allow_bool=False) -> np.ndarray:
+    """Cell values -> floats; blanks -> NaN; anything else -> SheetError naming rows."""
+    out = np.empty(len(vals))
+    errors, text, bools, dates, nonfinite = [], [], [], [], []
+    for i, v in enumerate(vals):
+        row = i + 1 + offset
+        if is_blank(v):
+            out[i] = np.nan
+        elif is_error(v):
+            errors.append((row, v.strip().upper()))
+        elif isinstance(v, (bool, np.bool_)):
+            if allow_bool:
+                out[i] = float(v)
+            else:
+                bools.append(row)
+        elif is_number(v):
+            f = float(v)
+            if not math.isfinite(f):
+                nonfinite.append(row)
+            out[i] = f
+        elif isinstance(v, (_dt.date, _dt.datetime)):
+            dates.append(row)
+        else:
+            text.append(row)
+    if errors:
+        kinds = sorted({e for _, e in errors})
+        raise SheetError(f"{name} has Excel error values ({', '.join(kinds)}) in "
+                         f"{rows_text(r for r, _ in errors)}; fix them or leave the cells blank")
+    if text:
+        raise SheetError(f"{name} has non-numeric values in {rows_text(text)}")
+    if bools:
+        raise SheetError(f"{name} has TRUE/FALSE values in {rows_text(bools)}; use 1/0")
+    if dates:
+        raise SheetError(f"{name} has dates in {rows_text(dates)}; convert them to numbers")
+    if nonfinite:
+        raise SheetError(f"{name} has infinite or NaN values in {rows_text(nonfinite)}")
+    return out
+
+
+def labels(vals: list, name: str, offset: int) -> np.ndarray:
+    """Group labels: numbers or text (kept as given; 1 and 1.0 are the same group);
+    blanks -> None."""
+    out = np.empty(len(vals), dtype=object)
+    errors = []
+    for i, v in enumerate(vals):
+        if is_blank(v):
+            out[i] = None
+        elif is_error(v):
+            errors.append(i + 1 + offset)
+        elif isinstance(v, (bool, np.bool_)):
+            out[i] = "TRUE" if v else "FALSE"
+        elif is_number(v):
+            f = float(v)
+            out[i] = str(int(f)) if f.is_integer() else repr(f)
+        elif isinstance(v, (_dt.date, _dt.datetime)):
+            out[i] = v.isoformat()
+        else:
+            out[i] = str(v).strip()
+    if errors:
+        raise SheetError(f"{name} has Excel error values in {rows_text(errors)}")
+    return out
+
+
+def matrix(value, name: str, n: int, orient_y: str, kind: str = "numeric"):
+    """A block of columns (one per predictor or grouping factor) aligned with y's
+    n data rows.  Returns (list of (column name, array), offset of first data row)."""
+    grid = _strip_blank_tail(as_grid(value, name))
+    if not grid:
+        raise SheetError(f"{name} is empty")
+    nr, nc = len(grid), len(grid[0])
+    if nr == 1 and nc in (n, n + 1) and n > 1:
+        if orient_y == "row":
+            grid = [[v] for v in grid[0]]       # everything laid out in rows
+            nr, nc = nc, 1
+        else:
+            raise SheetError(f"{name} is a single row of {nc} values but y is a column: "
+                             f"give {name} as a column ({n} rows)")
+    if nr not in (n, n + 1):
+        raise SheetError(f"{name} has {nr} rows but y has {n} data rows: the ranges must "
+                         "cover the same rows")
+    header = None
+    offset = 0
+    if nr == n + 1:
+        header = grid[0]
+        if kind == "numeric" and not any(isinstance(h, str) and not is_error(h) and h.strip()
+                                         for h in header):
+            raise SheetError(f"{name} has {nr} rows but y has {n} data rows")
+        grid = grid[1:]
+        offset = 1
+    elif kind == "numeric" and n > 1 and all(isinstance(h, str) and _looks_text(h) and
+                                             not is_error(h) for h in grid[0]) \
+            and all(is_number(r[0]) or is_blank(r[0]) for r in grid[1:]):
+        raise SheetError(f"{name}'s first row is text (a header?) but y has no header: "
+                         "include y's header cell too, or leave both out")
+    cols = []
+    prefix = {"numeric": "x", "labels": "group"}[kind]
+    used = set()
+    for j in range(nc):
+        raw = [r[j] for r in grid]
+        h = header[j] if header is not None else None
+        cname = str(h).strip() if h is not None and not is_blank(h) else f"{prefix}{j + 1}"
+        cname = _unique(_clean_name(cname), used)
+        arr = numeric(raw, f"{name} column {j + 1} ({cname})" if nc > 1 else name, offset) \
+            if kind == "numeric" else labels(raw, f"{name} column {j + 1}" if nc > 1 else name, offset)
+        cols.append((cname, arr))
+    return cols, offset
+
+
+def _clean_name(s: str) -> str:
+    s = s.replace("`", "'")
+    return s if s else "x"
+
+
+def _unique(name: str, used: set) -> str:
+    base, k = name, 2
+    while name in used:
+        name = f"{base}.{k}"
+        k += 1
+    used.add(name)
+    return name
+
+
+def scalar(value, name: str, default, kind: str, lo=None, hi=None, choices=None):
+    """Optional scalar arguments (bool / number / int / text)."""
+    if isinstance(value, list):
+        grid = as_grid(value, name)
+        if len(grid) == 1 and len(grid[0]) == 1:
+            value = grid[0][0]
+        else:
+            raise SheetError(f"{name} must be a single value")
+    if is_blank(value):
+        return default
+    if is_error(value):
+        raise SheetError(f"{name} is an Excel error value ({value})")
+    if kind == "bool":
+        if isinstance(value, (bool, np.bool_)):
+            return bool(value)
+        if is_number(value) and float(value) in (0.0, 1.0):
+            return bool(value)
+        if isinstance(value, str) and value.strip().upper() in ("TRUE", "FALSE"):
+            return value.strip().upper() == "TRUE"
+        raise SheetError(f"{name} must be TRUE or FALSE")
+    if kind in ("number", "int"):
+        if isinstance(value, (bool, np.bool_)) or not is_number(value):
+            raise SheetError(f"{name} must be a number")
+        f = float(value)
+        if not math.isfinite(f):
+            raise SheetError(f"{name} must be a finite number")
+        if kind == "int":
+            if not f.is_integer():
+                raise SheetError(f"{name} must be a whole number")
+            f = int(f)
+        if (lo is not None and f < lo) or (hi is not None and f > hi):
+            raise SheetError(f"{name} must be between {lo} and {hi}")
+        return f
+    if kind == "text":
+        if not isinstance(value, str):
+            raise SheetError(f"{name} must be text")
+        v = value.strip()
+        if choices and v.lower() not in choices:
+            raise SheetError(f"{name} must be one of: {', '.join(choices)}")
+        return v.lower() if choices else v
+    raise AssertionError(kind)
+
+
+def table(value, name: str):
+    """A table whose first row holds column names -> dict name -> list of values."""
+    grid = _strip_blank_tail(as_grid(value, name))
+    if len(grid) < 2:
+        raise SheetError(f"{name} must be a table with column names in its first row "
+                         "and data below")
+    header = grid[0]
+    names = []
+    used = set()
+    for j, h in enumerate(header):
+        if is_blank(h):
+            raise SheetError(f"{name} has a blank column name in column {j + 1}")
+        if is_error(h):
+            raise SheetError(f"{name} has an Excel error as column name in column {j + 1}")
+        s = str(int(h)) if is_number(h) and float(h).is_integer() else str(h).strip()
+        if s in used:
+            raise SheetError(f"{name} has the column name '{s}' twice")
+        used.add(s)
+        names.append(s)
+    cols = {nm: [r[j] for r in grid[1:]] for j, nm in enumerate(names)}
+    return cols, 1

@@ -1,0 +1,642 @@
+"""Excel worksheet functions (xlwings UDFs).
+
+    =GLMM_POISSON(y, X, groups, [offset], [x_random], [fit_intercept], [alpha], [nAGQ])
+    =GLMM_BINOMIAL(y, X, groups, [trials], [x_random], [fit_intercept], [alpha], [nAGQ], [link])
+    =GLMM(formula, data, [family], [link], [offset], [weights], [alpha], [nAGQ])
+    =GLMM_RANEF(...)     BLUPs and conditional SDs, one row per level
+    =GLMM_PREDICT(...)   predictions for new rows
+    =GLMM_COMPARE(...)   likelihood-ratio test of two fits, as anova()
+
+The companions take the *same leading arguments as the fit* (so a formula is written
+by copying the fit's and renaming it), in either of two forms:
+
+* range form, as GLMM_POISSON / GLMM_BINOMIAL: ``y, X, groups, ...`` with ``family``
+  ("poisson" by default) and ``trials`` further right;
+* formula form, as GLMM: when the first argument is a formula (text containing
+  ``~``), the next are ``data, ...`` (see each function's docstring).
+
+GLMM_COMPARE takes the two fits' spilled blocks (``=GLMM_COMPARE(F2#, M2#)``): the
+likelihood-ratio test needs only their log-likelihoods and parameter counts.
+
+Every function returns either its block or one text cell starting ``#GLMM!`` that
+says what is wrong; no exception ever reaches Excel.  Fits are cached on their
+validated inputs, so recalculation with unchanged inputs returns at once and the
+companions reuse the fit.
+"""
+from __future__ import annotations
+
+import math
+import os
+import time
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+import xlwings as xw
+
+from . import block, cache, sheet
+from .design import ROW_LABELS, DesignError
+from .fit import ModelError, glmer
+from .formula import FormulaError
+from .sheet import SheetError
+
+CATEGORY = "xlglmm"
+ERROR_PREFIX = "#GLMM! "
+DEFAULT_TIME_BUDGET = float(os.environ.get("XLGLMM_TIME_BUDGET", "60"))
+FAMILIES = ("poisson", "binomial", "gamma")
+LINKS = ("log", "logit", "probit", "cloglog", "inverse", "identity", "sqrt")
+
+FIT_STATS = ("logLik", "AIC", "BIC", "deviance", "nobs", "npar")
+
+
+def error(msg: str) -> str:
+    msg = " ".join(str(msg).split())
+    return ERROR_PREFIX + (msg[:1].lower() + msg[1:] if msg[:2] != msg[:2].upper() else msg)
+
+
+def _safe(impl, *args):
+    """Run a worksheet function body; any failure becomes one '#GLMM!' cell."""
+    try:
+        return impl(*args)
+    except (SheetError, FormulaError, DesignError, ModelError) as e:
+        return error(str(e))
+    except MemoryError:
+        return error("not enough memory for this model; use fewer rows or predictors")
+    except Exception as e:          # never let a traceback reach the cell
+        return error(f"internal error ({type(e).__name__}): {e}")
+
+
+# ---- model specifications from worksheet arguments ---------------------------------
+
+@dataclass
+class SheetModel:
+    data: pd.DataFrame
+    formula: str
+    family: str
+    link: str | None
+    offset: np.ndarray | None
+    weights: np.ndarray | None
+    nAGQ: int
+    x_names: list
+    group_names: list
+    xr_names: list
+    y_name: str
+    n_rows: int
+    first_row: int
+
+    @property
+    def key(self) -> str:
+        cols = [(c, self.data[c].to_numpy()) for c in self.data.columns]
+        return cache.digest("fit", self.formula, self.family, self.link, self.nAGQ, cols,
+                            self.offset, self.weights, DEFAULT_TIME_BUDGET)
+
+
+def _q(name: str) -> str:
+    return f"`{name}`"
+
+
+def _unique(name, used):
+    base, k = name, 2
+    while name in used:
+        name = f"{base}.{k}"
+        k += 1
+    used.add(name)
+    return name
+
+
+def _check_counts(y, name, first_row, family, trials=None):
+    rows = lambda m: sheet.rows_text(np.flatnonzero(m) + first_row)
+    ok = ~np.isnan(y)
+    if family == "poisson":
+        neg = ok & (y < 0)
+        if neg.any():
+            raise SheetError(f"{name} has negative counts in {rows(neg)}")
+        frac = ok & (np.abs(y - np.round(y)) > 1e-9 * np.maximum(1, np.abs(y)))
+        if frac.any():
+            raise SheetError(f"{name} must hold whole-number counts; {rows(frac)} are not")
+    elif family == "binomial":
+        if trials is None:
+            bad = ok & ~np.isin(y, (0.0, 1.0))
+            if bad.any():
+                raise SheetError(f"{name} must be 0 or 1 without trials ({rows(bad)}); for "
+                                 "counts of successes give the trials argument")
+        else:
+            tok = ~np.isnan(trials)
+            bad_t = tok & ((trials <= 0) | (np.abs(trials - np.round(trials)) > 1e-9))
+            if bad_t.any():
+                raise SheetError(f"trials must be whole numbers above 0 ({rows(bad_t)})")
+            neg = ok & ((y < 0) | (np.abs(y - np.round(y)) > 1e-9))
+            if neg.any():
+                raise SheetError(f"{name} must hold whole numbers of successes from 0 "
+                                 f"({rows(neg)})")
+            over = ok & tok & (y > trials)
+            if over.any():
+                raise SheetError(f"{name} has more successes than trials in {rows(over)}")
+
+
+def model_from_ranges(family, y, X, groups, offset=None, x_random=None, fit_intercept=True,
+                      nAGQ=1, trials=None, link=None) -> SheetModel:
+    yv, _, orient = sheet.vector(y, "y")
+    y_header, ydata, yoff = sheet.split_header(yv, None, "y", numeric=True)
+    n = len(ydata)
+    if n == 0:
+        raise SheetError("y has no data rows")
+    first = 1 + yoff
+    yarr = sheet.numeric(ydata, "y", yoff)
+    xcols = [] if sheet.is_empty(X) else sheet.matrix(X, "X", n, orient)[0]
+    if sheet.is_empty(groups):
+        raise SheetError("groups is empty: give at least one column of group labels")
+    gcols = sheet.matrix(groups, "groups", n, orient, kind="labels")[0]
+    xrcols = [] if sheet.is_empty(x_random) \
+        else sheet.matrix(x_random, "x_random", n, orient)[0]
+    off = _aligned_vector(offset, "offset", n, yoff)
+    tri = _aligned_vector(trials, "trials", n, yoff)
+    _check_counts(yarr, "y", first, family, tri)
+    used: set = set()
+    data = {}
+    y_name = _unique(y_header or "y", used)
+    x_names = []
+    for nm, arr in xcols:
+        nm = _unique(nm, used)
+        data[nm] = arr
+        x_names.append(nm)
+    g_names = []
+    for nm, arr in gcols:
+        nm = _unique(nm, used)
+        data[nm] = arr
+        g_names.append(nm)
+    xr_names = []
+    for nm, arr in xrcols:
+        same = next((x for x in x_names if x == nm and np.array_equal(data[x], arr, equal_nan=True)),
+                    None)
+        if same is None:
+            nm = _unique(nm if nm not in used else f"{nm}.random", used)
+            data[nm] = arr
+        xr_names.append(nm)
+    weights = None
+    if family == "binomial" and tri is not None:
+        with np.errstate(all="ignore"):
+            data[y_name] = np.where(tri > 0, yarr / tri, np.nan)
+        weights = tri
+    else:
+        data[y_name] = yarr
+    df = pd.DataFrame(data)
+    df.index = np.arange(first, first + n)
+    df.attrs[ROW_LABELS] = df.index.to_numpy()
+    fixed = ["1" if fit_intercept else "0"] + [_q(x) for x in x_names]
+    re_terms = []
+    for k, g in enumerate(g_names):
+        if k == 0 and xr_names:
+            re_terms.append(f"(1 + {' + '.join(_q(x) for x in xr_names)} | {_q(g)})")
+        else:
+            re_terms.append(f"(1 | {_q(g)})")
+    formula = f"{_q(y_name)} ~ {' + '.join(fixed + re_terms)}"
+    return SheetModel(df, formula, family, link, off, weights, nAGQ, x_names, g_names,
+                      xr_names, y_name, n, first)
+
+
+def _aligned_vector(value, name, n, yoff):
+    if sheet.is_empty(value):
+        return None
+    vals, _, _ = sheet.vector(value, name)
+    if vals is None:
+        return None
+    if len(vals) == 1 and n > 1:
+        raise SheetError(f"{name} must be a column with one value per row of y")
+    header, data, off = sheet.split_header(vals, n, name, numeric=True)
+    arr = sheet.numeric(data, name, off)
+    return arr
+
+
+def model_from_formula(formula, data, family="poisson", link=None, offset=None,
+                       weights=None, nAGQ=1) -> SheetModel:
+    if not isinstance(formula, str) or "~" not in formula:
+        raise SheetError("formula must be text such as y ~ x + (1|group)")
+    cols, off = sheet.table(data, "data")
+    n = len(next(iter(cols.values())))
+    frame = {}
+    for name, vals in cols.items():
+        frame[name] = _typed_column(vals, name)
+    df = pd.DataFrame(frame)
+    df.index = np.arange(2, 2 + n)
+    df.attrs[ROW_LABELS] = df.index.to_numpy()
+    o = _vector_or_column(offset, "offset", n, df)
+    w = _vector_or_column(weights, "weights", n, df)
+    return SheetModel(df, formula, family, link, o, w, nAGQ, [], [], [], "", n, 2)
+
+
+def _typed_column(vals, name):
+    """A data-table column: numbers -> floats; text (or TRUE/FALSE) -> labels.  A
+    column that is mostly numbers with a few text cells is an error, not a factor."""
+    nums = texts = 0
+    text_rows, err_rows = [], []
+    for i, v in enumerate(vals):
+        if sheet.is_blank(v):
+            continue
+        if sheet.is_error(v):
+            err_rows.append(i + 2)
+        elif sheet.is_number(v):
+            nums += 1
+        else:
+            texts += 1
+            text_rows.append(i + 2)
+    if err_rows:
+        raise SheetError(f"data column '{name}' has Excel error values in "
+                         f"{sheet.rows_text(err_rows)}")
+    if nums and texts and nums >= 4 * texts:
+        raise SheetError(f"data column '{name}' has non-numeric values in "
+                         f"{sheet.rows_text(text_rows)}")
+    if texts:
+        return sheet.labels(vals, f"data column '{name}'", 1)
+    return sheet.numeric(vals, f"data column '{name}'", 1)
+
+
+def _vector_or_column(value, name, n, df):
+    if sheet.is_empty(value):
+        return None
+    if isinstance(value, str):
+        col = value.strip()
+        if col not in df.columns:
+            raise SheetError(f"{name} '{col}' is not a column of data")
+        arr = df[col].to_numpy()
+        if arr.dtype == object:
+            raise SheetError(f"{name} column '{col}' is not numeric")
+        if name == "offset":
+            raise SheetError("give the offset as a range of values (e.g. =LN(exposure)) or "
+                             "write offset(log(column)) in the formula")
+        return arr.astype(float)
+    vals, _, _ = sheet.vector(value, name)
+    header, data, off = sheet.split_header(vals, n, name, numeric=True)
+    return sheet.numeric(data, name, off + 1)
+
+
+def fit_model(m: SheetModel):
+    key = m.key
+    hit = cache.FITS.get(key)
+    if hit is not None:
+        if isinstance(hit, Exception):
+            raise hit
+        return hit
+    try:
+        res = glmer(m.formula, m.data, family=m.family, link=m.link, offset=m.offset,
+                    weights=m.weights, nAGQ=m.nAGQ, time_budget=DEFAULT_TIME_BUDGET)
+    except (DesignError, ModelError, FormulaError, SheetError) as e:
+        cache.FITS.put(key, e)
+        raise
+    cache.FITS.put(key, res)
+    return res
+
+
+def _options(fit_intercept, alpha, nAGQ, link=None, links=None):
+    fi = sheet.scalar(fit_intercept, "fit_intercept", True, "bool")
+    a = sheet.scalar(alpha, "alpha", 0.05, "number")
+    if not 0.0 < a < 1.0:
+        raise SheetError("alpha must be between 0 and 1 (e.g. 0.05 for 95% intervals)")
+    q = sheet.scalar(nAGQ, "nAGQ", 1, "int", 0, 100)
+    lk = sheet.scalar(link, "link", None, "text", choices=links) if links else None
+    return fi, a, q, lk
+
+
+def _family(value, default="poisson"):
+    fam = sheet.scalar(value, "family", default, "text", choices=FAMILIES)
+    return fam
+
+
+def _is_formula(v) -> bool:
+    if isinstance(v, list):
+        g = sheet.as_grid(v, "formula")
+        v = g[0][0] if len(g) == 1 and len(g[0]) == 1 else None
+    return isinstance(v, str) and "~" in v
+
+
+def _scalar_text(v):
+    if isinstance(v, list):
+        g = sheet.as_grid(v, "formula")
+        return g[0][0]
+    return v
+
+
+# ---- implementations ------------------------------------------------------------------
+
+def _poisson(y, X, groups, offset, x_random, fit_intercept, alpha, nAGQ):
+    fi, a, q, _ = _options(fit_intercept, alpha, nAGQ)
+    m = model_from_ranges("poisson", y, X, groups, offset, x_random, fi, q)
+    return _fit_block(m, a)
+
+
+def _binomial(y, X, groups, trials, x_random, fit_intercept, alpha, nAGQ, link):
+    fi, a, q, lk = _options(fit_intercept, alpha, nAGQ, link, ("logit", "probit", "cloglog"))
+    m = model_from_ranges("binomial", y, X, groups, None, x_random, fi, q, trials, lk)
+    return _fit_block(m, a)
+
+
+def _glmm(formula, data, family, link, offset, weights, alpha, nAGQ):
+    fam = _family(family)
+    _, a, q, lk = _options(True, alpha, nAGQ, link, LINKS)
+    m = model_from_formula(_scalar_text(formula), data, fam, lk, offset, weights, q)
+    return _fit_block(m, a)
+
+
+def _fit_block(m: SheetModel, alpha: float):
+    bkey = cache.digest("block", m.key, alpha)
+    hit = cache.BLOCKS.get(bkey)
+    if hit is not None:
+        return hit
+    res = fit_model(m)
+    out = block.fit_block(res, alpha)
+    cache.BLOCKS.put(bkey, out)
+    return out
+
+
+def _companion_model(args_range, args_formula, first):
+    """Both calling forms of the companions -> SheetModel."""
+    if _is_formula(first):
+        formula, data, family, link, offset, weights, nAGQ = args_formula
+        fam = _family(family)
+        _, _, q, lk = _options(True, 0.05, nAGQ, link, LINKS)
+        return model_from_formula(_scalar_text(formula), data, fam, lk, offset, weights, q)
+    y, X, groups, offset, x_random, fit_intercept, nAGQ, family, trials, link = args_range
+    fam = _family(family)
+    fi, _, q, lk = _options(fit_intercept, 0.05, nAGQ, link, LINKS)
+    if fam == "binomial":
+        return model_from_ranges(fam, y, X, groups, None, x_random, fi, q, trials, lk)
+    if not sheet.is_empty(trials):
+        raise SheetError("trials is only for family \"binomial\"")
+    return model_from_ranges(fam, y, X, groups, offset, x_random, fi, q, None, lk)
+
+
+def _ranef(y, X, groups, offset, x_random, fit_intercept, nAGQ, family, trials, link):
+    m = _companion_model((y, X, groups, offset, x_random, fit_intercept, nAGQ, family,
+                          trials, link),
+                         (y, X, groups, offset, x_random, fit_intercept, nAGQ), y)
+    bkey = cache.digest("ranef", m.key)
+    hit = cache.BLOCKS.get(bkey)
+    if hit is None:
+        hit = block.ranef_block(fit_model(m))
+        cache.BLOCKS.put(bkey, hit)
+    return hit
+
+
+def _predict(y, X, groups, new_X, new_groups, offset, new_offset, x_random, new_x_random,
+             type_, include_re, fit_intercept, nAGQ, family, trials, link):
+    ptype = sheet.scalar(type_, "type", "response", "text", choices=("response", "link"))
+    inc = sheet.scalar(include_re, "include_re", True, "bool")
+    if _is_formula(y):
+        # formula form: (formula, data, new_data, family, link, offset, weights,
+        # new_offset) in the first eight places; type, include_re, nAGQ stay in theirs
+        formula, data, new_data, fam_, link_, offset_, weights_, new_offset_ = (
+            y, X, groups, new_X, new_groups, offset, new_offset, x_random)
+        fam = _family(fam_)
+        _, _, q, lk = _options(True, 0.05, nAGQ, link_, LINKS)
+        m = model_from_formula(_scalar_text(formula), data, fam, lk, offset_, weights_, q)
+        res = fit_model(m)
+        return _predict_formula(res, m, new_data, new_offset_, ptype, inc)
+    m = _companion_model((y, X, groups, offset, x_random, fit_intercept, nAGQ, family,
+                          trials, link), None, y)
+    res = fit_model(m)
+    if sheet.is_empty(new_X):
+        if not sheet.is_empty(new_groups):
+            raise SheetError("new_groups needs new_X (leave both blank for fitted values)")
+        pred = res.predict(type=ptype, include_re=inc).to_numpy()
+        out = np.full(m.n_rows, np.nan)
+        out[res.design.kept_rows] = pred
+        return _prediction_column(out, ptype)
+    new = _new_frame(m, new_X, new_groups, new_x_random)
+    off = None
+    if m.offset is not None or (not sheet.is_empty(new_offset)):
+        if sheet.is_empty(new_offset):
+            raise SheetError("the model has an offset: give new_offset for the new rows "
+                             "(e.g. =LN(exposure))")
+        off = _aligned_vector(new_offset, "new_offset", len(new), 0)
+    pred = res.predict(new, type=ptype, include_re=inc, offset=off).to_numpy()
+    return _prediction_column(pred, ptype)
+
+
+def _new_frame(m: SheetModel, new_X, new_groups, new_x_random) -> pd.DataFrame:
+    # the number of new rows comes from new_X (or new_groups when X is empty)
+    src = new_X if m.x_names else new_groups
+    g = sheet._strip_blank_tail(sheet.as_grid(src, "new_X"))
+    if not g:
+        raise SheetError("new_X is empty")
+    nrow = len(g)
+    ncol_x = len(m.x_names)
+    data = {}
+    if m.x_names:
+        has_header = nrow > 1 and any(isinstance(v, str) and sheet._looks_text(v) and
+                                      not sheet.is_error(v) for v in g[0])
+        n_new = nrow - (1 if has_header else 0)
+        cols, _ = sheet.matrix(new_X, "new_X", n_new, "column")
+        if len(cols) != ncol_x:
+            raise SheetError(f"new_X has {len(cols)} columns but X has {ncol_x}")
+        for nm, (_, arr) in zip(m.x_names, cols):
+            data[nm] = arr
+    else:
+        n_new = nrow
+    if not sheet.is_empty(new_groups):
+        gcols, _ = sheet.matrix(new_groups, "new_groups", n_new, "column", kind="labels")
+        if len(gcols) != len(m.group_names):
+            raise SheetError(f"new_groups has {len(gcols)} columns but groups has "
+                             f"{len(m.group_names)}")
+        for nm, (_, arr) in zip(m.group_names, gcols):
+            data[nm] = arr
+    else:
+        for nm in m.group_names:
+            data[nm] = np.full(n_new, None, dtype=object)
+    for nm in m.xr_names:
+        if nm in data:
+            continue
+        if sheet.is_empty(new_x_random):
+            raise SheetError("the model has random slopes: give new_x_random")
+        xr, _ = sheet.matrix(new_x_random, "new_x_random", n_new, "column")
+        for k, (_, arr) in zip(m.xr_names, xr):
+            data.setdefault(k, arr)
+    return pd.DataFrame(data)
+
+
+def _predict_formula(res, m, new_data, new_offset, ptype, inc):
+    if sheet.is_empty(new_data):
+        pred = res.predict(type=ptype, include_re=inc).to_numpy()
+        out = np.full(m.n_rows, np.nan)
+        out[res.design.kept_rows] = pred
+        return _prediction_column(out, ptype)
+    cols, _ = sheet.table(new_data, "new_data")
+    df = pd.DataFrame({k: _typed_column(v, k) for k, v in cols.items()})
+    off = None
+    if not sheet.is_empty(new_offset) and new_offset != []:
+        off = _aligned_vector(new_offset, "new_offset", len(df), 0)
+    elif m.offset is not None:
+        raise SheetError("the model has an offset: give new_offset for the new rows")
+    pred = res.predict(df, type=ptype, include_re=inc, offset=off).to_numpy()
+    return _prediction_column(pred, ptype)
+
+
+def _prediction_column(values, ptype):
+    head = "predicted (response)" if ptype == "response" else "predicted (link)"
+    return [[head]] + [[None if not np.isfinite(v) else float(v)] for v in values]
+
+
+def read_fit_block(value, name):
+    """The fit statistics of a spilled fit block (its 'Model fit' rows)."""
+    grid = sheet.as_grid(value, name)
+    stats = {}
+    for r in grid:
+        if r and isinstance(r[0], str) and len(r) > 1:
+            label = r[0].strip()
+            if label in FIT_STATS and sheet.is_number(r[1]):
+                stats[label] = float(r[1])
+            elif label in ("family", "method") and isinstance(r[1], str):
+                stats[label] = r[1]
+            elif label == "singular":
+                stats[label] = bool(r[1]) if isinstance(r[1], (bool, np.bool_)) else False
+    if len(grid) == 1 and len(grid[0]) == 1 and isinstance(grid[0][0], str) \
+            and grid[0][0].startswith("#GLMM!"):
+        raise SheetError(f"{name} is an error, not a fit: {grid[0][0]}")
+    missing = [s for s in ("logLik", "npar", "nobs") if s not in stats]
+    if missing:
+        raise SheetError(f"{name} is not a fit block from GLMM_POISSON, GLMM_BINOMIAL or "
+                         f"GLMM (no {', '.join(missing)} row); pass the whole spilled "
+                         "range, e.g. F2#")
+    return stats
+
+
+def _compare(model1, model2, data, family, link, offset, weights, nAGQ):
+    if _is_formula(model1):
+        fam = _family(family)
+        _, _, q, lk = _options(True, 0.05, nAGQ, link, LINKS)
+        fits = []
+        for k, f in enumerate((model1, model2), start=1):
+            if not _is_formula(f):
+                raise SheetError(f"formula{k} must be a formula like the first one")
+            m = model_from_formula(_scalar_text(f), data, fam, lk, offset, weights, q)
+            r = fit_model(m)
+            fits.append({"name": _scalar_text(f), "logLik": r.llf, "AIC": r.aic, "BIC": r.bic,
+                         "deviance": r.deviance, "npar": r.npar, "nobs": r.nobs,
+                         "singular": r.singular, "family": r.family.name})
+    else:
+        fits = []
+        for k, blk in enumerate((model1, model2), start=1):
+            s = read_fit_block(blk, f"model{k}")
+            s["name"] = f"model {k}"
+            fits.append(s)
+    if fits[0]["nobs"] != fits[1]["nobs"]:
+        raise SheetError(f"the models were fitted to different rows ({int(fits[0]['nobs'])} "
+                         f"and {int(fits[1]['nobs'])} observations): a likelihood-ratio test "
+                         "needs the same data")
+    fa, fb = fits[0].get("family"), fits[1].get("family")
+    if fa and fb and fa.split()[0] != fb.split()[0]:
+        raise SheetError("the models have different families; compare them by AIC instead")
+    for f in fits:
+        for k in ("AIC", "BIC", "deviance"):
+            f.setdefault(k, float("nan"))
+        f["npar"] = int(f["npar"])
+    return block.compare_block(fits[0], fits[1])
+
+
+# ---- the worksheet functions ----------------------------------------------------------
+# Help texts stay under 255 characters (Excel's Function Wizard limit).
+
+@xw.func(category=CATEGORY, call_in_wizard=False)
+@xw.arg("y", ndim=2, err_to_str=True, doc="Counts (one column; a text header is used as name)")
+@xw.arg("X", ndim=2, err_to_str=True, doc="Predictor columns (header row optional)")
+@xw.arg("groups", ndim=2, err_to_str=True, doc="Grouping columns: one random intercept each")
+@xw.arg("offset", ndim=2, err_to_str=True, doc="Optional. Offset on the log scale, e.g. =LN(exposure)")
+@xw.arg("x_random", ndim=2, err_to_str=True, doc="Optional. Columns with random slopes on the first grouping column")
+@xw.arg("fit_intercept", doc="Optional. TRUE (default) includes an intercept")
+@xw.arg("alpha", doc="Optional. 1 - confidence level of the intervals (default 0.05)")
+@xw.arg("nAGQ", doc="Optional. 1 = Laplace (default); 2-100 = adaptive Gauss-Hermite points; 0 = fast")
+def GLMM_POISSON(y, X, groups, offset=None, x_random=None, fit_intercept=True, alpha=0.05,
+                 nAGQ=1):
+    """Poisson GLMM (log link) with random intercepts per grouping column, fitted as lme4::glmer. Spills estimates, SEs, z, p, CIs, rate ratios, variance components and fit statistics."""
+    return _safe(_poisson, y, X, groups, offset, x_random, fit_intercept, alpha, nAGQ)
+
+
+@xw.func(category=CATEGORY, call_in_wizard=False)
+@xw.arg("y", ndim=2, err_to_str=True, doc="0/1 outcomes, or numbers of successes with trials")
+@xw.arg("X", ndim=2, err_to_str=True, doc="Predictor columns (header row optional)")
+@xw.arg("groups", ndim=2, err_to_str=True, doc="Grouping columns: one random intercept each")
+@xw.arg("trials", ndim=2, err_to_str=True, doc="Optional. Number of trials per row (y = successes)")
+@xw.arg("x_random", ndim=2, err_to_str=True, doc="Optional. Columns with random slopes on the first grouping column")
+@xw.arg("fit_intercept", doc="Optional. TRUE (default) includes an intercept")
+@xw.arg("alpha", doc="Optional. 1 - confidence level of the intervals (default 0.05)")
+@xw.arg("nAGQ", doc="Optional. 1 = Laplace (default); 2-100 = adaptive Gauss-Hermite points; 0 = fast")
+@xw.arg("link", doc="Optional. \"logit\" (default), \"probit\" or \"cloglog\"")
+def GLMM_BINOMIAL(y, X, groups, trials=None, x_random=None, fit_intercept=True, alpha=0.05,
+                  nAGQ=1, link="logit"):
+    """Binomial (logistic) GLMM with random intercepts per grouping column, fitted as lme4::glmer. Spills estimates, SEs, z, p, CIs, odds ratios, variance components and fit statistics."""
+    return _safe(_binomial, y, X, groups, trials, x_random, fit_intercept, alpha, nAGQ, link)
+
+
+@xw.func(category=CATEGORY, call_in_wizard=False)
+@xw.arg("formula", doc="lme4 formula, e.g. y ~ x + (1|g) + (x|h) + offset(log(n))")
+@xw.arg("data", ndim=2, err_to_str=True, doc="Table with column names in its first row")
+@xw.arg("family", doc="Optional. \"poisson\" (default), \"binomial\" or \"gamma\"")
+@xw.arg("link", doc="Optional. Link function; default the family's")
+@xw.arg("offset", ndim=2, err_to_str=True, doc="Optional. Offset values (link scale), one per data row")
+@xw.arg("weights", ndim=2, err_to_str=True, doc="Optional. Prior weights; binomial: trials, with the response a proportion")
+@xw.arg("alpha", doc="Optional. 1 - confidence level of the intervals (default 0.05)")
+@xw.arg("nAGQ", doc="Optional. 1 = Laplace (default); 2-100 = adaptive Gauss-Hermite points; 0 = fast")
+def GLMM(formula, data, family="poisson", link=None, offset=None, weights=None, alpha=0.05,
+         nAGQ=1):
+    """GLMM from an lme4 formula over a table (header row = column names): crossed, nested, correlated or uncorrelated random effects. Spills the same block as GLMM_POISSON."""
+    return _safe(_glmm, formula, data, family, link, offset, weights, alpha, nAGQ)
+
+
+@xw.func(category=CATEGORY, call_in_wizard=False)
+@xw.arg("y", ndim=2, err_to_str=True, doc="As in the fit: y (or the formula, then data, family, link, offset, weights, nAGQ)")
+@xw.arg("X", ndim=2, err_to_str=True, doc="As in the fit: predictor columns")
+@xw.arg("groups", ndim=2, err_to_str=True, doc="As in the fit: grouping columns")
+@xw.arg("offset", ndim=2, err_to_str=True, doc="Optional. As in the fit")
+@xw.arg("x_random", ndim=2, err_to_str=True, doc="Optional. As in the fit")
+@xw.arg("fit_intercept", doc="Optional. As in the fit")
+@xw.arg("nAGQ", doc="Optional. As in the fit")
+@xw.arg("family", doc="Optional. \"poisson\" (default), \"binomial\" or \"gamma\"")
+@xw.arg("trials", ndim=2, err_to_str=True, doc="Optional. Binomial trials, as in GLMM_BINOMIAL")
+@xw.arg("link", doc="Optional. Link function")
+def GLMM_RANEF(y, X, groups, offset=None, x_random=None, fit_intercept=True, nAGQ=1,
+               family="poisson", trials=None, link=None):
+    """Random effects (conditional modes, BLUPs) with conditional SDs: one row per group level. Same leading arguments as the fit; the cached fit is reused."""
+    return _safe(_ranef, y, X, groups, offset, x_random, fit_intercept, nAGQ, family, trials,
+                 link)
+
+
+@xw.func(category=CATEGORY, call_in_wizard=False)
+@xw.arg("y", ndim=2, err_to_str=True, doc="As in the fit: y (or a formula; then data, new_data, family, link, offset, weights, new_offset follow)")
+@xw.arg("X", ndim=2, err_to_str=True, doc="As in the fit: predictor columns")
+@xw.arg("groups", ndim=2, err_to_str=True, doc="As in the fit: grouping columns")
+@xw.arg("new_X", ndim=2, err_to_str=True, doc="Optional. Predictors of the rows to predict (blank: fitted values)")
+@xw.arg("new_groups", ndim=2, err_to_str=True, doc="Optional. Their group labels; blank or unseen levels get random effect 0")
+@xw.arg("offset", ndim=2, err_to_str=True, doc="Optional. As in the fit")
+@xw.arg("new_offset", ndim=2, err_to_str=True, doc="Optional. Offset of the new rows")
+@xw.arg("x_random", ndim=2, err_to_str=True, doc="Optional. As in the fit")
+@xw.arg("new_x_random", ndim=2, err_to_str=True, doc="Optional. Random-slope columns of the new rows")
+@xw.arg("type", doc="Optional. \"response\" (default) or \"link\"")
+@xw.arg("include_re", doc="Optional. TRUE (default) adds the groups' random effects")
+@xw.arg("fit_intercept", doc="Optional. As in the fit")
+@xw.arg("nAGQ", doc="Optional. As in the fit")
+@xw.arg("family", doc="Optional. \"poisson\" (default), \"binomial\" or \"gamma\"")
+@xw.arg("trials", ndim=2, err_to_str=True, doc="Optional. Binomial trials, as in the fit")
+@xw.arg("link", doc="Optional. Link function")
+def GLMM_PREDICT(y, X, groups, new_X=None, new_groups=None, offset=None, new_offset=None,
+                 x_random=None, new_x_random=None, type="response", include_re=True,
+                 fit_intercept=True, nAGQ=1, family="poisson", trials=None, link=None):
+    """Predictions from a GLMM for new rows (response or link scale, with or without random effects). Same leading arguments as the fit; unseen group levels get 0."""
+    return _safe(_predict, y, X, groups, new_X, new_groups, offset, new_offset, x_random,
+                 new_x_random, type, include_re, fit_intercept, nAGQ, family, trials, link)
+
+
+@xw.func(category=CATEGORY, call_in_wizard=False)
+@xw.arg("model1", ndim=2, err_to_str=True, doc="The first fit's spilled block (e.g. F2#), or a formula")
+@xw.arg("model2", ndim=2, err_to_str=True, doc="The second fit's spilled block, or a second formula")
+@xw.arg("data", ndim=2, err_to_str=True, doc="Optional. With formulas: the data table")
+@xw.arg("family", doc="Optional. With formulas: the family")
+@xw.arg("link", doc="Optional. With formulas: the link")
+@xw.arg("offset", ndim=2, err_to_str=True, doc="Optional. With formulas: offset values")
+@xw.arg("weights", ndim=2, err_to_str=True, doc="Optional. With formulas: prior weights")
+@xw.arg("nAGQ", doc="Optional. With formulas: nAGQ")
+def GLMM_COMPARE(model1, model2, data=None, family="poisson", link=None, offset=None,
+                 weights=None, nAGQ=1):
+    """Likelihood-ratio test of two nested GLMMs, as R's anova(): npar, AIC, BIC, logLik, deviance, Chisq, Df, p. Give the two fits' spilled blocks, or two formulas and the data."""
+    return _safe(_compare, model1, model2, data, family, link, offset, weights, nAGQ)
+
+
+UDFS = (GLMM_POISSON, GLMM_BINOMIAL, GLMM, GLMM_RANEF, GLMM_PREDICT, GLMM_COMPARE)
