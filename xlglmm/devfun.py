@@ -22,7 +22,7 @@ import numpy as np
 
 from . import kernels
 from .design import ModelDesign
-from .family import Family
+from .family import Family, loglik_constant
 
 PIRLS_TOL = 1e-20       # Newton decrement relative to the penalized deviance
 PIRLS_MAXIT = 200
@@ -117,7 +117,10 @@ class GlmmDeviance:
         self.lower, self.theta_pos = theta_layout(self.terms)
         self.ntheta = len(self.lower)
         self._symbolic = {}
+        self._dense = {}
         self._theta_set = None
+        self.aic_const = float(loglik_constant(self.y, self.pw, family.code,
+                                               float(family.nb_theta)))
         self.A1 = np.zeros((self.n, self.k1))
         # warm starts, one per mode (beta solved for or fixed)
         self._u1 = {True: np.zeros((self.ng1, self.k1)), False: np.zeros((self.ng1, self.k1))}
@@ -130,8 +133,9 @@ class GlmmDeviance:
         if with_beta not in self._symbolic:
             m_use = self.m_re + (self.p if with_beta else 0)
             r = self.q2 + (self.p if with_beta else 0)
-            self._symbolic[with_beta] = (m_use, r) + kernels.symbolic_blocks(
-                self.Rc, m_use, self.gptr, r)
+            loc_ptr, loc_cols, Rloc = kernels.symbolic_blocks(self.Rc, m_use, self.gptr, r)
+            self._symbolic[with_beta] = (m_use, r, loc_ptr, loc_cols, Rloc)
+            self._dense[with_beta] = kernels.dense_update_rows(loc_ptr, self.k1, r)
         return self._symbolic[with_beta]
 
     def lambdas(self, theta) -> list:
@@ -157,8 +161,9 @@ class GlmmDeviance:
         self._theta_set = theta.copy()
 
     # -- evaluations
-    def pirls(self, theta, beta=None) -> PirlsState:
+    def pirls(self, theta, beta=None, tol=None) -> PirlsState:
         with_beta = beta is None
+        tol = self.tol if tol is None else tol
         self.set_theta(theta)
         m_use, r, loc_ptr, loc_cols, Rloc = self.symbolic(with_beta)
         eta_base = self.offset if with_beta else self.offset + self.X @ beta
@@ -167,7 +172,8 @@ class GlmmDeviance:
             u1, v = self._u1[with_beta], self._v[with_beta]
             out = kernels.pirls(fam.code, fam.link_code, float(fam.nb_theta), self.y, self.pw,
                                 eta_base, self.A1, self.gptr, self.Rv, self.Rc, Rloc, m_use,
-                                loc_ptr, loc_cols, r, self.q2, u1, v, PIRLS_MAXIT, PIRLS_TOL)
+                                loc_ptr, loc_cols, r, self.q2, u1, v, PIRLS_MAXIT, tol,
+                                self._dense[with_beta], self.aic_const)
             status = out[0]
             if status == kernels.PIRLS_OK or attempt == 1:
                 break
@@ -189,6 +195,7 @@ class GlmmDeviance:
         return st
 
     beta_start = None
+    tol = PIRLS_TOL
 
     def set_beta_start(self, beta):
         self.beta_start = np.asarray(beta, float).copy()
@@ -224,7 +231,8 @@ class GlmmDeviance:
             return kernels.pirls_lme4(fam.code, fam.link_code, float(fam.nb_theta), self.y,
                                       self.pw, offset, eta0, self.A1, self.gptr, self.Rv,
                                       self.Rc, Rloc, m_use, loc_ptr, loc_cols, r, self.q2,
-                                      LME4_TOL_PWRSS, LME4_MAXIT)
+                                      LME4_TOL_PWRSS, LME4_MAXIT, self._dense[with_beta],
+                                      self.aic_const)
         # lp0 as lme4 builds it: the joint (u, beta) loop at theta = 1 from mustart,
         # then at the stage-1 optimum from there
         _, eta_init, _ = loop(theta_start(self.terms), self.offset, eta_start, True)
@@ -250,7 +258,8 @@ class GlmmDeviance:
         Cval = np.empty((self.k1, loc_cols.shape[0]))
         LS = np.empty((r, r))
         _, ok = kernels.factorize(self.A1, self.gptr, self.Rv, self.Rc, Rloc, m_use,
-                                  loc_ptr, loc_cols, self.q2, w, Dchol, Cval, LS)
+                                  loc_ptr, loc_cols, self.q2, w, Dchol, Cval, LS,
+                                  self._dense[with_beta])
         return Dchol, Cval, LS, loc_ptr, loc_cols, ok
 
     # -- quantities at a state

@@ -16,7 +16,7 @@ from .design import DesignError, ModelDesign, build_design
 from .devfun import GlmmDeviance, gauss_hermite, theta_start
 from .family import Family, make_family
 from .optimize import (EXACT_FD_DELTA, Budget, FitTimeout, bobyqa, check_boundary,
-                       check_convergence, deriv12, is_singular)
+                       check_convergence, deriv12, gradient, is_singular, newton_refine)
 from .results import GLMMResult
 
 MAX_AGQ = 100
@@ -140,6 +140,7 @@ def glmer(formula, data, family="poisson", *, link=None, offset=None, weights=No
 
     nt = dev.ntheta
     grad = hess = None
+    hess_is_fd = False          # hess is the finite-difference Hessian (not BFGS's)
     opt_message = res1.message
     evals = res1.nevals
     if nAGQ == 0 or timed_out:
@@ -154,35 +155,45 @@ def glmer(formula, data, family="poisson", *, link=None, offset=None, weights=No
             fval = f2_raw(theta_hat, beta_hat)
             st = dev.state
     else:
-        # stage 2: (theta, beta) jointly; beta scaled by its stage-1 standard errors
-        rx = _rx_cov(dev, theta1, st1)
-        scale = np.sqrt(np.clip(np.diag(rx), 1e-12, None)) if p else np.zeros(0)
-        scale = np.where(np.isfinite(scale) & (scale > 0), scale, 1.0)
-
-        def f2s(x):
-            return f2_raw(x[:nt], x[nt:] * scale)
-        x0 = np.concatenate([theta1, beta1 / scale])
-        lo = np.concatenate([lower, np.full(p, -np.inf)])
-        hi = np.full(nt + p, np.inf)
-        step = np.concatenate([np.full(nt, 0.05), np.full(p, 0.25)])
-        res2 = bobyqa(f2s, x0, lo, hi, step, 1e-7, 1e-10, max_evals, budget)
-        evals += res2.nevals
-        timed_out |= res2.timed_out
-        opt_message = res2.message
-        theta_hat = res2.x[:nt]
-        beta_hat = res2.x[nt:] * scale
-        fval = res2.fun
-        report("stage 2")
-
+        # stage 2: (theta, beta) jointly, from stage 1's optimum (lme4's second stage)
         def f2(x):
             return f2_raw(x[:nt], x[nt:])
-        xhat = np.concatenate([theta_hat, beta_hat])
-        if not timed_out:
-            try:
-                grad, hess = deriv12(f2, xhat, fx=fval, delta=EXACT_FD_DELTA, budget=budget)
-            except FitTimeout:
-                timed_out = True
-            report("derivatives")
+        x1 = np.concatenate([theta1, beta1])
+        large = se_method == "auto" and dev.n * (nt + p) ** 2 > FD_HESSIAN_MAX_WORK
+        exact = not large and se_method != "rx"
+        xhat = fval = None
+        try:
+            f1v = f2(x1)
+            if exact:
+                g0, H0 = deriv12(f2, x1, fx=f1v, delta=EXACT_FD_DELTA, budget=budget)
+            else:
+                g0 = gradient(f2, x1, budget=budget)
+                H0 = _approx_hessian(dev, f2, x1, f1v, st1, budget)
+            report("stage 2 start")
+            nr = newton_refine(f2, x1, f1v, g0, H0, lower, budget)
+            if nr.ok:
+                xhat, fval, grad = nr.x, nr.fun, nr.grad
+                hess, hess_is_fd = (H0, True) if exact else (nr.hess, False)
+                if exact and _moved_far(nr.moved, nr.x):
+                    grad, hess = deriv12(f2, xhat, fx=fval, delta=EXACT_FD_DELTA, budget=budget)
+                opt_message = ""
+        except FitTimeout:
+            timed_out = True
+        if xhat is None and not timed_out:
+            # the quadratic model failed (not positive definite, no descent): BOBYQA
+            xhat, fval, res2 = _bobyqa_stage2(dev, f2_raw, theta1, beta1, st1, lower,
+                                              max_evals, budget)
+            timed_out |= res2.timed_out
+            opt_message = res2.message
+            if not timed_out:
+                try:
+                    grad, hess = deriv12(f2, xhat, fx=fval, delta=EXACT_FD_DELTA, budget=budget)
+                    hess_is_fd = True
+                except FitTimeout:
+                    timed_out = True
+        if xhat is None:          # out of time before stage 2 had a point: stage 1's
+            xhat, fval = x1, f2(x1)
+        report("stage 2")
         xhat, fval = check_boundary(f2, xhat, fval, lower)
         theta_hat, beta_hat = xhat[:nt], xhat[nt:]
         st = dev.pirls(theta_hat, beta_hat)
@@ -219,9 +230,11 @@ def glmer(formula, data, family="poisson", *, link=None, offset=None, weights=No
     rx = _rx_cov(dev, theta_hat, st_final, beta_hat)
     sigma = _sigma(dev, st_final, beta_hat)
     v_rx = sigma ** 2 * rx if p else rx
-    v_exact = _cov_from_hessian(hess, nt) if p else None
+    v_exact = _cov_from_hessian(hess, nt) if (p and hess_is_fd) else None
+    large = se_method == "auto" and dev.n * (nt + p) ** 2 > FD_HESSIAN_MAX_WORK
     v_lme4 = None
-    if p and nAGQ == 1 and hess is not None and se_method in ("auto", "lme4"):
+    want_lme4 = se_method == "lme4" or (se_method == "auto" and dev.n < LME4_SE_MAX_N)
+    if p and nAGQ == 1 and v_exact is not None and want_lme4:
         f_lme4 = dev.lme4_devfun(theta1, mu0)
         try:
             _, h_lme4 = deriv12(lambda x: f_lme4(x[:nt], x[nt:]),
@@ -229,7 +242,14 @@ def glmer(formula, data, family="poisson", *, link=None, offset=None, weights=No
             v_lme4 = _cov_from_hessian(h_lme4, nt)
         except FitTimeout:
             v_lme4 = None
-    vcov, vcov_method, note = _choose_cov(se_method, nAGQ, v_exact, v_lme4, v_rx)
+    if large and p:
+        vcov, vcov_method, note = v_rx, "RX (large data)", (
+            "Standard errors come from the PIRLS cross-product (RX), as the data are too "
+            "large for a finite-difference Hessian; they treat the variance parameters as "
+            "known and can be a few percent small for random slopes (se_method='hessian' "
+            "computes the Hessian).")
+    else:
+        vcov, vcov_method, note = _choose_cov(se_method, nAGQ, v_exact, v_lme4, v_rx)
     if note:
         messages.append(note)
 
@@ -256,6 +276,51 @@ def _rx_cov(dev: GlmmDeviance, theta, st, beta=None) -> np.ndarray:
         return np.full((p, p), np.nan)
     inv = np.linalg.inv(LS[dev.q2:, dev.q2:])   # lower factor of the Schur complement
     return inv.T @ inv
+
+
+LME4_SE_MAX_N = 10_000       # 'auto' reproduces lme4's own FD Hessian below this size
+FD_HESSIAN_MAX_WORK = 2e7    # n * k^2 above which 'auto' takes SEs from RX (see docs)
+
+
+def _moved_far(moved, x) -> bool:
+    """Did stage 2 move far enough from where the Hessian was computed for the
+    Hessian to change?  The curvature of a GLMM deviance changes in proportion to
+    the move on the link scale, so a move below 0.002 (relative for theta) changes
+    the standard errors by about 0.1% at most; beyond that it is recomputed."""
+    return bool(np.any(np.abs(moved) > 2e-3 * np.maximum(1.0, np.abs(x))))
+
+
+def _approx_hessian(dev, f2, x1, f1v, st1, budget):
+    """A cheap starting Hessian for large data: finite differences over theta,
+    2 RX'RX / sigma^2 for beta (the fixed effects' information), no cross terms;
+    the quasi-Newton updates correct it."""
+    nt = dev.ntheta
+    beta1 = x1[nt:]
+    _, Htt = deriv12(lambda th: f2(np.concatenate([th, beta1])), x1[:nt], fx=f1v,
+                     delta=EXACT_FD_DELTA, budget=budget)
+    H = np.zeros((len(x1), len(x1)))
+    H[:nt, :nt] = Htt
+    if dev.p:
+        rx = _rx_cov(dev, x1[:nt], st1)
+        sig = _sigma(dev, st1, beta1)
+        H[nt:, nt:] = 2.0 * np.linalg.inv(sig ** 2 * rx)
+    return H
+
+
+def _bobyqa_stage2(dev, f2_raw, theta1, beta1, st1, lower, max_evals, budget):
+    nt, p = dev.ntheta, dev.p
+    rx = _rx_cov(dev, theta1, st1)
+    scale = np.sqrt(np.clip(np.diag(rx), 1e-12, None)) if p else np.zeros(0)
+    scale = np.where(np.isfinite(scale) & (scale > 0), scale, 1.0)
+
+    def f2s(x):
+        return f2_raw(x[:nt], x[nt:] * scale)
+    x0 = np.concatenate([theta1, beta1 / scale])
+    lo = np.concatenate([lower, np.full(p, -np.inf)])
+    step = np.concatenate([np.full(nt, 0.05), np.full(p, 0.25)])
+    res = bobyqa(f2s, x0, lo, np.full(nt + p, np.inf), step, 1e-7, 1e-10, max_evals, budget)
+    xhat = np.concatenate([res.x[:nt], res.x[nt:] * scale])
+    return xhat, res.fun, res
 
 
 def _cov_from_hessian(h, nt):
@@ -288,7 +353,7 @@ def _choose_cov(se_method, nAGQ, v_exact, v_lme4, v_rx):
     fallback = ("variance-covariance matrix computed from finite-difference Hessian is "
                 "not positive definite or contains NA values: falling back to var-cov "
                 "estimated from RX")
-    if se_method == "hessian" or nAGQ > 1 or v_lme4 is None and se_method == "auto":
+    if se_method == "hessian" or nAGQ > 1 or (v_lme4 is None and se_method == "auto"):
         if v_exact is not None:
             return v_exact, "Hessian", ""
         return v_rx, "RX", fallback

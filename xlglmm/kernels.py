@@ -30,7 +30,7 @@ import numpy as np
 from numba import njit
 
 from .family import (linkinv, mu_eta, variance, unit_deviance, unit_loglik,
-                     conditional_aic)
+                     conditional_aic, conditional_aic_fast)
 
 # status codes returned by pirls()
 PIRLS_OK, PIRLS_MAXIT, PIRLS_NOT_PD, PIRLS_NONFINITE = 0, 1, 2, 3
@@ -124,18 +124,45 @@ def working_weights(fam, link, nbt, y, pw, eta, mu, w, wres):
         wres[i] = pw[i] * me * (y[i] - mu[i]) / vr
 
 
+DENSE_CHUNK_ROWS = 1024
+
+
+def dense_update_rows(loc_ptr, k1: int, r: int) -> int:
+    """How ``factorize`` forms the Schur complement's C'C: 0 = level by level over
+    the touched columns (sparse), else the row count of a dense buffer of C whose
+    C'C is one BLAS product per chunk -- chosen when the rest columns are densely
+    touched (e.g. two crossed factors with many rows per level pair)."""
+    if r == 0:
+        return 0
+    nloc = np.diff(loc_ptr).astype(np.float64)
+    sparse_cost = float(np.sum(nloc * nloc)) * k1
+    dense_cost = len(nloc) * k1 * float(r) * r / 8.0   # BLAS is ~8x faster per flop
+    return DENSE_CHUNK_ROWS if dense_cost < sparse_cost else 0
+
+
+@njit(cache=True)
+def _flush(Cd, rows, S):
+    if rows > 0:
+        part = Cd[:rows]
+        S -= part.T @ part
+        part[:, :] = 0.0
+
+
 @njit(cache=True)
 def factorize(A1, gptr, Rv, Rc, Rloc, m_use, loc_ptr, loc_cols, npen, w,
-              Dchol, Cval, S):
+              Dchol, Cval, S, dense_rows=0):
     """Blocked Cholesky factor of  [A1'WA1 + I, A1'WR; R'WA1, R'WR + P].
 
     On return ``Dchol[g]`` holds the lower factor L_g of the first term's block for
     level g, ``Cval[:, loc]`` holds L_g^{-1} B_g, and ``S`` the lower Cholesky factor
     of the Schur complement of the rest.  Returns (log|L|^2 of the random-effects
-    part, ok)."""
+    part, ok).  ``dense_rows`` > 0 forms C'C by dense products over chunks of that
+    many rows (see ``dense_update_rows``)."""
     ng = gptr.shape[0] - 1
     k1 = A1.shape[1]
     r = S.shape[0]
+    Cd = np.zeros((dense_rows if r > 0 else 0, r))
+    filled = 0
     maxloc = 0
     for g in range(ng):
         maxloc = max(maxloc, loc_ptr[g + 1] - loc_ptr[g])
@@ -191,6 +218,15 @@ def factorize(A1, gptr, Rv, Rc, Rloc, m_use, loc_ptr, loc_cols, npen, w,
                 for b in range(a):
                     s -= D[a, b] * Cval[b, base + l]
                 Cval[a, base + l] = s / D[a, a]
+        if dense_rows > 0 and r > 0:
+            if filled + k1 > dense_rows:
+                _flush(Cd, filled, S)
+                filled = 0
+            for a in range(k1):
+                for l in range(nloc):
+                    Cd[filled + a, loc_cols[base + l]] = Cval[a, base + l]
+            filled += k1
+            continue
         for l1 in range(nloc):
             c1 = loc_cols[base + l1]
             for l2 in range(l1 + 1):
@@ -201,6 +237,8 @@ def factorize(A1, gptr, Rv, Rc, Rloc, m_use, loc_ptr, loc_cols, npen, w,
                 S[c1, c2] -= s
                 if l2 != l1:
                     S[c2, c1] -= s
+    if dense_rows > 0 and r > 0:
+        _flush(Cd, filled, S)
     if r == 0:
         return logdet, True
     for j in range(npen):
@@ -291,7 +329,7 @@ def newton_step(A1, gptr, Rv, Rc, Rloc, m_use, loc_ptr, loc_cols, npen, wres,
 
 @njit(cache=True)
 def pirls(fam, link, nbt, y, pw, eta_base, A1, gptr, Rv, Rc, Rloc, m_use,
-          loc_ptr, loc_cols, r, npen, u1, v, maxit, tol):
+          loc_ptr, loc_cols, r, npen, u1, v, maxit, tol, dense_rows, aic_const):
     """Penalized iteratively reweighted least squares for the conditional modes.
 
     Minimises  sum(dev_i) + |u|^2  over u1, v (v holds the other random effects and,
@@ -327,7 +365,7 @@ def pirls(fam, link, nbt, y, pw, eta_base, A1, gptr, Rv, Rc, Rloc, m_use,
     for it in range(1, maxit + 1):
         working_weights(fam, link, nbt, y, pw, eta, mu, w, wres)
         logdet, ok = factorize(A1, gptr, Rv, Rc, Rloc, m_use, loc_ptr, loc_cols,
-                               npen, w, Dchol, Cval, LS)
+                               npen, w, Dchol, Cval, LS, dense_rows)
         if not ok:
             status = PIRLS_NOT_PD
             break
@@ -361,11 +399,11 @@ def pirls(fam, link, nbt, y, pw, eta_base, A1, gptr, Rv, Rc, Rloc, m_use,
             pdev = _mu_and_deviance(fam, link, nbt, y, pw, eta, mu) + _penalty(u1, v, npen)
             working_weights(fam, link, nbt, y, pw, eta, mu, w, wres)
             logdet, ok = factorize(A1, gptr, Rv, Rc, Rloc, m_use, loc_ptr, loc_cols,
-                                   npen, w, Dchol, Cval, LS)
+                                   npen, w, Dchol, Cval, LS, dense_rows)
             status = PIRLS_OK if (ok and dec < 1e-6 * (1.0 + abs(pdev))) else PIRLS_MAXIT
             break
         pdev = new
-    aic = conditional_aic(y, mu, pw, fam, nbt)
+    aic = conditional_aic_fast(y, mu, pw, fam, nbt, aic_const)
     return status, it, logdet, pdev, aic, Dchol, Cval, LS, mu, eta
 
 
@@ -492,7 +530,7 @@ def term1_conditional_cov(Dchol, Cval, loc_ptr, loc_cols, Sinv):
 
 @njit(cache=True)
 def pirls_lme4(fam, link, nbt, y, pw, offset, eta0, A1, gptr, Rv, Rc, Rloc, m_use,
-               loc_ptr, loc_cols, r, npen, tol, maxit):
+               loc_ptr, loc_cols, r, npen, tol, maxit, dense_rows, aic_const):
     """lme4's own PIRLS loop, reproduced to reproduce lme4's numbers where they depend
     on it (its finite-difference Hessian, hence its printed standard errors).
 
@@ -530,7 +568,7 @@ def pirls_lme4(fam, link, nbt, y, pw, offset, eta0, A1, gptr, Rv, Rc, Rloc, m_us
             w[i] = pw[i] * me * me / vr
             wz[i] = w[i] * ((eta[i] - offset[i]) + (y[i] - mu[i]) / me)
         logdet, ok = factorize(A1, gptr, Rv, Rc, Rloc, m_use, loc_ptr, loc_cols, npen, w,
-                               Dchol, Cval, LS)
+                               Dchol, Cval, LS, dense_rows)
         if not ok:
             return np.inf, eta, it
         u1_old[:, :] = u1
@@ -553,5 +591,5 @@ def pirls_lme4(fam, link, nbt, y, pw, offset, eta0, A1, gptr, Rv, Rc, Rloc, m_us
         if abs((oldpdev - pdev) / pdev) < tol:
             break
         oldpdev = pdev
-    value = conditional_aic(y, mu, pw, fam, nbt) + _penalty(u1, v, npen) + logdet
+    value = conditional_aic_fast(y, mu, pw, fam, nbt, aic_const) + _penalty(u1, v, npen) + logdet
     return value, eta, it

@@ -194,3 +194,73 @@ def check_boundary(fun, x, fx, lower):
         if ft < fx:
             x, fx = trial, ft
     return x, fx
+
+
+def gradient(fun, x, delta=EXACT_FD_DELTA, budget: Budget | None = None):
+    """Central finite-difference gradient."""
+    x = np.asarray(x, float)
+    g = np.empty(len(x))
+    for j in range(len(x)):
+        if budget is not None and budget.expired():
+            raise FitTimeout()
+        z = x.copy()
+        z[j] += delta
+        fa = fun(z)
+        z[j] -= 2 * delta
+        g[j] = (fa - fun(z)) / (2 * delta)
+    return g
+
+
+@dataclass
+class NewtonResult:
+    x: np.ndarray
+    fun: float
+    grad: np.ndarray
+    hess: np.ndarray
+    moved: np.ndarray       # x - x0
+    ok: bool
+    steps: int
+
+
+def newton_refine(fun, x0, f0, g0, H0, lower, budget: Budget, max_steps=8,
+                  tol=1e-8) -> NewtonResult:
+    """Projected quasi-Newton steps from a point near the optimum (stage 1's),
+    starting from a good Hessian (finite differences) and updating it by BFGS with
+    finite-difference gradients.  Parameters at a bound whose gradient points out
+    of the box stay at the bound.  ``ok`` is False when the model is not
+    positive definite or no step decreases the function: the caller then falls
+    back to BOBYQA."""
+    n = len(x0)
+    nb = len(lower)
+    lo = np.concatenate([lower, np.full(n - nb, -np.inf)])
+    x, f, g, H = np.array(x0, float), float(f0), np.array(g0, float), np.array(H0, float)
+    steps = 0
+    for steps in range(1, max_steps + 1):
+        active = (x <= lo) & (g > 0)
+        free = ~active
+        try:
+            L = np.linalg.cholesky(H[np.ix_(free, free)])
+        except np.linalg.LinAlgError:
+            return NewtonResult(x, f, g, H, x - x0, False, steps)
+        step = np.zeros(n)
+        step[free] = -np.linalg.solve(L.T, np.linalg.solve(L, g[free]))
+        decrement = float(-g[free] @ step[free])
+        if decrement < tol:
+            return NewtonResult(x, f, g, H, x - x0, True, steps)
+        t = 1.0
+        for _ in range(12):
+            xn = np.maximum(x + t * step, lo)
+            fn = fun(xn)
+            if np.isfinite(fn) and fn <= f + 1e-4 * t * float(g @ (xn - x)) + 1e-12 * abs(f):
+                break
+            t *= 0.5
+        else:
+            return NewtonResult(x, f, g, H, x - x0, decrement < 1e-6, steps)
+        gn = gradient(fun, xn, budget=budget)
+        s, yv = xn - x, gn - g
+        sy = float(s @ yv)
+        if sy > 1e-12 * float(np.linalg.norm(s) * np.linalg.norm(yv)) and sy > 0:
+            Hs = H @ s
+            H = H - np.outer(Hs, Hs) / float(s @ Hs) + np.outer(yv, yv) / sy
+        x, f, g = xn, fn, gn
+    return NewtonResult(x, f, g, H, x - x0, False, steps)
