@@ -20,6 +20,7 @@ from .optimize import (EXACT_FD_DELTA, Budget, FitTimeout, bobyqa, check_boundar
 from .results import GLMMResult
 
 MAX_AGQ = 100
+STAGE1_XTOL = 1e-4
 DEFAULT_MAX_EVALS = 20000
 
 
@@ -118,8 +119,10 @@ def glmer(formula, data, family="poisson", *, link=None, offset=None, weights=No
     # stage 1: theta only, PIRLS over (u, beta)
     def f1(theta):
         return dev.laplace(theta)
-    res1 = bobyqa(f1, theta0, lower, upper, np.full(dev.ntheta, 0.2), 1e-6, 1e-8,
-                  max_evals, budget)
+    # stage 1 only has to land near the optimum (stage 2 refines it): loose tolerances
+    tol1 = STAGE1_XTOL if nAGQ > 0 else 1e-6
+    res1 = bobyqa(f1, theta0, lower, upper, np.full(dev.ntheta, 0.2), tol1, 1e-8,
+                  max_evals, budget, ftol_rel=1e-11 if nAGQ > 0 else 0.0)
     timed_out |= res1.timed_out
     theta1 = res1.x
     st1 = dev.pirls(theta1)

@@ -59,7 +59,8 @@ class Budget:
         return self.seconds is not None and time.perf_counter() - self.start > self.seconds
 
 
-def bobyqa(fun, x0, lower, upper, step, xtol, ftol, maxeval, budget: Budget) -> OptResult:
+def bobyqa(fun, x0, lower, upper, step, xtol, ftol, maxeval, budget: Budget,
+           ftol_rel=0.0) -> OptResult:
     n = len(x0)
     best = {"x": np.array(x0, float), "f": np.inf, "n": 0}
 
@@ -82,6 +83,8 @@ def bobyqa(fun, x0, lower, upper, step, xtol, ftol, maxeval, budget: Budget) -> 
     opt.set_initial_step(np.asarray(step, float))
     opt.set_xtol_abs(np.full(n, xtol))
     opt.set_ftol_abs(ftol)
+    if ftol_rel:
+        opt.set_ftol_rel(ftol_rel)
     opt.set_maxeval(int(maxeval))
     timed_out = False
     code = 0
