@@ -154,7 +154,7 @@ def test_predict_new_rows_and_fitted(safety):
     new = udfs.GLMM_PREDICT(*args, new_X=[["training"], [1.0], [0.0]],
                             new_groups=[["plant", "month"], ["P01", "3"], ["P99", None]],
                             offset=off, new_offset=[[math.log(100)], [math.log(100)]],
-                            type="link")
+                            pred_type="link")
     b = res.random_effects
     pop = res.fe_params["(Intercept)"] + math.log(100)
     assert new[1][0] == pytest.approx(pop + res.fe_params["training"] + b["plant"]["P01"] + b["month"]["3"])

@@ -35,6 +35,14 @@ def _num(v):
     return f if math.isfinite(f) else BLANK
 
 
+def _text(v):
+    """A label cell: text, or a blank cell for None/NaN."""
+    if v is None or (isinstance(v, float) and math.isnan(v)):
+        return BLANK
+    s = str(v)
+    return s if s else BLANK
+
+
 def ratio_label(result: GLMMResult) -> str | None:
     if result.family.link == "log":
         return "IRR" if result.family.name in ("poisson", "negbin") else "exp(Est)"
@@ -60,7 +68,8 @@ def fit_block(result: GLMMResult, alpha: float = 0.05, extra_fit_rows=()) -> lis
         r = [name, _num(est), _num(result.fe_bse[name]), _num(result.fe_zvalues[name]),
              _num(result.fe_pvalues[name]), _num(lo), _num(hi)]
         if ratio:
-            r += [_num(np.exp(est)), _num(np.exp(lo)), _num(np.exp(hi))]
+            with np.errstate(over="ignore", invalid="ignore"):
+                r += [_num(np.exp(est)), _num(np.exp(lo)), _num(np.exp(hi))]
         rows.append(r)
     if len(result.fe_params) == 0:
         rows.append(["(none)"])
@@ -79,7 +88,7 @@ def fit_block(result: GLMMResult, alpha: float = 0.05, extra_fit_rows=()) -> lis
             continue
         if r.grp != current:
             current, seen_terms = r.grp, []
-        row = [r.grp, r.var1 if r.var1 else BLANK, _num(r.vcov), _num(r.sdcor)]
+        row = [_text(r.grp), _text(r.var1), _num(r.vcov), _num(r.sdcor)]
         for prev in seen_terms:     # lme4's lower triangle: correlations with earlier terms
             row.append(_num(corr.get((r.grp, prev, r.var1))))
         seen_terms.append(r.var1)

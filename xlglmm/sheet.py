@@ -56,6 +56,14 @@ def is_number(v) -> bool:
     return isinstance(v, (int, float, np.integer, np.floating)) and not isinstance(v, (bool, np.bool_))
 
 
+def to_float(v) -> float:
+    """float(v) for a number cell; an int too large for a float gives inf."""
+    try:
+        return float(v)
+    except OverflowError:
+        return math.inf if v > 0 else -math.inf
+
+
 def as_grid(value, name: str) -> list:
     """Any xlwings value -> a rectangular list of rows (possibly empty)."""
     if value is None:
@@ -97,9 +105,34 @@ def _strip_blank_tail(grid: list) -> list:
     return grid[:end]
 
 
-def vector(value, name: str, required=True):
-    """A single row or column -> (values, header or None, orientation)."""
-    grid = _strip_blank_tail(as_grid(value, name))
+def data_extent(*values) -> int | None:
+    """The number of range rows that aligned arguments (y, X, groups, offset...)
+    share: the last row holding a value in any of them.  Blank rows below it are
+    cut (a whole-column selection), blank cells above it are missing values."""
+    extent = 0
+    for v in values:
+        if not isinstance(v, (list, tuple, np.ndarray)):
+            continue
+        g = as_grid(v, "argument")
+        if len(g) == 1 and len(g[0]) > 1:         # a row of values: not row-aligned
+            continue
+        extent = max(extent, len(_strip_blank_tail(g)))
+    return extent or None
+
+
+def _cut(grid: list, rows: int | None) -> list:
+    """The first ``rows`` rows (the common extent), or without its blank tail."""
+    if rows is None or (len(grid) == 1 and len(grid[0]) > 1):
+        return _strip_blank_tail(grid)
+    return grid[:rows]
+
+
+def vector(value, name: str, required=True, rows: int | None = None):
+    """A single row or column -> (values, header or None, orientation).  ``rows``:
+    the common extent of the aligned arguments (see :func:`data_extent`)."""
+    grid = _cut(as_grid(value, name), rows)
+    if grid and all(is_blank(v) for r in grid for v in r):
+        grid = []
     if not grid:
         if required:
             raise SheetError(f"{name} is empty")
@@ -158,7 +191,7 @@ def numeric(vals: list, name: str, offset: int, allow_bool=False) -> np.ndarray:
             else:
                 bools.append(row)
         elif is_number(v):
-            f = float(v)
+            f = to_float(v)
             if not math.isfinite(f):
                 nonfinite.append(row)
             out[i] = f
@@ -181,6 +214,20 @@ def numeric(vals: list, name: str, offset: int, allow_bool=False) -> np.ndarray:
     return out
 
 
+def _label_text(v) -> str:
+    """A non-blank cell as a label (group level or column name)."""
+    if isinstance(v, (bool, np.bool_)):
+        return "TRUE" if v else "FALSE"
+    if isinstance(v, (int, np.integer)):
+        return str(int(v))
+    if is_number(v):
+        f = float(v)
+        return str(int(f)) if f.is_integer() else repr(f)
+    if isinstance(v, (_dt.date, _dt.datetime)):
+        return v.isoformat()
+    return str(v).strip()
+
+
 def labels(vals: list, name: str, offset: int) -> np.ndarray:
     """Group labels: numbers or text (kept as given; 1 and 1.0 are the same group);
     blanks -> None."""
@@ -191,24 +238,18 @@ def labels(vals: list, name: str, offset: int) -> np.ndarray:
             out[i] = None
         elif is_error(v):
             errors.append(i + 1 + offset)
-        elif isinstance(v, (bool, np.bool_)):
-            out[i] = "TRUE" if v else "FALSE"
-        elif is_number(v):
-            f = float(v)
-            out[i] = str(int(f)) if f.is_integer() else repr(f)
-        elif isinstance(v, (_dt.date, _dt.datetime)):
-            out[i] = v.isoformat()
         else:
-            out[i] = str(v).strip()
+            out[i] = _label_text(v)
     if errors:
         raise SheetError(f"{name} has Excel error values in {rows_text(errors)}")
     return out
 
 
-def matrix(value, name: str, n: int, orient_y: str, kind: str = "numeric"):
+def matrix(value, name: str, n: int, orient_y: str, kind: str = "numeric",
+           rows: int | None = None):
     """A block of columns (one per predictor or grouping factor) aligned with y's
     n data rows.  Returns (list of (column name, array), offset of first data row)."""
-    grid = _strip_blank_tail(as_grid(value, name))
+    grid = _cut(as_grid(value, name), rows)
     if not grid:
         raise SheetError(f"{name} is empty")
     nr, nc = len(grid), len(grid[0])
@@ -279,7 +320,7 @@ def scalar(value, name: str, default, kind: str, lo=None, hi=None, choices=None)
     if kind == "bool":
         if isinstance(value, (bool, np.bool_)):
             return bool(value)
-        if is_number(value) and float(value) in (0.0, 1.0):
+        if is_number(value) and to_float(value) in (0.0, 1.0):
             return bool(value)
         if isinstance(value, str) and value.strip().upper() in ("TRUE", "FALSE"):
             return value.strip().upper() == "TRUE"
@@ -287,7 +328,7 @@ def scalar(value, name: str, default, kind: str, lo=None, hi=None, choices=None)
     if kind in ("number", "int"):
         if isinstance(value, (bool, np.bool_)) or not is_number(value):
             raise SheetError(f"{name} must be a number")
-        f = float(value)
+        f = to_float(value)
         if not math.isfinite(f):
             raise SheetError(f"{name} must be a finite number")
         if kind == "int":
@@ -321,7 +362,7 @@ def table(value, name: str):
             raise SheetError(f"{name} has a blank column name in column {j + 1}")
         if is_error(h):
             raise SheetError(f"{name} has an Excel error as column name in column {j + 1}")
-        s = str(int(h)) if is_number(h) and float(h).is_integer() else str(h).strip()
+        s = _label_text(h)
         if s in used:
             raise SheetError(f"{name} has the column name '{s}' twice")
         used.add(s)

@@ -36,6 +36,7 @@ import xlwings as xw
 
 from . import block, cache, sheet
 from .design import ROW_LABELS, DesignError
+from .family import make_family
 from .fit import ModelError, glmer
 from .formula import FormulaError
 from .sheet import SheetError
@@ -49,9 +50,17 @@ LINKS = ("log", "logit", "probit", "cloglog", "inverse", "identity", "sqrt")
 FIT_STATS = ("logLik", "AIC", "BIC", "deviance", "nobs", "npar")
 
 
+MAX_MESSAGE = 290        # characters in an error cell, prefix included
+
+
 def error(msg: str) -> str:
+    """One line of text for the cell: '#GLMM! ' + the message (whitespace collapsed,
+    cut to MAX_MESSAGE characters)."""
     msg = " ".join(str(msg).split())
-    return ERROR_PREFIX + (msg[:1].lower() + msg[1:] if msg[:2] != msg[:2].upper() else msg)
+    msg = ERROR_PREFIX + (msg[:1].lower() + msg[1:] if msg[:2] != msg[:2].upper() else msg)
+    if len(msg) > MAX_MESSAGE:
+        msg = msg[:MAX_MESSAGE - 3].rstrip() + "..."
+    return msg
 
 
 def _safe(impl, *args):
@@ -113,7 +122,8 @@ def _check_counts(y, name, first_row, family, trials=None):
             raise SheetError(f"{name} has negative counts in {rows(neg)}")
         frac = ok & (np.abs(y - np.round(y)) > 1e-9 * np.maximum(1, np.abs(y)))
         if frac.any():
-            raise SheetError(f"{name} must hold whole-number counts; {rows(frac)} are not")
+            raise SheetError(f"{name} must hold whole-number counts; {rows(frac)} "
+                             f"{'is' if frac.sum() == 1 else 'are'} not")
     elif family == "binomial":
         if trials is None:
             bad = ok & ~np.isin(y, (0.0, 1.0))
@@ -134,23 +144,34 @@ def _check_counts(y, name, first_row, family, trials=None):
                 raise SheetError(f"{name} has more successes than trials in {rows(over)}")
 
 
+def _check_family_link(family, link):
+    """The link must suit the family (checked before any data are read)."""
+    try:
+        make_family(family, link)
+    except (ValueError, TypeError) as e:
+        raise SheetError(str(e)) from None
+
+
 def model_from_ranges(family, y, X, groups, offset=None, x_random=None, fit_intercept=True,
                       nAGQ=1, trials=None, link=None) -> SheetModel:
-    yv, _, orient = sheet.vector(y, "y")
+    _check_family_link(family, link)
+    rows = sheet.data_extent(y, X, groups, offset, x_random, trials)
+    yv, _, orient = sheet.vector(y, "y", rows=rows)
     y_header, ydata, yoff = sheet.split_header(yv, None, "y", numeric=True)
     n = len(ydata)
     if n == 0:
         raise SheetError("y has no data rows")
     first = 1 + yoff
     yarr = sheet.numeric(ydata, "y", yoff)
-    xcols = [] if sheet.is_empty(X) else sheet.matrix(X, "X", n, orient)[0]
+    xcols = [] if sheet.is_empty(X) else sheet.matrix(X, "X", n, orient, rows=rows)[0]
     if sheet.is_empty(groups):
         raise SheetError("groups is empty: give at least one column of group labels")
-    gcols = sheet.matrix(groups, "groups", n, orient, kind="labels")[0]
+    gcols = sheet.matrix(groups, "groups", n, orient, kind="labels", rows=rows)[0]
     xrcols = [] if sheet.is_empty(x_random) \
-        else sheet.matrix(x_random, "x_random", n, orient)[0]
-    off = _aligned_vector(offset, "offset", n, yoff)
-    tri = _aligned_vector(trials, "trials", n, yoff)
+        else sheet.matrix(x_random, "x_random", n, orient, rows=rows)[0]
+    off = _aligned_vector(offset, "offset", n, yoff,
+                          log_scale=make_family(family, link).link == "log", rows=rows)
+    tri = _aligned_vector(trials, "trials", n, yoff, rows=rows)
     _check_counts(yarr, "y", first, family, tri)
     used: set = set()
     data = {}
@@ -195,23 +216,42 @@ def model_from_ranges(family, y, X, groups, offset=None, x_random=None, fit_inte
                       xr_names, y_name, n, first)
 
 
-def _aligned_vector(value, name, n, yoff):
+def _aligned_vector(value, name, n, yoff, log_scale=False, rows=None):
     if sheet.is_empty(value):
         return None
-    vals, _, _ = sheet.vector(value, name)
+    vals, _, _ = sheet.vector(value, name, rows=rows)
     if vals is None:
         return None
     if len(vals) == 1 and n > 1:
         raise SheetError(f"{name} must be a column with one value per row of y")
     header, data, off = sheet.split_header(vals, n, name, numeric=True)
     arr = sheet.numeric(data, name, off)
+    if name in ("offset", "new_offset"):
+        _check_log_offset(arr, name, 1 + off, log_scale)
     return arr
+
+
+MAX_LOG_OFFSET = 700.0     # e^709 overflows a double
+
+
+def _check_log_offset(arr, name, row0, log_scale):
+    """An offset on the log scale beyond +-700 is not the log of an exposure (and
+    e^offset overflows)."""
+    if not log_scale or arr is None:
+        return
+    with np.errstate(invalid="ignore"):
+        big = np.abs(arr) > MAX_LOG_OFFSET
+    if big.any():
+        raise SheetError(f"{name} has values beyond +-{MAX_LOG_OFFSET:g} in "
+                         f"{sheet.rows_text(np.flatnonzero(big) + row0)}: the offset is on "
+                         "the log scale, e.g. =LN(exposure)")
 
 
 def model_from_formula(formula, data, family="poisson", link=None, offset=None,
                        weights=None, nAGQ=1) -> SheetModel:
     if not isinstance(formula, str) or "~" not in formula:
         raise SheetError("formula must be text such as y ~ x + (1|group)")
+    _check_family_link(family, link)
     cols, off = sheet.table(data, "data")
     n = len(next(iter(cols.values())))
     frame = {}
@@ -220,7 +260,8 @@ def model_from_formula(formula, data, family="poisson", link=None, offset=None,
     df = pd.DataFrame(frame)
     df.index = np.arange(2, 2 + n)
     df.attrs[ROW_LABELS] = df.index.to_numpy()
-    o = _vector_or_column(offset, "offset", n, df)
+    o = _vector_or_column(offset, "offset", n, df,
+                          log_scale=make_family(family, link).link == "log")
     w = _vector_or_column(weights, "weights", n, df)
     return SheetModel(df, formula, family, link, o, w, nAGQ, [], [], [], "", n, 2)
 
@@ -251,7 +292,7 @@ def _typed_column(vals, name):
     return sheet.numeric(vals, f"data column '{name}'", 1)
 
 
-def _vector_or_column(value, name, n, df):
+def _vector_or_column(value, name, n, df, log_scale=False):
     if sheet.is_empty(value):
         return None
     if isinstance(value, str):
@@ -267,7 +308,70 @@ def _vector_or_column(value, name, n, df):
         return arr.astype(float)
     vals, _, _ = sheet.vector(value, name)
     header, data, off = sheet.split_header(vals, n, name, numeric=True)
-    return sheet.numeric(data, name, off + 1)
+    arr = sheet.numeric(data, name, off + 1)
+    if name == "offset":
+        _check_log_offset(arr, name, 2 + off, log_scale)
+    return arr
+
+
+# arithmetic failures inside the engine (Numba kernels raise ZeroDivisionError on a
+# float division by zero; LAPACK refuses non-finite matrices)
+NUMERIC_FAILURES = (ZeroDivisionError, FloatingPointError, OverflowError,
+                    np.linalg.LinAlgError)
+
+
+def _raised_in(exc: BaseException, function: str) -> bool:
+    tb = exc.__traceback__
+    while tb is not None:
+        if tb.tb_frame.f_code.co_name == function:
+            return True
+        tb = tb.tb_next
+    return False
+
+
+def _numeric_failure(exc: BaseException) -> ModelError:
+    what = {ZeroDivisionError: "a division by zero", OverflowError: "an overflow",
+            FloatingPointError: "an overflow"}.get(type(exc), "infinite or NaN numbers")
+    return ModelError(f"the model could not be fitted: the computation broke down ({what}). "
+                      "Check y, X and the offset for extreme values, and that the link "
+                      "suits the model (e.g. Gamma's inverse link needs an intercept)")
+
+
+def _check_fit(res, y_name: str = "") -> None:
+    """Models without finite or identifiable estimates, refused with a clear message
+    instead of a block of meaningless numbers: an all-zero (or all-success)
+    response, complete separation, more random effects than rows (lme4's
+    check.nobs.vs.nRE), a random intercept per row of 0/1 outcomes."""
+    d = res.design
+    fam = res.family.name
+    y = d.y
+    name = "y" if y_name else f"the response '{d.response_name}'"
+    if fam in ("poisson", "negbin") and np.all(y == 0.0):
+        raise ModelError(f"{name} is 0 in every row used: a model of all-zero counts has no "
+                         "finite estimates (the fitted rate is 0)")
+    if fam == "binomial":
+        if np.all(y == 0.0) or np.all(y == 1.0):
+            what = "0 (no successes)" if np.all(y == 0.0) else "a success"
+            raise ModelError(f"every outcome is {what}: the model has no finite estimates")
+        mu = np.asarray(res.fittedvalues, float)
+        if mu.size and np.all((mu < 1e-6) | (mu > 1.0 - 1e-6)):
+            raise ModelError("complete separation: the predictors (or groups) predict every "
+                             "outcome exactly, so the estimates are infinite; remove the "
+                             "separating predictor or combine categories")
+    for t in d.re_terms:
+        if t.nlevels * t.k > d.nobs:
+            raise ModelError(
+                f"the random effects for '{t.group}' number {t.nlevels * t.k} ({t.nlevels} "
+                f"levels x {t.k} terms) but there are {d.nobs} rows: their variances "
+                "cannot be identified; use fewer random slopes or groups with more rows")
+    bernoulli = res.family.name == "binomial" and np.all(d.weights == 1.0) and \
+        np.all((d.y == 0.0) | (d.y == 1.0))
+    for t in d.re_terms:
+        if bernoulli and t.nlevels == d.nobs and t.k == 1:
+            raise ModelError(
+                f"every row is its own level of '{t.group}' ({d.nobs} levels, {d.nobs} rows): "
+                "with 0/1 outcomes a random intercept per row cannot be identified; give "
+                "groups that contain several rows")
 
 
 def fit_model(m: SheetModel):
@@ -277,10 +381,38 @@ def fit_model(m: SheetModel):
         if isinstance(hit, Exception):
             raise hit
         return hit
+    t0 = time.perf_counter()
+
+    def run(budget=DEFAULT_TIME_BUDGET, **kw):
+        return glmer(m.formula, m.data, family=m.family, link=m.link, offset=m.offset,
+                     weights=m.weights, nAGQ=m.nAGQ, time_budget=budget, **kw)
     try:
-        res = glmer(m.formula, m.data, family=m.family, link=m.link, offset=m.offset,
-                    weights=m.weights, nAGQ=m.nAGQ, time_budget=DEFAULT_TIME_BUDGET)
-    except (DesignError, ModelError, FormulaError, SheetError) as e:
+        try:
+            res = run()
+        except NUMERIC_FAILURES as e:
+            if not _raised_in(e, "lme4_devfun"):
+                raise
+            # lme4's own finite-difference Hessian (the default SEs) broke down, e.g.
+            # on a perfect fit (deviance exactly 0): use the accurate Hessian
+            res = run(max(1.0, DEFAULT_TIME_BUDGET - (time.perf_counter() - t0)),
+                      se_method="hessian")
+            res.messages.append("lme4's finite-difference Hessian could not be evaluated "
+                                "here; the accurately computed Hessian is used.")
+        _check_fit(res, m.y_name)
+    except NUMERIC_FAILURES as e:
+        err = _numeric_failure(e)
+        cache.FITS.put(key, err)
+        raise err from None
+    except ModelError as e:
+        if time.perf_counter() - t0 >= DEFAULT_TIME_BUDGET and "could not be evaluated" in str(e):
+            # the budget ran out before the first evaluation (not a PIRLS failure);
+            # not cached: another recalculation may have the time
+            raise ModelError(f"the time budget of {DEFAULT_TIME_BUDGET:g} s ran out before "
+                             "the model could be evaluated once; use fewer rows or "
+                             "predictors") from None
+        cache.FITS.put(key, e)
+        raise
+    except (DesignError, FormulaError, SheetError) as e:
         cache.FITS.put(key, e)
         raise
     cache.FITS.put(key, res)
@@ -302,17 +434,33 @@ def _family(value, default="poisson"):
     return fam
 
 
+def _one_cell(v):
+    """The single non-blank cell of a range (None when there are 0 or several)."""
+    found = None
+    for r in sheet.as_grid(v, "formula"):
+        for c in r:
+            if not sheet.is_blank(c):
+                if found is not None:
+                    return None
+                found = c
+    return found
+
+
 def _is_formula(v) -> bool:
-    if isinstance(v, list):
-        g = sheet.as_grid(v, "formula")
-        v = g[0][0] if len(g) == 1 and len(g[0]) == 1 else None
+    if isinstance(v, (list, tuple)):
+        v = _one_cell(v)
     return isinstance(v, str) and "~" in v
 
 
 def _scalar_text(v):
-    if isinstance(v, list):
-        g = sheet.as_grid(v, "formula")
-        return g[0][0]
+    """The formula cell: a scalar, or the one non-blank cell of a range."""
+    if isinstance(v, (list, tuple)):
+        cells = [c for r in sheet.as_grid(v, "formula") for c in r if not sheet.is_blank(c)]
+        if len(cells) != 1:
+            raise SheetError("formula must be one cell of text such as y ~ x + (1|group)"
+                             + (f" (the range has {len(cells)} non-blank cells)" if cells
+                                else ""))
+        return cells[0]
     return v
 
 
@@ -341,11 +489,16 @@ def _fit_block(m: SheetModel, alpha: float):
     bkey = cache.digest("block", m.key, alpha)
     hit = cache.BLOCKS.get(bkey)
     if hit is not None:
-        return hit
+        return _copy(hit)
     res = fit_model(m)
     out = block.fit_block(res, alpha)
     cache.BLOCKS.put(bkey, out)
-    return out
+    return _copy(out)
+
+
+def _copy(blk):
+    """A fresh list of rows: a caller that edits the block cannot edit the cache."""
+    return [list(r) for r in blk]
 
 
 def _companion_model(args_range, args_formula, first):
@@ -374,16 +527,16 @@ def _ranef(y, X, groups, offset, x_random, fit_intercept, nAGQ, family, trials, 
     if hit is None:
         hit = block.ranef_block(fit_model(m))
         cache.BLOCKS.put(bkey, hit)
-    return hit
+    return _copy(hit)
 
 
 def _predict(y, X, groups, new_X, new_groups, offset, new_offset, x_random, new_x_random,
              type_, include_re, fit_intercept, nAGQ, family, trials, link):
-    ptype = sheet.scalar(type_, "type", "response", "text", choices=("response", "link"))
+    ptype = sheet.scalar(type_, "pred_type", "response", "text", choices=("response", "link"))
     inc = sheet.scalar(include_re, "include_re", True, "bool")
     if _is_formula(y):
         # formula form: (formula, data, new_data, family, link, offset, weights,
-        # new_offset) in the first eight places; type, include_re, nAGQ stay in theirs
+        # new_offset) in the first eight places; pred_type, include_re, nAGQ stay put
         formula, data, new_data, fam_, link_, offset_, weights_, new_offset_ = (
             y, X, groups, new_X, new_groups, offset, new_offset, x_random)
         fam = _family(fam_)
@@ -407,7 +560,8 @@ def _predict(y, X, groups, new_X, new_groups, offset, new_offset, x_random, new_
         if sheet.is_empty(new_offset):
             raise SheetError("the model has an offset: give new_offset for the new rows "
                              "(e.g. =LN(exposure))")
-        off = _aligned_vector(new_offset, "new_offset", len(new), 0)
+        off = _aligned_vector(new_offset, "new_offset", len(new), 0,
+                              log_scale=res.family.link == "log")
     pred = res.predict(new, type=ptype, include_re=inc, offset=off).to_numpy()
     return _prediction_column(pred, ptype)
 
@@ -463,7 +617,8 @@ def _predict_formula(res, m, new_data, new_offset, ptype, inc):
     df = pd.DataFrame({k: _typed_column(v, k) for k, v in cols.items()})
     off = None
     if not sheet.is_empty(new_offset) and new_offset != []:
-        off = _aligned_vector(new_offset, "new_offset", len(df), 0)
+        off = _aligned_vector(new_offset, "new_offset", len(df), 0,
+                              log_scale=res.family.link == "log")
     elif m.offset is not None:
         raise SheetError("the model has an offset: give new_offset for the new rows")
     pred = res.predict(df, type=ptype, include_re=inc, offset=off).to_numpy()
@@ -478,19 +633,36 @@ def _prediction_column(values, ptype):
 def read_fit_block(value, name):
     """The fit statistics of a spilled fit block (its 'Model fit' rows)."""
     grid = sheet.as_grid(value, name)
+    cells = [c for r in grid for c in r if not sheet.is_blank(c)]
+    if len(cells) == 1 and isinstance(cells[0], str):
+        one = cells[0].strip()
+        if one.startswith("#GLMM!"):
+            raise SheetError(f"{name} is an error, not a fit: {one}")
+        if sheet.is_error(one):
+            raise SheetError(f"{name} is an Excel error value ({one.upper()}), not a fit "
+                             "block: pass the fit's whole spilled range, e.g. F2#")
     stats = {}
+    bad = []
     for r in grid:
         if r and isinstance(r[0], str) and len(r) > 1:
             label = r[0].strip()
-            if label in FIT_STATS and sheet.is_number(r[1]):
-                stats[label] = float(r[1])
+            if label in FIT_STATS:
+                v = r[1]
+                f = sheet.to_float(v) if sheet.is_number(v) else math.nan
+                whole = label in ("nobs", "npar")
+                if not math.isfinite(f) or (whole and (f < 0 or not f.is_integer())):
+                    if not (sheet.is_blank(v) and label in ("AIC", "BIC", "deviance")):
+                        bad.append(label)
+                    continue
+                stats[label] = f
             elif label in ("family", "method") and isinstance(r[1], str):
                 stats[label] = r[1]
             elif label == "singular":
                 stats[label] = bool(r[1]) if isinstance(r[1], (bool, np.bool_)) else False
-    if len(grid) == 1 and len(grid[0]) == 1 and isinstance(grid[0][0], str) \
-            and grid[0][0].startswith("#GLMM!"):
-        raise SheetError(f"{name} is an error, not a fit: {grid[0][0]}")
+    bad = [b for b in dict.fromkeys(bad) if b not in stats]
+    if bad:
+        raise SheetError(f"{name}'s {', '.join(bad)} row{'s do' if len(bad) > 1 else ' does'} "
+                         "not hold a valid number: pass the fit block unchanged")
     missing = [s for s in ("logLik", "npar", "nobs") if s not in stats]
     if missing:
         raise SheetError(f"{name} is not a fit block from GLMM_POISSON, GLMM_BINOMIAL or "
@@ -523,7 +695,7 @@ def _compare(model1, model2, data, family, link, offset, weights, nAGQ):
                          f"and {int(fits[1]['nobs'])} observations): a likelihood-ratio test "
                          "needs the same data")
     fa, fb = fits[0].get("family"), fits[1].get("family")
-    if fa and fb and fa.split()[0] != fb.split()[0]:
+    if fa and fb and (fa.split() or [""])[0] != (fb.split() or [""])[0]:
         raise SheetError("the models have different families; compare them by AIC instead")
     for f in fits:
         for k in ("AIC", "BIC", "deviance"):
@@ -609,7 +781,7 @@ def GLMM_RANEF(y, X, groups, offset=None, x_random=None, fit_intercept=True, nAG
 @xw.arg("new_offset", ndim=2, err_to_str=True, doc="Optional. Offset of the new rows")
 @xw.arg("x_random", ndim=2, err_to_str=True, doc="Optional. As in the fit")
 @xw.arg("new_x_random", ndim=2, err_to_str=True, doc="Optional. Random-slope columns of the new rows")
-@xw.arg("type", doc="Optional. \"response\" (default) or \"link\"")
+@xw.arg("pred_type", doc="Optional. \"response\" (default) or \"link\" scale")
 @xw.arg("include_re", doc="Optional. TRUE (default) adds the groups' random effects")
 @xw.arg("fit_intercept", doc="Optional. As in the fit")
 @xw.arg("nAGQ", doc="Optional. As in the fit")
@@ -617,11 +789,12 @@ def GLMM_RANEF(y, X, groups, offset=None, x_random=None, fit_intercept=True, nAG
 @xw.arg("trials", ndim=2, err_to_str=True, doc="Optional. Binomial trials, as in the fit")
 @xw.arg("link", doc="Optional. Link function")
 def GLMM_PREDICT(y, X, groups, new_X=None, new_groups=None, offset=None, new_offset=None,
-                 x_random=None, new_x_random=None, type="response", include_re=True,
+                 x_random=None, new_x_random=None, pred_type="response", include_re=True,
                  fit_intercept=True, nAGQ=1, family="poisson", trials=None, link=None):
     """Predictions from a GLMM for new rows (response or link scale, with or without random effects). Same leading arguments as the fit; unseen group levels get 0."""
     return _safe(_predict, y, X, groups, new_X, new_groups, offset, new_offset, x_random,
-                 new_x_random, type, include_re, fit_intercept, nAGQ, family, trials, link)
+                 new_x_random, pred_type, include_re, fit_intercept, nAGQ, family, trials,
+                 link)
 
 
 @xw.func(category=CATEGORY, call_in_wizard=False)

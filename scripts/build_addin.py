@@ -1,0 +1,98 @@
+"""Build the Excel add-in files in addin/ and their packaged copy in xlglmm/addin_files/.
+
+    python scripts/build_addin.py           # (re)build
+    python scripts/build_addin.py --check   # exit 1 if a file is missing or out of date
+
+* addin/xlglmm.xlam       -- made by running `xlwings quickstart xlglmm --addin` in a
+                             temporary folder (a plain copy of xlwings' prebuilt
+                             quickstart_addin.xlam; needs no Excel).  Tied to the installed
+                             xlwings, which must be the pinned 0.37.8.
+* addin/xlglmm_udfs.bas   -- the VBA wrappers xlwings' own generate_vba_wrapper writes for
+                             module xlglmm.udfs (run on any OS through
+                             tests/xlwings_harness.py), with the header lines of
+                             import_udfs, CRLF line ends as on Windows.
+* addin/xlglmm.conf.example, addin/INSTALL.md -- hand-written; copied into the package.
+
+Rerun after changing a worksheet function's name, arguments, decorators or docstring
+(tests/test_addin.py fails until then) and after changing the xlwings pin.
+"""
+from __future__ import annotations
+
+import argparse
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+ADDIN = ROOT / "addin"
+PACKAGED = ROOT / "xlglmm" / "addin_files"
+for p in (ROOT / "tests", ROOT):
+    if str(p) not in sys.path:
+        sys.path.insert(0, str(p))
+
+import xlwings  # noqa: E402
+
+import xlwings_harness  # noqa: E402
+from xlglmm import addin  # noqa: E402
+
+
+def quickstart_xlam() -> bytes:
+    """The .xlam `xlwings quickstart xlglmm --addin` creates."""
+    with tempfile.TemporaryDirectory() as tmp:
+        subprocess.run([sys.executable, "-m", "xlwings.cli", "quickstart", "xlglmm", "--addin"],
+                       cwd=tmp, check=True, stdout=subprocess.DEVNULL)
+        return (Path(tmp) / "xlglmm" / "xlglmm.xlam").read_bytes()
+
+
+def udfs_bas() -> bytes:
+    text = xlwings_harness.generate_vba(addin.UDF_MODULES, addin.ADDIN_FILE)
+    return text.replace("\n", "\r\n").encode("ascii")
+
+
+def expected_files(xlam: bytes | None = None) -> dict[str, bytes]:
+    """name -> bytes of every file in addin/ that the build owns or ships."""
+    return {
+        addin.ADDIN_FILE: quickstart_xlam() if xlam is None else xlam,
+        addin.BAS_FILE: udfs_bas(),
+        addin.CONF_EXAMPLE_FILE: (ADDIN / addin.CONF_EXAMPLE_FILE).read_bytes(),
+        addin.INSTALL_DOC: (ADDIN / addin.INSTALL_DOC).read_bytes(),
+    }
+
+
+def stale(files: dict[str, bytes]) -> list[Path]:
+    out = []
+    for name, data in files.items():
+        for folder in (ADDIN, PACKAGED):
+            path = folder / name
+            if not path.is_file() or path.read_bytes() != data:
+                out.append(path)
+    return out
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--check", action="store_true", help="only check; exit 1 if out of date")
+    args = ap.parse_args(argv)
+    if xlwings.__version__ != addin.XLWINGS_VERSION:
+        print(f"error: xlwings {xlwings.__version__} is installed; the add-in is pinned to "
+              f"{addin.XLWINGS_VERSION} (change the pin in pyproject.toml and "
+              "xlglmm/addin.py together)", file=sys.stderr)
+        return 1
+    files = expected_files()
+    bad = stale(files)
+    if args.check:
+        for p in bad:
+            print(f"out of date: {p.relative_to(ROOT)}")
+        return 1 if bad else 0
+    PACKAGED.mkdir(parents=True, exist_ok=True)
+    for path in bad:
+        path.write_bytes(files[path.name])
+        print(f"wrote {path.relative_to(ROOT)}")
+    if not bad:
+        print("add-in files are up to date")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

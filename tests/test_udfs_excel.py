@@ -1,0 +1,131 @@
+"""Every worksheet function called as Excel calls it: COM-style values through
+xlwings' own CallUDF / call_udf / conversion code (tests/xlwings_harness.py), with the
+decorators' options applied as on Windows; numbers checked against xlglmm.glmer and
+lme4's references."""
+import math
+
+import numpy as np
+import pandas as pd
+import pytest
+
+import xlglmm
+import xlwings_harness as h
+from refs import DATA, expected, load_frame, manifest
+from sheetdata import block_row, block_value, column, columns, table
+from xlglmm import cache
+
+
+def com(rows):
+    return h.com_rows(rows)
+
+
+@pytest.fixture(autouse=True)
+def fresh():
+    cache.clear()
+    yield
+    cache.clear()
+
+
+@pytest.fixture(scope="module")
+def safety():
+    return pd.read_csv(DATA / "workplace_safety.csv")
+
+
+def safety_args(df):
+    return (com(column(df.incidents, "incidents")), com(column(df.training, "training")),
+            com(columns(df, ["plant", "month"])), com(column(np.log(df.employees))))
+
+
+def test_glmm_poisson_seed_example(safety):
+    b = h.spill(h.excel_call("GLMM_POISSON", *safety_args(safety)))
+    exp = expected("safety_crossed")
+    assert round(block_value(b, "AIC"), 1) == 715.5
+    assert round(block_value(b, "BIC"), 1) == 727.8
+    tr = block_row(b, "training")
+    assert tr[1] == pytest.approx(-0.417, abs=0.005)
+    assert tr[1] == pytest.approx(exp["fixef"]["training"], abs=0.01 * exp["se"][1])
+    assert tr[2] == pytest.approx(exp["se"][1], rel=0.01)
+    res = xlglmm.glmer("incidents ~ training + (1|plant) + (1|month)", safety,
+                       offset=np.log(safety.employees))
+    assert block_value(b, "logLik") == pytest.approx(res.llf, abs=1e-9)
+    # what Excel receives for blank cells: empty (xlwings writes "" for None)
+    assert block_row(b, "logLik")[2] in (None, "")
+
+
+def test_glmm_binomial_with_trials(safety):
+    df = load_frame(manifest()["cbpp_laplace"])
+    d = pd.get_dummies(df.period, dtype=float).iloc[:, 1:]
+    d.columns = ["period2", "period3", "period4"]
+    b = h.spill(h.excel_call("GLMM_BINOMIAL", com(column(df.incidence, "incidence")),
+                             com(columns(d, d.columns)), com(column(df.herd.astype(str), "herd")),
+                             com(column(df["size"], "size"))))
+    exp = expected("cbpp_laplace")
+    for j, (name, v) in enumerate(exp["fixef"].items()):
+        r = block_row(b, name)
+        assert r[1] == pytest.approx(v, abs=0.01 * exp["se"][j])
+        assert r[2] == pytest.approx(exp["se"][j], rel=0.01)
+        assert r[7] == pytest.approx(math.exp(r[1]))      # odds ratio
+    assert b[0][7] == "OR"
+
+
+def test_glmm_formula_on_table():
+    df = load_frame(manifest()["grouse_height_brood"])
+    t = table(df[["TICKS", "YEAR", "cHEIGHT", "BROOD", "LOCATION"]].astype(
+        {"YEAR": str, "BROOD": str, "LOCATION": str}))
+    b = h.spill(h.excel_call("GLMM", "TICKS ~ YEAR + cHEIGHT + (1|BROOD) + (1|LOCATION)", com(t)))
+    exp = expected("grouse_height_brood")
+    assert block_value(b, "logLik") == pytest.approx(exp["logLik"], abs=1e-3)
+    for j, (name, v) in enumerate(exp["fixef"].items()):
+        assert block_row(b, name)[1] == pytest.approx(v, abs=0.01 * exp["se"][j])
+    sds = {r[0]: r[3] for r in b if r[0] in ("BROOD", "LOCATION")}
+    for row in exp["varcorr"]:
+        assert sds[row["grp"]] == pytest.approx(row["sdcor"], rel=0.02)
+
+
+def test_glmm_ranef_and_cache(safety):
+    args = safety_args(safety)
+    first = h.excel_call("GLMM_POISSON", *args)
+    again = h.excel_call("GLMM_POISSON", *args)
+    r = h.spill(h.excel_call("GLMM_RANEF", *args))
+    # one fit in the cache, found again by the recalculation and by the companion
+    assert len(cache.FITS) == 1 and cache.FITS.hits >= 1 and len(cache.BLOCKS) == 2
+    assert h.spill(first) == h.spill(again)
+    exp = {g["group"]: g for g in expected("safety_crossed")["ranef"]}
+    month = [row for row in r if row[0] == "month"]
+    assert [row[1] for row in month] == exp["month"]["levels"]
+    assert np.allclose([row[2] for row in month], np.ravel(exp["month"]["values"]), atol=1e-3)
+
+
+def test_glmm_predict_fitted_and_new(safety):
+    y, x, g, off = safety_args(safety)
+    res = xlglmm.glmer("incidents ~ training + (1|plant) + (1|month)", safety,
+                       offset=np.log(safety.employees))
+    fitted = h.spill(h.excel_call("GLMM_PREDICT", y, x, g, offset=off))
+    assert fitted[0][0] == "predicted (response)"
+    assert np.allclose([r[0] for r in fitted[1:]], res.fittedvalues)
+    new = h.spill(h.excel_call("GLMM_PREDICT", y, x, g, com([["training"], [0.0]]),
+                               com([["plant", "month"], ["P19", "8"]]), off,
+                               com([[math.log(250)]]), pred_type="link"))
+    want = (res.fe_params["(Intercept)"] + math.log(250) + res.random_effects["plant"]["P19"]
+            + res.random_effects["month"]["8"])
+    assert new[1][0] == pytest.approx(want)
+
+
+def test_glmm_compare_from_spilled_blocks(safety):
+    y, x, g, off = safety_args(safety)
+    full = h.spill(h.excel_call("GLMM_POISSON", y, x, g, off))
+    plant = h.spill(h.excel_call("GLMM_POISSON", y, x, com(column(safety.plant, "plant")), off))
+    c = h.spill(h.excel_call("GLMM_COMPARE", com(full), com(plant)))
+    chisq = 2 * (block_value(full, "logLik") - block_value(plant, "logLik"))
+    assert c[2][6] == pytest.approx(chisq) and c[2][7] == 1
+    assert c[1][2] == pytest.approx(block_value(plant, "AIC"))
+
+
+def test_errors_reach_excel_as_one_text_cell(safety):
+    y, x, g, off = safety_args(safety)
+    bad_y = list(column(safety.incidents, "incidents"))
+    bad_y[4] = [h.xl_error("#N/A")]
+    out = h.excel_call("GLMM_POISSON", com(bad_y), x, g, off)
+    assert isinstance(out, str) and out.startswith("#GLMM! y has Excel error values (#N/A) in row 5")
+    out = h.excel_call("GLMM", "incidents ~ training + (1|plant", com(table(safety)))
+    assert isinstance(out, str) and out.startswith("#GLMM! ")
