@@ -127,6 +127,7 @@ class GlmmDeviance:
         self._v = {True: np.zeros(self.q2 + self.p), False: np.zeros(self.q2)}
         self.state: PirlsState | None = None
         self.evaluations = 0
+        self.pirls_iterations = 0       # work counter (benchmarks, tuning)
 
     # -- structure
     def symbolic(self, with_beta: bool):
@@ -183,6 +184,7 @@ class GlmmDeviance:
             if with_beta and self.p and self.beta_start is not None:
                 v[self.q2:] = self.beta_start
         self.evaluations += 1
+        self.pirls_iterations += int(out[1])
         st = PirlsState(status, out[1], out[2], out[3], out[4], u1.copy(), v.copy(),
                         out[5], out[6], out[7], out[8], out[9], with_beta)
         if status != kernels.PIRLS_OK:
@@ -202,8 +204,8 @@ class GlmmDeviance:
         if self.p:
             self._v[True][self.q2:] = self.beta_start
 
-    def laplace(self, theta, beta=None) -> float:
-        st = self.pirls(theta, beta)
+    def laplace(self, theta, beta=None, tol=None) -> float:
+        st = self.pirls(theta, beta, tol)
         if st.status not in (kernels.PIRLS_OK, kernels.PIRLS_MAXIT) or not np.isfinite(st.logdet):
             return np.inf
         return float(st.aic + _ussq(st, self.q2) + st.logdet)

@@ -16,11 +16,13 @@ from .design import DesignError, ModelDesign, build_design
 from .devfun import GlmmDeviance, gauss_hermite, theta_start
 from .family import Family, make_family
 from .optimize import (EXACT_FD_DELTA, Budget, FitTimeout, bobyqa, check_boundary,
-                       check_convergence, deriv12, gradient, is_singular, newton_refine)
+                       check_convergence, deriv12, gradient, hessian_fd, is_singular,
+                       newton_refine)
 from .results import GLMMResult
 
 MAX_AGQ = 100
 STAGE1_XTOL = 1e-4
+STAGE1_PIRLS_TOL = 1e-12
 DEFAULT_MAX_EVALS = 20000
 
 
@@ -116,9 +118,10 @@ def glmer(formula, data, family="poisson", *, link=None, offset=None, weights=No
         if progress is not None:
             progress(stage, dev.evaluations)
 
-    # stage 1: theta only, PIRLS over (u, beta)
+    # stage 1: theta only, PIRLS over (u, beta), to a looser inner tolerance: it only
+    # has to land near the optimum
     def f1(theta):
-        return dev.laplace(theta)
+        return dev.laplace(theta, tol=STAGE1_PIRLS_TOL)
     # stage 1 only has to land near the optimum (stage 2 refines it): loose tolerances
     tol1 = STAGE1_XTOL if nAGQ > 0 else 1e-6
     res1 = bobyqa(f1, theta0, lower, upper, np.full(dev.ntheta, 0.2), tol1, 1e-8,
@@ -168,7 +171,7 @@ def glmer(formula, data, family="poisson", *, link=None, offset=None, weights=No
         try:
             f1v = f2(x1)
             if exact:
-                g0, H0 = deriv12(f2, x1, fx=f1v, delta=EXACT_FD_DELTA, budget=budget)
+                g0, H0 = hessian_fd(f2, x1, fx=f1v, budget=budget)
             else:
                 g0 = gradient(f2, x1, budget=budget)
                 H0 = _approx_hessian(dev, f2, x1, f1v, st1, budget)
@@ -178,7 +181,7 @@ def glmer(formula, data, family="poisson", *, link=None, offset=None, weights=No
                 xhat, fval, grad = nr.x, nr.fun, nr.grad
                 hess, hess_is_fd = (H0, True) if exact else (nr.hess, False)
                 if exact and _moved_far(nr.moved, nr.x):
-                    grad, hess = deriv12(f2, xhat, fx=fval, delta=EXACT_FD_DELTA, budget=budget)
+                    grad, hess = hessian_fd(f2, xhat, fx=fval, budget=budget)
                 opt_message = ""
         except FitTimeout:
             timed_out = True
@@ -190,7 +193,7 @@ def glmer(formula, data, family="poisson", *, link=None, offset=None, weights=No
             opt_message = res2.message
             if not timed_out:
                 try:
-                    grad, hess = deriv12(f2, xhat, fx=fval, delta=EXACT_FD_DELTA, budget=budget)
+                    grad, hess = hessian_fd(f2, xhat, fx=fval, budget=budget)
                     hess_is_fd = True
                 except FitTimeout:
                     timed_out = True
@@ -299,8 +302,8 @@ def _approx_hessian(dev, f2, x1, f1v, st1, budget):
     the quasi-Newton updates correct it."""
     nt = dev.ntheta
     beta1 = x1[nt:]
-    _, Htt = deriv12(lambda th: f2(np.concatenate([th, beta1])), x1[:nt], fx=f1v,
-                     delta=EXACT_FD_DELTA, budget=budget)
+    _, Htt = hessian_fd(lambda th: f2(np.concatenate([th, beta1])), x1[:nt], fx=f1v,
+                        budget=budget)
     H = np.zeros((len(x1), len(x1)))
     H[:nt, :nt] = Htt
     if dev.p:
