@@ -199,6 +199,11 @@ class GlmmDeviance:
     beta_start = None
     tol = PIRLS_TOL
 
+    def warm_start_fixed_beta(self, st: PirlsState):
+        """Start the fixed-beta PIRLS (stage 2) from the stage-1 modes."""
+        self._u1[False][:] = st.u1
+        self._v[False][:] = st.v[:self.q2]
+
     def set_beta_start(self, beta):
         self.beta_start = np.asarray(beta, float).copy()
         if self.p:

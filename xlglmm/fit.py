@@ -112,7 +112,7 @@ def glmer(formula, data, family="poisson", *, link=None, offset=None, weights=No
         if not np.all(np.isfinite(beta0)):
             beta0 = np.zeros(p)
     dev.set_beta_start(beta0)
-    theta0 = theta_start(dev.terms)
+    theta0 = _moment_start(dev, fam, beta0) if p else theta_start(dev.terms)
 
     def report(stage):
         if progress is not None:
@@ -133,6 +133,7 @@ def glmer(formula, data, family="poisson", *, link=None, offset=None, weights=No
         raise ModelError("the model could not be evaluated at any parameter value "
                          "(PIRLS failed): check for separation or extreme values")
     beta1 = dev.beta_of(st1)
+    dev.warm_start_fixed_beta(st1)
     report("stage 1")
 
     nodes = logw = None
@@ -286,6 +287,34 @@ def _rx_cov(dev: GlmmDeviance, theta, st, beta=None) -> np.ndarray:
 
 LME4_SE_MAX_N = 10_000       # 'auto' reproduces lme4's own FD Hessian below this size
 FD_HESSIAN_MAX_WORK = 2e7    # n * k^2 above which 'auto' takes SEs from RX (see docs)
+
+
+def _moment_start(dev: GlmmDeviance, fam: Family, beta0) -> np.ndarray:
+    """Starting theta: lme4's (identity) except that each random intercept starts at
+    a moment estimate of its SD from the GLM fit's working residuals -- the spread
+    of the group means beyond their sampling noise -- clipped to [0.1, 3].  A start
+    near the optimum saves stage-1 evaluations; the optimum itself is unaffected."""
+    theta = theta_start(dev.terms)
+    eta = dev.offset + dev.X @ beta0
+    mu = fam.linkinv(eta)
+    me = fam.mu_eta(eta)
+    w = dev.pw * me ** 2 / np.maximum(fam.variance(mu), 1e-300)
+    z = (dev.y - mu) / np.where(me != 0, me, 1e-300)
+    if not (np.all(np.isfinite(w)) and np.all(np.isfinite(z))):
+        return theta
+    k0 = 0
+    for t in dev.terms:
+        if t.k == 1 and t.colnames == ["(Intercept)"]:
+            codes = t.codes[dev.order]
+            sw = np.bincount(codes, weights=w, minlength=t.nlevels)
+            swz = np.bincount(codes, weights=w * z, minlength=t.nlevels)
+            ok = sw > 0
+            if ok.sum() >= 2:
+                means = swz[ok] / sw[ok]
+                between = float(np.var(means)) - float(np.mean(1.0 / sw[ok]))
+                theta[k0] = float(np.clip(np.sqrt(max(between, 0.0)), 0.1, 3.0))
+        k0 += t.ntheta
+    return theta
 
 
 def _moved_far(moved, x) -> bool:

@@ -153,6 +153,8 @@ def factorize(A1, gptr, Rv, Rc, Rloc, m_use, loc_ptr, loc_cols, npen, w,
               Dchol, Cval, S, dense_rows=0):
     """Blocked Cholesky factor of  [A1'WA1 + I, A1'WR; R'WA1, R'WR + P].
 
+    Only the lower triangle of the rest block is formed and factored.
+
     On return ``Dchol[g]`` holds the lower factor L_g of the first term's block for
     level g, ``Cval[:, loc]`` holds L_g^{-1} B_g, and ``S`` the lower Cholesky factor
     of the Schur complement of the rest.  Returns (log|L|^2 of the random-effects
@@ -189,10 +191,10 @@ def factorize(A1, gptr, Rv, Rc, Rloc, m_use, loc_ptr, loc_cols, npen, w,
                     D[a, b] += wa * A1[i, b]
                 for e in range(m_use):
                     B[a, Rloc[i, e]] += wa * Rv[i, e]
-            for e in range(m_use):
+            for e in range(m_use):      # lower triangle only (row columns ascend)
                 c = Rc[i, e]
                 we = wi * Rv[i, e]
-                for e2 in range(m_use):
+                for e2 in range(e + 1):
                     S[c, Rc[i, e2]] += we * Rv[i, e2]
         # dense Cholesky of the small k1 x k1 block
         for j in range(k1):
@@ -234,8 +236,9 @@ def factorize(A1, gptr, Rv, Rc, Rloc, m_use, loc_ptr, loc_cols, npen, w,
                 s = 0.0
                 for a in range(k1):
                     s += Cval[a, base + l1] * Cval[a, base + l2]
-                S[c1, c2] -= s
-                if l2 != l1:
+                if c1 >= c2:
+                    S[c1, c2] -= s
+                else:
                     S[c2, c1] -= s
     if dense_rows > 0 and r > 0:
         _flush(Cd, filled, S)
