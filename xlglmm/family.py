@@ -142,7 +142,8 @@ def unit_deviance(y, mu, wt, fam, nb_theta):
         return -2.0 * wt * (math.log(y / mu if y > 0.0 else 1.0) - (y - mu) / mu)
     if fam == NEGBIN:
         t = nb_theta
-        return 2.0 * wt * (_ylogy(y, mu) - (y + t) * math.log((y + t) / (mu + t)))
+        # log1p: (y + t)/(mu + t) is close to 1 when theta is large (the Poisson limit)
+        return 2.0 * wt * (_ylogy(y, mu) - (y + t) * math.log1p((y - mu) / (mu + t)))
     return wt * (y - mu) * (y - mu)
 
 
@@ -169,7 +170,7 @@ def unit_loglik(y, mu, wt, fam, nb_theta):
     if fam == NEGBIN:
         t = nb_theta
         r = (math.lgamma(y + t) - math.lgamma(t) - math.lgamma(y + 1.0)
-             + t * math.log(t / (t + mu)))
+             - t * math.log1p(mu / t))
         if y > 0.0:
             r += y * math.log(mu / (t + mu))
         return wt * r
@@ -407,7 +408,7 @@ def conditional_aic_fast(y, mu, wt, fam, nb_theta, const):
                     s += (n - k) * math.log(1.0 - m)
         else:
             t = nb_theta
-            r = t * math.log(t / (t + m))
+            r = -t * math.log1p(m / t)
             if y[i] > 0.0:
                 r += y[i] * math.log(m / (t + m))
             s += wt[i] * r

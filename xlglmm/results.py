@@ -72,6 +72,10 @@ class GLMMResult:
         mu = devfun.unsorted(state.mu)
         self._eta = eta
         self.fittedvalues = pd.Series(mu, index=design.row_labels, name="fitted")
+        # negative binomial shape (set by the NB fit; None otherwise)
+        self.nb_theta = None if family.name != "negbin" else float(family.nb_theta)
+        self.nb_theta_se = None
+        self.nb_theta_ci = None
 
     # -- fixed effects
     def conf_int(self, alpha: float = 0.05) -> pd.DataFrame:
