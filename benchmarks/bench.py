@@ -218,6 +218,56 @@ def _line(r):
             f"{_fmt(r['lme4_llf'], '.3f')} | {_fmt(r['peak_mb'], '.0f')} | {r['note']} |")
 
 
+def scaling_svg(rows, path: Path):
+    """Seconds against rows (log-log) for the scaling series, xlglmm and lme4: a
+    small hand-written SVG, so the benchmark needs no plotting library."""
+    series = {}
+    for r in rows:
+        if not r["model"].startswith("series_"):
+            continue
+        kind = "Poisson, 2 crossed intercepts" if "pois" in r["model"] else \
+            "logistic, correlated slope"
+        for who in ("xlglmm", "lme4"):
+            t = r.get(f"{who}_s")
+            if isinstance(t, (int, float)) and t > 0:
+                series.setdefault((kind, who), []).append((r["n"], t))
+    if not series:
+        return
+    W, H, L, B = 560, 360, 60, 40
+    xs = [np.log10(n) for pts in series.values() for n, _ in pts]
+    ys = [np.log10(t) for pts in series.values() for _, t in pts]
+    x0, x1 = np.floor(min(xs)), np.ceil(max(xs))
+    y0, y1 = np.floor(min(ys)), np.ceil(max(ys))
+    x1 = max(x1, x0 + 1)
+    y1 = max(y1, y0 + 1)
+    px = lambda v: L + (v - x0) / (x1 - x0) * (W - L - 20)
+    py = lambda v: H - B - (v - y0) / (y1 - y0) * (H - B - 20)
+    out = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{W}" height="{H}" '
+           'font-family="sans-serif" font-size="11">',
+           f'<rect width="{W}" height="{H}" fill="white"/>']
+    for k in range(int(x0), int(x1) + 1):
+        out.append(f'<line x1="{px(k):.1f}" y1="{py(y0):.1f}" x2="{px(k):.1f}" y2="20" stroke="#ddd"/>')
+        out.append(f'<text x="{px(k):.1f}" y="{H - B + 15}" text-anchor="middle">1e{k}</text>')
+    for k in range(int(y0), int(y1) + 1):
+        out.append(f'<line x1="{L}" y1="{py(k):.1f}" x2="{W - 20}" y2="{py(k):.1f}" stroke="#ddd"/>')
+        out.append(f'<text x="{L - 5}" y="{py(k) + 4:.1f}" text-anchor="end">{10.0 ** k:g} s</text>')
+    out.append(f'<text x="{(W + L) / 2:.0f}" y="{H - 8}" text-anchor="middle">rows</text>')
+    colors = {"xlglmm": "#1565C0", "lme4": "#B71C1C"}
+    dash = {"Poisson, 2 crossed intercepts": "", "logistic, correlated slope": ' stroke-dasharray="5,3"'}
+    ly = 30
+    for (kind, who), pts in sorted(series.items()):
+        pts = sorted(pts)
+        d = " ".join(f"{px(np.log10(n)):.1f},{py(np.log10(t)):.1f}" for n, t in pts)
+        out.append(f'<polyline points="{d}" fill="none" stroke="{colors[who]}" stroke-width="2"{dash[kind]}/>')
+        for n, t in pts:
+            out.append(f'<circle cx="{px(np.log10(n)):.1f}" cy="{py(np.log10(t)):.1f}" r="3" fill="{colors[who]}"/>')
+        out.append(f'<line x1="{L + 10}" y1="{ly}" x2="{L + 40}" y2="{ly}" stroke="{colors[who]}" stroke-width="2"{dash[kind]}/>')
+        out.append(f'<text x="{L + 45}" y="{ly + 4}">{who}: {kind}</text>')
+        ly += 15
+    out.append("</svg>")
+    path.write_text("\n".join(out) + "\n")
+
+
 def _write(rows, out: Path):
     out.mkdir(parents=True, exist_ok=True)
     host = platform.node() or "host"
@@ -232,6 +282,7 @@ def _write(rows, out: Path):
     text = "\n".join(head + [_line(r) for r in rows]) + "\n"
     (out / f"{stamp}-{host}.md").write_text(text)
     (out / f"{stamp}-{host}.json").write_text(json.dumps(rows, indent=1))
+    scaling_svg(rows, out / f"{stamp}-{host}-scaling.svg")
     print(f"\nwrote {out / f'{stamp}-{host}.md'}")
 
 
