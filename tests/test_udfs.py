@@ -256,3 +256,19 @@ def test_formula_errors_in_the_cell(safety):
     assert out.startswith("#GLMM! ")
     out = udfs.GLMM("incidents ~ nope + (1|plant)", table(safety))
     assert "column 'nope' is not in the data" in out
+
+
+def test_companion_formula_form_with_two_arguments():
+    """=GLMM_RANEF("y ~ ...", data): the range form's later defaults must not leak
+    into the formula form's optional slots."""
+    df = load_frame(manifest()["grouse_loc"])
+    t = table(df[["TICKS", "YEAR", "LOCATION"]])
+    r = udfs.GLMM_RANEF("TICKS ~ YEAR + (1|LOCATION)", t)
+    res = xlglmm.glmer("TICKS ~ YEAR + (1|LOCATION)", df)
+    assert r[0][:3] == ["group", "level", "(Intercept)"]
+    got = {row[1]: row[2] for row in r[1:]}          # text levels sort as text in the sheet
+    want = res.random_effects["LOCATION"]
+    assert set(got) == set(want.index)
+    assert np.allclose([got[k] for k in want.index], want.to_numpy(), atol=1e-6)
+    p = udfs.GLMM_PREDICT("TICKS ~ YEAR + (1|LOCATION)", t)
+    assert np.allclose([row[0] for row in p[1:]], res.fittedvalues)

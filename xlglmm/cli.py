@@ -1,5 +1,7 @@
 """The ``xlglmm`` command.
 
+    xlglmm demo [-o OUT.xlsx]
+    xlglmm recalc IN.xlsx [-o OUT.xlsx] [--values] [--quiet]
     xlglmm addin install [--dest DIR] [--home DIR] [--interpreter PATH] [--force] [--dry-run]
 
 Subcommands live in ``SUBCOMMANDS`` (name -> Subcommand: help text, a function that adds
@@ -133,11 +135,61 @@ def _print_alternatives(out, doc) -> None:
         out(f"Details: {doc}")
 
 
+# ---- xlglmm demo / recalc -----------------------------------------------------------------
+
+def _configure_demo(p: argparse.ArgumentParser) -> None:
+    p.add_argument("-o", "--output", type=Path, metavar="OUT.xlsx",
+                   help="where to write the filled workbook (default: workplace_safety.xlsx "
+                        "in the current directory)")
+
+
+def _run_demo(args: argparse.Namespace) -> int:
+    from .demo import run
+    return run(args.output)
+
+
+RECALC_EPILOG = """\
+Every formula calling GLMM_POISSON, GLMM_BINOMIAL, GLMM, GLMM_RANEF, GLMM_PREDICT or
+GLMM_COMPARE is evaluated with the same functions and arguments as in Excel; its block
+is written from the formula's cell rightwards and downwards, as Excel 365 spills it
+(the formula stays, with the result stored). References: A1, A1:B9, A:C, Sheet!A1,
+'My sheet'!A1, F2# (spill), Table[col], Table[[#All],[a]:[b]], [#This Row], names.
+Other Excel functions evaluated: ABS AND ANCHORARRAY AVERAGE COLUMNS COUNT COUNTIF EXP
+IF INDEX ISBLANK ISERROR ISNUMBER ISTEXT LARGE LN LOG LOG10 MATCH MAX MIN NA NOT OR
+RANK ROUND ROWS SMALL SQRT SUM. An xlglmm formula that uses anything else, or a
+reference that cannot be resolved, is reported (#NAME? / #REF! in its cell), never
+guessed; other formulas with unknown functions keep their stored values.
+
+Exit status: 0 all xlglmm formulas evaluated; 1 some could not be evaluated or gave a
+#GLMM! error (listed); 2 the workbook could not be read or written."""
+
+
+def _configure_recalc(p: argparse.ArgumentParser) -> None:
+    p.formatter_class = argparse.RawDescriptionHelpFormatter
+    p.epilog = RECALC_EPILOG
+    p.add_argument("input", type=Path, metavar="IN.xlsx", help="the workbook")
+    p.add_argument("-o", "--output", type=Path, metavar="OUT.xlsx",
+                   help="write the result here (default: update IN.xlsx in place)")
+    p.add_argument("--values", action="store_true",
+                   help="write values only, no formulas (for LibreOffice, Numbers, ...); "
+                        "needs -o")
+    p.add_argument("-q", "--quiet", action="store_true",
+                   help="print only problems")
+
+
+def _run_recalc(args: argparse.Namespace) -> int:
+    from .recalc import run_command
+    return run_command(args.input, args.output, values_only=args.values, quiet=args.quiet)
+
+
 # ---- the command ---------------------------------------------------------------------------
 
 SUBCOMMANDS: dict[str, Subcommand] = {
+    "demo": Subcommand("fit the workplace-safety example, print the block, write a workbook",
+                       _configure_demo, _run_demo),
+    "recalc": Subcommand("evaluate the xlglmm formulas of a workbook and store the results "
+                         "(no Excel needed)", _configure_recalc, _run_recalc),
     "addin": Subcommand("the Excel add-in (install)", _configure_addin, _run_addin),
-    # "demo": Subcommand(...), "recalc": Subcommand(...)  -- planned
 }
 
 

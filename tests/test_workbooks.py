@@ -1,0 +1,591 @@
+"""Workbook templates, ``xlglmm recalc`` and ``xlglmm demo``.
+
+Every template in workbooks/ is opened, every xlglmm formula in it is found, the
+workbook is recalculated with ``xlglmm recalc``, and each block is checked against
+``xlglmm.glmer`` fitted to the data read back from the workbook's Data table (and
+the fits' log-likelihoods against lme4's).  The stored (cached) values of the
+committed templates must equal a fresh recalculation.  With LibreOffice on PATH the
+recalculated workbooks are converted to PDF.
+"""
+from __future__ import annotations
+
+import re
+import shutil
+import subprocess
+import zipfile
+from pathlib import Path
+from xml.etree import ElementTree
+
+import numpy as np
+import openpyxl
+import pandas as pd
+import pytest
+from openpyxl.worksheet.formula import ArrayFormula
+from scipy import stats
+
+import xlglmm
+from xlglmm import cli, excel_formula, templates
+from xlglmm.excel_formula import FormulaSyntaxError, parse
+from xlglmm.recalc import recalc
+from refs import expected
+
+ROOT = Path(__file__).resolve().parent.parent
+WORKBOOKS = ROOT / "workbooks"
+TEMPLATE_FILES = sorted(WORKBOOKS.glob("*.xlsx"))
+XLGLMM_CALL = re.compile(r"\bGLMM(_[A-Z]+)?\s*\(", re.I)
+
+
+# ---- helpers ------------------------------------------------------------------------------
+
+def xlglmm_formulas(path) -> dict:
+    """'Sheet!A1' -> (formula text, array range) for every cell calling an xlglmm
+    function, found with openpyxl independently of the recalc code."""
+    wb = openpyxl.load_workbook(path)
+    found = {}
+    for ws in wb.worksheets:
+        for row in ws.iter_rows():
+            for c in row:
+                v = c.value
+                text, ref = (v.text, v.ref) if isinstance(v, ArrayFormula) else (v, None)
+                if isinstance(text, str) and text.startswith("=") and XLGLMM_CALL.search(text):
+                    found[f"{ws.title}!{c.coordinate}"] = (text, ref)
+    return found
+
+
+def block_at(ws, ref: str) -> list:
+    r1, c1, r2, c2 = excel_formula.parse_range(ref)
+    return [[ws.cell(r, c).value for c in range(c1, c2 + 1)] for r in range(r1, r2 + 1)]
+
+
+def data_frame(wb) -> pd.DataFrame:
+    """The Data sheet's table, as values."""
+    ws = wb["Data"]
+    (table,) = ws.tables.values()
+    rows = block_at(ws, table.ref)
+    return pd.DataFrame(rows[1:], columns=rows[0])
+
+
+def row_of(block, label):
+    for r in block:
+        if r and r[0] == label:
+            return r
+    raise KeyError(label)
+
+
+def close(a, b, rel=1e-6, abs_=1e-8):
+    return a == pytest.approx(b, rel=rel, abs=abs_)
+
+
+def check_fit_block(block, res, alpha=0.05):
+    """A fit block against a GLMMResult: every number."""
+    head = block[0]
+    assert head[:5] == ["Fixed effects", "Estimate", "Std. Error", "z value", "Pr(>|z|)"]
+    ci = res.conf_int(alpha)
+    for name in res.fe_params.index:
+        r = row_of(block, name)
+        want = [res.fe_params[name], res.fe_bse[name], res.fe_zvalues[name],
+                res.fe_pvalues[name], ci.loc[name, "lower"], ci.loc[name, "upper"]]
+        for got, w in zip(r[1:7], want):
+            assert close(got, w, rel=1e-5, abs_=1e-10), (name, r, want)
+        if len(head) > 7:
+            for got, w in zip(r[7:10], np.exp(want[0:1] + want[4:6])):
+                assert close(got, w, rel=1e-5), (name, r)
+    # variance components, in the block's order
+    i = next(k for k, r in enumerate(block) if r[0] == "Random effects")
+    vc = res.varcorr
+    own = vc[vc.var2.isna()] if "var2" in vc else vc
+    for k, rec in enumerate(own.itertuples(index=False)):
+        r = block[i + 1 + k]
+        assert (r[0], r[1]) == (rec.grp, rec.var1)
+        assert close(r[2], rec.vcov, rel=1e-4, abs_=1e-8)
+        assert close(r[3], rec.sdcor, rel=1e-4, abs_=1e-8)
+    for label, value in (("logLik", res.llf), ("AIC", res.aic), ("BIC", res.bic),
+                         ("deviance", res.deviance)):
+        assert close(row_of(block, label)[1], value, rel=1e-9, abs_=1e-6), label
+    assert row_of(block, "nobs")[1] == res.nobs
+    assert row_of(block, "npar")[1] == res.npar
+    for g, n in res.ngroups.items():
+        assert row_of(block, f"groups: {g}")[1] == n
+    assert row_of(block, "converged")[1] is True
+
+
+def check_ranef_block(block, res):
+    rows = [r for r in block if r[0] != "group"]
+    n = 0
+    for g, vals in res.random_effects.items():
+        sds = res.random_effects_sd[g]
+        for lev in vals.index:
+            r = next(r for r in rows if r[0] == g and str(r[1]) == str(lev))
+            v = vals.loc[lev] if vals.ndim == 1 else vals.loc[lev].iloc[0]
+            s = sds.loc[lev] if sds.ndim == 1 else sds.loc[lev].iloc[0]
+            assert close(r[2], v, rel=1e-4, abs_=1e-7), (g, lev)
+            assert close(r[3], s, rel=1e-4, abs_=1e-7), (g, lev)
+            if vals.ndim == 2:
+                for k in range(1, vals.shape[1]):
+                    assert close(r[2 + 2 * k], vals.loc[lev].iloc[k], rel=1e-4, abs_=1e-7)
+            n += 1
+    assert n == len(rows)
+
+
+def check_predict_block(block, res):
+    assert block[0] == ["predicted (response)"]
+    got = np.array([r[0] for r in block[1:]], float)
+    np.testing.assert_allclose(got, res.fittedvalues, rtol=1e-5, atol=1e-9)
+
+
+def check_compare_block(block, r1, r2):
+    a, b = sorted([r1, r2], key=lambda r: r.npar)
+    assert block[0][:2] == ["Model", "npar"]
+    assert block[1][1] == a.npar and block[2][1] == b.npar
+    chisq = 2 * (b.llf - a.llf)
+    assert close(block[2][6], chisq, rel=1e-6, abs_=1e-6)
+    assert block[2][7] == b.npar - a.npar
+    assert close(block[2][8], stats.chi2.sf(chisq, b.npar - a.npar), rel=1e-5, abs_=1e-300)
+    assert close(block[1][2], a.aic, rel=1e-9) and close(block[2][2], b.aic, rel=1e-9)
+
+
+# what each template's formulas compute, as xlglmm.glmer calls on the Data table
+
+def _labels(df, *cols):
+    for c in cols:
+        df[c] = [str(int(v)) if isinstance(v, float) and v.is_integer() else str(v)
+                 for v in df[c]]
+    return df
+
+
+def models_workplace(df):
+    df = _labels(df, "plant", "month")
+    res = xlglmm.glmer("incidents ~ training + (1|plant) + (1|month)", df, family="poisson",
+                       offset=df.log_employees.to_numpy(float))
+    assert np.allclose(df.log_employees, np.log(df.employees.astype(float)), rtol=1e-15)
+    return {"Model!B5": ("fit", res), "Model!B34": ("ranef", res),
+            "Model!L34": ("predict", res)}, {"safety_crossed": res}
+
+
+def models_grouse(df):
+    df = _labels(df, "LOCATION", "INDEX")
+    assert (df.YEAR96 == (df.YEAR == 96)).all() and (df.YEAR97 == (df.YEAR == 97)).all()
+    m1 = xlglmm.glmer("TICKS ~ YEAR96 + YEAR97 + (1|LOCATION)", df, family="poisson")
+    m2 = xlglmm.glmer("TICKS ~ YEAR96 + YEAR97 + (1|LOCATION) + (1|INDEX)", df,
+                      family="poisson")
+    m3 = xlglmm.glmer("TICKS ~ YEAR96 + YEAR97 + (1 + YEAR96 + YEAR97|LOCATION)", df,
+                      family="poisson")
+    return ({"Model!B6": ("fit", m1), "Model!M6": ("fit", m2), "Model!X6": ("fit", m3),
+             "Model!B41": ("compare", (m1, m2)), "Model!B45": ("compare", (m1, m3)),
+             "Model!B51": ("ranef", m2), "Model!L51": ("predict", m2)},
+            {"grouse_loc": m1, "grouse_loc_index": m2, "grouse_slope": m3})
+
+
+def models_cbpp(df):
+    df = _labels(df, "herd")
+    for k in (2, 3, 4):
+        assert (df[f"period{k}"] == (df.period == k)).all()
+    df["prop"] = df.incidence / df["size"]
+    res = xlglmm.glmer("prop ~ period2 + period3 + period4 + (1|herd)", df,
+                       family="binomial", weights=df["size"].to_numpy(float))
+    return {"Model!B5": ("fit", res), "Model!B34": ("ranef", res),
+            "Model!L34": ("predict", res)}, {"cbpp_laplace": res}
+
+
+MODELS = {"workplace_safety": models_workplace, "grouseticks": models_grouse,
+          "cbpp": models_cbpp}
+
+
+@pytest.fixture(scope="module")
+def recalculated(tmp_path_factory):
+    """Each template recalculated with the xlglmm recalc command (in a temp dir)."""
+    out = tmp_path_factory.mktemp("recalc")
+    done = {}
+    for path in TEMPLATE_FILES:
+        dst = out / path.name
+        assert cli.main(["recalc", str(path), "-o", str(dst), "--quiet"]) == 0
+        done[path.stem] = dst
+    return done
+
+
+# ---- templates ----------------------------------------------------------------------------
+
+def test_the_three_templates_exist():
+    assert {p.stem for p in TEMPLATE_FILES} == set(templates.TEMPLATES) == set(MODELS)
+
+
+@pytest.mark.parametrize("path", TEMPLATE_FILES, ids=lambda p: p.stem)
+def test_template_structure(path):
+    wb = openpyxl.load_workbook(path)
+    assert wb.sheetnames == ["Read me", "Model", "Data"]
+    assert wb.active.title == "Model"
+    assert len(wb["Data"].tables) == 1
+    assert wb.calculation.fullCalcOnLoad is not True      # show the stored results
+    with zipfile.ZipFile(path) as z:
+        charts = [n for n in z.namelist() if n.startswith("xl/charts/chart")]
+        assert len(charts) >= 2
+        text = " ".join(z.read(n).decode() for n in charts)
+        assert re.search(r"<(c:)?errBars>", text) and re.search(r"<(c:)?scatterChart>", text)
+        assert "xl/metadata.xml" in z.namelist()
+        for n in z.namelist():
+            if n.endswith((".xml", ".rels")):
+                ElementTree.fromstring(z.read(n))          # every part is well-formed
+    readme = " ".join(str(c.value) for row in wb["Read me"].iter_rows() for c in row if c.value)
+    for word in ("GLMM_RANEF", "xlglmm recalc", "caterpillar", "your own data"):
+        assert word.lower() in readme.lower()
+
+
+@pytest.mark.parametrize("name", sorted(MODELS))
+def test_recalc_reproduces_glmer(name, recalculated):
+    """Open the template, find every xlglmm formula, recalc, compare with glmer."""
+    src = WORKBOOKS / f"{name}.xlsx"
+    formulas = xlglmm_formulas(src)
+    wb = openpyxl.load_workbook(recalculated[name], data_only=True)
+    df = data_frame(wb)
+    checks, lme4 = MODELS[name](df)
+    assert set(formulas) == set(checks), "every xlglmm formula of the template is checked"
+    after = xlglmm_formulas(recalculated[name])
+    for where, (kind, res) in checks.items():
+        text, ref = after[where]
+        assert text == formulas[where][0]                 # the formula is kept
+        assert ref is not None
+        sheet, _ = where.split("!")
+        block = block_at(wb[sheet], ref)
+        {"fit": check_fit_block, "ranef": check_ranef_block,
+         "predict": check_predict_block}.get(kind, lambda b, r: check_compare_block(b, *r))(
+            block, res)
+    for ref_name, res in lme4.items():       # and the fits agree with lme4
+        assert res.llf == pytest.approx(expected(ref_name)["logLik"], abs=0.01)
+
+
+@pytest.mark.parametrize("name", sorted(MODELS))
+def test_stored_values_are_the_current_results(name, recalculated):
+    """The committed templates hold real, current results (rebuild them with
+    python workbooks/build_templates.py when this fails)."""
+    a = openpyxl.load_workbook(WORKBOOKS / f"{name}.xlsx", data_only=True)
+    b = openpyxl.load_workbook(recalculated[name], data_only=True)
+    for ws in a.worksheets:
+        wb_ = b[ws.title]
+        for row in ws.iter_rows():
+            for c in row:
+                x, y = c.value, wb_[c.coordinate].value
+                if isinstance(x, float) and isinstance(y, float):
+                    # loose enough for another machine's floating point (a p-value of
+                    # 1e-123 moves with the last digits of z), tight enough for changes
+                    assert x == pytest.approx(y, rel=1e-4, abs=1e-9), (ws.title, c.coordinate)
+                else:
+                    assert x == y, (ws.title, c.coordinate, x, y)
+    # and the formula cells do hold values
+    form = openpyxl.load_workbook(WORKBOOKS / f"{name}.xlsx")
+    n = 0
+    for ws in form.worksheets:
+        for row in ws.iter_rows():
+            for c in row:
+                if c.data_type == "f":
+                    n += 1
+                    assert a[ws.title][c.coordinate].value is not None, (ws.title, c.coordinate)
+    assert n > 10
+
+
+def test_recalc_keeps_everything_else(recalculated):
+    src = WORKBOOKS / "workplace_safety.xlsx"
+    with zipfile.ZipFile(src) as a, zipfile.ZipFile(recalculated["workplace_safety"]) as b:
+        assert sorted(a.namelist()) == sorted(b.namelist())
+        for n in a.namelist():
+            if not n.startswith("xl/worksheets/sheet"):
+                assert a.read(n) == b.read(n), n
+
+
+def test_builder_script_rebuilds_a_template(tmp_path):
+    res = templates.build("cbpp", tmp_path / "cbpp.xlsx")
+    assert res.ok and len(res.xlglmm) == 3
+    wb = openpyxl.load_workbook(tmp_path / "cbpp.xlsx", data_only=True)
+    assert wb["Model"]["B5"].value == "Fixed effects"
+    assert (WORKBOOKS / "build_templates.py").exists()
+
+
+# ---- recalc: the evaluator and its errors ---------------------------------------------------
+
+def _book(tmp_path, cells: dict, data=True, name="t.xlsx"):
+    """A small workbook: Data sheet with a 12-row table 'T' (y, x, g), Model sheet with
+    ``cells`` (address -> value / formula / ArrayFormula)."""
+    wb = openpyxl.Workbook()
+    ws = wb.active
+    ws.title = "Data"
+    rng = np.random.default_rng(1)
+    ws.append(["y", "x", "g"])
+    for i in range(24):
+        ws.append([int(rng.poisson(3)), float(i % 4), "abcdef"[i % 6]])
+    from openpyxl.worksheet.table import Table
+    ws.add_table(Table(displayName="T", ref="A1:C25"))
+    m = wb.create_sheet("Model")
+    for k, v in cells.items():
+        m[k] = v
+    p = tmp_path / name
+    wb.save(p)
+    return p
+
+
+FIT = "GLMM_POISSON(Data!A1:A25, Data!B1:B25, Data!C1:C25)"
+
+
+def test_recalc_spills_a_plain_formula_and_keeps_it(tmp_path, capsys):
+    p = _book(tmp_path, {"B2": "=" + FIT, "M2": "=GLMM_RANEF(T[[#All],[y]], T[[#All],[x]], "
+                         "T[[#All],[g]])", "A1": "=C4*2", "A2": "=INDEX(B2#, 3, 2)"})
+    assert cli.main(["recalc", str(p)]) == 0          # in place
+    out = capsys.readouterr().out
+    assert "Model!B2" in out and "GLMM_POISSON" in out and "Model!M2" in out
+    wb = openpyxl.load_workbook(p)
+    f = wb["Model"]["B2"].value
+    assert isinstance(f, ArrayFormula) and f.text == "=" + FIT
+    v = openpyxl.load_workbook(p, data_only=True)["Model"]
+    r1, c1, r2, c2 = excel_formula.parse_range(f.ref)
+    assert (r1, c1) == (2, 2) and c2 == 11
+    assert v.cell(r2 - 1, 2).value == "Notes" and v.cell(r2 + 1, 2).value is None
+    assert v["B2"].value == "Fixed effects" and v["B3"].value == "(Intercept)"
+    assert v["A1"].value == pytest.approx(2 * v["C4"].value)
+    assert v["A2"].value == v["C4"].value
+    assert v["M2"].value == "group" and v["M3"].value == "g"
+
+
+def test_recalc_resizes_and_clears_an_old_spill(tmp_path):
+    # a stale 40-row array range with junk values below the new block's end
+    cells = {"B2": ArrayFormula("B2:K41", "=" + FIT)}
+    cells.update({f"B{r}": "stale" for r in range(30, 42)})
+    p = _book(tmp_path, cells)
+    out = tmp_path / "o.xlsx"
+    assert recalc(p, out).ok
+    v = openpyxl.load_workbook(out, data_only=True)["Model"]
+    ref = openpyxl.load_workbook(out)["Model"]["B2"].value.ref
+    r2 = excel_formula.parse_range(ref)[2]
+    assert r2 < 30 and v[f"B{r2}"].value == "none"
+    assert all(v[f"B{r}"].value is None for r in range(r2 + 1, 42))
+
+
+@pytest.mark.parametrize("formula, code, words", [
+    ("=GLMM_POISSON(Data!A1:A25, FOO(Data!B1:B25), Data!C1:C25)", "#NAME?",
+     "unknown function FOO"),
+    ("=GLMM_POISSON(Nowhere!A1:A25, Data!B1:B25, Data!C1:C25)", "#REF!",
+     "no sheet named 'Nowhere'"),
+    ("=GLMM_POISSON(T[[#All],[yy]], Data!B1:B25, Data!C1:C25)", "#REF!",
+     "table 'T' has no column 'yy'"),
+    ("=GLMM_POISSON(Tab[y], Data!B1:B25, Data!C1:C25)", "#REF!", "no table named 'Tab'"),
+    ("=GLMM_POISSON([1]Sheet1!A1:A25, Data!B1:B25, Data!C1:C25)", "#REF!",
+     "another workbook"),
+    ("=GLMM_POISSON(Data!A1:A25, Data!B1:B25, nothing)", "#NAME?", "unknown name 'nothing'"),
+    ("=GLMM_POISSON(Data!A1:A25)", "#VALUE!", "needs at least 3 arguments"),
+    ("=GLMM_POISSON(Data!A1:A25, Data!B1:B25, Data!C1:C25, , , , , , , 1)", "#VALUE!",
+     "at most 8 arguments"),
+    ("=GLMM_POISSON(Data!A1:A25, Data!B1:B25, Data!C1:C25", "#NAME?", "cannot read"),
+    ("=GLMM_COMPARE(Z9#, Z9#)", "#REF!", "no formula"),
+])
+def test_recalc_reports_what_it_cannot_evaluate(tmp_path, capsys, formula, code, words):
+    p = _book(tmp_path, {"B2": formula, "B30": "=" + FIT})
+    out = tmp_path / "o.xlsx"
+    assert cli.main(["recalc", str(p), "-o", str(out)]) == 1
+    text = capsys.readouterr().out
+    assert "Model!B2" in text and words in text and "NOT EVALUATED" in text
+    v = openpyxl.load_workbook(out, data_only=True)["Model"]
+    assert v["B2"].value == code and v["C2"].value is None and v["B3"].value is None
+    assert v["B30"].value == "Fixed effects"          # the others are still evaluated
+
+
+def test_recalc_spill_blocked(tmp_path, capsys):
+    p = _book(tmp_path, {"B2": "=" + FIT, "D10": "in the way"})
+    out = tmp_path / "o.xlsx"
+    assert cli.main(["recalc", str(p), "-o", str(out)]) == 1
+    assert "#SPILL!" in capsys.readouterr().out
+    v = openpyxl.load_workbook(out, data_only=True)["Model"]
+    assert v["B2"].value == "#SPILL!" and v["D10"].value == "in the way"
+
+
+def test_recalc_glmm_error_goes_into_the_anchor_only(tmp_path, capsys):
+    p = _book(tmp_path, {"B2": "=GLMM_POISSON(Data!A1:A25, Data!B1:B20, Data!C1:C25)"})
+    assert cli.main(["recalc", str(p), "-o", str(tmp_path / "o.xlsx")]) == 1
+    v = openpyxl.load_workbook(tmp_path / "o.xlsx", data_only=True)["Model"]
+    assert v["B2"].value.startswith("#GLMM! ") and v["C2"].value is None
+
+
+def test_recalc_compare_sees_the_new_blocks(tmp_path):
+    p = _book(tmp_path, {
+        "B40": "=GLMM_COMPARE(B2#, _xlfn.ANCHORARRAY(N2))",       # before its inputs
+        "B2": "=" + FIT, "N2": "=GLMM_POISSON(Data!A1:A25, , Data!C1:C25)"})
+    res = recalc(p, tmp_path / "o.xlsx")
+    assert res.ok
+    v = openpyxl.load_workbook(tmp_path / "o.xlsx", data_only=True)["Model"]
+    f = openpyxl.load_workbook(tmp_path / "o.xlsx")["Model"]
+    ll = [row_of(block_at(v, f[a].value.ref), "logLik")[1] for a in ("B2", "N2")]
+    assert v["H42"].value == pytest.approx(2 * (ll[0] - ll[1]))
+
+
+def test_recalc_unknown_function_elsewhere_keeps_stored_value(tmp_path, capsys):
+    p = _book(tmp_path, {"B2": "=" + FIT, "A1": "=WEIRD(1)"})
+    assert cli.main(["recalc", str(p), "-o", str(tmp_path / "o.xlsx")]) == 0
+    assert "A1: kept its stored value" in capsys.readouterr().out
+
+
+def test_recalc_values_only_and_bad_files(tmp_path, capsys):
+    p = _book(tmp_path, {"B2": "=" + FIT})
+    out = tmp_path / "v.xlsx"
+    assert cli.main(["recalc", str(p), "-o", str(out), "--values", "-q"]) == 0
+    with zipfile.ZipFile(out) as z:
+        assert not any("<f" in z.read(n).decode() for n in z.namelist()
+                       if n.startswith("xl/worksheets/sheet"))
+    assert openpyxl.load_workbook(out)["Model"]["B2"].value == "Fixed effects"
+    assert cli.main(["recalc", str(p), "--values"]) == 2
+    assert cli.main(["recalc", str(tmp_path / "missing.xlsx")]) == 2
+    (tmp_path / "junk.xlsx").write_text("not a workbook")
+    assert cli.main(["recalc", str(tmp_path / "junk.xlsx")]) == 2
+    assert "cannot read" in capsys.readouterr().out
+
+
+def test_formula_parser_is_a_whitelist():
+    t = parse("=GLMM_POISSON(Safety[[#All],[plant]:[month]], 'My sheet'!$A$1:B2, F2#)")
+    assert [type(a).__name__ for a in t.args] == ["StructRef", "Ref", "Ref"]
+    assert t.args[0].columns == ("plant", "month") and t.args[2].spill
+    assert excel_formula.function_key("_xlfn._xlws.SORT") == "SORT"
+    assert excel_formula.function_key("[1]!GLMM_POISSON") == "GLMM_POISSON"
+    assert excel_formula.function_key("_xludf.GLMM") == "GLMM"
+    for bad in ("=__import__('os').system('x')", "=A1 +", "=SUM(A1", "=\"open",
+                "=A1:B2#", "=1 2"):
+        with pytest.raises(FormulaSyntaxError):
+            parse(bad)
+
+
+def test_builtin_functions(tmp_path):
+    cells = {"A1": 5, "A2": 3, "A3": 3, "A4": 9, "A5": "x",
+             "B1": "=LN(EXP(2))", "B2": "=LOG(1000)", "B3": "=SQRT(-1)", "B4": "=1/0",
+             "B5": "=IF(A1>4,\"big\",\"small\")", "B6": "=SUM(A1:A5)", "B7": "=AVERAGE(A1:A4)",
+             "B8": "=SMALL(A1:A4,2)", "B9": "=MATCH(9,A1:A4,0)", "B10": "=INDEX(A1:A4,4)",
+             "B11": "=RANK(A2,A1:A4,1)+COUNTIF($A$1:A3,A3)-1", "B12": "=COUNTIF(A1:A5,\">3\")",
+             "B13": "=\"n=\"&COUNT(A1:A5)", "B14": "=-2^2", "B15": "=ROUND(2.5,0)",
+             "B16": "=MAX(A1:A4)-MIN(A1:A4)", "B17": "=ROWS(A1:A5)*COLUMNS(A1:B1)"}
+    p = _book(tmp_path, cells)
+    assert recalc(p, tmp_path / "o.xlsx").ok
+    v = openpyxl.load_workbook(tmp_path / "o.xlsx", data_only=True)["Model"]
+    got = [v[f"B{i}"].value for i in range(1, 18)]
+    assert got[0] == pytest.approx(2) and got[1] == pytest.approx(3)
+    assert got[2:4] == ["#NUM!", "#DIV/0!"]
+    assert got[4:] == ["big", 20, 5, 3, 4, 9, 2, 2, "n=4", 4, 3, 6, 10]
+
+
+# ---- demo -----------------------------------------------------------------------------------
+
+def test_demo_prints_the_block_and_writes_a_workbook(tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    assert cli.main(["demo"]) == 0
+    out = capsys.readouterr().out
+    assert "=GLMM_POISSON(" in out
+    assert re.search(r"training\s+-0\.420\d\s+0\.194\d", out)
+    assert re.search(r"AIC\s+715\.5", out)
+    assert "rate ratio 0.657" in out
+    path = tmp_path / "workplace_safety.xlsx"
+    assert path.exists() and str(path.resolve()) in out
+    v = openpyxl.load_workbook(path, data_only=True)["Model"]
+    assert row_of(block_at(v, "B5:K30"), "training")[1] == pytest.approx(-0.4205, abs=1e-4)
+
+
+def test_demo_output_option(tmp_path, capsys):
+    assert cli.main(["demo", "-o", str(tmp_path / "x.xlsx")]) == 0
+    assert (tmp_path / "x.xlsx").exists()
+
+
+# ---- LibreOffice ----------------------------------------------------------------------------
+
+SOFFICE = shutil.which("soffice") or shutil.which("libreoffice")
+
+
+@pytest.mark.skipif(SOFFICE is None, reason="LibreOffice (soffice) is not on PATH; install "
+                    "libreoffice-calc-nogui to run this check (not part of CI yet)")
+def test_recalculated_workbooks_open_in_libreoffice(recalculated, tmp_path):
+    files = list(recalculated.values())
+    for name, path in list(recalculated.items()):
+        vals = tmp_path / f"{name}_values.xlsx"
+        assert cli.main(["recalc", str(path), "-o", str(vals), "--values", "-q"]) == 0
+        files.append(vals)
+    outdir = tmp_path / "pdf"
+    profile = (tmp_path / "lo-profile").as_uri()
+    proc = subprocess.run([SOFFICE, f"-env:UserInstallation={profile}", "--headless",
+                           "--convert-to", "pdf", "--outdir", str(outdir),
+                           *map(str, files)], capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    for f in files:
+        pdf = outdir / f"{f.stem}.pdf"
+        assert pdf.exists() and pdf.stat().st_size > 5000, (f, proc.stdout, proc.stderr)
+        assert pdf.read_bytes().startswith(b"%PDF")
+    if shutil.which("pdftotext"):
+        text = subprocess.run(["pdftotext", str(outdir / "workplace_safety_values.pdf"), "-"],
+                              capture_output=True, text=True).stdout
+        assert "715.5" in text and "Fixed effects" in text
+
+
+def _excel_style(path):
+    """Rewrite an openpyxl file the way Excel stores things: shared formulas, prefixed
+    extension attributes on rows (mc:Ignorable), shared strings untouched, a calcChain."""
+    with zipfile.ZipFile(path) as z:
+        files = {n: z.read(n) for n in z.namelist()}
+    x = files["xl/worksheets/sheet1.xml"].decode()
+    x = x.replace('<worksheet xmlns="http://schemas.openxmlformats.org/spreadsheetml/2006/main">',
+                  '<worksheet xmlns="http://schemas.openxmlformats.org/spreadsheetml/2006/main" '
+                  'xmlns:mc="http://schemas.openxmlformats.org/markup-compatibility/2006" '
+                  'mc:Ignorable="x14ac" '
+                  'xmlns:x14ac="http://schemas.microsoft.com/office/spreadsheetml/2009/9/ac">')
+    x = re.sub(r'<row r="(\d+)">', r'<row r="\1" spans="1:4" x14ac:dyDescent="0.25">', x)
+    x = x.replace('<f>B2+1</f><v /></c>', '<f t="shared" ref="D2:D25" si="0">B2+1</f><v>1</v></c>')
+    x = re.sub(r'<f>B(\d+)\+1</f><v />', '<f t="shared" si="0"/><v>1</v>', x)
+    files["xl/worksheets/sheet1.xml"] = x.encode()
+    files["xl/calcChain.xml"] = (b'<?xml version="1.0" encoding="UTF-8" standalone="yes"?>'
+                                 b'<calcChain xmlns="http://schemas.openxmlformats.org/'
+                                 b'spreadsheetml/2006/main"><c r="D2" i="1"/></calcChain>')
+    files["[Content_Types].xml"] = files["[Content_Types].xml"].replace(
+        b"</Types>", b'<Override PartName="/xl/calcChain.xml" ContentType="application/'
+        b'vnd.openxmlformats-officedocument.spreadsheetml.calcChain+xml"/></Types>')
+    files["xl/_rels/workbook.xml.rels"] = files["xl/_rels/workbook.xml.rels"].replace(
+        b"</Relationships>", b'<Relationship Id="rId99" Type="http://schemas.openxmlformats.'
+        b'org/officeDocument/2006/relationships/calcChain" Target="calcChain.xml"/>'
+        b"</Relationships>")
+    with zipfile.ZipFile(path, "w") as z:
+        for n, d in files.items():
+            z.writestr(n, d)
+
+
+def test_recalc_on_excel_style_xml(tmp_path):
+    from xml.etree import ElementTree as ET
+    wb = openpyxl.Workbook()
+    ws = wb.active
+    ws.title = "Data"
+    ws.append(["y", "x", "g", "x1"])
+    rng = np.random.default_rng(2)
+    for i in range(2, 26):
+        ws.append([int(rng.poisson(2)), float(i % 5), "pqrs"[i % 4], f"=B{i}+1"])
+    wb.create_sheet("Model")["B2"] = "=GLMM_POISSON(Data!A1:A25, Data!D1:D25, Data!C1:C25)"
+    p = tmp_path / "excel.xlsx"
+    wb.save(p)
+    _excel_style(p)
+    out = tmp_path / "o.xlsx"
+    assert recalc(p, out).ok
+    with zipfile.ZipFile(out) as z:
+        names = z.namelist()
+        assert "xl/calcChain.xml" not in names and "xl/metadata.xml" in names
+        assert b"calcChain" not in z.read("[Content_Types].xml")
+        for n in names:
+            if n.endswith(".xml") or n.endswith(".rels"):
+                ET.fromstring(z.read(n))                 # well-formed
+        sheet1 = z.read("xl/worksheets/sheet1.xml").decode()
+        assert 'mc:Ignorable="x14ac"' in sheet1 and 'x14ac:dyDescent="0.25"' in sheet1
+        assert 't="shared"' not in sheet1                # expanded: values changed
+    v = openpyxl.load_workbook(out, data_only=True)
+    assert [v["Data"][f"D{i}"].value for i in (2, 3, 25)] == [
+        v["Data"][f"B{i}"].value + 1 for i in (2, 3, 25)]
+    x = data_frame_plain(v["Data"])
+    res = xlglmm.glmer("y ~ x1 + (1|g)", x, family="poisson")
+    assert row_of(block_at(v["Model"], "B2:K30"), "x1")[1] == pytest.approx(
+        res.fe_params["x1"], rel=1e-6)
+    f = openpyxl.load_workbook(out)
+    assert f["Data"]["D7"].value == "=B7+1"
+
+
+def data_frame_plain(ws):
+    rows = list(ws.iter_rows(values_only=True))
+    return pd.DataFrame(rows[1:], columns=rows[0])
+
+
+def test_recalc_help_lists_the_evaluated_functions():
+    from xlglmm.recalc import BUILTINS
+    listed = re.search(r"Other Excel functions evaluated: (.*?)\. An", cli.RECALC_EPILOG, re.S)
+    assert set(listed.group(1).split()) == set(BUILTINS) - {"RANK.EQ"}

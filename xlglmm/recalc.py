@@ -1,0 +1,1507 @@
+"""``xlglmm recalc``: evaluate a workbook's xlglmm formulas outside Excel.
+
+For servers and for Mac/Linux users: every formula that calls an xlglmm worksheet
+function (GLMM_POISSON, GLMM_BINOMIAL, GLMM, GLMM_RANEF, GLMM_PREDICT, GLMM_COMPARE)
+is evaluated with the same Python functions Excel calls (``xlglmm.udfs``), with the
+same arguments: ranges are read from the workbook into the worksheet-shaped values
+xlwings hands a UDF (lists of rows, ``None`` for blank cells).  The result is written
+into the cells the way Excel 365 spills it -- the block from the formula's cell
+rightwards and downwards, an error message into that cell alone -- and the formula
+stays in place with its result cached (see :mod:`xlglmm.xlsx_write`).
+
+How formulas are read: :mod:`xlglmm.excel_formula` parses the text (a whitelist
+grammar; text is never evaluated as code).  Supported references: ``A1``, ``A1:B9``,
+``A:C``, ``Sheet!A1``, ``'My sheet'!A1``, spill references ``B5#`` (stored by Excel
+as ``_xlfn.ANCHORARRAY(B5)``), Excel-table references ``Table[col]``,
+``Table[[#All],[a]:[b]]``, ``Table[[#This Row],[col]]``, and defined names.  Besides
+the xlglmm functions, a small set of Excel functions is evaluated so that helper
+cells stay consistent (``BUILTINS``: LN, LOG, EXP, SQRT, ABS, ROUND, IF, SUM, MIN,
+MAX, AVERAGE, COUNT, COUNTIF, SMALL, LARGE, INDEX, MATCH, RANK, ROWS, COLUMNS, ...) plus the
+arithmetic, text and comparison operators.
+
+What is not guessed: a formula calling an xlglmm function together with an unknown
+function gets ``#NAME?``, one with a reference that cannot be resolved (unknown
+sheet, table, column or name, another workbook) ``#REF!``, a spill onto occupied
+cells ``#SPILL!``; each is listed in the report.  Other formulas that use functions
+outside ``BUILTINS`` keep their stored value (and are listed as notes); if an xlglmm
+formula needs such a cell and it holds no stored value, that formula is reported.
+
+Evaluation order follows the references: a formula is evaluated when another needs
+its value, so ``=GLMM_COMPARE(B5#, N5#)`` sees the two fits' new blocks, and a
+range that a block could spill into is read only after that block is computed.
+"""
+from __future__ import annotations
+
+import ast
+import contextlib
+import inspect
+import math
+import os
+import re
+import shutil
+import sys
+import threading
+import time
+import warnings
+from dataclasses import dataclass, field
+from datetime import date, datetime
+from pathlib import Path
+
+from . import excel_formula as xf
+from .excel_formula import (ArrayLit, Binary, Bool, Call, ErrorLit, FormulaSyntaxError,
+                            Missing, Name, Num, Percent, Ref, Str, StructRef, Unary,
+                            cell_name, range_name)
+from .xlsx_write import CellWrite, ErrorValue, XlsxError, patch
+
+XLGLMM_FUNCTIONS = ("GLMM_POISSON", "GLMM_BINOMIAL", "GLMM", "GLMM_RANEF", "GLMM_PREDICT",
+                    "GLMM_COMPARE")
+
+XLError = ErrorValue       # an Excel error value: a str subclass ("#N/A", ...)
+
+
+class Unsupported(Exception):
+    """A formula that cannot be evaluated: ``code`` is the Excel error shown
+    (#NAME? for unknown functions, #REF! for unresolvable references)."""
+
+    def __init__(self, code: str, message: str):
+        super().__init__(message)
+        self.code = code
+        self.message = message
+
+
+class RecalcError(Exception):
+    """The workbook cannot be read or written at all."""
+
+
+# ---- the workbook as read ---------------------------------------------------------------
+
+@dataclass
+class FormulaCell:
+    sheet: str
+    row: int
+    col: int
+    text: str                       # '=...'
+    array_ref: tuple | None         # (r1, c1, r2, c2) of an array formula
+    cached: object
+    node: object = None
+    parse_error: str | None = None
+
+    @property
+    def key(self):
+        return (self.sheet, self.row, self.col)
+
+    @property
+    def where(self) -> str:
+        return f"{self.sheet}!{cell_name(self.row, self.col)}"
+
+
+@dataclass
+class TableInfo:
+    name: str
+    sheet: str
+    r1: int
+    c1: int
+    r2: int
+    c2: int
+    header_rows: int
+    totals_rows: int
+    columns: list
+
+
+def _norm(v, data_type=None):
+    """An openpyxl cell value -> what xlwings hands a UDF (floats, bool, str, None,
+    datetime; errors as XLError)."""
+    if v is None:
+        return None
+    if data_type == "e":
+        return XLError(str(v))
+    if isinstance(v, bool):
+        return v
+    if isinstance(v, (int, float)):
+        return float(v)
+    if isinstance(v, (datetime, date)):
+        return v if isinstance(v, datetime) else datetime(v.year, v.month, v.day)
+    return str(v) if not isinstance(v, str) else v
+
+
+class Book:
+    """Formulas, cached values, tables and names of an .xlsx file (via openpyxl)."""
+
+    def __init__(self, path):
+        import openpyxl
+        from openpyxl.worksheet.formula import ArrayFormula
+
+        self.path = Path(path)
+        if not self.path.exists():
+            raise RecalcError(f"{path}: no such file")
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                wb_f = openpyxl.load_workbook(self.path, data_only=False)
+                wb_v = openpyxl.load_workbook(self.path, data_only=True)
+        except Exception as e:       # zip, XML or openpyxl errors
+            raise RecalcError(f"{path}: cannot read the workbook ({type(e).__name__}: {e})") \
+                from None
+        self.sheet_names = list(wb_f.sheetnames)
+        self.values: dict = {}
+        self.formulas: dict = {}
+        self.extent: dict = {}
+        self.tables: dict = {}
+        self.names: dict = {}
+        for ws in wb_f.worksheets:
+            s = ws.title
+            wv = wb_v[s]
+            vals, forms = {}, {}
+            max_r = max_c = 0
+            for (r, c), cell in ws._cells.items():
+                vcell = wv._cells.get((r, c))
+                cached = _norm(vcell.value, vcell.data_type) if vcell is not None else None
+                raw = cell.value
+                if cell.data_type == "f" or isinstance(raw, ArrayFormula):
+                    if isinstance(raw, ArrayFormula):
+                        text, ref = raw.text, xf.parse_range(raw.ref)
+                        if ref[:2] != (r, c):
+                            ref = None
+                    elif isinstance(raw, str):
+                        text, ref = raw, None
+                    else:                 # a data-table formula: left as it is
+                        vals[(r, c)] = cached
+                        continue
+                    if not text.startswith("="):
+                        text = "=" + text
+                    forms[(r, c)] = FormulaCell(s, r, c, text, ref, cached)
+                    vals[(r, c)] = cached
+                else:
+                    vals[(r, c)] = _norm(raw, cell.data_type)
+                if raw is not None or cached is not None:
+                    max_r, max_c = max(max_r, r), max(max_c, c)
+            self.values[s] = vals
+            self.formulas[s] = forms
+            self.extent[s] = (max_r, max_c)
+            for t in ws.tables.values():
+                r1, c1, r2, c2 = xf.parse_range(t.ref)
+                cols = [tc.name for tc in t.tableColumns] or \
+                    [str(ws.cell(r1, c).value) for c in range(c1, c2 + 1)]
+                self.tables[t.displayName.lower()] = TableInfo(
+                    t.displayName, s, r1, c1, r2, c2,
+                    1 if t.headerRowCount is None else int(t.headerRowCount),
+                    int(t.totalsRowCount or 0), cols)
+            for name, dn in getattr(ws, "defined_names", {}).items():
+                self.names[(s.lower(), name.lower())] = dn.attr_text
+        for name, dn in wb_f.defined_names.items():
+            self.names[(None, name.lower())] = dn.attr_text
+
+    def sheet(self, name: str | None, default: str) -> str:
+        if name is None:
+            return default
+        for s in self.sheet_names:
+            if s.lower() == name.lower():
+                return s
+        raise Unsupported("#REF!", f"there is no sheet named '{name}'")
+
+    def formula_texts(self) -> dict:
+        return {s: {k: fc.text[1:] for k, fc in f.items()} for s, f in self.formulas.items()}
+
+
+# ---- values inside the evaluator ----------------------------------------------------------
+
+@dataclass(frozen=True)
+class RangeVal:
+    sheet: str
+    r1: int
+    c1: int
+    r2: int
+    c2: int
+
+    @property
+    def shape(self):
+        return (self.r2 - self.r1 + 1, self.c2 - self.c1 + 1)
+
+    def __str__(self):
+        return f"{xf.quote_sheet(self.sheet)}!{range_name(self.r1, self.c1, self.r2, self.c2)}"
+
+
+MISSING = object()
+
+
+def _is_grid(v) -> bool:
+    return isinstance(v, list)
+
+
+def _inside(region, r, c) -> bool:
+    return region[0] <= r <= region[2] and region[1] <= c <= region[3]
+
+
+def _overlap(a, b) -> bool:
+    return not (a[2] < b[0] or b[2] < a[0] or a[3] < b[1] or b[3] < a[1])
+
+
+# ---- scalar semantics ---------------------------------------------------------------------
+
+def to_number(v):
+    """Excel's coercion to a number; returns an XLError on failure."""
+    if isinstance(v, XLError):
+        return v
+    if v is None or v is MISSING:
+        return 0.0
+    if isinstance(v, bool):
+        return 1.0 if v else 0.0
+    if isinstance(v, (int, float)):
+        return float(v)
+    if isinstance(v, datetime):
+        from openpyxl.utils.datetime import to_excel
+        return float(to_excel(v))
+    if isinstance(v, str):
+        try:
+            return float(v.strip())
+        except ValueError:
+            return XLError("#VALUE!")
+    return XLError("#VALUE!")
+
+
+def to_text(v):
+    if isinstance(v, XLError):
+        return v
+    if v is None or v is MISSING:
+        return ""
+    if isinstance(v, bool):
+        return "TRUE" if v else "FALSE"
+    if isinstance(v, float):
+        if v.is_integer() and abs(v) < 1e15:
+            return str(int(v))
+        return f"{v:.15g}"
+    return str(v)
+
+
+def to_bool(v):
+    if isinstance(v, XLError):
+        return v
+    if v is None or v is MISSING:
+        return False
+    if isinstance(v, bool):
+        return v
+    if isinstance(v, (int, float)):
+        return v != 0
+    if isinstance(v, str):
+        if v.strip().upper() in ("TRUE", "FALSE"):
+            return v.strip().upper() == "TRUE"
+    return XLError("#VALUE!")
+
+
+def _num_result(x):
+    if isinstance(x, XLError):
+        return x
+    if isinstance(x, complex) or not math.isfinite(x):
+        return XLError("#NUM!")
+    return float(x)
+
+
+def _arith(op, a, b):
+    a, b = to_number(a), to_number(b)
+    if isinstance(a, XLError):
+        return a
+    if isinstance(b, XLError):
+        return b
+    try:
+        if op == "+":
+            return _num_result(a + b)
+        if op == "-":
+            return _num_result(a - b)
+        if op == "*":
+            return _num_result(a * b)
+        if op == "/":
+            return XLError("#DIV/0!") if b == 0 else _num_result(a / b)
+        if op == "^":
+            if a == 0 and b == 0:
+                return XLError("#NUM!")
+            if a == 0 and b < 0:
+                return XLError("#DIV/0!")
+            return _num_result(math.pow(a, b))
+    except (OverflowError, ValueError):
+        return XLError("#NUM!")
+    raise AssertionError(op)
+
+
+def _rank_key(v):
+    """Excel's comparison order: numbers < text < booleans; text case-insensitive."""
+    if v is None or v is MISSING:
+        return None
+    if isinstance(v, bool):
+        return (2, v)
+    if isinstance(v, (int, float)):
+        return (0, float(v))
+    return (1, str(v).lower())
+
+
+def _compare(op, a, b):
+    if isinstance(a, XLError):
+        return a
+    if isinstance(b, XLError):
+        return b
+    ka, kb = _rank_key(a), _rank_key(b)
+    if ka is None and kb is None:
+        ka = kb = (0, 0.0)
+    elif ka is None:
+        ka = (kb[0], {0: 0.0, 1: "", 2: False}[kb[0]])
+    elif kb is None:
+        kb = (ka[0], {0: 0.0, 1: "", 2: False}[ka[0]])
+    return {"=": ka == kb, "<>": ka != kb, "<": ka < kb, ">": ka > kb,
+            "<=": ka <= kb, ">=": ka >= kb}[op]
+
+
+def _broadcast(fn, *vals):
+    """Apply a scalar function elementwise (Excel's array broadcasting)."""
+    grids = [v for v in vals if _is_grid(v)]
+    if not grids:
+        return fn(*vals)
+    nr = max(len(g) for g in grids)
+    nc = max(len(g[0]) for g in grids)
+
+    def at(v, i, j):
+        if not _is_grid(v):
+            return v
+        h, w = len(v), len(v[0])
+        ii = 0 if h == 1 else i
+        jj = 0 if w == 1 else j
+        if ii >= h or jj >= w:
+            return XLError("#N/A")
+        return v[ii][jj]
+    return [[fn(*(at(v, i, j) for v in vals)) for j in range(nc)] for i in range(nr)]
+
+
+# ---- the engine ---------------------------------------------------------------------------
+
+@dataclass
+class Outcome:
+    where: str
+    function: str                   # the first xlglmm function called, or ""
+    status: str                     # ok | glmm-error | error | kept
+    message: str = ""
+    seconds: float = 0.0
+    shape: tuple = (1, 1)
+    fitted: int = 0                 # number of model fits run (0: the fit was cached)
+
+
+@dataclass
+class RecalcResult:
+    source: Path
+    output: Path | None
+    outcomes: list = field(default_factory=list)
+    notes: list = field(default_factory=list)
+    dynamic: bool = False
+
+    @property
+    def xlglmm(self):
+        return [o for o in self.outcomes if o.function]
+
+    @property
+    def problems(self):
+        return [o for o in self.outcomes if o.function and o.status != "ok"]
+
+    @property
+    def ok(self) -> bool:
+        return not self.problems
+
+
+def _udf_specs() -> dict:
+    """name -> (function, parameter names, required names, names declared ndim=2),
+    the last read from the ``@xw.arg(..., ndim=2)`` decorators in udfs.py (off
+    Windows the decorators are no-ops, so they are read from the source)."""
+    from . import udfs
+    funcs = {f.__name__: f for f in udfs.UDFS}
+    ndim2: dict = {}
+    try:
+        tree = ast.parse(inspect.getsource(udfs))
+        for node in tree.body:
+            if isinstance(node, ast.FunctionDef) and node.name in funcs:
+                names = set()
+                for dec in node.decorator_list:
+                    if isinstance(dec, ast.Call) and getattr(dec.func, "attr", "") == "arg" \
+                            and dec.args and isinstance(dec.args[0], ast.Constant):
+                        for kw in dec.keywords:
+                            if kw.arg == "ndim" and isinstance(kw.value, ast.Constant) \
+                                    and kw.value.value == 2:
+                                names.add(dec.args[0].value)
+                ndim2[node.name] = names
+    except (OSError, TypeError, SyntaxError):
+        pass
+    scalars = {"formula", "family", "link", "fit_intercept", "alpha", "nAGQ", "pred_type",
+               "include_re"}
+    specs = {}
+    for name, f in funcs.items():
+        params = inspect.signature(f).parameters
+        names = list(params)
+        required = [p for p in names if params[p].default is inspect.Parameter.empty]
+        nd = ndim2.get(name, {p for p in names if p not in scalars})
+        specs[name] = (f, names, required, nd)
+    return specs
+
+
+@contextlib.contextmanager
+def _fit_hook(callback):
+    """Make the worksheet functions' fits report progress: ``xlglmm.udfs`` calls
+    ``glmer`` without a progress callback, so for the duration of a recalculation its
+    module-level name is wrapped to pass one (restored afterwards)."""
+    from . import udfs
+    orig = getattr(udfs, "glmer", None)
+    if orig is None:
+        yield
+        return
+
+    def glmer_with_progress(*args, **kwargs):
+        if kwargs.get("progress") is None:
+            kwargs["progress"] = callback
+        callback("start", 0)
+        return orig(*args, **kwargs)
+    udfs.glmer = glmer_with_progress
+    try:
+        yield
+    finally:
+        udfs.glmer = orig
+
+
+class _Ticker:
+    """A live status line for long fits (on a terminal), or a line every 10 s."""
+
+    def __init__(self, stream):
+        self.stream = stream
+        self.tty = bool(getattr(stream, "isatty", lambda: False)())
+        self.label = None
+        self.t0 = 0.0
+        self.stage = ""
+        self.fits = 0
+        self._stop = threading.Event()
+        self._thread = None
+        self._last_note = 0.0
+        self._shown = False
+        self.width = max(20, min(110, shutil.get_terminal_size((100, 24)).columns - 1))
+
+    def progress(self, stage, evaluations):
+        if stage == "start":
+            self.fits += 1
+            self.stage = "fitting"
+        else:
+            self.stage = f"{stage}, {evaluations} deviance evaluations"
+
+    def begin(self, label):
+        self.end()
+        self.label = label
+        self.t0 = time.perf_counter()
+        self._last_note = self.t0
+        self.stage = ""
+        self._stop.clear()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+
+    def _run(self):
+        while not self._stop.wait(0.25):
+            el = time.perf_counter() - self.t0
+            if self.tty and el > 0.5:
+                msg = f"  {self.label} ... {el:.0f} s" + (f" ({self.stage})" if self.stage else "")
+                self.stream.write("\r" + msg[:self.width].ljust(self.width))
+                self.stream.flush()
+                self._shown = True
+            elif not self.tty and time.perf_counter() - self._last_note >= 10:
+                self._last_note = time.perf_counter()
+                self.stream.write(f"  {self.label}: still running after {el:.0f} s"
+                                  + (f" ({self.stage})" if self.stage else "") + "\n")
+                self.stream.flush()
+
+    def end(self):
+        if self._thread is not None:
+            self._stop.set()
+            self._thread.join()
+            self._thread = None
+            if self._shown:
+                self.stream.write("\r" + " " * self.width + "\r")
+                self.stream.flush()
+                self._shown = False
+
+
+class Engine:
+    def __init__(self, book: Book, out=None, stream=None):
+        self.book = book
+        self.out = out or (lambda s: None)
+        self.specs = _udf_specs()
+        self.done: set = set()
+        self.busy: list = []
+        self.kept: dict = {}            # key -> reason (stored value left in place)
+        self.values: dict = {}          # (sheet, r, c) -> new value
+        self.regions: dict = {}         # anchor key -> (r1, c1, r2, c2) it now covers
+        self.spilling: set = set()      # anchors whose region is a spill (xlglmm)
+        self.outcomes: list = []
+        self.notes: list = []
+        self._noted: set = set()
+        self.ticker = _Ticker(stream if stream is not None else sys.stderr)
+        self._names_busy: set = set()
+        self._labels: list = []
+        # anchors: formula cells that own a region of cells (array formulas from the
+        # file, and every xlglmm formula, which may spill)
+        self.anchors: dict = {s: [] for s in book.sheet_names}
+        for s, forms in book.formulas.items():
+            for fc in forms.values():
+                try:
+                    fc.node = xf.parse(fc.text)
+                except FormulaSyntaxError as e:
+                    fc.parse_error = str(e)
+                if fc.array_ref is not None or self.is_xlglmm(fc):
+                    self.anchors[s].append(fc)
+
+    # -- classification
+    def is_xlglmm(self, fc: FormulaCell) -> bool:
+        return bool(self.xlglmm_function(fc))
+
+    def xlglmm_function(self, fc: FormulaCell) -> str:
+        if fc.node is not None:
+            for name in xf.functions_called(fc.node):
+                if name in XLGLMM_FUNCTIONS:
+                    return name
+            return ""
+        m = re.search(r"\b(GLMM(?:_[A-Z]+)?)\s*\(", fc.text.upper())
+        return m.group(1) if m and m.group(1) in XLGLMM_FUNCTIONS else ""
+
+    # -- running
+    def run(self):
+        with _fit_hook(self.ticker.progress):
+            try:
+                for s in self.book.sheet_names:
+                    for fc in sorted(self.book.formulas[s].values(), key=lambda f: (f.row, f.col)):
+                        if self.is_xlglmm(fc):
+                            self.evaluate(fc)
+                for s in self.book.sheet_names:
+                    for fc in sorted(self.book.formulas[s].values(), key=lambda f: (f.row, f.col)):
+                        self.evaluate(fc)
+            finally:
+                self.ticker.end()
+
+    def note(self, key, text):
+        if key not in self._noted:
+            self._noted.add(key)
+            self.notes.append(text)
+
+    # -- cells
+    def cell(self, s, r, c):
+        """The value a cell shows after recalculation."""
+        fc = self.book.formulas[s].get((r, c))
+        if fc is not None:
+            return self.formula_value(fc)
+        anchors = self.anchors.get(s, ())
+        for a in anchors:
+            if (a.row, a.col) != (r, c) and a.key not in self.done and a.array_ref \
+                    and _inside(a.array_ref, r, c):
+                self.evaluate(a)
+        stale = False
+        for a in anchors:
+            if (a.row, a.col) == (r, c):
+                continue
+            reg = self.regions.get(a.key)
+            if reg is not None and _inside(reg, r, c):
+                if a.key in self.kept:
+                    return self.book.values[s].get((r, c))
+                return self.values.get((s, r, c))
+            if a.array_ref is not None and _inside(a.array_ref, r, c):
+                stale = True
+        if stale:
+            return None           # a stale spill value: the block no longer reaches here
+        return self.book.values[s].get((r, c))
+
+    def formula_value(self, fc: FormulaCell):
+        self.evaluate(fc)
+        if fc.key in self.kept:
+            if fc.cached is None:
+                raise Unsupported("#REF!", f"{fc.where} ({fc.text}) cannot be evaluated "
+                                  f"here ({self.kept[fc.key]}) and holds no stored value")
+            self.note(("used", fc.key), f"{fc.where}: its stored value was used "
+                      f"({self.kept[fc.key]})")
+            return fc.cached
+        return self.values.get(fc.key)
+
+    def grid(self, rv: RangeVal) -> list:
+        """The values of a range, after every block that could spill into it."""
+        s = rv.sheet
+        for a in list(self.anchors.get(s, ())):
+            if a.key in self.done or a.key in self.busy:
+                continue
+            if a.row <= rv.r2 and a.col <= rv.c2 and self.is_xlglmm(a):
+                self.evaluate(a)
+        r2, c2 = rv.r2, rv.c2
+        if r2 - rv.r1 > 10000 or c2 - rv.c1 > 1000:      # whole columns/rows: used part
+            mr, mc = self.book.extent.get(s, (0, 0))
+            for reg in self.regions.values():
+                mr, mc = max(mr, reg[2]), max(mc, reg[3])
+            r2 = max(rv.r1, min(r2, mr))
+            c2 = max(rv.c1, min(c2, mc))
+        return [[self.cell(s, r, c) for c in range(rv.c1, c2 + 1)]
+                for r in range(rv.r1, r2 + 1)]
+
+    # -- evaluation of one formula cell
+    def evaluate(self, fc: FormulaCell):
+        key = fc.key
+        if key in self.done:
+            return
+        if key in self.busy:
+            raise Unsupported("#REF!", f"circular reference through {fc.where}")
+        self.busy.append(key)
+        try:
+            if self.is_xlglmm(fc):
+                self._evaluate_xlglmm(fc)
+            else:
+                self._evaluate_other(fc)
+        finally:
+            self.busy.remove(key)
+            self.done.add(key)
+
+    def _evaluate_xlglmm(self, fc: FormulaCell):
+        fn = self.xlglmm_function(fc)
+        self._labels.append(f"{fc.where} {fn}")
+        self.ticker.begin(self._labels[-1])
+        fits0 = self.ticker.fits
+        t0 = time.perf_counter()
+        try:
+            if fc.parse_error:
+                raise Unsupported("#NAME?", f"cannot read the formula: {fc.parse_error}")
+            result = self.eval(fc.node, fc)
+            grid = self.to_grid(result)
+            status, message = "ok", ""
+            if len(grid) == 1 and len(grid[0]) == 1 and isinstance(grid[0][0], str) \
+                    and grid[0][0].startswith("#GLMM!"):
+                status, message = "glmm-error", grid[0][0]
+        except Unsupported as e:
+            grid = [[XLError(e.code)]]
+            status, message = "error", e.message
+        except Exception as e:          # a bug here must not stop the other formulas
+            grid = [[XLError("#VALUE!")]]
+            status, message = "error", f"internal error in recalc ({type(e).__name__}: {e})"
+        seconds = time.perf_counter() - t0
+        self.ticker.end()
+        self._labels.pop()
+        if self._labels:
+            self.ticker.begin(self._labels[-1])
+        fits = self.ticker.fits - fits0
+        placed = self.place_spill(fc, grid)
+        if placed is not None:
+            status, message = "error", placed
+            grid = [[XLError("#SPILL!")]]
+        o = Outcome(fc.where, fn, status, message, seconds, (len(grid), len(grid[0])), fits)
+        self.outcomes.append(o)
+        self.out(describe(o))
+
+    def _evaluate_other(self, fc: FormulaCell):
+        if fc.parse_error:
+            self.kept[fc.key] = f"formula not understood: {fc.parse_error}"
+            self._keep_region(fc)
+            self.note(("kept", fc.key), f"{fc.where}: kept its stored value (cannot read "
+                      f"{fc.text!r}: {fc.parse_error})")
+            return
+        try:
+            result = self.eval(fc.node, fc)
+        except Unsupported as e:
+            self.kept[fc.key] = e.message
+            self._keep_region(fc)
+            self.note(("kept", fc.key), f"{fc.where}: kept its stored value ({e.message})")
+            return
+        except Exception as e:          # a bug here must not stop the other formulas
+            self.kept[fc.key] = f"internal error in recalc ({type(e).__name__}: {e})"
+            self._keep_region(fc)
+            self.note(("kept", fc.key), f"{fc.where}: kept its stored value "
+                      f"({self.kept[fc.key]})")
+            return
+        if isinstance(result, RangeVal):
+            result = self.grid(result)
+        if _is_grid(result):
+            if fc.array_ref is not None:
+                self._fill_cse(fc, result)
+                return
+            if len(result) == 1 and len(result[0]) == 1:
+                result = result[0][0]
+            else:
+                self.kept[fc.key] = "the formula returns several values; Excel 365 would spill them"
+                self._keep_region(fc)
+                self.note(("kept", fc.key), f"{fc.where}: kept its stored value (the "
+                          "formula returns an array but is not an array formula)")
+                return
+        if result is MISSING:
+            result = 0.0
+        self.values[fc.key] = result
+        self.regions[fc.key] = (fc.row, fc.col, fc.row, fc.col)
+        if fc.array_ref is not None:
+            self._fill_cse(fc, [[result]])
+
+    def _keep_region(self, fc):
+        self.regions[fc.key] = fc.array_ref or (fc.row, fc.col, fc.row, fc.col)
+
+    def _fill_cse(self, fc, grid):
+        r1, c1, r2, c2 = fc.array_ref
+        h, w = len(grid), len(grid[0])
+        for r in range(r1, r2 + 1):
+            for c in range(c1, c2 + 1):
+                i, j = r - r1, c - c1
+                ii = 0 if h == 1 else i
+                jj = 0 if w == 1 else j
+                v = grid[ii][jj] if ii < h and jj < w else XLError("#N/A")
+                self.values[(fc.sheet, r, c)] = v
+        self.regions[fc.key] = fc.array_ref
+
+    def place_spill(self, fc: FormulaCell, grid) -> str | None:
+        """Put a block into the cells from the anchor; a message when it cannot spill."""
+        s, r0, c0 = fc.sheet, fc.row, fc.col
+        h, w = len(grid), len(grid[0])
+        region = (r0, c0, r0 + h - 1, c0 + w - 1)
+        self.spilling.add(fc.key)
+        blocked = None
+        if region[2] > xf.MAX_ROW or region[3] > xf.MAX_COL:
+            blocked = "the block would extend beyond the sheet"
+        else:
+            for other in self.anchors.get(s, ()):
+                if other is fc:
+                    continue
+                oreg = self.regions.get(other.key) if other.key in self.done else other.array_ref
+                if oreg is None and other.key not in self.done:
+                    oreg = (other.row, other.col, other.row, other.col)
+                if oreg is not None and _overlap(region, oreg):
+                    blocked = f"{fc.sheet}!{range_name(*oreg)} (the result of " \
+                              f"{cell_name(other.row, other.col)}) is in the way"
+                    break
+            if blocked is None:
+                forms = self.book.formulas[s]
+                vals = self.book.values[s]
+                own = fc.array_ref
+                for r in range(region[0], region[2] + 1):
+                    for c in range(region[1], region[3] + 1):
+                        if (r, c) == (r0, c0):
+                            continue
+                        if (r, c) in forms:
+                            blocked = f"{cell_name(r, c)} holds a formula"
+                        elif vals.get((r, c)) is not None and not (own and _inside(own, r, c)) \
+                                and not self._in_any_old_region(s, r, c, fc):
+                            blocked = f"{cell_name(r, c)} is not empty"
+                        if blocked:
+                            break
+                    if blocked:
+                        break
+        if blocked:
+            self.regions[fc.key] = (r0, c0, r0, c0)
+            self.values[fc.key] = XLError("#SPILL!")
+            return f"#SPILL!: the block needs {range_name(*region)}, but {blocked}"
+        for i, row in enumerate(grid):
+            for j, v in enumerate(row):
+                self.values[(s, r0 + i, c0 + j)] = v
+        self.regions[fc.key] = region
+        return None
+
+    def _in_any_old_region(self, s, r, c, me):
+        """A stored value inside another array formula's old range (a stale spill,
+        overwritten when that formula is re-evaluated) does not block."""
+        for a in self.anchors.get(s, ()):
+            if a is not me and a.array_ref and _inside(a.array_ref, r, c) and \
+                    a.key in self.done and a.key not in self.kept:
+                reg = self.regions.get(a.key)
+                if reg is None or not _inside(reg, r, c):
+                    return True
+        return False
+
+    # -- expressions
+    def to_grid(self, v) -> list:
+        if isinstance(v, RangeVal):
+            v = self.grid(v)
+        if _is_grid(v):
+            if not v or not v[0]:
+                return [[None]]
+            return [[_clean_result(x) for x in row] for row in v]
+        if v is MISSING:
+            v = 0.0
+        return [[_clean_result(v)]]
+
+    def eval(self, node, fc: FormulaCell):
+        t = type(node)
+        if t is Num:
+            return node.value
+        if t is Str:
+            return node.value
+        if t is Bool:
+            return node.value
+        if t is ErrorLit:
+            return XLError(node.code)
+        if t is Missing:
+            return MISSING
+        if t is Ref:
+            return self.ref(node, fc)
+        if t is StructRef:
+            return self.struct_ref(node, fc)
+        if t is Name:
+            return self.name(node, fc)
+        if t is Call:
+            return self.call(node, fc)
+        if t is Unary:
+            v = self.value(self.eval(node.operand, fc))
+            if node.op == "+":
+                return v
+            return _broadcast(lambda x: _arith("*", x, -1.0), v)
+        if t is Percent:
+            v = self.value(self.eval(node.operand, fc))
+            return _broadcast(lambda x: _arith("/", x, 100.0), v)
+        if t is Binary:
+            a = self.value(self.eval(node.left, fc))
+            b = self.value(self.eval(node.right, fc))
+            op = node.op
+            if op in ("+", "-", "*", "/", "^"):
+                return _broadcast(lambda x, y: _arith(op, x, y), a, b)
+            if op == "&":
+                def cat(x, y):
+                    x, y = to_text(x), to_text(y)
+                    return x if isinstance(x, XLError) else y if isinstance(y, XLError) else x + y
+                return _broadcast(cat, a, b)
+            return _broadcast(lambda x, y: _compare(op, x, y), a, b)
+        if t is ArrayLit:
+            return [[self.eval(c, fc) for c in row] for row in node.rows]
+        raise Unsupported("#NAME?", f"unsupported formula element {t.__name__}")
+
+    def value(self, v):
+        """A range -> its values (a 1x1 range -> the value); arrays stay arrays."""
+        if isinstance(v, RangeVal):
+            g = self.grid(v)
+            return g[0][0] if len(g) == 1 and len(g[0]) == 1 else g
+        if _is_grid(v) and len(v) == 1 and len(v[0]) == 1:
+            return v[0][0]
+        return v
+
+    def ref(self, node: Ref, fc: FormulaCell):
+        if node.external:
+            raise Unsupported("#REF!", f"{node.text} refers to another workbook")
+        s = self.book.sheet(node.sheet, fc.sheet)
+        if node.spill:
+            return self.spill_range(s, node.r1, node.c1, node.text)
+        return RangeVal(s, node.r1, node.c1, node.r2, node.c2)
+
+    def spill_range(self, s, r, c, text):
+        fc = self.book.formulas[s].get((r, c))
+        if fc is None:
+            raise Unsupported("#REF!", f"{text}: {s}!{cell_name(r, c)} holds no formula, so "
+                              "it has no spilled range")
+        self.evaluate(fc)
+        reg = self.regions.get(fc.key, (r, c, r, c))
+        if fc.key in self.kept and fc.cached is None:
+            raise Unsupported("#REF!", f"{text}: {fc.where} cannot be evaluated here "
+                              f"({self.kept[fc.key]})")
+        return RangeVal(s, *reg)
+
+    def struct_ref(self, node: StructRef, fc: FormulaCell):
+        if node.table:
+            t = self.book.tables.get(node.table.lower())
+            if t is None:
+                raise Unsupported("#REF!", f"{node.text}: there is no table named "
+                                  f"'{node.table}'")
+        else:
+            t = next((t for t in self.book.tables.values() if t.sheet == fc.sheet and
+                      _inside((t.r1, t.c1, t.r2, t.c2), fc.row, fc.col)), None)
+            if t is None:
+                raise Unsupported("#REF!", f"{node.text}: the cell is not inside a table")
+        c1, c2 = t.c1, t.c2
+        if node.columns:
+            lower = [c.lower() for c in t.columns]
+            idx = []
+            for name in node.columns:
+                if name.lower() not in lower:
+                    raise Unsupported("#REF!", f"{node.text}: table '{t.name}' has no column "
+                                      f"'{name}' (its columns: {', '.join(t.columns)})")
+                idx.append(t.c1 + lower.index(name.lower()))
+            c1, c2 = min(idx), max(idx)
+        head_end = t.r1 + t.header_rows - 1
+        data = (t.r1 + t.header_rows, t.r2 - t.totals_rows)
+        items = set(node.items) or {"#Data"}
+        if "#All" in items:
+            r1, r2 = t.r1, t.r2
+        elif "#This Row" in items:
+            if not data[0] <= fc.row <= data[1]:
+                raise Unsupported("#REF!", f"{node.text}: {fc.where} is not in a data row of "
+                                  f"'{t.name}'")
+            r1 = r2 = fc.row
+        else:
+            spans = []
+            if "#Headers" in items:
+                if t.header_rows == 0:
+                    raise Unsupported("#REF!", f"{node.text}: the table has no header row")
+                spans.append((t.r1, head_end))
+            if "#Data" in items:
+                spans.append(data)
+            if "#Totals" in items:
+                if t.totals_rows == 0:
+                    raise Unsupported("#REF!", f"{node.text}: the table has no totals row")
+                spans.append((t.r2 - t.totals_rows + 1, t.r2))
+            r1, r2 = min(a for a, _ in spans), max(b for _, b in spans)
+        if r2 < r1:
+            raise Unsupported("#REF!", f"{node.text}: the table has no data rows")
+        return RangeVal(t.sheet, r1, c1, r2, c2)
+
+    def name(self, node: Name, fc: FormulaCell):
+        scope = self.book.sheet(node.sheet, fc.sheet).lower() if node.sheet else fc.sheet.lower()
+        text = self.book.names.get((scope, node.name.lower()))
+        if text is None:
+            text = self.book.names.get((None, node.name.lower()))
+        if text is None:
+            raise Unsupported("#NAME?", f"unknown name '{node.name}'")
+        key = (scope, node.name.lower())
+        if key in self._names_busy:
+            raise Unsupported("#REF!", f"the name '{node.name}' refers to itself")
+        self._names_busy.add(key)
+        try:
+            tree = xf.parse(text)
+        except FormulaSyntaxError as e:
+            raise Unsupported("#REF!", f"the name '{node.name}' = {text} cannot be read: {e}")
+        try:
+            return self.eval(tree, fc)
+        finally:
+            self._names_busy.discard(key)
+
+    def call(self, node: Call, fc: FormulaCell):
+        key = xf.function_key(node.name)
+        if key in self.specs:
+            return self.call_udf(key, node, fc)
+        impl = BUILTINS.get(key)
+        if impl is None:
+            raise Unsupported("#NAME?", f"unknown function {node.name}() (neither an xlglmm "
+                              "function nor one of the Excel functions recalc evaluates)")
+        args = [self.eval(a, fc) for a in node.args]
+        return impl(self, *args)
+
+    def call_udf(self, name, node: Call, fc: FormulaCell):
+        f, params, required, ndim2 = self.specs[name]
+        if len(node.args) > len(params):
+            raise Unsupported("#VALUE!", f"{name} takes at most {len(params)} arguments, "
+                              f"{len(node.args)} were given")
+        if len(node.args) < len(required):
+            raise Unsupported("#VALUE!", f"{name} needs at least {len(required)} arguments "
+                              f"({', '.join(required)}); Excel shows #VALUE!")
+        kwargs = {}
+        for p, a in zip(params, node.args):
+            if isinstance(a, Missing):
+                if p in required:
+                    kwargs[p] = None
+                continue
+            kwargs[p] = self.udf_arg(self.eval(a, fc), p in ndim2)
+        result = f(**kwargs)
+        if isinstance(result, (list, tuple)):
+            rows = [list(r) if isinstance(r, (list, tuple)) else [r] for r in result]
+            if not rows:
+                return [[None]]
+            width = max(len(r) for r in rows) or 1
+            return [[_clean_result(v) for v in r] + [None] * (width - len(r)) for r in rows]
+        return _clean_result(result)
+
+    def udf_arg(self, v, ndim2: bool):
+        """A value as xlwings hands it to a UDF argument."""
+        if v is MISSING:
+            return None
+        if isinstance(v, RangeVal):
+            v = self.grid(v)
+        if _is_grid(v):
+            g = [[_to_xlwings(x) for x in row] for row in v]
+            if ndim2:
+                return g
+            if len(g) == 1 and len(g[0]) == 1:
+                return g[0][0]
+            if len(g) == 1:
+                return g[0]
+            if len(g[0]) == 1:
+                return [r[0] for r in g]
+            return g
+        x = _to_xlwings(v)
+        return [[x]] if ndim2 else x
+
+
+def _to_xlwings(v):
+    if isinstance(v, XLError):
+        return str(v)
+    if v is MISSING:
+        return None
+    return v
+
+
+def _clean_result(v):
+    if v is None or isinstance(v, (bool, str, datetime)):
+        return v
+    if hasattr(v, "item") and not isinstance(v, (list, tuple)):
+        v = v.item()
+    if isinstance(v, bool):
+        return v
+    if isinstance(v, (int, float)):
+        f = float(v)
+        return f if math.isfinite(f) else XLError("#NUM!")
+    return v
+
+
+# ---- Excel functions evaluated besides the xlglmm ones ---------------------------------
+
+def _flat(ev, args):
+    """Values of aggregate arguments: from ranges/arrays only numbers count; direct
+    scalars are coerced.  Returns (numbers, first error)."""
+    nums = []
+    for a in args:
+        if a is MISSING:
+            continue
+        if isinstance(a, RangeVal):
+            a = ev.grid(a)
+        if _is_grid(a):
+            for row in a:
+                for v in row:
+                    if isinstance(v, XLError):
+                        return nums, v
+                    if isinstance(v, (int, float)) and not isinstance(v, bool):
+                        nums.append(float(v))
+        else:
+            x = to_number(a)
+            if isinstance(x, XLError):
+                return nums, x
+            nums.append(x)
+    return nums, None
+
+
+def _map1(fn):
+    def impl(ev, x=MISSING, *rest):
+        if rest:
+            raise Unsupported("#VALUE!", "too many arguments")
+
+        def one(v):
+            n = to_number(v)
+            if isinstance(n, XLError):
+                return n
+            try:
+                return _num_result(fn(n))
+            except (ValueError, OverflowError, ZeroDivisionError):
+                return XLError("#NUM!")
+        return _broadcast(one, ev.value(x))
+    return impl
+
+
+def _ln(x):
+    if x <= 0:
+        raise ValueError
+    return math.log(x)
+
+
+def _log(ev, x, base=10.0):
+    def one(v, b):
+        v, b = to_number(v), to_number(10.0 if b is MISSING else b)
+        if isinstance(v, XLError):
+            return v
+        if isinstance(b, XLError):
+            return b
+        if v <= 0 or b <= 0 or b == 1:
+            return XLError("#NUM!") if b != 1 else XLError("#DIV/0!")
+        return math.log(v) / math.log(b)
+    return _broadcast(one, ev.value(x), ev.value(base))
+
+
+def _sqrt(x):
+    if x < 0:
+        raise ValueError
+    return math.sqrt(x)
+
+
+def _round(ev, x, digits=0.0):
+    def one(v, d):
+        v, d = to_number(v), to_number(0.0 if d is MISSING else d)
+        if isinstance(v, XLError):
+            return v
+        if isinstance(d, XLError):
+            return d
+        d = int(d)
+        m = 10.0 ** d
+        r = math.floor(abs(v) * m + 0.5 + 1e-9) / m
+        return math.copysign(r, v) if r else 0.0
+    return _broadcast(one, ev.value(x), ev.value(digits))
+
+
+def _if(ev, cond, a=True, b=False):
+    a = 0.0 if a is MISSING else a          # IF(c,,x) and IF(c,x,) give 0
+    b = 0.0 if b is MISSING else b
+
+    def one(c, x, y):
+        t = to_bool(c)
+        if isinstance(t, XLError):
+            return t
+        return x if t else y
+    return _broadcast(one, ev.value(cond), ev.value(a), ev.value(b))
+
+
+def _sum(ev, *args):
+    nums, err = _flat(ev, args)
+    return err if err is not None else float(sum(nums))
+
+
+def _min(ev, *args):
+    nums, err = _flat(ev, args)
+    return err if err is not None else (min(nums) if nums else 0.0)
+
+
+def _max(ev, *args):
+    nums, err = _flat(ev, args)
+    return err if err is not None else (max(nums) if nums else 0.0)
+
+
+def _average(ev, *args):
+    nums, err = _flat(ev, args)
+    if err is not None:
+        return err
+    return sum(nums) / len(nums) if nums else XLError("#DIV/0!")
+
+
+def _count(ev, *args):
+    n = 0
+    for a in args:
+        if isinstance(a, RangeVal):
+            a = ev.grid(a)
+        if _is_grid(a):
+            n += sum(1 for row in a for v in row
+                     if isinstance(v, (int, float)) and not isinstance(v, bool))
+        elif not isinstance(to_number(a), XLError) and a is not MISSING:
+            n += 1
+    return float(n)
+
+
+def _kth(largest):
+    def impl(ev, array, k):
+        nums, err = _flat(ev, [array if isinstance(array, RangeVal) or _is_grid(array)
+                               else [[array]]])
+        if err is not None:
+            return err
+
+        def one(kv):
+            kk = to_number(kv)
+            if isinstance(kk, XLError):
+                return kk
+            kk = math.ceil(kk)
+            if not 1 <= kk <= len(nums):
+                return XLError("#NUM!")
+            return sorted(nums, reverse=largest)[kk - 1]
+        return _broadcast(one, ev.value(k))
+    return impl
+
+
+def _values_1d(ev, v):
+    if isinstance(v, RangeVal):
+        v = ev.grid(v)
+    if not _is_grid(v):
+        return [v]
+    if len(v) == 1:
+        return list(v[0])
+    if len(v[0]) == 1:
+        return [r[0] for r in v]
+    return None
+
+
+def _match(ev, x, lookup, mtype=1.0):
+    vals = _values_1d(ev, lookup)
+    if vals is None:
+        return XLError("#N/A")
+    mt = to_number(1.0 if mtype is MISSING else mtype)
+    if isinstance(mt, XLError):
+        return mt
+
+    def one(target):
+        if isinstance(target, XLError):
+            return target
+        kt = _rank_key(target)
+        if mt == 0:
+            for i, v in enumerate(vals):
+                if _rank_key(v) == kt:
+                    return float(i + 1)
+            return XLError("#N/A")
+        best = None
+        for i, v in enumerate(vals):
+            kv = _rank_key(v)
+            if kv is None or kt is None or kv[0] != kt[0]:
+                continue
+            if (mt > 0 and kv <= kt) or (mt < 0 and kv >= kt):
+                best = i
+            else:
+                break
+        return XLError("#N/A") if best is None else float(best + 1)
+    return _broadcast(one, ev.value(x))
+
+
+def _index(ev, array, row=MISSING, col=MISSING):
+    r = 0 if row is MISSING else to_number(ev.value(row))
+    c = 0 if col is MISSING else to_number(ev.value(col))
+    if isinstance(r, XLError):
+        return r
+    if isinstance(c, XLError):
+        return c
+    r, c = int(r), int(c)
+    if isinstance(array, RangeVal):
+        nr, nc = array.shape
+        if col is MISSING and nr == 1 and nc > 1:
+            r, c = 0, r
+        if r < 0 or c < 0 or r > nr or c > nc:
+            return XLError("#REF!")
+        r1, r2 = (array.r1, array.r2) if r == 0 else (array.r1 + r - 1,) * 2
+        c1, c2 = (array.c1, array.c2) if c == 0 else (array.c1 + c - 1,) * 2
+        return RangeVal(array.sheet, r1, c1, r2, c2)
+    g = array if _is_grid(array) else [[array]]
+    nr, nc = len(g), len(g[0])
+    if col is MISSING and nr == 1 and nc > 1:
+        r, c = 0, r
+    if r < 0 or c < 0 or r > nr or c > nc:
+        return XLError("#REF!")
+    rows = g if r == 0 else [g[r - 1]]
+    out = [list(row) if c == 0 else [row[c - 1]] for row in rows]
+    return out[0][0] if len(out) == 1 and len(out[0]) == 1 else out
+
+
+def _rank(ev, x, ref, order=0.0):
+    nums, err = _flat(ev, [ref])
+    if err is not None:
+        return err
+    o = to_number(0.0 if order is MISSING else order)
+
+    def one(v):
+        n = to_number(v)
+        if isinstance(n, XLError):
+            return n
+        if n not in nums:
+            return XLError("#N/A")
+        if o == 0:
+            return float(1 + sum(1 for m in nums if m > n))
+        return float(1 + sum(1 for m in nums if m < n))
+    return _broadcast(one, ev.value(x))
+
+
+def _criterion(crit):
+    """COUNTIF's criterion -> a predicate on cell values (wildcards * and ?)."""
+    if isinstance(crit, bool):
+        return lambda v: isinstance(v, bool) and v == crit
+    if isinstance(crit, (int, float)):
+        return lambda v: isinstance(v, (int, float)) and not isinstance(v, bool) and v == crit
+    text = "" if crit is None else str(crit)
+    m = re.match(r"^(<=|>=|<>|<|>|=)?(.*)$", text, re.S)
+    op, operand = m.group(1) or "=", m.group(2)
+    try:
+        num = float(operand)
+    except ValueError:
+        num = None
+    if num is not None:
+        def numeric(v):
+            if not isinstance(v, (int, float)) or isinstance(v, bool):
+                return op == "<>"
+            return _compare(op, float(v), num)
+        return numeric
+    if operand == "" and op in ("=", "<>"):
+        return (lambda v: v is None or v == "") if op == "=" else \
+            (lambda v: not (v is None or v == ""))
+    if op in ("=", "<>"):
+        pattern = "".join(".*" if ch == "*" else "." if ch == "?" else re.escape(ch)
+                          for ch in operand.lower())
+        rx = re.compile(pattern + r"\Z", re.S)
+
+        def textual(v):
+            hit = isinstance(v, str) and not isinstance(v, XLError) and \
+                rx.match(v.lower()) is not None
+            return hit if op == "=" else not hit
+        return textual
+    return lambda v: isinstance(v, str) and not isinstance(v, XLError) and \
+        _compare(op, v, operand) is True
+
+
+def _countif(ev, rng, crit):
+    if isinstance(rng, RangeVal):
+        g = ev.grid(rng)
+    elif _is_grid(rng):
+        g = rng
+    else:
+        return XLError("#VALUE!")
+
+    def one(c):
+        if isinstance(c, XLError):
+            return c
+        pred = _criterion(None if c is MISSING else c)
+        return float(sum(1 for row in g for v in row if pred(v)))
+    return _broadcast(one, ev.value(crit))
+
+
+def _rows(ev, v):
+    if isinstance(v, RangeVal):
+        return float(v.shape[0])
+    return float(len(v)) if _is_grid(v) else 1.0
+
+
+def _columns(ev, v):
+    if isinstance(v, RangeVal):
+        return float(v.shape[1])
+    return float(len(v[0])) if _is_grid(v) else 1.0
+
+
+def _anchorarray(ev, v):
+    if not isinstance(v, RangeVal) or v.shape != (1, 1):
+        return XLError("#REF!")
+    return ev.spill_range(v.sheet, v.r1, v.c1, f"ANCHORARRAY({v})")
+
+
+def _is(pred):
+    def impl(ev, v):
+        return _broadcast(lambda x: bool(pred(x)), ev.value(v))
+    return impl
+
+
+def _bools(ev, args):
+    vals = []
+    for a in args:
+        a = ev.value(a)
+        for x in ([v for r in a for v in r] if _is_grid(a) else [a]):
+            if x is None or x is MISSING:
+                continue
+            b = to_bool(x)
+            if isinstance(b, XLError):
+                return b
+            vals.append(b)
+    return vals if vals else XLError("#VALUE!")
+
+
+def _all(ev, *args):
+    vals = _bools(ev, args)
+    return vals if isinstance(vals, XLError) else all(vals)
+
+
+def _any(ev, *args):
+    vals = _bools(ev, args)
+    return vals if isinstance(vals, XLError) else any(vals)
+
+
+def _not(ev, v):
+    return _broadcast(lambda x: (lambda b: b if isinstance(b, XLError) else not b)(to_bool(x)),
+                      ev.value(v))
+
+
+BUILTINS = {
+    "LN": _map1(_ln), "LOG": _log, "LOG10": _map1(lambda x: _ln(x) / math.log(10)),
+    "EXP": _map1(math.exp), "SQRT": _map1(_sqrt), "ABS": _map1(abs), "ROUND": _round,
+    "IF": _if, "SUM": _sum, "MIN": _min, "MAX": _max, "AVERAGE": _average, "COUNT": _count,
+    "SMALL": _kth(False), "LARGE": _kth(True), "INDEX": _index, "MATCH": _match,
+    "RANK": _rank, "RANK.EQ": _rank, "COUNTIF": _countif, "ROWS": _rows, "COLUMNS": _columns,
+    "ANCHORARRAY": _anchorarray, "NA": lambda ev: XLError("#N/A"),
+    "ISNUMBER": _is(lambda x: isinstance(x, (int, float)) and not isinstance(x, bool)),
+    "ISTEXT": _is(lambda x: isinstance(x, str) and not isinstance(x, XLError)),
+    "ISBLANK": _is(lambda x: x is None), "ISERROR": _is(lambda x: isinstance(x, XLError)),
+    "AND": _all, "OR": _any, "NOT": _not,
+}
+
+
+# ---- the command ------------------------------------------------------------------------
+
+def describe(o: Outcome) -> str:
+    shape = f"{o.shape[0]} x {o.shape[1]}"
+    head = f"  {o.where:<16} {o.function:<14}"
+    if o.status == "ok":
+        how = "computed" if o.function == "GLMM_COMPARE" else \
+            "fitted" if o.fitted else "reused the fit"
+        return f"{head} {shape:>9} block   {how} in {o.seconds:.2f} s"
+    if o.status == "glmm-error":
+        return f"{head} {o.message}"
+    return f"{head} NOT EVALUATED: {o.message}"
+
+
+def plan_writes(engine: Engine) -> dict:
+    """Cell writes for the patcher: sheet -> {(r, c): CellWrite}."""
+    writes: dict = {s: {} for s in engine.book.sheet_names}
+    clears, values, formulas = [], [], []
+    for s, forms in engine.book.formulas.items():
+        for fc in forms.values():
+            if fc.key in engine.kept or fc.key not in engine.done:
+                continue
+            reg = engine.regions.get(fc.key, (fc.row, fc.col, fc.row, fc.col))
+            if fc.key in engine.spilling:
+                old = fc.array_ref
+                if old is not None:
+                    for r in range(old[0], old[2] + 1):
+                        for c in range(old[1], old[3] + 1):
+                            if not _inside(reg, r, c):
+                                clears.append((s, r, c))
+                formulas.append((s, fc.row, fc.col,
+                                 CellWrite("formula", engine.values.get(fc.key),
+                                           range_name(*reg), dynamic=True)))
+                for r in range(reg[0], reg[2] + 1):
+                    for c in range(reg[1], reg[3] + 1):
+                        if (r, c) != (fc.row, fc.col):
+                            values.append((s, r, c, engine.values.get((s, r, c))))
+            else:
+                formulas.append((s, fc.row, fc.col,
+                                 CellWrite("formula", engine.values.get(fc.key))))
+                if fc.array_ref is not None:
+                    for r in range(reg[0], reg[2] + 1):
+                        for c in range(reg[1], reg[3] + 1):
+                            if (r, c) != (fc.row, fc.col):
+                                values.append((s, r, c, engine.values.get((s, r, c))))
+    for s, r, c in clears:
+        writes[s][(r, c)] = CellWrite("clear")
+    for s, r, c, v in values:
+        writes[s][(r, c)] = CellWrite("value", v)
+    for s, r, c, w in formulas:
+        writes[s][(r, c)] = w
+    return {s: w for s, w in writes.items() if w}
+
+
+def recalc(path, output=None, *, values_only=False, out=None, stream=None) -> RecalcResult:
+    """Evaluate every formula of workbook ``path`` that calls an xlglmm function
+    (and the helper formulas around them), write the results to ``output`` (default:
+    ``path`` itself) and return what happened.  ``out``: a callable for report lines
+    (default: none).  ``values_only``: the output keeps values only (no formulas),
+    for spreadsheet programs without the add-in."""
+    path = Path(path)
+    output = Path(output) if output is not None else path
+    out = out or (lambda s: None)
+    book = Book(path)
+    engine = Engine(book, out=out, stream=stream)
+    engine.run()
+    writes = plan_writes(engine)
+    tmp = output.with_name(f".{output.name}.{os.getpid()}.tmp")
+    try:
+        info = patch(path, tmp, writes, formulas=book.formula_texts(), values_only=values_only)
+        os.replace(tmp, output)
+    except XlsxError as e:
+        raise RecalcError(f"{path}: {e}") from None
+    except PermissionError:
+        raise RecalcError(f"cannot write {output} (is it open in Excel?)") from None
+    except OSError as e:
+        raise RecalcError(f"cannot write {output}: {e}") from None
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+    res = RecalcResult(path, output, engine.outcomes, engine.notes,
+                       dynamic=info.get("dynamic", False))
+    return res
+
+
+def run_command(path, output=None, values_only=False, quiet=False, out=print) -> int:
+    """The ``xlglmm recalc`` command: 0 when every xlglmm formula was evaluated and
+    returned a block, 1 when some could not be evaluated or returned a #GLMM! error
+    (listed), 2 when the workbook could not be read or written."""
+    say = (lambda s: None) if quiet else out
+    path = Path(path)
+    if output is None and values_only:
+        out("error: --values needs -o OUT.xlsx (it would replace the formulas in the file)")
+        return 2
+    if output is not None and values_only and Path(output).resolve() == path.resolve():
+        out("error: --values would replace the formulas in the input; give another -o file")
+        return 2
+    say(f"xlglmm recalc {path}")
+    t0 = time.perf_counter()
+    try:
+        res = recalc(path, output, values_only=values_only, out=say)
+    except RecalcError as e:
+        out(f"error: {e}")
+        return 2
+    n = len(res.xlglmm)
+    for note in res.notes:
+        say(f"  note: {note}")
+    if n == 0:
+        say("  no xlglmm formulas found (GLMM_POISSON, GLMM_BINOMIAL, GLMM, GLMM_RANEF, "
+            "GLMM_PREDICT, GLMM_COMPARE)")
+    probs = res.problems
+    summary = (f"{n} xlglmm formula{'s' if n != 1 else ''} evaluated in "
+               f"{time.perf_counter() - t0:.1f} s" +
+               (f", {len(probs)} with problems" if probs else "") +
+               f"; wrote {res.output}" + (" (values only)" if values_only else ""))
+    out(summary) if probs else say(summary)
+    if quiet:
+        for o in probs:
+            out(f"  {o.where}: {o.message}")
+    return 1 if probs else 0

@@ -1,0 +1,784 @@
+"""The workbook templates (``workbooks/*.xlsx``), built as code.
+
+Each template has a **Data** sheet (an Excel table holding the data set shipped in
+``xlglmm/data``), a **Model** sheet whose cells hold the real formulas
+(``=GLMM_POISSON(...)``, ``=GLMM_RANEF(...)``, ...) pointing at the table, native
+Excel charts fed by the spilled ranges (a caterpillar plot of the BLUPs with
++-1.96 x conditional-SD bars, observed against fitted), and a short **Read me**
+sheet.
+
+How a template is made: openpyxl writes the workbook with the formulas (array
+formulas over the range each block will fill, so that Excel 365 spills them and
+older Excel treats them as Ctrl+Shift+Enter arrays), the formatting and the charts;
+then :func:`xlglmm.recalc.recalc` evaluates every formula and stores the results as
+the cells' cached values.  So the file shows the real numbers before the add-in
+recalculates, and the charts are drawn from them.  The block sizes used for the
+layout come from calling the same worksheet functions on the same data first;
+``build`` checks that the recalculated blocks have exactly those sizes.
+
+``python workbooks/build_templates.py`` rebuilds all three; ``xlglmm demo`` builds
+the workplace-safety one.
+"""
+from __future__ import annotations
+
+import math
+import os
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+
+import pandas as pd
+
+from .excel_formula import cell_name, col_letters, range_name
+
+TEMPLATES = ("workplace_safety", "grouseticks", "cbpp")
+
+# Excel 365's calculation-engine id: with it (and no fullCalcOnLoad) Excel shows the
+# stored results on opening instead of recalculating everything at once
+EXCEL_CALC_ID = 191029
+
+BLUE = "1F4E79"
+FORMULA_FILL = "DDEBF7"
+HEADER_FILL = "F2F2F2"
+FONT = "Calibri"
+
+
+def dataset(name: str) -> pd.DataFrame:
+    """A data set shipped with the package: workplace_safety, grouseticks, cbpp."""
+    path = resources.files("xlglmm").joinpath("data", f"{name}.csv")
+    with resources.as_file(path) as p:
+        return pd.read_csv(p)
+
+
+# ---- worksheet-shaped arguments (what the formulas will pass) --------------------------
+
+def _cell(v):
+    if v is None or (isinstance(v, float) and math.isnan(v)):
+        return None
+    if isinstance(v, (bool,)):
+        return v
+    if isinstance(v, (int, float)) or hasattr(v, "item"):
+        return float(v)
+    return str(v)
+
+
+def _cols(df: pd.DataFrame, names) -> list:
+    return [list(names)] + [[_cell(v) for v in r] for r in df[list(names)].itertuples(index=False)]
+
+
+# ---- layout helpers ------------------------------------------------------------------------
+
+@dataclass
+class Placed:
+    """A block placed on the Model sheet: anchor, formula, the block computed now."""
+    row: int
+    col: int
+    formula: str
+    block: list
+
+    @property
+    def shape(self):
+        return len(self.block), len(self.block[0])
+
+    @property
+    def region(self):
+        h, w = self.shape
+        return (self.row, self.col, self.row + h - 1, self.col + w - 1)
+
+    @property
+    def ref(self) -> str:
+        return range_name(*self.region)
+
+    def cell(self, label, col_offset=1) -> str:
+        """The address of the value next to a label in the first column."""
+        for i, r in enumerate(self.block):
+            if r and r[0] == label:
+                return cell_name(self.row + i, self.col + col_offset)
+        raise KeyError(label)
+
+    def rows_of(self, first_col_value) -> list[int]:
+        return [self.row + i for i, r in enumerate(self.block) if r[0] == first_col_value]
+
+
+@dataclass
+class Layout:
+    wb: object
+    model: object
+    data: object
+    placed: list = field(default_factory=list)
+
+    def place(self, row, col, formula, block):
+        if isinstance(block, str):
+            raise RuntimeError(f"template formula {formula} gives {block}")
+        p = Placed(row, col, formula, [list(r) for r in block])
+        self.placed.append(p)
+        self.model.cell(row, col).value = _array_formula(p.ref, formula)
+        _style_block(self.model, p)
+        return p
+
+
+def _array_formula(ref, text):
+    from openpyxl.worksheet.formula import ArrayFormula
+    return ArrayFormula(ref, text)
+
+
+def _fonts():
+    from openpyxl.styles import Alignment, Border, Font, PatternFill, Side
+    return dict(
+        title=Font(name=FONT, bold=True, size=15, color=BLUE), bold=Font(name=FONT, bold=True),
+        note=Font(name=FONT, italic=True, color="595959"),
+        label=Font(name=FONT, bold=True, color=BLUE),
+        fill=PatternFill("solid", fgColor=FORMULA_FILL),
+        head=PatternFill("solid", fgColor=HEADER_FILL),
+        under=Border(bottom=Side(style="thin", color="808080")),
+        wrap=Alignment(wrap_text=True, vertical="top"),
+        center=Alignment(horizontal="center"))
+
+
+SECTION_HEADS = ("Fixed effects", "Random effects", "Model fit", "Notes", "group", "Model")
+
+
+def _style_block(ws, p: Placed):
+    """Number formats and header styling for the cells the block will fill; header
+    cells above numbers are right-aligned, like the numbers."""
+    from openpyxl.styles import Alignment
+    f = _fonts()
+    head = p.block[0]
+    pcol = {j for j, h in enumerate(head) if isinstance(h, str) and h.startswith("Pr(")}
+    width = len(head)
+    # sections: runs of rows between blank rows; their numeric columns
+    numeric_cols = {}
+    start = 0
+    for i in range(len(p.block) + 1):
+        if i == len(p.block) or all(v is None for v in p.block[i]):
+            cols = {j for k in range(start, i) for j, v in enumerate(p.block[k])
+                    if isinstance(v, float)}
+            for k in range(start, i):
+                numeric_cols[k] = cols
+            start = i + 1
+    for i, row in enumerate(p.block):
+        r = p.row + i
+        is_head = bool(row) and isinstance(row[0], str) and (
+            row[0] in SECTION_HEADS or (i == 0 and all(isinstance(x, str) or x is None for x in row)))
+        for j, v in enumerate(row):
+            c = ws.cell(r, p.col + j)
+            if is_head:
+                c.font = f["bold"]
+                c.border = f["under"]
+                c.fill = f["fill"] if (i, j) == (0, 0) else f["head"]
+                if j in numeric_cols.get(i, ()):
+                    c.alignment = Alignment(horizontal="right")
+                continue
+            if isinstance(v, bool):
+                # Excel shows a boolean as TRUE/FALSE anyway; LibreOffice needs the format
+                c.number_format = '"TRUE";"TRUE";"FALSE"'
+            elif isinstance(v, float):
+                if j in pcol and p.block[0][0] == "Fixed effects":
+                    c.number_format = "0.0000;-0.0000;0" if abs(v) >= 1e-4 else "0.0E+00"
+                elif row[0] in ("nobs", "npar", "df.resid", "rows dropped") or \
+                        str(row[0]).startswith("groups:") or head[j] in ("npar", "Df"):
+                    c.number_format = "0"
+                elif abs(v) >= 100:
+                    c.number_format = "0.0"
+                else:
+                    c.number_format = "0.0000"
+        if width and i == 0:
+            ws.cell(r, p.col).fill = f["fill"]
+
+
+def _title(ws, title, subtitle):
+    f = _fonts()
+    ws["A1"] = title
+    ws["A1"].font = f["title"]
+    ws["A2"] = subtitle
+    ws["A2"].font = f["note"]
+
+
+def _label(ws, row, col, text):
+    c = ws.cell(row, col, text)
+    c.font = _fonts()["label"]
+    return c
+
+
+def _data_sheet(wb, df: pd.DataFrame, table: str, computed: dict, title: str):
+    """The Data sheet: an Excel table of ``df`` plus computed columns
+    (name -> formula over [#This Row] of other columns, written as
+    ``Table[[#This Row],[col]]``)."""
+    from openpyxl.worksheet.table import Table, TableFormula, TableStyleInfo
+    ws = wb.create_sheet("Data")
+    names = list(df.columns) + list(computed)
+    ws.append(names)
+    n = len(df)
+    for i, rec in enumerate(df.itertuples(index=False), start=2):
+        row = [v.item() if hasattr(v, "item") else v for v in rec]
+        for name, expr in computed.items():
+            row.append("=" + expr.format(t=table))
+        ws.append(row)
+    ref = f"A1:{col_letters(len(names))}{n + 1}"
+    t = Table(displayName=table, ref=ref)
+    t.tableStyleInfo = TableStyleInfo(name="TableStyleMedium2", showRowStripes=True)
+    t._initialise_columns()
+    for tc, name in zip(t.tableColumns, names):
+        tc.name = name
+        if tc.name in computed:
+            tc.calculatedColumnFormula = TableFormula(attr_text=computed[tc.name].format(t=table))
+    ws.add_table(t)
+    ws.freeze_panes = "A2"
+    for j, name in enumerate(names, start=1):
+        ws.column_dimensions[col_letters(j)].width = max(10, len(name) + 3)
+        if name in computed:
+            for r in range(2, n + 2):
+                ws.cell(r, j).number_format = "0.0000"
+    return ws
+
+
+def _readme(wb, title, paragraphs):
+    from openpyxl.styles import Alignment, Font
+    ws = wb.create_sheet("Read me", 0)
+    ws.column_dimensions["A"].width = 3
+    ws.column_dimensions["B"].width = 110
+    ws["B1"] = title
+    ws["B1"].font = Font(name=FONT, bold=True, size=15, color=BLUE)
+    r = 3
+    for p in paragraphs:
+        if isinstance(p, tuple):              # a heading
+            ws.cell(r, 2, p[0]).font = Font(name=FONT, bold=True, size=12, color=BLUE)
+            r += 1
+            continue
+        c = ws.cell(r, 2, p)
+        c.alignment = Alignment(wrap_text=True, vertical="top")
+        lines = max(1, sum(math.ceil(max(1, len(x)) / 105) for x in p.split("\n")))
+        ws.row_dimensions[r].height = 15 * lines
+        r += 1
+    ws.sheet_view.showGridLines = False
+    ws.page_setup.fitToWidth = 1
+    ws.page_setup.fitToHeight = 0
+    ws.sheet_properties.pageSetUpPr.fitToPage = True
+    return ws
+
+
+def _chart_title(text, size=1100):
+    from openpyxl.chart.text import RichText, Text
+    from openpyxl.chart.title import Title
+    from openpyxl.drawing.text import (CharacterProperties, Paragraph, ParagraphProperties,
+                                       RegularTextRun)
+    cp = CharacterProperties(sz=size, b=True)
+    para = Paragraph(pPr=ParagraphProperties(defRPr=cp), r=[RegularTextRun(rPr=cp, t=text)])
+    return Title(tx=Text(rich=RichText(p=[para])), overlay=False)
+
+
+def _axis_title(text, size=900):
+    return _chart_title(text, size)
+
+
+def _caterpillar(lay: Layout, ranef: Placed, group: str, hrow: int, hcol: int, title: str,
+                 anchor: str, ytitle: str, term_col: int = 2, width=16.0, height=7.0):
+    """A sorted table of one factor's BLUPs over the GLMM_RANEF block and a dot chart
+    with +-1.96 x cond. SD error bars.  Sorting by formulas: the last column gives
+    each level (in the block's order) its position when sorted, ties broken by
+    order (RANK + COUNTIF); the first four columns look the levels up by position."""
+    from openpyxl.chart import LineChart, Reference
+    from openpyxl.chart.data_source import NumDataSource, NumRef
+    from openpyxl.chart.error_bar import ErrorBars
+    from openpyxl.chart.shapes import GraphicalProperties
+    from openpyxl.drawing.line import LineProperties
+    ws = lay.model
+    f = _fonts()
+    rows = ranef.rows_of(group)
+    r0, r1 = rows[0], rows[-1]
+    n = len(rows)
+    lev = col_letters(ranef.col + 1)
+    blup = col_letters(ranef.col + term_col)
+    sd = col_letters(ranef.col + term_col + 1)
+    rng = lambda c: f"${c}${r0}:${c}${r1}"
+    heads = ["rank", group, "BLUP", "1.96 x cond.SD", "sort position of block row"]
+    for j, h in enumerate(heads):
+        c = ws.cell(hrow, hcol + j, h)
+        c.font, c.border, c.fill = f["bold"], f["under"], f["head"]
+    k_col, l_col, b_col, e_col, o_col = (col_letters(hcol + j) for j in range(5))
+    order = f"${o_col}${hrow + 1}:${o_col}${hrow + n}"
+    for k in range(1, n + 1):
+        r = hrow + k
+        src = r0 + k - 1
+        ws.cell(r, hcol + 4, f"=RANK({blup}{src},{rng(blup)},1)+COUNTIF(${blup}${r0}:{blup}{src},"
+                f"{blup}{src})-1")
+        ws.cell(r, hcol, k)
+        pos = f"MATCH({k_col}{r},{order},0)"
+        ws.cell(r, hcol + 1, f"=INDEX({rng(lev)},{pos})")
+        ws.cell(r, hcol + 2, f"=INDEX({rng(blup)},{pos})").number_format = "0.0000"
+        ws.cell(r, hcol + 3, f"=1.96*INDEX({rng(sd)},{pos})").number_format = "0.0000"
+    ch = LineChart()
+    ch.title = _chart_title(title)
+    ch.style = 2
+    ch.height, ch.width = height, width
+    ch.y_axis.title = _axis_title(ytitle)
+    ch.x_axis.title = _axis_title(f"{group}, sorted by its effect")
+    ch.add_data(Reference(ws, min_col=hcol + 2, min_row=hrow, max_row=hrow + n),
+                titles_from_data=True)
+    ch.set_categories(Reference(ws, min_col=hcol + 1, min_row=hrow + 1, max_row=hrow + n))
+    s = ch.series[0]
+    s.graphicalProperties.line.noFill = True
+    s.marker.symbol = "circle"
+    s.marker.size = 5
+    s.marker.graphicalProperties = GraphicalProperties(solidFill=BLUE)
+    s.marker.graphicalProperties.line.solidFill = BLUE
+    s.smooth = False
+    err = f"'{ws.title}'!${e_col}${hrow + 1}:${e_col}${hrow + n}"
+    s.errBars = ErrorBars(errBarType="both", errValType="cust", noEndCap=True,
+                          plus=NumDataSource(numRef=NumRef(f=err)),
+                          minus=NumDataSource(numRef=NumRef(f=err)),
+                          spPr=GraphicalProperties(ln=LineProperties(solidFill="7F7F7F")))
+    ch.legend = None
+    ch.x_axis.delete = False
+    ch.y_axis.delete = False
+    ch.x_axis.tickLblPos = "low"
+    ch.y_axis.number_format = "0.0"
+    if n > 25:
+        ch.x_axis.tickLblSkip = max(1, math.ceil(n / 20))
+    ch.y_axis.majorGridlines = None
+    ws.add_chart(ch, anchor)
+
+
+def _observed_fitted(lay: Layout, pred: Placed, observed_expr, obs_col: int, title: str,
+                     anchor: str, what: str, width=17.0, height=7.5):
+    """Observed values beside GLMM_PREDICT's fitted column, and a scatter of the two
+    with the line observed = fitted."""
+    from openpyxl.chart import Reference, ScatterChart, Series
+    from openpyxl.chart.shapes import GraphicalProperties
+    from openpyxl.drawing.line import LineProperties
+    ws = lay.model
+    f = _fonts()
+    n = pred.shape[0] - 1
+    top = pred.row
+    c = ws.cell(top, obs_col, f"observed {what}")
+    c.font, c.border, c.fill = f["bold"], f["under"], f["head"]
+    for i in range(1, n + 1):
+        ws.cell(top + i, obs_col, "=" + observed_expr(i)).number_format = "0.000"
+        ws.cell(top + i, pred.col).number_format = "0.000"
+    fit_l, obs_l = col_letters(pred.col), col_letters(obs_col)
+    line_col = obs_col + 1
+    ws.cell(top, line_col, "line ends").font = f["bold"]
+    ws.cell(top + 1, line_col, 0)
+    ws.cell(top + 2, line_col,
+            f"=MAX({fit_l}{top + 1}:{fit_l}{top + n},{obs_l}{top + 1}:{obs_l}{top + n})")
+    ch = ScatterChart()
+    ch.title = _chart_title(title)
+    ch.style = 2
+    ch.height, ch.width = height, width
+    ch.x_axis.title = _axis_title(f"fitted {what}")
+    ch.y_axis.title = _axis_title(f"observed {what}")
+    ch.x_axis.number_format = "General"
+    ch.y_axis.number_format = "General"
+    xs = Reference(ws, min_col=pred.col, min_row=top + 1, max_row=top + n)
+    ys = Reference(ws, min_col=obs_col, min_row=top + 1, max_row=top + n)
+    s = Series(ys, xs, title="rows of the data")
+    s.marker.symbol = "circle"
+    s.marker.size = 4
+    s.marker.graphicalProperties = GraphicalProperties(solidFill=BLUE)
+    s.marker.graphicalProperties.line.solidFill = BLUE
+    s.graphicalProperties.line.noFill = True
+    ch.series.append(s)
+    ends = Reference(ws, min_col=line_col, min_row=top + 1, max_row=top + 2)
+    line = Series(ends, ends, title="observed = fitted")
+    line.marker.symbol = "none"
+    line.graphicalProperties.line = LineProperties(solidFill="C00000", prstDash="dash", w=12700)
+    ch.series.append(line)
+    ch.x_axis.delete = False
+    ch.y_axis.delete = False
+    ch.legend.position = "b"
+    ch.y_axis.majorGridlines = None
+    ch.x_axis.majorGridlines = None
+    ws.add_chart(ch, anchor)
+
+
+def _new_book(title_text):
+    import openpyxl
+    wb = openpyxl.Workbook()
+    model = wb.active
+    model.title = "Model"
+    wb.calculation.calcId = EXCEL_CALC_ID
+    wb.calculation.fullCalcOnLoad = False
+    wb.properties.title = title_text
+    wb.properties.creator = "xlglmm"
+    return wb, model
+
+
+def _widths(ws, widths: dict):
+    for col, w in widths.items():
+        ws.column_dimensions[col].width = w
+
+
+def _print_setup(ws, area):
+    ws.print_area = area
+    ws.page_setup.orientation = "landscape"
+    ws.page_setup.fitToWidth = 1
+    ws.page_setup.fitToHeight = 0
+    ws.sheet_properties.pageSetUpPr.fitToPage = True
+
+
+ADAPT_COMMON = [
+    ("How to use it with your own data",),
+    "1. Paste your rows into the table on the Data sheet, over the example (keep the header "
+    "row; rename the headers if you like). The table grows or shrinks with the data and the "
+    "formulas follow it, because they refer to table columns (Table[[#All],[column]]: the "
+    "header row is included, so its text names the rows of the block).",
+    "2. Change which columns the formulas use: click a blue cell and edit its arguments. The "
+    "companion formulas (GLMM_RANEF, GLMM_PREDICT) take the same leading arguments as the fit: "
+    "copy the fit's arguments into them.",
+    "3. Excel 365 / 2021 resizes the spilled blocks by itself. Excel 2019 and older show them "
+    "as array formulas of a fixed size: to enlarge one, select its range plus the new cells, "
+    "press F2, then Ctrl+Shift+Enter (to shrink one, delete it and enter it again over the "
+    "smaller range).",
+    "4. The caterpillar table (rank, level, BLUP, 1.96 x cond.SD) and the charts refer to "
+    "fixed rows of the blocks: when the number of levels changes, extend or shorten that "
+    "table and the chart ranges.",
+    ("Without Excel for Windows",),
+    "The functions run in Excel for Windows with the xlglmm add-in (see the README: "
+    "xlglmm addin install). Anywhere else (Mac, Linux, a server) run "
+    "  xlglmm recalc this.xlsx  : it evaluates every GLMM_ formula with the same code and "
+    "the same arguments and stores the results in the cells, as Excel would spill them. "
+    "xlglmm recalc this.xlsx -o copy.xlsx --values writes a copy with values only, for "
+    "LibreOffice or Numbers (LibreOffice recalculates array formulas on opening and does "
+    "not know the GLMM_ functions).",
+    "The numbers stored in this file are real results (computed by xlglmm recalc when the "
+    "template was built), so they show before the add-in recalculates.",
+]
+
+BLOCK_HELP = [
+    ("What the blocks mean",),
+    "Fit block (GLMM_POISSON / GLMM_BINOMIAL / GLMM): 'Fixed effects' - one row per term: "
+    "estimate, standard error, Wald z, p-value, 95% confidence interval, and on the ratio "
+    "scale (IRR = rate ratio for Poisson, OR = odds ratio for the logit link) with its "
+    "interval. 'Random effects' - the variance and SD of each grouping factor's random "
+    "effect (and correlations for slopes). 'Model fit' - log-likelihood, AIC, BIC, "
+    "deviance, numbers of rows and groups, method, convergence. 'Notes' - plain-language "
+    "warnings (singular fit, convergence, dropped rows); 'none' when all is well.",
+    "GLMM_RANEF: one row per level of each grouping factor: the conditional mode (BLUP) of "
+    "its random effect, on the link scale, and its conditional SD. A level's effect is "
+    "uncertain when BLUP +- 1.96 x cond.SD includes 0.",
+    "GLMM_PREDICT with the new rows left blank: the fitted value of every data row "
+    "(random effects included), on the response scale.",
+]
+
+
+# ---- workplace safety ----------------------------------------------------------------------
+
+def _key_result(ws, label, fit: Placed, term: str, ratio_col: int):
+    """A headline: the ratio of one term with its interval, read from the block."""
+    from openpyxl.styles import Alignment
+    r = fit.rows_of(term)[0]
+    c = col_letters(fit.col + ratio_col)
+    lo, hi = col_letters(fit.col + ratio_col + 1), col_letters(fit.col + ratio_col + 2)
+    ws.cell(3, 12, f"{label} (95% CI)").font = _fonts()["label"]
+    ws.cell(4, 12, f"={c}{r}").number_format = "0.000"
+    ws.cell(4, 13, f"={lo}{r}").number_format = '"from "0.000'
+    ws.cell(4, 14, f"={hi}{r}").number_format = '"to "0.000'
+    for col in (12, 13, 14):
+        ws.cell(4, col).font = _fonts()["bold"]
+        ws.cell(4, col).alignment = Alignment(horizontal="left")
+
+
+def _standard_model(lay: Layout, fit_args: str, fit_call: str, fit_block, ranef_formula,
+                    ranef_block, pred_formula, pred_block, groups, effect_scale,
+                    observed_expr, what, obs_title):
+    """The layout of the one-model templates: the fit block at B5, charts to its
+    right, the random effects, caterpillar tables and fitted values below."""
+    m = lay.model
+    _label(m, 4, 2, f"Fit:  ={fit_call}")
+    fit = lay.place(5, 2, f"={fit_args}", fit_block)
+    top = fit.region[2] + 4
+    _label(m, top - 1, 2, f"Random effects:  {ranef_formula[0]}")
+    ranef = lay.place(top, 2, ranef_formula[1], ranef_block)
+    _label(m, top - 1, 7, "Caterpillar data (sorted)")
+    anchors = ["L5", "L20"]
+    hrow = top
+    for k, (group, title) in enumerate(groups):
+        _caterpillar(lay, ranef, group, hrow, 7, title, anchors[k], effect_scale,
+                     height=7.0 if k == 0 else 6.0)
+        hrow += len(ranef.rows_of(group)) + 3
+    _label(m, top - 1, 12, f"Fitted:  {pred_formula[0]}")
+    pred = lay.place(top, 12, pred_formula[1], pred_block)
+    _observed_fitted(lay, pred, observed_expr, 13, obs_title, f"O{top + 3}", what)
+    _widths(m, {"A": 2, "B": 19, "C": 12, "D": 11, "E": 11, "F": 11, "G": 11, "H": 12,
+                "I": 11, "J": 11, "K": 11, "L": 19, "M": 19, "N": 10})
+    m.freeze_panes = "A4"
+    _print_setup(m, f"A1:T{fit.region[2] + 1}")
+    return fit, ranef, pred
+
+
+def _workplace():
+    import numpy as np
+
+    from . import udfs
+    df = dataset("workplace_safety")
+    wb, m = _new_book("Workplace safety: Poisson GLMM")
+    T = "Safety"
+    _data_sheet(wb, df, T, {"log_employees": "LN({t}[[#This Row],[employees]])"},
+                "Workplace safety")
+    lay = Layout(wb, m, wb["Data"])
+    y = _cols(df, ["incidents"])
+    X = _cols(df, ["training"])
+    g = _cols(df, ["plant", "month"])
+    off = [["log_employees"]] + [[float(v)] for v in np.log(df.employees)]
+    ya, Xa, ga = f"{T}[[#All],[incidents]]", f"{T}[[#All],[training]]", \
+        f"{T}[[#All],[plant]:[month]]"
+    oa = f"{T}[[#All],[log_employees]]"
+    args = f"{ya}, {Xa}, {ga}, {oa}"
+    _title(m, "Workplace safety: incidents per employee-month, 20 plants x 8 months",
+           "Poisson GLMM  incidents ~ training + (1 | plant) + (1 | month) + "
+           "offset(log(employees)).  Blue cells hold the formulas; the blocks spill from "
+           "them.  See the 'Read me' sheet.")
+    fit, ranef, pred = _standard_model(
+        lay, f"GLMM_POISSON({args})",
+        "GLMM_POISSON(y, X, groups, offset)  -  crossed random intercepts for plant and "
+        "month, log(employees) as offset",
+        udfs.GLMM_POISSON(y, X, g, off),
+        ("=GLMM_RANEF(same arguments)", f"=GLMM_RANEF({args})"),
+        udfs.GLMM_RANEF(y, X, g, off),
+        ("=GLMM_PREDICT(y, X, groups, , , offset)",
+         f"=GLMM_PREDICT({ya}, {Xa}, {ga}, , , {oa})"),
+        udfs.GLMM_PREDICT(y, X, g, offset=off),
+        [("plant", "Plant effects: BLUP \u00b1 1.96 cond. SD"),
+         ("month", "Month effects: BLUP \u00b1 1.96 cond. SD")],
+        "effect on log rate", lambda i: f"Data!E{i + 1}", "incidents",
+        "Observed vs fitted incidents")
+    _key_result(m, "Rate ratio for training", fit, "training", 7)
+    _readme(wb, "Workplace safety - how to read this workbook", [
+        ("What it shows",),
+        "Incidents at 20 plants over 8 months, with the number of employees as exposure. "
+        "Some plants had a safety training. A Poisson GLMM with crossed random intercepts for "
+        "plant and month and log(employees) as offset estimates the training effect as a "
+        "rate ratio (IRR): IRR 0.66 means about 34% fewer incidents per employee-month.",
+        f"Model sheet: {cell_name(fit.row, fit.col)} the fit (=GLMM_POISSON), "
+        f"{cell_name(ranef.row, ranef.col)} the random effects (=GLMM_RANEF), "
+        f"{cell_name(pred.row, pred.col)} the fitted values (=GLMM_PREDICT) beside the "
+        "observed counts; the charts read those cells. Data sheet: the table 'Safety'; its "
+        "column log_employees is =LN([@employees]), the offset.",
+        *BLOCK_HELP,
+        "Caterpillar plots: each dot is a plant's (or month's) BLUP on the log-rate scale, "
+        "sorted; the bars are \u00b1 1.96 x its conditional SD. Observed vs fitted: points "
+        "near the dashed line are fitted well.",
+        *ADAPT_COMMON,
+    ])
+    return wb, lay
+
+
+# ---- grouse ticks --------------------------------------------------------------------------
+
+def _grouse():
+    from . import udfs
+    raw = dataset("grouseticks")
+    df = raw[["TICKS", "YEAR", "LOCATION", "INDEX", "BROOD", "HEIGHT", "cHEIGHT"]].copy()
+    wb, m = _new_book("Grouse ticks: three Poisson GLMMs")
+    T = "Grouse"
+    computed = {"YEAR96": "IF({t}[[#This Row],[YEAR]]=96,1,0)",
+                "YEAR97": "IF({t}[[#This Row],[YEAR]]=97,1,0)"}
+    _data_sheet(wb, df, T, computed, "Grouse ticks")
+    lay = Layout(wb, m, wb["Data"])
+    d = df.copy()
+    d["YEAR96"] = (d.YEAR == 96).astype(float)
+    d["YEAR97"] = (d.YEAR == 97).astype(float)
+    y = _cols(d, ["TICKS"])
+    X = _cols(d, ["YEAR96", "YEAR97"])
+    loc = _cols(d, ["LOCATION"])
+    loc_idx = _cols(d, ["LOCATION", "INDEX"])
+    ya, Xa = f"{T}[[#All],[TICKS]]", f"{T}[[#All],[YEAR96]:[YEAR97]]"
+    la, lia = f"{T}[[#All],[LOCATION]]", f"{T}[[#All],[LOCATION]:[INDEX]]"
+    _title(m, "Grouse ticks: ticks counted on 403 chicks at 63 locations, 1995-97",
+           "Three Poisson GLMMs side by side; compare them by AIC and likelihood-ratio tests. "
+           "YEAR enters as 0/1 columns YEAR96 and YEAR97 (1995 is the reference). "
+           "See the 'Read me' sheet.")
+    specs = [
+        ("1. Location intercepts", "TICKS ~ YEAR + (1 | LOCATION)",
+         f"=GLMM_POISSON({ya}, {Xa}, {la})", udfs.GLMM_POISSON(y, X, loc)),
+        ("2. + observation-level random effect (overdispersion)",
+         "TICKS ~ YEAR + (1 | LOCATION) + (1 | INDEX)",
+         f"=GLMM_POISSON({ya}, {Xa}, {lia})", udfs.GLMM_POISSON(y, X, loc_idx)),
+        ("3. Random YEAR slope by LOCATION", "TICKS ~ YEAR + (1 + YEAR | LOCATION)",
+         f"=GLMM_POISSON({ya}, {Xa}, {la}, , {Xa})",
+         udfs.GLMM_POISSON(y, X, loc, None, X)),
+    ]
+    fits = []
+    col = 2
+    for title, lme4, formula, block in specs:
+        _label(m, 4, col, title)
+        m.cell(5, col, f"lme4: {lme4}").font = _fonts()["note"]
+        p = lay.place(6, col, formula, block)
+        fits.append(p)
+        col = p.region[3] + 2
+    bottom = max(p.region[2] for p in fits)
+    r = bottom + 3
+    _label(m, r - 1, 2, "Side by side (cells of the blocks above)")
+    f = _fonts()
+    heads = ["Model", "npar", "AIC", "BIC", "logLik"]
+    for j, h in enumerate(heads):
+        c = m.cell(r, 2 + j, h)
+        c.font, c.border, c.fill = f["bold"], f["under"], f["head"]
+    for k, (p, spec) in enumerate(zip(fits, specs), start=1):
+        m.cell(r + k, 2, spec[0])
+        for j, lab in enumerate(heads[1:], start=1):
+            c = m.cell(r + k, 2 + j, f"={p.cell(lab, 1)}")
+            c.number_format = "0" if lab == "npar" else "0.0"
+    r2 = r + 6
+    _label(m, r2 - 1, 2, "Likelihood-ratio tests:  =GLMM_COMPARE(block 1, block 2)")
+    cmp1 = lay.place(r2, 2, f"=GLMM_COMPARE({fits[0].ref}, {fits[1].ref})",
+                     udfs.GLMM_COMPARE(fits[0].block, fits[1].block))
+    r3 = cmp1.region[2] + 2
+    cmp2 = lay.place(r3, 2, f"=GLMM_COMPARE({fits[0].ref}, {fits[2].ref})",
+                     udfs.GLMM_COMPARE(fits[0].block, fits[2].block))
+    m.cell(cmp2.region[2] + 1, 2,
+           "model 1 = location intercepts; model 2 = the other model of the pair").font = f["note"]
+    r4 = cmp2.region[2] + 4
+    _label(m, r4 - 1, 2, "Random effects of model 2:  =GLMM_RANEF(same arguments as model 2)")
+    ranef = lay.place(r4, 2, f"=GLMM_RANEF({ya}, {Xa}, {lia})",
+                      udfs.GLMM_RANEF(y, X, loc_idx))
+    _label(m, r4 - 1, 7, "Caterpillar data (sorted)")
+    _caterpillar(lay, ranef, "LOCATION", r4, 7,
+                 "Location effects (model 2): BLUP \u00b1 1.96 cond. SD",
+                 f"M{bottom + 3}", "effect on log count", width=20.0, height=7.0)
+    _label(m, r4 - 1, 12, "Fitted (model 2):  =GLMM_PREDICT(same arguments as model 2)")
+    pred = lay.place(r4, 12, f"=GLMM_PREDICT({ya}, {Xa}, {lia})",
+                     udfs.GLMM_PREDICT(y, X, loc_idx))
+    _observed_fitted(lay, pred, lambda i: f"Data!A{i + 1}", 13,
+                     "Observed vs fitted ticks (model 2)", f"Y{bottom + 3}", "ticks",
+                     width=14.0, height=7.0)
+    widths = {"A": 2}
+    for p in fits:
+        widths[col_letters(p.col)] = 22
+        widths.update({col_letters(c): 11 for c in range(p.col + 1, p.region[3] + 1)})
+    _widths(m, widths)
+    m.freeze_panes = "A4"
+    _print_setup(m, f"A1:{col_letters(fits[-1].region[3])}{r4 - 2}")
+    _readme(wb, "Grouse ticks - how to read this workbook", [
+        ("What it shows",),
+        "Ticks counted on the heads of 403 red grouse chicks (one row each), at 63 "
+        "locations, in 1995-1997 (the grouseticks data of Elston et al. 2001, used in "
+        "lme4's examples). Three Poisson GLMMs for the counts, side by side:",
+        "1. a random intercept per location; 2. plus an observation-level random effect - "
+        "a random intercept per chick (INDEX), the standard remedy for overdispersion; "
+        "3. a random YEAR effect by location (each location gets its own year-to-year "
+        "change; correlated with its intercept).",
+        "Compare them with the AICs in the small table (lower is better) and the "
+        "likelihood-ratio tests (GLMM_COMPARE takes two fit blocks). Here the "
+        "observation-level effect lowers the AIC by about 440: the counts are strongly "
+        "overdispersed.",
+        "Model 2's random effects (GLMM_RANEF) and fitted values (GLMM_PREDICT) feed the "
+        "caterpillar plot of the location effects and the observed-vs-fitted chart.",
+        "Categorical predictors: Excel has no factors, so YEAR enters as 0/1 columns "
+        "YEAR96 and YEAR97 (=IF([@YEAR]=96,1,0)); 1995 is the reference, as in R. "
+        "GLMM(\"TICKS ~ factor(YEAR) + (1|LOCATION)\", Grouse[#All]) fits the same model "
+        "from an lme4 formula.",
+        *BLOCK_HELP,
+        *ADAPT_COMMON,
+    ])
+    return wb, lay
+
+
+# ---- CBPP ----------------------------------------------------------------------------------
+
+def _cbpp():
+    from . import udfs
+    raw = dataset("cbpp")
+    df = raw[["herd", "period", "incidence", "size"]].copy()
+    wb, m = _new_book("CBPP: binomial GLMM")
+    T = "CBPP"
+    computed = {"period2": "IF({t}[[#This Row],[period]]=2,1,0)",
+                "period3": "IF({t}[[#This Row],[period]]=3,1,0)",
+                "period4": "IF({t}[[#This Row],[period]]=4,1,0)",
+                "proportion": "{t}[[#This Row],[incidence]]/{t}[[#This Row],[size]]"}
+    _data_sheet(wb, df, T, computed, "CBPP")
+    lay = Layout(wb, m, wb["Data"])
+    d = df.copy()
+    for k in (2, 3, 4):
+        d[f"period{k}"] = (d.period == k).astype(float)
+    y = _cols(d, ["incidence"])
+    X = _cols(d, ["period2", "period3", "period4"])
+    g = _cols(d, ["herd"])
+    tr = _cols(d, ["size"])
+    ya, Xa = f"{T}[[#All],[incidence]]", f"{T}[[#All],[period2]:[period4]]"
+    ga, ta = f"{T}[[#All],[herd]]", f"{T}[[#All],[size]]"
+    _title(m, "CBPP: new cases of contagious bovine pleuropneumonia, 15 herds x 4 periods",
+           "Binomial GLMM  cbind(incidence, size - incidence) ~ period + (1 | herd): "
+           "incidence new cases out of size animals.  Blue cells hold the formulas; see "
+           "'Read me'.")
+    fit, ranef, pred = _standard_model(
+        lay, f"GLMM_BINOMIAL({ya}, {Xa}, {ga}, {ta})",
+        "GLMM_BINOMIAL(y, X, groups, trials)  -  odds ratios in the OR columns",
+        udfs.GLMM_BINOMIAL(y, X, g, tr),
+        ('=GLMM_RANEF(y, X, groups, , , , , "binomial", trials)',
+         f'=GLMM_RANEF({ya}, {Xa}, {ga}, , , , , "binomial", {ta})'),
+        udfs.GLMM_RANEF(y, X, g, None, None, True, 1, "binomial", tr),
+        ('=GLMM_PREDICT(y, X, groups, , , , , , , , , , , "binomial", trials)',
+         f'=GLMM_PREDICT({ya}, {Xa}, {ga}, , , , , , , , , , , "binomial", {ta})'),
+        udfs.GLMM_PREDICT(y, X, g, family="binomial", trials=tr),
+        [("herd", "Herd effects: BLUP \u00b1 1.96 cond. SD")],
+        "effect on log odds", lambda i: f"Data!H{i + 1}", "proportion",
+        "Observed vs fitted proportion of new cases")
+    _key_result(m, "Odds ratio, period 4 vs period 1", fit, "period4", 7)
+    _readme(wb, "CBPP - how to read this workbook", [
+        ("What it shows",),
+        "Contagious bovine pleuropneumonia in 15 zebu herds in Ethiopia, each followed over "
+        "4 periods (lme4's cbpp data): incidence new cases out of size animals per herd and "
+        "period. A binomial GLMM with trials (the size column) and a random intercept per "
+        "herd estimates how the odds of a new case change over the periods.",
+        f"Model sheet: {cell_name(fit.row, fit.col)} the fit (=GLMM_BINOMIAL), "
+        f"{cell_name(ranef.row, ranef.col)} the random effects (=GLMM_RANEF), "
+        f"{cell_name(pred.row, pred.col)} the fitted probabilities (=GLMM_PREDICT) beside "
+        "the observed proportions; the charts read those cells.",
+        "GLMM_BINOMIAL(y, X, groups, trials): y = new cases, trials = animals at risk. The OR "
+        "columns are odds ratios against period 1: OR 0.21 for period 4 means the odds of "
+        "a new case fell by about 80%.",
+        "Categorical predictors: Excel has no factors, so period enters as 0/1 columns "
+        "period2..period4 (=IF([@period]=2,1,0)); period 1 is the reference, as in R. The "
+        "companions need family \"binomial\" and the trials column in their own argument "
+        "places (GLMM_RANEF: 8th and 9th; GLMM_PREDICT: 14th and 15th).",
+        *BLOCK_HELP,
+        "Caterpillar plot: each dot is a herd's BLUP on the log-odds scale, sorted; bars "
+        "\u00b1 1.96 x conditional SD. Observed vs fitted: the proportion of new cases "
+        "(incidence / size, the Data sheet's proportion column) against GLMM_PREDICT's "
+        "fitted probability.",
+        *ADAPT_COMMON,
+    ])
+    return wb, lay
+
+
+_BUILDERS = {"workplace_safety": _workplace, "grouseticks": _grouse, "cbpp": _cbpp}
+
+
+def build(name: str, path, *, out=None, values_only=False):
+    """Build template ``name`` into ``path`` (formulas, charts and cached results).
+    Returns the :class:`xlglmm.recalc.RecalcResult` of the final recalculation."""
+    from .recalc import Book, recalc
+    if name not in _BUILDERS:
+        raise ValueError(f"unknown template {name!r}; choose from {', '.join(TEMPLATES)}")
+    path = Path(path)
+    wb, lay = _BUILDERS[name]()
+    wb.active = wb.sheetnames.index("Model")
+    for ws in wb.worksheets:
+        ws.sheet_view.tabSelected = ws.title == "Model"
+    tmp = path.with_name(f".{path.stem}.{os.getpid()}.formulas.xlsx")
+    wb.save(tmp)
+    try:
+        res = recalc(tmp, path, out=out, values_only=values_only)
+    finally:
+        tmp.unlink(missing_ok=True)
+    if not res.ok:
+        raise RuntimeError(f"template {name}: " + "; ".join(
+            f"{o.where}: {o.message}" for o in res.problems))
+    # the blocks must have the sizes the layout was made for
+    if not values_only:
+        book = Book(path)
+        for p in lay.placed:
+            fc = book.formulas["Model"].get((p.row, p.col))
+            if fc is None or fc.array_ref != p.region:
+                got = None if fc is None else fc.array_ref
+                raise RuntimeError(f"template {name}: the block at "
+                                   f"{cell_name(p.row, p.col)} spilled to {got}, "
+                                   f"not {p.ref}")
+    return res
+
+
+def build_all(directory, out=None) -> list:
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    return [build(n, directory / f"{n}.xlsx", out=out) for n in TEMPLATES]
