@@ -12,6 +12,7 @@ the argument refers to (1 = its first row, the header if it has one).
 from __future__ import annotations
 
 import datetime as _dt
+import itertools
 import math
 from dataclasses import dataclass
 
@@ -76,6 +77,17 @@ def as_grid(value, name: str) -> list:
         return [[value]]
     if not value:
         return []
+    if set(map(type, value)) == {list}:
+        # what xlwings passes (ndim=2): already a rectangular list of rows -- used as
+        # it is, not copied (nothing in the validation layer modifies it)
+        widths = set(map(len, value))
+        if len(widths) == 1:
+            width = widths.pop()
+            if width == 0:
+                return []
+            if len(value) * width > MAX_CELLS:
+                raise SheetError(f"{name} has more than {MAX_CELLS:,} cells")
+            return value
     if all(not isinstance(r, (list, tuple)) for r in value):
         return [[v] for v in value]      # a 1D list (from Python): one column
     rows = [list(r) if isinstance(r, (list, tuple)) else [r] for r in value]
@@ -96,13 +108,17 @@ class Column:
     first_row: int          # range row number of the first data row (2 with a header)
 
 
+def _row_blank(r) -> bool:
+    return r.count(None) == len(r) or all(is_blank(v) for v in r)
+
+
 def _strip_blank_tail(grid: list) -> list:
     """Excel users often select whole columns: drop trailing rows that are blank
     in every column."""
     end = len(grid)
-    while end > 0 and all(is_blank(v) for v in grid[end - 1]):
+    while end > 0 and _row_blank(grid[end - 1]):
         end -= 1
-    return grid[:end]
+    return grid if end == len(grid) else grid[:end]
 
 
 def data_extent(*values) -> int | None:
@@ -175,8 +191,36 @@ def _looks_text(s: str) -> bool:
         return True
 
 
+_NONE = type(None)
+FLOAT_TYPES = {float, int, np.float64, _NONE}     # cells a float array holds as they are
+
+
+def _nonfinite_error(out: np.ndarray, name: str, offset: int):
+    inf = np.isinf(out)
+    if inf.any():
+        raise SheetError(f"{name} has infinite or NaN values in "
+                         f"{rows_text(np.flatnonzero(inf) + 1 + offset)}")
+
+
+def _float_array(cells: list, rows: bool = False) -> np.ndarray | None:
+    """Fast path: a float array when every cell is a number or blank (None), as
+    for a well-formed numeric range; None (use the cell-by-cell path) otherwise.
+    ``cells``: a list of cells, or (rows=True) a list of rows of cells."""
+    every = itertools.chain.from_iterable(cells) if rows else cells
+    if not set(map(type, every)) <= FLOAT_TYPES:
+        return None
+    try:
+        return np.array(cells, dtype=float)
+    except (OverflowError, ValueError, TypeError):
+        return None
+
+
 def numeric(vals: list, name: str, offset: int, allow_bool=False) -> np.ndarray:
     """Cell values -> floats; blanks -> NaN; anything else -> SheetError naming rows."""
+    fast = _float_array(vals)
+    if fast is not None and fast.shape == (len(vals),):
+        _nonfinite_error(fast, name, offset)
+        return fast
     out = np.empty(len(vals))
     errors, text, bools, dates, nonfinite = [], [], [], [], []
     for i, v in enumerate(vals):
@@ -228,9 +272,34 @@ def _label_text(v) -> str:
     return str(v).strip()
 
 
+_LABEL_TYPE_SETS = ({str, _NONE}, {float, int, np.float64, _NONE}, {bool, _NONE})
+
+
+def _fast_labels(vals: list) -> np.ndarray | None:
+    """Fast path: label each distinct value once (text, numbers or TRUE/FALSE, not
+    mixed: True == 1.0 in Python); None when the cell-by-cell path is needed."""
+    types = set(map(type, vals))
+    if not any(types <= t for t in _LABEL_TYPE_SETS):
+        return None
+    mapping = {}
+    for u in set(vals):
+        if is_blank(u):
+            mapping[u] = None
+        elif is_error(u):
+            return None
+        else:
+            mapping[u] = _label_text(u)
+    out = np.empty(len(vals), dtype=object)
+    out[:] = [mapping[v] for v in vals]
+    return out
+
+
 def labels(vals: list, name: str, offset: int) -> np.ndarray:
     """Group labels: numbers or text (kept as given; 1 and 1.0 are the same group);
     blanks -> None."""
+    fast = _fast_labels(vals)
+    if fast is not None:
+        return fast
     out = np.empty(len(vals), dtype=object)
     errors = []
     for i, v in enumerate(vals):
@@ -280,19 +349,34 @@ def matrix(value, name: str, n: int, orient_y: str, kind: str = "numeric",
     cols = []
     prefix = {"numeric": "x", "labels": "group"}[kind]
     used = set()
+    block = _float_array(grid, rows=True) if kind == "numeric" and nc > 1 else None
+    if block is not None and block.shape != (len(grid), nc):
+        block = None
     for j in range(nc):
-        raw = [r[j] for r in grid]
         h = header[j] if header is not None else None
         cname = str(h).strip() if h is not None and not is_blank(h) else f"{prefix}{j + 1}"
-        cname = _unique(_clean_name(cname), used)
-        arr = numeric(raw, f"{name} column {j + 1} ({cname})" if nc > 1 else name, offset) \
-            if kind == "numeric" else labels(raw, f"{name} column {j + 1}" if nc > 1 else name, offset)
+        cname = _unique(clean_name(cname), used)
+        what = f"{name} column {j + 1} ({cname})" if nc > 1 else name
+        if block is not None:         # every cell a number or blank: one conversion
+            arr = np.ascontiguousarray(block[:, j])
+            _nonfinite_error(arr, what, offset)
+        else:
+            raw = [r[j] for r in grid]
+            arr = numeric(raw, what, offset) if kind == "numeric" else \
+                labels(raw, f"{name} column {j + 1}" if nc > 1 else name, offset)
         cols.append((cname, arr))
     return cols, offset
 
 
-def _clean_name(s: str) -> str:
-    s = s.replace("`", "'")
+MAX_NAME = 60      # characters of a header kept as a column name (for short messages)
+
+
+def clean_name(s: str) -> str:
+    """A header cell as a column name: no backticks (the formula quotes names with
+    them), whitespace collapsed, at most MAX_NAME characters."""
+    s = " ".join(str(s).replace("`", "'").split())
+    if len(s) > MAX_NAME:
+        s = s[:MAX_NAME - 3] + "..."
     return s if s else "x"
 
 

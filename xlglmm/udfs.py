@@ -25,6 +25,7 @@ companions reuse the fit.
 """
 from __future__ import annotations
 
+import functools
 import math
 import os
 import time
@@ -35,10 +36,10 @@ import pandas as pd
 import xlwings as xw
 
 from . import block, cache, sheet
-from .design import ROW_LABELS, DesignError
+from .design import ROW_LABELS, DesignError, build_design
 from .family import make_family
 from .fit import ModelError, glmer
-from .formula import FormulaError
+from .formula import FormulaError, parse_formula, split_variable
 from .sheet import SheetError
 
 CATEGORY = "xlglmm"
@@ -93,11 +94,23 @@ class SheetModel:
     n_rows: int
     first_row: int
 
-    @property
+    @functools.cached_property
     def key(self) -> str:
-        cols = [(c, self.data[c].to_numpy()) for c in self.data.columns]
+        cols = [(c, _hashable(self.data[c].to_numpy())) for c in self.data.columns]
         return cache.digest("fit", self.formula, self.family, self.link, self.nAGQ, cols,
                             self.offset, self.weights, DEFAULT_TIME_BUDGET)
+
+
+def _hashable(arr: np.ndarray) -> np.ndarray:
+    """Label columns (object arrays of str/None) -> 64-bit hashes of their values
+    (pandas' fixed-key hash: the same in every process), so that the cache key of a
+    million-row column is computed in vectorised code."""
+    if arr.dtype != object:
+        return arr
+    try:
+        return pd.util.hash_array(arr, categorize=True)
+    except TypeError:
+        return arr
 
 
 def _q(name: str) -> str:
@@ -175,7 +188,7 @@ def model_from_ranges(family, y, X, groups, offset=None, x_random=None, fit_inte
     _check_counts(yarr, "y", first, family, tri)
     used: set = set()
     data = {}
-    y_name = _unique(y_header or "y", used)
+    y_name = _unique(sheet.clean_name(y_header) if y_header else "y", used)
     x_names = []
     for nm, arr in xcols:
         nm = _unique(nm, used)
@@ -269,6 +282,14 @@ def model_from_formula(formula, data, family="poisson", link=None, offset=None,
 def _typed_column(vals, name):
     """A data-table column: numbers -> floats; text (or TRUE/FALSE) -> labels.  A
     column that is mostly numbers with a few text cells is an error, not a factor."""
+    types = set(map(type, vals))
+    if types <= sheet.FLOAT_TYPES:                   # fast paths: numbers and blanks,
+        return sheet.numeric(vals, f"data column '{name}'", 1)
+    if types <= {str, type(None)}:                   # or text and blanks
+        out = sheet.labels(vals, f"data column '{name}'", 1)
+        if any(v is not None for v in out):
+            return out
+        return np.full(len(vals), np.nan)
     nums = texts = 0
     text_rows, err_rows = [], []
     for i, v in enumerate(vals):
@@ -337,34 +358,27 @@ def _numeric_failure(exc: BaseException) -> ModelError:
                       "suits the model (e.g. Gamma's inverse link needs an intercept)")
 
 
-def _check_fit(res, y_name: str = "") -> None:
+def _check_design(d, family, y_name: str = "") -> None:
     """Models without finite or identifiable estimates, refused with a clear message
     instead of a block of meaningless numbers: an all-zero (or all-success)
-    response, complete separation, more random effects than rows (lme4's
-    check.nobs.vs.nRE), a random intercept per row of 0/1 outcomes."""
-    d = res.design
-    fam = res.family.name
+    response, more random effects than rows (lme4's check.nobs.vs.nRE), a random
+    intercept per row of 0/1 outcomes.  ``d``: the model design."""
+    fam = family.name
     y = d.y
     name = "y" if y_name else f"the response '{d.response_name}'"
     if fam in ("poisson", "negbin") and np.all(y == 0.0):
         raise ModelError(f"{name} is 0 in every row used: a model of all-zero counts has no "
                          "finite estimates (the fitted rate is 0)")
-    if fam == "binomial":
-        if np.all(y == 0.0) or np.all(y == 1.0):
-            what = "0 (no successes)" if np.all(y == 0.0) else "a success"
-            raise ModelError(f"every outcome is {what}: the model has no finite estimates")
-        mu = np.asarray(res.fittedvalues, float)
-        if mu.size and np.all((mu < 1e-6) | (mu > 1.0 - 1e-6)):
-            raise ModelError("complete separation: the predictors (or groups) predict every "
-                             "outcome exactly, so the estimates are infinite; remove the "
-                             "separating predictor or combine categories")
+    if fam == "binomial" and (np.all(y == 0.0) or np.all(y == 1.0)):
+        what = "0 (no successes)" if np.all(y == 0.0) else "a success"
+        raise ModelError(f"every outcome is {what}: the model has no finite estimates")
     for t in d.re_terms:
         if t.nlevels * t.k > d.nobs:
             raise ModelError(
                 f"the random effects for '{t.group}' number {t.nlevels * t.k} ({t.nlevels} "
                 f"levels x {t.k} terms) but there are {d.nobs} rows: their variances "
                 "cannot be identified; use fewer random slopes or groups with more rows")
-    bernoulli = res.family.name == "binomial" and np.all(d.weights == 1.0) and \
+    bernoulli = fam == "binomial" and np.all(d.weights == 1.0) and \
         np.all((d.y == 0.0) | (d.y == 1.0))
     for t in d.re_terms:
         if bernoulli and t.nlevels == d.nobs and t.k == 1:
@@ -372,6 +386,100 @@ def _check_fit(res, y_name: str = "") -> None:
                 f"every row is its own level of '{t.group}' ({d.nobs} levels, {d.nobs} rows): "
                 "with 0/1 outcomes a random intercept per row cannot be identified; give "
                 "groups that contain several rows")
+
+
+def _check_fit(res, y_name: str = "") -> None:
+    """The design checks (when not done before the fit), and complete separation."""
+    _check_design(res.design, res.family, y_name)
+    if res.family.name == "binomial":
+        mu = np.asarray(res.fittedvalues, float)
+        if mu.size and np.all((mu < 1e-6) | (mu > 1.0 - 1e-6)):
+            raise ModelError("complete separation: the predictors (or groups) predict every "
+                             "outcome exactly, so the estimates are infinite; remove the "
+                             "separating predictor or combine categories")
+
+
+PRECHECK_ROWS = 200_000     # up to this many rows the design is also built before the
+                            # fit, so that unidentifiable models are refused at once
+
+
+MAX_FIXED_COLUMNS = 20_000          # columns of the fixed-effect model matrix
+MAX_X_CELLS = 100_000_000           # rows x columns of it (800 MB of doubles)
+MAX_THETA = 200                     # variance-covariance parameters of the random effects
+
+
+def _check_size(m: SheetModel) -> None:
+    """Refuse, before fitting, models whose matrices would not fit in memory or whose
+    random effects could not be identified (lme4's check.nobs.vs.nRE, done before
+    the fit as lme4 does): factor interactions with thousands of columns, factors
+    with many levels as random slopes.  Counts are upper bounds (levels x levels)."""
+    f = parse_formula(m.formula)
+    df = m.data
+    n = len(df)
+    nlev: dict = {}
+
+    def width(var) -> int:          # columns a variable contributes (upper bound)
+        if var not in nlev:
+            func, col = split_variable(var)
+            k = 1
+            if col in df.columns:
+                s = df[col]
+                if func == "factor" or (func is None and _is_text(s)):
+                    k = max(int(s.dropna().nunique()), 1)
+            nlev[var] = k
+        return nlev[var]
+
+    def columns(terms, intercept) -> int:
+        # a single factor after an intercept is coded by contrasts (levels - 1)
+        return sum(width(t[0]) - (width(t[0]) > 1) if intercept and len(t) == 1
+                   else math.prod(width(v) for v in t) for t in terms)
+
+    p = int(f.intercept) + columns(f.terms, f.intercept)
+    if p > MAX_FIXED_COLUMNS or p * n > MAX_X_CELLS:
+        raise SheetError(f"the fixed effects would have up to {p:,} columns for {n:,} rows "
+                         "(factors with many levels, or their interactions); simplify the "
+                         "formula")
+    ntheta = 0
+    for rt in f.random:
+        if rt.correlated:
+            blocks = [int(rt.intercept) + columns(rt.terms, rt.intercept)]
+        else:                       # (x || g): one term per part, as the design splits it
+            blocks = [1] * int(rt.intercept) + [columns([t], False) for t in rt.terms]
+        for g, k in ((g, k) for g in rt.groups for k in blocks):
+            ntheta += k * (k + 1) // 2
+            if k > 1 and 2 * k > n:
+                raise SheetError(
+                    f"the random-effects term {rt.text or '(...)'} has up to {k:,} columns per "
+                    f"level of {':'.join(g)} but there are {n:,} rows: its variances cannot "
+                    "be identified; use fewer random slopes (a factor with many levels?)")
+    if ntheta > MAX_THETA:
+        raise SheetError(f"the random effects would need up to {ntheta:,} variance and "
+                         f"correlation parameters (the limit is {MAX_THETA}); use fewer random "
+                         "slopes, uncorrelated ones (||), or factors with fewer levels")
+
+
+def _engine_frame(df: pd.DataFrame) -> pd.DataFrame:
+    """Label columns (text, as the validation layer makes them) as pandas
+    Categoricals whose categories are the labels sorted as text -- exactly the
+    levels and order the design gives a text column (R's sorted factor levels) --
+    so that the design codes them in vectorised code instead of cell by cell
+    (several seconds on a million rows)."""
+    out = df.copy(deep=False)
+    for c in df.columns:
+        col = df[c]
+        if not _is_text(col):
+            continue
+        uniq = list(col.dropna().unique())
+        if not all(type(u) is str and u.strip() for u in uniq):
+            continue
+        out[c] = pd.Categorical(col, categories=sorted(uniq))
+    out.attrs = dict(df.attrs)
+    return out
+
+
+def _is_text(col: pd.Series) -> bool:
+    """A label column: object or pandas string dtype (pandas >= 3 stores str so)."""
+    return col.dtype == object or isinstance(col.dtype, pd.StringDtype)
 
 
 def fit_model(m: SheetModel):
@@ -383,10 +491,17 @@ def fit_model(m: SheetModel):
         return hit
     t0 = time.perf_counter()
 
+    data = _engine_frame(m.data)
+
     def run(budget=DEFAULT_TIME_BUDGET, **kw):
-        return glmer(m.formula, m.data, family=m.family, link=m.link, offset=m.offset,
+        return glmer(m.formula, data, family=m.family, link=m.link, offset=m.offset,
                      weights=m.weights, nAGQ=m.nAGQ, time_budget=budget, **kw)
     try:
+        _check_size(m)
+        if len(m.data) <= PRECHECK_ROWS:
+            _check_design(build_design(m.formula, data, make_family(m.family, m.link),
+                                       offset=m.offset, weights=m.weights),
+                          make_family(m.family, m.link), m.y_name)
         try:
             res = run()
         except NUMERIC_FAILURES as e:
@@ -505,6 +620,8 @@ def _companion_model(args_range, args_formula, first):
     """Both calling forms of the companions -> SheetModel."""
     if _is_formula(first):
         formula, data, family, link, offset, weights, nAGQ = args_formula
+        if isinstance(weights, (bool, np.bool_)):
+            weights = None      # the range form's fit_intercept default sits in this slot
         fam = _family(family)
         _, _, q, lk = _options(True, 0.05, nAGQ, link, LINKS)
         return model_from_formula(_scalar_text(formula), data, fam, lk, offset, weights, q)
@@ -764,7 +881,7 @@ def GLMM(formula, data, family="poisson", link=None, offset=None, weights=None, 
 @xw.arg("family", doc="Optional. \"poisson\" (default), \"binomial\" or \"gamma\"")
 @xw.arg("trials", ndim=2, err_to_str=True, doc="Optional. Binomial trials, as in GLMM_BINOMIAL")
 @xw.arg("link", doc="Optional. Link function")
-def GLMM_RANEF(y, X, groups, offset=None, x_random=None, fit_intercept=True, nAGQ=1,
+def GLMM_RANEF(y, X, groups=None, offset=None, x_random=None, fit_intercept=True, nAGQ=1,
                family="poisson", trials=None, link=None):
     """Random effects (conditional modes, BLUPs) with conditional SDs: one row per group level. Same leading arguments as the fit; the cached fit is reused."""
     return _safe(_ranef, y, X, groups, offset, x_random, fit_intercept, nAGQ, family, trials,
@@ -788,7 +905,7 @@ def GLMM_RANEF(y, X, groups, offset=None, x_random=None, fit_intercept=True, nAG
 @xw.arg("family", doc="Optional. \"poisson\" (default), \"binomial\" or \"gamma\"")
 @xw.arg("trials", ndim=2, err_to_str=True, doc="Optional. Binomial trials, as in the fit")
 @xw.arg("link", doc="Optional. Link function")
-def GLMM_PREDICT(y, X, groups, new_X=None, new_groups=None, offset=None, new_offset=None,
+def GLMM_PREDICT(y, X, groups=None, new_X=None, new_groups=None, offset=None, new_offset=None,
                  x_random=None, new_x_random=None, pred_type="response", include_re=True,
                  fit_intercept=True, nAGQ=1, family="poisson", trials=None, link=None):
     """Predictions from a GLMM for new rows (response or link scale, with or without random effects). Same leading arguments as the fit; unseen group levels get 0."""
