@@ -129,3 +129,55 @@ def test_errors_reach_excel_as_one_text_cell(safety):
     assert isinstance(out, str) and out.startswith("#GLMM! y has Excel error values (#N/A) in row 5")
     out = h.excel_call("GLMM", "incidents ~ training + (1|plant", com(table(safety)))
     assert isinstance(out, str) and out.startswith("#GLMM! ")
+
+
+def test_glmm_negbin_estimates_theta_as_glmer_nb():
+    spec = manifest("models_negbin_lmm.json")["grouse_nb"]
+    df = load_frame(spec)
+    d = pd.get_dummies(df.YEAR, dtype=float).iloc[:, 1:]
+    d.columns = ["YEAR96", "YEAR97"]
+    args = (com(column(df.TICKS, "TICKS")), com(columns(d, d.columns)),
+            com(column(df.LOCATION.astype(str), "LOCATION")))
+    b = h.spill(h.excel_call("GLMM_NEGBIN", *args))
+    exp = expected("grouse_nb")
+    assert block_value(b, "NB theta") == pytest.approx(exp["nb_theta"], rel=0.01)
+    assert block_value(b, "logLik") >= exp["logLik"] - 1e-3
+    assert block_value(b, "AIC") == pytest.approx(exp["AIC"], abs=2e-3)
+    lo, hi = block_value(b, "NB theta CI low"), block_value(b, "NB theta CI high")
+    assert lo < block_value(b, "NB theta") < hi
+    fixed = h.spill(h.excel_call("GLMM_NEGBIN", *args, theta=exp["nb_theta"]))
+    assert block_value(fixed, "logLik") == pytest.approx(block_value(b, "logLik"), abs=1e-4)
+    bad = h.excel_call("GLMM_NEGBIN", *args, theta=-2.0)
+    assert bad.startswith("#GLMM! theta must be a positive number")
+
+
+@pytest.mark.parametrize("name,reml", [("sleep_reml", True), ("sleep_ml", False)])
+def test_lmm_matches_lmer(name, reml):
+    spec = manifest("models_negbin_lmm.json")[name]
+    df = load_frame(spec)
+    b = h.spill(h.excel_call("LMM", com(column(df.Reaction, "Reaction")),
+                             com(column(df.Days, "Days")),
+                             com(column(df.Subject.astype(str), "Subject")),
+                             com(column(df.Days, "Days")), reml))
+    exp = expected(name)
+    assert block_value(b, "logLik") == pytest.approx(exp["logLik"], abs=1e-3)
+    for j, (term, v) in enumerate(exp["fixef"].items()):
+        r = block_row(b, term)
+        assert r[1] == pytest.approx(v, abs=0.01 * exp["se"][j])
+        assert r[2] == pytest.approx(exp["se"][j], rel=0.01)
+    assert block_value(b, "sigma (residual SD)") == pytest.approx(exp["sigma"], rel=0.01)
+    assert [r for r in b if r[0] == "Residual"][0][3] == pytest.approx(exp["sigma"], rel=0.01)
+    if reml:
+        assert block_value(b, "REML criterion") == pytest.approx(exp["REMLcrit"], abs=2e-3)
+
+
+def test_lmm_icc_per_grouping_factor():
+    spec = manifest("models_negbin_lmm.json")["penicillin_reml"]
+    df = load_frame(spec)
+    b = h.spill(h.excel_call("LMM", com(column(df.diameter, "diameter")), None,
+                             com(columns(df.astype({"plate": str, "sample": str}),
+                                         ["plate", "sample"]))))
+    res = xlglmm.lmer(spec["formula"], df)
+    for g in ("plate", "sample"):
+        assert block_value(b, f"ICC: {g}") == pytest.approx(res.icc[g], rel=1e-6)
+    assert block_value(b, "logLik") == pytest.approx(expected("penicillin_reml")["logLik"], abs=1e-3)

@@ -58,7 +58,7 @@ import xlwings
 MODULE_NAME = "xlglmm.udfs"
 ADDIN_FILE_NAME = "xlglmm.xlam"
 FUNCTIONS = ("GLMM_POISSON", "GLMM_BINOMIAL", "GLMM", "GLMM_RANEF", "GLMM_PREDICT",
-             "GLMM_COMPARE")
+             "GLMM_COMPARE", "GLMM_NEGBIN", "LMM")
 
 #: what COM hands Python for an omitted optional argument (DISP_E_PARAMNOTFOUND);
 #: ``call_udf`` replaces it by the Python default

@@ -38,14 +38,15 @@ import xlwings as xw
 from . import block, cache, sheet
 from .design import ROW_LABELS, DesignError, build_design
 from .family import make_family
-from .fit import ModelError, glmer
+from .fit import ModelError, NegativeBinomial2, glmer
+from .lmm import LMMResult, lmer
 from .formula import FormulaError, parse_formula, split_variable
 from .sheet import SheetError
 
 CATEGORY = "xlglmm"
 ERROR_PREFIX = "#GLMM! "
 DEFAULT_TIME_BUDGET = float(os.environ.get("XLGLMM_TIME_BUDGET", "60"))
-FAMILIES = ("poisson", "binomial", "gamma")
+FAMILIES = ("poisson", "binomial", "gamma", "negbin", "gaussian")
 LINKS = ("log", "logit", "probit", "cloglog", "inverse", "identity", "sqrt")
 
 FIT_STATS = ("logLik", "AIC", "BIC", "deviance", "nobs", "npar")
@@ -93,12 +94,15 @@ class SheetModel:
     y_name: str
     n_rows: int
     first_row: int
+    nb_theta: float | None = None   # negative binomial: fixed theta (None: estimated)
+    reml: bool = True               # linear mixed models (family "gaussian")
 
     @functools.cached_property
     def key(self) -> str:
         cols = [(c, _hashable(self.data[c].to_numpy())) for c in self.data.columns]
         return cache.digest("fit", self.formula, self.family, self.link, self.nAGQ, cols,
-                            self.offset, self.weights, DEFAULT_TIME_BUDGET)
+                            self.offset, self.weights, DEFAULT_TIME_BUDGET, self.nb_theta,
+                            self.reml)
 
 
 def _hashable(arr: np.ndarray) -> np.ndarray:
@@ -129,7 +133,7 @@ def _unique(name, used):
 def _check_counts(y, name, first_row, family, trials=None):
     rows = lambda m: sheet.rows_text(np.flatnonzero(m) + first_row)
     ok = ~np.isnan(y)
-    if family == "poisson":
+    if family in ("poisson", "negbin"):
         neg = ok & (y < 0)
         if neg.any():
             raise SheetError(f"{name} has negative counts in {rows(neg)}")
@@ -494,8 +498,15 @@ def fit_model(m: SheetModel):
     data = _engine_frame(m.data)
 
     def run(budget=DEFAULT_TIME_BUDGET, **kw):
-        return glmer(m.formula, data, family=m.family, link=m.link, offset=m.offset,
-                     weights=m.weights, nAGQ=m.nAGQ, time_budget=budget, **kw)
+        if m.family == "gaussian":
+            return lmer(m.formula, data, REML=m.reml, offset=m.offset, weights=m.weights,
+                        time_budget=budget)
+        family = m.family
+        if m.family == "negbin" and m.nb_theta is not None:
+            family = NegativeBinomial2(m.nb_theta, m.link or "log")
+        return glmer(m.formula, data, family=family, link=m.link if family is m.family
+                     else None, offset=m.offset, weights=m.weights, nAGQ=m.nAGQ,
+                     time_budget=budget, **kw)
     try:
         _check_size(m)
         if len(m.data) <= PRECHECK_ROWS:
@@ -587,6 +598,24 @@ def _poisson(y, X, groups, offset, x_random, fit_intercept, alpha, nAGQ):
     return _fit_block(m, a)
 
 
+def _negbin(y, X, groups, offset, x_random, fit_intercept, alpha, nAGQ, theta):
+    fi, a, q, _ = _options(fit_intercept, alpha, nAGQ)
+    th = sheet.scalar(theta, "theta", None, "number")
+    if th is not None and not th > 0:
+        raise SheetError("theta must be a positive number (leave it blank to estimate it)")
+    m = model_from_ranges("negbin", y, X, groups, offset, x_random, fi, q)
+    m.nb_theta = th
+    return _fit_block(m, a)
+
+
+def _lmm(y, X, groups, x_random, REML, alpha, fit_intercept):
+    fi, a, _, _ = _options(fit_intercept, alpha, 1)
+    reml = sheet.scalar(REML, "REML", True, "bool")
+    m = model_from_ranges("gaussian", y, X, groups, None, x_random, fi, 1)
+    m.reml = reml
+    return _fit_block(m, a)
+
+
 def _binomial(y, X, groups, trials, x_random, fit_intercept, alpha, nAGQ, link):
     fi, a, q, lk = _options(fit_intercept, alpha, nAGQ, link, ("logit", "probit", "cloglog"))
     m = model_from_ranges("binomial", y, X, groups, None, x_random, fi, q, trials, lk)
@@ -606,9 +635,26 @@ def _fit_block(m: SheetModel, alpha: float):
     if hit is not None:
         return _copy(hit)
     res = fit_model(m)
-    out = block.fit_block(res, alpha)
+    out = block.fit_block(res, alpha, _extra_fit_rows(res))
     cache.BLOCKS.put(bkey, out)
     return _copy(out)
+
+
+def _extra_fit_rows(res) -> list:
+    """Model-fit rows particular to a family: NB theta; LMM sigma, REML criterion, ICCs."""
+    rows = []
+    if getattr(res, "nb_theta", None) is not None:
+        rows.append(("NB theta", res.nb_theta))
+        if res.nb_theta_se is not None:
+            lo, hi = res.nb_theta_ci
+            rows += [("NB theta SE", res.nb_theta_se), ("NB theta CI low", lo),
+                     ("NB theta CI high", hi)]
+    if isinstance(res, LMMResult):
+        rows.append(("sigma (residual SD)", res.sigma))
+        if res.reml:
+            rows.append(("REML criterion", res.REMLcrit))
+        rows += [(f"ICC: {g}", v) for g, v in res.icc.items()]
+    return rows
 
 
 def _copy(blk):
@@ -929,4 +975,34 @@ def GLMM_COMPARE(model1, model2, data=None, family="poisson", link=None, offset=
     return _safe(_compare, model1, model2, data, family, link, offset, weights, nAGQ)
 
 
-UDFS = (GLMM_POISSON, GLMM_BINOMIAL, GLMM, GLMM_RANEF, GLMM_PREDICT, GLMM_COMPARE)
+@xw.func(category=CATEGORY, call_in_wizard=False)
+@xw.arg("y", ndim=2, err_to_str=True, doc="Counts (one column; a text header is used as name)")
+@xw.arg("X", ndim=2, err_to_str=True, doc="Predictor columns (header row optional)")
+@xw.arg("groups", ndim=2, err_to_str=True, doc="Grouping columns: one random intercept each")
+@xw.arg("offset", ndim=2, err_to_str=True, doc="Optional. Offset on the log scale, e.g. =LN(exposure)")
+@xw.arg("x_random", ndim=2, err_to_str=True, doc="Optional. Columns with random slopes on the first grouping column")
+@xw.arg("fit_intercept", doc="Optional. TRUE (default) includes an intercept")
+@xw.arg("alpha", doc="Optional. 1 - confidence level of the intervals (default 0.05)")
+@xw.arg("nAGQ", doc="Optional. 1 = Laplace (default); 2-100 = adaptive Gauss-Hermite points; 0 = fast")
+@xw.arg("theta", doc="Optional. NB2 shape (variance mu + mu^2/theta); blank = estimated by maximum likelihood")
+def GLMM_NEGBIN(y, X, groups, offset=None, x_random=None, fit_intercept=True, alpha=0.05,
+                nAGQ=1, theta=None):
+    """Negative binomial (NB2) GLMM for overdispersed counts, as lme4::glmer.nb: theta estimated (or fixed). Spills the GLMM_POISSON block plus theta, its SE and CI."""
+    return _safe(_negbin, y, X, groups, offset, x_random, fit_intercept, alpha, nAGQ, theta)
+
+
+@xw.func(category=CATEGORY, call_in_wizard=False)
+@xw.arg("y", ndim=2, err_to_str=True, doc="Numeric response (one column; a text header is used as name)")
+@xw.arg("X", ndim=2, err_to_str=True, doc="Predictor columns (header row optional)")
+@xw.arg("groups", ndim=2, err_to_str=True, doc="Grouping columns: one random intercept each")
+@xw.arg("x_random", ndim=2, err_to_str=True, doc="Optional. Columns with random slopes on the first grouping column")
+@xw.arg("REML", doc="Optional. TRUE (default) REML, FALSE maximum likelihood (to compare fixed effects)")
+@xw.arg("alpha", doc="Optional. 1 - confidence level of the intervals (default 0.05)")
+@xw.arg("fit_intercept", doc="Optional. TRUE (default) includes an intercept")
+def LMM(y, X, groups, x_random=None, REML=True, alpha=0.05, fit_intercept=True):
+    """Linear mixed model, as lme4::lmer (REML or ML): estimates, SEs, CIs, variance components with the residual, ICC per grouping factor, logLik / REML criterion, AIC, BIC."""
+    return _safe(_lmm, y, X, groups, x_random, REML, alpha, fit_intercept)
+
+
+UDFS = (GLMM_POISSON, GLMM_BINOMIAL, GLMM, GLMM_RANEF, GLMM_PREDICT, GLMM_COMPARE,
+        GLMM_NEGBIN, LMM)

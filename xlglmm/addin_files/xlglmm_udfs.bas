@@ -43,6 +43,20 @@ failed:
     GLMM_COMPARE = Err.Description
 End Function
 
+Function GLMM_NEGBIN(y, X, groups, Optional offset, Optional x_random, Optional fit_intercept, Optional alpha, Optional nAGQ, Optional theta)
+    If (Not Application.CommandBars("Standard").Controls(1).Enabled) Then Exit Function
+    #If App = "Microsoft Excel" Then
+        If TypeOf Application.Caller Is Range Then On Error GoTo failed
+        GLMM_NEGBIN = XLPy.CallUDF("xlglmm.udfs", "GLMM_NEGBIN", Array(y, X, groups, offset, x_random, fit_intercept, alpha, nAGQ, theta), ActiveWorkbook, Application.Caller)
+        Exit Function
+    #Else
+        GLMM_NEGBIN = XLPy.CallUDF("xlglmm.udfs", "GLMM_NEGBIN", Array(y, X, groups, offset, x_random, fit_intercept, alpha, nAGQ, theta))
+        Exit Function
+    #End If
+failed:
+    GLMM_NEGBIN = Err.Description
+End Function
+
 Function GLMM_POISSON(y, X, groups, Optional offset, Optional x_random, Optional fit_intercept, Optional alpha, Optional nAGQ)
     If (Not Application.CommandBars("Standard").Controls(1).Enabled) Then Exit Function
     #If App = "Microsoft Excel" Then
@@ -83,5 +97,19 @@ Function GLMM_RANEF(y, X, Optional groups, Optional offset, Optional x_random, O
     #End If
 failed:
     GLMM_RANEF = Err.Description
+End Function
+
+Function LMM(y, X, groups, Optional x_random, Optional REML, Optional alpha, Optional fit_intercept)
+    If (Not Application.CommandBars("Standard").Controls(1).Enabled) Then Exit Function
+    #If App = "Microsoft Excel" Then
+        If TypeOf Application.Caller Is Range Then On Error GoTo failed
+        LMM = XLPy.CallUDF("xlglmm.udfs", "LMM", Array(y, X, groups, x_random, REML, alpha, fit_intercept), ActiveWorkbook, Application.Caller)
+        Exit Function
+    #Else
+        LMM = XLPy.CallUDF("xlglmm.udfs", "LMM", Array(y, X, groups, x_random, REML, alpha, fit_intercept))
+        Exit Function
+    #End If
+failed:
+    LMM = Err.Description
 End Function
 
