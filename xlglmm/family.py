@@ -36,7 +36,7 @@ _SQRT2 = math.sqrt(2.0)
 _LOG_SQRT_2PI = 0.5 * math.log(2.0 * math.pi)
 
 
-@njit(cache=True)
+@njit(cache=True, error_model="numpy")
 def linkinv(eta, link):
     """Inverse link g^{-1}(eta), clamped as R's families clamp it."""
     if link == LOG:
@@ -61,7 +61,7 @@ def linkinv(eta, link):
     return eta  # IDENTITY
 
 
-@njit(cache=True)
+@njit(cache=True, error_model="numpy")
 def mu_eta(eta, link):
     """d mu / d eta."""
     if link == LOG:
@@ -83,7 +83,7 @@ def mu_eta(eta, link):
     return 1.0
 
 
-@njit(cache=True)
+@njit(cache=True, error_model="numpy")
 def linkfun(mu, link):
     """g(mu) (used for starting values only)."""
     if link == LOG:
@@ -109,7 +109,7 @@ def linkfun(mu, link):
     return mu
 
 
-@njit(cache=True)
+@njit(cache=True, error_model="numpy")
 def variance(mu, fam, nb_theta):
     """Variance function V(mu) (dispersion excluded)."""
     if fam == POISSON:
@@ -123,12 +123,12 @@ def variance(mu, fam, nb_theta):
     return 1.0  # GAUSSIAN
 
 
-@njit(cache=True)
+@njit(cache=True, error_model="numpy")
 def _ylogy(y, mu):
     return y * math.log(y / mu) if y > 0.0 else 0.0
 
 
-@njit(cache=True)
+@njit(cache=True, error_model="numpy")
 def unit_deviance(y, mu, wt, fam, nb_theta):
     """One observation's deviance residual (squared), as R's ``dev.resids``."""
     if fam == POISSON:
@@ -147,7 +147,7 @@ def unit_deviance(y, mu, wt, fam, nb_theta):
     return wt * (y - mu) * (y - mu)
 
 
-@njit(cache=True)
+@njit(cache=True, error_model="numpy")
 def unit_loglik(y, mu, wt, fam, nb_theta):
     """Log density of one observation with its normalising constant (families
     without a free dispersion).  For the binomial, ``y`` is a proportion and ``wt``
@@ -177,7 +177,7 @@ def unit_loglik(y, mu, wt, fam, nb_theta):
     return 0.0
 
 
-@njit(cache=True)
+@njit(cache=True, error_model="numpy")
 def gamma_loglik_sum(y, mu, wt, disp):
     """sum(wt * dgamma(y, 1/disp, scale = mu*disp, log = TRUE))."""
     a = 1.0 / disp
@@ -189,7 +189,7 @@ def gamma_loglik_sum(y, mu, wt, disp):
     return s
 
 
-@njit(cache=True)
+@njit(cache=True, error_model="numpy")
 def conditional_aic(y, mu, wt, fam, nb_theta):
     """The family's ``aic`` term: -2 * conditional log-likelihood, constants included.
 
@@ -211,31 +211,31 @@ def conditional_aic(y, mu, wt, fam, nb_theta):
     return -2.0 * s
 
 
-@njit(cache=True)
+@njit(cache=True, error_model="numpy")
 def _vec_linkinv(eta, link, out):
     for i in range(eta.shape[0]):
         out[i] = linkinv(eta[i], link)
 
 
-@njit(cache=True)
+@njit(cache=True, error_model="numpy")
 def _vec_linkfun(mu, link, out):
     for i in range(mu.shape[0]):
         out[i] = linkfun(mu[i], link)
 
 
-@njit(cache=True)
+@njit(cache=True, error_model="numpy")
 def _vec_dev(y, mu, wt, fam, nb_theta, out):
     for i in range(y.shape[0]):
         out[i] = unit_deviance(y[i], mu[i], wt[i], fam, nb_theta)
 
 
-@njit(cache=True)
+@njit(cache=True, error_model="numpy")
 def _vec_variance(mu, fam, nb_theta, out):
     for i in range(mu.shape[0]):
         out[i] = variance(mu[i], fam, nb_theta)
 
 
-@njit(cache=True)
+@njit(cache=True, error_model="numpy")
 def _vec_mu_eta(eta, link, out):
     for i in range(eta.shape[0]):
         out[i] = mu_eta(eta[i], link)
@@ -366,7 +366,7 @@ def make_family(family, link=None) -> Family:
     return Family(family, link or "")
 
 
-@njit(cache=True)
+@njit(cache=True, error_model="numpy")
 def loglik_constant(y, wt, fam, nb_theta):
     """The part of sum(unit_loglik) that does not depend on mu (lgamma terms),
     computed once per model so each deviance evaluation skips it."""
@@ -385,7 +385,7 @@ def loglik_constant(y, wt, fam, nb_theta):
     return s
 
 
-@njit(cache=True)
+@njit(cache=True, error_model="numpy")
 def conditional_aic_fast(y, mu, wt, fam, nb_theta, const):
     """``conditional_aic`` with the mu-free part given (``loglik_constant``)."""
     if fam != POISSON and fam != BINOMIAL and fam != NEGBIN:

@@ -93,7 +93,10 @@ def glmer(formula, data, family="poisson", *, link=None, offset=None, weights=No
         return _glmer_nb(formula, data, link=link, offset=offset, weights=weights,
                          nAGQ=nAGQ, groups=groups, se_method=se_method,
                          time_budget=time_budget, max_evals=max_evals, progress=progress)
-    fam = make_family(family, link)
+    try:
+        fam = make_family(family, link)
+    except (ValueError, TypeError) as e:
+        raise ModelError(str(e)) from None
     if isinstance(nAGQ, bool) or not float(nAGQ).is_integer() or not 0 <= int(nAGQ) <= MAX_AGQ:
         raise ModelError(f"nAGQ must be a whole number from 0 to {MAX_AGQ}")
     nAGQ = int(nAGQ)
@@ -114,9 +117,13 @@ def glmer(formula, data, family="poisson", *, link=None, offset=None, weights=No
     mu0 = _mustart(fam, design.y, design.weights)
     if p:
         eta0 = fam.linkfun(mu0)
-        beta0, _ = kernels.fixed_glm_irls(fam.code, fam.link_code, float(fam.nb_theta),
-                                          dev.y, dev.pw, dev.offset, dev.X,
-                                          np.ascontiguousarray(eta0[dev.order]), 100, 1e-10)
+        try:
+            beta0, _ = kernels.fixed_glm_irls(fam.code, fam.link_code, float(fam.nb_theta),
+                                              dev.y, dev.pw, dev.offset, dev.X,
+                                              np.ascontiguousarray(eta0[dev.order]), 100,
+                                              1e-10)
+        except (np.linalg.LinAlgError, ZeroDivisionError, FloatingPointError):
+            beta0 = np.zeros(p)       # no usable GLM start (e.g. extreme offsets)
         if not np.all(np.isfinite(beta0)):
             beta0 = np.zeros(p)
     dev.set_beta_start(beta0)
@@ -138,6 +145,9 @@ def glmer(formula, data, family="poisson", *, link=None, offset=None, weights=No
     theta1 = res1.x
     st1 = dev.pirls(theta1)
     if not np.isfinite(res1.fun):
+        if res1.timed_out:
+            raise ModelError(f"the time budget of {time_budget:g} s ran out before the "
+                             "model could be evaluated once")
         raise ModelError("the model could not be evaluated at any parameter value "
                          "(PIRLS failed): check for separation or extreme values")
     beta1 = dev.beta_of(st1)

@@ -36,7 +36,7 @@ from .family import (linkinv, mu_eta, variance, unit_deviance, unit_loglik,
 PIRLS_OK, PIRLS_MAXIT, PIRLS_NOT_PD, PIRLS_NONFINITE = 0, 1, 2, 3
 
 
-@njit(cache=True)
+@njit(cache=True, error_model="numpy")
 def symbolic_blocks(Rc, m_use, gptr, r):
     """For each level g of the first term: the sorted distinct rest columns its rows
     touch (``loc_cols[loc_ptr[g]:loc_ptr[g+1]]``), and for each row entry its
@@ -77,7 +77,7 @@ def symbolic_blocks(Rc, m_use, gptr, r):
     return loc_ptr, loc_cols, Rloc
 
 
-@njit(cache=True)
+@njit(cache=True, error_model="numpy")
 def linear_predictor(eta_base, A1, gptr, u1, Rv, Rc, m_use, v, eta):
     ng = gptr.shape[0] - 1
     k1 = A1.shape[1]
@@ -91,7 +91,7 @@ def linear_predictor(eta_base, A1, gptr, u1, Rv, Rc, m_use, v, eta):
             eta[i] = s
 
 
-@njit(cache=True)
+@njit(cache=True, error_model="numpy")
 def _mu_and_deviance(fam, link, nbt, y, pw, eta, mu):
     """mu = g^{-1}(eta) in place; returns the summed deviance residuals."""
     dev = 0.0
@@ -102,7 +102,7 @@ def _mu_and_deviance(fam, link, nbt, y, pw, eta, mu):
     return dev
 
 
-@njit(cache=True)
+@njit(cache=True, error_model="numpy")
 def _penalty(u1, v, npen):
     s = 0.0
     for g in range(u1.shape[0]):
@@ -113,7 +113,7 @@ def _penalty(u1, v, npen):
     return s
 
 
-@njit(cache=True)
+@njit(cache=True, error_model="numpy")
 def working_weights(fam, link, nbt, y, pw, eta, mu, w, wres):
     """Fisher weights w = pw mu_eta^2 / V(mu) and the score term
     wres = pw mu_eta (y - mu) / V(mu) (so the gradient is Z'wres - u)."""
@@ -140,7 +140,7 @@ def dense_update_rows(loc_ptr, k1: int, r: int) -> int:
     return DENSE_CHUNK_ROWS if dense_cost < sparse_cost else 0
 
 
-@njit(cache=True)
+@njit(cache=True, error_model="numpy")
 def _flush(Cd, rows, S):
     if rows > 0:
         part = Cd[:rows]
@@ -148,7 +148,7 @@ def _flush(Cd, rows, S):
         part[:, :] = 0.0
 
 
-@njit(cache=True)
+@njit(cache=True, error_model="numpy")
 def factorize(A1, gptr, Rv, Rc, Rloc, m_use, loc_ptr, loc_cols, npen, w,
               Dchol, Cval, S, dense_rows=0):
     """Blocked Cholesky factor of  [A1'WA1 + I, A1'WR; R'WA1, R'WR + P].
@@ -268,7 +268,7 @@ def factorize(A1, gptr, Rv, Rc, Rloc, m_use, loc_ptr, loc_cols, npen, w,
     return logdet, True
 
 
-@njit(cache=True)
+@njit(cache=True, error_model="numpy")
 def newton_step(A1, gptr, Rv, Rc, Rloc, m_use, loc_ptr, loc_cols, npen, wres,
                 u1, v, Dchol, Cval, LS, du1, dv):
     """Solve H delta = gradient with the factor from ``factorize``; returns the
@@ -330,7 +330,7 @@ def newton_step(A1, gptr, Rv, Rc, Rloc, m_use, loc_ptr, loc_cols, npen, wres,
     return dec
 
 
-@njit(cache=True)
+@njit(cache=True, error_model="numpy")
 def pirls(fam, link, nbt, y, pw, eta_base, A1, gptr, Rv, Rc, Rloc, m_use,
           loc_ptr, loc_cols, r, npen, u1, v, maxit, tol, dense_rows, aic_const):
     """Penalized iteratively reweighted least squares for the conditional modes.
@@ -415,7 +415,7 @@ def pirls(fam, link, nbt, y, pw, eta_base, A1, gptr, Rv, Rc, Rloc, m_use,
     return status, it, logdet, pdev, aic, Dchol, Cval, LS, mu, eta
 
 
-@njit(cache=True)
+@njit(cache=True, error_model="numpy")
 def agq_deviance(fam, link, nbt, y, pw, eta_base, a1, gptr, u1, Dchol, nodes, logw):
     """-2 log of the marginal likelihood for one scalar random-effects term by
     adaptive Gauss-Hermite quadrature: for each level, nodes are placed at
@@ -443,7 +443,7 @@ def agq_deviance(fam, link, nbt, y, pw, eta_base, a1, gptr, u1, Dchol, nodes, lo
     return total
 
 
-@njit(cache=True)
+@njit(cache=True, error_model="numpy")
 def fixed_glm_irls(fam, link, nbt, y, pw, offset, X, eta0, maxit, tol):
     """Plain GLM fit by IRLS, started as R's glm() starts (eta0 = g(mustart)), for
     the starting values of beta.  Returns (beta, converged)."""
@@ -492,7 +492,7 @@ def fixed_glm_irls(fam, link, nbt, y, pw, offset, X, eta0, maxit, tol):
     return beta, False
 
 
-@njit(cache=True)
+@njit(cache=True, error_model="numpy")
 def term1_conditional_cov(Dchol, Cval, loc_ptr, loc_cols, Sinv):
     """Diagonal blocks, for the first term's levels, of the inverse of the
     random-effects system  [D, B; B', E]:  L_g^{-T} (I + C_g S^{-1} C_g') L_g^{-1}
@@ -536,7 +536,7 @@ def term1_conditional_cov(Dchol, Cval, loc_ptr, loc_cols, Sinv):
     return out
 
 
-@njit(cache=True)
+@njit(cache=True, error_model="numpy")
 def pirls_lme4(fam, link, nbt, y, pw, offset, eta0, A1, gptr, Rv, Rc, Rloc, m_use,
                loc_ptr, loc_cols, r, npen, tol, maxit, dense_rows, aic_const):
     """lme4's own PIRLS loop, reproduced to reproduce lme4's numbers where they depend
@@ -596,7 +596,7 @@ def pirls_lme4(fam, link, nbt, y, pw, offset, eta0, A1, gptr, Rv, Rc, Rloc, m_us
                 pdev = _mu_and_deviance(fam, link, nbt, y, pw, eta, mu) + _penalty(u1, v, npen)
                 if pdev <= oldpdev:
                     break
-        if abs((oldpdev - pdev) / pdev) < tol:
+        if abs(oldpdev - pdev) < tol * abs(pdev) or pdev == oldpdev:
             break
         oldpdev = pdev
     value = conditional_aic_fast(y, mu, pw, fam, nbt, aic_const) + _penalty(u1, v, npen) + logdet

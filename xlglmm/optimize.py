@@ -292,6 +292,11 @@ def hessian_fd(fun, x, fx=None, delta=EXACT_FD_DELTA, budget: Budget | None = No
     fp = np.empty(n)
     fm = np.empty(n)
     e = np.eye(n) * delta
+    with np.errstate(invalid="ignore", over="ignore"):
+        return _hessian_fd(at, fp, fm, e, n, fx, delta)
+
+
+def _hessian_fd(at, fp, fm, e, n, fx, delta):
     for j in range(n):
         fp[j] = at(e[j])
         fm[j] = at(-e[j])
