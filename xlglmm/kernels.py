@@ -408,7 +408,7 @@ def pirls(fam, link, nbt, y, pw, eta_base, A1, gptr, Rv, Rc, Rloc, m_use,
             break
         # rounding-level progress with a tiny decrement: the mode is found (Fisher
         # scoring for non-canonical links can hover there); refactor once and stop
-        if pdev - new <= 1e-15 * abs(pdev) and dec < 1e-8 * (1.0 + abs(pdev)):
+        if pdev - new <= 1e-15 * abs(pdev) and dec < 1e-12 * (1.0 + abs(pdev)):
             finish = True
         pdev = new
     aic = conditional_aic_fast(y, mu, pw, fam, nbt, aic_const)
