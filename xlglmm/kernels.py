@@ -29,8 +29,8 @@ import math
 import numpy as np
 from numba import njit
 
-from .family import (linkinv, mu_eta, variance, unit_deviance, unit_loglik,
-                     conditional_aic, conditional_aic_fast)
+from .family import (GAMMA, LOG, NEGBIN, linkinv, mu_eta, variance, unit_deviance,
+                     unit_loglik, conditional_aic, conditional_aic_fast)
 
 # status codes returned by pirls()
 PIRLS_OK, PIRLS_MAXIT, PIRLS_NOT_PD, PIRLS_NONFINITE = 0, 1, 2, 3
@@ -146,6 +146,23 @@ def _flush(Cd, rows, S):
         part = Cd[:rows]
         S -= part.T @ part
         part[:, :] = 0.0
+
+
+@njit(cache=True, error_model="numpy")
+def newton_weights(fam, link, nbt, y, pw, mu, w):
+    """Observed-information weights -d2 loglik / d eta2 where they are known to be
+    positive and differ from Fisher's (log link with Gamma or NB2), for quadratic
+    convergence of the mode search.  Returns False (w untouched) elsewhere: canonical
+    links already have Newton = Fisher."""
+    if link != LOG or (fam != GAMMA and fam != NEGBIN):
+        return False
+    for i in range(y.shape[0]):
+        if fam == GAMMA:
+            w[i] = pw[i] * y[i] / mu[i]
+        else:
+            t = nbt
+            w[i] = pw[i] * t * mu[i] * (t + y[i]) / ((t + mu[i]) * (t + mu[i]))
+    return True
 
 
 @njit(cache=True, error_model="numpy")
@@ -349,6 +366,7 @@ def pirls(fam, link, nbt, y, pw, eta_base, A1, gptr, Rv, Rc, Rloc, m_use,
     eta = np.empty(n)
     mu = np.empty(n)
     w = np.empty(n)
+    wn = np.empty(n)
     wres = np.empty(n)
     Dchol = np.empty((ng, k1, k1))
     Cval = np.empty((k1, loc_cols.shape[0]))
@@ -368,8 +386,9 @@ def pirls(fam, link, nbt, y, pw, eta_base, A1, gptr, Rv, Rc, Rloc, m_use,
     finish = False
     for it in range(1, maxit + 1):
         working_weights(fam, link, nbt, y, pw, eta, mu, w, wres)
+        newton = newton_weights(fam, link, nbt, y, pw, mu, wn)
         logdet, ok = factorize(A1, gptr, Rv, Rc, Rloc, m_use, loc_ptr, loc_cols,
-                               npen, w, Dchol, Cval, LS, dense_rows)
+                               npen, wn if newton else w, Dchol, Cval, LS, dense_rows)
         if not ok:
             status = PIRLS_NOT_PD
             break
@@ -377,6 +396,11 @@ def pirls(fam, link, nbt, y, pw, eta_base, A1, gptr, Rv, Rc, Rloc, m_use,
                           wres, u1, v, Dchol, Cval, LS, du1, dv)
         if dec < tol * (1.0 + abs(pdev)) or finish:
             status = PIRLS_OK
+            if newton:      # the Laplace determinant uses Fisher's weights (lme4)
+                logdet, ok = factorize(A1, gptr, Rv, Rc, Rloc, m_use, loc_ptr, loc_cols,
+                                       npen, w, Dchol, Cval, LS, dense_rows)
+                if not ok:
+                    status = PIRLS_NOT_PD
             break
         u1_old[:, :] = u1
         v_old[:] = v
@@ -404,7 +428,7 @@ def pirls(fam, link, nbt, y, pw, eta_base, A1, gptr, Rv, Rc, Rloc, m_use,
             working_weights(fam, link, nbt, y, pw, eta, mu, w, wres)
             logdet, ok = factorize(A1, gptr, Rv, Rc, Rloc, m_use, loc_ptr, loc_cols,
                                    npen, w, Dchol, Cval, LS, dense_rows)
-            status = PIRLS_OK if (ok and dec < 1e-6 * (1.0 + abs(pdev))) else PIRLS_MAXIT
+            status = PIRLS_OK if (ok and dec < 1e-10 * (1.0 + abs(pdev))) else PIRLS_MAXIT
             break
         # rounding-level progress with a tiny decrement: the mode is found (Fisher
         # scoring for non-canonical links can hover there); refactor once and stop
