@@ -367,6 +367,47 @@ def make_family(family, link=None) -> Family:
 
 
 @njit(cache=True, error_model="numpy")
+def unit_loglik_const(y, wt, fam, nb_theta):
+    """The mu-free part of ``unit_loglik`` (lgamma terms)."""
+    if fam == POISSON:
+        return -wt * math.lgamma(y + 1.0)
+    if fam == BINOMIAL:
+        m = math.floor(wt + 0.5)
+        k = math.floor(wt * y + 0.5)
+        if m <= 0.0:
+            return 0.0
+        return math.lgamma(m + 1.0) - math.lgamma(k + 1.0) - math.lgamma(m - k + 1.0)
+    if fam == NEGBIN:
+        t = nb_theta
+        return wt * (math.lgamma(y + t) - math.lgamma(t) - math.lgamma(y + 1.0))
+    return 0.0
+
+
+@njit(cache=True, error_model="numpy")
+def unit_loglik_var(y, mu, wt, fam, nb_theta):
+    """``unit_loglik`` minus ``unit_loglik_const``: the part that depends on mu."""
+    if fam == POISSON:
+        return wt * (y * math.log(mu) - mu) if y > 0.0 else -wt * mu
+    if fam == BINOMIAL:
+        n = math.floor(wt + 0.5)
+        k = math.floor(wt * y + 0.5)
+        r = 0.0
+        if n > 0.0:
+            if k > 0.0:
+                r += k * math.log(mu)
+            if n - k > 0.0:
+                r += (n - k) * math.log(1.0 - mu)
+        return r
+    if fam == NEGBIN:
+        t = nb_theta
+        r = -t * math.log1p(mu / t)
+        if y > 0.0:
+            r += y * math.log(mu / (t + mu))
+        return wt * r
+    return 0.0
+
+
+@njit(cache=True, error_model="numpy")
 def loglik_constant(y, wt, fam, nb_theta):
     """The part of sum(unit_loglik) that does not depend on mu (lgamma terms),
     computed once per model so each deviance evaluation skips it."""

@@ -30,7 +30,8 @@ import numpy as np
 from numba import njit
 
 from .family import (GAMMA, LOG, NEGBIN, linkinv, mu_eta, variance, unit_deviance,
-                     unit_loglik, conditional_aic, conditional_aic_fast)
+                     unit_loglik_const, unit_loglik_var, conditional_aic,
+                     conditional_aic_fast)
 
 # status codes returned by pirls()
 PIRLS_OK, PIRLS_MAXIT, PIRLS_NOT_PD, PIRLS_NONFINITE = 0, 1, 2, 3
@@ -452,12 +453,15 @@ def agq_deviance(fam, link, nbt, y, pw, eta_base, a1, gptr, u1, Dchol, nodes, lo
     terms = np.empty(K)
     for g in range(ng):
         Lg = Dchol[g, 0, 0]
+        const = 0.0                       # the lgamma terms, once per level
+        for i in range(gptr[g], gptr[g + 1]):
+            const += unit_loglik_const(y[i], pw[i], fam, nbt)
         for k in range(K):
             u = u1[g, 0] + nodes[k] / Lg
-            ll = 0.0
+            ll = const
             for i in range(gptr[g], gptr[g + 1]):
                 m = linkinv(eta_base[i] + a1[i] * u, link)
-                ll += unit_loglik(y[i], m, pw[i], fam, nbt)
+                ll += unit_loglik_var(y[i], m, pw[i], fam, nbt)
             terms[k] = logw[k] + ll - 0.5 * u * u + 0.5 * nodes[k] * nodes[k]
         mx = terms.max()
         s = 0.0
