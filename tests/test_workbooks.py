@@ -32,7 +32,9 @@ from refs import expected
 ROOT = Path(__file__).resolve().parent.parent
 WORKBOOKS = ROOT / "workbooks"
 TEMPLATE_FILES = sorted(WORKBOOKS.glob("*.xlsx"))
-XLGLMM_CALL = re.compile(r"\bGLMM(_[A-Z]+)?\s*\(", re.I)
+XLGLMM_CALL = re.compile(r"\b(GLMM(_[A-Z]+)?|LMM)\s*\(", re.I)
+# sheets between Model and Data
+EXTRA_SHEETS = {"workplace_safety": ["NB2 vs Poisson"], "grouseticks": ["NB2 vs Poisson"]}
 
 
 # ---- helpers ------------------------------------------------------------------------------
@@ -96,7 +98,10 @@ def check_fit_block(block, res, alpha=0.05):
     own = vc[vc.var2.isna()] if "var2" in vc else vc
     for k, rec in enumerate(own.itertuples(index=False)):
         r = block[i + 1 + k]
-        assert (r[0], r[1]) == (rec.grp, rec.var1)
+        if rec.grp == "Residual":                       # LMM: var1 is NaN, the cell blank
+            assert (r[0], r[1]) == ("Residual", None)
+        else:
+            assert (r[0], r[1]) == (rec.grp, rec.var1)
         assert close(r[2], rec.vcov, rel=1e-4, abs_=1e-8)
         assert close(r[3], rec.sdcor, rel=1e-4, abs_=1e-8)
     for label, value in (("logLik", res.llf), ("AIC", res.aic), ("BIC", res.bic),
@@ -107,6 +112,24 @@ def check_fit_block(block, res, alpha=0.05):
     for g, n in res.ngroups.items():
         assert row_of(block, f"groups: {g}")[1] == n
     assert row_of(block, "converged")[1] is True
+    if getattr(res, "nb_theta", None) is not None:            # GLMM_NEGBIN
+        assert close(row_of(block, "NB theta")[1], res.nb_theta, rel=1e-6)
+        assert row_of(block, "family")[1].startswith("negbin")
+        if res.nb_theta_se is None or not np.isfinite(res.nb_theta_se):   # at its limit
+            assert row_of(block, "NB theta SE")[1] is None
+        else:
+            assert close(row_of(block, "NB theta SE")[1], res.nb_theta_se, rel=1e-6)
+            assert close(row_of(block, "NB theta CI low")[1], res.nb_theta_ci[0], rel=1e-6)
+            assert close(row_of(block, "NB theta CI high")[1], res.nb_theta_ci[1], rel=1e-6)
+    if isinstance(res, xlglmm.LMMResult):                     # LMM
+        assert close(row_of(block, "sigma (residual SD)")[1], res.sigma, rel=1e-9)
+        assert row_of(block, "method")[1] == ("REML" if res.reml else "ML")
+        if res.reml:
+            assert close(row_of(block, "REML criterion")[1], res.REMLcrit, rel=1e-9)
+        else:
+            assert not any(r[0] == "REML criterion" for r in block)
+        for g, v in res.icc.items():
+            assert close(row_of(block, f"ICC: {g}")[1], v, rel=1e-9)
 
 
 def check_ranef_block(block, res):
@@ -158,8 +181,11 @@ def models_workplace(df):
     res = xlglmm.glmer("incidents ~ training + (1|plant) + (1|month)", df, family="poisson",
                        offset=df.log_employees.to_numpy(float))
     assert np.allclose(df.log_employees, np.log(df.employees.astype(float)), rtol=1e-15)
+    nb = xlglmm.glmer("incidents ~ training + (1|plant) + (1|month)", df, family="negbin",
+                      offset=df.log_employees.to_numpy(float))
     return {"Model!B5": ("fit", res), "Model!B34": ("ranef", res),
-            "Model!L34": ("predict", res)}, {"safety_crossed": res}
+            "Model!L34": ("predict", res), "NB2 vs Poisson!B6": ("fit", nb)}, \
+        {"safety_crossed": res, "safety_crossed_nb": nb}
 
 
 def models_grouse(df):
@@ -170,10 +196,12 @@ def models_grouse(df):
                       family="poisson")
     m3 = xlglmm.glmer("TICKS ~ YEAR96 + YEAR97 + (1 + YEAR96 + YEAR97|LOCATION)", df,
                       family="poisson")
+    nb = xlglmm.glmer("TICKS ~ YEAR96 + YEAR97 + (1|LOCATION)", df, family="negbin")
     return ({"Model!B6": ("fit", m1), "Model!M6": ("fit", m2), "Model!X6": ("fit", m3),
              "Model!B41": ("compare", (m1, m2)), "Model!B45": ("compare", (m1, m3)),
-             "Model!B51": ("ranef", m2), "Model!L51": ("predict", m2)},
-            {"grouse_loc": m1, "grouse_loc_index": m2, "grouse_slope": m3})
+             "Model!B51": ("ranef", m2), "Model!L51": ("predict", m2),
+             "NB2 vs Poisson!B6": ("fit", nb)},
+            {"grouse_loc": m1, "grouse_loc_index": m2, "grouse_slope": m3, "grouse_nb": nb})
 
 
 def models_cbpp(df):
@@ -187,8 +215,19 @@ def models_cbpp(df):
             "Model!L34": ("predict", res)}, {"cbpp_laplace": res}
 
 
+def models_sleep(df):
+    df = _labels(df, "Subject")
+    reml = xlglmm.lmer("Reaction ~ Days + (Days|Subject)", df)
+    ml = xlglmm.lmer("Reaction ~ Days + (Days|Subject)", df, REML=False)
+    icpt = xlglmm.lmer("Reaction ~ Days + (1|Subject)", df)
+    assert icpt.icc and not reml.icc
+    return ({"Model!B6": ("fit", reml), "Model!J6": ("fit", ml), "Model!R6": ("fit", icpt),
+             "Model!B44": ("ranef", reml), "Model!U44": ("predict", reml)},
+            {"sleep_reml": reml, "sleep_ml": ml})
+
+
 MODELS = {"workplace_safety": models_workplace, "grouseticks": models_grouse,
-          "cbpp": models_cbpp}
+          "cbpp": models_cbpp, "sleepstudy": models_sleep}
 
 
 @pytest.fixture(scope="module")
@@ -205,14 +244,14 @@ def recalculated(tmp_path_factory):
 
 # ---- templates ----------------------------------------------------------------------------
 
-def test_the_three_templates_exist():
+def test_the_templates_exist():
     assert {p.stem for p in TEMPLATE_FILES} == set(templates.TEMPLATES) == set(MODELS)
 
 
 @pytest.mark.parametrize("path", TEMPLATE_FILES, ids=lambda p: p.stem)
 def test_template_structure(path):
     wb = openpyxl.load_workbook(path)
-    assert wb.sheetnames == ["Read me", "Model", "Data"]
+    assert wb.sheetnames == ["Read me", "Model", *EXTRA_SHEETS.get(path.stem, []), "Data"]
     assert wb.active.title == "Model"
     assert len(wb["Data"].tables) == 1
     assert wb.calculation.fullCalcOnLoad is not True      # show the stored results
@@ -251,6 +290,8 @@ def test_recalc_reproduces_glmer(name, recalculated):
             block, res)
     for ref_name, res in lme4.items():       # and the fits agree with lme4
         assert res.llf == pytest.approx(expected(ref_name)["logLik"], abs=0.01)
+        if "nb_theta" in expected(ref_name) and np.isfinite(res.nb_theta_se or np.nan):
+            assert res.nb_theta == pytest.approx(expected(ref_name)["nb_theta"], rel=1e-3)
 
 
 @pytest.mark.parametrize("name", sorted(MODELS))
@@ -589,3 +630,59 @@ def test_recalc_help_lists_the_evaluated_functions():
     from xlglmm.recalc import BUILTINS
     listed = re.search(r"Other Excel functions evaluated: (.*?)\. An", cli.RECALC_EPILOG, re.S)
     assert set(listed.group(1).split()) == set(BUILTINS) - {"RANK.EQ"}
+
+
+# ---- the NB2-vs-Poisson sheets and the LMM template ------------------------------------------
+
+def _cells(ws):
+    return {c.coordinate: c.value for row in ws.iter_rows() for c in row if c.value is not None}
+
+
+@pytest.mark.parametrize("name", sorted(EXTRA_SHEETS))
+def test_nb_sheet_sets_aic_side_by_side(name, recalculated):
+    """The side-by-side table looks up npar/logLik/AIC/BIC in the Poisson and NB2 blocks."""
+    wb = openpyxl.load_workbook(recalculated[name], data_only=True)
+    form = openpyxl.load_workbook(recalculated[name])
+    ws, fs = wb["NB2 vs Poisson"], form["NB2 vs Poisson"]
+    text = " ".join(str(v) for v in _cells(ws).values())
+    assert "GLMM_COMPARE" in text and "overdispersion" in text
+    nb = block_at(ws, fs["B6"].value.ref)
+    head = next(c for c in ws[6] if c.value == "Model")
+    r0, c0 = head.row, head.column
+    rows = {}
+    r = r0 + 1
+    while ws.cell(r, c0).value:
+        rows[ws.cell(r, c0).value] = [ws.cell(r, c0 + j).value for j in range(1, 6)]
+        aic_formula = fs.cell(r, c0 + 3).value
+        assert "INDEX(" in aic_formula and 'MATCH("AIC"' in aic_formula
+        r += 1
+    nb_row = rows.pop("Negative binomial (NB2), GLMM_NEGBIN")
+    assert nb_row[:4] == [row_of(nb, k)[1] for k in ("npar", "logLik", "AIC", "BIC")]
+    assert nb_row[4] == 0
+    anchor = "B5" if name == "workplace_safety" else "B6"
+    pois = block_at(wb["Model"], form["Model"][anchor].value.ref)
+    first = next(iter(rows.values()))
+    assert first[2] == row_of(pois, "AIC")[1]
+    assert first[4] == pytest.approx(row_of(pois, "AIC")[1] - row_of(nb, "AIC")[1])
+    theta = row_of(nb, "NB theta")[1]
+    notes = " ".join(str(x[0]) for x in nb[nb.index(row_of(nb, "Notes")):])
+    if name == "workplace_safety":     # theta at its upper limit: no overdispersion
+        assert theta > 1e4 and "no overdispersion" in notes
+        assert first[4] == pytest.approx(-2, abs=0.01)       # Poisson better by theta's price
+    else:                              # strongly overdispersed
+        assert 1.5 < theta < 2.7 and first[4] > 400
+
+
+def test_sleepstudy_reml_and_ml_side_by_side(recalculated):
+    wb = openpyxl.load_workbook(recalculated["sleepstudy"], data_only=True)
+    form = openpyxl.load_workbook(recalculated["sleepstudy"])["Model"]
+    m = wb["Model"]
+    assert form["B6"].value.text.startswith("=LMM(") and ", FALSE)" in form["J6"].value.text
+    reml, ml = (block_at(m, form[a].value.ref) for a in ("B6", "J6"))
+    assert row_of(reml, "method")[1] == "REML" and row_of(ml, "method")[1] == "ML"
+    assert row_of(reml, "REML criterion")[1] == pytest.approx(
+        expected("sleep_reml")["REMLcrit"], abs=0.01)
+    assert row_of(reml, "Days")[1] == pytest.approx(row_of(ml, "Days")[1], rel=1e-6)
+    readme = " ".join(str(v) for v in _cells(wb["Read me"]).values())
+    for word in ("ICC", "Residual", "REML criterion", "REML = FALSE"):
+        assert word in readme

@@ -1,6 +1,6 @@
 """Rebuild the workbook templates in this folder (and the README picture).
 
-    python workbooks/build_templates.py              # all three templates
+    python workbooks/build_templates.py              # all four templates
     python workbooks/build_templates.py cbpp         # one of them
     python workbooks/build_templates.py --picture    # docs/img/workplace_model.png
 

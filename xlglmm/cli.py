@@ -149,8 +149,8 @@ def _run_demo(args: argparse.Namespace) -> int:
 
 
 RECALC_EPILOG = """\
-Every formula calling GLMM_POISSON, GLMM_BINOMIAL, GLMM, GLMM_RANEF, GLMM_PREDICT or
-GLMM_COMPARE is evaluated with the same functions and arguments as in Excel; its block
+Every formula calling GLMM_POISSON, GLMM_BINOMIAL, GLMM_NEGBIN, LMM, GLMM, GLMM_RANEF,
+GLMM_PREDICT or GLMM_COMPARE is evaluated with the same functions and arguments as in Excel; its block
 is written from the formula's cell rightwards and downwards, as Excel 365 spills it
 (the formula stays, with the result stored). References: A1, A1:B9, A:C, Sheet!A1,
 'My sheet'!A1, F2# (spill), Table[col], Table[[#All],[a]:[b]], [#This Row], names.

@@ -353,6 +353,8 @@ def _glmer_nb(formula, data, *, link, offset, weights, nAGQ, groups, se_method,
         timed_out = True
         best = min(fits, key=lambda k: -fits[k].llf) if fits else math.log(start)
     at_bound = best > hi - 0.05
+    if at_bound:
+        best = hi     # report the bound itself: the optimizer's end point there is arbitrary
     # the reported fit: theta fixed at its estimate, with the requested SEs
     res = glmer(formula, data, NegativeBinomial2(math.exp(best), link or "log"),
                 offset=offset, weights=weights, nAGQ=nAGQ, groups=groups,

@@ -1,8 +1,8 @@
 """``xlglmm recalc``: evaluate a workbook's xlglmm formulas outside Excel.
 
 For servers and for Mac/Linux users: every formula that calls an xlglmm worksheet
-function (GLMM_POISSON, GLMM_BINOMIAL, GLMM, GLMM_RANEF, GLMM_PREDICT, GLMM_COMPARE)
-is evaluated with the same Python functions Excel calls (``xlglmm.udfs``), with the
+function (GLMM_POISSON, GLMM_BINOMIAL, GLMM_NEGBIN, LMM, GLMM, GLMM_RANEF, GLMM_PREDICT,
+GLMM_COMPARE) is evaluated with the same Python functions Excel calls (``xlglmm.udfs``), with the
 same arguments: ranges are read from the workbook into the worksheet-shaped values
 xlwings hands a UDF (lists of rows, ``None`` for blank cells).  The result is written
 into the cells the way Excel 365 spills it -- the block from the formula's cell
@@ -54,7 +54,7 @@ from .excel_formula import (ArrayLit, Binary, Bool, Call, ErrorLit, FormulaSynta
 from .xlsx_write import CellWrite, ErrorValue, XlsxError, patch
 
 XLGLMM_FUNCTIONS = ("GLMM_POISSON", "GLMM_BINOMIAL", "GLMM", "GLMM_RANEF", "GLMM_PREDICT",
-                    "GLMM_COMPARE")
+                    "GLMM_COMPARE", "GLMM_NEGBIN", "LMM")
 
 XLError = ErrorValue       # an Excel error value: a str subclass ("#N/A", ...)
 
@@ -557,7 +557,7 @@ class Engine:
                 if name in XLGLMM_FUNCTIONS:
                     return name
             return ""
-        m = re.search(r"\b(GLMM(?:_[A-Z]+)?)\s*\(", fc.text.upper())
+        m = re.search(r"\b(GLMM(?:_[A-Z]+)?|LMM)\s*\(", fc.text.upper())
         return m.group(1) if m and m.group(1) in XLGLMM_FUNCTIONS else ""
 
     # -- running
@@ -1493,8 +1493,8 @@ def run_command(path, output=None, values_only=False, quiet=False, out=print) ->
     for note in res.notes:
         say(f"  note: {note}")
     if n == 0:
-        say("  no xlglmm formulas found (GLMM_POISSON, GLMM_BINOMIAL, GLMM, GLMM_RANEF, "
-            "GLMM_PREDICT, GLMM_COMPARE)")
+        say("  no xlglmm formulas found (GLMM_POISSON, GLMM_BINOMIAL, GLMM_NEGBIN, LMM, GLMM, "
+            "GLMM_RANEF, GLMM_PREDICT, GLMM_COMPARE)")
     probs = res.problems
     summary = (f"{n} xlglmm formula{'s' if n != 1 else ''} evaluated in "
                f"{time.perf_counter() - t0:.1f} s" +

@@ -16,7 +16,7 @@ recalculates, and the charts are drawn from them.  The block sizes used for the
 layout come from calling the same worksheet functions on the same data first;
 ``build`` checks that the recalculated blocks have exactly those sizes.
 
-``python workbooks/build_templates.py`` rebuilds all three; ``xlglmm demo`` builds
+``python workbooks/build_templates.py`` rebuilds all four; ``xlglmm demo`` builds
 the workplace-safety one.
 """
 from __future__ import annotations
@@ -31,7 +31,7 @@ import pandas as pd
 
 from .excel_formula import cell_name, col_letters, range_name
 
-TEMPLATES = ("workplace_safety", "grouseticks", "cbpp")
+TEMPLATES = ("workplace_safety", "grouseticks", "cbpp", "sleepstudy")
 
 # Excel 365's calculation-engine id: with it (and no fullCalcOnLoad) Excel shows the
 # stored results on opening instead of recalculating everything at once
@@ -44,7 +44,8 @@ FONT = "Calibri"
 
 
 def dataset(name: str) -> pd.DataFrame:
-    """A data set shipped with the package: workplace_safety, grouseticks, cbpp."""
+    """A data set shipped with the package: workplace_safety, grouseticks, cbpp,
+    sleepstudy."""
     path = resources.files("xlglmm").joinpath("data", f"{name}.csv")
     with resources.as_file(path) as p:
         return pd.read_csv(p)
@@ -75,6 +76,7 @@ class Placed:
     col: int
     formula: str
     block: list
+    sheet: str = "Model"
 
     @property
     def shape(self):
@@ -107,13 +109,15 @@ class Layout:
     data: object
     placed: list = field(default_factory=list)
 
-    def place(self, row, col, formula, block):
+    def place(self, row, col, formula, block, ws=None):
+        """Put a block's formula at (row, col) of ``ws`` (default: the Model sheet)."""
+        ws = self.model if ws is None else ws
         if isinstance(block, str):
             raise RuntimeError(f"template formula {formula} gives {block}")
-        p = Placed(row, col, formula, [list(r) for r in block])
+        p = Placed(row, col, formula, [list(r) for r in block], ws.title)
         self.placed.append(p)
-        self.model.cell(row, col).value = _array_formula(p.ref, formula)
-        _style_block(self.model, p)
+        ws.cell(row, col).value = _array_formula(p.ref, formula)
+        _style_block(ws, p)
         return p
 
 
@@ -543,6 +547,7 @@ def _workplace():
         "effect on log rate", lambda i: f"Data!E{i + 1}", "incidents",
         "Observed vs fitted incidents")
     _key_result(m, "Rate ratio for training", fit, "training", 7)
+    nb = _workplace_nb(lay, fit, args, y, X, g, off)
     _readme(wb, "Workplace safety - how to read this workbook", [
         ("What it shows",),
         "Incidents at 20 plants over 8 months, with the number of employees as exposure. "
@@ -555,6 +560,11 @@ def _workplace():
         "observed counts; the charts read those cells. Data sheet: the table 'Safety'; its "
         "column log_employees is =LN([@employees]), the offset.",
         *BLOCK_HELP,
+        "Sheet 'NB2 vs Poisson': the same model as a negative binomial GLMM "
+        "(=GLMM_NEGBIN, variance mu + mu^2/theta), its AIC and logLik beside the Poisson "
+        "fit's. theta runs to its upper limit - NB2 reduces to the Poisson model - and the "
+        "block's note says the data show no overdispersion: the Poisson model is the one "
+        "to keep (its AIC is lower by about 2, the price of theta).",
         "Caterpillar plots: each dot is a plant's (or month's) BLUP on the log-rate scale, "
         "sorted; the bars are \u00b1 1.96 x its conditional SD. Observed vs fitted: points "
         "near the dashed line are fitted well.",
@@ -649,6 +659,9 @@ def _grouse():
     _widths(m, widths)
     m.freeze_panes = "A4"
     _print_setup(m, f"A1:{col_letters(fits[-1].region[3])}{r4 - 2}")
+    _grouse_nb(lay, fits[:2], ["1. Poisson, location intercepts (Model sheet)",
+                               "2. Poisson + observation-level effect (Model sheet)"],
+               f"=GLMM_NEGBIN({ya}, {Xa}, {la})", y, X, loc)
     _readme(wb, "Grouse ticks - how to read this workbook", [
         ("What it shows",),
         "Ticks counted on the heads of 403 red grouse chicks (one row each), at 63 "
@@ -662,6 +675,11 @@ def _grouse():
         "likelihood-ratio tests (GLMM_COMPARE takes two fit blocks). Here the "
         "observation-level effect lowers the AIC by about 440: the counts are strongly "
         "overdispersed.",
+        "Sheet 'NB2 vs Poisson': the other remedy - a negative binomial GLMM "
+        "(=GLMM_NEGBIN, variance mu + mu^2/theta) with location intercepts. theta is about "
+        "2, well below its upper limit: strong overdispersion. Its AIC beside the Poisson "
+        "models' AICs (GLMM_COMPARE does not compare models of different families; AIC "
+        "does).",
         "Model 2's random effects (GLMM_RANEF) and fitted values (GLMM_PREDICT) feed the "
         "caterpillar plot of the location effects and the observed-vs-fitted chart.",
         "Categorical predictors: Excel has no factors, so YEAR enters as 0/1 columns "
@@ -742,7 +760,277 @@ def _cbpp():
     return wb, lay
 
 
-_BUILDERS = {"workplace_safety": _workplace, "grouseticks": _grouse, "cbpp": _cbpp}
+# ---- negative binomial (NB2) against Poisson: a sheet of its own -----------------------
+
+NB_SHEET = "NB2 vs Poisson"
+
+
+def _block_value(p: Placed, label: str) -> str:
+    """A formula reading the value next to ``label`` in a fit block (on any sheet) by
+    lookup on its first column, so it survives rows moving within the block."""
+    r1, c1, r2, _ = p.region
+    q = f"'{p.sheet}'!" if " " in p.sheet else f"{p.sheet}!"
+    lab, val = col_letters(c1), col_letters(c1 + 1)
+    return (f'=INDEX({q}${val}${r1}:${val}${r2},'
+            f'MATCH("{label}",{q}${lab}${r1}:${lab}${r2},0))')
+
+
+def _block_number(block, label):
+    for r in block:
+        if r and r[0] == label:
+            return r[1]
+    raise KeyError(label)
+
+
+def _nb_sheet(lay: Layout, title: str, subtitle: str, call: str, formula: str, block,
+              poisson: list, text: list):
+    """The NB2 sheet: a GLMM_NEGBIN block at B6 and, to its right, the Poisson fits'
+    and the NB2 fit's npar / logLik / AIC / BIC side by side (lookups on the blocks'
+    labels), the AIC difference, theta, and ``text`` (lines of explanation).
+    ``poisson``: (name, Placed) of the Poisson fits on the Model sheet."""
+    from openpyxl.styles import Alignment
+    wb = lay.wb
+    ws = wb.create_sheet(NB_SHEET, wb.sheetnames.index("Data"))
+    f = _fonts()
+    _title(ws, title, subtitle)
+    _label(ws, 4, 2, f"Fit:  ={call}")
+    nb = lay.place(6, 2, formula, block, ws)
+    c0 = nb.region[3] + 2
+    _label(ws, 4, c0, "Side by side (looked up in the blocks by their labels)")
+    heads = ["Model", "npar", "logLik", "AIC", "BIC", "AIC - AIC of NB2"]
+    for j, h in enumerate(heads):
+        c = ws.cell(6, c0 + j, h)
+        c.font, c.border, c.fill = f["bold"], f["under"], f["head"]
+        if j:
+            c.alignment = Alignment(horizontal="right")
+    rows = poisson + [("Negative binomial (NB2), GLMM_NEGBIN", nb)]
+    nb_row = 6 + len(rows)
+    aic = col_letters(c0 + 3)
+    for k, (name, p) in enumerate(rows, start=1):
+        ws.cell(6 + k, c0, name)
+        for j, lab in enumerate(heads[1:5], start=1):
+            c = ws.cell(6 + k, c0 + j, _block_value(p, lab))
+            c.number_format = "0" if lab == "npar" else "0.00"
+        c = ws.cell(6 + k, c0 + 5, f"={aic}{6 + k}-{aic}{nb_row}")
+        c.number_format = "0.00"
+    r = nb_row + 2
+    for lab in ("NB theta", "NB theta CI low", "NB theta CI high"):
+        if _block_number(block, lab) is None:       # no CI when theta is at its limit
+            continue
+        ws.cell(r, c0, lab).font = f["bold"]
+        c = ws.cell(r, c0 + 1, _block_value(nb, lab))
+        c.number_format = "0.000" if _block_number(block, "NB theta") < 1e3 else "0.0"
+        r += 1
+    r += 1
+    _label(ws, r, c0, "How to read it")
+    for line in text:
+        r += 1
+        c = ws.cell(r, c0, line)
+        if line.startswith("("):
+            c.font = f["note"]
+    widths = {"A": 2, col_letters(nb.col): 19}
+    widths.update({col_letters(c): 11 for c in range(nb.col + 1, nb.region[3] + 1)})
+    widths[col_letters(c0)] = 38
+    widths.update({col_letters(c0 + j): 11 for j in range(1, 5)})
+    widths[col_letters(c0 + 5)] = 16
+    _widths(ws, widths)
+    ws.freeze_panes = "A4"
+    _print_setup(ws, f"A1:{col_letters(c0 + 6)}{max(nb.region[2], r) + 1}")
+    return nb
+
+
+def _fmt(v, nd=1):
+    return f"{v:,.{nd}f}"
+
+
+def _workplace_nb(lay: Layout, fit: Placed, args: str, y, X, g, off):
+    from . import udfs
+    block = udfs.GLMM_NEGBIN(y, X, g, off)
+    theta = _block_number(block, "NB theta")
+    aic_p, aic_nb = _block_number(fit.block, "AIC"), _block_number(block, "AIC")
+    ll_p, ll_nb = _block_number(fit.block, "logLik"), _block_number(block, "logLik")
+    nb = _nb_sheet(
+        lay, "Workplace safety: negative binomial (NB2) against the Poisson model",
+        "Same data, same terms, same offset; NB2 adds one parameter, theta (variance "
+        "mu + mu^2/theta), for counts more variable than Poisson.",
+        "GLMM_NEGBIN(y, X, groups, offset)  -  theta left blank: estimated",
+        f"=GLMM_NEGBIN({args})", block,
+        [("Poisson, GLMM_POISSON (Model sheet)", fit)],
+        [f"theta ran to its upper limit ({_fmt(theta, 0)}): as theta grows the NB2 "
+         "variance mu + mu^2/theta",
+         "shrinks to mu, the Poisson variance. The data show no overdispersion beyond the "
+         "plant and month effects,",
+         "and the block's note says so. This is the honest result, not a failure: NB2 "
+         "collapses onto the Poisson model.",
+         f"logLik: NB2 {ll_nb:.3f}, Poisson {ll_p:.3f} - the same fit. AIC: NB2 "
+         f"{aic_nb:.1f}, Poisson {aic_p:.1f}: NB2 pays",
+         "about 2 AIC points for theta and gains nothing. Keep the Poisson model; the "
+         "training effect (IRR) is the same in both.",
+         "(GLMM_COMPARE refuses models of different families - compare them by AIC, as "
+         "here. theta has no SE or CI at its limit.)",
+         "(Compare the grouse ticks template, where theta is about 2 and NB2 lowers the "
+         "AIC by several hundred.)"])
+    return nb
+
+
+def _grouse_nb(lay: Layout, fits: list, names: list, formula: str, y, X, g):
+    from . import udfs
+    block = udfs.GLMM_NEGBIN(y, X, g)
+    theta = _block_number(block, "NB theta")
+    lo, hi = _block_number(block, "NB theta CI low"), _block_number(block, "NB theta CI high")
+    aic = [_block_number(p.block, "AIC") for p in fits]
+    aic_nb = _block_number(block, "AIC")
+    nb = _nb_sheet(
+        lay, "Grouse ticks: negative binomial (NB2) against the Poisson models",
+        "TICKS ~ YEAR + (1 | LOCATION) as NB2: the same terms as model 1 on the Model sheet, "
+        "plus theta (variance mu + mu^2/theta).",
+        "GLMM_NEGBIN(y, X, groups)  -  theta left blank: estimated",
+        formula, block, list(zip(names, fits)),
+        [f"theta = {theta:.2f} (95% CI {lo:.2f} to {hi:.2f}): the variance of a count with "
+         f"mean 5 is 5 + 25/{theta:.1f}, about",
+         f"{5 + 25 / theta:.0f} - far more than the Poisson's 5. The counts are strongly "
+         "overdispersed.",
+         f"AIC: Poisson model 1 {aic[0]:,.1f}, NB2 {aic_nb:,.1f}: NB2 is better by "
+         f"{aic[0] - aic_nb:,.0f} points with one parameter more.",
+         f"Model 2 (Poisson + a random intercept per chick) has AIC {aic[1]:,.1f}: the "
+         "observation-level effect",
+         "is the other remedy for overdispersion; here NB2 fits a little "
+         f"{'better' if aic_nb < aic[1] else 'worse'} (AIC {abs(aic_nb - aic[1]):.1f} "
+         f"{'lower' if aic_nb < aic[1] else 'higher'}). Both beat the plain Poisson model.",
+         "(GLMM_COMPARE refuses models of different families - compare them by AIC, as "
+         "here; lower is better.)"])
+    return nb
+
+
+# ---- sleep study: linear mixed models ------------------------------------------------------
+
+def _sleep():
+    from . import udfs
+    df = dataset("sleepstudy")[["Reaction", "Days", "Subject"]].copy()
+    wb, m = _new_book("Sleep study: linear mixed models")
+    T = "Sleep"
+    _data_sheet(wb, df, T, {}, "Sleep study")
+    lay = Layout(wb, m, wb["Data"])
+    y, X, g = _cols(df, ["Reaction"]), _cols(df, ["Days"]), _cols(df, ["Subject"])
+    ya, Xa, ga = f"{T}[[#All],[Reaction]]", f"{T}[[#All],[Days]]", f"{T}[[#All],[Subject]]"
+    _title(m, "Sleep study: reaction times of 18 subjects over 10 days of sleep deprivation",
+           "Linear mixed models (LMM, as lme4::lmer)  Reaction ~ Days + (Days | Subject).  "
+           "Blue cells hold the formulas; the blocks spill from them.  See 'Read me'.")
+    specs = [
+        ("1. REML (the default)", "Reaction ~ Days + (Days | Subject)",
+         f"=LMM({ya}, {Xa}, {ga}, {Xa})", udfs.LMM(y, X, g, X)),
+        ("2. Maximum likelihood (REML = FALSE)", "Reaction ~ Days + (Days | Subject), REML = FALSE",
+         f"=LMM({ya}, {Xa}, {ga}, {Xa}, FALSE)", udfs.LMM(y, X, g, X, False)),
+        ("3. Random intercepts only (REML): ICC", "Reaction ~ Days + (1 | Subject)",
+         f"=LMM({ya}, {Xa}, {ga})", udfs.LMM(y, X, g)),
+    ]
+    fits = []
+    col = 2
+    for title, lme4, formula, block in specs:
+        _label(m, 4, col, title)
+        m.cell(5, col, f"lme4: {lme4}").font = _fonts()["note"]
+        p = lay.place(6, col, formula, block)
+        fits.append(p)
+        col = p.region[3] + 2
+    bottom = max(p.region[2] for p in fits)
+    f = _fonts()
+    r = bottom + 3
+    _label(m, r - 1, 2, "Side by side (cells of the blocks above)")
+    heads = ["Model", "npar", "logLik", "AIC", "BIC", "sigma (residual SD)"]
+    for j, h in enumerate(heads):
+        c = m.cell(r, 2 + j, h)
+        c.font, c.border, c.fill = f["bold"], f["under"], f["head"]
+    for k, (p, spec) in enumerate(zip(fits, specs), start=1):
+        m.cell(r + k, 2, spec[0])
+        for j, lab in enumerate(heads[1:], start=1):
+            c = m.cell(r + k, 2 + j, f"={p.cell(lab, 1)}")
+            c.number_format = "0" if lab == "npar" else "0.00"
+    m.cell(r + 4, 2, "REML and ML log-likelihoods are not comparable: compare fixed effects "
+           "with ML fits (model 2), variance components with REML.").font = f["note"]
+    r4 = r + 8
+    ranef_f = f'=GLMM_RANEF({ya}, {Xa}, {ga}, , {Xa}, , , "gaussian")'
+    _label(m, r4 - 1, 2, '(Intercept) and Days effects of model 1:  '
+           '=GLMM_RANEF(y, X, groups, , x_random, , , "gaussian")')
+    ranef = lay.place(r4, 2, ranef_f,
+                      udfs.GLMM_RANEF(y, X, g, None, X, True, 1, "gaussian"))
+    c1 = ranef.region[3] + 2
+    _label(m, r4 - 1, c1, "Caterpillar data (sorted): intercepts")
+    _caterpillar(lay, ranef, "Subject", r4, c1,
+                 "Subject intercepts (model 1): BLUP \u00b1 1.96 cond. SD",
+                 f"{col_letters(fits[2].region[3] + 2)}4", "ms, relative to the mean",
+                 width=15.0, height=7.0)
+    c2 = c1 + 6
+    _label(m, r4 - 1, c2, "Caterpillar data (sorted): Days slopes")
+    _caterpillar(lay, ranef, "Subject", r4, c2,
+                 "Subject Days slopes (model 1): BLUP \u00b1 1.96 cond. SD",
+                 f"{col_letters(fits[2].region[3] + 2)}19", "ms per day, relative",
+                 term_col=4, width=15.0, height=7.0)
+    c3 = c2 + 6
+    pred_f = f'=GLMM_PREDICT({ya}, {Xa}, {ga}, , , , , {Xa}, , , , , , "gaussian")'
+    _label(m, r4 - 1, c3, "Fitted (model 1):  =GLMM_PREDICT(y, X, groups, , , , , x_random, "
+           ', , , , , , "gaussian")')
+    pred = lay.place(r4, c3, pred_f,
+                     udfs.GLMM_PREDICT(y, X, g, x_random=X, family="gaussian"))
+    _observed_fitted(lay, pred, lambda i: f"Data!A{i + 1}", c3 + 1,
+                     "Observed vs fitted reaction time (model 1)",
+                     f"{col_letters(c3 + 3)}{r4}", "reaction time (ms)", width=14.0,
+                     height=7.5)
+    widths = {"A": 2}
+    for p in fits:
+        widths[col_letters(p.col)] = 22
+        widths.update({col_letters(c): 11 for c in range(p.col + 1, p.region[3] + 1)})
+    _widths(m, widths)
+    m.freeze_panes = "A4"
+    _print_setup(m, f"A1:{col_letters(fits[-1].region[3])}{r4 - 2}")
+    icc = _block_number(fits[2].block, "ICC: Subject")
+    sig = _block_number(fits[0].block, "sigma (residual SD)")
+    days = next(r for r in fits[0].block if r[0] == "Days")
+    _readme(wb, "Sleep study - how to read this workbook", [
+        ("What it shows",),
+        "Average reaction time (ms) of 18 subjects on each of 10 days of sleep deprivation "
+        "(lme4's sleepstudy data, Belenky et al. 2003). A linear mixed model with a random "
+        "intercept and a random Days slope per subject (correlated): each subject has "
+        "their own starting level and their own daily slowdown around the average line.",
+        f"Model sheet: {cell_name(fits[0].row, fits[0].col)} model 1, =LMM(y, X, groups, "
+        f"x_random) fitted by REML; {cell_name(fits[1].row, fits[1].col)} model 2, the same "
+        f"by maximum likelihood (REML = FALSE); {cell_name(fits[2].row, fits[2].col)} model 3, "
+        "random intercepts only, which shows the ICC. Below: the subjects' effects "
+        "(=GLMM_RANEF with family \"gaussian\") and the fitted values (=GLMM_PREDICT); "
+        "the charts read those cells.",
+        f"Days: {days[1]:.2f} ms per day (95% CI {days[5]:.1f} to {days[6]:.1f}) on "
+        f"average; the subjects' own slopes scatter around it with SD "
+        f"{next(r for r in fits[0].block if r[:2] == ['Subject', 'Days'])[3]:.1f}.",
+        ("What the LMM block means",),
+        "'Fixed effects' - estimate, standard error, z, p-value and 95% interval of each "
+        "term. p-values use the normal approximation (lme4 prints none for LMMs: t "
+        "statistics with uncertain degrees of freedom); the note in the block says so.",
+        "'Random effects' - variance and SD of each random term, correlations beside them, "
+        "and the Residual: the variance of the observations around their subject's line. "
+        f"Its SD is also the model-fit row 'sigma (residual SD)' ({sig:.1f} ms here).",
+        "'REML criterion' (REML fits only) - minus twice the REML log-likelihood, what "
+        "REML minimises; lme4 prints it as 'REML criterion at convergence'. The ML fit "
+        "shows 'deviance' instead (minus twice its log-likelihood).",
+        "'ICC: Subject' (models with random intercepts only) - the intraclass "
+        "correlation: the share of the variance due to subjects, subject variance / "
+        f"(subject variance + residual variance). Model 3: {icc:.2f} - two reaction times "
+        "of the same subject are that strongly correlated. With random slopes the share "
+        "depends on Days, so no ICC row is shown.",
+        "REML or ML: REML (the default) gives unbiased variance components - report "
+        "those. To compare models that differ in their fixed effects (by AIC or "
+        "likelihood-ratio tests, GLMM_COMPARE), fit both with REML = FALSE. The fixed "
+        "effects are the same here; their standard errors differ slightly.",
+        *BLOCK_HELP[2:],
+        "Caterpillar plots: each dot is a subject's BLUP - its deviation from the average "
+        "intercept (ms) or from the average Days slope (ms per day) - sorted; the bars "
+        "are \u00b1 1.96 x its conditional SD. Observed vs fitted: each subject's own "
+        "line reproduces the data closely.",
+        *ADAPT_COMMON,
+    ])
+    return wb, lay
+
+
+_BUILDERS = {"workplace_safety": _workplace, "grouseticks": _grouse, "cbpp": _cbpp,
+             "sleepstudy": _sleep}
 
 
 def build(name: str, path, *, out=None, values_only=False):
@@ -769,7 +1057,7 @@ def build(name: str, path, *, out=None, values_only=False):
     if not values_only:
         book = Book(path)
         for p in lay.placed:
-            fc = book.formulas["Model"].get((p.row, p.col))
+            fc = book.formulas[p.sheet].get((p.row, p.col))
             if fc is None or fc.array_ref != p.region:
                 got = None if fc is None else fc.array_ref
                 raise RuntimeError(f"template {name}: the block at "
