@@ -152,29 +152,7 @@ def unit_loglik(y, mu, wt, fam, nb_theta):
     """Log density of one observation with its normalising constant (families
     without a free dispersion).  For the binomial, ``y`` is a proportion and ``wt``
     the number of trials, as R's ``binomial()$aic`` reads them."""
-    if fam == POISSON:
-        if y > 0.0:
-            return wt * (y * math.log(mu) - mu - math.lgamma(y + 1.0))
-        return -wt * mu
-    if fam == BINOMIAL:
-        m = math.floor(wt + 0.5)
-        k = math.floor(wt * y + 0.5)
-        if m <= 0.0:
-            return 0.0
-        r = math.lgamma(m + 1.0) - math.lgamma(k + 1.0) - math.lgamma(m - k + 1.0)
-        if k > 0.0:
-            r += k * math.log(mu)
-        if m - k > 0.0:
-            r += (m - k) * math.log(1.0 - mu)
-        return r
-    if fam == NEGBIN:
-        t = nb_theta
-        r = (math.lgamma(y + t) - math.lgamma(t) - math.lgamma(y + 1.0)
-             - t * math.log1p(mu / t))
-        if y > 0.0:
-            r += y * math.log(mu / (t + mu))
-        return wt * r
-    return 0.0
+    return unit_loglik_const(y, wt, fam, nb_theta) + unit_loglik_var(y, mu, wt, fam, nb_theta)
 
 
 @njit(cache=True, error_model="numpy")
@@ -413,16 +391,7 @@ def loglik_constant(y, wt, fam, nb_theta):
     computed once per model so each deviance evaluation skips it."""
     s = 0.0
     for i in range(y.shape[0]):
-        if fam == POISSON:
-            s -= wt[i] * math.lgamma(y[i] + 1.0)
-        elif fam == BINOMIAL:
-            m = math.floor(wt[i] + 0.5)
-            k = math.floor(wt[i] * y[i] + 0.5)
-            if m > 0.0:
-                s += math.lgamma(m + 1.0) - math.lgamma(k + 1.0) - math.lgamma(m - k + 1.0)
-        elif fam == NEGBIN:
-            t = nb_theta
-            s += wt[i] * (math.lgamma(y[i] + t) - math.lgamma(t) - math.lgamma(y[i] + 1.0))
+        s += unit_loglik_const(y[i], wt[i], fam, nb_theta)
     return s
 
 
@@ -433,24 +402,5 @@ def conditional_aic_fast(y, mu, wt, fam, nb_theta, const):
         return conditional_aic(y, mu, wt, fam, nb_theta)
     s = const
     for i in range(y.shape[0]):
-        m = mu[i]
-        if fam == POISSON:
-            if y[i] > 0.0:
-                s += wt[i] * (y[i] * math.log(m) - m)
-            else:
-                s -= wt[i] * m
-        elif fam == BINOMIAL:
-            n = math.floor(wt[i] + 0.5)
-            k = math.floor(wt[i] * y[i] + 0.5)
-            if n > 0.0:
-                if k > 0.0:
-                    s += k * math.log(m)
-                if n - k > 0.0:
-                    s += (n - k) * math.log(1.0 - m)
-        else:
-            t = nb_theta
-            r = -t * math.log1p(m / t)
-            if y[i] > 0.0:
-                r += y[i] * math.log(m / (t + m))
-            s += wt[i] * r
+        s += unit_loglik_var(y[i], mu[i], wt[i], fam, nb_theta)
     return -2.0 * s

@@ -121,13 +121,7 @@ def _q(name: str) -> str:
     return f"`{name}`"
 
 
-def _unique(name, used):
-    base, k = name, 2
-    while name in used:
-        name = f"{base}.{k}"
-        k += 1
-    used.add(name)
-    return name
+_unique = sheet._unique
 
 
 def _check_counts(y, name, first_row, family, trials=None):
