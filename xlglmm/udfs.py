@@ -861,18 +861,29 @@ def _compare(model1, model2, data, family, link, offset, weights, nAGQ):
     return block.compare_block(fits[0], fits[1])
 
 
+# Function Wizard help shared by several functions (each under 255 characters)
+DOC_COUNTS = "Counts (one column; a text header is used as name)"
+DOC_X = "Predictor columns (header row optional)"
+DOC_GROUPS = "Grouping columns: one random intercept each"
+DOC_OFFSET = "Optional. Offset on the log scale, e.g. =LN(exposure)"
+DOC_X_RANDOM = "Optional. Columns with random slopes on the first grouping column"
+DOC_INTERCEPT = "Optional. TRUE (default) includes an intercept"
+DOC_ALPHA = "Optional. 1 - confidence level of the intervals (default 0.05)"
+DOC_NAGQ = "Optional. 1 = Laplace (default); 2-100 = adaptive Gauss-Hermite points; 0 = fast"
+
+
 # ---- the worksheet functions ----------------------------------------------------------
 # Help texts stay under 255 characters (Excel's Function Wizard limit).
 
 @xw.func(category=CATEGORY, call_in_wizard=False)
-@xw.arg("y", ndim=2, err_to_str=True, doc="Counts (one column; a text header is used as name)")
-@xw.arg("X", ndim=2, err_to_str=True, doc="Predictor columns (header row optional)")
-@xw.arg("groups", ndim=2, err_to_str=True, doc="Grouping columns: one random intercept each")
-@xw.arg("offset", ndim=2, err_to_str=True, doc="Optional. Offset on the log scale, e.g. =LN(exposure)")
-@xw.arg("x_random", ndim=2, err_to_str=True, doc="Optional. Columns with random slopes on the first grouping column")
-@xw.arg("fit_intercept", doc="Optional. TRUE (default) includes an intercept")
-@xw.arg("alpha", doc="Optional. 1 - confidence level of the intervals (default 0.05)")
-@xw.arg("nAGQ", doc="Optional. 1 = Laplace (default); 2-100 = adaptive Gauss-Hermite points; 0 = fast")
+@xw.arg("y", ndim=2, err_to_str=True, doc=DOC_COUNTS)
+@xw.arg("X", ndim=2, err_to_str=True, doc=DOC_X)
+@xw.arg("groups", ndim=2, err_to_str=True, doc=DOC_GROUPS)
+@xw.arg("offset", ndim=2, err_to_str=True, doc=DOC_OFFSET)
+@xw.arg("x_random", ndim=2, err_to_str=True, doc=DOC_X_RANDOM)
+@xw.arg("fit_intercept", doc=DOC_INTERCEPT)
+@xw.arg("alpha", doc=DOC_ALPHA)
+@xw.arg("nAGQ", doc=DOC_NAGQ)
 def GLMM_POISSON(y, X, groups, offset=None, x_random=None, fit_intercept=True, alpha=0.05,
                  nAGQ=1):
     """Poisson GLMM (log link) with random intercepts per grouping column, fitted as lme4::glmer. Spills estimates, SEs, z, p, CIs, rate ratios, variance components and fit statistics."""
@@ -881,13 +892,13 @@ def GLMM_POISSON(y, X, groups, offset=None, x_random=None, fit_intercept=True, a
 
 @xw.func(category=CATEGORY, call_in_wizard=False)
 @xw.arg("y", ndim=2, err_to_str=True, doc="0/1 outcomes, or numbers of successes with trials")
-@xw.arg("X", ndim=2, err_to_str=True, doc="Predictor columns (header row optional)")
-@xw.arg("groups", ndim=2, err_to_str=True, doc="Grouping columns: one random intercept each")
+@xw.arg("X", ndim=2, err_to_str=True, doc=DOC_X)
+@xw.arg("groups", ndim=2, err_to_str=True, doc=DOC_GROUPS)
 @xw.arg("trials", ndim=2, err_to_str=True, doc="Optional. Number of trials per row (y = successes)")
-@xw.arg("x_random", ndim=2, err_to_str=True, doc="Optional. Columns with random slopes on the first grouping column")
-@xw.arg("fit_intercept", doc="Optional. TRUE (default) includes an intercept")
-@xw.arg("alpha", doc="Optional. 1 - confidence level of the intervals (default 0.05)")
-@xw.arg("nAGQ", doc="Optional. 1 = Laplace (default); 2-100 = adaptive Gauss-Hermite points; 0 = fast")
+@xw.arg("x_random", ndim=2, err_to_str=True, doc=DOC_X_RANDOM)
+@xw.arg("fit_intercept", doc=DOC_INTERCEPT)
+@xw.arg("alpha", doc=DOC_ALPHA)
+@xw.arg("nAGQ", doc=DOC_NAGQ)
 @xw.arg("link", doc="Optional. \"logit\" (default), \"probit\" or \"cloglog\"")
 def GLMM_BINOMIAL(y, X, groups, trials=None, x_random=None, fit_intercept=True, alpha=0.05,
                   nAGQ=1, link="logit"):
@@ -902,8 +913,8 @@ def GLMM_BINOMIAL(y, X, groups, trials=None, x_random=None, fit_intercept=True, 
 @xw.arg("link", doc="Optional. Link function; default the family's")
 @xw.arg("offset", ndim=2, err_to_str=True, doc="Optional. Offset values (link scale), one per data row")
 @xw.arg("weights", ndim=2, err_to_str=True, doc="Optional. Prior weights; binomial: trials, with the response a proportion")
-@xw.arg("alpha", doc="Optional. 1 - confidence level of the intervals (default 0.05)")
-@xw.arg("nAGQ", doc="Optional. 1 = Laplace (default); 2-100 = adaptive Gauss-Hermite points; 0 = fast")
+@xw.arg("alpha", doc=DOC_ALPHA)
+@xw.arg("nAGQ", doc=DOC_NAGQ)
 def GLMM(formula, data, family="poisson", link=None, offset=None, weights=None, alpha=0.05,
          nAGQ=1):
     """GLMM from an lme4 formula over a table (header row = column names): crossed, nested, correlated or uncorrelated random effects. Spills the same block as GLMM_POISSON."""
@@ -970,14 +981,14 @@ def GLMM_COMPARE(model1, model2, data=None, family="poisson", link=None, offset=
 
 
 @xw.func(category=CATEGORY, call_in_wizard=False)
-@xw.arg("y", ndim=2, err_to_str=True, doc="Counts (one column; a text header is used as name)")
-@xw.arg("X", ndim=2, err_to_str=True, doc="Predictor columns (header row optional)")
-@xw.arg("groups", ndim=2, err_to_str=True, doc="Grouping columns: one random intercept each")
-@xw.arg("offset", ndim=2, err_to_str=True, doc="Optional. Offset on the log scale, e.g. =LN(exposure)")
-@xw.arg("x_random", ndim=2, err_to_str=True, doc="Optional. Columns with random slopes on the first grouping column")
-@xw.arg("fit_intercept", doc="Optional. TRUE (default) includes an intercept")
-@xw.arg("alpha", doc="Optional. 1 - confidence level of the intervals (default 0.05)")
-@xw.arg("nAGQ", doc="Optional. 1 = Laplace (default); 2-100 = adaptive Gauss-Hermite points; 0 = fast")
+@xw.arg("y", ndim=2, err_to_str=True, doc=DOC_COUNTS)
+@xw.arg("X", ndim=2, err_to_str=True, doc=DOC_X)
+@xw.arg("groups", ndim=2, err_to_str=True, doc=DOC_GROUPS)
+@xw.arg("offset", ndim=2, err_to_str=True, doc=DOC_OFFSET)
+@xw.arg("x_random", ndim=2, err_to_str=True, doc=DOC_X_RANDOM)
+@xw.arg("fit_intercept", doc=DOC_INTERCEPT)
+@xw.arg("alpha", doc=DOC_ALPHA)
+@xw.arg("nAGQ", doc=DOC_NAGQ)
 @xw.arg("theta", doc="Optional. NB2 shape (variance mu + mu^2/theta); blank = estimated by maximum likelihood")
 def GLMM_NEGBIN(y, X, groups, offset=None, x_random=None, fit_intercept=True, alpha=0.05,
                 nAGQ=1, theta=None):
@@ -987,12 +998,12 @@ def GLMM_NEGBIN(y, X, groups, offset=None, x_random=None, fit_intercept=True, al
 
 @xw.func(category=CATEGORY, call_in_wizard=False)
 @xw.arg("y", ndim=2, err_to_str=True, doc="Numeric response (one column; a text header is used as name)")
-@xw.arg("X", ndim=2, err_to_str=True, doc="Predictor columns (header row optional)")
-@xw.arg("groups", ndim=2, err_to_str=True, doc="Grouping columns: one random intercept each")
-@xw.arg("x_random", ndim=2, err_to_str=True, doc="Optional. Columns with random slopes on the first grouping column")
+@xw.arg("X", ndim=2, err_to_str=True, doc=DOC_X)
+@xw.arg("groups", ndim=2, err_to_str=True, doc=DOC_GROUPS)
+@xw.arg("x_random", ndim=2, err_to_str=True, doc=DOC_X_RANDOM)
 @xw.arg("REML", doc="Optional. TRUE (default) REML, FALSE maximum likelihood (to compare fixed effects)")
-@xw.arg("alpha", doc="Optional. 1 - confidence level of the intervals (default 0.05)")
-@xw.arg("fit_intercept", doc="Optional. TRUE (default) includes an intercept")
+@xw.arg("alpha", doc=DOC_ALPHA)
+@xw.arg("fit_intercept", doc=DOC_INTERCEPT)
 def LMM(y, X, groups, x_random=None, REML=True, alpha=0.05, fit_intercept=True):
     """Linear mixed model, as lme4::lmer (REML or ML): estimates, SEs, CIs, variance components with the residual, ICC per grouping factor, logLik / REML criterion, AIC, BIC."""
     return _safe(_lmm, y, X, groups, x_random, REML, alpha, fit_intercept)
