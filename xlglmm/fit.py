@@ -30,6 +30,17 @@ STAGE1_PIRLS_TOL = 1e-12
 DEFAULT_MAX_EVALS = 20000
 
 
+SINGULAR_MESSAGE = ("boundary (singular) fit: a random-effect variance is estimated at "
+                    "(or near) zero, or a correlation at +/-1 -- the random-effects "
+                    "structure is more complex than the data support; consider "
+                    "simplifying it.")
+
+
+def dropped_rows_message(design: ModelDesign) -> str:
+    k = design.n_dropped
+    return f"{k} row{'s' if k != 1 else ''} with missing values removed."
+
+
 class ModelError(ValueError):
     """The model cannot be fitted as specified (e.g. nAGQ > 1 with two terms)."""
 
@@ -240,10 +251,7 @@ def glmer(formula, data, family="poisson", *, link=None, offset=None, weights=No
             converged = False
         messages.append(f"Optimizer: {opt_message}.")
     if singular:
-        messages.append("boundary (singular) fit: a random-effect variance is estimated "
-                        "at (or near) zero, or a correlation at +/-1 -- the random-effects "
-                        "structure is more complex than the data support; consider "
-                        "simplifying it.")
+        messages.append(SINGULAR_MESSAGE)
     elif hess is not None:
         conv_msgs = check_convergence(grad, hess)
         if any("failed to converge" in m for m in conv_msgs):
@@ -279,8 +287,7 @@ def glmer(formula, data, family="poisson", *, link=None, offset=None, weights=No
         messages.append(note)
 
     if design.n_dropped:
-        messages.append(f"{design.n_dropped} row{'s' if design.n_dropped != 1 else ''} "
-                        "with missing values removed.")
+        messages.append(dropped_rows_message(design))
     return GLMMResult(
         design=design, devfun=dev, family=fam, nAGQ=nAGQ, theta=theta_hat, beta=beta_hat,
         vcov=vcov, vcov_method=vcov_method, vcov_rx=v_rx, vcov_exact=v_exact,

@@ -22,7 +22,7 @@ import numpy as np
 from .design import build_design
 from .devfun import GlmmDeviance, theta_start
 from .family import Family
-from .fit import ModelError, _check_model
+from .fit import SINGULAR_MESSAGE, ModelError, _check_model, dropped_rows_message
 from .optimize import Budget, bobyqa, check_boundary, is_singular
 from .results import GLMMResult
 
@@ -89,17 +89,14 @@ def lmer(formula, data, REML=True, *, offset=None, weights=None, groups=None,
     messages = list(design.messages)
     singular = is_singular(theta, lower)
     if singular:
-        messages.append("boundary (singular) fit: a random-effect variance is estimated "
-                        "at (or near) zero, or a correlation at +/-1; consider simplifying "
-                        "the random effects.")
+        messages.append(SINGULAR_MESSAGE)
     if res.timed_out:
         messages.append(f"Stopped at the time budget of {time_budget:g} s: NOT converged.")
     if p:
         messages.append("p-values use the normal approximation (z); lme4 reports none for "
                         "linear mixed models, which have t statistics with uncertain df.")
     if design.n_dropped:
-        messages.append(f"{design.n_dropped} row{'s' if design.n_dropped != 1 else ''} "
-                        "with missing values removed.")
+        messages.append(dropped_rows_message(design))
     LS = st.LS[dev.q2:, dev.q2:]
     inv = np.linalg.inv(LS) if p else np.zeros((0, 0))
     vcov = sigma ** 2 * (inv.T @ inv) if p else np.zeros((0, 0))

@@ -575,6 +575,21 @@ def _workplace():
 
 # ---- grouse ticks --------------------------------------------------------------------------
 
+
+def _place_side_by_side(m, lay, specs) -> list:
+    """Blocks next to each other from row 6, each under a title and the lme4 call it
+    corresponds to; returns the placements."""
+    fits = []
+    col = 2
+    for title, lme4, formula, block in specs:
+        _label(m, 4, col, title)
+        m.cell(5, col, f"lme4: {lme4}").font = _fonts()["note"]
+        p = lay.place(6, col, formula, block)
+        fits.append(p)
+        col = p.region[3] + 2
+    return fits
+
+
 def _grouse():
     from . import udfs
     raw = dataset("grouseticks")
@@ -608,14 +623,7 @@ def _grouse():
          f"=GLMM_POISSON({ya}, {Xa}, {la}, , {Xa})",
          udfs.GLMM_POISSON(y, X, loc, None, X)),
     ]
-    fits = []
-    col = 2
-    for title, lme4, formula, block in specs:
-        _label(m, 4, col, title)
-        m.cell(5, col, f"lme4: {lme4}").font = _fonts()["note"]
-        p = lay.place(6, col, formula, block)
-        fits.append(p)
-        col = p.region[3] + 2
+    fits = _place_side_by_side(m, lay, specs)
     bottom = max(p.region[2] for p in fits)
     r = bottom + 3
     _label(m, r - 1, 2, "Side by side (cells of the blocks above)")
@@ -924,14 +932,7 @@ def _sleep():
         ("3. Random intercepts only (REML): ICC", "Reaction ~ Days + (1 | Subject)",
          f"=LMM({ya}, {Xa}, {ga})", udfs.LMM(y, X, g)),
     ]
-    fits = []
-    col = 2
-    for title, lme4, formula, block in specs:
-        _label(m, 4, col, title)
-        m.cell(5, col, f"lme4: {lme4}").font = _fonts()["note"]
-        p = lay.place(6, col, formula, block)
-        fits.append(p)
-        col = p.region[3] + 2
+    fits = _place_side_by_side(m, lay, specs)
     bottom = max(p.region[2] for p in fits)
     f = _fonts()
     r = bottom + 3
