@@ -260,8 +260,8 @@ def glmer(formula, data, family="poisson", *, link=None, offset=None, weights=No
 
     # fixed-effect covariance (lme4: 2 x inverse Hessian in (theta, beta), beta block)
     st_final = st
-    rx = _rx_cov(dev, theta_hat, st_final, beta_hat)
-    sigma = _sigma(dev, st_final, beta_hat)
+    rx = _rx_cov(dev, theta_hat, st_final)
+    sigma = _sigma(dev, st_final)
     v_rx = sigma ** 2 * rx if p else rx
     v_exact = _cov_from_hessian(hess, nt) if (p and hess_is_fd) else None
     large = se_method == "auto" and dev.n * (nt + p) ** 2 > FD_HESSIAN_MAX_WORK
@@ -297,7 +297,7 @@ def glmer(formula, data, family="poisson", *, link=None, offset=None, weights=No
         formula=design.spec.formula.text)
 
 
-def _rx_cov(dev: GlmmDeviance, theta, st, beta=None) -> np.ndarray:
+def _rx_cov(dev: GlmmDeviance, theta, st) -> np.ndarray:
     """(RX'RX)^{-1}: the fixed-effect block of the inverse of the PIRLS system at the
     state's weights (lme4's ``unsc()``)."""
     p = dev.p
@@ -444,7 +444,7 @@ def _approx_hessian(dev, f2, x1, f1v, st1, budget):
     H[:nt, :nt] = Htt
     if dev.p:
         rx = _rx_cov(dev, x1[:nt], st1)
-        sig = _sigma(dev, st1, beta1)
+        sig = _sigma(dev, st1)
         H[nt:, nt:] = 2.0 * np.linalg.inv(sig ** 2 * rx)
     return H
 
@@ -515,7 +515,7 @@ def _choose_cov(se_method, nAGQ, v_exact, v_lme4, v_rx):
         "here (its inner iterations stop early); the accurately computed Hessian is used.")
 
 
-def _sigma(dev: GlmmDeviance, st, beta) -> float:
+def _sigma(dev: GlmmDeviance, st) -> float:
     """lme4's sigma for families with a scale (Gamma, Gaussian):
     sqrt((Pearson chi^2 + |u|^2) / n); 1 otherwise."""
     if not dev.family.has_dispersion:
