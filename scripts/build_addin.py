@@ -12,6 +12,10 @@
                              tests/xlwings_harness.py), with the header lines of
                              import_udfs, CRLF line ends as on Windows.
 * addin/xlglmm.conf.example, addin/INSTALL.md -- hand-written; copied into the package.
+* addin/libreoffice/XLGLMM.bas  -- the LibreOffice Basic module, generated from the same
+                             signatures (xlglmm.libreoffice.basic_module).
+* addin/libreoffice/xlglmm_calc.py -- hand-written (the Python half of the LibreOffice
+                             bridge); copied into the package.
 
 Rerun after changing a worksheet function's name, arguments, decorators or docstring
 (tests/test_addin.py fails until then) and after changing the xlwings pin.
@@ -34,7 +38,7 @@ for p in (ROOT / "tests", ROOT):
 import xlwings  # noqa: E402
 
 import xlwings_harness  # noqa: E402
-from xlglmm import addin  # noqa: E402
+from xlglmm import addin, libreoffice  # noqa: E402
 
 
 def quickstart_xlam() -> bytes:
@@ -57,16 +61,20 @@ def expected_files(xlam: bytes | None = None) -> dict[str, bytes]:
         addin.BAS_FILE: udfs_bas(),
         addin.CONF_EXAMPLE_FILE: (ADDIN / addin.CONF_EXAMPLE_FILE).read_bytes(),
         addin.INSTALL_DOC: (ADDIN / addin.INSTALL_DOC).read_bytes(),
+        f"libreoffice/{libreoffice.BASIC_FILE}": libreoffice.basic_module().encode("utf-8"),
+        f"libreoffice/{libreoffice.SCRIPT_FILE}":
+            (ADDIN / "libreoffice" / libreoffice.SCRIPT_FILE).read_bytes(),
     }
 
 
-def stale(files: dict[str, bytes]) -> list[Path]:
-    out = []
+def stale(files: dict[str, bytes]) -> dict[Path, bytes]:
+    """path -> expected bytes, for every file that is missing or differs."""
+    out = {}
     for name, data in files.items():
         for folder in (ADDIN, PACKAGED):
             path = folder / name
             if not path.is_file() or path.read_bytes() != data:
-                out.append(path)
+                out[path] = data
     return out
 
 
@@ -86,8 +94,9 @@ def main(argv=None) -> int:
             print(f"out of date: {p.relative_to(ROOT)}")
         return 1 if bad else 0
     PACKAGED.mkdir(parents=True, exist_ok=True)
-    for path in bad:
-        path.write_bytes(files[path.name])
+    for path, data in bad.items():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(data)
         print(f"wrote {path.relative_to(ROOT)}")
     if not bad:
         print("add-in files are up to date")

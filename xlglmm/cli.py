@@ -3,6 +3,8 @@
     xlglmm demo [-o OUT.xlsx]
     xlglmm recalc IN.xlsx [-o OUT.xlsx] [--values] [--quiet]
     xlglmm addin install [--dest DIR] [--home DIR] [--interpreter PATH] [--force] [--dry-run]
+    xlglmm libreoffice install [--profile DIR] [--python PATH] [--init] [--force] [--no-check]
+    xlglmm libreoffice uninstall [--profile DIR]
 
 Subcommands live in ``SUBCOMMANDS`` (name -> Subcommand: help text, a function that adds
 its arguments to its parser, and the handler that runs it and returns the exit code).
@@ -182,6 +184,86 @@ def _run_recalc(args: argparse.Namespace) -> int:
     return run_command(args.input, args.output, values_only=args.values, quiet=args.quiet)
 
 
+# ---- xlglmm libreoffice ... ---------------------------------------------------------------
+
+def _configure_libreoffice(p: argparse.ArgumentParser) -> None:
+    from . import libreoffice as lo
+    actions = p.add_subparsers(dest="action", metavar="ACTION", required=True)
+    profile_help = f"LibreOffice user profile folder (default {lo.default_profile()})"
+    inst = actions.add_parser(
+        "install", help="make the worksheet functions available in LibreOffice Calc",
+        description="Add the Basic module XLGLMM to My Macros > Standard and copy "
+                    "xlglmm_calc.py to the profile's Scripts/python folder, configured "
+                    "to run the worker with this Python.  Close LibreOffice first.")
+    inst.add_argument("--profile", type=Path, metavar="DIR", help=profile_help)
+    inst.add_argument("--python", default=sys.executable, metavar="PATH",
+                      help="Python with xlglmm installed, for the worker process "
+                           "(default: the one running this)")
+    inst.add_argument("--init", action="store_true",
+                      help="let LibreOffice create the profile first if it does not exist")
+    inst.add_argument("--force", action="store_true",
+                      help="install even though LibreOffice seems to be running")
+    inst.add_argument("--no-check", action="store_true",
+                      help="do not start the worker once to check that it runs")
+    inst.add_argument("--timeout", type=float, default=lo.DEFAULT_TIMEOUT, metavar="S",
+                      help="seconds a cell waits for its result before the worker is "
+                           "stopped (default %(default)s)")
+    inst.set_defaults(lo_handler=_libreoffice_install)
+    un = actions.add_parser("uninstall", help="remove the module and the script again")
+    un.add_argument("--profile", type=Path, metavar="DIR", help=profile_help)
+    un.set_defaults(lo_handler=_libreoffice_uninstall)
+
+
+def _run_libreoffice(args: argparse.Namespace) -> int:
+    return args.lo_handler(args)
+
+
+def _libreoffice_install(args: argparse.Namespace) -> int:
+    from . import libreoffice as lo
+    user = args.profile or lo.default_profile()
+    if args.init and not (user / "basic").is_dir():
+        soffice = lo.find_soffice()
+        if soffice is None:
+            print("error: --init needs LibreOffice (soffice) on PATH")
+            return 1
+        print(f"creating the LibreOffice profile {user} ...")
+        lo.initialise_profile(user, soffice)
+    if lo.is_running(user) and not args.force:
+        print(f"error: LibreOffice is running with profile {user}: close it and run this "
+              "again (it rewrites its macro library list when it exits); --force to go on")
+        return 1
+    env = {}
+    if not args.no_check:
+        try:
+            env = lo.worker_env(args.python)
+        except RuntimeError as e:
+            print(f"error: {e}")
+            return 1
+    try:
+        done = lo.install(user, args.python, timeout=args.timeout, env=env)
+    except (FileNotFoundError, ValueError) as e:
+        print(f"error: {e}")
+        return 1
+    print(f"installed Basic module {lo.MODULE_NAME} (My Macros > {lo.LIBRARY}): {done.module}")
+    print(f"installed {lo.SCRIPT_FILE}: {done.script}")
+    print(f"worker: {args.python} -m xlglmm.libreoffice serve"
+          + (f" (with {', '.join(f'{k}={v}' for k, v in env.items())})" if env else "")
+          + ("" if args.no_check else ", checked"))
+    print("Start LibreOffice and open a workbook that calls GLMM_POISSON, GLMM_BINOMIAL, GLMM, "
+          "GLMM_RANEF, GLMM_PREDICT, GLMM_COMPARE, GLMM_NEGBIN or LMM (e.g. the templates in "
+          "workbooks/); Data > Calculate > Recalculate Hard recomputes them.")
+    print(lo.MACRO_SECURITY)
+    return 0
+
+
+def _libreoffice_uninstall(args: argparse.Namespace) -> int:
+    from . import libreoffice as lo
+    user = args.profile or lo.default_profile()
+    for path in lo.uninstall(user):
+        print(f"removed {path}")
+    return 0
+
+
 # ---- the command ---------------------------------------------------------------------------
 
 SUBCOMMANDS: dict[str, Subcommand] = {
@@ -190,6 +272,8 @@ SUBCOMMANDS: dict[str, Subcommand] = {
     "recalc": Subcommand("evaluate the xlglmm formulas of a workbook and store the results "
                          "(no Excel needed)", _configure_recalc, _run_recalc),
     "addin": Subcommand("the Excel add-in (install)", _configure_addin, _run_addin),
+    "libreoffice": Subcommand("the LibreOffice Calc bridge (install, uninstall)",
+                              _configure_libreoffice, _run_libreoffice),
 }
 
 

@@ -979,14 +979,7 @@ class Engine:
                     kwargs[p] = None
                 continue
             kwargs[p] = self.udf_arg(self.eval(a, fc), p in ndim2)
-        result = f(**kwargs)
-        if isinstance(result, (list, tuple)):
-            rows = [list(r) if isinstance(r, (list, tuple)) else [r] for r in result]
-            if not rows:
-                return [[None]]
-            width = max(len(r) for r in rows) or 1
-            return [[_clean_result(v) for v in r] + [None] * (width - len(r)) for r in rows]
-        return _clean_result(result)
+        return udf_result(f(**kwargs))
 
     def udf_arg(self, v, ndim2: bool):
         """A value as xlwings hands it to a UDF argument."""
@@ -995,18 +988,35 @@ class Engine:
         if isinstance(v, RangeVal):
             v = self.grid(v)
         if _is_grid(v):
-            g = [[_to_xlwings(x) for x in row] for row in v]
-            if ndim2:
-                return g
-            if len(g) == 1 and len(g[0]) == 1:
-                return g[0][0]
-            if len(g) == 1:
-                return g[0]
-            if len(g[0]) == 1:
-                return [r[0] for r in g]
-            return g
-        x = _to_xlwings(v)
-        return [[x]] if ndim2 else x
+            return xlwings_value([[_to_xlwings(x) for x in row] for row in v], ndim2)
+        return xlwings_value(_to_xlwings(v), ndim2)
+
+
+def xlwings_value(v, ndim2: bool):
+    """A worksheet value -- a grid (list of rows) or one value -- as xlwings hands it to
+    a UDF argument: as rows for an argument declared ``ndim=2``; otherwise one cell
+    becomes its value, one row or one column a list (xlwings' default conversion)."""
+    if _is_grid(v):
+        if ndim2 or len(v) > 1 and len(v[0]) > 1:
+            return v
+        if len(v) == 1 and len(v[0]) == 1:
+            return v[0][0]
+        if len(v) == 1:
+            return v[0]
+        return [r[0] for r in v]
+    return [[v]] if ndim2 else v
+
+
+def udf_result(result):
+    """A UDF's return value as the cells Excel shows: rows padded to one width, NumPy
+    scalars as Python numbers, NaN and infinities as #NUM!; a single value as is."""
+    if isinstance(result, (list, tuple)):
+        rows = [list(r) if isinstance(r, (list, tuple)) else [r] for r in result]
+        if not rows:
+            return [[None]]
+        width = max(len(r) for r in rows) or 1
+        return [[_clean_result(v) for v in r] + [None] * (width - len(r)) for r in rows]
+    return _clean_result(result)
 
 
 def _to_xlwings(v):

@@ -1,0 +1,378 @@
+"""LibreOffice Calc: the worksheet functions in Calc cells (``xlglmm libreoffice install``).
+
+The bridge has three parts:
+
+* **Basic module ``XLGLMM``** in the application library *Standard* of the user's
+  LibreOffice profile ("My Macros"), generated from the worksheet functions' Python
+  signatures (:func:`basic_module`).  Calc looks up a function name it does not know,
+  such as ``GLMM_POISSON`` in an .xlsx, among the Basic functions, so the unchanged
+  workbook templates compute.  Calc evaluates the arguments (so a range that holds
+  another function's block is computed first) and hands each range over as its values.
+* **``xlglmm_calc.py``** in the profile's ``Scripts/python`` folder: it runs inside
+  LibreOffice's Python (standard library and ``uno`` only) and sends each call to the
+  worker.
+* **the worker**, ``python -m xlglmm.libreoffice serve`` (this module, :func:`serve`),
+  started by xlglmm_calc.py with the interpreter recorded at install time and kept for
+  the session: it turns the arguments into exactly what xlwings hands a UDF in Excel and
+  calls the same functions (:mod:`xlglmm.udfs`), so Calc and Excel show the same blocks
+  and the same ``#GLMM!`` messages, and share the fit cache's behaviour.
+
+One difference from Excel cannot be hidden: Calc passes an empty argument in the middle
+of a call (``GLMM_RANEF(y, X, g, , , , , "binomial", n)``) to a macro as the number 0,
+the same value as a written 0 or FALSE.  xlglmm_calc.py tells them apart by reading the
+formula text of the cells that call the function (:func:`resolve_zeros` there); where
+that is ambiguous, 0 in a range argument means "none", and a TRUE/FALSE or nAGQ
+argument gets a message asking for the value to be written out.
+
+A second one: Calc does not call a macro whose argument holds an error value; the cell
+shows Calc's error (#N/A, #DIV/0!, Err:502 ...) instead of a ``#GLMM!`` message.
+"""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from xml.sax.saxutils import escape
+
+from . import __version__
+
+PROTOCOL = 1
+MODULE_NAME = "XLGLMM"
+LIBRARY = "Standard"
+SCRIPT_FILE = "xlglmm_calc.py"
+CONFIG_FILE = "xlglmm_calc.json"
+BASIC_FILE = "XLGLMM.bas"
+SCRIPT_URI = f"vnd.sun.star.script:{SCRIPT_FILE}$call?language=Python&location=user"
+#: seconds xlglmm_calc.py waits for one answer before stopping the worker
+DEFAULT_TIMEOUT = 300
+
+#: arguments for which 0 is never a valid value: an unresolved 0 there means "omitted"
+ZERO_MEANS_OMITTED = {"formula", "family", "link", "alpha", "pred_type", "theta", "data"}
+
+MACRO_SECURITY = (
+    "Macro security: nothing to change.  The functions are Basic code in My Macros (your "
+    "own profile), not in the workbook, and LibreOffice runs My Macros at every macro "
+    "security level without a prompt; the workbooks themselves hold no macros.  Measured "
+    "headless on LibreOffice 7.4 at levels Low, Medium, High and Very High, and with "
+    "scripted loads at MacroExecutionMode NEVER_EXECUTE and ALWAYS_EXECUTE.  So do not "
+    "lower the level for xlglmm.  What the code may do: xlglmm_calc.py starts one Python "
+    "process (the interpreter named in xlglmm_calc.json) and exchanges cell values with it.")
+
+
+# ---- the worker -----------------------------------------------------------------------------
+
+def evaluate(request: dict, specs: dict | None = None):
+    """One call from xlglmm_calc.py: ``{"function", "args": [{"kind", "value"}]}`` ->
+    the function's result as rows of cells (or one value)."""
+    from . import udfs
+    from .recalc import _udf_specs, udf_result, xlwings_value
+    specs = specs if specs is not None else _udf_specs()
+    name = str(request.get("function", ""))
+    if name not in specs:
+        return udfs.error(f"unknown function {name!r}")
+    f, params, required, ndim2 = specs[name]
+    args = list(request.get("args", []))
+    if len(args) > len(params):
+        return udfs.error(f"{name} takes at most {len(params)} arguments, "
+                          f"{len(args)} were given")
+    kwargs = {}
+    for i, p in enumerate(params):
+        a = args[i] if i < len(args) else {"kind": "missing"}
+        kind = a.get("kind")
+        if kind == "zero":
+            if p in ndim2 or p in ZERO_MEANS_OMITTED:
+                kind = "omitted"
+            else:
+                return udfs.error(
+                    f"LibreOffice passes an empty argument as 0, and {p} = 0 (FALSE) is "
+                    f"also a value; in {name} write {p} out instead of leaving it empty")
+        if kind in ("missing", "omitted"):
+            if p in required:
+                kwargs[p] = None
+            continue
+        kwargs[p] = xlwings_value(a.get("value"), p in ndim2)
+    return udf_result(f(**kwargs))
+
+
+def serve(stdin=None, stdout=None) -> int:
+    """Answer one JSON request per line until stdin closes.  Anything else the process
+    prints goes to stderr, so stdout carries only answers."""
+    if stdout is None:
+        stdout = os.fdopen(os.dup(1), "w", encoding="utf-8", newline="\n")
+        os.dup2(2, 1)
+        sys.stdout = sys.stderr
+    stdin = stdin if stdin is not None else sys.stdin
+    from .recalc import _udf_specs
+    specs = _udf_specs()
+
+    def answer(obj):
+        stdout.write(json.dumps(obj, default=str) + "\n")
+        stdout.flush()
+    answer({"protocol": PROTOCOL, "version": __version__})
+    for line in stdin:
+        if not line.strip():
+            continue
+        try:
+            answer({"result": evaluate(json.loads(line), specs)})
+        except Exception as e:          # the bridge turns this into a #GLMM! cell
+            answer({"error": f"internal error in the xlglmm worker ({type(e).__name__}: {e})"})
+    return 0
+
+
+# ---- the Basic module -------------------------------------------------------------------------
+
+def basic_module() -> str:
+    """The Basic source of module XLGLMM: one function per worksheet function."""
+    from .recalc import _udf_specs
+    specs = _udf_specs()
+    lines = [
+        "REM xlglmm worksheet functions for LibreOffice Calc.",
+        "REM Generated by xlglmm (python scripts/build_addin.py); do not edit.",
+        f"REM Installed by `xlglmm libreoffice install` as module {MODULE_NAME} of My Macros >",
+        f"REM {LIBRARY}.  Each function passes its arguments to {SCRIPT_FILE}",
+        "REM (Scripts/python in the user profile), which has the xlglmm worker fit the model.",
+        "REM Calc hands a range to a Basic function as a 2-D array of its values (empty cells",
+        "REM Empty); an omitted argument before the last one arrives as 0.",
+        "",
+        "Private oXlglmmScript As Object",
+        "",
+    ]
+    for name, (f, params, required, ndim2) in specs.items():
+        n = len(params)
+        sig = ", ".join(f"Optional {p}" for p in params)
+        lines.append(f"Function {name}({sig}) As Variant")
+        lines.append(f"  Dim a({n - 1}) As Variant, given As Integer")
+        lines.append("  On Error GoTo failed")
+        lines.append("  given = 0")
+        for i, p in enumerate(params):
+            lines += [
+                f"  If Not IsMissing({p}) Then",
+                f"    a({i}) = {p}",
+                f"    given = {i + 1}",
+                "  End If",
+            ]
+        lines.append(f"  {name} = XlglmmRun(\"{name}\", given, a)")
+        lines.append("  Exit Function")
+        lines.append("failed:")
+        lines.append(f"  {name} = \"#GLMM! LibreOffice Basic error in {name}: \" & Error$")
+        lines.append("End Function")
+        lines.append("")
+    lines += [
+        "Private Function XlglmmRun(fname As String, given As Integer, a As Variant) As Variant",
+        "  Dim p() As Variant, i As Integer, res As Variant, outIdx(), outSeq()",
+        "  Dim r As Long, c As Long, nr As Long, nc As Long, out() As Variant, row0 As Variant",
+        "  On Error GoTo failed",
+        "  ReDim p(UBound(a) + 2)",
+        "  p(0) = fname",
+        "  p(1) = given",
+        "  For i = 0 To UBound(a)",
+        "    p(i + 2) = a(i)",
+        "  Next i",
+        "  If oXlglmmScript Is Nothing Then",
+        "    Set oXlglmmScript = createUnoService(\"com.sun.star.script.provider."
+        "MasterScriptProviderFactory\").createScriptProvider(\"\").getScript( _",
+        f"      \"{SCRIPT_URI}\")",
+        "  End If",
+        "  res = oXlglmmScript.invoke(p, outIdx, outSeq)",
+        "  row0 = res(LBound(res))",
+        "  nr = UBound(res) - LBound(res) + 1",
+        "  nc = UBound(row0) - LBound(row0) + 1",
+        "  If nr = 1 And nc = 1 Then",
+        "    XlglmmRun = row0(LBound(row0))",
+        "    Exit Function",
+        "  End If",
+        "  ReDim out(1 To nr, 1 To nc)",
+        "  For r = 1 To nr",
+        "    row0 = res(LBound(res) + r - 1)",
+        "    For c = 1 To nc",
+        "      out(r, c) = row0(LBound(row0) + c - 1)",
+        "    Next c",
+        "  Next r",
+        "  XlglmmRun = out",
+        "  Exit Function",
+        "failed:",
+        "  Set oXlglmmScript = Nothing",
+        f"  XlglmmRun = \"#GLMM! LibreOffice could not run {SCRIPT_FILE} (\" & Error$ & \")\"",
+        "  If InStr(Error$, \"__main__\") > 0 Then",
+        "    XlglmmRun = XlglmmRun & \": LibreOffice's Python picked up another Python's \" & _",
+        "      \"library; start LibreOffice without a virtual environment or pyenv on PATH\"",
+        "  Else",
+        "    XlglmmRun = XlglmmRun & \"; run: xlglmm libreoffice install\"",
+        "  End If",
+        "End Function",
+        "",
+    ]
+    return "\n".join(lines)
+
+
+def module_xml(source: str, name: str = MODULE_NAME) -> str:
+    """A Basic module as LibreOffice stores it in a profile (``<name>.xba``)."""
+    return ('<?xml version="1.0" encoding="UTF-8"?>\n'
+            '<!DOCTYPE script:module PUBLIC "-//OpenOffice.org//DTD OfficeDocument 1.0//EN" '
+            '"module.dtd">\n'
+            '<script:module xmlns:script="http://openoffice.org/2000/script" '
+            f'script:name="{name}" script:language="StarBasic" script:moduleType="normal">'
+            f'{escape(source, {chr(34): "&quot;", chr(39): "&apos;"})}</script:module>')
+
+
+def with_element(xlb: str, name: str = MODULE_NAME) -> str:
+    """script.xlb (a library's module list) with module ``name`` listed."""
+    entry = f'<library:element library:name="{name}"/>'
+    if entry in xlb:
+        return xlb
+    end = "</library:library>"
+    if end not in xlb:
+        raise ValueError("script.xlb is not a LibreOffice library list")
+    return xlb.replace(end, f" {entry}\n{end}")
+
+
+def without_element(xlb: str, name: str = MODULE_NAME) -> str:
+    return "\n".join(line for line in xlb.splitlines()
+                     if f'library:name="{name}"' not in line) + "\n"
+
+
+# ---- finding the profile and installing ----------------------------------------------------------
+
+def default_profile() -> Path:
+    """The LibreOffice user profile's ``user`` folder on this platform."""
+    if sys.platform.startswith("win"):
+        base = Path(os.environ.get("APPDATA", Path.home() / "AppData" / "Roaming"))
+        return base / "LibreOffice" / "4" / "user"
+    if sys.platform == "darwin":
+        return Path.home() / "Library" / "Application Support" / "LibreOffice" / "4" / "user"
+    base = Path(os.environ.get("XDG_CONFIG_HOME") or Path.home() / ".config")
+    return base / "libreoffice" / "4" / "user"
+
+
+def find_soffice() -> str | None:
+    for name in ("soffice", "libreoffice"):
+        path = shutil.which(name)
+        if path:
+            return path
+    for cand in (r"C:\Program Files\LibreOffice\program\soffice.exe",
+                 "/Applications/LibreOffice.app/Contents/MacOS/soffice"):
+        if Path(cand).is_file():
+            return cand
+    return None
+
+
+def shipped_file(name: str) -> Path:
+    from .addin import addin_file
+    return addin_file(f"libreoffice/{name}")
+
+
+def initialise_profile(user: Path, soffice: str, timeout: float = 180) -> None:
+    """Have LibreOffice create a complete profile at ``user``: one headless conversion
+    of a two-cell CSV.  (``--terminate_after_init`` is not enough: the profile it leaves
+    lacks the extension registrations a first full start writes, and the first
+    session after it could not load the Python script provider.)"""
+    url = user.parent.resolve().as_uri()
+    with tempfile.TemporaryDirectory() as tmp:
+        csv = Path(tmp) / "init.csv"
+        csv.write_text("a,b\n1,2\n")
+        subprocess.run([soffice, "--headless", "--norestore", f"-env:UserInstallation={url}",
+                        "--convert-to", "xlsx", "--outdir", tmp, str(csv)], check=True,
+                       timeout=timeout, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    if not (user / "basic" / LIBRARY / "script.xlb").is_file():
+        raise RuntimeError(f"LibreOffice did not create a profile in {user}")
+
+
+@dataclass
+class Installed:
+    module: Path
+    script: Path
+    config: Path
+
+
+def is_running(user: Path) -> bool:
+    """LibreOffice holds ``.lock`` beside the ``user`` folder while it runs."""
+    return (user.parent / ".lock").exists()
+
+
+def worker_env(python: str) -> dict:
+    """Environment the worker needs: nothing when ``python`` imports xlglmm by itself
+    (installed with pip), else PYTHONPATH = the folder holding this xlglmm package (run
+    from a checkout).  Raises RuntimeError when neither starts a worker."""
+    problem = check_worker(python)
+    if not problem:
+        return {}
+    src = str(Path(__file__).resolve().parent.parent)
+    if not check_worker(python, env={"PYTHONPATH": src}):
+        return {"PYTHONPATH": src}
+    raise RuntimeError(f"{python} cannot run the xlglmm worker: {problem}")
+
+
+def install(user: Path, python: str, timeout: float = DEFAULT_TIMEOUT,
+            env: dict | None = None) -> Installed:
+    """Write the Basic module, xlglmm_calc.py and its configuration into profile ``user``
+    (``env``: extra environment for the worker, see :func:`worker_env`)."""
+    std = user / "basic" / LIBRARY
+    xlb = std / "script.xlb"
+    if not xlb.is_file():
+        raise FileNotFoundError(f"{xlb} does not exist: start LibreOffice once (or pass "
+                                "--init) so that it creates its profile")
+    module = std / f"{MODULE_NAME}.xba"
+    module.write_text(module_xml(shipped_file(BASIC_FILE).read_text(encoding="utf-8")),
+                      encoding="utf-8")
+    xlb.write_text(with_element(xlb.read_text(encoding="utf-8")), encoding="utf-8")
+    scripts = user / "Scripts" / "python"
+    scripts.mkdir(parents=True, exist_ok=True)
+    script = scripts / SCRIPT_FILE
+    shutil.copyfile(shipped_file(SCRIPT_FILE), script)
+    config = scripts / CONFIG_FILE
+    config.write_text(json.dumps({"python": python, "xlglmm": __version__, "timeout": timeout,
+                                  "env": env or {}}, indent=1) + "\n", encoding="utf-8")
+    return Installed(module, script, config)
+
+
+def uninstall(user: Path) -> list[Path]:
+    removed = []
+    std = user / "basic" / LIBRARY
+    xlb = std / "script.xlb"
+    if xlb.is_file():
+        xlb.write_text(without_element(xlb.read_text(encoding="utf-8")), encoding="utf-8")
+    for path in (std / f"{MODULE_NAME}.xba", user / "Scripts" / "python" / SCRIPT_FILE,
+                 user / "Scripts" / "python" / CONFIG_FILE):
+        if path.is_file():
+            path.unlink()
+            removed.append(path)
+    return removed
+
+
+def check_worker(python: str, env: dict | None = None, timeout: float = 120) -> str:
+    """Start the worker as xlglmm_calc.py does (from a neutral folder, PYTHONHOME and
+    PYTHONPATH cleared, then ``env`` added) and send it one call: returns '' when it
+    answers, else what went wrong."""
+    req = json.dumps({"function": "GLMM_POISSON", "args": []}) + "\n"
+    full = {k: v for k, v in os.environ.items() if k not in ("PYTHONHOME", "PYTHONPATH")}
+    full.update(env or {})
+    try:
+        with tempfile.TemporaryDirectory() as cwd:
+            p = subprocess.run([python, "-m", "xlglmm.libreoffice", "serve"], input=req,
+                               capture_output=True, text=True, timeout=timeout, env=full,
+                               cwd=cwd)
+    except (OSError, subprocess.TimeoutExpired) as e:
+        return str(e)
+    lines = p.stdout.splitlines()
+    if len(lines) < 2 or json.loads(lines[0]).get("protocol") != PROTOCOL:
+        return (p.stderr.strip().splitlines() or ["no answer"])[-1]
+    return ""
+
+
+def main(argv=None) -> int:
+    if argv is None:
+        argv = sys.argv[1:]
+    if argv[:1] == ["serve"]:
+        return serve()
+    print("usage: python -m xlglmm.libreoffice serve   (started by LibreOffice; "
+          "to install, run: xlglmm libreoffice install)", file=sys.stderr)
+    return 2
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
