@@ -3,6 +3,7 @@
     python workbooks/build_templates.py              # all four templates
     python workbooks/build_templates.py cbpp         # one of them
     python workbooks/build_templates.py --picture    # docs/img/workplace_model.png
+    python workbooks/build_templates.py --libreoffice-picture   # docs/img/libreoffice_grouseticks.png
 
 The templates are made by code (``xlglmm/templates.py``): openpyxl writes the
 formulas, formatting and charts, then ``xlglmm recalc`` evaluates the formulas and
@@ -14,6 +15,13 @@ the template code, and commit the .xlsx files with the change
 (``soffice``, headless) and ``pdftoppm`` (poppler-utils): a values-only copy (made
 with ``xlglmm recalc --values``) is converted to PDF and the block and the charts are
 cropped from page 2 at 175 dpi.
+
+``--libreoffice-picture`` shows LibreOffice Calc computing a template itself: the
+bridge is installed into a throw-away profile (``xlglmm libreoffice install``), the
+grouseticks workbook -- its stored results removed -- is opened and recalculated by
+headless Calc (tests/libreoffice_driver.py, run with the Python that has LibreOffice's
+``uno``, /usr/bin/python3 on Debian), exported to PDF and the Model sheet's first page
+rendered with ``pdftoppm``.
 """
 from __future__ import annotations
 
@@ -57,9 +65,51 @@ def picture() -> int:
     return 0
 
 
+LO_PICTURE = ROOT / "docs" / "img" / "libreoffice_grouseticks.png"
+LO_CROP = dict(x=130, y=230, W=1170, H=660, dpi=250, page=2)
+
+
+def libreoffice_picture(uno_python: str = "/usr/bin/python3") -> int:
+    import json
+    import openpyxl
+    from xlglmm import cli, libreoffice
+    soffice, pdftoppm = libreoffice.find_soffice(), shutil.which("pdftoppm")
+    if not soffice or not pdftoppm:
+        print("needs LibreOffice (soffice) and pdftoppm (poppler-utils) on PATH")
+        return 1
+    with tempfile.TemporaryDirectory() as tmp:
+        tmp = Path(tmp)
+        user = tmp / "profile" / "user"
+        libreoffice.initialise_profile(user, soffice)
+        if cli.main(["libreoffice", "install", "--profile", str(user)]) != 0:
+            return 1
+        bare = tmp / "grouseticks.xlsx"
+        openpyxl.load_workbook(HERE / "grouseticks.xlsx").save(bare)   # no stored results
+        jobs = [{"open": str(bare), "pdf": str(tmp / "calc.pdf")}]
+        (tmp / "jobs.json").write_text(json.dumps(jobs))
+        subprocess.run([uno_python, str(ROOT / "tests" / "libreoffice_driver.py"),
+                        "--profile", str(user.parent), "--jobs", str(tmp / "jobs.json"),
+                        "--out", str(tmp / "out.json"), "--soffice", soffice], check=True)
+        (result,) = json.loads((tmp / "out.json").read_text())
+        if "failed" in result or result["sheets"]["Model"].get("B6") != "Fixed effects":
+            print(f"LibreOffice did not compute the workbook: {str(result)[:300]}")
+            return 1
+        c = LO_CROP
+        subprocess.run([pdftoppm, "-r", str(c["dpi"]), "-png", "-f", str(c["page"]),
+                        "-l", str(c["page"]), "-x", str(c["x"]), "-y", str(c["y"]),
+                        "-W", str(c["W"]), "-H", str(c["H"]), "-singlefile",
+                        str(tmp / "calc.pdf"), str(tmp / "shot")], check=True)
+        LO_PICTURE.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(tmp / "shot.png", LO_PICTURE)
+    print(f"wrote {LO_PICTURE} ({LO_PICTURE.stat().st_size // 1024} KB)")
+    return 0
+
+
 def main(argv: list[str]) -> int:
     if argv == ["--picture"]:
         return picture()
+    if argv == ["--libreoffice-picture"]:
+        return libreoffice_picture()
     names = argv or list(templates.TEMPLATES)
     for name in names:
         path = HERE / f"{name}.xlsx"
