@@ -54,15 +54,21 @@ def picture() -> int:
         subprocess.run([soffice, f"-env:UserInstallation={(tmp / 'profile').as_uri()}",
                         "--headless", "--convert-to", "pdf", "--outdir", str(tmp),
                         str(values)], check=True, capture_output=True)
-        c = CROP
+        crop_page(pdftoppm, tmp / "workplace_model.pdf", CROP, PICTURE)
+    return 0
+
+
+def crop_page(pdftoppm: str, pdf: Path, c: dict, png: Path) -> None:
+    """Render page c["page"] of ``pdf`` at c["dpi"], cut to the box x, y, W, H (pixels)."""
+    with tempfile.TemporaryDirectory() as tmp:
+        shot = Path(tmp) / "shot"
         subprocess.run([pdftoppm, "-r", str(c["dpi"]), "-png", "-f", str(c["page"]),
                         "-l", str(c["page"]), "-x", str(c["x"]), "-y", str(c["y"]),
-                        "-W", str(c["W"]), "-H", str(c["H"]), "-singlefile",
-                        str(tmp / "workplace_model.pdf"), str(tmp / "shot")], check=True)
-        PICTURE.parent.mkdir(parents=True, exist_ok=True)
-        shutil.copyfile(tmp / "shot.png", PICTURE)
-    print(f"wrote {PICTURE} ({PICTURE.stat().st_size // 1024} KB)")
-    return 0
+                        "-W", str(c["W"]), "-H", str(c["H"]), "-singlefile", str(pdf),
+                        str(shot)], check=True)
+        png.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(shot.with_suffix(".png"), png)
+    print(f"wrote {png} ({png.stat().st_size // 1024} KB)")
 
 
 LO_PICTURE = ROOT / "docs" / "img" / "libreoffice_grouseticks.png"
@@ -94,14 +100,7 @@ def libreoffice_picture(uno_python: str = "/usr/bin/python3") -> int:
         if "failed" in result or result["sheets"]["Model"].get("B6") != "Fixed effects":
             print(f"LibreOffice did not compute the workbook: {str(result)[:300]}")
             return 1
-        c = LO_CROP
-        subprocess.run([pdftoppm, "-r", str(c["dpi"]), "-png", "-f", str(c["page"]),
-                        "-l", str(c["page"]), "-x", str(c["x"]), "-y", str(c["y"]),
-                        "-W", str(c["W"]), "-H", str(c["H"]), "-singlefile",
-                        str(tmp / "calc.pdf"), str(tmp / "shot")], check=True)
-        LO_PICTURE.parent.mkdir(parents=True, exist_ok=True)
-        shutil.copyfile(tmp / "shot.png", LO_PICTURE)
-    print(f"wrote {LO_PICTURE} ({LO_PICTURE.stat().st_size // 1024} KB)")
+        crop_page(pdftoppm, tmp / "calc.pdf", LO_CROP, LO_PICTURE)
     return 0
 
 
