@@ -248,9 +248,10 @@ NOT_WINDOWS = (
     "Windows: Excel for Mac and Excel on the web cannot call them.")
 
 ALTERNATIVES = [
-    "`xlglmm recalc` (coming): computes the GLMM_* formulas of a workbook in batch and "
-    "writes the results into the file, on any OS.",
-    "A LibreOffice Calc bridge (coming).",
+    "`xlglmm recalc`: computes the GLMM_* formulas of a workbook in batch and writes the "
+    "results into the file, on any OS.",
+    "LibreOffice Calc: `xlglmm libreoffice install` makes the same functions work in Calc "
+    "cells and in the same workbooks (Linux, macOS, Windows).",
     "xlwings Server / xlwings Lite can serve the same functions to Excel for Mac and the "
     "web; xlwings Server needs the noncommercial licence (PolyForm) or a paid xlwings PRO "
     "licence for commercial use, calls the functions as XLWINGS.GLMM_POISSON, and Lite "
