@@ -96,8 +96,25 @@ def _dense(dev: GlmmDeviance, theta):
     return np.hstack(blocks)
 
 
-@pytest.mark.parametrize("with_beta", [False, True])
-def test_factorize_and_newton_step_against_dense(with_beta):
+@pytest.mark.parametrize("r,npen", [(1, 1), (7, 5), (40, 37), (70, 70)])
+def test_chol_lower_against_numpy(r, npen):
+    A = RNG.normal(size=(r, r + 3))
+    M = A @ A.T + 0.1 * np.eye(r)
+    S = M.copy()
+    S[np.triu_indices(r, 1)] = 99.0          # only the lower triangle is read
+    logdet, ok = kernels.chol_lower(S, npen)
+    L = np.linalg.cholesky(M)
+    assert ok
+    assert np.allclose(S, L, rtol=1e-12, atol=1e-12)
+    assert logdet == pytest.approx(2.0 * np.sum(np.log(np.diag(L))[:npen]), rel=1e-12)
+    S = M.copy()
+    S[r - 1, r - 1] = -1.0                   # not positive definite
+    assert not kernels.chol_lower(S, npen)[1]
+
+
+@pytest.mark.parametrize("with_beta,dense_rows", [(False, 0), (True, 0), (False, 3),
+                                                  (True, 3)])
+def test_factorize_and_newton_step_against_dense(with_beta, dense_rows):
     dev, _ = _crossed_problem()
     theta = np.array([0.8, 0.3, 0.5, 0.6])
     dev.set_theta(theta)
@@ -111,7 +128,7 @@ def test_factorize_and_newton_step_against_dense(with_beta):
     Cval = np.empty((dev.k1, len(loc_cols)))
     LS = np.empty((r, r))
     logdet, ok = kernels.factorize(dev.A1, dev.gptr, dev.Rv, dev.Rc, Rloc, m_use, loc_ptr,
-                                   loc_cols, dev.q2, w, Dchol, Cval, LS)
+                                   loc_cols, dev.q2, w, Dchol, Cval, LS, dense_rows)
     assert ok
     U = _dense(dev, theta)
     q = U.shape[1]

@@ -119,7 +119,8 @@ def working_weights(fam, link, nbt, y, pw, eta, mu, w, wres):
     """Fisher weights w = pw mu_eta^2 / V(mu) and the score term
     wres = pw mu_eta (y - mu) / V(mu) (so the gradient is Z'wres - u)."""
     for i in range(y.shape[0]):
-        me = mu_eta(eta[i], link)
+        # log link: mu_eta(eta) is mu itself (the same max(exp(eta), eps)); no exp
+        me = mu[i] if link == LOG else mu_eta(eta[i], link)
         vr = variance(mu[i], fam, nbt)
         w[i] = pw[i] * me * me / vr
         wres[i] = pw[i] * me * (y[i] - mu[i]) / vr
@@ -181,7 +182,7 @@ def factorize(A1, gptr, Rv, Rc, Rloc, m_use, loc_ptr, loc_cols, npen, w,
     ng = gptr.shape[0] - 1
     k1 = A1.shape[1]
     r = S.shape[0]
-    Cd = np.zeros((dense_rows if r > 0 else 0, r))
+    Cd = np.zeros((min(dense_rows, ng * k1) if r > 0 else 0, r))
     filled = 0
     maxloc = 0
     for g in range(ng):
@@ -191,6 +192,7 @@ def factorize(A1, gptr, Rv, Rc, Rloc, m_use, loc_ptr, loc_cols, npen, w,
         for b in range(r):
             S[a, b] = 0.0
     logdet = 0.0
+    prod = 1.0
     for g in range(ng):
         base = loc_ptr[g]
         nloc = loc_ptr[g + 1] - base
@@ -223,7 +225,15 @@ def factorize(A1, gptr, Rv, Rc, Rloc, m_use, loc_ptr, loc_cols, npen, w,
                 return -np.inf, False
             d = math.sqrt(s)
             D[j, j] = d
-            logdet += 2.0 * math.log(d)
+            # log|L|^2 gathers the pivots s = d^2 in a product, one log per ~1e100
+            # of it rather than one per level (s >= 1 here: the block is I + A'WA)
+            if s > 1e100:
+                logdet += math.log(s)
+            else:
+                prod *= s
+                if prod > 1e200:
+                    logdet += math.log(prod)
+                    prod = 1.0
             for a in range(j + 1, k1):
                 s = D[a, j]
                 for l in range(j):
@@ -239,7 +249,7 @@ def factorize(A1, gptr, Rv, Rc, Rloc, m_use, loc_ptr, loc_cols, npen, w,
                     s -= D[a, b] * Cval[b, base + l]
                 Cval[a, base + l] = s / D[a, a]
         if dense_rows > 0 and r > 0:
-            if filled + k1 > dense_rows:
+            if filled + k1 > Cd.shape[0]:
                 _flush(Cd, filled, S)
                 filled = 0
             for a in range(k1):
@@ -247,28 +257,47 @@ def factorize(A1, gptr, Rv, Rc, Rloc, m_use, loc_ptr, loc_cols, npen, w,
                     Cd[filled + a, loc_cols[base + l]] = Cval[a, base + l]
             filled += k1
             continue
-        for l1 in range(nloc):
-            c1 = loc_cols[base + l1]
-            for l2 in range(l1 + 1):
-                c2 = loc_cols[base + l2]
-                s = 0.0
-                for a in range(k1):
-                    s += Cval[a, base + l1] * Cval[a, base + l2]
-                if c1 >= c2:
-                    S[c1, c2] -= s
-                else:
-                    S[c2, c1] -= s
+        # (loc_cols ascend within a level, so l2 <= l1 is the lower triangle)
+        for a in range(k1):
+            Ca = Cval[a]
+            for l1 in range(nloc):
+                Sc = S[loc_cols[base + l1]]
+                x = Ca[base + l1]
+                for l2 in range(l1 + 1):
+                    Sc[loc_cols[base + l2]] -= x * Ca[base + l2]
+    logdet += math.log(prod)
     if dense_rows > 0 and r > 0:
         _flush(Cd, filled, S)
     if r == 0:
         return logdet, True
     for j in range(npen):
         S[j, j] += 1.0
-    # in-place lower Cholesky of the dense rest block
+    ld, ok = chol_lower(S, npen)
+    if not ok:
+        return -np.inf, False
+    return logdet + ld, True
+
+
+@njit(cache=True, fastmath={"reassoc", "contract"}, error_model="numpy")
+def _dot_prefix(x, y, n):
+    """sum(x[:n] * y[:n]), free to reassociate (so that it vectorizes)."""
+    s = 0.0
+    for l in range(n):
+        s += x[l] * y[l]
+    return s
+
+
+@njit(cache=True, error_model="numpy")
+def chol_lower(S, npen):
+    """In-place lower Cholesky factor of the symmetric S (only its lower triangle is
+    read; the upper is zeroed).  Returns (log of the squared diagonal of the first
+    ``npen`` columns, ok).  Left-looking, so every inner product runs over two
+    contiguous row prefixes (vectorized by ``_dot_prefix``)."""
+    r = S.shape[0]
+    logdet = 0.0
     for j in range(r):
-        s = S[j, j]
-        for l in range(j):
-            s -= S[j, l] * S[j, l]
+        Sj = S[j]
+        s = S[j, j] - _dot_prefix(Sj, Sj, j)
         if not (s > 0.0):
             return -np.inf, False
         d = math.sqrt(s)
@@ -276,10 +305,7 @@ def factorize(A1, gptr, Rv, Rc, Rloc, m_use, loc_ptr, loc_cols, npen, w,
         if j < npen:
             logdet += 2.0 * math.log(d)
         for a in range(j + 1, r):
-            s = S[a, j]
-            for l in range(j):
-                s -= S[a, l] * S[j, l]
-            S[a, j] = s / d
+            S[a, j] = (S[a, j] - _dot_prefix(S[a], Sj, j)) / d
     for a in range(r):
         for b in range(a + 1, r):
             S[a, b] = 0.0
