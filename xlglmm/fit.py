@@ -211,7 +211,8 @@ def glmer(formula, data, family="poisson", *, link=None, offset=None, weights=No
                 xhat, fval, grad = nr.x, nr.fun, nr.grad
                 hess, hess_is_fd = (H0, True) if exact else (nr.hess, False)
                 if exact and _moved_far(nr.moved, nr.x):
-                    grad, hess = hessian_fd(f2, xhat, fx=fval, budget=budget)
+                    grad, hess = hessian_fd(f2, xhat, fx=fval, budget=budget,
+                                            axis_values=nr.axis_values)
                 opt_message = ""
         except FitTimeout:
             timed_out = True

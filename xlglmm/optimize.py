@@ -200,19 +200,25 @@ def check_boundary(fun, x, fx, lower):
     return x, fx
 
 
-def gradient(fun, x, delta=EXACT_FD_DELTA, budget: Budget | None = None):
-    """Central finite-difference gradient."""
+def gradient(fun, x, delta=EXACT_FD_DELTA, budget: Budget | None = None,
+             values: bool = False):
+    """Central finite-difference gradient; with ``values`` also the function at
+    x + delta e_j and x - delta e_j (the axis points ``hessian_fd`` needs)."""
     x = np.asarray(x, float)
-    g = np.empty(len(x))
-    for j in range(len(x)):
+    n = len(x)
+    g = np.empty(n)
+    fp = np.empty(n)
+    fm = np.empty(n)
+    for j in range(n):
         if budget is not None and budget.expired():
             raise FitTimeout()
         z = x.copy()
-        z[j] += delta
-        fa = fun(z)
-        z[j] -= 2 * delta
-        g[j] = (fa - fun(z)) / (2 * delta)
-    return g
+        z[j] = x[j] + delta
+        fp[j] = fun(z)
+        z[j] = x[j] - delta
+        fm[j] = fun(z)
+        g[j] = (float(fp[j]) - float(fm[j])) / (2 * delta)   # floats: inf - inf, no warning
+    return (g, fp, fm) if values else g
 
 
 @dataclass
@@ -224,6 +230,7 @@ class NewtonResult:
     moved: np.ndarray       # x - x0
     ok: bool
     steps: int
+    axis_values: tuple | None = None   # f(x +- delta e_j) of the gradient at x, if known
 
 
 def newton_refine(fun, x0, f0, g0, H0, lower, budget: Budget, max_steps=8,
@@ -239,18 +246,19 @@ def newton_refine(fun, x0, f0, g0, H0, lower, budget: Budget, max_steps=8,
     lo = np.concatenate([lower, np.full(n - nb, -np.inf)])
     x, f, g, H = np.array(x0, float), float(f0), np.array(g0, float), np.array(H0, float)
     steps = 0
+    axis = None
     for steps in range(1, max_steps + 1):
         active = (x <= lo) & (g > 0)
         free = ~active
         try:
             L = np.linalg.cholesky(H[np.ix_(free, free)])
         except np.linalg.LinAlgError:
-            return NewtonResult(x, f, g, H, x - x0, False, steps)
+            return NewtonResult(x, f, g, H, x - x0, False, steps, axis)
         step = np.zeros(n)
         step[free] = -np.linalg.solve(L.T, np.linalg.solve(L, g[free]))
         decrement = float(-g[free] @ step[free])
         if decrement < tol:
-            return NewtonResult(x, f, g, H, x - x0, True, steps)
+            return NewtonResult(x, f, g, H, x - x0, True, steps, axis)
         t = 1.0
         for _ in range(12):
             xn = np.maximum(x + t * step, lo)
@@ -259,18 +267,19 @@ def newton_refine(fun, x0, f0, g0, H0, lower, budget: Budget, max_steps=8,
                 break
             t *= 0.5
         else:
-            return NewtonResult(x, f, g, H, x - x0, decrement < 1e-6, steps)
-        gn = gradient(fun, xn, budget=budget)
+            return NewtonResult(x, f, g, H, x - x0, decrement < 1e-6, steps, axis)
+        gn, fp, fm = gradient(fun, xn, budget=budget, values=True)
         s, yv = xn - x, gn - g
         sy = float(s @ yv)
         if sy > 1e-12 * float(np.linalg.norm(s) * np.linalg.norm(yv)) and sy > 0:
             Hs = H @ s
             H = H - np.outer(Hs, Hs) / float(s @ Hs) + np.outer(yv, yv) / sy
-        x, f, g = xn, fn, gn
-    return NewtonResult(x, f, g, H, x - x0, False, steps)
+        x, f, g, axis = xn, fn, gn, (fp, fm)
+    return NewtonResult(x, f, g, H, x - x0, False, steps, axis)
 
 
-def hessian_fd(fun, x, fx=None, delta=EXACT_FD_DELTA, budget: Budget | None = None):
+def hessian_fd(fun, x, fx=None, delta=EXACT_FD_DELTA, budget: Budget | None = None,
+               axis_values=None):
     """Gradient and Hessian by finite differences in k^2 + k evaluations (lme4's
     deriv12 takes 2k^2): central differences on the axes, and for each pair one
     evaluation at x + d(e_i + e_j) and one at x - d(e_i + e_j):
@@ -278,7 +287,9 @@ def hessian_fd(fun, x, fx=None, delta=EXACT_FD_DELTA, budget: Budget | None = No
         H_ij = [f(x+d e_i+d e_j) + f(x-d e_i-d e_j) - f(x+d e_i) - f(x-d e_i)
                 - f(x+d e_j) - f(x-d e_j) + 2 f(x)] / (2 d^2)
 
-    which is second-order accurate like the four-point formula."""
+    which is second-order accurate like the four-point formula.  ``axis_values``
+    (fp, fm): f(x + d e_j) and f(x - d e_j) when already known (``gradient`` with
+    ``values=True`` at the same x and d), saving 2k evaluations."""
     x = np.asarray(x, float)
     n = len(x)
     if fx is None:
@@ -289,17 +300,20 @@ def hessian_fd(fun, x, fx=None, delta=EXACT_FD_DELTA, budget: Budget | None = No
             raise FitTimeout()
         return fun(x + step)
 
-    fp = np.empty(n)
-    fm = np.empty(n)
     e = np.eye(n) * delta
     with np.errstate(invalid="ignore", over="ignore"):
-        return _hessian_fd(at, fp, fm, e, n, fx, delta)
+        return _hessian_fd(at, axis_values, e, n, fx, delta)
 
 
-def _hessian_fd(at, fp, fm, e, n, fx, delta):
-    for j in range(n):
-        fp[j] = at(e[j])
-        fm[j] = at(-e[j])
+def _hessian_fd(at, axis_values, e, n, fx, delta):
+    if axis_values is None:
+        fp = np.empty(n)
+        fm = np.empty(n)
+        for j in range(n):
+            fp[j] = at(e[j])
+            fm[j] = at(-e[j])
+    else:
+        fp, fm = (np.array(a, float) for a in axis_values)
     g = (fp - fm) / (2 * delta)
     H = np.empty((n, n))
     d2 = delta * delta
