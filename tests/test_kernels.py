@@ -208,6 +208,60 @@ def test_agq_kernel_against_quadrature():
     assert val == pytest.approx(-2 * total, abs=1e-6)
 
 
+def _agq_numpy(fam, dev, beta, u1, Dchol, a1, K):
+    """agq_deviance's sum, written with scipy's log-pmfs and numpy's logsumexp."""
+    nodes, logw = gauss_hermite(K)
+    eta_b = dev.offset + dev.X @ beta
+    total = 0.0
+    for g in range(dev.ng1):
+        s = slice(dev.gptr[g], dev.gptr[g + 1])
+        L = Dchol[g, 0, 0]
+        terms = []
+        for z, lw in zip(nodes, logw):
+            u = u1[g, 0] + z / L
+            mu = fam.linkinv(eta_b[s] + a1[s] * u)
+            if fam.name == "poisson":
+                ll = np.sum(dev.pw[s] * stats.poisson.logpmf(dev.y[s], mu))
+            else:
+                m = np.floor(dev.pw[s] + 0.5)
+                ll = np.sum(stats.binom.logpmf(np.floor(dev.pw[s] * dev.y[s] + 0.5), m, mu))
+            terms.append(lw + ll - 0.5 * u * u + 0.5 * z * z)
+        total += -2.0 * special.logsumexp(terms) + 2.0 * np.log(L)
+    return total
+
+
+@pytest.mark.parametrize("family,link,slope", [("poisson", "log", False),
+                                               ("poisson", "log", True),
+                                               ("binomial", "logit", False),
+                                               ("binomial", "probit", False)])
+def test_agq_kernel_fast_and_generic_paths_against_numpy(family, link, slope):
+    """Random intercepts with the canonical log/logit link take the factored
+    exp(eta_base) exp(a u) path; a scalar slope term (a varies by row) and the
+    probit link the per-row one: both equal the plain formula."""
+    n = 60
+    x = RNG.normal(size=n)
+    df = pd.DataFrame({"x": x, "g": np.repeat(list("abcdef"), 10)})
+    if family == "poisson":
+        df["y"] = RNG.poisson(np.exp(0.5 + 0.3 * x)).astype(float)
+        kw = {}
+    else:
+        trials = RNG.integers(1, 8, n).astype(float)
+        df["y"] = RNG.binomial(trials.astype(int), 0.4) / trials
+        kw = {"weights": trials}
+    fam = Family(family, link)
+    term = "(0 + x|g)" if slope else "(1|g)"
+    dev = GlmmDeviance(build_design(f"y ~ x + {term}", df, fam, **kw), fam)
+    theta, beta = np.array([0.7]), np.array([-0.2, 0.3])
+    st = dev.pirls(theta, beta)
+    eta_b = np.ascontiguousarray(dev.offset + dev.X @ beta)
+    a1 = np.ascontiguousarray(dev.A1[:, 0])
+    nodes, logw = gauss_hermite(15)
+    got = kernels.agq_deviance(fam.code, fam.link_code, float(fam.nb_theta), dev.y, dev.pw,
+                               eta_b, a1, dev.gptr, st.u1, st.Dchol, nodes, logw)
+    want = _agq_numpy(fam, dev, beta, st.u1, st.Dchol, a1, 15)
+    assert got == pytest.approx(want, rel=1e-12)
+
+
 def test_symbolic_blocks_lists_touched_columns():
     dev, _ = _crossed_problem()
     m_use, r, loc_ptr, loc_cols, Rloc = dev.symbolic(True)
