@@ -387,7 +387,7 @@ def pirls(fam, link, nbt, y, pw, eta_base, A1, gptr, Rv, Rc, Rloc, m_use,
     decrement falls below ``tol * (1 + pdev)``, or stalls at rounding level.
 
     Returns (status, iterations, log|L|^2, penalized deviance, aic term, Dchol,
-    Cval, LS, mu, eta); the factor is the one at the returned modes.
+    Cval, LS, mu, eta, |u|^2); the factor is the one at the returned modes.
     """
     n = y.shape[0]
     ng = gptr.shape[0] - 1
@@ -408,7 +408,7 @@ def pirls(fam, link, nbt, y, pw, eta_base, A1, gptr, Rv, Rc, Rloc, m_use,
     linear_predictor(eta_base, A1, gptr, u1, Rv, Rc, m_use, v, eta)
     pdev = _mu_and_deviance(fam, link, nbt, y, pw, eta, mu) + _penalty(u1, v, npen)
     if not np.isfinite(pdev):
-        return PIRLS_NONFINITE, 0, np.inf, pdev, np.inf, Dchol, Cval, LS, mu, eta
+        return PIRLS_NONFINITE, 0, np.inf, pdev, np.inf, Dchol, Cval, LS, mu, eta, np.inf
     status = PIRLS_MAXIT
     logdet = np.inf
     it = 0
@@ -465,7 +465,7 @@ def pirls(fam, link, nbt, y, pw, eta_base, A1, gptr, Rv, Rc, Rloc, m_use,
             finish = True
         pdev = new
     aic = conditional_aic_fast(y, mu, pw, fam, nbt, aic_const)
-    return status, it, logdet, pdev, aic, Dchol, Cval, LS, mu, eta
+    return status, it, logdet, pdev, aic, Dchol, Cval, LS, mu, eta, _penalty(u1, v, npen)
 
 
 @njit(cache=True, error_model="numpy")
