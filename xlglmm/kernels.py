@@ -350,17 +350,17 @@ def newton_step(A1, gptr, Rv, Rc, Rloc, m_use, loc_ptr, loc_cols, npen, wres,
             for a in range(k1):
                 s += Cval[a, base + l] * du1[g, a]
             dv[loc_cols[base + l]] -= s
+    # L y = dv (row dot products), then L' x = y (column updates by rows of L):
+    # both run along contiguous rows of LS
     for j in range(r):
-        s = dv[j]
-        for l in range(j):
-            s -= LS[j, l] * dv[l]
-        dv[j] = s / LS[j, j]
+        dv[j] = (dv[j] - _dot_prefix(LS[j], dv, j)) / LS[j, j]
         dec += dv[j] * dv[j]
     for j in range(r - 1, -1, -1):
-        s = dv[j]
-        for l in range(j + 1, r):
-            s -= LS[l, j] * dv[l]
-        dv[j] = s / LS[j, j]
+        x = dv[j] / LS[j, j]
+        dv[j] = x
+        Lj = LS[j]
+        for l in range(j):
+            dv[l] -= Lj[l] * x
     for g in range(ng):
         D = Dchol[g]
         base = loc_ptr[g]
