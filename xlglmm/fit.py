@@ -25,7 +25,7 @@ from .results import GLMMResult
 MAX_AGQ = 100
 NEGBIN_NAMES = ("negbin", "nb", "nb2", "negative_binomial", "negativebinomial")
 NB_LOG_THETA_BOUNDS = (math.log(1e-3), math.log(1e6))
-STAGE1_XTOL = 1e-4
+STAGE1_XTOL = 1e-3
 STAGE1_PIRLS_TOL = 1e-12
 DEFAULT_MAX_EVALS = 20000
 
