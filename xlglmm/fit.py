@@ -400,8 +400,12 @@ def _glmer_nb(formula, data, *, link, offset, weights, nAGQ, groups, se_method,
 def _moment_start(dev: GlmmDeviance, fam: Family, beta0) -> np.ndarray:
     """Starting theta: lme4's (identity) except that each random intercept starts at
     a moment estimate of its SD from the GLM fit's working residuals -- the spread
-    of the group means beyond their sampling noise -- clipped to [0.1, 3].  A start
-    near the optimum saves stage-1 evaluations; the optimum itself is unaffected."""
+    of the group means beyond their sampling noise -- clipped to [0.1, 3].  With
+    several intercept terms, the coarsest factor (fewest levels) goes first and its
+    shrunken group means are taken out of the residuals before the next one, so a
+    fine factor (e.g. one level per row) does not also claim the coarse factor's
+    variance.  A start near the optimum saves stage-1 evaluations; the optimum
+    itself is unaffected."""
     theta = theta_start(dev.terms)
     eta = dev.offset + dev.X @ beta0
     mu = fam.linkinv(eta)
@@ -410,18 +414,25 @@ def _moment_start(dev: GlmmDeviance, fam: Family, beta0) -> np.ndarray:
     z = (dev.y - mu) / np.where(me != 0, me, 1e-300)
     if not (np.all(np.isfinite(w)) and np.all(np.isfinite(z))):
         return theta
+    intercepts = []
     k0 = 0
     for t in dev.terms:
         if t.k == 1 and t.colnames == ["(Intercept)"]:
-            codes = t.codes[dev.order]
-            sw = np.bincount(codes, weights=w, minlength=t.nlevels)
-            swz = np.bincount(codes, weights=w * z, minlength=t.nlevels)
-            ok = sw > 0
-            if ok.sum() >= 2:
-                means = swz[ok] / sw[ok]
-                between = float(np.var(means)) - float(np.mean(1.0 / sw[ok]))
-                theta[k0] = float(np.clip(np.sqrt(max(between, 0.0)), 0.1, 3.0))
+            intercepts.append((t.nlevels, k0, t))
         k0 += t.ntheta
+    for _, k0, t in sorted(intercepts, key=lambda e: e[0]):
+        codes = t.codes[dev.order]
+        sw = np.bincount(codes, weights=w, minlength=t.nlevels)
+        swz = np.bincount(codes, weights=w * z, minlength=t.nlevels)
+        ok = sw > 0
+        if ok.sum() >= 2:
+            means = swz[ok] / sw[ok]
+            between = max(float(np.var(means)) - float(np.mean(1.0 / sw[ok])), 0.0)
+            theta[k0] = float(np.clip(np.sqrt(between), 0.1, 3.0))
+            if len(intercepts) > 1:
+                b = np.zeros(t.nlevels)
+                b[ok] = means * between / (between + 1.0 / sw[ok])
+                z = z - b[codes]
     return theta
 
 
