@@ -209,6 +209,27 @@ class GlmmDeviance:
         self._u1[False][:] = st.u1
         self._v[False][:] = st.v[:self.q2]
 
+    def modes_token(self):
+        """The conditional modes of the last fixed-beta evaluation (immutable
+        copies), for ``start_from``; None when there is no usable one."""
+        st = self.state
+        if st is None or st.beta_in_system or not st.ok:
+            return None
+        return st.u1, st.v
+
+    def start_from(self, pairs):
+        """Start the next fixed-beta PIRLS at sum(c * modes) over (c, token) pairs
+        (a first-order prediction of its answer); no change if a token is None."""
+        if not pairs or any(tok is None for _, tok in pairs):
+            return
+        u1, v = self._u1[False], self._v[False]
+        c, (a, b) = pairs[0]
+        np.multiply(a, c, out=u1)
+        np.multiply(b, c, out=v)
+        for c, (a, b) in pairs[1:]:
+            u1 += c * a
+            v += c * b
+
     def set_beta_start(self, beta):
         self.beta_start = np.asarray(beta, float).copy()
         if self.p:
@@ -294,6 +315,16 @@ class GlmmDeviance:
     def unsorted(self, a):
         """Back to the data's row order."""
         return np.asarray(a)[self.inverse_order]
+
+
+class ModeWarmStarts:
+    """The warm-start protocol of optimize's finite differences (``save`` the last
+    evaluation's modes, ``start`` the next one from a combination of saved ones)
+    for the fixed-beta deviances of a GlmmDeviance."""
+
+    def __init__(self, dev: GlmmDeviance):
+        self.save = dev.modes_token
+        self.start = dev.start_from
 
 
 def gauss_hermite(n: int):

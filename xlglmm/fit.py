@@ -15,7 +15,7 @@ from scipy import optimize as _sciopt
 
 from . import kernels
 from .design import DesignError, ModelDesign, build_design
-from .devfun import GlmmDeviance, gauss_hermite, theta_start
+from .devfun import GlmmDeviance, ModeWarmStarts, gauss_hermite, theta_start
 from .family import Family, make_family
 from .optimize import (EXACT_FD_DELTA, Budget, FitTimeout, bobyqa, check_boundary,
                        check_convergence, deriv12, gradient, hessian_fd, is_singular,
@@ -198,21 +198,26 @@ def glmer(formula, data, family="poisson", *, link=None, offset=None, weights=No
         large = se_method == "auto" and dev.n * (nt + p) ** 2 > FD_HESSIAN_MAX_WORK
         exact = not large and se_method != "rx"
         xhat = fval = None
+        warm = ModeWarmStarts(dev)
         try:
             f1v = f2(x1)
+            c1 = warm.save()
+            modes0 = None
             if exact:
-                g0, H0 = hessian_fd(f2, x1, fx=f1v, budget=budget)
+                g0, H0 = hessian_fd(f2, x1, fx=f1v, budget=budget, warm=warm, center=c1)
             else:
-                g0 = gradient(f2, x1, budget=budget)
+                g0, _, _, modes0 = gradient(f2, x1, budget=budget, values=True, warm=warm,
+                                            center=c1)
                 H0 = _approx_hessian(dev, f2, x1, f1v, st1, budget)
             report("stage 2 start")
-            nr = newton_refine(f2, x1, f1v, g0, H0, lower, budget)
+            nr = newton_refine(f2, x1, f1v, g0, H0, lower, budget, warm=warm,
+                               modes0=modes0)
             if nr.ok:
                 xhat, fval, grad = nr.x, nr.fun, nr.grad
                 hess, hess_is_fd = (H0, True) if exact else (nr.hess, False)
                 if exact and _moved_far(nr.moved, nr.x):
                     grad, hess = hessian_fd(f2, xhat, fx=fval, budget=budget,
-                                            axis_values=nr.axis_values)
+                                            axis_values=nr.axis_values, warm=warm)
                 opt_message = ""
         except FitTimeout:
             timed_out = True
