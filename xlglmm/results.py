@@ -133,19 +133,23 @@ class GLMMResult:
         out.append(s2 * np.einsum("ij,gjk,lk->gil", L1, V1, L1))
         for t, b, L in zip(dev.rest_terms, dev.rest_base, lams[1:]):
             k = t.k
-            blocks = np.empty((t.nlevels, k, k))
-            for g in range(t.nlevels):
-                sl = slice(b + g * k, b + (g + 1) * k)
-                blocks[g] = L @ Sinv[sl, sl] @ L.T
-            out.append(s2 * blocks)
+            idx = b + np.arange(t.nlevels)[:, None] * k + np.arange(k)    # (levels, k)
+            blocks = Sinv[idx[:, :, None], idx[:, None, :]]                # diagonal blocks
+            out.append(s2 * np.einsum("ij,gjk,lk->gil", L, blocks, L))
         return out
 
     def _ranef(self):
         values: dict = {}
         sds: dict = {}
         covs = self._conditional_cov()
+        groups = [t.group for t in self.design.re_terms]
         for t, b, cv in zip(self.design.re_terms, self._b, covs):
             sd = np.sqrt(np.clip(np.einsum("gii->gi", cv), 0.0, None))
+            if t.k == 1 and groups.count(t.group) == 1:     # one column: a Series
+                index = pd.Index(t.levels, name=t.group)
+                values[t.group] = pd.Series(b[:, 0].copy(), index=index, name=t.group)
+                sds[t.group] = pd.Series(sd[:, 0].copy(), index=index, name=t.group)
+                continue
             df = pd.DataFrame(b, index=pd.Index(t.levels, name=t.group), columns=t.colnames)
             dsd = pd.DataFrame(sd, index=df.index, columns=t.colnames)
             if t.group in values:     # (x || g): several terms on one factor
@@ -157,7 +161,7 @@ class GLMMResult:
             else:
                 values[t.group], sds[t.group] = df, dsd
         for g in list(values):
-            if values[g].shape[1] == 1:
+            if values[g].ndim == 2 and values[g].shape[1] == 1:
                 values[g] = values[g].iloc[:, 0].rename(g)
                 sds[g] = sds[g].iloc[:, 0].rename(g)
         return values, sds
