@@ -96,6 +96,20 @@ def _dense(dev: GlmmDeviance, theta):
     return np.hstack(blocks)
 
 
+def test_blas_free_products_against_numpy():
+    X = RNG.normal(size=(50, 4))
+    off = RNG.normal(size=50)
+    beta = RNG.normal(size=4)
+    assert np.allclose(kernels.offset_plus_xb(off, X, beta), off + X @ beta, rtol=1e-14)
+    assert np.allclose(kernels.offset_plus_xb(off, X[:, :0].copy(), beta[:0]), off)
+    for k, m in [(1, 1), (3, 3), (2, 1)]:
+        Z = RNG.normal(size=(30, k))
+        L = RNG.normal(size=(k, m))
+        out = np.empty((30, m))
+        kernels.small_matmul(Z, L, out)
+        assert np.allclose(out, Z @ L, rtol=1e-14)
+
+
 @pytest.mark.parametrize("r,npen", [(1, 1), (7, 5), (40, 37), (70, 70)])
 def test_chol_lower_against_numpy(r, npen):
     A = RNG.normal(size=(r, r + 3))

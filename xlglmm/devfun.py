@@ -93,7 +93,7 @@ class GlmmDeviance:
         self.k1 = t1.k
         counts = np.bincount(t1.codes, minlength=self.ng1)
         self.gptr = np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)
-        self.Z1 = np.ascontiguousarray(t1.Z[o])
+        self.Z1 = np.ascontiguousarray(t1.Z[o], dtype=float)
         # the rest: other terms (k_t entries per row), then X (p entries per row)
         self.rest_terms = self.terms[1:]
         self.rest_base = []
@@ -115,7 +115,8 @@ class GlmmDeviance:
         for j in range(self.p):
             self.Rc[:, self.m_re + j] = self.q2 + j
             self.Rv[:, self.m_re + j] = self.X[:, j]
-        self.rest_Z = [np.ascontiguousarray(t.Z[o]) for t in self.rest_terms]
+        self.rest_Z = [np.ascontiguousarray(t.Z[o], dtype=float) for t in self.rest_terms]
+        self._rest_buf = [np.empty((self.n, t.k)) for t in self.rest_terms]
         self.lower, self.theta_pos = theta_layout(self.terms)
         self.ntheta = len(self.lower)
         self._symbolic = {}
@@ -158,13 +159,18 @@ class GlmmDeviance:
         if key == self._theta_key:
             return
         lams = self.lambdas(theta)
-        np.matmul(self.Z1, lams[0], out=self.A1)
+        kernels.small_matmul(self.Z1, lams[0], self.A1)
         col = 0
-        for Zt, L in zip(self.rest_Z, lams[1:]):
-            self.Rv[:, col:col + L.shape[0]] = Zt @ L
+        for Zt, L, buf in zip(self.rest_Z, lams[1:], self._rest_buf):
+            kernels.small_matmul(Zt, L, buf)
+            self.Rv[:, col:col + L.shape[0]] = buf
             col += L.shape[0]
         self._theta_set = theta.copy()
         self._theta_key = key
+
+    def _xb(self, beta):
+        """offset + X beta (sorted rows), without BLAS threads."""
+        return kernels.offset_plus_xb(self.offset, self.X, np.asarray(beta, dtype=float))
 
     # -- evaluations
     def pirls(self, theta, beta=None, tol=None) -> PirlsState:
@@ -172,7 +178,7 @@ class GlmmDeviance:
         tol = self.tol if tol is None else tol
         self.set_theta(theta)
         m_use, r, loc_ptr, loc_cols, Rloc = self.symbolic(with_beta)
-        eta_base = self.offset if with_beta else self.offset + self.X @ beta
+        eta_base = self.offset if with_beta else self._xb(beta)
         fam = self.family
         for attempt in range(2):
             u1, v = self._u1[with_beta], self._v[with_beta]
@@ -245,7 +251,7 @@ class GlmmDeviance:
         st = self.pirls(theta, beta)
         if st.status not in (kernels.PIRLS_OK, kernels.PIRLS_MAXIT) or not np.isfinite(st.logdet):
             return np.inf
-        eta_base = self.offset + self.X @ beta
+        eta_base = self._xb(beta)
         fam = self.family
         return float(kernels.agq_deviance(fam.code, fam.link_code, float(fam.nb_theta),
                                           self.y, self.pw, eta_base, self.A1[:, 0],
@@ -272,7 +278,7 @@ class GlmmDeviance:
         _, eta_lp0, _ = loop(np.asarray(theta_stage1, float), self.offset, eta_init, True)
 
         def f(theta, beta):
-            off = np.ascontiguousarray(self.offset + self.X @ beta)
+            off = self._xb(beta)
             value, _, _ = loop(np.asarray(theta, float), off, eta_lp0, False)
             return float(value)
         return f

@@ -95,6 +95,34 @@ def linear_predictor(eta_base, A1, gptr, u1, Rv, Rc, m_use, v, eta):
 
 
 @njit(cache=True, error_model="numpy")
+def offset_plus_xb(offset, X, beta):
+    """offset + X @ beta by plain loops: no BLAS call, whose worker threads cost
+    far more than this product when another process holds a core."""
+    n, p = X.shape
+    out = np.empty(n)
+    for i in range(n):
+        s = offset[i]
+        for j in range(p):
+            s += X[i, j] * beta[j]
+        out[i] = s
+    return out
+
+
+@njit(cache=True, error_model="numpy")
+def small_matmul(Z, L, out):
+    """out[:] = Z @ L for a tall Z (n x k) and a small L (k x m), by plain loops
+    (no BLAS threads, as ``offset_plus_xb``)."""
+    n, k = Z.shape
+    m = L.shape[1]
+    for i in range(n):
+        for b in range(m):
+            s = 0.0
+            for a in range(k):
+                s += Z[i, a] * L[a, b]
+            out[i, b] = s
+
+
+@njit(cache=True, error_model="numpy")
 def _mu_and_deviance(fam, link, nbt, y, pw, eta, mu):
     """mu = g^{-1}(eta) in place; returns the summed deviance residuals."""
     dev = 0.0
@@ -146,10 +174,21 @@ def dense_update_rows(loc_ptr, k1: int, r: int) -> int:
 
 @njit(cache=True, error_model="numpy")
 def _flush(Cd, rows, S):
-    if rows > 0:
-        part = Cd[:rows]
-        S -= part.T @ part
-        part[:, :] = 0.0
+    """S -= Cd[:rows]' Cd[:rows] on the lower triangle (all factorize reads), then
+    zero those rows: a rank-one update per row over its nonzero entries, each a
+    contiguous (vectorized) loop.  Plain loops rather than BLAS, whose worker
+    threads slow everything down when another process holds a core."""
+    r = S.shape[0]
+    for i in range(rows):
+        c = Cd[i]
+        for a in range(r):
+            x = c[a]
+            if x != 0.0:
+                Sa = S[a]
+                for b in range(a + 1):
+                    Sa[b] -= x * c[b]
+        for a in range(r):
+            c[a] = 0.0
 
 
 @njit(cache=True, error_model="numpy")
