@@ -727,7 +727,7 @@ def pirls_lme4(fam, link, nbt, y, pw, offset, eta0, A1, gptr, Rv, Rc, Rloc, m_us
     it = 0
     for it in range(1, maxit + 1):
         for i in range(n):
-            me = mu_eta(eta[i], link)
+            me = mu[i] if link == LOG else mu_eta(eta[i], link)    # (as working_weights)
             vr = variance(mu[i], fam, nbt)
             w[i] = pw[i] * me * me / vr
             wz[i] = w[i] * ((eta[i] - offset[i]) + (y[i] - mu[i]) / me)
