@@ -114,6 +114,21 @@ def test_poisson_log_deviance_from_eta_against_generic():
     assert slow == pytest.approx(np.sum(fam.dev_resids(y, mu_b, pw)), rel=1e-12)
 
 
+def test_stage1_warm_start_keeps_b_and_finds_the_same_mode():
+    """After a theta change the joint (u, beta) PIRLS starts from the previous
+    b = theta u (u rescaled); its answer is the cold start's."""
+    dev, _ = _crossed_problem(slope=False)
+    dev.pirls(np.array([0.5, 0.4]))
+    warm = dev.pirls(np.array([0.9, 0.7]))
+    dev._u1[True][:] = 0.0
+    dev._v[True][:] = 0.0
+    cold = dev.pirls(np.array([0.9, 0.7]))
+    assert warm.ok and cold.ok
+    assert np.allclose(warm.u1, cold.u1, atol=1e-9) and np.allclose(warm.v, cold.v, atol=1e-9)
+    assert warm.aic + warm.ussq + warm.logdet == pytest.approx(
+        cold.aic + cold.ussq + cold.logdet, rel=1e-12)
+
+
 def test_blas_free_products_against_numpy():
     X = RNG.normal(size=(50, 4))
     off = RNG.normal(size=50)

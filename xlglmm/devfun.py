@@ -171,6 +171,25 @@ class GlmmDeviance:
         self._theta_set = theta.copy()
         self._theta_key = key
 
+    def _keep_b_of_start(self, theta):
+        """Stage 1's warm start (u, beta) for a new theta: each scalar term's u is
+        rescaled by theta_old / theta_new so that its b = theta u, hence the linear
+        predictor PIRLS starts from, stays the previous evaluation's (the modes in b
+        move much less with theta than those in u: fewer PIRLS iterations)."""
+        old = self._theta_set
+        if old is None:
+            return
+        k0 = 0
+        for ti, t in enumerate(self.terms):
+            if t.k == 1 and old[k0] > 0.0 and theta[k0] > 0.0 and old[k0] != theta[k0]:
+                f = old[k0] / theta[k0]
+                if ti == 0:
+                    self._u1[True] *= f
+                else:
+                    b = self.rest_base[ti - 1]
+                    self._v[True][b:b + t.nlevels] *= f
+            k0 += t.ntheta
+
     def _xb(self, beta):
         """offset + X beta (sorted rows), without BLAS threads."""
         return kernels.offset_plus_xb(self.offset, self.X, np.asarray(beta, dtype=float))
@@ -179,6 +198,8 @@ class GlmmDeviance:
     def pirls(self, theta, beta=None, tol=None) -> PirlsState:
         with_beta = beta is None
         tol = self.tol if tol is None else tol
+        if with_beta:
+            self._keep_b_of_start(np.asarray(theta, float))
         self.set_theta(theta)
         m_use, r, loc_ptr, loc_cols, Rloc = self.symbolic(with_beta)
         eta_base = self.offset if with_beta else self._xb(beta)
