@@ -143,10 +143,18 @@ def test_blas_free_products_against_numpy():
         assert np.allclose(out, Z @ L, rtol=1e-14)
 
 
-@pytest.mark.parametrize("r,npen", [(1, 1), (7, 5), (40, 37), (70, 70)])
-def test_chol_lower_against_numpy(r, npen):
+@pytest.mark.parametrize("r,npen,nested", [(1, 1, False), (7, 5, False), (40, 37, False),
+                                            (70, 70, False), (40, 37, True), (9, 9, True)])
+def test_chol_lower_against_numpy(r, npen, nested):
     A = RNG.normal(size=(r, r + 3))
     M = A @ A.T + 0.1 * np.eye(r)
+    if nested:      # a diagonal block and three dense rows/columns (the fixed effects)
+        M = np.diag(RNG.uniform(1.0, 5.0, r))
+        B = RNG.normal(size=(r, 3))
+        M[:, -3:] = B
+        M[-3:, :] = B.T
+        M[-3:, -3:] = B[-3:].T @ B[-3:] + 30.0 * np.eye(3)
+        M = 0.5 * (M + M.T) + 10.0 * np.eye(r)
     S = M.copy()
     S[np.triu_indices(r, 1)] = 99.0          # only the lower triangle is read
     logdet, ok = kernels.chol_lower(S, npen)

@@ -360,24 +360,70 @@ def chol_lower(S, npen):
     """In-place lower Cholesky factor of the symmetric S (only its lower triangle is
     read; the upper is zeroed).  Returns (log of the squared diagonal of the first
     ``npen`` columns, ok).  Left-looking, so every inner product runs over two
-    contiguous row prefixes (vectorized by ``_dot_prefix``)."""
+    contiguous row pieces (vectorized by ``_dot_prefix``).  When the rows' envelopes
+    (no factor entries left of a row's first nonzero) cover less than half the
+    triangle -- nested designs, where each level of the first term sits inside one
+    level of a rest term and the rest block is (nearly) diagonal -- the products
+    run only over them: O(r^2) instead of O(r^3)."""
     r = S.shape[0]
+    first = np.empty(r, np.int64)
+    profile = 0
+    for a in range(r):
+        f = a
+        for b in range(a):
+            if S[a, b] != 0.0:
+                f = b
+                break
+        first[a] = f
+        profile += a - f
+    if 4 * profile < r * (r - 1):
+        ok = _chol_envelope(S, first)
+    else:
+        ok = _chol_dense(S)
+    if not ok:
+        return -np.inf, False
     logdet = 0.0
-    for j in range(r):
-        Sj = S[j]
-        s = S[j, j] - _dot_prefix(Sj, Sj, j)
-        if not (s > 0.0):
-            return -np.inf, False
-        d = math.sqrt(s)
-        S[j, j] = d
-        if j < npen:
-            logdet += 2.0 * math.log(d)
-        for a in range(j + 1, r):
-            S[a, j] = (S[a, j] - _dot_prefix(S[a], Sj, j)) / d
+    for j in range(npen):
+        logdet += 2.0 * math.log(S[j, j])
     for a in range(r):
         for b in range(a + 1, r):
             S[a, b] = 0.0
     return logdet, True
+
+
+@njit(cache=True, error_model="numpy")
+def _chol_dense(S):
+    r = S.shape[0]
+    for j in range(r):
+        Sj = S[j]
+        s = S[j, j] - _dot_prefix(Sj, Sj, j)
+        if not (s > 0.0):
+            return False
+        d = math.sqrt(s)
+        S[j, j] = d
+        for a in range(j + 1, r):
+            S[a, j] = (S[a, j] - _dot_prefix(S[a], Sj, j)) / d
+    return True
+
+
+@njit(cache=True, error_model="numpy")
+def _chol_envelope(S, first):
+    r = S.shape[0]
+    for j in range(r):
+        Sj = S[j]
+        fj = first[j]
+        s = S[j, j] - _dot_prefix(Sj[fj:], Sj[fj:], j - fj)
+        if not (s > 0.0):
+            return False
+        d = math.sqrt(s)
+        S[j, j] = d
+        for a in range(j + 1, r):
+            fa = first[a]
+            if fa > j:              # left of row a's envelope: stays zero
+                continue
+            lo = max(fa, fj)
+            S[a, j] = (S[a, j] - _dot_prefix(S[a, lo:], Sj[lo:], j - lo)) / d
+    return True
 
 
 @njit(cache=True, error_model="numpy")
