@@ -138,9 +138,10 @@ def test_blas_free_products_against_numpy():
     for k, m in [(1, 1), (3, 3), (2, 1)]:
         Z = RNG.normal(size=(30, k))
         L = RNG.normal(size=(k, m))
-        out = np.empty((30, m))
-        kernels.small_matmul(Z, L, out)
-        assert np.allclose(out, Z @ L, rtol=1e-14)
+        out = np.zeros((30, m + 2))
+        kernels.small_matmul(Z, L, out, 1)
+        assert np.allclose(out[:, 1:m + 1], Z @ L, rtol=1e-14)
+        assert not out[:, 0].any() and not out[:, m + 1].any()
 
 
 @pytest.mark.parametrize("r,npen,nested", [(1, 1, False), (7, 5, False), (40, 37, False),

@@ -116,9 +116,14 @@ class GlmmDeviance:
             self.Rc[:, self.m_re + j] = self.q2 + j
             self.Rv[:, self.m_re + j] = self.X[:, j]
         self.rest_Z = [np.ascontiguousarray(t.Z[o], dtype=float) for t in self.rest_terms]
-        self._rest_buf = [np.empty((self.n, t.k)) for t in self.rest_terms]
         self.lower, self.theta_pos = theta_layout(self.terms)
         self.ntheta = len(self.lower)
+        self._lam_index, k0 = [], 0         # (k, rows, cols, first, end) per term
+        for t, pos in zip(self.terms, self.theta_pos):
+            ii = np.array([i for i, _ in pos], np.int64)
+            jj = np.array([j for _, j in pos], np.int64)
+            self._lam_index.append((t.k, ii, jj, k0, k0 + len(pos)))
+            k0 += len(pos)
         self._symbolic = {}
         self._dense = {}
         self._theta_set = None
@@ -147,13 +152,12 @@ class GlmmDeviance:
         return self._symbolic[with_beta]
 
     def lambdas(self, theta) -> list:
-        out, k0 = [], 0
-        for t, pos in zip(self.terms, self.theta_pos):
-            L = np.zeros((t.k, t.k))
-            for (i, j), val in zip(pos, theta[k0:k0 + len(pos)]):
-                L[i, j] = val
+        theta = np.asarray(theta, float)
+        out = []
+        for k, ii, jj, k0, k1 in self._lam_index:
+            L = np.zeros((k, k))
+            L[ii, jj] = theta[k0:k1]
             out.append(L)
-            k0 += len(pos)
         return out
 
     def set_theta(self, theta):
@@ -162,11 +166,10 @@ class GlmmDeviance:
         if key == self._theta_key:
             return
         lams = self.lambdas(theta)
-        kernels.small_matmul(self.Z1, lams[0], self.A1)
+        kernels.small_matmul(self.Z1, lams[0], self.A1, 0)
         col = 0
-        for Zt, L, buf in zip(self.rest_Z, lams[1:], self._rest_buf):
-            kernels.small_matmul(Zt, L, buf)
-            self.Rv[:, col:col + L.shape[0]] = buf
+        for Zt, L in zip(self.rest_Z, lams[1:]):
+            kernels.small_matmul(Zt, L, self.Rv, col)
             col += L.shape[0]
         self._theta_set = theta.copy()
         self._theta_key = key

@@ -109,9 +109,9 @@ def offset_plus_xb(offset, X, beta):
 
 
 @njit(cache=True, error_model="numpy")
-def small_matmul(Z, L, out):
-    """out[:] = Z @ L for a tall Z (n x k) and a small L (k x m), by plain loops
-    (no BLAS threads, as ``offset_plus_xb``)."""
+def small_matmul(Z, L, out, col0):
+    """out[:, col0:col0 + m] = Z @ L for a tall Z (n x k) and a small L (k x m), by
+    plain loops (no BLAS threads, as ``offset_plus_xb``)."""
     n, k = Z.shape
     m = L.shape[1]
     for i in range(n):
@@ -119,7 +119,7 @@ def small_matmul(Z, L, out):
             s = 0.0
             for a in range(k):
                 s += Z[i, a] * L[a, b]
-            out[i, b] = s
+            out[i, col0 + b] = s
 
 
 @njit(cache=True, error_model="numpy")
