@@ -77,6 +77,8 @@ class GlmmDeviance:
     def __init__(self, design: ModelDesign, family: Family):
         self.design = design
         self.family = family
+        # the kernels' (family code, link code, NB theta), looked up once
+        self._fam_args = (family.code, family.link_code, float(family.nb_theta))
         self.terms = design.re_terms
         self.n = design.nobs
         self.p = design.X.shape[1]
@@ -206,10 +208,9 @@ class GlmmDeviance:
         self.set_theta(theta)
         m_use, r, loc_ptr, loc_cols, Rloc = self.symbolic(with_beta)
         eta_base = self.offset if with_beta else self._xb(beta)
-        fam = self.family
         for attempt in range(2):
             u1, v = self._u1[with_beta], self._v[with_beta]
-            out = kernels.pirls(fam.code, fam.link_code, float(fam.nb_theta), self.y, self.pw,
+            out = kernels.pirls(*self._fam_args, self.y, self.pw,
                                 eta_base, self.A1, self.gptr, self.Rv, self.Rc, Rloc, m_use,
                                 loc_ptr, loc_cols, r, self.q2, u1, v, PIRLS_MAXIT, tol,
                                 self._dense[with_beta], self.aic_const, self.dev_const)
@@ -279,8 +280,7 @@ class GlmmDeviance:
         if st.status not in (kernels.PIRLS_OK, kernels.PIRLS_MAXIT) or not np.isfinite(st.logdet):
             return np.inf
         eta_base = self._xb(beta)
-        fam = self.family
-        return float(kernels.agq_deviance(fam.code, fam.link_code, float(fam.nb_theta),
+        return float(kernels.agq_deviance(*self._fam_args,
                                           self.y, self.pw, eta_base, self.A1[:, 0],
                                           self.gptr, st.u1, st.Dchol, nodes, logw))
 
@@ -294,7 +294,7 @@ class GlmmDeviance:
         def loop(theta, offset, eta0, with_beta):
             self.set_theta(theta)
             m_use, r, loc_ptr, loc_cols, Rloc = self.symbolic(with_beta)
-            return kernels.pirls_lme4(fam.code, fam.link_code, float(fam.nb_theta), self.y,
+            return kernels.pirls_lme4(*self._fam_args, self.y,
                                       self.pw, offset, eta0, self.A1, self.gptr, self.Rv,
                                       self.Rc, Rloc, m_use, loc_ptr, loc_cols, r, self.q2,
                                       LME4_TOL_PWRSS, LME4_MAXIT, self._dense[with_beta],
