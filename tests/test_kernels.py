@@ -168,11 +168,12 @@ def test_chol_lower_against_numpy(r, npen, nested):
     assert not kernels.chol_lower(S, npen)[1]
 
 
-@pytest.mark.parametrize("with_beta,dense_rows", [(False, 0), (True, 0), (False, 3),
-                                                  (True, 3)])
-def test_factorize_and_newton_step_against_dense(with_beta, dense_rows):
-    dev, _ = _crossed_problem()
-    theta = np.array([0.8, 0.3, 0.5, 0.6])
+@pytest.mark.parametrize("with_beta,dense_rows,slope", [
+    (False, 0, True), (True, 0, True), (False, 3, True), (True, 3, True),
+    (False, 0, False), (True, 0, False)])      # slope=False: k1 = 1 (_newton_step_k1)
+def test_factorize_and_newton_step_against_dense(with_beta, dense_rows, slope):
+    dev, _ = _crossed_problem(slope=slope)
+    theta = np.array([0.8, 0.3, 0.5, 0.6]) if slope else np.array([0.8, 0.6])
     dev.set_theta(theta)
     m_use, r, loc_ptr, loc_cols, Rloc = dev.symbolic(with_beta)
     w = RNG.uniform(0.5, 3.0, dev.n)

@@ -434,6 +434,9 @@ def newton_step(A1, gptr, Rv, Rc, Rloc, m_use, loc_ptr, loc_cols, npen, wres,
     Newton decrement g'H^{-1}g (in deviance units)."""
     ng = gptr.shape[0] - 1
     k1 = A1.shape[1]
+    if k1 == 1:
+        return _newton_step_k1(A1, gptr, Rv, Rc, m_use, loc_ptr, loc_cols, npen, wres,
+                               u1, v, Dchol, Cval, LS, du1, dv)
     r = LS.shape[0]
     for j in range(r):
         dv[j] = 0.0
@@ -463,17 +466,7 @@ def newton_step(A1, gptr, Rv, Rc, Rloc, m_use, loc_ptr, loc_cols, npen, wres,
             for a in range(k1):
                 s += Cval[a, base + l] * du1[g, a]
             dv[loc_cols[base + l]] -= s
-    # L y = dv (row dot products), then L' x = y (column updates by rows of L):
-    # both run along contiguous rows of LS
-    for j in range(r):
-        dv[j] = (dv[j] - _dot_prefix(LS[j], dv, j)) / LS[j, j]
-        dec += dv[j] * dv[j]
-    for j in range(r - 1, -1, -1):
-        x = dv[j] / LS[j, j]
-        dv[j] = x
-        Lj = LS[j]
-        for l in range(j):
-            dv[l] -= Lj[l] * x
+    dec += _rest_solve(LS, dv)
     for g in range(ng):
         D = Dchol[g]
         base = loc_ptr[g]
@@ -486,6 +479,63 @@ def newton_step(A1, gptr, Rv, Rc, Rloc, m_use, loc_ptr, loc_cols, npen, wres,
             for b in range(a + 1, k1):
                 s -= D[b, a] * du1[g, b]
             du1[g, a] = s / D[a, a]
+    return dec
+
+
+@njit(cache=True, error_model="numpy")
+def _rest_solve(LS, dv):
+    """dv <- LS'^{-1} LS^{-1} dv, returning |LS^{-1} dv|^2: L y = dv by row dot
+    products, then L' x = y by column updates with rows of L (both run along
+    contiguous rows of LS)."""
+    r = LS.shape[0]
+    dec = 0.0
+    for j in range(r):
+        dv[j] = (dv[j] - _dot_prefix(LS[j], dv, j)) / LS[j, j]
+        dec += dv[j] * dv[j]
+    for j in range(r - 1, -1, -1):
+        x = dv[j] / LS[j, j]
+        dv[j] = x
+        Lj = LS[j]
+        for l in range(j):
+            dv[l] -= Lj[l] * x
+    return dec
+
+
+@njit(cache=True, error_model="numpy")
+def _newton_step_k1(A1, gptr, Rv, Rc, m_use, loc_ptr, loc_cols, npen, wres, u1, v,
+                    Dchol, Cval, LS, du1, dv):
+    """``newton_step`` for a scalar first term (k1 = 1, the usual random intercept):
+    the same arithmetic without the loops over the term's dimension (about 2x
+    faster at 400 levels)."""
+    ng = gptr.shape[0] - 1
+    r = LS.shape[0]
+    for j in range(r):
+        dv[j] = 0.0
+    a1 = A1[:, 0]
+    C = Cval[0]
+    dec = 0.0
+    for g in range(ng):
+        s = -u1[g, 0]
+        for i in range(gptr[g], gptr[g + 1]):
+            wi = wres[i]
+            s += wi * a1[i]
+            for e in range(m_use):
+                dv[Rc[i, e]] += wi * Rv[i, e]
+        s /= Dchol[g, 0, 0]
+        du1[g, 0] = s
+        dec += s * s
+    for j in range(npen):
+        dv[j] -= v[j]
+    for g in range(ng):
+        s = du1[g, 0]
+        for l in range(loc_ptr[g], loc_ptr[g + 1]):
+            dv[loc_cols[l]] -= C[l] * s
+    dec += _rest_solve(LS, dv)
+    for g in range(ng):
+        s = du1[g, 0]
+        for l in range(loc_ptr[g], loc_ptr[g + 1]):
+            s -= C[l] * dv[loc_cols[l]]
+        du1[g, 0] = s / Dchol[g, 0, 0]
     return dec
 
 
