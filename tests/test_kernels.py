@@ -96,10 +96,84 @@ def _dense(dev: GlmmDeviance, theta):
     return np.hstack(blocks)
 
 
-@pytest.mark.parametrize("with_beta", [False, True])
-def test_factorize_and_newton_step_against_dense(with_beta):
-    dev, _ = _crossed_problem()
-    theta = np.array([0.8, 0.3, 0.5, 0.6])
+def test_poisson_log_deviance_from_eta_against_generic():
+    """The Poisson-log deviance with its mu-free part given (no log per row) equals
+    the per-row formula, including y = 0 rows, prior weights and clamped mu."""
+    n = 200
+    y = RNG.poisson(3.0, n).astype(float)
+    pw = RNG.uniform(0.5, 2.0, n)
+    eta = RNG.normal(1.0, 1.0, n)
+    eta[:5] = -50.0                      # mu clamped at eps
+    mu_a, mu_b = np.empty(n), np.empty(n)
+    fam = Family("poisson")
+    const = kernels.poisson_deviance_const(y, pw)
+    fast = kernels._mu_and_deviance(fam.code, fam.link_code, 1.0, y, pw, eta, mu_a, const)
+    slow = kernels._mu_and_deviance(fam.code, fam.link_code, 1.0, y, pw, eta, mu_b, np.nan)
+    assert np.array_equal(mu_a, mu_b)
+    assert fast == pytest.approx(slow, rel=1e-12)
+    assert slow == pytest.approx(np.sum(fam.dev_resids(y, mu_b, pw)), rel=1e-12)
+
+
+def test_stage1_warm_start_keeps_b_and_finds_the_same_mode():
+    """After a theta change the joint (u, beta) PIRLS starts from the previous
+    b = theta u (u rescaled); its answer is the cold start's."""
+    dev, _ = _crossed_problem(slope=False)
+    dev.pirls(np.array([0.5, 0.4]))
+    warm = dev.pirls(np.array([0.9, 0.7]))
+    dev._u1[True][:] = 0.0
+    dev._v[True][:] = 0.0
+    cold = dev.pirls(np.array([0.9, 0.7]))
+    assert warm.ok and cold.ok
+    assert np.allclose(warm.u1, cold.u1, atol=1e-9) and np.allclose(warm.v, cold.v, atol=1e-9)
+    assert warm.aic + warm.ussq + warm.logdet == pytest.approx(
+        cold.aic + cold.ussq + cold.logdet, rel=1e-12)
+
+
+def test_blas_free_products_against_numpy():
+    X = RNG.normal(size=(50, 4))
+    off = RNG.normal(size=50)
+    beta = RNG.normal(size=4)
+    assert np.allclose(kernels.offset_plus_xb(off, X, beta), off + X @ beta, rtol=1e-14)
+    assert np.allclose(kernels.offset_plus_xb(off, X[:, :0].copy(), beta[:0]), off)
+    for k, m in [(1, 1), (3, 3), (2, 1)]:
+        Z = RNG.normal(size=(30, k))
+        L = RNG.normal(size=(k, m))
+        out = np.zeros((30, m + 2))
+        kernels.small_matmul(Z, L, out, 1)
+        assert np.allclose(out[:, 1:m + 1], Z @ L, rtol=1e-14)
+        assert not out[:, 0].any() and not out[:, m + 1].any()
+
+
+@pytest.mark.parametrize("r,npen,nested", [(1, 1, False), (7, 5, False), (40, 37, False),
+                                            (70, 70, False), (40, 37, True), (9, 9, True)])
+def test_chol_lower_against_numpy(r, npen, nested):
+    A = RNG.normal(size=(r, r + 3))
+    M = A @ A.T + 0.1 * np.eye(r)
+    if nested:      # a diagonal block and three dense rows/columns (the fixed effects)
+        M = np.diag(RNG.uniform(1.0, 5.0, r))
+        B = RNG.normal(size=(r, 3))
+        M[:, -3:] = B
+        M[-3:, :] = B.T
+        M[-3:, -3:] = B[-3:].T @ B[-3:] + 30.0 * np.eye(3)
+        M = 0.5 * (M + M.T) + 10.0 * np.eye(r)
+    S = M.copy()
+    S[np.triu_indices(r, 1)] = 99.0          # only the lower triangle is read
+    logdet, ok = kernels.chol_lower(S, npen)
+    L = np.linalg.cholesky(M)
+    assert ok
+    assert np.allclose(S, L, rtol=1e-12, atol=1e-12)
+    assert logdet == pytest.approx(2.0 * np.sum(np.log(np.diag(L))[:npen]), rel=1e-12)
+    S = M.copy()
+    S[r - 1, r - 1] = -1.0                   # not positive definite
+    assert not kernels.chol_lower(S, npen)[1]
+
+
+@pytest.mark.parametrize("with_beta,dense_rows,slope", [
+    (False, 0, True), (True, 0, True), (False, 3, True), (True, 3, True),
+    (False, 0, False), (True, 0, False)])      # slope=False: k1 = 1 (_newton_step_k1)
+def test_factorize_and_newton_step_against_dense(with_beta, dense_rows, slope):
+    dev, _ = _crossed_problem(slope=slope)
+    theta = np.array([0.8, 0.3, 0.5, 0.6]) if slope else np.array([0.8, 0.6])
     dev.set_theta(theta)
     m_use, r, loc_ptr, loc_cols, Rloc = dev.symbolic(with_beta)
     w = RNG.uniform(0.5, 3.0, dev.n)
@@ -111,7 +185,7 @@ def test_factorize_and_newton_step_against_dense(with_beta):
     Cval = np.empty((dev.k1, len(loc_cols)))
     LS = np.empty((r, r))
     logdet, ok = kernels.factorize(dev.A1, dev.gptr, dev.Rv, dev.Rc, Rloc, m_use, loc_ptr,
-                                   loc_cols, dev.q2, w, Dchol, Cval, LS)
+                                   loc_cols, dev.q2, w, Dchol, Cval, LS, dense_rows)
     assert ok
     U = _dense(dev, theta)
     q = U.shape[1]
@@ -189,6 +263,60 @@ def test_agq_kernel_against_quadrature():
             * stats.norm.pdf(b)
         total += np.log(integrate.quad(f, -10, 10, epsabs=0, epsrel=1e-12)[0])
     assert val == pytest.approx(-2 * total, abs=1e-6)
+
+
+def _agq_numpy(fam, dev, beta, u1, Dchol, a1, K):
+    """agq_deviance's sum, written with scipy's log-pmfs and numpy's logsumexp."""
+    nodes, logw = gauss_hermite(K)
+    eta_b = dev.offset + dev.X @ beta
+    total = 0.0
+    for g in range(dev.ng1):
+        s = slice(dev.gptr[g], dev.gptr[g + 1])
+        L = Dchol[g, 0, 0]
+        terms = []
+        for z, lw in zip(nodes, logw):
+            u = u1[g, 0] + z / L
+            mu = fam.linkinv(eta_b[s] + a1[s] * u)
+            if fam.name == "poisson":
+                ll = np.sum(dev.pw[s] * stats.poisson.logpmf(dev.y[s], mu))
+            else:
+                m = np.floor(dev.pw[s] + 0.5)
+                ll = np.sum(stats.binom.logpmf(np.floor(dev.pw[s] * dev.y[s] + 0.5), m, mu))
+            terms.append(lw + ll - 0.5 * u * u + 0.5 * z * z)
+        total += -2.0 * special.logsumexp(terms) + 2.0 * np.log(L)
+    return total
+
+
+@pytest.mark.parametrize("family,link,slope", [("poisson", "log", False),
+                                               ("poisson", "log", True),
+                                               ("binomial", "logit", False),
+                                               ("binomial", "probit", False)])
+def test_agq_kernel_fast_and_generic_paths_against_numpy(family, link, slope):
+    """Random intercepts with the canonical log/logit link take the factored
+    exp(eta_base) exp(a u) path; a scalar slope term (a varies by row) and the
+    probit link the per-row one: both equal the plain formula."""
+    n = 60
+    x = RNG.normal(size=n)
+    df = pd.DataFrame({"x": x, "g": np.repeat(list("abcdef"), 10)})
+    if family == "poisson":
+        df["y"] = RNG.poisson(np.exp(0.5 + 0.3 * x)).astype(float)
+        kw = {}
+    else:
+        trials = RNG.integers(1, 8, n).astype(float)
+        df["y"] = RNG.binomial(trials.astype(int), 0.4) / trials
+        kw = {"weights": trials}
+    fam = Family(family, link)
+    term = "(0 + x|g)" if slope else "(1|g)"
+    dev = GlmmDeviance(build_design(f"y ~ x + {term}", df, fam, **kw), fam)
+    theta, beta = np.array([0.7]), np.array([-0.2, 0.3])
+    st = dev.pirls(theta, beta)
+    eta_b = np.ascontiguousarray(dev.offset + dev.X @ beta)
+    a1 = np.ascontiguousarray(dev.A1[:, 0])
+    nodes, logw = gauss_hermite(15)
+    got = kernels.agq_deviance(fam.code, fam.link_code, float(fam.nb_theta), dev.y, dev.pw,
+                               eta_b, a1, dev.gptr, st.u1, st.Dchol, nodes, logw)
+    want = _agq_numpy(fam, dev, beta, st.u1, st.Dchol, a1, 15)
+    assert got == pytest.approx(want, rel=1e-12)
 
 
 def test_symbolic_blocks_lists_touched_columns():

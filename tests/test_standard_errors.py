@@ -70,3 +70,28 @@ def test_nagq0_uses_rx_as_lme4():
     exp = expected("cbpp_nagq0", extra=True)
     assert res.vcov_method == "RX"
     assert np.allclose(res.fe_bse, exp["se"], rtol=1e-3)
+
+
+def test_warm_started_finite_differences_agree_and_save_iterations(cbpp):
+    """hessian_fd and gradient with first-order warm starts of the mode searches
+    give the same numbers as cold ones (the modes are converged either way) in
+    fewer PIRLS iterations."""
+    from xlglmm.devfun import ModeWarmStarts
+    from xlglmm.optimize import gradient, hessian_fd
+    dev = cbpp._dev
+    x = np.r_[cbpp.theta, cbpp.fe_params.to_numpy()]
+    f = lambda z: dev.laplace(z[:1], z[1:])
+    runs = []
+    for warm in (None, ModeWarmStarts(dev)):
+        it0 = dev.pirls_iterations
+        fx = f(x)
+        center = warm.save() if warm else None
+        g, fp, fm, modes = gradient(f, x, values=True, warm=warm, center=center)
+        g2, H = hessian_fd(f, x, fx=fx, axis_values=(fp, fm, modes), warm=warm)
+        runs.append((g, g2, H, dev.pirls_iterations - it0))
+        assert (modes is not None) == (warm is not None)
+    (g_a, g2_a, H_a, it_a), (g_b, g2_b, H_b, it_b) = runs
+    assert np.allclose(g_a, g_b, rtol=1e-6, atol=1e-8)
+    assert np.allclose(g2_a, g_a) and np.allclose(g2_b, g_b)
+    assert np.allclose(H_a, H_b, rtol=1e-6, atol=1e-6)
+    assert it_b < 0.85 * it_a

@@ -64,6 +64,8 @@ class VarSpec:
 
 
 def _level_label(v) -> str:
+    if type(v) is str:
+        return v
     if isinstance(v, (bool, np.bool_)):
         return "TRUE" if v else "FALSE"
     if isinstance(v, (float, np.floating)):
@@ -124,7 +126,7 @@ def _factor_codes(series: pd.Series, levels: list | None = None):
     miss = _missing_mask(series)
     if levels is None:
         if isinstance(series.dtype, pd.CategoricalDtype):
-            cats = list(series.cat.categories)
+            cats = series.cat.categories.tolist()     # (plain Python scalars: fast)
             codes = series.cat.codes.to_numpy().astype(np.int64)
             used = np.zeros(len(cats), bool)
             used[codes[codes >= 0]] = True

@@ -16,6 +16,7 @@ Every evaluation leaves its conditional modes, fitted values and factor in
 """
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 
 import numpy as np
@@ -45,6 +46,7 @@ class PirlsState:
     mu: np.ndarray          # in sorted row order
     eta: np.ndarray
     beta_in_system: bool
+    ussq: float = float("nan")   # |u|^2 of the random effects
 
     @property
     def ok(self) -> bool:
@@ -75,6 +77,8 @@ class GlmmDeviance:
     def __init__(self, design: ModelDesign, family: Family):
         self.design = design
         self.family = family
+        # the kernels' (family code, link code, NB theta), looked up once
+        self._fam_args = (family.code, family.link_code, float(family.nb_theta))
         self.terms = design.re_terms
         self.n = design.nobs
         self.p = design.X.shape[1]
@@ -91,7 +95,7 @@ class GlmmDeviance:
         self.k1 = t1.k
         counts = np.bincount(t1.codes, minlength=self.ng1)
         self.gptr = np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)
-        self.Z1 = np.ascontiguousarray(t1.Z[o])
+        self.Z1 = np.ascontiguousarray(t1.Z[o], dtype=float)
         # the rest: other terms (k_t entries per row), then X (p entries per row)
         self.rest_terms = self.terms[1:]
         self.rest_base = []
@@ -113,14 +117,24 @@ class GlmmDeviance:
         for j in range(self.p):
             self.Rc[:, self.m_re + j] = self.q2 + j
             self.Rv[:, self.m_re + j] = self.X[:, j]
-        self.rest_Z = [np.ascontiguousarray(t.Z[o]) for t in self.rest_terms]
+        self.rest_Z = [np.ascontiguousarray(t.Z[o], dtype=float) for t in self.rest_terms]
         self.lower, self.theta_pos = theta_layout(self.terms)
         self.ntheta = len(self.lower)
+        self._lam_index, k0 = [], 0         # (k, rows, cols, first, end) per term
+        for t, pos in zip(self.terms, self.theta_pos):
+            ii = np.array([i for i, _ in pos], np.int64)
+            jj = np.array([j for _, j in pos], np.int64)
+            self._lam_index.append((t.k, ii, jj, k0, k0 + len(pos)))
+            k0 += len(pos)
         self._symbolic = {}
         self._dense = {}
         self._theta_set = None
+        self._theta_key = None
         self.aic_const = float(loglik_constant(self.y, self.pw, family.code,
                                                float(family.nb_theta)))
+        # Poisson-log deviance: its mu-free part once per model (see _mu_and_deviance)
+        self.dev_const = (float(kernels.poisson_deviance_const(self.y, self.pw))
+                          if family.name == "poisson" and family.link == "log" else np.nan)
         self.A1 = np.zeros((self.n, self.k1))
         # warm starts, one per mode (beta solved for or fixed)
         self._u1 = {True: np.zeros((self.ng1, self.k1)), False: np.zeros((self.ng1, self.k1))}
@@ -140,41 +154,66 @@ class GlmmDeviance:
         return self._symbolic[with_beta]
 
     def lambdas(self, theta) -> list:
-        out, k0 = [], 0
-        for t, pos in zip(self.terms, self.theta_pos):
-            L = np.zeros((t.k, t.k))
-            for (i, j), val in zip(pos, theta[k0:k0 + len(pos)]):
-                L[i, j] = val
+        theta = np.asarray(theta, float)
+        out = []
+        for k, ii, jj, k0, k1 in self._lam_index:
+            L = np.zeros((k, k))
+            L[ii, jj] = theta[k0:k1]
             out.append(L)
-            k0 += len(pos)
         return out
 
     def set_theta(self, theta):
         theta = np.asarray(theta, float)
-        if self._theta_set is not None and np.array_equal(theta, self._theta_set):
+        key = theta.tobytes()
+        if key == self._theta_key:
             return
         lams = self.lambdas(theta)
-        np.matmul(self.Z1, lams[0], out=self.A1)
+        kernels.small_matmul(self.Z1, lams[0], self.A1, 0)
         col = 0
         for Zt, L in zip(self.rest_Z, lams[1:]):
-            self.Rv[:, col:col + L.shape[0]] = Zt @ L
+            kernels.small_matmul(Zt, L, self.Rv, col)
             col += L.shape[0]
         self._theta_set = theta.copy()
+        self._theta_key = key
+
+    def _keep_b_of_start(self, theta):
+        """Stage 1's warm start (u, beta) for a new theta: each scalar term's u is
+        rescaled by theta_old / theta_new so that its b = theta u, hence the linear
+        predictor PIRLS starts from, stays the previous evaluation's (the modes in b
+        move much less with theta than those in u: fewer PIRLS iterations)."""
+        old = self._theta_set
+        if old is None:
+            return
+        k0 = 0
+        for ti, t in enumerate(self.terms):
+            if t.k == 1 and old[k0] > 0.0 and theta[k0] > 0.0 and old[k0] != theta[k0]:
+                f = old[k0] / theta[k0]
+                if ti == 0:
+                    self._u1[True] *= f
+                else:
+                    b = self.rest_base[ti - 1]
+                    self._v[True][b:b + t.nlevels] *= f
+            k0 += t.ntheta
+
+    def _xb(self, beta):
+        """offset + X beta (sorted rows), without BLAS threads."""
+        return kernels.offset_plus_xb(self.offset, self.X, np.asarray(beta, dtype=float))
 
     # -- evaluations
     def pirls(self, theta, beta=None, tol=None) -> PirlsState:
         with_beta = beta is None
         tol = self.tol if tol is None else tol
+        if with_beta:
+            self._keep_b_of_start(np.asarray(theta, float))
         self.set_theta(theta)
         m_use, r, loc_ptr, loc_cols, Rloc = self.symbolic(with_beta)
-        eta_base = self.offset if with_beta else self.offset + self.X @ beta
-        fam = self.family
+        eta_base = self.offset if with_beta else self._xb(beta)
         for attempt in range(2):
             u1, v = self._u1[with_beta], self._v[with_beta]
-            out = kernels.pirls(fam.code, fam.link_code, float(fam.nb_theta), self.y, self.pw,
+            out = kernels.pirls(*self._fam_args, self.y, self.pw,
                                 eta_base, self.A1, self.gptr, self.Rv, self.Rc, Rloc, m_use,
                                 loc_ptr, loc_cols, r, self.q2, u1, v, PIRLS_MAXIT, tol,
-                                self._dense[with_beta], self.aic_const)
+                                self._dense[with_beta], self.aic_const, self.dev_const)
             status = out[0]
             if status == kernels.PIRLS_OK or attempt == 1:
                 break
@@ -186,7 +225,7 @@ class GlmmDeviance:
         self.evaluations += 1
         self.pirls_iterations += int(out[1])
         st = PirlsState(status, out[1], out[2], out[3], out[4], u1.copy(), v.copy(),
-                        out[5], out[6], out[7], out[8], out[9], with_beta)
+                        out[5], out[6], out[7], out[8], out[9], with_beta, out[10])
         if status != kernels.PIRLS_OK:
             # keep the warm start usable
             self._u1[with_beta][:] = 0.0
@@ -204,6 +243,27 @@ class GlmmDeviance:
         self._u1[False][:] = st.u1
         self._v[False][:] = st.v[:self.q2]
 
+    def modes_token(self):
+        """The conditional modes of the last fixed-beta evaluation (immutable
+        copies), for ``start_from``; None when there is no usable one."""
+        st = self.state
+        if st is None or st.beta_in_system or not st.ok:
+            return None
+        return st.u1, st.v
+
+    def start_from(self, pairs):
+        """Start the next fixed-beta PIRLS at sum(c * modes) over (c, token) pairs
+        (a first-order prediction of its answer); no change if a token is None."""
+        if not pairs or any(tok is None for _, tok in pairs):
+            return
+        u1, v = self._u1[False], self._v[False]
+        c, (a, b) = pairs[0]
+        np.multiply(a, c, out=u1)
+        np.multiply(b, c, out=v)
+        for c, (a, b) in pairs[1:]:
+            u1 += c * a
+            v += c * b
+
     def set_beta_start(self, beta):
         self.beta_start = np.asarray(beta, float).copy()
         if self.p:
@@ -213,15 +273,14 @@ class GlmmDeviance:
         st = self.pirls(theta, beta, tol)
         if st.status not in (kernels.PIRLS_OK, kernels.PIRLS_MAXIT) or not np.isfinite(st.logdet):
             return np.inf
-        return float(st.aic + _ussq(st, self.q2) + st.logdet)
+        return float(st.aic + st.ussq + st.logdet)
 
     def agq(self, theta, beta, nodes, logw) -> float:
         st = self.pirls(theta, beta)
         if st.status not in (kernels.PIRLS_OK, kernels.PIRLS_MAXIT) or not np.isfinite(st.logdet):
             return np.inf
-        eta_base = self.offset + self.X @ beta
-        fam = self.family
-        return float(kernels.agq_deviance(fam.code, fam.link_code, float(fam.nb_theta),
+        eta_base = self._xb(beta)
+        return float(kernels.agq_deviance(*self._fam_args,
                                           self.y, self.pw, eta_base, self.A1[:, 0],
                                           self.gptr, st.u1, st.Dchol, nodes, logw))
 
@@ -235,18 +294,18 @@ class GlmmDeviance:
         def loop(theta, offset, eta0, with_beta):
             self.set_theta(theta)
             m_use, r, loc_ptr, loc_cols, Rloc = self.symbolic(with_beta)
-            return kernels.pirls_lme4(fam.code, fam.link_code, float(fam.nb_theta), self.y,
+            return kernels.pirls_lme4(*self._fam_args, self.y,
                                       self.pw, offset, eta0, self.A1, self.gptr, self.Rv,
                                       self.Rc, Rloc, m_use, loc_ptr, loc_cols, r, self.q2,
                                       LME4_TOL_PWRSS, LME4_MAXIT, self._dense[with_beta],
-                                      self.aic_const)
+                                      self.aic_const, self.dev_const)
         # lp0 as lme4 builds it: the joint (u, beta) loop at theta = 1 from mustart,
         # then at the stage-1 optimum from there
         _, eta_init, _ = loop(theta_start(self.terms), self.offset, eta_start, True)
         _, eta_lp0, _ = loop(np.asarray(theta_stage1, float), self.offset, eta_init, True)
 
         def f(theta, beta):
-            off = np.ascontiguousarray(self.offset + self.X @ beta)
+            off = self._xb(beta)
             value, _, _ = loop(np.asarray(theta, float), off, eta_lp0, False)
             return float(value)
         return f
@@ -291,12 +350,25 @@ class GlmmDeviance:
         return np.asarray(a)[self.inverse_order]
 
 
-def _ussq(st: PirlsState, q2: int) -> float:
-    return float(np.sum(st.u1 * st.u1) + np.sum(st.v[:q2] * st.v[:q2]))
+class ModeWarmStarts:
+    """The warm-start protocol of optimize's finite differences (``save`` the last
+    evaluation's modes, ``start`` the next one from a combination of saved ones)
+    for the fixed-beta deviances of a GlmmDeviance."""
+
+    def __init__(self, dev: GlmmDeviance):
+        self.save = dev.modes_token
+        self.start = dev.start_from
 
 
 def gauss_hermite(n: int):
     """Nodes and log-weights of the n-point rule for a standard normal density."""
+    z, logw = _gauss_hermite(int(n))
+    return z.copy(), logw.copy()
+
+
+@functools.lru_cache(maxsize=16)
+def _gauss_hermite(n: int):
+    # numpy's rule costs ~0.2 ms (an eigenvalue problem): computed once per n
     z, w = np.polynomial.hermite_e.hermegauss(n)
     w = w / np.sqrt(2.0 * np.pi)
     return np.ascontiguousarray(z), np.ascontiguousarray(np.log(w))

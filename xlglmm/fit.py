@@ -15,7 +15,7 @@ from scipy import optimize as _sciopt
 
 from . import kernels
 from .design import DesignError, ModelDesign, build_design
-from .devfun import GlmmDeviance, gauss_hermite, theta_start
+from .devfun import GlmmDeviance, ModeWarmStarts, gauss_hermite, theta_start
 from .family import Family, make_family
 from .optimize import (EXACT_FD_DELTA, Budget, FitTimeout, bobyqa, check_boundary,
                        check_convergence, deriv12, gradient, hessian_fd, is_singular,
@@ -25,7 +25,7 @@ from .results import GLMMResult
 MAX_AGQ = 100
 NEGBIN_NAMES = ("negbin", "nb", "nb2", "negative_binomial", "negativebinomial")
 NB_LOG_THETA_BOUNDS = (math.log(1e-3), math.log(1e6))
-STAGE1_XTOL = 1e-4
+STAGE1_XTOL = 1e-3
 STAGE1_PIRLS_TOL = 1e-12
 DEFAULT_MAX_EVALS = 20000
 
@@ -198,20 +198,26 @@ def glmer(formula, data, family="poisson", *, link=None, offset=None, weights=No
         large = se_method == "auto" and dev.n * (nt + p) ** 2 > FD_HESSIAN_MAX_WORK
         exact = not large and se_method != "rx"
         xhat = fval = None
+        warm = ModeWarmStarts(dev)
         try:
             f1v = f2(x1)
+            c1 = warm.save()
+            modes0 = None
             if exact:
-                g0, H0 = hessian_fd(f2, x1, fx=f1v, budget=budget)
+                g0, H0 = hessian_fd(f2, x1, fx=f1v, budget=budget, warm=warm, center=c1)
             else:
-                g0 = gradient(f2, x1, budget=budget)
+                g0, _, _, modes0 = gradient(f2, x1, budget=budget, values=True, warm=warm,
+                                            center=c1)
                 H0 = _approx_hessian(dev, f2, x1, f1v, st1, budget)
             report("stage 2 start")
-            nr = newton_refine(f2, x1, f1v, g0, H0, lower, budget)
+            nr = newton_refine(f2, x1, f1v, g0, H0, lower, budget, warm=warm,
+                               modes0=modes0)
             if nr.ok:
                 xhat, fval, grad = nr.x, nr.fun, nr.grad
                 hess, hess_is_fd = (H0, True) if exact else (nr.hess, False)
                 if exact and _moved_far(nr.moved, nr.x):
-                    grad, hess = hessian_fd(f2, xhat, fx=fval, budget=budget)
+                    grad, hess = hessian_fd(f2, xhat, fx=fval, budget=budget,
+                                            axis_values=nr.axis_values, warm=warm)
                 opt_message = ""
         except FitTimeout:
             timed_out = True
@@ -399,8 +405,12 @@ def _glmer_nb(formula, data, *, link, offset, weights, nAGQ, groups, se_method,
 def _moment_start(dev: GlmmDeviance, fam: Family, beta0) -> np.ndarray:
     """Starting theta: lme4's (identity) except that each random intercept starts at
     a moment estimate of its SD from the GLM fit's working residuals -- the spread
-    of the group means beyond their sampling noise -- clipped to [0.1, 3].  A start
-    near the optimum saves stage-1 evaluations; the optimum itself is unaffected."""
+    of the group means beyond their sampling noise -- clipped to [0.1, 3].  With
+    several intercept terms, the coarsest factor (fewest levels) goes first and its
+    shrunken group means are taken out of the residuals before the next one, so a
+    fine factor (e.g. one level per row) does not also claim the coarse factor's
+    variance.  A start near the optimum saves stage-1 evaluations; the optimum
+    itself is unaffected."""
     theta = theta_start(dev.terms)
     eta = dev.offset + dev.X @ beta0
     mu = fam.linkinv(eta)
@@ -409,18 +419,25 @@ def _moment_start(dev: GlmmDeviance, fam: Family, beta0) -> np.ndarray:
     z = (dev.y - mu) / np.where(me != 0, me, 1e-300)
     if not (np.all(np.isfinite(w)) and np.all(np.isfinite(z))):
         return theta
+    intercepts = []
     k0 = 0
     for t in dev.terms:
         if t.k == 1 and t.colnames == ["(Intercept)"]:
-            codes = t.codes[dev.order]
-            sw = np.bincount(codes, weights=w, minlength=t.nlevels)
-            swz = np.bincount(codes, weights=w * z, minlength=t.nlevels)
-            ok = sw > 0
-            if ok.sum() >= 2:
-                means = swz[ok] / sw[ok]
-                between = float(np.var(means)) - float(np.mean(1.0 / sw[ok]))
-                theta[k0] = float(np.clip(np.sqrt(max(between, 0.0)), 0.1, 3.0))
+            intercepts.append((t.nlevels, k0, t))
         k0 += t.ntheta
+    for _, k0, t in sorted(intercepts, key=lambda e: e[0]):
+        codes = t.codes[dev.order]
+        sw = np.bincount(codes, weights=w, minlength=t.nlevels)
+        swz = np.bincount(codes, weights=w * z, minlength=t.nlevels)
+        ok = sw > 0
+        if ok.sum() >= 2:
+            means = swz[ok] / sw[ok]
+            between = max(float(np.var(means)) - float(np.mean(1.0 / sw[ok])), 0.0)
+            theta[k0] = float(np.clip(np.sqrt(between), 0.1, 3.0))
+            if len(intercepts) > 1:
+                b = np.zeros(t.nlevels)
+                b[ok] = means * between / (between + 1.0 / sw[ok])
+                z = z - b[codes]
     return theta
 
 

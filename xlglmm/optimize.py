@@ -200,19 +200,53 @@ def check_boundary(fun, x, fx, lower):
     return x, fx
 
 
-def gradient(fun, x, delta=EXACT_FD_DELTA, budget: Budget | None = None):
-    """Central finite-difference gradient."""
+def gradient(fun, x, delta=EXACT_FD_DELTA, budget: Budget | None = None,
+             values: bool = False, warm=None, center=None, previous=None):
+    """Central finite-difference gradient; with ``values`` also the function at
+    x + delta e_j and x - delta e_j (the axis points ``hessian_fd`` needs) and the
+    axis modes (see ``_axis_points``)."""
     x = np.asarray(x, float)
-    g = np.empty(len(x))
-    for j in range(len(x)):
+    n = len(x)
+    g = np.empty(n)
+    fp, fm, modes = _axis_points(fun, x, delta, budget, warm, center, previous)
+    for j in range(n):
+        g[j] = (float(fp[j]) - float(fm[j])) / (2 * delta)   # floats: inf - inf, no warning
+    return (g, fp, fm, modes) if values else g
+
+
+def _axis_points(fun, x, delta, budget, warm, center, previous):
+    """f(x + delta e_j) and f(x - delta e_j), j = 1..n.  With ``warm`` (an object
+    with ``save()`` -> token of the last evaluation's conditional modes and
+    ``start(pairs)`` -> next warm start sum(c * token)) and ``center`` (the token at
+    x), each mode search starts from a first-order prediction of its answer: x - d
+    from 2 m(x) - m(x + d), x + d from m(x) + (m+ - m-)/2 of ``previous`` axis
+    modes (another nearby center), so PIRLS starts O(d^2) from the mode (one
+    iteration fewer).  Returns fp, fm and the modes (center, plus, minus) or None."""
+    n = len(x)
+    fp = np.empty(n)
+    fm = np.empty(n)
+    track = warm is not None and center is not None
+    plus, minus = [None] * n, [None] * n
+    z = x.copy()
+    for j in range(n):
         if budget is not None and budget.expired():
             raise FitTimeout()
-        z = x.copy()
-        z[j] += delta
-        fa = fun(z)
-        z[j] -= 2 * delta
-        g[j] = (fa - fun(z)) / (2 * delta)
-    return g
+        z[j] = x[j] + delta
+        if track:
+            if previous is not None:
+                warm.start(((1.0, center), (0.5, previous[1][j]), (-0.5, previous[2][j])))
+            else:
+                warm.start(((1.0, center),))
+        fp[j] = fun(z)
+        if track:
+            plus[j] = warm.save()
+            warm.start(((2.0, center), (-1.0, plus[j])))
+        z[j] = x[j] - delta
+        fm[j] = fun(z)
+        if track:
+            minus[j] = warm.save()
+        z[j] = x[j]
+    return fp, fm, ((center, plus, minus) if track else None)
 
 
 @dataclass
@@ -224,33 +258,37 @@ class NewtonResult:
     moved: np.ndarray       # x - x0
     ok: bool
     steps: int
+    axis_values: tuple | None = None   # (fp, fm, modes) of the gradient at x, if known
 
 
 def newton_refine(fun, x0, f0, g0, H0, lower, budget: Budget, max_steps=8,
-                  tol=1e-8) -> NewtonResult:
+                  tol=1e-8, warm=None, modes0=None) -> NewtonResult:
     """Projected quasi-Newton steps from a point near the optimum (stage 1's),
     starting from a good Hessian (finite differences) and updating it by BFGS with
     finite-difference gradients.  Parameters at a bound whose gradient points out
     of the box stay at the bound.  ``ok`` is False when the model is not
     positive definite or no step decreases the function: the caller then falls
-    back to BOBYQA."""
+    back to BOBYQA.  ``warm``, ``modes0``: warm starts of the mode searches in the
+    gradients (see ``_axis_points``; modes0 the axis modes at x0, if known)."""
     n = len(x0)
     nb = len(lower)
     lo = np.concatenate([lower, np.full(n - nb, -np.inf)])
     x, f, g, H = np.array(x0, float), float(f0), np.array(g0, float), np.array(H0, float)
     steps = 0
+    axis = None
+    modes = modes0
     for steps in range(1, max_steps + 1):
         active = (x <= lo) & (g > 0)
         free = ~active
         try:
             L = np.linalg.cholesky(H[np.ix_(free, free)])
         except np.linalg.LinAlgError:
-            return NewtonResult(x, f, g, H, x - x0, False, steps)
+            return NewtonResult(x, f, g, H, x - x0, False, steps, axis)
         step = np.zeros(n)
         step[free] = -np.linalg.solve(L.T, np.linalg.solve(L, g[free]))
         decrement = float(-g[free] @ step[free])
         if decrement < tol:
-            return NewtonResult(x, f, g, H, x - x0, True, steps)
+            return NewtonResult(x, f, g, H, x - x0, True, steps, axis)
         t = 1.0
         for _ in range(12):
             xn = np.maximum(x + t * step, lo)
@@ -259,18 +297,21 @@ def newton_refine(fun, x0, f0, g0, H0, lower, budget: Budget, max_steps=8,
                 break
             t *= 0.5
         else:
-            return NewtonResult(x, f, g, H, x - x0, decrement < 1e-6, steps)
-        gn = gradient(fun, xn, budget=budget)
+            return NewtonResult(x, f, g, H, x - x0, decrement < 1e-6, steps, axis)
+        center = warm.save() if warm is not None else None     # the modes at xn
+        gn, fp, fm, modes = gradient(fun, xn, budget=budget, values=True, warm=warm,
+                                     center=center, previous=modes)
         s, yv = xn - x, gn - g
         sy = float(s @ yv)
         if sy > 1e-12 * float(np.linalg.norm(s) * np.linalg.norm(yv)) and sy > 0:
             Hs = H @ s
             H = H - np.outer(Hs, Hs) / float(s @ Hs) + np.outer(yv, yv) / sy
-        x, f, g = xn, fn, gn
-    return NewtonResult(x, f, g, H, x - x0, False, steps)
+        x, f, g, axis = xn, fn, gn, (fp, fm, modes)
+    return NewtonResult(x, f, g, H, x - x0, False, steps, axis)
 
 
-def hessian_fd(fun, x, fx=None, delta=EXACT_FD_DELTA, budget: Budget | None = None):
+def hessian_fd(fun, x, fx=None, delta=EXACT_FD_DELTA, budget: Budget | None = None,
+               axis_values=None, warm=None, center=None):
     """Gradient and Hessian by finite differences in k^2 + k evaluations (lme4's
     deriv12 takes 2k^2): central differences on the axes, and for each pair one
     evaluation at x + d(e_i + e_j) and one at x - d(e_i + e_j):
@@ -278,35 +319,49 @@ def hessian_fd(fun, x, fx=None, delta=EXACT_FD_DELTA, budget: Budget | None = No
         H_ij = [f(x+d e_i+d e_j) + f(x-d e_i-d e_j) - f(x+d e_i) - f(x-d e_i)
                 - f(x+d e_j) - f(x-d e_j) + 2 f(x)] / (2 d^2)
 
-    which is second-order accurate like the four-point formula."""
+    which is second-order accurate like the four-point formula.  ``axis_values``
+    (fp, fm, modes): f(x + d e_j), f(x - d e_j) and their modes when already known
+    (``gradient`` with ``values=True`` at the same x and d), saving 2k evaluations.
+    ``warm``, ``center``: first-order warm starts of the mode searches, as in
+    ``_axis_points``; the pair points start from m(x +- d e_i) + m(x +- d e_j) - m(x)."""
     x = np.asarray(x, float)
     n = len(x)
     if fx is None:
         fx = fun(x)
-
-    def at(step):
-        if budget is not None and budget.expired():
-            raise FitTimeout()
-        return fun(x + step)
-
-    fp = np.empty(n)
-    fm = np.empty(n)
-    e = np.eye(n) * delta
+        center = warm.save() if warm is not None else None
     with np.errstate(invalid="ignore", over="ignore"):
-        return _hessian_fd(at, fp, fm, e, n, fx, delta)
+        if axis_values is None:
+            fp, fm, modes = _axis_points(fun, x, delta, budget, warm, center, None)
+        else:
+            fp, fm, modes = axis_values
+            fp, fm = np.array(fp, float), np.array(fm, float)
+        return _hessian_fd(fun, x, fp, fm, modes, warm, budget, fx, delta)
 
 
-def _hessian_fd(at, fp, fm, e, n, fx, delta):
-    for j in range(n):
-        fp[j] = at(e[j])
-        fm[j] = at(-e[j])
+def _hessian_fd(fun, x, fp, fm, modes, warm, budget, fx, delta):
+    n = len(x)
     g = (fp - fm) / (2 * delta)
     H = np.empty((n, n))
     d2 = delta * delta
+    track = warm is not None and modes is not None
     for j in range(n):
         H[j, j] = (fp[j] - 2 * fx + fm[j]) / d2
         for i in range(j):
-            s = e[i] + e[j]
-            H[i, j] = H[j, i] = (at(s) + at(-s) - fp[i] - fm[i] - fp[j] - fm[j]
+            if budget is not None and budget.expired():
+                raise FitTimeout()
+            z = x.copy()
+            z[i] += delta
+            z[j] += delta
+            if track:
+                c, plus, minus = modes
+                warm.start(((1.0, plus[i]), (1.0, plus[j]), (-1.0, c)))
+            fpp = fun(z)
+            z = x.copy()
+            z[i] -= delta
+            z[j] -= delta
+            if track:
+                warm.start(((1.0, minus[i]), (1.0, minus[j]), (-1.0, c)))
+            fmm = fun(z)
+            H[i, j] = H[j, i] = (fpp + fmm - fp[i] - fm[i] - fp[j] - fm[j]
                                  + 2 * fx) / (2 * d2)
     return g, H

@@ -6,7 +6,7 @@ import math
 
 import numpy as np
 import pandas as pd
-from scipy import stats
+from scipy import special
 
 from . import kernels
 from .design import new_data_matrices
@@ -35,17 +35,20 @@ class GLMMResult:
         self.seconds = seconds
         self.formula = formula
         self.vcov_method = vcov_method
-        names = list(design.x_names)
+        names = pd.Index(list(design.x_names))     # one index shared by the tables
         self.fe_params = pd.Series(np.asarray(beta, float), index=names, name="estimate")
         self.fe_cov = pd.DataFrame(vcov, index=names, columns=names)
         self.fe_cov_rx = pd.DataFrame(vcov_rx, index=names, columns=names)
         self.fe_cov_exact = (pd.DataFrame(vcov_exact, index=names, columns=names)
                              if vcov_exact is not None else None)
-        self.fe_bse = pd.Series(np.sqrt(np.diag(vcov)) if len(names) else [], index=names,
-                                name="se", dtype=float)
-        self.fe_zvalues = self.fe_params / self.fe_bse
-        self.fe_pvalues = pd.Series(2.0 * stats.norm.sf(np.abs(self.fe_zvalues.to_numpy())),
-                                    index=names, name="p", dtype=float)
+        se = np.sqrt(np.diag(vcov)) if len(names) else np.zeros(0)
+        self.fe_bse = pd.Series(se, index=names, name="se", dtype=float)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            z = np.asarray(beta, float) / se
+        self.fe_zvalues = pd.Series(z, index=names, dtype=float)
+        # 2 * norm.sf(|z|), which is 2 * ndtr(-|z|) (without scipy.stats' overhead)
+        self.fe_pvalues = pd.Series(2.0 * special.ndtr(-np.abs(z)), index=names, name="p",
+                                    dtype=float)
         self.fe_conf_int = self.conf_int(0.05)
         self.llf = -0.5 * float(deviance_value)
         self.nobs = int(design.nobs)
@@ -82,9 +85,11 @@ class GLMMResult:
         """Wald confidence intervals at level 1 - alpha."""
         if not 0.0 < alpha < 1.0:
             raise ValueError("alpha must be between 0 and 1")
-        zq = stats.norm.ppf(1.0 - alpha / 2.0)
-        return pd.DataFrame({"lower": self.fe_params - zq * self.fe_bse,
-                             "upper": self.fe_params + zq * self.fe_bse})
+        zq = special.ndtri(1.0 - alpha / 2.0)      # stats.norm.ppf
+        b = self.fe_params.to_numpy()
+        se = self.fe_bse.to_numpy()
+        return pd.DataFrame({"lower": b - zq * se, "upper": b + zq * se},
+                            index=self.fe_params.index)
 
     # -- random effects
     def _varcorr(self) -> pd.DataFrame:
@@ -128,19 +133,23 @@ class GLMMResult:
         out.append(s2 * np.einsum("ij,gjk,lk->gil", L1, V1, L1))
         for t, b, L in zip(dev.rest_terms, dev.rest_base, lams[1:]):
             k = t.k
-            blocks = np.empty((t.nlevels, k, k))
-            for g in range(t.nlevels):
-                sl = slice(b + g * k, b + (g + 1) * k)
-                blocks[g] = L @ Sinv[sl, sl] @ L.T
-            out.append(s2 * blocks)
+            idx = b + np.arange(t.nlevels)[:, None] * k + np.arange(k)    # (levels, k)
+            blocks = Sinv[idx[:, :, None], idx[:, None, :]]                # diagonal blocks
+            out.append(s2 * np.einsum("ij,gjk,lk->gil", L, blocks, L))
         return out
 
     def _ranef(self):
         values: dict = {}
         sds: dict = {}
         covs = self._conditional_cov()
+        groups = [t.group for t in self.design.re_terms]
         for t, b, cv in zip(self.design.re_terms, self._b, covs):
             sd = np.sqrt(np.clip(np.einsum("gii->gi", cv), 0.0, None))
+            if t.k == 1 and groups.count(t.group) == 1:     # one column: a Series
+                index = pd.Index(t.levels, name=t.group)
+                values[t.group] = pd.Series(b[:, 0].copy(), index=index, name=t.group)
+                sds[t.group] = pd.Series(sd[:, 0].copy(), index=index, name=t.group)
+                continue
             df = pd.DataFrame(b, index=pd.Index(t.levels, name=t.group), columns=t.colnames)
             dsd = pd.DataFrame(sd, index=df.index, columns=t.colnames)
             if t.group in values:     # (x || g): several terms on one factor
@@ -152,7 +161,7 @@ class GLMMResult:
             else:
                 values[t.group], sds[t.group] = df, dsd
         for g in list(values):
-            if values[g].shape[1] == 1:
+            if values[g].ndim == 2 and values[g].shape[1] == 1:
                 values[g] = values[g].iloc[:, 0].rename(g)
                 sds[g] = sds[g].iloc[:, 0].rename(g)
         return values, sds
