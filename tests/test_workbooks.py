@@ -9,6 +9,7 @@ recalculated workbooks are converted to PDF.
 """
 from __future__ import annotations
 
+import math
 import re
 import shutil
 import subprocess
@@ -503,6 +504,28 @@ def test_builtin_functions(tmp_path):
     assert got[0] == pytest.approx(2) and got[1] == pytest.approx(3)
     assert got[2:4] == ["#NUM!", "#DIV/0!"]
     assert got[4:] == ["big", 20, 5, 3, 4, 9, 2, 2, "n=4", 4, 3, 6, 10]
+
+
+def test_numbers_one_bit_apart(tmp_path):
+    """As in Excel and Calc: = and COUNTIF take numbers one bit apart as equal (15
+    digits), RANK tells them apart; numbers 1e-12 apart differ everywhere.  The
+    templates' sort position (RANK + ties counted by RANK) is a permutation even then,
+    where RANK + COUNTIF gave one position twice."""
+    a = 0.04278932864397107
+    b = math.nextafter(a, 1.0)                                            # the next double
+    cells = {"A1": a, "A2": b, "A3": -0.5, "A4": a + 1e-12,
+             "B1": "=COUNTIF(A1:A4,A1)", "B2": "=RANK(A2,A1:A4,1)", "B3": "=IF(A1=A2,1,0)",
+             "B4": "=IF(A1<A2,1,0)", "B5": "=IF(A1=A4,1,0)",
+             "B6": "=RANK(A1,A1:A4,1)+COUNTIF($A$1:A1,A1)-1",
+             "B7": "=RANK(A2,A1:A4,1)+COUNTIF($A$1:A2,A2)-1"}
+    for i in range(1, 5):
+        cells[f"C{i}"] = (f"=RANK(A{i},$A$1:$A$4,1)+ROWS($A$1:A{i})-RANK(A{i},$A$1:A{i},1)"
+                          f"-RANK(A{i},$A$1:A{i},0)+1")
+    p = _book(tmp_path, cells)
+    assert recalc(p, tmp_path / "o.xlsx").ok
+    v = openpyxl.load_workbook(tmp_path / "o.xlsx", data_only=True)["Model"]
+    assert [v[f"B{i}"].value for i in range(1, 8)] == [2, 3, 1, 0, 0, 2, 4]   # 3 is lost
+    assert [v[f"C{i}"].value for i in range(1, 5)] == [2, 3, 1, 4]
 
 
 # ---- demo -----------------------------------------------------------------------------------

@@ -333,6 +333,17 @@ def _rank_key(v):
     return (1, str(v).lower())
 
 
+APPROX = 2.0 ** -48      # relative difference below which two numbers compare equal
+
+
+def approx_equal(a: float, b: float) -> bool:
+    """Numbers equal as spreadsheets compare them in =, <, ... and COUNTIF: to about 15
+    significant digits (LibreOffice's rtl::math::approxEqual uses the same 2^-48; Excel
+    compares to 15 digits), so values one bit apart are equal there -- but not in RANK,
+    which compares exactly in both programs."""
+    return a == b or abs(a - b) <= APPROX * max(abs(a), abs(b))
+
+
 def _compare(op, a, b):
     if isinstance(a, XLError):
         return a
@@ -345,6 +356,8 @@ def _compare(op, a, b):
         ka = (kb[0], {0: 0.0, 1: "", 2: False}[kb[0]])
     elif kb is None:
         kb = (ka[0], {0: 0.0, 1: "", 2: False}[ka[0]])
+    if ka[0] == kb[0] == 0 and approx_equal(ka[1], kb[1]):
+        ka = kb
     return {"=": ka == kb, "<>": ka != kb, "<": ka < kb, ">": ka > kb,
             "<=": ka <= kb, ">=": ka >= kb}[op]
 
@@ -1268,7 +1281,7 @@ def _rank(ev, x, ref, order=0.0):
         n = to_number(v)
         if isinstance(n, XLError):
             return n
-        if n not in nums:
+        if n not in nums:               # RANK compares exactly (Excel and Calc alike)
             return XLError("#N/A")
         if o == 0:
             return float(1 + sum(1 for m in nums if m > n))
@@ -1281,7 +1294,8 @@ def _criterion(crit):
     if isinstance(crit, bool):
         return lambda v: isinstance(v, bool) and v == crit
     if isinstance(crit, (int, float)):
-        return lambda v: isinstance(v, (int, float)) and not isinstance(v, bool) and v == crit
+        return lambda v: isinstance(v, (int, float)) and not isinstance(v, bool) and \
+            approx_equal(float(v), float(crit))
     text = "" if crit is None else str(crit)
     m = re.match(r"^(<=|>=|<>|<|>|=)?(.*)$", text, re.S)
     op, operand = m.group(1) or "=", m.group(2)

@@ -304,8 +304,12 @@ def _caterpillar(lay: Layout, ranef: Placed, group: str, hrow: int, hcol: int, t
     for k in range(1, n + 1):
         r = hrow + k
         src = r0 + k - 1
-        ws.cell(r, hcol + 4, f"=RANK({blup}{src},{rng(blup)},1)+COUNTIF(${blup}${r0}:{blup}{src},"
-                f"{blup}{src})-1")
+        # sort position = rank + (ties so far) - 1, with the ties counted by RANK too:
+        # RANK compares exactly while COUNTIF (Excel, Calc) compares to 15 digits, so
+        # two BLUPs one bit apart would get one position twice under RANK + COUNTIF
+        head = f"${blup}${r0}:{blup}{src}"
+        ws.cell(r, hcol + 4, f"=RANK({blup}{src},{rng(blup)},1)+ROWS({head})"
+                f"-RANK({blup}{src},{head},1)-RANK({blup}{src},{head},0)+1")
         ws.cell(r, hcol, k)
         pos = f"MATCH({k_col}{r},{order},0)"
         ws.cell(r, hcol + 1, f"=INDEX({rng(lev)},{pos})")
