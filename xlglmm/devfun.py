@@ -132,9 +132,6 @@ class GlmmDeviance:
         self._theta_key = None
         self.aic_const = float(loglik_constant(self.y, self.pw, family.code,
                                                float(family.nb_theta)))
-        # Poisson-log deviance: its mu-free part once per model (see _mu_and_deviance)
-        self.dev_const = (float(kernels.poisson_deviance_const(self.y, self.pw))
-                          if family.name == "poisson" and family.link == "log" else np.nan)
         self.A1 = np.zeros((self.n, self.k1))
         # warm starts, one per mode (beta solved for or fixed)
         self._u1 = {True: np.zeros((self.ng1, self.k1)), False: np.zeros((self.ng1, self.k1))}
@@ -213,7 +210,7 @@ class GlmmDeviance:
             out = kernels.pirls(*self._fam_args, self.y, self.pw,
                                 eta_base, self.A1, self.gptr, self.Rv, self.Rc, Rloc, m_use,
                                 loc_ptr, loc_cols, r, self.q2, u1, v, PIRLS_MAXIT, tol,
-                                self._dense[with_beta], self.aic_const, self.dev_const)
+                                self._dense[with_beta], self.aic_const)
             status = out[0]
             if status == kernels.PIRLS_OK or attempt == 1:
                 break
@@ -298,7 +295,7 @@ class GlmmDeviance:
                                       self.pw, offset, eta0, self.A1, self.gptr, self.Rv,
                                       self.Rc, Rloc, m_use, loc_ptr, loc_cols, r, self.q2,
                                       LME4_TOL_PWRSS, LME4_MAXIT, self._dense[with_beta],
-                                      self.aic_const, self.dev_const)
+                                      self.aic_const)
         # lp0 as lme4 builds it: the joint (u, beta) loop at theta = 1 from mustart,
         # then at the stage-1 optimum from there
         _, eta_init, _ = loop(theta_start(self.terms), self.offset, eta_start, True)

@@ -123,35 +123,8 @@ def small_matmul(Z, L, out, col0):
 
 
 @njit(cache=True, error_model="numpy")
-def poisson_deviance_const(y, pw):
-    """The mu-free part of the Poisson deviance, sum 2 pw (y log y - y) over y > 0
-    (``_mu_and_deviance``'s ``dconst``)."""
-    s = 0.0
-    for i in range(y.shape[0]):
-        if y[i] > 0.0:
-            s += 2.0 * pw[i] * (y[i] * math.log(y[i]) - y[i])
-    return s
-
-
-@njit(cache=True, error_model="numpy")
-def _mu_and_deviance(fam, link, nbt, y, pw, eta, mu, dconst):
-    """mu = g^{-1}(eta) in place; returns the summed deviance residuals.
-
-    Poisson with the log link and a finite ``dconst`` (``poisson_deviance_const``):
-    each residual is 2 pw (y log y - y) + 2 pw (mu - y log mu), the first part
-    summed once per model and log mu = eta in the second: no log per row."""
-    if fam == POISSON and link == LOG and dconst == dconst:
-        dev = dconst
-        for i in range(y.shape[0]):
-            e = eta[i]
-            m = math.exp(e)
-            if m > _EPS:
-                mu[i] = m
-                dev += 2.0 * pw[i] * (m - y[i] * e)
-            else:                       # linkinv's clamp: mu = eps, log mu = log eps
-                mu[i] = _EPS
-                dev += 2.0 * pw[i] * (_EPS - y[i] * _LOG_EPS)
-        return dev
+def _mu_and_deviance(fam, link, nbt, y, pw, eta, mu):
+    """mu = g^{-1}(eta) in place; returns the summed deviance residuals."""
     dev = 0.0
     for i in range(y.shape[0]):
         m = linkinv(eta[i], link)
@@ -541,8 +514,7 @@ def _newton_step_k1(A1, gptr, Rv, Rc, m_use, loc_ptr, loc_cols, npen, wres, u1, 
 
 @njit(cache=True, error_model="numpy")
 def pirls(fam, link, nbt, y, pw, eta_base, A1, gptr, Rv, Rc, Rloc, m_use,
-          loc_ptr, loc_cols, r, npen, u1, v, maxit, tol, dense_rows, aic_const,
-          dev_const=np.nan):
+          loc_ptr, loc_cols, r, npen, u1, v, maxit, tol, dense_rows, aic_const):
     """Penalized iteratively reweighted least squares for the conditional modes.
 
     Minimises  sum(dev_i) + |u|^2  over u1, v (v holds the other random effects and,
@@ -570,7 +542,7 @@ def pirls(fam, link, nbt, y, pw, eta_base, A1, gptr, Rv, Rc, Rloc, m_use,
     v_old = np.empty(r)
 
     linear_predictor(eta_base, A1, gptr, u1, Rv, Rc, m_use, v, eta)
-    pdev = _mu_and_deviance(fam, link, nbt, y, pw, eta, mu, dev_const) + _penalty(u1, v, npen)
+    pdev = _mu_and_deviance(fam, link, nbt, y, pw, eta, mu) + _penalty(u1, v, npen)
     if not np.isfinite(pdev):
         return PIRLS_NONFINITE, 0, np.inf, pdev, np.inf, Dchol, Cval, LS, mu, eta, np.inf
     status = PIRLS_MAXIT
@@ -607,7 +579,7 @@ def pirls(fam, link, nbt, y, pw, eta_base, A1, gptr, Rv, Rc, Rloc, m_use,
             for j in range(r):
                 v[j] = v_old[j] + step * dv[j]
             linear_predictor(eta_base, A1, gptr, u1, Rv, Rc, m_use, v, eta)
-            new = _mu_and_deviance(fam, link, nbt, y, pw, eta, mu, dev_const) + _penalty(u1, v, npen)
+            new = _mu_and_deviance(fam, link, nbt, y, pw, eta, mu) + _penalty(u1, v, npen)
             if new <= pdev + 1e-13 * abs(pdev):
                 accepted = True
                 break
@@ -617,7 +589,7 @@ def pirls(fam, link, nbt, y, pw, eta_base, A1, gptr, Rv, Rc, Rloc, m_use,
             u1[:, :] = u1_old
             v[:] = v_old
             linear_predictor(eta_base, A1, gptr, u1, Rv, Rc, m_use, v, eta)
-            pdev = _mu_and_deviance(fam, link, nbt, y, pw, eta, mu, dev_const) + _penalty(u1, v, npen)
+            pdev = _mu_and_deviance(fam, link, nbt, y, pw, eta, mu) + _penalty(u1, v, npen)
             working_weights(fam, link, nbt, y, pw, eta, mu, w, wres)
             logdet, ok = factorize(A1, gptr, Rv, Rc, Rloc, m_use, loc_ptr, loc_cols,
                                    npen, w, Dchol, Cval, LS, dense_rows)
@@ -762,7 +734,7 @@ def fixed_glm_irls(fam, link, nbt, y, pw, offset, X, eta0, maxit, tol):
                 eta[i] = offset[i]
                 for j in range(p):
                     eta[i] += X[i, j] * trial[j]
-            dev = _mu_and_deviance(fam, link, nbt, y, pw, eta, mu, np.nan)
+            dev = _mu_and_deviance(fam, link, nbt, y, pw, eta, mu)
             if np.isfinite(dev) and (it == 0 or dev <= dev_old + 1e-10 * abs(dev_old)):
                 break
             step *= 0.5
@@ -819,8 +791,7 @@ def term1_conditional_cov(Dchol, Cval, loc_ptr, loc_cols, Sinv):
 
 @njit(cache=True, error_model="numpy")
 def pirls_lme4(fam, link, nbt, y, pw, offset, eta0, A1, gptr, Rv, Rc, Rloc, m_use,
-               loc_ptr, loc_cols, r, npen, tol, maxit, dense_rows, aic_const,
-               dev_const=np.nan):
+               loc_ptr, loc_cols, r, npen, tol, maxit, dense_rows, aic_const):
     """lme4's own PIRLS loop, reproduced to reproduce lme4's numbers where they depend
     on it (its finite-difference Hessian, hence its printed standard errors).
 
@@ -866,7 +837,7 @@ def pirls_lme4(fam, link, nbt, y, pw, offset, eta0, A1, gptr, Rv, Rc, Rloc, m_us
         newton_step(A1, gptr, Rv, Rc, Rloc, m_use, loc_ptr, loc_cols, npen, wz,
                     zero1, zerov, Dchol, Cval, LS, u1, v)
         linear_predictor(offset, A1, gptr, u1, Rv, Rc, m_use, v, eta)
-        pdev = _mu_and_deviance(fam, link, nbt, y, pw, eta, mu, dev_const) + _penalty(u1, v, npen)
+        pdev = _mu_and_deviance(fam, link, nbt, y, pw, eta, mu) + _penalty(u1, v, npen)
         if it > 1 and pdev > oldpdev:
             for _ in range(10):          # lme4's step halving towards the last iterate
                 for g in range(ng):
@@ -875,7 +846,7 @@ def pirls_lme4(fam, link, nbt, y, pw, offset, eta0, A1, gptr, Rv, Rc, Rloc, m_us
                 for j in range(r):
                     v[j] = 0.5 * (v[j] + v_old[j])
                 linear_predictor(offset, A1, gptr, u1, Rv, Rc, m_use, v, eta)
-                pdev = _mu_and_deviance(fam, link, nbt, y, pw, eta, mu, dev_const) + _penalty(u1, v, npen)
+                pdev = _mu_and_deviance(fam, link, nbt, y, pw, eta, mu) + _penalty(u1, v, npen)
                 if pdev <= oldpdev:
                     break
         if abs(oldpdev - pdev) < tol * abs(pdev) or pdev == oldpdev:
