@@ -416,7 +416,7 @@ class RecalcResult:
         return not self.problems
 
 
-def _udf_specs() -> dict:
+def udf_specs() -> dict:
     """name -> (function, parameter names, required names, names declared ndim=2),
     the last read from the ``@xw.arg(..., ndim=2)`` decorators in udfs.py (off
     Windows the decorators are no-ops, so they are read from the source)."""
@@ -535,7 +535,7 @@ class Engine:
     def __init__(self, book: Book, out=None, stream=None):
         self.book = book
         self.out = out or (lambda s: None)
-        self.specs = _udf_specs()
+        self.specs = udf_specs()
         self.done: set = set()
         self.busy: list = []
         self.kept: dict = {}            # key -> reason (stored value left in place)
