@@ -284,27 +284,36 @@ class GlmmDeviance:
     def lme4_devfun(self, theta_stage1, mustart):
         """lme4's stage-2 deviance function as lme4 evaluates it (few PIRLS
         iterations from the stage-1 linear predictor, log|L|^2 one iterate late),
-        for reproducing lme4's finite-difference Hessian.  Returns f(theta, beta)."""
+        for reproducing lme4's finite-difference Hessian.  Returns
+        f(theta, beta, iterations=None) -> (value, iterations used).
+
+        lme4 stops its PIRLS when the penalized deviance changes by less than
+        1e-7 relative, so the number of iterations -- and the value, by up to
+        ~1e-3 -- jumps between nearby points.  With ``iterations`` given, exactly
+        that many are done: a smooth function, equal to lme4's wherever lme4
+        would do that many (as at the points of lme4's own 1e-4 stencil)."""
         fam = self.family
         eta_start = np.ascontiguousarray(fam.linkfun(np.asarray(mustart)[self.order]))
 
-        def loop(theta, offset, eta0, with_beta):
+        def loop(theta, offset, eta0, with_beta, iterations=None):
             self.set_theta(theta)
             m_use, r, loc_ptr, loc_cols, Rloc = self.symbolic(with_beta)
+            tol, maxit = (LME4_TOL_PWRSS, LME4_MAXIT) if iterations is None \
+                else (0.0, int(iterations))
             return kernels.pirls_lme4(*self._fam_args, self.y,
                                       self.pw, offset, eta0, self.A1, self.gptr, self.Rv,
                                       self.Rc, Rloc, m_use, loc_ptr, loc_cols, r, self.q2,
-                                      LME4_TOL_PWRSS, LME4_MAXIT, self._dense[with_beta],
+                                      tol, maxit, self._dense[with_beta],
                                       self.aic_const)
         # lp0 as lme4 builds it: the joint (u, beta) loop at theta = 1 from mustart,
         # then at the stage-1 optimum from there
         _, eta_init, _ = loop(theta_start(self.terms), self.offset, eta_start, True)
         _, eta_lp0, _ = loop(np.asarray(theta_stage1, float), self.offset, eta_init, True)
 
-        def f(theta, beta):
+        def f(theta, beta, iterations=None):
             off = self._xb(beta)
-            value, _, _ = loop(np.asarray(theta, float), off, eta_lp0, False)
-            return float(value)
+            value, _, its = loop(np.asarray(theta, float), off, eta_lp0, False, iterations)
+            return float(value), int(its)
         return f
 
     def factor_at(self, theta, st: PirlsState, with_beta: bool):

@@ -215,7 +215,7 @@ def glmer(formula, data, family="poisson", *, link=None, offset=None, weights=No
             if nr.ok:
                 xhat, fval, grad = nr.x, nr.fun, nr.grad
                 hess, hess_is_fd = (H0, True) if exact else (nr.hess, False)
-                if exact and _moved_far(nr.moved, nr.x):
+                if exact and np.any(nr.moved != 0.0):
                     grad, hess = hessian_fd(f2, xhat, fx=fval, budget=budget,
                                             axis_values=nr.axis_values, warm=warm)
                 opt_message = ""
@@ -275,9 +275,12 @@ def glmer(formula, data, family="poisson", *, link=None, offset=None, weights=No
     want_lme4 = se_method == "lme4" or (se_method == "auto" and dev.n < LME4_SE_MAX_N)
     if p and nAGQ == 1 and v_exact is not None and want_lme4:
         f_lme4 = dev.lme4_devfun(theta1, mu0)
+        x_hat = np.concatenate([theta_hat, beta_hat])
+        f_hat, its = f_lme4(theta_hat, beta_hat)
         try:
-            _, h_lme4 = deriv12(lambda x: f_lme4(x[:nt], x[nt:]),
-                                np.concatenate([theta_hat, beta_hat]), budget=budget)
+            _, h_lme4 = deriv12(lambda x: f_lme4(x[:nt], x[nt:], its)[0], x_hat, fx=f_hat,
+                                budget=budget, delta=LME4_HESSIAN_STEP,
+                                scale=_parameter_scales(hess))
             v_lme4 = _cov_from_hessian(h_lme4, nt)
         except FitTimeout:
             v_lme4 = None
@@ -441,12 +444,26 @@ def _moment_start(dev: GlmmDeviance, fam: Family, beta0) -> np.ndarray:
     return theta
 
 
-def _moved_far(moved, x) -> bool:
-    """Did stage 2 move far enough from where the Hessian was computed for the
-    Hessian to change?  The curvature of a GLMM deviance changes in proportion to
-    the move on the link scale, so a move below 0.002 (relative for theta) changes
-    the standard errors by about 0.1% at most; beyond that it is recomputed."""
-    return bool(np.any(np.abs(moved) > 2e-3 * np.maximum(1.0, np.abs(x))))
+LME4_HESSIAN_STEP = 0.01    # finite-difference step of lme4's Hessian, in standard errors
+
+
+def _parameter_scales(hess) -> np.ndarray:
+    """Each parameter's standard error, sqrt(diag(2 H^-1)) of the deviance Hessian
+    in (theta, beta): the steps of lme4's Hessian are ``LME4_HESSIAN_STEP`` of these.
+
+    lme4 differences its deviance with absolute steps of 1e-4.  Rounding noise in
+    the deviance (~1e-12) then reaches 1e-4 relative in the SEs of parameters with
+    large SEs -- the last bits of the CPU's arithmetic, amplified -- while a
+    parameter with a tiny SE moves by a sizeable part of it.  A step of 1% of each
+    parameter's SE makes the noise ~1e-8 relative on every parameter; the stencil's
+    truncation error is ~1e-4 of the Hessian, deterministic, and below lme4's own
+    noise.  (The stencil differences lme4's function with its iteration count held
+    at the centre's, see ``GlmmDeviance.lme4_devfun``, so it is smooth.)"""
+    try:
+        se = np.sqrt(np.abs(np.diag(2.0 * np.linalg.inv(hess))))
+    except np.linalg.LinAlgError:
+        se = np.full(hess.shape[0], np.nan)
+    return np.where(np.isfinite(se) & (se > 0), np.clip(se, 1e-6, 1e3), 0.01)
 
 
 def _approx_hessian(dev, f2, x1, f1v, st1, budget):

@@ -1,19 +1,21 @@
 """Optimisation of the deviance (lme4's ``optimizeGlmer`` stage) and its checks.
 
 Stage 1 minimises the nAGQ=0 criterion over theta alone (PIRLS solves for the
-fixed effects too); stage 2 minimises the Laplace (or AGQ) deviance over theta and
-beta jointly, from stage 1's answer.  Both use BOBYQA (NLopt's implementation, the
-derivative-free trust-region method MixedModels.jl uses; lme4 uses bobyqa then
-Nelder-Mead): it respects the bounds on theta's diagonal and needs few evaluations
-on these smooth objectives.  Beta is optimised on the scale of its standard errors
-so that one trust radius fits every coordinate.
+fixed effects too) with BOBYQA (NLopt's implementation, the derivative-free
+trust-region method MixedModels.jl uses; lme4 uses bobyqa then Nelder-Mead): it
+respects the bounds on theta's diagonal and needs few evaluations on these smooth
+objectives.  Stage 2 minimises the Laplace (or AGQ) deviance over theta and beta
+jointly from stage 1's answer by projected quasi-Newton steps (``newton_refine``)
+from a finite-difference Hessian; BOBYQA, with beta on the scale of its standard
+errors, is the fallback when that quadratic model fails.
 
 Then, as lme4 does: a finite-difference gradient and Hessian of the deviance in
-(theta, beta) (central differences, step 1e-3 on the accurately converged
-deviance; lme4's 1e-4 when reproducing lme4's own Hessian: they give the
-fixed-effect covariance 2 H^-1), lme4's convergence checks in plain words, the boundary check
-(a theta within 1e-5 of its bound is set to the bound when that is no worse), and
-the singular-fit test (a diagonal theta below 1e-4).
+(theta, beta) at the optimum (central differences, step 1e-3 on the accurately
+converged deviance; steps of 1% of each parameter's SE when reproducing lme4's own
+Hessian, see ``fit._parameter_scales``: they give the fixed-effect covariance
+2 H^-1), lme4's convergence checks in plain words, the boundary check (a theta
+within 1e-5 of its bound is set to the bound when that is no worse), and the
+singular-fit test (a diagonal theta below 1e-4).
 """
 from __future__ import annotations
 
@@ -28,7 +30,7 @@ SINGULAR_TOL = 1e-4
 BOUNDARY_TOL = 1e-5
 GRAD_TOL = 2e-3
 HESS_TOL = 1e-6
-FD_DELTA = 1e-4          # lme4's deriv12 step (used when reproducing lme4's Hessian)
+FD_DELTA = 1e-4          # lme4's deriv12 step (deriv12's default)
 EXACT_FD_DELTA = 1e-3    # our step: PIRLS is converged to ~1e-10 in the deviance, so
                          # 1e-3 keeps rounding noise ~1e-4 while truncation is ~1e-6
 
@@ -106,15 +108,18 @@ def bobyqa(fun, x0, lower, upper, step, xtol, ftol, maxeval, budget: Budget,
     return OptResult(best["x"], best["f"], best["n"], code, msg, timed_out)
 
 
-def deriv12(fun, x, fx=None, delta=FD_DELTA, budget: Budget | None = None):
-    """Central finite-difference gradient and Hessian (lme4's deriv12, no bounds)."""
+def deriv12(fun, x, fx=None, delta=FD_DELTA, budget: Budget | None = None, scale=None):
+    """Central finite-difference gradient and Hessian (lme4's deriv12, no bounds).
+
+    ``scale``: per-coordinate step multipliers: coordinate j moves by
+    ``delta * scale[j]`` (default 1, lme4's absolute steps)."""
     x = np.asarray(x, float)
     n = len(x)
     if fx is None:
         fx = fun(x)
+    d = np.full(n, float(delta)) if scale is None else float(delta) * np.asarray(scale, float)
     H = np.empty((n, n))
     g = np.empty(n)
-    d2 = delta * delta
 
     def at(i, si, j=None, sj=0.0):
         z = x.copy()
@@ -126,13 +131,14 @@ def deriv12(fun, x, fx=None, delta=FD_DELTA, budget: Budget | None = None):
         return fun(z)
 
     for j in range(n):
-        fa = at(j, delta)
-        fs = at(j, -delta)
-        H[j, j] = (fa - 2.0 * fx + fs) / d2
-        g[j] = (fa - fs) / (2.0 * delta)
+        fa = at(j, d[j])
+        fs = at(j, -d[j])
+        H[j, j] = (fa - 2.0 * fx + fs) / (d[j] * d[j])
+        g[j] = (fa - fs) / (2.0 * d[j])
         for i in range(j):
-            H[i, j] = H[j, i] = (at(i, delta, j, delta) - at(i, delta, j, -delta)
-                                 - at(i, -delta, j, delta) + at(i, -delta, j, -delta)) / (4.0 * d2)
+            H[i, j] = H[j, i] = (at(i, d[i], j, d[j]) - at(i, d[i], j, -d[j])
+                                 - at(i, -d[i], j, d[j]) + at(i, -d[i], j, -d[j])) \
+                / (4.0 * d[i] * d[j])
     return g, H
 
 
