@@ -1,0 +1,35 @@
+"""One rule for numbers written as text (xlglmm.numfmt), checked against what R
+prints: format.pval(p, digits = 3), format(x, digits = 4)."""
+import pytest
+
+from xlglmm import numfmt
+
+
+@pytest.mark.parametrize("p,text", [
+    (0.03100, "0.031"), (0.000401785, "0.000402"), (1.6648e-09, "1.66e-09"),
+    (1.2e-98, "< 2e-16"), (0.0, "< 2e-16"), (2.3e-16, "2.3e-16"), (0.5, "0.5"),
+    (1.0, "1"), (0.98765, "0.988"), (1.2e-5, "1.2e-05"), (float("nan"), "NaN"),
+])
+def test_pvalues_as_format_pval(p, text):
+    assert numfmt.pvalue(p) == text
+
+
+@pytest.mark.parametrize("x,text", [
+    (715.5126, "715.5"), (0.194936, "0.1949"), (-3.5701, "-3.57"), (2.4e-05, "2.4e-05"),
+    (156.0, "156"), (123456.7, "123457"), (1234567.8, "1234568"), (0.0001234, "0.0001234"),
+    (-0.42049, "-0.4205"), (0.0, "0"), (True, "TRUE"),
+])
+def test_numbers_as_format_digits_4(x, text):
+    assert numfmt.number(x) == text
+
+
+def test_statistics_two_decimals():
+    assert numfmt.statistic(-2.1573) == "-2.16"
+    assert numfmt.statistic(444.378511) == "444.38"
+    assert numfmt.statistic(49.6106) == "49.61"
+    assert numfmt.statistic(28.0) == "28.00"
+
+
+def test_shorten_says_it_cut():
+    assert numfmt.shorten("2. + observation-level random effect", 20) == "2. + observation-le\u2026"
+    assert numfmt.shorten("short", 20) == "short"
