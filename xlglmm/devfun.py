@@ -66,6 +66,23 @@ def theta_layout(terms) -> tuple[np.ndarray, list]:
     return np.array(lower), pos
 
 
+def symbolic_blocks(Rc, m_use: int, gptr, r: int):
+    """For each level g of the first term: the sorted distinct rest columns its rows
+    touch (``loc_cols[loc_ptr[g]:loc_ptr[g+1]]``), and for each row entry its
+    position in that list (``Rloc``).  Once per model, in numpy: the (level,
+    column) pairs of all row entries, made unique (hence sorted)."""
+    ng = gptr.shape[0] - 1
+    n = Rc.shape[0]
+    level = np.repeat(np.arange(ng, dtype=np.int64), np.diff(gptr))
+    keys = level[:, None] * (r + 1) + Rc[:, :m_use]
+    uniq, inverse = np.unique(keys.ravel(), return_inverse=True)
+    counts = np.bincount(uniq // (r + 1), minlength=ng)
+    loc_ptr = np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)
+    loc_cols = np.ascontiguousarray(uniq % (r + 1), dtype=np.int64)
+    Rloc = (inverse.reshape(n, m_use) - loc_ptr[level][:, None]).astype(np.int64)
+    return loc_ptr, loc_cols, np.ascontiguousarray(Rloc)
+
+
 def theta_start(terms) -> np.ndarray:
     out = []
     for t in terms:
@@ -145,7 +162,7 @@ class GlmmDeviance:
         if with_beta not in self._symbolic:
             m_use = self.m_re + (self.p if with_beta else 0)
             r = self.q2 + (self.p if with_beta else 0)
-            loc_ptr, loc_cols, Rloc = kernels.symbolic_blocks(self.Rc, m_use, self.gptr, r)
+            loc_ptr, loc_cols, Rloc = symbolic_blocks(self.Rc, m_use, self.gptr, r)
             self._symbolic[with_beta] = (m_use, r, loc_ptr, loc_cols, Rloc)
             self._dense[with_beta] = kernels.dense_update_rows(loc_ptr, self.k1, r)
         return self._symbolic[with_beta]

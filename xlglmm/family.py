@@ -189,34 +189,25 @@ def conditional_aic(y, mu, wt, fam, nb_theta):
     return -2.0 * s
 
 
-@njit(cache=True, error_model="numpy")
-def _vec_linkinv(eta, link, out):
-    for i in range(eta.shape[0]):
-        out[i] = linkinv(eta[i], link)
+_LINKINV, _LINKFUN, _MU_ETA, _VARIANCE, _DEV_RESIDS = 0, 1, 2, 3, 4
 
 
 @njit(cache=True, error_model="numpy")
-def _vec_linkfun(mu, link, out):
-    for i in range(mu.shape[0]):
-        out[i] = linkfun(mu[i], link)
-
-
-@njit(cache=True, error_model="numpy")
-def _vec_dev(y, mu, wt, fam, nb_theta, out):
-    for i in range(y.shape[0]):
-        out[i] = unit_deviance(y[i], mu[i], wt[i], fam, nb_theta)
-
-
-@njit(cache=True, error_model="numpy")
-def _vec_variance(mu, fam, nb_theta, out):
-    for i in range(mu.shape[0]):
-        out[i] = variance(mu[i], fam, nb_theta)
-
-
-@njit(cache=True, error_model="numpy")
-def _vec_mu_eta(eta, link, out):
-    for i in range(eta.shape[0]):
-        out[i] = mu_eta(eta[i], link)
+def _elementwise(op, fam, link, nb_theta, x, y, wt, out):
+    """The vectorised family functions in one kernel (one compilation, not five):
+    ``op`` picks linkinv(x), linkfun(x), mu_eta(x), variance(x) or
+    unit_deviance(y, x, wt)."""
+    for i in range(x.shape[0]):
+        if op == _LINKINV:
+            out[i] = linkinv(x[i], link)
+        elif op == _LINKFUN:
+            out[i] = linkfun(x[i], link)
+        elif op == _MU_ETA:
+            out[i] = mu_eta(x[i], link)
+        elif op == _VARIANCE:
+            out[i] = variance(x[i], fam, nb_theta)
+        else:
+            out[i] = unit_deviance(y[i], x[i], wt[i], fam, nb_theta)
 
 
 # ---- the Python-facing objects -----------------------------------------------------
@@ -291,39 +282,34 @@ class Family:
         return f"{names[self.name]}  ( {self.link} )"
 
     # vectorised versions of the kernels (R's family$... functions)
-    def linkinv(self, eta):
-        eta = _f64(eta)
-        out = np.empty_like(eta)
-        _vec_linkinv(eta.ravel(), self.link_code, out.ravel())
+    def _apply(self, op, x, y=None, wt=None):
+        x = _f64(x)
+        out = np.empty_like(x)
+        flat = x.ravel()
+        y = flat if y is None else _f64(y).ravel()
+        wt = flat if wt is None else _f64(wt).ravel()
+        _elementwise(op, self.code, self.link_code, float(self.nb_theta), flat, y, wt,
+                     out.ravel())
         return out
+
+    def linkinv(self, eta):
+        return self._apply(_LINKINV, eta)
 
     def linkfun(self, mu):
-        mu = _f64(mu)
-        out = np.empty_like(mu)
-        _vec_linkfun(mu.ravel(), self.link_code, out.ravel())
-        return out
+        return self._apply(_LINKFUN, mu)
 
     def mu_eta(self, eta):
-        eta = _f64(eta)
-        out = np.empty_like(eta)
-        _vec_mu_eta(eta.ravel(), self.link_code, out.ravel())
-        return out
+        return self._apply(_MU_ETA, eta)
 
     def variance(self, mu):
-        mu = _f64(mu)
-        out = np.empty_like(mu)
-        _vec_variance(mu.ravel(), self.code, float(self.nb_theta), out.ravel())
-        return out
+        return self._apply(_VARIANCE, mu)
 
     def dev_resids(self, y, mu, wt=None):
         """Squared deviance residuals, as R's ``family$dev.resids(y, mu, wt)``."""
-        y = _f64(y)
         mu = _f64(mu)
-        wt = np.ones_like(y) if wt is None else _f64(wt)
-        out = np.empty_like(y)
-        _vec_dev(y.ravel(), mu.ravel(), wt.ravel(), self.code, float(self.nb_theta),
-                 out.ravel())
-        return out
+        y = np.broadcast_to(_f64(y), mu.shape)
+        wt = np.ones(mu.shape) if wt is None else np.broadcast_to(_f64(wt), mu.shape)
+        return self._apply(_DEV_RESIDS, mu, y, wt)
 
     def aic(self, y, mu, wt=None) -> float:
         """-2 x the conditional log-likelihood with constants (R's ``family$aic``

@@ -8,12 +8,11 @@
 from __future__ import annotations
 
 import math
-import time
 
 import numpy as np
 from scipy import optimize as _sciopt
 
-from . import kernels
+from . import jit, start
 from .design import DesignError, ModelDesign, build_design
 from .devfun import GlmmDeviance, ModeWarmStarts, gauss_hermite, theta_start
 from .family import Family, make_family
@@ -43,14 +42,6 @@ def dropped_rows_message(design: ModelDesign) -> str:
 
 class ModelError(ValueError):
     """The model cannot be fitted as specified (e.g. nAGQ > 1 with two terms)."""
-
-
-def _mustart(fam: Family, y, w):
-    if fam.name == "binomial":
-        return (w * y + 0.5) / (w + 1.0)
-    if fam.name in ("poisson", "negbin"):
-        return y + 0.1
-    return np.maximum(y, 1e-8) if fam.name == "gamma" else y
 
 
 def _check_model(design: ModelDesign, fam: Family, nAGQ: int):
@@ -94,12 +85,24 @@ def glmer(formula, data, family="poisson", *, link=None, offset=None, weights=No
         on small data); ``"lme4"`` lme4's version always; ``"rx"`` the PIRLS
         cross-product (RX) version, conditional on theta.  nAGQ > 1: accurate
         Hessian; nAGQ = 0: RX (as lme4).
-    time_budget : seconds; when exceeded the best fit so far is returned, flagged
-        as not converged
+    time_budget : seconds of fitting; when exceeded the best fit so far is returned,
+        flagged as not converged.  The one-time compilation of the kernels on first
+        use is not counted (``res.compile_seconds`` says how long it took)
     max_evals : cap on deviance evaluations per optimisation stage
     progress : optional callable(stage: str, evaluations: int) for long fits
     """
-    t_start = time.perf_counter()
+    clock = jit.Stopwatch()
+    with jit.notice():
+        res = _glmer(formula, data, family, link=link, offset=offset, weights=weights,
+                     nAGQ=nAGQ, groups=groups, se_method=se_method, time_budget=time_budget,
+                     max_evals=max_evals, progress=progress)
+    res.seconds = clock.elapsed()           # fitting only: compilation is not a fit's time
+    res.compile_seconds = clock.compiled()
+    return res
+
+
+def _glmer(formula, data, family, *, link, offset, weights, nAGQ, groups, se_method,
+           time_budget, max_evals, progress) -> GLMMResult:
     if isinstance(family, str) and family.lower() in NEGBIN_NAMES:
         return _glmer_nb(formula, data, link=link, offset=offset, weights=weights,
                          nAGQ=nAGQ, groups=groups, se_method=se_method,
@@ -123,22 +126,11 @@ def glmer(formula, data, family="poisson", *, link=None, offset=None, weights=No
     lower = dev.lower
     upper = np.full(dev.ntheta, np.inf)
 
-    # starting values: a GLM fit for beta (as lme4's glm() start), theta = identity
-    beta0 = np.zeros(p)
-    mu0 = _mustart(fam, design.y, design.weights)
-    if p:
-        eta0 = fam.linkfun(mu0)
-        try:
-            beta0, _ = kernels.fixed_glm_irls(fam.code, fam.link_code, float(fam.nb_theta),
-                                              dev.y, dev.pw, dev.offset, dev.X,
-                                              np.ascontiguousarray(eta0[dev.order]), 100,
-                                              1e-10)
-        except (np.linalg.LinAlgError, ZeroDivisionError, FloatingPointError):
-            beta0 = np.zeros(p)       # no usable GLM start (e.g. extreme offsets)
-        if not np.all(np.isfinite(beta0)):
-            beta0 = np.zeros(p)
+    # starting values: a GLM fit for beta (as lme4's glm() start), theta from moments
+    mu0 = start.mustart(fam, design.y, design.weights)
+    beta0 = start.glm_beta(fam, dev, mu0)
     dev.set_beta_start(beta0)
-    theta0 = _moment_start(dev, fam, beta0) if p else theta_start(dev.terms)
+    theta0 = start.moment_theta(dev, fam, beta0) if p else theta_start(dev.terms)
 
     def report(stage):
         if progress is not None:
@@ -302,7 +294,7 @@ def glmer(formula, data, family="poisson", *, link=None, offset=None, weights=No
         vcov=vcov, vcov_method=vcov_method, vcov_rx=v_rx, vcov_exact=v_exact,
         deviance_value=float(fval), state=st_final, sigma=sigma, converged=converged,
         singular=singular, messages=messages, gradient=grad, hessian=hess,
-        evaluations=dev.evaluations, seconds=time.perf_counter() - t_start,
+        evaluations=dev.evaluations, seconds=float("nan"),
         formula=design.spec.formula.text)
 
 
@@ -403,45 +395,6 @@ def _glmer_nb(formula, data, *, link, offset, weights, nAGQ, groups, se_method,
         res.messages.append("Stopped at the time budget while estimating theta: NOT converged.")
     res.poisson_fit = pois
     return res
-
-
-def _moment_start(dev: GlmmDeviance, fam: Family, beta0) -> np.ndarray:
-    """Starting theta: lme4's (identity) except that each random intercept starts at
-    a moment estimate of its SD from the GLM fit's working residuals -- the spread
-    of the group means beyond their sampling noise -- clipped to [0.1, 3].  With
-    several intercept terms, the coarsest factor (fewest levels) goes first and its
-    shrunken group means are taken out of the residuals before the next one, so a
-    fine factor (e.g. one level per row) does not also claim the coarse factor's
-    variance.  A start near the optimum saves stage-1 evaluations; the optimum
-    itself is unaffected."""
-    theta = theta_start(dev.terms)
-    eta = dev.offset + dev.X @ beta0
-    mu = fam.linkinv(eta)
-    me = fam.mu_eta(eta)
-    w = dev.pw * me ** 2 / np.maximum(fam.variance(mu), 1e-300)
-    z = (dev.y - mu) / np.where(me != 0, me, 1e-300)
-    if not (np.all(np.isfinite(w)) and np.all(np.isfinite(z))):
-        return theta
-    intercepts = []
-    k0 = 0
-    for t in dev.terms:
-        if t.k == 1 and t.colnames == ["(Intercept)"]:
-            intercepts.append((t.nlevels, k0, t))
-        k0 += t.ntheta
-    for _, k0, t in sorted(intercepts, key=lambda e: e[0]):
-        codes = t.codes[dev.order]
-        sw = np.bincount(codes, weights=w, minlength=t.nlevels)
-        swz = np.bincount(codes, weights=w * z, minlength=t.nlevels)
-        ok = sw > 0
-        if ok.sum() >= 2:
-            means = swz[ok] / sw[ok]
-            between = max(float(np.var(means)) - float(np.mean(1.0 / sw[ok])), 0.0)
-            theta[k0] = float(np.clip(np.sqrt(between), 0.1, 3.0))
-            if len(intercepts) > 1:
-                b = np.zeros(t.nlevels)
-                b[ok] = means * between / (between + 1.0 / sw[ok])
-                z = z - b[codes]
-    return theta
 
 
 LME4_HESSIAN_STEP = 0.01    # finite-difference step of lme4's Hessian, in standard errors

@@ -14,7 +14,7 @@ terms and, when solved for, the fixed effects -- is the "rest": each row touches
 block is dense (r x r, small for the usual designs: a crossed factor with fewer
 levels, a handful of fixed effects); the off-diagonal block is never stored in full,
 only per level of the first term over the columns its rows touch (``loc_*``), a
-structure computed once per model (``symbolic_blocks``), while each theta only
+structure computed once per model (``devfun.symbolic_blocks``), while each theta only
 refreshes the numbers (``factorize``).
 
 The first ``npen`` rest columns are random effects (penalised by ``+ I``); the
@@ -37,47 +37,6 @@ _LOG_EPS = math.log(_EPS)              # log of the links' clamp
 
 # status codes returned by pirls()
 PIRLS_OK, PIRLS_MAXIT, PIRLS_NOT_PD, PIRLS_NONFINITE = 0, 1, 2, 3
-
-
-@njit(cache=True, error_model="numpy")
-def symbolic_blocks(Rc, m_use, gptr, r):
-    """For each level g of the first term: the sorted distinct rest columns its rows
-    touch (``loc_cols[loc_ptr[g]:loc_ptr[g+1]]``), and for each row entry its
-    position in that list (``Rloc``)."""
-    ng = gptr.shape[0] - 1
-    n = Rc.shape[0]
-    mark = np.full(max(r, 1), -1, np.int64)
-    pos = np.zeros(max(r, 1), np.int64)
-    loc_ptr = np.zeros(ng + 1, np.int64)
-    total = 0
-    for g in range(ng):
-        for i in range(gptr[g], gptr[g + 1]):
-            for e in range(m_use):
-                c = Rc[i, e]
-                if mark[c] != g:
-                    mark[c] = g
-                    total += 1
-        loc_ptr[g + 1] = total
-    loc_cols = np.empty(total, np.int64)
-    Rloc = np.zeros((n, m_use), np.int64)
-    mark[:] = -1
-    for g in range(ng):
-        base = loc_ptr[g]
-        cnt = 0
-        for i in range(gptr[g], gptr[g + 1]):
-            for e in range(m_use):
-                c = Rc[i, e]
-                if mark[c] != g:
-                    mark[c] = g
-                    loc_cols[base + cnt] = c
-                    cnt += 1
-        loc_cols[base:base + cnt] = np.sort(loc_cols[base:base + cnt])
-        for j in range(cnt):
-            pos[loc_cols[base + j]] = j
-        for i in range(gptr[g], gptr[g + 1]):
-            for e in range(m_use):
-                Rloc[i, e] = pos[Rc[i, e]]
-    return loc_ptr, loc_cols, Rloc
 
 
 @njit(cache=True, error_model="numpy")
@@ -131,6 +90,17 @@ def _mu_and_deviance(fam, link, nbt, y, pw, eta, mu):
         mu[i] = m
         dev += unit_deviance(y[i], m, pw[i], fam, nbt)
     return dev
+
+
+@njit(cache=True, error_model="numpy")
+def _copy_modes(u1, v, u1_to, v_to):
+    """u1_to, v_to = u1, v by loops (a slice assignment would compile numba's
+    shape-mismatch error path, with its string formatting: seconds of compilation)."""
+    for g in range(u1.shape[0]):
+        for a in range(u1.shape[1]):
+            u1_to[g, a] = u1[g, a]
+    for j in range(v.shape[0]):
+        v_to[j] = v[j]
 
 
 @njit(cache=True, error_model="numpy")
@@ -567,8 +537,7 @@ def pirls(fam, link, nbt, y, pw, eta_base, A1, gptr, Rv, Rc, Rloc, m_use,
                 if not ok:
                     status = PIRLS_NOT_PD
             break
-        u1_old[:, :] = u1
-        v_old[:] = v
+        _copy_modes(u1, v, u1_old, v_old)
         step = 1.0
         accepted = False
         new = pdev
@@ -586,8 +555,7 @@ def pirls(fam, link, nbt, y, pw, eta_base, A1, gptr, Rv, Rc, Rloc, m_use,
             step *= 0.5
         if not accepted:
             # no descent at all along a Newton direction: we are at rounding level
-            u1[:, :] = u1_old
-            v[:] = v_old
+            _copy_modes(u1_old, v_old, u1, v)
             linear_predictor(eta_base, A1, gptr, u1, Rv, Rc, m_use, v, eta)
             pdev = _mu_and_deviance(fam, link, nbt, y, pw, eta, mu) + _penalty(u1, v, npen)
             working_weights(fam, link, nbt, y, pw, eta, mu, w, wres)
@@ -697,55 +665,6 @@ def _agq_level_fast(fam, eta_base, E, cnt, tot, lo, hi, shift):
 
 
 @njit(cache=True, error_model="numpy")
-def fixed_glm_irls(fam, link, nbt, y, pw, offset, X, eta0, maxit, tol):
-    """Plain GLM fit by IRLS, started as R's glm() starts (eta0 = g(mustart)), for
-    the starting values of beta.  Returns (beta, converged)."""
-    n, p = X.shape
-    eta = eta0.copy()
-    mu = np.empty(n)
-    for i in range(n):
-        mu[i] = linkinv(eta[i], link)
-    beta = np.zeros(p)
-    dev_old = np.inf
-    XtWX = np.empty((p, p))
-    XtWz = np.empty(p)
-    for it in range(maxit):
-        XtWX[:, :] = 0.0
-        XtWz[:] = 0.0
-        for i in range(n):
-            me = mu_eta(eta[i], link)
-            wi = pw[i] * me * me / variance(mu[i], fam, nbt)
-            zi = eta[i] - offset[i] + (y[i] - mu[i]) / me
-            for a in range(p):
-                xa = wi * X[i, a]
-                XtWz[a] += xa * zi
-                for b in range(a + 1):
-                    XtWX[a, b] += xa * X[i, b]
-        for a in range(p):
-            for b in range(a):
-                XtWX[b, a] = XtWX[a, b]
-        new_beta = np.linalg.solve(XtWX, XtWz)
-        step = 1.0
-        trial = new_beta
-        dev = np.inf
-        for _h in range(30):
-            trial = new_beta if it == 0 else beta + step * (new_beta - beta)
-            for i in range(n):
-                eta[i] = offset[i]
-                for j in range(p):
-                    eta[i] += X[i, j] * trial[j]
-            dev = _mu_and_deviance(fam, link, nbt, y, pw, eta, mu)
-            if np.isfinite(dev) and (it == 0 or dev <= dev_old + 1e-10 * abs(dev_old)):
-                break
-            step *= 0.5
-        beta[:] = trial
-        if abs(dev - dev_old) < tol * (abs(dev) + 0.1):
-            return beta, True
-        dev_old = dev
-    return beta, False
-
-
-@njit(cache=True, error_model="numpy")
 def term1_conditional_cov(Dchol, Cval, loc_ptr, loc_cols, Sinv):
     """Diagonal blocks, for the first term's levels, of the inverse of the
     random-effects system  [D, B; B', E]:  L_g^{-T} (I + C_g S^{-1} C_g') L_g^{-1}
@@ -832,8 +751,7 @@ def pirls_lme4(fam, link, nbt, y, pw, offset, eta0, A1, gptr, Rv, Rc, Rloc, m_us
                                Dchol, Cval, LS, dense_rows)
         if not ok:
             return np.inf, eta, it
-        u1_old[:, :] = u1
-        v_old[:] = v
+        _copy_modes(u1, v, u1_old, v_old)
         newton_step(A1, gptr, Rv, Rc, Rloc, m_use, loc_ptr, loc_cols, npen, wz,
                     zero1, zerov, Dchol, Cval, LS, u1, v)
         linear_predictor(offset, A1, gptr, u1, Rv, Rc, m_use, v, eta)

@@ -35,7 +35,7 @@ import numpy as np
 import pandas as pd
 import xlwings as xw
 
-from . import block, cache, sheet
+from . import block, cache, jit, sheet
 from .design import ROW_LABELS, DesignError, build_design
 from .family import make_family
 from .fit import ModelError, NegativeBinomial2, glmer
@@ -487,7 +487,7 @@ def fit_model(m: SheetModel):
         if isinstance(hit, Exception):
             raise hit
         return hit
-    t0 = time.perf_counter()
+    clock = jit.Stopwatch()      # fitting time: compilation of the kernels not counted
 
     data = _engine_frame(m.data)
 
@@ -514,7 +514,7 @@ def fit_model(m: SheetModel):
                 raise
             # lme4's own finite-difference Hessian (the default SEs) broke down, e.g.
             # on a perfect fit (deviance exactly 0): use the accurate Hessian
-            res = run(max(1.0, DEFAULT_TIME_BUDGET - (time.perf_counter() - t0)),
+            res = run(max(1.0, DEFAULT_TIME_BUDGET - clock.elapsed()),
                       se_method="hessian")
             res.messages.append("lme4's finite-difference Hessian could not be evaluated "
                                 "here; the accurately computed Hessian is used.")
@@ -524,7 +524,7 @@ def fit_model(m: SheetModel):
         cache.FITS.put(key, err)
         raise err from None
     except ModelError as e:
-        if time.perf_counter() - t0 >= DEFAULT_TIME_BUDGET and "could not be evaluated" in str(e):
+        if clock.elapsed() >= DEFAULT_TIME_BUDGET and "could not be evaluated" in str(e):
             # the budget ran out before the first evaluation (not a PIRLS failure);
             # not cached: another recalculation may have the time
             raise ModelError(f"the time budget of {DEFAULT_TIME_BUDGET:g} s ran out before "

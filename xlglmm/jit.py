@@ -1,0 +1,186 @@
+"""Numba compilation: a one-time cost, measured, reported, never counted against a fit.
+
+The kernels are compiled for this machine's CPU the first time a fit needs them and
+cached on disk (Numba's cache: next to the package, or in the user's cache folder
+when the package is installed read-only).  Compiling takes seconds; a fit of a
+160-row model takes milliseconds.  So:
+
+* ``seconds()`` is the total time this process has spent compiling kernels or
+  loading them from the cache (the time under Numba's compiler lock); a fit's time
+  budget (``optimize.Budget``) subtracts what happened while it ran, so a first fit
+  is never stopped, and its result never changed, by compilation;
+* ``announce(callback)`` lets a front end (``xlglmm demo``, ``xlglmm recalc``, the
+  Python API's stderr line) say that it is compiling, and for how long;
+* ``warm_up()`` compiles the kernels a typical fit needs ahead of time (the
+  installers run it, so the first worksheet call does not wait).
+
+Numba reports each compilation as a ``numba:compile`` event and the time under its
+compiler lock (compiling, and loading from the cache) as ``numba:compiler_lock``;
+nested events (a kernel compiling the functions it calls) count once, at the
+outermost.
+"""
+from __future__ import annotations
+
+import contextlib
+import os
+import sys
+import threading
+import time
+
+from numba.core import event as _event
+
+_lock = threading.Lock()
+_total = 0.0                  # seconds under Numba's compiler lock (outermost)
+_count = 0                    # compilations (not loads from the cache)
+_local = threading.local()    # per thread: lock depth and its start, compile depth
+_callbacks: list = []
+
+
+class _LockListener(_event.Listener):
+    """Time under Numba's compiler lock: compiling, and loading compiled code from
+    the cache (each dispatcher's first call in a process)."""
+
+    def on_start(self, event):
+        d = getattr(_local, "lock_depth", 0)
+        _local.lock_depth = d + 1
+        if d == 0:
+            _local.lock_start = time.perf_counter()
+
+    def on_end(self, event):
+        d = getattr(_local, "lock_depth", 1) - 1
+        _local.lock_depth = d
+        if d == 0:
+            global _total
+            dt = time.perf_counter() - getattr(_local, "lock_start", time.perf_counter())
+            _local.lock_start = None
+            with _lock:
+                _total += dt
+
+
+class _CompileListener(_event.Listener):
+    """Compilations proper: announced to the callbacks (start, end)."""
+
+    def on_start(self, event):
+        d = getattr(_local, "compile_depth", 0)
+        _local.compile_depth = d + 1
+        if d == 0:
+            _local.compile_start = time.perf_counter()
+            for cb in list(_callbacks):
+                cb("start", 0.0)
+
+    def on_end(self, event):
+        d = getattr(_local, "compile_depth", 1) - 1
+        _local.compile_depth = d
+        if d == 0:
+            global _count
+            dt = time.perf_counter() - getattr(_local, "compile_start", time.perf_counter())
+            with _lock:
+                _count += 1
+            for cb in list(_callbacks):
+                cb("end", dt)
+
+
+_event.register("numba:compiler_lock", _LockListener())
+_event.register("numba:compile", _CompileListener())
+
+
+def seconds() -> float:
+    """Seconds this process has spent compiling kernels or loading them from the
+    cache (finished, plus the stretch under way in this thread, if any)."""
+    with _lock:
+        t = _total
+    t0 = getattr(_local, "lock_start", None)
+    return t + (time.perf_counter() - t0 if t0 is not None else 0.0)
+
+
+def compilations() -> int:
+    """How many kernels this process has compiled (0 when all came from the cache)."""
+    return _count
+
+
+@contextlib.contextmanager
+def announce(callback):
+    """Call ``callback("start", 0)`` when a compilation begins and
+    ``callback("end", seconds)`` when it ends, while the block runs."""
+    _callbacks.append(callback)
+    try:
+        yield
+    finally:
+        _callbacks.remove(callback)
+
+
+class Stopwatch:
+    """Wall-clock seconds since it was made, not counting compilation: the clock of
+    a fit's time budget."""
+
+    def __init__(self):
+        self.start = time.perf_counter()
+        self.compile_start = seconds()
+
+    def elapsed(self) -> float:
+        return (time.perf_counter() - self.start) - (seconds() - self.compile_start)
+
+    def compiled(self) -> float:
+        """Seconds spent compiling or loading kernels since it was made."""
+        return seconds() - self.compile_start
+
+
+@contextlib.contextmanager
+def notice(stream=None):
+    """The Python API's notice, around a fit: one line when compiling starts and one
+    with its duration at the end -- only on an interactive terminal (or with
+    XLGLMM_VERBOSE=1), and only when no front end (demo, recalc) reports
+    compilation itself."""
+    stream = sys.stderr if stream is None else stream
+    wanted = not _callbacks and (os.environ.get("XLGLMM_VERBOSE") == "1" or
+                                 bool(getattr(stream, "isatty", lambda: False)()))
+    if not wanted:
+        yield
+        return
+    clock = Stopwatch()
+    compiled = []
+
+    def cb(what, dt):
+        if what == "start" and not compiled:
+            print("xlglmm: compiling the numerical kernels for this machine (first use "
+                  "only: they are cached on disk) ...", file=stream, flush=True)
+        compiled.append(what)
+    with announce(cb):
+        yield
+    if compiled:
+        print(f"xlglmm: compiled in {clock.compiled():.1f} s (not counted in the fit's "
+              "time budget)", file=stream, flush=True)
+
+
+def warm_up(progress=None) -> float:
+    """Compile (or load from the cache) the kernels of the common fits: Laplace
+    and AGQ, every family, lme4's standard errors, the linear mixed model.  Returns
+    the seconds spent compiling (0 when everything came from the cache)."""
+    import numpy as np
+    import pandas as pd
+
+    from .fit import glmer
+    from .lmm import lmer
+    before = seconds()
+    rng = np.random.default_rng(1)
+    g = np.repeat(np.arange(8), 6)
+    h = np.tile(np.arange(6), 8)
+    x = rng.standard_normal(48)
+    eta = 0.3 * x + rng.standard_normal(8)[g] * 0.5
+    df = pd.DataFrame({"g": g.astype(str), "h": h.astype(str), "x": x,
+                       "c": rng.poisson(np.exp(eta)), "b": rng.binomial(1, 1 / (1 + np.exp(-eta))),
+                       "a": np.exp(eta) * rng.gamma(5.0, 0.2, 48),
+                       "r": eta + rng.standard_normal(48)})
+    steps = [("poisson", lambda: glmer("c ~ x + (1|g) + (1|h)", df, "poisson")),
+             ("binomial", lambda: glmer("b ~ x + (x|g)", df, "binomial")),
+             ("AGQ", lambda: glmer("c ~ x + (1|g)", df, "poisson", nAGQ=5)),
+             ("gamma", lambda: glmer("a ~ x + (1|g)", df, "gamma", link="log")),
+             ("linear mixed model", lambda: lmer("r ~ x + (1|g)", df))]
+    for name, step in steps:
+        if progress is not None:
+            progress(name)
+        try:
+            step()
+        except Exception:       # a degenerate toy fit still compiled what it reached
+            pass
+    return seconds() - before
