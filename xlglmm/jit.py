@@ -31,7 +31,7 @@ from numba.core import event as _event
 
 _lock = threading.Lock()
 _total = 0.0                  # seconds under Numba's compiler lock (outermost)
-_count = 0                    # compilations (not loads from the cache)
+_count = 0                    # functions compiled (not loaded from the cache)
 _local = threading.local()    # per thread: lock depth and its start, compile depth
 _callbacks: list = []
 
@@ -61,6 +61,9 @@ class _CompileListener(_event.Listener):
     """Compilations proper: announced to the callbacks (start, end)."""
 
     def on_start(self, event):
+        global _count
+        with _lock:
+            _count += 1
         d = getattr(_local, "compile_depth", 0)
         _local.compile_depth = d + 1
         if d == 0:
@@ -72,10 +75,7 @@ class _CompileListener(_event.Listener):
         d = getattr(_local, "compile_depth", 1) - 1
         _local.compile_depth = d
         if d == 0:
-            global _count
             dt = time.perf_counter() - getattr(_local, "compile_start", time.perf_counter())
-            with _lock:
-                _count += 1
             for cb in list(_callbacks):
                 cb("end", dt)
 
@@ -94,7 +94,8 @@ def seconds() -> float:
 
 
 def compilations() -> int:
-    """How many kernels this process has compiled (0 when all came from the cache)."""
+    """How many functions (kernels and the Numba functions they use) this process
+    has compiled: 0 when all came from the cache."""
     return _count
 
 
