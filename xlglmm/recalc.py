@@ -392,7 +392,8 @@ class Outcome:
     message: str = ""
     seconds: float = 0.0
     shape: tuple = (1, 1)
-    fitted: int = 0                 # number of model fits run (0: the fit was cached)
+    fitted: int = 0                 # number of model fits run by this formula
+    reused: bool = False            # a cached fit or block answered (no fit ran)
 
 
 @dataclass
@@ -402,6 +403,7 @@ class RecalcResult:
     outcomes: list = field(default_factory=list)
     notes: list = field(default_factory=list)
     dynamic: bool = False
+    fitlog: FitLog | None = None        # the model fits run (count, seconds)
 
     @property
     def xlglmm(self):
@@ -450,27 +452,65 @@ def udf_specs() -> dict:
     return specs
 
 
+@dataclass
+class FitLog:
+    """What the worksheet functions' fits did while :func:`_fit_hook` was installed:
+    how many model fits ran (``glmer`` or ``lmer`` calls; a cache hit runs none) and
+    the time spent inside them.  ``compile_seconds`` is the part of that time spent
+    compiling the numerical kernels, for the engine's compile callback to add to
+    (``compiled``); ``fit_seconds`` is the rest: the fitting alone."""
+
+    fits: int = 0
+    seconds: float = 0.0
+    compile_seconds: float = 0.0
+
+    def compiled(self, seconds: float) -> None:
+        self.compile_seconds += float(seconds)
+
+    @property
+    def fit_seconds(self) -> float:
+        return max(0.0, self.seconds - self.compile_seconds)
+
+
 @contextlib.contextmanager
 def _fit_hook(callback):
-    """Make the worksheet functions' fits report progress: ``xlglmm.udfs`` calls
-    ``glmer`` without a progress callback, so for the duration of a recalculation its
-    module-level name is wrapped to pass one (restored afterwards)."""
+    """Make the worksheet functions' fits report progress and count them: ``xlglmm.udfs``
+    calls ``glmer`` (GLMMs) and ``lmer`` (LMMs) without a progress callback, so for the
+    duration of a recalculation their module-level names are wrapped (restored
+    afterwards).  Yields the :class:`FitLog`.  ``lmer`` takes no progress callback: an
+    LMM reports its start only (a ticker shows its elapsed time)."""
     from . import udfs
-    orig = getattr(udfs, "glmer", None)
-    if orig is None:
-        yield
-        return
+    log = FitLog()
+    originals = {name: getattr(udfs, name, None) for name in ("glmer", "lmer")}
 
-    def glmer_with_progress(*args, **kwargs):
-        if kwargs.get("progress") is None:
-            kwargs["progress"] = callback
-        callback("start", 0)
-        return orig(*args, **kwargs)
-    udfs.glmer = glmer_with_progress
+    def wrap(name, orig):
+        def fit_with_progress(*args, **kwargs):
+            if name == "glmer" and kwargs.get("progress") is None:
+                kwargs["progress"] = callback
+            log.fits += 1
+            callback("start", 0)
+            if name == "lmer":
+                callback("fitting a linear mixed model", 0)
+            t0 = time.perf_counter()
+            try:
+                return orig(*args, **kwargs)
+            finally:
+                log.seconds += time.perf_counter() - t0
+        return fit_with_progress
+    for name, orig in originals.items():
+        if orig is not None:
+            setattr(udfs, name, wrap(name, orig))
     try:
-        yield
+        yield log
     finally:
-        udfs.glmer = orig
+        for name, orig in originals.items():
+            if orig is not None:
+                setattr(udfs, name, orig)
+
+
+def _cache_hits() -> int:
+    from . import cache
+    return cache.FITS.hits + cache.BLOCKS.hits
 
 
 class _Ticker:
@@ -482,7 +522,6 @@ class _Ticker:
         self.label = None
         self.t0 = 0.0
         self.stage = ""
-        self.fits = 0
         self._stop = threading.Event()
         self._thread = None
         self._last_note = 0.0
@@ -491,10 +530,11 @@ class _Ticker:
 
     def progress(self, stage, evaluations):
         if stage == "start":
-            self.fits += 1
             self.stage = "fitting"
-        else:
+        elif evaluations:
             self.stage = f"{stage}, {evaluations} deviance evaluations"
+        else:
+            self.stage = stage
 
     def begin(self, label):
         self.end()
@@ -548,6 +588,8 @@ class Engine:
         self.ticker = _Ticker(stream if stream is not None else sys.stderr)
         self._names_busy: set = set()
         self._labels: list = []
+        self.fitlog = FitLog()
+        self._tally: list = []           # per xlglmm formula being evaluated: its inner ones
         # anchors: formula cells that own a region of cells (array formulas from the
         # file, and every xlglmm formula, which may spill)
         self.anchors: dict = {s: [] for s in book.sheet_names}
@@ -559,6 +601,9 @@ class Engine:
                     fc.parse_error = str(e)
                 if fc.array_ref is not None or self.is_xlglmm(fc):
                     self.anchors[s].append(fc)
+        # the log's first column fits every xlglmm formula's cell name
+        self.where_width = max([16] + [len(fc.where) for a in self.anchors.values()
+                                       for fc in a if self.is_xlglmm(fc)])
 
     # -- classification
     def is_xlglmm(self, fc: FormulaCell) -> bool:
@@ -575,7 +620,7 @@ class Engine:
 
     # -- running
     def run(self):
-        with _fit_hook(self.ticker.progress):
+        with _fit_hook(self.ticker.progress) as self.fitlog:
             try:
                 for s in self.book.sheet_names:
                     for fc in sorted(self.book.formulas[s].values(), key=lambda f: (f.row, f.col)):
@@ -668,7 +713,8 @@ class Engine:
         fn = self.xlglmm_function(fc)
         self._labels.append(f"{fc.where} {fn}")
         self.ticker.begin(self._labels[-1])
-        fits0 = self.ticker.fits
+        fits0, hits0 = self.fitlog.fits, _cache_hits()
+        self._tally.append([0, 0, 0.0])    # fits, cache hits, seconds of nested formulas
         t0 = time.perf_counter()
         try:
             if fc.parse_error:
@@ -685,19 +731,24 @@ class Engine:
         except Exception as e:          # a bug here must not stop the other formulas
             grid = [[XLError("#VALUE!")]]
             status, message = "error", f"internal error in recalc ({type(e).__name__}: {e})"
-        seconds = time.perf_counter() - t0
+        total = (self.fitlog.fits - fits0, _cache_hits() - hits0, time.perf_counter() - t0)
+        inner = self._tally.pop()
+        if self._tally:                  # a formula evaluated for another one's sake
+            self._tally[-1] = [a + b for a, b in zip(self._tally[-1], total)]
+        # only this formula's own work: not that of the formulas it needed (F2#)
+        fits, hits, seconds = (a - b for a, b in zip(total, inner))
         self.ticker.end()
         self._labels.pop()
         if self._labels:
             self.ticker.begin(self._labels[-1])
-        fits = self.ticker.fits - fits0
         placed = self.place_spill(fc, grid)
         if placed is not None:
             status, message = "error", placed
             grid = [[XLError("#SPILL!")]]
-        o = Outcome(fc.where, fn, status, message, seconds, (len(grid), len(grid[0])), fits)
+        o = Outcome(fc.where, fn, status, message, seconds, (len(grid), len(grid[0])), fits,
+                    reused=fits == 0 and hits > 0)
         self.outcomes.append(o)
-        self.out(describe(o))
+        self.out(describe(o, self.where_width))
 
     def _evaluate_other(self, fc: FormulaCell):
         if fc.parse_error:
@@ -1411,12 +1462,17 @@ BUILTINS = {
 
 # ---- the command ------------------------------------------------------------------------
 
-def describe(o: Outcome) -> str:
+def describe(o: Outcome, width: int = 16) -> str:
+    """One line of the log: where, which function, the block's size, what it took."""
     shape = f"{o.shape[0]} x {o.shape[1]}"
-    head = f"  {o.where:<16} {o.function:<14}"
+    head = f"  {o.where:<{width}} {o.function:<14}"
     if o.status == "ok":
-        how = "computed" if o.function == "GLMM_COMPARE" else \
-            "fitted" if o.fitted else "reused the fit"
+        if o.fitted:
+            how = "fitted" if o.fitted == 1 else f"fitted {o.fitted} models"
+        elif o.reused:
+            how = "reused a cached fit"
+        else:
+            how = "computed"
         return f"{head} {shape:>9} block   {how} in {o.seconds:.2f} s"
     if o.status == "glmm-error":
         return f"{head} {o.message}"
