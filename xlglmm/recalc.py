@@ -36,7 +36,6 @@ import ast
 import contextlib
 import inspect
 import math
-import os
 import re
 import shutil
 import sys
@@ -51,6 +50,8 @@ from . import excel_formula as xf
 from .excel_formula import (ArrayLit, Binary, Bool, Call, ErrorLit, FormulaSyntaxError,
                             Missing, Name, Num, Percent, Ref, Str, StructRef, Unary,
                             cell_name, range_name)
+from .files import (Exit, FileProblem, InputProblem, OutputProblem, UsageProblem,
+                    check_input, check_output, write_atomically)
 from .xlsx_write import CellWrite, ErrorValue, XlsxError, patch
 
 XLGLMM_FUNCTIONS = ("GLMM_POISSON", "GLMM_BINOMIAL", "GLMM", "GLMM_RANEF", "GLMM_PREDICT",
@@ -69,8 +70,10 @@ class Unsupported(Exception):
         self.message = message
 
 
-class RecalcError(Exception):
-    """The workbook cannot be read or written at all."""
+# The workbook cannot be read or written at all (or the arguments do not go
+# together): a FileProblem says which path, what is wrong and what to do, and its
+# ``code`` is the command's exit status (xlglmm.files.Exit).
+RecalcError = FileProblem
 
 
 # ---- the workbook as read ---------------------------------------------------------------
@@ -131,16 +134,16 @@ class Book:
         import openpyxl
         from openpyxl.worksheet.formula import ArrayFormula
 
-        self.path = Path(path)
-        if not self.path.exists():
-            raise RecalcError(f"{path}: no such file")
+        self.path = check_input(path)
         try:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
                 wb_f = openpyxl.load_workbook(self.path, data_only=False)
                 wb_v = openpyxl.load_workbook(self.path, data_only=True)
         except Exception as e:       # zip, XML or openpyxl errors
-            raise RecalcError(f"{path}: cannot read the workbook ({type(e).__name__}: {e})") \
+            detail = str(e).strip() or type(e).__name__
+            raise InputProblem(self.path, f"cannot be read as a workbook (damaged? {detail})",
+                               "open it in Excel or Calc and save it again as .xlsx") \
                 from None
         self.sheet_names = list(wb_f.sheetnames)
         self.values: dict = {}
@@ -1519,56 +1522,84 @@ def plan_writes(engine: Engine) -> dict:
     return {s: w for s, w in writes.items() if w}
 
 
+def check_arguments(path, output=None, values_only=False) -> tuple:
+    """Everything that can be checked before a fit runs: ``path`` is a readable .xlsx
+    workbook, ``values_only`` has its own output file, and that output (default:
+    ``path``) can be written -- its folder exists and is writable, its name ends as
+    the input's, an existing file is neither read-only nor open in Excel or Calc.
+    Returns ``(path, output)``; raises a :class:`xlglmm.files.FileProblem` (whose
+    ``code`` is the exit status) otherwise."""
+    path = check_input(path)
+    if values_only and output is None:
+        raise UsageProblem(path, "--values without -o would replace its formulas with "
+                                 "their values", "give -o OUT.xlsx for the values-only copy")
+    output = Path(output) if output is not None else path
+    if values_only and output.resolve() == path.resolve():
+        raise UsageProblem(output, "is the input workbook: --values would replace its "
+                                   "formulas with their values", "give another -o file")
+    suffix = path.suffix.lower()
+    check_output(output, suffix=suffix,
+                 what=f"a{'n' if suffix == '.xlsx' else ''} {suffix} workbook"
+                      + (" (--values writes one too)" if values_only else ""))
+    return path, output
+
+
 def recalc(path, output=None, *, values_only=False, out=None, stream=None) -> RecalcResult:
     """Evaluate every formula of workbook ``path`` that calls an xlglmm function
     (and the helper formulas around them), write the results to ``output`` (default:
     ``path`` itself) and return what happened.  ``out``: a callable for report lines
     (default: none).  ``values_only``: the output keeps values only (no formulas),
-    for spreadsheet programs without the add-in."""
-    path = Path(path)
-    output = Path(output) if output is not None else path
+    for spreadsheet programs without the add-in.
+
+    The arguments are checked before anything is fitted (:func:`check_arguments`);
+    the output is written to a temporary file beside it and moved into place, so it
+    is either the complete new workbook or left as it was.  Problems with the files
+    raise :class:`RecalcError` (a :class:`xlglmm.files.FileProblem`)."""
+    path, output = check_arguments(path, output, values_only)
     out = out or (lambda s: None)
     book = Book(path)
     engine = Engine(book, out=out, stream=stream)
     engine.run()
     writes = plan_writes(engine)
-    tmp = output.with_name(f".{output.name}.{os.getpid()}.tmp")
+    info: dict = {}
+
+    def write(tmp):
+        info.update(patch(path, tmp, writes, formulas=book.formula_texts(),
+                          values_only=values_only))
     try:
-        info = patch(path, tmp, writes, formulas=book.formula_texts(), values_only=values_only)
-        os.replace(tmp, output)
+        write_atomically(output, write)
     except XlsxError as e:
-        raise RecalcError(f"{path}: {e}") from None
-    except PermissionError:
-        raise RecalcError(f"cannot write {output} (is it open in Excel?)") from None
-    except OSError as e:
-        raise RecalcError(f"cannot write {output}: {e}") from None
-    finally:
-        if tmp.exists():
-            tmp.unlink()
-    res = RecalcResult(path, output, engine.outcomes, engine.notes,
-                       dynamic=info.get("dynamic", False))
-    return res
+        raise InputProblem(path, f"cannot be updated ({e})",
+                           "open it in Excel or Calc and save it again as .xlsx") from None
+    return RecalcResult(path, output, engine.outcomes, engine.notes,
+                        dynamic=info.get("dynamic", False), fitlog=engine.fitlog)
 
 
-def run_command(path, output=None, values_only=False, quiet=False, out=print) -> int:
-    """The ``xlglmm recalc`` command: 0 when every xlglmm formula was evaluated and
-    returned a block, 1 when some could not be evaluated or returned a #GLMM! error
-    (listed), 2 when the workbook could not be read or written."""
+def _stderr(text: str) -> None:
+    print(text, file=sys.stderr)
+
+
+def run_command(path, output=None, values_only=False, quiet=False, out=print,
+                err=_stderr) -> int:
+    """The ``xlglmm recalc`` command; returns its exit status (:class:`xlglmm.files.Exit`):
+    0 when every xlglmm formula was evaluated and returned a block, 1 when some could
+    not be evaluated or returned a #GLMM! error (listed; the workbook is written with
+    the others), 2 for arguments that do not go together, 3 when the workbook cannot be
+    read, 4 when the output cannot be written.  2-4 are found before any fit runs
+    (``err`` gets one line: the path, what is wrong, what to do)."""
     say = (lambda s: None) if quiet else out
-    path = Path(path)
-    if output is None and values_only:
-        out("error: --values needs -o OUT.xlsx (it would replace the formulas in the file)")
-        return 2
-    if output is not None and values_only and Path(output).resolve() == path.resolve():
-        out("error: --values would replace the formulas in the input; give another -o file")
-        return 2
+    try:
+        path, output = check_arguments(path, output, values_only)
+    except FileProblem as e:
+        err(f"xlglmm recalc: error: {e}")
+        return int(e.code)
     say(f"xlglmm recalc {path}")
     t0 = time.perf_counter()
     try:
         res = recalc(path, output, values_only=values_only, out=say)
-    except RecalcError as e:
-        out(f"error: {e}")
-        return 2
+    except FileProblem as e:
+        err(f"xlglmm recalc: error: {e}")
+        return int(e.code)
     n = len(res.xlglmm)
     for note in res.notes:
         say(f"  note: {note}")
@@ -1576,12 +1607,13 @@ def run_command(path, output=None, values_only=False, quiet=False, out=print) ->
         say("  no xlglmm formulas found (GLMM_POISSON, GLMM_BINOMIAL, GLMM_NEGBIN, LMM, GLMM, "
             "GLMM_RANEF, GLMM_PREDICT, GLMM_COMPARE)")
     probs = res.problems
+    fits = res.fitlog.fits if res.fitlog is not None else 0
     summary = (f"{n} xlglmm formula{'s' if n != 1 else ''} evaluated in "
-               f"{time.perf_counter() - t0:.1f} s" +
-               (f", {len(probs)} with problems" if probs else "") +
+               f"{time.perf_counter() - t0:.1f} s ({fits} model fit{'s' if fits != 1 else ''})"
+               + (f", {len(probs)} with problems" if probs else "") +
                f"; wrote {res.output}" + (" (values only)" if values_only else ""))
     out(summary) if probs else say(summary)
     if quiet:
         for o in probs:
             out(f"  {o.where}: {o.message}")
-    return 1 if probs else 0
+    return int(Exit.MODEL if probs else Exit.OK)
