@@ -349,7 +349,8 @@ def test_version(capsys):
     assert cli.version() == "0.1.0"
 
 
-@pytest.mark.parametrize("argv", [["--help"], ["recalc", "--help"], ["demo", "--help"]])
+@pytest.mark.parametrize("argv", [["--help"], ["recalc", "--help"], ["demo", "--help"],
+                                  ["addin", "--help"], ["libreoffice", "--help"]])
 def test_help_lists_the_exit_codes(capsys, argv):
     with pytest.raises(SystemExit):
         cli.main(argv)

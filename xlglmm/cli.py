@@ -310,6 +310,9 @@ def build_parser() -> argparse.ArgumentParser:
     for name, cmd in SUBCOMMANDS.items():
         p = sub.add_parser(name, help=cmd.help, description=cmd.help)
         cmd.configure(p)
+        if p.epilog is None:
+            p.formatter_class = argparse.RawDescriptionHelpFormatter
+            p.epilog = EXIT_HELP
         p.set_defaults(handler=cmd.run)
     return parser
 

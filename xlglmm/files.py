@@ -36,15 +36,15 @@ class Exit(enum.IntEnum):
 EXIT_HELP = """\
 Exit status (the same for every xlglmm command):
   0  done
-  1  a model could not be fitted or a formula could not be evaluated (listed; recalc
-     still writes the workbook with the others)
+  1  a model could not be fitted (demo: or did not converge; nothing is written) or a
+     formula could not be evaluated (recalc lists them and writes the others)
   2  the command line is wrong (unknown option, missing argument, options that do not
      go together)
   3  the input file cannot be used (missing, a folder, not an .xlsx workbook, damaged,
      not readable)
   4  the output cannot be written (its folder is missing or not writable, the file is
-     read-only or open in another program, the name does not end in .xlsx); nothing
-     was written
+     read-only or open in another program, the name does not end in .xlsx as the
+     input's); nothing was written
   5  something outside xlglmm is missing or in the way (LibreOffice not found or
      running, a profile not created yet, %APPDATA% not set)"""
 
