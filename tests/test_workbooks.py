@@ -490,11 +490,11 @@ def test_recalc_values_only_and_bad_files(tmp_path, capsys):
         assert not any("<f" in z.read(n).decode() for n in z.namelist()
                        if n.startswith("xl/worksheets/sheet"))
     assert openpyxl.load_workbook(out)["Model"]["B2"].value == "Fixed effects"
-    assert cli.main(["recalc", str(p), "--values"]) == 2
-    assert cli.main(["recalc", str(tmp_path / "missing.xlsx")]) == 2
+    assert cli.main(["recalc", str(p), "--values"]) == 2          # usage
+    assert cli.main(["recalc", str(tmp_path / "missing.xlsx")]) == 3   # input
     (tmp_path / "junk.xlsx").write_text("not a workbook")
-    assert cli.main(["recalc", str(tmp_path / "junk.xlsx")]) == 2
-    assert "cannot read" in capsys.readouterr().out
+    assert cli.main(["recalc", str(tmp_path / "junk.xlsx")]) == 3
+    assert "junk.xlsx: is not an .xlsx workbook" in capsys.readouterr().err
 
 
 def test_formula_parser_is_a_whitelist():

@@ -1,5 +1,6 @@
 """The ``xlglmm`` command.
 
+    xlglmm --version
     xlglmm demo [-o OUT.xlsx]
     xlglmm recalc IN.xlsx [-o OUT.xlsx] [--values] [--quiet]
     xlglmm addin install [--dest DIR] [--home DIR] [--interpreter PATH] [--force] [--dry-run]
@@ -9,6 +10,10 @@
 Subcommands live in ``SUBCOMMANDS`` (name -> Subcommand: help text, a function that adds
 its arguments to its parser, and the handler that runs it and returns the exit code).
 A new command (``demo``, ``recalc``) is one more entry there.
+
+Exit codes are shared by every subcommand (:class:`xlglmm.files.Exit`, listed in
+``--help``): 0 done, 1 a model or formula failed, 2 the command line, 3 an input
+file, 4 the output, 5 the environment (LibreOffice, Windows folders).
 """
 from __future__ import annotations
 
@@ -19,6 +24,7 @@ from pathlib import Path
 from typing import Callable
 
 from . import addin
+from .files import EXIT_HELP, Exit
 
 
 @dataclass(frozen=True)
@@ -71,7 +77,7 @@ def _addin_install(args: argparse.Namespace) -> int:
     home = args.home or args.dest or (addin.user_home() if win else None)
     if win and (dest is None or home is None):
         out("error: %APPDATA% or %USERPROFILE% is not set; give --dest and --home")
-        return 1
+        return Exit.ENVIRONMENT
     bas = addin.addin_file(addin.BAS_FILE)
     doc = addin.addin_file(addin.INSTALL_DOC)
 
@@ -140,9 +146,12 @@ def _print_alternatives(out, doc) -> None:
 # ---- xlglmm demo / recalc -----------------------------------------------------------------
 
 def _configure_demo(p: argparse.ArgumentParser) -> None:
+    p.formatter_class = argparse.RawDescriptionHelpFormatter
+    p.epilog = EXIT_HELP
     p.add_argument("-o", "--output", type=Path, metavar="OUT.xlsx",
                    help="where to write the filled workbook (default: workplace_safety.xlsx "
-                        "in the current directory)")
+                        "in the current directory); checked before the fit, never a "
+                        "read-only file")
 
 
 def _run_demo(args: argparse.Namespace) -> int:
@@ -162,16 +171,20 @@ RANK ROUND ROWS SMALL SQRT SUM. An xlglmm formula that uses anything else, or a
 reference that cannot be resolved, is reported (#NAME? / #REF! in its cell), never
 guessed; other formulas with unknown functions keep their stored values.
 
-Exit status: 0 all xlglmm formulas evaluated; 1 some could not be evaluated or gave a
-#GLMM! error (listed); 2 the workbook could not be read or written."""
+The files are checked before anything is fitted; the output is written to a
+temporary file beside it and then moved into place; a read-only output file is
+never replaced.
+
+""" + EXIT_HELP
 
 
 def _configure_recalc(p: argparse.ArgumentParser) -> None:
     p.formatter_class = argparse.RawDescriptionHelpFormatter
     p.epilog = RECALC_EPILOG
-    p.add_argument("input", type=Path, metavar="IN.xlsx", help="the workbook")
+    p.add_argument("input", type=Path, metavar="IN.xlsx", help="the workbook (.xlsx)")
     p.add_argument("-o", "--output", type=Path, metavar="OUT.xlsx",
-                   help="write the result here (default: update IN.xlsx in place)")
+                   help="write the result here, an .xlsx workbook (default: update "
+                        "IN.xlsx in place)")
     p.add_argument("--values", action="store_true",
                    help="write values only, no formulas (for LibreOffice, Numbers, ...); "
                         "needs -o")
@@ -225,25 +238,25 @@ def _libreoffice_install(args: argparse.Namespace) -> int:
         soffice = lo.find_soffice()
         if soffice is None:
             print("error: --init needs LibreOffice (soffice) on PATH")
-            return 1
+            return Exit.ENVIRONMENT
         print(f"creating the LibreOffice profile {user} ...")
         lo.initialise_profile(user, soffice)
     if lo.is_running(user) and not args.force:
         print(f"error: LibreOffice is running with profile {user}: close it and run this "
               "again (it rewrites its macro library list when it exits); --force to go on")
-        return 1
+        return Exit.ENVIRONMENT
     env = {}
     if not args.no_check:
         try:
             env = lo.worker_env(args.python)
         except RuntimeError as e:
             print(f"error: {e}")
-            return 1
+            return Exit.ENVIRONMENT
     try:
         done = lo.install(user, args.python, timeout=args.timeout, env=env)
     except (FileNotFoundError, ValueError) as e:
         print(f"error: {e}")
-        return 1
+        return Exit.ENVIRONMENT
     print(f"installed Basic module {lo.MODULE_NAME} (My Macros > {lo.LIBRARY}): {done.module}")
     print(f"installed {lo.SCRIPT_FILE}: {done.script}")
     print(f"worker: {args.python} -m xlglmm.libreoffice serve"
@@ -277,13 +290,29 @@ SUBCOMMANDS: dict[str, Subcommand] = {
 }
 
 
+def version() -> str:
+    """The installed distribution's version; the package's own when xlglmm runs
+    from a source tree that is not installed."""
+    from importlib import metadata
+    try:
+        return metadata.version("xlglmm")
+    except metadata.PackageNotFoundError:
+        from . import __version__
+        return __version__
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="xlglmm", description="xlglmm: GLMMs (lme4's glmer) in Python and Excel.")
+        prog="xlglmm", description="xlglmm: GLMMs (lme4's glmer) in Python and Excel.",
+        epilog=EXIT_HELP, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--version", action="version", version=f"xlglmm {version()}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     for name, cmd in SUBCOMMANDS.items():
         p = sub.add_parser(name, help=cmd.help, description=cmd.help)
         cmd.configure(p)
+        if p.epilog is None:
+            p.formatter_class = argparse.RawDescriptionHelpFormatter
+            p.epilog = EXIT_HELP
         p.set_defaults(handler=cmd.run)
     return parser
 

@@ -9,58 +9,84 @@ filled workbook (the ``workplace_safety`` template, its formulas recalculated).
 from __future__ import annotations
 
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
+
+from . import numfmt
 
 FORMULA = ("=GLMM_POISSON(Safety[[#All],[incidents]], Safety[[#All],[training]], "
            "Safety[[#All],[plant]:[month]], Safety[[#All],[log_employees]])")
 
 
-def fmt(v) -> str:
-    """A cell as text: numbers to about four significant decimals, as R prints."""
+# which columns of a block hold p-values or test statistics, by their header
+def column_kind(header) -> str:
+    """``"pvalue"``, ``"statistic"`` or ``"number"``: how the numbers under a column
+    headed ``header`` are written (``Pr(>|z|)``, ``Pr(>Chisq)``: p-values; ``z value``,
+    ``t value``, ``Chisq``: statistics)."""
+    h = str(header or "").strip().lower()
+    if h.startswith("pr(") or h in ("p", "p value", "p-value", "pvalue"):
+        return "pvalue"
+    if h in ("z value", "t value", "f value", "chisq", "chi-square", "chi2", "lrt", "z", "t"):
+        return "statistic"
+    return "number"
+
+
+def fmt(v, kind: str = "number") -> str:
+    """A cell as text, by :mod:`xlglmm.numfmt`'s rule: p-values as R's format.pval,
+    test statistics with 2 decimals, other numbers with 4 significant digits
+    (``kind``: see :func:`column_kind`)."""
     if v is None:
         return ""
     if isinstance(v, bool):
         return "TRUE" if v else "FALSE"
     if isinstance(v, (int, float)):
-        f = float(v)
-        if f.is_integer() and abs(f) < 1e9:
-            return str(int(f))
-        if abs(f) >= 100:
-            return f"{f:.1f}"
-        if abs(f) >= 1e-4:
-            return f"{f:.4f}"
-        return f"{f:.2e}"
+        if kind == "pvalue":
+            return numfmt.pvalue(v)
+        if kind == "statistic":
+            return numfmt.statistic(v)
+        return numfmt.number(v)
     return str(v)
 
 
+def _sections(block) -> list:
+    """(first row, end row) of each section: runs of rows between blank rows."""
+    out, start = [], 0
+    for i in range(len(block) + 1):
+        if i == len(block) or not any(v is not None and v != "" for v in block[i]):
+            if i > start:
+                out.append((start, i))
+            start = i + 1
+    return out
+
+
 def format_block(block) -> str:
-    """A spilled block as an aligned text table.  Numbers are right-aligned, and so
-    are the headers above them (per section: sections are separated by blank rows);
-    a row holding only its first cell (a title or a note) is printed as it is."""
+    """A spilled block as an aligned text table.  Each section (sections are
+    separated by blank rows) opens with a header row; the header of a column says
+    how its numbers are written (:func:`column_kind`).  Numbers are right-aligned,
+    and so are the headers above them; a row holding only its first cell (a title
+    or a note) is printed as it is.  Nothing is cut: columns are as wide as their
+    widest cell."""
     if isinstance(block, str):
         return block
-    rows = [[fmt(v) for v in r] for r in block]
-    isnum = [[isinstance(v, (int, float)) and not isinstance(v, bool) for v in r]
-             for r in block]
-    ncol = max(len(r) for r in rows)
+    ncol = max(len(r) for r in block)
+    kinds = [["number"] * ncol for _ in block]
+    right = [[False] * ncol for _ in block]
+    for start, end in _sections(block):
+        head = block[start]
+        heads = [head[j] if j < len(head) else None for j in range(ncol)]
+        cols = {j for k in range(start, end) for j, v in enumerate(block[k])
+                if isinstance(v, (int, float)) and not isinstance(v, bool)}
+        for k in range(start, end):
+            for j in range(ncol):
+                kinds[k][j] = column_kind(heads[j])
+                right[k][j] = j in cols
+    rows = [[fmt(v, kinds[i][j]) for j, v in enumerate(r)] for i, r in enumerate(block)]
     widths = [0] * ncol
     for r in rows:
         if sum(1 for x in r if x) > 1:
             for j, x in enumerate(r):
                 widths[j] = max(widths[j], len(x))
-    # which columns hold numbers, section by section
-    right = [[False] * ncol for _ in rows]
-    start = 0
-    for i in range(len(rows) + 1):
-        if i == len(rows) or not any(rows[i]):
-            cols = {j for k in range(start, i) for j in range(ncol) if isnum[k][j]}
-            for k in range(start, i):
-                for j in cols:
-                    right[k][j] = True
-            start = i + 1
     lines = []
     for i, r in enumerate(rows):
         filled = [j for j, x in enumerate(r) if x]
@@ -90,10 +116,42 @@ def worksheet_args():
     return y, X, groups, offset
 
 
-def run(output=None, out=print, stream=None) -> int:
+def _stderr(text: str) -> None:
+    print(text, file=sys.stderr)
+
+
+def _row(block, label):
+    for r in block:
+        if r and r[0] == label:
+            return r
+    return None
+
+
+CLOSING = """\
+  Model sheet: this block, the random effects (GLMM_RANEF), fitted values (GLMM_PREDICT),
+  a caterpillar plot and observed vs fitted; 'Read me' says how to adapt it.
+  The results are stored in the cells. Excel shows them until it recalculates the
+  formulas, which needs the xlglmm add-in (`xlglmm addin install`). LibreOffice Calc
+  recalculates on opening and shows #NAME? in every block cell unless the xlglmm
+  bridge is installed (`xlglmm libreoffice install`); or open a values-only copy:
+    xlglmm recalc {name} -o copy.xlsx --values
+  After you edit the data, `xlglmm recalc {name}` re-evaluates the formulas."""
+
+
+def run(output=None, out=print, stream=None, err=_stderr) -> int:
+    """``xlglmm demo``: returns the exit status (:class:`xlglmm.files.Exit`).  The
+    output path is checked before the fit (``err`` gets one line: the path, what is
+    wrong, what to do)."""
     from . import udfs
-    from .recalc import RecalcError, _fit_hook, _Ticker
+    from .files import Exit, FileProblem, check_output
+    from .recalc import _fit_hook, _Ticker
     from .templates import build
+    path = Path(output) if output is not None else Path.cwd() / "workplace_safety.xlsx"
+    try:
+        check_output(path, example="workplace_safety")
+    except FileProblem as e:
+        err(f"xlglmm demo: error: {e}")
+        return int(e.code)
     stream = stream if stream is not None else sys.stderr
     out("xlglmm demo: workplace safety, 20 plants x 8 months (data shipped in the package)")
     out("Poisson GLMM  incidents ~ training + (1 | plant) + (1 | month) + "
@@ -103,43 +161,49 @@ def run(output=None, out=print, stream=None) -> int:
     out(f"  {FORMULA}")
     out("")
     ticker = _Ticker(stream)
-    t0 = time.perf_counter()
-    ticker.begin("fitting (the first run also compiles the numerical kernels, ~20 s once)")
+    ticker.begin("fitting (the first run on this machine also compiles the numerical "
+                 "kernels, once)")
     try:
-        with _fit_hook(ticker.progress):
+        with _fit_hook(ticker.progress) as fits:
             block = udfs.GLMM_POISSON(*worksheet_args())
     finally:
         ticker.end()
-    fit_s = time.perf_counter() - t0
     if isinstance(block, str):
-        out(block)
-        return 1
-    out(f"The block it spills ({len(block)} rows x {len(block[0])} columns; "
-        f"fitted in {fit_s:.1f} s):")
+        err(f"xlglmm demo: error: the model could not be fitted: {block}")
+        return int(Exit.MODEL)
+    if fits.fits:
+        timing = f"fitted in {fits.fit_seconds:.1f} s"
+        if fits.compile_seconds:
+            timing += (f"; compiling the numerical kernels took {fits.compile_seconds:.1f} s, "
+                       "once")
+    else:
+        timing = "taken from this session's fit cache"
+    out(f"The block it spills ({len(block)} rows x {len(block[0])} columns; {timing}):")
     out("")
     out(format_block(block))
     out("")
-    for r in block:
-        if r and r[0] == "training":
-            irr, lo, hi = r[7], r[8], r[9]
-            out(f"Training: rate ratio {irr:.3f} (95% CI {lo:.3f} to {hi:.3f}), i.e. "
-                f"{100 * (1 - irr):.0f}% fewer incidents per employee-month.")
-    path = Path(output) if output is not None else Path.cwd() / "workplace_safety.xlsx"
+    conv = _row(block, "converged")
+    if conv is not None and conv[1] is False:
+        err("xlglmm demo: error: the fit did not converge (see Notes above), so its "
+            f"numbers are not reliable; nothing was written to {path}")
+        return int(Exit.MODEL)
+    r = _row(block, "training")
+    if r is not None:
+        irr, lo, hi = r[7], r[8], r[9]
+        out(f"Training: rate ratio {irr:.3f} (95% CI {lo:.3f} to {hi:.3f}), i.e. "
+            f"{100 * (1 - irr):.0f}% fewer incidents per employee-month.")
     existed = path.exists()
     try:
         build("workplace_safety", path)
-    except RecalcError as e:
-        out(f"error: {e}")
-        return 1
+    except FileProblem as e:
+        err(f"xlglmm demo: error: {e}")
+        return int(e.code)
     except OSError as e:
-        out(f"error: cannot write {path}: {e}")
-        return 1
+        err(f"xlglmm demo: error: {path}: cannot be written ({e.strerror or e}); "
+            "check the disk and the folder")
+        return int(Exit.OUTPUT)
     out("")
     out(f"{'Replaced' if existed else 'Wrote'} {path.resolve()}")
-    out("  Model sheet: this block, the random effects (GLMM_RANEF), fitted values "
-        "(GLMM_PREDICT),")
-    out("  a caterpillar plot and observed vs fitted; 'Read me' says how to adapt it. The")
-    out("  results are stored in the cells, so any spreadsheet program shows them; "
-        "`xlglmm recalc`")
-    out("  re-evaluates the formulas after you edit the data.")
-    return 0
+    shown = path.name if path.resolve().parent == Path.cwd().resolve() else str(path)
+    out(CLOSING.format(name=shown))
+    return int(Exit.OK)

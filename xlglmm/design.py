@@ -246,6 +246,9 @@ class ModelDesign:
     response_name: str
     spec: DesignSpec
     messages: list = field(default_factory=list)
+    # the offset= argument: its column name, "values" when given as numbers, None
+    # when absent (the formula's offset() terms are in spec.formula.offsets)
+    offset_arg: str | None = None
 
 
 # ---- model matrices --------------------------------------------------------------------
@@ -474,7 +477,9 @@ def _build(f, table, n, family, offset, weights, groups) -> ModelDesign:
                        re_terms=re_terms, nobs=nobs, n_input=n, n_dropped=len(dropped),
                        dropped_rows=dropped, kept_rows=kept_rows,
                        row_labels=table.df.index[kept_rows], response_name=rn, spec=spec,
-                       messages=messages)
+                       messages=messages,
+                       offset_arg=None if offset is None else
+                       offset if isinstance(offset, str) else "values")
 
 
 def _all_numbers(series: pd.Series) -> bool:

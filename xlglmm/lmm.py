@@ -18,7 +18,7 @@ import math
 
 import numpy as np
 
-from . import jit
+from . import jit, numfmt
 from .design import build_design
 from .devfun import GlmmDeviance, theta_start
 from .family import Family
@@ -43,12 +43,21 @@ class LMMResult(GLMMResult):
         total = sum(self.variance_components.values()) + self.scale
         self.icc = {g: v / total for g, v in self.variance_components.items()}
 
-    def summary(self) -> str:
-        head = f"Linear mixed model fit by {'REML' if self.reml else 'maximum likelihood'}"
-        body = super().summary().split("\n", 2)[2]
-        icc = ", ".join(f"{g} {v:.3f}" for g, v in self.icc.items())
-        return "\n".join([head, f"Formula: {self.formula}", body,
-                          f"Residual SD: {self.sigma:.4g};  ICC: {icc}"])
+    def _summary_head(self) -> list:
+        return [f"Linear mixed model fit by {'REML' if self.reml else 'maximum likelihood'}",
+                f"Formula: {self.formula_as_fitted()}"]
+
+    def _summary_criterion(self) -> list:
+        if self.reml:
+            return [f"REML criterion at convergence: {numfmt.number(self.REMLcrit)}"]
+        return super()._summary_criterion()
+
+    def _summary_random(self) -> list:
+        lines = super()._summary_random()
+        if self.icc:
+            lines.append("ICC: " + ", ".join(f"{g} {numfmt.number(v)}"
+                                             for g, v in self.icc.items()))
+        return lines
 
 
 def lmer(formula, data, REML=True, *, offset=None, weights=None, groups=None,

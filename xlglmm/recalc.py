@@ -36,7 +36,6 @@ import ast
 import contextlib
 import inspect
 import math
-import os
 import re
 import shutil
 import sys
@@ -51,6 +50,8 @@ from . import excel_formula as xf
 from .excel_formula import (ArrayLit, Binary, Bool, Call, ErrorLit, FormulaSyntaxError,
                             Missing, Name, Num, Percent, Ref, Str, StructRef, Unary,
                             cell_name, range_name)
+from .files import (Exit, FileProblem, InputProblem, OutputProblem, UsageProblem,
+                    check_input, check_output, write_atomically)
 from .xlsx_write import CellWrite, ErrorValue, XlsxError, patch
 
 XLGLMM_FUNCTIONS = ("GLMM_POISSON", "GLMM_BINOMIAL", "GLMM", "GLMM_RANEF", "GLMM_PREDICT",
@@ -69,8 +70,10 @@ class Unsupported(Exception):
         self.message = message
 
 
-class RecalcError(Exception):
-    """The workbook cannot be read or written at all."""
+# The workbook cannot be read or written at all (or the arguments do not go
+# together): a FileProblem says which path, what is wrong and what to do, and its
+# ``code`` is the command's exit status (xlglmm.files.Exit).
+RecalcError = FileProblem
 
 
 # ---- the workbook as read ---------------------------------------------------------------
@@ -131,16 +134,16 @@ class Book:
         import openpyxl
         from openpyxl.worksheet.formula import ArrayFormula
 
-        self.path = Path(path)
-        if not self.path.exists():
-            raise RecalcError(f"{path}: no such file")
+        self.path = check_input(path)
         try:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
                 wb_f = openpyxl.load_workbook(self.path, data_only=False)
                 wb_v = openpyxl.load_workbook(self.path, data_only=True)
         except Exception as e:       # zip, XML or openpyxl errors
-            raise RecalcError(f"{path}: cannot read the workbook ({type(e).__name__}: {e})") \
+            detail = str(e).strip() or type(e).__name__
+            raise InputProblem(self.path, f"cannot be read as a workbook (damaged? {detail})",
+                               "open it in Excel or Calc and save it again as .xlsx") \
                 from None
         self.sheet_names = list(wb_f.sheetnames)
         self.values: dict = {}
@@ -392,7 +395,8 @@ class Outcome:
     message: str = ""
     seconds: float = 0.0
     shape: tuple = (1, 1)
-    fitted: int = 0                 # number of model fits run (0: the fit was cached)
+    fitted: int = 0                 # number of model fits run by this formula
+    reused: bool = False            # a cached fit or block answered (no fit ran)
 
 
 @dataclass
@@ -402,6 +406,7 @@ class RecalcResult:
     outcomes: list = field(default_factory=list)
     notes: list = field(default_factory=list)
     dynamic: bool = False
+    fitlog: FitLog | None = None        # the model fits run (count, seconds)
 
     @property
     def xlglmm(self):
@@ -450,27 +455,65 @@ def udf_specs() -> dict:
     return specs
 
 
+@dataclass
+class FitLog:
+    """What the worksheet functions' fits did while :func:`_fit_hook` was installed:
+    how many model fits ran (``glmer`` or ``lmer`` calls; a cache hit runs none) and
+    the time spent inside them.  ``compile_seconds`` is the part of that time spent
+    compiling the numerical kernels, for the engine's compile callback to add to
+    (``compiled``); ``fit_seconds`` is the rest: the fitting alone."""
+
+    fits: int = 0
+    seconds: float = 0.0
+    compile_seconds: float = 0.0
+
+    def compiled(self, seconds: float) -> None:
+        self.compile_seconds += float(seconds)
+
+    @property
+    def fit_seconds(self) -> float:
+        return max(0.0, self.seconds - self.compile_seconds)
+
+
 @contextlib.contextmanager
 def _fit_hook(callback):
-    """Make the worksheet functions' fits report progress: ``xlglmm.udfs`` calls
-    ``glmer`` without a progress callback, so for the duration of a recalculation its
-    module-level name is wrapped to pass one (restored afterwards)."""
+    """Make the worksheet functions' fits report progress and count them: ``xlglmm.udfs``
+    calls ``glmer`` (GLMMs) and ``lmer`` (LMMs) without a progress callback, so for the
+    duration of a recalculation their module-level names are wrapped (restored
+    afterwards).  Yields the :class:`FitLog`.  ``lmer`` takes no progress callback: an
+    LMM reports its start only (a ticker shows its elapsed time)."""
     from . import udfs
-    orig = getattr(udfs, "glmer", None)
-    if orig is None:
-        yield
-        return
+    log = FitLog()
+    originals = {name: getattr(udfs, name, None) for name in ("glmer", "lmer")}
 
-    def glmer_with_progress(*args, **kwargs):
-        if kwargs.get("progress") is None:
-            kwargs["progress"] = callback
-        callback("start", 0)
-        return orig(*args, **kwargs)
-    udfs.glmer = glmer_with_progress
+    def wrap(name, orig):
+        def fit_with_progress(*args, **kwargs):
+            if name == "glmer" and kwargs.get("progress") is None:
+                kwargs["progress"] = callback
+            log.fits += 1
+            callback("start", 0)
+            if name == "lmer":
+                callback("fitting a linear mixed model", 0)
+            t0 = time.perf_counter()
+            try:
+                return orig(*args, **kwargs)
+            finally:
+                log.seconds += time.perf_counter() - t0
+        return fit_with_progress
+    for name, orig in originals.items():
+        if orig is not None:
+            setattr(udfs, name, wrap(name, orig))
     try:
-        yield
+        yield log
     finally:
-        udfs.glmer = orig
+        for name, orig in originals.items():
+            if orig is not None:
+                setattr(udfs, name, orig)
+
+
+def _cache_hits() -> int:
+    from . import cache
+    return cache.FITS.hits + cache.BLOCKS.hits
 
 
 class _Ticker:
@@ -482,7 +525,6 @@ class _Ticker:
         self.label = None
         self.t0 = 0.0
         self.stage = ""
-        self.fits = 0
         self._stop = threading.Event()
         self._thread = None
         self._last_note = 0.0
@@ -491,10 +533,11 @@ class _Ticker:
 
     def progress(self, stage, evaluations):
         if stage == "start":
-            self.fits += 1
             self.stage = "fitting"
-        else:
+        elif evaluations:
             self.stage = f"{stage}, {evaluations} deviance evaluations"
+        else:
+            self.stage = stage
 
     def begin(self, label):
         self.end()
@@ -548,6 +591,8 @@ class Engine:
         self.ticker = _Ticker(stream if stream is not None else sys.stderr)
         self._names_busy: set = set()
         self._labels: list = []
+        self.fitlog = FitLog()
+        self._tally: list = []           # per xlglmm formula being evaluated: its inner ones
         # anchors: formula cells that own a region of cells (array formulas from the
         # file, and every xlglmm formula, which may spill)
         self.anchors: dict = {s: [] for s in book.sheet_names}
@@ -559,6 +604,9 @@ class Engine:
                     fc.parse_error = str(e)
                 if fc.array_ref is not None or self.is_xlglmm(fc):
                     self.anchors[s].append(fc)
+        # the log's first column fits every xlglmm formula's cell name
+        self.where_width = max([16] + [len(fc.where) for a in self.anchors.values()
+                                       for fc in a if self.is_xlglmm(fc)])
 
     # -- classification
     def is_xlglmm(self, fc: FormulaCell) -> bool:
@@ -575,7 +623,7 @@ class Engine:
 
     # -- running
     def run(self):
-        with _fit_hook(self.ticker.progress):
+        with _fit_hook(self.ticker.progress) as self.fitlog:
             try:
                 for s in self.book.sheet_names:
                     for fc in sorted(self.book.formulas[s].values(), key=lambda f: (f.row, f.col)):
@@ -668,7 +716,8 @@ class Engine:
         fn = self.xlglmm_function(fc)
         self._labels.append(f"{fc.where} {fn}")
         self.ticker.begin(self._labels[-1])
-        fits0 = self.ticker.fits
+        fits0, hits0 = self.fitlog.fits, _cache_hits()
+        self._tally.append([0, 0, 0.0])    # fits, cache hits, seconds of nested formulas
         t0 = time.perf_counter()
         try:
             if fc.parse_error:
@@ -685,19 +734,24 @@ class Engine:
         except Exception as e:          # a bug here must not stop the other formulas
             grid = [[XLError("#VALUE!")]]
             status, message = "error", f"internal error in recalc ({type(e).__name__}: {e})"
-        seconds = time.perf_counter() - t0
+        total = (self.fitlog.fits - fits0, _cache_hits() - hits0, time.perf_counter() - t0)
+        inner = self._tally.pop()
+        if self._tally:                  # a formula evaluated for another one's sake
+            self._tally[-1] = [a + b for a, b in zip(self._tally[-1], total)]
+        # only this formula's own work: not that of the formulas it needed (F2#)
+        fits, hits, seconds = (a - b for a, b in zip(total, inner))
         self.ticker.end()
         self._labels.pop()
         if self._labels:
             self.ticker.begin(self._labels[-1])
-        fits = self.ticker.fits - fits0
         placed = self.place_spill(fc, grid)
         if placed is not None:
             status, message = "error", placed
             grid = [[XLError("#SPILL!")]]
-        o = Outcome(fc.where, fn, status, message, seconds, (len(grid), len(grid[0])), fits)
+        o = Outcome(fc.where, fn, status, message, seconds, (len(grid), len(grid[0])), fits,
+                    reused=fits == 0 and hits > 0)
         self.outcomes.append(o)
-        self.out(describe(o))
+        self.out(describe(o, self.where_width))
 
     def _evaluate_other(self, fc: FormulaCell):
         if fc.parse_error:
@@ -1411,12 +1465,17 @@ BUILTINS = {
 
 # ---- the command ------------------------------------------------------------------------
 
-def describe(o: Outcome) -> str:
+def describe(o: Outcome, width: int = 16) -> str:
+    """One line of the log: where, which function, the block's size, what it took."""
     shape = f"{o.shape[0]} x {o.shape[1]}"
-    head = f"  {o.where:<16} {o.function:<14}"
+    head = f"  {o.where:<{width}} {o.function:<14}"
     if o.status == "ok":
-        how = "computed" if o.function == "GLMM_COMPARE" else \
-            "fitted" if o.fitted else "reused the fit"
+        if o.fitted:
+            how = "fitted" if o.fitted == 1 else f"fitted {o.fitted} models"
+        elif o.reused:
+            how = "reused a cached fit"
+        else:
+            how = "computed"
         return f"{head} {shape:>9} block   {how} in {o.seconds:.2f} s"
     if o.status == "glmm-error":
         return f"{head} {o.message}"
@@ -1463,56 +1522,84 @@ def plan_writes(engine: Engine) -> dict:
     return {s: w for s, w in writes.items() if w}
 
 
+def check_arguments(path, output=None, values_only=False) -> tuple:
+    """Everything that can be checked before a fit runs: ``path`` is a readable .xlsx
+    workbook, ``values_only`` has its own output file, and that output (default:
+    ``path``) can be written -- its folder exists and is writable, its name ends as
+    the input's, an existing file is neither read-only nor open in Excel or Calc.
+    Returns ``(path, output)``; raises a :class:`xlglmm.files.FileProblem` (whose
+    ``code`` is the exit status) otherwise."""
+    path = check_input(path)
+    if values_only and output is None:
+        raise UsageProblem(path, "--values without -o would replace its formulas with "
+                                 "their values", "give -o OUT.xlsx for the values-only copy")
+    output = Path(output) if output is not None else path
+    if values_only and output.resolve() == path.resolve():
+        raise UsageProblem(output, "is the input workbook: --values would replace its "
+                                   "formulas with their values", "give another -o file")
+    suffix = path.suffix.lower()
+    check_output(output, suffix=suffix,
+                 what=f"a{'n' if suffix == '.xlsx' else ''} {suffix} workbook"
+                      + (" (--values writes one too)" if values_only else ""))
+    return path, output
+
+
 def recalc(path, output=None, *, values_only=False, out=None, stream=None) -> RecalcResult:
     """Evaluate every formula of workbook ``path`` that calls an xlglmm function
     (and the helper formulas around them), write the results to ``output`` (default:
     ``path`` itself) and return what happened.  ``out``: a callable for report lines
     (default: none).  ``values_only``: the output keeps values only (no formulas),
-    for spreadsheet programs without the add-in."""
-    path = Path(path)
-    output = Path(output) if output is not None else path
+    for spreadsheet programs without the add-in.
+
+    The arguments are checked before anything is fitted (:func:`check_arguments`);
+    the output is written to a temporary file beside it and moved into place, so it
+    is either the complete new workbook or left as it was.  Problems with the files
+    raise :class:`RecalcError` (a :class:`xlglmm.files.FileProblem`)."""
+    path, output = check_arguments(path, output, values_only)
     out = out or (lambda s: None)
     book = Book(path)
     engine = Engine(book, out=out, stream=stream)
     engine.run()
     writes = plan_writes(engine)
-    tmp = output.with_name(f".{output.name}.{os.getpid()}.tmp")
+    info: dict = {}
+
+    def write(tmp):
+        info.update(patch(path, tmp, writes, formulas=book.formula_texts(),
+                          values_only=values_only))
     try:
-        info = patch(path, tmp, writes, formulas=book.formula_texts(), values_only=values_only)
-        os.replace(tmp, output)
+        write_atomically(output, write)
     except XlsxError as e:
-        raise RecalcError(f"{path}: {e}") from None
-    except PermissionError:
-        raise RecalcError(f"cannot write {output} (is it open in Excel?)") from None
-    except OSError as e:
-        raise RecalcError(f"cannot write {output}: {e}") from None
-    finally:
-        if tmp.exists():
-            tmp.unlink()
-    res = RecalcResult(path, output, engine.outcomes, engine.notes,
-                       dynamic=info.get("dynamic", False))
-    return res
+        raise InputProblem(path, f"cannot be updated ({e})",
+                           "open it in Excel or Calc and save it again as .xlsx") from None
+    return RecalcResult(path, output, engine.outcomes, engine.notes,
+                        dynamic=info.get("dynamic", False), fitlog=engine.fitlog)
 
 
-def run_command(path, output=None, values_only=False, quiet=False, out=print) -> int:
-    """The ``xlglmm recalc`` command: 0 when every xlglmm formula was evaluated and
-    returned a block, 1 when some could not be evaluated or returned a #GLMM! error
-    (listed), 2 when the workbook could not be read or written."""
+def _stderr(text: str) -> None:
+    print(text, file=sys.stderr)
+
+
+def run_command(path, output=None, values_only=False, quiet=False, out=print,
+                err=_stderr) -> int:
+    """The ``xlglmm recalc`` command; returns its exit status (:class:`xlglmm.files.Exit`):
+    0 when every xlglmm formula was evaluated and returned a block, 1 when some could
+    not be evaluated or returned a #GLMM! error (listed; the workbook is written with
+    the others), 2 for arguments that do not go together, 3 when the workbook cannot be
+    read, 4 when the output cannot be written.  2-4 are found before any fit runs
+    (``err`` gets one line: the path, what is wrong, what to do)."""
     say = (lambda s: None) if quiet else out
-    path = Path(path)
-    if output is None and values_only:
-        out("error: --values needs -o OUT.xlsx (it would replace the formulas in the file)")
-        return 2
-    if output is not None and values_only and Path(output).resolve() == path.resolve():
-        out("error: --values would replace the formulas in the input; give another -o file")
-        return 2
+    try:
+        path, output = check_arguments(path, output, values_only)
+    except FileProblem as e:
+        err(f"xlglmm recalc: error: {e}")
+        return int(e.code)
     say(f"xlglmm recalc {path}")
     t0 = time.perf_counter()
     try:
         res = recalc(path, output, values_only=values_only, out=say)
-    except RecalcError as e:
-        out(f"error: {e}")
-        return 2
+    except FileProblem as e:
+        err(f"xlglmm recalc: error: {e}")
+        return int(e.code)
     n = len(res.xlglmm)
     for note in res.notes:
         say(f"  note: {note}")
@@ -1520,12 +1607,13 @@ def run_command(path, output=None, values_only=False, quiet=False, out=print) ->
         say("  no xlglmm formulas found (GLMM_POISSON, GLMM_BINOMIAL, GLMM_NEGBIN, LMM, GLMM, "
             "GLMM_RANEF, GLMM_PREDICT, GLMM_COMPARE)")
     probs = res.problems
+    fits = res.fitlog.fits if res.fitlog is not None else 0
     summary = (f"{n} xlglmm formula{'s' if n != 1 else ''} evaluated in "
-               f"{time.perf_counter() - t0:.1f} s" +
-               (f", {len(probs)} with problems" if probs else "") +
+               f"{time.perf_counter() - t0:.1f} s ({fits} model fit{'s' if fits != 1 else ''})"
+               + (f", {len(probs)} with problems" if probs else "") +
                f"; wrote {res.output}" + (" (values only)" if values_only else ""))
     out(summary) if probs else say(summary)
     if quiet:
         for o in probs:
             out(f"  {o.where}: {o.message}")
-    return 1 if probs else 0
+    return int(Exit.MODEL if probs else Exit.OK)

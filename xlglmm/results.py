@@ -8,8 +8,9 @@ import numpy as np
 import pandas as pd
 from scipy import special
 
-from . import kernels
+from . import kernels, numfmt
 from .design import new_data_matrices
+from .formula import FormulaError, parse_formula
 
 
 class GLMMResult:
@@ -213,36 +214,158 @@ class GLMMResult:
         return pd.Series(r, index=self.design.row_labels, name=f"{type}_resid")
 
     # -- printing
-    def summary(self) -> str:
-        head = ("Generalized linear mixed model fit by maximum likelihood "
-                + {0: "(PIRLS, nAGQ = 0)", 1: "(Laplace Approximation)"}.get(
-                    self.nAGQ, f"(Adaptive Gauss-Hermite Quadrature, nAGQ = {self.nAGQ})"))
-        lines = [head, f" Family: {self.family.label}", f"Formula: {self.formula}", ""]
-        stats_row = pd.DataFrame([[self.aic, self.bic, self.llf, self.deviance, self.df_resid]],
-                                 columns=["AIC", "BIC", "logLik", "deviance", "df.resid"])
-        lines.append(stats_row.to_string(index=False, float_format=lambda v: f"{v:.1f}"))
-        lines += ["", "Random effects:"]
+    def formula_as_fitted(self) -> str:
+        """The whole model as fitted, ``response ~ fixed + random terms + offset``: the
+        formula as written plus the random intercepts given by ``groups=`` and the
+        offset given by ``offset=`` (``offset(name)`` for a column name; an offset
+        given as numbers has no name: ``offset(<values given>)``)."""
+        f = self.design.spec.formula
+        text = _spaced(f.text)
+        try:
+            written = len(parse_formula(f.text).random)
+        except FormulaError:
+            written = len(f.random)
+        extra = [f"({'1' if rt.intercept else '0'} | {':'.join(rt.groups[0])})"
+                 if len(rt.groups) == 1 and not rt.terms else rt.text
+                 for rt in f.random[written:]]
+        arg = getattr(self.design, "offset_arg", None)
+        if arg is not None:
+            extra.append("offset(<values given>)" if arg == "values" else f"offset({arg})")
+        return " + ".join([text] + extra)
+
+    def _summary_head(self) -> list:
+        return [("Generalized linear mixed model fit by maximum likelihood "
+                 + {0: "(PIRLS, nAGQ = 0)", 1: "(Laplace Approximation)"}.get(
+                     self.nAGQ,
+                     f"(Adaptive Gauss-Hermite Quadrature, nAGQ = {self.nAGQ})")),
+                f" Family: {self.family.label}",
+                f"Formula: {self.formula_as_fitted()}"]
+
+    def _summary_criterion(self) -> list:
+        return _table(["AIC", "BIC", "logLik", "deviance", "df.resid"],
+                      [[numfmt.number(v) for v in (self.aic, self.bic, self.llf,
+                                                   self.deviance, self.df_resid)]],
+                      "rrrrr")
+
+    def _summary_residuals(self) -> list:
+        r = self.resid("pearson").to_numpy()
+        if self.family.has_dispersion and self.sigma > 0:
+            r = r / self.sigma                  # lme4's scaled = TRUE
+        r = r[np.isfinite(r)]
+        if not len(r):
+            return []
+        q = np.quantile(r, [0.0, 0.25, 0.5, 0.75, 1.0])      # R's type 7
+        return ["Scaled residuals:"] + _table(["Min", "1Q", "Median", "3Q", "Max"],
+                                              [[numfmt.number(v) for v in q]], "rrrrr")
+
+    def _summary_random(self) -> list:
+        """lme4's VarCorr table: one row per term, correlations with the earlier
+        terms of the same group to the right (lower triangle), the residual last."""
         vc = self.varcorr
-        rows = []
-        for _, r in vc.iterrows():
-            if r["var2"] is None or (isinstance(r["var2"], float) and math.isnan(r["var2"])):
-                rows.append([r["grp"], r["var1"] or "", f"{r['vcov']:.4g}", f"{r['sdcor']:.4g}", ""])
+        corr = {}
+        for r in vc.itertuples(index=False):
+            if _given(r.var2):
+                corr[(r.grp, r.var1, r.var2)] = r.sdcor
+        rows, ncorr = [], 0
+        current, earlier = None, []
+        for r in vc.itertuples(index=False):
+            if _given(r.var2):
+                continue
+            if r.grp != current:
+                current, earlier = r.grp, []
+                grp = str(r.grp)
             else:
-                rows.append(["", f"  corr({r['var1']}, {r['var2']})", "", "", f"{r['sdcor']:.3f}"])
-        tab = pd.DataFrame(rows, columns=["Groups", "Name", "Variance", "Std.Dev.", "Corr"])
-        lines.append(tab.to_string(index=False))
+                grp = ""
+            cells = [grp, str(r.var1) if _given(r.var1) else "", numfmt.number(r.vcov),
+                     numfmt.number(r.sdcor)]
+            cells += [numfmt.number(corr[(r.grp, e, r.var1)]) if (r.grp, e, r.var1) in corr
+                      else "" for e in earlier]
+            ncorr = max(ncorr, len(earlier))
+            earlier.append(r.var1)
+            rows.append(cells)
+        head = ["Groups", "Name", "Variance", "Std.Dev."] + ["Corr"] + [""] * (ncorr - 1) \
+            if ncorr else ["Groups", "Name", "Variance", "Std.Dev."]
+        rows = [r + [""] * (len(head) - len(r)) for r in rows]
+        lines = ["Random effects:"] + _table(head, rows, "llrr" + "r" * ncorr, indent=1)
         grp = "; ".join(f"{g}, {k}" for g, k in self.ngroups.items())
         lines.append(f"Number of obs: {self.nobs}, groups:  {grp}")
-        if self.n_dropped:
-            lines.append(f"({self.n_dropped} rows with missing values removed)")
-        lines += ["", "Fixed effects:"]
-        fe = pd.DataFrame({"Estimate": self.fe_params, "Std. Error": self.fe_bse,
-                           "z value": self.fe_zvalues, "Pr(>|z|)": self.fe_pvalues})
-        lines.append(fe.to_string(float_format=lambda v: f"{v:.4g}"))
+        return lines                # rows removed for missing values: in the notes
+
+    def _summary_fixed(self) -> list:
+        rows = [[str(name), numfmt.number(self.fe_params[name]),
+                 numfmt.number(self.fe_bse[name]), numfmt.statistic(self.fe_zvalues[name]),
+                 numfmt.pvalue(self.fe_pvalues[name])] for name in self.fe_params.index]
+        if not rows:
+            return ["No fixed effects"]
+        return ["Fixed effects:"] + _table(["", "Estimate", "Std. Error", "z value",
+                                            "Pr(>|z|)"], rows, "lrrrr")
+
+    def summary(self) -> str:
+        """An lme4-style summary: the model as fitted, the fit criteria, scaled
+        residuals, random effects, fixed effects and the notes.  Numbers follow
+        :mod:`xlglmm.numfmt` (p-values as R's format.pval, statistics to 2
+        decimals, other numbers to 4 significant digits)."""
+        parts = [self._summary_head(), self._summary_criterion(),
+                 self._summary_residuals(), self._summary_random(), self._summary_fixed()]
+        lines = []
+        for p in parts:
+            if p:
+                lines += p + [""]
         if self.messages:
-            lines += [""] + [f"Note: {m}" for m in self.messages]
+            lines += [f"Note: {m}" for m in self.messages]
+        while lines and lines[-1] == "":
+            lines.pop()
         return "\n".join(lines)
 
     def __repr__(self):
         return (f"<GLMMResult {self.family.name}/{self.family.link} {self.method}: "
                 f"logLik={self.llf:.4f}, nobs={self.nobs}, converged={self.converged}>")
+
+
+def _given(v) -> bool:
+    """A VarCorr cell that holds a name (not None / NaN)."""
+    return v is not None and not (isinstance(v, float) and math.isnan(v))
+
+
+def _table(head: list, rows: list, align: str, indent: int = 0) -> list:
+    """Lines of a text table: columns as wide as their widest cell (nothing cut),
+    ``align`` per column ("l" or "r"), two spaces between columns (one in lme4's
+    random-effects table: ``indent``=1 keeps its leading space)."""
+    cols = len(head)
+    width = [max(len(str(x)) for x in [head[j]] + [r[j] for r in rows]) for j in range(cols)]
+
+    def line(cells):
+        out = [str(c).ljust(width[j]) if align[j] == "l" else str(c).rjust(width[j])
+               for j, c in enumerate(cells)]
+        return (" " * indent + " ".join(out) if indent else "  ".join(out)).rstrip()
+    return [line(head)] + [line(r) for r in rows]
+
+
+def _spaced(text: str) -> str:
+    """A formula's text with R's spacing: one space around ``~``, ``+``, ``|`` and
+    ``||`` (``(1|g)`` -> ``(1 | g)``), other whitespace collapsed; names in
+    backquotes are left as they are."""
+    out, i, quoted = [], 0, False
+    text = str(text)
+    while i < len(text):
+        ch = text[i]
+        if ch == "`":
+            quoted = not quoted
+            out.append(ch)
+        elif quoted:
+            out.append(ch)
+        elif ch.isspace():
+            if out and out[-1] != " ":
+                out.append(" ")
+        elif ch in "~+|":
+            op = "||" if text.startswith("||", i) else ch
+            i += len(op) - 1
+            while out and out[-1] == " ":
+                out.pop()
+            out.append(f" {op} ")
+            while i + 1 < len(text) and text[i + 1].isspace():
+                i += 1
+        else:
+            out.append(ch)
+        i += 1
+    return "".join(out).strip()
