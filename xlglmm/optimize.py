@@ -73,7 +73,7 @@ def bobyqa(fun, x0, lower, upper, step, xtol, ftol, maxeval, budget: Budget,
     best = {"x": np.array(x0, float), "f": np.inf, "n": 0}
 
     def obj(x, grad):
-        if budget.expired():
+        if best["n"] and budget.expired():     # the start point is always evaluated
             raise FitTimeout()
         f = fun(x)
         best["n"] += 1
@@ -101,6 +101,11 @@ def bobyqa(fun, x0, lower, upper, step, xtol, ftol, maxeval, budget: Budget,
         opt.optimize(x0)
         code = opt.last_optimize_result()
     except FitTimeout:
+        timed_out = True
+        msg = "time budget reached"
+    except SystemError as e:      # some nlopt builds wrap the callback's exception
+        if not isinstance(e.__cause__, FitTimeout):
+            raise
         timed_out = True
         msg = "time budget reached"
     except nlopt.RoundoffLimited:
