@@ -272,6 +272,21 @@ def test_install_to_dest(tmp_path, capsys):
         assert needle in out, needle
     if not addin.is_windows():
         assert "only in Excel for Windows" in out
+    # the kernels are compiled for the Python the add-in calls, so the first
+    # worksheet call does not wait for them
+    assert "Compiling the numerical kernels" in out and "  done in " in out
+
+
+def test_install_compiles_the_kernels_for_this_python_only(tmp_path, capsys, monkeypatch):
+    from xlglmm import jit
+    calls = []
+    monkeypatch.setattr(jit, "warm_up", lambda *a, **k: calls.append(1) or 0.0)
+    run_cli(capsys, "addin", "install", "--dest", str(tmp_path / "a"), "--no-compile")
+    run_cli(capsys, "addin", "install", "--dest", str(tmp_path / "b"), "--interpreter",
+            str(tmp_path / "another" / "python.exe"))
+    assert calls == []
+    run_cli(capsys, "addin", "install", "--dest", str(tmp_path / "c"))
+    assert calls == [1]
 
 
 def test_install_dry_run_writes_nothing(tmp_path, capsys):

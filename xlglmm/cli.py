@@ -18,6 +18,7 @@ file, 4 the output, 5 the environment (LibreOffice, Windows folders).
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -53,6 +54,9 @@ def _configure_addin(p: argparse.ArgumentParser) -> None:
                       help="python.exe for INTERPRETER_WIN (default: the one running this)")
     inst.add_argument("--force", action="store_true",
                       help="replace an existing add-in file that differs from the shipped one")
+    inst.add_argument("--no-compile", action="store_true",
+                      help="do not compile the numerical kernels now (the first worksheet "
+                           "call then compiles them, once)")
     inst.add_argument("--dry-run", action="store_true",
                       help="only print what would be done")
     inst.set_defaults(addin_handler=_addin_install)
@@ -112,6 +116,9 @@ def _addin_install(args: argparse.Namespace) -> int:
     else:
         for line in addin.execute(plan):
             out(line)
+        same_python = Path(args.interpreter).resolve() == Path(sys.executable).resolve()
+        if not args.no_compile and same_python:
+            compile_kernels(out)
     for w in plan.warnings:
         out(f"WARNING: {w}")
 
@@ -133,6 +140,20 @@ def _addin_install(args: argparse.Namespace) -> int:
     if not win:
         _print_alternatives(out, None)
     return 0
+
+
+def compile_kernels(out) -> float:
+    """Compile the numerical kernels now (``jit.warm_up``), so that the first worksheet
+    call does not wait for them; they are cached on disk for this Python."""
+    from . import jit
+    out("Compiling the numerical kernels for this machine (once; they are cached on disk) ...")
+    import time
+    t0 = time.perf_counter()
+    jit.warm_up()
+    n = jit.compilations()
+    out(f"  done in {time.perf_counter() - t0:.1f} s" +
+        ("" if n else " (they were already compiled)"))
+    return time.perf_counter() - t0
 
 
 def _print_alternatives(out, doc) -> None:
@@ -319,7 +340,15 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    return int(args.handler(args) or 0)
+    try:
+        return int(args.handler(args) or 0)
+    except BrokenPipeError:
+        # the reader went away (xlglmm demo | head): stop quietly, as Unix tools do
+        try:
+            sys.stdout = open(os.devnull, "w")
+        except OSError:
+            pass
+        return 0
 
 
 if __name__ == "__main__":

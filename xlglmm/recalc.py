@@ -397,6 +397,7 @@ class Outcome:
     shape: tuple = (1, 1)
     fitted: int = 0                 # number of model fits run by this formula
     reused: bool = False            # a cached fit or block answered (no fit ran)
+    compiled: float = 0.0           # seconds compiling the kernels (not in ``seconds``)
 
 
 @dataclass
@@ -482,7 +483,7 @@ def _fit_hook(callback):
     duration of a recalculation their module-level names are wrapped (restored
     afterwards).  Yields the :class:`FitLog`.  ``lmer`` takes no progress callback: an
     LMM reports its start only (a ticker shows its elapsed time)."""
-    from . import udfs
+    from . import jit, udfs
     log = FitLog()
     originals = {name: getattr(udfs, name, None) for name in ("glmer", "lmer")}
 
@@ -495,16 +496,27 @@ def _fit_hook(callback):
             if name == "lmer":
                 callback("fitting a linear mixed model", 0)
             t0 = time.perf_counter()
+            clock, n0 = jit.Stopwatch(), jit.compilations()
             try:
                 return orig(*args, **kwargs)
             finally:
                 log.seconds += time.perf_counter() - t0
+                if jit.compilations() > n0:   # not a mere load from Numba's cache
+                    log.compiled(clock.compiled())
         return fit_with_progress
+
+    def compiling(what, _seconds):
+        # the first fit on a machine compiles the kernels: say so on the status line
+        if what == "start":
+            callback("compiling the numerical kernels for this machine, once", 0)
+        else:
+            callback("fitting", 0)
     for name, orig in originals.items():
         if orig is not None:
             setattr(udfs, name, wrap(name, orig))
     try:
-        yield log
+        with jit.announce(compiling):
+            yield log
     finally:
         for name, orig in originals.items():
             if orig is not None:
@@ -717,8 +729,9 @@ class Engine:
         self._labels.append(f"{fc.where} {fn}")
         self.ticker.begin(self._labels[-1])
         fits0, hits0 = self.fitlog.fits, _cache_hits()
-        self._tally.append([0, 0, 0.0])    # fits, cache hits, seconds of nested formulas
+        self._tally.append([0, 0, 0.0, 0.0])  # fits, cache hits, seconds, compiling: nested
         t0 = time.perf_counter()
+        c0 = self.fitlog.compile_seconds
         try:
             if fc.parse_error:
                 raise Unsupported("#NAME?", f"cannot read the formula: {fc.parse_error}")
@@ -734,12 +747,14 @@ class Engine:
         except Exception as e:          # a bug here must not stop the other formulas
             grid = [[XLError("#VALUE!")]]
             status, message = "error", f"internal error in recalc ({type(e).__name__}: {e})"
-        total = (self.fitlog.fits - fits0, _cache_hits() - hits0, time.perf_counter() - t0)
+        compiled = self.fitlog.compile_seconds - c0
+        total = (self.fitlog.fits - fits0, _cache_hits() - hits0,
+                 time.perf_counter() - t0 - compiled, compiled)
         inner = self._tally.pop()
         if self._tally:                  # a formula evaluated for another one's sake
             self._tally[-1] = [a + b for a, b in zip(self._tally[-1], total)]
         # only this formula's own work: not that of the formulas it needed (F2#)
-        fits, hits, seconds = (a - b for a, b in zip(total, inner))
+        fits, hits, seconds, compiled = (a - b for a, b in zip(total, inner))
         self.ticker.end()
         self._labels.pop()
         if self._labels:
@@ -749,7 +764,7 @@ class Engine:
             status, message = "error", placed
             grid = [[XLError("#SPILL!")]]
         o = Outcome(fc.where, fn, status, message, seconds, (len(grid), len(grid[0])), fits,
-                    reused=fits == 0 and hits > 0)
+                    reused=fits == 0 and hits > 0, compiled=compiled)
         self.outcomes.append(o)
         self.out(describe(o, self.where_width))
 
@@ -1476,7 +1491,10 @@ def describe(o: Outcome, width: int = 16) -> str:
             how = "reused a cached fit"
         else:
             how = "computed"
-        return f"{head} {shape:>9} block   {how} in {o.seconds:.2f} s"
+        line = f"{head} {shape:>9} block   {how} in {o.seconds:.2f} s"
+        if o.compiled >= 0.05:
+            line += f" (and {o.compiled:.1f} s compiling the numerical kernels, once)"
+        return line
     if o.status == "glmm-error":
         return f"{head} {o.message}"
     return f"{head} NOT EVALUATED: {o.message}"
