@@ -202,6 +202,23 @@ def test_recalculation_uses_the_cache(safety, monkeypatch):
     assert len(calls) == 2
 
 
+def test_binomial_companions_share_the_fit(monkeypatch):
+    """GLMM_BINOMIAL passes its default link "logit"; GLMM_RANEF and GLMM_PREDICT over
+    the same ranges leave the link blank (the family's default): one model, one fit."""
+    df = load_frame(manifest()["cbpp_laplace"])
+    dummies = pd.get_dummies(df.period, prefix="period", dtype=float).iloc[:, 1:]
+    args = (column(df.incidence, "incidence"), columns(dummies, dummies.columns),
+            column(df.herd.astype(str), "herd"))
+    calls = []
+    real = udfs.glmer
+    monkeypatch.setattr(udfs, "glmer", lambda *a, **k: calls.append(1) or real(*a, **k))
+    udfs.GLMM_BINOMIAL(*args, column(df["size"], "size"))
+    udfs.GLMM_RANEF(*args, None, None, True, 1, "binomial", column(df["size"], "size"))
+    udfs.GLMM_PREDICT(*args, None, None, None, None, None, None, "response", True, True, 1,
+                      "binomial", column(df["size"], "size"))
+    assert len(calls) == 1
+
+
 @pytest.mark.parametrize("y,msg", [
     ([["incidents"], [2.0], ["x"], [5.0], [1.0], ["n/a"], [3.0]], "y has non-numeric values in rows 3, 6"),
     ([[2.0], ["#DIV/0!"], [5.0], [1.0], [2.0], [3.0]], "y has Excel error values (#DIV/0!) in row 2"),

@@ -100,7 +100,11 @@ class SheetModel:
     @functools.cached_property
     def key(self) -> str:
         cols = [(c, _hashable(self.data[c].to_numpy())) for c in self.data.columns]
-        return cache.digest("fit", self.formula, self.family, self.link, self.nAGQ, cols,
+        # the link as the fit uses it: GLMM_BINOMIAL's "logit" and a companion's blank
+        # (the family's default) are the same model, so they share one fit
+        link = make_family(self.family, self.link).link if self.family != "negbin" \
+            else (self.link or "log")
+        return cache.digest("fit", self.formula, self.family, link, self.nAGQ, cols,
                             self.offset, self.weights, DEFAULT_TIME_BUDGET, self.nb_theta,
                             self.reml)
 
