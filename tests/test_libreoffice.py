@@ -272,6 +272,52 @@ def test_install_and_uninstall_edit_a_profile(tmp_path, capsys):
     assert "start LibreOffice once" in capsys.readouterr().out
 
 
+def test_worker_gets_a_clean_environment_and_folder(tmp_path, monkeypatch):
+    """The worker runs the recorded interpreter with none of the Python settings of
+    LibreOffice's environment, and not from the profile's Scripts/python folder."""
+    mod = load_bridge()
+    lo_env = {"PATH": "/venv/bin:/usr/bin", "HOME": "/home/u", "LANGUAGE": "de",
+              "VIRTUAL_ENV": "/venv", "VIRTUAL_ENV_PROMPT": "(venv) ",
+              "PYTHONHOME": "/usr", "PYTHONPATH": "/usr/lib/libreoffice/program",
+              "PYTHONSTARTUP": "/home/u/startup.py", "__PYVENV_LAUNCHER__": "/venv/bin/python",
+              "NUMBA_CACHE_DIR": "/cache"}
+    assert mod.worker_environment(lo_env, {"PYTHONPATH": "/src"}) == {
+        "PATH": "/venv/bin:/usr/bin", "HOME": "/home/u", "LANGUAGE": "de",
+        "NUMBA_CACHE_DIR": "/cache", "PYTHONSAFEPATH": "1", "PYTHONPATH": "/src"}
+    assert mod.worker_folder(sys.executable) == os.path.dirname(os.path.abspath(sys.executable))
+    # a real worker from such an environment: PYTHONHOME of another Python and a
+    # PYTHONPATH and a macro folder with modules that would replace numpy's and the
+    # standard library's would each stop it
+    evil = tmp_path / "evil"
+    evil.mkdir()
+    for name in ("numpy.py", "random.py", "json.py"):
+        (evil / name).write_text("raise SystemExit('imported from the wrong folder')\n")
+        (tmp_path / name).write_text("raise SystemExit('imported from Scripts/python')\n")
+    monkeypatch.setenv("PYTHONHOME", str(tmp_path / "no-such-python"))
+    monkeypatch.setenv("PYTHONPATH", str(evil))
+    monkeypatch.setenv("VIRTUAL_ENV", str(tmp_path))
+    mod._state["config"] = {"python": sys.executable, "env": {"PYTHONPATH": str(ROOT)},
+                            "timeout": 120}
+    mod._here = lambda: str(tmp_path)
+    try:
+        y, X, g, off = safety_columns()
+        got = mod.call("GLMM_POISSON", 3, as_tuples(y[:3]), as_tuples(X[:3]),
+                       as_tuples(g[:3]), None, None, None, None, None)
+        assert got == ((udfs.GLMM_POISSON(y[:3], X[:3], g[:3]),),)
+    finally:
+        mod._stop_worker()
+    assert libreoffice.check_worker(sys.executable, {"PYTHONPATH": str(ROOT)}) == ""
+
+
+def test_long_bridge_messages_are_cut_to_one_short_line():
+    mod = load_bridge()
+    (cell,), = mod._error_cell("a\nb  " + "x" * 400)
+    assert cell.startswith("#GLMM! a b xxx") and len(cell) == 250 and cell.endswith("\u2026")
+    for msg in (libreoffice.PYTHON_DID_NOT_START, libreoffice.SCRIPT_FAILED):
+        assert msg.startswith("#GLMM! ") and len(msg) <= 130 and "\n" not in msg
+        assert f'XlglmmRun = "{msg}"' in libreoffice.basic_module()
+
+
 # ---- end to end in headless LibreOffice Calc ----------------------------------------------
 
 def uno_python() -> str | None:

@@ -29,6 +29,8 @@ shows Calc's error (#N/A, #DIV/0!, Err:502 ...) instead of a ``#GLMM!`` message.
 """
 from __future__ import annotations
 
+import functools
+import importlib.util
 import json
 import os
 import shutil
@@ -46,10 +48,17 @@ MODULE_NAME = "XLGLMM"
 LIBRARY = "Standard"
 SCRIPT_FILE = "xlglmm_calc.py"
 CONFIG_FILE = "xlglmm_calc.json"
+LOG_FILE = "xlglmm_calc.log"
 BASIC_FILE = "XLGLMM.bas"
 SCRIPT_URI = f"vnd.sun.star.script:{SCRIPT_FILE}$call?language=Python&location=user"
 #: seconds xlglmm_calc.py waits for one answer before stopping the worker
 DEFAULT_TIMEOUT = 300
+#: what a cell says when LibreOffice's Python did not start (the Basic module's text)
+PYTHON_DID_NOT_START = ("#GLMM! LibreOffice's Python did not start (another Python first on "
+                        "PATH): quit LibreOffice and start it from the desktop menu")
+#: what a cell says when LibreOffice cannot run xlglmm_calc.py for another reason
+SCRIPT_FAILED = (f"#GLMM! LibreOffice could not run {SCRIPT_FILE} (see {LOG_FILE}): run "
+                 "`xlglmm libreoffice install`")
 
 #: arguments for which 0 is never a valid value: an unresolved 0 there means "omitted"
 ZERO_MEANS_OMITTED = {"formula", "family", "link", "alpha", "pred_type", "theta", "data"}
@@ -164,7 +173,7 @@ def basic_module() -> str:
         lines.append("")
     lines += [
         "Private Function XlglmmRun(fname As String, given As Integer, a As Variant) As Variant",
-        "  Dim p() As Variant, i As Integer, res As Variant, outIdx(), outSeq()",
+        "  Dim p() As Variant, i As Integer, res As Variant, outIdx(), outSeq(), msg As String",
         "  Dim r As Long, c As Long, nr As Long, nc As Long, out() As Variant, row0 As Variant",
         "  On Error GoTo failed",
         "  ReDim p(UBound(a) + 2)",
@@ -196,15 +205,29 @@ def basic_module() -> str:
         "  XlglmmRun = out",
         "  Exit Function",
         "failed:",
+        "  msg = Join(Split(Error$, Chr(10)), \" \")",
         "  Set oXlglmmScript = Nothing",
-        f"  XlglmmRun = \"#GLMM! LibreOffice could not run {SCRIPT_FILE} (\" & Error$ & \")\"",
-        "  If InStr(Error$, \"__main__\") > 0 Then",
-        "    XlglmmRun = XlglmmRun & \": LibreOffice's Python picked up another Python's \" & _",
-        "      \"library; start LibreOffice without a virtual environment or pyenv on PATH\"",
+        "  XlglmmLog fname & \": \" & msg",
+        "  REM LibreOffice's Python found another Python's library (see xlglmm.libreoffice):",
+        "  REM pyuno says \"can't import __main__ module\", its first call \"bad_alloc\"",
+        "  If InStr(msg, \"__main__\") > 0 Or InStr(msg, \"bad_alloc\") > 0 Or _",
+        "      InStr(msg, \"pythonloader\") > 0 Then",
+        f"    XlglmmRun = \"{PYTHON_DID_NOT_START}\"",
         "  Else",
-        "    XlglmmRun = XlglmmRun & \"; run: xlglmm libreoffice install\"",
+        f"    XlglmmRun = \"{SCRIPT_FAILED}\"",
         "  End If",
         "End Function",
+        "",
+        "Private Sub XlglmmLog(text As String)",
+        "  Dim n As Integer",
+        "  On Error GoTo done",
+        "  n = FreeFile",
+        "  Open createUnoService(\"com.sun.star.util.PathSubstitution\").substituteVariables( _",
+        f"    \"$(user)/Scripts/python/{LOG_FILE}\", True) For Append As #n",
+        "  Print #n, Format(Now, \"yyyy-mm-dd hh:mm:ss\") & \" LibreOffice Basic: \" & text",
+        "  Close #n",
+        "done:",
+        "End Sub",
         "",
     ]
     return "\n".join(lines)
@@ -344,18 +367,26 @@ def uninstall(user: Path) -> list[Path]:
     return removed
 
 
+@functools.lru_cache(maxsize=None)
+def bridge() -> object:
+    """The shipped xlglmm_calc.py as a module (it imports without LibreOffice), so that the
+    installer starts the worker exactly as LibreOffice will."""
+    spec = importlib.util.spec_from_file_location("xlglmm_calc", shipped_file(SCRIPT_FILE))
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
 def check_worker(python: str, env: dict | None = None, timeout: float = 120) -> str:
-    """Start the worker as xlglmm_calc.py does (from a neutral folder, PYTHONHOME and
-    PYTHONPATH cleared, then ``env`` added) and send it one call: returns '' when it
-    answers, else what went wrong."""
+    """Start the worker as xlglmm_calc.py does (its command, folder and environment, with
+    ``env`` added) and send it one call: returns '' when it answers, else what went
+    wrong."""
     req = json.dumps({"function": "GLMM_POISSON", "args": []}) + "\n"
-    full = {k: v for k, v in os.environ.items() if k not in ("PYTHONHOME", "PYTHONPATH")}
-    full.update(env or {})
+    calc = bridge()
     try:
-        with tempfile.TemporaryDirectory() as cwd:
-            p = subprocess.run([python, "-m", "xlglmm.libreoffice", "serve"], input=req,
-                               capture_output=True, text=True, timeout=timeout, env=full,
-                               cwd=cwd)
+        p = subprocess.run(calc.worker_command(python), input=req, capture_output=True,
+                           text=True, timeout=timeout, cwd=calc.worker_folder(python),
+                           env=calc.worker_environment(os.environ, env or {}))
     except (OSError, subprocess.TimeoutExpired) as e:
         return str(e)
     lines = p.stdout.splitlines()
