@@ -41,15 +41,19 @@ def prop(name, value):
     return p
 
 
-def start(profile, soffice):
+def start(profile, soffice, as_given=False):
+    """Start `soffice` (a name is looked up on PATH, as a shell does).  Unless `as_given`,
+    this Python's folder -- the one with LibreOffice's uno -- goes first on PATH:
+    LibreOffice's embedded Python (Debian: the system libpython) takes the first `python3`
+    on PATH for itself, and a virtual environment or pyenv there makes it load another
+    Python's library and fail (see xlglmm.libreoffice); that keeps scripts run from a
+    development shell working (workbooks/build_templates.py).  The tests pass --as-given:
+    they start LibreOffice in the environment of the user's shell."""
     pipe = "xlglmm_" + uuid.uuid4().hex[:12]
     url = "file://" + os.path.abspath(profile)
-    # LibreOffice's embedded Python (Debian: the system libpython) looks for its standard
-    # library through the first `python3` on PATH; a virtual environment or pyenv there
-    # makes it load another Python's library and fail ("can't import __main__ module").
-    # So this Python's folder -- the one with LibreOffice's uno -- goes first.
     env = dict(os.environ)
-    env["PATH"] = os.path.dirname(sys.executable) + os.pathsep + env.get("PATH", "")
+    if not as_given:
+        env["PATH"] = os.path.dirname(sys.executable) + os.pathsep + env.get("PATH", "")
     proc = subprocess.Popen([soffice, "--headless", "--invisible", "--norestore", "--nologo",
                              "--nodefault", f"-env:UserInstallation={url}",
                              f"--accept=pipe,name={pipe};urp;"],
@@ -169,10 +173,14 @@ def main(argv=None):
     ap.add_argument("--profile", required=True, help="UserInstallation folder")
     ap.add_argument("--jobs", required=True)
     ap.add_argument("--out", required=True)
-    ap.add_argument("--soffice", default="soffice")
+    ap.add_argument("--soffice", default="soffice",
+                    help="LibreOffice's command, a path or a name looked up on PATH")
+    ap.add_argument("--as-given", action="store_true",
+                    help="start LibreOffice in exactly this environment (default: with this "
+                         "Python's folder first on PATH)")
     args = ap.parse_args(argv)
     jobs = json.load(open(args.jobs))
-    proc, desktop = start(args.profile, args.soffice)
+    proc, desktop = start(args.profile, args.soffice, args.as_given)
     results = []
     try:
         for job in jobs:

@@ -24,6 +24,7 @@ import os
 import shutil
 import subprocess
 import sys
+import sysconfig
 import textwrap
 from pathlib import Path
 
@@ -238,7 +239,8 @@ def test_basic_module_is_generated_from_the_signatures():
             (ROOT / "addin" / "libreoffice" / name).read_bytes()
 
 
-def test_install_and_uninstall_edit_a_profile(tmp_path, capsys):
+def test_install_and_uninstall_edit_a_profile(tmp_path, capsys, monkeypatch):
+    monkeypatch.delenv("VIRTUAL_ENV", raising=False)      # no launchers in the test's venv
     user = tmp_path / "user"
     std = user / "basic" / "Standard"
     std.mkdir(parents=True)
@@ -270,6 +272,102 @@ def test_install_and_uninstall_edit_a_profile(tmp_path, capsys):
     assert cli.main(["libreoffice", "install", "--profile", str(tmp_path / "none"),
                      "--no-check"]) == 5                      # the environment (Exit.ENVIRONMENT)
     assert "start LibreOffice once" in capsys.readouterr().out
+
+
+def test_worker_gets_a_clean_environment_and_folder(tmp_path, monkeypatch):
+    """The worker runs the recorded interpreter with none of the Python settings of
+    LibreOffice's environment, and not from the profile's Scripts/python folder."""
+    mod = load_bridge()
+    lo_env = {"PATH": "/venv/bin:/usr/bin", "HOME": "/home/u", "LANGUAGE": "de",
+              "VIRTUAL_ENV": "/venv", "VIRTUAL_ENV_PROMPT": "(venv) ",
+              "PYTHONHOME": "/usr", "PYTHONPATH": "/usr/lib/libreoffice/program",
+              "PYTHONSTARTUP": "/home/u/startup.py", "__PYVENV_LAUNCHER__": "/venv/bin/python",
+              "NUMBA_CACHE_DIR": "/cache"}
+    assert mod.worker_environment(lo_env, {"PYTHONPATH": "/src"}) == {
+        "PATH": "/venv/bin:/usr/bin", "HOME": "/home/u", "LANGUAGE": "de",
+        "NUMBA_CACHE_DIR": "/cache", "PYTHONSAFEPATH": "1", "PYTHONPATH": "/src"}
+    assert mod.worker_folder(sys.executable) == os.path.dirname(os.path.abspath(sys.executable))
+    # a real worker from such an environment: PYTHONHOME of another Python and a
+    # PYTHONPATH and a macro folder with modules that would replace numpy's and the
+    # standard library's would each stop it
+    evil = tmp_path / "evil"
+    evil.mkdir()
+    for name in ("numpy.py", "random.py", "json.py"):
+        (evil / name).write_text("raise SystemExit('imported from the wrong folder')\n")
+        (tmp_path / name).write_text("raise SystemExit('imported from Scripts/python')\n")
+    monkeypatch.setenv("PYTHONHOME", str(tmp_path / "no-such-python"))
+    monkeypatch.setenv("PYTHONPATH", str(evil))
+    monkeypatch.setenv("VIRTUAL_ENV", str(tmp_path))
+    mod._state["config"] = {"python": sys.executable, "env": {"PYTHONPATH": str(ROOT)},
+                            "timeout": 120}
+    mod._here = lambda: str(tmp_path)
+    try:
+        y, X, g, off = safety_columns()
+        got = mod.call("GLMM_POISSON", 3, as_tuples(y[:3]), as_tuples(X[:3]),
+                       as_tuples(g[:3]), None, None, None, None, None)
+        assert got == ((udfs.GLMM_POISSON(y[:3], X[:3], g[:3]),),)
+    finally:
+        mod._stop_worker()
+    assert libreoffice.check_worker(sys.executable, {"PYTHONPATH": str(ROOT)}) == ""
+
+
+def test_long_bridge_messages_are_cut_to_one_short_line():
+    mod = load_bridge()
+    (cell,), = mod._error_cell("a\nb  " + "x" * 400)
+    assert cell.startswith("#GLMM! a b xxx") and len(cell) == 250 and cell.endswith("\u2026")
+    for msg in (libreoffice.PYTHON_DID_NOT_START, libreoffice.SCRIPT_FAILED):
+        assert msg.startswith("#GLMM! ") and len(msg) <= 130 and "\n" not in msg
+        assert f'XlglmmRun = "{msg}"' in libreoffice.basic_module()
+
+
+def shell_output(script: Path, env: dict) -> dict:
+    """The environment `script` hands the program it execs (here: env)."""
+    out = subprocess.run([str(script)], env=env, capture_output=True, text=True,
+                         check=True).stdout
+    got = dict(line.split("=", 1) for line in out.splitlines() if "=" in line)
+    return {k: v for k, v in got.items() if k not in ("PWD", "OLDPWD", "SHLVL", "_")}
+
+
+@pytest.mark.skipif(os.name == "nt", reason="the launchers are POSIX shell scripts")
+def test_launcher_drops_the_venv_and_puts_libreoffices_python_first(tmp_path):
+    venv_bin = tmp_path / "my venv" / "bin"             # a space, quoted in the script
+    venv_bin.mkdir(parents=True)
+    script = venv_bin / "soffice"
+    script.write_text(libreoffice.launcher_script(shutil.which("env"), str(venv_bin),
+                                                  "/usr/bin"))
+    script.chmod(0o755)
+    shell = {"PATH": f"{venv_bin}:/opt/pyenv/shims:/opt/pyenv/bin::/usr/local/bin:/usr/bin",
+             "VIRTUAL_ENV": str(venv_bin.parent), "VIRTUAL_ENV_PROMPT": "(venv) ",
+             "PYTHONHOME": "/x", "PYTHONPATH": "/y", "HOME": "/home/u", "LANG": "C.UTF-8"}
+    got = shell_output(script, shell)
+    assert got == {"PATH": "/usr/bin:/opt/pyenv/shims:/opt/pyenv/bin:/usr/local/bin:/usr/bin",
+                   "HOME": "/home/u", "LANG": "C.UTF-8"}
+    assert got == libreoffice.launcher_environment(shell, str(venv_bin), "/usr/bin")
+    assert libreoffice.is_launcher(script)
+    assert libreoffice.which("soffice", f"{venv_bin}:{tmp_path}") is None
+
+
+@pytest.mark.skipif(os.name == "nt", reason="the launchers are POSIX shell scripts")
+def test_launchers_are_written_for_the_commands_found_and_removed_again(tmp_path):
+    venv_bin, system = tmp_path / "venv" / "bin", tmp_path / "system"
+    venv_bin.mkdir(parents=True)
+    system.mkdir()
+    for name in ("soffice", "libreoffice", "localc", "lowriter"):
+        (system / name).write_text("#!/bin/sh\necho real\n")
+        (system / name).chmod(0o755)
+    (venv_bin / "lowriter").write_text("#!/bin/sh\necho the user's own\n")
+    env = {"PATH": f"{venv_bin}:{system}"}
+    written = libreoffice.write_launchers(venv_bin, "/usr/bin/python3", env)
+    assert sorted(p.name for p in written) == ["libreoffice", "localc", "soffice"]
+    assert f"exec {system / 'localc'} " in (venv_bin / "localc").read_text()
+    assert "the user's own" in (venv_bin / "lowriter").read_text()      # not replaced
+    assert libreoffice.which("soffice", env["PATH"]) == str(system / "soffice")
+    # a second install rewrites its own launchers, never chains them
+    assert len(libreoffice.write_launchers(venv_bin, "/usr/bin/python3", env)) == 3
+    assert f"exec {system / 'soffice'} " in (venv_bin / "soffice").read_text()
+    removed = libreoffice.remove_launchers(venv_bin)
+    assert sorted(p.name for p in removed) == ["libreoffice", "localc", "soffice"]
+    assert sorted(p.name for p in venv_bin.iterdir()) == ["lowriter"]
 
 
 # ---- end to end in headless LibreOffice Calc ----------------------------------------------
@@ -379,14 +477,54 @@ def trim(block):
     return [[None if v == "#N/A" else v for v in r[:width]] for r in rows]
 
 
+def readme_shell(tmp: Path) -> tuple[dict, Path]:
+    """The environment of the shell the README leaves a user in: a venv made by `python3
+    -m venv` (from the Python the test's own venv was made from) and activated, pyenv's
+    shims/ and bin/ next when pyenv is there, then the rest of PATH.  xlglmm is importable
+    in the venv through a .pth file that adds this checkout and the test's site-packages
+    (instead of a second installation)."""
+    venv = tmp / "venv"
+    subprocess.run([getattr(sys, "_base_executable", sys.executable), "-m", "venv",
+                    "--without-pip", str(venv)], check=True, timeout=120)
+    site = venv / "lib" / f"python{sys.version_info[0]}.{sys.version_info[1]}" / "site-packages"
+    (site / "xlglmm_under_test.pth").write_text(
+        f"{ROOT}\nimport site; site.addsitedir({sysconfig.get_paths()['purelib']!r})\n")
+    pyenv = Path(os.environ.get("PYENV_ROOT") or Path.home() / ".pyenv")
+    first = [str(venv / "bin")] + [str(pyenv / d) for d in ("shims", "bin")
+                                   if (pyenv / d).is_dir()]
+    own = {str(Path(sys.prefix) / "bin")} if sys.prefix != sys.base_prefix else set()
+    rest = [d for d in os.environ.get("PATH", os.defpath).split(os.pathsep)
+            if d and d not in own and d not in first]
+    env = {k: v for k, v in os.environ.items()
+           if k not in ("PYTHONHOME", "PYTHONPATH", "VIRTUAL_ENV", "VIRTUAL_ENV_PROMPT")}
+    env.update(PATH=os.pathsep.join(first + rest), VIRTUAL_ENV=str(venv),
+               VIRTUAL_ENV_PROMPT="(venv) ")
+    return env, venv
+
+
+def run_driver(tmp: Path, user: Path, jobs: list, env: dict, soffice: str) -> list:
+    """Start LibreOffice as `soffice` (a name: looked up on the PATH of `env`, as a shell
+    does) in exactly the environment `env`, run the driver's jobs, return its results."""
+    (tmp / "jobs.json").write_text(json.dumps(jobs))
+    subprocess.run([UNO_PYTHON, str(DRIVER), "--as-given", "--profile", str(user.parent),
+                    "--jobs", str(tmp / "jobs.json"), "--out", str(tmp / "out.json"),
+                    "--soffice", soffice], check=True, timeout=600, cwd=tmp, env=env)
+    return json.loads((tmp / "out.json").read_text())
+
+
 @pytest.fixture(scope="module")
 def calc(tmp_path_factory):
-    """Install the bridge into a fresh profile, run headless Calc over the templates
-    (stored results removed) and the synthetic sheets; return what Calc computed."""
+    """In the shell the README leaves a user in (:func:`readme_shell`): run `xlglmm
+    libreoffice install --init` into a fresh profile, start LibreOffice as `libreoffice`
+    headless, let Calc recalculate the templates (stored results removed) and the
+    synthetic sheets; return what Calc computed."""
     tmp = tmp_path_factory.mktemp("calc")
+    shell, venv = readme_shell(tmp)
     user = tmp / "profile" / "user"
-    libreoffice.initialise_profile(user, SOFFICE)
-    assert cli.main(["libreoffice", "install", "--profile", str(user)]) == 0
+    installed = subprocess.run([str(venv / "bin" / "python"), "-m", "xlglmm", "libreoffice",
+                                "install", "--init", "--profile", str(user)], env=shell,
+                               capture_output=True, text=True, timeout=600, cwd=tmp)
+    assert installed.returncode == 0, installed.stdout + installed.stderr
     jobs, names = [], []
     for path in TEMPLATE_FILES:
         bare = tmp / path.name
@@ -395,15 +533,70 @@ def calc(tmp_path_factory):
                      "pdf": str(tmp / f"lo_{path.stem}.pdf")})
         names.append(path.stem)
     jobs += synthetic_jobs()
-    (tmp / "jobs.json").write_text(json.dumps(jobs))
-    subprocess.run([UNO_PYTHON, str(DRIVER), "--profile", str(user.parent), "--jobs",
-                    str(tmp / "jobs.json"), "--out", str(tmp / "out.json"), "--soffice",
-                    SOFFICE], check=True, timeout=600, cwd=tmp)
-    results = json.loads((tmp / "out.json").read_text())
+    results = run_driver(tmp, user, jobs, shell, "libreoffice")
     for r in results:
         assert "failed" not in r, r
     return {"tmp": tmp, "templates": dict(zip(names, results)),
-            "synthetic": results[len(names):], "log": user / "Scripts" / "python"}
+            "synthetic": results[len(names):], "log": user / "Scripts" / "python",
+            "shell": shell, "venv": venv, "user": user, "installed": installed.stdout}
+
+
+def lo_python_and_program():
+    python = libreoffice.system_python(SOFFICE)
+    return python, Path(SOFFICE).resolve().parent
+
+
+@needs_calc
+def test_installer_in_the_readme_shell_writes_launchers_and_says_how_to_start(calc):
+    python, program = lo_python_and_program()
+    out, venv = calc["installed"], calc["venv"]
+    problem = python and libreoffice.python_problem(python, calc["shell"], program)
+    if not problem:
+        assert "Start LibreOffice." in out.splitlines()
+        pytest.skip("LibreOffice's Python starts in the README's shell here: no launchers")
+    assert problem.startswith(f"{venv / 'bin' / 'python3'} is the first python3 on PATH")
+    assert f"installed launcher: {venv / 'bin' / 'libreoffice'}" in out
+    assert libreoffice.is_launcher(venv / "bin" / "libreoffice")
+    assert ("Start LibreOffice from the desktop menu, or as `libreoffice` with this venv "
+            "active (its launcher keeps the venv's Python away from LibreOffice's).") in out
+
+
+@needs_calc
+def test_python_problem_predicts_what_libreoffice_does(calc):
+    """The diagnosis behind the launchers, against LibreOffice itself: soffice started
+    directly (not through the launcher) from the README's shell, and from it after
+    `deactivate`.  Where LibreOffice's Python is predicted to fail, every xlglmm cell
+    says so in one short line; where not, it computes."""
+    python, program = lo_python_and_program()
+    if python is None:
+        pytest.skip("this LibreOffice brings its own Python: PATH does not matter")
+    shell, venv = calc["shell"], calc["venv"]
+    deactivated = {k: v for k, v in shell.items()
+                   if k not in ("VIRTUAL_ENV", "VIRTUAL_ENV_PROMPT")}
+    deactivated["PATH"] = os.pathsep.join(d for d in shell["PATH"].split(os.pathsep)
+                                          if d != str(venv / "bin"))
+    shells = {"venv active": shell, "deactivated": deactivated}
+    predicted = {k: libreoffice.python_problem(python, env, program)
+                 for k, env in shells.items()}
+    if not predicted["venv active"]:
+        pytest.skip("the README's venv is made from LibreOffice's own Python here: "
+                    "nothing to reproduce")
+    y = [["y"], [1.0], [2.0], [3.0]]
+    X = [["x"], [1.0], [2.0], [4.0]]
+    g = [["g"], ["a"], ["b"], ["a"]]
+    job = {"cells": {"S": {f"{c}{i + 1}": v[0] for c, col in zip("ABC", (y, X, g))
+                           for i, v in enumerate(col)}},
+           "arrays": {"S": {"E1:E1": "=GLMM_POISSON(A1:A4;B1:B4;C1:C4)"}}}
+    want = udfs.GLMM_POISSON(y, X, g)[0][0]
+    for name, env in shells.items():
+        tmp = calc["tmp"] / name.replace(" ", "_")
+        tmp.mkdir()
+        (result,) = run_driver(tmp, calc["user"], [job], env, SOFFICE)
+        cell = result["sheets"]["S"]["E1"]
+        if predicted[name]:
+            assert cell == libreoffice.PYTHON_DID_NOT_START, (name, predicted[name], cell)
+        else:
+            assert cell == want, (name, cell)
 
 
 @needs_calc

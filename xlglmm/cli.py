@@ -283,9 +283,12 @@ def _libreoffice_install(args: argparse.Namespace) -> int:
     print(f"worker: {args.python} -m xlglmm.libreoffice serve"
           + (f" (with {', '.join(f'{k}={v}' for k, v in env.items())})" if env else "")
           + ("" if args.no_check else ", checked"))
-    print("Start LibreOffice and open a workbook that calls GLMM_POISSON, GLMM_BINOMIAL, GLMM, "
-          "GLMM_RANEF, GLMM_PREDICT, GLMM_COMPARE, GLMM_NEGBIN or LMM (e.g. the templates in "
-          "workbooks/); Data > Calculate > Recalculate Hard recomputes them.")
+    for path in done.start.launchers:
+        print(f"installed launcher: {path}")
+    print(done.start.advice)
+    print("Open a workbook that calls GLMM_POISSON, GLMM_BINOMIAL, GLMM, GLMM_RANEF, "
+          "GLMM_PREDICT, GLMM_COMPARE, GLMM_NEGBIN or LMM (e.g. the templates in workbooks/); "
+          "Data > Calculate > Recalculate Hard recomputes them.")
     print(lo.MACRO_SECURITY)
     return 0
 

@@ -26,17 +26,26 @@ argument gets a message asking for the value to be written out.
 
 A second one: Calc does not call a macro whose argument holds an error value; the cell
 shows Calc's error (#N/A, #DIV/0!, Err:502 ...) instead of a ``#GLMM!`` message.
+
+A third: a LibreOffice built on the system's Python (Debian, Ubuntu, Fedora ...) lets that
+Python find its library through the first ``python3`` on PATH, so a shell with a virtual
+environment active breaks it; see :func:`python_problem` and :func:`write_launchers`.
 """
 from __future__ import annotations
 
+import functools
+import importlib.util
 import json
 import os
+import re
+import shlex
 import shutil
 import subprocess
 import sys
 import tempfile
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Mapping
 from xml.sax.saxutils import escape
 
 from . import __version__
@@ -46,10 +55,17 @@ MODULE_NAME = "XLGLMM"
 LIBRARY = "Standard"
 SCRIPT_FILE = "xlglmm_calc.py"
 CONFIG_FILE = "xlglmm_calc.json"
+LOG_FILE = "xlglmm_calc.log"
 BASIC_FILE = "XLGLMM.bas"
 SCRIPT_URI = f"vnd.sun.star.script:{SCRIPT_FILE}$call?language=Python&location=user"
 #: seconds xlglmm_calc.py waits for one answer before stopping the worker
 DEFAULT_TIMEOUT = 300
+#: what a cell says when LibreOffice's Python did not start (the Basic module's text)
+PYTHON_DID_NOT_START = ("#GLMM! LibreOffice's Python did not start (another Python first on "
+                        "PATH): quit LibreOffice and start it from the desktop menu")
+#: what a cell says when LibreOffice cannot run xlglmm_calc.py for another reason
+SCRIPT_FAILED = (f"#GLMM! LibreOffice could not run {SCRIPT_FILE} (see {LOG_FILE}): run "
+                 "`xlglmm libreoffice install`")
 
 #: arguments for which 0 is never a valid value: an unresolved 0 there means "omitted"
 ZERO_MEANS_OMITTED = {"formula", "family", "link", "alpha", "pred_type", "theta", "data"}
@@ -164,7 +180,7 @@ def basic_module() -> str:
         lines.append("")
     lines += [
         "Private Function XlglmmRun(fname As String, given As Integer, a As Variant) As Variant",
-        "  Dim p() As Variant, i As Integer, res As Variant, outIdx(), outSeq()",
+        "  Dim p() As Variant, i As Integer, res As Variant, outIdx(), outSeq(), msg As String",
         "  Dim r As Long, c As Long, nr As Long, nc As Long, out() As Variant, row0 As Variant",
         "  On Error GoTo failed",
         "  ReDim p(UBound(a) + 2)",
@@ -196,15 +212,29 @@ def basic_module() -> str:
         "  XlglmmRun = out",
         "  Exit Function",
         "failed:",
+        "  msg = Join(Split(Error$, Chr(10)), \" \")",
         "  Set oXlglmmScript = Nothing",
-        f"  XlglmmRun = \"#GLMM! LibreOffice could not run {SCRIPT_FILE} (\" & Error$ & \")\"",
-        "  If InStr(Error$, \"__main__\") > 0 Then",
-        "    XlglmmRun = XlglmmRun & \": LibreOffice's Python picked up another Python's \" & _",
-        "      \"library; start LibreOffice without a virtual environment or pyenv on PATH\"",
+        "  XlglmmLog fname & \": \" & msg",
+        "  REM LibreOffice's Python found another Python's library (see xlglmm.libreoffice):",
+        "  REM pyuno says \"can't import __main__ module\", its first call \"bad_alloc\"",
+        "  If InStr(msg, \"__main__\") > 0 Or InStr(msg, \"bad_alloc\") > 0 Or _",
+        "      InStr(msg, \"pythonloader\") > 0 Then",
+        f"    XlglmmRun = \"{PYTHON_DID_NOT_START}\"",
         "  Else",
-        "    XlglmmRun = XlglmmRun & \"; run: xlglmm libreoffice install\"",
+        f"    XlglmmRun = \"{SCRIPT_FAILED}\"",
         "  End If",
         "End Function",
+        "",
+        "Private Sub XlglmmLog(text As String)",
+        "  Dim n As Integer",
+        "  On Error GoTo done",
+        "  n = FreeFile",
+        "  Open createUnoService(\"com.sun.star.util.PathSubstitution\").substituteVariables( _",
+        f"    \"$(user)/Scripts/python/{LOG_FILE}\", True) For Append As #n",
+        "  Print #n, Format(Now, \"yyyy-mm-dd hh:mm:ss\") & \" LibreOffice Basic: \" & text",
+        "  Close #n",
+        "done:",
+        "End Sub",
         "",
     ]
     return "\n".join(lines)
@@ -250,8 +280,10 @@ def default_profile() -> Path:
 
 
 def find_soffice() -> str | None:
+    """LibreOffice's ``soffice`` (never one of xlglmm's launchers, see
+    :func:`write_launchers`)."""
     for name in ("soffice", "libreoffice"):
-        path = shutil.which(name)
+        path = which(name)
         if path:
             return path
     for cand in (r"C:\Program Files\LibreOffice\program\soffice.exe",
@@ -259,6 +291,226 @@ def find_soffice() -> str | None:
         if Path(cand).is_file():
             return cand
     return None
+
+
+# ---- LibreOffice's own Python, and the shell LibreOffice is started from ------------------
+#
+# LibreOffice as Linux distributions build it (Debian, Ubuntu, Fedora ...) runs the system's
+# libpython inside soffice, and its `uno` module lives in the system's dist-packages
+# (Debian: /usr/lib/python3/dist-packages/uno.py, package python3-uno).  Nothing tells that
+# Python where it lives, so it finds itself as `python3` typed in a shell does: it takes the
+# first `python3` on PATH for its own executable and derives sys.prefix from there.  If that
+# is a virtual environment's (a pyvenv.cfg beside it), LibreOffice's Python runs *in that
+# venv*: its site-packages instead of the system's dist-packages, and the standard library
+# of the venv's `home` (the README's venv on a pyenv machine: Debian's 3.11.2 runtime with
+# pyenv's 3.11.7 library).  If it is a Python installation's (pyenv's versions/*/bin, conda,
+# a /usr/local build), that installation's prefix.  Either way the system's dist-packages
+# is not on sys.path: `import uno` in LibreOffice's pythonloader.py fails, the
+# ModuleNotFoundError stays pending, and pyuno's next call, PyImport_AddModule("__main__"),
+# returns NULL because of it: "can't import __main__ module" (the first call of a session
+# reports "std::bad_alloc" instead).  PATH is the variable that breaks it (PYTHONHOME would
+# too, if a shell set it); VIRTUAL_ENV plays no part.  pyenv's shims/ alone do no harm: a
+# shim is a shell script with no Python beside it, and Python falls back to its built-in
+# prefix /usr.  Setting PYTHONHOME=/usr or PYUNO_LOADER_PYTHONHOME for soffice does not help:
+# since Python 3.11 a home replaces only the `home` of pyvenv.cfg, the venv still wins.
+# (LibreOffice from libreoffice.org, and on macOS and Windows, brings its own Python and
+# keeps uno.py in its program folder, which pyuno's loader puts on PYTHONPATH; on macOS
+# and Windows Python does not look itself up on PATH at all.  Not tested here.)
+#
+# Nothing in the profile can change this -- the Python starts before any macro runs -- so
+# the installer puts launchers named like LibreOffice's commands into the active venv's
+# bin/: with the venv active, `libreoffice` starts LibreOffice without the venv on PATH and
+# with its own Python's folder first.  python_problem() predicts the failure for any
+# environment by running LibreOffice's Python the way soffice does.
+
+#: LibreOffice's commands that a launcher in the venv replaces (those that exist)
+LAUNCHER_NAMES = ("libreoffice", "soffice", "localc", "loffice", "lowriter", "loimpress",
+                  "lodraw", "lobase", "lomath")
+LAUNCHER_MARK = "xlglmm-libreoffice-launcher"
+
+
+def is_launcher(path: str | Path) -> bool:
+    try:
+        with open(path, "rb") as f:
+            return LAUNCHER_MARK.encode() in f.read(300)
+    except OSError:
+        return False
+
+
+def which(name: str, path: str | None = None) -> str | None:
+    """``shutil.which`` that skips xlglmm's launchers."""
+    path = os.environ.get("PATH", os.defpath) if path is None else path
+    for folder in path.split(os.pathsep):
+        found = shutil.which(name, path=folder) if folder else None
+        if found and not is_launcher(found):
+            return found
+    return None
+
+
+def system_python(soffice: str) -> str | None:
+    """The system Python that LibreOffice ``soffice`` runs inside itself and lets find its
+    library through PATH; None when LibreOffice brings its own Python (its pythonloader
+    configuration sets PYUNO_LOADER_PYTHONHOME) or no system Python imports its ``uno``."""
+    program = Path(soffice).resolve().parent
+    for rc in ("pythonloader.unorc", "pythonloader.ini"):
+        try:
+            text = (program / rc).read_text(encoding="utf-8", errors="replace")
+        except OSError:
+            continue
+        if re.search(r"^\s*PYUNO_LOADER_PYTHONHOME\s*=", text, flags=re.MULTILINE):
+            return None
+    candidates = []
+    try:            # the libpython pyuno is linked against names the version
+        m = re.search(rb"libpython(3\.\d+)", (program / "libpyuno.so").read_bytes())
+        if m:
+            candidates.append(f"/usr/bin/python{m.group(1).decode()}")
+    except OSError:
+        pass
+    candidates.append("/usr/bin/python3")
+    for cand in candidates:
+        if Path(cand).is_file() and not python_problem(
+                cand, {"PATH": os.pathsep.join([str(Path(cand).parent), os.defpath])},
+                program):
+            return cand
+    return None
+
+
+def python_problem(python: str, environ: Mapping[str, str], program: Path | None = None) -> str:
+    """'' when LibreOffice's Python ``python`` would start and import ``uno`` in a soffice
+    started with environment ``environ``; else what goes wrong, in one line.  ``python`` is
+    run the way soffice runs its embedded copy: named plain ``python3``, so that it looks
+    itself up on PATH, with LibreOffice's program folder in front of PYTHONPATH (which is
+    what pyuno's loader adds)."""
+    env = dict(environ)
+    if program is not None:
+        env["PYTHONPATH"] = os.pathsep.join([str(program)] + (
+            [env["PYTHONPATH"]] if env.get("PYTHONPATH") else []))
+    probe = "import sys; print(sys.base_prefix, flush=True); import uno"
+    try:
+        r = subprocess.run(["python3", "-c", probe], executable=python, env=env, cwd="/",
+                           capture_output=True, text=True, timeout=60)
+    except (OSError, subprocess.TimeoutExpired) as e:
+        return f"{python} did not run: {e}"
+    if r.returncode == 0:
+        return ""
+    library = (r.stdout.splitlines() or ["?"])[0]
+    first = shutil.which("python3", path=env.get("PATH", ""))
+    if first and os.path.realpath(first) != os.path.realpath(python):
+        return (f"{first} is the first python3 on PATH, so LibreOffice's Python would load "
+                f"{library}'s library and fail")
+    last = (r.stderr.strip().splitlines() or ["no message"])[-1]
+    return f"LibreOffice's Python ({python}, library {library}) fails: {last}"
+
+
+def launcher_script(target: str, venv_bin: str, python_dir: str | None) -> str:
+    """A launcher for LibreOffice's command ``target``, to live in the venv's ``venv_bin``."""
+    q = shlex.quote
+    return f"""#!/bin/sh
+# {LAUNCHER_MARK}: written by `xlglmm libreoffice install`, removed by
+# `xlglmm libreoffice uninstall`.  It starts {target} without this virtual
+# environment on PATH: LibreOffice's Python (the system's) takes the first python3 on PATH
+# for itself, this venv's would give it another Python's library, and every xlglmm cell
+# would say "LibreOffice's Python did not start".  So this venv's bin/ leaves PATH (as
+# after `deactivate`), {python_dir or "the folder of LibreOffice's Python"} comes first,
+# and PYTHONHOME, PYTHONPATH and VIRTUAL_ENV are unset.
+set -f
+old_path=$PATH
+PATH={q(python_dir or '')}
+IFS=:
+for d in $old_path; do
+    if [ -n "$d" ] && [ "$d" != {q(venv_bin)} ]; then PATH=${{PATH:+$PATH:}}$d; fi
+done
+unset IFS old_path d VIRTUAL_ENV VIRTUAL_ENV_PROMPT PYTHONHOME PYTHONPATH
+export PATH
+exec {q(target)} "$@"
+"""
+
+
+def launcher_environment(environ: Mapping[str, str], venv_bin: str,
+                         python_dir: str | None) -> dict:
+    """The environment :func:`launcher_script` gives LibreOffice (for the installer's check)."""
+    env = {k: v for k, v in environ.items() if k not in (
+        "VIRTUAL_ENV", "VIRTUAL_ENV_PROMPT", "PYTHONHOME", "PYTHONPATH")}
+    keep = [d for d in environ.get("PATH", "").split(":") if d and d != venv_bin]
+    env["PATH"] = ":".join(([python_dir] if python_dir else []) + keep)
+    return env
+
+
+def active_venv_bin(environ: Mapping[str, str] | None = None) -> Path | None:
+    """bin/ of the virtual environment active in this shell (VIRTUAL_ENV), if any."""
+    environ = os.environ if environ is None else environ
+    venv = environ.get("VIRTUAL_ENV")
+    if not venv or os.name == "nt":
+        return None
+    bin_dir = Path(venv) / "bin"
+    return bin_dir if bin_dir.is_dir() else None
+
+
+def write_launchers(venv_bin: Path, python: str | None,
+                    environ: Mapping[str, str] | None = None) -> list[Path]:
+    """A launcher in ``venv_bin`` for each of LibreOffice's commands found on PATH beyond
+    it; never replaces a file that is not an xlglmm launcher."""
+    environ = os.environ if environ is None else environ
+    rest = os.pathsep.join(d for d in environ.get("PATH", os.defpath).split(os.pathsep)
+                           if d and Path(d) != venv_bin)
+    python_dir = str(Path(python).parent) if python else None
+    written = []
+    for name in LAUNCHER_NAMES:
+        target = which(name, rest)
+        path = venv_bin / name
+        if target is None or (path.exists() and not is_launcher(path)):
+            continue
+        path.write_text(launcher_script(target, str(venv_bin), python_dir), encoding="utf-8")
+        path.chmod(0o755)
+        written.append(path)
+    return written
+
+
+def remove_launchers(venv_bin: Path | None) -> list[Path]:
+    removed = []
+    for name in LAUNCHER_NAMES if venv_bin else ():
+        path = venv_bin / name
+        if path.is_file() and is_launcher(path):
+            path.unlink()
+            removed.append(path)
+    return removed
+
+
+@dataclass
+class Start:
+    """How LibreOffice has to be started for its Python to work: ``advice`` is the one
+    line the installer prints; ``launchers`` were written for it."""
+    advice: str
+    problem: str = ""
+    launchers: list = field(default_factory=list)
+
+
+def prepare_start(environ: Mapping[str, str] | None = None,
+                  soffice: str | None = None) -> Start:
+    """Check whether LibreOffice started from this shell would find its own Python; if the
+    shell's venv is what misleads it, write the launchers into the venv."""
+    environ = os.environ if environ is None else environ
+    if sys.platform in ("win32", "darwin"):     # LibreOffice brings its own Python there
+        return Start("Start LibreOffice.")
+    soffice = soffice or find_soffice()
+    python = system_python(soffice) if soffice else None
+    if python is None:
+        return Start("Start LibreOffice.")
+    program = Path(soffice).resolve().parent
+    problem = python_problem(python, environ, program)
+    if not problem:
+        return Start("Start LibreOffice.")
+    venv_bin = active_venv_bin(environ)
+    if venv_bin is not None:
+        fixed = launcher_environment(environ, str(venv_bin), str(Path(python).parent))
+        if not python_problem(python, fixed, program):
+            launchers = write_launchers(venv_bin, python, environ)
+            if any(p.name in ("libreoffice", "soffice") for p in launchers):
+                return Start("Start LibreOffice from the desktop menu, or as `libreoffice` "
+                             "with this venv active (its launcher keeps the venv's Python "
+                             "away from LibreOffice's).", problem, launchers)
+    return Start(f"Start LibreOffice from the desktop menu, not from this shell ({problem}).",
+                 problem)
 
 
 def shipped_file(name: str) -> Path:
@@ -287,6 +539,7 @@ class Installed:
     module: Path
     script: Path
     config: Path
+    start: Start = field(default_factory=lambda: Start("Start LibreOffice."))
 
 
 def is_running(user: Path) -> bool:
@@ -308,9 +561,11 @@ def worker_env(python: str) -> dict:
 
 
 def install(user: Path, python: str, timeout: float = DEFAULT_TIMEOUT,
-            env: dict | None = None) -> Installed:
+            env: dict | None = None, launchers: bool = True) -> Installed:
     """Write the Basic module, xlglmm_calc.py and its configuration into profile ``user``
-    (``env``: extra environment for the worker, see :func:`worker_env`)."""
+    (``env``: extra environment for the worker, see :func:`worker_env`); with
+    ``launchers``, check how LibreOffice must be started from this shell and write the
+    launchers into its venv if they make it work (:func:`prepare_start`)."""
     std = user / "basic" / LIBRARY
     xlb = std / "script.xlb"
     if not xlb.is_file():
@@ -327,11 +582,14 @@ def install(user: Path, python: str, timeout: float = DEFAULT_TIMEOUT,
     config = scripts / CONFIG_FILE
     config.write_text(json.dumps({"python": python, "xlglmm": __version__, "timeout": timeout,
                                   "env": env or {}}, indent=1) + "\n", encoding="utf-8")
-    return Installed(module, script, config)
+    return Installed(module, script, config,
+                     prepare_start() if launchers else Start("Start LibreOffice."))
 
 
 def uninstall(user: Path) -> list[Path]:
-    removed = []
+    """Remove the module, the script and its configuration from profile ``user``, and the
+    launchers from the venv active in this shell."""
+    removed = remove_launchers(active_venv_bin())
     std = user / "basic" / LIBRARY
     xlb = std / "script.xlb"
     if xlb.is_file():
@@ -344,18 +602,26 @@ def uninstall(user: Path) -> list[Path]:
     return removed
 
 
+@functools.lru_cache(maxsize=None)
+def bridge() -> object:
+    """The shipped xlglmm_calc.py as a module (it imports without LibreOffice), so that the
+    installer starts the worker exactly as LibreOffice will."""
+    spec = importlib.util.spec_from_file_location("xlglmm_calc", shipped_file(SCRIPT_FILE))
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
 def check_worker(python: str, env: dict | None = None, timeout: float = 120) -> str:
-    """Start the worker as xlglmm_calc.py does (from a neutral folder, PYTHONHOME and
-    PYTHONPATH cleared, then ``env`` added) and send it one call: returns '' when it
-    answers, else what went wrong."""
+    """Start the worker as xlglmm_calc.py does (its command, folder and environment, with
+    ``env`` added) and send it one call: returns '' when it answers, else what went
+    wrong."""
     req = json.dumps({"function": "GLMM_POISSON", "args": []}) + "\n"
-    full = {k: v for k, v in os.environ.items() if k not in ("PYTHONHOME", "PYTHONPATH")}
-    full.update(env or {})
+    calc = bridge()
     try:
-        with tempfile.TemporaryDirectory() as cwd:
-            p = subprocess.run([python, "-m", "xlglmm.libreoffice", "serve"], input=req,
-                               capture_output=True, text=True, timeout=timeout, env=full,
-                               cwd=cwd)
+        p = subprocess.run(calc.worker_command(python), input=req, capture_output=True,
+                           text=True, timeout=timeout, cwd=calc.worker_folder(python),
+                           env=calc.worker_environment(os.environ, env or {}))
     except (OSError, subprocess.TimeoutExpired) as e:
         return str(e)
     lines = p.stdout.splitlines()

@@ -389,7 +389,7 @@ failed:
 End Function
 
 Private Function XlglmmRun(fname As String, given As Integer, a As Variant) As Variant
-  Dim p() As Variant, i As Integer, res As Variant, outIdx(), outSeq()
+  Dim p() As Variant, i As Integer, res As Variant, outIdx(), outSeq(), msg As String
   Dim r As Long, c As Long, nr As Long, nc As Long, out() As Variant, row0 As Variant
   On Error GoTo failed
   ReDim p(UBound(a) + 2)
@@ -420,12 +420,26 @@ Private Function XlglmmRun(fname As String, given As Integer, a As Variant) As V
   XlglmmRun = out
   Exit Function
 failed:
+  msg = Join(Split(Error$, Chr(10)), " ")
   Set oXlglmmScript = Nothing
-  XlglmmRun = "#GLMM! LibreOffice could not run xlglmm_calc.py (" & Error$ & ")"
-  If InStr(Error$, "__main__") > 0 Then
-    XlglmmRun = XlglmmRun & ": LibreOffice's Python picked up another Python's " & _
-      "library; start LibreOffice without a virtual environment or pyenv on PATH"
+  XlglmmLog fname & ": " & msg
+  REM LibreOffice's Python found another Python's library (see xlglmm.libreoffice):
+  REM pyuno says "can't import __main__ module", its first call "bad_alloc"
+  If InStr(msg, "__main__") > 0 Or InStr(msg, "bad_alloc") > 0 Or _
+      InStr(msg, "pythonloader") > 0 Then
+    XlglmmRun = "#GLMM! LibreOffice's Python did not start (another Python first on PATH): quit LibreOffice and start it from the desktop menu"
   Else
-    XlglmmRun = XlglmmRun & "; run: xlglmm libreoffice install"
+    XlglmmRun = "#GLMM! LibreOffice could not run xlglmm_calc.py (see xlglmm_calc.log): run `xlglmm libreoffice install`"
   End If
 End Function
+
+Private Sub XlglmmLog(text As String)
+  Dim n As Integer
+  On Error GoTo done
+  n = FreeFile
+  Open createUnoService("com.sun.star.util.PathSubstitution").substituteVariables( _
+    "$(user)/Scripts/python/xlglmm_calc.log", True) For Append As #n
+  Print #n, Format(Now, "yyyy-mm-dd hh:mm:ss") & " LibreOffice Basic: " & text
+  Close #n
+done:
+End Sub

@@ -51,8 +51,9 @@ class BridgeError(Exception):
 
 
 def _error_cell(message):
+    """One short line: whitespace folded, cut with an ellipsis after 250 characters."""
     text = ERROR_PREFIX + " ".join(str(message).split())
-    return ((text[:290],),)
+    return ((text if len(text) <= 250 else text[:249] + "\u2026",),)
 
 
 # ---- the arguments Calc passed -----------------------------------------------------------
@@ -177,14 +178,42 @@ def resolve_zeros(name, given, args, formulas):
 
 # ---- the worker process -----------------------------------------------------------------
 
+# The worker runs the interpreter recorded at install time, not LibreOffice's, so it gets
+# none of the Python settings of LibreOffice's environment: pyuno's loader sets PYTHONPATH
+# to LibreOffice's program folder, the shell LibreOffice was started from may have a venv
+# active (VIRTUAL_ENV) or PYTHONHOME and other PYTHON* variables set, and macOS framework
+# Pythons may leave __PYVENV_LAUNCHER__ behind.  Its folder is the interpreter's own, not the
+# profile's Scripts/python (`-m` puts the working folder first on sys.path, and a macro
+# there named like a module, say random.py, would replace it); PYTHONSAFEPATH (3.11+)
+# keeps even that folder off sys.path.
+
+def worker_environment(environ, extra):
+    """LibreOffice's environment without the Python variables, plus `extra` (the "env" of
+    xlglmm_calc.json: PYTHONPATH when xlglmm runs from a checkout)."""
+    env = {k: v for k, v in environ.items()
+           if not k.upper().startswith("PYTHON")
+           and k.upper() not in ("VIRTUAL_ENV", "VIRTUAL_ENV_PROMPT", "__PYVENV_LAUNCHER__")}
+    env["PYTHONSAFEPATH"] = "1"
+    env.update(extra)
+    return env
+
+
+def worker_command(python):
+    return [python, "-m", "xlglmm.libreoffice", "serve"]
+
+
+def worker_folder(python):
+    folder = os.path.dirname(os.path.abspath(python))
+    return folder if os.path.isdir(folder) else None
+
+
 def _start_worker(cfg):
-    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONHOME", "PYTHONPATH")}
-    env.update(cfg.get("env", {}))
+    env = worker_environment(os.environ, cfg.get("env", {}))
     log = open(os.path.join(_here(), "xlglmm_calc.log"), "ab")
     flags = 0x08000000 if os.name == "nt" else 0          # CREATE_NO_WINDOW
-    proc = subprocess.Popen([cfg["python"], "-m", "xlglmm.libreoffice", "serve"],
+    proc = subprocess.Popen(worker_command(cfg["python"]),
                             stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=log,
-                            env=env, cwd=_here(), creationflags=flags)
+                            env=env, cwd=worker_folder(cfg["python"]), creationflags=flags)
     lines = queue.Queue()
 
     def pump():
@@ -205,7 +234,8 @@ def _last_line(path):
         with open(path, "rb") as f:
             f.seek(max(0, os.path.getsize(path) - 2000))
             lines = f.read().decode("utf-8", "replace").strip().splitlines()
-        return lines[-1].strip() if lines else "no output"
+        last = lines[-1].strip() if lines else "no output"
+        return last if len(last) <= 100 else last[:99] + "\u2026"
     except OSError:
         return "no log"
 
