@@ -239,6 +239,9 @@ def _configure_libreoffice(p: argparse.ArgumentParser) -> None:
                       help="install even though LibreOffice seems to be running")
     inst.add_argument("--no-check", action="store_true",
                       help="do not start the worker once to check that it runs")
+    inst.add_argument("--no-compile", action="store_true",
+                      help="do not compile the numerical kernels now (the first cell then "
+                           "compiles them, once)")
     inst.add_argument("--timeout", type=float, default=lo.DEFAULT_TIMEOUT, metavar="S",
                       help="seconds a cell waits for its result before the worker is "
                            "stopped (default %(default)s)")
@@ -285,6 +288,8 @@ def _libreoffice_install(args: argparse.Namespace) -> int:
           + ("" if args.no_check else ", checked"))
     for path in done.start.launchers:
         print(f"installed launcher: {path}")
+    if not args.no_compile and Path(args.python).resolve() == Path(sys.executable).resolve():
+        compile_kernels(print)          # the worker runs this Python: its first cell won't wait
     print(done.start.advice)
     print("Open a workbook that calls GLMM_POISSON, GLMM_BINOMIAL, GLMM, GLMM_RANEF, "
           "GLMM_PREDICT, GLMM_COMPARE, GLMM_NEGBIN or LMM (e.g. the templates in workbooks/); "
