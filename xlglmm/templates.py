@@ -266,9 +266,11 @@ def _data_sheet(wb, df: pd.DataFrame, table: str, computed: dict, title: str):
     ws.freeze_panes = "A2"
     for j, name in enumerate(names, start=1):
         ws.column_dimensions[col_letters(j)].width = max(10, len(name) + 3)
-        if name in computed:
+        if name in computed:        # 0/1 indicators (IF(..., 1, 0)) whole, others 4 decimals
+            fmt = "0" if computed[name].startswith("IF(") and computed[name].endswith(",1,0)") \
+                else "0.0000"
             for r in range(2, n + 2):
-                ws.cell(r, j).number_format = "0.0000"
+                ws.cell(r, j).number_format = fmt
     _page_setup(ws, fit_width=True, repeat_rows="1:1")
     return ws
 
