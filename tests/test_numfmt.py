@@ -33,3 +33,26 @@ def test_statistics_two_decimals():
 def test_shorten_says_it_cut():
     assert numfmt.shorten("2. + observation-level random effect", 20) == "2. + observation-le\u2026"
     assert numfmt.shorten("short", 20) == "short"
+
+
+@pytest.mark.parametrize("values,fmt", [
+    ([715.5126, 727.8], "0.0"), ([-3.5696, -0.42049], "0.0000"), ([156.0, 160.0, 4], "0"),
+    ([251.405, 10.467], "0.00"), ([6.8246, 1.5458], "0.000"), ([2306.289], "0.0"),
+    ([0.0282, 0.6567], "0.0000"), ([2.4e-05, 1e-6], "0.000E+00"),
+    ([None, "none", True], "General"), ([0.0, 0.25], "0.0000"),
+])
+def test_excel_column_formats_follow_format_digits_4(values, fmt):
+    """A table column's Excel format: the smallest value gets 4 significant digits
+    (between 1 and 4 decimals), whole numbers stay whole."""
+    assert numfmt.excel_number_format(values) == fmt
+
+
+def test_excel_pvalue_format_has_the_same_floor():
+    """The format's first condition is P_FLOOR, the limit below which pvalue() writes
+    '< 2e-16'; two conditions and a default section, as Excel allows."""
+    cond, sci, fixed = numfmt.EXCEL_PVALUE.split(";")
+    floor = float(cond[2:cond.index("]")])
+    assert floor == pytest.approx(numfmt.P_FLOOR, rel=1e-6)
+    assert cond.endswith(f'"{numfmt.P_FLOOR_TEXT}"')
+    assert (sci, fixed) == ("[<0.001]0.00E+00", "0.000")
+    assert numfmt.pvalue(floor * 0.999) == numfmt.P_FLOOR_TEXT != numfmt.pvalue(floor * 1.001)

@@ -10,6 +10,9 @@ formats).
   whole numbers as integers;
 * text cut to a width only with an ellipsis (``shorten``): the full text is kept
   wherever there is room for it.
+
+In Excel number formats (the templates): ``EXCEL_PVALUE``, ``EXCEL_STATISTIC`` and
+``excel_number_format`` for a table column.
 """
 from __future__ import annotations
 
@@ -85,7 +88,31 @@ def shorten(text: str, width: int) -> str:
     return text[:width - 1].rstrip() + ELLIPSIS
 
 
-# Excel number formats that follow the same rule (the templates' cells)
-EXCEL_PVALUE = '[<0.0000000000000002]"< 2e-16";[<0.001]0.00E+00;0.000'
+def excel_number_format(values, digits: int = 4, max_decimals: int = 4) -> str:
+    """The Excel number format for one column of a table (or one value) under the
+    same rule: whole numbers as integers (``0``); otherwise common decimals that give
+    the smallest nonzero value ``digits`` significant digits, as R's ``format()``
+    formats a column, at least 1 and at most ``max_decimals`` of them; scientific
+    with ``digits`` significant digits when every value is below 1e-4.  Booleans,
+    text and blanks are ignored; ``General`` when no number is left."""
+    nums = [float(v) for v in values if isinstance(v, (int, float))
+            and not isinstance(v, bool) and math.isfinite(float(v))]
+    if not nums:
+        return "General"
+    if all(v.is_integer() and abs(v) < 1e15 for v in nums):
+        return "0"
+    nonzero = [abs(v) for v in nums if v != 0]
+    if max(nonzero) < 1e-4:
+        return "0." + "0" * (digits - 1) + "E+00"
+    smallest = min(v for v in nonzero if v >= 1e-4)
+    decimals = digits - 1 - math.floor(math.log10(smallest))
+    return "0." + "0" * min(max_decimals, max(1, decimals))
+
+
+# Excel number formats that follow the same rule (the templates' cells).  A p-value
+# shows "< 2e-16" below P_FLOOR, 3 significant digits in scientific notation below
+# 0.001, else 3 decimals (Excel's format grammar has room for two conditions only,
+# so 0.001 <= p < 0.1 shows 3 decimals rather than 3 significant digits: 0.009, 0.031)
+EXCEL_PVALUE = f'[<{P_FLOOR:.22f}]"{P_FLOOR_TEXT}";[<0.001]0.00E+00;0.000'
 EXCEL_STATISTIC = "0.00"
 EXCEL_NUMBER = "General"

@@ -18,6 +18,12 @@ layout come from calling the same worksheet functions on the same data first;
 
 ``python workbooks/build_templates.py`` rebuilds all four; ``xlglmm demo`` builds
 the workplace-safety one.
+
+Printing (``_print_pages``): every sheet prints landscape; the Model and NB2 sheets
+print one block or chart per page in reading order (their print area is a list of
+ranges, one per page), at one zoom per sheet chosen so that each page fits Letter
+and A4 paper, also in Calc without the Calibri font.  The build checks that every
+chart and block lies on one page and that no cell with content is left unprinted.
 """
 from __future__ import annotations
 
@@ -108,6 +114,8 @@ class Layout:
     model: object
     data: object
     placed: list = field(default_factory=list)
+    # sheet title -> [(what, range)]: the printed pages, in order (see _print_pages)
+    pages: dict = field(default_factory=dict)
 
     def place(self, row, col, formula, block, ws=None):
         """Put a block's formula at (row, col) of ``ws`` (default: the Model sheet)."""
@@ -140,26 +148,50 @@ def _fonts():
 
 
 SECTION_HEADS = ("Fixed effects", "Random effects", "Model fit", "Notes", "group", "Model")
+STATISTIC_HEADS = ("z value", "t value", "Chisq")
+
+
+def _is_number(v) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool)
 
 
 def _style_block(ws, p: Placed):
     """Number formats and header styling for the cells the block will fill; header
-    cells above numbers are right-aligned, like the numbers."""
+    cells above numbers are right-aligned, like the numbers.  Numbers follow
+    xlglmm.numfmt: p-values (Pr(...) columns) as EXCEL_PVALUE, test statistics (z,
+    t, Chisq) with 2 decimals, every other column of a section with 4 significant
+    digits for its smallest value (the 'Model fit' section value by value: each row
+    is another quantity)."""
     from openpyxl.styles import Alignment
+
+    from .numfmt import EXCEL_PVALUE, EXCEL_STATISTIC, excel_number_format
     f = _fonts()
-    head = p.block[0]
-    pcol = {j for j, h in enumerate(head) if isinstance(h, str) and h.startswith("Pr(")}
-    width = len(head)
-    # sections: runs of rows between blank rows; their numeric columns
-    numeric_cols = {}
-    start = 0
+    # sections: runs of rows between blank rows, each under its header row
+    sections, start = [], 0
     for i in range(len(p.block) + 1):
         if i == len(p.block) or all(v is None for v in p.block[i]):
-            cols = {j for k in range(start, i) for j, v in enumerate(p.block[k])
-                    if isinstance(v, float)}
-            for k in range(start, i):
-                numeric_cols[k] = cols
+            if start < i:
+                sections.append((start, i))
             start = i + 1
+    formats, numeric_cols = {}, {}
+    for a, b in sections:
+        head = p.block[a]
+        cols = {j for k in range(a, b) for j, v in enumerate(p.block[k]) if _is_number(v)}
+        for k in range(a, b):
+            numeric_cols[k] = cols
+        for j in cols:
+            h = head[j] if isinstance(head[j], str) else ""
+            if h.startswith("Pr("):
+                col_fmt = EXCEL_PVALUE
+            elif h in STATISTIC_HEADS:
+                col_fmt = EXCEL_STATISTIC
+            else:
+                col_fmt = excel_number_format([p.block[k][j] for k in range(a, b)])
+            for k in range(a, b):
+                if head[0] == "Model fit":
+                    formats[k, j] = excel_number_format([p.block[k][j]])
+                else:
+                    formats[k, j] = col_fmt
     for i, row in enumerate(p.block):
         r = p.row + i
         is_head = bool(row) and isinstance(row[0], str) and (
@@ -176,26 +208,30 @@ def _style_block(ws, p: Placed):
             if isinstance(v, bool):
                 # Excel shows a boolean as TRUE/FALSE anyway; LibreOffice needs the format
                 c.number_format = '"TRUE";"TRUE";"FALSE"'
-            elif isinstance(v, float):
-                if j in pcol and p.block[0][0] == "Fixed effects":
-                    c.number_format = "0.0000;-0.0000;0" if abs(v) >= 1e-4 else "0.0E+00"
-                elif row[0] in ("nobs", "npar", "df.resid", "rows dropped") or \
-                        str(row[0]).startswith("groups:") or head[j] in ("npar", "Df"):
-                    c.number_format = "0"
-                elif abs(v) >= 100:
-                    c.number_format = "0.0"
-                else:
-                    c.number_format = "0.0000"
-        if width and i == 0:
+            elif _is_number(v):
+                c.number_format = formats[i, j]
+        if row and i == 0:
             ws.cell(r, p.col).fill = f["fill"]
 
 
-def _title(ws, title, subtitle):
+def _number_format(*values) -> str:
+    """The one rule (xlglmm.numfmt) for cells that are not in a block."""
+    from .numfmt import excel_number_format
+    return excel_number_format(values)
+
+
+def _title(ws, title, subtitle, last_col: int):
+    """The sheet's title in A1 and a subtitle wrapped across A2 to ``last_col`` (the
+    width of the first printed page; its height is set by _fit_long_text)."""
+    from openpyxl.styles import Alignment
     f = _fonts()
     ws["A1"] = title
     ws["A1"].font = f["title"]
+    ws.row_dimensions[1].height = 21
     ws["A2"] = subtitle
     ws["A2"].font = f["note"]
+    ws["A2"].alignment = Alignment(wrap_text=True, vertical="top")
+    ws.merge_cells(start_row=2, start_column=1, end_row=2, end_column=last_col)
 
 
 def _label(ws, row, col, text):
@@ -230,9 +266,12 @@ def _data_sheet(wb, df: pd.DataFrame, table: str, computed: dict, title: str):
     ws.freeze_panes = "A2"
     for j, name in enumerate(names, start=1):
         ws.column_dimensions[col_letters(j)].width = max(10, len(name) + 3)
-        if name in computed:
+        if name in computed:        # 0/1 indicators (IF(..., 1, 0)) whole, others 4 decimals
+            fmt = "0" if computed[name].startswith("IF(") and computed[name].endswith(",1,0)") \
+                else "0.0000"
             for r in range(2, n + 2):
-                ws.cell(r, j).number_format = "0.0000"
+                ws.cell(r, j).number_format = fmt
+    _page_setup(ws, fit_width=True, repeat_rows="1:1")
     return ws
 
 
@@ -251,13 +290,10 @@ def _readme(wb, title, paragraphs):
             continue
         c = ws.cell(r, 2, p)
         c.alignment = Alignment(wrap_text=True, vertical="top")
-        lines = max(1, sum(math.ceil(max(1, len(x)) / 105) for x in p.split("\n")))
-        ws.row_dimensions[r].height = 15 * lines
+        ws.row_dimensions[r].height = ROW_PT * _wrapped_lines(p, _col_px(ws, 2), None)
         r += 1
     ws.sheet_view.showGridLines = False
-    ws.page_setup.fitToWidth = 1
-    ws.page_setup.fitToHeight = 0
-    ws.sheet_properties.pageSetUpPr.fitToPage = True
+    _page_setup(ws, fit_width=True)
     return ws
 
 
@@ -286,6 +322,7 @@ def _caterpillar(lay: Layout, ranef: Placed, group: str, hrow: int, hcol: int, t
     from openpyxl.chart.error_bar import ErrorBars
     from openpyxl.chart.shapes import GraphicalProperties
     from openpyxl.drawing.line import LineProperties
+    from openpyxl.styles import Alignment
     ws = lay.model
     f = _fonts()
     rows = ranef.rows_of(group)
@@ -295,12 +332,17 @@ def _caterpillar(lay: Layout, ranef: Placed, group: str, hrow: int, hcol: int, t
     blup = col_letters(ranef.col + term_col)
     sd = col_letters(ranef.col + term_col + 1)
     rng = lambda c: f"${c}${r0}:${c}${r1}"
-    heads = ["rank", group, "BLUP", "1.96 x cond.SD", "sort position of block row"]
+    heads = ["rank", group, "BLUP", "1.96 x cond.SD", "sort position"]
     for j, h in enumerate(heads):
         c = ws.cell(hrow, hcol + j, h)
         c.font, c.border, c.fill = f["bold"], f["under"], f["head"]
+        c.alignment = Alignment(horizontal="center" if j == 0 else "left" if j == 1
+                                else "right")
     k_col, l_col, b_col, e_col, o_col = (col_letters(hcol + j) for j in range(5))
     order = f"${o_col}${hrow + 1}:${o_col}${hrow + n}"
+    own = [r for r in ranef.block if r[0] == group]
+    blup_fmt = _number_format(*(r[term_col] for r in own))
+    sd_fmt = _number_format(*(1.96 * r[term_col + 1] for r in own))
     for k in range(1, n + 1):
         r = hrow + k
         src = r0 + k - 1
@@ -310,11 +352,11 @@ def _caterpillar(lay: Layout, ranef: Placed, group: str, hrow: int, hcol: int, t
         head = f"${blup}${r0}:{blup}{src}"
         ws.cell(r, hcol + 4, f"=RANK({blup}{src},{rng(blup)},1)+ROWS({head})"
                 f"-RANK({blup}{src},{head},1)-RANK({blup}{src},{head},0)+1")
-        ws.cell(r, hcol, k)
+        ws.cell(r, hcol, k).alignment = Alignment(horizontal="center")
         pos = f"MATCH({k_col}{r},{order},0)"
         ws.cell(r, hcol + 1, f"=INDEX({rng(lev)},{pos})")
-        ws.cell(r, hcol + 2, f"=INDEX({rng(blup)},{pos})").number_format = "0.0000"
-        ws.cell(r, hcol + 3, f"=1.96*INDEX({rng(sd)},{pos})").number_format = "0.0000"
+        ws.cell(r, hcol + 2, f"=INDEX({rng(blup)},{pos})").number_format = blup_fmt
+        ws.cell(r, hcol + 3, f"=1.96*INDEX({rng(sd)},{pos})").number_format = sd_fmt
     ch = LineChart()
     ch.title = _chart_title(title)
     ch.style = 2
@@ -345,12 +387,14 @@ def _caterpillar(lay: Layout, ranef: Placed, group: str, hrow: int, hcol: int, t
         ch.x_axis.tickLblSkip = max(1, math.ceil(n / 20))
     ch.y_axis.majorGridlines = None
     ws.add_chart(ch, anchor)
+    return ch
 
 
 def _observed_fitted(lay: Layout, pred: Placed, observed_expr, obs_col: int, title: str,
-                     anchor: str, what: str, width=17.0, height=7.5):
-    """Observed values beside GLMM_PREDICT's fitted column, and a scatter of the two
-    with the line observed = fitted."""
+                     anchor: str, what: str, observed: list, width=17.0, height=7.5):
+    """Observed values (``observed``: what ``observed_expr`` gives, for the number
+    format) beside GLMM_PREDICT's fitted column, and a scatter of the two with the
+    line observed = fitted."""
     from openpyxl.chart import Reference, ScatterChart, Series
     from openpyxl.chart.shapes import GraphicalProperties
     from openpyxl.drawing.line import LineProperties
@@ -360,15 +404,16 @@ def _observed_fitted(lay: Layout, pred: Placed, observed_expr, obs_col: int, tit
     top = pred.row
     c = ws.cell(top, obs_col, f"observed {what}")
     c.font, c.border, c.fill = f["bold"], f["under"], f["head"]
+    obs_fmt = _number_format(*observed)
     for i in range(1, n + 1):
-        ws.cell(top + i, obs_col, "=" + observed_expr(i)).number_format = "0.000"
-        ws.cell(top + i, pred.col).number_format = "0.000"
+        ws.cell(top + i, obs_col, "=" + observed_expr(i)).number_format = obs_fmt
     fit_l, obs_l = col_letters(pred.col), col_letters(obs_col)
     line_col = obs_col + 1
     ws.cell(top, line_col, "line ends").font = f["bold"]
     ws.cell(top + 1, line_col, 0)
     ws.cell(top + 2, line_col,
-            f"=MAX({fit_l}{top + 1}:{fit_l}{top + n},{obs_l}{top + 1}:{obs_l}{top + n})")
+            f"=MAX({fit_l}{top + 1}:{fit_l}{top + n},{obs_l}{top + 1}:{obs_l}{top + n})"
+            ).number_format = obs_fmt
     ch = ScatterChart()
     ch.title = _chart_title(title)
     ch.style = 2
@@ -397,6 +442,7 @@ def _observed_fitted(lay: Layout, pred: Placed, observed_expr, obs_col: int, tit
     ch.y_axis.majorGridlines = None
     ch.x_axis.majorGridlines = None
     ws.add_chart(ch, anchor)
+    return ch
 
 
 def _new_book(title_text):
@@ -416,12 +462,331 @@ def _widths(ws, widths: dict):
         ws.column_dimensions[col].width = w
 
 
-def _print_setup(ws, area):
-    ws.print_area = area
+# ---- printing ------------------------------------------------------------------------------
+# Every sheet prints landscape.  The Model and NB2 sheets print one page per block or
+# chart, in reading order: their print area is a list of ranges, and Excel and Calc
+# print each range of a print area on pages of its own, in the order given.  A table
+# with a row per observation (fitted values, per-chick effects) is split into
+# page-high ranges.  One fixed zoom per sheet: manual page breaks do not survive
+# fit-to-page in either program, and fit-to-page over several ranges differs between
+# them.  The zoom is the largest at which the widest and the tallest page fit the
+# body of a landscape Letter page (the narrower) and of an A4 page (the shorter).
+
+MARGINS = dict(left=0.5, right=0.5, top=0.75, bottom=0.75, header=0.3, footer=0.3)  # inch
+BODY_PX = ((11.0 - 1.0) * 96, (8.27 - 1.5) * 96)      # at 96 px per inch
+HEADROOM = 0.96           # for the programs' own rounding of widths, heights and fonts
+# Column widths are counted in the default font's digits: Calc without Calibri (or its
+# metric twin Carlito) sizes them by its substitute's digits, DejaVu Sans' a third
+# wider than Calibri's; its text is wider by about as much.  Pages are sized for that.
+FONT_SLACK = 1.34
+FOOTER = "&A - page &P of &N"
+ROW_PT = 15.0             # Calibri 11's row height
+# Calibri's advance widths in 1/2048 em (its digits, 1038, are Excel's 7 px column
+# unit at 11 pt); characters not listed count as 1000.
+CALIBRI = {**dict.fromkeys("0123456789", 1038), **dict.fromkeys(" ", 463),
+           **dict.fromkeys("ijl'|", 470), **dict.fromkeys(".,:;!", 520),
+           **dict.fromkeys("()[]{}-f", 625), **dict.fromkeys("rt", 700),
+           **dict.fromkeys("sz/", 805), **dict.fromkeys("cvxyk", 910),
+           **dict.fromkeys("abdeghnopqu", 1050), **dict.fromkeys("mw%", 1550),
+           **dict.fromkeys("MW", 1750), **dict.fromkeys("I", 516),
+           **dict.fromkeys("ABCDEFGHJKLNOPQRSTUVXYZ", 1180)}
+
+
+def _col_px(ws, c: int) -> float:
+    """A column's width in pixels (Excel's rule for a width in characters of 7 px)."""
+    d = ws.column_dimensions.get(col_letters(c))
+    if d is None or not d.customWidth:
+        return 64.0
+    return float(int(d.width * 7 + 0.5))
+
+
+def _row_px(ws, r: int) -> float:
+    d = ws.row_dimensions.get(r)
+    return (d.height if d is not None and d.height else ROW_PT) * 4 / 3
+
+
+def _text_px(text: str, font) -> float:
+    """The width of ``text`` in Calibri (``font``'s size; bold 5% wider), in px."""
+    size = (font.sz or 11) if font is not None else 11
+    bold = 1.05 if font is not None and font.b else 1.0
+    return sum(CALIBRI.get(ch, 1000) for ch in str(text)) / 2048 * size * 96 / 72 * bold
+
+
+def _wrapped_lines(text: str, width_px: float, font) -> int:
+    """How many lines ``text`` takes in a wrapped cell ``width_px`` wide (words
+    wrap; a word longer than the line is broken)."""
+    avail = max(1.0, width_px - 8)
+    space = _text_px(" ", font)
+    lines = 0
+    for para in str(text).split("\n"):
+        n, cur = 1, 0.0
+        for word in para.split(" "):
+            w = _text_px(word, font)
+            if cur and cur + space + w <= avail:
+                cur += space + w
+                continue
+            if cur:
+                n += 1
+            n += max(0, math.ceil(w / avail) - 1)
+            cur = w - (math.ceil(w / avail) - 1) * avail if w > avail else w
+        lines += n
+    return lines
+
+
+def _block_cells(lay: Layout, ws) -> dict:
+    """(row, col) -> value for every cell a block on ``ws`` fills (None included)."""
+    cells = {}
+    for p in lay.placed:
+        if p.sheet == ws.title:
+            for i, row in enumerate(p.block):
+                for j, v in enumerate(row):
+                    cells[p.row + i, p.col + j] = v
+    return cells
+
+
+def _occupied(ws, blocks: dict, r: int, c: int) -> bool:
+    """A cell that stops text overflowing into it: a value, or a block's cell (Excel
+    and Calc fill a block's blank cells with empty text)."""
+    return (r, c) in blocks or ws.cell(r, c).value not in (None, "")
+
+
+def _fit_long_text(lay: Layout, ws):
+    """Text that would be cut is wrapped and its row made tall enough: a block's text
+    wider than its column (a block's blank cells stop overflow), and text beside a
+    full cell.  Wrapped and merged cells get the height of their lines."""
+    from openpyxl.styles import Alignment
+    blocks = _block_cells(lay, ws)
+    merged = {(m.min_row, m.min_col): m for m in ws.merged_cells.ranges}
+    lines_of = {}
+
+    def wrap(cell, width_px):
+        al = cell.alignment
+        cell.alignment = Alignment(wrap_text=True, vertical="top", horizontal=al.horizontal)
+        text = blocks.get((cell.row, cell.column), cell.value)
+        n = _wrapped_lines(text, width_px, cell.font)
+        lines_of[cell.row] = max(lines_of.get(cell.row, 1), n)
+
+    for (r, c), v in blocks.items():
+        if isinstance(v, str) and v:
+            cell = ws.cell(r, c)
+            if _text_px(v, cell.font) > _col_px(ws, c) - 6:
+                wrap(cell, _col_px(ws, c))
+    for row in ws.iter_rows():
+        for cell in row:
+            v, r, c = cell.value, cell.row, cell.column
+            if not isinstance(v, str) or v.startswith("=") or (r, c) in blocks:
+                continue
+            if (r, c) in merged:
+                m = merged[r, c]
+                width = sum(_col_px(ws, k) for k in range(m.min_col, m.max_col + 1))
+                if cell.alignment.wrap_text or _text_px(v, cell.font) > width - 6:
+                    wrap(cell, width)
+                continue
+            if cell.alignment.wrap_text or cell.alignment.horizontal in ("right", "center"):
+                # right-aligned text overflows to the left, over its neighbour
+                if cell.alignment.wrap_text or _text_px(v, cell.font) > _col_px(ws, c) - 6:
+                    wrap(cell, _col_px(ws, c))
+                continue
+            need, have, k = _text_px(v, cell.font), _col_px(ws, c), c
+            while have < need:
+                k += 1
+                if _occupied(ws, blocks, r, k):
+                    wrap(cell, _col_px(ws, c))
+                    break
+                have += _col_px(ws, k)
+    for r, n in lines_of.items():
+        if n > 1:
+            ws.row_dimensions[r].height = max(ROW_PT * n, ws.row_dimensions[r].height or 0)
+            # the row's other cells at the top too, level with the first line
+            for c in range(1, ws.max_column + 1):
+                cell = ws.cell(r, c)
+                if (r, c) in blocks or cell.value is not None:
+                    al = cell.alignment
+                    cell.alignment = Alignment(wrap_text=al.wrap_text, vertical="top",
+                                               horizontal=al.horizontal)
+
+
+def _text_end(ws, blocks: dict, r: int, c: int) -> int:
+    """The last column that the (unwrapped) text of cell (r, c) reaches."""
+    cell = ws.cell(r, c)
+    v = cell.value
+    if not isinstance(v, str) or v.startswith("=") or cell.alignment.wrap_text:
+        return c
+    need, have, k = _text_px(v, cell.font), _col_px(ws, c), c
+    while have < need and not _occupied(ws, blocks, r, k + 1):
+        k += 1
+        have += _col_px(ws, k)
+    return k
+
+
+def _chart_box(ws, chart) -> tuple:
+    """(row1, col1, row2, col2): the cells a chart anchored at a cell covers."""
+    from openpyxl.utils.cell import coordinate_from_string, column_index_from_string
+    if not isinstance(chart.anchor, str):          # pinned to its cells already
+        a = chart.anchor
+        return a._from.row + 1, a._from.col + 1, a.to.row + 1, a.to.col + 1
+    letters, r1 = coordinate_from_string(chart.anchor)
+    c1 = column_index_from_string(letters)
+    w, h = chart.width / 2.54 * 96, chart.height / 2.54 * 96
+    c2, acc = c1, _col_px(ws, c1)
+    while acc < w:
+        c2 += 1
+        acc += _col_px(ws, c2)
+    r2, acc = r1, _row_px(ws, r1)
+    while acc < h:
+        r2 += 1
+        acc += _row_px(ws, r2)
+    return r1, c1, r2, c2
+
+
+def _pin_chart(ws, chart):
+    """Anchor a chart to the cells it covers (a two-cell anchor): a program whose
+    columns come out wider (FONT_SLACK) widens the chart with them, so the chart
+    stays within its cells and on its page."""
+    from openpyxl.drawing.spreadsheet_drawing import AnchorMarker, TwoCellAnchor
+    r1, c1, r2, c2 = _chart_box(ws, chart)
+    w, h = chart.width / 2.54 * 96, chart.height / 2.54 * 96
+    dx = w - sum(_col_px(ws, c) for c in range(c1, c2))
+    dy = h - sum(_row_px(ws, r) for r in range(r1, r2))
+    emu = 9525                                     # EMU per pixel
+    chart.anchor = TwoCellAnchor(
+        _from=AnchorMarker(col=c1 - 1, row=r1 - 1),
+        to=AnchorMarker(col=c2 - 1, colOff=int(dx * emu), row=r2 - 1, rowOff=int(dy * emu)))
+
+
+def _box(ws, *items) -> tuple:
+    """The smallest (row1, col1, row2, col2) holding ranges ('B5:K30'), charts and
+    boxes."""
+    from .excel_formula import parse_range
+    boxes = []
+    for it in items:
+        if isinstance(it, str):
+            boxes.append(parse_range(it) if ":" in it else parse_range(f"{it}:{it}"))
+        elif isinstance(it, tuple):
+            boxes.append(it)
+        else:
+            boxes.append(_chart_box(ws, it))
+    return (min(b[0] for b in boxes), min(b[1] for b in boxes),
+            max(b[2] for b in boxes), max(b[3] for b in boxes))
+
+
+def _inside(inner, outer) -> bool:
+    return (outer[0] <= inner[0] and inner[2] <= outer[2]
+            and outer[1] <= inner[1] and inner[3] <= outer[3])
+
+
+def _overlap(a, b) -> bool:
+    return not (a[2] < b[0] or b[2] < a[0] or a[3] < b[1] or b[3] < a[1])
+
+
+def _ordered_print_area(refs: list, title: str):
+    """A print area whose ranges keep the order given (openpyxl sorts them)."""
+    from openpyxl.worksheet.cell_range import CellRange
+    from openpyxl.worksheet.print_settings import PrintArea
+
+    class InOrder(PrintArea):
+        def sorted(self):
+            return [CellRange(r) for r in refs]
+
+    area = InOrder(refs)
+    area.title = title
+    return area
+
+
+def _print_pages(lay: Layout, ws, pages: list):
+    """Print ``ws`` as ``pages``: (what, box) in reading order, box a tuple from _box;
+    a ``what`` ending in ' (per row)' is a long table split into page-high ranges.
+    Every box is widened to the text that overflows out of it.  Checks that every
+    chart lies on one page, every block on one page (or on the consecutive pages of
+    a long table) and every cell with content on some page."""
+    _fit_long_text(lay, ws)
+    blocks = _block_cells(lay, ws)
+    placed = [p for p in lay.placed if p.sheet == ws.title]
+
+    def widen(box):
+        r1, c1, r2, c2 = box
+        ends = [_text_end(ws, blocks, r, c) for r in range(r1, r2 + 1)
+                for c in range(c1, c2 + 1) if ws.cell(r, c).value is not None]
+        return r1, c1, r2, max([c2] + ends)
+
+    def width(box):
+        return FONT_SLACK * sum(_col_px(ws, c) for c in range(box[1], box[3] + 1))
+
+    def height(box):
+        return sum(_row_px(ws, r) for r in range(box[0], box[2] + 1))
+
+    pages = [(what, widen(box)) for what, box in pages]
+    fit = [min(1.0, HEADROOM * BODY_PX[0] / width(b)) for _, b in pages]
+    fit += [HEADROOM * BODY_PX[1] / height(b) for w, b in pages if not w.endswith("(per row)")]
+    zoom = min(100, int(100 * min(fit)))
+    body_h = HEADROOM * BODY_PX[1] * 100 / zoom
+    out = []
+    for what, box in pages:
+        if not what.endswith("(per row)"):
+            out.append((what, box))
+            continue
+        r1, c1, r2, c2 = box
+        k, top = 0, r1
+        while top <= r2:
+            bottom, h = top, _row_px(ws, top)
+            while bottom < r2 and h + _row_px(ws, bottom + 1) <= body_h:
+                bottom += 1
+                h += _row_px(ws, bottom)
+            chunk = (top, c1, bottom, c2)
+            if k:     # later pages: only the columns with content in these rows
+                used = [c for (r, c) in blocks if top <= r <= bottom and c1 <= c <= c2]
+                used += [c.column for row in ws.iter_rows(min_row=top, max_row=bottom,
+                                                           min_col=c1, max_col=c2)
+                         for c in row if c.value is not None]
+                chunk = widen((top, c1, bottom, max(used, default=c1)))
+            out.append((what if not k else what.replace("(per row)", f"(per row, cont. {k})"),
+                        chunk))
+            k, top = k + 1, bottom + 1
+    # the design's promises
+    boxes = [b for _, b in out]
+    for ch in ws._charts:
+        cb = _chart_box(ws, ch)
+        if sum(_overlap(cb, b) for b in boxes) != 1 or not any(_inside(cb, b) for b in boxes):
+            raise RuntimeError(f"{ws.title}: chart at {ch.anchor} is not on one page")
+    for p in placed:
+        region = p.region
+        on = [b for b in boxes if _overlap(region, b)]
+        whole = any(_inside(region, b) for b in on)
+        long = all(b[1] <= region[1] and region[3] <= b[3] for b in on) and \
+            sum(b[2] - b[0] + 1 for b in on) >= region[2] - region[0] + 1
+        if not on or not (whole and len(on) == 1 or long and len(on) > 1):
+            raise RuntimeError(f"{ws.title}: block {p.ref} is split or not printed")
+    content = set(blocks) | {(c.row, c.column) for row in ws.iter_rows() for c in row
+                             if c.value is not None}
+    lost = [cell_name(*rc) for rc in sorted(content)
+            if not any(_inside((rc[0], rc[1], rc[0], rc[1]), b) for b in boxes)]
+    if lost:
+        raise RuntimeError(f"{ws.title}: cells not printed: {lost[:8]}")
+    for ch in ws._charts:
+        _pin_chart(ws, ch)
+    ws._print_area = _ordered_print_area([range_name(*b) for b in boxes], ws.title)
+    _page_setup(ws, zoom=zoom)
+    lay.pages[ws.title] = [(what, range_name(*b)) for what, b in out]
+    return out
+
+
+def _page_setup(ws, zoom=None, fit_width=False, repeat_rows=None):
+    """Landscape, the margins and footer of every sheet; a fixed zoom, or fit to one
+    page wide (as many pages down as needed)."""
+    from openpyxl.worksheet.page import PageMargins
     ws.page_setup.orientation = "landscape"
-    ws.page_setup.fitToWidth = 1
-    ws.page_setup.fitToHeight = 0
-    ws.sheet_properties.pageSetUpPr.fitToPage = True
+    ws.page_margins = PageMargins(**MARGINS)
+    ws.oddFooter.center.text = FOOTER
+    ws.oddFooter.center.size = 9
+    if zoom is not None:
+        ws.page_setup.scale = zoom
+        ws.sheet_properties.pageSetUpPr.fitToPage = False
+    if fit_width:
+        ws.page_setup.fitToWidth = 1
+        ws.page_setup.fitToHeight = 0
+        ws.sheet_properties.pageSetUpPr.fitToPage = True
+    if repeat_rows:
+        ws.print_title_rows = repeat_rows
 
 
 ADAPT_COMMON = [
@@ -439,18 +804,52 @@ ADAPT_COMMON = [
     "smaller range).",
     "4. The caterpillar table (rank, level, BLUP, 1.96 x cond.SD) and the charts refer to "
     "fixed rows of the blocks: when the number of levels changes, extend or shorten that "
-    "table and the chart ranges.",
+    "table and the chart ranges (and the print area, see 'Printing').",
     ("Without Excel for Windows",),
     "The functions run in Excel for Windows with the xlglmm add-in (see the README: "
-    "xlglmm addin install). Anywhere else (Mac, Linux, a server) run "
+    "xlglmm addin install), and in LibreOffice Calc with the xlglmm bridge "
+    "(xlglmm libreoffice install). Anywhere else (Mac, Linux, a server) run "
     "  xlglmm recalc this.xlsx  : it evaluates every GLMM_ formula with the same code and "
-    "the same arguments and stores the results in the cells, as Excel would spill them. "
-    "xlglmm recalc this.xlsx -o copy.xlsx --values writes a copy with values only, for "
-    "LibreOffice or Numbers (LibreOffice recalculates array formulas on opening and does "
-    "not know the GLMM_ functions).",
-    "The numbers stored in this file are real results (computed by xlglmm recalc when the "
-    "template was built), so they show before the add-in recalculates.",
+    "the same arguments and stores the results in the cells, as Excel would spill them.",
+    "The numbers stored in this file are real results, computed by xlglmm recalc when the "
+    "template was built. Excel shows them when it opens the file, until it recalculates "
+    "(then the add-in computes them again; without the add-in they become #NAME?). "
+    "LibreOffice Calc evaluates the GLMM_ formulas itself when it opens the file: without "
+    "the xlglmm bridge it does not know them, and every cell of every block shows #NAME? "
+    "(the other cells and the charts keep the stored numbers). So in Calc install the bridge "
+    "(xlglmm libreoffice install), or open a copy with values only, made by "
+    "  xlglmm recalc this.xlsx -o copy.xlsx --values  (numbers and text, no formulas: any "
+    "spreadsheet program shows them).",
 ]
+
+
+def _printing_help(lay: Layout) -> list:
+    """The Read me's 'Printing' paragraph: what is on which page of the Model sheet
+    (and of the NB2 sheet), from the print areas that _print_pages made."""
+    parts = []
+    for sheet, pages in lay.pages.items():
+        items, k = [], 0
+        while k < len(pages):
+            what = pages[k][0]
+            j = k
+            while j + 1 < len(pages) and pages[j + 1][0].startswith(
+                    what.replace(" (per row)", " (per row, cont.")):
+                j += 1
+            what = what.replace(" (per row)", "")
+            items.append(f"{k + 1}. {what}" if j == k else f"{k + 1}-{j + 1}. {what} "
+                         f"(a row per observation or level, {j - k + 1} pages)")
+            k = j + 1
+        parts.append(f"The {sheet} sheet prints {len(pages)} pages: " + "; ".join(items) + ".")
+    return [
+        ("Printing",),
+        "Every sheet prints landscape (Letter or A4). The Model sheet prints one block or "
+        "chart per page, in the order of the screen. " + " ".join(parts) +
+        " The Read me sheet prints as it is, the Data sheet repeats its header row on "
+        "every page. The print areas (Excel: Page Layout > Print Area; Calc: Format > "
+        "Print Ranges) cover the example's blocks, one range per page: when your data make "
+        "a block longer, extend its range.",
+    ]
+
 
 BLOCK_HELP = [
     ("What the blocks mean",),
@@ -472,15 +871,17 @@ BLOCK_HELP = [
 # ---- workplace safety ----------------------------------------------------------------------
 
 def _key_result(ws, label, fit: Placed, term: str, ratio_col: int):
-    """A headline: the ratio of one term with its interval, read from the block."""
+    """A headline at L3: the ratio of one term with its interval, read from the block."""
     from openpyxl.styles import Alignment
-    r = fit.rows_of(term)[0]
+    i = fit.rows_of(term)[0] - fit.row
+    fmt = _number_format(*fit.block[i][ratio_col:ratio_col + 3])
+    r = fit.row + i
     c = col_letters(fit.col + ratio_col)
     lo, hi = col_letters(fit.col + ratio_col + 1), col_letters(fit.col + ratio_col + 2)
     ws.cell(3, 12, f"{label} (95% CI)").font = _fonts()["label"]
-    ws.cell(4, 12, f"={c}{r}").number_format = "0.000"
-    ws.cell(4, 13, f"={lo}{r}").number_format = '"from "0.000'
-    ws.cell(4, 14, f"={hi}{r}").number_format = '"to "0.000'
+    ws.cell(4, 12, f"={c}{r}").number_format = fmt
+    ws.cell(4, 13, f"={lo}{r}").number_format = f'"from "{fmt}'
+    ws.cell(4, 14, f"={hi}{r}").number_format = f'"to "{fmt}'
     for col in (12, 13, 14):
         ws.cell(4, col).font = _fonts()["bold"]
         ws.cell(4, col).alignment = Alignment(horizontal="left")
@@ -488,9 +889,12 @@ def _key_result(ws, label, fit: Placed, term: str, ratio_col: int):
 
 def _standard_model(lay: Layout, fit_args: str, fit_call: str, fit_block, ranef_formula,
                     ranef_block, pred_formula, pred_block, groups, effect_scale,
-                    observed_expr, what, obs_title):
-    """The layout of the one-model templates: the fit block at B5, charts to its
-    right, the random effects, caterpillar tables and fitted values below."""
+                    observed_expr, what, obs_title, observed, key):
+    """The layout of the one-model templates: the fit block at B5, the key result
+    (``key``: label, term, ratio column) and the caterpillar plots to its right, the
+    random effects, caterpillar tables and fitted values below.  Printed as: the fit;
+    the key result and the caterpillar plots; the random effects with the sorted
+    tables; the observed-vs-fitted chart with the fitted values (over further pages)."""
     m = lay.model
     _label(m, 4, 2, f"Fit:  ={fit_call}")
     fit = lay.place(5, 2, f"={fit_args}", fit_block)
@@ -499,18 +903,29 @@ def _standard_model(lay: Layout, fit_args: str, fit_call: str, fit_block, ranef_
     ranef = lay.place(top, 2, ranef_formula[1], ranef_block)
     _label(m, top - 1, 7, "Caterpillar data (sorted)")
     anchors = ["L5", "L20"]
-    hrow = top
+    charts = []
     for k, (group, title) in enumerate(groups):
-        _caterpillar(lay, ranef, group, hrow, 7, title, anchors[k], effect_scale,
-                     height=7.0 if k == 0 else 6.0)
-        hrow += len(ranef.rows_of(group)) + 3
+        # each factor's sorted table level with its rows of the block
+        hrow = ranef.rows_of(group)[0] - 1
+        charts.append(_caterpillar(lay, ranef, group, hrow, 7, title, anchors[k],
+                                   effect_scale, height=7.0 if k == 0 else 6.0))
+    sorted_tables = f"G{top}:K{ranef.region[2]}"
     _label(m, top - 1, 12, f"Fitted:  {pred_formula[0]}")
     pred = lay.place(top, 12, pred_formula[1], pred_block)
-    _observed_fitted(lay, pred, observed_expr, 13, obs_title, f"O{top + 3}", what)
+    obs = _observed_fitted(lay, pred, observed_expr, 13, obs_title, f"O{top + 3}", what,
+                           observed, width=14.0, height=7.5)
+    _key_result(m, key[0], fit, key[1], key[2])
     _widths(m, {"A": 2, "B": 19, "C": 12, "D": 11, "E": 11, "F": 11, "G": 11, "H": 12,
                 "I": 11, "J": 11, "K": 11, "L": 19, "M": 19, "N": 10})
     m.freeze_panes = "A4"
-    _print_setup(m, f"A1:T{fit.region[2] + 1}")
+    _print_pages(lay, m, [
+        ("the fit", _box(m, "A1", fit.ref)),
+        ("the key result and the caterpillar plots", _box(m, "L3:N4", *charts)),
+        ("the random effects and the sorted caterpillar data",
+         _box(m, f"B{top - 1}", ranef.ref, sorted_tables)),
+        ("observed against fitted: the chart and the fitted values (per row)",
+         _box(m, f"L{top - 1}", pred.ref, f"N{top}", obs)),
+    ])
     return fit, ranef, pred
 
 
@@ -535,7 +950,7 @@ def _workplace():
     _title(m, "Workplace safety: incidents per employee-month, 20 plants x 8 months",
            "Poisson GLMM  incidents ~ training + (1 | plant) + (1 | month) + "
            "offset(log(employees)).  Blue cells hold the formulas; the blocks spill from "
-           "them.  See the 'Read me' sheet.")
+           "them.  See the 'Read me' sheet.", 11)
     fit, ranef, pred = _standard_model(
         lay, f"GLMM_POISSON({args})",
         "GLMM_POISSON(y, X, groups, offset)  -  crossed random intercepts for plant and "
@@ -549,8 +964,8 @@ def _workplace():
         [("plant", "Plant effects: BLUP \u00b1 1.96 cond. SD"),
          ("month", "Month effects: BLUP \u00b1 1.96 cond. SD")],
         "effect on log rate", lambda i: f"Data!E{i + 1}", "incidents",
-        "Observed vs fitted incidents")
-    _key_result(m, "Rate ratio for training", fit, "training", 7)
+        "Observed vs fitted incidents", list(df.incidents),
+        ("Rate ratio for training", "training", 7))
     nb = _workplace_nb(lay, fit, args, y, X, g, off)
     _readme(wb, "Workplace safety - how to read this workbook", [
         ("What it shows",),
@@ -573,6 +988,7 @@ def _workplace():
         "sorted; the bars are \u00b1 1.96 x its conditional SD. Observed vs fitted: points "
         "near the dashed line are fitted well.",
         *ADAPT_COMMON,
+        *_printing_help(lay),
     ])
     return wb, lay
 
@@ -592,6 +1008,32 @@ def _place_side_by_side(m, lay, specs) -> list:
         fits.append(p)
         col = p.region[3] + 2
     return fits
+
+
+def _side_by_side(m, r: int, fits: list, names: list, heads: list) -> str:
+    """A small table at row ``r``, column B: one row per fit, its name and the values
+    next to ``heads`` in its block (formulas).  The names get as many columns as
+    they need (never cut); returns the table's range, its label row included."""
+    from openpyxl.styles import Alignment
+    f = _fonts()
+    _label(m, r - 1, 2, "Side by side (cells of the blocks above)")
+    need = max(_text_px(n, f["bold"]) for n in names) + 12
+    c, have = 2, _col_px(m, 2)
+    while have < need:
+        c += 1
+        have += _col_px(m, c)
+    first = c + 1                       # the first column of numbers
+    for j in range(2, first + len(heads)):
+        cell = m.cell(r, j, "Model" if j == 2 else heads[j - first] if j >= first else None)
+        cell.font, cell.border, cell.fill = f["bold"], f["under"], f["head"]
+        if j >= first:
+            cell.alignment = Alignment(horizontal="right")
+    for k, (p, name) in enumerate(zip(fits, names), start=1):
+        m.cell(r + k, 2, name)
+        for j, lab in enumerate(heads):
+            c = m.cell(r + k, first + j, f"={p.cell(lab, 1)}")
+            c.number_format = _number_format(*(_block_number(q.block, lab) for q in fits))
+    return f"B{r - 1}:{col_letters(first + len(heads) - 1)}{r + len(fits)}"
 
 
 def _grouse():
@@ -616,7 +1058,7 @@ def _grouse():
     _title(m, "Grouse ticks: ticks counted on 403 chicks at 63 locations, 1995-97",
            "Three Poisson GLMMs side by side; compare them by AIC and likelihood-ratio tests. "
            "YEAR enters as 0/1 columns YEAR96 and YEAR97 (1995 is the reference). "
-           "See the 'Read me' sheet.")
+           "See the 'Read me' sheet.", 11)
     specs = [
         ("1. Location intercepts", "TICKS ~ YEAR + (1 | LOCATION)",
          f"=GLMM_POISSON({ya}, {Xa}, {la})", udfs.GLMM_POISSON(y, X, loc)),
@@ -629,18 +1071,16 @@ def _grouse():
     ]
     fits = _place_side_by_side(m, lay, specs)
     bottom = max(p.region[2] for p in fits)
-    r = bottom + 3
-    _label(m, r - 1, 2, "Side by side (cells of the blocks above)")
+    widths = {"A": 2, "L": 19}          # L: between blocks 1 and 2, the fitted values
+    for p in fits:
+        widths[col_letters(p.col)] = 22
+        widths.update({col_letters(c): 11 for c in range(p.col + 1, p.region[3] + 1)})
+        widths[col_letters(p.col + 1)] = 12           # 'poisson (log)' in one line
+        widths[col_letters(p.col + 6)] = 12           # 'CI high 95%' in one line
+    _widths(m, widths)
     f = _fonts()
-    heads = ["Model", "npar", "AIC", "BIC", "logLik"]
-    for j, h in enumerate(heads):
-        c = m.cell(r, 2 + j, h)
-        c.font, c.border, c.fill = f["bold"], f["under"], f["head"]
-    for k, (p, spec) in enumerate(zip(fits, specs), start=1):
-        m.cell(r + k, 2, spec[0])
-        for j, lab in enumerate(heads[1:], start=1):
-            c = m.cell(r + k, 2 + j, f"={p.cell(lab, 1)}")
-            c.number_format = "0" if lab == "npar" else "0.0"
+    r = bottom + 3
+    table = _side_by_side(m, r, fits, [s[0] for s in specs], ["npar", "AIC", "BIC", "logLik"])
     r2 = r + 6
     _label(m, r2 - 1, 2, "Likelihood-ratio tests:  =GLMM_COMPARE(block 1, block 2)")
     cmp1 = lay.place(r2, 2, f"=GLMM_COMPARE({fits[0].ref}, {fits[1].ref})",
@@ -648,29 +1088,38 @@ def _grouse():
     r3 = cmp1.region[2] + 2
     cmp2 = lay.place(r3, 2, f"=GLMM_COMPARE({fits[0].ref}, {fits[2].ref})",
                      udfs.GLMM_COMPARE(fits[0].block, fits[2].block))
-    m.cell(cmp2.region[2] + 1, 2,
-           "model 1 = location intercepts; model 2 = the other model of the pair").font = f["note"]
+    note = m.cell(cmp2.region[2] + 1, 2,
+                  "model 1 = location intercepts; model 2 = the other model of the pair")
+    note.font = f["note"]
     r4 = cmp2.region[2] + 4
-    _label(m, r4 - 1, 2, "Random effects of model 2:  =GLMM_RANEF(same arguments as model 2)")
+    _label(m, r4 - 1, 2, "Random effects of model 2:  =GLMM_RANEF(same arguments)")
     ranef = lay.place(r4, 2, f"=GLMM_RANEF({ya}, {Xa}, {lia})",
                       udfs.GLMM_RANEF(y, X, loc_idx))
     _label(m, r4 - 1, 7, "Caterpillar data (sorted)")
-    _caterpillar(lay, ranef, "LOCATION", r4, 7,
-                 "Location effects (model 2): BLUP \u00b1 1.96 cond. SD",
-                 f"M{bottom + 3}", "effect on log count", width=20.0, height=7.0)
+    cat = _caterpillar(lay, ranef, "LOCATION", r4, 7,
+                       "Location effects (model 2): BLUP \u00b1 1.96 cond. SD",
+                       f"M{bottom + 3}", "effect on log count", width=20.0, height=7.0)
+    n_loc = len(ranef.rows_of("LOCATION"))
     _label(m, r4 - 1, 12, "Fitted (model 2):  =GLMM_PREDICT(same arguments as model 2)")
     pred = lay.place(r4, 12, f"=GLMM_PREDICT({ya}, {Xa}, {lia})",
                      udfs.GLMM_PREDICT(y, X, loc_idx))
-    _observed_fitted(lay, pred, lambda i: f"Data!A{i + 1}", 13,
-                     "Observed vs fitted ticks (model 2)", f"Y{bottom + 3}", "ticks",
-                     width=14.0, height=7.0)
-    widths = {"A": 2}
-    for p in fits:
-        widths[col_letters(p.col)] = 22
-        widths.update({col_letters(c): 11 for c in range(p.col + 1, p.region[3] + 1)})
-    _widths(m, widths)
+    obs = _observed_fitted(lay, pred, lambda i: f"Data!A{i + 1}", 13,
+                           "Observed vs fitted ticks (model 2)", f"Y{bottom + 3}", "ticks",
+                           list(d.TICKS), width=14.0, height=7.0)
     m.freeze_panes = "A4"
-    _print_setup(m, f"A1:{col_letters(fits[-1].region[3])}{r4 - 2}")
+    _print_pages(lay, m, [
+        ("model 1", _box(m, "A1", fits[0].ref)),
+        ("model 2", _box(m, "M4", fits[1].ref)),
+        ("model 3", _box(m, "X4", fits[2].ref)),
+        ("the three models side by side and the likelihood-ratio tests",
+         _box(m, table, cmp1.ref, cmp2.ref, note.coordinate)),
+        ("the caterpillar plot of the location effects", _box(m, cat)),
+        ("observed against fitted", _box(m, obs)),
+        ("the random effects of model 2 and the sorted location effects (per row)",
+         _box(m, f"B{r4 - 1}", ranef.ref, f"K{r4 + n_loc}")),
+        ("the fitted values of model 2 beside the observed counts (per row)",
+         _box(m, f"L{r4 - 1}", pred.ref, f"N{r4 + 2}")),
+    ])
     _grouse_nb(lay, fits[:2], ["1. Poisson, location intercepts (Model sheet)",
                                "2. Poisson + observation-level effect (Model sheet)"],
                f"=GLMM_NEGBIN({ya}, {Xa}, {la})", y, X, loc)
@@ -700,6 +1149,7 @@ def _grouse():
         "from an lme4 formula.",
         *BLOCK_HELP,
         *ADAPT_COMMON,
+        *_printing_help(lay),
     ])
     return wb, lay
 
@@ -730,7 +1180,7 @@ def _cbpp():
     _title(m, "CBPP: new cases of contagious bovine pleuropneumonia, 15 herds x 4 periods",
            "Binomial GLMM  cbind(incidence, size - incidence) ~ period + (1 | herd): "
            "incidence new cases out of size animals.  Blue cells hold the formulas; see "
-           "'Read me'.")
+           "'Read me'.", 11)
     fit, ranef, pred = _standard_model(
         lay, f"GLMM_BINOMIAL({ya}, {Xa}, {ga}, {ta})",
         "GLMM_BINOMIAL(y, X, groups, trials)  -  odds ratios in the OR columns",
@@ -743,8 +1193,8 @@ def _cbpp():
         udfs.GLMM_PREDICT(y, X, g, family="binomial", trials=tr),
         [("herd", "Herd effects: BLUP \u00b1 1.96 cond. SD")],
         "effect on log odds", lambda i: f"Data!H{i + 1}", "proportion",
-        "Observed vs fitted proportion of new cases")
-    _key_result(m, "Odds ratio, period 4 vs period 1", fit, "period4", 7)
+        "Observed vs fitted proportion of new cases", list(d.incidence / d["size"]),
+        ("Odds ratio, period 4 vs period 1", "period4", 7))
     _readme(wb, "CBPP - how to read this workbook", [
         ("What it shows",),
         "Contagious bovine pleuropneumonia in 15 zebu herds in Ethiopia, each followed over "
@@ -768,6 +1218,7 @@ def _cbpp():
         "(incidence / size, the Data sheet's proportion column) against GLMM_PREDICT's "
         "fitted probability.",
         *ADAPT_COMMON,
+        *_printing_help(lay),
     ])
     return wb, lay
 
@@ -804,7 +1255,7 @@ def _nb_sheet(lay: Layout, title: str, subtitle: str, call: str, formula: str, b
     wb = lay.wb
     ws = wb.create_sheet(NB_SHEET, wb.sheetnames.index("Data"))
     f = _fonts()
-    _title(ws, title, subtitle)
+    _title(ws, title, subtitle, 1 + len(block[0]))
     _label(ws, 4, 2, f"Fit:  ={call}")
     nb = lay.place(6, 2, formula, block, ws)
     c0 = nb.region[3] + 2
@@ -818,20 +1269,23 @@ def _nb_sheet(lay: Layout, title: str, subtitle: str, call: str, formula: str, b
     rows = poisson + [("Negative binomial (NB2), GLMM_NEGBIN", nb)]
     nb_row = 6 + len(rows)
     aic = col_letters(c0 + 3)
+    fmts = {lab: _number_format(*(_block_number(p.block, lab) for _, p in rows))
+            for lab in heads[1:5]}
+    diffs = [_block_number(p.block, "AIC") - _block_number(block, "AIC") for _, p in rows]
     for k, (name, p) in enumerate(rows, start=1):
         ws.cell(6 + k, c0, name)
         for j, lab in enumerate(heads[1:5], start=1):
             c = ws.cell(6 + k, c0 + j, _block_value(p, lab))
-            c.number_format = "0" if lab == "npar" else "0.00"
+            c.number_format = fmts[lab]
         c = ws.cell(6 + k, c0 + 5, f"={aic}{6 + k}-{aic}{nb_row}")
-        c.number_format = "0.00"
+        c.number_format = _number_format(*diffs)
     r = nb_row + 2
-    for lab in ("NB theta", "NB theta CI low", "NB theta CI high"):
-        if _block_number(block, lab) is None:       # no CI when theta is at its limit
-            continue
+    labs = [lab for lab in ("NB theta", "NB theta CI low", "NB theta CI high")
+            if _block_number(block, lab) is not None]   # no CI when theta is at its limit
+    for lab in labs:
         ws.cell(r, c0, lab).font = f["bold"]
         c = ws.cell(r, c0 + 1, _block_value(nb, lab))
-        c.number_format = "0.000" if _block_number(block, "NB theta") < 1e3 else "0.0"
+        c.number_format = _number_format(*(_block_number(block, x) for x in labs))
         r += 1
     r += 1
     _label(ws, r, c0, "How to read it")
@@ -840,14 +1294,20 @@ def _nb_sheet(lay: Layout, title: str, subtitle: str, call: str, formula: str, b
         c = ws.cell(r, c0, line)
         if line.startswith("("):
             c.font = f["note"]
-    widths = {"A": 2, col_letters(nb.col): 19}
+    widths = {"A": 2, col_letters(nb.col): 30}      # 30: the notes wrap in fewer lines
     widths.update({col_letters(c): 11 for c in range(nb.col + 1, nb.region[3] + 1)})
-    widths[col_letters(c0)] = 38
+    # the names in full: the column as wide as the longest
+    widths[col_letters(c0)] = max(38, math.ceil(
+        (max(_text_px(name, None) for name, _ in rows) + 14) / 7))
     widths.update({col_letters(c0 + j): 11 for j in range(1, 5)})
-    widths[col_letters(c0 + 5)] = 16
+    widths[col_letters(c0 + 5)] = 18
     _widths(ws, widths)
     ws.freeze_panes = "A4"
-    _print_setup(ws, f"A1:{col_letters(c0 + 6)}{max(nb.region[2], r) + 1}")
+    _print_pages(lay, ws, [
+        ("the NB2 fit", _box(ws, "A1", nb.ref)),
+        ("NB2 against the Poisson models, and how to read it",
+         _box(ws, f"{col_letters(c0)}4", f"{col_letters(c0 + 5)}{r}")),
+    ])
     return nb
 
 
@@ -917,6 +1377,8 @@ def _grouse_nb(lay: Layout, fits: list, names: list, formula: str, y, X, g):
 # ---- sleep study: linear mixed models ------------------------------------------------------
 
 def _sleep():
+    from openpyxl.styles import Alignment
+
     from . import udfs
     df = dataset("sleepstudy")[["Reaction", "Days", "Subject"]].copy()
     wb, m = _new_book("Sleep study: linear mixed models")
@@ -927,7 +1389,7 @@ def _sleep():
     ya, Xa, ga = f"{T}[[#All],[Reaction]]", f"{T}[[#All],[Days]]", f"{T}[[#All],[Subject]]"
     _title(m, "Sleep study: reaction times of 18 subjects over 10 days of sleep deprivation",
            "Linear mixed models (LMM, as lme4::lmer)  Reaction ~ Days + (Days | Subject).  "
-           "Blue cells hold the formulas; the blocks spill from them.  See 'Read me'.")
+           "Blue cells hold the formulas; the blocks spill from them.  See 'Read me'.", 9)
     specs = [
         ("1. REML (the default)", "Reaction ~ Days + (Days | Subject)",
          f"=LMM({ya}, {Xa}, {ga}, {Xa})", udfs.LMM(y, X, g, X)),
@@ -938,55 +1400,66 @@ def _sleep():
     ]
     fits = _place_side_by_side(m, lay, specs)
     bottom = max(p.region[2] for p in fits)
+    widths = {"A": 2}
+    for p in fits:
+        widths[col_letters(p.col)] = 40               # the blocks' note wraps in 3 lines
+        widths.update({col_letters(c): 11 for c in range(p.col + 1, p.region[3] + 1)})
+        widths[col_letters(p.col + 6)] = 12           # 'CI high 95%' in one line
+        widths[col_letters(p.region[3] + 1)] = 14     # the gap: room for the title
+    _widths(m, widths)
     f = _fonts()
     r = bottom + 3
-    _label(m, r - 1, 2, "Side by side (cells of the blocks above)")
-    heads = ["Model", "npar", "logLik", "AIC", "BIC", "sigma (residual SD)"]
-    for j, h in enumerate(heads):
-        c = m.cell(r, 2 + j, h)
-        c.font, c.border, c.fill = f["bold"], f["under"], f["head"]
-    for k, (p, spec) in enumerate(zip(fits, specs), start=1):
-        m.cell(r + k, 2, spec[0])
-        for j, lab in enumerate(heads[1:], start=1):
-            c = m.cell(r + k, 2 + j, f"={p.cell(lab, 1)}")
-            c.number_format = "0" if lab == "npar" else "0.00"
-    m.cell(r + 4, 2, "REML and ML log-likelihoods are not comparable: compare fixed effects "
-           "with ML fits (model 2), variance components with REML.").font = f["note"]
+    table = _side_by_side(m, r, fits, [s[0] for s in specs],
+                          ["npar", "logLik", "AIC", "BIC", "sigma (residual SD)"])
+    note = m.cell(r + 4, 2, "REML and ML log-likelihoods are not comparable: compare fixed "
+                  "effects with ML fits (model 2), variance components with REML.")
+    note.font = f["note"]
+    note.alignment = Alignment(wrap_text=True, vertical="top")     # under the table
+    m.merge_cells(f"B{r + 4}:{table.split(':')[1].rstrip('0123456789')}{r + 4}")
     r4 = r + 8
     ranef_f = f'=GLMM_RANEF({ya}, {Xa}, {ga}, , {Xa}, , , "gaussian")'
-    _label(m, r4 - 1, 2, '(Intercept) and Days effects of model 1:  '
-           '=GLMM_RANEF(y, X, groups, , x_random, , , "gaussian")')
+    _label(m, r4 - 2, 2, "(Intercept) and Days effects of model 1")
+    _label(m, r4 - 1, 2, 'Formula:  =GLMM_RANEF(y, X, groups, , x_random, , , "gaussian")')
     ranef = lay.place(r4, 2, ranef_f,
                       udfs.GLMM_RANEF(y, X, g, None, X, True, 1, "gaussian"))
     c1 = ranef.region[3] + 2
     _label(m, r4 - 1, c1, "Caterpillar data (sorted): intercepts")
-    _caterpillar(lay, ranef, "Subject", r4, c1,
-                 "Subject intercepts (model 1): BLUP \u00b1 1.96 cond. SD",
-                 f"{col_letters(fits[2].region[3] + 2)}4", "ms, relative to the mean",
-                 width=15.0, height=7.0)
+    cat1 = _caterpillar(lay, ranef, "Subject", r4, c1,
+                        "Subject intercepts (model 1): BLUP \u00b1 1.96 cond. SD",
+                        f"{col_letters(fits[2].region[3] + 2)}4", "ms, relative to the mean",
+                        width=15.0, height=7.0)
     c2 = c1 + 6
     _label(m, r4 - 1, c2, "Caterpillar data (sorted): Days slopes")
-    _caterpillar(lay, ranef, "Subject", r4, c2,
-                 "Subject Days slopes (model 1): BLUP \u00b1 1.96 cond. SD",
-                 f"{col_letters(fits[2].region[3] + 2)}19", "ms per day, relative",
-                 term_col=4, width=15.0, height=7.0)
+    cat2 = _caterpillar(lay, ranef, "Subject", r4, c2,
+                        "Subject Days slopes (model 1): BLUP \u00b1 1.96 cond. SD",
+                        f"{col_letters(fits[2].region[3] + 2)}19", "ms per day, relative",
+                        term_col=4, width=15.0, height=7.0)
     c3 = c2 + 6
     pred_f = f'=GLMM_PREDICT({ya}, {Xa}, {ga}, , , , , {Xa}, , , , , , "gaussian")'
     _label(m, r4 - 1, c3, "Fitted (model 1):  =GLMM_PREDICT(y, X, groups, , , , , x_random, "
            ', , , , , , "gaussian")')
     pred = lay.place(r4, c3, pred_f,
                      udfs.GLMM_PREDICT(y, X, g, x_random=X, family="gaussian"))
-    _observed_fitted(lay, pred, lambda i: f"Data!A{i + 1}", c3 + 1,
-                     "Observed vs fitted reaction time (model 1)",
-                     f"{col_letters(c3 + 3)}{r4}", "reaction time (ms)", width=14.0,
-                     height=7.5)
-    widths = {"A": 2}
-    for p in fits:
-        widths[col_letters(p.col)] = 22
-        widths.update({col_letters(c): 11 for c in range(p.col + 1, p.region[3] + 1)})
-    _widths(m, widths)
+    obs = _observed_fitted(lay, pred, lambda i: f"Data!A{i + 1}", c3 + 1,
+                           "Observed vs fitted reaction time (model 1)",
+                           f"{col_letters(c3 + 3)}{r4}", "reaction time (ms)",
+                           list(df.Reaction), width=14.0, height=7.5)
     m.freeze_panes = "A4"
-    _print_setup(m, f"A1:{col_letters(fits[-1].region[3])}{r4 - 2}")
+    _print_pages(lay, m, [
+        ("model 1", _box(m, "A1", fits[0].ref, f"{col_letters(fits[0].region[3] + 1)}4")),
+        ("model 2", _box(m, "J4", fits[1].ref)),
+        ("model 3", _box(m, "R4", fits[2].ref)),
+        ("the three models side by side", _box(m, table, note.coordinate)),
+        ("the caterpillar plots of the subjects' effects", _box(m, cat1, cat2)),
+        ("the random effects of model 1", _box(m, f"B{r4 - 2}", ranef.ref)),
+        ("the sorted intercepts (caterpillar data)",
+         _box(m, f"{col_letters(c1)}{r4 - 1}", f"{col_letters(c1 + 4)}{ranef.region[2]}")),
+        ("the sorted Days slopes (caterpillar data)",
+         _box(m, f"{col_letters(c2)}{r4 - 1}", f"{col_letters(c2 + 4)}{ranef.region[2]}")),
+        ("observed against fitted: the chart and the fitted values (per row)",
+         _box(m, f"{col_letters(c3)}{r4 - 1}", pred.ref, f"{col_letters(c3 + 2)}{r4 + 2}",
+              obs)),
+    ])
     icc = _block_number(fits[2].block, "ICC: Subject")
     sig = _block_number(fits[0].block, "sigma (residual SD)")
     days = next(r for r in fits[0].block if r[0] == "Days")
@@ -1030,6 +1503,7 @@ def _sleep():
         "are \u00b1 1.96 x its conditional SD. Observed vs fitted: each subject's own "
         "line reproduces the data closely.",
         *ADAPT_COMMON,
+        *_printing_help(lay),
     ])
     return wb, lay
 
