@@ -55,8 +55,12 @@ assert block[0][0] == "Fixed effects", block
 warm = []
 for _ in range(200):
     a = time.perf_counter(); udfs.GLMM_POISSON(y, X, g, off); warm.append(time.perf_counter() - a)
-y2 = [r[:] for r in y]; y2[5] = [y2[5][0] + 1.0]
-a = time.perf_counter(); udfs.GLMM_POISSON(y2, X, g, off); refit = time.perf_counter() - a
+refits = []
+for k in range(7):      # seven different one-cell edits (a median: one may meet a GC pass)
+    y2 = [r[:] for r in y]; y2[5 + k] = [y2[5 + k][0] + 1.0]
+    a = time.perf_counter(); udfs.GLMM_POISSON(y2, X, g, off)
+    refits.append(time.perf_counter() - a)
+refit = sorted(refits)[3]
 warm.sort()
 print(json.dumps({{"import_s": t1 - t0, "first_call_s": t2 - t1, "warm_ms": 1e3 * warm[100],
                   "refit_ms": 1e3 * refit}}))
@@ -160,10 +164,10 @@ def main(argv=None) -> int:
         f"{med['import_s'] + med['first_call_s']:.2f} s | < 2 s |",
         f"| of which the import of xlglmm (+ numpy, pandas, numba, xlwings) | {med['import_s']:.2f} s | |",
         f"| of which the call (kernels from Numba's cache, fit, block) | {med['first_call_s']:.2f} s | |",
-        f"| the whole child process (interpreter start, the above, 200 recalculations, a refit) "
+        f"| the whole child process (interpreter start, the above, 200 recalculations, 7 refits) "
         f"| {med['process_s']:.2f} s | |",
         f"| recalculation, unchanged inputs (fit cache) | {med['warm_ms']:.2f} ms | < 5 ms |",
-        f"| recalculation after one y value changed (refit, warm kernels) | {med['refit_ms']:.1f} ms | |",
+        f"| recalculation after one y value changed (refit, warm kernels; median of 7 edits) | {med['refit_ms']:.1f} ms | |",
     ]
     text = "\n".join(lines) + "\n"
     print(text)
