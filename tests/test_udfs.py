@@ -60,7 +60,9 @@ def test_block_equals_engine(safety):
     ci = res.conf_int(0.1)
     for name in res.fe_params.index:
         r = block_row(b, name)
-        assert r[1] == res.fe_params[name] and r[2] == res.fe_bse[name]
+        # the block shows 12 significant digits (block.significant)
+        assert r[1] == pytest.approx(res.fe_params[name], rel=1e-11, abs=0)
+        assert r[2] == pytest.approx(res.fe_bse[name], rel=1e-11, abs=0)
         assert r[4] == pytest.approx(res.fe_pvalues[name])
         assert r[5] == pytest.approx(ci.loc[name, "lower"])
         assert r[7] == pytest.approx(math.exp(r[1]))

@@ -26,13 +26,34 @@ from .results import GLMMResult
 BLANK = None
 
 
+SIGNIFICANT_DIGITS = 12
+
+
+def significant(values, digits: int = SIGNIFICANT_DIGITS) -> np.ndarray:
+    """Numbers rounded to ``digits`` significant digits, as the blocks show them.
+
+    The engine's results are accurate to ~1e-8 relative; the digits beyond depend on
+    the last bits of the CPU's arithmetic.  Two quantities that are equal in exact
+    arithmetic (two groups with the same data get the same BLUP) then differ in the
+    last bit, and a RANK, MATCH or sort over them would order them by that bit --
+    differently on another machine.  Rounded, they are equal, and ties are ties.
+    The rounding is Python's correctly rounded decimal conversion (the same on every
+    platform), not a power-of-ten scaling (whose pow() differs between libraries)."""
+    x = np.asarray(values, dtype=float)
+    fmt = f"{{:.{digits - 1}e}}".format
+    flat = [float(fmt(v)) if math.isfinite(v) else v for v in x.ravel().tolist()]
+    return np.array(flat, dtype=float).reshape(x.shape)
+
+
 def _num(v):
-    """A finite float, or a blank cell."""
+    """A finite float (to ``SIGNIFICANT_DIGITS`` significant digits), or a blank cell."""
     try:
         f = float(v)
     except (TypeError, ValueError):
         return BLANK
-    return f if math.isfinite(f) else BLANK
+    if not math.isfinite(f):
+        return BLANK
+    return float(f"{f:.{SIGNIFICANT_DIGITS - 1}e}")
 
 
 def _text(v):
@@ -172,7 +193,8 @@ def compare_block(fit1: dict, fit2: dict) -> list:
             [a["name"], a["npar"], _num(a["AIC"]), _num(a["BIC"]), _num(a["logLik"]),
              _num(a["deviance"]), BLANK, BLANK, BLANK],
             [b["name"], b["npar"], _num(b["AIC"]), _num(b["BIC"]), _num(b["logLik"]),
-             _num(b["deviance"]), _num(chisq) if df > 0 else BLANK, df if df > 0 else BLANK, p]]
+             _num(b["deviance"]), _num(chisq) if df > 0 else BLANK, df if df > 0 else BLANK,
+             _num(p)]]
     notes = []
     if df == 0:
         notes.append("The models have the same number of parameters: no likelihood-ratio "

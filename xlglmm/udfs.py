@@ -788,6 +788,7 @@ def _predict_formula(res, m, new_data, new_offset, ptype, inc):
 
 def _prediction_column(values, ptype):
     head = "predicted (response)" if ptype == "response" else "predicted (link)"
+    values = block.significant(values)
     return [[head]] + [[None if not np.isfinite(v) else float(v)] for v in values]
 
 
