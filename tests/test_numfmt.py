@@ -37,9 +37,9 @@ def test_shorten_says_it_cut():
 
 @pytest.mark.parametrize("values,fmt", [
     ([715.5126, 727.8], "0.0"), ([-3.5696, -0.42049], "0.0000"), ([156.0, 160.0, 4], "0"),
-    ([251.405, 10.467], "0.00"), ([6.8246, 1.5458], "0.000"), ([2306.289], "0.0"),
-    ([0.0282, 0.6567], "0.0000"), ([2.4e-05, 1e-6], "0.000E+00"),
-    ([None, "none", True], "General"), ([0.0, 0.25], "0.0000"),
+    ([251.405, 10.467], "0.00"), ([6.8246, 1.5458], "0.000"), ([2306.289], "0"),
+    ([0.0282, 0.6567], "0.0000"), ([2.4e-05, 1e-6], "0.0E+00"),
+    ([None, "none", True], "General"), ([0.0, 0.25], "0.00"),
 ])
 def test_excel_column_formats_follow_format_digits_4(values, fmt):
     """A table column's Excel format: the smallest value gets 4 significant digits
@@ -56,3 +56,17 @@ def test_excel_pvalue_format_has_the_same_floor():
     assert cond.endswith(f'"{numfmt.P_FLOOR_TEXT}"')
     assert (sci, fixed) == ("[<0.001]0.00E+00", "0.000")
     assert numfmt.pvalue(floor * 0.999) == numfmt.P_FLOOR_TEXT != numfmt.pvalue(floor * 1.001)
+
+
+@pytest.mark.parametrize("values,texts", [        # what R's format(x, digits = 4) prints
+    ([-3.56963575875, -0.420491779], ["-3.5696", "-0.4205"]),
+    ([0.158702, 0.0337295], ["0.15870", "0.03373"]),
+    ([2266.678, 2302.669, -1124.339, 2248.678], ["2267", "2303", "-1124", "2249"]),
+    ([-1.63518, -0.66149, -0.11998, 0.55093, 2.00459],
+     ["-1.6352", "-0.6615", "-0.1200", "0.5509", "2.0046"]),
+    ([2.4e-05, 1e-6], ["2.4e-05", "1.0e-06"]),
+    ([0.0, 0.25], ["0.00", "0.25"]),
+    ([156.0, 160.0], ["156", "160"]),
+])
+def test_columns_as_r_formats_them(values, texts):
+    assert numfmt.column(values) == texts

@@ -82,6 +82,18 @@ def format_block(block) -> str:
                 kinds[k][j] = column_kind(heads[j])
                 right[k][j] = j in cols
     rows = [[fmt(v, kinds[i][j]) for j, v in enumerate(r)] for i, r in enumerate(block)]
+    # a table's number columns share their decimals (numfmt.column, as R formats a
+    # column); the 'Model fit' section lists different quantities: one by one
+    for start, end in _sections(block):
+        if str(block[start][0]).strip().lower() == "model fit":
+            continue
+        for j in range(ncol):
+            idx = [k for k in range(start + 1, end) if j < len(block[k])
+                   and isinstance(block[k][j], (int, float))
+                   and not isinstance(block[k][j], bool) and kinds[k][j] == "number"]
+            if idx:
+                for k, text in zip(idx, numfmt.column([block[k][j] for k in idx])):
+                    rows[k][j] = text
     widths = [0] * ncol
     for r in rows:
         if sum(1 for x in r if x) > 1:

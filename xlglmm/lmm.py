@@ -49,7 +49,7 @@ class LMMResult(GLMMResult):
 
     def _summary_criterion(self) -> list:
         if self.reml:
-            return [f"REML criterion at convergence: {numfmt.number(self.REMLcrit)}"]
+            return [f"REML criterion at convergence: {self.REMLcrit:.1f}"]
         return super()._summary_criterion()
 
     def _summary_random(self) -> list:

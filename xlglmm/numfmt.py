@@ -5,8 +5,11 @@ formats).
 * p-values as R's ``format.pval`` with 3 significant digits: ``0.031``,
   ``0.000402``, ``1.66e-09``, and ``< 2e-16`` below the double precision epsilon;
 * test statistics (z, Chisq, t) with 2 decimals: ``-2.16``, ``444.38``;
-* other numbers as R's ``format(x, digits=4)``: 4 significant digits, fixed or
-  scientific notation whichever is shorter (``715.5``, ``0.1949``, ``2.4e-05``);
+* other numbers as R's ``format(x, digits=4)``: a single number with 4 significant
+  digits, fixed or scientific notation whichever is shorter (``715.5``, ``0.1949``,
+  ``2.4e-05``); a column of numbers (a table's column, a block's column, the cells
+  of the templates) with the decimals that give each value 4 significant digits,
+  common to the column (``column``: -3.5696 and -0.4205, as lme4 prints them);
   whole numbers as integers;
 * text cut to a width only with an ellipsis (``shorten``): the full text is kept
   wherever there is room for it.
@@ -88,25 +91,64 @@ def shorten(text: str, width: int) -> str:
     return text[:width - 1].rstrip() + ELLIPSIS
 
 
-def excel_number_format(values, digits: int = 4, max_decimals: int = 4) -> str:
-    """The Excel number format for one column of a table (or one value) under the
-    same rule: whole numbers as integers (``0``); otherwise common decimals that give
-    the smallest nonzero value ``digits`` significant digits, as R's ``format()``
-    formats a column, at least 1 and at most ``max_decimals`` of them; scientific
-    with ``digits`` significant digits when every value is below 1e-4.  Booleans,
-    text and blanks are ignored; ``General`` when no number is left."""
+def _decimals_needed(v: float, digits: int) -> int:
+    """Decimals that show ``v`` to ``digits`` significant digits, trailing zeros
+    dropped (-3.5696 -> 2, as -3.57; 0.42049 -> 4, as 0.4205; 2266.7 -> 0)."""
+    return max(0, _sig_needed(v, digits) - 1 - int(f"{abs(v):.{digits - 1}e}".split("e")[1]))
+
+
+def _sig_needed(v: float, digits: int) -> int:
+    """Significant digits that show ``v`` to ``digits`` of them, trailing zeros dropped."""
+    mant = f"{abs(v):.{digits - 1}e}".split("e")[0]
+    return len(mant.replace(".", "").rstrip("0")) or 1
+
+
+def column_layout(values, digits: int = 4) -> tuple[str, int]:
+    """How R's ``format(x, digits=)`` writes a column of numbers: ``("fixed", d)``
+    with d decimals, enough for every value to show ``digits`` significant digits
+    and common to the column (-3.5696 and -0.42049 -> -3.5696 and -0.4205, as lme4
+    prints a coefficient column; whole numbers: 0), or ``("sci", m)`` with m
+    mantissa decimals when that is narrower (R's rule with scipen = 0: 2.4e-05 and
+    1e-06 -> 2.4e-05, 1.0e-06).  Booleans, text and blanks are ignored."""
     nums = [float(v) for v in values if isinstance(v, (int, float))
             and not isinstance(v, bool) and math.isfinite(float(v))]
+    nonzero = [v for v in nums if v != 0]
+    if not nonzero or all(v.is_integer() and abs(v) < 1e15 for v in nums):
+        return ("fixed", 0)
+    d = max(_decimals_needed(v, digits) for v in nonzero)
+    m = max(_sig_needed(v, digits) for v in nonzero) - 1
+    fixed = max(len(f"{v:.{d}f}") for v in nums)
+    sci = max(len(f"{v:.{m}e}") for v in nums)
+    return ("fixed", d) if fixed <= sci else ("sci", m)
+
+
+def column(values, digits: int = 4) -> list[str]:
+    """A column of numbers as text under :func:`column_layout` (blanks: "")."""
+    kind, d = column_layout(values, digits)
+    out = []
+    for v in values:
+        if v is None or isinstance(v, str):
+            out.append("" if v is None else v)
+        elif isinstance(v, bool):
+            out.append("TRUE" if v else "FALSE")
+        elif not math.isfinite(float(v)):
+            out.append(significant(float(v)))
+        else:
+            out.append(f"{float(v):.{d}f}" if kind == "fixed" else f"{float(v):.{d}e}")
+    return out
+
+
+def excel_number_format(values, digits: int = 4) -> str:
+    """The Excel number format of one column of a table (or of one value) under the
+    same rule as :func:`column`; ``General`` when no number is given."""
+    nums = [v for v in values if isinstance(v, (int, float)) and not isinstance(v, bool)
+            and math.isfinite(float(v))]
     if not nums:
         return "General"
-    if all(v.is_integer() and abs(v) < 1e15 for v in nums):
-        return "0"
-    nonzero = [abs(v) for v in nums if v != 0]
-    if max(nonzero) < 1e-4:
-        return "0." + "0" * (digits - 1) + "E+00"
-    smallest = min(v for v in nonzero if v >= 1e-4)
-    decimals = digits - 1 - math.floor(math.log10(smallest))
-    return "0." + "0" * min(max_decimals, max(1, decimals))
+    kind, d = column_layout(nums, digits)
+    if kind == "sci":
+        return ("0." + "0" * d if d else "0") + "E+00"
+    return "0." + "0" * d if d else "0"
 
 
 # Excel number formats that follow the same rule (the templates' cells).  A p-value

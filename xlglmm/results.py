@@ -242,10 +242,10 @@ class GLMMResult:
                 f"Formula: {self.formula_as_fitted()}"]
 
     def _summary_criterion(self) -> list:
+        # lme4 prints this table rounded to 1 decimal (.prt.aictab)
+        crit = [f"{v:.1f}" for v in (self.aic, self.bic, self.llf, self.deviance)]
         return _table(["AIC", "BIC", "logLik", "deviance", "df.resid"],
-                      [[numfmt.number(v) for v in (self.aic, self.bic, self.llf,
-                                                   self.deviance, self.df_resid)]],
-                      "rrrrr")
+                      [crit + [numfmt.number(self.df_resid)]], "rrrrr")
 
     def _summary_residuals(self) -> list:
         r = self.resid("pearson").to_numpy()
@@ -256,7 +256,7 @@ class GLMMResult:
             return []
         q = np.quantile(r, [0.0, 0.25, 0.5, 0.75, 1.0])      # R's type 7
         return ["Scaled residuals:"] + _table(["Min", "1Q", "Median", "3Q", "Max"],
-                                              [[numfmt.number(v) for v in q]], "rrrrr")
+                                              [numfmt.column(_zapsmall(q, 5))], "rrrrr")
 
     def _summary_random(self) -> list:
         """lme4's VarCorr table: one row per term, correlations with the earlier
@@ -276,13 +276,16 @@ class GLMMResult:
                 grp = str(r.grp)
             else:
                 grp = ""
-            cells = [grp, str(r.var1) if _given(r.var1) else "", numfmt.number(r.vcov),
-                     numfmt.number(r.sdcor)]
-            cells += [numfmt.number(corr[(r.grp, e, r.var1)]) if (r.grp, e, r.var1) in corr
+            cells = [grp, str(r.var1) if _given(r.var1) else "", r.vcov, r.sdcor]
+            # correlations with 2 decimals, as lme4 prints them
+            cells += [numfmt.statistic(corr[(r.grp, e, r.var1)]) if (r.grp, e, r.var1) in corr
                       else "" for e in earlier]
             ncorr = max(ncorr, len(earlier))
             earlier.append(r.var1)
             rows.append(cells)
+        for j in (2, 3):            # Variance and Std.Dev.: a column each (numfmt.column)
+            for cells, text in zip(rows, numfmt.column([c[j] for c in rows])):
+                cells[j] = text
         head = ["Groups", "Name", "Variance", "Std.Dev."] + ["Corr"] + [""] * (ncorr - 1) \
             if ncorr else ["Groups", "Name", "Variance", "Std.Dev."]
         rows = [r + [""] * (len(head) - len(r)) for r in rows]
@@ -292,9 +295,10 @@ class GLMMResult:
         return lines                # rows removed for missing values: in the notes
 
     def _summary_fixed(self) -> list:
-        rows = [[str(name), numfmt.number(self.fe_params[name]),
-                 numfmt.number(self.fe_bse[name]), numfmt.statistic(self.fe_zvalues[name]),
-                 numfmt.pvalue(self.fe_pvalues[name])] for name in self.fe_params.index]
+        est, se = _coef_columns(list(self.fe_params), list(self.fe_bse))
+        rows = [[str(name), est[i], se[i], numfmt.statistic(self.fe_zvalues[name]),
+                 numfmt.pvalue(self.fe_pvalues[name])]
+                for i, name in enumerate(self.fe_params.index)]
         if not rows:
             return ["No fixed effects"]
         return ["Fixed effects:"] + _table(["", "Estimate", "Std. Error", "z value",
@@ -369,3 +373,26 @@ def _spaced(text: str) -> str:
             out.append(ch)
         i += 1
     return "".join(out).strip()
+
+
+def _zapsmall(x, digits: int) -> list:
+    """R's zapsmall: round to ``digits`` significant digits of the largest |x|
+    (lme4 prints the scaled residuals' quantiles so)."""
+    x = [float(v) for v in x]
+    mx = max((abs(v) for v in x), default=0.0)
+    d = max(0, digits - math.ceil(math.log10(mx))) if mx > 0 else digits
+    return [round(v, d) for v in x]
+
+
+def _coef_columns(est, se, digits: int = 4) -> tuple:
+    """Estimate and Std. Error as R's printCoefmat writes them (lme4's summary):
+    both columns rounded to max(1, digits - (1 + floor(log10(smallest |value|))))
+    decimals, then formatted together (numfmt.column)."""
+    both = [float(v) for v in list(est) + list(se)]
+    nonzero = [abs(v) for v in both if v != 0 and math.isfinite(v)]
+    if nonzero:
+        dec = max(1, digits - (1 + math.floor(math.log10(min(nonzero)))))
+        both = [round(v, dec) if math.isfinite(v) else v for v in both]
+    texts = numfmt.column(both, digits)
+    return texts[:len(est)], texts[len(est):]
+
