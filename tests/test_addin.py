@@ -272,21 +272,37 @@ def test_install_to_dest(tmp_path, capsys):
         assert needle in out, needle
     if not addin.is_windows():
         assert "only in Excel for Windows" in out
-    # the kernels are compiled for the Python the add-in calls, so the first
-    # worksheet call does not wait for them
-    assert "Compiling the numerical kernels" in out and "  done in " in out
+    # off Windows the files are only staged for a Windows machine: nothing to compile
+    if not addin.is_windows():
+        assert "Compiling the numerical kernels" not in out
 
 
-def test_install_compiles_the_kernels_for_this_python_only(tmp_path, capsys, monkeypatch):
+def test_install_compiles_the_kernels_for_the_python_excel_calls(tmp_path, capsys,
+                                                                  monkeypatch):
+    """On Windows the installer compiles the kernels for the Python the add-in calls
+    (this one), so the first worksheet call does not wait for them; not with
+    --no-compile, not for another interpreter, and it says so when compiling fails."""
     from xlglmm import jit
+    monkeypatch.setattr(addin, "is_windows", lambda: True)
+    monkeypatch.setattr(addin, "config_encoding", lambda: "utf-8")
     calls = []
-    monkeypatch.setattr(jit, "warm_up", lambda *a, **k: calls.append(1) or 0.0)
+    monkeypatch.setattr(jit, "warm_up", lambda *a, **k: calls.append(1) or [])
     run_cli(capsys, "addin", "install", "--dest", str(tmp_path / "a"), "--no-compile")
     run_cli(capsys, "addin", "install", "--dest", str(tmp_path / "b"), "--interpreter",
             str(tmp_path / "another" / "python.exe"))
     assert calls == []
-    run_cli(capsys, "addin", "install", "--dest", str(tmp_path / "c"))
-    assert calls == [1]
+    code, out = run_cli(capsys, "addin", "install", "--dest", str(tmp_path / "c"))
+    assert code == 0 and calls == [1]
+    assert "Compiling the numerical kernels" in out and "  done in " in out
+    monkeypatch.setattr(jit, "warm_up", lambda *a, **k: [("poisson", "TypingError: x")])
+    code, out = run_cli(capsys, "addin", "install", "--dest", str(tmp_path / "d"))
+    assert "WARNING: the poisson kernels could not be compiled (TypingError: x)" in out
+    assert "done in" not in out
+
+
+def test_warm_up_compiles_every_common_fit():
+    from xlglmm import jit
+    assert jit.warm_up() == []
 
 
 def test_install_dry_run_writes_nothing(tmp_path, capsys):

@@ -159,7 +159,7 @@ def test_output_folder_missing(tmp_path, book, capsys, no_fit, sub):
     assert one_line(err) == (f"xlglmm {sub}: error: {out}: the folder {out.parent} does not "
                              "exist; create it first or choose another folder")
     assert ".tmp" not in err and no_fit == []
-    assert sorted(os.listdir(tmp_path)) == (["book.xlsx"] if sub == "recalc" else ["book.xlsx"])
+    assert sorted(os.listdir(tmp_path)) == ["book.xlsx"]          # nothing was written
 
 
 @pytest.mark.parametrize("sub", ["recalc", "demo"])
@@ -472,3 +472,32 @@ def test_format_block_compare_table():
     (None, "number")])
 def test_column_kind(header, kind):
     assert demo.column_kind(header) == kind
+
+
+def test_a_closed_pipe_does_not_stop_the_work(tmp_path):
+    """``xlglmm demo | head -1``: the reader leaves after one line; the demo still
+    fits and writes its workbook, and exits with its own status (0), quietly."""
+    import shutil
+    import subprocess
+    import sys
+    if shutil.which("bash") is None or shutil.which("head") is None:
+        pytest.skip("needs bash and head")
+    out = tmp_path / "demo.xlsx"
+    r = subprocess.run(["bash", "-c", f'"{sys.executable}" -m xlglmm demo -o "{out}" | head -1;'
+                        ' exit "${PIPESTATUS[0]}"'], capture_output=True, text=True,
+                       timeout=600)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.startswith("xlglmm demo:") and len(r.stdout.splitlines()) == 1
+    assert "Traceback" not in r.stderr and "BrokenPipe" not in r.stderr
+    assert out.is_file()
+
+
+def test_libreoffice_init_wants_a_profile_folder_named_user(tmp_path, capsys):
+    from xlglmm import cli
+    code = cli.main(["libreoffice", "install", "--init", "--profile", str(tmp_path / "prof"),
+                     "--no-compile"])
+    out = capsys.readouterr().out
+    assert code == 5
+    assert out.strip().splitlines() == [
+        f"error: {tmp_path / 'prof'}: LibreOffice keeps a profile in a folder named 'user' "
+        "(e.g. ~/.config/libreoffice/4/user); give --profile such a folder"]

@@ -122,3 +122,29 @@ def test_a_read_only_install_caches_in_the_user_folder(read_only_install):
     assert "compiling" not in stderr
     assert second["compile_seconds"] < read_only_install["first"][0]["compile_seconds"]
     assert second["beta"] == read_only_install["first"][0]["beta"]
+
+
+def test_compilation_time_is_counted_per_thread():
+    """A fit's clock subtracts only the compilation that held up its own thread:
+    four threads compiling at once leave each one's elapsed time >= 0 (a process-wide
+    total once made it negative), and the time is compilation, not fitting."""
+    import threading
+    import time
+    import numba
+    from xlglmm import jit
+    results = []
+
+    def work(k):
+        clock = jit.Stopwatch()
+        f = numba.njit(lambda x, k=k: x * k + 1.0)   # a new function: compiled here
+        f(1.0)
+        results.append((clock.elapsed(), clock.compiled()))
+    threads = [threading.Thread(target=work, args=(k,)) for k in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert len(results) == 4
+    for elapsed, compiled in results:
+        assert elapsed >= 0.0
+        assert compiled > elapsed            # nearly all of each thread's time

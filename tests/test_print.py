@@ -18,8 +18,10 @@ template (the print areas: one range per page, in reading order):
 """
 from __future__ import annotations
 
+import os
 import re
 import shutil
+import signal
 import subprocess
 import zipfile
 from pathlib import Path
@@ -102,14 +104,21 @@ def printed(tmp_path_factory):
         copies.append(tmp / path.name)
         stored_results_copy(path, copies[-1])
     profile = (tmp / "profile").as_uri()
-    proc = subprocess.run([SOFFICE, f"-env:UserInstallation={profile}", "--headless",
-                           "--convert-to", "pdf", "--outdir", str(tmp / "pdf"),
-                           *map(str, copies)], capture_output=True, text=True, timeout=300)
-    assert proc.returncode == 0, proc.stderr
+    proc = subprocess.Popen([SOFFICE, f"-env:UserInstallation={profile}", "--headless",
+                             "--convert-to", "pdf", "--outdir", str(tmp / "pdf"),
+                             *map(str, copies)], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, start_new_session=True)
+    try:
+        stdout, stderr = proc.communicate(timeout=300)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)     # soffice.bin too, not only the wrapper
+        proc.communicate()
+        pytest.fail("LibreOffice did not convert the templates within 300 s")
+    assert proc.returncode == 0, stderr
     out = {}
     for path in TEMPLATES:
         pdf = tmp / "pdf" / f"{path.stem}.pdf"
-        assert pdf.exists(), (proc.stdout, proc.stderr)
+        assert pdf.exists(), (stdout, stderr)
         text = subprocess.run([PDFTOTEXT, "-layout", str(pdf), "-"], capture_output=True,
                               text=True, check=True).stdout
         pages = text.split("\f")[:-1]

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import subprocess
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -116,8 +117,10 @@ def _addin_install(args: argparse.Namespace) -> int:
     else:
         for line in addin.execute(plan):
             out(line)
+        # compile for the Python the add-in will call, when that is this one (not
+        # when staging the files here for a Windows machine)
         same_python = Path(args.interpreter).resolve() == Path(sys.executable).resolve()
-        if not args.no_compile and same_python:
+        if not args.no_compile and same_python and win:
             compile_kernels(out)
     for w in plan.warnings:
         out(f"WARNING: {w}")
@@ -142,18 +145,25 @@ def _addin_install(args: argparse.Namespace) -> int:
     return 0
 
 
-def compile_kernels(out) -> float:
+def compile_kernels(out) -> bool:
     """Compile the numerical kernels now (``jit.warm_up``), so that the first worksheet
-    call does not wait for them; they are cached on disk for this Python."""
+    call does not wait for them; they are cached on disk for this Python.  Says
+    whether that worked."""
+    import time
+
     from . import jit
     out("Compiling the numerical kernels for this machine (once; they are cached on disk) ...")
-    import time
-    t0 = time.perf_counter()
-    jit.warm_up()
-    n = jit.compilations()
-    out(f"  done in {time.perf_counter() - t0:.1f} s" +
-        ("" if n else " (they were already compiled)"))
-    return time.perf_counter() - t0
+    t0, n0 = time.perf_counter(), jit.compilations()
+    failed = jit.warm_up()
+    took = time.perf_counter() - t0
+    if failed:
+        for step, err in failed:
+            out(f"  WARNING: the {step} kernels could not be compiled ({err}); the first "
+                "worksheet call will try again")
+        return False
+    out(f"  done in {took:.1f} s" + ("" if jit.compilations() > n0
+                                      else " (they were already compiled)"))
+    return True
 
 
 def _print_alternatives(out, doc) -> None:
@@ -259,12 +269,21 @@ def _libreoffice_install(args: argparse.Namespace) -> int:
     from . import libreoffice as lo
     user = args.profile or lo.default_profile()
     if args.init and not (user / "basic").is_dir():
+        if user.name != "user":
+            print(f"error: {user}: LibreOffice keeps a profile in a folder named 'user' "
+                  "(e.g. ~/.config/libreoffice/4/user); give --profile such a folder")
+            return Exit.ENVIRONMENT
         soffice = lo.find_soffice()
         if soffice is None:
             print("error: --init needs LibreOffice (soffice) on PATH")
             return Exit.ENVIRONMENT
         print(f"creating the LibreOffice profile {user} ...")
-        lo.initialise_profile(user, soffice)
+        try:
+            lo.initialise_profile(user, soffice)
+        except (RuntimeError, OSError, subprocess.SubprocessError) as e:
+            print(f"error: {user}: LibreOffice could not create the profile ({e}); start "
+                  "LibreOffice once by hand, then run this again without --init")
+            return Exit.ENVIRONMENT
     if lo.is_running(user) and not args.force:
         print(f"error: LibreOffice is running with profile {user}: close it and run this "
               "again (it rewrites its macro library list when it exits); --force to go on")
@@ -346,17 +365,49 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+class _ClosedPipeSafe:
+    """stdout that survives its reader going away (``xlglmm demo | head``): the
+    rest of the output is dropped, the work (fits, the file written) goes on, and
+    the exit status is the work's own."""
+
+    def __init__(self, stream):
+        self._stream = stream
+        self.closed_pipe = False
+
+    def write(self, text):
+        if not self.closed_pipe:
+            try:
+                return self._stream.write(text)
+            except BrokenPipeError:
+                self.closed_pipe = True
+        return len(text)
+
+    def flush(self):
+        if not self.closed_pipe:
+            try:
+                self._stream.flush()
+            except BrokenPipeError:
+                self.closed_pipe = True
+
+    def __getattr__(self, name):
+        return getattr(self._stream, name)
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    out = sys.stdout
+    sys.stdout = _ClosedPipeSafe(out)
     try:
         return int(args.handler(args) or 0)
-    except BrokenPipeError:
-        # the reader went away (xlglmm demo | head): stop quietly, as Unix tools do
-        try:
-            sys.stdout = open(os.devnull, "w")
-        except OSError:
-            pass
-        return 0
+    finally:
+        safe, sys.stdout = sys.stdout, out
+        if getattr(safe, "closed_pipe", False):
+            # Python flushes stdout again at exit: point it at nothing
+            try:
+                sys.stdout = open(os.devnull, "w")
+                os.dup2(sys.stdout.fileno(), out.fileno())
+            except (OSError, ValueError, AttributeError):
+                pass
 
 
 if __name__ == "__main__":

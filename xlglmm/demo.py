@@ -128,6 +128,11 @@ def worksheet_args():
     return y, X, groups, offset
 
 
+def _duration(seconds: float) -> str:
+    """0.021 -> '21 ms', 12.34 -> '12.3 s'."""
+    return f"{1000 * seconds:.0f} ms" if seconds < 1 else f"{seconds:.1f} s"
+
+
 def _stderr(text: str) -> None:
     print(text, file=sys.stderr)
 
@@ -184,7 +189,7 @@ def run(output=None, out=print, stream=None, err=_stderr) -> int:
         err(f"xlglmm demo: error: the model could not be fitted: {block}")
         return int(Exit.MODEL)
     if fits.fits:
-        timing = f"fitted in {fits.fit_seconds:.1f} s"
+        timing = f"fitted in {_duration(fits.fit_seconds)}"
         if fits.compile_seconds:
             timing += (f"; compiling the numerical kernels took {fits.compile_seconds:.1f} s, "
                        "once")
@@ -195,7 +200,7 @@ def run(output=None, out=print, stream=None, err=_stderr) -> int:
     out(format_block(block))
     out("")
     conv = _row(block, "converged")
-    if conv is not None and conv[1] is False:
+    if conv is not None and not conv[1]:
         err("xlglmm demo: error: the fit did not converge (see Notes above), so its "
             f"numbers are not reliable; nothing was written to {path}")
         return int(Exit.MODEL)

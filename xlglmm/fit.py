@@ -272,7 +272,7 @@ def _glmer(formula, data, family, *, link, offset, weights, nAGQ, groups, se_met
         try:
             _, h_lme4 = deriv12(lambda x: f_lme4(x[:nt], x[nt:], its)[0], x_hat, fx=f_hat,
                                 budget=budget, delta=LME4_HESSIAN_STEP,
-                                scale=_parameter_scales(hess))
+                                scale=_parameter_scales(hess, nt))
             v_lme4 = _cov_from_hessian(h_lme4, nt)
         except FitTimeout:
             v_lme4 = None
@@ -400,7 +400,7 @@ def _glmer_nb(formula, data, *, link, offset, weights, nAGQ, groups, se_method,
 LME4_HESSIAN_STEP = 0.01    # finite-difference step of lme4's Hessian, in standard errors
 
 
-def _parameter_scales(hess) -> np.ndarray:
+def _parameter_scales(hess, nt: int) -> np.ndarray:
     """Each parameter's standard error, sqrt(diag(2 H^-1)) of the deviance Hessian
     in (theta, beta): the steps of lme4's Hessian are ``LME4_HESSIAN_STEP`` of these.
 
@@ -416,7 +416,9 @@ def _parameter_scales(hess) -> np.ndarray:
         se = np.sqrt(np.abs(np.diag(2.0 * np.linalg.inv(hess))))
     except np.linalg.LinAlgError:
         se = np.full(hess.shape[0], np.nan)
-    return np.where(np.isfinite(se) & (se > 0), np.clip(se, 1e-6, 1e3), 0.01)
+    scale = np.where(np.isfinite(se) & (se > 0), np.clip(se, 1e-6, 1e3), 0.01)
+    scale[:nt] = np.minimum(scale[:nt], 5.0)   # theta moves by at most 0.05 (its scale is 1)
+    return scale
 
 
 def _approx_hessian(dev, f2, x1, f1v, st1, budget):

@@ -5,10 +5,10 @@ cached on disk (Numba's cache: next to the package, or in the user's cache folde
 when the package is installed read-only).  Compiling takes seconds; a fit of a
 160-row model takes milliseconds.  So:
 
-* ``seconds()`` is the total time this process has spent compiling kernels or
-  loading them from the cache (the time under Numba's compiler lock); a fit's time
-  budget (``optimize.Budget``) subtracts what happened while it ran, so a first fit
-  is never stopped, and its result never changed, by compilation;
+* ``seconds()`` is the time this thread has spent compiling kernels or loading them
+  from the cache (the time under, or waiting for, Numba's compiler lock); a fit's
+  time budget (``optimize.Budget``) subtracts what happened while it ran, so a first
+  fit is never stopped, and its result never changed, by compilation;
 * ``announce(callback)`` lets a front end (``xlglmm demo``, ``xlglmm recalc``, the
   Python API's stderr line) say that it is compiling, and for how long;
 * ``warm_up()`` compiles the kernels a typical fit needs ahead of time (the
@@ -30,9 +30,9 @@ import time
 from numba.core import event as _event
 
 _lock = threading.Lock()
-_total = 0.0                  # seconds under Numba's compiler lock (outermost)
 _count = 0                    # functions compiled (not loaded from the cache)
-_local = threading.local()    # per thread: lock depth and its start, compile depth
+_local = threading.local()    # per thread: its seconds under Numba's compiler lock
+                              # (waiting for it included), lock and compile depths
 _callbacks: list = []
 
 
@@ -50,11 +50,9 @@ class _LockListener(_event.Listener):
         d = getattr(_local, "lock_depth", 1) - 1
         _local.lock_depth = d
         if d == 0:
-            global _total
             dt = time.perf_counter() - getattr(_local, "lock_start", time.perf_counter())
             _local.lock_start = None
-            with _lock:
-                _total += dt
+            _local.total = getattr(_local, "total", 0.0) + dt
 
 
 class _CompileListener(_event.Listener):
@@ -85,10 +83,11 @@ _event.register("numba:compile", _CompileListener())
 
 
 def seconds() -> float:
-    """Seconds this process has spent compiling kernels or loading them from the
-    cache (finished, plus the stretch under way in this thread, if any)."""
-    with _lock:
-        t = _total
+    """Seconds this thread has spent compiling kernels, loading them from the cache,
+    or waiting for another thread that does (Numba's compiler lock is one per
+    process): finished stretches plus the one under way, if any.  Per thread, so a
+    fit's clock (``Stopwatch``) subtracts only what held up its own thread."""
+    t = getattr(_local, "total", 0.0)
     t0 = getattr(_local, "lock_start", None)
     return t + (time.perf_counter() - t0 if t0 is not None else 0.0)
 
@@ -153,16 +152,15 @@ def notice(stream=None):
               "time budget)", file=stream, flush=True)
 
 
-def warm_up(progress=None) -> float:
+def warm_up(progress=None) -> list:
     """Compile (or load from the cache) the kernels of the common fits: Laplace
     and AGQ, every family, lme4's standard errors, the linear mixed model.  Returns
-    the seconds spent compiling (0 when everything came from the cache)."""
+    the steps that failed, as (step, error) pairs (empty when all went through)."""
     import numpy as np
     import pandas as pd
 
     from .fit import glmer
     from .lmm import lmer
-    before = seconds()
     rng = np.random.default_rng(1)
     g = np.repeat(np.arange(8), 6)
     h = np.tile(np.arange(6), 8)
@@ -177,11 +175,12 @@ def warm_up(progress=None) -> float:
              ("AGQ", lambda: glmer("c ~ x + (1|g)", df, "poisson", nAGQ=5)),
              ("gamma", lambda: glmer("a ~ x + (1|g)", df, "gamma", link="log")),
              ("linear mixed model", lambda: lmer("r ~ x + (1|g)", df))]
+    failed = []
     for name, step in steps:
         if progress is not None:
             progress(name)
         try:
             step()
-        except Exception:       # a degenerate toy fit still compiled what it reached
-            pass
-    return seconds() - before
+        except Exception as e:      # reported: a broken install must not look compiled
+            failed.append((name, f"{type(e).__name__}: {e}"))
+    return failed
