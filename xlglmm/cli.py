@@ -311,7 +311,8 @@ def _libreoffice_install(args: argparse.Namespace) -> int:
         compile_kernels(print)          # the worker runs this Python: its first cell won't wait
     print(done.start.advice)
     print("Open a workbook that calls GLMM_POISSON, GLMM_BINOMIAL, GLMM, GLMM_RANEF, "
-          "GLMM_PREDICT, GLMM_COMPARE, GLMM_NEGBIN or LMM (e.g. the templates in workbooks/); "
+          "GLMM_PREDICT, GLMM_COMPARE, GLMM_NEGBIN or LMM (e.g. the one `xlglmm demo` "
+          "writes, or the templates in a clone's workbooks/); "
           "Data > Calculate > Recalculate Hard recomputes them.")
     print(lo.MACRO_SECURITY)
     return 0
