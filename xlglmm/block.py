@@ -40,9 +40,13 @@ def significant(values, digits: int = SIGNIFICANT_DIGITS) -> np.ndarray:
     The rounding is Python's correctly rounded decimal conversion (the same on every
     platform), not a power-of-ten scaling (whose pow() differs between libraries)."""
     x = np.asarray(values, dtype=float)
-    fmt = f"{{:.{digits - 1}e}}".format
-    flat = [float(fmt(v)) if math.isfinite(v) else v for v in x.ravel().tolist()]
+    flat = [_round(v, digits) for v in x.ravel().tolist()]
     return np.array(flat, dtype=float).reshape(x.shape)
+
+
+def _round(f: float, digits: int = SIGNIFICANT_DIGITS) -> float:
+    """One number to ``digits`` significant digits (non-finite ones unchanged)."""
+    return float(f"{f:.{digits - 1}e}") if math.isfinite(f) else f
 
 
 def _num(v):
@@ -51,9 +55,7 @@ def _num(v):
         f = float(v)
     except (TypeError, ValueError):
         return BLANK
-    if not math.isfinite(f):
-        return BLANK
-    return float(f"{f:.{SIGNIFICANT_DIGITS - 1}e}")
+    return _round(f) if math.isfinite(f) else BLANK
 
 
 def _text(v):

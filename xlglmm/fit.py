@@ -91,14 +91,9 @@ def glmer(formula, data, family="poisson", *, link=None, offset=None, weights=No
     max_evals : cap on deviance evaluations per optimisation stage
     progress : optional callable(stage: str, evaluations: int) for long fits
     """
-    clock = jit.Stopwatch()
-    with jit.notice():
-        res = _glmer(formula, data, family, link=link, offset=offset, weights=weights,
-                     nAGQ=nAGQ, groups=groups, se_method=se_method, time_budget=time_budget,
-                     max_evals=max_evals, progress=progress)
-    res.seconds = clock.elapsed()           # fitting only: compilation is not a fit's time
-    res.compile_seconds = clock.compiled()
-    return res
+    return jit.timed(_glmer, formula, data, family, link=link, offset=offset,
+                     weights=weights, nAGQ=nAGQ, groups=groups, se_method=se_method,
+                     time_budget=time_budget, max_evals=max_evals, progress=progress)
 
 
 def _glmer(formula, data, family, *, link, offset, weights, nAGQ, groups, se_method,

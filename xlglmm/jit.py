@@ -152,6 +152,18 @@ def notice(stream=None):
               "time budget)", file=stream, flush=True)
 
 
+def timed(fit, *args, **kwargs):
+    """Run a fit (``fit.glmer``'s and ``lmm.lmer``'s body) with the API's notice, and
+    set its ``seconds`` (fitting only) and ``compile_seconds`` (compiling or loading
+    the kernels meanwhile)."""
+    clock = Stopwatch()
+    with notice():
+        res = fit(*args, **kwargs)
+    res.seconds = clock.elapsed()
+    res.compile_seconds = clock.compiled()
+    return res
+
+
 def warm_up(progress=None) -> list:
     """Compile (or load from the cache) the kernels of the common fits: Laplace
     and AGQ, every family, lme4's standard errors, the linear mixed model.  Returns

@@ -67,13 +67,8 @@ def lmer(formula, data, REML=True, *, offset=None, weights=None, groups=None,
     Arguments as :func:`xlglmm.glmer` (without family/link/nAGQ).  p-values in the
     result use the normal approximation (lme4 prints none for LMMs); a note says so.
     """
-    clock = jit.Stopwatch()
-    with jit.notice():
-        res = _lmer(formula, data, REML, offset=offset, weights=weights, groups=groups,
-                    time_budget=time_budget, max_evals=max_evals)
-    res.seconds = clock.elapsed()           # fitting only: compilation is not a fit's time
-    res.compile_seconds = clock.compiled()
-    return res
+    return jit.timed(_lmer, formula, data, REML, offset=offset, weights=weights,
+                     groups=groups, time_budget=time_budget, max_evals=max_evals)
 
 
 def _lmer(formula, data, REML, *, offset, weights, groups, time_budget,

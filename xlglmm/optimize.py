@@ -60,9 +60,6 @@ class Budget:
     max_evals: int = 100000
     clock: jit.Stopwatch = field(default_factory=jit.Stopwatch)
 
-    def elapsed(self) -> float:
-        return self.clock.elapsed()
-
     def expired(self) -> bool:
         return self.seconds is not None and self.clock.elapsed() > self.seconds
 

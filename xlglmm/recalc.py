@@ -495,12 +495,11 @@ def _fit_hook(callback):
             callback("start", 0)
             if name == "lmer":
                 callback("fitting a linear mixed model", 0)
-            t0 = time.perf_counter()
             clock, n0 = jit.Stopwatch(), jit.compilations()
             try:
                 return orig(*args, **kwargs)
             finally:
-                log.seconds += time.perf_counter() - t0
+                log.seconds += time.perf_counter() - clock.start
                 if jit.compilations() > n0:   # not a mere load from Numba's cache
                     log.compiled(clock.compiled())
         return fit_with_progress

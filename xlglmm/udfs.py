@@ -28,7 +28,6 @@ from __future__ import annotations
 import functools
 import math
 import os
-import time
 from dataclasses import dataclass
 
 import numpy as np
@@ -102,8 +101,7 @@ class SheetModel:
         cols = [(c, _hashable(self.data[c].to_numpy())) for c in self.data.columns]
         # the link as the fit uses it: GLMM_BINOMIAL's "logit" and a companion's blank
         # (the family's default) are the same model, so they share one fit
-        link = make_family(self.family, self.link).link if self.family != "negbin" \
-            else (self.link or "log")
+        link = make_family(self.family, self.link).link
         return cache.digest("fit", self.formula, self.family, link, self.nAGQ, cols,
                             self.offset, self.weights, DEFAULT_TIME_BUDGET, self.nb_theta,
                             self.reml)
