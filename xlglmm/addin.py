@@ -20,10 +20,11 @@ from __future__ import annotations
 import filecmp
 import os
 import shutil
-import sys
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
+
+from .files import is_windows  # one definition of the platform test (files.py)
 
 ADDIN_FILE = "xlglmm.xlam"
 BAS_FILE = "xlglmm_udfs.bas"
@@ -39,10 +40,6 @@ PROJECT_NAMES = ("xlglmm", "myaddin")
 
 TRUST_SETTING = ("File > Options > Trust Center > Trust Center Settings > Macro Settings > "
                  "\"Trust access to the VBA project object model\"")
-
-
-def is_windows() -> bool:
-    return sys.platform.startswith("win")
 
 
 def addin_dir() -> Path:
