@@ -137,7 +137,19 @@ def serve(stdin=None, stdout=None) -> int:
             answer({"result": evaluate(json.loads(line), specs)})
         except Exception as e:          # the bridge turns this into a #GLMM! cell
             answer({"error": f"internal error in the xlglmm worker ({type(e).__name__}: {e})"})
+    _leave_worker_folder()
     return 0
+
+
+def _leave_worker_folder() -> None:
+    """Remove the empty private folder xlglmm_calc.py started the worker in."""
+    here = os.getcwd()
+    if os.path.basename(here).startswith(bridge().WORKER_FOLDER_PREFIX):
+        try:
+            os.chdir(os.path.dirname(here))
+            os.rmdir(here)
+        except OSError:
+            pass
 
 
 # ---- the Basic module -------------------------------------------------------------------------
@@ -618,12 +630,15 @@ def check_worker(python: str, env: dict | None = None, timeout: float = 120) -> 
     wrong."""
     req = json.dumps({"function": "GLMM_POISSON", "args": []}) + "\n"
     calc = bridge()
+    folder = calc.worker_folder()
     try:
         p = subprocess.run(calc.worker_command(python), input=req, capture_output=True,
-                           text=True, timeout=timeout, cwd=calc.worker_folder(python),
+                           text=True, timeout=timeout, cwd=folder,
                            env=calc.worker_environment(os.environ, env or {}))
     except (OSError, subprocess.TimeoutExpired) as e:
         return str(e)
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
     lines = p.stdout.splitlines()
     if len(lines) < 2 or json.loads(lines[0]).get("protocol") != PROTOCOL:
         return (p.stderr.strip().splitlines() or ["no answer"])[-1]
