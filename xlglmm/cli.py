@@ -109,7 +109,11 @@ def _addin_install(args: argparse.Namespace) -> int:
             out(f"Note: INTERPRETER_WIN is set to this machine's Python ({sys.executable}); "
                 "on Windows use --interpreter or edit the .conf files.")
 
-    plan = addin.plan_install(dest, home, args.interpreter, force=args.force)
+    try:
+        plan = addin.plan_install(dest, home, args.interpreter, force=args.force)
+    except addin.ConfigValueError as e:
+        out(f"error: --interpreter: {e}")
+        return Exit.USAGE
     if args.dry_run:
         out("Dry run, nothing written. Would:")
         for line in addin.describe(plan):
