@@ -329,7 +329,7 @@ def _libreoffice_install(args: argparse.Namespace) -> int:
     for path in done.backups:
         print(f"kept the file that was there as {path} (it differed, and xlglmm had not "
               "written it)")
-    print(f"worker: {args.python} -m xlglmm.libreoffice serve"
+    print(f"worker: {args.python} -P -m xlglmm.libreoffice serve"
           + (f" (with {', '.join(f'{k}={v}' for k, v in env.items())})" if env else "")
           + ("" if args.no_check else ", checked"))
     for path in done.start.launchers:
