@@ -428,3 +428,35 @@ def check_case(case: Case, out) -> None:
     else:
         assert isinstance(out, list), f"{case.cls}: expected a block, got {out!r}"
         assert case.check(out), f"{case.cls}: {summary(out)}"
+
+# ---- issue 18: installers and sheet functions (GLMM_COMPARE, GLMM_PREDICT, long labels)
+_YG = [1, 2, 1, 5, 6, 7, 10, 12, 11, 0, 1, 0]       # group effects that are not zero
+_FIT = [["logLik", -19.7613552856], ["AIC", 45.5227105713], ["BIC", 46.9774305207],
+        ["nobs", 12.0], ["npar", 3.0]]
+_FIT2 = [["logLik", -23.0029810102], ["AIC", 50.0059620205], ["BIC", 50.97577532],
+         ["nobs", 12.0], ["npar", 2.0]]
+_LONG = 32_767
+CASES += [
+    Case("GLMM_COMPARE: edited fit blocks", "model1's npar edited to 1e300", "GLMM_COMPARE",
+         ([r if r[0] != "npar" else ["npar", 1e300] for r in _FIT], _FIT2),
+         expect="#GLMM! model1's npar row does not hold a valid number: pass the fit "
+                "block unchanged"),
+    Case("GLMM_COMPARE: edited fit blocks", "model1's logLik edited to -5 (AIC left as it "
+         "was)", "GLMM_COMPARE",
+         ([r if r[0] != "logLik" else ["logLik", -5.0] for r in _FIT], _FIT2),
+         expect="#GLMM! model1's logLik, npar and AIC rows do not agree "
+                "(AIC = 2*npar - 2*logLik): pass the fit block unchanged"),
+    Case("GLMM_PREDICT: new rows", "new_groups' last row blank (3 rows of new_X)",
+         "GLMM_PREDICT", (col(_YG), col(X), col(G), col([1, 2, 3]), col(["a", "b", None])),
+         check=lambda b: len(b) == 4 and all(isinstance(r[0], float) for r in b[1:])),
+    Case("GLMM_PREDICT: new rows", "new_groups 2 rows for 3 rows of new_X", "GLMM_PREDICT",
+         (col(_YG), col(X), col(G), col([1, 2, 3]), col(["a", "b"])),
+         expect="#GLMM! new_groups has 2 rows but new_X has 3 new rows: the ranges must "
+                "cover the same rows"),
+    Case("labels longer than a cell", "(1|a:b) with two 32,767-character labels",
+         "GLMM_RANEF", ("y ~ x + (1|a:b)", table(y=Y, x=X, a=["a" * _LONG, "c"] * 6,
+                                                  b=["b" * _LONG, "x", "x"] * 4)),
+         check=lambda b: max(len(v) for r in b for v in r if isinstance(v, str)) == _LONG
+         and any(isinstance(r[1], str) and "\u2026 (cut: 65,535 characters, #" in r[1]
+                 for r in b)),
+]

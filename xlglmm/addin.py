@@ -94,6 +94,34 @@ def parse_config(text: str) -> list[tuple[str, str]]:
     return pairs
 
 
+def value_problem(value: str) -> str:
+    """'' when ``value`` can be a VALUE of the .conf; else what is in the way.  xlwings'
+    VBA reads each pair with ``Input #``, which ends a quoted string at the next ``"``
+    (there is no escape: a doubled quote ends it too) and a line at CR or LF, and its
+    Python reader (xlwings.utils.read_user_config) takes the text between quotes on one
+    line.  So a quote, CR or LF in a value would end it early and the rest would be read
+    as further pairs (a crafted --interpreter could add a "UDF MODULES" line of its own);
+    NUL and other control characters are no part of a Windows path; and the file is
+    written in the ANSI code page on Windows, which must hold every character."""
+    if not value:
+        return "is empty"
+    if "\r" in value or "\n" in value:
+        return "holds a line break"
+    if '"' in value:
+        return 'holds a double quote (")'
+    if any(ord(c) < 32 or ord(c) == 127 for c in value):
+        return "holds a control character"
+    try:
+        value.encode(config_encoding())
+    except UnicodeError:
+        return f"holds characters the file's encoding ({config_encoding()}) cannot store"
+    return ""
+
+
+class ConfigValueError(ValueError):
+    """A value that cannot be written into the add-in's .conf."""
+
+
 def format_config(pairs) -> str:
     return "".join(f'"{k}","{v}"\r\n' for k, v in pairs)
 
@@ -150,6 +178,15 @@ def plan_install(dest: Path | None, home: Path | None, interpreter: str,
     ``home``: folder that gets ``.xlglmm\\xlglmm.conf`` and ``.myaddin\\myaddin.conf``."""
     source = addin_file(ADDIN_FILE)
     settings = {"INTERPRETER_WIN": interpreter, "UDF MODULES": UDF_MODULES}
+    if home is not None:
+        for key, value in settings.items():
+            problem = value_problem(value)
+            if problem:
+                shown = repr(value) if len(value) <= 80 else repr(value[:77]) + "..."
+                raise ConfigValueError(
+                    f"{key} = {shown} {problem}: it cannot be written into the add-in's "
+                    '.conf, whose "KEY","VALUE" lines Excel reads with no escapes; give '
+                    "the plain path of python.exe")
     plan = InstallPlan(dest / ADDIN_FILE if dest else None,
                        [config_path(home, p) for p in PROJECT_NAMES] if home else [])
     if dest is not None:

@@ -17,6 +17,7 @@ ratio) for the logit link; other links leave them out.
 """
 from __future__ import annotations
 
+import hashlib
 import math
 
 import numpy as np
@@ -145,9 +146,32 @@ def fit_block(result: GLMMResult, alpha: float = 0.05, extra_fit_rows=()) -> lis
     return rectangular(rows)
 
 
+#: the most characters an Excel cell holds; a longer text (a level label of an interaction
+#: of two long labels, a factor level after its variable's name) is cut to it and ends
+#: with a mark saying so, with the full text's length and a short hash of it (two labels
+#: that differ only beyond the cut stay apart)
+MAX_CELL_TEXT = 32_767
+
+
+def cut_mark(s: str) -> str:
+    digest = hashlib.sha1(s.encode("utf-8", "surrogatepass")).hexdigest()[:8]
+    return f"\u2026 (cut: {len(s):,} characters, #{digest})"
+
+
+def cell_text(s):
+    """A text cell no longer than Excel allows (others unchanged)."""
+    if isinstance(s, str) and len(s) > MAX_CELL_TEXT:
+        mark = cut_mark(s)
+        return s[:MAX_CELL_TEXT - len(mark)] + mark
+    return s
+
+
 def rectangular(rows: list) -> list:
+    """Rows padded to one width with blank cells; every block passes through here, so
+    here texts are cut to what a cell holds."""
     width = max(len(r) for r in rows)
-    return [list(r) + [BLANK] * (width - len(r)) for r in rows]
+    return [[cell_text(v) if isinstance(v, str) else v for v in r] + [BLANK] * (width - len(r))
+            for r in rows]
 
 
 def ranef_block(result: GLMMResult) -> list:

@@ -109,7 +109,11 @@ def _addin_install(args: argparse.Namespace) -> int:
             out(f"Note: INTERPRETER_WIN is set to this machine's Python ({sys.executable}); "
                 "on Windows use --interpreter or edit the .conf files.")
 
-    plan = addin.plan_install(dest, home, args.interpreter, force=args.force)
+    try:
+        plan = addin.plan_install(dest, home, args.interpreter, force=args.force)
+    except addin.ConfigValueError as e:
+        out(f"error: --interpreter: {e}")
+        return Exit.USAGE
     if args.dry_run:
         out("Dry run, nothing written. Would:")
         for line in addin.describe(plan):
@@ -252,13 +256,28 @@ def _configure_libreoffice(p: argparse.ArgumentParser) -> None:
     inst.add_argument("--no-compile", action="store_true",
                       help="do not compile the numerical kernels now (the first cell then "
                            "compiles them, once)")
-    inst.add_argument("--timeout", type=float, default=lo.DEFAULT_TIMEOUT, metavar="S",
+    inst.add_argument("--timeout", type=_seconds, default=lo.DEFAULT_TIMEOUT, metavar="S",
                       help="seconds a cell waits for its result before the worker is "
                            "stopped (default %(default)s)")
     inst.set_defaults(lo_handler=_libreoffice_install)
     un = actions.add_parser("uninstall", help="remove the module and the script again")
     un.add_argument("--profile", type=Path, metavar="DIR", help=profile_help)
     un.set_defaults(lo_handler=_libreoffice_uninstall)
+
+
+MAX_TIMEOUT = 86_400
+
+
+def _seconds(text: str) -> float:
+    """--timeout: seconds from 1 to a day (a cell waits that long before its worker is
+    stopped; NaN, infinity, zero or a negative number would never or always stop it)."""
+    try:
+        t = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds")
+    if not 1 <= t <= MAX_TIMEOUT:
+        raise argparse.ArgumentTypeError(f"{text} is not from 1 to {MAX_TIMEOUT} seconds")
+    return t
 
 
 def _run_libreoffice(args: argparse.Namespace) -> int:
@@ -288,6 +307,11 @@ def _libreoffice_install(args: argparse.Namespace) -> int:
         print(f"error: LibreOffice is running with profile {user}: close it and run this "
               "again (it rewrites its macro library list when it exits); --force to go on")
         return Exit.ENVIRONMENT
+    try:
+        args.python = lo.interpreter_path(args.python)
+    except (ValueError, FileNotFoundError) as e:
+        print(f"error: {e}")
+        return Exit.USAGE
     env = {}
     if not args.no_check:
         try:
@@ -302,7 +326,10 @@ def _libreoffice_install(args: argparse.Namespace) -> int:
         return Exit.ENVIRONMENT
     print(f"installed Basic module {lo.MODULE_NAME} (My Macros > {lo.LIBRARY}): {done.module}")
     print(f"installed {lo.SCRIPT_FILE}: {done.script}")
-    print(f"worker: {args.python} -m xlglmm.libreoffice serve"
+    for path in done.backups:
+        print(f"kept the file that was there as {path} (it differed, and xlglmm had not "
+              "written it)")
+    print(f"worker: {args.python} -P -m xlglmm.libreoffice serve"
           + (f" (with {', '.join(f'{k}={v}' for k, v in env.items())})" if env else "")
           + ("" if args.no_check else ", checked"))
     for path in done.start.launchers:
@@ -321,8 +348,11 @@ def _libreoffice_install(args: argparse.Namespace) -> int:
 def _libreoffice_uninstall(args: argparse.Namespace) -> int:
     from . import libreoffice as lo
     user = args.profile or lo.default_profile()
-    for path in lo.uninstall(user):
+    removed, backups = lo.uninstall(user)
+    for path in removed:
         print(f"removed {path}")
+    for path in backups:
+        print(f"kept a copy of it as {path} (it was not as xlglmm wrote it)")
     return 0
 
 

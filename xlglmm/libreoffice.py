@@ -137,7 +137,19 @@ def serve(stdin=None, stdout=None) -> int:
             answer({"result": evaluate(json.loads(line), specs)})
         except Exception as e:          # the bridge turns this into a #GLMM! cell
             answer({"error": f"internal error in the xlglmm worker ({type(e).__name__}: {e})"})
+    _leave_worker_folder()
     return 0
+
+
+def _leave_worker_folder() -> None:
+    """Remove the empty private folder xlglmm_calc.py started the worker in."""
+    here = os.getcwd()
+    if os.path.basename(here).startswith(bridge().WORKER_FOLDER_PREFIX):
+        try:
+            os.chdir(os.path.dirname(here))
+            os.rmdir(here)
+        except OSError:
+            pass
 
 
 # ---- the Basic module -------------------------------------------------------------------------
@@ -540,11 +552,27 @@ class Installed:
     script: Path
     config: Path
     start: Start = field(default_factory=lambda: Start("Start LibreOffice."))
+    #: timestamped copies of files that were there, differed, and were not xlglmm's own
+    backups: list = field(default_factory=list)
 
 
 def is_running(user: Path) -> bool:
     """LibreOffice holds ``.lock`` beside the ``user`` folder while it runs."""
     return (user.parent / ".lock").exists()
+
+
+def interpreter_path(python: str) -> str:
+    """The worker's interpreter as an absolute path: a bare name (``python3``) or a
+    relative one would be looked up later from LibreOffice's PATH or working folder, and
+    could be another Python.  Symbolic links are kept (a venv's python is one, and
+    resolving it would leave the venv)."""
+    if not python or any(ord(c) < 32 for c in python):
+        raise ValueError(f"--python {python!r} is not a path to a program")
+    found = python if os.path.dirname(python) else shutil.which(python)
+    if not found or not os.path.isfile(found):
+        raise FileNotFoundError(f"--python {python}: no such program"
+                                + ("" if os.path.dirname(python) else " on PATH"))
+    return os.path.abspath(found)
 
 
 def worker_env(python: str) -> dict:
@@ -560,46 +588,129 @@ def worker_env(python: str) -> dict:
     raise RuntimeError(f"{python} cannot run the xlglmm worker: {problem}")
 
 
+# ---- writing into the profile without losing what is there --------------------------------
+# A file we are about to replace or remove that differs from what we write, and is not one
+# an earlier `xlglmm libreoffice install` wrote (its SHA-256 is recorded under "files" in
+# xlglmm_calc.json), was changed by hand or belongs to someone else (another macro
+# module named XLGLMM): it is kept beside itself as <name>.<YYYYmmdd-HHMMSS>.bak.  A
+# file identical to ours is left alone.
+
+def digest(data: bytes) -> str:
+    import hashlib
+    return hashlib.sha256(data).hexdigest()
+
+
+def backup_path(path: Path) -> Path:
+    import time
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    cand, k = path.with_name(f"{path.name}.{stamp}.bak"), 1
+    while cand.exists():
+        cand, k = path.with_name(f"{path.name}.{stamp}-{k}.bak"), k + 1
+    return cand
+
+
+def keep_backup(path: Path, data: bytes | None, ours) -> Path | None:
+    """Before ``path`` is replaced by ``data`` (None: removed): copy it aside unless it
+    is missing, equal to ``data``, or one of ``ours`` (SHA-256s).  Returns the copy."""
+    try:
+        old = path.read_bytes()
+    except FileNotFoundError:
+        return None
+    if old == data or digest(old) in ours:
+        return None
+    backup = backup_path(path)
+    shutil.copy2(path, backup)
+    return backup
+
+
+def write_kept(path: Path, data: bytes, ours, backups: list) -> None:
+    """Write ``data`` to ``path`` (nothing when it holds it already), backing up first."""
+    backup = keep_backup(path, data, ours)
+    if backup is not None:
+        backups.append(backup)
+    elif path.is_file() and path.read_bytes() == data:
+        return
+    path.write_bytes(data)
+
+
+def read_config(path: Path) -> dict | None:
+    """xlglmm_calc.json as a dict; None when it is missing or not ours to read."""
+    try:
+        cfg = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    return cfg if isinstance(cfg, dict) else None
+
+
+def recorded_files(cfg: dict | None) -> set:
+    files = (cfg or {}).get("files")
+    return {v for v in files.values() if isinstance(v, str)} if isinstance(files, dict) \
+        else set()
+
+
 def install(user: Path, python: str, timeout: float = DEFAULT_TIMEOUT,
             env: dict | None = None, launchers: bool = True) -> Installed:
     """Write the Basic module, xlglmm_calc.py and its configuration into profile ``user``
     (``env``: extra environment for the worker, see :func:`worker_env`); with
     ``launchers``, check how LibreOffice must be started from this shell and write the
-    launchers into its venv if they make it work (:func:`prepare_start`)."""
+    launchers into its venv if they make it work (:func:`prepare_start`).  Files that
+    differ from ours and that xlglmm did not write are kept as backups (see above)."""
     std = user / "basic" / LIBRARY
     xlb = std / "script.xlb"
     if not xlb.is_file():
         raise FileNotFoundError(f"{xlb} does not exist: start LibreOffice once (or pass "
                                 "--init) so that it creates its profile")
-    module = std / f"{MODULE_NAME}.xba"
-    module.write_text(module_xml(shipped_file(BASIC_FILE).read_text(encoding="utf-8")),
-                      encoding="utf-8")
-    xlb.write_text(with_element(xlb.read_text(encoding="utf-8")), encoding="utf-8")
     scripts = user / "Scripts" / "python"
+    config = scripts / CONFIG_FILE
+    old_cfg = read_config(config)
+    ours = recorded_files(old_cfg)
+    backups: list = []
+    module = std / f"{MODULE_NAME}.xba"
+    module_data = module_xml(shipped_file(BASIC_FILE).read_text(encoding="utf-8")).encode()
+    write_kept(module, module_data, ours, backups)
+    listed = with_element(xlb.read_text(encoding="utf-8"))
+    if listed != xlb.read_text(encoding="utf-8"):
+        xlb.write_text(listed, encoding="utf-8")
     scripts.mkdir(parents=True, exist_ok=True)
     script = scripts / SCRIPT_FILE
-    shutil.copyfile(shipped_file(SCRIPT_FILE), script)
-    config = scripts / CONFIG_FILE
-    config.write_text(json.dumps({"python": python, "xlglmm": __version__, "timeout": timeout,
-                                  "env": env or {}}, indent=1) + "\n", encoding="utf-8")
+    script_data = shipped_file(SCRIPT_FILE).read_bytes()
+    write_kept(script, script_data, ours, backups)
+    # keys a user added (start_timeout ...) stay; a file that is not a JSON object is kept
+    cfg = {k: v for k, v in (old_cfg or {}).items()
+           if k not in ("python", "xlglmm", "timeout", "env", "files")}
+    cfg.update({"python": python, "xlglmm": __version__, "timeout": timeout,
+                "env": env or {}, "files": {module.name: digest(module_data),
+                                            script.name: digest(script_data)}})
+    write_kept(config, (json.dumps(cfg, indent=1) + "\n").encode(),
+               set() if old_cfg is None else {digest(config.read_bytes())}, backups)
     return Installed(module, script, config,
-                     prepare_start() if launchers else Start("Start LibreOffice."))
+                     prepare_start() if launchers else Start("Start LibreOffice."), backups)
 
 
-def uninstall(user: Path) -> list[Path]:
+def uninstall(user: Path) -> tuple[list[Path], list[Path]]:
     """Remove the module, the script and its configuration from profile ``user``, and the
-    launchers from the venv active in this shell."""
+    launchers from the venv active in this shell.  Returns the removed files and the
+    backups kept of a module or script that xlglmm did not write as it is."""
     removed = remove_launchers(active_venv_bin())
     std = user / "basic" / LIBRARY
     xlb = std / "script.xlb"
     if xlb.is_file():
-        xlb.write_text(without_element(xlb.read_text(encoding="utf-8")), encoding="utf-8")
+        text = xlb.read_text(encoding="utf-8")
+        if without_element(text) != text:
+            xlb.write_text(without_element(text), encoding="utf-8")
+    config = user / "Scripts" / "python" / CONFIG_FILE
+    ours = recorded_files(read_config(config))
+    backups = []
     for path in (std / f"{MODULE_NAME}.xba", user / "Scripts" / "python" / SCRIPT_FILE,
-                 user / "Scripts" / "python" / CONFIG_FILE):
+                 config):
         if path.is_file():
+            if path != config:
+                backup = keep_backup(path, None, ours)
+                if backup is not None:
+                    backups.append(backup)
             path.unlink()
             removed.append(path)
-    return removed
+    return removed, backups
 
 
 @functools.lru_cache(maxsize=None)
@@ -618,12 +729,15 @@ def check_worker(python: str, env: dict | None = None, timeout: float = 120) -> 
     wrong."""
     req = json.dumps({"function": "GLMM_POISSON", "args": []}) + "\n"
     calc = bridge()
+    folder = calc.worker_folder()
     try:
         p = subprocess.run(calc.worker_command(python), input=req, capture_output=True,
-                           text=True, timeout=timeout, cwd=calc.worker_folder(python),
+                           text=True, timeout=timeout, cwd=folder,
                            env=calc.worker_environment(os.environ, env or {}))
     except (OSError, subprocess.TimeoutExpired) as e:
         return str(e)
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
     lines = p.stdout.splitlines()
     if len(lines) < 2 or json.loads(lines[0]).get("protocol") != PROTOCOL:
         return (p.stderr.strip().splitlines() or ["no answer"])[-1]

@@ -49,6 +49,7 @@ FAMILIES = ("poisson", "binomial", "gamma", "negbin", "gaussian")
 LINKS = ("log", "logit", "probit", "cloglog", "inverse", "identity", "sqrt")
 
 FIT_STATS = ("logLik", "AIC", "BIC", "deviance", "nobs", "npar")
+MAX_COUNT = 2**31 - 1   # largest nobs / npar a fit block may hold
 
 
 MAX_MESSAGE = 290        # characters in an error cell, prefix included
@@ -706,31 +707,59 @@ def _predict(y, X, groups, new_X, new_groups, offset, new_offset, x_random, new_
     m = _companion_model((y, X, groups, offset, x_random, fit_intercept, nAGQ, family,
                           trials, link), None, y)
     res = fit_model(m)
-    if sheet.is_empty(new_X):
+    if not m.x_names and not sheet.is_empty(new_X):
+        raise SheetError("the model has no predictors (X is blank): leave new_X blank and "
+                         "give the new rows' group labels in new_groups")
+    if sheet.is_empty(new_X) and (m.x_names or sheet.is_empty(new_groups)):
         if not sheet.is_empty(new_groups):
             raise SheetError("new_groups needs new_X (leave both blank for fitted values)")
         pred = res.predict(type=ptype, include_re=inc).to_numpy()
         out = np.full(m.n_rows, np.nan)
         out[res.design.kept_rows] = pred
         return _prediction_column(out, ptype)
-    new = _new_frame(m, new_X, new_groups, new_x_random)
+    # the new rows end at the last row holding a value in any of the new ranges (blank
+    # rows below it: a whole-column selection); a blank cell above it is a missing
+    # value -- a blank group label is a new level (random effect 0), as documented
+    rows = sheet.data_extent(new_X, new_groups, new_x_random, new_offset)
+    new = _new_frame(m, new_X, new_groups, new_x_random, rows)
     off = None
     if m.offset is not None or (not sheet.is_empty(new_offset)):
         if sheet.is_empty(new_offset):
             raise SheetError("the model has an offset: give new_offset for the new rows "
                              "(e.g. =LN(exposure))")
+        _check_new_rows(new_offset, "new_offset", len(new), rows)
         off = _aligned_vector(new_offset, "new_offset", len(new), 0,
-                              log_scale=res.family.link == "log")
+                              log_scale=res.family.link == "log", rows=rows)
     pred = res.predict(new, type=ptype, include_re=inc, offset=off).to_numpy()
     return _prediction_column(pred, ptype)
 
 
-def _new_frame(m: SheetModel, new_X, new_groups, new_x_random) -> pd.DataFrame:
+def _check_new_rows(value, name, n_new, rows, src="new_X", header_ok=True):
+    """A new-rows range that is not as long as the new rows (with a header row only
+    where ``header_ok``), said in terms of the new rows rather than y's."""
+    if sheet.is_empty(value):
+        return
+    g = sheet._cut(sheet.as_grid(value, name), rows)
+    if len(g) == 1 and len(g[0]) > 1:       # a single row: sheet.matrix explains it
+        return
+    if len(g) != n_new and not (header_ok and len(g) == n_new + 1):
+        raise SheetError(f"{name} has {len(g)} rows but {src} has {n_new} new "
+                         f"row{'s' if n_new != 1 else ''}: the ranges must cover the same rows")
+
+
+def _names_groups(row, m: SheetModel) -> bool:
+    """Whether a first row of new_groups is a header: it names the groups' columns."""
+    return [sheet.clean_name(v) if isinstance(v, str) else None
+            for v in row] == m.group_names
+
+
+def _new_frame(m: SheetModel, new_X, new_groups, new_x_random, rows=None) -> pd.DataFrame:
     # the number of new rows comes from new_X (or new_groups when X is empty)
+    src_name = "new_X" if m.x_names else "new_groups"
     src = new_X if m.x_names else new_groups
-    g = sheet._strip_blank_tail(sheet.as_grid(src, "new_X"))
-    if not g:
-        raise SheetError("new_X is empty")
+    g = sheet._cut(sheet.as_grid(src, src_name), rows)
+    if not g or all(sheet.is_blank(v) for r in g for v in r):
+        raise SheetError(f"{src_name} is empty")
     nrow = len(g)
     ncol_x = len(m.x_names)
     data = {}
@@ -738,15 +767,23 @@ def _new_frame(m: SheetModel, new_X, new_groups, new_x_random) -> pd.DataFrame:
         has_header = nrow > 1 and any(isinstance(v, str) and sheet._looks_text(v) and
                                       not sheet.is_error(v) for v in g[0])
         n_new = nrow - (1 if has_header else 0)
-        cols, _ = sheet.matrix(new_X, "new_X", n_new, "column")
+        cols, _ = sheet.matrix(new_X, "new_X", n_new, "column", rows=rows)
         if len(cols) != ncol_x:
             raise SheetError(f"new_X has {len(cols)} columns but X has {ncol_x}")
         for nm, (_, arr) in zip(m.x_names, cols):
             data[nm] = arr
     else:
-        n_new = nrow
+        # no numbers to tell a header by: a first row naming the groups' columns is one
+        has_header = nrow > 1 and _names_groups(g[0], m)
+        n_new = nrow - (1 if has_header else 0)
     if not sheet.is_empty(new_groups):
-        gcols, _ = sheet.matrix(new_groups, "new_groups", n_new, "column", kind="labels")
+        # one row more than the new rows is a header row only beside new_X's header, or
+        # when it names the groups' columns (else it would shift every label by a row)
+        gg = sheet._cut(sheet.as_grid(new_groups, "new_groups"), rows)
+        _check_new_rows(new_groups, "new_groups", n_new, rows, src_name,
+                        header_ok=has_header or bool(gg) and _names_groups(gg[0], m))
+        gcols, _ = sheet.matrix(new_groups, "new_groups", n_new, "column", kind="labels",
+                                rows=rows)
         if len(gcols) != len(m.group_names):
             raise SheetError(f"new_groups has {len(gcols)} columns but groups has "
                              f"{len(m.group_names)}")
@@ -760,7 +797,8 @@ def _new_frame(m: SheetModel, new_X, new_groups, new_x_random) -> pd.DataFrame:
             continue
         if sheet.is_empty(new_x_random):
             raise SheetError("the model has random slopes: give new_x_random")
-        xr, _ = sheet.matrix(new_x_random, "new_x_random", n_new, "column")
+        _check_new_rows(new_x_random, "new_x_random", n_new, rows, src_name)
+        xr, _ = sheet.matrix(new_x_random, "new_x_random", n_new, "column", rows=rows)
         for k, (_, arr) in zip(m.xr_names, xr):
             data.setdefault(k, arr)
     return pd.DataFrame(data)
@@ -810,7 +848,8 @@ def read_fit_block(value, name):
                 v = r[1]
                 f = sheet.to_float(v) if sheet.is_number(v) else math.nan
                 whole = label in ("nobs", "npar")
-                if not math.isfinite(f) or (whole and (f < 0 or not f.is_integer())):
+                if not math.isfinite(f) or (whole and not (1 <= f <= MAX_COUNT and
+                                                           f.is_integer())):
                     if not (sheet.is_blank(v) and label in ("AIC", "BIC", "deviance")):
                         bad.append(label)
                     continue
@@ -828,6 +867,17 @@ def read_fit_block(value, name):
         raise SheetError(f"{name} is not a fit block from GLMM_POISSON, GLMM_BINOMIAL or "
                          f"GLMM (no {', '.join(missing)} row); pass the whole spilled "
                          "range, e.g. F2#")
+    # a fit block's AIC and BIC follow from its logLik, npar and nobs (to the 12 digits
+    # it shows): an edited or mixed-up row would otherwise give a test of nothing
+    ll, k, n = stats["logLik"], stats["npar"], stats["nobs"]
+    for crit, value, formula in (("AIC", 2 * k - 2 * ll, "2*npar - 2*logLik"),
+                                 ("BIC", k * math.log(n) - 2 * ll, "npar*ln(nobs) - 2*logLik")):
+        if crit in stats:
+            tol = 1e-8 * (1 + abs(stats[crit]) + abs(value))
+            if not abs(stats[crit] - value) <= tol:
+                rows = "logLik, npar" + (", nobs" if crit == "BIC" else "") + f" and {crit}"
+                raise SheetError(f"{name}'s {rows} rows do not agree ({crit} = {formula}): "
+                                 "pass the fit block unchanged")
     return stats
 
 
@@ -861,6 +911,9 @@ def _compare(model1, model2, data, family, link, offset, weights, nAGQ):
         for k in ("AIC", "BIC", "deviance"):
             f.setdefault(k, float("nan"))
         f["npar"] = int(f["npar"])
+    if not math.isfinite(2.0 * (fits[0]["logLik"] - fits[1]["logLik"])):
+        raise SheetError("the models' log-likelihoods are too far apart for a "
+                         "likelihood-ratio test (their difference overflows)")
     return block.compare_block(fits[0], fits[1])
 
 

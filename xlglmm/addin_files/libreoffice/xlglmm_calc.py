@@ -20,12 +20,13 @@ import os
 import queue
 import re
 import subprocess
+import tempfile
 import threading
 
 ERROR_PREFIX = "#GLMM! "
 PROTOCOL = 1
 
-_state = {"worker": None, "lines": None, "config": None}
+_state = {"worker": None, "lines": None, "config": None, "folder": None}
 _lock = threading.Lock()
 
 
@@ -182,10 +183,15 @@ def resolve_zeros(name, given, args, formulas):
 # none of the Python settings of LibreOffice's environment: pyuno's loader sets PYTHONPATH
 # to LibreOffice's program folder, the shell LibreOffice was started from may have a venv
 # active (VIRTUAL_ENV) or PYTHONHOME and other PYTHON* variables set, and macOS framework
-# Pythons may leave __PYVENV_LAUNCHER__ behind.  Its folder is the interpreter's own, not the
-# profile's Scripts/python (`-m` puts the working folder first on sys.path, and a macro
-# there named like a module, say random.py, would replace it); PYTHONSAFEPATH (3.11+)
-# keeps even that folder off sys.path.
+# Pythons may leave __PYVENV_LAUNCHER__ behind.  Nothing from a folder anyone else chose
+# may be imported or read: `-m` would put the working folder first on sys.path, so the
+# worker runs with -P (and PYTHONSAFEPATH=1), which keeps it off, and its working folder
+# is a fresh empty private one (mkdtemp), not the profile's Scripts/python, LibreOffice's
+# own working folder or the interpreter's -- numba, for one, reads .numba_config.yaml
+# from the working folder.  The worker removes that folder when it ends.
+
+WORKER_FOLDER_PREFIX = "xlglmm-worker-"
+
 
 def worker_environment(environ, extra):
     """LibreOffice's environment without the Python variables, plus `extra` (the "env" of
@@ -193,27 +199,41 @@ def worker_environment(environ, extra):
     env = {k: v for k, v in environ.items()
            if not k.upper().startswith("PYTHON")
            and k.upper() not in ("VIRTUAL_ENV", "VIRTUAL_ENV_PROMPT", "__PYVENV_LAUNCHER__")}
-    env["PYTHONSAFEPATH"] = "1"
     env.update(extra)
+    env["PYTHONSAFEPATH"] = "1"
     return env
 
 
 def worker_command(python):
-    return [python, "-m", "xlglmm.libreoffice", "serve"]
+    return [python, "-P", "-m", "xlglmm.libreoffice", "serve"]
 
 
-def worker_folder(python):
-    folder = os.path.dirname(os.path.abspath(python))
-    return folder if os.path.isdir(folder) else None
+def worker_folder():
+    """A new empty folder only this user can write, to start the worker in."""
+    return tempfile.mkdtemp(prefix=WORKER_FOLDER_PREFIX)
+
+
+def _seconds(cfg, key, default):
+    """A time limit from xlglmm_calc.json: a positive finite number, else the default."""
+    try:
+        t = float(cfg.get(key, default))
+    except (TypeError, ValueError):
+        return float(default)
+    return t if 0 < t < float("inf") else float(default)
 
 
 def _start_worker(cfg):
     env = worker_environment(os.environ, cfg.get("env", {}))
     log = open(os.path.join(_here(), "xlglmm_calc.log"), "ab")
     flags = 0x08000000 if os.name == "nt" else 0          # CREATE_NO_WINDOW
-    proc = subprocess.Popen(worker_command(cfg["python"]),
-                            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=log,
-                            env=env, cwd=worker_folder(cfg["python"]), creationflags=flags)
+    folder = worker_folder()
+    try:
+        proc = subprocess.Popen(worker_command(cfg["python"]),
+                                stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=log,
+                                env=env, cwd=folder, creationflags=flags)
+    except BaseException:
+        _remove_folder(folder)
+        raise
     lines = queue.Queue()
 
     def pump():
@@ -221,12 +241,19 @@ def _start_worker(cfg):
             lines.put(line)
         lines.put(None)
     threading.Thread(target=pump, daemon=True).start()
-    _state["worker"], _state["lines"] = proc, lines
-    hello = _read(float(cfg.get("start_timeout", 120)))
+    _state["worker"], _state["lines"], _state["folder"] = proc, lines, folder
+    hello = _read(_seconds(cfg, "start_timeout", 120))
     if hello.get("protocol") != PROTOCOL:
         _stop_worker()
         raise BridgeError(f"the worker speaks protocol {hello.get('protocol')}, this "
                           f"bridge {PROTOCOL}: rerun `xlglmm libreoffice install`")
+
+
+def _remove_folder(folder):
+    try:
+        os.rmdir(folder)            # empty unless something wrote there: then left alone
+    except (OSError, TypeError):
+        pass
 
 
 def _last_line(path):
@@ -241,10 +268,16 @@ def _last_line(path):
 
 
 def _stop_worker():
-    proc = _state["worker"]
-    _state["worker"] = None
+    proc, folder = _state["worker"], _state.get("folder")
+    _state["worker"], _state["folder"] = None, None
     if proc is not None and proc.poll() is None:
         proc.kill()
+        try:
+            proc.wait(10)
+        except Exception:
+            pass
+    if folder:
+        _remove_folder(folder)
 
 
 def _read(timeout):
@@ -252,8 +285,9 @@ def _read(timeout):
         line = _state["lines"].get(timeout=timeout)
     except queue.Empty:
         _stop_worker()
-        raise BridgeError(f"no answer from xlglmm within {timeout:.0f} s; the fit was "
-                          "stopped (recalculate to try again)")
+        raise BridgeError(f"no answer from xlglmm within {timeout:g} s, so its worker "
+                          "was stopped; recalculate to try again (`xlglmm libreoffice "
+                          "install --timeout S` sets the limit)")
     if line is None:
         _stop_worker()
         log = os.path.join(_here(), "xlglmm_calc.log")
@@ -278,7 +312,7 @@ def _ask(request):
         except OSError:
             _stop_worker()
             raise BridgeError("the xlglmm worker process is gone; recalculate to restart it")
-        return _read(float(cfg.get("timeout", 300)))
+        return _read(_seconds(cfg, "timeout", 300))
 
 
 # ---- the entry point called from Basic -------------------------------------------------
