@@ -379,12 +379,15 @@ class _Parser:
             for k in v.terms:
                 out.terms.pop(k, None)
 
-    def _product(self, left: dict, right: dict) -> dict:
+    @staticmethod
+    def _product(left: dict, right: dict) -> dict:
+        """Every a:b of a term of left and one of right, each once."""
         out: dict = {}
-        for a in left.values():
-            for b in right.values():
-                t = _merge(a, b)
-                out.setdefault(frozenset(t), t)
+        for ka, a in left.items():
+            for kb, b in right.items():
+                k = ka | kb
+                if k not in out:
+                    out[k] = a + tuple(v for v in b if v not in ka)
         return out
 
     def prod(self) -> _Value:
