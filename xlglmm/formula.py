@@ -391,53 +391,46 @@ class _Parser:
         return out
 
     def prod(self) -> _Value:
+        # R: * and / have the same precedence and group from the left: a*b/c is (a*b)/c
         left = self.inter()
-        while self.peek()[1] == "*":
-            pos = self.take()[2]
+        while self.peek()[1] in ("*", "/"):
+            _, op, pos = self.take()
             right = self.inter()
             self._no_specials(left, right)
             n, m = len(left.terms), len(right.terms)
-            self._bound(n + m + n * m, "*", pos)
-            self._spend(n + m + n * m)
-            terms = dict(left.terms)
-            for k, t in right.terms.items():
-                terms.setdefault(k, t)
-            for k, t in self._product(left.terms, right.terms).items():
-                terms.setdefault(k, t)
+            if op == "*":
+                self._bound(n + m + n * m, "*", pos)
+                self._spend(n + m + n * m)
+                terms = dict(left.terms)
+                for k, t in right.terms.items():
+                    terms.setdefault(k, t)
+                for k, t in self._product(left.terms, right.terms).items():
+                    terms.setdefault(k, t)
+            else:
+                self._bound(n + m, "/", pos)
+                self._spend(n + m)
+                # a/b = a + b %in% a: b with every variable of a; lme4 names a nested
+                # grouping factor inner-first: (1|a/b) gives b:a and a
+                allvars: tuple = ()
+                for t in reversed(left.terms.values()):
+                    allvars = _merge(allvars, t)
+                every = frozenset(allvars)
+                terms = dict(left.terms)
+                for kb, b in right.terms.items():
+                    terms.setdefault(kb | every, _merge(b, allvars))
             left = _Value(terms)
         return left
 
     def inter(self) -> _Value:
-        left = self.nest()
+        left = self.power()
         while self.peek()[1] == ":":
             pos = self.take()[2]
-            right = self.nest()
+            right = self.power()
             self._no_specials(left, right)
             n, m = len(left.terms), len(right.terms)
             self._bound(n * m, ":", pos)
             self._spend(n * m)
             left = _Value(self._product(left.terms, right.terms))
-        return left
-
-    def nest(self) -> _Value:
-        left = self.power()
-        while self.peek()[1] == "/":
-            pos = self.take()[2]
-            right = self.power()
-            self._no_specials(left, right)
-            n, m = len(left.terms), len(right.terms)
-            self._bound(n + m, "/", pos)
-            self._spend(n + m)
-            # a/b = a + b %in% a: b with every variable of a; lme4 names a nested
-            # grouping factor inner-first: (1|a/b) gives b:a and a
-            allvars: tuple = ()
-            for t in reversed(left.terms.values()):
-                allvars = _merge(allvars, t)
-            terms = dict(left.terms)
-            for b in right.terms.values():
-                t = _merge(b, allvars)
-                terms.setdefault(frozenset(t), t)
-            left = _Value(terms)
         return left
 
     def power(self) -> _Value:
@@ -451,17 +444,17 @@ class _Parser:
             k, m = int(val), len(base.terms)
             # unions of at most k of the m terms
             self._bound(sum(math.comb(m, j) for j in range(1, min(k, m) + 1)), "^", pos)
-            terms = dict(base.terms)
+            # R's PowerTerms: k - 1 times, every base term with every term so far
+            # (base-major order, each once); the first round keeps the base terms
+            # themselves (t:t = t)
             current = base.terms
             for _ in range(k - 1):
                 self._spend(len(current) * m)
-                nxt = self._product(current, base.terms)
-                for key, t in nxt.items():
-                    terms.setdefault(key, t)
-                if len(nxt) == len(current):    # nothing new can come from here on
+                nxt = self._product(base.terms, current)
+                if list(nxt) == list(current):  # the same from here on
                     break
                 current = nxt
-            base = _Value(terms)
+            base = _Value(dict(current))
         return base
 
     def _no_specials(self, *vals):
