@@ -63,40 +63,49 @@ def quote_name(name: str) -> str:
     return name
 
 
-@dataclass(frozen=True)
-class Variable:
+class Variable(tuple):
     """One variable of a formula: a data column, optionally transformed.
 
     ``transform`` is None, one of NUMERIC_FUNCTIONS, or "factor"/"as.factor".  The
     column is always a name, never parsed: ``Variable("log(x1)")`` is the column so
-    named, ``Variable("x1", "log")`` the logarithm of column x1."""
+    named, ``Variable("x1", "log")`` the logarithm of column x1.  (An immutable pair,
+    hashed and compared in C: a parse may hash variables millions of times.)"""
 
-    column: str
-    transform: str | None = None
+    __slots__ = ()
 
-    def __post_init__(self):
-        if not isinstance(self.column, str):
+    def __new__(cls, column: str, transform: str | None = None):
+        if not isinstance(column, str):
             raise TypeError("Variable.column must be a str")
-        if self.transform is not None and \
-                self.transform not in NUMERIC_FUNCTIONS + FACTOR_FUNCTIONS:
-            raise ValueError(f"unknown transform {self.transform!r}")
+        if transform is not None and transform not in NUMERIC_FUNCTIONS + FACTOR_FUNCTIONS:
+            raise ValueError(f"unknown transform {transform!r}")
+        return tuple.__new__(cls, (column, transform))
+
+    @property
+    def column(self) -> str:
+        return self[0]
+
+    @property
+    def transform(self) -> str | None:
+        return self[1]
 
     @property
     def is_factor(self) -> bool:
-        return self.transform in FACTOR_FUNCTIONS
+        return self[1] in FACTOR_FUNCTIONS
 
     @property
     def label(self) -> str:
         """R's label: ``x``, ``log(x)``, ``factor(k)``, `` `log(x1)` ``."""
-        name = quote_name(self.column)
-        return f"{self.transform}({name})" if self.transform else name
+        name = quote_name(self[0])
+        return f"{self[1]}({name})" if self[1] else name
 
     def __str__(self) -> str:
         return self.label
 
     def __repr__(self) -> str:
-        return f"Variable({self.column!r}" + (f", {self.transform!r})" if self.transform
-                                               else ")")
+        return f"Variable({self[0]!r}" + (f", {self[1]!r})" if self[1] else ")")
+
+    def __getnewargs__(self):
+        return tuple(self)
 
 
 def term_label(term) -> str:

@@ -95,12 +95,13 @@ class SheetModel:
     first_row: int
     nb_theta: float | None = None   # negative binomial: fixed theta (None: estimated)
     reml: bool = True               # linear mixed models (family "gaussian")
-    # the formula as built from ranges (its text is ``formula``): never parsed, so a
-    # header is a name whatever it holds, and no limit on typed formulas applies
+    # the parsed formula: GLMM's typed text parsed once, or the model of the range
+    # functions built directly (its text is ``formula``): never parsed, so a header is
+    # a name whatever it holds, and no limit on typed formulas applies
     parsed: Formula | None = None
 
     def model_formula(self):
-        """What the fit gets: the Formula built from ranges, or the typed text."""
+        """What the fit gets: the parsed Formula (or the text, when there is none)."""
         return self.parsed if self.parsed is not None else self.formula
 
     @functools.cached_property
@@ -282,6 +283,7 @@ def model_from_formula(formula, data, family="poisson", link=None, offset=None,
     if not isinstance(formula, str) or "~" not in formula:
         raise SheetError("formula must be text such as y ~ x + (1|group)")
     _check_family_link(family, link)
+    parsed = parse_formula(formula)      # once, and before any data are read
     cols, off = sheet.table(data, "data")
     n = len(next(iter(cols.values())))
     frame = {}
@@ -293,7 +295,8 @@ def model_from_formula(formula, data, family="poisson", link=None, offset=None,
     o = _vector_or_column(offset, "offset", n, df,
                           log_scale=make_family(family, link).link == "log")
     w = _vector_or_column(weights, "weights", n, df)
-    return SheetModel(df, formula, family, link, o, w, nAGQ, [], [], [], "", n, 2)
+    return SheetModel(df, formula, family, link, o, w, nAGQ, [], [], [], "", n, 2,
+                      parsed=parsed)
 
 
 def _typed_column(vals, name):
