@@ -270,3 +270,45 @@ def test_any_text_parses_or_says_why(text):
 if __name__ == "__main__":            # writes the cases the R script reads
     write_cases(int(sys.argv[1]) if len(sys.argv) > 1 else 300)
     print(f"wrote {CASES}")
+
+
+# ---- the design takes every formula of the grammar without an internal error ----------------
+
+def _frame():
+    import numpy as np
+    import pandas as pd
+    rng = np.random.default_rng(5)
+    n = 30
+    y = rng.poisson(3, n).astype(float)
+    return pd.DataFrame({"y": y, "n": y + rng.poisson(4, n) + 1, "a": rng.integers(0, 3, n) * 1.0,
+                         "b": rng.normal(size=n), "c": rng.normal(size=n),
+                         "x": rng.uniform(0, 2, n), "x1": rng.uniform(1, 2, n),
+                         "log(x1)": rng.normal(size=n), "g": [f"g{i % 5}" for i in range(n)],
+                         "h": [f"h{i % 3}" for i in range(n)], "k": [f"k{i % 2}" for i in range(n)]})
+
+
+FRAME = _frame()
+
+
+@settings(max_examples=150, deadline=None, derandomize=True,
+          suppress_health_check=[HealthCheck.too_slow])
+@given(formulas())
+def test_the_design_builds_or_says_why(case):
+    """Response reuse, transforms of the response and the offset, repeated variables:
+    the design is built, or refused with a DesignError -- never another exception
+    (a fuzz run found 696 of 5,953 formulas failing with KeyError)."""
+    from xlglmm.design import DesignError, build_design
+    from xlglmm.family import make_family
+    text = case[0]
+    if "|" not in text:
+        text += " + (1|g)"
+    fam = "binomial" if text.startswith("cbind") else \
+        "gaussian" if text.startswith("log(") else "poisson"
+    try:
+        d = build_design(text, FRAME, make_family(fam))
+    except DesignError as e:
+        assert str(e) and "\n" not in str(e)
+        return
+    f = parse_formula(text)
+    dropped = f.response.name is not None and (f.response.name,) in f.terms
+    assert any("appeared on the right-hand side" in m for m in d.messages) == dropped
