@@ -460,3 +460,40 @@ CASES += [
          and any(isinstance(r[1], str) and "\u2026 (cut: 65,535 characters, #" in r[1]
                  for r in b)),
 ]
+
+# ---- issue 18: formula grammar and names
+_V15 = "y ~ " + "*".join(f"v{i}" for i in range(15)) + " + (1|g)"
+_YEARS = [float(1 + i // 3) for i in range(12)]
+CASES += [
+    Case("formula: explosive expansion", "y ~ v0*v1*...*v14 + (1|g) (32,767 terms)", GL,
+         (_V15, TAB),
+         expect="#GLMM! the formula would expand to up to 32,767 terms at '*' (position 50); "
+                "at most 20,000 are allowed: use fewer interactions, e.g. (a+b+c)^2 instead "
+                "of a*b*c"),
+    Case("formula: explosive expansion", "y ~ (v0+...+v14)^10 + (1|g)", GL,
+         ("y ~ (" + "+".join(f"v{i}" for i in range(15)) + ")^10 + (1|g)", TAB),
+         expect="#GLMM! the formula would expand to up to 30,826 terms at '^' (position 56); "
+                "at most 20,000 are allowed: use fewer interactions, e.g. (a+b+c)^2 instead "
+                "of a*b*c"),
+    Case("headers that look like calls", "X headers x and exp(y) (a column so named)", P,
+         (col(Y, "y"), [["x", "exp(y)"]] + cols(X, X2), col(G, "g")),
+         check=lambda b: fixed_names(b) == ["(Intercept)", "x", "`exp(y)`"]),
+    Case("headers that look like calls", "X header (Intercept)", P,
+         (col(Y, "y"), [["(Intercept)"]] + cols(X2), col(G, "g")),
+         check=lambda b: fixed_names(b) == ["(Intercept)", "`(Intercept)`"]
+         and all(isinstance(r[1], float) for r in b[1:3])),
+    Case("headers that look like calls", "header with ~ (y ~ count, a~b)", P,
+         (col(Y, "y ~ count"), [["a~b"]] + cols(X2), col(G, "g")),
+         check=lambda b: fixed_names(b) == ["(Intercept)", "a~b"]),
+    Case("variables used twice", "y ~ year + (1|year): a trend and a random year", GL,
+         ("y ~ year + (1|year)", table(y=Y, year=_YEARS)),
+         check=lambda b: fixed_names(b) == ["(Intercept)", "year"]),
+    Case("variables used twice", "cbind(s, n - s) ~ n + (1|g)", GL,
+         ("cbind(s, n - s) ~ n + (1|g)",
+          table(s=YS, n=[v + 2 + i % 3 for i, v in enumerate(YS)], g=G), "binomial"),
+         check=lambda b: fixed_names(b) == ["(Intercept)", "n"]),
+    Case("variables used twice", "y ~ y + x + (1|g): the response on the right", GL,
+         ("y ~ y + x + (1|g)", TAB),
+         check=lambda b: fixed_names(b) == ["(Intercept)", "x"] and _has_note(
+             "the response y appeared on the right-hand side and was dropped")(b)),
+]

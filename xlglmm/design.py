@@ -11,6 +11,7 @@ rebuilds X and Z for new data in ``predict``.
 """
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import math
 import threading
@@ -20,7 +21,7 @@ import numpy as np
 import pandas as pd
 
 from .family import Family
-from .formula import Formula, RandomTerm, split_variable, parse_formula
+from .formula import Formula, RandomTerm, Variable, parse_formula
 
 RANK_TOL = 1e-7
 
@@ -222,7 +223,7 @@ class DesignSpec:
     """The recipe to rebuild X and Z for new data."""
 
     formula: Formula
-    vars: dict                # variable text -> VarSpec
+    vars: dict                # Variable -> VarSpec (of the fixed and random-slope terms)
     x_terms: list
     x_intercept: bool
     x_names_full: list        # before dropping rank-deficient columns
@@ -267,7 +268,7 @@ def _model_matrix(terms, intercept, values: dict, specs: dict, n: int):
         for v in t:
             sp = specs[v]
             if sp.kind == "numeric":
-                parts.append([(v, values[v])])
+                parts.append([(v.label, values[v])])
             else:
                 codes = values[v]
                 contrast = frozenset(set(t) - {v}) in present
@@ -276,7 +277,8 @@ def _model_matrix(terms, intercept, values: dict, specs: dict, n: int):
                     # and then stands in for the intercept
                     present.add(frozenset())
                 idx = range(1, len(sp.levels)) if contrast else range(len(sp.levels))
-                parts.append([(f"{v}{sp.levels[j]}", (codes == j).astype(float)) for j in idx])
+                parts.append([(f"{v.label}{sp.levels[j]}", (codes == j).astype(float))
+                              for j in idx])
         # R: the first variable varies fastest
         for combo in itertools.product(*reversed(parts)):
             combo = combo[::-1]
@@ -310,12 +312,13 @@ def full_rank_columns(X: np.ndarray, tol: float = RANK_TOL) -> np.ndarray:
 
 # ---- the builder -----------------------------------------------------------------------
 
-def _resolve(table: DataTable, var: str, kind_hint: str | None):
+def _resolve(table: DataTable, var: Variable, kind_hint: str | None):
     """Raw values of one variable: ('numeric', float array) or ('factor', codes, levels).
-    kind_hint: 'numeric', 'factor' or None (decide from the column's type)."""
-    func, col = split_variable(var)
+    kind_hint: 'numeric', 'factor' or None (decide from the column's type).  The
+    column is var.column exactly as named (a column may be called 'log(x1)')."""
+    func, col = var.transform, var.column
     series = table.column(col)
-    if func == "factor" or kind_hint == "factor":
+    if var.is_factor or kind_hint == "factor":
         codes, levels = _factor_codes(series)
         return VarSpec("factor", levels), codes
     if func is None and kind_hint is None and _is_categorical_like(series):
@@ -345,45 +348,55 @@ def build_design(formula, data, family: Family, offset=None, weights=None,
 
 
 def _build(f, table, n, family, offset, weights, groups) -> ModelDesign:
+    messages = []
     if groups:
         if isinstance(groups, str):
             groups = [groups]
+        f = dataclasses.replace(f, random=list(f.random))     # the caller's stays as it is
         for g in groups:
-            if f.random and any((g,) in rt.groups for rt in f.random):
+            gv = (Variable(str(g)),)
+            if f.random and any(gv in rt.groups for rt in f.random):
                 continue
-            f.random.append(RandomTerm(True, [], [(str(g),)], True, f"(1|{g})"))
+            f.random.append(RandomTerm(True, [], [gv], True, f"(1|{g})"))
     if f.response is None:
         raise DesignError("the formula has no response (write y ~ ...)")
     if not f.random:
         raise DesignError("the model has no random effects: add a term such as (1|group) "
                           "or give groups=[...]")
+    resp = f.response
+    if resp.name is not None and (resp.name,) in f.terms:
+        # R's model.matrix: the response as a term of its own has no columns
+        messages.append(f"the response {resp.name} appeared on the right-hand side and "
+                        "was dropped")
+        f = dataclasses.replace(f, terms=[t for t in f.terms if t != (resp.name,)])
 
-    # which variables are grouping factors (always factors) and which response parts
-    group_vars = {v for rt in f.random for g in rt.groups for v in g}
-    resp_vars = set(f.response.variables)
-    offset_vars = set(f.offsets)
+    # the variables of the fixed and random-slope terms, read as their columns say
+    # (text: factor; numbers: numeric); grouping factors apart, always factors: in
+    # y ~ year + (1|year) the fixed year stays numeric, as in lme4
+    term_vars = dict.fromkeys(v for t in f.terms for v in t)
+    term_vars.update(dict.fromkeys(v for rt in f.random for t in rt.terms for v in t))
+    group_vars = dict.fromkeys(v for rt in f.random for g in rt.groups for v in g)
     specs: dict = {}
     values: dict = {}
+    gspecs: dict = {}
+    gvalues: dict = {}
     missing = np.zeros(n, bool)
-    miss_by_var: dict = {}
-    for v in f.variables:
-        if v in resp_vars or v in offset_vars:
-            continue
-        hint = "factor" if v in group_vars else None
-        sp, vals = _resolve(table, v, hint)
+    for v in term_vars:
+        sp, vals = _resolve(table, v, None)
         specs[v], values[v] = sp, vals
-        m = _missing(sp.kind, vals)
-        miss_by_var[v] = m
-        missing |= m
+        missing |= _missing(sp.kind, vals)
+    for v in group_vars:
+        sp, vals = _resolve(table, v, "factor")
+        gspecs[v], gvalues[v] = sp, vals
+        missing |= _missing(sp.kind, vals)
 
     # response
-    resp = f.response
     fam = family
     binomial = fam.name == "binomial"
     if resp.name:
-        series = table.column(split_variable(resp.name)[1])
-        if binomial and _is_categorical_like(series) and series.dtype != bool and \
-                not _all_numbers(series):
+        series = table.column(resp.name.column)
+        if binomial and resp.name.transform is None and _is_categorical_like(series) and \
+                series.dtype != bool and not _all_numbers(series):
             codes, levels = _factor_codes(series)
             if len(levels) != 2:
                 raise DesignError(f"the binomial response '{resp.name}' has {len(levels)} "
@@ -393,13 +406,15 @@ def _build(f, table, n, family, offset, weights, groups) -> ModelDesign:
             _, y = _resolve(table, resp.name, "numeric")
         trials = None
     else:
-        s = _numeric_values(table.column(resp.successes), f"column '{resp.successes}'")
+        s = _numeric_values(table.column(resp.successes.column),
+                            f"column '{resp.successes.column}'")
         if resp.failures:
-            fl = _numeric_values(table.column(resp.failures), f"column '{resp.failures}'")
+            fl = _numeric_values(table.column(resp.failures.column),
+                                 f"column '{resp.failures.column}'")
             trials = s + fl
         else:
-            tot = _numeric_values(table.column(resp.total_minus), f"column '{resp.total_minus}'")
-            trials = tot
+            trials = _numeric_values(table.column(resp.total_minus.column),
+                                     f"column '{resp.total_minus.column}'")
         if not binomial:
             raise DesignError("cbind(successes, failures) is a binomial response; "
                               "use family='binomial'")
@@ -442,25 +457,14 @@ def _build(f, table, n, family, offset, weights, groups) -> ModelDesign:
     if nobs == 0:
         raise DesignError("no rows are left after removing rows with missing values")
     y, w, off = y[keep], w[keep], off[keep]
-    vals_kept = {}
-    for v, vals in values.items():
-        vv = vals[keep]
-        if specs[v].kind == "factor":
-            # drop unused levels (R drops them for grouping factors; we do for all)
-            used = np.unique(vv)
-            lev = [specs[v].levels[k] for k in used]
-            remap = np.full(len(specs[v].levels), -1, np.int64)
-            remap[used] = np.arange(len(used))
-            vv = remap[vv]
-            specs[v] = VarSpec("factor", lev)
-        vals_kept[v] = vv
+    vals_kept = _kept(values, specs, keep)
+    gvals_kept = _kept(gvalues, gspecs, keep)
 
     _check_response(fam, y, w, kept_rows)
 
     # fixed effects
     X_full, names_full = _model_matrix(f.terms, f.intercept, vals_kept, specs, nobs)
     keep_cols = full_rank_columns(X_full) if X_full.shape[1] else np.zeros(0, np.int64)
-    messages = []
     if len(keep_cols) < X_full.shape[1]:
         gone = [names_full[j] for j in range(X_full.shape[1]) if j not in set(keep_cols)]
         messages.append(f"fixed-effect model matrix is rank deficient so dropping "
@@ -469,9 +473,9 @@ def _build(f, table, n, family, offset, weights, groups) -> ModelDesign:
     X = np.ascontiguousarray(X_full[:, keep_cols])
     x_names = [names_full[j] for j in keep_cols]
 
-    re_terms = _build_re_terms(f, vals_kept, specs, nobs)
+    re_terms = _build_re_terms(f, vals_kept, specs, gvals_kept, gspecs, nobs)
     spec = DesignSpec(f, specs, f.terms, f.intercept, names_full, keep_cols)
-    rn = resp.name or resp.successes
+    rn = str(resp.name or resp.successes)
     return ModelDesign(y=np.ascontiguousarray(y, float), weights=np.ascontiguousarray(w, float),
                        offset=np.ascontiguousarray(off, float), X=X, x_names=x_names,
                        re_terms=re_terms, nobs=nobs, n_input=n, n_dropped=len(dropped),
@@ -480,6 +484,23 @@ def _build(f, table, n, family, offset, weights, groups) -> ModelDesign:
                        messages=messages,
                        offset_arg=None if offset is None else
                        offset if isinstance(offset, str) else "values")
+
+
+def _kept(values: dict, specs: dict, keep: np.ndarray) -> dict:
+    """The values of the rows kept; factors lose the levels no kept row has (R drops
+    them for grouping factors; we do for all).  Updates specs."""
+    out = {}
+    for v, vals in values.items():
+        vv = vals[keep]
+        if specs[v].kind == "factor":
+            used = np.unique(vv)
+            lev = [specs[v].levels[k] for k in used]
+            remap = np.full(len(specs[v].levels), -1, np.int64)
+            remap[used] = np.arange(len(used))
+            vv = remap[vv]
+            specs[v] = VarSpec("factor", lev)
+        out[v] = vv
+    return out
 
 
 def _all_numbers(series: pd.Series) -> bool:
@@ -543,15 +564,16 @@ def _group_factor(gvars: tuple, vals: dict, specs: dict, n: int):
     return inv.reshape(-1).astype(np.int64), labels
 
 
-def _build_re_terms(f: Formula, vals: dict, specs: dict, n: int) -> list:
+def _build_re_terms(f: Formula, vals: dict, specs: dict, gvals: dict, gspecs: dict,
+                    n: int) -> list:
     raw = []
     for rt in f.random:
         pieces = [(rt.intercept, rt.terms)]
         if not rt.correlated:   # (x || g) = (1|g) + (0 + x|g) ...
             pieces = ([(True, [])] if rt.intercept else []) + [(False, [t]) for t in rt.terms]
         for gvars in rt.groups:
-            codes, levels = _group_factor(tuple(gvars), vals, specs, n)
-            gname = ":".join(gvars)
+            codes, levels = _group_factor(tuple(gvars), gvals, gspecs, n)
+            gname = ":".join(v.label for v in gvars)
             for icpt, terms in pieces:
                 Z, cn = _model_matrix(terms, icpt, vals, specs, n)
                 if Z.shape[1] == 0:
@@ -590,7 +612,7 @@ def new_data_matrices(spec: DesignSpec, re_terms: list, data, nrow_hint=None):
         needed += [v for tt in t.lhs_terms for v in tt if v not in needed]
     for v in needed:
         sp = spec.vars[v]
-        func, col = split_variable(v)
+        func, col = v.transform, v.column
         series = table.column(col)
         if sp.kind == "factor":
             codes, _ = _factor_codes(series, sp.levels)
@@ -613,8 +635,8 @@ def new_data_matrices(spec: DesignSpec, re_terms: list, data, nrow_hint=None):
         Z, _ = _model_matrix(t.lhs_terms, t.lhs_intercept, vals, spec.vars, n)
         gcodes = np.full(n, -1, np.int64)
         index = {lab: k for k, lab in enumerate(t.levels)}
-        cols = [table.column(split_variable(v)[1]) for v in t.group_vars] \
-            if all(split_variable(v)[1] in table.df.columns for v in t.group_vars) else None
+        cols = [table.column(v.column) for v in t.group_vars] \
+            if all(v.column in table.df.columns for v in t.group_vars) else None
         if cols is not None:
             for i in range(n):
                 parts = [cols[j].iloc[i] for j in range(len(cols))]

@@ -225,7 +225,7 @@ class GLMMResult:
             written = len(parse_formula(f.text).random)
         except FormulaError:
             written = len(f.random)
-        extra = [f"({'1' if rt.intercept else '0'} | {':'.join(rt.groups[0])})"
+        extra = [f"({'1' if rt.intercept else '0'} | {':'.join(map(str, rt.groups[0]))})"
                  if len(rt.groups) == 1 and not rt.terms else rt.text
                  for rt in f.random[written:]]
         arg = getattr(self.design, "offset_arg", None)

@@ -39,7 +39,7 @@ from .design import ROW_LABELS, DesignError, build_design
 from .family import make_family
 from .fit import ModelError, NegativeBinomial2, glmer
 from .lmm import LMMResult, lmer
-from .formula import FormulaError, parse_formula, split_variable
+from .formula import Formula, FormulaError, RandomTerm, Response, Variable, parse_formula
 from .sheet import SheetError
 
 CATEGORY = "xlglmm"
@@ -96,6 +96,14 @@ class SheetModel:
     first_row: int
     nb_theta: float | None = None   # negative binomial: fixed theta (None: estimated)
     reml: bool = True               # linear mixed models (family "gaussian")
+    # the parsed formula: GLMM's typed text parsed once, or the model of the range
+    # functions built directly (its text is ``formula``): never parsed, so a header is
+    # a name whatever it holds, and no limit on typed formulas applies
+    parsed: Formula | None = None
+
+    def model_formula(self):
+        """What the fit gets: the parsed Formula (or the text, when there is none)."""
+        return self.parsed if self.parsed is not None else self.formula
 
     @functools.cached_property
     def key(self) -> str:
@@ -218,16 +226,26 @@ def model_from_ranges(family, y, X, groups, offset=None, x_random=None, fit_inte
     df = pd.DataFrame(data)
     df.index = np.arange(first, first + n)
     df.attrs[ROW_LABELS] = df.index.to_numpy()
+    parsed = _ranges_formula(y_name, x_names, g_names, xr_names, fit_intercept)
+    return SheetModel(df, parsed.text, family, link, off, weights, nAGQ, x_names, g_names,
+                      xr_names, y_name, n, first, parsed=parsed)
+
+
+def _ranges_formula(y_name, x_names, g_names, xr_names, fit_intercept) -> Formula:
+    """The model of the range functions, built as a Formula (every header is a column
+    name, whatever characters it has), with its text for display and the cache:
+    ``y ~ 1 + x1 + ... + (1 + xr... | g1) + (1 | g2) ...``."""
     fixed = ["1" if fit_intercept else "0"] + [_q(x) for x in x_names]
-    re_terms = []
+    random, re_text = [], []
     for k, g in enumerate(g_names):
-        if k == 0 and xr_names:
-            re_terms.append(f"(1 + {' + '.join(_q(x) for x in xr_names)} | {_q(g)})")
-        else:
-            re_terms.append(f"(1 | {_q(g)})")
-    formula = f"{_q(y_name)} ~ {' + '.join(fixed + re_terms)}"
-    return SheetModel(df, formula, family, link, off, weights, nAGQ, x_names, g_names,
-                      xr_names, y_name, n, first)
+        lhs = xr_names if k == 0 else []
+        text = f"(1 + {' + '.join(_q(x) for x in lhs)} | {_q(g)})" if lhs else f"(1 | {_q(g)})"
+        random.append(RandomTerm(True, [(Variable(x),) for x in lhs], [(Variable(g),)],
+                                 True, text))
+        re_text.append(text)
+    text = f"{_q(y_name)} ~ {' + '.join(fixed + re_text)}"
+    return Formula(Response(name=Variable(y_name)), bool(fit_intercept),
+                   [(Variable(x),) for x in x_names], random, [], text)
 
 
 def _aligned_vector(value, name, n, yoff, log_scale=False, rows=None):
@@ -266,6 +284,7 @@ def model_from_formula(formula, data, family="poisson", link=None, offset=None,
     if not isinstance(formula, str) or "~" not in formula:
         raise SheetError("formula must be text such as y ~ x + (1|group)")
     _check_family_link(family, link)
+    parsed = parse_formula(formula)      # once, and before any data are read
     cols, off = sheet.table(data, "data")
     n = len(next(iter(cols.values())))
     frame = {}
@@ -277,7 +296,8 @@ def model_from_formula(formula, data, family="poisson", link=None, offset=None,
     o = _vector_or_column(offset, "offset", n, df,
                           log_scale=make_family(family, link).link == "log")
     w = _vector_or_column(weights, "weights", n, df)
-    return SheetModel(df, formula, family, link, o, w, nAGQ, [], [], [], "", n, 2)
+    return SheetModel(df, formula, family, link, o, w, nAGQ, [], [], [], "", n, 2,
+                      parsed=parsed)
 
 
 def _typed_column(vals, name):
@@ -414,18 +434,17 @@ def _check_size(m: SheetModel) -> None:
     random effects could not be identified (lme4's check.nobs.vs.nRE, done before
     the fit as lme4 does): factor interactions with thousands of columns, factors
     with many levels as random slopes.  Counts are upper bounds (levels x levels)."""
-    f = parse_formula(m.formula)
+    f = m.parsed if m.parsed is not None else parse_formula(m.formula)
     df = m.data
     n = len(df)
     nlev: dict = {}
 
     def width(var) -> int:          # columns a variable contributes (upper bound)
         if var not in nlev:
-            func, col = split_variable(var)
             k = 1
-            if col in df.columns:
-                s = df[col]
-                if func == "factor" or (func is None and _is_text(s)):
+            if var.column in df.columns:
+                s = df[var.column]
+                if var.is_factor or (var.transform is None and _is_text(s)):
                     k = max(int(s.dropna().nunique()), 1)
             nlev[var] = k
         return nlev[var]
@@ -451,8 +470,8 @@ def _check_size(m: SheetModel) -> None:
             if k > 1 and 2 * k > n:
                 raise SheetError(
                     f"the random-effects term {rt.text or '(...)'} has up to {k:,} columns per "
-                    f"level of {':'.join(g)} but there are {n:,} rows: its variances cannot "
-                    "be identified; use fewer random slopes (a factor with many levels?)")
+                    f"level of {':'.join(v.label for v in g)} but there are {n:,} rows: its "
+                    "variances cannot be identified; use fewer random slopes (a factor with many levels?)")
     if ntheta > MAX_THETA:
         raise SheetError(f"the random effects would need up to {ntheta:,} variance and "
                          f"correlation parameters (the limit is {MAX_THETA}); use fewer random "
@@ -496,18 +515,19 @@ def fit_model(m: SheetModel):
 
     def run(budget=DEFAULT_TIME_BUDGET, **kw):
         if m.family == "gaussian":
-            return lmer(m.formula, data, REML=m.reml, offset=m.offset, weights=m.weights,
+            return lmer(m.model_formula(), data, REML=m.reml, offset=m.offset, weights=m.weights,
                         time_budget=budget)
         family = m.family
         if m.family == "negbin" and m.nb_theta is not None:
             family = NegativeBinomial2(m.nb_theta, m.link or "log")
-        return glmer(m.formula, data, family=family, link=m.link if family is m.family
+        return glmer(m.model_formula(), data, family=family, link=m.link if family is m.family
                      else None, offset=m.offset, weights=m.weights, nAGQ=m.nAGQ,
                      time_budget=budget, **kw)
     try:
         _check_size(m)
         if len(m.data) <= PRECHECK_ROWS:
-            _check_design(build_design(m.formula, data, make_family(m.family, m.link),
+            _check_design(build_design(m.model_formula(), data,
+                                       make_family(m.family, m.link),
                                        offset=m.offset, weights=m.weights),
                           make_family(m.family, m.link), m.y_name)
         try:
