@@ -52,6 +52,7 @@ from .excel_formula import (ArrayLit, Binary, Bool, Call, ErrorLit, FormulaSynta
                             cell_name, range_name)
 from .files import (Exit, FileProblem, InputProblem, OutputProblem, UsageProblem,
                     check_input, check_output, write_atomically)
+from .xlsx_read import LIMITS_TEXT, TooLarge, check_package
 from .xlsx_write import CellWrite, ErrorValue, XlsxError, patch
 
 XLGLMM_FUNCTIONS = ("GLMM_POISSON", "GLMM_BINOMIAL", "GLMM", "GLMM_RANEF", "GLMM_PREDICT",
@@ -127,14 +128,31 @@ def _norm(v, data_type=None):
     return str(v) if not isinstance(v, str) else v
 
 
+def guard_package(path):
+    """:func:`xlglmm.xlsx_read.check_package` (sizes counted while unpacking, XML
+    well-formed without DTDs, cells inside the limits), before openpyxl unpacks
+    anything; its refusal as an :class:`InputProblem` (exit 3), one line."""
+    try:
+        return check_package(path)
+    except TooLarge as e:
+        raise InputProblem(path, f"is too large to read safely: {e}",
+                           f"xlglmm recalc reads {LIMITS_TEXT}; nothing was written") from None
+    except XlsxError as e:
+        raise InputProblem(path, f"cannot be read as a workbook: {e}",
+                           "open it in Excel or Calc and save it again as .xlsx; "
+                           "nothing was written") from None
+
+
 class Book:
-    """Formulas, cached values, tables and names of an .xlsx file (via openpyxl)."""
+    """Formulas, cached values, tables and names of an .xlsx file (via openpyxl,
+    after :func:`guard_package`)."""
 
     def __init__(self, path):
         import openpyxl
         from openpyxl.worksheet.formula import ArrayFormula
 
         self.path = check_input(path)
+        self.package = guard_package(self.path)
         try:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")

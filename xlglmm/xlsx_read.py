@@ -36,11 +36,13 @@ NS_MAIN = "http://schemas.openxmlformats.org/spreadsheetml/2006/main"
 
 
 def _mb(n: int) -> str:
-    return f"{n / (1 << 20):,.0f} MB"
+    if n >= 1 << 30:
+        return f"{n / (1 << 30):g} GB"
+    return f"{n / (1 << 20):,.0f} MB" if n >= 1 << 20 else f"{n / 1000:,.0f} kB"
 
 
-LIMITS_TEXT = (f"at most {MAX_ENTRIES:,} parts, {_mb(MAX_PART_BYTES)} per part and "
-               f"{_mb(MAX_TOTAL_BYTES)} in all unpacked, {MAX_CELLS:,} cells")
+LIMITS_TEXT = (f"at most {_mb(MAX_PART_BYTES)} per part and {_mb(MAX_TOTAL_BYTES)} in all "
+               f"unpacked, {MAX_ENTRIES:,} parts, {MAX_CELLS:,} cells")
 
 
 class XlsxError(ValueError):
@@ -73,8 +75,7 @@ def iter_part(z: zipfile.ZipFile, info: zipfile.ZipInfo, cap: int = MAX_PART_BYT
                 n += len(chunk)
                 if n > cap:
                     raise TooLarge(f"the part {info.filename} unpacks to more than "
-                                   f"{_mb(cap)} (a zip bomb, or a workbook too large for "
-                                   "xlglmm recalc)")
+                                   f"{_mb(cap)} (a zip bomb?)")
                 yield chunk
     except (zipfile.BadZipFile, zlib.error, EOFError, NotImplementedError,
             RuntimeError, OSError) as e:
@@ -167,8 +168,8 @@ class _Scan:
             self.stats.max_col = max(self.stats.max_col, col)
             self.stats.cells += 1
             if self.stats.cells > self.cells_left:
-                raise TooLarge(f"the workbook has more than {MAX_CELLS:,} cells (more are "
-                               f"in {self.name}); xlglmm recalc reads at most {MAX_CELLS:,}")
+                raise TooLarge(f"it has more than {MAX_CELLS:,} cells (counted up to "
+                               f"{self.name})")
 
     def _int(self, text, what):
         try:
@@ -207,8 +208,7 @@ def check_package(path) -> PackageInfo:
     with open_zip(path) as z:
         entries = z.infolist()
         if len(entries) > MAX_ENTRIES:
-            raise TooLarge(f"the package has {len(entries):,} parts; xlglmm recalc reads "
-                           f"at most {MAX_ENTRIES:,}")
+            raise TooLarge(f"it has {len(entries):,} parts")
         seen = set()
         for e in entries:
             if e.filename in seen:
@@ -223,9 +223,8 @@ def check_package(path) -> PackageInfo:
             for chunk in iter_part(z, e, MAX_PART_BYTES):
                 info.unpacked += len(chunk)
                 if info.unpacked > MAX_TOTAL_BYTES:
-                    raise TooLarge(f"the workbook unpacks to more than {_mb(MAX_TOTAL_BYTES)} "
-                                   f"(reached in {e.filename}: a zip bomb, or a workbook "
-                                   "too large for xlglmm recalc)")
+                    raise TooLarge(f"it unpacks to more than {_mb(MAX_TOTAL_BYTES)} "
+                                   f"(reached in {e.filename}: a zip bomb?)")
                 if scan is not None:
                     scan.feed(chunk)
             if scan is not None:
