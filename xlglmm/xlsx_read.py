@@ -11,10 +11,15 @@ a package, so entity expansion -- billion laughs, external entities -- never
 starts).  Worksheet parts are counted on the way: cells in all, and the last row
 and column, which must lie inside Excel's grid.
 
-The limits (module constants, documented in docs/engine.md via :data:`LIMITS_TEXT`)
+The limits (module constants, listed in ``xlglmm recalc --help`` and :data:`LIMITS_TEXT`)
 bound what the later steps hold in memory: openpyxl keeps every cell as an object
-(about 0.5 kB each, see ``check_package``), the writer holds one worksheet part at a
-time (at most ``MAX_PART_BYTES``) plus a small record per cell.
+(with ``Book``'s own dictionaries about 0.6 kB a cell; the stored values of formula
+cells are read streaming, not by a second full load), the writer holds one
+worksheet part at a time (at most ``MAX_PART_BYTES``) plus a small record per cell.
+Measured: a 200,000-cell workbook recalculates in 0.34 GB peak (0.17 GB of it the
+interpreter with numpy, scipy, numba and openpyxl), i.e. about 0.2 GB + 1 kB per
+cell, so at most about 2.2 GB at ``MAX_CELLS``; a zip bomb is refused at the
+interpreter's own footprint.
 """
 from __future__ import annotations
 
