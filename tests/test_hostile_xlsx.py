@@ -331,7 +331,7 @@ def test_limits_are_guarded_before_openpyxl(tmp_path, capsys, monkeypatch, limit
     assert err.endswith("nothing was written") and len(err) <= 290
 
 
-def _bomb(src: Path, dst: Path, part: str, pad_mb: int):
+def _bomb(src: Path, dst: Path, part: str, pad_mb: int, zip64: bool = True):
     with zipfile.ZipFile(src) as z:
         files = {i.filename: z.read(i.filename) for i in z.infolist()}
     with zipfile.ZipFile(dst, "w", zipfile.ZIP_DEFLATED, compresslevel=1) as z:
@@ -340,7 +340,7 @@ def _bomb(src: Path, dst: Path, part: str, pad_mb: int):
                 z.writestr(n, d)
                 continue
             i = d.index(b"<sheetData>") + len(b"<sheetData>")
-            with z.open(n, "w", force_zip64=True) as f:
+            with z.open(n, "w", force_zip64=zip64) as f:
                 f.write(d[:i])
                 chunk = b" " * (1 << 20)
                 for _ in range(pad_mb):
@@ -467,3 +467,28 @@ def test_memory_is_a_multiple_of_the_cells(tmp_path):
         assert code == Exit.OK, err
         peaks.append(int(out.split()[-1]))
     assert peaks[1] - peaks[0] < 60_000 * 1.5 / 1000, peaks       # MB: < 1.5 kB a cell
+
+
+def test_a_bomb_that_declares_a_small_size_is_not_trusted(tmp_path, capsys):
+    """The entry's headers say 1,000 bytes; it unpacks to 300 MB.  Reading stops at the
+    declared size, whose checksum fails: refused, nothing unpacked beyond a chunk."""
+    import struct
+    src = make_book(tmp_path / "base.xlsx", variant("double-quotes"))
+    bomb = tmp_path / "liar.xlsx"
+    _bomb(src, bomb, SHEET, 300, zip64=False)
+    data = bytearray(bomb.read_bytes())
+    with zipfile.ZipFile(bomb) as z:
+        info = z.getinfo(SHEET)
+    assert data[info.header_offset:info.header_offset + 4] == b"PK\x03\x04"
+    struct.pack_into("<I", data, info.header_offset + 22, 1000)      # local header
+    cd = next(m.start() for m in re.finditer(b"PK\x01\x02", data)
+              if data[m.start() + 46:m.start() + 46 + len(SHEET)] == SHEET.encode())
+    struct.pack_into("<I", data, cd + 24, 1000)                       # central directory
+    bomb.write_bytes(bytes(data))
+    with zipfile.ZipFile(bomb) as z:
+        assert z.getinfo(SHEET).file_size == 1000
+    assert refused(tmp_path, capsys, bomb) == (
+        "xlglmm recalc: error: IN: cannot be read as a workbook: the part "
+        "xl/worksheets/sheet1.xml cannot be unpacked (Bad CRC-32 for file "
+        "'xl/worksheets/sheet1.xml'); open it in Excel or Calc and save it again as .xlsx; "
+        "nothing was written")
