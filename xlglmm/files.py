@@ -41,7 +41,8 @@ Exit status (the same for every xlglmm command):
   2  the command line is wrong (unknown option, missing argument, options that do not
      go together)
   3  the input file cannot be used (missing, a folder, not an .xlsx workbook, damaged,
-     not readable)
+     not readable, or too large to read safely: a zip bomb, more than 2,000,000
+     cells); nothing was written
   4  the output cannot be written (its folder is missing or not writable, the file is
      read-only or open in another program, the name does not end in .xlsx as the
      input's); nothing was written
@@ -260,6 +261,16 @@ def _write_failed(p: Path, e: OSError) -> OutputProblem:
                          "check the disk and the path")
 
 
+def _flush_to_disk(path: Path) -> None:
+    """The complete file is on the disk before it replaces anything (a crash or power
+    cut after the rename must not leave an empty workbook)."""
+    try:
+        with open(path, "rb+") as f:
+            os.fsync(f.fileno())
+    except OSError:
+        pass
+
+
 def write_atomically(path, writer) -> None:
     """``writer(tmp)`` writes the file at a temporary path beside ``path``; it then
     replaces ``path`` in one step (``os.replace``), after checking once more that an
@@ -285,6 +296,7 @@ def write_atomically(path, writer) -> None:
                             "delete them and run again")
     try:
         writer(tmp)
+        _flush_to_disk(tmp)
         if p.exists():
             _check_replaceable(p)
             try:
