@@ -435,3 +435,11 @@ def test_many_glmm_formulas_cost_linear_checks_and_one_fit(tmp_path, monkeypatch
     # 4 times the formulas: about 4 times the checks and steps (quadratic would be 16)
     assert counts[120][0] < 6 * counts[30][0], counts
     assert counts[120][1] < 6 * counts[30][1], counts
+
+
+def test_the_documented_limits_are_the_engine_s():
+    text = (ROOT / "docs" / "templates.md").read_text(encoding="utf-8")
+    text = " ".join(text.split())
+    assert f"nests at most {excel_formula.MAX_NESTING} levels" in text
+    assert f"at most {recalc.MAX_RANGE_CELLS:,} cells of the sheet's used part" in text
+    assert f"at most {recalc.MAX_WORK:,} steps" in text

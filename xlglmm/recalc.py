@@ -28,7 +28,10 @@ formula needs such a cell and it holds no stored value, that formula is reported
 
 Evaluation order follows the references: a formula is evaluated when another needs
 its value, so ``=GLMM_COMPARE(B5#, N5#)`` sees the two fits' new blocks, and a
-range that a block could spill into is read only after that block is computed.
+range that a block could spill into is read only after that block is computed.  That
+dependency is followed with an explicit stack (chains of any length), and the cost is
+bounded (``MAX_RANGE_CELLS``, ``MAX_WORK``, ``MAX_EVAL_DEPTH``; the parser's
+``MAX_NESTING``): a small hostile file gets a message, not a hang.
 """
 from __future__ import annotations
 
@@ -1638,6 +1641,12 @@ def _match(ev, x, lookup, mtype=1.0):
         _spend(len(vals))
         kt = _rank_key(target)
         if mt == 0:
+            if isinstance(target, str) and any(ch in target for ch in "*?~"):
+                matches = wildcard_matcher(target)        # Excel: wildcards in text
+                for i, v in enumerate(vals):
+                    if isinstance(v, str) and not isinstance(v, XLError) and matches(v):
+                        return float(i + 1)
+                return XLError("#N/A")
             for i, v in enumerate(vals):
                 if _rank_key(v) == kt:
                     return float(i + 1)
@@ -1906,10 +1915,11 @@ def plan_writes(engine: Engine) -> dict:
             if fc.key in engine.spilling:
                 old = fc.array_ref
                 if old is not None:
-                    for r in range(old[0], old[2] + 1):
-                        for c in range(old[1], old[3] + 1):
-                            if not _inside(reg, r, c):
-                                clears.append((s, r, c))
+                    # the old range's cells outside the new block: those the sheet
+                    # holds (an old range may claim all 17 billion cells of a sheet)
+                    for r, c in _keys_in(engine._stored_keys(s), engine.book.values[s], *old):
+                        if not _inside(reg, r, c):
+                            clears.append((s, r, c))
                 formulas.append((s, fc.row, fc.col,
                                  CellWrite("formula", engine.values.get(fc.key),
                                            range_name(*reg), dynamic=True)))
