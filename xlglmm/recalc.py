@@ -632,7 +632,7 @@ class _Ticker:
 # cells that hold something, so they take any range.
 MAX_RANGE_CELLS = 5_000_000
 # All formulas of a workbook together: cells read plus formula parts evaluated.
-MAX_WORK = 50_000_000
+MAX_WORK = 20_000_000
 # Levels of nesting while evaluating one formula, the defined names it uses included.
 MAX_EVAL_DEPTH = 250
 
@@ -997,6 +997,12 @@ class Engine:
         r2, c2 = self._prepare(rv, materialise=True)
         _spend((r2 - rv.r1 + 1) * (c2 - rv.c1 + 1))
         s = rv.sheet
+        rect = (rv.r1, rv.c1, r2, c2)
+        if not (self._reg[s].overlapping(rect) or self._old[s].overlapping(rect) or
+                _keys_in(self._formula_keys(s), self.book.formulas[s], *rect)):
+            vals = self.book.values[s]        # stored values only: read them directly
+            return [[vals.get((r, c)) for c in range(rv.c1, c2 + 1)]
+                    for r in range(rv.r1, r2 + 1)]
         return [[self._peek(s, r, c) for c in range(rv.c1, c2 + 1)]
                 for r in range(rv.r1, r2 + 1)]
 
