@@ -35,6 +35,12 @@ from dataclasses import dataclass, field
 MAX_ROW = 1_048_576
 MAX_COL = 16_384
 
+# Nesting levels a formula may have: parentheses, function calls, unary signs and
+# percent signs each add one.  Excel allows 64 levels of nested functions; the
+# parser refuses deeper text before its own recursion (about 9 Python frames a
+# level) could exhaust the interpreter's stack.
+MAX_NESTING = 64
+
 ERROR_CODES = ("#NULL!", "#DIV/0!", "#VALUE!", "#REF!", "#NAME?", "#NUM!", "#N/A",
                "#GETTING_DATA", "#SPILL!", "#CALC!")
 
@@ -472,6 +478,15 @@ class _Parser:
         self.text = text
         self.toks = tokenize(text)
         self.i = 0
+        self.depth = 0
+
+    def enter(self, levels: int = 1):
+        self.depth += levels
+        if self.depth > MAX_NESTING:
+            raise FormulaSyntaxError(f"formula nested deeper than {MAX_NESTING} levels")
+
+    def leave(self, levels: int = 1):
+        self.depth -= levels
 
     def peek(self, k=0) -> Tok | None:
         j = self.i + k
@@ -540,14 +555,22 @@ class _Parser:
     def unary(self):
         if self.is_op("-", "+"):
             op = self.take().value
-            return Unary(op, self.unary())
+            self.enter()
+            try:
+                return Unary(op, self.unary())
+            finally:
+                self.leave()
         return self.postfix()
 
     def postfix(self):
         node = self.primary()
+        k = 0
         while self.is_op("%"):
             self.take()
+            k += 1
+            self.enter()         # each % nests the node once more
             node = Percent(node)
+        self.leave(k)
         return node
 
     def primary(self):
@@ -562,8 +585,10 @@ class _Parser:
         if k == "ERR":
             return ErrorLit(t.value)
         if k == "LP":
+            self.enter()
             node = self.expr()
             self.expect("RP")
+            self.leave()
             return node
         if k == "LB":
             return self.array()
@@ -610,6 +635,7 @@ class _Parser:
         if self.peek() is not None and self.peek().kind == "RP":
             self.take()
             return Call(name, ())
+        self.enter()
         while True:
             t = self.peek()
             if t is None:
@@ -623,6 +649,7 @@ class _Parser:
                 break
             if t.kind != "COMMA":
                 raise FormulaSyntaxError(f"expected ',' or ')' at position {t.pos + 1}")
+        self.leave()
         return Call(name, tuple(args))
 
     def array(self):
@@ -672,21 +699,27 @@ def parse(text: str):
     return _Parser(s).parse()
 
 
-def walk(node):
-    """Every node of a tree, depth first."""
-    yield node
+def children(node) -> tuple:
+    """The nodes directly below ``node``, left to right."""
     if isinstance(node, Call):
-        for a in node.args:
-            yield from walk(a)
-    elif isinstance(node, (Unary, Percent)):
-        yield from walk(node.operand)
-    elif isinstance(node, Binary):
-        yield from walk(node.left)
-        yield from walk(node.right)
-    elif isinstance(node, ArrayLit):
-        for r in node.rows:
-            for c in r:
-                yield c
+        return node.args
+    if isinstance(node, (Unary, Percent)):
+        return (node.operand,)
+    if isinstance(node, Binary):
+        return (node.left, node.right)
+    if isinstance(node, ArrayLit):
+        return tuple(c for r in node.rows for c in r)
+    return ()
+
+
+def walk(node):
+    """Every node of a tree, depth first (an explicit stack: a chain of thousands of
+    operators, ``A1+A2+...``, is as deep as it is long)."""
+    stack = [node]
+    while stack:
+        n = stack.pop()
+        yield n
+        stack.extend(reversed(children(n)))
 
 
 def functions_called(node) -> list[str]:

@@ -28,11 +28,15 @@ formula needs such a cell and it holds no stored value, that formula is reported
 
 Evaluation order follows the references: a formula is evaluated when another needs
 its value, so ``=GLMM_COMPARE(B5#, N5#)`` sees the two fits' new blocks, and a
-range that a block could spill into is read only after that block is computed.
+range that a block could spill into is read only after that block is computed.  That
+dependency is followed with an explicit stack (chains of any length), and the cost is
+bounded (``MAX_RANGE_CELLS``, ``MAX_WORK``, ``MAX_EVAL_DEPTH``; the parser's
+``MAX_NESTING``): a small hostile file gets a message, not a hang.
 """
 from __future__ import annotations
 
 import ast
+import bisect
 import contextlib
 import inspect
 import math
@@ -424,6 +428,7 @@ def _broadcast(fn, *vals):
         return fn(*vals)
     nr = max(len(g) for g in grids)
     nc = max(len(g[0]) for g in grids)
+    _spend(nr * nc)
 
     def at(v, i, j):
         if not _is_grid(v):
@@ -435,6 +440,25 @@ def _broadcast(fn, *vals):
             return XLError("#N/A")
         return v[ii][jj]
     return [[fn(*(at(v, i, j) for v in vals)) for j in range(nc)] for i in range(nr)]
+
+
+def _binary(op, a, b):
+    """``a op b`` for two operand values (ranges already read)."""
+    if op in ("+", "-", "*", "/", "^"):
+        return _broadcast(lambda x, y: _arith(op, x, y), a, b)
+    if op == "&":
+        def cat(x, y):
+            x, y = to_text(x), to_text(y)
+            return x if isinstance(x, XLError) else y if isinstance(y, XLError) else x + y
+        return _broadcast(cat, a, b)
+    return _broadcast(lambda x, y: _compare(op, x, y), a, b)
+
+
+def _shorten(text: str, limit: int = 290) -> str:
+    """A message (or a formula quoted in one) cut to ``limit`` characters: a reason
+    that quotes another cell's reason, which quotes another's... stays one line."""
+    text = str(text)
+    return text if len(text) <= limit else text[:limit - 3] + "..."
 
 
 # ---- the engine ---------------------------------------------------------------------------
@@ -580,7 +604,12 @@ def _cache_hits() -> int:
 
 
 class _Ticker:
-    """A live status line for long fits (on a terminal), or a line every 10 s."""
+    """A live status line for long fits (on a terminal), or a line every 10 s.
+
+    One thread serves every formula of a recalculation (a thread started and joined
+    per formula cost 3 ms each: 2,000 formulas spent 7 s in thread handling); it
+    exits by itself after a second without a label and is started again by
+    :meth:`begin`."""
 
     def __init__(self, stream):
         self.stream = stream
@@ -588,7 +617,7 @@ class _Ticker:
         self.label = None
         self.t0 = 0.0
         self.stage = ""
-        self._stop = threading.Event()
+        self._lock = threading.Lock()
         self._thread = None
         self._last_note = 0.0
         self._shown = False
@@ -604,46 +633,165 @@ class _Ticker:
 
     def begin(self, label):
         self.end()
-        self.label = label
-        self.t0 = time.perf_counter()
-        self._last_note = self.t0
-        self.stage = ""
-        self._stop.clear()
-        self._thread = threading.Thread(target=self._run, daemon=True)
-        self._thread.start()
+        with self._lock:
+            self.label = label
+            self.t0 = time.perf_counter()
+            self._last_note = self.t0
+            self.stage = ""
+            if self._thread is None:
+                self._thread = threading.Thread(target=self._run, daemon=True)
+                self._thread.start()
 
     def _run(self):
-        while not self._stop.wait(0.25):
-            el = time.perf_counter() - self.t0
-            if self.tty and el > 0.5:
-                msg = f"  {self.label} ... {el:.0f} s" + (f" ({self.stage})" if self.stage else "")
-                self.stream.write("\r" + msg[:self.width].ljust(self.width))
-                self.stream.flush()
-                self._shown = True
-            elif not self.tty and time.perf_counter() - self._last_note >= 10:
-                self._last_note = time.perf_counter()
-                self.stream.write(f"  {self.label}: still running after {el:.0f} s"
-                                  + (f" ({self.stage})" if self.stage else "") + "\n")
-                self.stream.flush()
+        idle = 0
+        while True:
+            time.sleep(0.25)
+            with self._lock:
+                if self.label is None:
+                    idle += 1
+                    if idle >= 4:
+                        self._thread = None
+                        return
+                    continue
+                idle = 0
+                el = time.perf_counter() - self.t0
+                if self.tty and el > 0.5:
+                    msg = f"  {self.label} ... {el:.0f} s" + \
+                        (f" ({self.stage})" if self.stage else "")
+                    self.stream.write("\r" + msg[:self.width].ljust(self.width))
+                    self.stream.flush()
+                    self._shown = True
+                elif not self.tty and time.perf_counter() - self._last_note >= 10:
+                    self._last_note = time.perf_counter()
+                    self.stream.write(f"  {self.label}: still running after {el:.0f} s"
+                                      + (f" ({self.stage})" if self.stage else "") + "\n")
+                    self.stream.flush()
 
     def end(self):
-        if self._thread is not None:
-            self._stop.set()
-            self._thread.join()
-            self._thread = None
+        with self._lock:
+            self.label = None
             if self._shown:
                 self.stream.write("\r" + " " * self.width + "\r")
                 self.stream.flush()
                 self._shown = False
 
 
+# ---- cost limits of the evaluator -----------------------------------------------------------
+
+# A range that must be read cell by cell (an argument of an xlglmm function, INDEX,
+# MATCH, an array operation...) may cover at most this many cells of the sheet's used
+# part; SUM, COUNT, COUNTIF, MIN, MAX, AVERAGE, RANK, SMALL and LARGE read only the
+# cells that hold something, so they take any range.
+MAX_RANGE_CELLS = 5_000_000
+# All formulas of a workbook together: cells read plus formula parts evaluated.
+MAX_WORK = 20_000_000
+# Levels of nesting while evaluating one formula, the defined names it uses included.
+MAX_EVAL_DEPTH = 250
+
+
+class _Need(BaseException):
+    """Raised inside a formula's evaluation when it needs formula cells that are not
+    evaluated yet (``cells``, in the order it reads them): :meth:`Engine.evaluate`
+    evaluates them first -- an explicit stack, not Python recursion, so a chain of
+    100,000 cells is no deeper than one -- and then evaluates the formula again.  A
+    BaseException, so that no ``except Exception`` on the way swallows it."""
+
+    def __init__(self, cells):
+        super().__init__()
+        self.cells = cells
+
+
+class _Meter:
+    """The work done by all formulas of a recalculation (cells read, formula parts
+    evaluated, elements computed): past ``limit`` every further step is refused."""
+
+    def __init__(self, limit=None):
+        self.used = 0
+        self.limit = limit
+
+    def spend(self, n: int) -> None:
+        self.used += n
+        if self.limit is not None and self.used > self.limit:
+            raise Unsupported("#VALUE!", f"not evaluated: the workbook's formulas need more "
+                              f"than recalc's limit of {self.limit:,} steps in all (cells "
+                              "read and formula parts evaluated)")
+
+
+_METER = _Meter()          # the running engine's meter (unlimited outside recalc)
+
+
+def _spend(n: int) -> None:
+    _METER.spend(n)
+
+
+class _Rects:
+    """Rectangles (r1, c1, r2, c2), each with an item, found by the cells they cover:
+    buckets of 64 x 64 cells, and a rectangle over more than 256 buckets is checked by
+    every query.  Queries return the items in the order they were added."""
+
+    B = 64
+
+    def __init__(self):
+        self.items: list = []
+        self.buckets: dict = {}
+        self.big: list = []
+
+    def add(self, rect, item) -> None:
+        i = len(self.items)
+        self.items.append((rect, item))
+        b = self.B
+        br1, bc1, br2, bc2 = rect[0] // b, rect[1] // b, rect[2] // b, rect[3] // b
+        if (br2 - br1 + 1) * (bc2 - bc1 + 1) > 256:
+            self.big.append(i)
+            return
+        for x in range(br1, br2 + 1):
+            for y in range(bc1, bc2 + 1):
+                self.buckets.setdefault((x, y), []).append(i)
+
+    def at(self, r, c) -> list:
+        ids = self.buckets.get((r // self.B, c // self.B), [])
+        if self.big:
+            ids = sorted(set(ids).union(self.big))
+        return [self.items[i][1] for i in ids if _inside(self.items[i][0], r, c)]
+
+    def overlapping(self, rect) -> list:
+        b = self.B
+        br1, bc1, br2, bc2 = rect[0] // b, rect[1] // b, rect[2] // b, rect[3] // b
+        if (br2 - br1 + 1) * (bc2 - bc1 + 1) > max(64, len(self.buckets)):
+            ids = range(len(self.items))
+        else:
+            found = set(self.big)
+            for x in range(br1, br2 + 1):
+                for y in range(bc1, bc2 + 1):
+                    found.update(self.buckets.get((x, y), ()))
+            ids = sorted(found)
+        return [self.items[i][1] for i in ids if _overlap(self.items[i][0], rect)]
+
+
+def _keys_in(keys: list, present, r1, c1, r2, c2) -> list:
+    """The (row, col) keys inside a rectangle, in row-major order: ``keys`` sorted,
+    ``present`` a set or dict of the same keys.  Costs the smaller of the rectangle's
+    size and the number of keys in its rows."""
+    i = bisect.bisect_left(keys, (r1, 0))
+    j = bisect.bisect_right(keys, (r2, xf.MAX_COL + 1))
+    if (r2 - r1 + 1) * (c2 - c1 + 1) <= j - i:
+        return [(r, c) for r in range(r1, r2 + 1) for c in range(c1, c2 + 1)
+                if (r, c) in present]
+    return [k for k in keys[i:j] if c1 <= k[1] <= c2]
+
+
 class Engine:
+    """Evaluates a :class:`Book`'s formulas.  A formula is evaluated when another needs
+    its value; that dependency is followed with an explicit stack (see :class:`_Need`).
+    Ranges are read through indexes of the stored cells and of the blocks' regions, so
+    the cost of a read follows the cells that hold something, not the range's size."""
+
     def __init__(self, book: Book, out=None, stream=None):
         self.book = book
         self.out = out or (lambda s: None)
         self.specs = udf_specs()
         self.done: set = set()
-        self.busy: list = []
+        self.busy: set = set()          # formulas being evaluated (waiting for others)
         self.kept: dict = {}            # key -> reason (stored value left in place)
         self.values: dict = {}          # (sheet, r, c) -> new value
         self.regions: dict = {}         # anchor key -> (r1, c1, r2, c2) it now covers
@@ -653,20 +801,39 @@ class Engine:
         self._noted: set = set()
         self.ticker = _Ticker(stream if stream is not None else sys.stderr)
         self._names_busy: set = set()
-        self._labels: list = []
         self.fitlog = FitLog()
-        self._tally: list = []           # per xlglmm formula being evaluated: its inner ones
+        self.meter = _Meter(MAX_WORK)
+        self._depth = 0                  # nesting of eval() in the formula being evaluated
+        self._partial: dict = {}         # key -> work of an xlglmm formula's earlier attempts
+        self._reg_max = (0, 0)           # the furthest row and column of any region
+        self._xl: dict = {}              # key -> the xlglmm function a formula calls, or ""
         # anchors: formula cells that own a region of cells (array formulas from the
         # file, and every xlglmm formula, which may spill)
         self.anchors: dict = {s: [] for s in book.sheet_names}
+        self._pos: dict = {}             # anchor key -> its place in anchors[sheet]
+        self._old: dict = {s: _Rects() for s in book.sheet_names}    # array_refs
+        self._reg: dict = {s: _Rects() for s in book.sheet_names}    # regions now
+        self._xl_rows: dict = {s: [] for s in book.sheet_names}      # (row, pos) of xlglmm
+        self._fkeys: dict = {}           # sheet -> sorted keys of its formula cells
+        self._vkeys: dict = {}           # sheet -> sorted keys of its stored cells
         for s, forms in book.formulas.items():
             for fc in forms.values():
                 try:
                     fc.node = xf.parse(fc.text)
                 except FormulaSyntaxError as e:
                     fc.parse_error = str(e)
-                if fc.array_ref is not None or self.is_xlglmm(fc):
+                except RecursionError:          # never, with the parser's depth limit
+                    fc.parse_error = f"formula nested deeper than {xf.MAX_NESTING} levels"
+                xl = self.xlglmm_function(fc)
+                if fc.array_ref is not None or xl:
+                    pos = len(self.anchors[s])
                     self.anchors[s].append(fc)
+                    self._pos[fc.key] = pos
+                    if fc.array_ref is not None:
+                        self._old[s].add(fc.array_ref, pos)
+                    if xl:
+                        self._xl_rows[s].append((fc.row, pos))
+            self._xl_rows[s].sort()
         # the log's first column fits every xlglmm formula's cell name
         self.where_width = max([16] + [len(fc.where) for a in self.anchors.values()
                                        for fc in a if self.is_xlglmm(fc)])
@@ -676,6 +843,13 @@ class Engine:
         return bool(self.xlglmm_function(fc))
 
     def xlglmm_function(self, fc: FormulaCell) -> str:
+        name = self._xl.get(fc.key)
+        if name is None:
+            name = self._xl[fc.key] = self._xlglmm_function(fc)
+        return name
+
+    @staticmethod
+    def _xlglmm_function(fc: FormulaCell) -> str:
         if fc.node is not None:
             for name in xf.functions_called(fc.node):
                 if name in XLGLMM_FUNCTIONS:
@@ -686,7 +860,9 @@ class Engine:
 
     # -- running
     def run(self):
+        global _METER
         with _fit_hook(self.ticker.progress) as self.fitlog:
+            outer, _METER = _METER, self.meter
             try:
                 for s in self.book.sheet_names:
                     for fc in sorted(self.book.formulas[s].values(), key=lambda f: (f.row, f.col)):
@@ -696,6 +872,7 @@ class Engine:
                     for fc in sorted(self.book.formulas[s].values(), key=lambda f: (f.row, f.col)):
                         self.evaluate(fc)
             finally:
+                _METER = outer
                 self.ticker.end()
 
     def note(self, key, text):
@@ -703,119 +880,249 @@ class Engine:
             self._noted.add(key)
             self.notes.append(text)
 
-    # -- cells
-    def cell(self, s, r, c):
-        """The value a cell shows after recalculation."""
-        fc = self.book.formulas[s].get((r, c))
-        if fc is not None:
-            return self.formula_value(fc)
-        anchors = self.anchors.get(s, ())
-        for a in anchors:
-            if (a.row, a.col) != (r, c) and a.key not in self.done and a.array_ref \
-                    and _inside(a.array_ref, r, c):
-                self.evaluate(a)
-        stale = False
-        for a in anchors:
-            if (a.row, a.col) == (r, c):
+    # -- the order of evaluation
+    def evaluate(self, fc: FormulaCell):
+        """Evaluate ``fc`` and, first, every formula it needs: a formula that reads a
+        cell not evaluated yet stops (:class:`_Need`), waits on the stack while that
+        cell is evaluated, and starts again; a formula that reads one still waiting is
+        a circular reference (#REF!, as Excel's own recursion would find it)."""
+        if fc.key in self.done:
+            return
+        stack = [fc]
+        while stack:
+            top = stack[-1]
+            if top.key in self.done:
+                stack.pop()
                 continue
-            reg = self.regions.get(a.key)
-            if reg is not None and _inside(reg, r, c):
-                if a.key in self.kept:
-                    return self.book.values[s].get((r, c))
-                return self.values.get((s, r, c))
-            if a.array_ref is not None and _inside(a.array_ref, r, c):
-                stale = True
-        if stale:
-            return None           # a stale spill value: the block no longer reaches here
-        return self.book.values[s].get((r, c))
+            self.busy.add(top.key)
+            try:
+                if self.is_xlglmm(top):
+                    self._evaluate_xlglmm(top)
+                else:
+                    self._evaluate_other(top)
+            except _Need as need:
+                stack.extend(c for c in reversed(need.cells) if c.key not in self.done)
+                continue
+            self.busy.discard(top.key)
+            self.done.add(top.key)
+            stack.pop()
 
+    def _require(self, fc: FormulaCell):
+        """Inside a formula's evaluation: ``fc`` must be evaluated already."""
+        if fc.key in self.done:
+            return
+        if fc.key in self.busy:
+            raise Unsupported("#REF!", f"circular reference through {fc.where}")
+        raise _Need([fc])
+
+    def _set_region(self, fc: FormulaCell, region):
+        self.regions[fc.key] = region
+        self._reg_max = (max(self._reg_max[0], region[2]), max(self._reg_max[1], region[3]))
+        pos = self._pos.get(fc.key)
+        if pos is not None:
+            self._reg[fc.sheet].add(region, pos)
+
+    def _region_of(self, s, pos):
+        """The region anchor ``pos`` of sheet ``s`` covers now (None before it is done)."""
+        return self.regions.get(self.anchors[s][pos].key)
+
+    # -- cells
     def formula_value(self, fc: FormulaCell):
-        self.evaluate(fc)
+        self._require(fc)
         if fc.key in self.kept:
             if fc.cached is None:
-                raise Unsupported("#REF!", f"{fc.where} ({fc.text}) cannot be evaluated "
-                                  f"here ({self.kept[fc.key]}) and holds no stored value")
+                raise Unsupported("#REF!", _shorten(
+                    f"{fc.where} ({_shorten(fc.text, 60)}) cannot be evaluated here "
+                    f"({_shorten(self.kept[fc.key], 160)}) and holds no stored value"))
             self.note(("used", fc.key), f"{fc.where}: its stored value was used "
-                      f"({self.kept[fc.key]})")
+                      f"({_shorten(self.kept[fc.key])})")
             return fc.cached
         return self.values.get(fc.key)
 
-    def grid(self, rv: RangeVal) -> list:
-        """The values of a range, after every block that could spill into it."""
-        s = rv.sheet
-        for a in list(self.anchors.get(s, ())):
-            if a.key in self.done or a.key in self.busy:
-                continue
-            if a.row <= rv.r2 and a.col <= rv.c2 and self.is_xlglmm(a):
-                self.evaluate(a)
+    def _peek(self, s, r, c):
+        """The value a cell shows after recalculation; the formulas it depends on are
+        evaluated (see :meth:`_prepare`)."""
+        fc = self.book.formulas[s].get((r, c))
+        if fc is not None:
+            return self.formula_value(fc)
+        covering = [p for p in self._reg[s].at(r, c)
+                    if _inside(self._region_of(s, p), r, c)]
+        if covering:
+            a = self.anchors[s][min(covering)]
+            if a.key in self.kept:
+                return self.book.values[s].get((r, c))
+            return self.values.get((s, r, c))
+        if self._old[s].at(r, c):
+            return None           # a stale spill value: the block no longer reaches here
+        return self.book.values[s].get((r, c))
+
+    def _formula_keys(self, s):
+        keys = self._fkeys.get(s)
+        if keys is None:
+            keys = self._fkeys[s] = sorted(self.book.formulas[s])
+        return keys
+
+    def _stored_keys(self, s):
+        keys = self._vkeys.get(s)
+        if keys is None:
+            keys = self._vkeys[s] = sorted(self.book.values[s])
+        return keys
+
+    def _clip(self, rv: RangeVal):
+        """The part of a range that can hold something: whole columns or rows end at the
+        sheet's used part (or the furthest block)."""
         r2, c2 = rv.r2, rv.c2
         if r2 - rv.r1 > 10000 or c2 - rv.c1 > 1000:      # whole columns/rows: used part
-            mr, mc = self.book.extent.get(s, (0, 0))
-            for reg in self.regions.values():
-                mr, mc = max(mr, reg[2]), max(mc, reg[3])
+            mr, mc = self.book.extent.get(rv.sheet, (0, 0))
+            mr, mc = max(mr, self._reg_max[0]), max(mc, self._reg_max[1])
             r2 = max(rv.r1, min(r2, mr))
             c2 = max(rv.c1, min(c2, mc))
-        return [[self.cell(s, r, c) for c in range(rv.c1, c2 + 1)]
+        return r2, c2
+
+    def _prepare(self, rv: RangeVal, materialise: bool):
+        """Everything a range's values depend on is evaluated, or :class:`_Need` says
+        what to evaluate first: the xlglmm blocks that could spill into it (every
+        xlglmm formula above and left of its end), then its formula cells and the array
+        formulas whose old range covers some of its cells.  Returns the range's used
+        end (r2, c2); refuses a range to be read cell by cell (``materialise``) that
+        covers more than MAX_RANGE_CELLS."""
+        s = rv.sheet
+        need = self._spilling_into(s, rv.r2, rv.c2)
+        if need:
+            raise _Need(need)
+        r2, c2 = self._clip(rv)
+        if materialise:
+            n = (r2 - rv.r1 + 1) * (c2 - rv.c1 + 1)
+            if n > MAX_RANGE_CELLS:
+                used = "" if (r2, c2) == (rv.r2, rv.c2) else \
+                    f" up to {cell_name(r2, c2)}, where the sheet's used part ends"
+                raise Unsupported("#VALUE!", f"{rv} covers {n:,} cells{used}; recalc reads "
+                                  f"at most {MAX_RANGE_CELLS:,} cells of a range one by one")
+        rect = (rv.r1, rv.c1, r2, c2)
+        forms = self.book.formulas[s]
+        keys = _keys_in(self._formula_keys(s), forms, *rect)
+        _spend(len(keys) + 1)
+        waiting = [((r, c), forms[(r, c)]) for r, c in keys
+                   if forms[(r, c)].key not in self.done]
+        for pos in self._old[s].overlapping(rect):
+            a = self.anchors[s][pos]
+            if a.key in self.done:
+                continue
+            o = a.array_ref
+            ov = (max(o[0], rect[0]), max(o[1], rect[1]), min(o[2], rect[2]), min(o[3], rect[3]))
+            size = (ov[2] - ov[0] + 1) * (ov[3] - ov[1] + 1)
+            inner = sum(1 for k in _keys_in(self._formula_keys(s), forms, *ov))
+            if size > inner:              # it covers a cell that is not a formula
+                waiting.append(((ov[0], ov[1]), a))
+        if not waiting:
+            return r2, c2
+        waiting.sort(key=lambda w: w[0])
+        need, seen = [], set()
+        for _, fc in waiting:
+            if fc.key in self.busy:
+                if need:
+                    break
+                raise Unsupported("#REF!", f"circular reference through {fc.where}")
+            if fc.key not in seen:
+                seen.add(fc.key)
+                need.append(fc)
+        raise _Need(need)
+
+    def _spilling_into(self, s, r2, c2) -> list:
+        """xlglmm formulas not evaluated (nor waiting) whose block could reach a range
+        ending at (r2, c2): those above and left of that end."""
+        rows = self._xl_rows[s]
+        j = bisect.bisect_right(rows, (r2, len(self.anchors[s])))
+        found, finished = [], 0
+        for row, pos in rows[:j]:
+            a = self.anchors[s][pos]
+            if a.key in self.done:
+                finished += 1
+            elif a.key not in self.busy and a.col <= c2:
+                found.append(pos)
+        if finished > 32:                 # forget the evaluated ones
+            self._xl_rows[s] = [x for x in rows if self.anchors[s][x[1]].key not in self.done]
+        return [self.anchors[s][p] for p in sorted(found)]
+
+    def grid(self, rv: RangeVal) -> list:
+        """The values of a range, after every block that could spill into it."""
+        r2, c2 = self._prepare(rv, materialise=True)
+        _spend((r2 - rv.r1 + 1) * (c2 - rv.c1 + 1))
+        s = rv.sheet
+        rect = (rv.r1, rv.c1, r2, c2)
+        if not (self._reg[s].overlapping(rect) or self._old[s].overlapping(rect) or
+                _keys_in(self._formula_keys(s), self.book.formulas[s], *rect)):
+            vals = self.book.values[s]        # stored values only: read them directly
+            return [[vals.get((r, c)) for c in range(rv.c1, c2 + 1)]
+                    for r in range(rv.r1, r2 + 1)]
+        return [[self._peek(s, r, c) for c in range(rv.c1, c2 + 1)]
                 for r in range(rv.r1, r2 + 1)]
 
-    # -- evaluation of one formula cell
-    def evaluate(self, fc: FormulaCell):
-        key = fc.key
-        if key in self.done:
-            return
-        if key in self.busy:
-            raise Unsupported("#REF!", f"circular reference through {fc.where}")
-        self.busy.append(key)
-        try:
-            if self.is_xlglmm(fc):
-                self._evaluate_xlglmm(fc)
-            else:
-                self._evaluate_other(fc)
-        finally:
-            self.busy.remove(key)
-            self.done.add(key)
+    def stored(self, rv: RangeVal) -> tuple:
+        """(the values of a range's non-blank cells in row-major order, the number of
+        cells of its used part) -- without reading its blank cells one by one."""
+        r2, c2 = self._prepare(rv, materialise=False)
+        s = rv.sheet
+        rect = (rv.r1, rv.c1, r2, c2)
+        keys = set(_keys_in(self._stored_keys(s), self.book.values[s], *rect))
+        keys.update(_keys_in(self._formula_keys(s), self.book.formulas[s], *rect))
+        for pos in self._reg[s].overlapping(rect):
+            a = self.anchors[s][pos]
+            reg = self.regions.get(a.key)
+            if a.key in self.kept or reg is None or not _overlap(reg, rect):
+                continue                  # a kept block shows its stored cells
+            for r in range(max(reg[0], rect[0]), min(reg[2], rect[2]) + 1):
+                for c in range(max(reg[1], rect[1]), min(reg[3], rect[3]) + 1):
+                    keys.add((r, c))
+        _spend(len(keys) + 1)
+        vals = [self._peek(s, r, c) for r, c in sorted(keys)]
+        return [v for v in vals if v is not None], (r2 - rv.r1 + 1) * (c2 - rv.c1 + 1)
 
+    # -- evaluation of one formula cell
     def _evaluate_xlglmm(self, fc: FormulaCell):
         fn = self.xlglmm_function(fc)
-        self._labels.append(f"{fc.where} {fn}")
-        self.ticker.begin(self._labels[-1])
+        self.ticker.begin(f"{fc.where} {fn}")
         fits0, hits0 = self.fitlog.fits, _cache_hits()
-        self._tally.append([0, 0, 0.0, 0.0])  # fits, cache hits, seconds, compiling: nested
         t0 = time.perf_counter()
         c0 = self.fitlog.compile_seconds
+        need = None
         try:
             if fc.parse_error:
                 raise Unsupported("#NAME?", f"cannot read the formula: {fc.parse_error}")
+            self._depth = 0
             result = self.eval(fc.node, fc)
             grid = self.to_grid(result)
             status, message = "ok", ""
             if len(grid) == 1 and len(grid[0]) == 1 and isinstance(grid[0][0], str) \
                     and grid[0][0].startswith("#GLMM!"):
                 status, message = "glmm-error", grid[0][0]
+        except _Need as e:
+            need = e
         except Unsupported as e:
             grid = [[XLError(e.code)]]
             status, message = "error", e.message
         except Exception as e:          # a bug here must not stop the other formulas
             grid = [[XLError("#VALUE!")]]
             status, message = "error", f"internal error in recalc ({type(e).__name__}: {e})"
-        compiled = self.fitlog.compile_seconds - c0
-        total = (self.fitlog.fits - fits0, _cache_hits() - hits0,
-                 time.perf_counter() - t0 - compiled, compiled)
-        inner = self._tally.pop()
-        if self._tally:                  # a formula evaluated for another one's sake
-            self._tally[-1] = [a + b for a, b in zip(self._tally[-1], total)]
-        # only this formula's own work: not that of the formulas it needed (F2#)
-        fits, hits, seconds, compiled = (a - b for a, b in zip(total, inner))
         self.ticker.end()
-        self._labels.pop()
-        if self._labels:
-            self.ticker.begin(self._labels[-1])
+        compiled = self.fitlog.compile_seconds - c0
+        work = (self.fitlog.fits - fits0, _cache_hits() - hits0,
+                time.perf_counter() - t0 - compiled, compiled)
+        # what its earlier attempts did (stopped to wait for cells it needs) counts too
+        work = tuple(a + b for a, b in zip(work, self._partial.pop(fc.key, (0, 0, 0.0, 0.0))))
+        if need is not None:
+            self._partial[fc.key] = work
+            raise need
+        fits, hits, seconds, compiled = work
         placed = self.place_spill(fc, grid)
         if placed is not None:
             status, message = "error", placed
             grid = [[XLError("#SPILL!")]]
-        o = Outcome(fc.where, fn, status, message, seconds, (len(grid), len(grid[0])), fits,
-                    reused=fits == 0 and hits > 0, compiled=compiled)
+        if status == "error":
+            message = _shorten(message)
+        o = Outcome(fc.where, fn, status, message, seconds,
+                    (len(grid), len(grid[0])), fits, reused=fits == 0 and hits > 0,
+                    compiled=compiled)
         self.outcomes.append(o)
         self.out(describe(o, self.where_width))
 
@@ -824,23 +1131,32 @@ class Engine:
             self.kept[fc.key] = f"formula not understood: {fc.parse_error}"
             self._keep_region(fc)
             self.note(("kept", fc.key), f"{fc.where}: kept its stored value (cannot read "
-                      f"{fc.text!r}: {fc.parse_error})")
+                      f"{_shorten(fc.text, 80)!r}: {fc.parse_error})")
             return
         try:
+            self._depth = 0
+            if fc.array_ref is not None:
+                n = (fc.array_ref[2] - fc.array_ref[0] + 1) * \
+                    (fc.array_ref[3] - fc.array_ref[1] + 1)
+                if n > MAX_RANGE_CELLS:
+                    raise Unsupported("#VALUE!", f"its array range "
+                                      f"{range_name(*fc.array_ref)} has {n:,} cells, more "
+                                      f"than the {MAX_RANGE_CELLS:,} recalc fills")
             result = self.eval(fc.node, fc)
+            if isinstance(result, RangeVal):
+                result = self.grid(result)
         except Unsupported as e:
             self.kept[fc.key] = e.message
             self._keep_region(fc)
-            self.note(("kept", fc.key), f"{fc.where}: kept its stored value ({e.message})")
+            self.note(("kept", fc.key), f"{fc.where}: kept its stored value "
+                      f"({_shorten(e.message)})")
             return
         except Exception as e:          # a bug here must not stop the other formulas
             self.kept[fc.key] = f"internal error in recalc ({type(e).__name__}: {e})"
             self._keep_region(fc)
             self.note(("kept", fc.key), f"{fc.where}: kept its stored value "
-                      f"({self.kept[fc.key]})")
+                      f"({_shorten(self.kept[fc.key])})")
             return
-        if isinstance(result, RangeVal):
-            result = self.grid(result)
         if _is_grid(result):
             if fc.array_ref is not None:
                 self._fill_cse(fc, result)
@@ -856,12 +1172,13 @@ class Engine:
         if result is MISSING:
             result = 0.0
         self.values[fc.key] = result
-        self.regions[fc.key] = (fc.row, fc.col, fc.row, fc.col)
         if fc.array_ref is not None:
             self._fill_cse(fc, [[result]])
+        else:
+            self._set_region(fc, (fc.row, fc.col, fc.row, fc.col))
 
     def _keep_region(self, fc):
-        self.regions[fc.key] = fc.array_ref or (fc.row, fc.col, fc.row, fc.col)
+        self._set_region(fc, fc.array_ref or (fc.row, fc.col, fc.row, fc.col))
 
     def _fill_cse(self, fc, grid):
         r1, c1, r2, c2 = fc.array_ref
@@ -873,7 +1190,31 @@ class Engine:
                 jj = 0 if w == 1 else j
                 v = grid[ii][jj] if ii < h and jj < w else XLError("#N/A")
                 self.values[(fc.sheet, r, c)] = v
-        self.regions[fc.key] = fc.array_ref
+        self._set_region(fc, fc.array_ref)
+
+    def _in_the_way(self, fc: FormulaCell, region):
+        """The first other anchor (in the anchors' order) whose cells overlap
+        ``region``: an evaluated one's region, else its array range or its own cell;
+        (its position, its cells) or None."""
+        s = fc.sheet
+        me = self._pos.get(fc.key)
+        found = []
+        for pos in self._reg[s].overlapping(region):
+            a = self.anchors[s][pos]
+            reg = self.regions.get(a.key)
+            if pos != me and a.key in self.done and reg is not None and _overlap(region, reg):
+                found.append((pos, reg))
+        for pos in self._old[s].overlapping(region):
+            a = self.anchors[s][pos]
+            if pos != me and a.key not in self.done:
+                found.append((pos, a.array_ref))
+        forms = self.book.formulas[s]
+        for r, c in _keys_in(self._formula_keys(s), forms, *region):
+            a = forms[(r, c)]
+            pos = self._pos.get(a.key)
+            if pos is not None and pos != me and a.key not in self.done and a.array_ref is None:
+                found.append((pos, (r, c, r, c)))
+        return min(found) if found else None
 
     def place_spill(self, fc: FormulaCell, grid) -> str | None:
         """Put a block into the cells from the anchor; a message when it cannot spill."""
@@ -885,17 +1226,14 @@ class Engine:
         if region[2] > xf.MAX_ROW or region[3] > xf.MAX_COL:
             blocked = "the block would extend beyond the sheet"
         else:
-            for other in self.anchors.get(s, ()):
-                if other is fc:
-                    continue
-                oreg = self.regions.get(other.key) if other.key in self.done else other.array_ref
-                if oreg is None and other.key not in self.done:
-                    oreg = (other.row, other.col, other.row, other.col)
-                if oreg is not None and _overlap(region, oreg):
-                    blocked = f"{fc.sheet}!{range_name(*oreg)} (the result of " \
-                              f"{cell_name(other.row, other.col)}) is in the way"
-                    break
-            if blocked is None:
+            _spend(h * w)
+            other = self._in_the_way(fc, region)
+            if other is not None:
+                pos, oreg = other
+                o = self.anchors[s][pos]
+                blocked = f"{fc.sheet}!{range_name(*oreg)} (the result of " \
+                          f"{cell_name(o.row, o.col)}) is in the way"
+            else:
                 forms = self.book.formulas[s]
                 vals = self.book.values[s]
                 own = fc.array_ref
@@ -913,21 +1251,21 @@ class Engine:
                     if blocked:
                         break
         if blocked:
-            self.regions[fc.key] = (r0, c0, r0, c0)
             self.values[fc.key] = XLError("#SPILL!")
+            self._set_region(fc, (r0, c0, r0, c0))
             return f"#SPILL!: the block needs {range_name(*region)}, but {blocked}"
         for i, row in enumerate(grid):
             for j, v in enumerate(row):
                 self.values[(s, r0 + i, c0 + j)] = v
-        self.regions[fc.key] = region
+        self._set_region(fc, region)
         return None
 
     def _in_any_old_region(self, s, r, c, me):
         """A stored value inside another array formula's old range (a stale spill,
         overwritten when that formula is re-evaluated) does not block."""
-        for a in self.anchors.get(s, ()):
-            if a is not me and a.array_ref and _inside(a.array_ref, r, c) and \
-                    a.key in self.done and a.key not in self.kept:
+        for pos in self._old[s].at(r, c):
+            a = self.anchors[s][pos]
+            if a is not me and a.key in self.done and a.key not in self.kept:
                 reg = self.regions.get(a.key)
                 if reg is None or not _inside(reg, r, c):
                     return True
@@ -957,6 +1295,17 @@ class Engine:
             return XLError(node.code)
         if t is Missing:
             return MISSING
+        self._depth += 1
+        try:
+            if self._depth > MAX_EVAL_DEPTH:
+                raise Unsupported("#VALUE!", f"formula nested deeper than {MAX_EVAL_DEPTH} "
+                                  "levels (counting the defined names it uses)")
+            _spend(1)
+            return self._eval(t, node, fc)
+        finally:
+            self._depth -= 1
+
+    def _eval(self, t, node, fc):
         if t is Ref:
             return self.ref(node, fc)
         if t is StructRef:
@@ -974,17 +1323,17 @@ class Engine:
             v = self.value(self.eval(node.operand, fc))
             return _broadcast(lambda x: _arith("/", x, 100.0), v)
         if t is Binary:
-            a = self.value(self.eval(node.left, fc))
-            b = self.value(self.eval(node.right, fc))
-            op = node.op
-            if op in ("+", "-", "*", "/", "^"):
-                return _broadcast(lambda x, y: _arith(op, x, y), a, b)
-            if op == "&":
-                def cat(x, y):
-                    x, y = to_text(x), to_text(y)
-                    return x if isinstance(x, XLError) else y if isinstance(y, XLError) else x + y
-                return _broadcast(cat, a, b)
-            return _broadcast(lambda x, y: _compare(op, x, y), a, b)
+            # A1+A2+...+A3000 is a chain of 3,000 nested nodes down the left: walk it
+            # with a loop, evaluating the operands in the same order as recursion would
+            spine = []
+            while type(node) is Binary:
+                spine.append(node)
+                node = node.left
+            acc = self.value(self.eval(node, fc))
+            for b in reversed(spine):
+                _spend(1)
+                acc = _binary(b.op, acc, self.value(self.eval(b.right, fc)))
+            return acc
         if t is ArrayLit:
             return [[self.eval(c, fc) for c in row] for row in node.rows]
         raise Unsupported("#NAME?", f"unsupported formula element {t.__name__}")
@@ -1011,7 +1360,7 @@ class Engine:
         if fc is None:
             raise Unsupported("#REF!", f"{text}: {s}!{cell_name(r, c)} holds no formula, so "
                               "it has no spilled range")
-        self.evaluate(fc)
+        self._require(fc)
         reg = self.regions.get(fc.key, (r, c, r, c))
         if fc.key in self.kept and fc.cached is None:
             raise Unsupported("#REF!", f"{text}: {fc.where} cannot be evaluated here "
@@ -1177,13 +1526,15 @@ def _clean_result(v):
 
 def _flat(ev, args):
     """Values of aggregate arguments: from ranges/arrays only numbers count; direct
-    scalars are coerced.  Returns (numbers, first error)."""
+    scalars are coerced.  Returns (numbers, first error).  A range is read through
+    its non-blank cells only (:meth:`Engine.stored`), so ``SUM(A:XFD)`` costs the
+    cells that hold something, not 17 billion."""
     nums = []
     for a in args:
         if a is MISSING:
             continue
         if isinstance(a, RangeVal):
-            a = ev.grid(a)
+            a = [ev.stored(a)[0]]
         if _is_grid(a):
             for row in a:
                 for v in row:
@@ -1293,7 +1644,7 @@ def _count(ev, *args):
     n = 0
     for a in args:
         if isinstance(a, RangeVal):
-            a = ev.grid(a)
+            a = [ev.stored(a)[0]]
         if _is_grid(a):
             n += sum(1 for row in a for v in row
                      if isinstance(v, (int, float)) and not isinstance(v, bool))
@@ -1316,6 +1667,7 @@ def _kth(largest):
             kk = math.ceil(kk)
             if not 1 <= kk <= len(nums):
                 return XLError("#NUM!")
+            _spend(len(nums))
             return sorted(nums, reverse=largest)[kk - 1]
         return _broadcast(one, ev.value(k))
     return impl
@@ -1344,8 +1696,15 @@ def _match(ev, x, lookup, mtype=1.0):
     def one(target):
         if isinstance(target, XLError):
             return target
+        _spend(len(vals))
         kt = _rank_key(target)
         if mt == 0:
+            if isinstance(target, str) and any(ch in target for ch in "*?~"):
+                matches = wildcard_matcher(target)        # Excel: wildcards in text
+                for i, v in enumerate(vals):
+                    if isinstance(v, str) and not isinstance(v, XLError) and matches(v):
+                        return float(i + 1)
+                return XLError("#N/A")
             for i, v in enumerate(vals):
                 if _rank_key(v) == kt:
                     return float(i + 1)
@@ -1401,6 +1760,7 @@ def _rank(ev, x, ref, order=0.0):
         n = to_number(v)
         if isinstance(n, XLError):
             return n
+        _spend(len(nums))
         if n not in nums:               # RANK compares exactly (Excel and Calc alike)
             return XLError("#N/A")
         if o == 0:
@@ -1433,24 +1793,72 @@ def _criterion(crit):
         return (lambda v: v is None or v == "") if op == "=" else \
             (lambda v: not (v is None or v == ""))
     if op in ("=", "<>"):
-        pattern = "".join(".*" if ch == "*" else "." if ch == "?" else re.escape(ch)
-                          for ch in operand.lower())
-        rx = re.compile(pattern + r"\Z", re.S)
+        matches = wildcard_matcher(operand)
 
         def textual(v):
-            hit = isinstance(v, str) and not isinstance(v, XLError) and \
-                rx.match(v.lower()) is not None
+            hit = isinstance(v, str) and not isinstance(v, XLError) and matches(v)
             return hit if op == "=" else not hit
         return textual
     return lambda v: isinstance(v, str) and not isinstance(v, XLError) and \
         _compare(op, v, operand) is True
 
 
+def wildcard_matcher(pattern: str):
+    """Excel's wildcard comparison for COUNTIF and MATCH: ``pattern`` against a whole
+    text, ignoring case; ``*`` any run of characters, ``?`` one character, ``~*``
+    ``~?`` ``~~`` the character itself.  Returns a predicate on texts.
+
+    Never backtracks: the pattern is cut at its stars into pieces of fixed length
+    (literals and ``?``); the first piece must match at the start, the last at the
+    end, and each piece between at its leftmost place after the one before -- the
+    leftmost place is never worse -- so a text of n characters costs at most n times
+    the pattern's length, done by ``re`` on quantifier-free pieces (a pattern such
+    as ``*a*a*a*b`` against 2,000 a's was a catastrophic backtrack as one regex)."""
+    pieces, cur, i = [], [], 0
+    p = pattern.lower()
+    while i < len(p):
+        ch = p[i]
+        if ch == "~" and i + 1 < len(p) and p[i + 1] in "*?~":
+            cur.append(re.escape(p[i + 1]))
+            i += 2
+            continue
+        if ch == "*":
+            pieces.append(cur)
+            cur = []
+        else:
+            cur.append("." if ch == "?" else re.escape(ch))
+        i += 1
+    pieces.append(cur)
+    sizes = [len(x) for x in pieces]
+    rx = [re.compile("".join(x), re.S) for x in pieces]
+    if len(pieces) == 1:
+        return lambda text: len(text.lower()) == sizes[0] and \
+            rx[0].fullmatch(text.lower()) is not None
+    first, last = rx[0], rx[-1]
+    middle = [r for r, k in zip(rx[1:-1], sizes[1:-1]) if k]
+    least = sizes[0] + sizes[-1]
+
+    def matches(text):
+        t = text.lower()
+        end = len(t) - sizes[-1]
+        if len(t) < least or first.match(t) is None or last.fullmatch(t, end) is None:
+            return False
+        pos = sizes[0]
+        for r in middle:
+            m = r.search(t, pos, end)
+            if m is None:
+                return False
+            pos = m.end()
+        return True
+    return matches
+
+
 def _countif(ev, rng, crit):
     if isinstance(rng, RangeVal):
-        g = ev.grid(rng)
+        vals, n = ev.stored(rng)           # the non-blank cells; the rest are blank
+        blanks = n - len(vals)
     elif _is_grid(rng):
-        g = rng
+        vals, blanks = [v for row in rng for v in row], 0
     else:
         return XLError("#VALUE!")
 
@@ -1458,7 +1866,9 @@ def _countif(ev, rng, crit):
         if isinstance(c, XLError):
             return c
         pred = _criterion(None if c is MISSING else c)
-        return float(sum(1 for row in g for v in row if pred(v)))
+        _spend(len(vals) + 1)
+        hits = sum(1 for v in vals if pred(v))
+        return float(hits + (blanks if blanks and pred(None) else 0))
     return _broadcast(one, ev.value(crit))
 
 
@@ -1563,10 +1973,11 @@ def plan_writes(engine: Engine) -> dict:
             if fc.key in engine.spilling:
                 old = fc.array_ref
                 if old is not None:
-                    for r in range(old[0], old[2] + 1):
-                        for c in range(old[1], old[3] + 1):
-                            if not _inside(reg, r, c):
-                                clears.append((s, r, c))
+                    # the old range's cells outside the new block: those the sheet
+                    # holds (an old range may claim all 17 billion cells of a sheet)
+                    for r, c in _keys_in(engine._stored_keys(s), engine.book.values[s], *old):
+                        if not _inside(reg, r, c):
+                            clears.append((s, r, c))
                 formulas.append((s, fc.row, fc.col,
                                  CellWrite("formula", engine.values.get(fc.key),
                                            range_name(*reg), dynamic=True)))
