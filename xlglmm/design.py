@@ -458,6 +458,8 @@ def _build(f, table, n, family, offset, weights, groups) -> ModelDesign:
     _check_response(fam, y, w, kept_rows)
 
     # fixed effects
+    from .cost import check_fixed_columns     # (cost imports this module)
+    check_fixed_columns(f.terms, f.intercept, specs, nobs)
     X_full, names_full = _model_matrix(f.terms, f.intercept, vals_kept, specs, nobs)
     keep_cols = full_rank_columns(X_full) if X_full.shape[1] else np.zeros(0, np.int64)
     messages = []

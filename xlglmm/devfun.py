@@ -224,10 +224,13 @@ class GlmmDeviance:
         eta_base = self.offset if with_beta else self._xb(beta)
         for attempt in range(2):
             u1, v = self._u1[with_beta], self._v[with_beta]
-            out = kernels.pirls(*self._fam_args, self.y, self.pw,
-                                eta_base, self.A1, self.gptr, self.Rv, self.Rc, Rloc, m_use,
-                                loc_ptr, loc_cols, r, self.q2, u1, v, PIRLS_MAXIT, tol,
-                                self._dense[with_beta], self.aic_const)
+            args = (*self._fam_args, self.y, self.pw, eta_base, self.A1, self.gptr, self.Rv,
+                    self.Rc, Rloc, m_use, loc_ptr, loc_cols, r, self.q2, u1, v)
+            if self.budget is None or not self.piecewise:
+                out = kernels.pirls(*args, PIRLS_MAXIT, tol, self._dense[with_beta],
+                                    self.aic_const)
+            else:
+                out = self._pirls_in_pieces(args, tol, self._dense[with_beta])
             status = out[0]
             if status == kernels.PIRLS_OK or attempt == 1:
                 break
@@ -249,8 +252,22 @@ class GlmmDeviance:
         self.state = st
         return st
 
+    def _pirls_in_pieces(self, args, tol, dense):
+        """``kernels.pirls`` one iteration at a time, the time budget checked before
+        each (``Budget.check_inside``): the same arithmetic as one call (see the
+        kernel), for models whose iterations are slow (``cost.SLOW_ITERATION``)."""
+        it, finish = 1, False
+        while True:
+            self.budget.check_inside()
+            out = kernels.pirls(*args, it, tol, dense, self.aic_const, it, finish)
+            if not out[11] or it >= PIRLS_MAXIT:
+                return out
+            it, finish = it + 1, out[12]
+
     beta_start = None
     tol = PIRLS_TOL
+    budget = None           # optimize.Budget of the fit, checked between iterations ...
+    piecewise = False       # ... when True (slow iterations: see fit.py, cost.py)
 
     def warm_start_fixed_beta(self, st: PirlsState):
         """Start the fixed-beta PIRLS (stage 2) from the stage-1 modes."""
