@@ -36,7 +36,7 @@ from .design import DesignError
 
 MAX_FIT_BYTES = 2e9          # memory a fit may use (the documented cap)
 RATE = 2e9                   # multiply-adds a second of the kernels on a fast CPU
-MIN_ITERATIONS = 10          # a fit needs (many) more PIRLS iterations than this
+MIN_ITERATIONS = 20          # a fit needs (many) more PIRLS iterations than this
 SLOW_ITERATION = 0.02        # predicted seconds above which PIRLS is run one
                              # iteration at a time, the budget checked in between
 COPIES_OF_REST = 4           # r x r blocks alive at once (states kept by the fit)
@@ -75,7 +75,9 @@ def check_fixed_columns(terms, intercept, specs, n: int) -> None:
     """Refuse a fixed-effect model matrix (n x p doubles, a few copies) beyond the
     memory cap before it is built."""
     p = fixed_columns(terms, intercept, specs)
-    need = 3.0 * 8.0 * n * p
+    # the model matrix's copies, and what the fit makes of it (``fit_cost``: the
+    # rows' rest columns, the dense rest block of the fixed effects)
+    need = 8.0 * n * (3.0 * p + 7.0 * p) + COPIES_OF_REST * 8.0 * p * p
     if need > MAX_FIT_BYTES:
         raise CostError(f"the fixed effects would have {p:,} columns for {n:,} rows "
                         f"(about {_gb(need)} of memory, the limit is {_gb(MAX_FIT_BYTES)}): "
@@ -165,9 +167,11 @@ def check(design, time_budget=None) -> Cost:
     budget (see the module's docstring); return its cost otherwise."""
     c = fit_cost(design)
     if c.bytes > MAX_FIT_BYTES:
+        part = (f"make a dense block of {c.r:,} x {c.r:,} numbers"
+                if c.rest_bytes > c.bytes / 2 else f"on {c.n:,} rows")
         raise CostError(f"the model would need about {_gb(c.bytes)} of memory (the limit is "
-                        f"{_gb(MAX_FIT_BYTES)}): {c.what} make a dense block of "
-                        f"{c.r:,} x {c.r:,} numbers; use fewer levels or predictors")
+                        f"{_gb(MAX_FIT_BYTES)}): {c.what} {part}; use fewer levels or "
+                        "predictors")
     if time_budget is not None and math.isfinite(time_budget) and \
             MIN_ITERATIONS * c.iteration_seconds > time_budget:
         secs = c.iteration_seconds
@@ -177,3 +181,49 @@ def check(design, time_budget=None) -> Cost:
                         f"of the fit take about {each} s even on a fast computer; use fewer "
                         "levels or predictors, or a larger budget")
     return c
+
+
+# ---- the numbers' range ----------------------------------------------------------------
+
+MAX_COUNT = 1e12        # counts and binomial trials
+MAX_GAUSSIAN = 1e150    # |response| of a linear mixed model
+MIN_GAUSSIAN = 1e-150
+
+
+def check_response_range(family: str, y, w, rows) -> None:
+    """Refuse responses whose arithmetic double precision cannot carry.
+
+    Counts (Poisson, negative binomial) and binomial trials above ``MAX_COUNT``:
+    the log-likelihood sums terms of size y log y (lgamma) that cancel to
+    O(log y), so with 16 significant digits a row's log-likelihood is good to
+    ~0.01 at 1e12 and loses a digit with each decade beyond (1e16 trials gave a
+    positive log-likelihood of +1752; y = 1e300 an intercept of 0.057 for a log of
+    690.8).  Counts of a billion are fine.  A linear mixed model squares its
+    response: values beyond ``MAX_GAUSSIAN`` overflow, and a response whose values
+    are all below ``MIN_GAUSSIAN`` underflows (the fit gave estimates of 0.0 with
+    "converged").  ``rows(mask)`` gives the 'rows 5, 9' text of a mask."""
+    y = np.asarray(y, float)
+    w = np.asarray(w, float)
+    if family in ("poisson", "negbin"):
+        big = y > MAX_COUNT
+        if big.any():
+            raise CostError(f"counts must be at most 1e12 ({rows(big)}, up to "
+                            f"{np.max(y[big]):.3g}): beyond it double precision cannot "
+                            "hold the log-likelihood's digits; count in larger units")
+    elif family == "binomial":
+        big = w > MAX_COUNT
+        if big.any():
+            raise CostError(f"binomial trials must be at most 1e12 ({rows(big)}, up to "
+                            f"{np.max(w[big]):.3g}): beyond it double precision cannot "
+                            "hold the log-likelihood's digits")
+    elif family == "gaussian" and y.size:
+        a = np.abs(y)
+        big = a > MAX_GAUSSIAN
+        if big.any():
+            raise CostError(f"the response has values as large as {np.max(a):.3g} "
+                            f"({rows(big)}): beyond 1e150 their squares overflow double "
+                            "precision; rescale it (divide it by a power of ten)")
+        if 0 < np.max(a) < MIN_GAUSSIAN:
+            raise CostError(f"the response's values are all below 1e-150 (the largest is "
+                            f"{np.max(a):.3g}): their squares underflow double precision; "
+                            "rescale it (multiply it by a power of ten)")

@@ -83,6 +83,28 @@ def symbolic_blocks(Rc, m_use: int, gptr, r: int):
     return loc_ptr, loc_cols, np.ascontiguousarray(Rloc)
 
 
+X_SCALE_LIMIT = 2.0 ** 64     # columns with larger (or smaller) values are rescaled
+
+
+def x_scale(X):
+    """Powers of two that bring fixed-effect columns of extreme scale (largest
+    value beyond 2^64 ~ 1.8e19, or below 2^-64) to a largest value in [0.5, 1);
+    None when no column needs it (then nothing changes).  The fit works with
+    X * scale and its coefficients beta / scale; ``fit.unscale`` turns them back.
+    Powers of two are exact: the columns keep every digit.  (A predictor in units
+    of 1e155 used to be dropped, and one of 1e30 would make the deviance overflow
+    or its finite differences meaningless.)"""
+    if X.shape[1] == 0 or X.shape[0] == 0:
+        return None
+    big = np.max(np.abs(X), axis=0)
+    extreme = np.isfinite(big) & (big > 0) & ((big > X_SCALE_LIMIT) | (big < 1 / X_SCALE_LIMIT))
+    if not extreme.any():
+        return None
+    scale = np.ones(X.shape[1])
+    scale[extreme] = np.ldexp(1.0, -np.frexp(big[extreme])[1])
+    return scale
+
+
 def theta_start(terms) -> np.ndarray:
     out = []
     for t in terms:
@@ -108,6 +130,9 @@ class GlmmDeviance:
         self.pw = np.ascontiguousarray(design.weights[o])
         self.offset = np.ascontiguousarray(design.offset[o])
         self.X = np.ascontiguousarray(design.X[o])
+        self.x_scale = x_scale(self.X)
+        if self.x_scale is not None:
+            self.X *= self.x_scale
         self.ng1 = t1.nlevels
         self.k1 = t1.k
         counts = np.bincount(t1.codes, minlength=self.ng1)

@@ -198,7 +198,9 @@ def _glmer(formula, data, family, *, link, offset, weights, nAGQ, groups, se_met
         with budget.finishing():
             if nAGQ == 0:
                 theta_hat, fval = check_boundary(f1, theta_hat, fval, lower)
-            st = dev.pirls(theta_hat)
+            # (stopped by the budget: stage 1's state at theta1 is the one to use --
+            # slow models must not spend their grace period evaluating it again)
+            st = st1 if nAGQ > 0 and dev.budget is not None else dev.pirls(theta_hat)
             beta_hat = dev.beta_of(st)
             if nAGQ > 0:       # stopped in stage 1 by the budget: report the Laplace value
                 st = dev.pirls(theta_hat, beta_hat)
@@ -310,6 +312,8 @@ def _glmer(formula, data, family, *, link, offset, weights, nAGQ, groups, se_met
 
     if design.n_dropped:
         messages.append(dropped_rows_message(design))
+    beta_hat, vcov, v_rx, v_exact, grad, hess = unscale(dev, beta_hat, vcov, v_rx, v_exact,
+                                                        grad, hess, messages)
     return GLMMResult(
         design=design, devfun=dev, family=fam, nAGQ=nAGQ, theta=theta_hat, beta=beta_hat,
         vcov=vcov, vcov_method=vcov_method, vcov_rx=v_rx, vcov_exact=v_exact,
@@ -317,6 +321,36 @@ def _glmer(formula, data, family, *, link, offset, weights, nAGQ, groups, se_met
         singular=singular, messages=messages, gradient=grad, hessian=hess,
         evaluations=dev.evaluations, seconds=float("nan"),
         formula=design.spec.formula.text)
+
+
+def unscale(dev: GlmmDeviance, beta, vcov, v_rx, v_exact, grad=None, hess=None,
+            messages=None):
+    """The coefficients and their covariances (and the gradient and Hessian in
+    (theta, beta)) on the data's scale, from the fit's scale of fixed-effect
+    columns of extreme size (``devfun.x_scale``): beta * s, diag(s) V diag(s).
+    A variance beyond double precision's range (a column of values beyond ~1e150
+    or below ~1e-150: its SE squared) is named in a note in ``messages``."""
+    s = dev.x_scale
+    if s is None:
+        return beta, vcov, v_rx, v_exact, grad, hess
+
+    def cov(v):
+        return None if v is None else v * np.outer(s, s)
+    nt = dev.ntheta
+    d = np.concatenate([np.ones(nt), s])
+    with np.errstate(over="ignore", under="ignore", divide="ignore", invalid="ignore"):
+        grad = None if grad is None else grad / d
+        hess = None if hess is None else hess / np.outer(d, d)
+        out = beta * s, cov(vcov), cov(v_rx), cov(v_exact), grad, hess
+        v_fit, v_out = np.diag(vcov), np.diag(out[1])
+        lost = (v_fit > 0) & np.isfinite(v_fit) & ~((v_out >= np.finfo(float).tiny)
+                                                    & np.isfinite(v_out))
+    if lost.any() and messages is not None:
+        names = ", ".join(dev.design.x_names[j] for j in np.flatnonzero(lost))
+        messages.append(f"The standard errors of {names} cannot be shown: their squares "
+                        "are beyond double precision's range (values of the predictor "
+                        "beyond 1e150 or below 1e-150); rescale the predictor.")
+    return out
 
 
 def _rx_cov(dev: GlmmDeviance, theta, st) -> np.ndarray:

@@ -23,7 +23,7 @@ from .design import build_design
 from .devfun import theta_start
 from .family import Family
 from .fit import (SINGULAR_MESSAGE, ModelError, _check_model, dropped_rows_message, prepare,
-                  timeout_message)
+                  timeout_message, unscale)
 from .optimize import BudgetExhausted, bobyqa, check_boundary, is_singular
 from .results import GLMMResult
 
@@ -118,6 +118,10 @@ def _lmer(formula, data, REML, *, offset, weights, groups, time_budget,
     LS = st.LS[dev.q2:, dev.q2:]
     inv = np.linalg.inv(LS) if p else np.zeros((0, 0))
     vcov = sigma ** 2 * (inv.T @ inv) if p else np.zeros((0, 0))
+    beta, vcov, _, _, _, _ = unscale(dev, beta, vcov, None, None, messages=messages)
+    if REML and dev.x_scale is not None:
+        # log|RX|^2 of the data's columns X / s: the REML criterion as defined on them
+        fval = fval - 2.0 * float(np.sum(np.log(dev.x_scale)))
     return LMMResult(
         reml=bool(REML), design=design, devfun=dev, family=GAUSSIAN, nAGQ=1, theta=theta,
         beta=beta, vcov=vcov, vcov_method="RX", vcov_rx=vcov, vcov_exact=None,
