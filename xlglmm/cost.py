@@ -185,7 +185,8 @@ def check(design, time_budget=None) -> Cost:
 
 # ---- the numbers' range ----------------------------------------------------------------
 
-MAX_COUNT = 1e12        # counts and binomial trials
+MAX_COUNT = 2.0 ** 53   # counts and binomial trials: whole numbers are exact up to here
+NOTE_COUNT = 1e12       # above it the log-likelihood carries fewer digits (a note)
 MAX_GAUSSIAN = 1e150    # |response| of a linear mixed model
 MIN_GAUSSIAN = 1e-150
 
@@ -193,29 +194,31 @@ MIN_GAUSSIAN = 1e-150
 def check_response_range(family: str, y, w, rows) -> None:
     """Refuse responses whose arithmetic double precision cannot carry.
 
-    Counts (Poisson, negative binomial) and binomial trials above ``MAX_COUNT``:
-    the log-likelihood sums terms of size y log y (lgamma) that cancel to
-    O(log y), so with 16 significant digits a row's log-likelihood is good to
-    ~0.01 at 1e12 and loses a digit with each decade beyond (1e16 trials gave a
-    positive log-likelihood of +1752; y = 1e300 an intercept of 0.057 for a log of
-    690.8).  Counts of a billion are fine.  A linear mixed model squares its
-    response: values beyond ``MAX_GAUSSIAN`` overflow, and a response whose values
-    are all below ``MIN_GAUSSIAN`` underflows (the fit gave estimates of 0.0 with
-    "converged").  ``rows(mask)`` gives the 'rows 5, 9' text of a mask."""
+    Counts (Poisson, negative binomial) and binomial trials above 2^53
+    (9.007e15): doubles no longer hold every whole number, so successes and
+    failures, or a count and its neighbour, cannot be told apart; there the
+    log-likelihood -- terms of size y log y (lgamma) that cancel to O(log y) --
+    has lost all its digits (1e16 trials gave a positive log-likelihood of +1752;
+    y = 1e300 an intercept of 0.057 for a log of 690.8).  Between 1e12 and 2^53
+    the fit is made with a note (``range_note``); counts of a billion are exact to
+    ~1e-6.  A linear mixed model squares its response: values beyond
+    ``MAX_GAUSSIAN`` overflow, and a response whose values are all below
+    ``MIN_GAUSSIAN`` underflows (the fit gave estimates of 0.0 with "converged").
+    ``rows(mask)`` gives the 'rows 5, 9' text of a mask."""
     y = np.asarray(y, float)
     w = np.asarray(w, float)
     if family in ("poisson", "negbin"):
         big = y > MAX_COUNT
         if big.any():
-            raise CostError(f"counts must be at most 1e12 ({rows(big)}, up to "
-                            f"{np.max(y[big]):.3g}): beyond it double precision cannot "
-                            "hold the log-likelihood's digits; count in larger units")
+            raise CostError(f"counts must be at most 2^53 = 9.007e15 ({rows(big)}, up to "
+                            f"{np.max(y[big]):.4g}): beyond it double precision cannot hold "
+                            "whole numbers exactly; count in larger units")
     elif family == "binomial":
         big = w > MAX_COUNT
         if big.any():
-            raise CostError(f"binomial trials must be at most 1e12 ({rows(big)}, up to "
-                            f"{np.max(w[big]):.3g}): beyond it double precision cannot "
-                            "hold the log-likelihood's digits")
+            raise CostError(f"binomial trials must be at most 2^53 = 9.007e15 ({rows(big)}, "
+                            f"up to {np.max(w[big]):.4g}): beyond it double precision cannot "
+                            "hold whole numbers exactly")
     elif family == "gaussian" and y.size:
         a = np.abs(y)
         big = a > MAX_GAUSSIAN
@@ -227,3 +230,20 @@ def check_response_range(family: str, y, w, rows) -> None:
             raise CostError(f"the response's values are all below 1e-150 (the largest is "
                             f"{np.max(a):.3g}): their squares underflow double precision; "
                             "rescale it (multiply it by a power of ten)")
+
+
+def range_note(family: str, y, w) -> str:
+    """The note of a fit whose counts (or binomial trials) exceed ``NOTE_COUNT``:
+    the log-likelihood's rounding per row, eps * y log y (empty when none do)."""
+    if family in ("poisson", "negbin"):
+        top, what = float(np.max(y, initial=0.0)), "Counts"
+    elif family == "binomial":
+        top, what = float(np.max(w, initial=0.0)), "Binomial trials"
+    else:
+        return ""
+    if top <= NOTE_COUNT:
+        return ""
+    err = np.finfo(float).eps * top * math.log(top)
+    return (f"{what} reach {top:.3g}: above 1e12 double precision carries the "
+            f"log-likelihood to only about {err:.1g} per row, so logLik, AIC and the "
+            "standard errors lose digits; counting in larger units keeps them.")

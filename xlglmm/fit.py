@@ -114,6 +114,9 @@ def prepare(design, fam, time_budget, max_evals):
     """The fit's deviance function and budget, after the cost guards (cost.check):
     models whose PIRLS iterations are slow check the budget between them."""
     c = cost.check(design, time_budget)
+    note = cost.range_note(fam.name, design.y, design.weights)
+    if note and note not in design.messages:
+        design.messages.append(note)
     budget = Budget(time_budget, max_evals)
     dev = GlmmDeviance(design, fam)
     if time_budget is not None:
