@@ -127,8 +127,23 @@ def _rest_structure(design):
     return nloc, first, q2
 
 
-def fit_cost(design) -> Cost:
-    """The cost model of a design (see the module's docstring)."""
+def _rest_bounds(design):
+    """``_rest_structure``'s upper bounds from the level counts alone (a
+    bincount): a level touches at most its rows x the rest terms' columns, and the
+    envelope is at most the whole triangle."""
+    terms = design.re_terms
+    t1 = terms[0]
+    q2 = sum(t.nlevels * t.k for t in terms[1:])
+    m_re = sum(t.k for t in terms[1:])
+    counts = np.bincount(np.asarray(t1.codes, np.int64), minlength=t1.nlevels)
+    nloc = np.minimum(counts * float(m_re), float(q2))
+    return nloc, np.zeros(q2, np.int64), q2
+
+
+def fit_cost(design, exact: bool = False) -> Cost:
+    """The cost model of a design (see the module's docstring): upper bounds from
+    the level counts, or with ``exact`` from the rest block's structure (O(n log n)
+    numpy work, done by ``check`` only when the bounds come near a limit)."""
     n = int(design.nobs)
     p = int(design.X.shape[1])
     terms = design.re_terms
@@ -136,7 +151,7 @@ def fit_cost(design) -> Cost:
     k1 = t1.k
     m_re = sum(t.k for t in terms[1:])
     m = m_re + p
-    nloc, first, q2 = _rest_structure(design)
+    nloc, first, q2 = (_rest_structure if exact else _rest_bounds)(design)
     nloc = nloc + p
     r = q2 + p
     # the rest block's Cholesky: by envelope (each row from its first nonzero; the
@@ -166,6 +181,9 @@ def check(design, time_budget=None) -> Cost:
     """Refuse a fit beyond the memory cap, or one that cannot run within its time
     budget (see the module's docstring); return its cost otherwise."""
     c = fit_cost(design)
+    if c.bytes > MAX_FIT_BYTES or (
+            time_budget is not None and MIN_ITERATIONS * c.iteration_seconds > time_budget):
+        c = fit_cost(design, exact=True)       # near a limit: the bounds made exact
     if c.bytes > MAX_FIT_BYTES:
         part = (f"make a dense block of {c.r:,} x {c.r:,} numbers"
                 if c.rest_bytes > c.bytes / 2 else f"on {c.n:,} rows")

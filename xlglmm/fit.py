@@ -350,9 +350,9 @@ def unscale(dev: GlmmDeviance, beta, vcov, v_rx, v_exact, grad=None, hess=None,
                                                     & np.isfinite(v_out))
     if lost.any() and messages is not None:
         names = ", ".join(dev.design.x_names[j] for j in np.flatnonzero(lost))
-        messages.append(f"The standard errors of {names} cannot be shown: their squares "
-                        "are beyond double precision's range (values of the predictor "
-                        "beyond 1e150 or below 1e-150); rescale the predictor.")
+        messages.append(f"The standard errors of {names} are not reliable: their squares "
+                        "(the variances) are beyond double precision's range (a predictor "
+                        "with values beyond about 1e150 or below 1e-150); rescale it.")
     return out
 
 
