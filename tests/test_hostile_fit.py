@@ -217,6 +217,7 @@ def test_a_budget_stopped_fit_stops_inside_evaluations_and_says_so(monkeypatch):
     # the finishing evaluations are bounded by the grace period (20 readings)
     assert 40 < clock.t <= 40 + 20 + 1
     assert np.all(np.isfinite(res.fe_params))
+    assert res._dev.budget is None          # later evaluations are not the fit's
 
 
 def test_a_fit_that_cannot_finish_within_the_grace_period_is_refused(monkeypatch):
@@ -356,3 +357,19 @@ def test_lmm_response_beyond_double_precision_is_refused():
     res = xlglmm.lmer("yl ~ x + (1|g)", df.assign(yl=df.yl * 1e100))   # fine
     ref = xlglmm.lmer("yl ~ x + (1|g)", df)
     assert res.fe_params["x"] == pytest.approx(ref.fe_params["x"] * 1e100, rel=1e-6)
+
+
+def test_gamma_response_beyond_double_precision_is_refused():
+    df = small()
+    ya = np.exp(df.yl)
+    for s in (1e300, 1e-300):
+        with pytest.raises(DesignError) as e:
+            xlglmm.glmer("y ~ x + (1|g)", df.assign(y=ya * s), "gamma", link="log")
+        assert str(e.value).startswith("Gamma response values must be between 1e-150 and "
+                                       "1e150 (rows 1, 2, 3, 4, 5, 6, 7, 8 and 192 more, e.g. ")
+        assert str(e.value).endswith("): the Gamma variance is the mean squared, which "
+                                     "overflows or underflows double precision beyond them; "
+                                     "rescale the response")
+    ref = xlglmm.glmer("y ~ x + (1|g)", df.assign(y=ya), "gamma", link="log")
+    res = xlglmm.glmer("y ~ x + (1|g)", df.assign(y=ya * 1e100), "gamma", link="log")
+    assert res.fe_params["x"] == pytest.approx(ref.fe_params["x"], rel=1e-5)

@@ -222,7 +222,8 @@ def check_response_range(family: str, y, w, rows) -> None:
     ~1e-6.  A linear mixed model squares its response: values beyond
     ``MAX_GAUSSIAN`` overflow, and a response whose values are all below
     ``MIN_GAUSSIAN`` underflows (the fit gave estimates of 0.0 with "converged").
-    ``rows(mask)`` gives the 'rows 5, 9' text of a mask."""
+    The Gamma variance is mu^2: responses beyond that range (y = 1e-300 gave an
+    intercept of 653 for a log of -690, "converged").  ``rows(mask)`` gives the 'rows 5, 9' text of a mask."""
     y = np.asarray(y, float)
     w = np.asarray(w, float)
     if family in ("poisson", "negbin"):
@@ -237,6 +238,13 @@ def check_response_range(family: str, y, w, rows) -> None:
             raise CostError(f"binomial trials must be at most 2^53 = 9.007e15 ({rows(big)}, "
                             f"up to {np.max(w[big]):.4g}): beyond it double precision cannot "
                             "hold whole numbers exactly")
+    elif family == "gamma" and y.size:
+        out = (y > MAX_GAUSSIAN) | (y < MIN_GAUSSIAN)
+        if out.any():
+            raise CostError(f"Gamma response values must be between 1e-150 and 1e150 "
+                            f"({rows(out)}, e.g. {y[out][0]:.3g}): the Gamma variance is the "
+                            "mean squared, which overflows or underflows double precision "
+                            "beyond them; rescale the response")
     elif family == "gaussian" and y.size:
         a = np.abs(y)
         big = a > MAX_GAUSSIAN

@@ -317,6 +317,7 @@ def _glmer(formula, data, family, *, link, offset, weights, nAGQ, groups, se_met
         messages.append(dropped_rows_message(design))
     beta_hat, vcov, v_rx, v_exact, grad, hess = unscale(dev, beta_hat, vcov, v_rx, v_exact,
                                                         grad, hess, messages)
+    dev.budget = None       # the result's later evaluations are not the fit's
     return GLMMResult(
         design=design, devfun=dev, family=fam, nAGQ=nAGQ, theta=theta_hat, beta=beta_hat,
         vcov=vcov, vcov_method=vcov_method, vcov_rx=v_rx, vcov_exact=v_exact,

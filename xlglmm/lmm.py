@@ -119,6 +119,7 @@ def _lmer(formula, data, REML, *, offset, weights, groups, time_budget,
     inv = np.linalg.inv(LS) if p else np.zeros((0, 0))
     vcov = sigma ** 2 * (inv.T @ inv) if p else np.zeros((0, 0))
     beta, vcov, _, _, _, _ = unscale(dev, beta, vcov, None, None, messages=messages)
+    dev.budget = None       # the result's later evaluations are not the fit's
     if REML and dev.x_scale is not None:
         # log|RX|^2 of the data's columns X / s: the REML criterion as defined on them
         fval = fval - 2.0 * float(np.sum(np.log(dev.x_scale)))
