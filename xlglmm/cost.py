@@ -239,7 +239,7 @@ def check_response_range(family: str, y, w, rows) -> None:
                             f"up to {np.max(w[big]):.4g}): beyond it double precision cannot "
                             "hold whole numbers exactly")
     elif family == "gamma" and y.size:
-        out = (y > MAX_GAUSSIAN) | (y < MIN_GAUSSIAN)
+        out = (y > MAX_GAUSSIAN) | ((y > 0) & (y < MIN_GAUSSIAN))   # (<= 0: its own check)
         if out.any():
             raise CostError(f"Gamma response values must be between 1e-150 and 1e150 "
                             f"({rows(out)}, e.g. {y[out][0]:.3g}): the Gamma variance is the "
