@@ -497,3 +497,40 @@ CASES += [
          check=lambda b: fixed_names(b) == ["(Intercept)", "x"] and _has_note(
              "the response y appeared on the right-hand side and was dropped")(b)),
 ]
+
+# ---- issue 18: cost guards, the time budget inside the fit, numerical extremes
+_CROSSED = [["y", "g1", "g2"]] + [[float(k % 3), f"p{k % 9000}", f"q{(k * 7 + k // 9000) % 9000}"]
+                                  for k in range(30_000)]
+_AB20 = [["y", "a", "b", "g"]] + [[float(k % 5), f"a{k % 20}", f"b{(k // 20) % 20}", f"g{k % 10}"]
+                                  for k in range(800)]
+CASES += [
+    Case("models beyond the memory cap", "two crossed groupings of 9,000 levels on 30,000 rows",
+         GL, ("y ~ 1 + (1|g1) + (1|g2)", _CROSSED),
+         expect="#GLMM! the model would need about 2.7 GB of memory (the limit is 2.0 GB): "
+                "crossed random effects g1 (9,000 levels) x g2 (9,000 levels) make a dense "
+                "block of 9,001 x 9,001 numbers; use fewer levels or predictors"),
+    Case("models too slow for the time budget", "y ~ a*b, two 20-level text columns "
+         "(400 fixed effects), budget 0.5 s", GL, ("y ~ a*b + (1|g)", _AB20), budget=0.5,
+         expect="#GLMM! the model cannot be fitted within the time budget of 0.5 s: 400 "
+                "fixed-effect columns make each of the hundreds of steps of the fit take "
+                "about 0.039 s even on a fast computer; use fewer levels or predictors, or a "
+                "larger budget"),
+    Case("counts beyond double precision", "y = 1e300 in row 5", P,
+         (col(with_(Y, 4, 1e300)), col(X), col(G)),
+         expect="#GLMM! counts must be at most 2^53 = 9.007e15 (row 5, up to 1e+300): beyond "
+                "it double precision cannot hold whole numbers exactly; count in larger units"),
+    Case("counts beyond double precision", "trials 1e16", B,
+         (col(YS), col(X2), col(G), col([1e16] * 12)),
+         expect="#GLMM! binomial trials must be at most 2^53 = 9.007e15 (rows 1, 2, 3, 4, 5, 6, "
+                "7, 8 and 4 more, up to 1e+16): beyond it double precision cannot hold whole "
+                "numbers exactly"),
+    Case("response beyond double precision", "LMM of y x 1e300", "LMM",
+         (col([v * 1e300 for v in Y]), col(X), col(G)),
+         expect="#GLMM! the response has values as large as 6e+300 (rows 1, 2, 3, 4, 5, 6, 7, "
+                "8 and 3 more): beyond 1e150 their squares overflow double precision; rescale "
+                "it (divide it by a power of ten)"),
+    Case("predictors of extreme scale", "x in units of 1e155: kept, its estimate x 1e-155", P,
+         (col(Y, "y"), col([v * 1e155 for v in X], "x"), col(G, "g")),
+         check=lambda b: abs(value(b, "x") * 1e155 / 0.449382693432 - 1) < 1e-9
+         and _has_note("The standard errors of x are not reliable")(b)),
+]

@@ -293,7 +293,34 @@ def _model_matrix(terms, intercept, values: dict, specs: dict, n: int):
 
 def full_rank_columns(X: np.ndarray, tol: float = RANK_TOL) -> np.ndarray:
     """Indices of columns kept when later columns that depend on earlier ones are
-    dropped (as R's LINPACK QR with limited pivoting does)."""
+    dropped (as R's LINPACK QR with limited pivoting does).
+
+    Scale-invariant: each column is first scaled by a power of two to a largest
+    value in [0.5, 1) (exact: no digit changes), so a predictor in units of 1e155
+    or 1e-200 is judged as the same predictor in units of 1 (the norms used to
+    overflow or underflow, and such columns were dropped as "constant").  Many
+    columns: one Householder QR proposes the dependent ones, a second pass
+    confirms (``_rank_by_qr``)."""
+    n, p = X.shape
+    with np.errstate(all="ignore"):
+        big = np.max(np.abs(X), axis=0) if n else np.zeros(p)
+    use = np.flatnonzero(np.isfinite(big) & (big > 0))
+    if len(use) == 0:
+        return np.zeros(0, np.int64)
+    Xs = X[:, use] * np.ldexp(1.0, -np.frexp(big[use])[1])
+    if len(use) > RANK_QR_MIN_COLUMNS:
+        keep = _rank_by_qr(Xs, tol)
+        if keep is not None:
+            return use[keep]
+    return use[_rank_sequential(Xs, tol)]
+
+
+RANK_QR_MIN_COLUMNS = 200   # more columns: QR (O(n p^2) in BLAS), not column by column
+
+
+def _rank_sequential(X: np.ndarray, tol: float) -> np.ndarray:
+    """Column by column: Gram-Schmidt (twice) against the kept ones; a column whose
+    residual is at most ``tol`` times its norm depends on them."""
     keep = []
     Q = np.zeros((X.shape[0], 0))
     for j in range(X.shape[1]):
@@ -308,6 +335,33 @@ def full_rank_columns(X: np.ndarray, tol: float = RANK_TOL) -> np.ndarray:
             keep.append(j)
             Q = np.column_stack([Q, r / rn])
     return np.array(keep, dtype=np.int64)
+
+
+def _rank_by_qr(X: np.ndarray, tol: float):
+    """The same decisions as ``_rank_sequential`` in two LAPACK QRs: the first, of
+    all columns, proposes as dependent those whose diagonal of R is at most ``tol``
+    times their norm; the second, of the others, confirms that each kept column is
+    independent of the kept ones before it and each dropped one depends on them.
+    None when a check fails (the caller goes column by column)."""
+    norms = np.linalg.norm(X, axis=0)
+    R = np.linalg.qr(X, mode="r")
+    d = np.abs(np.diag(R)) if R.shape[0] >= X.shape[1] else np.zeros(X.shape[1])
+    if R.shape[0] < X.shape[1]:
+        d[:R.shape[0]] = np.abs(np.diag(R))
+    keep = np.flatnonzero(d > tol * norms)
+    if len(keep) == X.shape[1]:
+        return keep                 # no column depends on the ones before it
+    Q, R2 = np.linalg.qr(X[:, keep])
+    if not np.all(np.abs(np.diag(R2)) > tol * norms[keep]):
+        return None
+    for j in np.setdiff1d(np.arange(X.shape[1]), keep):
+        Qt = Q[:, :int(np.searchsorted(keep, j))]
+        c = X[:, j]
+        r = c - Qt @ (Qt.T @ c)
+        r = r - Qt @ (Qt.T @ r)
+        if np.linalg.norm(r) > tol * norms[j]:
+            return None
+    return keep
 
 
 # ---- the builder -----------------------------------------------------------------------
@@ -463,6 +517,8 @@ def _build(f, table, n, family, offset, weights, groups) -> ModelDesign:
     _check_response(fam, y, w, kept_rows)
 
     # fixed effects
+    from .cost import check_fixed_columns     # (cost imports this module)
+    check_fixed_columns(f.terms, f.intercept, specs, nobs)
     X_full, names_full = _model_matrix(f.terms, f.intercept, vals_kept, specs, nobs)
     keep_cols = full_rank_columns(X_full) if X_full.shape[1] else np.zeros(0, np.int64)
     if len(keep_cols) < X_full.shape[1]:
@@ -530,6 +586,8 @@ def _check_response(fam: Family, y, w, kept_rows):
         return _rows_text(kept_rows[np.flatnonzero(mask)])
     if (w < 0).any():
         raise DesignError(f"weights must not be negative ({rows(w < 0)})")
+    from .cost import check_response_range     # (cost imports this module)
+    check_response_range(fam.name, y, w, rows)
     if fam.name in ("poisson", "negbin"):
         if (y < 0).any():
             raise DesignError(f"counts must not be negative ({rows(y < 0)})")

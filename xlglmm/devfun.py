@@ -83,6 +83,28 @@ def symbolic_blocks(Rc, m_use: int, gptr, r: int):
     return loc_ptr, loc_cols, np.ascontiguousarray(Rloc)
 
 
+X_SCALE_LIMIT = 2.0 ** 64     # columns with larger (or smaller) values are rescaled
+
+
+def x_scale(X):
+    """Powers of two that bring fixed-effect columns of extreme scale (largest
+    value beyond 2^64 ~ 1.8e19, or below 2^-64) to a largest value in [0.5, 1);
+    None when no column needs it (then nothing changes).  The fit works with
+    X * scale and its coefficients beta / scale; ``fit.unscale`` turns them back.
+    Powers of two are exact: the columns keep every digit.  (A predictor in units
+    of 1e155 used to be dropped, and one of 1e30 would make the deviance overflow
+    or its finite differences meaningless.)"""
+    if X.shape[1] == 0 or X.shape[0] == 0:
+        return None
+    big = np.max(np.abs(X), axis=0)
+    extreme = np.isfinite(big) & (big > 0) & ((big > X_SCALE_LIMIT) | (big < 1 / X_SCALE_LIMIT))
+    if not extreme.any():
+        return None
+    scale = np.ones(X.shape[1])
+    scale[extreme] = np.ldexp(1.0, -np.frexp(big[extreme])[1])
+    return scale
+
+
 def theta_start(terms) -> np.ndarray:
     out = []
     for t in terms:
@@ -108,6 +130,9 @@ class GlmmDeviance:
         self.pw = np.ascontiguousarray(design.weights[o])
         self.offset = np.ascontiguousarray(design.offset[o])
         self.X = np.ascontiguousarray(design.X[o])
+        self.x_scale = x_scale(self.X)
+        if self.x_scale is not None:
+            self.X *= self.x_scale
         self.ng1 = t1.nlevels
         self.k1 = t1.k
         counts = np.bincount(t1.codes, minlength=self.ng1)
@@ -224,10 +249,13 @@ class GlmmDeviance:
         eta_base = self.offset if with_beta else self._xb(beta)
         for attempt in range(2):
             u1, v = self._u1[with_beta], self._v[with_beta]
-            out = kernels.pirls(*self._fam_args, self.y, self.pw,
-                                eta_base, self.A1, self.gptr, self.Rv, self.Rc, Rloc, m_use,
-                                loc_ptr, loc_cols, r, self.q2, u1, v, PIRLS_MAXIT, tol,
-                                self._dense[with_beta], self.aic_const)
+            args = (*self._fam_args, self.y, self.pw, eta_base, self.A1, self.gptr, self.Rv,
+                    self.Rc, Rloc, m_use, loc_ptr, loc_cols, r, self.q2, u1, v)
+            if self.budget is None or not self.piecewise:
+                out = kernels.pirls(*args, PIRLS_MAXIT, tol, self._dense[with_beta],
+                                    self.aic_const)
+            else:
+                out = self._pirls_in_pieces(args, tol, self._dense[with_beta])
             status = out[0]
             if status == kernels.PIRLS_OK or attempt == 1:
                 break
@@ -249,8 +277,22 @@ class GlmmDeviance:
         self.state = st
         return st
 
+    def _pirls_in_pieces(self, args, tol, dense):
+        """``kernels.pirls`` one iteration at a time, the time budget checked before
+        each (``Budget.check_inside``): the same arithmetic as one call (see the
+        kernel), for models whose iterations are slow (``cost.SLOW_ITERATION``)."""
+        it, finish = 1, False
+        while True:
+            self.budget.check_inside()
+            out = kernels.pirls(*args, it, tol, dense, self.aic_const, it, finish)
+            if not out[11] or it >= PIRLS_MAXIT:
+                return out
+            it, finish = it + 1, out[12]
+
     beta_start = None
     tol = PIRLS_TOL
+    budget = None           # optimize.Budget of the fit, checked between iterations ...
+    piecewise = False       # ... when True (slow iterations: see fit.py, cost.py)
 
     def warm_start_fixed_beta(self, st: PirlsState):
         """Start the fixed-beta PIRLS (stage 2) from the stage-1 modes."""

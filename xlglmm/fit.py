@@ -12,11 +12,12 @@ import math
 import numpy as np
 from scipy import optimize as _sciopt
 
-from . import jit, start
+from . import cost, jit, start
 from .design import DesignError, ModelDesign, build_design
 from .devfun import GlmmDeviance, ModeWarmStarts, gauss_hermite, theta_start
 from .family import Family, make_family
-from .optimize import (EXACT_FD_DELTA, Budget, FitTimeout, bobyqa, check_boundary,
+from .optimize import (EXACT_FD_DELTA, Budget, BudgetExhausted, FitTimeout, bobyqa,
+                       check_boundary,
                        check_convergence, deriv12, gradient, hessian_fd, is_singular,
                        newton_refine)
 from .results import GLMMResult
@@ -91,9 +92,37 @@ def glmer(formula, data, family="poisson", *, link=None, offset=None, weights=No
     max_evals : cap on deviance evaluations per optimisation stage
     progress : optional callable(stage: str, evaluations: int) for long fits
     """
-    return jit.timed(_glmer, formula, data, family, link=link, offset=offset,
-                     weights=weights, nAGQ=nAGQ, groups=groups, se_method=se_method,
-                     time_budget=time_budget, max_evals=max_evals, progress=progress)
+    try:
+        return jit.timed(_glmer, formula, data, family, link=link, offset=offset,
+                         weights=weights, nAGQ=nAGQ, groups=groups, se_method=se_method,
+                         time_budget=time_budget, max_evals=max_evals, progress=progress)
+    except BudgetExhausted as e:
+        raise ModelError(str(e)) from None
+
+
+def timeout_message(time_budget) -> str:
+    """The note of a fit stopped by its time budget.  Where the clock stops the
+    optimizer depends on the machine and its load, so the same call can stop at
+    another point in another run: the note says so (issue 18, item 15)."""
+    return (f"Stopped at the time budget of {time_budget:g} s before the optimizer "
+            "converged: the estimates are the best found so far, NOT converged, and "
+            "their digits depend on where the clock stopped the fit (another run can "
+            "give others).")
+
+
+def prepare(design, fam, time_budget, max_evals):
+    """The fit's deviance function and budget, after the cost guards (cost.check):
+    models whose PIRLS iterations are slow check the budget between them."""
+    c = cost.check(design, time_budget)
+    note = cost.range_note(fam.name, design.y, design.weights)
+    if note and note not in design.messages:
+        design.messages.append(note)
+    budget = Budget(time_budget, max_evals)
+    dev = GlmmDeviance(design, fam)
+    if time_budget is not None:
+        dev.budget = budget
+        dev.piecewise = c.iteration_seconds > cost.SLOW_ITERATION
+    return dev, budget
 
 
 def _glmer(formula, data, family, *, link, offset, weights, nAGQ, groups, se_method,
@@ -113,8 +142,7 @@ def _glmer(formula, data, family, *, link, offset, weights, nAGQ, groups, se_met
         raise ModelError("se_method must be 'auto', 'hessian', 'lme4' or 'rx'")
     design = build_design(formula, data, fam, offset=offset, weights=weights, groups=groups)
     _check_model(design, fam, nAGQ)
-    dev = GlmmDeviance(design, fam)
-    budget = Budget(time_budget, max_evals)
+    dev, budget = prepare(design, fam, time_budget, max_evals)
     messages = list(design.messages)
     timed_out = False
     p = dev.p
@@ -141,7 +169,8 @@ def _glmer(formula, data, family, *, link, offset, weights, nAGQ, groups, se_met
                   max_evals, budget, ftol_rel=1e-11 if nAGQ > 0 else 0.0)
     timed_out |= res1.timed_out
     theta1 = res1.x
-    st1 = dev.pirls(theta1)
+    with budget.finishing():
+        st1 = dev.pirls(theta1)
     if not np.isfinite(res1.fun):
         if res1.timed_out:
             raise ModelError(f"the time budget of {time_budget:g} s ran out before the "
@@ -169,14 +198,17 @@ def _glmer(formula, data, family, *, link, offset, weights, nAGQ, groups, se_met
     if nAGQ == 0 or timed_out:
         theta_hat, beta_hat = theta1, beta1
         fval = res1.fun
-        if nAGQ == 0:
-            theta_hat, fval = check_boundary(f1, theta_hat, fval, lower)
-        st = dev.pirls(theta_hat)
-        beta_hat = dev.beta_of(st)
-        if nAGQ > 0:       # stopped in stage 1 by the budget: report the Laplace value
-            st = dev.pirls(theta_hat, beta_hat)
-            fval = f2_raw(theta_hat, beta_hat)
-            st = dev.state
+        with budget.finishing():
+            if nAGQ == 0:
+                theta_hat, fval = check_boundary(f1, theta_hat, fval, lower)
+            # (stopped by the budget: stage 1's state at theta1 is the one to use --
+            # slow models must not spend their grace period evaluating it again)
+            st = st1 if nAGQ > 0 and dev.budget is not None else dev.pirls(theta_hat)
+            beta_hat = dev.beta_of(st)
+            if nAGQ > 0:       # stopped in stage 1 by the budget: report the Laplace value
+                st = dev.pirls(theta_hat, beta_hat)
+                fval = f2_raw(theta_hat, beta_hat)
+                st = dev.state
     else:
         # stage 2: (theta, beta) jointly, from stage 1's optimum (lme4's second stage)
         def f2(x):
@@ -220,22 +252,21 @@ def _glmer(formula, data, family, *, link, offset, weights, nAGQ, groups, se_met
                     hess_is_fd = True
                 except FitTimeout:
                     timed_out = True
-        if xhat is None:          # out of time before stage 2 had a point: stage 1's
-            xhat, fval = x1, f2(x1)
-        report("stage 2")
-        xhat, fval = check_boundary(f2, xhat, fval, lower)
-        theta_hat, beta_hat = xhat[:nt], xhat[nt:]
-        st = dev.pirls(theta_hat, beta_hat)
-        if nAGQ > 1:
-            fval = f2_raw(theta_hat, beta_hat)
-            st = dev.state
+        with budget.finishing():
+            if xhat is None:          # out of time before stage 2 had a point: stage 1's
+                xhat, fval = x1, f2(x1)
+            report("stage 2")
+            xhat, fval = check_boundary(f2, xhat, fval, lower)
+            theta_hat, beta_hat = xhat[:nt], xhat[nt:]
+            st = dev.pirls(theta_hat, beta_hat)
+            if nAGQ > 1:
+                fval = f2_raw(theta_hat, beta_hat)
+                st = dev.state
 
     singular = is_singular(theta_hat, lower)
     converged = not timed_out and st.ok
     if timed_out:
-        messages.append(f"Stopped at the time budget of {time_budget:g} s before the "
-                        "optimizer converged: the estimates are the best found so far, "
-                        "NOT converged.")
+        messages.append(timeout_message(time_budget))
     if not st.ok:
         messages.append("The conditional modes (PIRLS) did not converge at the final "
                         "estimates; results are unreliable.")
@@ -284,6 +315,9 @@ def _glmer(formula, data, family, *, link, offset, weights, nAGQ, groups, se_met
 
     if design.n_dropped:
         messages.append(dropped_rows_message(design))
+    beta_hat, vcov, v_rx, v_exact, grad, hess = unscale(dev, beta_hat, vcov, v_rx, v_exact,
+                                                        grad, hess, messages)
+    dev.budget = None       # the result's later evaluations are not the fit's
     return GLMMResult(
         design=design, devfun=dev, family=fam, nAGQ=nAGQ, theta=theta_hat, beta=beta_hat,
         vcov=vcov, vcov_method=vcov_method, vcov_rx=v_rx, vcov_exact=v_exact,
@@ -291,6 +325,36 @@ def _glmer(formula, data, family, *, link, offset, weights, nAGQ, groups, se_met
         singular=singular, messages=messages, gradient=grad, hessian=hess,
         evaluations=dev.evaluations, seconds=float("nan"),
         formula=design.spec.formula.text)
+
+
+def unscale(dev: GlmmDeviance, beta, vcov, v_rx, v_exact, grad=None, hess=None,
+            messages=None):
+    """The coefficients and their covariances (and the gradient and Hessian in
+    (theta, beta)) on the data's scale, from the fit's scale of fixed-effect
+    columns of extreme size (``devfun.x_scale``): beta * s, diag(s) V diag(s).
+    A variance beyond double precision's range (a column of values beyond ~1e150
+    or below ~1e-150: its SE squared) is named in a note in ``messages``."""
+    s = dev.x_scale
+    if s is None:
+        return beta, vcov, v_rx, v_exact, grad, hess
+
+    def cov(v):
+        return None if v is None else v * np.outer(s, s)
+    nt = dev.ntheta
+    d = np.concatenate([np.ones(nt), s])
+    with np.errstate(over="ignore", under="ignore", divide="ignore", invalid="ignore"):
+        grad = None if grad is None else grad / d
+        hess = None if hess is None else hess / np.outer(d, d)
+        out = beta * s, cov(vcov), cov(v_rx), cov(v_exact), grad, hess
+        v_fit, v_out = np.diag(vcov), np.diag(out[1])
+        lost = (v_fit > 0) & np.isfinite(v_fit) & ~((v_out >= np.finfo(float).tiny)
+                                                    & np.isfinite(v_out))
+    if lost.any() and messages is not None:
+        names = ", ".join(dev.design.x_names[j] for j in np.flatnonzero(lost))
+        messages.append(f"The standard errors of {names} are not reliable: their squares "
+                        "(the variances) are beyond double precision's range (a predictor "
+                        "with values beyond about 1e150 or below 1e-150); rescale it.")
+    return out
 
 
 def _rx_cov(dev: GlmmDeviance, theta, st) -> np.ndarray:
@@ -325,6 +389,13 @@ def _glmer_nb(formula, data, *, link, offset, weights, nAGQ, groups, se_method,
     lme4's glmer.nb alternates theta and the GLMM instead; both aim at the same
     maximum."""
     budget = Budget(time_budget, max_evals)
+
+    def left(least=0.0):
+        """The budget's time left for a nested fit (each has its own clock): the
+        whole estimate stays within the budget (plus the grace of the last fit)."""
+        if time_budget is None:
+            return None
+        return max(time_budget - budget.clock.elapsed(), least, 1e-3)
     pois = glmer(formula, data, "poisson", link=link, offset=offset, weights=weights,
                  nAGQ=nAGQ, groups=groups, se_method="rx", time_budget=time_budget)
     y, mu = pois.design.y, pois.fittedvalues.to_numpy()
@@ -339,9 +410,12 @@ def _glmer_nb(formula, data, *, link, offset, weights, nAGQ, groups, se_method,
                 raise FitTimeout()
             fits[key] = glmer(formula, data, NegativeBinomial2(math.exp(key), link or "log"),
                               offset=offset, weights=weights, nAGQ=nAGQ, groups=groups,
-                              se_method="rx", time_budget=time_budget, max_evals=max_evals)
+                              se_method="rx", time_budget=left(), max_evals=max_evals)
             if progress is not None:
                 progress("negative binomial theta", len(fits))
+            if any(m.startswith("Stopped at the time budget") for m in fits[key].messages):
+                del fits[key]           # not a value of the profile: out of time
+                raise FitTimeout()
         return -fits[key].llf
 
     lo, hi = NB_LOG_THETA_BOUNDS
@@ -361,7 +435,8 @@ def _glmer_nb(formula, data, *, link, offset, weights, nAGQ, groups, se_method,
     # the reported fit: theta fixed at its estimate, with the requested SEs
     res = glmer(formula, data, NegativeBinomial2(math.exp(best), link or "log"),
                 offset=offset, weights=weights, nAGQ=nAGQ, groups=groups,
-                se_method=se_method, time_budget=time_budget, max_evals=max_evals)
+                se_method=se_method, time_budget=left(0.25 * (time_budget or 0)),
+                max_evals=max_evals)
     h = 0.05
     se_log = float("nan")
     if not at_bound and not timed_out:

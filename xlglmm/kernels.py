@@ -484,7 +484,8 @@ def _newton_step_k1(A1, gptr, Rv, Rc, m_use, loc_ptr, loc_cols, npen, wres, u1, 
 
 @njit(cache=True, error_model="numpy")
 def pirls(fam, link, nbt, y, pw, eta_base, A1, gptr, Rv, Rc, Rloc, m_use,
-          loc_ptr, loc_cols, r, npen, u1, v, maxit, tol, dense_rows, aic_const):
+          loc_ptr, loc_cols, r, npen, u1, v, maxit, tol, dense_rows, aic_const,
+          it_first=1, finish=False):
     """Penalized iteratively reweighted least squares for the conditional modes.
 
     Minimises  sum(dev_i) + |u|^2  over u1, v (v holds the other random effects and,
@@ -493,7 +494,14 @@ def pirls(fam, link, nbt, y, pw, eta_base, A1, gptr, Rv, Rc, Rloc, m_use,
     decrement falls below ``tol * (1 + pdev)``, or stalls at rounding level.
 
     Returns (status, iterations, log|L|^2, penalized deviance, aic term, Dchol,
-    Cval, LS, mu, eta, |u|^2); the factor is the one at the returned modes.
+    Cval, LS, mu, eta, |u|^2, more, finish); the factor is the one at the returned modes.
+
+    Iterations ``it_first`` to ``maxit`` are done: a caller can run the loop in
+    pieces (checking a time budget in between, ``devfun.GlmmDeviance.pirls``), each
+    piece starting where the last stopped -- the same arithmetic as one call, as
+    each piece recomputes the deviance at the modes it is given exactly as the
+    loop does after a step.  ``more`` is True when the piece ran out of iterations
+    without deciding (then ``finish`` is the flag to pass on), False when done.
     """
     n = y.shape[0]
     ng = gptr.shape[0] - 1
@@ -514,18 +522,20 @@ def pirls(fam, link, nbt, y, pw, eta_base, A1, gptr, Rv, Rc, Rloc, m_use,
     linear_predictor(eta_base, A1, gptr, u1, Rv, Rc, m_use, v, eta)
     pdev = _mu_and_deviance(fam, link, nbt, y, pw, eta, mu) + _penalty(u1, v, npen)
     if not np.isfinite(pdev):
-        return PIRLS_NONFINITE, 0, np.inf, pdev, np.inf, Dchol, Cval, LS, mu, eta, np.inf
+        return (PIRLS_NONFINITE, 0, np.inf, pdev, np.inf, Dchol, Cval, LS, mu, eta, np.inf,
+                False, finish)
     status = PIRLS_MAXIT
     logdet = np.inf
     it = 0
-    finish = False
-    for it in range(1, maxit + 1):
+    more = True
+    for it in range(it_first, maxit + 1):
         working_weights(fam, link, nbt, y, pw, eta, mu, w, wres)
         newton = newton_weights(fam, link, nbt, y, pw, mu, wn)
         logdet, ok = factorize(A1, gptr, Rv, Rc, Rloc, m_use, loc_ptr, loc_cols,
                                npen, wn if newton else w, Dchol, Cval, LS, dense_rows)
         if not ok:
             status = PIRLS_NOT_PD
+            more = False
             break
         dec = newton_step(A1, gptr, Rv, Rc, Rloc, m_use, loc_ptr, loc_cols, npen,
                           wres, u1, v, Dchol, Cval, LS, du1, dv)
@@ -536,6 +546,7 @@ def pirls(fam, link, nbt, y, pw, eta_base, A1, gptr, Rv, Rc, Rloc, m_use,
                                        npen, w, Dchol, Cval, LS, dense_rows)
                 if not ok:
                     status = PIRLS_NOT_PD
+            more = False
             break
         _copy_modes(u1, v, u1_old, v_old)
         step = 1.0
@@ -562,14 +573,18 @@ def pirls(fam, link, nbt, y, pw, eta_base, A1, gptr, Rv, Rc, Rloc, m_use,
             logdet, ok = factorize(A1, gptr, Rv, Rc, Rloc, m_use, loc_ptr, loc_cols,
                                    npen, w, Dchol, Cval, LS, dense_rows)
             status = PIRLS_OK if (ok and dec < 1e-10 * (1.0 + abs(pdev))) else PIRLS_MAXIT
+            more = False
             break
         # rounding-level progress with a tiny decrement: the mode is found (Fisher
         # scoring for non-canonical links can hover there); refactor once and stop
         if pdev - new <= 1e-15 * abs(pdev) and dec < 1e-12 * (1.0 + abs(pdev)):
             finish = True
         pdev = new
+    if it < it_first:           # no iteration to do
+        more = False
     aic = conditional_aic_fast(y, mu, pw, fam, nbt, aic_const)
-    return status, it, logdet, pdev, aic, Dchol, Cval, LS, mu, eta, _penalty(u1, v, npen)
+    return (status, it, logdet, pdev, aic, Dchol, Cval, LS, mu, eta, _penalty(u1, v, npen),
+            more, finish)
 
 
 @njit(cache=True, error_model="numpy")

@@ -20,10 +20,11 @@ import numpy as np
 
 from . import jit, numfmt
 from .design import build_design
-from .devfun import GlmmDeviance, theta_start
+from .devfun import theta_start
 from .family import Family
-from .fit import SINGULAR_MESSAGE, ModelError, _check_model, dropped_rows_message
-from .optimize import Budget, bobyqa, check_boundary, is_singular
+from .fit import (SINGULAR_MESSAGE, ModelError, _check_model, dropped_rows_message, prepare,
+                  timeout_message, unscale)
+from .optimize import BudgetExhausted, bobyqa, check_boundary, is_singular
 from .results import GLMMResult
 
 GAUSSIAN = Family("gaussian")
@@ -67,8 +68,11 @@ def lmer(formula, data, REML=True, *, offset=None, weights=None, groups=None,
     Arguments as :func:`xlglmm.glmer` (without family/link/nAGQ).  p-values in the
     result use the normal approximation (lme4 prints none for LMMs); a note says so.
     """
-    return jit.timed(_lmer, formula, data, REML, offset=offset, weights=weights,
-                     groups=groups, time_budget=time_budget, max_evals=max_evals)
+    try:
+        return jit.timed(_lmer, formula, data, REML, offset=offset, weights=weights,
+                         groups=groups, time_budget=time_budget, max_evals=max_evals)
+    except BudgetExhausted as e:
+        raise ModelError(str(e)) from None
 
 
 def _lmer(formula, data, REML, *, offset, weights, groups, time_budget,
@@ -76,13 +80,12 @@ def _lmer(formula, data, REML, *, offset, weights, groups, time_budget,
     design = build_design(formula, data, GAUSSIAN, offset=offset, weights=weights,
                           groups=groups)
     _check_model(design, GAUSSIAN, 1)
-    dev = GlmmDeviance(design, GAUSSIAN)
+    dev, budget = prepare(design, GAUSSIAN, time_budget, max_evals)
     n, p = dev.n, dev.p
     if REML and n <= p:
         raise ModelError("REML needs more observations than fixed effects")
     df = (n - p) if REML else n
     ldw = float(np.sum(np.log(dev.pw[dev.pw > 0])))
-    budget = Budget(time_budget, max_evals)
 
     def deviance(theta):
         st = dev.pirls(theta)
@@ -96,8 +99,9 @@ def _lmer(formula, data, REML, *, offset, weights, groups, time_budget,
     lower = dev.lower
     res = bobyqa(deviance, theta_start(dev.terms), lower, np.full(dev.ntheta, np.inf),
                  np.full(dev.ntheta, 0.2), 1e-8, 1e-12, max_evals, budget)
-    theta, fval = check_boundary(deviance, res.x, res.fun, lower)
-    st = dev.pirls(theta)
+    with budget.finishing():
+        theta, fval = check_boundary(deviance, res.x, res.fun, lower)
+        st = dev.pirls(theta)
     beta = dev.beta_of(st)
     sigma = math.sqrt(st.pdev / df)
     messages = list(design.messages)
@@ -105,7 +109,7 @@ def _lmer(formula, data, REML, *, offset, weights, groups, time_budget,
     if singular:
         messages.append(SINGULAR_MESSAGE)
     if res.timed_out:
-        messages.append(f"Stopped at the time budget of {time_budget:g} s: NOT converged.")
+        messages.append(timeout_message(time_budget))
     if p:
         messages.append("p-values use the normal approximation (z); lme4 reports none for "
                         "linear mixed models, which have t statistics with uncertain df.")
@@ -114,6 +118,11 @@ def _lmer(formula, data, REML, *, offset, weights, groups, time_budget,
     LS = st.LS[dev.q2:, dev.q2:]
     inv = np.linalg.inv(LS) if p else np.zeros((0, 0))
     vcov = sigma ** 2 * (inv.T @ inv) if p else np.zeros((0, 0))
+    beta, vcov, _, _, _, _ = unscale(dev, beta, vcov, None, None, messages=messages)
+    dev.budget = None       # the result's later evaluations are not the fit's
+    if REML and dev.x_scale is not None:
+        # log|RX|^2 of the data's columns X / s: the REML criterion as defined on them
+        fval = fval - 2.0 * float(np.sum(np.log(dev.x_scale)))
     return LMMResult(
         reml=bool(REML), design=design, devfun=dev, family=GAUSSIAN, nAGQ=1, theta=theta,
         beta=beta, vcov=vcov, vcov_method="RX", vcov_rx=vcov, vcov_exact=None,

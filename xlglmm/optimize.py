@@ -19,6 +19,7 @@ singular-fit test (a diagonal theta below 1e-4).
 """
 from __future__ import annotations
 
+import contextlib
 from dataclasses import dataclass, field
 
 import nlopt
@@ -40,6 +41,11 @@ class FitTimeout(Exception):
     """The time budget ran out; carries the best point so far."""
 
 
+class BudgetExhausted(ValueError):
+    """Even the grace period after the time budget ran out (``Budget.grace``) is
+    over: the fit cannot finish its last evaluations (the fit refuses it)."""
+
+
 @dataclass
 class OptResult:
     x: np.ndarray
@@ -59,9 +65,48 @@ class Budget:
     seconds: float | None = None
     max_evals: int = 100000
     clock: jit.Stopwatch = field(default_factory=jit.Stopwatch)
+    stopped: bool = False       # the budget has run out (the fit is finishing)
+    final: bool = False         # in a finishing step (``finishing``)
 
     def expired(self) -> bool:
-        return self.seconds is not None and self.clock.elapsed() > self.seconds
+        if self.seconds is not None and self.clock.elapsed() > self.seconds:
+            self.stopped = True
+            return True
+        return False
+
+    @property
+    def grace(self) -> float:
+        """Seconds after the budget for the evaluations that turn the best point so
+        far into a result (at the optimizer's point, once or twice)."""
+        return max(1.0, 0.5 * self.seconds)
+
+    @contextlib.contextmanager
+    def finishing(self):
+        """Evaluations outside the optimizers (at the point they reached): they are
+        not stopped at the budget, only after its grace period (BudgetExhausted)."""
+        saved, self.final = self.final, True
+        try:
+            yield
+        finally:
+            self.final = saved
+
+    def check_inside(self):
+        """Inside an evaluation (between PIRLS iterations of slow models): raise
+        FitTimeout when the budget has run out, or BudgetExhausted when it had and
+        the grace period is over too."""
+        if self.seconds is None:
+            return
+        elapsed = self.clock.elapsed()
+        if not (self.stopped or self.final):
+            if elapsed > self.seconds:
+                self.stopped = True
+                raise FitTimeout()
+        elif elapsed > self.seconds + self.grace:
+            raise BudgetExhausted(
+                f"the time budget of {self.seconds:g} s ran out, and the fit could not "
+                f"finish even its final evaluations in {self.grace:g} s more: each "
+                "evaluation of this model is slow; use fewer rows, levels or predictors, "
+                "or a larger budget")
 
 
 def bobyqa(fun, x0, lower, upper, step, xtol, ftol, maxeval, budget: Budget,
@@ -305,6 +350,8 @@ def newton_refine(fun, x0, f0, g0, H0, lower, budget: Budget, max_steps=8,
             return NewtonResult(x, f, g, H, x - x0, True, steps, axis)
         t = 1.0
         for _ in range(12):
+            if budget.expired():
+                raise FitTimeout()
             xn = np.maximum(x + t * step, lo)
             fn = fun(xn)
             if np.isfinite(fn) and fn <= f + 1e-4 * t * float(g @ (xn - x)) + 1e-12 * abs(f):

@@ -1,0 +1,375 @@
+"""Issue 18, items 6, 14 (part) and 15: cost guards before the fit allocates, the
+time budget inside long evaluations, budget-stopped fits, numerical extremes.
+
+No timing assertions: cost is bounded by sizes (traced memory), operation counts
+(budget checks, PIRLS iterations) and a deterministic clock where the budget's
+behaviour is tested."""
+from __future__ import annotations
+
+import math
+import tracemalloc
+
+import numpy as np
+import pandas as pd
+import pytest
+
+import xlglmm
+from xlglmm import cost, fit, kernels
+from xlglmm.design import DesignError, _rank_by_qr, _rank_sequential, build_design, \
+    full_rank_columns
+from xlglmm.devfun import GlmmDeviance
+from xlglmm.family import make_family
+from xlglmm.optimize import Budget, FitTimeout
+
+POISSON = make_family("poisson")
+
+
+def crossed(n, levels):
+    """Two crossed grouping factors of ``levels`` levels each on n rows."""
+    i = np.arange(n)
+    return pd.DataFrame({"y": (i % 3).astype(float), "g1": pd.Categorical(i % levels),
+                         "g2": pd.Categorical((i * 7 + i // levels) % levels)})
+
+
+def interaction(levels, reps=2):
+    """y ~ a*b of two text factors of ``levels`` levels, every cell ``reps`` times."""
+    n = reps * levels * levels
+    i = np.arange(n)
+    return pd.DataFrame({"y": (i % 5).astype(float),
+                         "a": pd.Categorical([f"a{k}" for k in i % levels]),
+                         "b": pd.Categorical([f"b{k}" for k in (i // levels) % levels]),
+                         "g": pd.Categorical(i % 10)})
+
+
+def small(seed=2, n=200):
+    rng = np.random.default_rng(seed)
+    g = rng.integers(0, 10, n)
+    x = rng.standard_normal(n)
+    re = rng.standard_normal(10)[g] * 0.4
+    y = rng.poisson(np.exp(0.3 + 0.5 * x + re)).astype(float)
+    yl = 0.3 + 0.5 * x + re + rng.standard_normal(n)
+    return pd.DataFrame({"y": y, "yl": yl, "x": x, "g": g.astype(str)})
+
+
+# ---- item 6: cost guards before anything big is allocated ----------------------------
+
+def test_crossed_factors_beyond_the_memory_cap_are_refused_before_allocating():
+    df = crossed(30_000, 9_000)
+    tracemalloc.start()
+    try:
+        with pytest.raises(DesignError) as e:
+            xlglmm.glmer("y ~ 1 + (1|g1) + (1|g2)", df, "poisson")
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert str(e.value) == (
+        "the model would need about 2.7 GB of memory (the limit is 2.0 GB): crossed random "
+        "effects g1 (9,000 levels) x g2 (9,000 levels) make a dense block of 9,001 x 9,001 "
+        "numbers; use fewer levels or predictors")
+    assert peak < 100e6          # the 9,001 x 9,001 block (650 MB a copy) never made
+
+
+def test_fixed_effect_columns_beyond_the_cap_are_refused_before_the_model_matrix():
+    tracemalloc.start()
+    try:
+        with pytest.raises(DesignError) as e:
+            xlglmm.glmer("y ~ a*b + (1|g)", interaction(60), "poisson")
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert str(e.value) == (
+        "the fixed effects would have 3,600 columns for 7,200 rows (about 2.5 GB of memory, "
+        "the limit is 2.0 GB): factors with many levels, or their interactions; simplify "
+        "the formula")
+    assert peak < 50e6           # X alone would be 207 MB
+
+
+def test_fixed_columns_counts_what_the_model_matrix_makes():
+    df = interaction(6).assign(x=lambda d: np.arange(len(d), dtype=float))
+    for f in ("y ~ a*b + (1|g)", "y ~ a + b + (1|g)", "y ~ 0 + a + (1|g)",
+              "y ~ a:b + (1|g)", "y ~ x*a + (1|g)", "y ~ 0 + a:x + b + (1|g)"):
+        d = build_design(f, df, POISSON)
+        spec = d.spec
+        assert cost.fixed_columns(spec.x_terms, spec.x_intercept, spec.vars) == \
+            len(spec.x_names_full), f
+
+
+def test_a_fit_too_slow_for_its_budget_is_refused_up_front():
+    d = build_design("y ~ a*b + (1|g)", interaction(20), POISSON)
+    c = cost.fit_cost(d)
+    assert (c.n, c.p, c.r) == (800, 400, 400)
+    assert cost.check(d, None) is not None          # no budget: no time refusal
+    assert cost.check(d, 60.0) is not None
+    with pytest.raises(DesignError) as e:
+        xlglmm.glmer("y ~ a*b + (1|g)", interaction(20), "poisson", time_budget=0.5)
+    assert str(e.value) == (
+        "the model cannot be fitted within the time budget of 0.5 s: 400 fixed-effect "
+        "columns make each of the hundreds of steps of the fit take about 0.039 s even on "
+        "a fast computer; use fewer levels or predictors, or a larger budget")
+
+
+def test_nested_designs_are_costed_by_their_envelope_not_as_dense():
+    # 5,000 classes in 1,000 schools: the rest block (schools) is diagonal
+    i = np.arange(50_000)
+    cls = i % 5000
+    df = pd.DataFrame({"y": (i % 4).astype(float), "c": pd.Categorical(cls),
+                       "s": pd.Categorical(cls % 1000)})
+    d = build_design("y ~ 1 + (1|c) + (1|s)", df, POISSON)
+    c = cost.fit_cost(d, exact=True)
+    assert c.r == 1001
+    assert c.work < 1e8          # dense would be r^3 / 6 = 1.7e8 for the Cholesky alone
+    assert cost.fit_cost(d).work > 1.7e8       # the bounds from level counts: dense
+
+
+# ---- item 6: the budget inside long evaluations --------------------------------------
+
+class CountingBudget(Budget):
+    """A budget whose inside checks are counted and which runs out at the k-th."""
+
+    def __init__(self, k):
+        super().__init__(1.0)
+        self.k, self.calls = k, 0
+
+    def check_inside(self):
+        self.calls += 1
+        if self.calls >= self.k:
+            raise FitTimeout()
+
+
+def _dev(df, formula="y ~ x + (1|g)"):
+    d = build_design(formula, df, POISSON)
+    dev = GlmmDeviance(d, POISSON)
+    dev.set_beta_start(np.zeros(dev.p))
+    return dev
+
+
+def test_pirls_in_pieces_is_bit_identical_to_one_call():
+    df = small()
+    one, pieces = _dev(df), _dev(df)
+    pieces.budget, pieces.piecewise = CountingBudget(10 ** 9), True
+    for theta, beta in ((np.array([0.8]), None), (np.array([0.3]), None),
+                        (np.array([0.5]), np.array([0.2, 0.4]))):
+        a, b = one.pirls(theta, beta), pieces.pirls(theta, beta)
+        assert a.status == b.status == kernels.PIRLS_OK
+        assert a.iterations == b.iterations > 1
+        for f in ("logdet", "pdev", "aic", "ussq"):
+            assert getattr(a, f) == getattr(b, f), f
+        for f in ("u1", "v", "mu", "eta", "LS"):
+            assert np.array_equal(getattr(a, f), getattr(b, f)), f
+    assert pieces.budget.calls == pieces.pirls_iterations == one.pirls_iterations
+
+
+def test_the_budget_is_checked_between_pirls_iterations():
+    dev = _dev(small())
+    dev.budget, dev.piecewise = CountingBudget(3), True
+    with pytest.raises(FitTimeout):
+        dev.pirls(np.array([0.8]))
+    assert dev.budget.calls == 3     # stopped before the third iteration
+    assert dev.pirls_iterations == 0
+
+
+class StepClock:
+    """A deterministic clock shared by every budget of a fit: each reading advances
+    it by one 'second' (``t``); ``jump`` 'seconds' are added after ``jump_after``
+    readings."""
+
+    def __init__(self, jump_after=None, jump=1e6):
+        self.t = 0.0
+        self.jump_after, self.jump = jump_after, jump
+
+    def stopwatch(self):
+        start = self.t
+        clock = self
+
+        class Watch:
+            def elapsed(self):
+                clock.t += 1.0
+                if clock.jump_after is not None and clock.t == clock.jump_after:
+                    clock.t += clock.jump
+                return clock.t - start
+
+            def compiled(self):
+                return 0.0
+        return Watch()
+
+
+def _stepping_budget(monkeypatch, jump_after=None):
+    """fit's budgets read one StepClock, and every model checks it between PIRLS
+    iterations."""
+    clock = StepClock(jump_after)
+
+    def make(seconds, max_evals):
+        return Budget(seconds, max_evals, clock.stopwatch())
+    monkeypatch.setattr(fit, "Budget", make)
+    monkeypatch.setattr(cost, "SLOW_ITERATION", -1.0)
+    return clock
+
+
+def test_a_budget_stopped_fit_stops_inside_evaluations_and_says_so(monkeypatch):
+    clock = _stepping_budget(monkeypatch)
+    res = xlglmm.glmer("y ~ x + (1|g)", small(), "poisson", time_budget=40)
+    assert not res.converged
+    assert fit.timeout_message(40) in res.messages
+    assert fit.timeout_message(40) == (
+        "Stopped at the time budget of 40 s before the optimizer converged: the estimates "
+        "are the best found so far, NOT converged, and their digits depend on where the "
+        "clock stopped the fit (another run can give others).")
+    # the finishing evaluations are bounded by the grace period (20 readings)
+    assert 40 < clock.t <= 40 + 20 + 1
+    assert np.all(np.isfinite(res.fe_params))
+    assert res._dev.budget is None          # later evaluations are not the fit's
+
+
+def test_a_fit_that_cannot_finish_within_the_grace_period_is_refused(monkeypatch):
+    _stepping_budget(monkeypatch, jump_after=30)
+    with pytest.raises(fit.ModelError) as e:
+        xlglmm.glmer("y ~ x + (1|g)", small(), "poisson", time_budget=40)
+    assert str(e.value) == (
+        "the time budget of 40 s ran out, and the fit could not finish even its final "
+        "evaluations in 20 s more: each evaluation of this model is slow; use fewer rows, "
+        "levels or predictors, or a larger budget")
+
+
+def test_lmm_budget_note(monkeypatch):
+    _stepping_budget(monkeypatch)
+    res = xlglmm.lmer("yl ~ x + (1|g)", small(), time_budget=15)
+    assert not res.converged
+    assert fit.timeout_message(15) in res.messages
+
+
+def test_negative_binomial_nested_fits_share_one_budget(monkeypatch):
+    clock = _stepping_budget(monkeypatch)
+    res = xlglmm.glmer("y ~ x + (1|g)", small(), "negbin", time_budget=200)
+    assert not res.converged
+    assert "Stopped at the time budget while estimating theta: NOT converged." in res.messages
+    # the profile's fits get the time left, not 200 s each; the reported fit at least
+    # a quarter of the budget; each may take its grace (half its budget) to finish
+    assert clock.t <= 1.5 * 200 + 1.5 * 50 + 4
+
+
+def test_without_a_budget_nothing_is_checked_inside():
+    d = build_design("y ~ x + (1|g)", small(), POISSON)
+    dev, budget = fit.prepare(d, POISSON, None, 100)
+    assert dev.budget is None and budget.seconds is None
+
+
+# ---- item 14: numerical extremes -----------------------------------------------------
+
+@pytest.mark.parametrize("s", [1e155, 1e-200, 1e300, 1e-300])
+def test_rank_check_is_scale_invariant(s):
+    rng = np.random.default_rng(1)
+    x = rng.standard_normal(50)
+    X = np.column_stack([np.ones(50), x * s, 3.0 * x * s, rng.standard_normal(50)])
+    assert full_rank_columns(X).tolist() == [0, 1, 3]
+
+
+def test_rank_check_by_qr_agrees_with_column_by_column():
+    rng = np.random.default_rng(3)
+    checked = 0
+    for _ in range(12):
+        n, p = int(rng.integers(250, 500)), int(rng.integers(201, 300))
+        X = rng.standard_normal((n, p))
+        for _ in range(int(rng.integers(1, 10))):
+            j = int(rng.integers(1, p))
+            i = int(rng.integers(0, j))
+            X[:, j] = X[:, i] * rng.choice([1.0, 2.5, -3.0]) + X[:, int(rng.integers(0, j))]
+        X[:, int(rng.integers(0, p))] = 0.0
+        q = _rank_by_qr(X, 1e-7)
+        if q is not None:
+            checked += 1
+            assert q.tolist() == _rank_sequential(X, 1e-7).tolist()
+    assert checked >= 10
+
+
+@pytest.mark.parametrize("s", [1e155, 1e-200, 1e30])
+def test_a_predictor_of_extreme_scale_keeps_its_coefficient(s):
+    df = small()
+    ref = xlglmm.glmer("y ~ x + (1|g)", df, "poisson")
+    res = xlglmm.glmer("y ~ x + (1|g)", df.assign(x=df.x * s), "poisson")
+    assert res.design.x_names == ["(Intercept)", "x"]
+    assert res.converged
+    assert res.fe_params["x"] * s == pytest.approx(ref.fe_params["x"], rel=1e-6)
+    assert res.fe_params["(Intercept)"] == pytest.approx(ref.fe_params["(Intercept)"],
+                                                         rel=1e-6)
+    assert res.llf == pytest.approx(ref.llf, abs=1e-8)
+    if s == 1e30:
+        assert res.fe_bse["x"] * s == pytest.approx(ref.fe_bse["x"], rel=1e-6)
+    else:                          # its variance is beyond double precision's range
+        assert ("The standard errors of x are not reliable: their squares (the variances) "
+                "are beyond double precision's range (a predictor with values beyond about "
+                "1e150 or below 1e-150); rescale it.") in res.messages
+
+
+def test_ordinary_predictors_are_not_rescaled():
+    d = build_design("y ~ x + (1|g)", small().assign(x=lambda d: d.x * 1e15), POISSON)
+    assert GlmmDeviance(d, POISSON).x_scale is None
+
+
+def test_lmm_predictor_of_extreme_scale():
+    df = small()
+    for reml in (True, False):
+        ref = xlglmm.lmer("yl ~ x + (1|g)", df, REML=reml)
+        res = xlglmm.lmer("yl ~ x + (1|g)", df.assign(x=df.x * 1e30), REML=reml)
+        assert res.fe_params["x"] * 1e30 == pytest.approx(ref.fe_params["x"], rel=1e-7)
+        assert res.fe_bse["x"] * 1e30 == pytest.approx(ref.fe_bse["x"], rel=1e-7)
+        # REML's criterion has log|X'X|: x * c adds 2 log c, as in R; ML's does not
+        shift = 2.0 * math.log(1e30) if reml else 0.0
+        assert res.deviance - ref.deviance == pytest.approx(shift, abs=1e-6)
+
+
+def test_counts_beyond_2_to_53_are_refused_beyond_1e12_noted_1e9_fit():
+    df = small()
+    with pytest.raises(DesignError) as e:
+        xlglmm.glmer("y ~ x + (1|g)", df.assign(y=np.where(df.index == 3, 1e300, df.y)),
+                     "poisson")
+    assert str(e.value) == ("counts must be at most 2^53 = 9.007e15 (row 4, up to 1e+300): "
+                            "beyond it double precision cannot hold whole numbers exactly; "
+                            "count in larger units")
+    res = xlglmm.glmer("y ~ x + (1|g)", df.assign(y=df.y * 1e9), "poisson")
+    assert np.all(np.isfinite(res.fe_params)) and res.llf < 0
+    assert not any("double precision" in m for m in res.messages)
+    res = xlglmm.glmer("y ~ x + (1|g)", df.assign(y=df.y * 1e12 + 1e12), "poisson")
+    assert ("Counts reach 1.1e+13: above 1e12 double precision carries the log-likelihood "
+            "to only about 0.07 per row, so logLik, AIC and the standard errors lose digits; "
+            "counting in larger units keeps them.") in res.messages
+
+
+def test_binomial_trials_beyond_2_to_53_are_refused():
+    df = small().assign(s=5e15, f=5e15)
+    with pytest.raises(DesignError) as e:
+        xlglmm.glmer("cbind(s, f) ~ x + (1|g)", df, "binomial")
+    assert str(e.value) == (
+        "binomial trials must be at most 2^53 = 9.007e15 (rows 1, 2, 3, 4, 5, 6, 7, 8 and "
+        "192 more, up to 1e+16): beyond it double precision cannot hold whole numbers exactly")
+
+
+def test_lmm_response_beyond_double_precision_is_refused():
+    df = small()
+    with pytest.raises(DesignError) as e:
+        xlglmm.lmer("yl ~ x + (1|g)", df.assign(yl=df.yl * 1e300))
+    assert str(e.value) == (
+        "the response has values as large as 3.2e+300 (rows 1, 2, 3, 4, 5, 6, 7, 8 and 192 "
+        "more): beyond 1e150 their squares overflow double precision; rescale it (divide it "
+        "by a power of ten)")
+    with pytest.raises(DesignError) as e:
+        xlglmm.lmer("yl ~ x + (1|g)", df.assign(yl=df.yl * 1e-200))
+    assert "their squares underflow double precision" in str(e.value)
+    res = xlglmm.lmer("yl ~ x + (1|g)", df.assign(yl=df.yl * 1e100))   # fine
+    ref = xlglmm.lmer("yl ~ x + (1|g)", df)
+    assert res.fe_params["x"] == pytest.approx(ref.fe_params["x"] * 1e100, rel=1e-6)
+
+
+def test_gamma_response_beyond_double_precision_is_refused():
+    df = small()
+    ya = np.exp(df.yl)
+    for s in (1e300, 1e-300):
+        with pytest.raises(DesignError) as e:
+            xlglmm.glmer("y ~ x + (1|g)", df.assign(y=ya * s), "gamma", link="log")
+        assert str(e.value).startswith("Gamma response values must be between 1e-150 and "
+                                       "1e150 (rows 1, 2, 3, 4, 5, 6, 7, 8 and 192 more, e.g. ")
+        assert str(e.value).endswith("): the Gamma variance is the mean squared, which "
+                                     "overflows or underflows double precision beyond them; "
+                                     "rescale the response")
+    ref = xlglmm.glmer("y ~ x + (1|g)", df.assign(y=ya), "gamma", link="log")
+    res = xlglmm.glmer("y ~ x + (1|g)", df.assign(y=ya * 1e100), "gamma", link="log")
+    assert res.fe_params["x"] == pytest.approx(ref.fe_params["x"], rel=1e-5)
