@@ -98,14 +98,29 @@ def is_xml_part(name: str) -> bool:
 
 # ---- streaming XML checks -----------------------------------------------------------------
 
-_CELL_REF = re.compile(r"\$?([A-Za-z]{1,3})\$?([0-9]{1,7})$")
+CELL_REF = re.compile(r"\$?([A-Za-z]{1,3})\$?([0-9]{1,7})$")
 
 
-def _col_number(letters: str) -> int:
+def col_number(letters: str) -> int:
     n = 0
     for ch in letters.upper():
         n = n * 26 + ord(ch) - 64
     return n
+
+
+def xml_parser(name: str):
+    """An expat parser for one part of the package: namespaces resolved (``uri
+    local``), text buffered, and any DOCTYPE or entity declaration refused (the Open
+    Packaging Conventions forbid DTDs in a package; they are how XML entity attacks
+    come in)."""
+    def refuse(*_args):
+        raise XlsxError(f"the part {name} declares a DOCTYPE (DTDs are not allowed in "
+                        "an .xlsx package; an XML entity attack?)")
+    p = expat.ParserCreate(namespace_separator=" ")
+    p.buffer_text = True
+    p.StartDoctypeDeclHandler = refuse
+    p.EntityDeclHandler = refuse
+    return p
 
 
 @dataclass
@@ -127,16 +142,9 @@ class _Scan:
         self.depth = 0
         self.row = 0
         self.col = 0
-        self.p = p = expat.ParserCreate(namespace_separator=" ")
-        p.buffer_text = True
-        p.StartDoctypeDeclHandler = self._doctype
-        p.EntityDeclHandler = self._doctype
+        self.p = p = xml_parser(name)
         p.StartElementHandler = self._start
         p.EndElementHandler = self._end
-
-    def _doctype(self, *args):
-        raise XlsxError(f"the part {self.name} declares a DOCTYPE (DTDs are not allowed in "
-                        "an .xlsx package; an XML entity attack?)")
 
     def _start(self, tag, attrs):
         d = self.depth = self.depth + 1
@@ -156,11 +164,11 @@ class _Scan:
         elif d == 4 and tag == f"{NS_MAIN} c":
             ref = attrs.get("r")
             if ref is not None:
-                m = _CELL_REF.match(ref)
+                m = CELL_REF.match(ref)
                 if not m:
                     raise XlsxError(f"the part {self.name} has a cell named {ref[:20]!r}, "
                                     "not a cell reference")
-                col = _col_number(m.group(1))
+                col = col_number(m.group(1))
                 if int(m.group(2)) != self.row:
                     raise XlsxError(f"the part {self.name} has the cell {ref} inside "
                                     f"row {self.row}")

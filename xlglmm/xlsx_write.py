@@ -39,8 +39,8 @@ from datetime import date, datetime, time
 from xml.parsers import expat
 
 from .excel_formula import cell_name
-from .xlsx_read import (MAX_PART_BYTES, XlsxError, _CELL_REF, _col_number, as_utf8,
-                        iter_part, open_zip, read_part)
+from .xlsx_read import (CELL_REF, MAX_PART_BYTES, XlsxError, as_utf8, col_number,
+                        iter_part, open_zip, read_part, xml_parser)
 
 __all__ = ["CellWrite", "ErrorValue", "XlsxError", "patch", "sheet_parts", "typed"]
 
@@ -168,19 +168,12 @@ class _Parser:
         self.stack: list = []           # (_El or None)
         self.decls: list = []
         self.found: list = []           # recorded elements of depth 1..n, in order
-        p = self.p = expat.ParserCreate(namespace_separator=" ")
+        p = self.p = xml_parser(name)
         p.namespace_prefixes = True
         p.ordered_attributes = True
-        p.buffer_text = True
-        p.StartDoctypeDeclHandler = self._doctype
-        p.EntityDeclHandler = self._doctype
         p.StartNamespaceDeclHandler = lambda prefix, uri: self.decls.append((prefix or "", uri))
         p.StartElementHandler = self._start
         p.EndElementHandler = self._end
-
-    def _doctype(self, *args):
-        raise XlsxError(f"the part {self.name} declares a DOCTYPE (DTDs are not allowed in "
-                        "an .xlsx package; an XML entity attack?)")
 
     def _start(self, name, attrs):
         decls, self.decls = self.decls, []
@@ -477,11 +470,11 @@ class _SheetDoc(_Parser):
         elif d == 4:
             ref = el.get("r")
             if ref is not None:
-                m = _CELL_REF.match(ref)
+                m = CELL_REF.match(ref)
                 if not m or int(m.group(2)) != self.last_r:
                     raise XlsxError(f"the part {self.name} has a cell named {ref[:20]!r} "
                                     f"in row {self.last_r}")
-                c = _col_number(m.group(1))
+                c = col_number(m.group(1))
             else:
                 c = self.last_c + 1
             if c <= self.last_c:
