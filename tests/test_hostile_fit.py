@@ -143,10 +143,11 @@ def _dev(df, formula="y ~ x + (1|g)"):
     return dev
 
 
-def test_pirls_in_pieces_is_bit_identical_to_one_call():
+@pytest.mark.parametrize("size", [1, 2])
+def test_pirls_in_pieces_is_bit_identical_to_one_call(size):
     df = small()
     one, pieces = _dev(df), _dev(df)
-    pieces.budget, pieces.piecewise = CountingBudget(10 ** 9), True
+    pieces.budget, pieces.piece_iterations = CountingBudget(10 ** 9), size
     for theta, beta in ((np.array([0.8]), None), (np.array([0.3]), None),
                         (np.array([0.5]), np.array([0.2, 0.4]))):
         a, b = one.pirls(theta, beta), pieces.pirls(theta, beta)
@@ -156,12 +157,26 @@ def test_pirls_in_pieces_is_bit_identical_to_one_call():
             assert getattr(a, f) == getattr(b, f), f
         for f in ("u1", "v", "mu", "eta", "LS"):
             assert np.array_equal(getattr(a, f), getattr(b, f)), f
-    assert pieces.budget.calls == pieces.pirls_iterations == one.pirls_iterations
+    assert pieces.pirls_iterations == one.pirls_iterations
+    if size == 1:
+        assert pieces.budget.calls == one.pirls_iterations
+
+
+def test_pieces_are_sized_by_the_budget():
+    """A piece of PIRLS is predicted to take at most 2% of the budget; a PIRLS that
+    fits in that whole is not cut (each piece repeats a pass over the rows)."""
+    c = cost.Cost(1000, 2, 2, 0.0, 0.0, 0.5 * cost.RATE, "x")      # 0.5 s an iteration
+    assert cost.piece_iterations(c, 10.0, 200) == 1
+    assert cost.piece_iterations(c, 100.0, 200) == 4
+    assert cost.piece_iterations(c, 5000.0, 200) == 0
+    assert cost.piece_iterations(c, None, 200) == 0
+    fast = cost.Cost(1000, 2, 2, 0.0, 0.0, 1e-4 * cost.RATE, "x")
+    assert cost.piece_iterations(fast, 60.0, 200) == 0
 
 
 def test_the_budget_is_checked_between_pirls_iterations():
     dev = _dev(small())
-    dev.budget, dev.piecewise = CountingBudget(3), True
+    dev.budget, dev.piece_iterations = CountingBudget(3), 1
     with pytest.raises(FitTimeout):
         dev.pirls(np.array([0.8]))
     assert dev.budget.calls == 3     # stopped before the third iteration
@@ -201,7 +216,7 @@ def _stepping_budget(monkeypatch, jump_after=None):
     def make(seconds, max_evals):
         return Budget(seconds, max_evals, clock.stopwatch())
     monkeypatch.setattr(fit, "Budget", make)
-    monkeypatch.setattr(cost, "SLOW_ITERATION", -1.0)
+    monkeypatch.setattr(cost, "piece_iterations", lambda c, budget, maxit: 1)
     return clock
 
 

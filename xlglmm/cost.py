@@ -37,8 +37,8 @@ from .design import DesignError
 MAX_FIT_BYTES = 2e9          # memory a fit may use (the documented cap)
 RATE = 2e9                   # multiply-adds a second of the kernels on a fast CPU
 MIN_ITERATIONS = 20          # a fit needs (many) more PIRLS iterations than this
-SLOW_ITERATION = 0.02        # predicted seconds above which PIRLS is run one
-                             # iteration at a time, the budget checked in between
+PIECE_SHARE = 0.02           # PIRLS runs in pieces of at most this share of the time
+                             # budget (predicted), the budget checked in between
 COPIES_OF_REST = 4           # r x r blocks alive at once (states kept by the fit)
 
 
@@ -175,6 +175,20 @@ def fit_cost(design, exact: bool = False) -> Cost:
     else:
         what = f"{n:,} rows"
     return Cost(n, p, r, total, rest_bytes, work, what)
+
+
+def piece_iterations(c: Cost, time_budget, maxit: int) -> int:
+    """How many PIRLS iterations one kernel call may run so that the time budget is
+    checked at least every ``PIECE_SHARE`` of it (predicted); 0 when a whole PIRLS
+    (``maxit`` iterations) fits in that, as for all but the slowest models -- each
+    piece repeats the pass over the rows that starts an evaluation, so pieces are
+    only as small as the budget needs."""
+    if time_budget is None or not math.isfinite(time_budget):
+        return 0
+    secs = c.iteration_seconds
+    if secs <= 0 or secs * maxit <= PIECE_SHARE * time_budget:
+        return 0
+    return max(1, int(PIECE_SHARE * time_budget / secs))
 
 
 def check(design, time_budget=None) -> Cost:

@@ -251,7 +251,7 @@ class GlmmDeviance:
             u1, v = self._u1[with_beta], self._v[with_beta]
             args = (*self._fam_args, self.y, self.pw, eta_base, self.A1, self.gptr, self.Rv,
                     self.Rc, Rloc, m_use, loc_ptr, loc_cols, r, self.q2, u1, v)
-            if self.budget is None or not self.piecewise:
+            if self.budget is None or not self.piece_iterations:
                 out = kernels.pirls(*args, PIRLS_MAXIT, tol, self._dense[with_beta],
                                     self.aic_const)
             else:
@@ -278,21 +278,23 @@ class GlmmDeviance:
         return st
 
     def _pirls_in_pieces(self, args, tol, dense):
-        """``kernels.pirls`` one iteration at a time, the time budget checked before
-        each (``Budget.check_inside``): the same arithmetic as one call (see the
-        kernel), for models whose iterations are slow (``cost.SLOW_ITERATION``)."""
+        """``kernels.pirls`` ``piece_iterations`` iterations at a time, the time
+        budget checked before each piece (``Budget.check_inside``): the same
+        arithmetic as one call (see the kernel), for models whose iterations are
+        slow against the budget (``cost.piece_iterations``)."""
         it, finish = 1, False
         while True:
             self.budget.check_inside()
-            out = kernels.pirls(*args, it, tol, dense, self.aic_const, it, finish)
-            if not out[11] or it >= PIRLS_MAXIT:
+            last = min(it + self.piece_iterations - 1, PIRLS_MAXIT)
+            out = kernels.pirls(*args, last, tol, dense, self.aic_const, it, finish)
+            if not out[11] or last >= PIRLS_MAXIT:
                 return out
-            it, finish = it + 1, out[12]
+            it, finish = last + 1, out[12]
 
     beta_start = None
     tol = PIRLS_TOL
     budget = None           # optimize.Budget of the fit, checked between iterations ...
-    piecewise = False       # ... when True (slow iterations: see fit.py, cost.py)
+    piece_iterations = 0    # ... every so many iterations; 0: never (see cost.py)
 
     def warm_start_fixed_beta(self, st: PirlsState):
         """Start the fixed-beta PIRLS (stage 2) from the stage-1 modes."""

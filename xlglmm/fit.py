@@ -14,7 +14,7 @@ from scipy import optimize as _sciopt
 
 from . import cost, jit, start
 from .design import DesignError, ModelDesign, build_design
-from .devfun import GlmmDeviance, ModeWarmStarts, gauss_hermite, theta_start
+from .devfun import PIRLS_MAXIT, GlmmDeviance, ModeWarmStarts, gauss_hermite, theta_start
 from .family import Family, make_family
 from .optimize import (EXACT_FD_DELTA, Budget, BudgetExhausted, FitTimeout, bobyqa,
                        check_boundary,
@@ -121,7 +121,7 @@ def prepare(design, fam, time_budget, max_evals):
     dev = GlmmDeviance(design, fam)
     if time_budget is not None:
         dev.budget = budget
-        dev.piecewise = c.iteration_seconds > cost.SLOW_ITERATION
+        dev.piece_iterations = cost.piece_iterations(c, time_budget, PIRLS_MAXIT)
     return dev, budget
 
 
