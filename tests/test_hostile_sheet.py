@@ -171,6 +171,14 @@ def test_new_rows_of_different_lengths_are_named_as_such():
         "same rows")
     assert predict(col([1, 2, 3]), col(["group1", "b", "c", "d"])) == \
         predict(col([1, 2, 3]), col(["b", "c", "d"]))
+    # headers over both, the labels a row short: the header is not a label (it used to
+    # be read as a new level, every label a row off and the last row the population's)
+    assert predict(col([1, 2, 3, 4], "x"), col(["a", "b", "c"], "group1")) == (
+        "#GLMM! new_groups has a header and 3 rows but new_X has 4 new rows: the ranges "
+        "must cover the same rows")
+    assert predict(col([1, 2], "x"), col(["a"], "group1")) == (
+        "#GLMM! new_groups has a header and 1 row but new_X has 2 new rows: the ranges "
+        "must cover the same rows")
 
 
 def test_a_model_without_predictors_predicts_for_new_groups():

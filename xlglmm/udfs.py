@@ -800,8 +800,15 @@ def _new_frame(m: SheetModel, new_X, new_groups, new_x_random, rows=None) -> pd.
         # one row more than the new rows is a header row only beside new_X's header, or
         # when it names the groups' columns (else it would shift every label by a row)
         gg = sheet._cut(sheet.as_grid(new_groups, "new_groups"), rows)
+        named = bool(gg) and _names_groups(gg[0], m)
         _check_new_rows(new_groups, "new_groups", n_new, rows, src_name,
-                        header_ok=has_header or bool(gg) and _names_groups(gg[0], m))
+                        header_ok=has_header or named)
+        if named and len(gg) == n_new and n_new > 1:
+            # its first row is the header, so the labels are one row short of new_X's
+            k = n_new - 1
+            raise SheetError(f"new_groups has a header and {k} row{'s' if k != 1 else ''} "
+                             f"but {src_name} has {n_new} new rows: the ranges must cover "
+                             "the same rows")
         gcols, _ = sheet.matrix(new_groups, "new_groups", n_new, "column", kind="labels",
                                 rows=rows)
         if len(gcols) != len(m.group_names):
