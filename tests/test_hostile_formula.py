@@ -212,6 +212,21 @@ def test_variables_are_never_text_read_back():
     assert Variable("x1", "log") != "log(x1)" and Variable("log(x1)") != "log(x1)"
 
 
+def test_a_backtick_in_a_column_name_is_written_as_r_writes_it():
+    """A column named a`b is `a\\`b` in a formula (R's escape), and its label reads
+    back as the same column (the review found such a header could not be used)."""
+    f = parse_formula("y ~ `a\\`b` + `c\\\\d` + `C:\\data` + (1|g)")
+    assert [t[0].column for t in f.terms] == ["a`b", "c\\d", "C:\\data"]
+    for name in ("a`b", "x(1)", "p:q", "a\\`b"):
+        label = fm.quote_name(name)
+        assert parse_formula(f"y ~ {label}").terms == [(Variable(name),)]
+    tab = cols(["y", "a`b", "g"], Y, Z, G)
+    z = udfs.GLMM("y ~ z + (1|g)", cols(["y", "z", "g"], Y, Z, G))
+    got = udfs.GLMM("y ~ `a\\`b` + (1|g)", tab)
+    assert fixed(got)[1][0] == "`a\\`b`"
+    assert [r[1:] for r in fixed(got)] == [r[1:] for r in fixed(z)]
+
+
 # ---- item 13: ranges are not typed formulas ------------------------------------------------
 
 def test_header_with_tilde_is_a_name():

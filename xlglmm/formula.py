@@ -177,7 +177,7 @@ class Formula:
 
 _TOKEN = re.compile(r"""
     (?P<ws>\s+)
-  | (?P<bq>`[^`]*`)
+  | (?P<bq>`(?:[^`\\]|\\.)*`)
   | (?P<num>\d+(?:\.\d*)?)
   | (?P<name>[A-Za-z_.][A-Za-z0-9_.]*)
   | (?P<op>\|\||[~+\-*:/^|(),])
@@ -196,7 +196,9 @@ def _tokenize(text: str) -> list:
         kind = m.lastgroup
         val = m.group(kind)
         if kind == "bq":
-            kind, val = "qname", val[1:-1]
+            # inside backticks, \` is a backtick and \\ a backslash (R's escapes,
+            # as quote_name writes them); any other backslash is itself
+            kind, val = "qname", re.sub(r"\\([`\\])", r"\1", val[1:-1])
             if not val.strip():
                 raise FormulaError(f"empty `name` at position {pos + 1}")
         if kind != "ws":
