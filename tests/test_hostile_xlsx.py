@@ -451,6 +451,8 @@ def test_killed_during_the_write_leaves_the_original_intact(tmp_path, where):
     # and a run that is not killed replaces it with the complete workbook
     assert cli.main(["recalc", str(src), "-q"]) == Exit.OK
     assert openpyxl.load_workbook(src, data_only=True)["Data"]["D2"].value == 3
+    if os.name == "posix":      # ... and deletes the killed run's temporary file
+        assert not [x for x in os.listdir(tmp_path) if x.endswith(".tmp")]
 
 
 @pytest.mark.skipif(not Path("/proc/self/status").exists(), reason="needs Linux's /proc")

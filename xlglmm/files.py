@@ -271,6 +271,36 @@ def _flush_to_disk(path: Path) -> None:
         pass
 
 
+def _remove_leftovers(p: Path) -> None:
+    """Delete the temporary files of earlier writes of ``p`` whose process is gone
+    (one killed while it wrote: ``.<name>.<pid>.<k>.tmp``).  POSIX only: there a
+    signal 0 asks whether a process exists; on Windows os.kill would end it."""
+    if is_windows():
+        return
+    head = f".{p.name}."
+    try:
+        entries = list(p.parent.iterdir())
+    except OSError:
+        return
+    for f in entries:
+        rest = f.name[len(head):-len(".tmp")] if (
+            f.name.startswith(head) and f.name.endswith(".tmp")) else ""
+        pid, _, k = rest.partition(".")
+        if not (pid.isdigit() and k.isdigit()) or int(pid) == os.getpid():
+            continue
+        try:
+            os.kill(int(pid), 0)
+            continue                    # its writer is still running
+        except ProcessLookupError:
+            pass
+        except OSError:
+            continue                    # someone else's process: leave it
+        try:
+            f.unlink()
+        except OSError:
+            pass
+
+
 def write_atomically(path, writer) -> None:
     """``writer(tmp)`` writes the file at a temporary path beside ``path``; it then
     replaces ``path`` in one step (``os.replace``), after checking once more that an
@@ -279,6 +309,7 @@ def write_atomically(path, writer) -> None:
     (the umask)."""
     p = Path(path)
     folder = p.parent
+    _remove_leftovers(p)
     tmp = None
     for k in range(100):
         cand = folder / f".{p.name}.{os.getpid()}.{k}.tmp"
