@@ -307,17 +307,20 @@ def test_a_predictor_of_extreme_scale_keeps_its_coefficient(s):
     assert res.fe_params["(Intercept)"] == pytest.approx(ref.fe_params["(Intercept)"],
                                                          rel=1e-6)
     assert res.llf == pytest.approx(ref.llf, abs=1e-8)
-    if s == 1e30:
-        assert res.fe_bse["x"] * s == pytest.approx(ref.fe_bse["x"], rel=1e-6)
-    else:                          # its variance is beyond double precision's range
-        assert ("The standard errors of x are not reliable: their squares (the variances) "
-                "are beyond double precision's range (a predictor with values beyond about "
-                "1e150 or below 1e-150); rescale it.") in res.messages
+    # the SE on the data's scale, z and p as in units of 1 (scale-free)
+    assert res.fe_bse["x"] * s == pytest.approx(ref.fe_bse["x"], rel=1e-6)
+    assert res.fe_zvalues["x"] == pytest.approx(ref.fe_zvalues["x"], rel=1e-6)
+    assert res.fe_pvalues["x"] == pytest.approx(ref.fe_pvalues["x"], rel=1e-6)
+    if s != 1e30:                  # its variance is beyond double precision's range
+        assert ("The variances of x are beyond double precision's range (a predictor with "
+                "values beyond about 1e150 or below 1e-150), so the covariance matrix cannot "
+                "hold them: their standard errors are shown, and the z and p values are "
+                "exact; rescaling the predictor avoids this.") in res.messages
 
 
 def test_ordinary_predictors_are_not_rescaled():
     d = build_design("y ~ x + (1|g)", small().assign(x=lambda d: d.x * 1e15), POISSON)
-    assert GlmmDeviance(d, POISSON).x_scale is None
+    assert GlmmDeviance(d, POISSON).x_exp is None
 
 
 def test_lmm_predictor_of_extreme_scale():
@@ -388,3 +391,35 @@ def test_gamma_response_beyond_double_precision_is_refused():
     ref = xlglmm.glmer("y ~ x + (1|g)", df.assign(y=ya), "gamma", link="log")
     res = xlglmm.glmer("y ~ x + (1|g)", df.assign(y=ya * 1e100), "gamma", link="log")
     assert res.fe_params["x"] == pytest.approx(ref.fe_params["x"], rel=1e-5)
+
+
+# ---- review fixes (fixfit): extreme and subnormal scales
+
+@pytest.mark.parametrize("s", [1e200, 1e-200, 4e307, 1e-310])
+def test_z_and_p_of_extreme_scale_are_scale_free(s):
+    """z and p from the fit's own power-of-two scale; x * 1e200 gave SE 0.0, z blank,
+    p 0.0; x * 1e-310 (subnormal) was dropped as 'constant'."""
+    df = small()
+    ref = xlglmm.glmer("y ~ x + (1|g)", df, "poisson")
+    res = xlglmm.glmer("y ~ x + (1|g)", df.assign(x=df.x * s), "poisson")
+    assert res.design.x_names == ["(Intercept)", "x"]
+    assert res.fe_zvalues["x"] == pytest.approx(ref.fe_zvalues["x"], rel=1e-6)
+    assert res.fe_pvalues["x"] == pytest.approx(ref.fe_pvalues["x"], rel=1e-6)
+    if s == 1e-310:     # estimate 4.5e309 and SE beyond double precision: blank (NaN)
+        assert np.isnan(res.fe_bse["x"])
+        assert any("where a standard error or estimate is beyond it too it is left blank"
+                   in m for m in res.messages)
+    else:
+        assert res.fe_bse["x"] == pytest.approx(ref.fe_bse["x"] / s, rel=1e-6)
+
+
+def test_subnormal_column_kept_by_the_rank_check():
+    from xlglmm.design import column_exponents, full_rank_columns, scale_by_exponents
+    x = np.array([1.0, 2.0, 3.0, 5.0]) * 1e-310
+    X = np.column_stack([np.ones(4), x])
+    with np.errstate(all="raise"):              # no overflow on the way
+        assert full_rank_columns(X).tolist() == [0, 1]
+        e = column_exponents(np.max(np.abs(X), axis=0))
+        assert e.tolist() == [1, -1027]            # 5e-310 = 0.60 x 2^-1027
+        assert np.max(scale_by_exponents(X, e)[:, 1]) == pytest.approx(
+            5e-310 * 2.0 ** 1027, rel=1e-12)

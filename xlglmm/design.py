@@ -307,12 +307,30 @@ def full_rank_columns(X: np.ndarray, tol: float = RANK_TOL) -> np.ndarray:
     use = np.flatnonzero(np.isfinite(big) & (big > 0))
     if len(use) == 0:
         return np.zeros(0, np.int64)
-    Xs = X[:, use] * np.ldexp(1.0, -np.frexp(big[use])[1])
+    Xs = scale_by_exponents(X[:, use], column_exponents(big[use]))
     if len(use) > RANK_QR_MIN_COLUMNS:
         keep = _rank_by_qr(Xs, tol)
         if keep is not None:
             return use[keep]
     return use[_rank_sequential(Xs, tol)]
+
+
+def column_exponents(big) -> np.ndarray:
+    """Per column, the power of two e with ``big * 2**-e`` in [0.5, 1) (frexp's
+    exponent; 0 for a zero or non-finite ``big``): the exact rescaling of a column
+    whose largest absolute value is ``big``.  Subnormal values have exponents below
+    -1022, whose scale 2**-e is not a double (it overflowed to inf, and the column
+    was dropped as "constant"): apply it with ``scale_by_exponents``, never as a
+    factor."""
+    big = np.asarray(big, float)
+    with np.errstate(all="ignore"):
+        return np.frexp(np.where(np.isfinite(big), big, 0.0))[1].astype(np.int64)
+
+
+def scale_by_exponents(X, e) -> np.ndarray:
+    """``X * 2**-e`` column by column, exactly (ldexp: no intermediate scale, so
+    subnormal columns are scaled up without overflow)."""
+    return np.ldexp(np.asarray(X, float), -np.asarray(e, np.int64))
 
 
 RANK_QR_MIN_COLUMNS = 200   # more columns: QR (O(n p^2) in BLAS), not column by column
