@@ -62,7 +62,7 @@ def _check_model(design: ModelDesign, fam: Family, nAGQ: int):
 
 def glmer(formula, data, family="poisson", *, link=None, offset=None, weights=None,
           nAGQ=1, groups=None, se_method="auto", time_budget=None,
-          max_evals=DEFAULT_MAX_EVALS, progress=None) -> GLMMResult:
+          max_evals=DEFAULT_MAX_EVALS, progress=None, check_design=None) -> GLMMResult:
     """Fit a generalized linear mixed model by maximum likelihood (Laplace or AGQ).
 
     Parameters
@@ -91,11 +91,15 @@ def glmer(formula, data, family="poisson", *, link=None, offset=None, weights=No
         use is not counted (``res.compile_seconds`` says how long it took)
     max_evals : cap on deviance evaluations per optimisation stage
     progress : optional callable(stage: str, evaluations: int) for long fits
+    check_design : optional callable(design, family) run on the built design before
+        the fit (the worksheet functions refuse unidentifiable models with it, so
+        that the design is built once)
     """
     try:
         return jit.timed(_glmer, formula, data, family, link=link, offset=offset,
                          weights=weights, nAGQ=nAGQ, groups=groups, se_method=se_method,
-                         time_budget=time_budget, max_evals=max_evals, progress=progress)
+                         time_budget=time_budget, max_evals=max_evals, progress=progress,
+                         check_design=check_design)
     except BudgetExhausted as e:
         raise ModelError(str(e)) from None
 
@@ -126,11 +130,12 @@ def prepare(design, fam, time_budget, max_evals):
 
 
 def _glmer(formula, data, family, *, link, offset, weights, nAGQ, groups, se_method,
-           time_budget, max_evals, progress) -> GLMMResult:
+           time_budget, max_evals, progress, check_design=None) -> GLMMResult:
     if isinstance(family, str) and family.lower() in NEGBIN_NAMES:
         return _glmer_nb(formula, data, link=link, offset=offset, weights=weights,
                          nAGQ=nAGQ, groups=groups, se_method=se_method,
-                         time_budget=time_budget, max_evals=max_evals, progress=progress)
+                         time_budget=time_budget, max_evals=max_evals, progress=progress,
+                         check_design=check_design)
     try:
         fam = make_family(family, link)
     except (ValueError, TypeError) as e:
@@ -140,7 +145,10 @@ def _glmer(formula, data, family, *, link, offset, weights, nAGQ, groups, se_met
     nAGQ = int(nAGQ)
     if se_method not in ("auto", "hessian", "lme4", "rx"):
         raise ModelError("se_method must be 'auto', 'hessian', 'lme4' or 'rx'")
-    design = build_design(formula, data, fam, offset=offset, weights=weights, groups=groups)
+    design = build_design(formula, data, fam, offset=offset, weights=weights, groups=groups,
+                          time_budget=time_budget)
+    if check_design is not None:
+        check_design(design, fam)
     _check_model(design, fam, nAGQ)
     dev, budget = prepare(design, fam, time_budget, max_evals)
     messages = list(design.messages)
@@ -413,7 +421,7 @@ def NegativeBinomial2(theta: float, link: str = "log") -> Family:
 
 
 def _glmer_nb(formula, data, *, link, offset, weights, nAGQ, groups, se_method,
-              time_budget, max_evals, progress):
+              time_budget, max_evals, progress, check_design=None):
     """NB2 GLMM with theta estimated by maximum likelihood: the Laplace
     log-likelihood profiled over log(theta) (each point a full fit with theta
     fixed), maximised by bounded Brent; theta's SE from the profile's curvature.
@@ -428,7 +436,8 @@ def _glmer_nb(formula, data, *, link, offset, weights, nAGQ, groups, se_method,
             return None
         return max(time_budget - budget.clock.elapsed(), least, 1e-3)
     pois = glmer(formula, data, "poisson", link=link, offset=offset, weights=weights,
-                 nAGQ=nAGQ, groups=groups, se_method="rx", time_budget=time_budget)
+                 nAGQ=nAGQ, groups=groups, se_method="rx", time_budget=time_budget,
+                 check_design=check_design)
     y, mu = pois.design.y, pois.fittedvalues.to_numpy()
     extra = float(np.mean((y - mu) ** 2 - y))
     start = float(np.clip(np.mean(mu) ** 2 / extra, 0.01, 1e5)) if extra > 0 else 1e5

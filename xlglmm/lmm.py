@@ -62,7 +62,7 @@ class LMMResult(GLMMResult):
 
 
 def lmer(formula, data, REML=True, *, offset=None, weights=None, groups=None,
-         time_budget=None, max_evals=20000) -> LMMResult:
+         time_budget=None, max_evals=20000, check_design=None) -> LMMResult:
     """Fit a linear mixed model by REML (default) or maximum likelihood.
 
     Arguments as :func:`xlglmm.glmer` (without family/link/nAGQ).  p-values in the
@@ -70,15 +70,18 @@ def lmer(formula, data, REML=True, *, offset=None, weights=None, groups=None,
     """
     try:
         return jit.timed(_lmer, formula, data, REML, offset=offset, weights=weights,
-                         groups=groups, time_budget=time_budget, max_evals=max_evals)
+                         groups=groups, time_budget=time_budget, max_evals=max_evals,
+                         check_design=check_design)
     except BudgetExhausted as e:
         raise ModelError(str(e)) from None
 
 
 def _lmer(formula, data, REML, *, offset, weights, groups, time_budget,
-          max_evals) -> LMMResult:
+          max_evals, check_design=None) -> LMMResult:
     design = build_design(formula, data, GAUSSIAN, offset=offset, weights=weights,
-                          groups=groups)
+                          groups=groups, time_budget=time_budget)
+    if check_design is not None:
+        check_design(design, GAUSSIAN)
     _check_model(design, GAUSSIAN, 1)
     dev, budget = prepare(design, GAUSSIAN, time_budget, max_evals)
     n, p = dev.n, dev.p
