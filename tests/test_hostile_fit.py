@@ -307,17 +307,20 @@ def test_a_predictor_of_extreme_scale_keeps_its_coefficient(s):
     assert res.fe_params["(Intercept)"] == pytest.approx(ref.fe_params["(Intercept)"],
                                                          rel=1e-6)
     assert res.llf == pytest.approx(ref.llf, abs=1e-8)
-    if s == 1e30:
-        assert res.fe_bse["x"] * s == pytest.approx(ref.fe_bse["x"], rel=1e-6)
-    else:                          # its variance is beyond double precision's range
-        assert ("The standard errors of x are not reliable: their squares (the variances) "
-                "are beyond double precision's range (a predictor with values beyond about "
-                "1e150 or below 1e-150); rescale it.") in res.messages
+    # the SE on the data's scale, z and p as in units of 1 (scale-free)
+    assert res.fe_bse["x"] * s == pytest.approx(ref.fe_bse["x"], rel=1e-6)
+    assert res.fe_zvalues["x"] == pytest.approx(ref.fe_zvalues["x"], rel=1e-6)
+    assert res.fe_pvalues["x"] == pytest.approx(ref.fe_pvalues["x"], rel=1e-6)
+    if s != 1e30:                  # its variance is beyond double precision's range
+        assert ("The variances of x are beyond double precision's range (a predictor with "
+                "values beyond about 1e150 or below 1e-150), so the covariance matrix cannot "
+                "hold them: their standard errors are shown, and the z and p values are "
+                "exact; rescaling the predictor avoids this.") in res.messages
 
 
 def test_ordinary_predictors_are_not_rescaled():
     d = build_design("y ~ x + (1|g)", small().assign(x=lambda d: d.x * 1e15), POISSON)
-    assert GlmmDeviance(d, POISSON).x_scale is None
+    assert GlmmDeviance(d, POISSON).x_exp is None
 
 
 def test_lmm_predictor_of_extreme_scale():
@@ -388,3 +391,174 @@ def test_gamma_response_beyond_double_precision_is_refused():
     ref = xlglmm.glmer("y ~ x + (1|g)", df.assign(y=ya), "gamma", link="log")
     res = xlglmm.glmer("y ~ x + (1|g)", df.assign(y=ya * 1e100), "gamma", link="log")
     assert res.fe_params["x"] == pytest.approx(ref.fe_params["x"], rel=1e-5)
+
+
+# ---- review fixes (fixfit): extreme and subnormal scales
+
+@pytest.mark.parametrize("s", [1e200, 1e-200, 4e307, 1e-310])
+def test_z_and_p_of_extreme_scale_are_scale_free(s):
+    """z and p from the fit's own power-of-two scale; x * 1e200 gave SE 0.0, z blank,
+    p 0.0; x * 1e-310 (subnormal) was dropped as 'constant'."""
+    df = small()
+    ref = xlglmm.glmer("y ~ x + (1|g)", df, "poisson")
+    res = xlglmm.glmer("y ~ x + (1|g)", df.assign(x=df.x * s), "poisson")
+    assert res.design.x_names == ["(Intercept)", "x"]
+    assert res.fe_zvalues["x"] == pytest.approx(ref.fe_zvalues["x"], rel=1e-6)
+    assert res.fe_pvalues["x"] == pytest.approx(ref.fe_pvalues["x"], rel=1e-6)
+    if s == 1e-310:     # estimate 4.5e309 and SE beyond double precision: blank (NaN)
+        assert np.isnan(res.fe_bse["x"])
+        assert any("where a standard error or estimate is beyond it too it is left blank"
+                   in m for m in res.messages)
+    else:
+        assert res.fe_bse["x"] == pytest.approx(ref.fe_bse["x"] / s, rel=1e-6)
+
+
+def test_subnormal_column_kept_by_the_rank_check():
+    from xlglmm.design import column_exponents, full_rank_columns, scale_by_exponents
+    x = np.array([1.0, 2.0, 3.0, 5.0]) * 1e-310
+    X = np.column_stack([np.ones(4), x])
+    with np.errstate(all="raise"):              # no overflow on the way
+        assert full_rank_columns(X).tolist() == [0, 1]
+        e = column_exponents(np.max(np.abs(X), axis=0))
+        assert e.tolist() == [1, -1027]            # 5e-310 = 0.60 x 2^-1027
+        assert np.max(scale_by_exponents(X, e)[:, 1]) == pytest.approx(
+            5e-310 * 2.0 ** 1000 * 2.0 ** 27, rel=1e-12)
+
+
+# ---- review fixes (fixfit): the cost guards before the expensive work
+
+def _ab(n=3200, levels=30, seed=1):
+    rng = np.random.default_rng(seed)
+    return pd.DataFrame({"y": rng.poisson(2, n).astype(float),
+                         "a": [f"a{i}" for i in rng.integers(0, levels, n)],
+                         "b": [f"b{i}" for i in rng.integers(0, levels, n)],
+                         "g": [f"g{i}" for i in rng.integers(0, 10, n)]})
+
+
+def _forbid(monkeypatch):
+    """The fixed-effect model matrix, its rank check and any QR fail if called (the
+    random intercept's one-column Z may be built: n numbers)."""
+    def boom(*a, **k):
+        raise AssertionError("the expensive work ran before the refusal")
+    import xlglmm.design as design_mod
+    real = design_mod._model_matrix
+
+    def model_matrix(terms, *a, **k):
+        if terms:
+            boom()
+        return real(terms, *a, **k)
+    monkeypatch.setattr(design_mod, "_model_matrix", model_matrix)
+    monkeypatch.setattr(design_mod, "full_rank_columns", boom)
+    monkeypatch.setattr(np.linalg, "qr", boom)
+
+
+@pytest.mark.parametrize("n, levels", [(3200, 30), (5000, 60)])
+def test_too_slow_refused_before_the_model_matrix_and_its_qr(monkeypatch, n, levels):
+    """y ~ a*b + (1|g) with a time budget of 5 s took 12-94 s (two builds of the design,
+    each with two n x p QRs) before the same refusal; now neither the model matrix nor
+    the rank check runs."""
+    df = _ab(n, levels)
+    _forbid(monkeypatch)
+    with pytest.raises(DesignError) as e:
+        xlglmm.glmer("y ~ a*b + (1|g)", df, "poisson", time_budget=5)
+    msg = str(e.value)
+    assert msg.startswith("the model cannot be fitted within the time budget of 5 s: ")
+    p = int(msg.split(": ")[1].split(" fixed-effect")[0].replace(",", ""))
+    assert p == cost.fixed_columns(*_terms(df, "y ~ a*b + (1|g)"))
+
+
+def _terms(df, formula):
+    """(terms, intercept, specs, values) of the formula's fixed part, as the design reads
+    them: the columns present (not all zero), the count the guard used."""
+    from xlglmm.design import DataTable, _factor_codes, VarSpec
+    from xlglmm.formula import parse_formula
+    f = parse_formula(formula)
+    specs, values = {}, {}
+    for t in f.terms:
+        for v in t:
+            codes, levels = _factor_codes(DataTable(df).column(v.column))
+            specs[v], values[v] = VarSpec("factor", levels), codes
+    return f.terms, f.intercept, specs, values
+
+
+def test_the_rank_check_is_counted_in_the_time_bound():
+    re = build_design("y ~ 1 + (1|g)", _ab(), POISSON).re_terms
+    n, p = 3200, 883
+    c = cost._cost(n, p, re)
+    assert cost.rank_work(n, p) == 2.0 * n * p * p
+    budget = (cost.MIN_ITERATIONS * c.work + 0.5 * cost.rank_work(n, p)) / cost.RATE
+    cost.check_before_matrix(n, p, re, budget + cost.rank_work(n, p) / cost.RATE)
+    with pytest.raises(cost.CostError, match="cannot be fitted within the time budget"):
+        cost.check_before_matrix(n, p, re, budget)       # fits only without the rank check
+
+
+def test_the_worksheet_builds_the_design_once(monkeypatch):
+    from xlglmm import cache, udfs
+    import xlglmm.fit as fit_mod
+    calls = []
+    real = fit_mod.build_design
+
+    def counted(*a, **k):
+        calls.append(k.get("time_budget"))
+        return real(*a, **k)
+    monkeypatch.setattr(fit_mod, "build_design", counted)
+    cache.clear()
+    df = small(seed=11)
+    rows = [["y", "x", "g"]] + [[float(a), float(b), c] for a, b, c in
+                                zip(df.y, df.x, df.g)]
+    out = udfs.GLMM("y ~ x + (1|g)", rows, "poisson")
+    assert isinstance(out, list), out
+    assert calls == [udfs.DEFAULT_TIME_BUDGET]
+
+
+def test_the_size_guards_apply_to_the_python_api():
+    """The worksheet's own checks (20,000 columns, 1e8 cells, 200 variance
+    parameters) were never applied to xlglmm.glmer; now one guard serves both."""
+    rng = np.random.default_rng(3)
+    n = 60
+    df = pd.DataFrame({"y": rng.poisson(2, n).astype(float),
+                       "d": [f"d{i}" for i in rng.integers(0, 30, n)],
+                       "g": [f"g{i}" for i in rng.integers(0, 5, n)]})
+    ndl = df.d.nunique()
+    with pytest.raises(DesignError) as e:
+        xlglmm.glmer("y ~ 1 + (d||g)", df, "poisson")
+    assert str(e.value) == (
+        f"the random effects would need {1 + ndl * (ndl + 1) // 2} variance and correlation "
+        "parameters (the limit is 200); use fewer random slopes, uncorrelated ones (||), "
+        "or factors with fewer levels")
+
+
+# ---- review fixes (fixfit): transforms that leave the numbers
+
+def _tx(col, values):
+    df = small(n=40)
+    df[col] = values
+    return df
+
+
+def test_log_of_zero_is_an_error_naming_the_rows():
+    x = np.abs(small(n=40).x.to_numpy()) + 0.5
+    x[[2, 6]] = 0.0
+    with pytest.raises(DesignError) as e:
+        xlglmm.glmer("y ~ log(z) + (1|g)", _tx("z", x), "poisson")
+    assert str(e.value) == "log(z) is not finite in rows 3, 7 (log of 0)"
+
+
+def test_exp_overflow_is_an_error_naming_the_rows():
+    x = small(n=40).x.to_numpy().copy()
+    x[4] = 1200.0
+    with pytest.raises(DesignError) as e:
+        xlglmm.glmer("y ~ exp(z) + (1|g)", _tx("z", x), "poisson")
+    assert str(e.value) == ("exp(z) is not finite in row 5 (exp of a value beyond 709.78 "
+                            "overflows double precision)")
+
+
+def test_log_of_a_negative_is_missing_with_a_note_as_in_r():
+    """R: log(-1) is NaN ("NaNs produced"), the row then dropped by na.omit (lme4 fits
+    on 39 of 40 rows; tests/r_transforms.R)."""
+    x = np.abs(small(n=40).x.to_numpy()) + 0.5
+    x[2] = -1.0
+    res = xlglmm.glmer("y ~ log(z) + (1|g)", _tx("z", x), "poisson")
+    assert res.nobs == 39 and res.n_dropped == 1
+    assert ("log(z) is not a number in row 3 (log of a negative number): those rows were "
+            "removed, as R's NaN is.") in res.messages

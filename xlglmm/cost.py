@@ -50,15 +50,19 @@ def _gb(b: float) -> str:
     return f"{b / 1e9:.1f} GB" if b >= 1e8 else f"{b / 1e6:.0f} MB"
 
 
-def fixed_columns(terms, intercept, specs) -> int:
+def fixed_columns(terms, intercept, specs, values=None) -> int:
     """The number of columns ``design._model_matrix`` will make (R's treatment
-    contrasts), from the factors' level counts, without building anything."""
+    contrasts), from the factors' level counts, without building anything.  With
+    ``values`` (the variables' kept values): at most the columns that are not all
+    zero -- per term, the level combinations present in rows whose numeric parts are
+    not 0 (the rank check drops the others first) -- O(n) per term with factors."""
     present = {frozenset(t) for t in terms}
     if intercept:
         present.add(frozenset())
     p = int(bool(intercept))
     for t in terms:
         width = 1
+        coded = []
         for v in t:
             sp = specs[v]
             if sp.kind == "numeric":
@@ -67,13 +71,44 @@ def fixed_columns(terms, intercept, specs) -> int:
             if len(t) == 1 and frozenset() not in present:
                 present.add(frozenset())
             width *= max(len(sp.levels) - (1 if contrast else 0), 0)
+            coded.append((v, int(contrast)))
+        if values is not None and width > 0:
+            width = min(width, _present_columns(t, coded, specs, values))
         p += width
     return p
 
 
-def check_fixed_columns(terms, intercept, specs, n: int) -> None:
+def _present_columns(t, coded, specs, values) -> int:
+    """Columns of term ``t`` that some row makes non-zero: the distinct level
+    combinations (contrast-coded factors: not their first level) among the rows
+    whose numeric variables are all non-zero."""
+    n = len(next(iter(values.values()))) if values else 0
+    rows = np.ones(n, bool)
+    for v in t:
+        if specs[v].kind == "numeric":
+            rows &= np.asarray(values[v]) != 0.0
+    for v, first in coded:
+        rows &= np.asarray(values[v]) >= first
+    if not coded:
+        return int(rows.any())
+    key = np.zeros(int(rows.sum()), np.int64)
+    span = 1
+    for v, _ in coded:
+        nl = len(specs[v].levels) + 1
+        if span * nl >= 2 ** 62:       # too many combinations for one key: row-wise unique
+            stacked = np.stack([np.asarray(values[w])[rows] for w, _ in coded], axis=1)
+            return int(len(np.unique(stacked, axis=0)))
+        key = key * nl + np.asarray(values[v])[rows]
+        span *= nl
+    return int(len(np.unique(key)))
+
+
+def check_fixed_columns(terms, intercept, specs, n: int) -> int:
     """Refuse a fixed-effect model matrix (n x p doubles, a few copies) beyond the
-    memory cap before it is built."""
+    memory cap before it is built; return p.  The one count of fixed-effect columns
+    and the one message for too many of them, for every door (worksheet functions,
+    Python API, recalc): it bounds the columns far below ``formula.MAX_TERMS``
+    (p^2 x 32 bytes alone exceed 2 GB beyond 7,905 columns)."""
     p = fixed_columns(terms, intercept, specs)
     # the model matrix's copies, and what the fit makes of it (``fit_cost``: the
     # rows' rest columns, the dense rest block of the fixed effects)
@@ -83,6 +118,59 @@ def check_fixed_columns(terms, intercept, specs, n: int) -> None:
                         f"(about {_gb(need)} of memory, the limit is {_gb(MAX_FIT_BYTES)}): "
                         "factors with many levels, or their interactions; simplify the "
                         "formula")
+    return p
+
+
+MAX_THETA = 200      # variance-covariance parameters of the random effects
+
+
+def check_random_columns(f, specs, n: int) -> None:
+    """Before the random-effects matrices are built: refuse terms whose variances
+    cannot be identified (more columns per level than half the rows: lme4's
+    check.nobs.vs.nRE in spirit, e.g. a factor with many levels as a random slope)
+    and more than ``MAX_THETA`` variance parameters (each costs a dimension of the
+    optimizer and a column per row of every level).  Column counts as the design
+    makes them (``fixed_columns`` of each term's left-hand side; (x || g) split as
+    the design splits it)."""
+    ntheta = 0
+    for rt in f.random:
+        if rt.correlated:
+            blocks = [fixed_columns(rt.terms, rt.intercept, specs)]
+        else:
+            blocks = [1] * int(rt.intercept) + [fixed_columns([t], False, specs)
+                                                for t in rt.terms]
+        for g in rt.groups:
+            for k in blocks:
+                ntheta += k * (k + 1) // 2
+                if k > 1 and 2 * k > n:
+                    raise CostError(
+                        f"the random-effects term {rt.text or '(...)'} has {k:,} columns per "
+                        f"level of {':'.join(v.label for v in g)} but there are {n:,} rows: "
+                        "its variances cannot be identified; use fewer random slopes (a "
+                        "factor with many levels?)")
+    if ntheta > MAX_THETA:
+        raise CostError(f"the random effects would need {ntheta:,} variance and "
+                        f"correlation parameters (the limit is {MAX_THETA}); use fewer random "
+                        "slopes, uncorrelated ones (||), or factors with fewer levels")
+
+
+def rank_work(n: int, p: int) -> float:
+    """Multiply-adds of the rank check of an n x p model matrix
+    (``design.full_rank_columns``): two QRs (or Gram-Schmidt twice), ~2 n p^2."""
+    return 2.0 * n * p * p if p > 1 else 0.0
+
+
+def check_before_matrix(n: int, p: int, re_terms, time_budget, p_present=None) -> None:
+    """The cost guards before the fixed-effect model matrix exists (``check`` with the
+    columns ``check_fixed_columns`` counted): the time bound counts the rank check
+    (n p^2, the most expensive step of building the design) and the fit's
+    iterations.  ``p_present()`` (the columns that are not all zero,
+    ``fixed_columns`` with values) refines p when the level counts alone come
+    near the budget."""
+    if _checked(n, p, re_terms, time_budget, rank_work(n, p), raise_time=False) is None:
+        if p_present is not None:
+            p = p_present()
+        _checked(n, p, re_terms, time_budget, rank_work(n, p))
 
 
 @dataclass
@@ -100,11 +188,10 @@ class Cost:
         return self.work / RATE
 
 
-def _rest_structure(design):
+def _rest_structure(terms):
     """Per level of the first term: the number of distinct rest columns its rows
     touch; per rest random-effect column: the first column it shares a level with
     (the envelope of the rest block's Cholesky factor).  O(n) per term."""
-    terms = design.re_terms
     t1 = terms[0]
     ng = t1.nlevels
     codes1 = np.asarray(t1.codes, np.int64)
@@ -127,11 +214,10 @@ def _rest_structure(design):
     return nloc, first, q2
 
 
-def _rest_bounds(design):
+def _rest_bounds(terms):
     """``_rest_structure``'s upper bounds from the level counts alone (a
     bincount): a level touches at most its rows x the rest terms' columns, and the
     envelope is at most the whole triangle."""
-    terms = design.re_terms
     t1 = terms[0]
     q2 = sum(t.nlevels * t.k for t in terms[1:])
     m_re = sum(t.k for t in terms[1:])
@@ -144,14 +230,15 @@ def fit_cost(design, exact: bool = False) -> Cost:
     """The cost model of a design (see the module's docstring): upper bounds from
     the level counts, or with ``exact`` from the rest block's structure (O(n log n)
     numpy work, done by ``check`` only when the bounds come near a limit)."""
-    n = int(design.nobs)
-    p = int(design.X.shape[1])
-    terms = design.re_terms
+    return _cost(int(design.nobs), int(design.X.shape[1]), design.re_terms, exact)
+
+
+def _cost(n: int, p: int, terms, exact: bool = False) -> Cost:
     t1 = terms[0]
     k1 = t1.k
     m_re = sum(t.k for t in terms[1:])
     m = m_re + p
-    nloc, first, q2 = (_rest_structure if exact else _rest_bounds)(design)
+    nloc, first, q2 = (_rest_structure if exact else _rest_bounds)(terms)
     nloc = nloc + p
     r = q2 + p
     # the rest block's Cholesky: by envelope (each row from its first nonzero; the
@@ -194,18 +281,29 @@ def piece_iterations(c: Cost, time_budget, maxit: int) -> int:
 def check(design, time_budget=None) -> Cost:
     """Refuse a fit beyond the memory cap, or one that cannot run within its time
     budget (see the module's docstring); return its cost otherwise."""
-    c = fit_cost(design)
-    if c.bytes > MAX_FIT_BYTES or (
-            time_budget is not None and MIN_ITERATIONS * c.iteration_seconds > time_budget):
-        c = fit_cost(design, exact=True)       # near a limit: the bounds made exact
+    return _checked(int(design.nobs), int(design.X.shape[1]), design.re_terms, time_budget)
+
+
+def _checked(n, p, terms, time_budget, extra_work=0.0, raise_time=True):
+    """``check`` on (n, p, random-effects terms), with ``extra_work`` multiply-adds
+    to do before the fit (the rank check) counted against the budget.  With
+    ``raise_time=False``: None when the time bound would refuse (the caller
+    refines p first)."""
+    def slow(c):
+        return time_budget is not None and math.isfinite(time_budget) and \
+            (MIN_ITERATIONS * c.work + extra_work) / RATE > time_budget
+    c = _cost(n, p, terms)
+    if c.bytes > MAX_FIT_BYTES or slow(c):
+        c = _cost(n, p, terms, exact=True)     # near a limit: the bounds made exact
     if c.bytes > MAX_FIT_BYTES:
         part = (f"make a dense block of {c.r:,} x {c.r:,} numbers"
                 if c.rest_bytes > c.bytes / 2 else f"on {c.n:,} rows")
         raise CostError(f"the model would need about {_gb(c.bytes)} of memory (the limit is "
                         f"{_gb(MAX_FIT_BYTES)}): {c.what} {part}; use fewer levels or "
                         "predictors")
-    if time_budget is not None and math.isfinite(time_budget) and \
-            MIN_ITERATIONS * c.iteration_seconds > time_budget:
+    if slow(c):
+        if not raise_time:
+            return None
         secs = c.iteration_seconds
         each = f"{secs:.2g}" if secs < 10 else f"{secs:,.0f}"
         raise CostError(f"the model cannot be fitted within the time budget of "

@@ -307,12 +307,30 @@ def full_rank_columns(X: np.ndarray, tol: float = RANK_TOL) -> np.ndarray:
     use = np.flatnonzero(np.isfinite(big) & (big > 0))
     if len(use) == 0:
         return np.zeros(0, np.int64)
-    Xs = X[:, use] * np.ldexp(1.0, -np.frexp(big[use])[1])
+    Xs = scale_by_exponents(X[:, use], column_exponents(big[use]))
     if len(use) > RANK_QR_MIN_COLUMNS:
         keep = _rank_by_qr(Xs, tol)
         if keep is not None:
             return use[keep]
     return use[_rank_sequential(Xs, tol)]
+
+
+def column_exponents(big) -> np.ndarray:
+    """Per column, the power of two e with ``big * 2**-e`` in [0.5, 1) (frexp's
+    exponent; 0 for a zero or non-finite ``big``): the exact rescaling of a column
+    whose largest absolute value is ``big``.  Subnormal values have exponents below
+    -1022, whose scale 2**-e is not a double (it overflowed to inf, and the column
+    was dropped as "constant"): apply it with ``scale_by_exponents``, never as a
+    factor."""
+    big = np.asarray(big, float)
+    with np.errstate(all="ignore"):
+        return np.frexp(np.where(np.isfinite(big), big, 0.0))[1].astype(np.int64)
+
+
+def scale_by_exponents(X, e) -> np.ndarray:
+    """``X * 2**-e`` column by column, exactly (ldexp: no intermediate scale, so
+    subnormal columns are scaled up without overflow)."""
+    return np.ldexp(np.asarray(X, float), -np.asarray(e, np.int64))
 
 
 RANK_QR_MIN_COLUMNS = 200   # more columns: QR (O(n p^2) in BLAS), not column by column
@@ -366,7 +384,8 @@ def _rank_by_qr(X: np.ndarray, tol: float):
 
 # ---- the builder -----------------------------------------------------------------------
 
-def _resolve(table: DataTable, var: Variable, kind_hint: str | None):
+def _resolve(table: DataTable, var: Variable, kind_hint: str | None, notes=None,
+             offset=False):
     """Raw values of one variable: ('numeric', float array) or ('factor', codes, levels).
     kind_hint: 'numeric', 'factor' or None (decide from the column's type).  The
     column is var.column exactly as named (a column may be called 'log(x1)')."""
@@ -380,9 +399,30 @@ def _resolve(table: DataTable, var: Variable, kind_hint: str | None):
         return VarSpec("factor", levels), codes
     vals = _numeric_values(series, f"column '{col}'")
     if func in _TRANSFORMS:
+        raw = vals
         with np.errstate(all="ignore"):
             vals = _TRANSFORMS[func](vals)
+        _check_transform(var, func, raw, vals, notes, offset)
     return VarSpec("numeric"), vals
+
+
+def _check_transform(var, func, raw, vals, notes, offset=False) -> None:
+    """A transform of a present value that is not a finite number, as R treats it:
+    +-Inf (log of 0, exp beyond ~709.78) is an error naming the rows (R stops with
+    "NA/NaN/Inf in 'x'"; the rows used to be dropped as missing without a word);
+    NaN (log or sqrt of a negative number) makes the row missing, as R's NaN does
+    ("NaNs produced", then na.omit), with a note in ``notes`` saying so.  (An
+    offset's infinities have their own message: ``offset``.)"""
+    present = np.isfinite(raw)
+    inf = np.isinf(vals) & present
+    if inf.any() and not offset:
+        why = {"exp": "exp of a value beyond 709.78 overflows double precision",
+               "log1p": "log1p of -1"}.get(func, f"{func} of 0")
+        raise DesignError(f"{var} is not finite in {_rows_text(inf)} ({why})")
+    nan = np.isnan(vals) & present
+    if nan.any() and notes is not None:
+        notes.append(f"{var} is not a number in {_rows_text(nan)} ({func} of a negative "
+                     "number): those rows were removed, as R's NaN is.")
 
 
 def _missing(kind: str, vals) -> np.ndarray:
@@ -390,18 +430,22 @@ def _missing(kind: str, vals) -> np.ndarray:
 
 
 def build_design(formula, data, family: Family, offset=None, weights=None,
-                 groups=None) -> ModelDesign:
+                 groups=None, time_budget=None) -> ModelDesign:
+    """The design (see the module's docstring).  The cost guards run before the
+    matrices are built (``cost.check_fixed_columns``, ``check_random_columns``,
+    ``check_before_matrix``): with ``time_budget`` a model that could not be fitted
+    within it is refused before the rank check of its model matrix."""
     f = parse_formula(formula) if isinstance(formula, str) else formula
     table = DataTable(data)
     n = table.n
     _CURRENT_LABELS.value = table.df.attrs.get(ROW_LABELS)
     try:
-        return _build(f, table, n, family, offset, weights, groups)
+        return _build(f, table, n, family, offset, weights, groups, time_budget)
     finally:
         _CURRENT_LABELS.value = None
 
 
-def _build(f, table, n, family, offset, weights, groups) -> ModelDesign:
+def _build(f, table, n, family, offset, weights, groups, time_budget=None) -> ModelDesign:
     messages = []
     if groups:
         if isinstance(groups, str):
@@ -436,7 +480,7 @@ def _build(f, table, n, family, offset, weights, groups) -> ModelDesign:
     gvalues: dict = {}
     missing = np.zeros(n, bool)
     for v in term_vars:
-        sp, vals = _resolve(table, v, None)
+        sp, vals = _resolve(table, v, None, messages)
         specs[v], values[v] = sp, vals
         missing |= _missing(sp.kind, vals)
     for v in group_vars:
@@ -457,7 +501,7 @@ def _build(f, table, n, family, offset, weights, groups) -> ModelDesign:
                                   "distinct values; it needs two (or 0/1 numbers)")
             y = np.where(codes < 0, np.nan, (codes == 1).astype(float))
         else:
-            _, y = _resolve(table, resp.name, "numeric")
+            _, y = _resolve(table, resp.name, "numeric", messages)
         trials = None
     else:
         s = _numeric_values(table.column(resp.successes.column),
@@ -491,7 +535,7 @@ def _build(f, table, n, family, offset, weights, groups) -> ModelDesign:
     # offset: formula offset() terms plus the argument
     off = np.zeros(n)
     for v in f.offsets:
-        _, vals = _resolve(table, v, "numeric")
+        _, vals = _resolve(table, v, "numeric", messages, offset=True)
         if np.isinf(vals).any():
             raise DesignError(f"offset {v} is infinite in {_rows_text(np.isinf(vals))}")
         missing |= np.isnan(vals)
@@ -516,9 +560,16 @@ def _build(f, table, n, family, offset, weights, groups) -> ModelDesign:
 
     _check_response(fam, y, w, kept_rows)
 
+    # the size and time guards, before any matrix is built (cost imports this module)
+    from .cost import (check_before_matrix, check_fixed_columns, check_random_columns,
+                       fixed_columns)
+    p_full = check_fixed_columns(f.terms, f.intercept, specs, nobs)
+    check_random_columns(f, specs, nobs)
+    re_terms = _build_re_terms(f, vals_kept, specs, gvals_kept, gspecs, nobs)
+    check_before_matrix(nobs, p_full, re_terms, time_budget,
+                        lambda: fixed_columns(f.terms, f.intercept, specs, vals_kept))
+
     # fixed effects
-    from .cost import check_fixed_columns     # (cost imports this module)
-    check_fixed_columns(f.terms, f.intercept, specs, nobs)
     X_full, names_full = _model_matrix(f.terms, f.intercept, vals_kept, specs, nobs)
     keep_cols = full_rank_columns(X_full) if X_full.shape[1] else np.zeros(0, np.int64)
     if len(keep_cols) < X_full.shape[1]:
@@ -529,7 +580,6 @@ def _build(f, table, n, family, offset, weights, groups) -> ModelDesign:
     X = np.ascontiguousarray(X_full[:, keep_cols])
     x_names = [names_full[j] for j in keep_cols]
 
-    re_terms = _build_re_terms(f, vals_kept, specs, gvals_kept, gspecs, nobs)
     spec = DesignSpec(f, specs, f.terms, f.intercept, names_full, keep_cols)
     rn = str(resp.name or resp.successes)
     return ModelDesign(y=np.ascontiguousarray(y, float), weights=np.ascontiguousarray(w, float),

@@ -22,7 +22,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from . import kernels
-from .design import ModelDesign
+from .design import ModelDesign, column_exponents, scale_by_exponents
 from .family import Family, loglik_constant
 
 PIRLS_TOL = 1e-20       # Newton decrement relative to the penalized deviance
@@ -86,23 +86,22 @@ def symbolic_blocks(Rc, m_use: int, gptr, r: int):
 X_SCALE_LIMIT = 2.0 ** 64     # columns with larger (or smaller) values are rescaled
 
 
-def x_scale(X):
+def x_exponents(X):
     """Powers of two that bring fixed-effect columns of extreme scale (largest
-    value beyond 2^64 ~ 1.8e19, or below 2^-64) to a largest value in [0.5, 1);
-    None when no column needs it (then nothing changes).  The fit works with
-    X * scale and its coefficients beta / scale; ``fit.unscale`` turns them back.
-    Powers of two are exact: the columns keep every digit.  (A predictor in units
-    of 1e155 used to be dropped, and one of 1e30 would make the deviance overflow
-    or its finite differences meaningless.)"""
+    value beyond 2^64 ~ 1.8e19, or below 2^-64) to a largest value in [0.5, 1), as
+    integer exponents e (the fit works with X * 2^-e, ``design.scale_by_exponents``,
+    and its coefficients are beta * 2^e); None when no column needs it (then nothing
+    changes).  Powers of two are exact: the columns keep every digit.  Exponents,
+    not factors: a subnormal column (values below 2^-1022) needs a factor beyond
+    double precision.  (A predictor in units of 1e155 used to be dropped, and one of
+    1e30 would make the deviance overflow or its finite differences meaningless.)"""
     if X.shape[1] == 0 or X.shape[0] == 0:
         return None
     big = np.max(np.abs(X), axis=0)
     extreme = np.isfinite(big) & (big > 0) & ((big > X_SCALE_LIMIT) | (big < 1 / X_SCALE_LIMIT))
     if not extreme.any():
         return None
-    scale = np.ones(X.shape[1])
-    scale[extreme] = np.ldexp(1.0, -np.frexp(big[extreme])[1])
-    return scale
+    return np.where(extreme, column_exponents(big), 0)
 
 
 def theta_start(terms) -> np.ndarray:
@@ -130,9 +129,9 @@ class GlmmDeviance:
         self.pw = np.ascontiguousarray(design.weights[o])
         self.offset = np.ascontiguousarray(design.offset[o])
         self.X = np.ascontiguousarray(design.X[o])
-        self.x_scale = x_scale(self.X)
-        if self.x_scale is not None:
-            self.X *= self.x_scale
+        self.x_exp = x_exponents(self.X)
+        if self.x_exp is not None:
+            self.X = np.ascontiguousarray(scale_by_exponents(self.X, self.x_exp))
         self.ng1 = t1.nlevels
         self.k1 = t1.k
         counts = np.bincount(t1.codes, minlength=self.ng1)

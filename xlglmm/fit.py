@@ -62,7 +62,7 @@ def _check_model(design: ModelDesign, fam: Family, nAGQ: int):
 
 def glmer(formula, data, family="poisson", *, link=None, offset=None, weights=None,
           nAGQ=1, groups=None, se_method="auto", time_budget=None,
-          max_evals=DEFAULT_MAX_EVALS, progress=None) -> GLMMResult:
+          max_evals=DEFAULT_MAX_EVALS, progress=None, check_design=None) -> GLMMResult:
     """Fit a generalized linear mixed model by maximum likelihood (Laplace or AGQ).
 
     Parameters
@@ -91,11 +91,15 @@ def glmer(formula, data, family="poisson", *, link=None, offset=None, weights=No
         use is not counted (``res.compile_seconds`` says how long it took)
     max_evals : cap on deviance evaluations per optimisation stage
     progress : optional callable(stage: str, evaluations: int) for long fits
+    check_design : optional callable(design, family) run on the built design before
+        the fit (the worksheet functions refuse unidentifiable models with it, so
+        that the design is built once)
     """
     try:
         return jit.timed(_glmer, formula, data, family, link=link, offset=offset,
                          weights=weights, nAGQ=nAGQ, groups=groups, se_method=se_method,
-                         time_budget=time_budget, max_evals=max_evals, progress=progress)
+                         time_budget=time_budget, max_evals=max_evals, progress=progress,
+                         check_design=check_design)
     except BudgetExhausted as e:
         raise ModelError(str(e)) from None
 
@@ -126,11 +130,12 @@ def prepare(design, fam, time_budget, max_evals):
 
 
 def _glmer(formula, data, family, *, link, offset, weights, nAGQ, groups, se_method,
-           time_budget, max_evals, progress) -> GLMMResult:
+           time_budget, max_evals, progress, check_design=None) -> GLMMResult:
     if isinstance(family, str) and family.lower() in NEGBIN_NAMES:
         return _glmer_nb(formula, data, link=link, offset=offset, weights=weights,
                          nAGQ=nAGQ, groups=groups, se_method=se_method,
-                         time_budget=time_budget, max_evals=max_evals, progress=progress)
+                         time_budget=time_budget, max_evals=max_evals, progress=progress,
+                         check_design=check_design)
     try:
         fam = make_family(family, link)
     except (ValueError, TypeError) as e:
@@ -140,7 +145,10 @@ def _glmer(formula, data, family, *, link, offset, weights, nAGQ, groups, se_met
     nAGQ = int(nAGQ)
     if se_method not in ("auto", "hessian", "lme4", "rx"):
         raise ModelError("se_method must be 'auto', 'hessian', 'lme4' or 'rx'")
-    design = build_design(formula, data, fam, offset=offset, weights=weights, groups=groups)
+    design = build_design(formula, data, fam, offset=offset, weights=weights, groups=groups,
+                          time_budget=time_budget)
+    if check_design is not None:
+        check_design(design, fam)
     _check_model(design, fam, nAGQ)
     dev, budget = prepare(design, fam, time_budget, max_evals)
     messages = list(design.messages)
@@ -315,6 +323,7 @@ def _glmer(formula, data, family, *, link, offset, weights, nAGQ, groups, se_met
 
     if design.n_dropped:
         messages.append(dropped_rows_message(design))
+    se_z = fit_scale_statistics(dev, beta_hat, vcov)
     beta_hat, vcov, v_rx, v_exact, grad, hess = unscale(dev, beta_hat, vcov, v_rx, v_exact,
                                                         grad, hess, messages)
     dev.budget = None       # the result's later evaluations are not the fit's
@@ -324,37 +333,67 @@ def _glmer(formula, data, family, *, link, offset, weights, nAGQ, groups, se_met
         deviance_value=float(fval), state=st_final, sigma=sigma, converged=converged,
         singular=singular, messages=messages, gradient=grad, hessian=hess,
         evaluations=dev.evaluations, seconds=float("nan"),
-        formula=design.spec.formula.text)
+        formula=design.spec.formula.text, se_z=se_z)
 
 
 def unscale(dev: GlmmDeviance, beta, vcov, v_rx, v_exact, grad=None, hess=None,
             messages=None):
     """The coefficients and their covariances (and the gradient and Hessian in
     (theta, beta)) on the data's scale, from the fit's scale of fixed-effect
-    columns of extreme size (``devfun.x_scale``): beta * s, diag(s) V diag(s).
-    A variance beyond double precision's range (a column of values beyond ~1e150
-    or below ~1e-150: its SE squared) is named in a note in ``messages``."""
-    s = dev.x_scale
-    if s is None:
+    columns of extreme size (``devfun.x_exponents``, column j divided by 2^e_j):
+    beta * s and diag(s) V diag(s) with s = 2^-e, applied with ldexp (s itself may
+    be beyond double precision).  A variance beyond double
+    precision's range (a column of values beyond ~1e150 or below ~1e-150: its SE
+    squared) is named in a note in ``messages``; the standard errors, z and p values
+    come from ``fit_scale_statistics`` and stay right."""
+    e = dev.x_exp
+    if e is None:
         return beta, vcov, v_rx, v_exact, grad, hess
+    e = np.asarray(e, np.int64)
+    # s = 2^-e: the data's beta is the fit's beta * s (its column was divided by s)
+    ee = -(e[:, None] + e[None, :])
 
     def cov(v):
-        return None if v is None else v * np.outer(s, s)
+        return None if v is None else np.ldexp(v, ee)
     nt = dev.ntheta
-    d = np.concatenate([np.ones(nt), s])
+    ed = np.concatenate([np.zeros(nt, np.int64), e])
     with np.errstate(over="ignore", under="ignore", divide="ignore", invalid="ignore"):
-        grad = None if grad is None else grad / d
-        hess = None if hess is None else hess / np.outer(d, d)
-        out = beta * s, cov(vcov), cov(v_rx), cov(v_exact), grad, hess
+        grad = None if grad is None else np.ldexp(grad, ed)
+        hess = None if hess is None else np.ldexp(hess, ed[:, None] + ed[None, :])
+        out = np.ldexp(beta, -e), cov(vcov), cov(v_rx), cov(v_exact), grad, hess
         v_fit, v_out = np.diag(vcov), np.diag(out[1])
         lost = (v_fit > 0) & np.isfinite(v_fit) & ~((v_out >= np.finfo(float).tiny)
                                                     & np.isfinite(v_out))
     if lost.any() and messages is not None:
         names = ", ".join(dev.design.x_names[j] for j in np.flatnonzero(lost))
-        messages.append(f"The standard errors of {names} are not reliable: their squares "
-                        "(the variances) are beyond double precision's range (a predictor "
-                        "with values beyond about 1e150 or below 1e-150); rescale it.")
+        se = fit_scale_statistics(dev, beta, vcov)[0][lost]
+        what = ("their standard errors are shown, and the z and p values are exact"
+                if np.all(np.isfinite(se) & (se > 0)) else
+                "where a standard error or estimate is beyond it too it is left blank; the z "
+                "and p values are exact")
+        messages.append(f"The variances of {names} are beyond double precision's range "
+                        "(a predictor with values beyond about 1e150 or below 1e-150), so "
+                        f"the covariance matrix cannot hold them: {what}; rescaling the "
+                        "predictor avoids this.")
     return out
+
+
+def fit_scale_statistics(dev: GlmmDeviance, beta, vcov):
+    """(standard errors on the data's scale, z values) of a fit whose columns were
+    rescaled (``dev.x_exp``), from the fit's own scale: z = beta / se there, which
+    does not depend on the scale (a power of two) -- on the data's scale the
+    variance of a predictor in units of 1e200 underflows to 0, and z came out blank
+    and p 0.  The SE is sqrt(V_jj) * 2^-e_j with ldexp: NaN (blank) only when it is
+    itself beyond double precision.  None when nothing was rescaled."""
+    e = dev.x_exp
+    if e is None or len(beta) == 0:
+        return None
+    with np.errstate(over="ignore", under="ignore", divide="ignore", invalid="ignore"):
+        se_fit = np.sqrt(np.diag(vcov))
+        z = np.asarray(beta, float) / se_fit
+        se = np.ldexp(se_fit, -np.asarray(e, np.int64))
+    se = np.where(np.isfinite(se) & ((se > 0) | (se_fit == 0)), se, np.nan)
+    return se, z
 
 
 def _rx_cov(dev: GlmmDeviance, theta, st) -> np.ndarray:
@@ -382,7 +421,7 @@ def NegativeBinomial2(theta: float, link: str = "log") -> Family:
 
 
 def _glmer_nb(formula, data, *, link, offset, weights, nAGQ, groups, se_method,
-              time_budget, max_evals, progress):
+              time_budget, max_evals, progress, check_design=None):
     """NB2 GLMM with theta estimated by maximum likelihood: the Laplace
     log-likelihood profiled over log(theta) (each point a full fit with theta
     fixed), maximised by bounded Brent; theta's SE from the profile's curvature.
@@ -397,7 +436,8 @@ def _glmer_nb(formula, data, *, link, offset, weights, nAGQ, groups, se_method,
             return None
         return max(time_budget - budget.clock.elapsed(), least, 1e-3)
     pois = glmer(formula, data, "poisson", link=link, offset=offset, weights=weights,
-                 nAGQ=nAGQ, groups=groups, se_method="rx", time_budget=time_budget)
+                 nAGQ=nAGQ, groups=groups, se_method="rx", time_budget=time_budget,
+                 check_design=check_design)
     y, mu = pois.design.y, pois.fittedvalues.to_numpy()
     extra = float(np.mean((y - mu) ** 2 - y))
     start = float(np.clip(np.mean(mu) ** 2 / extra, 0.01, 1e5)) if extra > 0 else 1e5

@@ -34,8 +34,9 @@ from dataclasses import dataclass, field
 MAX_FORMULA_LENGTH = 4000
 MAX_DEPTH = 50
 # Terms one expression may expand to.  Every term of a fixed-effects formula makes at
-# least one column of the model matrix, and no design with more than 20,000 columns
-# is accepted (udfs.MAX_FIXED_COLUMNS), so a larger expansion could never be fitted.
+# least one column of the model matrix, and the design refuses more than 7,905 columns
+# on any door (cost.check_fixed_columns: the fit's dense p x p blocks alone would
+# exceed the 2 GB cap), so a larger expansion could never be fitted.
 MAX_TERMS = 20_000
 # Term merges (set unions) of one whole parse: a few times MAX_TERMS, so that a
 # formula repeating a large product many times is refused too (about 0.1 s of work).

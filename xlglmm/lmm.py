@@ -23,7 +23,7 @@ from .design import build_design
 from .devfun import theta_start
 from .family import Family
 from .fit import (SINGULAR_MESSAGE, ModelError, _check_model, dropped_rows_message, prepare,
-                  timeout_message, unscale)
+                  timeout_message, unscale, fit_scale_statistics)
 from .optimize import BudgetExhausted, bobyqa, check_boundary, is_singular
 from .results import GLMMResult
 
@@ -62,7 +62,7 @@ class LMMResult(GLMMResult):
 
 
 def lmer(formula, data, REML=True, *, offset=None, weights=None, groups=None,
-         time_budget=None, max_evals=20000) -> LMMResult:
+         time_budget=None, max_evals=20000, check_design=None) -> LMMResult:
     """Fit a linear mixed model by REML (default) or maximum likelihood.
 
     Arguments as :func:`xlglmm.glmer` (without family/link/nAGQ).  p-values in the
@@ -70,15 +70,18 @@ def lmer(formula, data, REML=True, *, offset=None, weights=None, groups=None,
     """
     try:
         return jit.timed(_lmer, formula, data, REML, offset=offset, weights=weights,
-                         groups=groups, time_budget=time_budget, max_evals=max_evals)
+                         groups=groups, time_budget=time_budget, max_evals=max_evals,
+                         check_design=check_design)
     except BudgetExhausted as e:
         raise ModelError(str(e)) from None
 
 
 def _lmer(formula, data, REML, *, offset, weights, groups, time_budget,
-          max_evals) -> LMMResult:
+          max_evals, check_design=None) -> LMMResult:
     design = build_design(formula, data, GAUSSIAN, offset=offset, weights=weights,
-                          groups=groups)
+                          groups=groups, time_budget=time_budget)
+    if check_design is not None:
+        check_design(design, GAUSSIAN)
     _check_model(design, GAUSSIAN, 1)
     dev, budget = prepare(design, GAUSSIAN, time_budget, max_evals)
     n, p = dev.n, dev.p
@@ -118,18 +121,19 @@ def _lmer(formula, data, REML, *, offset, weights, groups, time_budget,
     LS = st.LS[dev.q2:, dev.q2:]
     inv = np.linalg.inv(LS) if p else np.zeros((0, 0))
     vcov = sigma ** 2 * (inv.T @ inv) if p else np.zeros((0, 0))
+    se_z = fit_scale_statistics(dev, beta, vcov)
     beta, vcov, _, _, _, _ = unscale(dev, beta, vcov, None, None, messages=messages)
     dev.budget = None       # the result's later evaluations are not the fit's
-    if REML and dev.x_scale is not None:
-        # log|RX|^2 of the data's columns X / s: the REML criterion as defined on them
-        fval = fval - 2.0 * float(np.sum(np.log(dev.x_scale)))
+    if REML and dev.x_exp is not None:
+        # log|RX|^2 of the data's columns X * 2^e: the REML criterion as defined on them
+        fval = fval + 2.0 * math.log(2.0) * float(np.sum(dev.x_exp))
     return LMMResult(
         reml=bool(REML), design=design, devfun=dev, family=GAUSSIAN, nAGQ=1, theta=theta,
         beta=beta, vcov=vcov, vcov_method="RX", vcov_rx=vcov, vcov_exact=None,
         deviance_value=float(fval), state=st, sigma=sigma,
         converged=not res.timed_out and "limit" not in res.message, singular=singular,
         messages=messages, gradient=None, hessian=None, evaluations=dev.evaluations,
-        seconds=float("nan"), formula=design.spec.formula.text)
+        seconds=float("nan"), formula=design.spec.formula.text, se_z=se_z)
 
 
 def _log_det_rx(st, q2) -> float:

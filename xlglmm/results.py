@@ -20,7 +20,7 @@ class GLMMResult:
 
     def __init__(self, *, design, devfun, family, nAGQ, theta, beta, vcov, vcov_method,
                  vcov_rx, vcov_exact, deviance_value, state, sigma, converged, singular, messages,
-                 gradient, hessian, evaluations, seconds, formula):
+                 gradient, hessian, evaluations, seconds, formula, se_z=None):
         self.design = design
         self._dev = devfun
         self.family = family
@@ -42,10 +42,13 @@ class GLMMResult:
         self.fe_cov_rx = pd.DataFrame(vcov_rx, index=names, columns=names)
         self.fe_cov_exact = (pd.DataFrame(vcov_exact, index=names, columns=names)
                              if vcov_exact is not None else None)
-        se = np.sqrt(np.diag(vcov)) if len(names) else np.zeros(0)
+        if se_z is None:
+            se = np.sqrt(np.diag(vcov)) if len(names) else np.zeros(0)
+            with np.errstate(divide="ignore", invalid="ignore"):
+                z = np.asarray(beta, float) / se
+        else:       # from the fit's scale of rescaled columns (fit.fit_scale_statistics)
+            se, z = se_z
         self.fe_bse = pd.Series(se, index=names, name="se", dtype=float)
-        with np.errstate(divide="ignore", invalid="ignore"):
-            z = np.asarray(beta, float) / se
         self.fe_zvalues = pd.Series(z, index=names, dtype=float)
         # 2 * norm.sf(|z|), which is 2 * ndtr(-|z|) (without scipy.stats' overhead)
         self.fe_pvalues = pd.Series(2.0 * special.ndtr(-np.abs(z)), index=names, name="p",

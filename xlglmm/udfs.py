@@ -35,7 +35,7 @@ import pandas as pd
 import xlwings as xw
 
 from . import block, cache, jit, sheet
-from .design import ROW_LABELS, DesignError, build_design
+from .design import ROW_LABELS, DesignError
 from .family import make_family
 from .fit import ModelError, NegativeBinomial2, glmer
 from .lmm import LMMResult, lmer
@@ -420,64 +420,6 @@ def _check_fit(res, y_name: str = "") -> None:
                              "separating predictor or combine categories")
 
 
-PRECHECK_ROWS = 200_000     # up to this many rows the design is also built before the
-                            # fit, so that unidentifiable models are refused at once
-
-
-MAX_FIXED_COLUMNS = 20_000          # columns of the fixed-effect model matrix
-MAX_X_CELLS = 100_000_000           # rows x columns of it (800 MB of doubles)
-MAX_THETA = 200                     # variance-covariance parameters of the random effects
-
-
-def _check_size(m: SheetModel) -> None:
-    """Refuse, before fitting, models whose matrices would not fit in memory or whose
-    random effects could not be identified (lme4's check.nobs.vs.nRE, done before
-    the fit as lme4 does): factor interactions with thousands of columns, factors
-    with many levels as random slopes.  Counts are upper bounds (levels x levels)."""
-    f = m.parsed if m.parsed is not None else parse_formula(m.formula)
-    df = m.data
-    n = len(df)
-    nlev: dict = {}
-
-    def width(var) -> int:          # columns a variable contributes (upper bound)
-        if var not in nlev:
-            k = 1
-            if var.column in df.columns:
-                s = df[var.column]
-                if var.is_factor or (var.transform is None and _is_text(s)):
-                    k = max(int(s.dropna().nunique()), 1)
-            nlev[var] = k
-        return nlev[var]
-
-    def columns(terms, intercept) -> int:
-        # a single factor after an intercept is coded by contrasts (levels - 1)
-        return sum(width(t[0]) - (width(t[0]) > 1) if intercept and len(t) == 1
-                   else math.prod(width(v) for v in t) for t in terms)
-
-    p = int(f.intercept) + columns(f.terms, f.intercept)
-    if p > MAX_FIXED_COLUMNS or p * n > MAX_X_CELLS:
-        raise SheetError(f"the fixed effects would have up to {p:,} columns for {n:,} rows "
-                         "(factors with many levels, or their interactions); simplify the "
-                         "formula")
-    ntheta = 0
-    for rt in f.random:
-        if rt.correlated:
-            blocks = [int(rt.intercept) + columns(rt.terms, rt.intercept)]
-        else:                       # (x || g): one term per part, as the design splits it
-            blocks = [1] * int(rt.intercept) + [columns([t], False) for t in rt.terms]
-        for g, k in ((g, k) for g in rt.groups for k in blocks):
-            ntheta += k * (k + 1) // 2
-            if k > 1 and 2 * k > n:
-                raise SheetError(
-                    f"the random-effects term {rt.text or '(...)'} has up to {k:,} columns per "
-                    f"level of {':'.join(v.label for v in g)} but there are {n:,} rows: its "
-                    "variances cannot be identified; use fewer random slopes (a factor with many levels?)")
-    if ntheta > MAX_THETA:
-        raise SheetError(f"the random effects would need up to {ntheta:,} variance and "
-                         f"correlation parameters (the limit is {MAX_THETA}); use fewer random "
-                         "slopes, uncorrelated ones (||), or factors with fewer levels")
-
-
 def _engine_frame(df: pd.DataFrame) -> pd.DataFrame:
     """Label columns (text, as the validation layer makes them) as pandas
     Categoricals whose categories are the labels sorted as text -- exactly the
@@ -513,23 +455,21 @@ def fit_model(m: SheetModel):
 
     data = _engine_frame(m.data)
 
+    def check(design, family):    # before the fit, on the design the fit uses
+        _check_design(design, family, m.y_name)
+
     def run(budget=DEFAULT_TIME_BUDGET, **kw):
+        # (the size and cost guards run in the design, for every door: cost.py)
         if m.family == "gaussian":
             return lmer(m.model_formula(), data, REML=m.reml, offset=m.offset, weights=m.weights,
-                        time_budget=budget)
+                        time_budget=budget, check_design=check)
         family = m.family
         if m.family == "negbin" and m.nb_theta is not None:
             family = NegativeBinomial2(m.nb_theta, m.link or "log")
         return glmer(m.model_formula(), data, family=family, link=m.link if family is m.family
                      else None, offset=m.offset, weights=m.weights, nAGQ=m.nAGQ,
-                     time_budget=budget, **kw)
+                     time_budget=budget, check_design=check, **kw)
     try:
-        _check_size(m)
-        if len(m.data) <= PRECHECK_ROWS:
-            _check_design(build_design(m.model_formula(), data,
-                                       make_family(m.family, m.link),
-                                       offset=m.offset, weights=m.weights),
-                          make_family(m.family, m.link), m.y_name)
         try:
             res = run()
         except NUMERIC_FAILURES as e:
