@@ -285,7 +285,7 @@ CASES = [
     Case("models too large to build", "y ~ a*b*c, three text columns of 60 levels (60 rows)",
          GL, ("y ~ a*b*c + (1|g)", None),
          expect="#GLMM! the fixed effects would have 216,000 columns for 60 rows (about "
-                "1494.0 GB of memory, the limit is 2.0 GB): factors with many levels, or "
+                "1,494 GB of memory, the limit is 2.0 GB): factors with many levels, or "
                 "their interactions; simplify the formula"),
     Case("models too large to build", "a text column of 60 levels as a random slope", GL,
          ("y ~ 1 + (a|g)", None),

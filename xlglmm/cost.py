@@ -47,6 +47,8 @@ class CostError(DesignError):
 
 
 def _gb(b: float) -> str:
+    if b >= 1e11:
+        return f"{b / 1e9:,.0f} GB"
     return f"{b / 1e9:.1f} GB" if b >= 1e8 else f"{b / 1e6:.0f} MB"
 
 
