@@ -119,3 +119,34 @@ def test_weights_and_offset_lengths(d):
         build_design("y ~ x + (1|g)", d, POIS, offset=[1, 2, 3])
     with pytest.raises(xlglmm.DesignError, match="infinite"):
         build_design("y ~ x + (1|g)", d, POIS, offset=np.log(np.r_[0.0, np.ones(199)]))
+
+
+def test_scale_check_as_lme4s_check_scaleX():
+    """lme4 warns 'Some predictor variables are on very different scales' (checkScaleX,
+    tol 1000) for these matrices exactly as marked (R 4.2, lme4 1.1-31:
+    ``length(attr(lme4:::checkScaleX(X), "msgScaleX")) > 0``)."""
+    from xlglmm.design import scales_differ
+    k = np.arange(1, 51, dtype=float)
+    x, z, one = np.sin(k), np.cos(k), np.ones(50)
+    b = (x > 0).astype(float)
+    sdx = np.std(x, ddof=1)
+    cases = {"x": (np.c_[one, x], False), "x1e4": (np.c_[one, x * 1e4], True),
+             "x1em4": (np.c_[one, x * 1e-4], True), "r900": (np.c_[x, z * 900], False),
+             "r1100": (np.c_[one, x, z * 1100], True), "bin": (np.c_[one, b], False),
+             "year": (np.c_[one, 2000 + k], False),
+             "sd1500": (np.c_[one, x * 1500 / sdx], True),
+             "sd999": (np.c_[one, x * 999 / sdx], False),
+             # beyond R's arithmetic: our logs are taken without overflow
+             "1e300": (np.c_[one, x * 1e300], True), "1e-310": (np.c_[one, x * 1e-310], True)}
+    assert {n: scales_differ(X) for n, (X, _) in cases.items()} == \
+        {n: want for n, (_, want) in cases.items()}
+
+
+def test_scale_note_reaches_the_block():
+    from xlglmm.design import SCALE_WARNING
+    k = np.arange(60)
+    d = pd.DataFrame({"y": (k % 5).astype(float), "x": np.sin(k) * 1e4,
+                      "g": [f"g{i % 6}" for i in k]})
+    assert SCALE_WARNING in build_design("y ~ x + (1|g)", d, POIS).messages
+    d["x"] = np.sin(k)
+    assert SCALE_WARNING not in build_design("y ~ x + (1|g)", d, POIS).messages

@@ -291,6 +291,33 @@ def _model_matrix(terms, intercept, values: dict, specs: dict, n: int):
     return np.ascontiguousarray(X, dtype=float), names
 
 
+SCALE_WARNING = ("Some predictor variables are on very different scales: consider "
+                 "rescaling (lme4's check: a predictor's standard deviation is above 1,000 "
+                 "or below 0.001, or two differ by more than 1,000 times)")
+
+
+def scales_differ(X: np.ndarray, tol: float = 1e3) -> bool:
+    """lme4's check.scaleX: among the columns that are not all 0/1, a standard
+    deviation beyond [1/tol, tol] or two whose ratio exceeds tol."""
+    if X.shape[0] < 2 or not X.shape[1]:
+        return False
+    cont = ~np.all((X == 0.0) | (X == 1.0), axis=0)
+    if not cont.any():
+        return False
+    with np.errstate(all="ignore"):
+        # through the column's largest magnitude, so that 1e300 or 1e-310 do not
+        # overflow or vanish on the way (the check is about logs)
+        Xc = X[:, cont]
+        big = np.max(np.abs(Xc), axis=0)
+        big[big == 0.0] = 1.0
+        sd = np.std(Xc / big, axis=0, ddof=1)
+        logsd = np.log(sd) + np.log(big)
+    bound = np.log(tol)
+    if not np.all(np.isfinite(logsd)):
+        return True                     # a constant column (sd 0), as R's -Inf
+    return bool(np.any(np.abs(logsd) > bound) or logsd.max() - logsd.min() > bound)
+
+
 def full_rank_columns(X: np.ndarray, tol: float = RANK_TOL) -> np.ndarray:
     """Indices of columns kept when later columns that depend on earlier ones are
     dropped (as R's LINPACK QR with limited pivoting does).
@@ -579,6 +606,8 @@ def _build(f, table, n, family, offset, weights, groups, time_budget=None) -> Mo
                         f"{', '.join(gone)} (constant, duplicated or collinear)")
     X = np.ascontiguousarray(X_full[:, keep_cols])
     x_names = [names_full[j] for j in keep_cols]
+    if scales_differ(X):
+        messages.append(SCALE_WARNING)
 
     spec = DesignSpec(f, specs, f.terms, f.intercept, names_full, keep_cols)
     rn = str(resp.name or resp.successes)
