@@ -443,3 +443,28 @@ def test_the_documented_limits_are_the_engine_s():
     assert f"nests at most {excel_formula.MAX_NESTING} levels" in text
     assert f"at most {recalc.MAX_RANGE_CELLS:,} cells of the sheet's used part" in text
     assert f"at most {recalc.MAX_WORK:,} steps" in text
+
+
+# ---- review fixes (issue 18): the work limit never escapes as a traceback --------------------
+
+def test_the_work_limit_reached_by_an_xlglmm_formula_s_arguments_is_one_line(tmp_path,
+                                                                             monkeypatch):
+    monkeypatch.setattr(recalc, "MAX_WORK", 5000)
+    wb = openpyxl.Workbook()
+    d = data_sheet(wb)
+    for r in range(1, 201):
+        d.cell(r, 30).value = r
+    d["E2"] = ('=GLMM("y ~ x + (1|g)", A1:C25, "poisson", , , , '
+               'SUM(COUNTIF(AD1:AD200, AD1:AD200)))')
+    wb.create_sheet("M")["B2"] = "=GLMM_POISSON(Data!A1:A25, Data!B1:B25, Data!C1:C25)"
+    src, out = tmp_path / "cap.xlsx", tmp_path / "o.xlsx"
+    wb.save(src)
+    lines, errs = [], []
+    code = recalc.run_command(src, out, out=lines.append, err=errs.append)
+    limit = ("not evaluated: the workbook's formulas need more than recalc's limit of 5,000 "
+             "steps in all (cells read and formula parts evaluated)")
+    assert code == 1 and errs == []
+    assert [ln.split(None, 2)[2] for ln in lines if "NOT EVALUATED" in ln] == \
+        [f"NOT EVALUATED: {limit}"] * 2
+    assert values(out, "Data")["E2"].value == "#VALUE!"
+    assert values(out, "M")["B2"].value == "#VALUE!"

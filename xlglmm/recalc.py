@@ -1114,7 +1114,14 @@ class Engine:
             self._partial[fc.key] = work
             raise need
         fits, hits, seconds, compiled = work
-        placed = self.place_spill(fc, grid)
+        try:
+            placed = self.place_spill(fc, grid)
+        except Unsupported as e:     # the work limit, reached while placing the block
+            grid = [[XLError(e.code)]]
+            status, message = "error", e.message
+            self.values[fc.key] = grid[0][0]
+            self._set_region(fc, (fc.row, fc.col, fc.row, fc.col))
+            placed = None
         if placed is not None:
             status, message = "error", placed
             grid = [[XLError("#SPILL!")]]
@@ -1226,7 +1233,8 @@ class Engine:
         if region[2] > xf.MAX_ROW or region[3] > xf.MAX_COL:
             blocked = "the block would extend beyond the sheet"
         else:
-            _spend(h * w)
+            if h * w > 1:        # a one-cell result (an error among them) costs nothing
+                _spend(h * w)
             other = self._in_the_way(fc, region)
             if other is not None:
                 pos, oreg = other
