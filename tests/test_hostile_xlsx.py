@@ -513,3 +513,33 @@ def test_writing_into_an_empty_sheet(tmp_path, empty):
     assert b'dimension ref="A1:B3"' in sheet
     v = openpyxl.load_workbook(out)["Data"]
     assert (v["A1"].value, v["B3"].value, v["A3"].value) == (1, "b3", None)
+
+
+# ---- review fixes (issue 18): declared encodings expat cannot read ----------------------------
+
+@pytest.mark.parametrize("enc, detail", [
+    ("foo", "unknown encoding: foo"),
+    ("shift_jis", "multi-byte encodings are not supported"),
+    ("EUC-JP", "multi-byte encodings are not supported"),
+    ("GBK", "multi-byte encodings are not supported"),
+    ("Big5", "multi-byte encodings are not supported"),
+])
+def test_an_encoding_expat_cannot_read_is_refused_in_one_line(tmp_path, capsys, enc, detail):
+    xml = variant("double-quotes").replace(b'encoding="UTF-8"', f'encoding="{enc}"'.encode())
+    err = refused(tmp_path, capsys, book_with(tmp_path, xml))
+    assert err == ("xlglmm recalc: error: IN: cannot be read as a workbook: the part "
+                   f"xl/worksheets/sheet1.xml is encoded in '{enc}', which recalc cannot read "
+                   f"({detail}; it reads UTF-8, UTF-16 and 8-bit encodings); open it in Excel "
+                   "or Calc and save it again as .xlsx; nothing was written")
+
+
+def test_an_8_bit_encoding_is_read_and_written_as_utf8(tmp_path, capsys):
+    xml = variant("double-quotes").replace(b'encoding="UTF-8"', b'encoding="windows-1252"')
+    xml = xml.replace(b"<t>y1</t>", "<t>\u20ac1</t>".encode("cp1252"))
+    src = make_book(tmp_path / "w.xlsx", xml, '=GLMM_POISSON(Data!A2:A13, Data!B2:B13, '
+                    'Data!C2:C13)')
+    code, out, err = run(capsys, "recalc", src, "-q")
+    assert (code, err) == (Exit.OK, "")
+    assert parts(src)[SHEET].startswith(b'<?xml version="1.0" encoding="UTF-8"?>')
+    v = openpyxl.load_workbook(src, data_only=True)
+    assert v["Data"]["D1"].value == "\u20ac1" and v["Model"]["E2"].value == "Fixed effects"

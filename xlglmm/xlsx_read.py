@@ -201,6 +201,16 @@ class _Scan:
             raise XlsxError(f"the part {self.name} is not well-formed XML "
                             f"({expat.ErrorString(e.code)} at line {e.lineno}, "
                             f"column {e.offset})") from None
+        except XlsxError:
+            raise
+        except (LookupError, ValueError) as e:
+            # expat reads UTF-8, UTF-16 and 8-bit encodings; an unknown name is a
+            # LookupError, a multi-byte one (Shift_JIS, EUC-JP, GBK, Big5) a ValueError
+            m = _DECL.match(chunk[:200].decode("latin-1")) if chunk else None
+            enc = repr(m.group(2)) if m else "an encoding"
+            raise XlsxError(f"the part {self.name} is encoded in {enc}, which recalc "
+                            f"cannot read ({e}; it reads UTF-8, UTF-16 and 8-bit "
+                            "encodings)") from None
 
 
 @dataclass
