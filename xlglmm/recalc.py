@@ -1701,10 +1701,14 @@ def _match(ev, x, lookup, mtype=1.0):
     if isinstance(mt, XLError):
         return mt
 
+    chars = _text_chars(vals)
+
     def one(target):
         if isinstance(target, XLError):
             return target
-        _spend(len(vals))
+        if isinstance(target, str) and len(target) > MAX_CRITERION:
+            return XLError("#VALUE!")                  # as Excel: at most 255 characters
+        _spend(len(vals) + _text_work(chars, target if isinstance(target, str) else ""))
         kt = _rank_key(target)
         if mt == 0:
             if isinstance(target, str) and any(ch in target for ch in "*?~"):
@@ -1775,6 +1779,28 @@ def _rank(ev, x, ref, order=0.0):
             return float(1 + sum(1 for m in nums if m > n))
         return float(1 + sum(1 for m in nums if m < n))
     return _broadcast(one, ev.value(x))
+
+
+# COUNTIF's criterion and MATCH's lookup value: as in Excel, a text longer than this
+# gives #VALUE!
+MAX_CRITERION = 255
+# Comparing texts (wildcards included) costs one step per this many pairs of a
+# cell's character and the criterion's (measured: at worst 0.5 ns a pair, in re)
+TEXT_PAIRS_PER_STEP = 1000
+
+
+def _text_chars(vals) -> int:
+    """The characters of the texts among ``vals`` (for :func:`_text_work`)."""
+    return sum(len(v) for v in vals if isinstance(v, str))
+
+
+def _text_work(chars: int, crit) -> int:
+    """Steps charged for comparing texts of ``chars`` characters in all with the
+    criterion ``crit``: a wildcard match is (text x pattern) at worst, a plain
+    comparison reads each text (lower-cased) once."""
+    if not isinstance(crit, str) or not chars:
+        return 0
+    return chars * max(1, len(crit)) // TEXT_PAIRS_PER_STEP
 
 
 def _criterion(crit):
@@ -1870,11 +1896,15 @@ def _countif(ev, rng, crit):
     else:
         return XLError("#VALUE!")
 
+    chars = _text_chars(vals)
+
     def one(c):
         if isinstance(c, XLError):
             return c
+        if isinstance(c, str) and len(c) > MAX_CRITERION:
+            return XLError("#VALUE!")                  # as Excel: at most 255 characters
         pred = _criterion(None if c is MISSING else c)
-        _spend(len(vals) + 1)
+        _spend(len(vals) + 1 + _text_work(chars, c))
         hits = sum(1 for v in vals if pred(v))
         return float(hits + (blanks if blanks and pred(None) else 0))
     return _broadcast(one, ev.value(crit))
