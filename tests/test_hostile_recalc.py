@@ -512,3 +512,29 @@ def test_wildcard_work_is_charged_text_times_pattern(tmp_path, monkeypatch):
                        "need more than recalc's limit of 30,000 steps in all (cells read and "
                        "formula parts evaluated))"]
     assert 20_600 < e.meter.used - 20_300 < 30_000 < e.meter.used
+
+
+# ---- review fixes (issue 18): a defined name is evaluated once per formula cell ---------------
+
+def test_a_doubling_chain_of_names_costs_one_evaluation_per_name(tmp_path):
+    wb = openpyxl.Workbook()
+    ws = wb.active
+    ws.title = "S"
+    for i in range(16):
+        wb.defined_names[f"nm_{i}"] = DefinedName(f"nm_{i}", attr_text=f"nm_{i + 1}+nm_{i + 1}")
+        wb.defined_names[f"tx_{i}"] = DefinedName(f"tx_{i}", attr_text=f"tx_{i + 1}&tx_{i + 1}")
+    wb.defined_names["nm_16"] = DefinedName("nm_16", attr_text="S!$C$1")
+    wb.defined_names["tx_16"] = DefinedName("tx_16", attr_text='"ab"')
+    ws["C1"] = 3
+    ws["A1"] = "=nm_0"
+    ws["A2"] = "=nm_0+nm_3"
+    ws["A3"] = "=ISTEXT(tx_2)"            # 2 x 2 ** 14 = 32,768 characters: too long
+    ws["A4"] = "=ISTEXT(tx_3)"            # 16,384 characters
+    ws["A5"] = "=ISERROR(tx_2)"
+    src = tmp_path / "n.xlsx"
+    wb.save(src)
+    e = engine_for(src)
+    assert [e.values[("S", r, 1)] for r in range(1, 6)] == \
+        [3.0 * 2 ** 16, 3.0 * (2 ** 16 + 2 ** 13), False, True, True]
+    assert e.notes == []
+    assert e.meter.used < 800            # 2 ** 16 evaluations before

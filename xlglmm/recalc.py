@@ -442,6 +442,9 @@ def _broadcast(fn, *vals):
     return [[fn(*(at(v, i, j) for v in vals)) for j in range(nc)] for i in range(nr)]
 
 
+MAX_TEXT = 32_767        # characters in a cell (Excel's limit)
+
+
 def _binary(op, a, b):
     """``a op b`` for two operand values (ranges already read)."""
     if op in ("+", "-", "*", "/", "^"):
@@ -449,7 +452,13 @@ def _binary(op, a, b):
     if op == "&":
         def cat(x, y):
             x, y = to_text(x), to_text(y)
-            return x if isinstance(x, XLError) else y if isinstance(y, XLError) else x + y
+            if isinstance(x, XLError):
+                return x
+            if isinstance(y, XLError):
+                return y
+            # as Excel: a text longer than a cell holds is #VALUE! (a doubling chain of
+            # names would otherwise build gigabytes)
+            return XLError("#VALUE!") if len(x) + len(y) > MAX_TEXT else x + y
         return _broadcast(cat, a, b)
     return _broadcast(lambda x, y: _compare(op, x, y), a, b)
 
@@ -801,6 +810,9 @@ class Engine:
         self._noted: set = set()
         self.ticker = _Ticker(stream if stream is not None else sys.stderr)
         self._names_busy: set = set()
+        self._name_trees: dict = {}         # a defined name's text -> its parsed tree
+        self._name_cell = None              # the formula cell _name_values belong to
+        self._name_values: dict = {}        # (scope, name) -> its value in that cell
         self.fitlog = FitLog()
         self.meter = _Meter(MAX_WORK)
         self._depth = 0                  # nesting of eval() in the formula being evaluated
@@ -1433,13 +1445,25 @@ class Engine:
         key = (scope, node.name.lower())
         if key in self._names_busy:
             raise Unsupported("#REF!", f"the name '{node.name}' refers to itself")
+        # A name's value is computed once per formula cell (as Excel evaluates a name
+        # once): nm1 = nm2+nm2, nm2 = nm3+nm3, ... costs one evaluation per name, not
+        # 2 ** levels; its text is parsed once per recalculation, charged by its length
+        if self._name_cell != fc.key:
+            self._name_cell, self._name_values = fc.key, {}
+        if key in self._name_values:
+            return self._name_values[key]
+        tree = self._name_trees.get(text)
+        if tree is None:
+            _spend(len(text))
+            try:
+                tree = self._name_trees[text] = xf.parse(text)
+            except FormulaSyntaxError as e:
+                raise Unsupported("#REF!", f"the name '{node.name}' = {text} cannot be "
+                                  f"read: {e}")
         self._names_busy.add(key)
         try:
-            tree = xf.parse(text)
-        except FormulaSyntaxError as e:
-            raise Unsupported("#REF!", f"the name '{node.name}' = {text} cannot be read: {e}")
-        try:
-            return self.eval(tree, fc)
+            value = self._name_values[key] = self.eval(tree, fc)
+            return value
         finally:
             self._names_busy.discard(key)
 
