@@ -543,3 +543,35 @@ def test_an_8_bit_encoding_is_read_and_written_as_utf8(tmp_path, capsys):
     assert parts(src)[SHEET].startswith(b'<?xml version="1.0" encoding="UTF-8"?>')
     v = openpyxl.load_workbook(src, data_only=True)
     assert v["Data"]["D1"].value == "\u20ac1" and v["Model"]["E2"].value == "Fixed effects"
+
+
+# ---- review fixes (issue 18): what openpyxl turns into objects besides cells is counted -------
+
+@pytest.mark.parametrize("limit, value, problem", [
+    ("MAX_STRINGS", 5, "it has more than 5 shared strings (in xl/sharedStrings.xml)"),
+    ("MAX_STYLES", 1, "its styles list <fills> has more than 1 entries (in xl/styles.xml)"),
+    ("MAX_RECORDS", 40, "it has more than 40 XML elements besides cells, shared strings and "
+                        "styles (counted up to "),
+])
+def test_strings_styles_and_other_records_are_counted_before_openpyxl(
+        tmp_path, capsys, monkeypatch, limit, value, problem):
+    src = make_book(tmp_path / "l.xlsx", variant("double-quotes"))
+    monkeypatch.setattr(xlsx_read, limit, value)
+
+    def no_openpyxl(*a, **k):
+        raise AssertionError("openpyxl ran before the guard")
+    monkeypatch.setattr(openpyxl, "load_workbook", no_openpyxl)
+    err = refused(tmp_path, capsys, src)
+    assert err.startswith(f"xlglmm recalc: error: IN: is too large to read safely: {problem}")
+    assert len(err) <= 290
+
+
+def test_the_counts_leave_cells_inside_sheet_data_to_the_cell_limit():
+    scan = xlsx_read._Scan("xl/worksheets/sheet1.xml", 100, records_left=8)
+    scan.feed(variant("double-quotes"), True)
+    # dimension, sheetFormatPr, pageMargins (the root and <sheetData> not): the 13 rows and
+    # their 52 cells (with <v>, <f>, <is>) are cells, not records
+    assert (scan.stats.cells, scan.stats.records) == (52, 3)
+    sst = xlsx_read._Scan("xl/sharedStrings.xml", 100)
+    sst.feed(shared_strings(), True)
+    assert (sst.stats.strings, sst.stats.records) == (6, 0)
