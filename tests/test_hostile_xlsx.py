@@ -575,3 +575,19 @@ def test_the_counts_leave_cells_inside_sheet_data_to_the_cell_limit():
     sst = xlsx_read._Scan("xl/sharedStrings.xml", 100)
     sst.feed(shared_strings(), True)
     assert (sst.stats.strings, sst.stats.records) == (6, 0)
+
+
+def test_merged_ranges_count_as_the_cells_openpyxl_makes_of_them(tmp_path, capsys):
+    whole = variant("double-quotes").replace(
+        b"</sheetData>", b'</sheetData><mergeCells count="1"><mergeCell ref="E1:XFD1048576"/>'
+        b"</mergeCells>")
+    err = refused(tmp_path, capsys, book_with(tmp_path, whole))
+    assert err.startswith("xlglmm recalc: error: IN: is too large to read safely: it has more "
+                          "than 2,000,000 cells, merged ones counted (counted up to "
+                          "xl/worksheets/sheet1.xml)")
+    small = variant("double-quotes").replace(
+        b"</sheetData>", b'</sheetData><mergeCells count="1"><mergeCell ref="F2:H3"/>'
+        b"</mergeCells>")
+    scan = xlsx_read._Scan(SHEET, 100)
+    scan.feed(small, True)
+    assert scan.stats.cells == 52 + 5

@@ -193,6 +193,8 @@ class _Scan:
         if kind == "worksheet" and d == 2 and tag == f"{NS_MAIN} sheetData":
             self.in_cells = 2
         if not self.in_cells:
+            if kind == "worksheet" and d == 3 and tag == f"{NS_MAIN} mergeCell":
+                self._merged(attrs.get("ref") or "")
             self.stats.records += 1
             if self.stats.records > self.records_left:
                 raise TooLarge(f"it has more than {MAX_RECORDS:,} XML elements besides "
@@ -230,6 +232,20 @@ class _Scan:
             if self.stats.cells > self.cells_left:
                 raise TooLarge(f"it has more than {MAX_CELLS:,} cells (counted up to "
                                f"{self.name})")
+
+    def _merged(self, ref: str):
+        """openpyxl makes an object for every cell of a merged range: they count as
+        cells (one <mergeCell ref="A1:XFD1048576"/> would be 17 billion)."""
+        a, _, b = ref.partition(":")
+        ma, mb = CELL_REF.match(a), CELL_REF.match(b or a)
+        if not (ma and mb):
+            raise XlsxError(f"the part {self.name} merges {ref[:30]!r}, not a range")
+        rows = abs(int(mb.group(2)) - int(ma.group(2))) + 1
+        cols = abs(col_number(mb.group(1)) - col_number(ma.group(1))) + 1
+        self.stats.cells += rows * cols - 1
+        if self.stats.cells > self.cells_left:
+            raise TooLarge(f"it has more than {MAX_CELLS:,} cells, merged ones counted "
+                           f"(counted up to {self.name})")
 
     def _int(self, text, what):
         try:
