@@ -18,7 +18,7 @@ from openpyxl.workbook.defined_name import DefinedName
 from openpyxl.worksheet.formula import ArrayFormula
 
 from xlglmm import cache, excel_formula, recalc
-from xlglmm.recalc import Book, Engine, wildcard_matcher
+from xlglmm.recalc import Book, Engine, XLError, wildcard_matcher
 
 ROOT = Path(__file__).resolve().parent.parent
 HANG = 120          # seconds: a subprocess still running then has hung
@@ -443,3 +443,98 @@ def test_the_documented_limits_are_the_engine_s():
     assert f"nests at most {excel_formula.MAX_NESTING} levels" in text
     assert f"at most {recalc.MAX_RANGE_CELLS:,} cells of the sheet's used part" in text
     assert f"at most {recalc.MAX_WORK:,} steps" in text
+
+
+# ---- review fixes (issue 18): the work limit never escapes as a traceback --------------------
+
+def test_the_work_limit_reached_by_an_xlglmm_formula_s_arguments_is_one_line(tmp_path,
+                                                                             monkeypatch):
+    monkeypatch.setattr(recalc, "MAX_WORK", 5000)
+    wb = openpyxl.Workbook()
+    d = data_sheet(wb)
+    for r in range(1, 201):
+        d.cell(r, 30).value = r
+    d["E2"] = ('=GLMM("y ~ x + (1|g)", A1:C25, "poisson", , , , '
+               'SUM(COUNTIF(AD1:AD200, AD1:AD200)))')
+    wb.create_sheet("M")["B2"] = "=GLMM_POISSON(Data!A1:A25, Data!B1:B25, Data!C1:C25)"
+    src, out = tmp_path / "cap.xlsx", tmp_path / "o.xlsx"
+    wb.save(src)
+    lines, errs = [], []
+    code = recalc.run_command(src, out, out=lines.append, err=errs.append)
+    limit = ("not evaluated: the workbook's formulas need more than recalc's limit of 5,000 "
+             "steps in all (cells read and formula parts evaluated)")
+    assert code == 1 and errs == []
+    assert [ln.split(None, 2)[2] for ln in lines if "NOT EVALUATED" in ln] == \
+        [f"NOT EVALUATED: {limit}"] * 2
+    assert values(out, "Data")["E2"].value == "#VALUE!"
+    assert values(out, "M")["B2"].value == "#VALUE!"
+
+
+# ---- review fixes (issue 18): wildcard matching is charged to the work meter -----------------
+
+def test_criteria_longer_than_255_characters_give_value_as_in_excel(tmp_path):
+    wb = openpyxl.Workbook()
+    ws = wb.active
+    ws.title = "S"
+    for r in range(1, 4):
+        ws[f"A{r}"] = "a" * 300 + "b"
+    ws["C1"] = "*" + "?" * 252 + "b*"                  # 255 characters
+    ws["C2"] = "*" + "?" * 253 + "b*"                  # 256
+    ws["B1"] = "=COUNTIF(A1:A3, C1)"
+    ws["B2"] = "=COUNTIF(A1:A3, C2)"
+    ws["B3"] = "=MATCH(C1, A1:A3, 0)"
+    ws["B4"] = "=MATCH(C2, A1:A3, 0)"
+    ws["B5"] = "=COUNTIF(A1:A3, A1)"
+    src = tmp_path / "w.xlsx"
+    wb.save(src)
+    e = engine_for(src)
+    got = [e.values[("S", r, 2)] for r in range(1, 6)]
+    assert got[:4] == [3.0, XLError("#VALUE!"), 1.0, XLError("#VALUE!")]
+    assert got[4] == XLError("#VALUE!")               # a 301-character text criterion
+    assert e.notes == []
+
+
+def test_wildcard_work_is_charged_text_times_pattern(tmp_path, monkeypatch):
+    monkeypatch.setattr(recalc, "MAX_WORK", 30_000)
+    wb = openpyxl.Workbook()
+    ws = wb.active
+    ws.title = "S"
+    for r in range(1, 21):
+        ws[f"A{r}"] = "a" * 5000                      # 100,000 characters in all
+    ws["B1"] = '=COUNTIF(A1:A20, "*b*")'              # 100,000 x 3 / 1,000 = 300 steps
+    ws["B2"] = '=COUNTIF(A1:A20, "*' + "?" * 200 + 'b*")'    # x 203: 20,300 steps
+    ws["B3"] = '=MATCH("*' + "?" * 200 + 'b*", A1:A20, 0)'  # 20,300 more: refused
+    src = tmp_path / "w.xlsx"
+    wb.save(src)
+    e = engine_for(src)
+    assert e.values[("S", 1, 2)] == 0.0 and e.values[("S", 2, 2)] == 0.0
+    assert e.notes == ["S!B3: kept its stored value (not evaluated: the workbook's formulas "
+                       "need more than recalc's limit of 30,000 steps in all (cells read and "
+                       "formula parts evaluated))"]
+    assert 20_600 < e.meter.used - 20_300 < 30_000 < e.meter.used
+
+
+# ---- review fixes (issue 18): a defined name is evaluated once per formula cell ---------------
+
+def test_a_doubling_chain_of_names_costs_one_evaluation_per_name(tmp_path):
+    wb = openpyxl.Workbook()
+    ws = wb.active
+    ws.title = "S"
+    for i in range(16):
+        wb.defined_names[f"nm_{i}"] = DefinedName(f"nm_{i}", attr_text=f"nm_{i + 1}+nm_{i + 1}")
+        wb.defined_names[f"tx_{i}"] = DefinedName(f"tx_{i}", attr_text=f"tx_{i + 1}&tx_{i + 1}")
+    wb.defined_names["nm_16"] = DefinedName("nm_16", attr_text="S!$C$1")
+    wb.defined_names["tx_16"] = DefinedName("tx_16", attr_text='"ab"')
+    ws["C1"] = 3
+    ws["A1"] = "=nm_0"
+    ws["A2"] = "=nm_0+nm_3"
+    ws["A3"] = "=ISTEXT(tx_2)"            # 2 x 2 ** 14 = 32,768 characters: too long
+    ws["A4"] = "=ISTEXT(tx_3)"            # 16,384 characters
+    ws["A5"] = "=ISERROR(tx_2)"
+    src = tmp_path / "n.xlsx"
+    wb.save(src)
+    e = engine_for(src)
+    assert [e.values[("S", r, 1)] for r in range(1, 6)] == \
+        [3.0 * 2 ** 16, 3.0 * (2 ** 16 + 2 ** 13), False, True, True]
+    assert e.notes == []
+    assert e.meter.used < 800            # 2 ** 16 evaluations before

@@ -515,3 +515,81 @@ def test_writing_into_an_empty_sheet(tmp_path, empty):
     assert b'dimension ref="A1:B3"' in sheet
     v = openpyxl.load_workbook(out)["Data"]
     assert (v["A1"].value, v["B3"].value, v["A3"].value) == (1, "b3", None)
+
+
+# ---- review fixes (issue 18): declared encodings expat cannot read ----------------------------
+
+@pytest.mark.parametrize("enc, detail", [
+    ("foo", "unknown encoding: foo"),
+    ("shift_jis", "multi-byte encodings are not supported"),
+    ("EUC-JP", "multi-byte encodings are not supported"),
+    ("GBK", "multi-byte encodings are not supported"),
+    ("Big5", "multi-byte encodings are not supported"),
+])
+def test_an_encoding_expat_cannot_read_is_refused_in_one_line(tmp_path, capsys, enc, detail):
+    xml = variant("double-quotes").replace(b'encoding="UTF-8"', f'encoding="{enc}"'.encode())
+    err = refused(tmp_path, capsys, book_with(tmp_path, xml))
+    assert err == ("xlglmm recalc: error: IN: cannot be read as a workbook: the part "
+                   f"xl/worksheets/sheet1.xml is encoded in '{enc}', which recalc cannot read "
+                   f"({detail}; it reads UTF-8, UTF-16 and 8-bit encodings); open it in Excel "
+                   "or Calc and save it again as .xlsx; nothing was written")
+
+
+def test_an_8_bit_encoding_is_read_and_written_as_utf8(tmp_path, capsys):
+    xml = variant("double-quotes").replace(b'encoding="UTF-8"', b'encoding="windows-1252"')
+    xml = xml.replace(b"<t>y1</t>", "<t>\u20ac1</t>".encode("cp1252"))
+    src = make_book(tmp_path / "w.xlsx", xml, '=GLMM_POISSON(Data!A2:A13, Data!B2:B13, '
+                    'Data!C2:C13)')
+    code, out, err = run(capsys, "recalc", src, "-q")
+    assert (code, err) == (Exit.OK, "")
+    assert parts(src)[SHEET].startswith(b'<?xml version="1.0" encoding="UTF-8"?>')
+    v = openpyxl.load_workbook(src, data_only=True)
+    assert v["Data"]["D1"].value == "\u20ac1" and v["Model"]["E2"].value == "Fixed effects"
+
+
+# ---- review fixes (issue 18): what openpyxl turns into objects besides cells is counted -------
+
+@pytest.mark.parametrize("limit, value, problem", [
+    ("MAX_STRINGS", 5, "it has more than 5 shared strings (in xl/sharedStrings.xml)"),
+    ("MAX_STYLES", 1, "its styles list <fills> has more than 1 entries (in xl/styles.xml)"),
+    ("MAX_RECORDS", 40, "it has more than 40 XML elements besides cells, shared strings and "
+                        "styles (counted up to "),
+])
+def test_strings_styles_and_other_records_are_counted_before_openpyxl(
+        tmp_path, capsys, monkeypatch, limit, value, problem):
+    src = make_book(tmp_path / "l.xlsx", variant("double-quotes"))
+    monkeypatch.setattr(xlsx_read, limit, value)
+
+    def no_openpyxl(*a, **k):
+        raise AssertionError("openpyxl ran before the guard")
+    monkeypatch.setattr(openpyxl, "load_workbook", no_openpyxl)
+    err = refused(tmp_path, capsys, src)
+    assert err.startswith(f"xlglmm recalc: error: IN: is too large to read safely: {problem}")
+    assert len(err) <= 290
+
+
+def test_the_counts_leave_cells_inside_sheet_data_to_the_cell_limit():
+    scan = xlsx_read._Scan("xl/worksheets/sheet1.xml", 100, records_left=8)
+    scan.feed(variant("double-quotes"), True)
+    # dimension, sheetFormatPr, pageMargins (the root and <sheetData> not): the 13 rows and
+    # their 52 cells (with <v>, <f>, <is>) are cells, not records
+    assert (scan.stats.cells, scan.stats.records) == (52, 3)
+    sst = xlsx_read._Scan("xl/sharedStrings.xml", 100)
+    sst.feed(shared_strings(), True)
+    assert (sst.stats.strings, sst.stats.records) == (6, 0)
+
+
+def test_merged_ranges_count_as_the_cells_openpyxl_makes_of_them(tmp_path, capsys):
+    whole = variant("double-quotes").replace(
+        b"</sheetData>", b'</sheetData><mergeCells count="1"><mergeCell ref="E1:XFD1048576"/>'
+        b"</mergeCells>")
+    err = refused(tmp_path, capsys, book_with(tmp_path, whole))
+    assert err.startswith("xlglmm recalc: error: IN: is too large to read safely: it has more "
+                          "than 2,000,000 cells, merged ones counted (counted up to "
+                          "xl/worksheets/sheet1.xml)")
+    small = variant("double-quotes").replace(
+        b"</sheetData>", b'</sheetData><mergeCells count="1"><mergeCell ref="F2:H3"/>'
+        b"</mergeCells>")
+    scan = xlsx_read._Scan(SHEET, 100)
+    scan.feed(small, True)
+    assert scan.stats.cells == 52 + 5

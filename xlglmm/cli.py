@@ -209,9 +209,11 @@ guessed; other formulas with unknown functions keep their stored values.
 The files are checked before anything is fitted; the output is written to a
 temporary file beside it, read back and checked, and then moved into place; a
 read-only output file is never replaced.  Workbooks are read with limits counted
-while unpacking (256 MB per part, 1 GB in all, 10,000 parts, 2,000,000 cells:
-memory stays near 0.2 GB + 1 kB per cell); a larger one, a zip bomb, or XML
-with a DOCTYPE is refused (exit 3) and nothing is written.
+while unpacking (256 MB per part, 1 GB in all, 10,000 parts, 2,000,000 cells,
+2,000,000 shared strings, 64,000 entries per list of styles, 2,000,000 other XML
+elements: memory stays near 0.2 GB + 1 kB per cell, string or element); a larger
+one, a zip bomb, XML with a DOCTYPE or in an encoding recalc cannot read (Shift_JIS,
+GBK...) is refused (exit 3) and nothing is written.
 
 """ + EXIT_HELP
 

@@ -19,7 +19,11 @@ worksheet part at a time (at most ``MAX_PART_BYTES``) plus a small record per ce
 Measured: a 200,000-cell workbook recalculates in 0.34 GB peak (0.17 GB of it the
 interpreter with numpy, scipy, numba and openpyxl), i.e. about 0.2 GB + 1 kB per
 cell, so at most about 2.2 GB at ``MAX_CELLS``; a zip bomb is refused at the
-interpreter's own footprint.
+interpreter's own footprint.  What openpyxl turns into objects besides cells is
+counted in the same pass: shared strings (``MAX_STRINGS``), each list of styles.xml
+(``MAX_STYLES``) and every other XML element (``MAX_RECORDS``; defined names,
+comments, tables, merged cells...), each about as costly as a cell (a 250 kB file
+with 6,000,000 shared strings took 0.74 GB and 93 s before it was counted).
 """
 from __future__ import annotations
 
@@ -35,6 +39,12 @@ MAX_PART_BYTES = 256 << 20            # one part, unpacked
 MAX_TOTAL_BYTES = 1 << 30             # all parts, unpacked
 MAX_CELLS = 2_000_000                 # cells (<c> elements) in all worksheets
 MAX_ROW, MAX_COL = 1_048_576, 16_384  # Excel's grid: XFD1048576
+MAX_STRINGS = MAX_CELLS               # shared strings (<si>): no more than cells use
+MAX_STYLES = 64_000                   # entries of one list in styles.xml (Excel's limit
+                                      # of cell formats): xfs, fonts, fills, borders...
+MAX_RECORDS = 2_000_000               # XML elements of all other parts, and of the
+                                      # worksheets outside their cells (names, comments,
+                                      # tables, merged cells, hyperlinks...)
 CHUNK = 1 << 16
 
 NS_MAIN = "http://schemas.openxmlformats.org/spreadsheetml/2006/main"
@@ -129,15 +139,23 @@ class PartStats:
     cells: int = 0
     max_row: int = 0
     max_col: int = 0
+    strings: int = 0
+    records: int = 0
 
 
 class _Scan:
     """One streaming expat pass over an XML part: well-formed, no DOCTYPE; for a
     worksheet the number of cells and the largest row and column."""
 
-    def __init__(self, name: str, cells_left: int):
+    def __init__(self, name: str, cells_left: int, strings_left: int = MAX_STRINGS,
+                 records_left: int = MAX_RECORDS):
         self.name = name
         self.cells_left = cells_left
+        self.strings_left = strings_left
+        self.records_left = records_left
+        self.kind = None
+        self.in_cells = 0           # depth of <sheetData> while inside it, else 0
+        self.style_list = 0
         self.stats = PartStats()
         self.depth = 0
         self.row = 0
@@ -150,8 +168,39 @@ class _Scan:
         d = self.depth = self.depth + 1
         if d == 1:
             self.stats.worksheet = tag == f"{NS_MAIN} worksheet"
+            self.kind = {f"{NS_MAIN} sst": "sst", f"{NS_MAIN} styleSheet": "styles"}.get(
+                tag, "worksheet" if self.stats.worksheet else "other")
             return
-        if not self.stats.worksheet or d not in (3, 4):
+        # what openpyxl turns into objects besides cells is counted too (a 250 kB file
+        # with 6,000,000 shared strings took 0.74 GB, 1,000,000 <xf/> 1.1 GB)
+        kind = self.kind
+        if kind == "sst":
+            if d == 2:
+                self.stats.strings += 1
+                if self.stats.strings > self.strings_left:
+                    raise TooLarge(f"it has more than {MAX_STRINGS:,} shared strings "
+                                   f"(in {self.name})")
+            return
+        if kind == "styles":
+            if d == 2:
+                self.style_list, self.style_tag = 0, tag.rpartition(" ")[2]
+            elif d == 3:
+                self.style_list += 1
+                if self.style_list > MAX_STYLES:
+                    raise TooLarge(f"its styles list <{self.style_tag}> has "
+                                   f"more than {MAX_STYLES:,} entries (in {self.name})")
+            return
+        if kind == "worksheet" and d == 2 and tag == f"{NS_MAIN} sheetData":
+            self.in_cells = 2
+        if not self.in_cells:
+            if kind == "worksheet" and d == 3 and tag == f"{NS_MAIN} mergeCell":
+                self._merged(attrs.get("ref") or "")
+            self.stats.records += 1
+            if self.stats.records > self.records_left:
+                raise TooLarge(f"it has more than {MAX_RECORDS:,} XML elements besides "
+                               f"cells, shared strings and styles (counted up to {self.name})")
+            return
+        if d not in (3, 4):
             return
         if d == 3 and tag == f"{NS_MAIN} row":
             r = attrs.get("r")
@@ -184,6 +233,20 @@ class _Scan:
                 raise TooLarge(f"it has more than {MAX_CELLS:,} cells (counted up to "
                                f"{self.name})")
 
+    def _merged(self, ref: str):
+        """openpyxl makes an object for every cell of a merged range: they count as
+        cells (one <mergeCell ref="A1:XFD1048576"/> would be 17 billion)."""
+        a, _, b = ref.partition(":")
+        ma, mb = CELL_REF.match(a), CELL_REF.match(b or a)
+        if not (ma and mb):
+            raise XlsxError(f"the part {self.name} merges {ref[:30]!r}, not a range")
+        rows = abs(int(mb.group(2)) - int(ma.group(2))) + 1
+        cols = abs(col_number(mb.group(1)) - col_number(ma.group(1))) + 1
+        self.stats.cells += rows * cols - 1
+        if self.stats.cells > self.cells_left:
+            raise TooLarge(f"it has more than {MAX_CELLS:,} cells, merged ones counted "
+                           f"(counted up to {self.name})")
+
     def _int(self, text, what):
         try:
             return int(text)
@@ -192,6 +255,8 @@ class _Scan:
                             "not a number") from None
 
     def _end(self, tag):
+        if self.depth == self.in_cells:
+            self.in_cells = 0
         self.depth -= 1
 
     def feed(self, chunk: bytes, final: bool = False):
@@ -201,6 +266,16 @@ class _Scan:
             raise XlsxError(f"the part {self.name} is not well-formed XML "
                             f"({expat.ErrorString(e.code)} at line {e.lineno}, "
                             f"column {e.offset})") from None
+        except XlsxError:
+            raise
+        except (LookupError, ValueError) as e:
+            # expat reads UTF-8, UTF-16 and 8-bit encodings; an unknown name is a
+            # LookupError, a multi-byte one (Shift_JIS, EUC-JP, GBK, Big5) a ValueError
+            m = _DECL.match(chunk[:200].decode("latin-1")) if chunk else None
+            enc = repr(m.group(2)) if m else "an encoding"
+            raise XlsxError(f"the part {self.name} is encoded in {enc}, which recalc "
+                            f"cannot read ({e}; it reads UTF-8, UTF-16 and 8-bit "
+                            "encodings)") from None
 
 
 @dataclass
@@ -208,6 +283,8 @@ class PackageInfo:
     names: list = field(default_factory=list)
     unpacked: int = 0
     cells: int = 0
+    strings: int = 0
+    records: int = 0
     parts: dict = field(default_factory=dict)      # name -> PartStats (XML parts)
 
 
@@ -231,8 +308,8 @@ def check_package(path) -> PackageInfo:
         for e in entries:
             if e.is_dir():
                 continue
-            scan = _Scan(e.filename, MAX_CELLS - info.cells) if is_xml_part(e.filename) \
-                else None
+            scan = _Scan(e.filename, MAX_CELLS - info.cells, MAX_STRINGS - info.strings,
+                         MAX_RECORDS - info.records) if is_xml_part(e.filename) else None
             for chunk in iter_part(z, e, MAX_PART_BYTES):
                 info.unpacked += len(chunk)
                 if info.unpacked > MAX_TOTAL_BYTES:
@@ -244,6 +321,8 @@ def check_package(path) -> PackageInfo:
                 scan.feed(b"", True)
                 info.parts[e.filename] = scan.stats
                 info.cells += scan.stats.cells
+                info.strings += scan.stats.strings
+                info.records += scan.stats.records
     return info
 
 
