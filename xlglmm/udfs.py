@@ -136,9 +136,6 @@ def _q(name: str) -> str:
     return f"`{name}`"
 
 
-_unique = sheet._unique
-
-
 def _check_counts(y, name, first_row, family, trials=None):
     rows = lambda m: sheet.rows_text(np.flatnonzero(m) + first_row)
     ok = ~np.isnan(y)
@@ -201,15 +198,15 @@ def model_from_ranges(family, y, X, groups, offset=None, x_random=None, fit_inte
     _check_counts(yarr, "y", first, family, tri)
     used: set = set()
     data = {}
-    y_name = _unique(sheet.clean_name(y_header) if y_header else "y", used)
+    y_name = sheet.unique_name(sheet.clean_name(y_header) if y_header else "y", used)
     x_names = []
     for nm, arr in xcols:
-        nm = _unique(nm, used)
+        nm = sheet.unique_name(nm, used)
         data[nm] = arr
         x_names.append(nm)
     g_names = []
     for nm, arr in gcols:
-        nm = _unique(nm, used)
+        nm = sheet.unique_name(nm, used)
         data[nm] = arr
         g_names.append(nm)
     xr_names = []
@@ -217,7 +214,7 @@ def model_from_ranges(family, y, X, groups, offset=None, x_random=None, fit_inte
         same = next((x for x in x_names if x == nm and np.array_equal(data[x], arr, equal_nan=True)),
                     None)
         if same is None:
-            nm = _unique(nm if nm not in used else f"{nm}.random", used)
+            nm = sheet.unique_name(nm if nm not in used else f"{nm}.random", used)
             data[nm] = arr
         xr_names.append(nm)
     weights = None
@@ -728,7 +725,7 @@ def _check_new_rows(value, name, n_new, rows, src="new_X", header_ok=True):
     where ``header_ok``), said in terms of the new rows rather than y's."""
     if sheet.is_empty(value):
         return
-    g = sheet._cut(sheet.as_grid(value, name), rows)
+    g = sheet.cut_to_extent(sheet.as_grid(value, name), rows)
     if len(g) == 1 and len(g[0]) > 1:       # a single row: sheet.matrix explains it
         return
     if len(g) != n_new and not (header_ok and len(g) == n_new + 1):
@@ -746,14 +743,14 @@ def _new_frame(m: SheetModel, new_X, new_groups, new_x_random, rows=None) -> pd.
     # the number of new rows comes from new_X (or new_groups when X is empty)
     src_name = "new_X" if m.x_names else "new_groups"
     src = new_X if m.x_names else new_groups
-    g = sheet._cut(sheet.as_grid(src, src_name), rows)
+    g = sheet.cut_to_extent(sheet.as_grid(src, src_name), rows)
     if not g or all(sheet.is_blank(v) for r in g for v in r):
         raise SheetError(f"{src_name} is empty")
     nrow = len(g)
     ncol_x = len(m.x_names)
     data = {}
     if m.x_names:
-        has_header = nrow > 1 and any(isinstance(v, str) and sheet._looks_text(v) and
+        has_header = nrow > 1 and any(isinstance(v, str) and sheet.looks_like_text(v) and
                                       not sheet.is_error(v) for v in g[0])
         n_new = nrow - (1 if has_header else 0)
         cols, _ = sheet.matrix(new_X, "new_X", n_new, "column", rows=rows)
@@ -768,7 +765,7 @@ def _new_frame(m: SheetModel, new_X, new_groups, new_x_random, rows=None) -> pd.
     if not sheet.is_empty(new_groups):
         # one row more than the new rows is a header row only beside new_X's header, or
         # when it names the groups' columns (else it would shift every label by a row)
-        gg = sheet._cut(sheet.as_grid(new_groups, "new_groups"), rows)
+        gg = sheet.cut_to_extent(sheet.as_grid(new_groups, "new_groups"), rows)
         named = bool(gg) and _names_groups(gg[0], m)
         _check_new_rows(new_groups, "new_groups", n_new, rows, src_name,
                         header_ok=has_header or named)
