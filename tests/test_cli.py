@@ -381,17 +381,20 @@ def test_lmm_fits_are_reported_as_fits(tmp_path, capsys):
 
 
 def test_lmm_progress_reaches_the_ticker():
-    from xlglmm.recalc import _fit_hook
+    from xlglmm.recalc import watching_fits
     seen = []
     cache.clear()
     y = [["y"]] + [[float(v)] for v in (1, 2, 3, 2, 4, 5, 3, 4, 6, 5, 6, 8)]
     g = [["g"]] + [[k] for k in "aaabbbcccddd"]
-    with _fit_hook(lambda stage, n: seen.append(stage)) as log:
+    with watching_fits(lambda stage, n: seen.append(stage)) as log:
         block = udfs.LMM(y, None, g)
     assert not isinstance(block, str), block
     assert seen[:2] == ["start", "fitting a linear mixed model"]
     assert log.fits == 1 and log.seconds > 0
-    assert udfs.lmer.__module__ == "xlglmm.lmm"                # restored
+    # the hook is the context variable udfs offers, not a swapped udfs.lmer: outside
+    # the block no observer is left, and the fitting functions are the package's own
+    assert udfs._FIT_OBSERVER.get() is None
+    assert udfs.lmer.__module__ == "xlglmm.lmm" and udfs.glmer.__module__ == "xlglmm.fit"
 
 
 def test_compare_of_blocks_is_computed_not_fitted(tmp_path, capsys):

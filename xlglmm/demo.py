@@ -161,7 +161,7 @@ def run(output=None, out=print, stream=None, err=_stderr) -> int:
     wrong, what to do)."""
     from . import udfs
     from .files import Exit, FileProblem, check_output
-    from .recalc import _fit_hook, _Ticker
+    from .recalc import Ticker, watching_fits
     from .templates import build
     path = Path(output) if output is not None else Path.cwd() / "workplace_safety.xlsx"
     try:
@@ -177,11 +177,11 @@ def run(output=None, out=print, stream=None, err=_stderr) -> int:
     out("The worksheet formula:")
     out(f"  {FORMULA}")
     out("")
-    ticker = _Ticker(stream)
+    ticker = Ticker(stream)
     ticker.begin("fitting (the first run on this machine also compiles the numerical "
                  "kernels, once)")
     try:
-        with _fit_hook(ticker.progress) as fits:
+        with watching_fits(ticker.progress) as fits:
             block = udfs.GLMM_POISSON(*worksheet_args())
     finally:
         ticker.end()

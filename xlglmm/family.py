@@ -29,8 +29,8 @@ LOG, LOGIT, PROBIT, CLOGLOG, INVERSE, IDENTITY, SQRT = 0, 1, 2, 3, 4, 5, 6
 LINK_CODES = {"log": LOG, "logit": LOGIT, "probit": PROBIT, "cloglog": CLOGLOG,
               "inverse": INVERSE, "identity": IDENTITY, "sqrt": SQRT}
 
-_EPS = 2.220446049250313e-16           # .Machine$double.eps
-_INVEPS = 1.0 / _EPS
+EPS = 2.220446049250313e-16            # .Machine$double.eps: R's links clamp with it
+_INVEPS = 1.0 / EPS
 _PROBIT_THRESH = 8.125890664701906     # -qnorm(.Machine$double.eps)
 _SQRT2 = math.sqrt(2.0)
 _LOG_SQRT_2PI = 0.5 * math.log(2.0 * math.pi)
@@ -40,10 +40,10 @@ _LOG_SQRT_2PI = 0.5 * math.log(2.0 * math.pi)
 def linkinv(eta, link):
     """Inverse link g^{-1}(eta), clamped as R's families clamp it."""
     if link == LOG:
-        return max(math.exp(eta), _EPS)
+        return max(math.exp(eta), EPS)
     if link == LOGIT:
         if eta < -30.0:
-            t = _EPS
+            t = EPS
         elif eta > 30.0:
             t = _INVEPS
         else:
@@ -53,7 +53,7 @@ def linkinv(eta, link):
         e = min(max(eta, -_PROBIT_THRESH), _PROBIT_THRESH)
         return 0.5 * math.erfc(-e / _SQRT2)
     if link == CLOGLOG:
-        return max(min(-math.expm1(-math.exp(min(eta, 700.0))), 1.0 - _EPS), _EPS)
+        return max(min(-math.expm1(-math.exp(min(eta, 700.0))), 1.0 - EPS), EPS)
     if link == INVERSE:
         return 1.0 / eta
     if link == SQRT:
@@ -65,17 +65,17 @@ def linkinv(eta, link):
 def mu_eta(eta, link):
     """d mu / d eta."""
     if link == LOG:
-        return max(math.exp(eta), _EPS)
+        return max(math.exp(eta), EPS)
     if link == LOGIT:
         if eta < -30.0 or eta > 30.0:
-            return _EPS
+            return EPS
         e = math.exp(eta)
         return e / ((1.0 + e) * (1.0 + e))
     if link == PROBIT:
-        return max(math.exp(-0.5 * eta * eta - _LOG_SQRT_2PI), _EPS)
+        return max(math.exp(-0.5 * eta * eta - _LOG_SQRT_2PI), EPS)
     if link == CLOGLOG:
         e = min(eta, 700.0)
-        return max(math.exp(e) * math.exp(-math.exp(e)), _EPS)
+        return max(math.exp(e) * math.exp(-math.exp(e)), EPS)
     if link == INVERSE:
         return -1.0 / (eta * eta)
     if link == SQRT:

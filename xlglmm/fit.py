@@ -45,7 +45,10 @@ class ModelError(ValueError):
     """The model cannot be fitted as specified (e.g. nAGQ > 1 with two terms)."""
 
 
-def _check_model(design: ModelDesign, fam: Family, nAGQ: int):
+def check_model(design: ModelDesign, fam: Family, nAGQ: int):
+    """Refuse (ModelError) what no fit can do: a grouping factor with fewer than 2
+    levels; nAGQ > 1 with anything but one scalar random-effects term, or with a family
+    that has a dispersion parameter.  Run by glmer and lmer before any fitting."""
     for t in design.re_terms:
         if t.nlevels < 2:
             raise ModelError(f"grouping factor '{t.group}' has {t.nlevels} level: a random "
@@ -149,7 +152,7 @@ def _glmer(formula, data, family, *, link, offset, weights, nAGQ, groups, se_met
                           time_budget=time_budget)
     if check_design is not None:
         check_design(design, fam)
-    _check_model(design, fam, nAGQ)
+    check_model(design, fam, nAGQ)
     dev, budget = prepare(design, fam, time_budget, max_evals)
     messages = list(design.messages)
     timed_out = False

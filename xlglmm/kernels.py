@@ -29,11 +29,11 @@ import math
 import numpy as np
 from numba import njit
 
-from .family import (_EPS, BINOMIAL, GAMMA, LOG, LOGIT, NEGBIN, POISSON, linkinv, mu_eta,
+from .family import (EPS, BINOMIAL, GAMMA, LOG, LOGIT, NEGBIN, POISSON, linkinv, mu_eta,
                      variance, unit_deviance, unit_loglik_const, unit_loglik_var,
                      conditional_aic, conditional_aic_fast)
 
-_LOG_EPS = math.log(_EPS)              # log of the links' clamp
+_LOG_EPS = math.log(EPS)              # log of the links' clamp
 
 # status codes returned by pirls()
 PIRLS_OK, PIRLS_MAXIT, PIRLS_NOT_PD, PIRLS_NONFINITE = 0, 1, 2, 3
@@ -657,10 +657,10 @@ def _agq_level_fast(fam, eta_base, E, cnt, tot, lo, hi, shift):
     if fam == POISSON:
         for i in range(lo, hi):
             m = E[i] * es
-            if m > _EPS:
+            if m > EPS:
                 lm = eta_base[i] + shift
             else:
-                m = _EPS
+                m = EPS
                 lm = _LOG_EPS
             ll += tot[i] * (cnt[i] * lm - m) if cnt[i] > 0.0 else -tot[i] * m
         return ll
@@ -669,9 +669,9 @@ def _agq_level_fast(fam, eta_base, E, cnt, tot, lo, hi, shift):
             continue
         eta = eta_base[i] + shift
         if eta < -30.0:
-            t, lt = _EPS, _LOG_EPS
+            t, lt = EPS, _LOG_EPS
         elif eta > 30.0:
-            t, lt = 1.0 / _EPS, -_LOG_EPS
+            t, lt = 1.0 / EPS, -_LOG_EPS
         else:
             t, lt = E[i] * es, eta
         l1 = math.log1p(t)              # -log(1 - mu); log(mu) = log(t) - log1p(t)

@@ -22,7 +22,7 @@ from . import jit, numfmt
 from .design import build_design
 from .devfun import theta_start
 from .family import Family
-from .fit import (SINGULAR_MESSAGE, ModelError, _check_model, dropped_rows_message, prepare,
+from .fit import (SINGULAR_MESSAGE, ModelError, check_model, dropped_rows_message, prepare,
                   timeout_message, unscale, fit_scale_statistics)
 from .optimize import BudgetExhausted, bobyqa, check_boundary, is_singular
 from .results import GLMMResult
@@ -82,7 +82,7 @@ def _lmer(formula, data, REML, *, offset, weights, groups, time_budget,
                           groups=groups, time_budget=time_budget)
     if check_design is not None:
         check_design(design, GAUSSIAN)
-    _check_model(design, GAUSSIAN, 1)
+    check_model(design, GAUSSIAN, 1)
     dev, budget = prepare(design, GAUSSIAN, time_budget, max_evals)
     n, p = dev.n, dev.p
     if REML and n <= p:

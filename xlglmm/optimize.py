@@ -111,6 +111,11 @@ class Budget:
 
 def bobyqa(fun, x0, lower, upper, step, xtol, ftol, maxeval, budget: Budget,
            ftol_rel=0.0) -> OptResult:
+    """Minimise ``fun`` within [lower, upper] by NLopt's BOBYQA (stage 1; stage 2's
+    fallback; lmer's only optimizer) from ``x0`` with initial ``step``, to absolute
+    tolerances ``xtol`` (each coordinate) and ``ftol`` (and relative ``ftol_rel``), at
+    most ``maxeval`` evaluations; a non-finite value counts as 1e300.  When ``budget``
+    runs out: the best point so far, with ``timed_out``."""
     n = len(x0)
     best = {"x": np.array(x0, float), "f": np.inf, "n": 0}
 

@@ -2,8 +2,9 @@
 
 For servers and for Mac/Linux users: every formula that calls an xlglmm worksheet
 function (GLMM_POISSON, GLMM_BINOMIAL, GLMM_NEGBIN, LMM, GLMM, GLMM_RANEF, GLMM_PREDICT,
-GLMM_COMPARE) is evaluated with the same Python functions Excel calls (``xlglmm.udfs``), with the
-same arguments: ranges are read from the workbook into the worksheet-shaped values
+GLMM_COMPARE: ``xlglmm.udfs.FUNCTIONS``, with their parameters and range arguments) is
+evaluated with the same Python functions Excel calls (``xlglmm.udfs``), with the same
+arguments: ranges are read from the workbook into the worksheet-shaped values
 xlwings hands a UDF (lists of rows, ``None`` for blank cells).  The result is written
 into the cells the way Excel 365 spills it -- the block from the formula's cell
 rightwards and downwards, an error message into that cell alone -- and the formula
@@ -35,10 +36,9 @@ bounded (``MAX_RANGE_CELLS``, ``MAX_WORK``, ``MAX_EVAL_DEPTH``; the parser's
 """
 from __future__ import annotations
 
-import ast
 import bisect
 import contextlib
-import inspect
+import functools
 import math
 import re
 import shutil
@@ -49,6 +49,7 @@ import warnings
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from pathlib import Path
+from typing import Callable
 
 from . import excel_formula as xf
 from .excel_formula import (ArrayLit, Binary, Bool, Call, ErrorLit, FormulaSyntaxError,
@@ -59,10 +60,15 @@ from .files import (Exit, FileProblem, InputProblem, OutputProblem, UsageProblem
 from .xlsx_read import LIMITS_TEXT, TooLarge, check_package
 from .xlsx_write import CellWrite, ErrorValue, XlsxError, patch
 
-XLGLMM_FUNCTIONS = ("GLMM_POISSON", "GLMM_BINOMIAL", "GLMM", "GLMM_RANEF", "GLMM_PREDICT",
-                    "GLMM_COMPARE", "GLMM_NEGBIN", "LMM")
-
 XLError = ErrorValue       # an Excel error value: a str subclass ("#N/A", ...)
+
+
+@functools.lru_cache(maxsize=4)
+def _udf_call_pattern(names: tuple) -> re.Pattern:
+    """Finds a call of one of ``names`` (the worksheet functions) in upper-cased formula
+    text: the name as a whole word, then "("."""
+    alternatives = "|".join(re.escape(n) for n in sorted(names, key=len, reverse=True))
+    return re.compile(rf"\b({alternatives})\s*\(")
 
 
 class Unsupported(Exception):
@@ -507,51 +513,23 @@ class RecalcResult:
         return not self.problems
 
 
-def udf_specs() -> dict:
-    """name -> (function, parameter names, required names, names declared ndim=2),
-    the last read from the ``@xw.arg(..., ndim=2)`` decorators in udfs.py (off
-    Windows the decorators are no-ops, so they are read from the source)."""
-    from . import udfs
-    funcs = {f.__name__: f for f in udfs.UDFS}
-    ndim2: dict = {}
-    try:
-        tree = ast.parse(inspect.getsource(udfs))
-        for node in tree.body:
-            if isinstance(node, ast.FunctionDef) and node.name in funcs:
-                names = set()
-                for dec in node.decorator_list:
-                    if isinstance(dec, ast.Call) and getattr(dec.func, "attr", "") == "arg" \
-                            and dec.args and isinstance(dec.args[0], ast.Constant):
-                        for kw in dec.keywords:
-                            if kw.arg == "ndim" and isinstance(kw.value, ast.Constant) \
-                                    and kw.value.value == 2:
-                                names.add(dec.args[0].value)
-                ndim2[node.name] = names
-    except (OSError, TypeError, SyntaxError):
-        pass
-    scalars = {"formula", "family", "link", "fit_intercept", "alpha", "nAGQ", "pred_type",
-               "include_re"}
-    specs = {}
-    for name, f in funcs.items():
-        params = inspect.signature(f).parameters
-        names = list(params)
-        required = [p for p in names if params[p].default is inspect.Parameter.empty]
-        nd = ndim2.get(name, {p for p in names if p not in scalars})
-        specs[name] = (f, names, required, nd)
-    return specs
+def _no_progress(stage, evaluations):
+    pass
 
 
 @dataclass
 class FitLog:
-    """What the worksheet functions' fits did while :func:`_fit_hook` was installed:
-    how many model fits ran (``glmer`` or ``lmer`` calls; a cache hit runs none) and
-    the time spent inside them.  ``compile_seconds`` is the part of that time spent
-    compiling the numerical kernels, for the engine's compile callback to add to
-    (``compiled``); ``fit_seconds`` is the rest: the fitting alone."""
+    """What the worksheet functions' fits did inside :func:`watching_fits`: how many
+    model fits ran (``glmer`` or ``lmer`` calls; a cache hit runs none) and the time
+    spent inside them.  ``compile_seconds`` is the part of that time spent compiling
+    the numerical kernels, for the engine's compile callback to add to
+    (``compiled``); ``fit_seconds`` is the rest: the fitting alone.  ``progress``
+    (``progress(stage, evaluations)``) is told of each fit's start and stages."""
 
     fits: int = 0
     seconds: float = 0.0
     compile_seconds: float = 0.0
+    progress: Callable = field(default=_no_progress, repr=False, compare=False)
 
     def compiled(self, seconds: float) -> None:
         self.compile_seconds += float(seconds)
@@ -560,51 +538,42 @@ class FitLog:
     def fit_seconds(self) -> float:
         return max(0.0, self.seconds - self.compile_seconds)
 
+    @contextlib.contextmanager
+    def fitting(self, kind: str):
+        """Around one fit (the observer :func:`xlglmm.udfs.observing_fits` calls):
+        counts and times it, and yields the GLMM fit's progress callback.  ``lmer``
+        takes no progress callback: an LMM reports its start only (a ticker shows its
+        elapsed time)."""
+        from . import jit
+        self.fits += 1
+        self.progress("start", 0)
+        if kind == "lmm":
+            self.progress("fitting a linear mixed model", 0)
+        clock, n0 = jit.Stopwatch(), jit.compilations()
+        try:
+            yield self.progress if kind == "glmm" else None
+        finally:
+            self.seconds += time.perf_counter() - clock.start
+            if jit.compilations() > n0:   # not a mere load from Numba's cache
+                self.compiled(clock.compiled())
+
 
 @contextlib.contextmanager
-def _fit_hook(callback):
-    """Make the worksheet functions' fits report progress and count them: ``xlglmm.udfs``
-    calls ``glmer`` (GLMMs) and ``lmer`` (LMMs) without a progress callback, so for the
-    duration of a recalculation their module-level names are wrapped (restored
-    afterwards).  Yields the :class:`FitLog`.  ``lmer`` takes no progress callback: an
-    LMM reports its start only (a ticker shows its elapsed time)."""
+def watching_fits(progress):
+    """Make the worksheet functions' fits report progress (``progress(stage,
+    evaluations)``, e.g. :meth:`Ticker.progress`) and count them, through the hook
+    :func:`xlglmm.udfs.observing_fits` offers.  Yields the :class:`FitLog`."""
     from . import jit, udfs
-    log = FitLog()
-    originals = {name: getattr(udfs, name, None) for name in ("glmer", "lmer")}
-
-    def wrap(name, orig):
-        def fit_with_progress(*args, **kwargs):
-            if name == "glmer" and kwargs.get("progress") is None:
-                kwargs["progress"] = callback
-            log.fits += 1
-            callback("start", 0)
-            if name == "lmer":
-                callback("fitting a linear mixed model", 0)
-            clock, n0 = jit.Stopwatch(), jit.compilations()
-            try:
-                return orig(*args, **kwargs)
-            finally:
-                log.seconds += time.perf_counter() - clock.start
-                if jit.compilations() > n0:   # not a mere load from Numba's cache
-                    log.compiled(clock.compiled())
-        return fit_with_progress
+    log = FitLog(progress=progress)
 
     def compiling(what, _seconds):
         # the first fit on a machine compiles the kernels: say so on the status line
         if what == "start":
-            callback("compiling the numerical kernels for this machine, once", 0)
+            progress("compiling the numerical kernels for this machine, once", 0)
         else:
-            callback("fitting", 0)
-    for name, orig in originals.items():
-        if orig is not None:
-            setattr(udfs, name, wrap(name, orig))
-    try:
-        with jit.announce(compiling):
-            yield log
-    finally:
-        for name, orig in originals.items():
-            if orig is not None:
-                setattr(udfs, name, orig)
+            progress("fitting", 0)
+    with udfs.observing_fits(log), jit.announce(compiling):
+        yield log
 
 
 def _cache_hits() -> int:
@@ -612,7 +581,7 @@ def _cache_hits() -> int:
     return cache.FITS.hits + cache.BLOCKS.hits
 
 
-class _Ticker:
+class Ticker:
     """A live status line for long fits (on a terminal), or a line every 10 s.
 
     One thread serves every formula of a recalculation (a thread started and joined
@@ -798,7 +767,8 @@ class Engine:
     def __init__(self, book: Book, out=None, stream=None):
         self.book = book
         self.out = out or (lambda s: None)
-        self.specs = udf_specs()
+        from . import udfs
+        self.specs = udfs.FUNCTIONS     # the worksheet functions, as udfs.py declares them
         self.done: set = set()
         self.busy: set = set()          # formulas being evaluated (waiting for others)
         self.kept: dict = {}            # key -> reason (stored value left in place)
@@ -808,7 +778,7 @@ class Engine:
         self.outcomes: list = []
         self.notes: list = []
         self._noted: set = set()
-        self.ticker = _Ticker(stream if stream is not None else sys.stderr)
+        self.ticker = Ticker(stream if stream is not None else sys.stderr)
         self._names_busy: set = set()
         self._name_trees: dict = {}         # a defined name's text -> its parsed tree
         self._name_cell = None              # the formula cell _name_values belong to
@@ -860,20 +830,20 @@ class Engine:
             name = self._xl[fc.key] = self._xlglmm_function(fc)
         return name
 
-    @staticmethod
-    def _xlglmm_function(fc: FormulaCell) -> str:
+    def _xlglmm_function(self, fc: FormulaCell) -> str:
         if fc.node is not None:
             for name in xf.functions_called(fc.node):
-                if name in XLGLMM_FUNCTIONS:
+                if name in self.specs:
                     return name
             return ""
-        m = re.search(r"\b(GLMM(?:_[A-Z]+)?|LMM)\s*\(", fc.text.upper())
-        return m.group(1) if m and m.group(1) in XLGLMM_FUNCTIONS else ""
+        # a formula that does not parse: the first xlglmm function it names before "("
+        m = _udf_call_pattern(tuple(self.specs)).search(fc.text.upper())
+        return m.group(1) if m else ""
 
     # -- running
     def run(self):
         global _METER
-        with _fit_hook(self.ticker.progress) as self.fitlog:
+        with watching_fits(self.ticker.progress) as self.fitlog:
             outer, _METER = _METER, self.meter
             try:
                 for s in self.book.sheet_names:

@@ -136,8 +136,9 @@ def data_extent(*values) -> int | None:
     return extent or None
 
 
-def _cut(grid: list, rows: int | None) -> list:
-    """The first ``rows`` rows (the common extent), or without its blank tail."""
+def cut_to_extent(grid: list, rows: int | None) -> list:
+    """The first ``rows`` rows (the common extent of the aligned arguments, see
+    :func:`data_extent`), or without its blank tail (``rows`` None, or a single row)."""
     if rows is None or (len(grid) == 1 and len(grid[0]) > 1):
         return _strip_blank_tail(grid)
     return grid[:rows]
@@ -146,7 +147,7 @@ def _cut(grid: list, rows: int | None) -> list:
 def vector(value, name: str, required=True, rows: int | None = None):
     """A single row or column -> (values, header or None, orientation).  ``rows``:
     the common extent of the aligned arguments (see :func:`data_extent`)."""
-    grid = _cut(as_grid(value, name), rows)
+    grid = cut_to_extent(as_grid(value, name), rows)
     if grid and all(is_blank(v) for r in grid for v in r):
         grid = []
     if not grid:
@@ -169,7 +170,7 @@ def split_header(vals: list, n: int, name: str, numeric: bool):
     if n is None:
         first = vals[0]
         if numeric and len(vals) > 1 and isinstance(first, str) and not is_error(first) \
-                and not is_blank(first) and _looks_text(first):
+                and not is_blank(first) and looks_like_text(first):
             return first.strip(), vals[1:], 1
         return None, vals, 0
     if len(vals) == n + 1:
@@ -183,7 +184,8 @@ def split_header(vals: list, n: int, name: str, numeric: bool):
     return None, vals, 0
 
 
-def _looks_text(s: str) -> bool:
+def looks_like_text(s: str) -> bool:
+    """A header cell's text that is not a number ("x1", not "1.5"): a column name."""
     try:
         float(s)
         return False
@@ -318,7 +320,7 @@ def matrix(value, name: str, n: int, orient_y: str, kind: str = "numeric",
            rows: int | None = None):
     """A block of columns (one per predictor or grouping factor) aligned with y's
     n data rows.  Returns (list of (column name, array), offset of first data row)."""
-    grid = _cut(as_grid(value, name), rows)
+    grid = cut_to_extent(as_grid(value, name), rows)
     if not grid:
         raise SheetError(f"{name} is empty")
     nr, nc = len(grid), len(grid[0])
@@ -341,7 +343,7 @@ def matrix(value, name: str, n: int, orient_y: str, kind: str = "numeric",
             raise SheetError(f"{name} has {nr} rows but y has {n} data rows")
         grid = grid[1:]
         offset = 1
-    elif kind == "numeric" and n > 1 and all(isinstance(h, str) and _looks_text(h) and
+    elif kind == "numeric" and n > 1 and all(isinstance(h, str) and looks_like_text(h) and
                                              not is_error(h) for h in grid[0]) \
             and all(is_number(r[0]) or is_blank(r[0]) for r in grid[1:]):
         raise SheetError(f"{name}'s first row is text (a header?) but y has no header: "
@@ -355,7 +357,7 @@ def matrix(value, name: str, n: int, orient_y: str, kind: str = "numeric",
     for j in range(nc):
         h = header[j] if header is not None else None
         cname = str(h).strip() if h is not None and not is_blank(h) else f"{prefix}{j + 1}"
-        cname = _unique(clean_name(cname), used)
+        cname = unique_name(clean_name(cname), used)
         what = f"{name} column {j + 1} ({cname})" if nc > 1 else name
         if block is not None:         # every cell a number or blank: one conversion
             arr = np.ascontiguousarray(block[:, j])
@@ -380,7 +382,8 @@ def clean_name(s: str) -> str:
     return s if s else "x"
 
 
-def _unique(name: str, used: set) -> str:
+def unique_name(name: str, used: set) -> str:
+    """``name``, or ``name.2``, ``name.3``, ... if taken; the result is added to ``used``."""
     base, k = name, 2
     while name in used:
         name = f"{base}.{k}"

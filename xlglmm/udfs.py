@@ -25,10 +25,14 @@ companions reuse the fit.
 """
 from __future__ import annotations
 
+import contextlib
 import functools
+import inspect
 import math
 import os
+from contextvars import ContextVar
 from dataclasses import dataclass
+from typing import Callable, NamedTuple
 
 import numpy as np
 import pandas as pd
@@ -132,9 +136,6 @@ def _q(name: str) -> str:
     return f"`{name}`"
 
 
-_unique = sheet._unique
-
-
 def _check_counts(y, name, first_row, family, trials=None):
     rows = lambda m: sheet.rows_text(np.flatnonzero(m) + first_row)
     ok = ~np.isnan(y)
@@ -197,15 +198,15 @@ def model_from_ranges(family, y, X, groups, offset=None, x_random=None, fit_inte
     _check_counts(yarr, "y", first, family, tri)
     used: set = set()
     data = {}
-    y_name = _unique(sheet.clean_name(y_header) if y_header else "y", used)
+    y_name = sheet.unique_name(sheet.clean_name(y_header) if y_header else "y", used)
     x_names = []
     for nm, arr in xcols:
-        nm = _unique(nm, used)
+        nm = sheet.unique_name(nm, used)
         data[nm] = arr
         x_names.append(nm)
     g_names = []
     for nm, arr in gcols:
-        nm = _unique(nm, used)
+        nm = sheet.unique_name(nm, used)
         data[nm] = arr
         g_names.append(nm)
     xr_names = []
@@ -213,7 +214,7 @@ def model_from_ranges(family, y, X, groups, offset=None, x_random=None, fit_inte
         same = next((x for x in x_names if x == nm and np.array_equal(data[x], arr, equal_nan=True)),
                     None)
         if same is None:
-            nm = _unique(nm if nm not in used else f"{nm}.random", used)
+            nm = sheet.unique_name(nm if nm not in used else f"{nm}.random", used)
             data[nm] = arr
         xr_names.append(nm)
     weights = None
@@ -444,6 +445,26 @@ def _is_text(col: pd.Series) -> bool:
     return col.dtype == object or isinstance(col.dtype, pd.StringDtype)
 
 
+# Who is told about the fits: recalc's and the demo's status line and fit count
+# (recalc.watching_fits).  A context variable, so one thread's recalculation never sees
+# another's fits.
+_FIT_OBSERVER: ContextVar = ContextVar("xlglmm_fit_observer", default=None)
+
+
+@contextlib.contextmanager
+def observing_fits(observer):
+    """Within the block, every model fit a worksheet function runs (a cache hit runs
+    none; a refit with the accurate Hessian is a second one) is run inside
+    ``observer.fitting(kind)``, kind "glmm" or "lmm": a context manager that yields the
+    progress callback for the fit (``callback(stage, evaluations)``, as
+    :func:`xlglmm.fit.glmer` takes; ``lmer`` takes none) or None."""
+    token = _FIT_OBSERVER.set(observer)
+    try:
+        yield observer
+    finally:
+        _FIT_OBSERVER.reset(token)
+
+
 def fit_model(m: SheetModel):
     key = m.key
     hit = cache.FITS.get(key)
@@ -459,16 +480,21 @@ def fit_model(m: SheetModel):
         _check_design(design, family, m.y_name)
 
     def run(budget=DEFAULT_TIME_BUDGET, **kw):
-        # (the size and cost guards run in the design, for every door: cost.py)
-        if m.family == "gaussian":
-            return lmer(m.model_formula(), data, REML=m.reml, offset=m.offset, weights=m.weights,
-                        time_budget=budget, check_design=check)
-        family = m.family
-        if m.family == "negbin" and m.nb_theta is not None:
-            family = NegativeBinomial2(m.nb_theta, m.link or "log")
-        return glmer(m.model_formula(), data, family=family, link=m.link if family is m.family
-                     else None, offset=m.offset, weights=m.weights, nAGQ=m.nAGQ,
-                     time_budget=budget, check_design=check, **kw)
+        observer = _FIT_OBSERVER.get()
+        kind = "lmm" if m.family == "gaussian" else "glmm"
+        watch = observer.fitting(kind) if observer is not None else contextlib.nullcontext()
+        with watch as progress:
+            # (the size and cost guards run in the design, for every door: cost.py)
+            if kind == "lmm":
+                return lmer(m.model_formula(), data, REML=m.reml, offset=m.offset,
+                            weights=m.weights, time_budget=budget, check_design=check)
+            family = m.family
+            if m.family == "negbin" and m.nb_theta is not None:
+                family = NegativeBinomial2(m.nb_theta, m.link or "log")
+            return glmer(m.model_formula(), data, family=family,
+                         link=m.link if family is m.family else None, offset=m.offset,
+                         weights=m.weights, nAGQ=m.nAGQ, time_budget=budget,
+                         check_design=check, progress=progress, **kw)
     try:
         try:
             res = run()
@@ -699,7 +725,7 @@ def _check_new_rows(value, name, n_new, rows, src="new_X", header_ok=True):
     where ``header_ok``), said in terms of the new rows rather than y's."""
     if sheet.is_empty(value):
         return
-    g = sheet._cut(sheet.as_grid(value, name), rows)
+    g = sheet.cut_to_extent(sheet.as_grid(value, name), rows)
     if len(g) == 1 and len(g[0]) > 1:       # a single row: sheet.matrix explains it
         return
     if len(g) != n_new and not (header_ok and len(g) == n_new + 1):
@@ -717,14 +743,14 @@ def _new_frame(m: SheetModel, new_X, new_groups, new_x_random, rows=None) -> pd.
     # the number of new rows comes from new_X (or new_groups when X is empty)
     src_name = "new_X" if m.x_names else "new_groups"
     src = new_X if m.x_names else new_groups
-    g = sheet._cut(sheet.as_grid(src, src_name), rows)
+    g = sheet.cut_to_extent(sheet.as_grid(src, src_name), rows)
     if not g or all(sheet.is_blank(v) for r in g for v in r):
         raise SheetError(f"{src_name} is empty")
     nrow = len(g)
     ncol_x = len(m.x_names)
     data = {}
     if m.x_names:
-        has_header = nrow > 1 and any(isinstance(v, str) and sheet._looks_text(v) and
+        has_header = nrow > 1 and any(isinstance(v, str) and sheet.looks_like_text(v) and
                                       not sheet.is_error(v) for v in g[0])
         n_new = nrow - (1 if has_header else 0)
         cols, _ = sheet.matrix(new_X, "new_X", n_new, "column", rows=rows)
@@ -739,7 +765,7 @@ def _new_frame(m: SheetModel, new_X, new_groups, new_x_random, rows=None) -> pd.
     if not sheet.is_empty(new_groups):
         # one row more than the new rows is a header row only beside new_X's header, or
         # when it names the groups' columns (else it would shift every label by a row)
-        gg = sheet._cut(sheet.as_grid(new_groups, "new_groups"), rows)
+        gg = sheet.cut_to_extent(sheet.as_grid(new_groups, "new_groups"), rows)
         named = bool(gg) and _names_groups(gg[0], m)
         _check_new_rows(new_groups, "new_groups", n_new, rows, src_name,
                         header_ok=has_header or named)
@@ -896,65 +922,127 @@ DOC_NAGQ = "Optional. 1 = Laplace (default); 2-100 = adaptive Gauss-Hermite poin
 
 
 # ---- the worksheet functions ----------------------------------------------------------
+# Declared once, here: ``@worksheet_function`` records each function with its arguments
+# in FUNCTIONS (the only list of their names) and applies xlwings' decorators.  Every
+# door reads FUNCTIONS: Excel through xlwings, ``xlglmm recalc`` (recalc.Engine), the
+# LibreOffice bridge (libreoffice.evaluate and its generated Basic module).
 # Help texts stay under 255 characters (Excel's Function Wizard limit).
 
-@xw.func(category=CATEGORY, call_in_wizard=False)
-@xw.arg("y", ndim=2, err_to_str=True, doc=DOC_COUNTS)
-@xw.arg("X", ndim=2, err_to_str=True, doc=DOC_X)
-@xw.arg("groups", ndim=2, err_to_str=True, doc=DOC_GROUPS)
-@xw.arg("offset", ndim=2, err_to_str=True, doc=DOC_OFFSET)
-@xw.arg("x_random", ndim=2, err_to_str=True, doc=DOC_X_RANDOM)
-@xw.arg("fit_intercept", doc=DOC_INTERCEPT)
-@xw.arg("alpha", doc=DOC_ALPHA)
-@xw.arg("nAGQ", doc=DOC_NAGQ)
+@dataclass(frozen=True)
+class Argument:
+    """One argument as a worksheet function declares it: ``range`` arguments take a
+    block of cells, handed over as rows of values with Excel's errors as text (xlwings'
+    ``ndim=2, err_to_str=True``); the others take one value."""
+    name: str
+    doc: str
+    range: bool = False
+
+
+def cells(name: str, doc: str) -> Argument:
+    """A range argument (see :class:`Argument`)."""
+    return Argument(name, doc, True)
+
+
+def value(name: str, doc: str) -> Argument:
+    """A one-value argument (see :class:`Argument`)."""
+    return Argument(name, doc, False)
+
+
+class WorksheetFunction(NamedTuple):
+    """A declared worksheet function: the callable, its parameter names in order, the
+    names a call must give (no default), and the names declared as ranges."""
+    function: Callable
+    parameters: tuple
+    required: tuple
+    ranges: frozenset
+
+
+#: name -> WorksheetFunction, in the order of declaration (the order of the add-ins)
+FUNCTIONS: dict = {}
+
+
+def worksheet_function(*arguments: Argument):
+    """Declare a worksheet function: every parameter described once, in the order the
+    decorators list them; xlwings' ``@xw.func``/``@xw.arg`` are applied from this
+    declaration (no-ops off Windows, where FUNCTIONS is what recalc and the LibreOffice
+    bridge read)."""
+    def declare(f):
+        params = inspect.signature(f).parameters
+        names = [a.name for a in arguments]
+        if sorted(names) != sorted(params):
+            raise TypeError(f"{f.__name__}: the declared arguments {names} are not its "
+                            f"parameters {list(params)}")
+        if f.__name__ in FUNCTIONS:
+            raise TypeError(f"{f.__name__} is declared twice")
+        for a in reversed(arguments):      # as stacked decorators apply: bottom first
+            f = (xw.arg(a.name, ndim=2, err_to_str=True, doc=a.doc) if a.range
+                 else xw.arg(a.name, doc=a.doc))(f)
+        f = xw.func(category=CATEGORY, call_in_wizard=False)(f)
+        FUNCTIONS[f.__name__] = WorksheetFunction(
+            f, tuple(params),
+            tuple(p for p in params if params[p].default is inspect.Parameter.empty),
+            frozenset(a.name for a in arguments if a.range))
+        return f
+    return declare
+
+
+@worksheet_function(
+    cells("y", DOC_COUNTS),
+    cells("X", DOC_X),
+    cells("groups", DOC_GROUPS),
+    cells("offset", DOC_OFFSET),
+    cells("x_random", DOC_X_RANDOM),
+    value("fit_intercept", DOC_INTERCEPT),
+    value("alpha", DOC_ALPHA),
+    value("nAGQ", DOC_NAGQ))
 def GLMM_POISSON(y, X, groups, offset=None, x_random=None, fit_intercept=True, alpha=0.05,
                  nAGQ=1):
     """Poisson GLMM (log link) with random intercepts per grouping column, fitted as lme4::glmer. Spills estimates, SEs, z, p, CIs, rate ratios, variance components and fit statistics."""
     return _safe(_poisson, y, X, groups, offset, x_random, fit_intercept, alpha, nAGQ)
 
 
-@xw.func(category=CATEGORY, call_in_wizard=False)
-@xw.arg("y", ndim=2, err_to_str=True, doc="0/1 outcomes, or numbers of successes with trials")
-@xw.arg("X", ndim=2, err_to_str=True, doc=DOC_X)
-@xw.arg("groups", ndim=2, err_to_str=True, doc=DOC_GROUPS)
-@xw.arg("trials", ndim=2, err_to_str=True, doc="Optional. Number of trials per row (y = successes)")
-@xw.arg("x_random", ndim=2, err_to_str=True, doc=DOC_X_RANDOM)
-@xw.arg("fit_intercept", doc=DOC_INTERCEPT)
-@xw.arg("alpha", doc=DOC_ALPHA)
-@xw.arg("nAGQ", doc=DOC_NAGQ)
-@xw.arg("link", doc="Optional. \"logit\" (default), \"probit\" or \"cloglog\"")
+@worksheet_function(
+    cells("y", "0/1 outcomes, or numbers of successes with trials"),
+    cells("X", DOC_X),
+    cells("groups", DOC_GROUPS),
+    cells("trials", "Optional. Number of trials per row (y = successes)"),
+    cells("x_random", DOC_X_RANDOM),
+    value("fit_intercept", DOC_INTERCEPT),
+    value("alpha", DOC_ALPHA),
+    value("nAGQ", DOC_NAGQ),
+    value("link", "Optional. \"logit\" (default), \"probit\" or \"cloglog\""))
 def GLMM_BINOMIAL(y, X, groups, trials=None, x_random=None, fit_intercept=True, alpha=0.05,
                   nAGQ=1, link="logit"):
     """Binomial (logistic) GLMM with random intercepts per grouping column, fitted as lme4::glmer. Spills estimates, SEs, z, p, CIs, odds ratios, variance components and fit statistics."""
     return _safe(_binomial, y, X, groups, trials, x_random, fit_intercept, alpha, nAGQ, link)
 
 
-@xw.func(category=CATEGORY, call_in_wizard=False)
-@xw.arg("formula", doc="lme4 formula, e.g. y ~ x + (1|g) + (x|h) + offset(log(n))")
-@xw.arg("data", ndim=2, err_to_str=True, doc="Table with column names in its first row")
-@xw.arg("family", doc="Optional. \"poisson\" (default), \"binomial\" or \"gamma\"")
-@xw.arg("link", doc="Optional. Link function; default the family's")
-@xw.arg("offset", ndim=2, err_to_str=True, doc="Optional. Offset values (link scale), one per data row")
-@xw.arg("weights", ndim=2, err_to_str=True, doc="Optional. Prior weights; binomial: trials, with the response a proportion")
-@xw.arg("alpha", doc=DOC_ALPHA)
-@xw.arg("nAGQ", doc=DOC_NAGQ)
+@worksheet_function(
+    value("formula", "lme4 formula, e.g. y ~ x + (1|g) + (x|h) + offset(log(n))"),
+    cells("data", "Table with column names in its first row"),
+    value("family", "Optional. \"poisson\" (default), \"binomial\" or \"gamma\""),
+    value("link", "Optional. Link function; default the family's"),
+    cells("offset", "Optional. Offset values (link scale), one per data row"),
+    cells("weights", "Optional. Prior weights; binomial: trials, with the response a proportion"),
+    value("alpha", DOC_ALPHA),
+    value("nAGQ", DOC_NAGQ))
 def GLMM(formula, data, family="poisson", link=None, offset=None, weights=None, alpha=0.05,
          nAGQ=1):
     """GLMM from an lme4 formula over a table (header row = column names): crossed, nested, correlated or uncorrelated random effects. Spills the same block as GLMM_POISSON."""
     return _safe(_glmm, formula, data, family, link, offset, weights, alpha, nAGQ)
 
 
-@xw.func(category=CATEGORY, call_in_wizard=False)
-@xw.arg("y", ndim=2, err_to_str=True, doc="As in the fit: y (or the formula, then data, family, link, offset, weights, nAGQ)")
-@xw.arg("X", ndim=2, err_to_str=True, doc="As in the fit: predictor columns")
-@xw.arg("groups", ndim=2, err_to_str=True, doc="As in the fit: grouping columns")
-@xw.arg("offset", ndim=2, err_to_str=True, doc="Optional. As in the fit")
-@xw.arg("x_random", ndim=2, err_to_str=True, doc="Optional. As in the fit")
-@xw.arg("fit_intercept", doc="Optional. As in the fit")
-@xw.arg("nAGQ", doc="Optional. As in the fit")
-@xw.arg("family", doc="Optional. \"poisson\" (default), \"binomial\" or \"gamma\"")
-@xw.arg("trials", ndim=2, err_to_str=True, doc="Optional. Binomial trials, as in GLMM_BINOMIAL")
-@xw.arg("link", doc="Optional. Link function")
+@worksheet_function(
+    cells("y", "As in the fit: y (or the formula, then data, family, link, offset, weights, nAGQ)"),
+    cells("X", "As in the fit: predictor columns"),
+    cells("groups", "As in the fit: grouping columns"),
+    cells("offset", "Optional. As in the fit"),
+    cells("x_random", "Optional. As in the fit"),
+    value("fit_intercept", "Optional. As in the fit"),
+    value("nAGQ", "Optional. As in the fit"),
+    value("family", "Optional. \"poisson\" (default), \"binomial\" or \"gamma\""),
+    cells("trials", "Optional. Binomial trials, as in GLMM_BINOMIAL"),
+    value("link", "Optional. Link function"))
 def GLMM_RANEF(y, X, groups=None, offset=None, x_random=None, fit_intercept=True, nAGQ=1,
                family="poisson", trials=None, link=None):
     """Random effects (conditional modes, BLUPs) with conditional SDs: one row per group level. Same leading arguments as the fit; the cached fit is reused."""
@@ -962,23 +1050,23 @@ def GLMM_RANEF(y, X, groups=None, offset=None, x_random=None, fit_intercept=True
                  link)
 
 
-@xw.func(category=CATEGORY, call_in_wizard=False)
-@xw.arg("y", ndim=2, err_to_str=True, doc="As in the fit: y (or a formula; then data, new_data, family, link, offset, weights, new_offset follow)")
-@xw.arg("X", ndim=2, err_to_str=True, doc="As in the fit: predictor columns")
-@xw.arg("groups", ndim=2, err_to_str=True, doc="As in the fit: grouping columns")
-@xw.arg("new_X", ndim=2, err_to_str=True, doc="Optional. Predictors of the rows to predict (blank: fitted values)")
-@xw.arg("new_groups", ndim=2, err_to_str=True, doc="Optional. Their group labels; blank or unseen levels get random effect 0")
-@xw.arg("offset", ndim=2, err_to_str=True, doc="Optional. As in the fit")
-@xw.arg("new_offset", ndim=2, err_to_str=True, doc="Optional. Offset of the new rows")
-@xw.arg("x_random", ndim=2, err_to_str=True, doc="Optional. As in the fit")
-@xw.arg("new_x_random", ndim=2, err_to_str=True, doc="Optional. Random-slope columns of the new rows")
-@xw.arg("pred_type", doc="Optional. \"response\" (default) or \"link\" scale")
-@xw.arg("include_re", doc="Optional. TRUE (default) adds the groups' random effects")
-@xw.arg("fit_intercept", doc="Optional. As in the fit")
-@xw.arg("nAGQ", doc="Optional. As in the fit")
-@xw.arg("family", doc="Optional. \"poisson\" (default), \"binomial\" or \"gamma\"")
-@xw.arg("trials", ndim=2, err_to_str=True, doc="Optional. Binomial trials, as in the fit")
-@xw.arg("link", doc="Optional. Link function")
+@worksheet_function(
+    cells("y", "As in the fit: y (or a formula; then data, new_data, family, link, offset, weights, new_offset follow)"),
+    cells("X", "As in the fit: predictor columns"),
+    cells("groups", "As in the fit: grouping columns"),
+    cells("new_X", "Optional. Predictors of the rows to predict (blank: fitted values)"),
+    cells("new_groups", "Optional. Their group labels; blank or unseen levels get random effect 0"),
+    cells("offset", "Optional. As in the fit"),
+    cells("new_offset", "Optional. Offset of the new rows"),
+    cells("x_random", "Optional. As in the fit"),
+    cells("new_x_random", "Optional. Random-slope columns of the new rows"),
+    value("pred_type", "Optional. \"response\" (default) or \"link\" scale"),
+    value("include_re", "Optional. TRUE (default) adds the groups' random effects"),
+    value("fit_intercept", "Optional. As in the fit"),
+    value("nAGQ", "Optional. As in the fit"),
+    value("family", "Optional. \"poisson\" (default), \"binomial\" or \"gamma\""),
+    cells("trials", "Optional. Binomial trials, as in the fit"),
+    value("link", "Optional. Link function"))
 def GLMM_PREDICT(y, X, groups=None, new_X=None, new_groups=None, offset=None, new_offset=None,
                  x_random=None, new_x_random=None, pred_type="response", include_re=True,
                  fit_intercept=True, nAGQ=1, family="poisson", trials=None, link=None):
@@ -988,49 +1076,49 @@ def GLMM_PREDICT(y, X, groups=None, new_X=None, new_groups=None, offset=None, ne
                  link)
 
 
-@xw.func(category=CATEGORY, call_in_wizard=False)
-@xw.arg("model1", ndim=2, err_to_str=True, doc="The first fit's spilled block (e.g. F2#), or a formula")
-@xw.arg("model2", ndim=2, err_to_str=True, doc="The second fit's spilled block, or a second formula")
-@xw.arg("data", ndim=2, err_to_str=True, doc="Optional. With formulas: the data table")
-@xw.arg("family", doc="Optional. With formulas: the family")
-@xw.arg("link", doc="Optional. With formulas: the link")
-@xw.arg("offset", ndim=2, err_to_str=True, doc="Optional. With formulas: offset values")
-@xw.arg("weights", ndim=2, err_to_str=True, doc="Optional. With formulas: prior weights")
-@xw.arg("nAGQ", doc="Optional. With formulas: nAGQ")
+@worksheet_function(
+    cells("model1", "The first fit's spilled block (e.g. F2#), or a formula"),
+    cells("model2", "The second fit's spilled block, or a second formula"),
+    cells("data", "Optional. With formulas: the data table"),
+    value("family", "Optional. With formulas: the family"),
+    value("link", "Optional. With formulas: the link"),
+    cells("offset", "Optional. With formulas: offset values"),
+    cells("weights", "Optional. With formulas: prior weights"),
+    value("nAGQ", "Optional. With formulas: nAGQ"))
 def GLMM_COMPARE(model1, model2, data=None, family="poisson", link=None, offset=None,
                  weights=None, nAGQ=1):
     """Likelihood-ratio test of two nested GLMMs, as R's anova(): npar, AIC, BIC, logLik, deviance, Chisq, Df, p. Give the two fits' spilled blocks, or two formulas and the data."""
     return _safe(_compare, model1, model2, data, family, link, offset, weights, nAGQ)
 
 
-@xw.func(category=CATEGORY, call_in_wizard=False)
-@xw.arg("y", ndim=2, err_to_str=True, doc=DOC_COUNTS)
-@xw.arg("X", ndim=2, err_to_str=True, doc=DOC_X)
-@xw.arg("groups", ndim=2, err_to_str=True, doc=DOC_GROUPS)
-@xw.arg("offset", ndim=2, err_to_str=True, doc=DOC_OFFSET)
-@xw.arg("x_random", ndim=2, err_to_str=True, doc=DOC_X_RANDOM)
-@xw.arg("fit_intercept", doc=DOC_INTERCEPT)
-@xw.arg("alpha", doc=DOC_ALPHA)
-@xw.arg("nAGQ", doc=DOC_NAGQ)
-@xw.arg("theta", doc="Optional. NB2 shape (variance mu + mu^2/theta); blank = estimated by maximum likelihood")
+@worksheet_function(
+    cells("y", DOC_COUNTS),
+    cells("X", DOC_X),
+    cells("groups", DOC_GROUPS),
+    cells("offset", DOC_OFFSET),
+    cells("x_random", DOC_X_RANDOM),
+    value("fit_intercept", DOC_INTERCEPT),
+    value("alpha", DOC_ALPHA),
+    value("nAGQ", DOC_NAGQ),
+    value("theta", "Optional. NB2 shape (variance mu + mu^2/theta); blank = estimated by maximum likelihood"))
 def GLMM_NEGBIN(y, X, groups, offset=None, x_random=None, fit_intercept=True, alpha=0.05,
                 nAGQ=1, theta=None):
     """Negative binomial (NB2) GLMM for overdispersed counts, as lme4::glmer.nb: theta estimated (or fixed). Spills the GLMM_POISSON block plus theta, its SE and CI."""
     return _safe(_negbin, y, X, groups, offset, x_random, fit_intercept, alpha, nAGQ, theta)
 
 
-@xw.func(category=CATEGORY, call_in_wizard=False)
-@xw.arg("y", ndim=2, err_to_str=True, doc="Numeric response (one column; a text header is used as name)")
-@xw.arg("X", ndim=2, err_to_str=True, doc=DOC_X)
-@xw.arg("groups", ndim=2, err_to_str=True, doc=DOC_GROUPS)
-@xw.arg("x_random", ndim=2, err_to_str=True, doc=DOC_X_RANDOM)
-@xw.arg("REML", doc="Optional. TRUE (default) REML, FALSE maximum likelihood (to compare fixed effects)")
-@xw.arg("alpha", doc=DOC_ALPHA)
-@xw.arg("fit_intercept", doc=DOC_INTERCEPT)
+@worksheet_function(
+    cells("y", "Numeric response (one column; a text header is used as name)"),
+    cells("X", DOC_X),
+    cells("groups", DOC_GROUPS),
+    cells("x_random", DOC_X_RANDOM),
+    value("REML", "Optional. TRUE (default) REML, FALSE maximum likelihood (to compare fixed effects)"),
+    value("alpha", DOC_ALPHA),
+    value("fit_intercept", DOC_INTERCEPT))
 def LMM(y, X, groups, x_random=None, REML=True, alpha=0.05, fit_intercept=True):
     """Linear mixed model, as lme4::lmer (REML or ML): estimates, SEs, CIs, variance components with the residual, ICC per grouping factor, logLik / REML criterion, AIC, BIC."""
     return _safe(_lmm, y, X, groups, x_random, REML, alpha, fit_intercept)
 
 
-UDFS = (GLMM_POISSON, GLMM_BINOMIAL, GLMM, GLMM_RANEF, GLMM_PREDICT, GLMM_COMPARE,
-        GLMM_NEGBIN, LMM)
+#: the functions themselves, in the order of FUNCTIONS
+UDFS = tuple(w.function for w in FUNCTIONS.values())
