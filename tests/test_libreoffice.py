@@ -34,6 +34,7 @@ import pandas as pd
 import pytest
 
 from openpyxl.utils import get_column_letter
+from refs import PACKAGE_DATA
 
 from xlglmm import cli, libreoffice, udfs
 from xlglmm.excel_formula import parse_range
@@ -43,7 +44,7 @@ from test_workbooks import (MODELS, TEMPLATE_FILES, check_compare_block, check_f
 ROOT = Path(__file__).resolve().parent.parent
 SCRIPT = ROOT / "xlglmm" / "addin_files" / "libreoffice" / "xlglmm_calc.py"
 DRIVER = Path(__file__).resolve().parent / "libreoffice_driver.py"
-SAFETY = pd.read_csv(ROOT / "xlglmm" / "data" / "workplace_safety.csv")
+SAFETY = pd.read_csv(PACKAGE_DATA / "workplace_safety.csv")
 
 
 def load_bridge():
