@@ -31,7 +31,8 @@ import pandas as pd
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
-DATA = ROOT / "tests" / "data"
+DATA = ROOT / "tests" / "data"            # reference manifests and test-only data sets
+PACKAGE_DATA = ROOT / "xlglmm" / "data"    # the data sets the package ships: their only copy
 sys.path.insert(0, str(HERE))
 sys.path.insert(0, str(ROOT))
 
@@ -55,7 +56,8 @@ def reference_models() -> dict:
     out = {}
     for name, spec in json.loads((DATA / "models.json").read_text()).items():
         spec = dict(spec)
-        spec["csv"] = str(DATA / spec["data"])
+        shipped = PACKAGE_DATA / spec["data"]
+        spec["csv"] = str(shipped if shipped.is_file() else DATA / spec["data"])
         out[name] = spec
     return out
 

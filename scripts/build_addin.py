@@ -1,21 +1,22 @@
-"""Build the Excel add-in files in addin/ and their packaged copy in xlglmm/addin_files/.
+"""Build the Excel and LibreOffice add-in files in xlglmm/addin_files/ (package data).
 
     python scripts/build_addin.py           # (re)build
     python scripts/build_addin.py --check   # exit 1 if a file is missing or out of date
 
-* addin/xlglmm.xlam       -- made by running `xlwings quickstart xlglmm --addin` in a
-                             temporary folder (a plain copy of xlwings' prebuilt
-                             quickstart_addin.xlam; needs no Excel).  Tied to the installed
-                             xlwings, which must be the pinned 0.37.8.
-* addin/xlglmm_udfs.bas   -- the VBA wrappers xlwings' own generate_vba_wrapper writes for
-                             module xlglmm.udfs (run on any OS through
-                             tests/xlwings_harness.py), with the header lines of
-                             import_udfs, CRLF line ends as on Windows.
-* addin/xlglmm.conf.example, addin/INSTALL.md -- hand-written; copied into the package.
-* addin/libreoffice/XLGLMM.bas  -- the LibreOffice Basic module, generated from the same
-                             signatures (xlglmm.libreoffice.basic_module).
-* addin/libreoffice/xlglmm_calc.py -- hand-written (the Python half of the LibreOffice
-                             bridge); copied into the package.
+xlglmm/addin_files/ is the only copy: the wheel, an editable install and a checkout all
+use it.  In it:
+
+* xlglmm.xlam       -- made by running `xlwings quickstart xlglmm --addin` in a
+                       temporary folder (a plain copy of xlwings' prebuilt
+                       quickstart_addin.xlam; needs no Excel).  Tied to the installed
+                       xlwings, which must be the pinned 0.37.8.
+* xlglmm_udfs.bas   -- the VBA wrappers xlwings' own generate_vba_wrapper writes for
+                       module xlglmm.udfs (run on any OS through scripts/xlwings_vba.py),
+                       with the header lines of import_udfs, CRLF line ends as on Windows.
+* libreoffice/XLGLMM.bas -- the LibreOffice Basic module, generated from the same
+                       signatures (xlglmm.libreoffice.basic_module).
+* xlglmm.conf.example, INSTALL.md, libreoffice/xlglmm_calc.py -- hand-written sources,
+                       edited in place; the build does not touch them.
 
 Rerun after changing a worksheet function's name, arguments, decorators or docstring
 (tests/test_addin.py fails until then) and after changing the xlwings pin.
@@ -29,15 +30,14 @@ import tempfile
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-ADDIN = ROOT / "addin"
 PACKAGED = ROOT / "xlglmm" / "addin_files"
-for p in (ROOT / "tests", ROOT):
+for p in (Path(__file__).resolve().parent, ROOT):
     if str(p) not in sys.path:
         sys.path.insert(0, str(p))
 
 import xlwings  # noqa: E402
 
-import xlwings_harness  # noqa: E402
+import xlwings_vba  # noqa: E402  (scripts/xlwings_vba.py)
 from xlglmm import addin, libreoffice  # noqa: E402
 
 
@@ -50,20 +50,16 @@ def quickstart_xlam() -> bytes:
 
 
 def udfs_bas() -> bytes:
-    text = xlwings_harness.generate_vba(addin.UDF_MODULES, addin.ADDIN_FILE)
+    text = xlwings_vba.generate_vba(addin.UDF_MODULES, addin.ADDIN_FILE)
     return text.replace("\n", "\r\n").encode("ascii")
 
 
 def expected_files(xlam: bytes | None = None) -> dict[str, bytes]:
-    """name -> bytes of every file in addin/ that the build owns or ships."""
+    """name -> bytes of every generated file in xlglmm/addin_files/."""
     return {
         addin.ADDIN_FILE: quickstart_xlam() if xlam is None else xlam,
         addin.BAS_FILE: udfs_bas(),
-        addin.CONF_EXAMPLE_FILE: (ADDIN / addin.CONF_EXAMPLE_FILE).read_bytes(),
-        addin.INSTALL_DOC: (ADDIN / addin.INSTALL_DOC).read_bytes(),
         f"libreoffice/{libreoffice.BASIC_FILE}": libreoffice.basic_module().encode("utf-8"),
-        f"libreoffice/{libreoffice.SCRIPT_FILE}":
-            (ADDIN / "libreoffice" / libreoffice.SCRIPT_FILE).read_bytes(),
     }
 
 
@@ -71,10 +67,9 @@ def stale(files: dict[str, bytes]) -> dict[Path, bytes]:
     """path -> expected bytes, for every file that is missing or differs."""
     out = {}
     for name, data in files.items():
-        for folder in (ADDIN, PACKAGED):
-            path = folder / name
-            if not path.is_file() or path.read_bytes() != data:
-                out[path] = data
+        path = PACKAGED / name
+        if not path.is_file() or path.read_bytes() != data:
+            out[path] = data
     return out
 
 

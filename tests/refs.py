@@ -10,6 +10,15 @@ import pandas as pd
 import xlglmm
 
 DATA = Path(__file__).parent / "data"
+#: the data sets the package ships (workplace_safety, grouseticks, cbpp, sleepstudy): their
+#: only copy is the package's own xlglmm/data, which tests read through this one name
+PACKAGE_DATA = Path(xlglmm.__file__).resolve().parent / "data"
+
+
+def data_file(name: str) -> Path:
+    """A reference fit's data file: one of the package's data sets, else tests/data."""
+    shipped = PACKAGE_DATA / name
+    return shipped if shipped.is_file() else DATA / name
 
 
 def natural(s: str):
@@ -20,7 +29,7 @@ def natural(s: str):
 
 
 def load_frame(spec: dict) -> pd.DataFrame:
-    df = pd.read_csv(DATA / spec["data"])
+    df = pd.read_csv(data_file(spec["data"]))
     for col, n in spec.get("subset_first_levels", {}).items():
         keep = sorted(df[col].astype(str).unique())[:n]
         df = df[df[col].astype(str).isin(keep)].reset_index(drop=True)

@@ -18,7 +18,7 @@ import xlwings_harness as h
 from xlglmm import addin, cli
 
 ROOT = Path(__file__).resolve().parent.parent
-ADDIN_DIR = ROOT / "addin"
+ADDIN_DIR = addin.addin_dir()          # xlglmm/addin_files: the only copy
 
 Y = (2, 3, 5, 1, 2, 4)
 X = (1, 2, 3, 1, 2, 3)
@@ -118,14 +118,24 @@ def test_every_function_is_a_udf():
 
 # ---- the VBA wrappers ----------------------------------------------------------------------
 
+def build_addin():
+    """scripts/build_addin.py as a module."""
+    import importlib.util
+    spec = importlib.util.spec_from_file_location("build_addin",
+                                                  ROOT / "scripts" / "build_addin.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
 def generated_bas() -> bytes:
     return h.generate_vba(addin.UDF_MODULES, addin.ADDIN_FILE).replace("\n", "\r\n").encode("ascii")
 
 
 def test_bas_file_matches_generated_wrappers():
-    """Drift: addin/xlglmm_udfs.bas is what xlwings generates for xlglmm.udfs now."""
+    """Drift: xlglmm_udfs.bas is what xlwings generates for xlglmm.udfs now."""
     assert (ADDIN_DIR / addin.BAS_FILE).read_bytes() == generated_bas(), (
-        "addin/xlglmm_udfs.bas is out of date: run  python scripts/build_addin.py")
+        "xlglmm/addin_files/xlglmm_udfs.bas is out of date: run  python scripts/build_addin.py")
 
 
 def test_bas_header_is_import_udfs_header():
@@ -224,10 +234,38 @@ def test_xlam_is_what_xlwings_quickstart_addin_command_makes(tmp_path):
     assert (ADDIN_DIR / addin.ADDIN_FILE).read_bytes() == made
 
 
-@pytest.mark.parametrize("name", addin.SHIPPED_FILES)
-def test_packaged_copy_is_identical(name):
-    assert addin.addin_file(name).read_bytes() == (ADDIN_DIR / name).read_bytes(), (
-        f"xlglmm/addin_files/{name} differs from addin/{name}: run python scripts/build_addin.py")
+def test_build_script_output_equals_the_committed_files():
+    """Every generated file in xlglmm/addin_files/ (the only copy) is byte for byte what
+    scripts/build_addin.py writes now, so the .xlam and the .bas files cannot drift from
+    their sources; and the build reads nothing from tests/."""
+    build = build_addin()
+    files = build.expected_files()
+    assert sorted(files) == sorted([addin.ADDIN_FILE, addin.BAS_FILE, "libreoffice/XLGLMM.bas"])
+    for name, data in files.items():
+        assert (ADDIN_DIR / name).read_bytes() == data, (
+            f"xlglmm/addin_files/{name} is out of date: run  python scripts/build_addin.py")
+    assert build.stale(files) == {}
+    assert build.PACKAGED.resolve() == ADDIN_DIR.resolve()
+    assert not (ROOT / "addin").exists()                    # no second copy
+    assert "xlwings_harness" not in (ROOT / "scripts" / "build_addin.py").read_text()
+
+
+def test_build_script_check_reports_a_drifted_file(tmp_path, monkeypatch, capsys):
+    build = build_addin()
+    monkeypatch.setattr(build, "ROOT", tmp_path)
+    monkeypatch.setattr(build, "PACKAGED", tmp_path / "files")
+    (tmp_path / "files").mkdir()
+    (tmp_path / "files" / addin.BAS_FILE).write_bytes(generated_bas() + b"' drift\r\n")
+    monkeypatch.setattr(build, "quickstart_xlam", lambda: b"xlam")
+    assert build.main(["--check"]) == 1
+    assert sorted(capsys.readouterr().out.splitlines()) == [
+        "out of date: files/libreoffice/XLGLMM.bas", "out of date: files/xlglmm.xlam",
+        "out of date: files/xlglmm_udfs.bas"]
+    assert sorted(p.name for p in (tmp_path / "files").rglob("*")) == [addin.BAS_FILE]
+    assert build.main([]) == 0                     # the build rewrites all three
+    assert (tmp_path / "files" / addin.BAS_FILE).read_bytes() == generated_bas()
+    assert (tmp_path / "files" / addin.ADDIN_FILE).read_bytes() == b"xlam"
+    assert build.main(["--check"]) == 0
 
 
 def test_conf_example():

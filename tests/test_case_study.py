@@ -6,12 +6,12 @@ import pytest
 from scipy import integrate, stats
 
 import xlglmm
-from refs import DATA, expected
+from refs import PACKAGE_DATA, expected
 
 
 @pytest.fixture(scope="module")
 def safety():
-    return pd.read_csv(DATA / "workplace_safety.csv")
+    return pd.read_csv(PACKAGE_DATA / "workplace_safety.csv")
 
 
 @pytest.fixture(scope="module")

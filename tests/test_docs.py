@@ -12,7 +12,8 @@ import pytest
 from xlglmm import udfs
 
 ROOT = Path(__file__).resolve().parent.parent
-PAGES = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md")), ROOT / "addin" / "INSTALL.md"]
+PAGES = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md")),
+         ROOT / "xlglmm" / "addin_files" / "INSTALL.md"]
 LINK = re.compile(r"\]\(([^)\s]+)\)")
 
 

@@ -24,6 +24,7 @@ import pandas as pd
 import pytest
 
 import xlglmm
+from refs import PACKAGE_DATA
 from test_reproducible import PRECISION
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -80,7 +81,7 @@ def read_only_install(tmp_path_factory):
 
     def run():
         out = subprocess.run(prefix + [sys.executable, "-c", CHILD,
-                                       str(ROOT / "tests" / "data" / "workplace_safety.csv"),
+                                       str(PACKAGE_DATA / "workplace_safety.csv"),
                                        str(BUDGET)],
                              capture_output=True, text=True, env=env, cwd=tmp, timeout=600)
         assert out.returncode == 0, out.stderr
@@ -94,7 +95,7 @@ def read_only_install(tmp_path_factory):
 
 
 def test_the_first_fit_is_not_stopped_by_compiling(read_only_install):
-    df = pd.read_csv(ROOT / "tests" / "data" / "workplace_safety.csv")
+    df = pd.read_csv(PACKAGE_DATA / "workplace_safety.csv")
     here = xlglmm.glmer("incidents ~ training", df, "poisson", groups=["plant", "month"],
                         offset=np.log(df.employees))
     got, stderr = read_only_install["first"]

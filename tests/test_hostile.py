@@ -33,6 +33,7 @@ from hypothesis import strategies as st
 
 import hostile_strategies as hs
 from hostile_cases import CASES, check_case
+from hostile_determinism import determinism_calls
 from xlglmm import cache, udfs
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -434,34 +435,10 @@ DETERMINISM_SCRIPT = r'''
 import sys, warnings
 warnings.simplefilter("ignore")
 sys.path[:0] = [{root!r}, {tests!r}]
-from test_hostile import determinism_calls
+from hostile_determinism import determinism_calls
 for out in determinism_calls():
     print(repr(out))
 '''
-
-
-def determinism_calls():
-    """Worksheet calls covering the six functions, several families and methods."""
-    import pandas as pd
-    from hostile_cases import TAB, G, H, X, X2, Y, YB, YS, T, col, cols
-    df = pd.read_csv(ROOT / "tests" / "data" / "workplace_safety.csv")
-    y, x = col(df.incidents.tolist(), "incidents"), col(df.training.tolist(), "training")
-    g = [["plant", "month"]] + cols(df.plant.tolist(), df.month.astype(str).tolist())
-    off = col([math.log(v) for v in df.employees])
-    gam = [["y", "x", "g"]] + [[v + 0.5, w, k] for v, w, k in zip(Y, X2, G)]
-    outs = [udfs.GLMM_POISSON(y, x, g, off),
-            udfs.GLMM_POISSON(col(Y), cols(X, X2), col(G), None, col(X2), False, 0.1),
-            udfs.GLMM_BINOMIAL(col(YS), col(X2), col(G), col(T), None, True, 0.05, 7),
-            udfs.GLMM_BINOMIAL(col(YB), col(X2), cols(G, H), None, None, True, 0.05, 1,
-                               "probit"),
-            udfs.GLMM("y ~ x + (x|g)", TAB),
-            udfs.GLMM("y ~ x + (1|g)", gam, "gamma", "log"),
-            udfs.GLMM_RANEF(y, x, g, off),
-            udfs.GLMM_PREDICT(y, x, g, None, None, off),
-            udfs.GLMM_PREDICT("y ~ x + (1|g)", TAB, [["x", "g"], [1.0, "a"], [2.0, "zz"]]),
-            udfs.GLMM_COMPARE("y ~ x + (1|g)", "y ~ 1 + (1|g)", TAB)]
-    outs.append(udfs.GLMM_COMPARE(outs[0], udfs.GLMM_POISSON(y, None, g, off)))
-    return outs
 
 
 def test_same_inputs_give_bit_identical_blocks_across_calls():

@@ -22,7 +22,7 @@ import pytest
 from xlglmm import addin, cli, libreoffice as lo, udfs
 
 ROOT = Path(__file__).resolve().parent.parent
-SCRIPT = ROOT / "addin" / "libreoffice" / "xlglmm_calc.py"
+SCRIPT = ROOT / "xlglmm" / "addin_files" / "libreoffice" / "xlglmm_calc.py"
 PLANTED = "raise SystemExit('PLANTED {} imported from {}')\n"
 
 

@@ -1,4 +1,4 @@
-"""LibreOffice Calc bridge (addin/libreoffice, xlglmm.libreoffice).
+"""LibreOffice Calc bridge (xlglmm/addin_files/libreoffice, xlglmm.libreoffice).
 
 Two layers:
 
@@ -34,6 +34,7 @@ import pandas as pd
 import pytest
 
 from openpyxl.utils import get_column_letter
+from refs import PACKAGE_DATA
 
 from xlglmm import cli, libreoffice, udfs
 from xlglmm.excel_formula import parse_range
@@ -41,9 +42,9 @@ from test_workbooks import (MODELS, TEMPLATE_FILES, check_compare_block, check_f
                             check_predict_block, check_ranef_block, data_frame, xlglmm_formulas)
 
 ROOT = Path(__file__).resolve().parent.parent
-SCRIPT = ROOT / "addin" / "libreoffice" / "xlglmm_calc.py"
+SCRIPT = ROOT / "xlglmm" / "addin_files" / "libreoffice" / "xlglmm_calc.py"
 DRIVER = Path(__file__).resolve().parent / "libreoffice_driver.py"
-SAFETY = pd.read_csv(ROOT / "xlglmm" / "data" / "workplace_safety.csv")
+SAFETY = pd.read_csv(PACKAGE_DATA / "workplace_safety.csv")
 
 
 def load_bridge():
@@ -226,17 +227,13 @@ def test_missing_interpreter_or_config(tmp_path):
 
 
 def test_basic_module_is_generated_from_the_signatures():
-    shipped = (ROOT / "addin" / "libreoffice" / libreoffice.BASIC_FILE).read_text()
+    shipped = (SCRIPT.parent / libreoffice.BASIC_FILE).read_text()
     assert shipped == libreoffice.basic_module()
     for f in udfs.UDFS:
         assert f"Function {f.__name__}(" in shipped
         params = list(__import__("inspect").signature(f).parameters)
         assert f"XlglmmRun(\"{f.__name__}\", given, a)" in shipped
         assert f"Dim a({len(params) - 1}) As Variant" in shipped
-    packaged = ROOT / "xlglmm" / "addin_files" / "libreoffice"
-    for name in (libreoffice.BASIC_FILE, libreoffice.SCRIPT_FILE):
-        assert (packaged / name).read_bytes() == \
-            (ROOT / "addin" / "libreoffice" / name).read_bytes()
 
 
 def test_install_and_uninstall_edit_a_profile(tmp_path, capsys, monkeypatch):

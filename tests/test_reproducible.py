@@ -18,7 +18,7 @@ import numpy as np
 import pytest
 
 import xlglmm
-from refs import fit, load_frame, manifest
+from refs import PACKAGE_DATA, fit, load_frame, manifest
 from xlglmm import devfun
 
 # What the engine guarantees across machines (the tolerances of tests that compare
@@ -111,9 +111,8 @@ def test_equal_groups_get_equal_cells():
     caterpillar tables do, would order them by that bit, machine by machine).  The
     blocks show numbers to 12 significant digits: the cells are equal."""
     import pandas as pd
-    from pathlib import Path
     from xlglmm import udfs
-    df = pd.read_csv(Path(__file__).parent / "data" / "workplace_safety.csv")
+    df = pd.read_csv(PACKAGE_DATA / "workplace_safety.csv")
     res = xlglmm.glmer("incidents ~ training + (1|plant) + (1|month)", df, "poisson",
                        offset=np.log(df.employees))
     b = res.random_effects["month"]

@@ -4,28 +4,26 @@ decimals, other numbers with 4 significant digits).  The reference values are
 lme4's printout of the same models (R 4.x, lme4 1.1)."""
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
 import pandas as pd
 import pytest
 
 import xlglmm
+from refs import PACKAGE_DATA
 from xlglmm.results import _spaced
 
-DATA = Path(__file__).resolve().parent / "data"
 
 
 @pytest.fixture(scope="module")
 def safety():
-    d = pd.read_csv(DATA / "workplace_safety.csv")
+    d = pd.read_csv(PACKAGE_DATA / "workplace_safety.csv")
     d["log_employees"] = np.log(d.employees)
     return d
 
 
 @pytest.fixture(scope="module")
 def sleep():
-    return pd.read_csv(DATA / "sleepstudy.csv")
+    return pd.read_csv(PACKAGE_DATA / "sleepstudy.csv")
 
 
 def lines_after(text: str, title: str, n: int) -> list:
@@ -115,7 +113,7 @@ def test_lmm_ml_summary_with_icc_and_groups_argument(sleep):
 
 
 def test_random_slopes_show_the_lower_triangle():
-    g = pd.read_csv(DATA / "grouseticks.csv")
+    g = pd.read_csv(PACKAGE_DATA / "grouseticks.csv")
     g["YEAR"] = g["YEAR"].astype(str)
     s = xlglmm.glmer("TICKS ~ YEAR + (1 + YEAR | LOCATION)", g).summary()
     rand = lines_after(s, "Random effects:", 4)

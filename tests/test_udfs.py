@@ -8,7 +8,7 @@ import pytest
 
 import xlglmm
 from xlglmm import cache, udfs
-from refs import DATA, expected, load_frame, manifest
+from refs import DATA, PACKAGE_DATA, expected, load_frame, manifest
 from sheetdata import block_row, block_value, column, columns, table
 
 
@@ -21,7 +21,7 @@ def fresh_cache():
 
 @pytest.fixture(scope="module")
 def safety():
-    return pd.read_csv(DATA / "workplace_safety.csv")
+    return pd.read_csv(PACKAGE_DATA / "workplace_safety.csv")
 
 
 def safety_block(df, **kw):

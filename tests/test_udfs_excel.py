@@ -10,7 +10,7 @@ import pytest
 
 import xlglmm
 import xlwings_harness as h
-from refs import DATA, expected, load_frame, manifest
+from refs import PACKAGE_DATA, expected, load_frame, manifest
 from sheetdata import block_row, block_value, column, columns, table
 from xlglmm import cache
 
@@ -28,7 +28,7 @@ def fresh():
 
 @pytest.fixture(scope="module")
 def safety():
-    return pd.read_csv(DATA / "workplace_safety.csv")
+    return pd.read_csv(PACKAGE_DATA / "workplace_safety.csv")
 
 
 def safety_args(df):

@@ -1,7 +1,7 @@
 """The Excel add-in: where its files are, and installing it (``xlglmm addin install``).
 
-The add-in files ship inside the package (``xlglmm/addin_files/``, kept identical to the
-repository's ``addin/`` folder by ``scripts/build_addin.py``), so they are found from a
+The add-in files ship inside the package (``xlglmm/addin_files/``, their only copy; the
+generated ones are written there by ``scripts/build_addin.py``), so they are found from a
 checkout and from an installed wheel alike.
 
 ``xlglmm.xlam`` is xlwings' prebuilt quickstart add-in, copied unchanged (exactly what

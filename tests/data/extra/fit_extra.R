@@ -2,7 +2,8 @@
 # Run from tests/data/extra:  Rscript fit_extra.R   (needs r-cran-lme4, r-cran-jsonlite)
 # Writes NAME.json beside this script in the format of ../expected/*.json.
 suppressPackageStartupMessages({library(lme4); library(jsonlite)})
-rd <- function(f) read.csv(file.path("..", f))
+pkg <- file.path("..", "..", "..", "xlglmm", "data")  # the package's data sets (their only copy)
+rd <- function(f) read.csv(if (file.exists(file.path(pkg, f))) file.path(pkg, f) else file.path("..", f))
 vc_df <- function(m) { v <- as.data.frame(VarCorr(m)); v$var1[is.na(v$var1)] <- ""; v$var2[is.na(v$var2)] <- ""; v }
 save_fit <- function(name, expr) tryCatch(save_fit1(name, expr), error = function(e) cat(name, "ERROR:", conditionMessage(e), "\n"))
 save_fit1 <- function(name, expr) {

@@ -3,7 +3,9 @@ suppressPackageStartupMessages({library(lme4); library(jsonlite)})
 args <- commandArgs(trailingOnly = TRUE)
 here <- dirname(sub("--file=", "", grep("--file=", commandArgs(FALSE), value = TRUE)))
 d <- file.path(here, ".."); out <- file.path(here, "..", "expected")  # tests/data, tests/data/expected
-rd <- function(f) { if (grepl("gz$", f)) read.csv(gzfile(file.path(d, f))) else read.csv(file.path(d, f)) }
+pkg <- file.path(here, "..", "..", "..", "xlglmm", "data")  # the package's data sets (their only copy)
+rd <- function(f) { p <- if (file.exists(file.path(pkg, f))) file.path(pkg, f) else file.path(d, f)
+  if (grepl("gz$", f)) read.csv(gzfile(p)) else read.csv(p) }
 vc_df <- function(m) { v <- as.data.frame(VarCorr(m)); v$var1[is.na(v$var1)] <- ""; v$var2[is.na(v$var2)] <- ""; v }
 save_fit <- function(name, expr, data_file, reps = 3) {
   warns <- character(0)

@@ -2,7 +2,8 @@
 suppressPackageStartupMessages({library(lme4); library(jsonlite)})
 here <- dirname(sub("--file=", "", grep("--file=", commandArgs(FALSE), value = TRUE)))
 d <- file.path(here, ".."); out <- file.path(here, "..", "expected")  # tests/data, tests/data/expected
-write.csv(sleepstudy, file.path(d, "sleepstudy.csv"), row.names = FALSE)
+pkg <- file.path(here, "..", "..", "..", "xlglmm", "data")  # the package's data sets (their only copy)
+write.csv(sleepstudy, file.path(pkg, "sleepstudy.csv"), row.names = FALSE)
 write.csv(Penicillin, file.path(d, "Penicillin.csv"), row.names = FALSE)
 write.csv(Dyestuff, file.path(d, "Dyestuff.csv"), row.names = FALSE)
 gt <- grouseticks; gt$YEAR <- factor(gt$YEAR)
