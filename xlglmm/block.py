@@ -68,11 +68,7 @@ def _text(v):
 
 
 def ratio_label(result: GLMMResult) -> str | None:
-    if result.family.link == "log":
-        return "IRR" if result.family.name in ("poisson", "negbin") else "exp(Est)"
-    if result.family.link == "logit":
-        return "OR"
-    return None
+    return result.family.ratio_name
 
 
 def fit_block(result: GLMMResult, alpha: float = 0.05, extra_fit_rows=()) -> list:

@@ -323,7 +323,7 @@ MAX_GAUSSIAN = 1e150    # |response| of a linear mixed model
 MIN_GAUSSIAN = 1e-150
 
 
-def check_response_range(family: str, y, w, rows) -> None:
+def check_response_range(family, y, w, rows) -> None:
     """Refuse responses whose arithmetic double precision cannot carry.
 
     Counts (Poisson, negative binomial) and binomial trials above 2^53
@@ -340,26 +340,26 @@ def check_response_range(family: str, y, w, rows) -> None:
     intercept of 653 for a log of -690, "converged").  ``rows(mask)`` gives the 'rows 5, 9' text of a mask."""
     y = np.asarray(y, float)
     w = np.asarray(w, float)
-    if family in ("poisson", "negbin"):
+    if family.counts_response:
         big = y > MAX_COUNT
         if big.any():
             raise CostError(f"counts must be at most 2^53 = 9.007e15 ({rows(big)}, up to "
                             f"{np.max(y[big]):.4g}): beyond it double precision cannot hold "
                             "whole numbers exactly; count in larger units")
-    elif family == "binomial":
+    elif family.is_binomial:
         big = w > MAX_COUNT
         if big.any():
             raise CostError(f"binomial trials must be at most 2^53 = 9.007e15 ({rows(big)}, "
                             f"up to {np.max(w[big]):.4g}): beyond it double precision cannot "
                             "hold whole numbers exactly")
-    elif family == "gamma" and y.size:
+    elif family.positive_response and y.size:
         out = (y > MAX_GAUSSIAN) | ((y > 0) & (y < MIN_GAUSSIAN))   # (<= 0: its own check)
         if out.any():
             raise CostError(f"Gamma response values must be between 1e-150 and 1e150 "
                             f"({rows(out)}, e.g. {y[out][0]:.3g}): the Gamma variance is the "
                             "mean squared, which overflows or underflows double precision "
                             "beyond them; rescale the response")
-    elif family == "gaussian" and y.size:
+    elif family.is_gaussian and y.size:
         a = np.abs(y)
         big = a > MAX_GAUSSIAN
         if big.any():
@@ -372,12 +372,12 @@ def check_response_range(family: str, y, w, rows) -> None:
                             "rescale it (multiply it by a power of ten)")
 
 
-def range_note(family: str, y, w) -> str:
+def range_note(family, y, w) -> str:
     """The note of a fit whose counts (or binomial trials) exceed ``NOTE_COUNT``:
     the log-likelihood's rounding per row, eps * y log y (empty when none do)."""
-    if family in ("poisson", "negbin"):
+    if family.counts_response:
         top, what = float(np.max(y, initial=0.0)), "Counts"
-    elif family == "binomial":
+    elif family.is_binomial:
         top, what = float(np.max(w, initial=0.0)), "Binomial trials"
     else:
         return ""

@@ -517,7 +517,7 @@ def _build(f, table, n, family, offset, weights, groups, time_budget=None) -> Mo
 
     # response
     fam = family
-    binomial = fam.name == "binomial"
+    binomial = fam.is_binomial
     if resp.name:
         series = table.column(resp.name.column)
         if binomial and resp.name.transform is None and _is_categorical_like(series) and \
@@ -666,14 +666,14 @@ def _check_response(fam: Family, y, w, kept_rows):
     if (w < 0).any():
         raise DesignError(f"weights must not be negative ({rows(w < 0)})")
     from .cost import check_response_range     # (cost imports this module)
-    check_response_range(fam.name, y, w, rows)
-    if fam.name in ("poisson", "negbin"):
+    check_response_range(fam, y, w, rows)
+    if fam.counts_response:
         if (y < 0).any():
             raise DesignError(f"counts must not be negative ({rows(y < 0)})")
         frac = np.abs(y - np.round(y)) > 1e-8 * np.maximum(1.0, np.abs(y))
         if frac.any():
             raise DesignError(f"counts must be whole numbers ({rows(frac)})")
-    elif fam.name == "binomial":
+    elif fam.is_binomial:
         bad = (y < 0) | (y > 1)
         if bad.any():
             raise DesignError(f"binomial response must be a proportion in [0, 1] or 0/1 "
@@ -684,7 +684,7 @@ def _check_response(fam: Family, y, w, kept_rows):
         if frac.any():
             raise DesignError(f"successes (proportion x trials) must be whole numbers "
                               f"({rows(frac)})")
-    elif fam.name == "gamma":
+    elif fam.positive_response:
         if (y <= 0).any():
             raise DesignError(f"Gamma response must be positive ({rows(y <= 0)})")
 

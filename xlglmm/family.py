@@ -11,8 +11,9 @@ Two layers live here:
   names, validation of the response, and vectorised versions of the kernels
   (``dev_resids(y, mu, wt)`` as R's ``family$dev.resids``).
 
-Adding a family means one code, one branch in each kernel and one entry in
-``_FAMILIES``; the negative binomial (NB2) carries its shape ``theta`` as a parameter.
+Adding a family means one code, one branch in each kernel and one entry in the
+registry ``FAMILY_SPECS`` (names, aliases, links, what the response must be, its
+parameters, the name of its ratio); no module outside this one compares family names; the negative binomial (NB2) carries its shape ``theta`` as a parameter.
 """
 from __future__ import annotations
 
@@ -212,16 +213,69 @@ def _elementwise(op, fam, link, nb_theta, x, y, wt, out):
 
 # ---- the Python-facing objects -----------------------------------------------------
 
-_FAMILIES = {
-    # name: (code, default link, allowed links, has free dispersion)
-    "poisson": (POISSON, "log", ("log", "identity", "sqrt"), False),
-    "binomial": (BINOMIAL, "logit", ("logit", "probit", "cloglog", "log"), False),
-    "gamma": (GAMMA, "inverse", ("inverse", "log", "identity"), True),
-    "gaussian": (GAUSSIAN, "identity", ("identity", "log", "inverse"), True),
-    "negbin": (NEGBIN, "log", ("log", "identity", "sqrt"), False),
-}
-_ALIASES = {"negative_binomial": "negbin", "negativebinomial": "negbin", "nb": "negbin",
-            "nb2": "negbin", "normal": "gaussian", "bernoulli": "binomial"}
+@dataclass(frozen=True)
+class FamilySpec:
+    """One entry of the family registry: everything the package outside this module
+    may ask about a family, so that no other module compares family names.
+
+    ``response`` is what the response must be: ``"counts"`` (whole numbers >= 0),
+    ``"binomial"`` (0/1 or a proportion with trials), ``"positive"`` (> 0) or ``"real"``.
+    """
+
+    name: str                    # canonical name (what ``Family.name`` holds)
+    code: int                    # the kernels' integer code
+    label: str                   # R's name in printed summaries
+    default_link: str
+    links: tuple                 # links the family accepts (the API and GLMM/companions)
+    aliases: tuple = ()          # further names the Python API accepts
+    response: str = "real"
+    has_dispersion: bool = False     # lme4 estimates a scale (Gamma, Gaussian)
+    has_theta: bool = False          # an extra shape parameter (NB2's theta)
+    log_ratio_name: str = "exp(Est)"  # the name of exp(estimate) under the log link
+    function_links: tuple = ()       # the links the family's own sheet function offers
+
+
+# The registry, in the order the worksheet functions list the families.
+FAMILY_SPECS = (
+    FamilySpec("poisson", POISSON, "poisson", "log", ("log", "identity", "sqrt"),
+               response="counts", log_ratio_name="IRR"),
+    FamilySpec("binomial", BINOMIAL, "binomial", "logit",
+               ("logit", "probit", "cloglog", "log"), aliases=("bernoulli",),
+               response="binomial", function_links=("logit", "probit", "cloglog")),
+    FamilySpec("gamma", GAMMA, "Gamma", "inverse", ("inverse", "log", "identity"),
+               response="positive", has_dispersion=True),
+    FamilySpec("negbin", NEGBIN, "Negative Binomial", "log", ("log", "identity", "sqrt"),
+               aliases=("negative_binomial", "negativebinomial", "nb", "nb2"),
+               response="counts", has_theta=True, log_ratio_name="IRR"),
+    FamilySpec("gaussian", GAUSSIAN, "gaussian", "identity", ("identity", "log", "inverse"),
+               aliases=("normal",), has_dispersion=True),
+)
+_FAMILIES = {s.name: s for s in FAMILY_SPECS}
+_ALIASES = {a: s.name for s in FAMILY_SPECS for a in s.aliases}
+
+# the words the worksheet functions accept (their "must be one of" lists)
+SHEET_FAMILIES = tuple(s.name for s in FAMILY_SPECS)
+SHEET_LINKS = tuple(LINK_CODES)
+
+
+def family_spec(name) -> FamilySpec | None:
+    """The registry entry of a family name or alias (any case); None if unknown."""
+    if not isinstance(name, str):
+        return None
+    key = name.lower()
+    return _FAMILIES.get(_ALIASES.get(key, key))
+
+
+def estimates_theta(family) -> bool:
+    """True for a family *name* whose extra parameter (NB theta) the fit estimates:
+    a name such as "negbin" or "nb" (a :class:`Family` object carries a fixed theta)."""
+    spec = family_spec(family)
+    return spec is not None and spec.has_theta
+
+
+def function_links(name) -> tuple:
+    """The links a family's own worksheet function offers (GLMM_BINOMIAL's)."""
+    return _FAMILIES[name].function_links
 
 
 def _f64(a) -> np.ndarray:
@@ -240,22 +294,28 @@ class Family:
     nb_theta: float = 1.0
 
     def __post_init__(self):
-        key = _ALIASES.get(self.name.lower(), self.name.lower())
-        if key not in _FAMILIES:
+        spec = family_spec(self.name)
+        if spec is None:
             raise ValueError(f"unknown family '{self.name}' (use one of: "
                              f"{', '.join(sorted(_FAMILIES))})")
+        key = spec.name
         object.__setattr__(self, "name", key)
-        _, default_link, allowed, _ = _FAMILIES[key]
-        link = (self.link or default_link).lower()
+        allowed = spec.links
+        link = (self.link or spec.default_link).lower()
         if link not in allowed:
             raise ValueError(f"link '{link}' is not available for the {key} family "
                              f"(use one of: {', '.join(allowed)})")
         object.__setattr__(self, "link", link)
 
+    @property
+    def spec(self) -> FamilySpec:
+        """The registry entry."""
+        return _FAMILIES[self.name]
+
     # codes for the kernels
     @property
     def code(self) -> int:
-        return _FAMILIES[self.name][0]
+        return self.spec.code
 
     @property
     def link_code(self) -> int:
@@ -264,7 +324,32 @@ class Family:
     @property
     def has_dispersion(self) -> bool:
         """True where lme4 estimates a scale (Gamma, Gaussian)."""
-        return _FAMILIES[self.name][3]
+        return self.spec.has_dispersion
+
+    @property
+    def has_theta(self) -> bool:
+        """True for the negative binomial: an extra shape parameter theta."""
+        return self.spec.has_theta
+
+    @property
+    def is_binomial(self) -> bool:
+        """The response is 0/1 or a proportion of ``weights`` trials."""
+        return self.spec.response == "binomial"
+
+    @property
+    def counts_response(self) -> bool:
+        """The response must be whole counts >= 0 (Poisson, negative binomial)."""
+        return self.spec.response == "counts"
+
+    @property
+    def positive_response(self) -> bool:
+        """The response must be > 0 (Gamma)."""
+        return self.spec.response == "positive"
+
+    @property
+    def is_gaussian(self) -> bool:
+        """A normal response: fitted as a linear mixed model (``lmer``)."""
+        return self.spec.response == "real"
 
     @property
     def is_log_link(self) -> bool:
@@ -275,11 +360,29 @@ class Family:
         return self.link == "logit"
 
     @property
+    def ratio_name(self) -> str | None:
+        """What exp(estimate) is called in the blocks: IRR (log-link counts), OR
+        (logit), exp(Est) (other log links); None where exp() means nothing."""
+        if self.is_log_link:
+            return self.spec.log_ratio_name
+        if self.is_logit_link:
+            return "OR"
+        return None
+
+    @property
     def label(self) -> str:
-        names = {"poisson": "poisson", "binomial": "binomial", "gamma": "Gamma",
-                 "gaussian": "gaussian",
-                 "negbin": f"Negative Binomial({self.nb_theta:.4g})"}
-        return f"{names[self.name]}  ( {self.link} )"
+        name = self.spec.label
+        if self.has_theta:
+            name = f"{name}({self.nb_theta:.4g})"
+        return f"{name}  ( {self.link} )"
+
+    def mustart(self, y, w):
+        """R's mustart: where the GLM iterations begin."""
+        if self.is_binomial:
+            return (w * y + 0.5) / (w + 1.0)
+        if self.counts_response:
+            return y + 0.1
+        return np.maximum(y, 1e-8) if self.positive_response else y
 
     # vectorised versions of the kernels (R's family$... functions)
     def _apply(self, op, x, y=None, wt=None):

@@ -15,7 +15,7 @@ from scipy import optimize as _sciopt
 from . import cost, jit, start
 from .design import DesignError, ModelDesign, build_design
 from .devfun import PIRLS_MAXIT, GlmmDeviance, ModeWarmStarts, gauss_hermite, theta_start
-from .family import Family, make_family
+from .family import Family, estimates_theta, make_family
 from .optimize import (EXACT_FD_DELTA, Budget, BudgetExhausted, FitTimeout, bobyqa,
                        check_boundary,
                        check_convergence, deriv12, gradient, hessian_fd, is_singular,
@@ -23,7 +23,6 @@ from .optimize import (EXACT_FD_DELTA, Budget, BudgetExhausted, FitTimeout, boby
 from .results import GLMMResult
 
 MAX_AGQ = 100
-NEGBIN_NAMES = ("negbin", "nb", "nb2", "negative_binomial", "negativebinomial")
 NB_LOG_THETA_BOUNDS = (math.log(1e-3), math.log(1e6))
 STAGE1_XTOL = 1e-3
 STAGE1_PIRLS_TOL = 1e-12
@@ -121,7 +120,7 @@ def prepare(design, fam, time_budget, max_evals):
     """The fit's deviance function and budget, after the cost guards (cost.check):
     models whose PIRLS iterations are slow check the budget between them."""
     c = cost.check(design, time_budget)
-    note = cost.range_note(fam.name, design.y, design.weights)
+    note = cost.range_note(fam, design.y, design.weights)
     if note and note not in design.messages:
         design.messages.append(note)
     budget = Budget(time_budget, max_evals)
@@ -134,7 +133,7 @@ def prepare(design, fam, time_budget, max_evals):
 
 def _glmer(formula, data, family, *, link, offset, weights, nAGQ, groups, se_method,
            time_budget, max_evals, progress, check_design=None) -> GLMMResult:
-    if isinstance(family, str) and family.lower() in NEGBIN_NAMES:
+    if estimates_theta(family):      # a name such as "negbin" or "nb"
         return _glmer_nb(formula, data, link=link, offset=offset, weights=weights,
                          nAGQ=nAGQ, groups=groups, se_method=se_method,
                          time_budget=time_budget, max_evals=max_evals, progress=progress,

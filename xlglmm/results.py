@@ -80,7 +80,7 @@ class GLMMResult:
         self._eta = eta
         self.fittedvalues = pd.Series(mu, index=design.row_labels, name="fitted")
         # negative binomial shape (set by the NB fit; None otherwise)
-        self.nb_theta = None if family.name != "negbin" else float(family.nb_theta)
+        self.nb_theta = float(family.nb_theta) if family.has_theta else None
         self.nb_theta_se = None
         self.nb_theta_ci = None
 

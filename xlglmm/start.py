@@ -17,12 +17,8 @@ from .family import Family
 
 
 def mustart(fam: Family, y, w):
-    """R's mustart: where the GLM iterations begin."""
-    if fam.name == "binomial":
-        return (w * y + 0.5) / (w + 1.0)
-    if fam.name in ("poisson", "negbin"):
-        return y + 0.1
-    return np.maximum(y, 1e-8) if fam.name == "gamma" else y
+    """R's mustart: where the GLM iterations begin (the family's own)."""
+    return fam.mustart(y, w)
 
 
 def glm_beta(fam: Family, dev: GlmmDeviance, mu0, maxit: int = 100,

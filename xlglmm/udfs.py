@@ -40,7 +40,7 @@ import xlwings as xw
 
 from . import block, cache, jit, sheet
 from .design import ROW_LABELS, DesignError
-from .family import make_family
+from .family import SHEET_FAMILIES, SHEET_LINKS, function_links, make_family
 from .fit import ModelError, NegativeBinomial2, glmer
 from .lmm import LMMResult, lmer
 from .formula import Formula, FormulaError, RandomTerm, Response, Variable, parse_formula
@@ -49,8 +49,6 @@ from .sheet import SheetError
 CATEGORY = "xlglmm"
 ERROR_PREFIX = "#GLMM! "
 DEFAULT_TIME_BUDGET = float(os.environ.get("XLGLMM_TIME_BUDGET", "60"))
-FAMILIES = ("poisson", "binomial", "gamma", "negbin", "gaussian")
-LINKS = ("log", "logit", "probit", "cloglog", "inverse", "identity", "sqrt")
 
 FIT_STATS = ("logLik", "AIC", "BIC", "deviance", "nobs", "npar")
 MAX_COUNT = 2**31 - 1   # largest nobs / npar a fit block may hold
@@ -137,9 +135,10 @@ def _q(name: str) -> str:
 
 
 def _check_counts(y, name, first_row, family, trials=None):
+    """``family``: the :class:`~xlglmm.family.Family` (its response rules)."""
     rows = lambda m: sheet.rows_text(np.flatnonzero(m) + first_row)
     ok = ~np.isnan(y)
-    if family in ("poisson", "negbin"):
+    if family.counts_response:
         neg = ok & (y < 0)
         if neg.any():
             raise SheetError(f"{name} has negative counts in {rows(neg)}")
@@ -147,7 +146,7 @@ def _check_counts(y, name, first_row, family, trials=None):
         if frac.any():
             raise SheetError(f"{name} must hold whole-number counts; {rows(frac)} "
                              f"{'is' if frac.sum() == 1 else 'are'} not")
-    elif family == "binomial":
+    elif family.is_binomial:
         if trials is None:
             bad = ok & ~np.isin(y, (0.0, 1.0))
             if bad.any():
@@ -168,16 +167,17 @@ def _check_counts(y, name, first_row, family, trials=None):
 
 
 def _check_family_link(family, link):
-    """The link must suit the family (checked before any data are read)."""
+    """The link must suit the family (checked before any data are read); returns the
+    :class:`~xlglmm.family.Family`."""
     try:
-        make_family(family, link)
+        return make_family(family, link)
     except (ValueError, TypeError) as e:
         raise SheetError(str(e)) from None
 
 
 def model_from_ranges(family, y, X, groups, offset=None, x_random=None, fit_intercept=True,
                       nAGQ=1, trials=None, link=None) -> SheetModel:
-    _check_family_link(family, link)
+    fam = _check_family_link(family, link)
     rows = sheet.data_extent(y, X, groups, offset, x_random, trials)
     yv, _, orient = sheet.vector(y, "y", rows=rows)
     y_header, ydata, yoff = sheet.split_header(yv, None, "y", numeric=True)
@@ -193,9 +193,9 @@ def model_from_ranges(family, y, X, groups, offset=None, x_random=None, fit_inte
     xrcols = [] if sheet.is_empty(x_random) \
         else sheet.matrix(x_random, "x_random", n, orient, rows=rows)[0]
     off = _aligned_vector(offset, "offset", n, yoff,
-                          log_scale=make_family(family, link).link == "log", rows=rows)
+                          log_scale=fam.is_log_link, rows=rows)
     tri = _aligned_vector(trials, "trials", n, yoff, rows=rows)
-    _check_counts(yarr, "y", first, family, tri)
+    _check_counts(yarr, "y", first, fam, tri)
     used: set = set()
     data = {}
     y_name = sheet.unique_name(sheet.clean_name(y_header) if y_header else "y", used)
@@ -218,7 +218,7 @@ def model_from_ranges(family, y, X, groups, offset=None, x_random=None, fit_inte
             data[nm] = arr
         xr_names.append(nm)
     weights = None
-    if family == "binomial" and tri is not None:
+    if fam.is_binomial and tri is not None:
         with np.errstate(all="ignore"):
             data[y_name] = np.where(tri > 0, yarr / tri, np.nan)
         weights = tri
@@ -284,7 +284,7 @@ def model_from_formula(formula, data, family="poisson", link=None, offset=None,
                        weights=None, nAGQ=1) -> SheetModel:
     if not isinstance(formula, str) or "~" not in formula:
         raise SheetError("formula must be text such as y ~ x + (1|group)")
-    _check_family_link(family, link)
+    fam = _check_family_link(family, link)
     parsed = parse_formula(formula)      # once, and before any data are read
     cols, off = sheet.table(data, "data")
     n = len(next(iter(cols.values())))
@@ -295,7 +295,7 @@ def model_from_formula(formula, data, family="poisson", link=None, offset=None,
     df.index = np.arange(2, 2 + n)
     df.attrs[ROW_LABELS] = df.index.to_numpy()
     o = _vector_or_column(offset, "offset", n, df,
-                          log_scale=make_family(family, link).link == "log")
+                          log_scale=fam.is_log_link)
     w = _vector_or_column(weights, "weights", n, df)
     return SheetModel(df, formula, family, link, o, w, nAGQ, [], [], [], "", n, 2,
                       parsed=parsed)
@@ -385,13 +385,12 @@ def _check_design(d, family, y_name: str = "") -> None:
     instead of a block of meaningless numbers: an all-zero (or all-success)
     response, more random effects than rows (lme4's check.nobs.vs.nRE), a random
     intercept per row of 0/1 outcomes.  ``d``: the model design."""
-    fam = family.name
     y = d.y
     name = "y" if y_name else f"the response '{d.response_name}'"
-    if fam in ("poisson", "negbin") and np.all(y == 0.0):
+    if family.counts_response and np.all(y == 0.0):
         raise ModelError(f"{name} is 0 in every row used: a model of all-zero counts has no "
                          "finite estimates (the fitted rate is 0)")
-    if fam == "binomial" and (np.all(y == 0.0) or np.all(y == 1.0)):
+    if family.is_binomial and (np.all(y == 0.0) or np.all(y == 1.0)):
         what = "0 (no successes)" if np.all(y == 0.0) else "a success"
         raise ModelError(f"every outcome is {what}: the model has no finite estimates")
     for t in d.re_terms:
@@ -400,7 +399,7 @@ def _check_design(d, family, y_name: str = "") -> None:
                 f"the random effects for '{t.group}' number {t.nlevels * t.k} ({t.nlevels} "
                 f"levels x {t.k} terms) but there are {d.nobs} rows: their variances "
                 "cannot be identified; use fewer random slopes or groups with more rows")
-    bernoulli = fam == "binomial" and np.all(d.weights == 1.0) and \
+    bernoulli = family.is_binomial and np.all(d.weights == 1.0) and \
         np.all((d.y == 0.0) | (d.y == 1.0))
     for t in d.re_terms:
         if bernoulli and t.nlevels == d.nobs and t.k == 1:
@@ -413,7 +412,7 @@ def _check_design(d, family, y_name: str = "") -> None:
 def _check_fit(res, y_name: str = "") -> None:
     """The design checks (when not done before the fit), and complete separation."""
     _check_design(res.design, res.family, y_name)
-    if res.family.name == "binomial":
+    if res.family.is_binomial:
         mu = np.asarray(res.fittedvalues, float)
         if mu.size and np.all((mu < 1e-6) | (mu > 1.0 - 1e-6)):
             raise ModelError("complete separation: the predictors (or groups) predict every "
@@ -481,7 +480,8 @@ def fit_model(m: SheetModel):
 
     def run(budget=DEFAULT_TIME_BUDGET, **kw):
         observer = _FIT_OBSERVER.get()
-        kind = "lmm" if m.family == "gaussian" else "glmm"
+        fam = make_family(m.family, m.link)
+        kind = "lmm" if fam.is_gaussian else "glmm"
         watch = observer.fitting(kind) if observer is not None else contextlib.nullcontext()
         with watch as progress:
             # (the size and cost guards run in the design, for every door: cost.py)
@@ -489,8 +489,8 @@ def fit_model(m: SheetModel):
                 return lmer(m.model_formula(), data, REML=m.reml, offset=m.offset,
                             weights=m.weights, time_budget=budget, check_design=check)
             family = m.family
-            if m.family == "negbin" and m.nb_theta is not None:
-                family = NegativeBinomial2(m.nb_theta, m.link or "log")
+            if fam.has_theta and m.nb_theta is not None:
+                family = NegativeBinomial2(m.nb_theta, fam.link)
             return glmer(m.model_formula(), data, family=family,
                          link=m.link if family is m.family else None, offset=m.offset,
                          weights=m.weights, nAGQ=m.nAGQ, time_budget=budget,
@@ -539,7 +539,7 @@ def _options(fit_intercept, alpha, nAGQ, link=None, links=None):
 
 
 def _family(value, default="poisson"):
-    fam = sheet.scalar(value, "family", default, "text", choices=FAMILIES)
+    fam = sheet.scalar(value, "family", default, "text", choices=SHEET_FAMILIES)
     return fam
 
 
@@ -600,14 +600,15 @@ def _lmm(y, X, groups, x_random, REML, alpha, fit_intercept):
 
 
 def _binomial(y, X, groups, trials, x_random, fit_intercept, alpha, nAGQ, link):
-    fi, a, q, lk = _options(fit_intercept, alpha, nAGQ, link, ("logit", "probit", "cloglog"))
+    fi, a, q, lk = _options(fit_intercept, alpha, nAGQ, link,
+                               function_links("binomial"))
     m = model_from_ranges("binomial", y, X, groups, None, x_random, fi, q, trials, lk)
     return _fit_block(m, a)
 
 
 def _glmm(formula, data, family, link, offset, weights, alpha, nAGQ):
     fam = _family(family)
-    _, a, q, lk = _options(True, alpha, nAGQ, link, LINKS)
+    _, a, q, lk = _options(True, alpha, nAGQ, link, SHEET_LINKS)
     m = model_from_formula(_scalar_text(formula), data, fam, lk, offset, weights, q)
     return _fit_block(m, a)
 
@@ -652,12 +653,12 @@ def _companion_model(args_range, args_formula, first):
         if isinstance(weights, (bool, np.bool_)):
             weights = None      # the range form's fit_intercept default sits in this slot
         fam = _family(family)
-        _, _, q, lk = _options(True, 0.05, nAGQ, link, LINKS)
+        _, _, q, lk = _options(True, 0.05, nAGQ, link, SHEET_LINKS)
         return model_from_formula(_scalar_text(formula), data, fam, lk, offset, weights, q)
     y, X, groups, offset, x_random, fit_intercept, nAGQ, family, trials, link = args_range
     fam = _family(family)
-    fi, _, q, lk = _options(fit_intercept, 0.05, nAGQ, link, LINKS)
-    if fam == "binomial":
+    fi, _, q, lk = _options(fit_intercept, 0.05, nAGQ, link, SHEET_LINKS)
+    if make_family(fam).is_binomial:
         return model_from_ranges(fam, y, X, groups, None, x_random, fi, q, trials, lk)
     if not sheet.is_empty(trials):
         raise SheetError("trials is only for family \"binomial\"")
@@ -686,7 +687,7 @@ def _predict(y, X, groups, new_X, new_groups, offset, new_offset, x_random, new_
         formula, data, new_data, fam_, link_, offset_, weights_, new_offset_ = (
             y, X, groups, new_X, new_groups, offset, new_offset, x_random)
         fam = _family(fam_)
-        _, _, q, lk = _options(True, 0.05, nAGQ, link_, LINKS)
+        _, _, q, lk = _options(True, 0.05, nAGQ, link_, SHEET_LINKS)
         m = model_from_formula(_scalar_text(formula), data, fam, lk, offset_, weights_, q)
         res = fit_model(m)
         return _predict_formula(res, m, new_data, new_offset_, ptype, inc)
@@ -715,7 +716,7 @@ def _predict(y, X, groups, new_X, new_groups, offset, new_offset, x_random, new_
                              "(e.g. =LN(exposure))")
         _check_new_rows(new_offset, "new_offset", len(new), rows)
         off = _aligned_vector(new_offset, "new_offset", len(new), 0,
-                              log_scale=res.family.link == "log", rows=rows)
+                              log_scale=res.family.is_log_link, rows=rows)
     pred = res.predict(new, type=ptype, include_re=inc, offset=off).to_numpy()
     return _prediction_column(pred, ptype)
 
@@ -808,7 +809,7 @@ def _predict_formula(res, m, new_data, new_offset, ptype, inc):
     off = None
     if not sheet.is_empty(new_offset) and new_offset != []:
         off = _aligned_vector(new_offset, "new_offset", len(df), 0,
-                              log_scale=res.family.link == "log")
+                              log_scale=res.family.is_log_link)
     elif m.offset is not None:
         raise SheetError("the model has an offset: give new_offset for the new rows")
     pred = res.predict(df, type=ptype, include_re=inc, offset=off).to_numpy()
@@ -877,7 +878,7 @@ def read_fit_block(value, name):
 def _compare(model1, model2, data, family, link, offset, weights, nAGQ):
     if _is_formula(model1):
         fam = _family(family)
-        _, _, q, lk = _options(True, 0.05, nAGQ, link, LINKS)
+        _, _, q, lk = _options(True, 0.05, nAGQ, link, SHEET_LINKS)
         fits = []
         for k, f in enumerate((model1, model2), start=1):
             if not _is_formula(f):
