@@ -38,6 +38,13 @@ class Subcommand:
 
 # ---- xlglmm addin ... ---------------------------------------------------------------------
 
+
+def _no_compile_option(parser, first_use: str) -> None:
+    """The installers' --no-compile (both compile the kernels at install time)."""
+    parser.add_argument("--no-compile", action="store_true",
+                        help=f"do not compile the numerical kernels now (the first {first_use} "
+                             "then compiles them, once)")
+
 def _configure_addin(p: argparse.ArgumentParser) -> None:
     actions = p.add_subparsers(dest="action", metavar="ACTION", required=True)
     inst = actions.add_parser(
@@ -55,9 +62,7 @@ def _configure_addin(p: argparse.ArgumentParser) -> None:
                       help="python.exe for INTERPRETER_WIN (default: the one running this)")
     inst.add_argument("--force", action="store_true",
                       help="replace an existing add-in file that differs from the shipped one")
-    inst.add_argument("--no-compile", action="store_true",
-                      help="do not compile the numerical kernels now (the first worksheet "
-                           "call then compiles them, once)")
+    _no_compile_option(inst, "worksheet call")
     inst.add_argument("--dry-run", action="store_true",
                       help="only print what would be done")
     inst.set_defaults(addin_handler=_addin_install)
@@ -258,9 +263,7 @@ def _configure_libreoffice(p: argparse.ArgumentParser) -> None:
                       help="install even though LibreOffice seems to be running")
     inst.add_argument("--no-check", action="store_true",
                       help="do not start the worker once to check that it runs")
-    inst.add_argument("--no-compile", action="store_true",
-                      help="do not compile the numerical kernels now (the first cell then "
-                           "compiles them, once)")
+    _no_compile_option(inst, "cell")
     inst.add_argument("--timeout", type=_seconds, default=lo.DEFAULT_TIMEOUT, metavar="S",
                       help="seconds a cell waits for its result before the worker is "
                            "stopped (default %(default)s)")
