@@ -21,6 +21,38 @@ The first ``npen`` rest columns are random effects (penalised by ``+ I``); the
 remaining rest columns are fixed effects (no penalty, not part of ``log|L|^2``).
 All kernels are plain loops over float64/int64 arrays; ``tests/test_kernels.py``
 checks them against dense numpy formulas on small cases.
+
+Glossary (the kernels' names, what they hold, and lme4's notation where it has one;
+the first random-effects term is "term 1", its levels "groups"):
+
+===================  ==========================================================  =========
+name                 what it holds                                               lme4
+===================  ==========================================================  =========
+fam, link, nbt       family and link codes (family.py), negative binomial theta  family
+y, pw, eta_base      response, prior weights, offset (+ X beta when beta is      y, weights
+                     fixed)
+A1                   n x k1: row i is Lambda_1' z_i, term 1's part of Z Lambda    Z Lambda
+gptr                 row ranges per group of term 1 (rows are sorted by it)      (flist)
+Rc, Rv, m_use        per row, the rest columns it touches and their values       Z Lambda, X
+                     (m_use of them)
+r, npen (q2)         rest columns; the first npen are random effects (penalised)
+loc_ptr, loc_cols    per group, the range and the (global) rest columns its      (sparsity
+                     rows touch: where the off-diagonal block is stored          of L)
+Rloc                 per row, each touched rest column's index in its group's
+                     loc_cols list
+u1, v                spherical modes of term 1 (groups x k1), the rest's         u (and beta)
+                     (random effects, then fixed effects when solved for)
+Dchol                per group, the lower Cholesky factor of term 1's k1 x k1    L (diagonal
+                     block                                                       blocks)
+Cval                 per group, L_g^{-1} B_g: the off-diagonal block of the      L (RZX-like
+                     factor over the group's rest columns                        block)
+S / LS               the lower Cholesky factor of the rest's Schur complement    L (rest);
+                                                                                 RX for X
+w, wres              working weights and weighted working residuals (IRLS)       sqrtWrkWt^2
+logdet               log|L|^2 of the random-effects part                         ldL2
+pdev                 penalized deviance: sum of unit deviances + |u|^2           sum(devResid)
+                                                                                 + sqrL
+===================  ==========================================================  =========
 """
 from __future__ import annotations
 
