@@ -949,6 +949,19 @@ def value(name: str, doc: str) -> Argument:
     return Argument(name, doc, False)
 
 
+#: the arguments GLMM_POISSON and GLMM_NEGBIN share (NEGBIN adds theta)
+COUNT_MODEL_ARGUMENTS = (
+    cells("y", DOC_COUNTS),
+    cells("X", DOC_X),
+    cells("groups", DOC_GROUPS),
+    cells("offset", DOC_OFFSET),
+    cells("x_random", DOC_X_RANDOM),
+    value("fit_intercept", DOC_INTERCEPT),
+    value("alpha", DOC_ALPHA),
+    value("nAGQ", DOC_NAGQ),
+)
+
+
 class WorksheetFunction(NamedTuple):
     """A declared worksheet function: the callable, its parameter names in order, the
     names a call must give (no default), and the names declared as ranges."""
@@ -987,15 +1000,7 @@ def worksheet_function(*arguments: Argument):
     return declare
 
 
-@worksheet_function(
-    cells("y", DOC_COUNTS),
-    cells("X", DOC_X),
-    cells("groups", DOC_GROUPS),
-    cells("offset", DOC_OFFSET),
-    cells("x_random", DOC_X_RANDOM),
-    value("fit_intercept", DOC_INTERCEPT),
-    value("alpha", DOC_ALPHA),
-    value("nAGQ", DOC_NAGQ))
+@worksheet_function(*COUNT_MODEL_ARGUMENTS)
 def GLMM_POISSON(y, X, groups, offset=None, x_random=None, fit_intercept=True, alpha=0.05,
                  nAGQ=1):
     """Poisson GLMM (log link) with random intercepts per grouping column, fitted as lme4::glmer. Spills estimates, SEs, z, p, CIs, rate ratios, variance components and fit statistics."""
@@ -1093,14 +1098,7 @@ def GLMM_COMPARE(model1, model2, data=None, family="poisson", link=None, offset=
 
 
 @worksheet_function(
-    cells("y", DOC_COUNTS),
-    cells("X", DOC_X),
-    cells("groups", DOC_GROUPS),
-    cells("offset", DOC_OFFSET),
-    cells("x_random", DOC_X_RANDOM),
-    value("fit_intercept", DOC_INTERCEPT),
-    value("alpha", DOC_ALPHA),
-    value("nAGQ", DOC_NAGQ),
+    *COUNT_MODEL_ARGUMENTS,
     value("theta", "Optional. NB2 shape (variance mu + mu^2/theta); blank = estimated by maximum likelihood"))
 def GLMM_NEGBIN(y, X, groups, offset=None, x_random=None, fit_intercept=True, alpha=0.05,
                 nAGQ=1, theta=None):
