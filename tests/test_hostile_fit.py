@@ -53,16 +53,22 @@ def small(seed=2, n=200):
 
 # ---- item 6: cost guards before anything big is allocated ----------------------------
 
-def test_crossed_factors_beyond_the_memory_cap_are_refused_before_allocating():
-    df = crossed(30_000, 9_000)
+def refused_with_peak(fit):
+    """The DesignError ``fit()`` raises, and the peak of memory traced meanwhile."""
     tracemalloc.start()
     try:
         with pytest.raises(DesignError) as e:
-            xlglmm.glmer("y ~ 1 + (1|g1) + (1|g2)", df, "poisson")
-        peak = tracemalloc.get_traced_memory()[1]
+            fit()
+        return e.value, tracemalloc.get_traced_memory()[1]
     finally:
         tracemalloc.stop()
-    assert str(e.value) == (
+
+
+def test_crossed_factors_beyond_the_memory_cap_are_refused_before_allocating():
+    df = crossed(30_000, 9_000)
+    err, peak = refused_with_peak(
+        lambda: xlglmm.glmer("y ~ 1 + (1|g1) + (1|g2)", df, "poisson"))
+    assert str(err) == (
         "the model would need about 2.7 GB of memory (the limit is 2.0 GB): crossed random "
         "effects g1 (9,000 levels) x g2 (9,000 levels) make a dense block of 9,001 x 9,001 "
         "numbers; use fewer levels or predictors")
@@ -70,14 +76,9 @@ def test_crossed_factors_beyond_the_memory_cap_are_refused_before_allocating():
 
 
 def test_fixed_effect_columns_beyond_the_cap_are_refused_before_the_model_matrix():
-    tracemalloc.start()
-    try:
-        with pytest.raises(DesignError) as e:
-            xlglmm.glmer("y ~ a*b + (1|g)", interaction(60), "poisson")
-        peak = tracemalloc.get_traced_memory()[1]
-    finally:
-        tracemalloc.stop()
-    assert str(e.value) == (
+    err, peak = refused_with_peak(
+        lambda: xlglmm.glmer("y ~ a*b + (1|g)", interaction(60), "poisson"))
+    assert str(err) == (
         "the fixed effects would have 3,600 columns for 7,200 rows (about 2.5 GB of memory, "
         "the limit is 2.0 GB): factors with many levels, or their interactions; simplify "
         "the formula")
