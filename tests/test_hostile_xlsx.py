@@ -311,6 +311,18 @@ def test_rows_out_of_order_are_not_guessed(tmp_path):
         patch(src, tmp_path / "out.xlsx", WRITES, formulas=FORMULAS)
 
 
+
+def refused_before_openpyxl(tmp_path, capsys, monkeypatch, limit, value):
+    """recalc's refusal of a small workbook with xlsx_read's ``limit`` set to
+    ``value``, openpyxl made to fail if it is reached first."""
+    src = make_book(tmp_path / "l.xlsx", variant("double-quotes"))
+    monkeypatch.setattr(xlsx_read, limit, value)
+
+    def no_openpyxl(*a, **k):
+        raise AssertionError("openpyxl ran before the guard")
+    monkeypatch.setattr(openpyxl, "load_workbook", no_openpyxl)
+    return refused(tmp_path, capsys, src)
+
 @pytest.mark.parametrize("limit, value, problem", [
     ("MAX_TOTAL_BYTES", 12_000, "it unpacks to more than 12 kB (reached in "),
     ("MAX_ENTRIES", 5, "it has 10 parts"),
@@ -320,13 +332,7 @@ def test_rows_out_of_order_are_not_guessed(tmp_path):
 ])
 def test_limits_are_guarded_before_openpyxl(tmp_path, capsys, monkeypatch, limit, value,
                                              problem):
-    src = make_book(tmp_path / "l.xlsx", variant("double-quotes"))
-    monkeypatch.setattr(xlsx_read, limit, value)
-
-    def no_openpyxl(*a, **k):
-        raise AssertionError("openpyxl ran before the guard")
-    monkeypatch.setattr(openpyxl, "load_workbook", no_openpyxl)
-    err = refused(tmp_path, capsys, src)
+    err = refused_before_openpyxl(tmp_path, capsys, monkeypatch, limit, value)
     assert err.startswith(f"xlglmm recalc: error: IN: is too large to read safely: {problem}")
     assert err.endswith("nothing was written") and len(err) <= 290
 
@@ -557,13 +563,7 @@ def test_an_8_bit_encoding_is_read_and_written_as_utf8(tmp_path, capsys):
 ])
 def test_strings_styles_and_other_records_are_counted_before_openpyxl(
         tmp_path, capsys, monkeypatch, limit, value, problem):
-    src = make_book(tmp_path / "l.xlsx", variant("double-quotes"))
-    monkeypatch.setattr(xlsx_read, limit, value)
-
-    def no_openpyxl(*a, **k):
-        raise AssertionError("openpyxl ran before the guard")
-    monkeypatch.setattr(openpyxl, "load_workbook", no_openpyxl)
-    err = refused(tmp_path, capsys, src)
+    err = refused_before_openpyxl(tmp_path, capsys, monkeypatch, limit, value)
     assert err.startswith(f"xlglmm recalc: error: IN: is too large to read safely: {problem}")
     assert len(err) <= 290
 
