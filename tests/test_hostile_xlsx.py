@@ -311,7 +311,6 @@ def test_rows_out_of_order_are_not_guessed(tmp_path):
         patch(src, tmp_path / "out.xlsx", WRITES, formulas=FORMULAS)
 
 
-
 def refused_before_openpyxl(tmp_path, capsys, monkeypatch, limit, value):
     """recalc's refusal of a small workbook with xlsx_read's ``limit`` set to
     ``value``, openpyxl made to fail if it is reached first."""
@@ -322,6 +321,7 @@ def refused_before_openpyxl(tmp_path, capsys, monkeypatch, limit, value):
         raise AssertionError("openpyxl ran before the guard")
     monkeypatch.setattr(openpyxl, "load_workbook", no_openpyxl)
     return refused(tmp_path, capsys, src)
+
 
 @pytest.mark.parametrize("limit, value, problem", [
     ("MAX_TOTAL_BYTES", 12_000, "it unpacks to more than 12 kB (reached in "),
