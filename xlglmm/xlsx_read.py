@@ -34,6 +34,8 @@ import zlib
 from dataclasses import dataclass, field
 from xml.parsers import expat
 
+from .excel_formula import col_number
+
 MAX_ENTRIES = 10_000                  # parts in the package
 MAX_PART_BYTES = 256 << 20            # one part, unpacked
 MAX_TOTAL_BYTES = 1 << 30             # all parts, unpacked
@@ -109,13 +111,6 @@ def is_xml_part(name: str) -> bool:
 # ---- streaming XML checks -----------------------------------------------------------------
 
 CELL_REF = re.compile(r"\$?([A-Za-z]{1,3})\$?([0-9]{1,7})$")
-
-
-def col_number(letters: str) -> int:
-    n = 0
-    for ch in letters.upper():
-        n = n * 26 + ord(ch) - 64
-    return n
 
 
 def xml_parser(name: str):

@@ -38,9 +38,9 @@ from dataclasses import dataclass
 from datetime import date, datetime, time
 from xml.parsers import expat
 
-from .excel_formula import cell_name
-from .xlsx_read import (CELL_REF, MAX_PART_BYTES, XlsxError, as_utf8, col_number,
-                        iter_part, open_zip, read_part, xml_parser)
+from .excel_formula import cell_name, col_number
+from .xlsx_read import (CELL_REF, MAX_PART_BYTES, XlsxError, as_utf8, iter_part, open_zip,
+                        read_part, xml_parser)
 
 __all__ = ["CellWrite", "ErrorValue", "XlsxError", "patch", "sheet_parts", "typed"]
 
