@@ -22,6 +22,7 @@ import math
 
 import numpy as np
 
+from .excel_formula import MAX_CELL_TEXT
 from .results import GLMMResult
 
 BLANK = None
@@ -142,11 +143,10 @@ def fit_block(result: GLMMResult, alpha: float = 0.05, extra_fit_rows=()) -> lis
     return rectangular(rows)
 
 
-#: the most characters an Excel cell holds; a longer text (a level label of an interaction
-#: of two long labels, a factor level after its variable's name) is cut to it and ends
-#: with a mark saying so, with the full text's length and a short hash of it (two labels
-#: that differ only beyond the cut stay apart)
-MAX_CELL_TEXT = 32_767
+# MAX_CELL_TEXT (excel_formula): the most characters an Excel cell holds; a longer text
+# (a level label of an interaction of two long labels, a factor level after its
+# variable's name) is cut to it and ends with a mark saying so, with the full text's
+# length and a short hash of it (two labels that differ only beyond the cut stay apart)
 
 
 def cut_mark(s: str) -> str:

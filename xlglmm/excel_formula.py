@@ -34,6 +34,7 @@ from dataclasses import dataclass, field
 
 MAX_ROW = 1_048_576
 MAX_COL = 16_384
+MAX_CELL_TEXT = 32_767      # characters a cell can hold
 
 # Nesting levels a formula may have: parentheses, function calls, unary signs and
 # percent signs each add one.  Excel allows 64 levels of nested functions; the

@@ -448,7 +448,6 @@ def _broadcast(fn, *vals):
     return [[fn(*(at(v, i, j) for v in vals)) for j in range(nc)] for i in range(nr)]
 
 
-MAX_TEXT = 32_767        # characters in a cell (Excel's limit)
 
 
 def _binary(op, a, b):
@@ -464,7 +463,7 @@ def _binary(op, a, b):
                 return y
             # as Excel: a text longer than a cell holds is #VALUE! (a doubling chain of
             # names would otherwise build gigabytes)
-            return XLError("#VALUE!") if len(x) + len(y) > MAX_TEXT else x + y
+            return XLError("#VALUE!") if len(x) + len(y) > xf.MAX_CELL_TEXT else x + y
         return _broadcast(cat, a, b)
     return _broadcast(lambda x, y: _compare(op, x, y), a, b)
 

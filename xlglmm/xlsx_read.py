@@ -34,13 +34,12 @@ import zlib
 from dataclasses import dataclass, field
 from xml.parsers import expat
 
-from .excel_formula import col_number
+from .excel_formula import MAX_COL, MAX_ROW, col_number   # Excel's grid: XFD1048576
 
 MAX_ENTRIES = 10_000                  # parts in the package
 MAX_PART_BYTES = 256 << 20            # one part, unpacked
 MAX_TOTAL_BYTES = 1 << 30             # all parts, unpacked
 MAX_CELLS = 2_000_000                 # cells (<c> elements) in all worksheets
-MAX_ROW, MAX_COL = 1_048_576, 16_384  # Excel's grid: XFD1048576
 MAX_STRINGS = MAX_CELLS               # shared strings (<si>): no more than cells use
 MAX_STYLES = 64_000                   # entries of one list in styles.xml (Excel's limit
                                       # of cell formats): xfs, fonts, fills, borders...
