@@ -335,7 +335,7 @@ def _glmer(formula, data, family, *, link, offset, weights, nAGQ, groups, se_met
         deviance_value=float(fval), state=st_final, sigma=sigma, converged=converged,
         singular=singular, messages=messages, gradient=grad, hessian=hess,
         evaluations=dev.evaluations, seconds=float("nan"),
-        formula=design.spec.formula.text, se_z=se_z)
+        formula=design.spec.formula.text, se_z=se_z, stopped_by_budget=timed_out)
 
 
 def unscale(dev: GlmmDeviance, beta, vcov, v_rx, v_exact, grad=None, hess=None,
@@ -455,7 +455,7 @@ def _glmer_nb(formula, data, *, link, offset, weights, nAGQ, groups, se_method,
                               se_method="rx", time_budget=left(), max_evals=max_evals)
             if progress is not None:
                 progress("negative binomial theta", len(fits))
-            if any(m.startswith("Stopped at the time budget") for m in fits[key].messages):
+            if fits[key].stopped_by_budget:
                 del fits[key]           # not a value of the profile: out of time
                 raise FitTimeout()
         return -fits[key].llf

@@ -20,7 +20,8 @@ class GLMMResult:
 
     def __init__(self, *, design, devfun, family, nAGQ, theta, beta, vcov, vcov_method,
                  vcov_rx, vcov_exact, deviance_value, state, sigma, converged, singular, messages,
-                 gradient, hessian, evaluations, seconds, formula, se_z=None):
+                 gradient, hessian, evaluations, seconds, formula, se_z=None,
+                 stopped_by_budget=False):
         self.design = design
         self._dev = devfun
         self.family = family
@@ -28,6 +29,8 @@ class GLMMResult:
         self.theta = np.asarray(theta, float)
         self.sigma = float(sigma)
         self.converged = bool(converged)
+        #: the time budget stopped the optimizer (its note says so): not an optimum
+        self.stopped_by_budget = bool(stopped_by_budget)
         self.singular = bool(singular)
         self.messages = list(messages)
         self.gradient = gradient
