@@ -35,7 +35,8 @@ sys.path.insert(0, str(ROOT))
 
 import numpy as np  # noqa: E402
 
-from xlglmm import cache, udfs  # noqa: E402
+from xlglmm.sheet import cache
+from xlglmm.sheet import udfs  # noqa: E402
 
 EXCEL_ROWS = 1_048_576
 

@@ -14,7 +14,7 @@
 
 * **cold** (``--cold``): the same first call with an empty Numba cache (a new
   NUMBA_CACHE_DIR per run), so the kernels are compiled -- what the very first
-  formula after installing costs; and ``xlglmm.jit.warm_up()`` from an empty cache,
+  formula after installing costs; and ``xlglmm.engine.jit.warm_up()`` from an empty cache,
   which compiles what the installers (``xlglmm addin install``, ``xlglmm
   libreoffice install``) compile ahead: every family, AGQ, the linear mixed model.
 
@@ -42,7 +42,7 @@ import json, sys, time
 t0 = time.perf_counter()
 sys.path.insert(0, {root!r})
 import numpy as np, pandas as pd
-from xlglmm import udfs
+from xlglmm.sheet import udfs
 df = pd.read_csv({csv!r})
 y = [["incidents"]] + [[float(v)] for v in df.incidents]
 X = [["training"]] + [[float(v)] for v in df.training]
@@ -72,7 +72,8 @@ import json, sys, time
 t0 = time.perf_counter()
 sys.path.insert(0, {root!r})
 import numpy as np, pandas as pd
-from xlglmm import jit, udfs
+from xlglmm.engine import jit
+from xlglmm.sheet import udfs
 t1 = time.perf_counter()
 if {warm_up!r}:
     assert not jit.warm_up()
@@ -129,7 +130,7 @@ def cold(runs: int) -> list[str]:
         f"| of which compiling and loading compiled code ({int(med['kernels'])} functions compiled) | {med['compile_s']:.1f} s | |",
         f"| import of xlglmm | {med['import_s']:.2f} s | |",
         f"| whole process | {med['process_s']:.1f} s | |",
-        f"| `xlglmm.jit.warm_up()`: everything the installers compile ahead "
+        f"| `xlglmm.engine.jit.warm_up()`: everything the installers compile ahead "
         f"({int(wmed['kernels'])} functions: every family, AGQ, LMM) | {wmed['warm_up_s']:.1f} s | |",
     ]
 

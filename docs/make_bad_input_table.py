@@ -20,7 +20,7 @@ sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
 
 from hostile_cases import CASES, fixed_names, notes, value  # noqa: E402
 
-from xlglmm import cache  # noqa: E402
+from xlglmm.sheet import cache  # noqa: E402
 
 DOC = ROOT / "docs" / "bad-input.md"
 START, END = "<!-- bad-input-table:start -->", "<!-- bad-input-table:end -->"

@@ -1,9 +1,9 @@
-"""Build the Excel and LibreOffice add-in files in xlglmm/addin_files/ (package data).
+"""Build the Excel and LibreOffice add-in files in xlglmm/bridges/addin_files/ (package data).
 
     python scripts/build_addin.py           # (re)build
     python scripts/build_addin.py --check   # exit 1 if a file is missing or out of date
 
-xlglmm/addin_files/ is the only copy: the wheel, an editable install and a checkout all
+xlglmm/bridges/addin_files/ is the only copy: the wheel, an editable install and a checkout all
 use it.  In it:
 
 * xlglmm.xlam       -- made by running `xlwings quickstart xlglmm --addin` in a
@@ -11,7 +11,7 @@ use it.  In it:
                        quickstart_addin.xlam; needs no Excel).  Tied to the installed
                        xlwings, which must be the pinned 0.37.8.
 * xlglmm_udfs.bas   -- the VBA wrappers xlwings' own generate_vba_wrapper writes for
-                       module xlglmm.udfs (run on any OS through scripts/xlwings_vba.py),
+                       module xlglmm.sheet.udfs (run on any OS through scripts/xlwings_vba.py),
                        with the header lines of import_udfs, CRLF line ends as on Windows.
 * libreoffice/XLGLMM.bas -- the LibreOffice Basic module, generated from the same
                        signatures (xlglmm.libreoffice.basic_module).
@@ -30,7 +30,7 @@ import tempfile
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-PACKAGED = ROOT / "xlglmm" / "addin_files"
+PACKAGED = ROOT / "xlglmm" / "bridges" / "addin_files"
 for p in (Path(__file__).resolve().parent, ROOT):
     if str(p) not in sys.path:
         sys.path.insert(0, str(p))
@@ -38,7 +38,8 @@ for p in (Path(__file__).resolve().parent, ROOT):
 import xlwings  # noqa: E402
 
 import xlwings_vba  # noqa: E402  (scripts/xlwings_vba.py)
-from xlglmm import addin, libreoffice  # noqa: E402
+from xlglmm.bridges import excel_addin as addin
+from xlglmm.bridges import libreoffice  # noqa: E402
 
 
 def quickstart_xlam() -> bytes:
@@ -55,7 +56,7 @@ def udfs_bas() -> bytes:
 
 
 def expected_files(xlam: bytes | None = None) -> dict[str, bytes]:
-    """name -> bytes of every generated file in xlglmm/addin_files/."""
+    """name -> bytes of every generated file in xlglmm/bridges/addin_files/."""
     return {
         addin.ADDIN_FILE: quickstart_xlam() if xlam is None else xlam,
         addin.BAS_FILE: udfs_bas(),
@@ -80,7 +81,7 @@ def main(argv=None) -> int:
     if xlwings.__version__ != addin.XLWINGS_VERSION:
         print(f"error: xlwings {xlwings.__version__} is installed; the add-in is pinned to "
               f"{addin.XLWINGS_VERSION} (change the pin in pyproject.toml and "
-              "xlglmm/addin.py together)", file=sys.stderr)
+              "xlglmm/bridges/excel_addin.py together)", file=sys.stderr)
         return 1
     files = expected_files()
     bad = stale(files)

@@ -1,7 +1,7 @@
 """xlwings' Windows UDF machinery off Windows, as far as building the add-in needs it.
 
-``scripts/build_addin.py`` writes ``xlglmm/addin_files/xlglmm_udfs.bas`` with the VBA
-wrappers xlwings' own ``generate_vba_wrapper`` makes for ``xlglmm.udfs``.  That code
+``scripts/build_addin.py`` writes ``xlglmm/bridges/addin_files/xlglmm_udfs.bas`` with the VBA
+wrappers xlwings' own ``generate_vba_wrapper`` makes for ``xlglmm.sheet.udfs``.  That code
 lives in ``xlwings.udfs``, which imports pywin32, and reads the ``@xw.func/@xw.arg``
 decorators, which are no-ops off Windows.  This module makes it run on any OS:
 
@@ -10,9 +10,9 @@ decorators, which are no-ops off Windows.  This module makes it run on any OS:
   ``xlwings.com_server`` are imported, then taken out again, so nothing else in the
   process sees a fake pywin32.  Where real pywin32 exists nothing is stubbed.
 * **Decorated module**: ``udf_module()`` executes ``xlglmm/udfs.py`` a second time into
-  a *separate module object* (named ``xlglmm.udfs`` but never put in ``sys.modules``)
+  a *separate module object* (named ``xlglmm.sheet.udfs`` but never put in ``sys.modules``)
   while ``xlwings.func/arg/ret`` are temporarily bound to the real
-  ``xlwings.udfs.xlfunc/xlarg/xlret``.  ``import xlglmm.udfs`` elsewhere in the same
+  ``xlwings.udfs.xlfunc/xlarg/xlret``.  ``import xlglmm.sheet.udfs`` elsewhere in the same
   process is unaffected and still gives the plain (undecorated) module.
 * ``generate_vba()`` and ``wizard_help()``: the VBA module and the Function Wizard texts
   ``xlwings.udfs.import_udfs`` would produce.
@@ -33,7 +33,7 @@ import types
 
 import xlwings
 
-MODULE_NAME = "xlglmm.udfs"
+MODULE_NAME = "xlglmm.sheet.udfs"
 ADDIN_FILE_NAME = "xlglmm.xlam"
 
 #: pywin32 modules that ``xlwings.udfs`` and ``xlwings.com_server`` import

@@ -14,7 +14,7 @@ import datetime as dt
 import math
 from dataclasses import dataclass, field
 
-from xlglmm import udfs
+from xlglmm.sheet import udfs
 
 Y = [2, 3, 5, 1, 2, 4, 6, 2, 3, 1, 0, 4]
 X = [1, 2, 3, 1, 2, 3, 4, 1, 2, 3, 1, 2]

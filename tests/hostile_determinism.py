@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 
 from refs import PACKAGE_DATA
-from xlglmm import udfs
+from xlglmm.sheet import udfs
 
 
 def determinism_calls():

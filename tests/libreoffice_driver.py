@@ -46,7 +46,7 @@ def start(profile, soffice, as_given=False):
     this Python's folder -- the one with LibreOffice's uno -- goes first on PATH:
     LibreOffice's embedded Python (Debian: the system libpython) takes the first `python3`
     on PATH for itself, and a virtual environment or pyenv there makes it load another
-    Python's library and fail (see xlglmm.libreoffice); that keeps scripts run from a
+    Python's library and fail (see xlglmm.bridges.libreoffice); that keeps scripts run from a
     development shell working (workbooks/build_templates.py).  The tests pass --as-given:
     they start LibreOffice in the environment of the user's shell."""
     pipe = "xlglmm_" + uuid.uuid4().hex[:12]

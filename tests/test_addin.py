@@ -15,10 +15,11 @@ import pytest
 import xlwings
 
 import xlwings_harness as h
-from xlglmm import addin, cli
+from xlglmm.bridges import excel_addin as addin
+from xlglmm import cli
 
 ROOT = Path(__file__).resolve().parent.parent
-ADDIN_DIR = addin.addin_dir()          # xlglmm/addin_files: the only copy
+ADDIN_DIR = addin.addin_dir()          # xlglmm/bridges/addin_files: the only copy
 
 Y = (2, 3, 5, 1, 2, 4)
 X = (1, 2, 3, 1, 2, 3)
@@ -96,9 +97,9 @@ def test_com_helpers():
 
 def test_harness_leaves_no_trace():
     h.excel_call("GLMM_POISSON", h.com_column(Y), h.com_column(X), h.com_column(G))
-    import xlglmm.udfs as plain
+    import xlglmm.sheet.udfs as plain
     decorated = h.udf_module()
-    assert plain is not decorated and sys.modules["xlglmm.udfs"] is plain
+    assert plain is not decorated and sys.modules["xlglmm.sheet.udfs"] is plain
     assert hasattr(decorated.GLMM_POISSON, "__xlfunc__")
     if not sys.platform.startswith("win"):
         assert not hasattr(plain.GLMM_POISSON, "__xlfunc__")   # xw.func is a no-op here
@@ -133,9 +134,9 @@ def generated_bas() -> bytes:
 
 
 def test_bas_file_matches_generated_wrappers():
-    """Drift: xlglmm_udfs.bas is what xlwings generates for xlglmm.udfs now."""
+    """Drift: xlglmm_udfs.bas is what xlwings generates for xlglmm.sheet.udfs now."""
     assert (ADDIN_DIR / addin.BAS_FILE).read_bytes() == generated_bas(), (
-        "xlglmm/addin_files/xlglmm_udfs.bas is out of date: run  python scripts/build_addin.py")
+        "xlglmm/bridges/addin_files/xlglmm_udfs.bas is out of date: run  python scripts/build_addin.py")
 
 
 def test_bas_header_is_import_udfs_header():
@@ -175,7 +176,7 @@ def vba_function_lines(text: str) -> dict:
 
 @pytest.mark.parametrize("name", h.FUNCTIONS)
 def test_vba_signature_lists_python_arguments_in_order(name):
-    import xlglmm.udfs as plain
+    import xlglmm.sheet.udfs as plain
     params = inspect.signature(getattr(plain, name)).parameters.values()
     expected = [("Optional " if p.default is not inspect.Parameter.empty else "") + p.name
                 for p in params]
@@ -235,7 +236,7 @@ def test_xlam_is_what_xlwings_quickstart_addin_command_makes(tmp_path):
 
 
 def test_build_script_output_equals_the_committed_files():
-    """Every generated file in xlglmm/addin_files/ (the only copy) is byte for byte what
+    """Every generated file in xlglmm/bridges/addin_files/ (the only copy) is byte for byte what
     scripts/build_addin.py writes now, so the .xlam and the .bas files cannot drift from
     their sources; and the build reads nothing from tests/."""
     build = build_addin()
@@ -243,7 +244,7 @@ def test_build_script_output_equals_the_committed_files():
     assert sorted(files) == sorted([addin.ADDIN_FILE, addin.BAS_FILE, "libreoffice/XLGLMM.bas"])
     for name, data in files.items():
         assert (ADDIN_DIR / name).read_bytes() == data, (
-            f"xlglmm/addin_files/{name} is out of date: run  python scripts/build_addin.py")
+            f"xlglmm/bridges/addin_files/{name} is out of date: run  python scripts/build_addin.py")
     assert build.stale(files) == {}
     assert build.PACKAGED.resolve() == ADDIN_DIR.resolve()
     assert not (ROOT / "addin").exists()                    # no second copy
@@ -273,7 +274,7 @@ def test_conf_example():
     lines = raw.decode("ascii").split("\r\n")
     assert lines[-1] == "" and all(re.fullmatch(r'"[^"]+","[^"]*"', ln) for ln in lines[:-1])
     conf = dict(addin.parse_config(raw.decode("ascii")))
-    assert conf["UDF MODULES"] == "xlglmm.udfs"
+    assert conf["UDF MODULES"] == "xlglmm.sheet.udfs"
     assert conf["INTERPRETER_WIN"].endswith("python.exe")
 
 
@@ -303,7 +304,7 @@ def test_install_to_dest(tmp_path, capsys):
     assert (tmp_path / "xlglmm.xlam").read_bytes() == addin.addin_file(addin.ADDIN_FILE).read_bytes()
     for project in addin.PROJECT_NAMES:
         conf = tmp_path / f".{project}" / f"{project}.conf"
-        assert read_conf(conf) == {"INTERPRETER_WIN": sys.executable, "UDF MODULES": "xlglmm.udfs"}
+        assert read_conf(conf) == {"INTERPRETER_WIN": sys.executable, "UDF MODULES": "xlglmm.sheet.udfs"}
         assert conf.read_bytes().count(b"\r\n") == 2
     for needle in ("Trust access to the VBA project object model", "ImportPythonUDFsToAddin",
                    "xlglmm_udfs.bas", "Restart Excel", "INSTALL.md"):
@@ -320,7 +321,7 @@ def test_install_compiles_the_kernels_for_the_python_excel_calls(tmp_path, capsy
     """On Windows the installer compiles the kernels for the Python the add-in calls
     (this one), so the first worksheet call does not wait for them; not with
     --no-compile, not for another interpreter, and it says so when compiling fails."""
-    from xlglmm import jit
+    from xlglmm.engine import jit
     monkeypatch.setattr(addin, "is_windows", lambda: True)
     monkeypatch.setattr(addin, "config_encoding", lambda: "utf-8")
     calls = []
@@ -339,7 +340,7 @@ def test_install_compiles_the_kernels_for_the_python_excel_calls(tmp_path, capsy
 
 
 def test_warm_up_compiles_every_common_fit():
-    from xlglmm import jit
+    from xlglmm.engine import jit
     assert jit.warm_up() == []
 
 
@@ -391,7 +392,7 @@ def test_install_merges_an_existing_config(tmp_path, capsys):
     assert code == 0
     assert addin.parse_config(conf.read_text()) == [
         ("PYTHONPATH", r"C:\code"), ("interpreter_win", r"C:\new\python.exe"),
-        ("UDF MODULES", "xlglmm.udfs")]
+        ("UDF MODULES", "xlglmm.sheet.udfs")]
     assert conf.with_name("myaddin.conf.bak").read_text().startswith('"PYTHONPATH"')
     assert "WARNING" in out and "old\\python.exe" in out.replace("\\\\", "\\")
     code, out = run_cli(capsys, "addin", "install", "--dest", str(tmp_path), "--interpreter",
@@ -401,9 +402,9 @@ def test_install_merges_an_existing_config(tmp_path, capsys):
 
 def test_merged_config():
     text, changed = addin.merged_config('"A","1"\n"UDF MODULES","x"\n"udf modules","y"\n',
-                                        {"UDF MODULES": "xlglmm.udfs", "B": "2"})
-    assert addin.parse_config(text) == [("A", "1"), ("UDF MODULES", "xlglmm.udfs"), ("B", "2")]
-    assert changed == [("UDF MODULES", "x", "xlglmm.udfs")]
+                                        {"UDF MODULES": "xlglmm.sheet.udfs", "B": "2"})
+    assert addin.parse_config(text) == [("A", "1"), ("UDF MODULES", "xlglmm.sheet.udfs"), ("B", "2")]
+    assert changed == [("UDF MODULES", "x", "xlglmm.sheet.udfs")]
 
 
 def test_python_m_xlglmm(tmp_path):

@@ -12,7 +12,8 @@ from pathlib import Path
 import openpyxl
 import pytest
 
-from xlglmm import cache, cli, demo, files, udfs
+from xlglmm.sheet import cache, udfs
+from xlglmm import cli, demo, files
 from xlglmm.files import Exit
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -381,7 +382,7 @@ def test_lmm_fits_are_reported_as_fits(tmp_path, capsys):
 
 
 def test_lmm_progress_reaches_the_ticker():
-    from xlglmm.recalc import watching_fits
+    from xlglmm.workbook.recalc import watching_fits
     seen = []
     cache.clear()
     y = [["y"]] + [[float(v)] for v in (1, 2, 3, 2, 4, 5, 3, 4, 6, 5, 6, 8)]
@@ -394,7 +395,7 @@ def test_lmm_progress_reaches_the_ticker():
     # the hook is the context variable udfs offers, not a swapped udfs.lmer: outside
     # the block no observer is left, and the fitting functions are the package's own
     assert udfs._FIT_OBSERVER.get() is None
-    assert udfs.lmer.__module__ == "xlglmm.lmm" and udfs.glmer.__module__ == "xlglmm.fit"
+    assert udfs.lmer.__module__ == "xlglmm.engine.lmm" and udfs.glmer.__module__ == "xlglmm.engine.fit"
 
 
 def test_compare_of_blocks_is_computed_not_fitted(tmp_path, capsys):

@@ -4,8 +4,8 @@ import pandas as pd
 import pytest
 
 import xlglmm
-from xlglmm.design import build_design
-from xlglmm.family import Family
+from xlglmm.engine.design import build_design
+from xlglmm.engine.family import Family
 
 POIS = Family("poisson")
 
@@ -125,7 +125,7 @@ def test_scale_check_as_lme4s_check_scaleX():
     """lme4 warns 'Some predictor variables are on very different scales' (checkScaleX,
     tol 1000) for these matrices exactly as marked (R 4.2, lme4 1.1-31:
     ``length(attr(lme4:::checkScaleX(X), "msgScaleX")) > 0``)."""
-    from xlglmm.design import scales_differ
+    from xlglmm.engine.design import scales_differ
     k = np.arange(1, 51, dtype=float)
     x, z, one = np.sin(k), np.cos(k), np.ones(50)
     b = (x > 0).astype(float)
@@ -143,7 +143,7 @@ def test_scale_check_as_lme4s_check_scaleX():
 
 
 def test_scale_note_reaches_the_block():
-    from xlglmm.design import SCALE_WARNING
+    from xlglmm.engine.design import SCALE_WARNING
     k = np.arange(60)
     d = pd.DataFrame({"y": (k % 5).astype(float), "x": np.sin(k) * 1e4,
                       "g": [f"g{i % 6}" for i in k]})

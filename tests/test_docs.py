@@ -9,11 +9,11 @@ from pathlib import Path
 
 import pytest
 
-from xlglmm import udfs
+from xlglmm.sheet import udfs
 
 ROOT = Path(__file__).resolve().parent.parent
 PAGES = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md")),
-         ROOT / "xlglmm" / "addin_files" / "INSTALL.md"]
+         ROOT / "xlglmm" / "bridges" / "addin_files" / "INSTALL.md"]
 LINK = re.compile(r"\]\(([^)\s]+)\)")
 
 

@@ -1,4 +1,4 @@
-"""Issue 13, a step towards family objects: one family registry (xlglmm/family.py)
+"""Issue 13, a step towards family objects: one family registry (xlglmm/engine/family.py)
 answers every family and link word for the Python API and the worksheet functions,
 and no module outside it compares family names.
 
@@ -13,8 +13,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from xlglmm import block, cache, fit, udfs
-from xlglmm.family import (FAMILY_SPECS, SHEET_FAMILIES, SHEET_LINKS, Family,
+from xlglmm.sheet import block, cache, udfs
+from xlglmm.engine import fit
+from xlglmm.engine.family import (FAMILY_SPECS, SHEET_FAMILIES, SHEET_LINKS, Family,
                            estimates_theta, family_spec, make_family)
 
 PACKAGE = Path(__file__).resolve().parents[1] / "xlglmm"

@@ -40,7 +40,7 @@ res = xlglmm.glmer("incidents ~ training", df, "poisson", groups=["plant", "mont
 print(json.dumps({"converged": res.converged, "beta": res.fe_params.tolist(),
                   "se": res.fe_bse.tolist(), "llf": res.llf, "messages": res.messages,
                   "compile_seconds": res.compile_seconds, "seconds": res.seconds,
-                  "compilations": xlglmm.jit.compilations(),
+                  "compilations": xlglmm.engine.jit.compilations(),
                   "package": xlglmm.__file__}))
 """
 
@@ -132,7 +132,7 @@ def test_compilation_time_is_counted_per_thread():
     import threading
     import time
     import numba
-    from xlglmm import jit
+    from xlglmm.engine import jit
     results = []
 
     def work(k):

@@ -2,7 +2,7 @@
 formula text is ever evaluated."""
 import pytest
 
-from xlglmm.formula import FormulaError, Variable, parse_formula
+from xlglmm.engine.formula import FormulaError, Variable, parse_formula
 
 
 def labels(terms):

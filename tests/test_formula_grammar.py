@@ -26,8 +26,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from xlglmm import formula as fm
-from xlglmm.formula import FormulaError, parse_formula, term_label
+from xlglmm.engine import formula as fm
+from xlglmm.engine.formula import FormulaError, parse_formula, term_label
 
 DATA = Path(__file__).parent / "data"
 CASES = DATA / "formula_terms_cases.txt"
@@ -297,8 +297,8 @@ def test_the_design_builds_or_says_why(case):
     """Response reuse, transforms of the response and the offset, repeated variables:
     the design is built, or refused with a DesignError -- never another exception
     (a fuzz run found 696 of 5,953 formulas failing with KeyError)."""
-    from xlglmm.design import DesignError, build_design
-    from xlglmm.family import make_family
+    from xlglmm.engine.design import DesignError, build_design
+    from xlglmm.engine.family import make_family
     text = case[0]
     if "|" not in text:
         text += " + (1|g)"

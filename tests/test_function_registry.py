@@ -11,8 +11,10 @@ import re
 import openpyxl
 import pytest
 
-from xlglmm import cache, libreoffice, recalc, udfs
-from xlglmm.recalc import Book, Engine, watching_fits
+from xlglmm.sheet import cache, udfs
+from xlglmm.bridges import libreoffice
+from xlglmm.workbook import recalc
+from xlglmm.workbook.recalc import Book, Engine, watching_fits
 
 # What udfs.py declares, written out: name -> (parameters, required, range arguments)
 EXPECTED = {

@@ -34,7 +34,7 @@ from hypothesis import strategies as st
 import hostile_strategies as hs
 from hostile_cases import CASES, check_case
 from hostile_determinism import determinism_calls
-from xlglmm import cache, udfs
+from xlglmm.sheet import cache, udfs
 
 ROOT = Path(__file__).resolve().parent.parent
 

@@ -14,12 +14,12 @@ import pandas as pd
 import pytest
 
 import xlglmm
-from xlglmm import cost, fit, kernels
-from xlglmm.design import DesignError, _rank_by_qr, _rank_sequential, build_design, \
+from xlglmm.engine import cost, fit, kernels
+from xlglmm.engine.design import DesignError, _rank_by_qr, _rank_sequential, build_design, \
     full_rank_columns
-from xlglmm.devfun import GlmmDeviance
-from xlglmm.family import make_family
-from xlglmm.optimize import Budget, FitTimeout
+from xlglmm.engine.devfun import GlmmDeviance
+from xlglmm.engine.family import make_family
+from xlglmm.engine.optimize import Budget, FitTimeout
 
 POISSON = make_family("poisson")
 
@@ -415,7 +415,7 @@ def test_z_and_p_of_extreme_scale_are_scale_free(s):
 
 
 def test_subnormal_column_kept_by_the_rank_check():
-    from xlglmm.design import column_exponents, full_rank_columns, scale_by_exponents
+    from xlglmm.engine.design import column_exponents, full_rank_columns, scale_by_exponents
     x = np.array([1.0, 2.0, 3.0, 5.0]) * 1e-310
     X = np.column_stack([np.ones(4), x])
     with np.errstate(all="raise"):              # no overflow on the way
@@ -441,7 +441,7 @@ def _forbid(monkeypatch):
     random intercept's one-column Z may be built: n numbers)."""
     def boom(*a, **k):
         raise AssertionError("the expensive work ran before the refusal")
-    import xlglmm.design as design_mod
+    import xlglmm.engine.design as design_mod
     real = design_mod._model_matrix
 
     def model_matrix(terms, *a, **k):
@@ -471,8 +471,8 @@ def test_too_slow_refused_before_the_model_matrix_and_its_qr(monkeypatch, n, lev
 def _terms(df, formula):
     """(terms, intercept, specs, values) of the formula's fixed part, as the design reads
     them: the columns present (not all zero), the count the guard used."""
-    from xlglmm.design import DataTable, _factor_codes, VarSpec
-    from xlglmm.formula import parse_formula
+    from xlglmm.engine.design import DataTable, _factor_codes, VarSpec
+    from xlglmm.engine.formula import parse_formula
     f = parse_formula(formula)
     specs, values = {}, {}
     for t in f.terms:
@@ -494,8 +494,8 @@ def test_the_rank_check_is_counted_in_the_time_bound():
 
 
 def test_the_worksheet_builds_the_design_once(monkeypatch):
-    from xlglmm import cache, udfs
-    import xlglmm.fit as fit_mod
+    from xlglmm.sheet import cache, udfs
+    import xlglmm.engine.fit as fit_mod
     calls = []
     real = fit_mod.build_design
 

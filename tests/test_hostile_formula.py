@@ -25,9 +25,9 @@ import pandas as pd
 import pytest
 
 import xlglmm
-from xlglmm import formula as fm
-from xlglmm import udfs
-from xlglmm.formula import FormulaError, Variable, parse_formula
+from xlglmm.engine import formula as fm
+from xlglmm.sheet import udfs
+from xlglmm.engine.formula import FormulaError, Variable, parse_formula
 
 DATA = Path(__file__).parent / "data"
 ROOT = Path(__file__).parent.parent
@@ -128,7 +128,7 @@ def test_recalc_refuses_with_the_cap(tmp_path):
 def test_libreoffice_worker_refuses_with_the_cap():
     req = {"function": "GLMM", "args": [{"kind": "value", "value": product(15)},
                                         {"kind": "value", "value": SMALL}]}
-    r = _run(["-m", "xlglmm.libreoffice", "serve"], input=json.dumps(req) + "\n")
+    r = _run(["-m", "xlglmm.bridges.libreoffice", "serve"], input=json.dumps(req) + "\n")
     lines = [json.loads(x) for x in r.stdout.splitlines()]
     assert lines[1] == {"result": "#GLMM! " + CAP_15}
 

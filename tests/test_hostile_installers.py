@@ -19,10 +19,12 @@ from pathlib import Path
 
 import pytest
 
-from xlglmm import addin, cli, libreoffice as lo, udfs
+from xlglmm.bridges import excel_addin as addin, libreoffice as lo
+from xlglmm import cli
+from xlglmm.sheet import udfs
 
 ROOT = Path(__file__).resolve().parent.parent
-SCRIPT = ROOT / "xlglmm" / "addin_files" / "libreoffice" / "xlglmm_calc.py"
+SCRIPT = ROOT / "xlglmm" / "bridges" / "addin_files" / "libreoffice" / "xlglmm_calc.py"
 PLANTED = "raise SystemExit('PLANTED {} imported from {}')\n"
 
 
@@ -100,7 +102,9 @@ def hanging_worker(tmp_path: Path) -> Path:
     pkg = tmp_path / "hang" / "xlglmm"
     pkg.mkdir(parents=True)
     (pkg / "__init__.py").write_text("")
-    (pkg / "libreoffice.py").write_text(
+    (pkg / "bridges").mkdir()
+    (pkg / "bridges" / "__init__.py").write_text("")
+    (pkg / "bridges" / "libreoffice.py").write_text(
         "import json, sys, time\n"
         "print(json.dumps({'protocol': 1}), flush=True)\n"
         "sys.stdin.readline()\n"
@@ -321,9 +325,9 @@ def test_plain_windows_paths_round_trip_through_xlwings_reader(tmp_path, capsys,
     for project in addin.PROJECT_NAMES:
         conf = tmp_path / f".{project}" / f"{project}.conf"
         assert conf.read_bytes() == (f'"INTERPRETER_WIN","{value}"\r\n'
-                                     '"UDF MODULES","xlglmm.udfs"\r\n').encode("utf-8")
+                                     '"UDF MODULES","xlglmm.sheet.udfs"\r\n').encode("utf-8")
         assert addin.parse_config(conf.read_text("utf-8")) == [
-            ("INTERPRETER_WIN", value), ("UDF MODULES", "xlglmm.udfs")]
+            ("INTERPRETER_WIN", value), ("UDF MODULES", "xlglmm.sheet.udfs")]
         monkeypatch.setattr(xlwings, "USER_CONFIG_FILE", str(conf))
         assert xlwings.utils.read_user_config() == {"interpreter_win": value,
-                                                    "udf modules": "xlglmm.udfs"}
+                                                    "udf modules": "xlglmm.sheet.udfs"}

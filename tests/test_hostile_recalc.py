@@ -17,8 +17,9 @@ import pytest
 from openpyxl.workbook.defined_name import DefinedName
 from openpyxl.worksheet.formula import ArrayFormula
 
-from xlglmm import cache, excel_formula, recalc
-from xlglmm.recalc import Book, Engine, XLError, wildcard_matcher
+from xlglmm.sheet import cache
+from xlglmm.workbook import excel_formula, recalc
+from xlglmm.workbook.recalc import Book, Engine, XLError, wildcard_matcher
 
 ROOT = Path(__file__).resolve().parent.parent
 HANG = 120          # seconds: a subprocess still running then has hung

@@ -7,7 +7,7 @@ import math
 import pytest
 
 from hostile_cases import G, H, X, Y, col, cols, table
-from xlglmm import block, udfs
+from xlglmm.sheet import block, udfs
 
 # a data set whose group effects are not zero (the shared Y gives a singular fit, where
 # every group's prediction is the population one and a misplaced label would not show)

@@ -19,9 +19,10 @@ from pathlib import Path
 import openpyxl
 import pytest
 
-from xlglmm import cli, xlsx_read
+from xlglmm import cli
+from xlglmm.workbook import xlsx_read
 from xlglmm.files import Exit
-from xlglmm.xlsx_write import CellWrite, XlsxError, patch
+from xlglmm.workbook.xlsx_write import CellWrite, XlsxError, patch
 
 ROOT = Path(__file__).resolve().parent.parent
 MAIN = "http://schemas.openxmlformats.org/spreadsheetml/2006/main"
@@ -401,7 +402,7 @@ def test_sixty_thousand_comments_do_not_hang(tmp_path):
     xml = xml.replace(b"</sheetData>", b"<!--<row-->" * 30000 + b"</sheetData>")
     src = make_book(tmp_path / "c.xlsx", xml)
     out = tmp_path / "c_out.xlsx"
-    script = ("import sys; from xlglmm.xlsx_write import patch, CellWrite; "
+    script = ("import sys; from xlglmm.workbook.xlsx_write import patch, CellWrite; "
               "patch(sys.argv[1], sys.argv[2], {'Data': {(2, 6): CellWrite('value', 1.5)}})")
     subprocess.run([sys.executable, "-c", script, str(src), str(out)], env=ENV, timeout=60,
                    check=True)

@@ -4,10 +4,10 @@ import pandas as pd
 import pytest
 from scipy import integrate, optimize, special, stats
 
-from xlglmm import kernels
-from xlglmm.design import build_design
-from xlglmm.devfun import GlmmDeviance, gauss_hermite
-from xlglmm.family import Family, conditional_aic, linkinv, mu_eta, unit_loglik
+from xlglmm.engine import kernels
+from xlglmm.engine.design import build_design
+from xlglmm.engine.devfun import GlmmDeviance, gauss_hermite
+from xlglmm.engine.family import Family, conditional_aic, linkinv, mu_eta, unit_loglik
 
 RNG = np.random.default_rng(20261124)
 

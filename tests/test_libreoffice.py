@@ -1,4 +1,4 @@
-"""LibreOffice Calc bridge (xlglmm/addin_files/libreoffice, xlglmm.libreoffice).
+"""LibreOffice Calc bridge (xlglmm/bridges/addin_files/libreoffice, xlglmm.bridges.libreoffice).
 
 Two layers:
 
@@ -36,13 +36,15 @@ import pytest
 from openpyxl.utils import get_column_letter
 from refs import PACKAGE_DATA
 
-from xlglmm import cli, libreoffice, udfs
-from xlglmm.excel_formula import parse_range
+from xlglmm import cli
+from xlglmm.bridges import libreoffice
+from xlglmm.sheet import udfs
+from xlglmm.workbook.excel_formula import parse_range
 from test_workbooks import (MODELS, TEMPLATE_FILES, check_compare_block, check_fit_block,
                             check_predict_block, check_ranef_block, data_frame, xlglmm_formulas)
 
 ROOT = Path(__file__).resolve().parent.parent
-SCRIPT = ROOT / "xlglmm" / "addin_files" / "libreoffice" / "xlglmm_calc.py"
+SCRIPT = ROOT / "xlglmm" / "bridges" / "addin_files" / "libreoffice" / "xlglmm_calc.py"
 DRIVER = Path(__file__).resolve().parent / "libreoffice_driver.py"
 SAFETY = pd.read_csv(PACKAGE_DATA / "workplace_safety.csv")
 
@@ -179,11 +181,13 @@ def test_bridge_and_worker_process_round_trip(tmp_path):
 
 
 def fake_worker(tmp_path, body):
-    """A package `xlglmm` whose `libreoffice` module runs `body` instead of serving."""
+    """A package `xlglmm` whose `bridges.libreoffice` module runs `body` instead of serving."""
     pkg = tmp_path / "fake" / "xlglmm"
     pkg.mkdir(parents=True)
     (pkg / "__init__.py").write_text("")
-    (pkg / "libreoffice.py").write_text(textwrap.dedent(body))
+    (pkg / "bridges").mkdir()
+    (pkg / "bridges" / "__init__.py").write_text("")
+    (pkg / "bridges" / "libreoffice.py").write_text(textwrap.dedent(body))
     return str(tmp_path / "fake")
 
 

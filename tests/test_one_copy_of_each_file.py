@@ -1,5 +1,5 @@
 """One copy of every file (issue 13): the add-in files live only in the package's
-xlglmm/addin_files, the shipped data sets only in xlglmm/data (tests read them through
+xlglmm/bridges/addin_files, the shipped data sets only in xlglmm/data (tests read them through
 refs.PACKAGE_DATA), and no shipped module or script imports a test helper or a test
 file itself."""
 from __future__ import annotations
@@ -53,8 +53,8 @@ def test_no_two_tracked_files_have_the_same_bytes():
 
 def test_the_addin_files_have_one_home():
     assert not (ROOT / "addin").exists()
-    assert sorted(p.relative_to(ROOT / "xlglmm" / "addin_files").as_posix()
-                  for p in (ROOT / "xlglmm" / "addin_files").rglob("*")
+    assert sorted(p.relative_to(ROOT / "xlglmm" / "bridges" / "addin_files").as_posix()
+                  for p in (ROOT / "xlglmm" / "bridges" / "addin_files").rglob("*")
                   if p.is_file() and "__pycache__" not in p.parts) == [
         ".gitattributes", "INSTALL.md", "libreoffice/XLGLMM.bas",
         "libreoffice/xlglmm_calc.py", "xlglmm.conf.example", "xlglmm.xlam",

@@ -32,7 +32,7 @@ import pytest
 from openpyxl.worksheet.formula import ArrayFormula
 
 from xlglmm import numfmt
-from xlglmm.excel_formula import parse_range
+from xlglmm.workbook.excel_formula import parse_range
 
 ROOT = Path(__file__).resolve().parent.parent
 TEMPLATES = sorted((ROOT / "workbooks").glob("*.xlsx"))

@@ -19,7 +19,7 @@ import pytest
 
 import xlglmm
 from refs import PACKAGE_DATA, fit, load_frame, manifest
-from xlglmm import devfun
+from xlglmm.engine import devfun
 
 # What the engine guarantees across machines (the tolerances of tests that compare
 # results computed on different machines, e.g. the templates' stored values):
@@ -111,7 +111,7 @@ def test_equal_groups_get_equal_cells():
     caterpillar tables do, would order them by that bit, machine by machine).  The
     blocks show numbers to 12 significant digits: the cells are equal."""
     import pandas as pd
-    from xlglmm import udfs
+    from xlglmm.sheet import udfs
     df = pd.read_csv(PACKAGE_DATA / "workplace_safety.csv")
     res = xlglmm.glmer("incidents ~ training + (1|plant) + (1|month)", df, "poisson",
                        offset=np.log(df.employees))

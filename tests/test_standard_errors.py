@@ -4,8 +4,8 @@ import numpy as np
 import pytest
 
 from refs import expected, fit, manifest
-from xlglmm.fit import _choose_cov
-from xlglmm.optimize import deriv12
+from xlglmm.engine.fit import _choose_cov
+from xlglmm.engine.optimize import deriv12
 
 SPEC = manifest()["cbpp_laplace"]
 
@@ -76,8 +76,8 @@ def test_warm_started_finite_differences_agree_and_save_iterations(cbpp):
     """hessian_fd and gradient with first-order warm starts of the mode searches
     give the same numbers as cold ones (the modes are converged either way) in
     fewer PIRLS iterations."""
-    from xlglmm.devfun import ModeWarmStarts
-    from xlglmm.optimize import gradient, hessian_fd
+    from xlglmm.engine.devfun import ModeWarmStarts
+    from xlglmm.engine.optimize import gradient, hessian_fd
     dev = cbpp._dev
     x = np.r_[cbpp.theta, cbpp.fe_params.to_numpy()]
     f = lambda z: dev.laplace(z[:1], z[1:])

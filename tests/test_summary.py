@@ -10,7 +10,7 @@ import pytest
 
 import xlglmm
 from refs import PACKAGE_DATA
-from xlglmm.results import _spaced
+from xlglmm.engine.results import _spaced
 
 
 

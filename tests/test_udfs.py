@@ -7,7 +7,7 @@ import pandas as pd
 import pytest
 
 import xlglmm
-from xlglmm import cache, udfs
+from xlglmm.sheet import cache, udfs
 from refs import DATA, PACKAGE_DATA, expected, load_frame, manifest
 from sheetdata import block_row, block_value, column, columns, table
 

@@ -12,7 +12,7 @@ import xlglmm
 import xlwings_harness as h
 from refs import PACKAGE_DATA, expected, load_frame, manifest
 from sheetdata import block_row, block_value, column, columns, table
-from xlglmm import cache
+from xlglmm.sheet import cache
 
 
 def com(rows):

@@ -25,9 +25,10 @@ from openpyxl.worksheet.formula import ArrayFormula
 from scipy import stats
 
 import xlglmm
-from xlglmm import cli, excel_formula, templates
-from xlglmm.excel_formula import FormulaSyntaxError, parse
-from xlglmm.recalc import recalc
+from xlglmm import cli
+from xlglmm.workbook import excel_formula, templates
+from xlglmm.workbook.excel_formula import FormulaSyntaxError, parse
+from xlglmm.workbook.recalc import recalc
 from refs import expected
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -671,7 +672,7 @@ def data_frame_plain(ws):
 
 
 def test_recalc_help_lists_the_evaluated_functions():
-    from xlglmm.recalc import BUILTINS
+    from xlglmm.workbook.recalc import BUILTINS
     listed = re.search(r"Other Excel functions evaluated: (.*?)\. An", cli.RECALC_EPILOG, re.S)
     assert set(listed.group(1).split()) == set(BUILTINS) - {"RANK.EQ"}
 

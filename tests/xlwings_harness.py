@@ -2,14 +2,14 @@
 
 On Windows, Excel runs an xlglmm worksheet function like this:
 
-    VBA wrapper (xlglmm/addin_files/xlglmm_udfs.bas)
-      -> XLPy.CallUDF("xlglmm.udfs", "GLMM_POISSON", Array(y, X, ...), ActiveWorkbook, Application.Caller)
+    VBA wrapper (xlglmm/bridges/addin_files/xlglmm_udfs.bas)
+      -> XLPy.CallUDF("xlglmm.sheet.udfs", "GLMM_POISSON", Array(y, X, ...), ActiveWorkbook, Application.Caller)
       -> xlwings.com_server.XLPython.CallUDF       (COM server in python.exe)
       -> xlwings.udfs.call_udf                     (argument conversion, the call, result conversion)
       -> xlwings.conversion.read / .write          (with the "excel" engine's value cleaning)
 
 Elsewhere ``import xlwings.udfs`` fails (no pywin32) and ``xw.func``/``xw.arg`` are
-no-ops, so the functions in ``xlglmm.udfs`` carry no ``__xlfunc__``.  This module
+no-ops, so the functions in ``xlglmm.sheet.udfs`` carry no ``__xlfunc__``.  This module
 makes that path run anyway, calling xlwings' own code wherever it can:
 
 * **pywin32 stubs** and the **decorated module** (``udf_module()``: ``xlglmm/udfs.py``

@@ -5,7 +5,7 @@
     python workbooks/build_templates.py --picture    # docs/img/workplace_model.png
     python workbooks/build_templates.py --libreoffice-picture   # docs/img/libreoffice_grouseticks.png
 
-The templates are made by code (``xlglmm/templates.py``): openpyxl writes the
+The templates are made by code (``xlglmm/workbook/templates.py``): openpyxl writes the
 formulas, formatting and charts, then ``xlglmm recalc`` evaluates the formulas and
 stores the results in the cells.  Rebuild after changing the worksheet functions or
 the template code, and commit the .xlsx files with the change
@@ -38,8 +38,8 @@ HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 sys.path.insert(0, str(ROOT))        # run from a clone without installing
 
-from xlglmm import templates  # noqa: E402
-from xlglmm.recalc import recalc  # noqa: E402
+from xlglmm.workbook import templates  # noqa: E402
+from xlglmm.workbook.recalc import recalc  # noqa: E402
 
 PICTURE = ROOT / "docs" / "img" / "workplace_model.png"
 PICTURE_AREA = ("Model", "A1:S31", 175)          # sheet, range, dpi
@@ -128,7 +128,8 @@ def render_content(pdftoppm: str, pdf: Path, marker: str, dpi: int, png: Path) -
 def libreoffice_picture(uno_python: str = "/usr/bin/python3") -> int:
     import json
     import openpyxl
-    from xlglmm import cli, libreoffice
+    from xlglmm import cli
+    from xlglmm.bridges import libreoffice
     soffice, pdftoppm = libreoffice.find_soffice(), shutil.which("pdftoppm")
     if not soffice or not pdftoppm:
         print("needs LibreOffice (soffice) and pdftoppm (poppler-utils) on PATH")

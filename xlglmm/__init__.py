@@ -1,10 +1,10 @@
 """xlglmm: generalized linear mixed models (lme4's glmer) for Python and Excel."""
-from .design import DesignError
-from .family import Family, make_family
-from .fit import ModelError, NegativeBinomial2, glmer
-from .lmm import LMMResult, lmer
-from .formula import FormulaError, parse_formula
-from .results import GLMMResult
+from .engine.design import DesignError
+from .engine.family import Family, make_family
+from .engine.fit import ModelError, NegativeBinomial2, glmer
+from .engine.lmm import LMMResult, lmer
+from .engine.formula import FormulaError, parse_formula
+from .engine.results import GLMMResult
 
 __version__ = "0.1.0"
 

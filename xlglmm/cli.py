@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
-from . import addin
+from .bridges import excel_addin as addin
 from .files import EXIT_HELP, Exit
 
 
@@ -160,7 +160,7 @@ def compile_kernels(out) -> bool:
     whether that worked."""
     import time
 
-    from . import jit
+    from .engine import jit
     out("Compiling the numerical kernels for this machine (once; they are cached on disk) ...")
     t0, n0 = time.perf_counter(), jit.compilations()
     failed = jit.warm_up()
@@ -238,14 +238,14 @@ def _configure_recalc(p: argparse.ArgumentParser) -> None:
 
 
 def _run_recalc(args: argparse.Namespace) -> int:
-    from .recalc import run_command
+    from .workbook.recalc import run_command
     return run_command(args.input, args.output, values_only=args.values, quiet=args.quiet)
 
 
 # ---- xlglmm libreoffice ... ---------------------------------------------------------------
 
 def _configure_libreoffice(p: argparse.ArgumentParser) -> None:
-    from . import libreoffice as lo
+    from .bridges import libreoffice as lo
     actions = p.add_subparsers(dest="action", metavar="ACTION", required=True)
     profile_help = f"LibreOffice user profile folder (default {lo.default_profile()})"
     inst = actions.add_parser(
@@ -293,7 +293,7 @@ def _run_libreoffice(args: argparse.Namespace) -> int:
 
 
 def _libreoffice_install(args: argparse.Namespace) -> int:
-    from . import libreoffice as lo
+    from .bridges import libreoffice as lo
     user = args.profile or lo.default_profile()
     if args.init and not (user / "basic").is_dir():
         if user.name != "user":
@@ -337,7 +337,7 @@ def _libreoffice_install(args: argparse.Namespace) -> int:
     for path in done.backups:
         print(f"kept the file that was there as {path} (it differed, and xlglmm had not "
               "written it)")
-    print(f"worker: {args.python} -P -m xlglmm.libreoffice serve"
+    print(f"worker: {args.python} -P -m xlglmm.bridges.libreoffice serve"
           + (f" (with {', '.join(f'{k}={v}' for k, v in env.items())})" if env else "")
           + ("" if args.no_check else ", checked"))
     for path in done.start.launchers:
@@ -354,7 +354,7 @@ def _libreoffice_install(args: argparse.Namespace) -> int:
 
 
 def _libreoffice_uninstall(args: argparse.Namespace) -> int:
-    from . import libreoffice as lo
+    from .bridges import libreoffice as lo
     user = args.profile or lo.default_profile()
     removed, backups = lo.uninstall(user)
     for path in removed:

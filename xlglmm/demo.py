@@ -116,7 +116,7 @@ def format_block(block) -> str:
 
 def worksheet_args():
     """The four ranges of the formula, as xlwings hands them to GLMM_POISSON."""
-    from .templates import dataset
+    from .workbook.templates import dataset
     df = dataset("workplace_safety")
 
     def col(name, values):
@@ -159,10 +159,10 @@ def run(output=None, out=print, stream=None, err=_stderr) -> int:
     """``xlglmm demo``: returns the exit status (:class:`xlglmm.files.Exit`).  The
     output path is checked before the fit (``err`` gets one line: the path, what is
     wrong, what to do)."""
-    from . import udfs
+    from .sheet import udfs
     from .files import Exit, FileProblem, check_output
-    from .recalc import Ticker, watching_fits
-    from .templates import build
+    from .workbook.recalc import Ticker, watching_fits
+    from .workbook.templates import build
     path = Path(output) if output is not None else Path.cwd() / "workplace_safety.xlsx"
     try:
         check_output(path, example="workplace_safety")

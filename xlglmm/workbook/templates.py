@@ -10,7 +10,7 @@ sheet.
 How a template is made: openpyxl writes the workbook with the formulas (array
 formulas over the range each block will fill, so that Excel 365 spills them and
 older Excel treats them as Ctrl+Shift+Enter arrays), the formatting and the charts;
-then :func:`xlglmm.recalc.recalc` evaluates every formula and stores the results as
+then :func:`xlglmm.workbook.recalc.recalc` evaluates every formula and stores the results as
 the cells' cached values.  So the file shows the real numbers before the add-in
 recalculates, and the charts are drawn from them.  The block sizes used for the
 layout come from calling the same worksheet functions on the same data first;
@@ -164,7 +164,7 @@ def _style_block(ws, p: Placed):
     is another quantity)."""
     from openpyxl.styles import Alignment
 
-    from .numfmt import EXCEL_PVALUE, EXCEL_STATISTIC, excel_number_format
+    from ..numfmt import EXCEL_PVALUE, EXCEL_STATISTIC, excel_number_format
     f = _fonts()
     # sections: runs of rows between blank rows, each under its header row
     sections, start = [], 0
@@ -216,7 +216,7 @@ def _style_block(ws, p: Placed):
 
 def _number_format(*values) -> str:
     """The one rule (xlglmm.numfmt) for cells that are not in a block."""
-    from .numfmt import excel_number_format
+    from ..numfmt import excel_number_format
     return excel_number_format(values)
 
 
@@ -932,7 +932,7 @@ def _standard_model(lay: Layout, fit_args: str, fit_call: str, fit_block, ranef_
 def _workplace():
     import numpy as np
 
-    from . import udfs
+    from ..sheet import udfs
     df = dataset("workplace_safety")
     wb, m = _new_book("Workplace safety: Poisson GLMM")
     T = "Safety"
@@ -1037,7 +1037,7 @@ def _side_by_side(m, r: int, fits: list, names: list, heads: list) -> str:
 
 
 def _grouse():
-    from . import udfs
+    from ..sheet import udfs
     raw = dataset("grouseticks")
     df = raw[["TICKS", "YEAR", "LOCATION", "INDEX", "BROOD", "HEIGHT", "cHEIGHT"]].copy()
     wb, m = _new_book("Grouse ticks: three Poisson GLMMs")
@@ -1157,7 +1157,7 @@ def _grouse():
 # ---- CBPP ----------------------------------------------------------------------------------
 
 def _cbpp():
-    from . import udfs
+    from ..sheet import udfs
     raw = dataset("cbpp")
     df = raw[["herd", "period", "incidence", "size"]].copy()
     wb, m = _new_book("CBPP: binomial GLMM")
@@ -1316,7 +1316,7 @@ def _fmt(v, nd=1):
 
 
 def _workplace_nb(lay: Layout, fit: Placed, args: str, y, X, g, off):
-    from . import udfs
+    from ..sheet import udfs
     block = udfs.GLMM_NEGBIN(y, X, g, off)
     theta = _block_number(block, "NB theta")
     aic_p, aic_nb = _block_number(fit.block, "AIC"), _block_number(block, "AIC")
@@ -1346,7 +1346,7 @@ def _workplace_nb(lay: Layout, fit: Placed, args: str, y, X, g, off):
 
 
 def _grouse_nb(lay: Layout, fits: list, names: list, formula: str, y, X, g):
-    from . import udfs
+    from ..sheet import udfs
     block = udfs.GLMM_NEGBIN(y, X, g)
     theta = _block_number(block, "NB theta")
     lo, hi = _block_number(block, "NB theta CI low"), _block_number(block, "NB theta CI high")
@@ -1379,7 +1379,7 @@ def _grouse_nb(lay: Layout, fits: list, names: list, formula: str, y, X, g):
 def _sleep():
     from openpyxl.styles import Alignment
 
-    from . import udfs
+    from ..sheet import udfs
     df = dataset("sleepstudy")[["Reaction", "Days", "Subject"]].copy()
     wb, m = _new_book("Sleep study: linear mixed models")
     T = "Sleep"
@@ -1514,7 +1514,7 @@ _BUILDERS = {"workplace_safety": _workplace, "grouseticks": _grouse, "cbpp": _cb
 
 def build(name: str, path, *, out=None, values_only=False):
     """Build template ``name`` into ``path`` (formulas, charts and cached results).
-    Returns the :class:`xlglmm.recalc.RecalcResult` of the final recalculation."""
+    Returns the :class:`xlglmm.workbook.recalc.RecalcResult` of the final recalculation."""
     from .recalc import Book, recalc
     if name not in _BUILDERS:
         raise ValueError(f"unknown template {name!r}; choose from {', '.join(TEMPLATES)}")

@@ -38,13 +38,14 @@ import numpy as np
 import pandas as pd
 import xlwings as xw
 
-from . import block, cache, jit, sheet
-from .design import ROW_LABELS, DesignError
-from .family import SHEET_FAMILIES, SHEET_LINKS, function_links, make_family
-from .fit import ModelError, NegativeBinomial2, glmer
-from .lmm import LMMResult, lmer
-from .formula import Formula, FormulaError, RandomTerm, Response, Variable, parse_formula
-from .sheet import SheetError
+from . import block, cache, values
+from ..engine import jit
+from ..engine.design import ROW_LABELS, DesignError
+from ..engine.family import SHEET_FAMILIES, SHEET_LINKS, function_links, make_family
+from ..engine.fit import ModelError, NegativeBinomial2, glmer
+from ..engine.lmm import LMMResult, lmer
+from ..engine.formula import Formula, FormulaError, RandomTerm, Response, Variable, parse_formula
+from .values import SheetError
 
 CATEGORY = "xlglmm"
 ERROR_PREFIX = "#GLMM! "
@@ -135,8 +136,8 @@ def _q(name: str) -> str:
 
 
 def _check_counts(y, name, first_row, family, trials=None):
-    """``family``: the :class:`~xlglmm.family.Family` (its response rules)."""
-    rows = lambda m: sheet.rows_text(np.flatnonzero(m) + first_row)
+    """``family``: the :class:`~xlglmm.engine.family.Family` (its response rules)."""
+    rows = lambda m: values.rows_text(np.flatnonzero(m) + first_row)
     ok = ~np.isnan(y)
     if family.counts_response:
         neg = ok & (y < 0)
@@ -168,7 +169,7 @@ def _check_counts(y, name, first_row, family, trials=None):
 
 def _check_family_link(family, link):
     """The link must suit the family (checked before any data are read); returns the
-    :class:`~xlglmm.family.Family`."""
+    :class:`~xlglmm.engine.family.Family`."""
     try:
         return make_family(family, link)
     except (ValueError, TypeError) as e:
@@ -178,35 +179,35 @@ def _check_family_link(family, link):
 def model_from_ranges(family, y, X, groups, offset=None, x_random=None, fit_intercept=True,
                       nAGQ=1, trials=None, link=None) -> SheetModel:
     fam = _check_family_link(family, link)
-    rows = sheet.data_extent(y, X, groups, offset, x_random, trials)
-    yv, _, orient = sheet.vector(y, "y", rows=rows)
-    y_header, ydata, yoff = sheet.split_header(yv, None, "y", numeric=True)
+    rows = values.data_extent(y, X, groups, offset, x_random, trials)
+    yv, _, orient = values.vector(y, "y", rows=rows)
+    y_header, ydata, yoff = values.split_header(yv, None, "y", numeric=True)
     n = len(ydata)
     if n == 0:
         raise SheetError("y has no data rows")
     first = 1 + yoff
-    yarr = sheet.numeric(ydata, "y", yoff)
-    xcols = [] if sheet.is_empty(X) else sheet.matrix(X, "X", n, orient, rows=rows)[0]
-    if sheet.is_empty(groups):
+    yarr = values.numeric(ydata, "y", yoff)
+    xcols = [] if values.is_empty(X) else values.matrix(X, "X", n, orient, rows=rows)[0]
+    if values.is_empty(groups):
         raise SheetError("groups is empty: give at least one column of group labels")
-    gcols = sheet.matrix(groups, "groups", n, orient, kind="labels", rows=rows)[0]
-    xrcols = [] if sheet.is_empty(x_random) \
-        else sheet.matrix(x_random, "x_random", n, orient, rows=rows)[0]
+    gcols = values.matrix(groups, "groups", n, orient, kind="labels", rows=rows)[0]
+    xrcols = [] if values.is_empty(x_random) \
+        else values.matrix(x_random, "x_random", n, orient, rows=rows)[0]
     off = _aligned_vector(offset, "offset", n, yoff,
                           log_scale=fam.is_log_link, rows=rows)
     tri = _aligned_vector(trials, "trials", n, yoff, rows=rows)
     _check_counts(yarr, "y", first, fam, tri)
     used: set = set()
     data = {}
-    y_name = sheet.unique_name(sheet.clean_name(y_header) if y_header else "y", used)
+    y_name = values.unique_name(values.clean_name(y_header) if y_header else "y", used)
     x_names = []
     for nm, arr in xcols:
-        nm = sheet.unique_name(nm, used)
+        nm = values.unique_name(nm, used)
         data[nm] = arr
         x_names.append(nm)
     g_names = []
     for nm, arr in gcols:
-        nm = sheet.unique_name(nm, used)
+        nm = values.unique_name(nm, used)
         data[nm] = arr
         g_names.append(nm)
     xr_names = []
@@ -214,7 +215,7 @@ def model_from_ranges(family, y, X, groups, offset=None, x_random=None, fit_inte
         same = next((x for x in x_names if x == nm and np.array_equal(data[x], arr, equal_nan=True)),
                     None)
         if same is None:
-            nm = sheet.unique_name(nm if nm not in used else f"{nm}.random", used)
+            nm = values.unique_name(nm if nm not in used else f"{nm}.random", used)
             data[nm] = arr
         xr_names.append(nm)
     weights = None
@@ -250,15 +251,15 @@ def _ranges_formula(y_name, x_names, g_names, xr_names, fit_intercept) -> Formul
 
 
 def _aligned_vector(value, name, n, yoff, log_scale=False, rows=None):
-    if sheet.is_empty(value):
+    if values.is_empty(value):
         return None
-    vals, _, _ = sheet.vector(value, name, rows=rows)
+    vals, _, _ = values.vector(value, name, rows=rows)
     if vals is None:
         return None
     if len(vals) == 1 and n > 1:
         raise SheetError(f"{name} must be a column with one value per row of y")
-    header, data, off = sheet.split_header(vals, n, name, numeric=True)
-    arr = sheet.numeric(data, name, off)
+    header, data, off = values.split_header(vals, n, name, numeric=True)
+    arr = values.numeric(data, name, off)
     if name in ("offset", "new_offset"):
         _check_log_offset(arr, name, 1 + off, log_scale)
     return arr
@@ -276,7 +277,7 @@ def _check_log_offset(arr, name, row0, log_scale):
         big = np.abs(arr) > MAX_LOG_OFFSET
     if big.any():
         raise SheetError(f"{name} has values beyond +-{MAX_LOG_OFFSET:g} in "
-                         f"{sheet.rows_text(np.flatnonzero(big) + row0)}: the offset is on "
+                         f"{values.rows_text(np.flatnonzero(big) + row0)}: the offset is on "
                          "the log scale, e.g. =LN(exposure)")
 
 
@@ -286,7 +287,7 @@ def model_from_formula(formula, data, family="poisson", link=None, offset=None,
         raise SheetError("formula must be text such as y ~ x + (1|group)")
     fam = _check_family_link(family, link)
     parsed = parse_formula(formula)      # once, and before any data are read
-    cols, off = sheet.table(data, "data")
+    cols, off = values.table(data, "data")
     n = len(next(iter(cols.values())))
     frame = {}
     for name, vals in cols.items():
@@ -305,38 +306,38 @@ def _typed_column(vals, name):
     """A data-table column: numbers -> floats; text (or TRUE/FALSE) -> labels.  A
     column that is mostly numbers with a few text cells is an error, not a factor."""
     types = set(map(type, vals))
-    if types <= sheet.FLOAT_TYPES:                   # fast paths: numbers and blanks,
-        return sheet.numeric(vals, f"data column '{name}'", 1)
+    if types <= values.FLOAT_TYPES:                   # fast paths: numbers and blanks,
+        return values.numeric(vals, f"data column '{name}'", 1)
     if types <= {str, type(None)}:                   # or text and blanks
-        out = sheet.labels(vals, f"data column '{name}'", 1)
+        out = values.labels(vals, f"data column '{name}'", 1)
         if any(v is not None for v in out):
             return out
         return np.full(len(vals), np.nan)
     nums = texts = 0
     text_rows, err_rows = [], []
     for i, v in enumerate(vals):
-        if sheet.is_blank(v):
+        if values.is_blank(v):
             continue
-        if sheet.is_error(v):
+        if values.is_error(v):
             err_rows.append(i + 2)
-        elif sheet.is_number(v):
+        elif values.is_number(v):
             nums += 1
         else:
             texts += 1
             text_rows.append(i + 2)
     if err_rows:
         raise SheetError(f"data column '{name}' has Excel error values in "
-                         f"{sheet.rows_text(err_rows)}")
+                         f"{values.rows_text(err_rows)}")
     if nums and texts and nums >= 4 * texts:
         raise SheetError(f"data column '{name}' has non-numeric values in "
-                         f"{sheet.rows_text(text_rows)}")
+                         f"{values.rows_text(text_rows)}")
     if texts:
-        return sheet.labels(vals, f"data column '{name}'", 1)
-    return sheet.numeric(vals, f"data column '{name}'", 1)
+        return values.labels(vals, f"data column '{name}'", 1)
+    return values.numeric(vals, f"data column '{name}'", 1)
 
 
 def _vector_or_column(value, name, n, df, log_scale=False):
-    if sheet.is_empty(value):
+    if values.is_empty(value):
         return None
     if isinstance(value, str):
         col = value.strip()
@@ -349,9 +350,9 @@ def _vector_or_column(value, name, n, df, log_scale=False):
             raise SheetError("give the offset as a range of values (e.g. =LN(exposure)) or "
                              "write offset(log(column)) in the formula")
         return arr.astype(float)
-    vals, _, _ = sheet.vector(value, name)
-    header, data, off = sheet.split_header(vals, n, name, numeric=True)
-    arr = sheet.numeric(data, name, off + 1)
+    vals, _, _ = values.vector(value, name)
+    header, data, off = values.split_header(vals, n, name, numeric=True)
+    arr = values.numeric(data, name, off + 1)
     if name == "offset":
         _check_log_offset(arr, name, 2 + off, log_scale)
     return arr
@@ -456,7 +457,7 @@ def observing_fits(observer):
     none; a refit with the accurate Hessian is a second one) is run inside
     ``observer.fitting(kind)``, kind "glmm" or "lmm": a context manager that yields the
     progress callback for the fit (``callback(stage, evaluations)``, as
-    :func:`xlglmm.fit.glmer` takes; ``lmer`` takes none) or None."""
+    :func:`xlglmm.engine.fit.glmer` takes; ``lmer`` takes none) or None."""
     token = _FIT_OBSERVER.set(observer)
     try:
         yield observer
@@ -529,26 +530,26 @@ def fit_model(m: SheetModel):
 
 
 def _options(fit_intercept, alpha, nAGQ, link=None, links=None):
-    fi = sheet.scalar(fit_intercept, "fit_intercept", True, "bool")
-    a = sheet.scalar(alpha, "alpha", 0.05, "number")
+    fi = values.scalar(fit_intercept, "fit_intercept", True, "bool")
+    a = values.scalar(alpha, "alpha", 0.05, "number")
     if not 0.0 < a < 1.0:
         raise SheetError("alpha must be between 0 and 1 (e.g. 0.05 for 95% intervals)")
-    q = sheet.scalar(nAGQ, "nAGQ", 1, "int", 0, 100)
-    lk = sheet.scalar(link, "link", None, "text", choices=links) if links else None
+    q = values.scalar(nAGQ, "nAGQ", 1, "int", 0, 100)
+    lk = values.scalar(link, "link", None, "text", choices=links) if links else None
     return fi, a, q, lk
 
 
 def _family(value, default="poisson"):
-    fam = sheet.scalar(value, "family", default, "text", choices=SHEET_FAMILIES)
+    fam = values.scalar(value, "family", default, "text", choices=SHEET_FAMILIES)
     return fam
 
 
 def _one_cell(v):
     """The single non-blank cell of a range (None when there are 0 or several)."""
     found = None
-    for r in sheet.as_grid(v, "formula"):
+    for r in values.as_grid(v, "formula"):
         for c in r:
-            if not sheet.is_blank(c):
+            if not values.is_blank(c):
                 if found is not None:
                     return None
                 found = c
@@ -564,7 +565,7 @@ def _is_formula(v) -> bool:
 def _scalar_text(v):
     """The formula cell: a scalar, or the one non-blank cell of a range."""
     if isinstance(v, (list, tuple)):
-        cells = [c for r in sheet.as_grid(v, "formula") for c in r if not sheet.is_blank(c)]
+        cells = [c for r in values.as_grid(v, "formula") for c in r if not values.is_blank(c)]
         if len(cells) != 1:
             raise SheetError("formula must be one cell of text such as y ~ x + (1|group)"
                              + (f" (the range has {len(cells)} non-blank cells)" if cells
@@ -583,7 +584,7 @@ def _poisson(y, X, groups, offset, x_random, fit_intercept, alpha, nAGQ):
 
 def _negbin(y, X, groups, offset, x_random, fit_intercept, alpha, nAGQ, theta):
     fi, a, q, _ = _options(fit_intercept, alpha, nAGQ)
-    th = sheet.scalar(theta, "theta", None, "number")
+    th = values.scalar(theta, "theta", None, "number")
     if th is not None and not th > 0:
         raise SheetError("theta must be a positive number (leave it blank to estimate it)")
     m = model_from_ranges("negbin", y, X, groups, offset, x_random, fi, q)
@@ -593,7 +594,7 @@ def _negbin(y, X, groups, offset, x_random, fit_intercept, alpha, nAGQ, theta):
 
 def _lmm(y, X, groups, x_random, REML, alpha, fit_intercept):
     fi, a, _, _ = _options(fit_intercept, alpha, 1)
-    reml = sheet.scalar(REML, "REML", True, "bool")
+    reml = values.scalar(REML, "REML", True, "bool")
     m = model_from_ranges("gaussian", y, X, groups, None, x_random, fi, 1)
     m.reml = reml
     return _fit_block(m, a)
@@ -660,7 +661,7 @@ def _companion_model(args_range, args_formula, first):
     fi, _, q, lk = _options(fit_intercept, 0.05, nAGQ, link, SHEET_LINKS)
     if make_family(fam).is_binomial:
         return model_from_ranges(fam, y, X, groups, None, x_random, fi, q, trials, lk)
-    if not sheet.is_empty(trials):
+    if not values.is_empty(trials):
         raise SheetError("trials is only for family \"binomial\"")
     return model_from_ranges(fam, y, X, groups, offset, x_random, fi, q, None, lk)
 
@@ -679,8 +680,8 @@ def _ranef(y, X, groups, offset, x_random, fit_intercept, nAGQ, family, trials, 
 
 def _predict(y, X, groups, new_X, new_groups, offset, new_offset, x_random, new_x_random,
              type_, include_re, fit_intercept, nAGQ, family, trials, link):
-    ptype = sheet.scalar(type_, "pred_type", "response", "text", choices=("response", "link"))
-    inc = sheet.scalar(include_re, "include_re", True, "bool")
+    ptype = values.scalar(type_, "pred_type", "response", "text", choices=("response", "link"))
+    inc = values.scalar(include_re, "include_re", True, "bool")
     if _is_formula(y):
         # formula form: (formula, data, new_data, family, link, offset, weights,
         # new_offset) in the first eight places; pred_type, include_re, nAGQ stay put
@@ -694,11 +695,11 @@ def _predict(y, X, groups, new_X, new_groups, offset, new_offset, x_random, new_
     m = _companion_model((y, X, groups, offset, x_random, fit_intercept, nAGQ, family,
                           trials, link), None, y)
     res = fit_model(m)
-    if not m.x_names and not sheet.is_empty(new_X):
+    if not m.x_names and not values.is_empty(new_X):
         raise SheetError("the model has no predictors (X is blank): leave new_X blank and "
                          "give the new rows' group labels in new_groups")
-    if sheet.is_empty(new_X) and (m.x_names or sheet.is_empty(new_groups)):
-        if not sheet.is_empty(new_groups):
+    if values.is_empty(new_X) and (m.x_names or values.is_empty(new_groups)):
+        if not values.is_empty(new_groups):
             raise SheetError("new_groups needs new_X (leave both blank for fitted values)")
         pred = res.predict(type=ptype, include_re=inc).to_numpy()
         out = np.full(m.n_rows, np.nan)
@@ -707,11 +708,11 @@ def _predict(y, X, groups, new_X, new_groups, offset, new_offset, x_random, new_
     # the new rows end at the last row holding a value in any of the new ranges (blank
     # rows below it: a whole-column selection); a blank cell above it is a missing
     # value -- a blank group label is a new level (random effect 0), as documented
-    rows = sheet.data_extent(new_X, new_groups, new_x_random, new_offset)
+    rows = values.data_extent(new_X, new_groups, new_x_random, new_offset)
     new = _new_frame(m, new_X, new_groups, new_x_random, rows)
     off = None
-    if m.offset is not None or (not sheet.is_empty(new_offset)):
-        if sheet.is_empty(new_offset):
+    if m.offset is not None or (not values.is_empty(new_offset)):
+        if values.is_empty(new_offset):
             raise SheetError("the model has an offset: give new_offset for the new rows "
                              "(e.g. =LN(exposure))")
         _check_new_rows(new_offset, "new_offset", len(new), rows)
@@ -724,10 +725,10 @@ def _predict(y, X, groups, new_X, new_groups, offset, new_offset, x_random, new_
 def _check_new_rows(value, name, n_new, rows, src="new_X", header_ok=True):
     """A new-rows range that is not as long as the new rows (with a header row only
     where ``header_ok``), said in terms of the new rows rather than y's."""
-    if sheet.is_empty(value):
+    if values.is_empty(value):
         return
-    g = sheet.cut_to_extent(sheet.as_grid(value, name), rows)
-    if len(g) == 1 and len(g[0]) > 1:       # a single row: sheet.matrix explains it
+    g = values.cut_to_extent(values.as_grid(value, name), rows)
+    if len(g) == 1 and len(g[0]) > 1:       # a single row: values.matrix explains it
         return
     if len(g) != n_new and not (header_ok and len(g) == n_new + 1):
         raise SheetError(f"{name} has {len(g)} rows but {src} has {n_new} new "
@@ -736,7 +737,7 @@ def _check_new_rows(value, name, n_new, rows, src="new_X", header_ok=True):
 
 def _names_groups(row, m: SheetModel) -> bool:
     """Whether a first row of new_groups is a header: it names the groups' columns."""
-    return [sheet.clean_name(v) if isinstance(v, str) else None
+    return [values.clean_name(v) if isinstance(v, str) else None
             for v in row] == m.group_names
 
 
@@ -744,17 +745,17 @@ def _new_frame(m: SheetModel, new_X, new_groups, new_x_random, rows=None) -> pd.
     # the number of new rows comes from new_X (or new_groups when X is empty)
     src_name = "new_X" if m.x_names else "new_groups"
     src = new_X if m.x_names else new_groups
-    g = sheet.cut_to_extent(sheet.as_grid(src, src_name), rows)
-    if not g or all(sheet.is_blank(v) for r in g for v in r):
+    g = values.cut_to_extent(values.as_grid(src, src_name), rows)
+    if not g or all(values.is_blank(v) for r in g for v in r):
         raise SheetError(f"{src_name} is empty")
     nrow = len(g)
     ncol_x = len(m.x_names)
     data = {}
     if m.x_names:
-        has_header = nrow > 1 and any(isinstance(v, str) and sheet.looks_like_text(v) and
-                                      not sheet.is_error(v) for v in g[0])
+        has_header = nrow > 1 and any(isinstance(v, str) and values.looks_like_text(v) and
+                                      not values.is_error(v) for v in g[0])
         n_new = nrow - (1 if has_header else 0)
-        cols, _ = sheet.matrix(new_X, "new_X", n_new, "column", rows=rows)
+        cols, _ = values.matrix(new_X, "new_X", n_new, "column", rows=rows)
         if len(cols) != ncol_x:
             raise SheetError(f"new_X has {len(cols)} columns but X has {ncol_x}")
         for nm, (_, arr) in zip(m.x_names, cols):
@@ -763,10 +764,10 @@ def _new_frame(m: SheetModel, new_X, new_groups, new_x_random, rows=None) -> pd.
         # no numbers to tell a header by: a first row naming the groups' columns is one
         has_header = nrow > 1 and _names_groups(g[0], m)
         n_new = nrow - (1 if has_header else 0)
-    if not sheet.is_empty(new_groups):
+    if not values.is_empty(new_groups):
         # one row more than the new rows is a header row only beside new_X's header, or
         # when it names the groups' columns (else it would shift every label by a row)
-        gg = sheet.cut_to_extent(sheet.as_grid(new_groups, "new_groups"), rows)
+        gg = values.cut_to_extent(values.as_grid(new_groups, "new_groups"), rows)
         named = bool(gg) and _names_groups(gg[0], m)
         _check_new_rows(new_groups, "new_groups", n_new, rows, src_name,
                         header_ok=has_header or named)
@@ -776,7 +777,7 @@ def _new_frame(m: SheetModel, new_X, new_groups, new_x_random, rows=None) -> pd.
             raise SheetError(f"new_groups has a header and {k} row{'s' if k != 1 else ''} "
                              f"but {src_name} has {n_new} new rows: the ranges must cover "
                              "the same rows")
-        gcols, _ = sheet.matrix(new_groups, "new_groups", n_new, "column", kind="labels",
+        gcols, _ = values.matrix(new_groups, "new_groups", n_new, "column", kind="labels",
                                 rows=rows)
         if len(gcols) != len(m.group_names):
             raise SheetError(f"new_groups has {len(gcols)} columns but groups has "
@@ -789,25 +790,25 @@ def _new_frame(m: SheetModel, new_X, new_groups, new_x_random, rows=None) -> pd.
     for nm in m.xr_names:
         if nm in data:
             continue
-        if sheet.is_empty(new_x_random):
+        if values.is_empty(new_x_random):
             raise SheetError("the model has random slopes: give new_x_random")
         _check_new_rows(new_x_random, "new_x_random", n_new, rows, src_name)
-        xr, _ = sheet.matrix(new_x_random, "new_x_random", n_new, "column", rows=rows)
+        xr, _ = values.matrix(new_x_random, "new_x_random", n_new, "column", rows=rows)
         for k, (_, arr) in zip(m.xr_names, xr):
             data.setdefault(k, arr)
     return pd.DataFrame(data)
 
 
 def _predict_formula(res, m, new_data, new_offset, ptype, inc):
-    if sheet.is_empty(new_data):
+    if values.is_empty(new_data):
         pred = res.predict(type=ptype, include_re=inc).to_numpy()
         out = np.full(m.n_rows, np.nan)
         out[res.design.kept_rows] = pred
         return _prediction_column(out, ptype)
-    cols, _ = sheet.table(new_data, "new_data")
+    cols, _ = values.table(new_data, "new_data")
     df = pd.DataFrame({k: _typed_column(v, k) for k, v in cols.items()})
     off = None
-    if not sheet.is_empty(new_offset) and new_offset != []:
+    if not values.is_empty(new_offset) and new_offset != []:
         off = _aligned_vector(new_offset, "new_offset", len(df), 0,
                               log_scale=res.family.is_log_link)
     elif m.offset is not None:
@@ -816,21 +817,21 @@ def _predict_formula(res, m, new_data, new_offset, ptype, inc):
     return _prediction_column(pred, ptype)
 
 
-def _prediction_column(values, ptype):
+def _prediction_column(pred, ptype):
     head = "predicted (response)" if ptype == "response" else "predicted (link)"
-    values = block.significant(values)
-    return [[head]] + [[None if not np.isfinite(v) else float(v)] for v in values]
+    pred = block.significant(pred)
+    return [[head]] + [[None if not np.isfinite(v) else float(v)] for v in pred]
 
 
 def read_fit_block(value, name):
     """The fit statistics of a spilled fit block (its 'Model fit' rows)."""
-    grid = sheet.as_grid(value, name)
-    cells = [c for r in grid for c in r if not sheet.is_blank(c)]
+    grid = values.as_grid(value, name)
+    cells = [c for r in grid for c in r if not values.is_blank(c)]
     if len(cells) == 1 and isinstance(cells[0], str):
         one = cells[0].strip()
         if one.startswith("#GLMM!"):
             raise SheetError(f"{name} is an error, not a fit: {one}")
-        if sheet.is_error(one):
+        if values.is_error(one):
             raise SheetError(f"{name} is an Excel error value ({one.upper()}), not a fit "
                              "block: pass the fit's whole spilled range, e.g. F2#")
     stats = {}
@@ -840,11 +841,11 @@ def read_fit_block(value, name):
             label = r[0].strip()
             if label in FIT_STATS:
                 v = r[1]
-                f = sheet.to_float(v) if sheet.is_number(v) else math.nan
+                f = values.to_float(v) if values.is_number(v) else math.nan
                 whole = label in ("nobs", "npar")
                 if not math.isfinite(f) or (whole and not (1 <= f <= MAX_COUNT and
                                                            f.is_integer())):
-                    if not (sheet.is_blank(v) and label in ("AIC", "BIC", "deviance")):
+                    if not (values.is_blank(v) and label in ("AIC", "BIC", "deviance")):
                         bad.append(label)
                     continue
                 stats[label] = f

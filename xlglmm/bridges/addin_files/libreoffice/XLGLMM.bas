@@ -423,7 +423,7 @@ failed:
   msg = Join(Split(Error$, Chr(10)), " ")
   Set oXlglmmScript = Nothing
   XlglmmLog fname & ": " & msg
-  REM LibreOffice's Python found another Python's library (see xlglmm.libreoffice):
+  REM LibreOffice's Python found another Python's library (see xlglmm.bridges.libreoffice):
   REM pyuno says "can't import __main__ module", its first call "bad_alloc"
   If InStr(msg, "__main__") > 0 Or InStr(msg, "bad_alloc") > 0 Or _
       InStr(msg, "pythonloader") > 0 Then

@@ -18,7 +18,8 @@ import math
 
 import numpy as np
 
-from . import jit, numfmt
+from . import jit
+from .. import numfmt
 from .design import build_design
 from .devfun import theta_start
 from .family import Family

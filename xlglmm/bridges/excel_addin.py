@@ -1,6 +1,6 @@
 """The Excel add-in: where its files are, and installing it (``xlglmm addin install``).
 
-The add-in files ship inside the package (``xlglmm/addin_files/``, their only copy; the
+The add-in files ship inside the package (``xlglmm/bridges/addin_files/``, their only copy; the
 generated ones are written there by ``scripts/build_addin.py``), so they are found from a
 checkout and from an installed wheel alike.
 
@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
 
-from .files import is_windows  # one definition of the platform test (files.py)
+from ..files import is_windows  # one definition of the platform test (files.py)
 
 ADDIN_FILE = "xlglmm.xlam"
 BAS_FILE = "xlglmm_udfs.bas"
@@ -33,7 +33,7 @@ INSTALL_DOC = "INSTALL.md"
 SHIPPED_FILES = (ADDIN_FILE, BAS_FILE, CONF_EXAMPLE_FILE, INSTALL_DOC)
 
 XLWINGS_VERSION = "0.37.8"        # the add-in's VBA loads xlwings64-0.37.8.dll
-UDF_MODULES = "xlglmm.udfs"
+UDF_MODULES = "xlglmm.sheet.udfs"
 #: PROJECT_NAME of the shipped add-in ("myaddin", from xlwings' quickstart template) and
 #: the name it gets once renamed as xlwings' docs describe
 PROJECT_NAMES = ("xlglmm", "myaddin")
@@ -44,7 +44,7 @@ TRUST_SETTING = ("File > Options > Trust Center > Trust Center Settings > Macro 
 
 def addin_dir() -> Path:
     """The folder holding the shipped add-in files (package data)."""
-    return Path(str(resources.files("xlglmm") / "addin_files"))
+    return Path(str(resources.files("xlglmm.bridges") / "addin_files"))
 
 
 def addin_file(name: str) -> Path:

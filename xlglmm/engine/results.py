@@ -8,7 +8,8 @@ import numpy as np
 import pandas as pd
 from scipy import special
 
-from . import kernels, numfmt
+from . import kernels
+from .. import numfmt
 from .design import new_data_matrices
 from .formula import FormulaError, parse_formula
 

@@ -8,7 +8,7 @@
 #
 # This file runs inside LibreOffice's own Python and uses only the standard library
 # and the `uno` bridge: the model is fitted in a separate worker process
-# (`<python> -m xlglmm.libreoffice serve`), started on the first call and kept for the
+# (`<python> -m xlglmm.bridges.libreoffice serve`), started on the first call and kept for the
 # session (its fit cache makes recalculation with unchanged inputs immediate).  So
 # LibreOffice's Python version does not have to match the one xlglmm is installed in,
 # a crash in the worker cannot take Calc down, and a call that does not answer in
@@ -205,7 +205,7 @@ def worker_environment(environ, extra):
 
 
 def worker_command(python):
-    return [python, "-P", "-m", "xlglmm.libreoffice", "serve"]
+    return [python, "-P", "-m", "xlglmm.bridges.libreoffice", "serve"]
 
 
 def worker_folder():

@@ -2,15 +2,15 @@
 
 For servers and for Mac/Linux users: every formula that calls an xlglmm worksheet
 function (GLMM_POISSON, GLMM_BINOMIAL, GLMM_NEGBIN, LMM, GLMM, GLMM_RANEF, GLMM_PREDICT,
-GLMM_COMPARE: ``xlglmm.udfs.FUNCTIONS``, with their parameters and range arguments) is
-evaluated with the same Python functions Excel calls (``xlglmm.udfs``), with the same
+GLMM_COMPARE: ``xlglmm.sheet.udfs.FUNCTIONS``, with their parameters and range arguments) is
+evaluated with the same Python functions Excel calls (``xlglmm.sheet.udfs``), with the same
 arguments: ranges are read from the workbook into the worksheet-shaped values
 xlwings hands a UDF (lists of rows, ``None`` for blank cells).  The result is written
 into the cells the way Excel 365 spills it -- the block from the formula's cell
 rightwards and downwards, an error message into that cell alone -- and the formula
-stays in place with its result cached (see :mod:`xlglmm.xlsx_write`).
+stays in place with its result cached (see :mod:`xlglmm.workbook.xlsx_write`).
 
-How formulas are read: :mod:`xlglmm.excel_formula` parses the text (a whitelist
+How formulas are read: :mod:`xlglmm.workbook.excel_formula` parses the text (a whitelist
 grammar; text is never evaluated as code).  Supported references: ``A1``, ``A1:B9``,
 ``A:C``, ``Sheet!A1``, ``'My sheet'!A1``, spill references ``B5#`` (stored by Excel
 as ``_xlfn.ANCHORARRAY(B5)``), Excel-table references ``Table[col]``,
@@ -55,7 +55,7 @@ from . import excel_formula as xf
 from .excel_formula import (ArrayLit, Binary, Bool, Call, ErrorLit, FormulaSyntaxError,
                             Missing, Name, Num, Percent, Ref, Str, StructRef, Unary,
                             cell_name, range_name)
-from .files import (Exit, FileProblem, InputProblem, OutputProblem, UsageProblem,
+from ..files import (Exit, FileProblem, InputProblem, OutputProblem, UsageProblem,
                     check_input, check_output, write_atomically)
 from .xlsx_read import LIMITS_TEXT, TooLarge, check_package
 from .xlsx_write import CellWrite, ErrorValue, XlsxError, patch
@@ -139,7 +139,7 @@ def _norm(v, data_type=None):
 
 
 def guard_package(path):
-    """:func:`xlglmm.xlsx_read.check_package` (sizes counted while unpacking, XML
+    """:func:`xlglmm.workbook.xlsx_read.check_package` (sizes counted while unpacking, XML
     well-formed without DTDs, cells inside the limits), before openpyxl unpacks
     anything; its refusal as an :class:`InputProblem` (exit 3), one line."""
     try:
@@ -539,11 +539,11 @@ class FitLog:
 
     @contextlib.contextmanager
     def fitting(self, kind: str):
-        """Around one fit (the observer :func:`xlglmm.udfs.observing_fits` calls):
+        """Around one fit (the observer :func:`xlglmm.sheet.udfs.observing_fits` calls):
         counts and times it, and yields the GLMM fit's progress callback.  ``lmer``
         takes no progress callback: an LMM reports its start only (a ticker shows its
         elapsed time)."""
-        from . import jit
+        from ..engine import jit
         self.fits += 1
         self.progress("start", 0)
         if kind == "lmm":
@@ -561,8 +561,9 @@ class FitLog:
 def watching_fits(progress):
     """Make the worksheet functions' fits report progress (``progress(stage,
     evaluations)``, e.g. :meth:`Ticker.progress`) and count them, through the hook
-    :func:`xlglmm.udfs.observing_fits` offers.  Yields the :class:`FitLog`."""
-    from . import jit, udfs
+    :func:`xlglmm.sheet.udfs.observing_fits` offers.  Yields the :class:`FitLog`."""
+    from ..engine import jit
+    from ..sheet import udfs
     log = FitLog(progress=progress)
 
     def compiling(what, _seconds):
@@ -576,7 +577,7 @@ def watching_fits(progress):
 
 
 def _cache_hits() -> int:
-    from . import cache
+    from ..sheet import cache
     return cache.FITS.hits + cache.BLOCKS.hits
 
 
@@ -766,7 +767,7 @@ class Engine:
     def __init__(self, book: Book, out=None, stream=None):
         self.book = book
         self.out = out or (lambda s: None)
-        from . import udfs
+        from ..sheet import udfs
         self.specs = udfs.FUNCTIONS     # the worksheet functions, as udfs.py declares them
         self.done: set = set()
         self.busy: set = set()          # formulas being evaluated (waiting for others)

@@ -5,10 +5,10 @@ Function GLMM(formula, data, Optional family, Optional link, Optional offset, Op
     If (Not Application.CommandBars("Standard").Controls(1).Enabled) Then Exit Function
     #If App = "Microsoft Excel" Then
         If TypeOf Application.Caller Is Range Then On Error GoTo failed
-        GLMM = XLPy.CallUDF("xlglmm.udfs", "GLMM", Array(formula, data, family, link, offset, weights, alpha, nAGQ), ActiveWorkbook, Application.Caller)
+        GLMM = XLPy.CallUDF("xlglmm.sheet.udfs", "GLMM", Array(formula, data, family, link, offset, weights, alpha, nAGQ), ActiveWorkbook, Application.Caller)
         Exit Function
     #Else
-        GLMM = XLPy.CallUDF("xlglmm.udfs", "GLMM", Array(formula, data, family, link, offset, weights, alpha, nAGQ))
+        GLMM = XLPy.CallUDF("xlglmm.sheet.udfs", "GLMM", Array(formula, data, family, link, offset, weights, alpha, nAGQ))
         Exit Function
     #End If
 failed:
@@ -19,10 +19,10 @@ Function GLMM_BINOMIAL(y, X, groups, Optional trials, Optional x_random, Optiona
     If (Not Application.CommandBars("Standard").Controls(1).Enabled) Then Exit Function
     #If App = "Microsoft Excel" Then
         If TypeOf Application.Caller Is Range Then On Error GoTo failed
-        GLMM_BINOMIAL = XLPy.CallUDF("xlglmm.udfs", "GLMM_BINOMIAL", Array(y, X, groups, trials, x_random, fit_intercept, alpha, nAGQ, link), ActiveWorkbook, Application.Caller)
+        GLMM_BINOMIAL = XLPy.CallUDF("xlglmm.sheet.udfs", "GLMM_BINOMIAL", Array(y, X, groups, trials, x_random, fit_intercept, alpha, nAGQ, link), ActiveWorkbook, Application.Caller)
         Exit Function
     #Else
-        GLMM_BINOMIAL = XLPy.CallUDF("xlglmm.udfs", "GLMM_BINOMIAL", Array(y, X, groups, trials, x_random, fit_intercept, alpha, nAGQ, link))
+        GLMM_BINOMIAL = XLPy.CallUDF("xlglmm.sheet.udfs", "GLMM_BINOMIAL", Array(y, X, groups, trials, x_random, fit_intercept, alpha, nAGQ, link))
         Exit Function
     #End If
 failed:
@@ -33,10 +33,10 @@ Function GLMM_COMPARE(model1, model2, Optional data, Optional family, Optional l
     If (Not Application.CommandBars("Standard").Controls(1).Enabled) Then Exit Function
     #If App = "Microsoft Excel" Then
         If TypeOf Application.Caller Is Range Then On Error GoTo failed
-        GLMM_COMPARE = XLPy.CallUDF("xlglmm.udfs", "GLMM_COMPARE", Array(model1, model2, data, family, link, offset, weights, nAGQ), ActiveWorkbook, Application.Caller)
+        GLMM_COMPARE = XLPy.CallUDF("xlglmm.sheet.udfs", "GLMM_COMPARE", Array(model1, model2, data, family, link, offset, weights, nAGQ), ActiveWorkbook, Application.Caller)
         Exit Function
     #Else
-        GLMM_COMPARE = XLPy.CallUDF("xlglmm.udfs", "GLMM_COMPARE", Array(model1, model2, data, family, link, offset, weights, nAGQ))
+        GLMM_COMPARE = XLPy.CallUDF("xlglmm.sheet.udfs", "GLMM_COMPARE", Array(model1, model2, data, family, link, offset, weights, nAGQ))
         Exit Function
     #End If
 failed:
@@ -47,10 +47,10 @@ Function GLMM_NEGBIN(y, X, groups, Optional offset, Optional x_random, Optional 
     If (Not Application.CommandBars("Standard").Controls(1).Enabled) Then Exit Function
     #If App = "Microsoft Excel" Then
         If TypeOf Application.Caller Is Range Then On Error GoTo failed
-        GLMM_NEGBIN = XLPy.CallUDF("xlglmm.udfs", "GLMM_NEGBIN", Array(y, X, groups, offset, x_random, fit_intercept, alpha, nAGQ, theta), ActiveWorkbook, Application.Caller)
+        GLMM_NEGBIN = XLPy.CallUDF("xlglmm.sheet.udfs", "GLMM_NEGBIN", Array(y, X, groups, offset, x_random, fit_intercept, alpha, nAGQ, theta), ActiveWorkbook, Application.Caller)
         Exit Function
     #Else
-        GLMM_NEGBIN = XLPy.CallUDF("xlglmm.udfs", "GLMM_NEGBIN", Array(y, X, groups, offset, x_random, fit_intercept, alpha, nAGQ, theta))
+        GLMM_NEGBIN = XLPy.CallUDF("xlglmm.sheet.udfs", "GLMM_NEGBIN", Array(y, X, groups, offset, x_random, fit_intercept, alpha, nAGQ, theta))
         Exit Function
     #End If
 failed:
@@ -61,10 +61,10 @@ Function GLMM_POISSON(y, X, groups, Optional offset, Optional x_random, Optional
     If (Not Application.CommandBars("Standard").Controls(1).Enabled) Then Exit Function
     #If App = "Microsoft Excel" Then
         If TypeOf Application.Caller Is Range Then On Error GoTo failed
-        GLMM_POISSON = XLPy.CallUDF("xlglmm.udfs", "GLMM_POISSON", Array(y, X, groups, offset, x_random, fit_intercept, alpha, nAGQ), ActiveWorkbook, Application.Caller)
+        GLMM_POISSON = XLPy.CallUDF("xlglmm.sheet.udfs", "GLMM_POISSON", Array(y, X, groups, offset, x_random, fit_intercept, alpha, nAGQ), ActiveWorkbook, Application.Caller)
         Exit Function
     #Else
-        GLMM_POISSON = XLPy.CallUDF("xlglmm.udfs", "GLMM_POISSON", Array(y, X, groups, offset, x_random, fit_intercept, alpha, nAGQ))
+        GLMM_POISSON = XLPy.CallUDF("xlglmm.sheet.udfs", "GLMM_POISSON", Array(y, X, groups, offset, x_random, fit_intercept, alpha, nAGQ))
         Exit Function
     #End If
 failed:
@@ -75,10 +75,10 @@ Function GLMM_PREDICT(y, X, Optional groups, Optional new_X, Optional new_groups
     If (Not Application.CommandBars("Standard").Controls(1).Enabled) Then Exit Function
     #If App = "Microsoft Excel" Then
         If TypeOf Application.Caller Is Range Then On Error GoTo failed
-        GLMM_PREDICT = XLPy.CallUDF("xlglmm.udfs", "GLMM_PREDICT", Array(y, X, groups, new_X, new_groups, offset, new_offset, x_random, new_x_random, pred_type, include_re, fit_intercept, nAGQ, family, trials, link), ActiveWorkbook, Application.Caller)
+        GLMM_PREDICT = XLPy.CallUDF("xlglmm.sheet.udfs", "GLMM_PREDICT", Array(y, X, groups, new_X, new_groups, offset, new_offset, x_random, new_x_random, pred_type, include_re, fit_intercept, nAGQ, family, trials, link), ActiveWorkbook, Application.Caller)
         Exit Function
     #Else
-        GLMM_PREDICT = XLPy.CallUDF("xlglmm.udfs", "GLMM_PREDICT", Array(y, X, groups, new_X, new_groups, offset, new_offset, x_random, new_x_random, pred_type, include_re, fit_intercept, nAGQ, family, trials, link))
+        GLMM_PREDICT = XLPy.CallUDF("xlglmm.sheet.udfs", "GLMM_PREDICT", Array(y, X, groups, new_X, new_groups, offset, new_offset, x_random, new_x_random, pred_type, include_re, fit_intercept, nAGQ, family, trials, link))
         Exit Function
     #End If
 failed:
@@ -89,10 +89,10 @@ Function GLMM_RANEF(y, X, Optional groups, Optional offset, Optional x_random, O
     If (Not Application.CommandBars("Standard").Controls(1).Enabled) Then Exit Function
     #If App = "Microsoft Excel" Then
         If TypeOf Application.Caller Is Range Then On Error GoTo failed
-        GLMM_RANEF = XLPy.CallUDF("xlglmm.udfs", "GLMM_RANEF", Array(y, X, groups, offset, x_random, fit_intercept, nAGQ, family, trials, link), ActiveWorkbook, Application.Caller)
+        GLMM_RANEF = XLPy.CallUDF("xlglmm.sheet.udfs", "GLMM_RANEF", Array(y, X, groups, offset, x_random, fit_intercept, nAGQ, family, trials, link), ActiveWorkbook, Application.Caller)
         Exit Function
     #Else
-        GLMM_RANEF = XLPy.CallUDF("xlglmm.udfs", "GLMM_RANEF", Array(y, X, groups, offset, x_random, fit_intercept, nAGQ, family, trials, link))
+        GLMM_RANEF = XLPy.CallUDF("xlglmm.sheet.udfs", "GLMM_RANEF", Array(y, X, groups, offset, x_random, fit_intercept, nAGQ, family, trials, link))
         Exit Function
     #End If
 failed:
@@ -103,10 +103,10 @@ Function LMM(y, X, groups, Optional x_random, Optional REML, Optional alpha, Opt
     If (Not Application.CommandBars("Standard").Controls(1).Enabled) Then Exit Function
     #If App = "Microsoft Excel" Then
         If TypeOf Application.Caller Is Range Then On Error GoTo failed
-        LMM = XLPy.CallUDF("xlglmm.udfs", "LMM", Array(y, X, groups, x_random, REML, alpha, fit_intercept), ActiveWorkbook, Application.Caller)
+        LMM = XLPy.CallUDF("xlglmm.sheet.udfs", "LMM", Array(y, X, groups, x_random, REML, alpha, fit_intercept), ActiveWorkbook, Application.Caller)
         Exit Function
     #Else
-        LMM = XLPy.CallUDF("xlglmm.udfs", "LMM", Array(y, X, groups, x_random, REML, alpha, fit_intercept))
+        LMM = XLPy.CallUDF("xlglmm.sheet.udfs", "LMM", Array(y, X, groups, x_random, REML, alpha, fit_intercept))
         Exit Function
     #End If
 failed:

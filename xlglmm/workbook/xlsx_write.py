@@ -22,7 +22,7 @@ the layout XlsxWriter uses), the other cells of the block hold plain values.  Ex
 that range.  ``xl/calcChain.xml`` is removed when present (Excel rebuilds it).
 
 Memory: one worksheet part at a time (read with the caps of
-:mod:`xlglmm.xlsx_read`) plus a small record per cell; the other parts are copied
+:mod:`xlglmm.workbook.xlsx_read`) plus a small record per cell; the other parts are copied
 in chunks.  The written package is read back and checked (every part unpacks with
 its checksum, every rewritten part is well-formed) before the caller moves it into
 place.

@@ -22,8 +22,8 @@ import math
 
 import numpy as np
 
-from .excel_formula import MAX_CELL_TEXT
-from .results import GLMMResult
+from ..workbook.excel_formula import MAX_CELL_TEXT
+from ..engine.results import GLMMResult
 
 BLANK = None
 

@@ -1,0 +1,8 @@
+"""The statistical engine: formula + table -> fitted mixed model.
+
+Knows nothing of spreadsheets.  The pipeline, in lme4's stages: ``formula`` (parse) ->
+``design`` (lFormula: X, the random-effects terms, offset, weights; ``cost`` guards it)
+-> ``devfun`` (mkGlmerDevfun: the deviance on the blocked factor, ``kernels``) ->
+``optimize`` (optimizeGlmer) -> ``results`` (mkMerMod).  ``fit.glmer`` and
+``lmm.lmer`` drive it; ``family`` says what a conditional distribution is.
+"""
