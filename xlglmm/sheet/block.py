@@ -22,7 +22,7 @@ import math
 
 import numpy as np
 
-from ..workbook.excel_formula import MAX_CELL_TEXT
+from .grid import MAX_CELL_TEXT
 from ..engine.results import GLMMResult
 
 BLANK = None

@@ -32,9 +32,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 
-MAX_ROW = 1_048_576
-MAX_COL = 16_384
-MAX_CELL_TEXT = 32_767      # characters a cell can hold
+from ..sheet.grid import MAX_CELL_TEXT, MAX_COL, MAX_ROW
 
 # Nesting levels a formula may have: parentheses, function calls, unary signs and
 # percent signs each add one.  Excel allows 64 levels of nested functions; the

@@ -34,7 +34,8 @@ import zlib
 from dataclasses import dataclass, field
 from xml.parsers import expat
 
-from .excel_formula import MAX_COL, MAX_ROW, col_number   # Excel's grid: XFD1048576
+from ..sheet.grid import MAX_COL, MAX_ROW
+from .excel_formula import col_number
 
 MAX_ENTRIES = 10_000                  # parts in the package
 MAX_PART_BYTES = 256 << 20            # one part, unpacked
