@@ -35,8 +35,7 @@ sys.path.insert(0, str(ROOT))
 
 import numpy as np  # noqa: E402
 
-from xlglmm.sheet import cache
-from xlglmm.sheet import udfs  # noqa: E402
+from xlglmm.sheet import cache, models, udfs  # noqa: E402
 
 EXCEL_ROWS = 1_048_576
 
@@ -118,9 +117,9 @@ def main(argv=None):
     if a.tracemalloc:
         tracemalloc.start()
     t0 = time.perf_counter()
-    m = udfs.model_from_ranges("poisson", y, X, g, off)
+    m = models.model_from_ranges("poisson", y, X, g, off)
     t1 = time.perf_counter()
-    res = udfs.fit_model(m)
+    res = models.fit_model(m)
     t2 = time.perf_counter()
     blk = udfs._fit_block(m, 0.05)
     t3 = time.perf_counter()

@@ -14,7 +14,7 @@ import datetime as dt
 import math
 from dataclasses import dataclass, field
 
-from xlglmm.sheet import udfs
+from xlglmm.sheet import models, udfs
 
 Y = [2, 3, 5, 1, 2, 4, 6, 2, 3, 1, 0, 4]
 X = [1, 2, 3, 1, 2, 3, 4, 1, 2, 3, 1, 2]
@@ -64,13 +64,13 @@ class Case:
     budget: float | None = None   # fit time budget for this call (seconds)
 
     def run(self):
-        saved = udfs.DEFAULT_TIME_BUDGET
+        saved = models.DEFAULT_TIME_BUDGET
         if self.budget is not None:
-            udfs.DEFAULT_TIME_BUDGET = self.budget
+            models.DEFAULT_TIME_BUDGET = self.budget
         try:
             return getattr(udfs, self.fn)(*self.args, **self.kwargs)
         finally:
-            udfs.DEFAULT_TIME_BUDGET = saved
+            models.DEFAULT_TIME_BUDGET = saved
 
 
 def value(block, label):

@@ -12,7 +12,7 @@ from pathlib import Path
 import openpyxl
 import pytest
 
-from xlglmm.sheet import cache, udfs
+from xlglmm.sheet import cache, models, udfs
 from xlglmm import cli, demo, files
 from xlglmm.files import Exit
 
@@ -32,8 +32,8 @@ def no_fit(monkeypatch):
             calls.append(name)
             raise AssertionError(f"{name} ran although the arguments were wrong")
         return fit
-    monkeypatch.setattr(udfs, "glmer", counting("glmer"))
-    monkeypatch.setattr(udfs, "lmer", counting("lmer"))
+    monkeypatch.setattr(models, "glmer", counting("glmer"))
+    monkeypatch.setattr(models, "lmer", counting("lmer"))
     cache.clear()                  # a cached fit must not hide a fit that would run
     yield calls
     cache.clear()
@@ -364,7 +364,7 @@ def test_help_lists_the_exit_codes(capsys, argv):
 # ---- recalc's log ---------------------------------------------------------------------------
 
 def test_lmm_fits_are_reported_as_fits(tmp_path, capsys):
-    """LMMs are fitted by udfs.lmer, which recalc's progress hook did not wrap: every
+    """LMMs are fitted by models.lmer, which recalc's progress hook did not wrap: every
     LMM said "reused the fit" and showed no progress."""
     cache.clear()
     code, out, _ = run(capsys, "recalc", SLEEP, "-o", tmp_path / "s.xlsx")
@@ -392,10 +392,10 @@ def test_lmm_progress_reaches_the_ticker():
     assert not isinstance(block, str), block
     assert seen[:2] == ["start", "fitting a linear mixed model"]
     assert log.fits == 1 and log.seconds > 0
-    # the hook is the context variable udfs offers, not a swapped udfs.lmer: outside
+    # the hook is the context variable udfs offers, not a swapped models.lmer: outside
     # the block no observer is left, and the fitting functions are the package's own
-    assert udfs._FIT_OBSERVER.get() is None
-    assert udfs.lmer.__module__ == "xlglmm.engine.lmm" and udfs.glmer.__module__ == "xlglmm.engine.fit"
+    assert models.FIT_OBSERVER.get() is None
+    assert models.lmer.__module__ == "xlglmm.engine.lmm" and models.glmer.__module__ == "xlglmm.engine.fit"
 
 
 def test_compare_of_blocks_is_computed_not_fitted(tmp_path, capsys):

@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from xlglmm.sheet import block, cache, udfs
+from xlglmm.sheet import block, cache, models, udfs
 from xlglmm.engine import fit
 from xlglmm.engine.family import (FAMILY_SPECS, SHEET_FAMILIES, SHEET_LINKS, Family,
                            estimates_theta, family_spec, make_family)
@@ -159,8 +159,8 @@ def test_sheet_words_are_the_old_lists():
     assert not hasattr(udfs, "FAMILIES") and not hasattr(udfs, "LINKS")
     for word in OLD_SHEET_FAMILIES:
         for w in _variants(word):
-            assert udfs._family(w) == word
-    assert udfs._family(None) == "poisson"
+            assert models.family_argument(w) == word
+    assert models.family_argument(None) == "poisson"
 
 
 @pytest.mark.parametrize("word", ["nb", "normal", "bernoulli", "weibull", "NB2"])

@@ -2,7 +2,7 @@
 filled by ``@worksheet_function``), and every door reads that declaration -- recalc, the
 LibreOffice bridge and its generated Basic module -- with no list of its own and no
 reading of udfs.py's source; recalc's fit log is an observer the fit path offers, not a
-swapped ``udfs.glmer``."""
+swapped ``models.glmer``."""
 from __future__ import annotations
 
 import inspect
@@ -11,7 +11,7 @@ import re
 import openpyxl
 import pytest
 
-from xlglmm.sheet import cache, udfs
+from xlglmm.sheet import cache, models, udfs
 from xlglmm.bridges import libreoffice
 from xlglmm.workbook import recalc
 from xlglmm.workbook.recalc import Book, Engine, watching_fits
@@ -189,7 +189,7 @@ def test_the_fit_observer_sees_a_glmm_fit_and_its_progress():
     assert again == block
     assert log.fits == 1 and log.seconds > 0
     assert seen[0] == "start" and len(seen) > 1       # glmer's own stages follow
-    assert udfs._FIT_OBSERVER.get() is None
+    assert models.FIT_OBSERVER.get() is None
     cache.clear()
     udfs.GLMM_POISSON(y, None, g)                       # outside: nobody is told
     assert log.fits == 1

@@ -34,7 +34,7 @@ from hypothesis import strategies as st
 import hostile_strategies as hs
 from hostile_cases import CASES, check_case
 from hostile_determinism import determinism_calls
-from xlglmm.sheet import cache, udfs
+from xlglmm.sheet import cache, models, udfs
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -127,11 +127,11 @@ def warm_kernels():
 def fuzz_budget(warm_kernels, request):
     """Fits in the fuzz run with a short time budget (the per-call budget leaves
     room for validation, the result block and the SE computation)."""
-    saved = udfs.DEFAULT_TIME_BUDGET
-    udfs.DEFAULT_TIME_BUDGET = FIT_BUDGET
+    saved = models.DEFAULT_TIME_BUDGET
+    models.DEFAULT_TIME_BUDGET = FIT_BUDGET
     STATS["tests"].add(request.node.name)
     yield
-    udfs.DEFAULT_TIME_BUDGET = saved
+    models.DEFAULT_TIME_BUDGET = saved
     cache.clear()
 
 

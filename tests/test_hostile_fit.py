@@ -494,7 +494,7 @@ def test_the_rank_check_is_counted_in_the_time_bound():
 
 
 def test_the_worksheet_builds_the_design_once(monkeypatch):
-    from xlglmm.sheet import cache, udfs
+    from xlglmm.sheet import cache, models, udfs
     import xlglmm.engine.fit as fit_mod
     calls = []
     real = fit_mod.build_design
@@ -509,7 +509,7 @@ def test_the_worksheet_builds_the_design_once(monkeypatch):
                                 zip(df.y, df.x, df.g)]
     out = udfs.GLMM("y ~ x + (1|g)", rows, "poisson")
     assert isinstance(out, list), out
-    assert calls == [udfs.DEFAULT_TIME_BUDGET]
+    assert calls == [models.DEFAULT_TIME_BUDGET]
 
 
 def test_the_size_guards_apply_to_the_python_api():

@@ -26,7 +26,7 @@ import pytest
 
 import xlglmm
 from xlglmm.engine import formula as fm
-from xlglmm.sheet import udfs
+from xlglmm.sheet import models, udfs
 from xlglmm.engine.formula import FormulaError, Variable, parse_formula
 
 DATA = Path(__file__).parent / "data"
@@ -239,7 +239,7 @@ def test_header_with_tilde_is_a_name():
 def test_600_x_columns_are_not_a_formula_length():
     rng = np.random.default_rng(3)
     X = [[f"x{j}" for j in range(600)]] + rng.normal(size=(N, 600)).round(3).tolist()
-    m = udfs.model_from_ranges("poisson", col("y", Y), X, col("g", G))
+    m = models.model_from_ranges("poisson", col("y", Y), X, col("g", G))
     assert len(m.formula) > fm.MAX_FORMULA_LENGTH and len(m.parsed.terms) == 600
     out = udfs.GLMM_POISSON(col("y", Y), X, col("g", G))
     assert isinstance(out, list) and out[1][0] == "(Intercept)"

@@ -7,7 +7,7 @@ import pandas as pd
 import pytest
 
 import xlglmm
-from xlglmm.sheet import cache, udfs
+from xlglmm.sheet import cache, models, udfs
 from refs import DATA, PACKAGE_DATA, expected, load_frame, manifest
 from sheetdata import block_row, block_value, column, columns, table
 
@@ -185,12 +185,12 @@ def test_compare_two_blocks_as_anova(safety):
 
 def test_recalculation_uses_the_cache(safety, monkeypatch):
     calls = []
-    real = udfs.glmer
+    real = models.glmer
 
     def counting(*a, **k):
         calls.append(1)
         return real(*a, **k)
-    monkeypatch.setattr(udfs, "glmer", counting)
+    monkeypatch.setattr(models, "glmer", counting)
     a = safety_block(safety)
     b = safety_block(safety)
     assert a == b and len(calls) == 1
@@ -212,8 +212,8 @@ def test_binomial_companions_share_the_fit(monkeypatch):
     args = (column(df.incidence, "incidence"), columns(dummies, dummies.columns),
             column(df.herd.astype(str), "herd"))
     calls = []
-    real = udfs.glmer
-    monkeypatch.setattr(udfs, "glmer", lambda *a, **k: calls.append(1) or real(*a, **k))
+    real = models.glmer
+    monkeypatch.setattr(models, "glmer", lambda *a, **k: calls.append(1) or real(*a, **k))
     udfs.GLMM_BINOMIAL(*args, column(df["size"], "size"))
     udfs.GLMM_RANEF(*args, None, None, True, 1, "binomial", column(df["size"], "size"))
     udfs.GLMM_PREDICT(*args, None, None, None, None, None, None, "response", True, True, 1,

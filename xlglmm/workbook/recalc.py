@@ -539,7 +539,7 @@ class FitLog:
 
     @contextlib.contextmanager
     def fitting(self, kind: str):
-        """Around one fit (the observer :func:`xlglmm.sheet.udfs.observing_fits` calls):
+        """Around one fit (the observer :func:`xlglmm.sheet.models.observing_fits` calls):
         counts and times it, and yields the GLMM fit's progress callback.  ``lmer``
         takes no progress callback: an LMM reports its start only (a ticker shows its
         elapsed time)."""
@@ -561,9 +561,9 @@ class FitLog:
 def watching_fits(progress):
     """Make the worksheet functions' fits report progress (``progress(stage,
     evaluations)``, e.g. :meth:`Ticker.progress`) and count them, through the hook
-    :func:`xlglmm.sheet.udfs.observing_fits` offers.  Yields the :class:`FitLog`."""
+    :func:`xlglmm.sheet.models.observing_fits` offers.  Yields the :class:`FitLog`."""
     from ..engine import jit
-    from ..sheet import udfs
+    from ..sheet import models
     log = FitLog(progress=progress)
 
     def compiling(what, _seconds):
@@ -572,7 +572,7 @@ def watching_fits(progress):
             progress("compiling the numerical kernels for this machine, once", 0)
         else:
             progress("fitting", 0)
-    with udfs.observing_fits(log), jit.announce(compiling):
+    with models.observing_fits(log), jit.announce(compiling):
         yield log
 
 
