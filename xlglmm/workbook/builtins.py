@@ -7,10 +7,10 @@ arguments and hands them over as they are -- a range not read yet
 (:class:`xlglmm.workbook.excel_values.RangeVal`), an array, one value, ``MISSING`` for
 an omitted one -- so each function reads a range the cheapest way it can: SUM, COUNT,
 COUNTIF, MIN, MAX, AVERAGE, RANK, SMALL and LARGE through its non-blank cells only
-(``engine.stored``), the others cell by cell (``engine.grid``).  Values follow Excel's
-rules (:mod:`xlglmm.workbook.excel_values`), and comparisons of texts are charged to
-the work meter by their length, so COUNTIF and MATCH with wildcards
-(:func:`wildcard_matcher`, which never backtracks) stay bounded.
+(``engine.stored``), the others that read values cell by cell (``engine.grid``).
+Values follow Excel's rules (:mod:`xlglmm.workbook.excel_values`), and comparisons of
+texts are charged to the work meter by their length, so COUNTIF and MATCH with
+wildcards (:func:`wildcard_matcher`, which never backtracks) stay bounded.
 """
 from __future__ import annotations
 

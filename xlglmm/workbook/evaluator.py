@@ -97,11 +97,15 @@ class _Need(BaseException):
         self.cells = cells
 
 
+# ---- where the cells are: regions (r1, c1, r2, c2) ------------------------------------------
+
 def inside(region, r, c) -> bool:
+    """Cell (r, c) is in ``region``."""
     return region[0] <= r <= region[2] and region[1] <= c <= region[3]
 
 
 def overlap(a, b) -> bool:
+    """Regions ``a`` and ``b`` share a cell."""
     return not (a[2] < b[0] or b[2] < a[0] or a[3] < b[1] or b[3] < a[1])
 
 
@@ -160,6 +164,8 @@ def keys_in(keys: list, present, r1, c1, r2, c2) -> list:
                 if (r, c) in present]
     return [k for k in keys[i:j] if c1 <= k[1] <= c2]
 
+
+# ---- the engine ---------------------------------------------------------------------------
 
 class Engine:
     """Evaluates a :class:`Book`'s formulas.  A formula is evaluated when another needs
@@ -877,6 +883,9 @@ class Engine:
 
 
 def _to_xlwings(v):
+    """One of the evaluator's values as a host hands it to a worksheet function: an
+    error value as its text, an omitted argument (the evaluator's ``MISSING``) as
+    ``None``."""
     if isinstance(v, XLError):
         return str(v)
     if v is MISSING:
