@@ -22,6 +22,7 @@ from .excel_values import (MISSING, RangeVal, approx_equal, broadcast, compare, 
                            rank_key, spend, to_bool, to_number)
 from ..sheet.calling import ErrorValue as XLError, is_grid
 
+
 # ---- Excel functions evaluated besides the xlglmm ones ---------------------------------
 
 def _flat(ev, args):

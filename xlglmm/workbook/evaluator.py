@@ -351,6 +351,8 @@ class Engine:
         return keys
 
     def stored_keys(self, s):
+        """The sorted keys of sheet ``s``'s stored cells (for :func:`keys_in`; sorted
+        once per recalculation)."""
         keys = self._vkeys.get(s)
         if keys is None:
             keys = self._vkeys[s] = sorted(self.book.values[s])

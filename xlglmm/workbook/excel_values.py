@@ -25,6 +25,7 @@ from .book import Unsupported
 from .excel_formula import range_name
 from ..sheet.calling import ErrorValue as XLError, is_grid
 
+
 # ---- values inside the evaluator ----------------------------------------------------------
 
 @dataclass(frozen=True)
@@ -214,7 +215,6 @@ def binary(op, a, b):
 
 
 # ---- the work meter --------------------------------------------------------------------
-
 
 class Meter:
     """The work done by all formulas of a recalculation (cells read, formula parts

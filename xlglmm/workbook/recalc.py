@@ -74,7 +74,6 @@ class RecalcResult:
 
 # ---- the command -----------------------------------------------------------------------
 
-
 def plan_writes(engine: Engine) -> dict:
     """Cell writes for the patcher: sheet -> {(r, c): CellWrite}."""
     writes: dict = {s: {} for s in engine.book.sheet_names}
