@@ -382,7 +382,7 @@ def test_lmm_fits_are_reported_as_fits(tmp_path, capsys):
 
 
 def test_lmm_progress_reaches_the_ticker():
-    from xlglmm.workbook.recalc import watching_fits
+    from xlglmm.workbook.progress import watching_fits
     seen = []
     cache.clear()
     y = [["y"]] + [[float(v)] for v in (1, 2, 3, 2, 4, 5, 3, 4, 6, 5, 6, 8)]

@@ -13,8 +13,11 @@ import pytest
 
 from xlglmm.sheet import cache, models, udfs
 from xlglmm.bridges import libreoffice
-from xlglmm.workbook import recalc
-from xlglmm.workbook.recalc import Book, Engine, watching_fits
+from xlglmm.sheet import calling
+from xlglmm.workbook import book, builtins, evaluator, excel_values, progress, recalc
+from xlglmm.workbook.book import Book
+from xlglmm.workbook.evaluator import Engine
+from xlglmm.workbook.progress import watching_fits
 
 # What udfs.py declares, written out: name -> (parameters, required, range arguments)
 EXPECTED = {
@@ -75,8 +78,10 @@ def test_a_declaration_describes_every_parameter_once():
     assert udfs.FUNCTIONS == before
 
 
-def test_recalc_does_not_read_source_text_or_keep_a_list():
-    src = inspect.getsource(recalc)
+@pytest.mark.parametrize("module", [recalc, book, evaluator, builtins, excel_values, progress,
+                                    calling])
+def test_recalc_does_not_read_source_text_or_keep_a_list(module):
+    src = inspect.getsource(module)
     assert "udf_specs" not in src and "XLGLMM_FUNCTIONS" not in src
     assert "getsource" not in src and "import ast" not in src
     assert "udf_specs" not in inspect.getsource(libreoffice)

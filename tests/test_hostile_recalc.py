@@ -18,8 +18,11 @@ from openpyxl.workbook.defined_name import DefinedName
 from openpyxl.worksheet.formula import ArrayFormula
 
 from xlglmm.sheet import cache
-from xlglmm.workbook import excel_formula, recalc
-from xlglmm.workbook.recalc import Book, Engine, XLError, wildcard_matcher
+from xlglmm.workbook import evaluator, excel_formula, recalc
+from xlglmm.workbook.book import Book
+from xlglmm.workbook.builtins import wildcard_matcher
+from xlglmm.workbook.evaluator import Engine
+from xlglmm.workbook.excel_values import RangeVal, XLError
 
 ROOT = Path(__file__).resolve().parent.parent
 HANG = 120          # seconds: a subprocess still running then has hung
@@ -122,7 +125,7 @@ def test_sparse_reads_give_the_same_numbers_as_cell_by_cell(tmp_path):
     src = tmp_path / "s.xlsx"
     wb.save(src)
     e = engine_for(src)
-    grid = e.grid(recalc.RangeVal("S", 1, 1, 45, 8))
+    grid = e.grid(RangeVal("S", 1, 1, 45, 8))
     cells = [v for row in grid for v in row]
     nums = [v for v in cells if isinstance(v, float)]
     got = [e.values[("S", r, 1)] for r in range(50, 58)]
@@ -378,7 +381,7 @@ def test_a_long_chain_ending_in_an_unknown_function_says_so_in_one_line(tmp_path
 
 
 def test_the_total_work_is_capped_with_one_message(tmp_path, monkeypatch):
-    monkeypatch.setattr(recalc, "MAX_WORK", 5000)
+    monkeypatch.setattr(evaluator, "MAX_WORK", 5000)
     wb = openpyxl.Workbook()
     ws = wb.active
     ws.title = "S"
@@ -414,7 +417,7 @@ def test_many_glmm_formulas_cost_linear_checks_and_one_fit(tmp_path, monkeypatch
     counts = {}
     for n in (30, 120):
         calls = [0]
-        inside, overlap = recalc._inside, recalc._overlap
+        inside, overlap = evaluator.inside, evaluator.overlap
 
         def count_inside(*a, _f=inside):
             calls[0] += 1
@@ -423,13 +426,13 @@ def test_many_glmm_formulas_cost_linear_checks_and_one_fit(tmp_path, monkeypatch
         def count_overlap(*a, _f=overlap):
             calls[0] += 1
             return _f(*a)
-        monkeypatch.setattr(recalc, "_inside", count_inside)
-        monkeypatch.setattr(recalc, "_overlap", count_overlap)
+        monkeypatch.setattr(evaluator, "inside", count_inside)
+        monkeypatch.setattr(evaluator, "overlap", count_overlap)
         cache.clear()
         e = Engine(Book(many_fits(tmp_path, n)))
         e.run()
-        monkeypatch.setattr(recalc, "_inside", inside)
-        monkeypatch.setattr(recalc, "_overlap", overlap)
+        monkeypatch.setattr(evaluator, "inside", inside)
+        monkeypatch.setattr(evaluator, "overlap", overlap)
         assert [o.status for o in e.outcomes] == ["ok"] * n
         assert e.fitlog.fits == 1                       # identical fits: the cache
         counts[n] = (calls[0], e.meter.used)
@@ -442,15 +445,15 @@ def test_the_documented_limits_are_the_engine_s():
     text = (ROOT / "docs" / "templates.md").read_text(encoding="utf-8")
     text = " ".join(text.split())
     assert f"nests at most {excel_formula.MAX_NESTING} levels" in text
-    assert f"at most {recalc.MAX_RANGE_CELLS:,} cells of the sheet's used part" in text
-    assert f"at most {recalc.MAX_WORK:,} steps" in text
+    assert f"at most {evaluator.MAX_RANGE_CELLS:,} cells of the sheet's used part" in text
+    assert f"at most {evaluator.MAX_WORK:,} steps" in text
 
 
 # ---- review fixes (issue 18): the work limit never escapes as a traceback --------------------
 
 def test_the_work_limit_reached_by_an_xlglmm_formula_s_arguments_is_one_line(tmp_path,
                                                                              monkeypatch):
-    monkeypatch.setattr(recalc, "MAX_WORK", 5000)
+    monkeypatch.setattr(evaluator, "MAX_WORK", 5000)
     wb = openpyxl.Workbook()
     d = data_sheet(wb)
     for r in range(1, 201):
@@ -496,7 +499,7 @@ def test_criteria_longer_than_255_characters_give_value_as_in_excel(tmp_path):
 
 
 def test_wildcard_work_is_charged_text_times_pattern(tmp_path, monkeypatch):
-    monkeypatch.setattr(recalc, "MAX_WORK", 30_000)
+    monkeypatch.setattr(evaluator, "MAX_WORK", 30_000)
     wb = openpyxl.Workbook()
     ws = wb.active
     ws.title = "S"

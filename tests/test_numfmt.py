@@ -35,6 +35,21 @@ def test_shorten_says_it_cut():
     assert numfmt.shorten("short", 20) == "short"
 
 
+def test_shorten_is_the_cut_of_its_three_callers_each_as_it_was():
+    """numfmt's own cut drops the spaces before "…"; the #GLMM! message in a cell drops
+    them before "..."; recalc's reasons keep them before "..." (their cuts before they
+    shared numfmt.shorten)."""
+    text = "abc  defgh"
+    assert numfmt.shorten(text, 6) == "abc\u2026"
+    assert numfmt.shorten(text, 8, ellipsis="...") == "abc..."
+    assert numfmt.shorten(text, 8, ellipsis="...", strip=False) == "abc  ..."
+    assert numfmt.shorten(text, 10, ellipsis="...", strip=False) == text
+    from xlglmm.sheet import udfs
+    assert udfs.error("x" * 400) == "#GLMM! " + "x" * 280 + "..."
+    assert len(udfs.error("x" * 400)) == udfs.MAX_MESSAGE
+    assert udfs.error("word " * 100) == ("#GLMM! " + "word " * 56).rstrip() + "..."
+
+
 @pytest.mark.parametrize("values,fmt", [
     ([715.5126, 727.8], "0.0"), ([-3.5696, -0.42049], "0.0000"), ([156.0, 160.0, 4], "0"),
     ([251.405, 10.467], "0.00"), ([6.8246, 1.5458], "0.000"), ([2306.289], "0"),

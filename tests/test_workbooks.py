@@ -672,7 +672,7 @@ def data_frame_plain(ws):
 
 
 def test_recalc_help_lists_the_evaluated_functions():
-    from xlglmm.workbook.recalc import BUILTINS
+    from xlglmm.workbook.builtins import BUILTINS
     listed = re.search(r"Other Excel functions evaluated: (.*?)\. An", cli.RECALC_EPILOG, re.S)
     assert set(listed.group(1).split()) == set(BUILTINS) - {"RANK.EQ"}
 

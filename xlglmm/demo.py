@@ -161,7 +161,7 @@ def run(output=None, out=print, stream=None, err=_stderr) -> int:
     wrong, what to do)."""
     from .sheet import udfs
     from .files import Exit, FileProblem, check_output
-    from .workbook.recalc import Ticker, watching_fits
+    from .workbook.progress import Ticker, watching_fits
     from .workbook.templates import build
     path = Path(output) if output is not None else Path.cwd() / "workplace_safety.xlsx"
     try:

@@ -83,12 +83,17 @@ def number(x, digits: int = 4) -> str:
     return significant(f, digits)
 
 
-def shorten(text: str, width: int) -> str:
-    """``text`` cut to ``width`` characters with an ellipsis, or unchanged."""
+def shorten(text: str, width: int, ellipsis: str = ELLIPSIS, strip: bool = True) -> str:
+    """``text`` cut to ``width`` characters, ``ellipsis`` included, or unchanged: the
+    one rule for cutting text.  ``strip`` drops the spaces the cut leaves before the
+    ellipsis.  The #GLMM! message in a cell ends with ``ellipsis="..."``; recalc's
+    reasons (its log, its notes) with ``"..."`` and ``strip=False``, as they always
+    were."""
     text = str(text)
     if width < 1 or len(text) <= width:
         return text
-    return text[:width - 1].rstrip() + ELLIPSIS
+    kept = text[:width - len(ellipsis)]
+    return (kept.rstrip() if strip else kept) + ellipsis
 
 
 def _decimals_needed(v: float, digits: int) -> int:

@@ -87,7 +87,7 @@ def evaluate(request: dict):
     the function's result as rows of cells (or one value).  The functions, their
     parameters and range arguments are ``udfs.FUNCTIONS``."""
     from ..sheet import udfs
-    from ..workbook.recalc import udf_result, xlwings_value
+    from ..sheet.calling import udf_result, xlwings_value
     name = str(request.get("function", ""))
     if name not in udfs.FUNCTIONS:
         return udfs.error(f"unknown function {name!r}")

@@ -39,6 +39,7 @@ import pandas as pd
 import xlwings as xw
 
 from . import block, cache, models, values
+from ..numfmt import shorten
 from ..engine.design import DesignError
 from ..engine.family import SHEET_LINKS, function_links
 from ..engine.fit import ModelError
@@ -61,9 +62,7 @@ def error(msg: str) -> str:
     cut to MAX_MESSAGE characters)."""
     msg = " ".join(str(msg).split())
     msg = ERROR_PREFIX + (msg[:1].lower() + msg[1:] if msg[:2] != msg[:2].upper() else msg)
-    if len(msg) > MAX_MESSAGE:
-        msg = msg[:MAX_MESSAGE - 3].rstrip() + "..."
-    return msg
+    return shorten(msg, MAX_MESSAGE, ellipsis="...")
 
 
 def _safe(impl, *args):

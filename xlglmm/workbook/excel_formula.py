@@ -32,7 +32,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 
-from ..sheet.grid import MAX_CELL_TEXT, MAX_COL, MAX_ROW
+from ..sheet.grid import MAX_ROW
 
 # Nesting levels a formula may have: parentheses, function calls, unary signs and
 # percent signs each add one.  Excel allows 64 levels of nested functions; the

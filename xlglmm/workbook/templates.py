@@ -1515,7 +1515,8 @@ _BUILDERS = {"workplace_safety": _workplace, "grouseticks": _grouse, "cbpp": _cb
 def build(name: str, path, *, out=None, values_only=False):
     """Build template ``name`` into ``path`` (formulas, charts and cached results).
     Returns the :class:`xlglmm.workbook.recalc.RecalcResult` of the final recalculation."""
-    from .recalc import Book, recalc
+    from .book import Book
+    from .recalc import recalc
     if name not in _BUILDERS:
         raise ValueError(f"unknown template {name!r}; choose from {', '.join(TEMPLATES)}")
     path = Path(path)

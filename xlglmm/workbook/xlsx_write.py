@@ -38,6 +38,7 @@ from dataclasses import dataclass
 from datetime import date, datetime, time
 from xml.parsers import expat
 
+from ..sheet.calling import ErrorValue  # written with t="e"
 from .excel_formula import cell_name, col_number
 from .xlsx_read import (CELL_REF, MAX_PART_BYTES, XlsxError, as_utf8, iter_part, open_zip,
                         read_part, xml_parser)
@@ -63,10 +64,6 @@ METADATA_XML = (
     f'<ext uri="{DYNAMIC_ARRAY_EXT}"><xda:dynamicArrayProperties fDynamic="1" '
     'fCollapsed="0"/></ext></extLst></bk></futureMetadata>'
     '<cellMetadata count="1"><bk><rc t="1" v="0"/></bk></cellMetadata></metadata>')
-
-
-class ErrorValue(str):
-    """An Excel error value (#N/A, #NAME?, ...), written with t="e"."""
 
 
 @dataclass
