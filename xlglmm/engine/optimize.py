@@ -12,7 +12,7 @@ errors, is the fallback when that quadratic model fails.
 Then, as lme4 does: a finite-difference gradient and Hessian of the deviance in
 (theta, beta) at the optimum (central differences, step 1e-3 on the accurately
 converged deviance; steps of 1% of each parameter's SE when reproducing lme4's own
-Hessian, see ``fit._parameter_scales``: they give the fixed-effect covariance
+Hessian, see ``covariance.parameter_scales``: they give the fixed-effect covariance
 2 H^-1), lme4's convergence checks in plain words, the boundary check (a theta
 within 1e-5 of its bound is set to the bound when that is no worse), and the
 singular-fit test (a diagonal theta below 1e-4).
