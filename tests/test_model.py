@@ -96,6 +96,18 @@ def test_refit_of_the_original_response_reproduces_the_fit(cbpp):
     assert np.array_equal(again.model.start_values.theta, res.model.optimum.theta)
 
 
+def test_refit_settings_override_the_models(cbpp):
+    """A bootstrap that needs no standard errors asks for the RX ones (no
+    finite-difference Hessians): the same optimum, as a fresh fit with them."""
+    res, df = cbpp
+    rx = res.model.refit(res.design.y, se_method="rx")
+    _close_fits(rx, _cbpp_glmer(df, se_method="rx"))
+    assert rx.vcov_method == "RX" and res.model.se_method == "auto"
+    assert rx.llf == pytest.approx(res.llf, abs=1e-8)
+    with pytest.raises(xlglmm.ModelError):
+        res.model.refit(res.design.y, se_method="bootstrap")
+
+
 def test_refit_refuses_a_response_that_does_not_fit_the_design(cbpp):
     res, _ = cbpp
     with pytest.raises(xlglmm.ModelError):

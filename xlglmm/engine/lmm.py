@@ -108,9 +108,10 @@ class LinearMixedModel(MixedModel):
         self._df = (n - p) if reml else n
         self._log_weights = float(np.sum(np.log(dev.pw[dev.pw > 0])))
 
-    def _same_model(self, design):
-        return LinearMixedModel(design, self.reml, time_budget=self.time_budget,
-                                max_evals=self.max_evals)
+    def _same_model(self, design, **settings):
+        kw = dict(time_budget=self.time_budget, max_evals=self.max_evals)
+        kw.update(settings)
+        return LinearMixedModel(design, self.reml, **kw)
 
     def profiled_deviance(self, theta) -> float:
         """The REML criterion (or -2 log-likelihood for ML) at theta, beta and sigma

@@ -198,12 +198,14 @@ class MixedModel:
         st = self.devfun.pirls(np.asarray(theta, float), beta)
         return self.devfun.b_by_term(theta, st)
 
-    def refit(self, y):
+    def refit(self, y, **settings):
         """The result of the same model fitted to another response (a parametric
         bootstrap's): the formula, model matrices and random-effects terms are
         reused, the fit starts from this fit's estimates.  ``y`` is in the design's
         row order and scale (``design.y``: rows with missing values removed; for the
-        binomial the proportion of the trials in ``design.weights``)."""
+        binomial the proportion of the trials in ``design.weights``).  ``settings``
+        override the model's own (e.g. ``se_method="rx"``: a bootstrap that needs
+        no standard errors skips the finite-difference Hessians)."""
         if self.optimum is None:
             raise ModelError("refit needs a fitted model (call fit() first)")
         y = np.array(y, dtype=float).reshape(-1)
@@ -213,12 +215,12 @@ class MixedModel:
                              "of the fit")
         _check_response(self.family, y, d.weights, d.kept_rows)
         design = dataclasses.replace(d, y=y, messages=list(self._design_messages))
-        model = self._same_model(design)
+        model = self._same_model(design, **settings)
         model._warm_start = self.optimum
         return model.fit()
 
-    def _same_model(self, design):
-        """A model like this one (same settings) on another design."""
+    def _same_model(self, design, **settings):
+        """A model like this one (its settings, but ``settings``) on another design."""
         raise NotImplementedError
 
     def _finish_messages(self, messages):
@@ -242,11 +244,13 @@ class GeneralizedLinearMixedModel(MixedModel):
         self.start_values: StartValues | None = None
         self.stage1: StageOne | None = None
 
-    def _same_model(self, design):
-        return GeneralizedLinearMixedModel(design, self.family, self.nAGQ,
-                                           se_method=self.se_method,
-                                           time_budget=self.time_budget,
-                                           max_evals=self.max_evals, progress=self.progress)
+    def _same_model(self, design, **settings):
+        kw = dict(se_method=self.se_method, time_budget=self.time_budget,
+                  max_evals=self.max_evals, progress=self.progress)
+        kw.update(settings)
+        if "se_method" in settings:
+            check_se_method(kw["se_method"])
+        return GeneralizedLinearMixedModel(design, self.family, self.nAGQ, **kw)
 
     # -- the objectives
     def deviance(self, theta, beta) -> float:
