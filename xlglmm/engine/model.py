@@ -349,7 +349,7 @@ class GeneralizedLinearMixedModel(MixedModel):
         projected quasi-Newton steps from a finite-difference Hessian, BOBYQA when
         that quadratic model fails; then the boundary check."""
         dev, budget, s1 = self.devfun, self.budget, self.stage1
-        nt, p = dev.ntheta, dev.p
+        nt = dev.ntheta
         f2 = self._joint_deviance
         x1 = np.concatenate([s1.theta, s1.beta])
         exact = not self._large() and self.se_method != "rx"

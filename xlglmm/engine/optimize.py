@@ -397,7 +397,6 @@ def hessian_fd(fun, x, fx=None, delta=EXACT_FD_DELTA, budget: Budget | None = No
     ``warm``, ``center``: first-order warm starts of the mode searches, as in
     ``_axis_points``; the pair points start from m(x +- d e_i) + m(x +- d e_j) - m(x)."""
     x = np.asarray(x, float)
-    n = len(x)
     if fx is None:
         fx = fun(x)
         center = warm.save() if warm is not None else None
