@@ -14,7 +14,7 @@ import pandas as pd
 import pytest
 
 import xlglmm
-from xlglmm.engine import cost, fit, kernels
+from xlglmm.engine import cost, fit, kernels, model, negbin
 from xlglmm.engine.design import DesignError, _rank_by_qr, _rank_sequential, build_design, \
     full_rank_columns
 from xlglmm.engine.devfun import GlmmDeviance
@@ -210,13 +210,14 @@ class StepClock:
 
 
 def _stepping_budget(monkeypatch, jump_after=None):
-    """fit's budgets read one StepClock, and every model checks it between PIRLS
-    iterations."""
+    """The fits' budgets (each model's and the negative binomial's) read one
+    StepClock, and every model checks it between PIRLS iterations."""
     clock = StepClock(jump_after)
 
     def make(seconds, max_evals):
         return Budget(seconds, max_evals, clock.stopwatch())
-    monkeypatch.setattr(fit, "Budget", make)
+    monkeypatch.setattr(model, "Budget", make)
+    monkeypatch.setattr(negbin, "Budget", make)
     monkeypatch.setattr(cost, "piece_iterations", lambda c, budget, maxit: 1)
     return clock
 
@@ -225,8 +226,8 @@ def test_a_budget_stopped_fit_stops_inside_evaluations_and_says_so(monkeypatch):
     clock = _stepping_budget(monkeypatch)
     res = xlglmm.glmer("y ~ x + (1|g)", small(), "poisson", time_budget=40)
     assert not res.converged
-    assert fit.timeout_message(40) in res.messages
-    assert fit.timeout_message(40) == (
+    assert model.timeout_message(40) in res.messages
+    assert model.timeout_message(40) == (
         "Stopped at the time budget of 40 s before the optimizer converged: the estimates "
         "are the best found so far, NOT converged, and their digits depend on where the "
         "clock stopped the fit (another run can give others).")
@@ -250,7 +251,7 @@ def test_lmm_budget_note(monkeypatch):
     _stepping_budget(monkeypatch)
     res = xlglmm.lmer("yl ~ x + (1|g)", small(), time_budget=15)
     assert not res.converged
-    assert fit.timeout_message(15) in res.messages
+    assert model.timeout_message(15) in res.messages
 
 
 def test_negative_binomial_nested_fits_share_one_budget(monkeypatch):
@@ -265,7 +266,7 @@ def test_negative_binomial_nested_fits_share_one_budget(monkeypatch):
 
 def test_without_a_budget_nothing_is_checked_inside():
     d = build_design("y ~ x + (1|g)", small(), POISSON)
-    dev, budget = fit.prepare(d, POISSON, None, 100)
+    dev, budget = model.prepare(d, POISSON, None, 100)
     assert dev.budget is None and budget.seconds is None
 
 

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from refs import expected, fit, manifest
-from xlglmm.engine.fit import _choose_cov
+from xlglmm.engine.covariance import choose_cov
 from xlglmm.engine.optimize import deriv12
 
 SPEC = manifest()["cbpp_laplace"]
@@ -53,15 +53,15 @@ def test_auto_falls_back_to_accurate_hessian_when_lme4s_is_off():
     v_rx = np.diag([0.9, 3.9])
     ok = np.diag([1.02, 4.1])
     bad = np.diag([0.7, 4.0])          # an SE 16% off: lme4's procedure failed
-    v, label, note = _choose_cov("auto", 1, v_exact, ok, v_rx)
+    v, label, note = choose_cov("auto", 1, v_exact, ok, v_rx)
     assert v is ok and "lme4" in label and note == ""
-    v, label, note = _choose_cov("auto", 1, v_exact, bad, v_rx)
+    v, label, note = choose_cov("auto", 1, v_exact, bad, v_rx)
     assert v is v_exact and label == "Hessian" and "off by up to 16%" in note
-    v, label, note = _choose_cov("lme4", 1, v_exact, bad, v_rx)
+    v, label, note = choose_cov("lme4", 1, v_exact, bad, v_rx)
     assert v is bad
-    v, label, note = _choose_cov("auto", 0, v_exact, ok, v_rx)
+    v, label, note = choose_cov("auto", 0, v_exact, ok, v_rx)
     assert v is v_rx and label == "RX"
-    v, label, note = _choose_cov("auto", 1, None, None, v_rx)
+    v, label, note = choose_cov("auto", 1, None, None, v_rx)
     assert v is v_rx and "falling back" in note
 
 

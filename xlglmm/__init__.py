@@ -2,11 +2,13 @@
 from .engine.design import DesignError
 from .engine.family import Family, make_family
 from .engine.fit import ModelError, NegativeBinomial2, glmer
-from .engine.lmm import LMMResult, lmer
+from .engine.lmm import LinearMixedModel, LMMResult, lmer
+from .engine.model import GeneralizedLinearMixedModel
 from .engine.formula import FormulaError, parse_formula
 from .engine.results import GLMMResult
 
 __version__ = "0.1.0"
 
-__all__ = ["glmer", "lmer", "NegativeBinomial2", "GLMMResult", "LMMResult", "Family", "make_family", "parse_formula",
-           "FormulaError", "DesignError", "ModelError", "__version__"]
+__all__ = ["glmer", "lmer", "NegativeBinomial2", "GLMMResult", "LMMResult",
+           "GeneralizedLinearMixedModel", "LinearMixedModel", "Family", "make_family",
+           "parse_formula", "FormulaError", "DesignError", "ModelError", "__version__"]

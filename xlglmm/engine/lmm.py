@@ -11,6 +11,9 @@ blocked factor as the GLMM code gives
 (minus sum(log w) with prior weights), with sigma^2 = pwrss / n (ML) or / (n - p)
 (REML) profiled out -- no Laplace approximation.  theta is optimised by BOBYQA; the
 fixed-effect covariance is sigma^2 (RX'RX)^-1, as lme4's vcov for lmer.
+
+``LinearMixedModel`` is the model object (``profiled_deviance``, ``refit``, as
+model.py's GLMM); ``lmer`` is a thin function over it.
 """
 from __future__ import annotations
 
@@ -20,11 +23,12 @@ import numpy as np
 
 from . import jit
 from .. import numfmt
+from .covariance import fit_scale_statistics, unscale
 from .design import build_design
 from .devfun import theta_start
 from .family import Family
-from .fit import (SINGULAR_MESSAGE, ModelError, check_model, dropped_rows_message, prepare,
-                  timeout_message, unscale, fit_scale_statistics)
+from .model import (DEFAULT_MAX_EVALS, SINGULAR_MESSAGE, Estimates, MixedModel, ModelError,
+                    Optimum, check_model, timeout_message)
 from .optimize import BudgetExhausted, bobyqa, check_boundary, is_singular
 from .results import GLMMResult
 
@@ -36,9 +40,9 @@ class LMMResult(GLMMResult):
     variance), ``icc`` (intraclass correlation per random intercept),
     ``reml`` and ``REMLcrit``."""
 
-    def __init__(self, *, reml: bool, **kw):
-        super().__init__(**kw)
-        self.reml = reml
+    def __init__(self, model, estimates):
+        super().__init__(model, estimates)
+        reml = self.reml = model.reml
         self.scale = self.sigma ** 2
         self.method = "REML" if reml else "ML"
         self.REMLcrit = self.deviance if reml else None
@@ -63,7 +67,7 @@ class LMMResult(GLMMResult):
 
 
 def lmer(formula, data, REML=True, *, offset=None, weights=None, groups=None,
-         time_budget=None, max_evals=20000, check_design=None) -> LMMResult:
+         time_budget=None, max_evals=DEFAULT_MAX_EVALS, check_design=None) -> LMMResult:
     """Fit a linear mixed model by REML (default) or maximum likelihood.
 
     Arguments as :func:`xlglmm.glmer` (without family/link/nAGQ).  p-values in the
@@ -84,57 +88,96 @@ def _lmer(formula, data, REML, *, offset, weights, groups, time_budget,
     if check_design is not None:
         check_design(design, GAUSSIAN)
     check_model(design, GAUSSIAN, 1)
-    dev, budget = prepare(design, GAUSSIAN, time_budget, max_evals)
-    n, p = dev.n, dev.p
-    if REML and n <= p:
-        raise ModelError("REML needs more observations than fixed effects")
-    df = (n - p) if REML else n
-    ldw = float(np.sum(np.log(dev.pw[dev.pw > 0])))
+    return LinearMixedModel(design, REML, time_budget=time_budget,
+                            max_evals=max_evals).fit()
 
-    def deviance(theta):
+
+class LinearMixedModel(MixedModel):
+    """A linear mixed model to be fitted by REML (``reml``) or maximum likelihood:
+    theta by BOBYQA on the exact profiled deviance, beta and sigma profiled out."""
+
+    nAGQ = 1        # the deviance is exact: no Laplace approximation to choose
+
+    def __init__(self, design, reml=True, *, time_budget=None, max_evals=DEFAULT_MAX_EVALS):
+        super().__init__(design, GAUSSIAN, time_budget=time_budget, max_evals=max_evals)
+        dev = self.devfun
+        n, p = dev.n, dev.p
+        if reml and n <= p:
+            raise ModelError("REML needs more observations than fixed effects")
+        self.reml = bool(reml)
+        self._df = (n - p) if reml else n
+        self._log_weights = float(np.sum(np.log(dev.pw[dev.pw > 0])))
+
+    def _same_model(self, design, **settings):
+        kw = dict(time_budget=self.time_budget, max_evals=self.max_evals)
+        kw.update(settings)
+        return LinearMixedModel(design, self.reml, **kw)
+
+    def profiled_deviance(self, theta) -> float:
+        """The REML criterion (or -2 log-likelihood for ML) at theta, beta and sigma
+        profiled out: the objective of the fit, on the fit's scale of rescaled
+        columns (``devfun.x_exponents``; the REML criterion of the data's columns
+        adds 2 log(2) sum(e), see ``estimate``)."""
+        dev, df = self.devfun, self._df
         st = dev.pirls(theta)
         if not st.ok or not np.isfinite(st.logdet):
             return np.inf
-        d = st.logdet - ldw + df * (1.0 + math.log(2.0 * math.pi * st.pdev / df))
-        if REML and p:
+        d = st.logdet - self._log_weights + df * (1.0 + math.log(2.0 * math.pi * st.pdev / df))
+        if self.reml and dev.p:
             d += _log_det_rx(st, dev.q2)
         return d
 
-    lower = dev.lower
-    res = bobyqa(deviance, theta_start(dev.terms), lower, np.full(dev.ntheta, np.inf),
-                 np.full(dev.ntheta, 0.2), 1e-8, 1e-12, max_evals, budget)
-    with budget.finishing():
-        theta, fval = check_boundary(deviance, res.x, res.fun, lower)
-        st = dev.pirls(theta)
-    beta = dev.beta_of(st)
-    sigma = math.sqrt(st.pdev / df)
-    messages = list(design.messages)
-    singular = is_singular(theta, lower)
-    if singular:
-        messages.append(SINGULAR_MESSAGE)
-    if res.timed_out:
-        messages.append(timeout_message(time_budget))
-    if p:
-        messages.append("p-values use the normal approximation (z); lme4 reports none for "
-                        "linear mixed models, which have t statistics with uncertain df.")
-    if design.n_dropped:
-        messages.append(dropped_rows_message(design))
-    LS = st.LS[dev.q2:, dev.q2:]
-    inv = np.linalg.inv(LS) if p else np.zeros((0, 0))
-    vcov = sigma ** 2 * (inv.T @ inv) if p else np.zeros((0, 0))
-    se_z = fit_scale_statistics(dev, beta, vcov)
-    beta, vcov, _, _, _, _ = unscale(dev, beta, vcov, None, None, messages=messages)
-    dev.budget = None       # the result's later evaluations are not the fit's
-    if REML and dev.x_exp is not None:
-        # log|RX|^2 of the data's columns X * 2^e: the REML criterion as defined on them
-        fval = fval + 2.0 * math.log(2.0) * float(np.sum(dev.x_exp))
-    return LMMResult(
-        reml=bool(REML), design=design, devfun=dev, family=GAUSSIAN, nAGQ=1, theta=theta,
-        beta=beta, vcov=vcov, vcov_method="RX", vcov_rx=vcov, vcov_exact=None,
-        deviance_value=float(fval), state=st, sigma=sigma,
-        converged=not res.timed_out and "limit" not in res.message, singular=singular,
-        messages=messages, gradient=None, hessian=None, evaluations=dev.evaluations,
-        seconds=float("nan"), formula=design.spec.formula.text, se_z=se_z)
+    def fit(self) -> LMMResult:
+        """Fit the model: its result (the estimates in ``self.estimates``)."""
+        return LMMResult(self, self.estimate())
+
+    def estimate(self) -> Estimates:
+        """theta by BOBYQA from lme4's start (or a previous fit's optimum, ``refit``),
+        lme4's boundary check, then beta, sigma and sigma^2 (RX'RX)^-1 at theta."""
+        dev, budget, lower = self.devfun, self.budget, self.lower
+        theta0 = theta_start(dev.terms) if self._warm_start is None else self._warm_start.theta
+        res = bobyqa(self.profiled_deviance, theta0, lower, np.full(dev.ntheta, np.inf),
+                     np.full(dev.ntheta, 0.2), 1e-8, 1e-12, self.max_evals, budget)
+        with budget.finishing():
+            theta, fval = check_boundary(self.profiled_deviance, res.x, res.fun, lower)
+            st = dev.pirls(theta)
+        beta = dev.beta_of(st)
+        self.optimum = Optimum(theta, beta, fval, st, message=res.message,
+                               timed_out=res.timed_out)
+        self.estimates = self._estimates(self.optimum)
+        dev.budget = None       # the result's later evaluations are not the fit's
+        return self.estimates
+
+    def _estimates(self, opt: Optimum) -> Estimates:
+        dev, p = self.devfun, self.devfun.p
+        st, fval = opt.state, opt.deviance
+        sigma = math.sqrt(st.pdev / self._df)
+        messages = list(self.design.messages)
+        singular = is_singular(opt.theta, self.lower)
+        if singular:
+            messages.append(SINGULAR_MESSAGE)
+        if opt.timed_out:
+            messages.append(timeout_message(self.time_budget))
+        if p:
+            messages.append("p-values use the normal approximation (z); lme4 reports none "
+                            "for linear mixed models, which have t statistics with "
+                            "uncertain df.")
+        self._finish_messages(messages)
+        LS = st.LS[dev.q2:, dev.q2:]
+        inv = np.linalg.inv(LS) if p else np.zeros((0, 0))
+        vcov = sigma ** 2 * (inv.T @ inv) if p else np.zeros((0, 0))
+        se_z = fit_scale_statistics(dev, opt.beta, vcov)
+        beta, vcov, _, _, _, _ = unscale(dev, opt.beta, vcov, None, None, messages=messages)
+        if self.reml and dev.x_exp is not None:
+            # log|RX|^2 of the data's columns X * 2^e: the REML criterion as defined on them
+            fval = fval + 2.0 * math.log(2.0) * float(np.sum(dev.x_exp))
+        return Estimates(theta=opt.theta, beta=beta, deviance=float(fval), state=st,
+                         sigma=sigma, vcov=vcov, vcov_method="RX", vcov_rx=vcov,
+                         vcov_exact=None, se_z=se_z, gradient=None, hessian=None,
+                         converged=not opt.timed_out and "limit" not in opt.message,
+                         singular=singular, messages=messages,
+                         # (lmer has never set the flag: its note says it all)
+                         stopped_by_budget=False, evaluations=dev.evaluations)
 
 
 def _log_det_rx(st, q2) -> float:

@@ -4,18 +4,21 @@ Stage 1 minimises the nAGQ=0 criterion over theta alone (PIRLS solves for the
 fixed effects too) with BOBYQA (NLopt's implementation, the derivative-free
 trust-region method MixedModels.jl uses; lme4 uses bobyqa then Nelder-Mead): it
 respects the bounds on theta's diagonal and needs few evaluations on these smooth
-objectives.  Stage 2 minimises the Laplace (or AGQ) deviance over theta and beta
-jointly from stage 1's answer by projected quasi-Newton steps (``newton_refine``)
-from a finite-difference Hessian; BOBYQA, with beta on the scale of its standard
-errors, is the fallback when that quadratic model fails.
+objectives.  For nAGQ=0 that is the whole fit (as lme4).  Stage 2 minimises the
+Laplace (or AGQ) deviance over theta and beta jointly from stage 1's answer by
+projected quasi-Newton steps (``newton_refine``: BFGS updates of a
+finite-difference Hessian, or on large data of a cheap approximate one); BOBYQA,
+with beta on the scale of its standard errors, is the fallback when that quadratic
+model fails.  Linear mixed models need only BOBYQA over theta (lmm.py).
 
 Then, as lme4 does: a finite-difference gradient and Hessian of the deviance in
-(theta, beta) at the optimum (central differences, step 1e-3 on the accurately
-converged deviance; steps of 1% of each parameter's SE when reproducing lme4's own
-Hessian, see ``fit._parameter_scales``: they give the fixed-effect covariance
-2 H^-1), lme4's convergence checks in plain words, the boundary check (a theta
-within 1e-5 of its bound is set to the bound when that is no worse), and the
-singular-fit test (a diagonal theta below 1e-4).
+(theta, beta) at the optimum (``hessian_fd``: central differences on the axes and
+one diagonal pair per pair of parameters, step 1e-3 on the accurately converged
+deviance; ``deriv12``, lme4's own stencil, with steps of 1% of each parameter's SE
+when reproducing lme4's Hessian, see ``covariance.parameter_scales``: they give the
+fixed-effect covariance 2 H^-1), lme4's convergence checks in plain words, the
+boundary check (a theta within 1e-5 of its bound is set to the bound when that is
+no worse), and the singular-fit test (a diagonal theta below 1e-4).
 """
 from __future__ import annotations
 
@@ -38,7 +41,10 @@ EXACT_FD_DELTA = 1e-3    # our step: PIRLS is converged to ~1e-10 in the devianc
 
 
 class FitTimeout(Exception):
-    """The time budget ran out; carries the best point so far."""
+    """The time budget ran out (checked between evaluations, or inside a slow one):
+    BOBYQA answers with the best point it had (``OptResult.timed_out``); a stage
+    interrupted in its finite differences keeps the point it had (stage 1's optimum
+    when stage 2 had none yet)."""
 
 
 class BudgetExhausted(ValueError):
@@ -391,7 +397,6 @@ def hessian_fd(fun, x, fx=None, delta=EXACT_FD_DELTA, budget: Budget | None = No
     ``warm``, ``center``: first-order warm starts of the mode searches, as in
     ``_axis_points``; the pair points start from m(x +- d e_i) + m(x +- d e_j) - m(x)."""
     x = np.asarray(x, float)
-    n = len(x)
     if fx is None:
         fx = fun(x)
         center = warm.save() if warm is not None else None

@@ -19,59 +19,66 @@ class GLMMResult:
     (``fe_params``, ``fe_bse``, ``variance_components``, ``random_effects``,
     ``llf``, ``aic``, ``bic``, ...); values follow lme4's conventions."""
 
-    def __init__(self, *, design, devfun, family, nAGQ, theta, beta, vcov, vcov_method,
-                 vcov_rx, vcov_exact, deviance_value, state, sigma, converged, singular, messages,
-                 gradient, hessian, evaluations, seconds, formula, se_z=None,
-                 stopped_by_budget=False):
-        self.design = design
-        self._dev = devfun
-        self.family = family
-        self.nAGQ = nAGQ
+    def __init__(self, model, estimates):
+        """The result of ``model`` (model.GeneralizedLinearMixedModel or lmm's
+        LinearMixedModel), read from its design, deviance function and settings and
+        from what its fit found (``estimates``, a model.Estimates).  ``self.model``
+        stays: profiles and bootstraps start from it."""
+        self.model = model
+        design = self.design = model.design
+        devfun = self._dev = model.devfun
+        family = self.family = model.family
+        self.nAGQ = nAGQ = model.nAGQ
+        est = estimates
+        theta, beta, vcov = est.theta, est.beta, est.vcov
         self.theta = np.asarray(theta, float)
-        self.sigma = float(sigma)
-        self.converged = bool(converged)
+        self.sigma = float(est.sigma)
+        self.converged = bool(est.converged)
         #: the time budget stopped the optimizer (its note says so): not an optimum
-        self.stopped_by_budget = bool(stopped_by_budget)
-        self.singular = bool(singular)
-        self.messages = list(messages)
-        self.gradient = gradient
-        self.hessian = hessian
-        self.evaluations = evaluations
-        self.seconds = seconds
-        self.formula = formula
-        self.vcov_method = vcov_method
+        self.stopped_by_budget = bool(est.stopped_by_budget)
+        self.singular = bool(est.singular)
+        self.messages = list(est.messages)
+        self.gradient = est.gradient
+        self.hessian = est.hessian
+        self.evaluations = est.evaluations
+        self.seconds = float("nan")         # set by jit.timed around the fit
+        self.formula = design.spec.formula.text
+        self.vcov_method = est.vcov_method
         names = pd.Index(list(design.x_names))     # one index shared by the tables
         self.fe_params = pd.Series(np.asarray(beta, float), index=names, name="estimate")
         self.fe_cov = pd.DataFrame(vcov, index=names, columns=names)
-        self.fe_cov_rx = pd.DataFrame(vcov_rx, index=names, columns=names)
-        self.fe_cov_exact = (pd.DataFrame(vcov_exact, index=names, columns=names)
-                             if vcov_exact is not None else None)
-        if se_z is None:
+        self.fe_cov_rx = pd.DataFrame(est.vcov_rx, index=names, columns=names)
+        self.fe_cov_exact = (pd.DataFrame(est.vcov_exact, index=names, columns=names)
+                             if est.vcov_exact is not None else None)
+        if est.se_z is None:
             se = np.sqrt(np.diag(vcov)) if len(names) else np.zeros(0)
             with np.errstate(divide="ignore", invalid="ignore"):
                 z = np.asarray(beta, float) / se
-        else:       # from the fit's scale of rescaled columns (fit.fit_scale_statistics)
-            se, z = se_z
+        else:   # from the fit's scale of rescaled columns (covariance.fit_scale_statistics)
+            se, z = est.se_z
         self.fe_bse = pd.Series(se, index=names, name="se", dtype=float)
         self.fe_zvalues = pd.Series(z, index=names, dtype=float)
         # 2 * norm.sf(|z|), which is 2 * ndtr(-|z|) (without scipy.stats' overhead)
         self.fe_pvalues = pd.Series(2.0 * special.ndtr(-np.abs(z)), index=names, name="p",
                                     dtype=float)
         self.fe_conf_int = self.conf_int(0.05)
-        self.llf = -0.5 * float(deviance_value)
+        self.llf = est.llf
         self.nobs = int(design.nobs)
         self.n_dropped = int(design.n_dropped)
-        self.npar = len(names) + len(self.theta) + (1 if family.has_dispersion else 0)
+        nb = est.nb                 # negbin.ThetaEstimate: theta estimated, a parameter
+        self.npar = (len(names) + len(self.theta) + (1 if family.has_dispersion else 0)
+                     + (1 if nb is not None else 0))
         self.deviance = -2.0 * self.llf
         self.aic = self.deviance + 2.0 * self.npar
         self.bic = self.deviance + math.log(self.nobs) * self.npar
         self.df_resid = self.nobs - self.npar
-        self.method = {0: "PIRLS (nAGQ=0)", 1: "Laplace"}.get(nAGQ, f"AGQ({nAGQ})")
+        self.method = {0: "PIRLS (nAGQ=0)", 1: "Laplace"}.get(nAGQ, f"AGQ({nAGQ})") \
+            + (", NB theta by ML" if nb is not None else "")
         terms = design.re_terms
         self.ngroups = {}
         for t in terms:
             self.ngroups.setdefault(t.group, t.nlevels)
-        self._state = state
+        state = self._state = est.state
         self._b = devfun.b_by_term(self.theta, state)
         self.varcorr = self._varcorr()
         self.variance_components = {
@@ -83,10 +90,13 @@ class GLMMResult:
         mu = devfun.unsorted(state.mu)
         self._eta = eta
         self.fittedvalues = pd.Series(mu, index=design.row_labels, name="fitted")
-        # negative binomial shape (set by the NB fit; None otherwise)
+        # negative binomial shape (fixed, or estimated: then its SE, CI and the
+        # Poisson fit it started from; None otherwise)
         self.nb_theta = float(family.nb_theta) if family.has_theta else None
-        self.nb_theta_se = None
-        self.nb_theta_ci = None
+        self.nb_theta_se = self.nb_theta_ci = self.poisson_fit = None
+        if nb is not None:
+            self.nb_theta, self.nb_theta_se, self.nb_theta_ci = nb.theta, nb.se, nb.ci
+            self.poisson_fit = nb.poisson_fit
 
     # -- fixed effects
     def conf_int(self, alpha: float = 0.05) -> pd.DataFrame:

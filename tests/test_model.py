@@ -1,0 +1,160 @@
+"""The model object behind glmer and lmer (model.GeneralizedLinearMixedModel,
+lmm.LinearMixedModel): its objectives as methods give the fit's numbers, refit(y)
+is a fresh fit of the same design to a new response, and the negative binomial's
+result is built once with theta's estimate in it."""
+import math
+
+import numpy as np
+import pytest
+
+import xlglmm
+from refs import fit, load_frame, manifest
+from xlglmm.engine.negbin import ThetaEstimate
+
+SPEC = manifest()["cbpp_laplace"]
+LMM = manifest("models_negbin_lmm.json")
+
+
+@pytest.fixture(scope="module")
+def cbpp():
+    return fit(SPEC)
+
+
+def _cbpp_glmer(df, **kw):
+    return xlglmm.glmer(SPEC["formula"], df, "binomial", weights=df["size"].to_numpy(float),
+                        **kw)
+
+
+def test_the_result_keeps_its_model(cbpp):
+    res, _ = cbpp
+    assert isinstance(res.model, xlglmm.GeneralizedLinearMixedModel)
+    assert res.model.design is res.design and res.model.nAGQ == 1
+    assert res.model.estimates.messages == res.messages
+    assert res.model.devfun.budget is None
+
+
+def test_deviance_method_is_minus_twice_the_loglik(cbpp):
+    res, _ = cbpp
+    beta = res.fe_params.to_numpy()
+    assert res.model.deviance(res.theta, beta) == pytest.approx(-2 * res.llf, rel=1e-12)
+    # away from the optimum it is larger
+    assert res.model.deviance(res.theta * 1.2, beta) > -2 * res.llf + 1e-3
+
+
+def test_profiled_deviance_is_stage_one_objective(cbpp):
+    res, _ = cbpp
+    s1 = res.model.stage1
+    assert res.model.profiled_deviance(s1.theta) == pytest.approx(s1.deviance, rel=1e-8)
+    # the profiled criterion (beta by PIRLS) is the nAGQ=0 fit's deviance
+    res0, _ = fit(dict(SPEC, nAGQ=0))
+    assert res0.model.profiled_deviance(res0.theta) == pytest.approx(-2 * res0.llf, rel=1e-8)
+
+
+def test_agq_deviance_method():
+    res, _ = fit(dict(SPEC, nAGQ=5))
+    dev = res.model.deviance(res.theta, res.fe_params.to_numpy())
+    assert dev == pytest.approx(-2 * res.llf, rel=1e-12)
+    assert res.method == "AGQ(5)"
+
+
+def test_conditional_modes_are_the_random_effects(cbpp):
+    res, _ = cbpp
+    b = res.model.conditional_modes(res.theta, res.fe_params.to_numpy())
+    assert len(b) == 1 and b[0].shape == (15, 1)
+    assert np.allclose(b[0][:, 0], res.random_effects["herd"].to_numpy(), rtol=1e-8,
+                       atol=1e-12)
+
+
+def _close_fits(a, b, llf_tol=1e-8, se_rtol=1e-5):
+    assert a.llf == pytest.approx(b.llf, abs=llf_tol)
+    assert np.allclose(a.theta, b.theta, atol=1e-5)
+    assert np.allclose(a.fe_params, b.fe_params, atol=1e-5 * np.max(b.fe_bse))
+    assert np.allclose(a.fe_bse, b.fe_bse, rtol=se_rtol)
+    assert a.vcov_method == b.vcov_method and a.converged == b.converged
+
+
+def test_refit_equals_a_fresh_fit_to_the_new_response(cbpp):
+    res, df = cbpp
+    rng = np.random.default_rng(7)
+    size = df["size"].to_numpy()
+    for _ in range(2):
+        y = rng.binomial(size, res.fittedvalues.to_numpy()) / size
+        again = res.model.refit(y)
+        new = df.copy()
+        new["prop"] = y
+        fresh = _cbpp_glmer(new)
+        _close_fits(again, fresh)
+        assert again.model is not res.model and np.array_equal(again.design.y, y)
+    assert np.array_equal(res.design.y, df["prop"].to_numpy())     # the fit is untouched
+
+
+def test_refit_of_the_original_response_reproduces_the_fit(cbpp):
+    res, _ = cbpp
+    again = res.model.refit(res.design.y)
+    _close_fits(again, res)
+    # the warm start: stage 1 begins at the optimum
+    assert np.array_equal(again.model.start_values.theta, res.model.optimum.theta)
+
+
+def test_refit_settings_override_the_models(cbpp):
+    """A bootstrap that needs no standard errors asks for the RX ones (no
+    finite-difference Hessians): the same optimum, as a fresh fit with them."""
+    res, df = cbpp
+    rx = res.model.refit(res.design.y, se_method="rx")
+    _close_fits(rx, _cbpp_glmer(df, se_method="rx"))
+    assert rx.vcov_method == "RX" and res.model.se_method == "auto"
+    assert rx.llf == pytest.approx(res.llf, abs=1e-8)
+    with pytest.raises(xlglmm.ModelError):
+        res.model.refit(res.design.y, se_method="bootstrap")
+
+
+def test_refit_refuses_a_response_that_does_not_fit_the_design(cbpp):
+    res, _ = cbpp
+    with pytest.raises(xlglmm.ModelError):
+        res.model.refit(res.design.y[:-1])
+    with pytest.raises(xlglmm.DesignError):
+        res.model.refit(res.design.y + 2.0)        # not a proportion
+
+
+@pytest.mark.parametrize("reml", [True, False])
+def test_lmm_profiled_deviance_is_the_criterion(reml):
+    spec = LMM["sleep_reml"]
+    res = xlglmm.lmer(spec["formula"], load_frame(spec), REML=reml)
+    assert isinstance(res.model, xlglmm.LinearMixedModel) and res.model.reml is reml
+    crit = res.REMLcrit if reml else -2 * res.llf
+    assert res.model.profiled_deviance(res.theta) == pytest.approx(crit, rel=1e-12)
+    assert res.model.profiled_deviance(res.theta * 0.9) > crit
+
+
+def test_lmm_refit_equals_a_fresh_fit():
+    spec = LMM["sleep_reml"]
+    df = load_frame(spec)
+    res = xlglmm.lmer(spec["formula"], df)
+    rng = np.random.default_rng(3)
+    y = res.fittedvalues.to_numpy() + rng.normal(0.0, res.sigma, len(df))
+    new = df.copy()
+    new["Reaction"] = y
+    fresh = xlglmm.lmer(spec["formula"], new)
+    again = res.model.refit(y)
+    _close_fits(again, fresh, llf_tol=1e-7)
+    assert again.REMLcrit == pytest.approx(fresh.REMLcrit, abs=1e-7)
+    same = res.model.refit(df["Reaction"].to_numpy())
+    _close_fits(same, res, llf_tol=1e-7)
+
+
+def test_negative_binomial_result_is_built_with_theta():
+    spec = LMM["grouse_nb"]
+    res = xlglmm.glmer(spec["formula"], load_frame(spec), "negbin")
+    nb = res.model.estimates.nb
+    assert isinstance(nb, ThetaEstimate)
+    assert res.nb_theta == nb.theta == res.model.family.nb_theta
+    assert math.isfinite(res.nb_theta_se) and res.nb_theta_se > 0
+    lo, hi = res.nb_theta_ci
+    assert lo < res.nb_theta < hi
+    # 3 fixed effects (intercept and YEAR's two contrasts), 1 variance, theta: 5
+    assert res.npar == 5 and res.df_resid == res.nobs - 5
+    assert res.aic == pytest.approx(-2 * res.llf + 10, rel=1e-14)
+    assert res.bic == pytest.approx(-2 * res.llf + math.log(res.nobs) * 5, rel=1e-14)
+    assert res.method == "Laplace, NB theta by ML"
+    assert res.poisson_fit.family.name == "poisson" and res.poisson_fit.poisson_fit is None
+    assert res.messages == res.model.estimates.messages
