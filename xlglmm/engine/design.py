@@ -585,7 +585,7 @@ def _build(f, table, n, family, offset, weights, groups, time_budget=None) -> Mo
     vals_kept = _kept(values, specs, keep)
     gvals_kept = _kept(gvalues, gspecs, keep)
 
-    _check_response(fam, y, w, kept_rows)
+    check_response(fam, y, w, kept_rows)
 
     # the size and time guards, before any matrix is built (cost imports this module)
     from .cost import (check_before_matrix, check_fixed_columns, check_random_columns,
@@ -660,7 +660,10 @@ def _vector_arg(table: DataTable, arg, n: int, what: str) -> np.ndarray:
     return a.astype(float)
 
 
-def _check_response(fam: Family, y, w, kept_rows):
+def check_response(fam: Family, y, w, kept_rows):
+    """The response suits the family (counts whole and >= 0, proportions in [0, 1], ...)
+    and the weights are not negative: ``build_design`` checks the data's, a model's
+    ``refit`` a new response.  Raises DesignError naming the rows."""
     def rows(mask):
         return _rows_text(kept_rows[np.flatnonzero(mask)])
     if (w < 0).any():

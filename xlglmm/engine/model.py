@@ -25,7 +25,7 @@ from . import cost, start
 from .covariance import (FD_HESSIAN_MAX_WORK, LARGE_DATA_NOTE, LME4_HESSIAN_STEP,
                          LME4_SE_MAX_N, choose_cov, cov_from_hessian, fit_scale_statistics,
                          parameter_scales, rx_cov, sigma, unscale)
-from .design import ModelDesign, _check_response
+from .design import ModelDesign, check_response
 from .devfun import (PIRLS_MAXIT, GlmmDeviance, ModeWarmStarts, PirlsState, gauss_hermite,
                      theta_start)
 from .family import Family
@@ -213,7 +213,7 @@ class MixedModel:
         if y.shape[0] != d.nobs or not np.all(np.isfinite(y)):
             raise ModelError(f"refit needs {d.nobs} finite response values, one per row "
                              "of the fit")
-        _check_response(self.family, y, d.weights, d.kept_rows)
+        check_response(self.family, y, d.weights, d.kept_rows)
         design = dataclasses.replace(d, y=y, messages=list(self._design_messages))
         model = self._same_model(design, **settings)
         model._warm_start = self.optimum
