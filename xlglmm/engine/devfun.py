@@ -391,10 +391,9 @@ class GlmmDeviance:
         layout = self.layout(with_beta)
         w = np.empty(self.n)
         wres = np.empty(self.n)
-        kernels.working_weights(self._fd, self.rows(self.offset), st.eta, st.mu, w, wres,
-                                False)
+        kernels.working_weights(self._fd, self.rows(self.offset), st.eta, st.mu, w, wres)
         factor = kernels.new_factor(layout)
-        _, ok = kernels.factorize(layout, w, factor, kernels.no_gradient())
+        _, ok = kernels.factorize(layout, w, factor)
         return factor.Dchol, factor.Cval, factor.LS, layout.loc_ptr, layout.loc_cols, ok
 
     # -- quantities at a state

@@ -58,7 +58,7 @@ Cval                 per group, L_g^{-1} B_g: the off-diagonal block of the     
 LS                   the lower Cholesky factor of the rest's Schur complement    L (rest);
                                                                                  RX for X
 w, wres              working weights and weighted working residuals (IRLS)       sqrtWrkWt^2
-du1, dv              the score (then the Newton step) of u1 and v
+du1, dv              the Newton step of u1 and v
 logdet               log|L|^2 of the random-effects part                         ldL2
 pdev                 penalized deviance: sum of unit deviances + |u|^2           sum(devResid)
                                                                                  + sqrL
@@ -117,17 +117,6 @@ class Factor(NamedTuple):
     LS: np.ndarray          # r x r
 
 
-class Gradient(NamedTuple):
-    """The score the Newton step solves for, accumulated by ``factorize`` in the same
-    pass over the rows: du1 = A1' wres - u1 per group, dv = R' wres (the solve then
-    subtracts the penalised part of v).  An empty ``wres`` asks for no score."""
-
-    wres: np.ndarray
-    u1: np.ndarray
-    du1: np.ndarray
-    dv: np.ndarray
-
-
 class PirlsControl(NamedTuple):
     """Iterations ``it_first`` to ``maxit`` of the loop, the convergence tolerance,
     and ``finish`` (a piece's hand-over flag, see ``pirls``)."""
@@ -158,11 +147,6 @@ def new_factor(layout):
     k1 = layout.A1.shape[1]
     return Factor(np.empty((ng, k1, k1)), np.empty((k1, layout.loc_cols.shape[0])),
                   np.empty((layout.r, layout.r)))
-
-
-@njit(cache=True, error_model="numpy")
-def no_gradient():
-    return Gradient(np.empty(0), np.empty((0, 0)), np.empty((0, 0)), np.empty(0))
 
 
 # ---- products and the linear predictor ----------------------------------------------
@@ -276,22 +260,28 @@ def _penalized_deviance(fd, rows, layout, u1, v, eta, mu):
 
 
 @njit(cache=True, error_model="numpy")
-def working_weights(fd, rows, eta, mu, w, wres, lme4_response):
+def working_weights(fd, rows, eta, mu, w, wres):
     """Fisher weights w = pw mu_eta^2 / V(mu) and the score term
-    wres = pw mu_eta (y - mu) / V(mu) (so the gradient is Z'wres - u); with
-    ``lme4_response`` wres is instead w times lme4's working response
-    (eta - eta_base) + (y - mu) / mu_eta, for ``pirls_lme4``."""
-    y, pw, eta_base = rows.y, rows.pw, rows.eta_base
+    wres = pw mu_eta (y - mu) / V(mu) (so the gradient is Z'wres - u)."""
+    y, pw = rows.y, rows.pw
     link = fd.link
     for i in range(y.shape[0]):
         # log link: mu_eta(eta) is mu itself (the same max(exp(eta), eps)); no exp
         me = mu[i] if link == LOG else mu_eta(eta[i], link)
         vr = variance(mu[i], fd)
         w[i] = pw[i] * me * me / vr
-        if lme4_response:
-            wres[i] = w[i] * ((eta[i] - eta_base[i]) + (y[i] - mu[i]) / me)
-        else:
-            wres[i] = pw[i] * me * (y[i] - mu[i]) / vr
+        wres[i] = pw[i] * me * (y[i] - mu[i]) / vr
+
+
+@njit(cache=True, error_model="numpy")
+def _lme4_working_response(fd, rows, eta, mu, w, wz):
+    """wz = w z with lme4's working response z = (eta - eta_base) + (y - mu)/mu_eta
+    (``pirls_lme4``; w from ``working_weights``)."""
+    y, eta_base = rows.y, rows.eta_base
+    link = fd.link
+    for i in range(y.shape[0]):
+        me = mu[i] if link == LOG else mu_eta(eta[i], link)    # (as working_weights)
+        wz[i] = w[i] * ((eta[i] - eta_base[i]) + (y[i] - mu[i]) / me)
 
 
 @njit(cache=True, error_model="numpy")
@@ -350,23 +340,23 @@ def _flush(Cd, rows, S):
 
 # ---- the blocked system -----------------------------------------------------------
 
-@njit(cache=True, error_model="numpy")
-def row_sums(layout, w, g, lo, hi, D, B, S, grad):
-    """Add rows [lo, hi) of group g of term 1 to the sums of the blocked system:
-    D += A1'W A1 (its lower triangle; k1 x k1), B += A1'W R (k1 x the group's
-    touched rest columns, at ``rest_loc``), S += R'W R (the lower triangle of the
-    rest block), and, unless ``grad.wres`` is empty, the score: du1[g] += A1' wres
-    and dv += R' wres.
+@njit(cache=True, error_model="numpy", inline="always")
+def row_sums(layout, w, lo, hi, D, B, S):
+    """Add rows [lo, hi) of one group of term 1 to the cross-products of the blocked
+    system: D += A1'W A1 (its lower triangle; k1 x k1), B += A1'W R (k1 x the
+    group's touched rest columns, at ``rest_loc``), S += R'W R (the lower triangle
+    of the rest block).
 
-    Every quantity is a plain sum over rows: sums over a split of the rows
-    (processes, partitions) add up to the sums over all of them.  ``factorize``
-    calls it once per group."""
+    Each is a plain sum over rows: sums over a split of the rows (processes,
+    partitions) add up to the sums over all of them.  ``factorize`` calls it once
+    per group (inlined: as a call it cost 10% of the warm fit).  The other row sums
+    of a PIRLS step, the score A1'wres, R'wres (``newton_step``) and the deviance
+    (``_mu_and_deviance``), are passes of their own: folded into this one they
+    made the warm fit 7-10% slower."""
     A1 = layout.A1
     Rv, Rc, Rloc = layout.rest_vals, layout.rest_cols, layout.rest_loc
     m_use = layout.m_use
     k1 = A1.shape[1]
-    wres, du1, dv = grad.wres, grad.du1, grad.dv
-    score = wres.shape[0] > 0
     for i in range(lo, hi):
         wi = w[i]
         for a in range(k1):
@@ -380,19 +370,13 @@ def row_sums(layout, w, g, lo, hi, D, B, S, grad):
             we = wi * Rv[i, e]
             for e2 in range(e + 1):
                 S[c, Rc[i, e2]] += we * Rv[i, e2]
-        if score:
-            ri = wres[i]
-            for a in range(k1):
-                du1[g, a] += ri * A1[i, a]
-            for e in range(m_use):
-                dv[Rc[i, e]] += ri * Rv[i, e]
+
 
 
 @njit(cache=True, error_model="numpy")
-def factorize(layout, w, factor, grad):
+def factorize(layout, w, factor):
     """Blocked Cholesky factor of  [A1'WA1 + I, A1'WR; R'WA1, R'WR + P]  into
-    ``factor``, and the score into ``grad`` (see ``Gradient``; ``no_gradient()``
-    for none), in one pass over the rows (``row_sums``).
+    ``factor``, the rows summed group by group by ``row_sums``.
 
     Only the lower triangle of the rest block is formed and factored.
 
@@ -407,10 +391,6 @@ def factorize(layout, w, factor, grad):
     ng = gptr.shape[0] - 1
     k1 = layout.A1.shape[1]
     r = S.shape[0]
-    score = grad.wres.shape[0] > 0
-    if score:
-        for j in range(r):
-            grad.dv[j] = 0.0
     Cd = np.zeros((min(dense_rows, ng * k1) if r > 0 else 0, r))
     filled = 0
     maxloc = 0
@@ -432,9 +412,7 @@ def factorize(layout, w, factor, grad):
             D[a, a] = 1.0
             for l in range(nloc):
                 B[a, l] = 0.0
-            if score:
-                grad.du1[g, a] = -grad.u1[g, a]
-        row_sums(layout, w, g, gptr[g], gptr[g + 1], D, B, S, grad)
+        row_sums(layout, w, gptr[g], gptr[g + 1], D, B, S)
         # dense Cholesky of the small k1 x k1 block
         for j in range(k1):
             s = D[j, j]
@@ -579,17 +557,31 @@ def _chol_envelope(S, first):
 
 
 @njit(cache=True, error_model="numpy")
-def newton_step(layout, factor, v, du1, dv):
-    """Solve H delta = gradient in place with the factor from ``factorize``: on entry
-    du1, dv hold the score ``factorize`` accumulated (without the penalty on v,
-    subtracted here), on return the step.  Returns the Newton decrement g'H^{-1}g
-    (in deviance units)."""
-    Dchol, Cval, LS = factor.Dchol, factor.Cval, factor.LS
+def newton_step(layout, factor, wres, u1, v, du1, dv):
+    """Solve H delta = gradient with the factor from ``factorize``, the gradient
+    being the score A1'wres - u1, R'wres - (v, 0) (its row sums formed here, one
+    pass over the rows); the step goes to du1, dv.  Returns the Newton decrement
+    g'H^{-1}g (in deviance units)."""
+    A1, gptr = layout.A1, layout.group_ptr
+    Rv, Rc, m_use = layout.rest_vals, layout.rest_cols, layout.m_use
     loc_ptr, loc_cols = layout.loc_ptr, layout.loc_cols
-    ng = Dchol.shape[0]
-    k1 = Dchol.shape[1]
+    Dchol, Cval, LS = factor.Dchol, factor.Cval, factor.LS
+    ng = gptr.shape[0] - 1
+    k1 = A1.shape[1]
     if k1 == 1:
-        return _newton_step_k1(layout, factor, v, du1, dv)
+        return _newton_step_k1(layout, factor, wres, u1, v, du1, dv)
+    r = LS.shape[0]
+    for j in range(r):
+        dv[j] = 0.0
+    for g in range(ng):
+        for a in range(k1):
+            du1[g, a] = -u1[g, a]
+        for i in range(gptr[g], gptr[g + 1]):
+            wi = wres[i]
+            for a in range(k1):
+                du1[g, a] += wi * A1[i, a]
+            for e in range(m_use):
+                dv[Rc[i, e]] += wi * Rv[i, e]
     for j in range(layout.npen):
         dv[j] -= v[j]
     dec = 0.0
@@ -624,16 +616,29 @@ def newton_step(layout, factor, v, du1, dv):
 
 
 @njit(cache=True, error_model="numpy")
-def _newton_step_k1(layout, factor, v, du1, dv):
+def _newton_step_k1(layout, factor, wres, u1, v, du1, dv):
     """``newton_step`` for a scalar first term (k1 = 1, the usual random intercept):
-    the same arithmetic without the loops over the term's dimension."""
-    Dchol, LS = factor.Dchol, factor.LS
+    the same arithmetic without the loops over the term's dimension (about 2x
+    faster at 400 levels)."""
+    gptr = layout.group_ptr
+    Rv, Rc, m_use = layout.rest_vals, layout.rest_cols, layout.m_use
     loc_ptr, loc_cols = layout.loc_ptr, layout.loc_cols
-    ng = Dchol.shape[0]
+    Dchol, LS = factor.Dchol, factor.LS
+    ng = gptr.shape[0] - 1
+    r = LS.shape[0]
+    for j in range(r):
+        dv[j] = 0.0
+    a1 = layout.A1[:, 0]
     C = factor.Cval[0]
     dec = 0.0
     for g in range(ng):
-        s = du1[g, 0] / Dchol[g, 0, 0]
+        s = -u1[g, 0]
+        for i in range(gptr[g], gptr[g + 1]):
+            wi = wres[i]
+            s += wi * a1[i]
+            for e in range(m_use):
+                dv[Rc[i, e]] += wi * Rv[i, e]
+        s /= Dchol[g, 0, 0]
         du1[g, 0] = s
         dec += s * s
     for j in range(layout.npen):
@@ -649,6 +654,8 @@ def _newton_step_k1(layout, factor, v, du1, dv):
             s -= C[l] * dv[loc_cols[l]]
         du1[g, 0] = s / Dchol[g, 0, 0]
     return dec
+
+
 @njit(cache=True, error_model="numpy")
 def _rest_solve(LS, dv):
     """dv <- LS'^{-1} LS^{-1} dv, returning |LS^{-1} dv|^2: L y = dv by row dot
@@ -705,8 +712,6 @@ def pirls(fd, rows, layout, u1, v, control, aic_const):
     dv = np.empty(r)
     u1_old = np.empty((ng, k1))
     v_old = np.empty(r)
-    score = Gradient(wres, u1, du1, dv)
-    no_score = no_gradient()
 
     pdev = _penalized_deviance(fd, rows, layout, u1, v, eta, mu)
     if not np.isfinite(pdev):
@@ -717,18 +722,18 @@ def pirls(fd, rows, layout, u1, v, control, aic_const):
     it = 0
     more = True
     for it in range(control.it_first, control.maxit + 1):
-        working_weights(fd, rows, eta, mu, w, wres, False)
+        working_weights(fd, rows, eta, mu, w, wres)
         newton = newton_weights(fd, rows, mu, wn)
-        logdet, ok = factorize(layout, wn if newton else w, factor, score)
+        logdet, ok = factorize(layout, wn if newton else w, factor)
         if not ok:
             status = PIRLS_NOT_PD
             more = False
             break
-        dec = newton_step(layout, factor, v, du1, dv)
+        dec = newton_step(layout, factor, wres, u1, v, du1, dv)
         if dec < tol * (1.0 + abs(pdev)) or finish:
             status = PIRLS_OK
             if newton:      # the Laplace determinant uses Fisher's weights (lme4)
-                logdet, ok = factorize(layout, w, factor, no_score)
+                logdet, ok = factorize(layout, w, factor)
                 if not ok:
                     status = PIRLS_NOT_PD
             more = False
@@ -748,8 +753,8 @@ def pirls(fd, rows, layout, u1, v, control, aic_const):
             # no descent at all along a Newton direction: we are at rounding level
             _copy_modes(u1_old, v_old, u1, v)
             pdev = _penalized_deviance(fd, rows, layout, u1, v, eta, mu)
-            working_weights(fd, rows, eta, mu, w, wres, False)
-            logdet, ok = factorize(layout, w, factor, no_score)
+            working_weights(fd, rows, eta, mu, w, wres)
+            logdet, ok = factorize(layout, w, factor)
             status = PIRLS_OK if (ok and dec < 1e-10 * (1.0 + abs(pdev))) else PIRLS_MAXIT
             more = False
             break
@@ -769,7 +774,7 @@ def pirls(fd, rows, layout, u1, v, control, aic_const):
 def pirls_lme4(fd, rows, layout, eta0, control, aic_const):
     """lme4's own PIRLS loop, reproduced to reproduce lme4's numbers where they depend
     on it (its finite-difference Hessian, hence its printed standard errors); the
-    same pieces as ``pirls`` (weights, factor and score, solve, deviance), in
+    same pieces as ``pirls`` (weights, factor, solve, deviance), in
     lme4's order.
 
     Each call starts from the fixed linear predictor ``eta0`` with u = 0, v = 0
@@ -796,7 +801,6 @@ def pirls_lme4(fd, rows, layout, eta0, control, aic_const):
     v = np.zeros(r)
     u1_old = np.zeros((ng, k1))
     v_old = np.zeros(r)
-    score = Gradient(wz, zero1, u1, v)      # the full solution, from u = 0
     for i in range(n):
         mu[i] = linkinv(eta[i], fd.link)
     status = PIRLS_MAXIT
@@ -805,14 +809,16 @@ def pirls_lme4(fd, rows, layout, eta0, control, aic_const):
     logdet = np.inf
     it = 0
     for it in range(1, control.maxit + 1):
-        working_weights(fd, rows, eta, mu, w, wz, True)
-        _copy_modes(u1, v, u1_old, v_old)
-        logdet, ok = factorize(layout, w, factor, score)
+        working_weights(fd, rows, eta, mu, w, wz)
+        _lme4_working_response(fd, rows, eta, mu, w, wz)
+        logdet, ok = factorize(layout, w, factor)
         if not ok:
             status = PIRLS_NOT_PD
             logdet = np.inf
             break
-        newton_step(layout, factor, zerov, u1, v)
+        _copy_modes(u1, v, u1_old, v_old)
+        # the whole coefficient vector: a Newton step from u = 0 with lme4's response
+        newton_step(layout, factor, wz, zero1, zerov, u1, v)
         pdev = _penalized_deviance(fd, rows, layout, u1, v, eta, mu)
         if it > 1 and pdev > oldpdev:
             for _ in range(10):          # lme4's step halving towards the last iterate
