@@ -287,3 +287,22 @@ def test_no_kernel_takes_a_family_parameter_of_its_own():
         p.read_text(encoding="utf-8"), str(p)) for p in files}
     assert sum("@njit" in p.read_text(encoding="utf-8") for p in files) >= 2
     assert {k: v for k, v in hits.items() if v} == {}
+
+
+@pytest.mark.parametrize("name,y,w,bad,start", [
+    ("poisson", [1, -2, 3], [1, 1, 1], [1], "counts must not be negative"),
+    ("negbin", [1, 2.5, 3], [1, 1, 1], [1], "counts must be whole numbers"),
+    ("binomial", [0.5, 1.2, 0], [2, 1, 1], [1], "binomial response must be a proportion"),
+    ("binomial", [0.5, 0.3, 1], [2, 2, 1], [1], "successes (proportion x trials)"),
+    ("gamma", [0.5, 0.0, -1], [1, 1, 1], [1, 2], "Gamma response must be positive"),
+    ("gaussian", [-5.0, 0.0, 3.5], [1, 1, 1], None, None)])
+def test_the_family_says_which_responses_it_takes(name, y, w, bad, start):
+    problem = Family(name).response_problem(np.array(y, float), np.array(w, float))
+    if bad is None:
+        assert problem is None
+        return
+    mask, message = problem
+    assert list(np.flatnonzero(mask)) == bad
+    assert message.startswith(start) and "({rows})" in message
+    good = {"gamma": [0.5, 1.0, 2.0], "binomial": [0.0, 0.5, 1.0]}.get(name, [0.0, 1.0, 2.0])
+    assert Family(name).response_problem(np.array(good), np.full(3, 2.0)) is None

@@ -406,6 +406,32 @@ class Family:
             name = f"{name}({self.nb_theta:.4g})"
         return f"{name}  ( {self.link} )"
 
+    def response_problem(self, y, w):
+        """The first way the response breaks the family's rules (whole counts >= 0,
+        a proportion of whole successes, a positive value), as (mask of the
+        offending rows, message with a ``{rows}`` field for them); None when it
+        follows them.  ``w`` are the prior weights (binomial: the trials)."""
+        if self.counts_response:
+            if (y < 0).any():
+                return y < 0, "counts must not be negative ({rows})"
+            frac = np.abs(y - np.round(y)) > 1e-8 * np.maximum(1.0, np.abs(y))
+            if frac.any():
+                return frac, "counts must be whole numbers ({rows})"
+        elif self.is_binomial:
+            bad = (y < 0) | (y > 1)
+            if bad.any():
+                return bad, ("binomial response must be a proportion in [0, 1] or 0/1 "
+                             "({rows}); give counts of successes with trials "
+                             "(weights) or cbind(successes, failures)")
+            k = y * w
+            frac = np.abs(k - np.round(k)) > 1e-6 * np.maximum(1.0, np.abs(k))
+            if frac.any():
+                return frac, "successes (proportion x trials) must be whole numbers ({rows})"
+        elif self.positive_response:
+            if (y <= 0).any():
+                return y <= 0, "Gamma response must be positive ({rows})"
+        return None
+
     def mustart(self, y, w):
         """R's mustart: where the GLM iterations begin."""
         if self.is_binomial:
