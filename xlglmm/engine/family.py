@@ -5,7 +5,7 @@ Two layers live here:
 * Numba kernels (``linkinv``, ``mu_eta``, ``variance``, ``unit_deviance``,
   ``unit_loglik``, ``unit_logdensity`` and its derivatives in eta
   ``logdensity_eta_derivs``) that receive the family as data: a :class:`FamilyData`
-  (family code, link code, parameter array) built once by ``Family.kernel_data()``,
+  (family code, link code, parameter tuple) built once by ``Family.kernel_data()``,
   so the PIRLS core calls them inside its loops without Python objects, and a new
   family parameter is one more entry of that array, not one more argument threaded
   through every kernel.  They follow R's ``family`` objects, including R's clamping
@@ -17,7 +17,10 @@ Two layers live here:
 
 Adding a family means one code, one branch in each kernel and one entry in the
 registry ``FAMILY_SPECS`` (names, aliases, links, what the response must be, its
-parameters, the name of its ratio); no module outside this one compares family names; the negative binomial (NB2) carries its shape ``theta`` as a parameter.
+parameters, the name of its ratio); no module outside this one compares family
+names.  A family's parameters reach the kernels in ``FamilyData.params``: the
+negative binomial's (NB2) shape ``theta`` at ``NB_THETA``, the dispersion of the
+Gamma and Gaussian densities at ``DISPERSION``.
 """
 from __future__ import annotations
 

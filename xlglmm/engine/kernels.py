@@ -28,6 +28,10 @@ code and caches) rather than long lists of arrays: the family as
 :class:`PirlsControl`; PIRLS answers a :class:`PirlsResult`.  Every pass over the
 rows that builds the blocked system goes through ``row_sums`` (rows [lo, hi) of one
 level of term 1), the seam at which the rows could be split across processes.
+``pirls`` (this package's mode search) and ``pirls_lme4`` (lme4's loop, which
+lme4's standard errors depend on) are two short drivers over the same pieces
+(weights, factor, Newton solve, deviance): one loop with a flag would have to
+order the floating-point operations of one of them differently.
 All kernels are plain loops over float64/int64 arrays; ``tests/test_kernels.py``
 checks them against dense numpy formulas on small cases.
 
@@ -128,6 +132,8 @@ class PirlsControl(NamedTuple):
 
 
 class PirlsResult(NamedTuple):
+    """What ``pirls`` and ``pirls_lme4`` answer (u1, v are updated in place)."""
+
     status: int             # PIRLS_OK, PIRLS_MAXIT, ...
     iterations: int
     logdet: float           # log|L|^2 of the random-effects part
@@ -143,6 +149,7 @@ class PirlsResult(NamedTuple):
 
 @njit(cache=True, error_model="numpy")
 def new_factor(layout):
+    """Storage for the factor of a layout (``factorize`` fills it)."""
     ng = layout.group_ptr.shape[0] - 1
     k1 = layout.A1.shape[1]
     return Factor(np.empty((ng, k1, k1)), np.empty((k1, layout.loc_cols.shape[0])),
