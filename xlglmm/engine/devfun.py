@@ -202,6 +202,7 @@ class GlmmDeviance:
         return self._layout[with_beta]
 
     def rows(self, eta_base) -> kernels.Rows:
+        """The response as the kernels take it, on top of ``eta_base``."""
         return kernels.Rows(self.y, self.pw, eta_base)
 
     def lambdas(self, theta) -> list:
