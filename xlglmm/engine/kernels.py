@@ -224,7 +224,6 @@ def _penalty(u1, v, npen):
     return s
 
 
-
 @njit(cache=True, error_model="numpy")
 def _step_modes(u1_old, v_old, du1, dv, step, u1, v):
     """u1, v = u1_old + step du1, v_old + step dv (``pirls``'s line search)."""
@@ -344,7 +343,6 @@ def _flush(Cd, rows, S):
             c[a] = 0.0
 
 
-
 # ---- the blocked system -----------------------------------------------------------
 
 @njit(cache=True, error_model="numpy", inline="always")
@@ -356,10 +354,10 @@ def row_sums(layout, w, lo, hi, D, B, S):
 
     Each is a plain sum over rows: sums over a split of the rows (processes,
     partitions) add up to the sums over all of them.  ``factorize`` calls it once
-    per group (inlined: as a call it cost 10% of the warm fit).  The other row sums
-    of a PIRLS step, the score A1'wres, R'wres (``newton_step``) and the deviance
-    (``_mu_and_deviance``), are passes of their own: folded into this one they
-    made the warm fit 7-10% slower."""
+    per group, inlined (as a call it made ``factorize`` 10% slower on pois_1e4).
+    The other row sums of a PIRLS step, the score A1'wres, R'wres
+    (``newton_step``) and the deviance (``_mu_and_deviance``), are passes of their
+    own: folded into this one they made a PIRLS evaluation 7-10% slower."""
     A1 = layout.A1
     Rv, Rc, Rloc = layout.rest_vals, layout.rest_cols, layout.rest_loc
     m_use = layout.m_use
@@ -377,7 +375,6 @@ def row_sums(layout, w, lo, hi, D, B, S):
             we = wi * Rv[i, e]
             for e2 in range(e + 1):
                 S[c, Rc[i, e2]] += we * Rv[i, e2]
-
 
 
 @njit(cache=True, error_model="numpy")
@@ -562,7 +559,6 @@ def _chol_envelope(S, first):
     return True
 
 
-
 @njit(cache=True, error_model="numpy")
 def newton_step(layout, factor, wres, u1, v, du1, dv):
     """Solve H delta = gradient with the factor from ``factorize``, the gradient
@@ -682,7 +678,6 @@ def _rest_solve(LS, dv):
     return dec
 
 
-
 # ---- PIRLS ---------------------------------------------------------------------------
 
 @njit(cache=True, error_model="numpy")
@@ -780,9 +775,8 @@ def pirls(fd, rows, layout, u1, v, control, aic_const):
 @njit(cache=True, error_model="numpy")
 def pirls_lme4(fd, rows, layout, eta0, control, aic_const):
     """lme4's own PIRLS loop, reproduced to reproduce lme4's numbers where they depend
-    on it (its finite-difference Hessian, hence its printed standard errors); the
-    same pieces as ``pirls`` (weights, factor, solve, deviance), in
-    lme4's order.
+    on it (its finite-difference Hessian, hence its printed standard errors): the
+    same pieces as ``pirls`` (weights, factor, solve, deviance) in lme4's order.
 
     Each call starts from the fixed linear predictor ``eta0`` with u = 0, v = 0
     (``rows.eta_base`` is the offset, plus X beta when beta is fixed); each iteration
