@@ -247,3 +247,62 @@ def test_no_family_name_compared_outside_the_registry():
                                                           str(p))
             for p in files}
     assert {k: v for k, v in hits.items() if v} == {}
+
+
+# ---- the kernels receive the family as data, not as a threaded scalar -----------------------
+
+FAMILY_SCALARS = {"nb_theta", "nbt", "theta_nb"}
+
+
+def _is_njit(decorator) -> bool:
+    target = decorator.func if isinstance(decorator, ast.Call) else decorator
+    name = target.attr if isinstance(target, ast.Attribute) else getattr(target, "id", "")
+    return name in ("njit", "jit")
+
+
+def kernel_family_parameters(source: str, filename="<src>") -> list:
+    """(line, function, parameter) of every Numba-compiled function taking a family
+    parameter as its own argument (such as ``nb_theta``) instead of reading it from
+    the ``FamilyData`` it is given."""
+    found = []
+    for node in ast.walk(ast.parse(source, filename)):
+        if isinstance(node, ast.FunctionDef) and any(map(_is_njit, node.decorator_list)):
+            for a in node.args.posonlyargs + node.args.args + node.args.kwonlyargs:
+                if a.arg in FAMILY_SCALARS:
+                    found.append((node.lineno, node.name, a.arg))
+    return found
+
+
+def test_the_kernel_scan_finds_what_it_looks_for():
+    src = ('@njit(cache=True)\ndef variance(mu, fam, nb_theta): pass\n'
+           '@numba.njit\ndef f(y, nbt=1.0): pass\n'
+           'def python_side(nb_theta): pass\n'
+           '@njit\ndef g(fd): pass\n')
+    assert kernel_family_parameters(src) == [(2, "variance", "nb_theta"), (4, "f", "nbt")]
+
+
+def test_no_kernel_takes_a_family_parameter_of_its_own():
+    files = sorted(PACKAGE.rglob("*.py"))
+    hits = {str(p.relative_to(PACKAGE)): kernel_family_parameters(
+        p.read_text(encoding="utf-8"), str(p)) for p in files}
+    assert sum("@njit" in p.read_text(encoding="utf-8") for p in files) >= 2
+    assert {k: v for k, v in hits.items() if v} == {}
+
+
+@pytest.mark.parametrize("name,y,w,bad,start", [
+    ("poisson", [1, -2, 3], [1, 1, 1], [1], "counts must not be negative"),
+    ("negbin", [1, 2.5, 3], [1, 1, 1], [1], "counts must be whole numbers"),
+    ("binomial", [0.5, 1.2, 0], [2, 1, 1], [1], "binomial response must be a proportion"),
+    ("binomial", [0.5, 0.3, 1], [2, 2, 1], [1], "successes (proportion x trials)"),
+    ("gamma", [0.5, 0.0, -1], [1, 1, 1], [1, 2], "Gamma response must be positive"),
+    ("gaussian", [-5.0, 0.0, 3.5], [1, 1, 1], None, None)])
+def test_the_family_says_which_responses_it_takes(name, y, w, bad, start):
+    problem = Family(name).response_problem(np.array(y, float), np.array(w, float))
+    if bad is None:
+        assert problem is None
+        return
+    mask, message = problem
+    assert list(np.flatnonzero(mask)) == bad
+    assert message.startswith(start) and "({rows})" in message
+    good = {"gamma": [0.5, 1.0, 2.0], "binomial": [0.0, 0.5, 1.0]}.get(name, [0.0, 1.0, 2.0])
+    assert Family(name).response_problem(np.array(good), np.full(3, 2.0)) is None

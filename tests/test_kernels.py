@@ -7,7 +7,9 @@ from scipy import integrate, optimize, special, stats
 from xlglmm.engine import kernels
 from xlglmm.engine.design import build_design
 from xlglmm.engine.devfun import GlmmDeviance, gauss_hermite
-from xlglmm.engine.family import Family, conditional_aic, linkinv, mu_eta, unit_loglik
+from xlglmm.engine.family import (DISPERSION, FAMILY_SPECS, NB_THETA, NEGBIN, SQRT, Family,
+                                  conditional_aic, linkinv, logdensity_eta_derivs, mu_eta,
+                                  unit_logdensity, unit_loglik)
 
 RNG = np.random.default_rng(20261124)
 
@@ -17,15 +19,17 @@ RNG = np.random.default_rng(20261124)
 def test_loglik_matches_scipy():
     y = np.array([0, 1, 3, 7, 12], float)
     mu = np.array([0.4, 1.3, 2.2, 6.5, 15.0])
-    pois = [unit_loglik(a, b, 1.0, 0, 1.0) for a, b in zip(y, mu)]
+    pois = [unit_loglik(a, b, 1.0, Family("poisson").kernel_data()) for a, b in zip(y, mu)]
     assert np.allclose(pois, stats.poisson.logpmf(y, mu))
     th = 2.5
-    nb = [unit_loglik(a, b, 1.0, 4, th) for a, b in zip(y, mu)]
+    nb = [unit_loglik(a, b, 1.0, Family("negbin", "log", th).kernel_data())
+          for a, b in zip(y, mu)]
     assert np.allclose(nb, stats.nbinom.logpmf(y, th, th / (th + mu)))
     m = np.array([5, 8, 10, 3, 20], float)
     k = np.array([0, 3, 10, 1, 7], float)
     p = np.array([0.1, 0.4, 0.8, 0.5, 0.3])
-    binom = [unit_loglik(kk / mm, pp, mm, 1, 1.0) for kk, mm, pp in zip(k, m, p)]
+    fd = Family("binomial").kernel_data()
+    binom = [unit_loglik(kk / mm, pp, mm, fd) for kk, mm, pp in zip(k, m, p)]
     assert np.allclose(binom, stats.binom.logpmf(k, m, p))
 
 
@@ -37,7 +41,7 @@ def test_gamma_aic_matches_r_formula():
     dev = fam.dev_resids(y, mu, wt).sum()
     disp = dev / 50
     want = -2 * stats.gamma.logpdf(y, a=1 / disp, scale=mu * disp).sum() + 2
-    assert conditional_aic(y, mu, wt, 2, 1.0) == pytest.approx(want, rel=1e-12)
+    assert conditional_aic(y, mu, wt, fam.kernel_data()) == pytest.approx(want, rel=1e-12)
 
 
 @pytest.mark.parametrize("link,ref", [
@@ -157,18 +161,16 @@ def test_factorize_and_newton_step_against_dense(with_beta, dense_rows, slope):
     dev, _ = _crossed_problem(slope=slope)
     theta = np.array([0.8, 0.3, 0.5, 0.6]) if slope else np.array([0.8, 0.6])
     dev.set_theta(theta)
-    m_use, r, loc_ptr, loc_cols, Rloc = dev.symbolic(with_beta)
+    layout = dev.layout(with_beta)._replace(dense_rows=dense_rows)
+    r, loc_ptr, loc_cols = layout.r, layout.loc_ptr, layout.loc_cols
     w = RNG.uniform(0.5, 3.0, dev.n)
     wres = RNG.normal(size=dev.n)
-    q1 = dev.ng1 * dev.k1
     u1 = RNG.normal(size=(dev.ng1, dev.k1))
     v = RNG.normal(size=r)
-    Dchol = np.empty((dev.ng1, dev.k1, dev.k1))
-    Cval = np.empty((dev.k1, len(loc_cols)))
-    LS = np.empty((r, r))
-    logdet, ok = kernels.factorize(dev.A1, dev.gptr, dev.Rv, dev.Rc, Rloc, m_use, loc_ptr,
-                                   loc_cols, dev.q2, w, Dchol, Cval, LS, dense_rows)
+    factor = kernels.new_factor(layout)
+    logdet, ok = kernels.factorize(layout, w, factor)
     assert ok
+    Dchol, Cval, LS = factor
     U = _dense(dev, theta)
     q = U.shape[1]
     Hu = U.T @ (w[:, None] * U) + np.eye(q)
@@ -180,8 +182,7 @@ def test_factorize_and_newton_step_against_dense(with_beta, dense_rows, slope):
     g = full.T @ wres - pen * coef
     du1 = np.empty_like(u1)
     dv = np.empty(r)
-    dec = kernels.newton_step(dev.A1, dev.gptr, dev.Rv, dev.Rc, Rloc, m_use, loc_ptr,
-                              loc_cols, dev.q2, wres, u1, v, Dchol, Cval, LS, du1, dv)
+    dec = kernels.newton_step(layout, factor, wres, u1, v, du1, dv)
     want = np.linalg.solve(H, g)
     assert np.allclose(np.r_[du1.ravel(), dv], want, rtol=1e-10, atol=1e-12)
     assert dec == pytest.approx(g @ want, rel=1e-10)
@@ -240,7 +241,7 @@ def test_agq_kernel_against_quadrature():
     eta = dev.offset + dev.X @ beta
     total = 0.0
     for gi in range(dev.ng1):
-        s = slice(dev.gptr[gi], dev.gptr[gi + 1])
+        s = slice(dev.group_ptr[gi], dev.group_ptr[gi + 1])
         f = lambda b: np.exp(stats.poisson.logpmf(dev.y[s], np.exp(eta[s] + 0.6 * b)).sum()) \
             * stats.norm.pdf(b)
         total += np.log(integrate.quad(f, -10, 10, epsabs=0, epsrel=1e-12)[0])
@@ -253,7 +254,7 @@ def _agq_numpy(fam, dev, beta, u1, Dchol, a1, K):
     eta_b = dev.offset + dev.X @ beta
     total = 0.0
     for g in range(dev.ng1):
-        s = slice(dev.gptr[g], dev.gptr[g + 1])
+        s = slice(dev.group_ptr[g], dev.group_ptr[g + 1])
         L = Dchol[g, 0, 0]
         terms = []
         for z, lw in zip(nodes, logw):
@@ -295,19 +296,213 @@ def test_agq_kernel_fast_and_generic_paths_against_numpy(family, link, slope):
     eta_b = np.ascontiguousarray(dev.offset + dev.X @ beta)
     a1 = np.ascontiguousarray(dev.A1[:, 0])
     nodes, logw = gauss_hermite(15)
-    got = kernels.agq_deviance(fam.code, fam.link_code, float(fam.nb_theta), dev.y, dev.pw,
-                               eta_b, a1, dev.gptr, st.u1, st.Dchol, nodes, logw)
+    got = kernels.agq_deviance(fam.kernel_data(), dev.rows(eta_b), a1, dev.group_ptr, st.u1,
+                               st.Dchol, nodes, logw)
     want = _agq_numpy(fam, dev, beta, st.u1, st.Dchol, a1, 15)
     assert got == pytest.approx(want, rel=1e-12)
 
 
 def test_symbolic_blocks_lists_touched_columns():
     dev, _ = _crossed_problem()
-    m_use, r, loc_ptr, loc_cols, Rloc = dev.symbolic(True)
+    m_use, r, loc_ptr, loc_cols, rest_loc = dev.symbolic(True)
     for g in range(dev.ng1):
-        rows = range(dev.gptr[g], dev.gptr[g + 1])
-        want = sorted({int(c) for i in rows for c in dev.Rc[i, :m_use]})
+        rows = range(dev.group_ptr[g], dev.group_ptr[g + 1])
+        want = sorted({int(c) for i in rows for c in dev.rest_cols[i, :m_use]})
         got = list(loc_cols[loc_ptr[g]:loc_ptr[g + 1]])
         assert got == want
         for i in rows:
-            assert all(got[Rloc[i, e]] == dev.Rc[i, e] for e in range(m_use))
+            assert all(got[rest_loc[i, e]] == dev.rest_cols[i, e] for e in range(m_use))
+
+
+# ---- the row-sums seam -------------------------------------------------------------------
+
+def _rest_dense(dev, layout):
+    """The rest columns as a dense n x r matrix (random effects, then X if solved for)."""
+    R = np.zeros((dev.n, layout.r))
+    for i in range(dev.n):
+        for e in range(layout.m_use):
+            R[i, layout.rest_cols[i, e]] += layout.rest_vals[i, e]
+    return R
+
+
+def _row_sums(layout, w, g, lo, hi):
+    """row_sums of rows [lo, hi) of group g into fresh zero accumulators."""
+    k1 = layout.A1.shape[1]
+    nloc = layout.loc_ptr[g + 1] - layout.loc_ptr[g]
+    D, B, S = np.zeros((k1, k1)), np.zeros((k1, nloc)), np.zeros((layout.r, layout.r))
+    kernels.row_sums(layout, w, lo, hi, D, B, S)
+    return D, B, S
+
+
+def _close(got, want):
+    """Equal to rounding: 1e-12 relative to the magnitude of the summed terms."""
+    scale = max(1.0, float(np.max(np.abs(want)))) if np.size(want) else 1.0
+    return np.allclose(got, want, rtol=0, atol=1e-12 * scale)
+
+
+@pytest.mark.parametrize("with_beta,slope", [(True, True), (False, True), (True, False)])
+def test_row_sums_add_over_a_split_of_the_rows_and_equal_the_dense_products(with_beta, slope):
+    dev, _ = _crossed_problem(slope=slope)
+    dev.set_theta(np.array([0.8, 0.3, 0.5, 0.6]) if slope else np.array([0.8, 0.6]))
+    layout = dev.layout(with_beta)
+    w = RNG.uniform(0.5, 3.0, dev.n)
+    R = _rest_dense(dev, layout)
+    S_all = np.zeros((layout.r, layout.r))
+    for g in range(dev.ng1):
+        lo, hi = dev.group_ptr[g], dev.group_ptr[g + 1]
+        whole = _row_sums(layout, w, g, lo, hi)
+        mid = (lo + hi) // 2
+        halves = [a + b for a, b in zip(_row_sums(layout, w, g, lo, mid),
+                                        _row_sums(layout, w, g, mid, hi))]
+        for got, want in zip(halves, whole):
+            assert _close(got, want)
+        D, B, S = whole
+        A = dev.A1[lo:hi]
+        Wg = w[lo:hi, None]
+        loc = layout.loc_cols[layout.loc_ptr[g]:layout.loc_ptr[g + 1]]
+        assert _close(D, np.tril(A.T @ (Wg * A)))
+        assert _close(B, A.T @ (Wg * R[lo:hi, loc]))
+        S_all += S
+    assert _close(S_all, np.tril(R.T @ (w[:, None] * R)))
+
+
+# ---- the lme4 variant of the loop -----------------------------------------------------
+
+def _lme4_loop_dense(dev, theta, offset, eta0, with_beta, maxit, tol):
+    """lme4's PIRLS (as pirls_lme4 documents it) with dense numpy matrices:
+    (value, eta, iterations)."""
+    fam = dev.family
+    U = _dense(dev, theta)
+    q = U.shape[1]
+    full = np.hstack([U, dev.X]) if with_beta else U
+    pen = np.r_[np.ones(q), np.zeros(full.shape[1] - q)]
+    eta = eta0.copy()
+    mu = fam.linkinv(eta)
+    coef = np.zeros(full.shape[1])
+    oldpdev = np.inf
+
+    def at(c):
+        e = offset + full @ c
+        m = fam.linkinv(e)
+        return e, m, fam.dev_resids(dev.y, m, dev.pw).sum() + c[:q] @ c[:q]
+    for it in range(1, maxit + 1):
+        me = fam.mu_eta(eta)
+        w = dev.pw * me ** 2 / fam.variance(mu)
+        z = (eta - offset) + (dev.y - mu) / me
+        logdet = np.linalg.slogdet(U.T @ (w[:, None] * U) + np.eye(q))[1]
+        old = coef
+        coef = np.linalg.solve(full.T @ (w[:, None] * full) + np.diag(pen), full.T @ (w * z))
+        eta, mu, pdev = at(coef)
+        if it > 1 and pdev > oldpdev:
+            for _ in range(10):
+                coef = 0.5 * (coef + old)
+                eta, mu, pdev = at(coef)
+                if pdev <= oldpdev:
+                    break
+        if abs(oldpdev - pdev) < tol * abs(pdev) or pdev == oldpdev:
+            break
+        oldpdev = pdev
+    return fam.aic(dev.y, mu, dev.pw) + coef[:q] @ coef[:q] + logdet, eta, it
+
+
+@pytest.mark.parametrize("family,with_beta,maxit,tol", [
+    ("poisson", True, 100, 1e-7), ("poisson", False, 3, 0.0), ("binomial", False, 100, 1e-7),
+    ("binomial", True, 2, 0.0)])
+def test_pirls_lme4_is_lmes_loop(family, with_beta, maxit, tol):
+    dev, _ = _crossed_problem(family, slope=False)
+    theta = np.array([0.7, 0.4])
+    beta = np.array([0.2, -0.3])
+    offset = dev.offset if with_beta else dev.offset + dev.X @ beta
+    eta0 = dev.family.linkfun(dev.family.mustart(dev.y, dev.pw))
+    dev.set_theta(theta)
+    out = kernels.pirls_lme4(dev.family.kernel_data(), dev.rows(offset), dev.layout(with_beta),
+                             eta0, kernels.PirlsControl(maxit, tol), dev.aic_const)
+    value, eta, its = _lme4_loop_dense(dev, theta, offset, eta0, with_beta, maxit, tol)
+    assert out.status == (kernels.PIRLS_OK if tol else kernels.PIRLS_MAXIT)
+    assert out.iterations == its
+    assert out.aic + out.ussq + out.logdet == pytest.approx(value, rel=1e-10)
+    assert np.allclose(out.eta, eta, rtol=1e-9, atol=1e-10)
+
+
+def test_lme4_devfun_follows_lmes_stages():
+    """lp0 from the joint loop at theta = 1 then at the stage-1 theta, then the
+    fixed-beta loop from lp0 for a given number of iterations."""
+    dev, _ = _crossed_problem("poisson", slope=False)
+    theta, beta = np.array([0.7, 0.4]), np.array([0.2, -0.3])
+    mustart = dev.family.mustart(dev.y, dev.pw)          # sorted rows
+    f = dev.lme4_devfun(theta, dev.unsorted(mustart))
+    got, used = f(theta, beta, 2)
+    eta = dev.family.linkfun(mustart)
+    for th in (np.ones(2), theta):
+        eta = _lme4_loop_dense(dev, th, dev.offset, eta, True, 100, 1e-7)[1]
+    want = _lme4_loop_dense(dev, theta, dev.offset + dev.X @ beta, eta, False, 2, 0.0)[0]
+    assert used == 2
+    assert got == pytest.approx(want, rel=1e-9)
+
+
+# ---- the family's log density and its derivatives in eta -----------------------------
+
+INVERSE_LINKS = {"log": np.exp, "logit": special.expit, "probit": special.ndtr,
+                 "cloglog": lambda e: -np.expm1(-np.exp(e)), "inverse": lambda e: 1 / e,
+                 "identity": lambda e: e, "sqrt": lambda e: e * e}
+ETA_RANGE = {"log": (-1.0, 2.0), "logit": (-2.0, 1.5), "probit": (-2.0, 1.5),
+             "cloglog": (-2.0, 0.8), "inverse": (0.3, 2.0), "identity": (0.5, 4.0),
+             "sqrt": (0.5, 2.0)}
+PHI = 1.7               # the dispersion given to Gamma and Gaussian densities
+
+
+def _scipy_logdensity(name, y, mu, wt, theta):
+    if name == "poisson":
+        return wt * stats.poisson.logpmf(y, mu)
+    if name == "binomial":
+        return stats.binom.logpmf(np.round(wt * y), wt, mu)
+    if name == "negbin":
+        return wt * stats.nbinom.logpmf(y, theta, theta / (theta + mu))
+    if name == "gamma":
+        return wt * stats.gamma.logpdf(y, a=1 / PHI, scale=mu * PHI)
+    return stats.norm.logpdf(y, mu, np.sqrt(PHI / wt))
+
+
+def _responses(name, n):
+    if name == "binomial":
+        wt = RNG.integers(1, 9, n).astype(float)
+        return RNG.integers(0, 9, n) % (wt + 1) / wt, wt
+    if name in ("poisson", "negbin"):
+        return RNG.poisson(3.0, n).astype(float), RNG.uniform(0.5, 2.0, n)
+    if name == "gamma":
+        return RNG.gamma(2.0, 1.5, n), RNG.uniform(0.5, 2.0, n)
+    return RNG.normal(1.0, 2.0, n), RNG.uniform(0.5, 2.0, n)
+
+
+@pytest.mark.parametrize("name,link", [(s.name, link) for s in FAMILY_SPECS
+                                       for link in s.links])
+def test_logdensity_and_its_eta_derivatives_against_scipy(name, link):
+    theta = 2.5
+    fam = Family(name, link, theta)
+    fd = fam.kernel_data(dispersion=PHI)
+    n = 12
+    y, wt = _responses(name, n)
+    eta = np.linspace(*((-3.0, -0.2) if fam.is_binomial and link == "log"     # mu < 1
+                        else ETA_RANGE[link]), n)
+    inv = INVERSE_LINKS[link]
+
+    def ref(e):
+        return _scipy_logdensity(name, y, inv(e), wt, theta)
+    got = np.array([unit_logdensity(a, m, b, fd) for a, m, b in zip(y, inv(eta), wt)])
+    assert np.allclose(got, ref(eta), rtol=1e-12, atol=1e-12)
+    d = np.array([logdensity_eta_derivs(a, e, b, fd) for a, e, b in zip(y, eta, wt)])
+    h1, h2 = 1e-5, 1e-4
+    d1 = (ref(eta + h1) - ref(eta - h1)) / (2 * h1)
+    d2 = (ref(eta + h2) - 2 * ref(eta) + ref(eta - h2)) / h2 ** 2
+    scale = 1.0 + np.abs(ref(eta))
+    assert np.allclose(d[:, 0], d1, rtol=1e-6, atol=1e-7 * scale.max())
+    assert np.allclose(d[:, 1], d2, rtol=1e-5, atol=1e-5 * scale.max())
+
+
+def test_kernel_data_carries_codes_and_parameters():
+    fd = Family("negbin", "sqrt", 3.5).kernel_data(dispersion=2.0)
+    assert (fd.family, fd.link) == (NEGBIN, SQRT)
+    assert fd.params[NB_THETA] == 3.5 and fd.params[DISPERSION] == 2.0
+    assert Family("poisson").kernel_data().params[DISPERSION] == 1.0
+    # the variance reads theta from the parameters: mu + mu^2 / theta
+    assert Family("negbin", "log", 4.0).variance(np.array([2.0]))[0] == 3.0

@@ -670,26 +670,10 @@ def check_response(fam: Family, y, w, kept_rows):
         raise DesignError(f"weights must not be negative ({rows(w < 0)})")
     from .cost import check_response_range     # (cost imports this module)
     check_response_range(fam, y, w, rows)
-    if fam.counts_response:
-        if (y < 0).any():
-            raise DesignError(f"counts must not be negative ({rows(y < 0)})")
-        frac = np.abs(y - np.round(y)) > 1e-8 * np.maximum(1.0, np.abs(y))
-        if frac.any():
-            raise DesignError(f"counts must be whole numbers ({rows(frac)})")
-    elif fam.is_binomial:
-        bad = (y < 0) | (y > 1)
-        if bad.any():
-            raise DesignError(f"binomial response must be a proportion in [0, 1] or 0/1 "
-                              f"({rows(bad)}); give counts of successes with trials "
-                              "(weights) or cbind(successes, failures)")
-        k = y * w
-        frac = np.abs(k - np.round(k)) > 1e-6 * np.maximum(1.0, np.abs(k))
-        if frac.any():
-            raise DesignError(f"successes (proportion x trials) must be whole numbers "
-                              f"({rows(frac)})")
-    elif fam.positive_response:
-        if (y <= 0).any():
-            raise DesignError(f"Gamma response must be positive ({rows(y <= 0)})")
+    problem = fam.response_problem(y, w)
+    if problem is not None:
+        mask, message = problem
+        raise DesignError(message.format(rows=rows(mask)))
 
 
 def _group_factor(gvars: tuple, vals: dict, specs: dict, n: int):

@@ -66,21 +66,21 @@ def theta_layout(terms) -> tuple[np.ndarray, list]:
     return np.array(lower), pos
 
 
-def symbolic_blocks(Rc, m_use: int, gptr, r: int):
+def symbolic_blocks(rest_cols, m_use: int, group_ptr, r: int):
     """For each level g of the first term: the sorted distinct rest columns its rows
     touch (``loc_cols[loc_ptr[g]:loc_ptr[g+1]]``), and for each row entry its
-    position in that list (``Rloc``).  Once per model, in numpy: the (level,
+    position in that list (``rest_loc``).  Once per model, in numpy: the (level,
     column) pairs of all row entries, made unique (hence sorted)."""
-    ng = gptr.shape[0] - 1
-    n = Rc.shape[0]
-    level = np.repeat(np.arange(ng, dtype=np.int64), np.diff(gptr))
-    keys = level[:, None] * (r + 1) + Rc[:, :m_use]
+    ng = group_ptr.shape[0] - 1
+    n = rest_cols.shape[0]
+    level = np.repeat(np.arange(ng, dtype=np.int64), np.diff(group_ptr))
+    keys = level[:, None] * (r + 1) + rest_cols[:, :m_use]
     uniq, inverse = np.unique(keys.ravel(), return_inverse=True)
     counts = np.bincount(uniq // (r + 1), minlength=ng)
     loc_ptr = np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)
     loc_cols = np.ascontiguousarray(uniq % (r + 1), dtype=np.int64)
-    Rloc = (inverse.reshape(n, m_use) - loc_ptr[level][:, None]).astype(np.int64)
-    return loc_ptr, loc_cols, np.ascontiguousarray(Rloc)
+    rest_loc = (inverse.reshape(n, m_use) - loc_ptr[level][:, None]).astype(np.int64)
+    return loc_ptr, loc_cols, np.ascontiguousarray(rest_loc)
 
 
 X_SCALE_LIMIT = 2.0 ** 64     # columns with larger (or smaller) values are rescaled
@@ -115,8 +115,7 @@ class GlmmDeviance:
     def __init__(self, design: ModelDesign, family: Family):
         self.design = design
         self.family = family
-        # the kernels' (family code, link code, NB theta), looked up once
-        self._fam_args = (family.code, family.link_code, float(family.nb_theta))
+        self._fd = family.kernel_data()         # the family as the kernels take it
         self.terms = design.re_terms
         self.n = design.nobs
         self.p = design.X.shape[1]
@@ -135,7 +134,7 @@ class GlmmDeviance:
         self.ng1 = t1.nlevels
         self.k1 = t1.k
         counts = np.bincount(t1.codes, minlength=self.ng1)
-        self.gptr = np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)
+        self.group_ptr = np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)
         self.Z1 = np.ascontiguousarray(t1.Z[o], dtype=float)
         # the rest: other terms (k_t entries per row), then X (p entries per row)
         self.rest_terms = self.terms[1:]
@@ -147,17 +146,17 @@ class GlmmDeviance:
         self.q2 = base
         self.m_re = sum(t.k for t in self.rest_terms)
         m = self.m_re + self.p
-        self.Rc = np.zeros((self.n, max(m, 1)), np.int64)
-        self.Rv = np.zeros((self.n, max(m, 1)))
+        self.rest_cols = np.zeros((self.n, max(m, 1)), np.int64)
+        self.rest_vals = np.zeros((self.n, max(m, 1)))
         col = 0
         for t, b in zip(self.rest_terms, self.rest_base):
             codes = t.codes[o]
             for j in range(t.k):
-                self.Rc[:, col + j] = b + codes * t.k + j
+                self.rest_cols[:, col + j] = b + codes * t.k + j
             col += t.k
         for j in range(self.p):
-            self.Rc[:, self.m_re + j] = self.q2 + j
-            self.Rv[:, self.m_re + j] = self.X[:, j]
+            self.rest_cols[:, self.m_re + j] = self.q2 + j
+            self.rest_vals[:, self.m_re + j] = self.X[:, j]
         self.rest_Z = [np.ascontiguousarray(t.Z[o], dtype=float) for t in self.rest_terms]
         self.lower, self.theta_pos = theta_layout(self.terms)
         self.ntheta = len(self.lower)
@@ -168,11 +167,10 @@ class GlmmDeviance:
             self._lam_index.append((t.k, ii, jj, k0, k0 + len(pos)))
             k0 += len(pos)
         self._symbolic = {}
-        self._dense = {}
+        self._layout = {}
         self._theta_set = None
         self._theta_key = None
-        self.aic_const = float(loglik_constant(self.y, self.pw, family.code,
-                                               float(family.nb_theta)))
+        self.aic_const = float(loglik_constant(self.y, self.pw, self._fd))
         self.A1 = np.zeros((self.n, self.k1))
         # warm starts, one per mode (beta solved for or fixed)
         self._u1 = {True: np.zeros((self.ng1, self.k1)), False: np.zeros((self.ng1, self.k1))}
@@ -183,13 +181,29 @@ class GlmmDeviance:
 
     # -- structure
     def symbolic(self, with_beta: bool):
+        """(m_use, r, loc_ptr, loc_cols, rest_loc) of the system with or without
+        the fixed effects (``symbolic_blocks``), computed once."""
         if with_beta not in self._symbolic:
             m_use = self.m_re + (self.p if with_beta else 0)
             r = self.q2 + (self.p if with_beta else 0)
-            loc_ptr, loc_cols, Rloc = symbolic_blocks(self.Rc, m_use, self.gptr, r)
-            self._symbolic[with_beta] = (m_use, r, loc_ptr, loc_cols, Rloc)
-            self._dense[with_beta] = kernels.dense_update_rows(loc_ptr, self.k1, r)
+            loc_ptr, loc_cols, rest_loc = symbolic_blocks(self.rest_cols, m_use,
+                                                          self.group_ptr, r)
+            self._symbolic[with_beta] = (m_use, r, loc_ptr, loc_cols, rest_loc)
+            self._layout[with_beta] = kernels.BlockedLayout(
+                self.A1, self.group_ptr, self.rest_vals, self.rest_cols, rest_loc,
+                m_use, loc_ptr, loc_cols, r, self.q2,
+                kernels.dense_update_rows(loc_ptr, self.k1, r))
         return self._symbolic[with_beta]
+
+    def layout(self, with_beta: bool) -> kernels.BlockedLayout:
+        """The kernels' view of the system with or without the fixed effects (its
+        A1 and rest_vals are this object's, refreshed in place by ``set_theta``)."""
+        self.symbolic(with_beta)
+        return self._layout[with_beta]
+
+    def rows(self, eta_base) -> kernels.Rows:
+        """The response as the kernels take it, on top of ``eta_base``."""
+        return kernels.Rows(self.y, self.pw, eta_base)
 
     def lambdas(self, theta) -> list:
         theta = np.asarray(theta, float)
@@ -209,7 +223,7 @@ class GlmmDeviance:
         kernels.small_matmul(self.Z1, lams[0], self.A1, 0)
         col = 0
         for Zt, L in zip(self.rest_Z, lams[1:]):
-            kernels.small_matmul(Zt, L, self.Rv, col)
+            kernels.small_matmul(Zt, L, self.rest_vals, col)
             col += L.shape[0]
         self._theta_set = theta.copy()
         self._theta_key = key
@@ -244,19 +258,16 @@ class GlmmDeviance:
         if with_beta:
             self._keep_b_of_start(np.asarray(theta, float))
         self.set_theta(theta)
-        m_use, r, loc_ptr, loc_cols, Rloc = self.symbolic(with_beta)
-        eta_base = self.offset if with_beta else self._xb(beta)
+        layout = self.layout(with_beta)
+        rows = self.rows(self.offset if with_beta else self._xb(beta))
         for attempt in range(2):
             u1, v = self._u1[with_beta], self._v[with_beta]
-            args = (*self._fam_args, self.y, self.pw, eta_base, self.A1, self.gptr, self.Rv,
-                    self.Rc, Rloc, m_use, loc_ptr, loc_cols, r, self.q2, u1, v)
             if self.budget is None or not self.piece_iterations:
-                out = kernels.pirls(*args, PIRLS_MAXIT, tol, self._dense[with_beta],
-                                    self.aic_const)
+                out = kernels.pirls(self._fd, rows, layout, u1, v,
+                                    kernels.PirlsControl(PIRLS_MAXIT, tol), self.aic_const)
             else:
-                out = self._pirls_in_pieces(args, tol, self._dense[with_beta])
-            status = out[0]
-            if status == kernels.PIRLS_OK or attempt == 1:
+                out = self._pirls_in_pieces(rows, layout, u1, v, tol)
+            if out.status == kernels.PIRLS_OK or attempt == 1:
                 break
             # a bad warm start (e.g. after an extreme trial theta): restart from zero
             u1[:] = 0.0
@@ -264,10 +275,11 @@ class GlmmDeviance:
             if with_beta and self.p and self.beta_start is not None:
                 v[self.q2:] = self.beta_start
         self.evaluations += 1
-        self.pirls_iterations += int(out[1])
-        st = PirlsState(status, out[1], out[2], out[3], out[4], u1.copy(), v.copy(),
-                        out[5], out[6], out[7], out[8], out[9], with_beta, out[10])
-        if status != kernels.PIRLS_OK:
+        self.pirls_iterations += int(out.iterations)
+        f = out.factor
+        st = PirlsState(out.status, out.iterations, out.logdet, out.pdev, out.aic, u1.copy(),
+                        v.copy(), f.Dchol, f.Cval, f.LS, out.mu, out.eta, with_beta, out.ussq)
+        if out.status != kernels.PIRLS_OK:
             # keep the warm start usable
             self._u1[with_beta][:] = 0.0
             self._v[with_beta][:] = 0.0
@@ -276,7 +288,7 @@ class GlmmDeviance:
         self.state = st
         return st
 
-    def _pirls_in_pieces(self, args, tol, dense):
+    def _pirls_in_pieces(self, rows, layout, u1, v, tol):
         """``kernels.pirls`` ``piece_iterations`` iterations at a time, the time
         budget checked before each piece (``Budget.check_inside``): the same
         arithmetic as one call (see the kernel), for models whose iterations are
@@ -285,10 +297,11 @@ class GlmmDeviance:
         while True:
             self.budget.check_inside()
             last = min(it + self.piece_iterations - 1, PIRLS_MAXIT)
-            out = kernels.pirls(*args, last, tol, dense, self.aic_const, it, finish)
-            if not out[11] or last >= PIRLS_MAXIT:
+            out = kernels.pirls(self._fd, rows, layout, u1, v,
+                                kernels.PirlsControl(last, tol, it, finish), self.aic_const)
+            if not out.more or last >= PIRLS_MAXIT:
                 return out
-            it, finish = last + 1, out[12]
+            it, finish = last + 1, out.finish
 
     beta_start = None
     tol = PIRLS_TOL
@@ -336,10 +349,9 @@ class GlmmDeviance:
         st = self.pirls(theta, beta)
         if st.status not in (kernels.PIRLS_OK, kernels.PIRLS_MAXIT) or not np.isfinite(st.logdet):
             return np.inf
-        eta_base = self._xb(beta)
-        return float(kernels.agq_deviance(*self._fam_args,
-                                          self.y, self.pw, eta_base, self.A1[:, 0],
-                                          self.gptr, st.u1, st.Dchol, nodes, logw))
+        return float(kernels.agq_deviance(self._fd, self.rows(self._xb(beta)),
+                                          self.A1[:, 0], self.group_ptr, st.u1, st.Dchol,
+                                          nodes, logw))
 
     def lme4_devfun(self, theta_stage1, mustart):
         """lme4's stage-2 deviance function as lme4 evaluates it (few PIRLS
@@ -357,42 +369,33 @@ class GlmmDeviance:
 
         def loop(theta, offset, eta0, with_beta, iterations=None):
             self.set_theta(theta)
-            m_use, r, loc_ptr, loc_cols, Rloc = self.symbolic(with_beta)
-            tol, maxit = (LME4_TOL_PWRSS, LME4_MAXIT) if iterations is None \
-                else (0.0, int(iterations))
-            return kernels.pirls_lme4(*self._fam_args, self.y,
-                                      self.pw, offset, eta0, self.A1, self.gptr, self.Rv,
-                                      self.Rc, Rloc, m_use, loc_ptr, loc_cols, r, self.q2,
-                                      tol, maxit, self._dense[with_beta],
-                                      self.aic_const)
+            control = kernels.PirlsControl(LME4_MAXIT, LME4_TOL_PWRSS) if iterations is None \
+                else kernels.PirlsControl(int(iterations), 0.0)
+            return kernels.pirls_lme4(self._fd, self.rows(offset), self.layout(with_beta),
+                                      eta0, control, self.aic_const)
         # lp0 as lme4 builds it: the joint (u, beta) loop at theta = 1 from mustart,
         # then at the stage-1 optimum from there
-        _, eta_init, _ = loop(theta_start(self.terms), self.offset, eta_start, True)
-        _, eta_lp0, _ = loop(np.asarray(theta_stage1, float), self.offset, eta_init, True)
+        eta_init = loop(theta_start(self.terms), self.offset, eta_start, True).eta
+        eta_lp0 = loop(np.asarray(theta_stage1, float), self.offset, eta_init, True).eta
 
         def f(theta, beta, iterations=None):
-            off = self._xb(beta)
-            value, _, its = loop(np.asarray(theta, float), off, eta_lp0, False, iterations)
-            return float(value), int(its)
+            out = loop(np.asarray(theta, float), self._xb(beta), eta_lp0, False, iterations)
+            value = np.inf if out.status == kernels.PIRLS_NOT_PD \
+                else out.aic + out.ussq + out.logdet
+            return float(value), int(out.iterations)
         return f
 
     def factor_at(self, theta, st: PirlsState, with_beta: bool):
         """The blocked factor at the state's weights, with or without the fixed
         effects in the system: (Dchol, Cval, LS, loc_ptr, loc_cols, ok)."""
-        fam = self.family
         self.set_theta(theta)
-        m_use, r, loc_ptr, loc_cols, Rloc = self.symbolic(with_beta)
+        layout = self.layout(with_beta)
         w = np.empty(self.n)
         wres = np.empty(self.n)
-        kernels.working_weights(fam.code, fam.link_code, float(fam.nb_theta), self.y,
-                                self.pw, st.eta, st.mu, w, wres)
-        Dchol = np.empty((self.ng1, self.k1, self.k1))
-        Cval = np.empty((self.k1, loc_cols.shape[0]))
-        LS = np.empty((r, r))
-        _, ok = kernels.factorize(self.A1, self.gptr, self.Rv, self.Rc, Rloc, m_use,
-                                  loc_ptr, loc_cols, self.q2, w, Dchol, Cval, LS,
-                                  self._dense[with_beta])
-        return Dchol, Cval, LS, loc_ptr, loc_cols, ok
+        kernels.working_weights(self._fd, self.rows(self.offset), st.eta, st.mu, w, wres)
+        factor = kernels.new_factor(layout)
+        _, ok = kernels.factorize(layout, w, factor)
+        return factor.Dchol, factor.Cval, factor.LS, layout.loc_ptr, layout.loc_cols, ok
 
     # -- quantities at a state
     def beta_of(self, st: PirlsState, beta=None):

@@ -3,22 +3,30 @@
 Two layers live here:
 
 * Numba kernels (``linkinv``, ``mu_eta``, ``variance``, ``unit_deviance``,
-  ``unit_loglik``) dispatched on small integer codes, so the PIRLS core can call them
-  inside its loops without Python objects.  They follow R's ``family`` objects,
-  including R's clamping of the inverse links (so fitted values and the Laplace
-  deviance agree with lme4 in the far tails too).
+  ``unit_loglik``, ``unit_logdensity`` and its derivatives in eta
+  ``logdensity_eta_derivs``) that receive the family as data: a :class:`FamilyData`
+  (family code, link code, parameter tuple) built once by ``Family.kernel_data()``,
+  so the PIRLS core calls them inside its loops without Python objects, and a new
+  family parameter is one more entry of that array, not one more argument threaded
+  through every kernel.  They follow R's ``family`` objects, including R's clamping
+  of the inverse links (so fitted values and the Laplace deviance agree with lme4 in
+  the far tails too).
 * :class:`Family`, the Python object users and the rest of the package see:
   names, validation of the response, and vectorised versions of the kernels
   (``dev_resids(y, mu, wt)`` as R's ``family$dev.resids``).
 
 Adding a family means one code, one branch in each kernel and one entry in the
 registry ``FAMILY_SPECS`` (names, aliases, links, what the response must be, its
-parameters, the name of its ratio); no module outside this one compares family names; the negative binomial (NB2) carries its shape ``theta`` as a parameter.
+parameters, the name of its ratio); no module outside this one compares family
+names.  A family's parameters reach the kernels in ``FamilyData.params``: the
+negative binomial's (NB2) shape ``theta`` at ``NB_THETA``, the dispersion of the
+Gamma and Gaussian densities at ``DISPERSION``.
 """
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import NamedTuple
 
 import numpy as np
 from numba import njit
@@ -29,6 +37,23 @@ LOG, LOGIT, PROBIT, CLOGLOG, INVERSE, IDENTITY, SQRT = 0, 1, 2, 3, 4, 5, 6
 
 LINK_CODES = {"log": LOG, "logit": LOGIT, "probit": PROBIT, "cloglog": CLOGLOG,
               "inverse": INVERSE, "identity": IDENTITY, "sqrt": SQRT}
+
+# the entries of FamilyData.params
+NB_THETA = 0           # the negative binomial's shape (variance mu + mu^2/theta)
+DISPERSION = 1         # the scale phi of Gamma and Gaussian densities (1 elsewhere)
+
+
+class FamilyData(NamedTuple):
+    """A family as the kernels receive it (a NamedTuple: Numba passes it to compiled
+    code and caches the compilation, unlike jitclass/structref objects).  The
+    parameters are a tuple of floats, not an array: held by value, the kernels'
+    loops need not reload them after every store to an output array (with an array
+    the working weights took 50% longer)."""
+
+    family: int           # POISSON, BINOMIAL, ...
+    link: int             # LOG, LOGIT, ...
+    params: tuple         # floats, indexed by NB_THETA, DISPERSION
+
 
 EPS = 2.220446049250313e-16            # .Machine$double.eps: R's links clamp with it
 _INVEPS = 1.0 / EPS
@@ -111,8 +136,9 @@ def linkfun(mu, link):
 
 
 @njit(cache=True, error_model="numpy")
-def variance(mu, fam, nb_theta):
+def variance(mu, fd):
     """Variance function V(mu) (dispersion excluded)."""
+    fam = fd.family
     if fam == POISSON:
         return mu
     if fam == BINOMIAL:
@@ -120,7 +146,7 @@ def variance(mu, fam, nb_theta):
     if fam == GAMMA:
         return mu * mu
     if fam == NEGBIN:
-        return mu + mu * mu / nb_theta
+        return mu + mu * mu / fd.params[NB_THETA]
     return 1.0  # GAUSSIAN
 
 
@@ -130,8 +156,9 @@ def _ylogy(y, mu):
 
 
 @njit(cache=True, error_model="numpy")
-def unit_deviance(y, mu, wt, fam, nb_theta):
+def unit_deviance(y, mu, wt, fd):
     """One observation's deviance residual (squared), as R's ``dev.resids``."""
+    fam = fd.family
     if fam == POISSON:
         r = mu * wt
         if y > 0.0:
@@ -142,18 +169,18 @@ def unit_deviance(y, mu, wt, fam, nb_theta):
     if fam == GAMMA:
         return -2.0 * wt * (math.log(y / mu if y > 0.0 else 1.0) - (y - mu) / mu)
     if fam == NEGBIN:
-        t = nb_theta
+        t = fd.params[NB_THETA]
         # log1p: (y + t)/(mu + t) is close to 1 when theta is large (the Poisson limit)
         return 2.0 * wt * (_ylogy(y, mu) - (y + t) * math.log1p((y - mu) / (mu + t)))
     return wt * (y - mu) * (y - mu)
 
 
 @njit(cache=True, error_model="numpy")
-def unit_loglik(y, mu, wt, fam, nb_theta):
+def unit_loglik(y, mu, wt, fd):
     """Log density of one observation with its normalising constant (families
     without a free dispersion).  For the binomial, ``y`` is a proportion and ``wt``
     the number of trials, as R's ``binomial()$aic`` reads them."""
-    return unit_loglik_const(y, wt, fam, nb_theta) + unit_loglik_var(y, mu, wt, fam, nb_theta)
+    return unit_loglik_const(y, wt, fd) + unit_loglik_var(y, mu, wt, fd)
 
 
 @njit(cache=True, error_model="numpy")
@@ -169,7 +196,7 @@ def gamma_loglik_sum(y, mu, wt, disp):
 
 
 @njit(cache=True, error_model="numpy")
-def conditional_aic(y, mu, wt, fam, nb_theta):
+def conditional_aic(y, mu, wt, fd):
     """The family's ``aic`` term: -2 * conditional log-likelihood, constants included.
 
     This is the ``A`` of lme4's Laplace deviance.  For the Gamma family the
@@ -177,16 +204,16 @@ def conditional_aic(y, mu, wt, fam, nb_theta):
     R's ``+ 2`` is kept, exactly as ``Gamma()$aic`` does.
     """
     n = y.shape[0]
-    if fam == GAMMA:
+    if fd.family == GAMMA:
         dev = 0.0
         sw = 0.0
         for i in range(n):
-            dev += unit_deviance(y[i], mu[i], wt[i], fam, nb_theta)
+            dev += unit_deviance(y[i], mu[i], wt[i], fd)
             sw += wt[i]
         return -2.0 * gamma_loglik_sum(y, mu, wt, dev / sw) + 2.0
     s = 0.0
     for i in range(n):
-        s += unit_loglik(y[i], mu[i], wt[i], fam, nb_theta)
+        s += unit_loglik(y[i], mu[i], wt[i], fd)
     return -2.0 * s
 
 
@@ -194,10 +221,11 @@ _LINKINV, _LINKFUN, _MU_ETA, _VARIANCE, _DEV_RESIDS = 0, 1, 2, 3, 4
 
 
 @njit(cache=True, error_model="numpy")
-def _elementwise(op, fam, link, nb_theta, x, y, wt, out):
+def _elementwise(op, fd, x, y, wt, out):
     """The vectorised family functions in one kernel (one compilation, not five):
     ``op`` picks linkinv(x), linkfun(x), mu_eta(x), variance(x) or
     unit_deviance(y, x, wt)."""
+    link = fd.link
     for i in range(x.shape[0]):
         if op == _LINKINV:
             out[i] = linkinv(x[i], link)
@@ -206,9 +234,9 @@ def _elementwise(op, fam, link, nb_theta, x, y, wt, out):
         elif op == _MU_ETA:
             out[i] = mu_eta(x[i], link)
         elif op == _VARIANCE:
-            out[i] = variance(x[i], fam, nb_theta)
+            out[i] = variance(x[i], fd)
         else:
-            out[i] = unit_deviance(y[i], x[i], wt[i], fam, nb_theta)
+            out[i] = unit_deviance(y[i], x[i], wt[i], fd)
 
 
 # ---- the Python-facing objects -----------------------------------------------------
@@ -321,6 +349,11 @@ class Family:
     def link_code(self) -> int:
         return LINK_CODES[self.link]
 
+    def kernel_data(self, dispersion: float = 1.0) -> FamilyData:
+        """The family as the kernels take it: codes and parameters (``dispersion``
+        matters only to ``unit_logdensity`` and its derivatives)."""
+        return FamilyData(self.code, self.link_code, (float(self.nb_theta), float(dispersion)))
+
     @property
     def has_dispersion(self) -> bool:
         """True where lme4 estimates a scale (Gamma, Gaussian)."""
@@ -376,6 +409,32 @@ class Family:
             name = f"{name}({self.nb_theta:.4g})"
         return f"{name}  ( {self.link} )"
 
+    def response_problem(self, y, w):
+        """The first way the response breaks the family's rules (whole counts >= 0,
+        a proportion of whole successes, a positive value), as (mask of the
+        offending rows, message with a ``{rows}`` field for them); None when it
+        follows them.  ``w`` are the prior weights (binomial: the trials)."""
+        if self.counts_response:
+            if (y < 0).any():
+                return y < 0, "counts must not be negative ({rows})"
+            frac = np.abs(y - np.round(y)) > 1e-8 * np.maximum(1.0, np.abs(y))
+            if frac.any():
+                return frac, "counts must be whole numbers ({rows})"
+        elif self.is_binomial:
+            bad = (y < 0) | (y > 1)
+            if bad.any():
+                return bad, ("binomial response must be a proportion in [0, 1] or 0/1 "
+                             "({rows}); give counts of successes with trials "
+                             "(weights) or cbind(successes, failures)")
+            k = y * w
+            frac = np.abs(k - np.round(k)) > 1e-6 * np.maximum(1.0, np.abs(k))
+            if frac.any():
+                return frac, "successes (proportion x trials) must be whole numbers ({rows})"
+        elif self.positive_response:
+            if (y <= 0).any():
+                return y <= 0, "Gamma response must be positive ({rows})"
+        return None
+
     def mustart(self, y, w):
         """R's mustart: where the GLM iterations begin."""
         if self.is_binomial:
@@ -391,8 +450,7 @@ class Family:
         flat = x.ravel()
         y = flat if y is None else _f64(y).ravel()
         wt = flat if wt is None else _f64(wt).ravel()
-        _elementwise(op, self.code, self.link_code, float(self.nb_theta), flat, y, wt,
-                     out.ravel())
+        _elementwise(op, self.kernel_data(), flat, y, wt, out.ravel())
         return out
 
     def linkinv(self, eta):
@@ -419,7 +477,7 @@ class Family:
         up to its parameter-count term, which R leaves to ``logLik``)."""
         y = _f64(y)
         wt = np.ones_like(y) if wt is None else _f64(wt)
-        return float(conditional_aic(y, _f64(mu), wt, self.code, float(self.nb_theta)))
+        return float(conditional_aic(y, _f64(mu), wt, self.kernel_data()))
 
 
 def make_family(family, link=None) -> Family:
@@ -434,8 +492,9 @@ def make_family(family, link=None) -> Family:
 
 
 @njit(cache=True, error_model="numpy")
-def unit_loglik_const(y, wt, fam, nb_theta):
+def unit_loglik_const(y, wt, fd):
     """The mu-free part of ``unit_loglik`` (lgamma terms)."""
+    fam = fd.family
     if fam == POISSON:
         return -wt * math.lgamma(y + 1.0)
     if fam == BINOMIAL:
@@ -445,14 +504,15 @@ def unit_loglik_const(y, wt, fam, nb_theta):
             return 0.0
         return math.lgamma(m + 1.0) - math.lgamma(k + 1.0) - math.lgamma(m - k + 1.0)
     if fam == NEGBIN:
-        t = nb_theta
+        t = fd.params[NB_THETA]
         return wt * (math.lgamma(y + t) - math.lgamma(t) - math.lgamma(y + 1.0))
     return 0.0
 
 
 @njit(cache=True, error_model="numpy")
-def unit_loglik_var(y, mu, wt, fam, nb_theta):
+def unit_loglik_var(y, mu, wt, fd):
     """``unit_loglik`` minus ``unit_loglik_const``: the part that depends on mu."""
+    fam = fd.family
     if fam == POISSON:
         return wt * (y * math.log(mu) - mu) if y > 0.0 else -wt * mu
     if fam == BINOMIAL:
@@ -466,7 +526,7 @@ def unit_loglik_var(y, mu, wt, fam, nb_theta):
                 r += (n - k) * math.log(1.0 - mu)
         return r
     if fam == NEGBIN:
-        t = nb_theta
+        t = fd.params[NB_THETA]
         r = -t * math.log1p(mu / t)
         if y > 0.0:
             r += y * math.log(mu / (t + mu))
@@ -475,21 +535,91 @@ def unit_loglik_var(y, mu, wt, fam, nb_theta):
 
 
 @njit(cache=True, error_model="numpy")
-def loglik_constant(y, wt, fam, nb_theta):
+def loglik_constant(y, wt, fd):
     """The part of sum(unit_loglik) that does not depend on mu (lgamma terms),
     computed once per model so each deviance evaluation skips it."""
     s = 0.0
     for i in range(y.shape[0]):
-        s += unit_loglik_const(y[i], wt[i], fam, nb_theta)
+        s += unit_loglik_const(y[i], wt[i], fd)
     return s
 
 
 @njit(cache=True, error_model="numpy")
-def conditional_aic_fast(y, mu, wt, fam, nb_theta, const):
+def conditional_aic_fast(y, mu, wt, fd, const):
     """``conditional_aic`` with the mu-free part given (``loglik_constant``)."""
+    fam = fd.family
     if fam != POISSON and fam != BINOMIAL and fam != NEGBIN:
-        return conditional_aic(y, mu, wt, fam, nb_theta)
+        return conditional_aic(y, mu, wt, fd)
     s = const
     for i in range(y.shape[0]):
-        s += unit_loglik_var(y[i], mu[i], wt[i], fam, nb_theta)
+        s += unit_loglik_var(y[i], mu[i], wt[i], fd)
     return -2.0 * s
+
+
+@njit(cache=True, error_model="numpy")
+def unit_logdensity(y, mu, wt, fd):
+    """Log density of one observation, every family, the dispersion taken from
+    ``fd.params[DISPERSION]`` (Gamma: shape 1/phi, scale mu phi, each of ``wt``
+    copies; Gaussian: variance phi/wt, as R's ``gaussian()$aic``).  The families
+    without a dispersion are ``unit_loglik``."""
+    fam = fd.family
+    if fam == GAMMA:
+        a = 1.0 / fd.params[DISPERSION]
+        sc = mu / a
+        return wt * (-math.lgamma(a) - a * math.log(sc) + (a - 1.0) * math.log(y) - y / sc)
+    if fam == GAUSSIAN:
+        var = fd.params[DISPERSION] / wt
+        return -0.5 * (math.log(2.0 * math.pi * var) + (y - mu) * (y - mu) / var)
+    return unit_loglik(y, mu, wt, fd)
+
+
+@njit(cache=True, error_model="numpy")
+def mu_eta2(eta, link):
+    """d^2 mu / d eta^2, unclamped (the second derivative of the inverse link)."""
+    if link == LOG:
+        return math.exp(eta)
+    if link == LOGIT:
+        m = 1.0 / (1.0 + math.exp(-eta))
+        return m * (1.0 - m) * (1.0 - 2.0 * m)
+    if link == PROBIT:
+        return -eta * math.exp(-0.5 * eta * eta - _LOG_SQRT_2PI)
+    if link == CLOGLOG:
+        e = math.exp(eta)
+        return e * math.exp(-e) * (1.0 - e)
+    if link == INVERSE:
+        return 2.0 / (eta * eta * eta)
+    if link == SQRT:
+        return 2.0
+    return 0.0
+
+
+@njit(cache=True, error_model="numpy")
+def logdensity_eta_derivs(y, eta, wt, fd):
+    """First and second derivatives in eta of ``unit_logdensity`` at mu = linkinv(eta):
+    the score and (minus) the observed information of one row, by the chain rule
+    d1 = l'(mu) mu_eta, d2 = l''(mu) mu_eta^2 + l'(mu) mu_eta2.  (The exact Laplace
+    approximation needs them; PIRLS uses Fisher's weights.)  For the binomial, ``y``
+    is a proportion of ``wt`` trials."""
+    fam = fd.family
+    link = fd.link
+    mu = linkinv(eta, link)
+    if fam == POISSON:
+        l1 = wt * (y - mu) / mu
+        l2 = -wt * y / (mu * mu)
+    elif fam == BINOMIAL:
+        l1 = wt * (y - mu) / (mu * (1.0 - mu))
+        l2 = -wt * (y / (mu * mu) + (1.0 - y) / ((1.0 - mu) * (1.0 - mu)))
+    elif fam == NEGBIN:
+        t = fd.params[NB_THETA]
+        l1 = wt * (y / mu - (y + t) / (t + mu))
+        l2 = wt * (-y / (mu * mu) + (y + t) / ((t + mu) * (t + mu)))
+    elif fam == GAMMA:
+        a = 1.0 / fd.params[DISPERSION]
+        l1 = wt * a * (y - mu) / (mu * mu)
+        l2 = wt * a * (1.0 / (mu * mu) - 2.0 * y / (mu * mu * mu))
+    else:               # GAUSSIAN
+        phi = fd.params[DISPERSION]
+        l1 = wt * (y - mu) / phi
+        l2 = -wt / phi
+    d = mu_eta(eta, link)
+    return l1 * d, l2 * d * d + l1 * mu_eta2(eta, link)

@@ -10,15 +10,28 @@ most levels).  Its contribution ``A1`` (n x k1: each row is ``Lambda1' z_i``) ma
 the first block of ``Lambda'Z'WZLambda + I`` block-diagonal (k1 x k1 per level), as
 in MixedModels.jl's blocked factor.  Everything else -- the other random-effects
 terms and, when solved for, the fixed effects -- is the "rest": each row touches
-``m`` of its ``r`` columns (``Rc`` its column indices, ``Rv`` the values).  The rest
-block is dense (r x r, small for the usual designs: a crossed factor with fewer
-levels, a handful of fixed effects); the off-diagonal block is never stored in full,
-only per level of the first term over the columns its rows touch (``loc_*``), a
-structure computed once per model (``devfun.symbolic_blocks``), while each theta only
-refreshes the numbers (``factorize``).
+``m_use`` of its ``r`` columns (``rest_cols`` their indices, ``rest_vals`` the
+values).  The rest block is dense (r x r, small for the usual designs: a crossed
+factor with fewer levels, a handful of fixed effects); the off-diagonal block is
+never stored in full, only per level of the first term over the columns its rows
+touch (``loc_*``), a structure computed once per model
+(``devfun.symbolic_blocks``), while each theta only refreshes the numbers
+(``factorize``).
 
 The first ``npen`` rest columns are random effects (penalised by ``+ I``); the
 remaining rest columns are fixed effects (no penalty, not part of ``log|L|^2``).
+
+The kernels take a few typed structs (NamedTuples, which Numba passes to compiled
+code and caches) rather than long lists of arrays: the family as
+``family.FamilyData``, the response as :class:`Rows`, the design in blocked form as
+:class:`BlockedLayout`, the factor as :class:`Factor`, the loop's settings as
+:class:`PirlsControl`; PIRLS answers a :class:`PirlsResult`.  Every pass over the
+rows that builds the blocked system goes through ``row_sums`` (rows [lo, hi) of one
+level of term 1), the seam at which the rows could be split across processes.
+``pirls`` (this package's mode search) and ``pirls_lme4`` (lme4's loop, which
+lme4's standard errors depend on) are two short drivers over the same pieces
+(weights, factor, Newton solve, deviance): one loop with a flag would have to
+order the floating-point operations of one of them differently.
 All kernels are plain loops over float64/int64 arrays; ``tests/test_kernels.py``
 checks them against dense numpy formulas on small cases.
 
@@ -28,17 +41,17 @@ the first random-effects term is "term 1", its levels "groups"):
 ===================  ==========================================================  =========
 name                 what it holds                                               lme4
 ===================  ==========================================================  =========
-fam, link, nbt       family and link codes (family.py), negative binomial theta  family
+fd                   the family: codes and parameters (``FamilyData``)           family
 y, pw, eta_base      response, prior weights, offset (+ X beta when beta is      y, weights
-                     fixed)
+(``Rows``)           fixed)
 A1                   n x k1: row i is Lambda_1' z_i, term 1's part of Z Lambda    Z Lambda
-gptr                 row ranges per group of term 1 (rows are sorted by it)      (flist)
-Rc, Rv, m_use        per row, the rest columns it touches and their values       Z Lambda, X
-                     (m_use of them)
+group_ptr            row ranges per group of term 1 (rows are sorted by it)      (flist)
+rest_cols,           per row, the rest columns it touches and their values       Z Lambda, X
+rest_vals, m_use     (m_use of them)
 r, npen (q2)         rest columns; the first npen are random effects (penalised)
 loc_ptr, loc_cols    per group, the range and the (global) rest columns its      (sparsity
                      rows touch: where the off-diagonal block is stored          of L)
-Rloc                 per row, each touched rest column's index in its group's
+rest_loc             per row, each touched rest column's index in its group's
                      loc_cols list
 u1, v                spherical modes of term 1 (groups x k1), the rest's         u (and beta)
                      (random effects, then fixed effects when solved for)
@@ -46,9 +59,10 @@ Dchol                per group, the lower Cholesky factor of term 1's k1 x k1   
                      block                                                       blocks)
 Cval                 per group, L_g^{-1} B_g: the off-diagonal block of the      L (RZX-like
                      factor over the group's rest columns                        block)
-S / LS               the lower Cholesky factor of the rest's Schur complement    L (rest);
+LS                   the lower Cholesky factor of the rest's Schur complement    L (rest);
                                                                                  RX for X
 w, wres              working weights and weighted working residuals (IRLS)       sqrtWrkWt^2
+du1, dv              the Newton step of u1 and v
 logdet               log|L|^2 of the random-effects part                         ldL2
 pdev                 penalized deviance: sum of unit deviances + |u|^2           sum(devResid)
                                                                                  + sqrL
@@ -57,22 +71,98 @@ pdev                 penalized deviance: sum of unit deviances + |u|^2          
 from __future__ import annotations
 
 import math
+from typing import NamedTuple
 
 import numpy as np
 from numba import njit
 
-from .family import (EPS, BINOMIAL, GAMMA, LOG, LOGIT, NEGBIN, POISSON, linkinv, mu_eta,
-                     variance, unit_deviance, unit_loglik_const, unit_loglik_var,
-                     conditional_aic, conditional_aic_fast)
+from .family import (EPS, BINOMIAL, GAMMA, LOG, LOGIT, NB_THETA, NEGBIN, POISSON, linkinv,
+                     mu_eta, variance, unit_deviance, unit_loglik_const, unit_loglik_var,
+                     conditional_aic_fast)
 
 _LOG_EPS = math.log(EPS)              # log of the links' clamp
 
-# status codes returned by pirls()
+# status codes of PirlsResult.status
 PIRLS_OK, PIRLS_MAXIT, PIRLS_NOT_PD, PIRLS_NONFINITE = 0, 1, 2, 3
 
 
+# ---- the structs the kernels take and return ---------------------------------------
+
+class Rows(NamedTuple):
+    """The response, row by row (sorted by term 1's levels)."""
+
+    y: np.ndarray
+    pw: np.ndarray          # prior weights (binomial: trials)
+    eta_base: np.ndarray    # offset, plus X beta when beta is fixed
+
+
+class BlockedLayout(NamedTuple):
+    """The design in the blocked form of the factor (see the glossary): the
+    numbers of A1 and rest_vals change with theta, the rest once per model."""
+
+    A1: np.ndarray          # n x k1
+    group_ptr: np.ndarray   # ng + 1
+    rest_vals: np.ndarray   # n x m (m >= m_use)
+    rest_cols: np.ndarray   # n x m, int64, ascending within a row
+    rest_loc: np.ndarray    # n x m_use, int64
+    m_use: int
+    loc_ptr: np.ndarray     # ng + 1
+    loc_cols: np.ndarray
+    r: int
+    npen: int
+    dense_rows: int         # see dense_update_rows
+
+
+class Factor(NamedTuple):
+    """The blocked Cholesky factor (filled by ``factorize``)."""
+
+    Dchol: np.ndarray       # ng x k1 x k1
+    Cval: np.ndarray        # k1 x len(loc_cols)
+    LS: np.ndarray          # r x r
+
+
+class PirlsControl(NamedTuple):
+    """Iterations ``it_first`` to ``maxit`` of the loop, the convergence tolerance,
+    and ``finish`` (a piece's hand-over flag, see ``pirls``)."""
+
+    maxit: int
+    tol: float
+    it_first: int = 1
+    finish: bool = False
+
+
+class PirlsResult(NamedTuple):
+    """What ``pirls`` and ``pirls_lme4`` answer (u1, v are updated in place)."""
+
+    status: int             # PIRLS_OK, PIRLS_MAXIT, ...
+    iterations: int
+    logdet: float           # log|L|^2 of the random-effects part
+    pdev: float             # sum of deviance residuals + |u|^2
+    aic: float              # -2 conditional log-likelihood (family aic term)
+    factor: Factor          # at the returned modes
+    mu: np.ndarray
+    eta: np.ndarray
+    ussq: float             # |u|^2
+    more: bool              # a piece ran out of iterations without deciding
+    finish: bool            # the flag to pass on to the next piece
+
+
 @njit(cache=True, error_model="numpy")
-def linear_predictor(eta_base, A1, gptr, u1, Rv, Rc, m_use, v, eta):
+def new_factor(layout):
+    """Storage for the factor of a layout (``factorize`` fills it)."""
+    ng = layout.group_ptr.shape[0] - 1
+    k1 = layout.A1.shape[1]
+    return Factor(np.empty((ng, k1, k1)), np.empty((k1, layout.loc_cols.shape[0])),
+                  np.empty((layout.r, layout.r)))
+
+
+# ---- products and the linear predictor ----------------------------------------------
+
+@njit(cache=True, error_model="numpy")
+def linear_predictor(layout, eta_base, u1, v, eta):
+    """eta = eta_base + A1 u1 (per group) + rest_vals v (over each row's columns)."""
+    A1, gptr = layout.A1, layout.group_ptr
+    Rv, Rc = layout.rest_vals, layout.rest_cols
     ng = gptr.shape[0] - 1
     k1 = A1.shape[1]
     for g in range(ng):
@@ -80,7 +170,7 @@ def linear_predictor(eta_base, A1, gptr, u1, Rv, Rc, m_use, v, eta):
             s = eta_base[i]
             for a in range(k1):
                 s += A1[i, a] * u1[g, a]
-            for e in range(m_use):
+            for e in range(layout.m_use):
                 s += Rv[i, e] * v[Rc[i, e]]
             eta[i] = s
 
@@ -112,18 +202,6 @@ def small_matmul(Z, L, out, col0):
                 s += Z[i, a] * L[a, b]
             out[i, col0 + b] = s
 
-
-@njit(cache=True, error_model="numpy")
-def _mu_and_deviance(fam, link, nbt, y, pw, eta, mu):
-    """mu = g^{-1}(eta) in place; returns the summed deviance residuals."""
-    dev = 0.0
-    for i in range(y.shape[0]):
-        m = linkinv(eta[i], link)
-        mu[i] = m
-        dev += unit_deviance(y[i], m, pw[i], fam, nbt)
-    return dev
-
-
 @njit(cache=True, error_model="numpy")
 def _copy_modes(u1, v, u1_to, v_to):
     """u1_to, v_to = u1, v by loops (a slice assignment would compile numba's
@@ -147,17 +225,88 @@ def _penalty(u1, v, npen):
 
 
 @njit(cache=True, error_model="numpy")
-def working_weights(fam, link, nbt, y, pw, eta, mu, w, wres):
+def _step_modes(u1_old, v_old, du1, dv, step, u1, v):
+    """u1, v = u1_old + step du1, v_old + step dv (``pirls``'s line search)."""
+    for g in range(u1.shape[0]):
+        for a in range(u1.shape[1]):
+            u1[g, a] = u1_old[g, a] + step * du1[g, a]
+    for j in range(v.shape[0]):
+        v[j] = v_old[j] + step * dv[j]
+
+
+@njit(cache=True, error_model="numpy")
+def _halve_towards(u1_old, v_old, u1, v):
+    """u1, v = (u1 + u1_old) / 2, (v + v_old) / 2 (lme4's step halving)."""
+    for g in range(u1.shape[0]):
+        for a in range(u1.shape[1]):
+            u1[g, a] = 0.5 * (u1[g, a] + u1_old[g, a])
+    for j in range(v.shape[0]):
+        v[j] = 0.5 * (v[j] + v_old[j])
+
+
+# ---- the family's part: deviance and weights ----------------------------------------
+
+@njit(cache=True, error_model="numpy")
+def _mu_and_deviance(fd, rows, eta, mu):
+    """mu = g^{-1}(eta) in place; returns the summed deviance residuals."""
+    y, pw = rows.y, rows.pw
+    dev = 0.0
+    for i in range(y.shape[0]):
+        m = linkinv(eta[i], fd.link)
+        mu[i] = m
+        dev += unit_deviance(y[i], m, pw[i], fd)
+    return dev
+
+
+@njit(cache=True, error_model="numpy")
+def _penalized_deviance(fd, rows, layout, u1, v, eta, mu):
+    """eta, mu and the penalized deviance sum(dev_i) + |u|^2 at the modes u1, v."""
+    linear_predictor(layout, rows.eta_base, u1, v, eta)
+    return _mu_and_deviance(fd, rows, eta, mu) + _penalty(u1, v, layout.npen)
+
+
+@njit(cache=True, error_model="numpy")
+def working_weights(fd, rows, eta, mu, w, wres):
     """Fisher weights w = pw mu_eta^2 / V(mu) and the score term
     wres = pw mu_eta (y - mu) / V(mu) (so the gradient is Z'wres - u)."""
+    y, pw = rows.y, rows.pw
+    link = fd.link
     for i in range(y.shape[0]):
         # log link: mu_eta(eta) is mu itself (the same max(exp(eta), eps)); no exp
         me = mu[i] if link == LOG else mu_eta(eta[i], link)
-        vr = variance(mu[i], fam, nbt)
+        vr = variance(mu[i], fd)
         w[i] = pw[i] * me * me / vr
         wres[i] = pw[i] * me * (y[i] - mu[i]) / vr
 
 
+@njit(cache=True, error_model="numpy")
+def _lme4_working_response(fd, rows, eta, mu, w, wz):
+    """wz = w z with lme4's working response z = (eta - eta_base) + (y - mu)/mu_eta
+    (``pirls_lme4``; w from ``working_weights``)."""
+    y, eta_base = rows.y, rows.eta_base
+    link = fd.link
+    for i in range(y.shape[0]):
+        me = mu[i] if link == LOG else mu_eta(eta[i], link)    # (as working_weights)
+        wz[i] = w[i] * ((eta[i] - eta_base[i]) + (y[i] - mu[i]) / me)
+
+
+@njit(cache=True, error_model="numpy")
+def newton_weights(fd, rows, mu, w):
+    """Observed-information weights -d2 loglik / d eta2 where they are known to be
+    positive and differ from Fisher's (log link with Gamma or NB2), for quadratic
+    convergence of the mode search.  Returns False (w untouched) elsewhere: canonical
+    links already have Newton = Fisher."""
+    fam = fd.family
+    if fd.link != LOG or (fam != GAMMA and fam != NEGBIN):
+        return False
+    y, pw = rows.y, rows.pw
+    for i in range(y.shape[0]):
+        if fam == GAMMA:
+            w[i] = pw[i] * y[i] / mu[i]
+        else:
+            t = fd.params[NB_THETA]
+            w[i] = pw[i] * t * mu[i] * (t + y[i]) / ((t + mu[i]) * (t + mu[i]))
+    return True
 DENSE_CHUNK_ROWS = 1024
 
 
@@ -194,37 +343,57 @@ def _flush(Cd, rows, S):
             c[a] = 0.0
 
 
-@njit(cache=True, error_model="numpy")
-def newton_weights(fam, link, nbt, y, pw, mu, w):
-    """Observed-information weights -d2 loglik / d eta2 where they are known to be
-    positive and differ from Fisher's (log link with Gamma or NB2), for quadratic
-    convergence of the mode search.  Returns False (w untouched) elsewhere: canonical
-    links already have Newton = Fisher."""
-    if link != LOG or (fam != GAMMA and fam != NEGBIN):
-        return False
-    for i in range(y.shape[0]):
-        if fam == GAMMA:
-            w[i] = pw[i] * y[i] / mu[i]
-        else:
-            t = nbt
-            w[i] = pw[i] * t * mu[i] * (t + y[i]) / ((t + mu[i]) * (t + mu[i]))
-    return True
+# ---- the blocked system -----------------------------------------------------------
+
+@njit(cache=True, error_model="numpy", inline="always")
+def row_sums(layout, w, lo, hi, D, B, S):
+    """Add rows [lo, hi) of one group of term 1 to the cross-products of the blocked
+    system: D += A1'W A1 (its lower triangle; k1 x k1), B += A1'W R (k1 x the
+    group's touched rest columns, at ``rest_loc``), S += R'W R (the lower triangle
+    of the rest block).
+
+    Each is a plain sum over rows: sums over a split of the rows (processes,
+    partitions) add up to the sums over all of them.  ``factorize`` calls it once
+    per group, inlined (as a call it made ``factorize`` 10% slower on pois_1e4).
+    The other row sums of a PIRLS step, the score A1'wres, R'wres
+    (``newton_step``) and the deviance (``_mu_and_deviance``), are passes of their
+    own: folded into this one they made a PIRLS evaluation 7-10% slower."""
+    A1 = layout.A1
+    Rv, Rc, Rloc = layout.rest_vals, layout.rest_cols, layout.rest_loc
+    m_use = layout.m_use
+    k1 = A1.shape[1]
+    for i in range(lo, hi):
+        wi = w[i]
+        for a in range(k1):
+            wa = wi * A1[i, a]
+            for b in range(a + 1):
+                D[a, b] += wa * A1[i, b]
+            for e in range(m_use):
+                B[a, Rloc[i, e]] += wa * Rv[i, e]
+        for e in range(m_use):      # lower triangle only (row columns ascend)
+            c = Rc[i, e]
+            we = wi * Rv[i, e]
+            for e2 in range(e + 1):
+                S[c, Rc[i, e2]] += we * Rv[i, e2]
 
 
 @njit(cache=True, error_model="numpy")
-def factorize(A1, gptr, Rv, Rc, Rloc, m_use, loc_ptr, loc_cols, npen, w,
-              Dchol, Cval, S, dense_rows=0):
-    """Blocked Cholesky factor of  [A1'WA1 + I, A1'WR; R'WA1, R'WR + P].
+def factorize(layout, w, factor):
+    """Blocked Cholesky factor of  [A1'WA1 + I, A1'WR; R'WA1, R'WR + P]  into
+    ``factor``, the rows summed group by group by ``row_sums``.
 
     Only the lower triangle of the rest block is formed and factored.
 
     On return ``Dchol[g]`` holds the lower factor L_g of the first term's block for
-    level g, ``Cval[:, loc]`` holds L_g^{-1} B_g, and ``S`` the lower Cholesky factor
-    of the Schur complement of the rest.  Returns (log|L|^2 of the random-effects
-    part, ok).  ``dense_rows`` > 0 forms C'C by dense products over chunks of that
-    many rows (see ``dense_update_rows``)."""
+    level g, ``Cval[:, loc]`` holds L_g^{-1} B_g, and ``LS`` the lower Cholesky
+    factor of the Schur complement of the rest.  Returns (log|L|^2 of the
+    random-effects part, ok).  ``layout.dense_rows`` > 0 forms C'C by dense products
+    over chunks of that many rows (see ``dense_update_rows``)."""
+    gptr, loc_ptr, loc_cols = layout.group_ptr, layout.loc_ptr, layout.loc_cols
+    dense_rows = layout.dense_rows
+    Dchol, Cval, S = factor.Dchol, factor.Cval, factor.LS
     ng = gptr.shape[0] - 1
-    k1 = A1.shape[1]
+    k1 = layout.A1.shape[1]
     r = S.shape[0]
     Cd = np.zeros((min(dense_rows, ng * k1) if r > 0 else 0, r))
     filled = 0
@@ -247,19 +416,7 @@ def factorize(A1, gptr, Rv, Rc, Rloc, m_use, loc_ptr, loc_cols, npen, w,
             D[a, a] = 1.0
             for l in range(nloc):
                 B[a, l] = 0.0
-        for i in range(gptr[g], gptr[g + 1]):
-            wi = w[i]
-            for a in range(k1):
-                wa = wi * A1[i, a]
-                for b in range(a + 1):
-                    D[a, b] += wa * A1[i, b]
-                for e in range(m_use):
-                    B[a, Rloc[i, e]] += wa * Rv[i, e]
-            for e in range(m_use):      # lower triangle only (row columns ascend)
-                c = Rc[i, e]
-                we = wi * Rv[i, e]
-                for e2 in range(e + 1):
-                    S[c, Rc[i, e2]] += we * Rv[i, e2]
+        row_sums(layout, w, gptr[g], gptr[g + 1], D, B, S)
         # dense Cholesky of the small k1 x k1 block
         for j in range(k1):
             s = D[j, j]
@@ -314,9 +471,9 @@ def factorize(A1, gptr, Rv, Rc, Rloc, m_use, loc_ptr, loc_cols, npen, w,
         _flush(Cd, filled, S)
     if r == 0:
         return logdet, True
-    for j in range(npen):
+    for j in range(layout.npen):
         S[j, j] += 1.0
-    ld, ok = chol_lower(S, npen)
+    ld, ok = chol_lower(S, layout.npen)
     if not ok:
         return -np.inf, False
     return logdet + ld, True
@@ -403,15 +560,19 @@ def _chol_envelope(S, first):
 
 
 @njit(cache=True, error_model="numpy")
-def newton_step(A1, gptr, Rv, Rc, Rloc, m_use, loc_ptr, loc_cols, npen, wres,
-                u1, v, Dchol, Cval, LS, du1, dv):
-    """Solve H delta = gradient with the factor from ``factorize``; returns the
-    Newton decrement g'H^{-1}g (in deviance units)."""
+def newton_step(layout, factor, wres, u1, v, du1, dv):
+    """Solve H delta = gradient with the factor from ``factorize``, the gradient
+    being the score A1'wres - u1, R'wres - (v, 0) (its row sums formed here, one
+    pass over the rows); the step goes to du1, dv.  Returns the Newton decrement
+    g'H^{-1}g (in deviance units)."""
+    A1, gptr = layout.A1, layout.group_ptr
+    Rv, Rc, m_use = layout.rest_vals, layout.rest_cols, layout.m_use
+    loc_ptr, loc_cols = layout.loc_ptr, layout.loc_cols
+    Dchol, Cval, LS = factor.Dchol, factor.Cval, factor.LS
     ng = gptr.shape[0] - 1
     k1 = A1.shape[1]
     if k1 == 1:
-        return _newton_step_k1(A1, gptr, Rv, Rc, m_use, loc_ptr, loc_cols, npen, wres,
-                               u1, v, Dchol, Cval, LS, du1, dv)
+        return _newton_step_k1(layout, factor, wres, u1, v, du1, dv)
     r = LS.shape[0]
     for j in range(r):
         dv[j] = 0.0
@@ -424,7 +585,7 @@ def newton_step(A1, gptr, Rv, Rc, Rloc, m_use, loc_ptr, loc_cols, npen, wres,
                 du1[g, a] += wi * A1[i, a]
             for e in range(m_use):
                 dv[Rc[i, e]] += wi * Rv[i, e]
-    for j in range(npen):
+    for j in range(layout.npen):
         dv[j] -= v[j]
     dec = 0.0
     for g in range(ng):
@@ -458,6 +619,47 @@ def newton_step(A1, gptr, Rv, Rc, Rloc, m_use, loc_ptr, loc_cols, npen, wres,
 
 
 @njit(cache=True, error_model="numpy")
+def _newton_step_k1(layout, factor, wres, u1, v, du1, dv):
+    """``newton_step`` for a scalar first term (k1 = 1, the usual random intercept):
+    the same arithmetic without the loops over the term's dimension (about 2x
+    faster at 400 levels)."""
+    gptr = layout.group_ptr
+    Rv, Rc, m_use = layout.rest_vals, layout.rest_cols, layout.m_use
+    loc_ptr, loc_cols = layout.loc_ptr, layout.loc_cols
+    Dchol, LS = factor.Dchol, factor.LS
+    ng = gptr.shape[0] - 1
+    r = LS.shape[0]
+    for j in range(r):
+        dv[j] = 0.0
+    a1 = layout.A1[:, 0]
+    C = factor.Cval[0]
+    dec = 0.0
+    for g in range(ng):
+        s = -u1[g, 0]
+        for i in range(gptr[g], gptr[g + 1]):
+            wi = wres[i]
+            s += wi * a1[i]
+            for e in range(m_use):
+                dv[Rc[i, e]] += wi * Rv[i, e]
+        s /= Dchol[g, 0, 0]
+        du1[g, 0] = s
+        dec += s * s
+    for j in range(layout.npen):
+        dv[j] -= v[j]
+    for g in range(ng):
+        s = du1[g, 0]
+        for l in range(loc_ptr[g], loc_ptr[g + 1]):
+            dv[loc_cols[l]] -= C[l] * s
+    dec += _rest_solve(LS, dv)
+    for g in range(ng):
+        s = du1[g, 0]
+        for l in range(loc_ptr[g], loc_ptr[g + 1]):
+            s -= C[l] * dv[loc_cols[l]]
+        du1[g, 0] = s / Dchol[g, 0, 0]
+    return dec
+
+
+@njit(cache=True, error_model="numpy")
 def _rest_solve(LS, dv):
     """dv <- LS'^{-1} LS^{-1} dv, returning |LS^{-1} dv|^2: L y = dv by row dot
     products, then L' x = y by column updates with rows of L (both run along
@@ -476,106 +678,64 @@ def _rest_solve(LS, dv):
     return dec
 
 
-@njit(cache=True, error_model="numpy")
-def _newton_step_k1(A1, gptr, Rv, Rc, m_use, loc_ptr, loc_cols, npen, wres, u1, v,
-                    Dchol, Cval, LS, du1, dv):
-    """``newton_step`` for a scalar first term (k1 = 1, the usual random intercept):
-    the same arithmetic without the loops over the term's dimension (about 2x
-    faster at 400 levels)."""
-    ng = gptr.shape[0] - 1
-    r = LS.shape[0]
-    for j in range(r):
-        dv[j] = 0.0
-    a1 = A1[:, 0]
-    C = Cval[0]
-    dec = 0.0
-    for g in range(ng):
-        s = -u1[g, 0]
-        for i in range(gptr[g], gptr[g + 1]):
-            wi = wres[i]
-            s += wi * a1[i]
-            for e in range(m_use):
-                dv[Rc[i, e]] += wi * Rv[i, e]
-        s /= Dchol[g, 0, 0]
-        du1[g, 0] = s
-        dec += s * s
-    for j in range(npen):
-        dv[j] -= v[j]
-    for g in range(ng):
-        s = du1[g, 0]
-        for l in range(loc_ptr[g], loc_ptr[g + 1]):
-            dv[loc_cols[l]] -= C[l] * s
-    dec += _rest_solve(LS, dv)
-    for g in range(ng):
-        s = du1[g, 0]
-        for l in range(loc_ptr[g], loc_ptr[g + 1]):
-            s -= C[l] * dv[loc_cols[l]]
-        du1[g, 0] = s / Dchol[g, 0, 0]
-    return dec
-
+# ---- PIRLS ---------------------------------------------------------------------------
 
 @njit(cache=True, error_model="numpy")
-def pirls(fam, link, nbt, y, pw, eta_base, A1, gptr, Rv, Rc, Rloc, m_use,
-          loc_ptr, loc_cols, r, npen, u1, v, maxit, tol, dense_rows, aic_const,
-          it_first=1, finish=False):
+def pirls(fd, rows, layout, u1, v, control, aic_const):
     """Penalized iteratively reweighted least squares for the conditional modes.
 
     Minimises  sum(dev_i) + |u|^2  over u1, v (v holds the other random effects and,
     when ``r > npen``, the fixed effects) by Fisher-scoring steps with step halving,
     starting from the given u1, v (updated in place).  Stops when the Newton
     decrement falls below ``tol * (1 + pdev)``, or stalls at rounding level.
+    Returns a ``PirlsResult``; its factor is the one at the returned modes.
 
-    Returns (status, iterations, log|L|^2, penalized deviance, aic term, Dchol,
-    Cval, LS, mu, eta, |u|^2, more, finish); the factor is the one at the returned modes.
-
-    Iterations ``it_first`` to ``maxit`` are done: a caller can run the loop in
-    pieces (checking a time budget in between, ``devfun.GlmmDeviance.pirls``), each
-    piece starting where the last stopped -- the same arithmetic as one call, as
-    each piece recomputes the deviance at the modes it is given exactly as the
-    loop does after a step.  ``more`` is True when the piece ran out of iterations
-    without deciding (then ``finish`` is the flag to pass on), False when done.
+    Iterations ``control.it_first`` to ``control.maxit`` are done: a caller can run
+    the loop in pieces (checking a time budget in between,
+    ``devfun.GlmmDeviance.pirls``), each piece starting where the last stopped --
+    the same arithmetic as one call, as each piece recomputes the deviance at the
+    modes it is given exactly as the loop does after a step.  ``more`` is True when
+    the piece ran out of iterations without deciding (then ``finish`` is the flag to
+    pass on), False when done.
     """
-    n = y.shape[0]
-    ng = gptr.shape[0] - 1
-    k1 = A1.shape[1]
+    n = rows.y.shape[0]
+    ng = layout.group_ptr.shape[0] - 1
+    k1 = layout.A1.shape[1]
+    r = layout.r
+    tol = control.tol
+    finish = control.finish
     eta = np.empty(n)
     mu = np.empty(n)
     w = np.empty(n)
     wn = np.empty(n)
     wres = np.empty(n)
-    Dchol = np.empty((ng, k1, k1))
-    Cval = np.empty((k1, loc_cols.shape[0]))
-    LS = np.empty((r, r))
+    factor = new_factor(layout)
     du1 = np.empty((ng, k1))
     dv = np.empty(r)
     u1_old = np.empty((ng, k1))
     v_old = np.empty(r)
 
-    linear_predictor(eta_base, A1, gptr, u1, Rv, Rc, m_use, v, eta)
-    pdev = _mu_and_deviance(fam, link, nbt, y, pw, eta, mu) + _penalty(u1, v, npen)
+    pdev = _penalized_deviance(fd, rows, layout, u1, v, eta, mu)
     if not np.isfinite(pdev):
-        return (PIRLS_NONFINITE, 0, np.inf, pdev, np.inf, Dchol, Cval, LS, mu, eta, np.inf,
-                False, finish)
+        return PirlsResult(PIRLS_NONFINITE, 0, np.inf, pdev, np.inf, factor, mu, eta, np.inf,
+                           False, finish)
     status = PIRLS_MAXIT
     logdet = np.inf
     it = 0
     more = True
-    for it in range(it_first, maxit + 1):
-        working_weights(fam, link, nbt, y, pw, eta, mu, w, wres)
-        newton = newton_weights(fam, link, nbt, y, pw, mu, wn)
-        logdet, ok = factorize(A1, gptr, Rv, Rc, Rloc, m_use, loc_ptr, loc_cols,
-                               npen, wn if newton else w, Dchol, Cval, LS, dense_rows)
+    for it in range(control.it_first, control.maxit + 1):
+        working_weights(fd, rows, eta, mu, w, wres)
+        newton = newton_weights(fd, rows, mu, wn)
+        logdet, ok = factorize(layout, wn if newton else w, factor)
         if not ok:
             status = PIRLS_NOT_PD
             more = False
             break
-        dec = newton_step(A1, gptr, Rv, Rc, Rloc, m_use, loc_ptr, loc_cols, npen,
-                          wres, u1, v, Dchol, Cval, LS, du1, dv)
+        dec = newton_step(layout, factor, wres, u1, v, du1, dv)
         if dec < tol * (1.0 + abs(pdev)) or finish:
             status = PIRLS_OK
             if newton:      # the Laplace determinant uses Fisher's weights (lme4)
-                logdet, ok = factorize(A1, gptr, Rv, Rc, Rloc, m_use, loc_ptr, loc_cols,
-                                       npen, w, Dchol, Cval, LS, dense_rows)
+                logdet, ok = factorize(layout, w, factor)
                 if not ok:
                     status = PIRLS_NOT_PD
             more = False
@@ -585,13 +745,8 @@ def pirls(fam, link, nbt, y, pw, eta_base, A1, gptr, Rv, Rc, Rloc, m_use,
         accepted = False
         new = pdev
         for _ in range(40):
-            for g in range(ng):
-                for a in range(k1):
-                    u1[g, a] = u1_old[g, a] + step * du1[g, a]
-            for j in range(r):
-                v[j] = v_old[j] + step * dv[j]
-            linear_predictor(eta_base, A1, gptr, u1, Rv, Rc, m_use, v, eta)
-            new = _mu_and_deviance(fam, link, nbt, y, pw, eta, mu) + _penalty(u1, v, npen)
+            _step_modes(u1_old, v_old, du1, dv, step, u1, v)
+            new = _penalized_deviance(fd, rows, layout, u1, v, eta, mu)
             if new <= pdev + 1e-13 * abs(pdev):
                 accepted = True
                 break
@@ -599,11 +754,9 @@ def pirls(fam, link, nbt, y, pw, eta_base, A1, gptr, Rv, Rc, Rloc, m_use,
         if not accepted:
             # no descent at all along a Newton direction: we are at rounding level
             _copy_modes(u1_old, v_old, u1, v)
-            linear_predictor(eta_base, A1, gptr, u1, Rv, Rc, m_use, v, eta)
-            pdev = _mu_and_deviance(fam, link, nbt, y, pw, eta, mu) + _penalty(u1, v, npen)
-            working_weights(fam, link, nbt, y, pw, eta, mu, w, wres)
-            logdet, ok = factorize(A1, gptr, Rv, Rc, Rloc, m_use, loc_ptr, loc_cols,
-                                   npen, w, Dchol, Cval, LS, dense_rows)
+            pdev = _penalized_deviance(fd, rows, layout, u1, v, eta, mu)
+            working_weights(fd, rows, eta, mu, w, wres)
+            logdet, ok = factorize(layout, w, factor)
             status = PIRLS_OK if (ok and dec < 1e-10 * (1.0 + abs(pdev))) else PIRLS_MAXIT
             more = False
             break
@@ -612,15 +765,81 @@ def pirls(fam, link, nbt, y, pw, eta_base, A1, gptr, Rv, Rc, Rloc, m_use,
         if pdev - new <= 1e-15 * abs(pdev) and dec < 1e-12 * (1.0 + abs(pdev)):
             finish = True
         pdev = new
-    if it < it_first:           # no iteration to do
+    if it < control.it_first:   # no iteration to do
         more = False
-    aic = conditional_aic_fast(y, mu, pw, fam, nbt, aic_const)
-    return (status, it, logdet, pdev, aic, Dchol, Cval, LS, mu, eta, _penalty(u1, v, npen),
-            more, finish)
+    aic = conditional_aic_fast(rows.y, mu, rows.pw, fd, aic_const)
+    return PirlsResult(status, it, logdet, pdev, aic, factor, mu, eta,
+                       _penalty(u1, v, layout.npen), more, finish)
 
 
 @njit(cache=True, error_model="numpy")
-def agq_deviance(fam, link, nbt, y, pw, eta_base, a1, gptr, u1, Dchol, nodes, logw):
+def pirls_lme4(fd, rows, layout, eta0, control, aic_const):
+    """lme4's own PIRLS loop, reproduced to reproduce lme4's numbers where they depend
+    on it (its finite-difference Hessian, hence its printed standard errors): the
+    same pieces as ``pirls`` (weights, factor, solve, deviance) in lme4's order.
+
+    Each call starts from the fixed linear predictor ``eta0`` with u = 0, v = 0
+    (``rows.eta_base`` is the offset, plus X beta when beta is fixed); each iteration
+    solves for the whole coefficient vector with the working response
+    z = (eta - eta_base) + (y - mu)/mu_eta, halves the step towards the last
+    iterate (at most 10 times) while the penalized deviance increases, and stops
+    when it changes by less than ``control.tol`` relative (never after the first
+    iteration).  ``logdet`` is log|L|^2 from the weights *before* the last update,
+    as lme4 returns it, so aic + ussq + logdet is lme4's deviance; status is
+    PIRLS_NOT_PD if a factor failed (the deviance is then infinite)."""
+    n = rows.y.shape[0]
+    ng = layout.group_ptr.shape[0] - 1
+    k1 = layout.A1.shape[1]
+    r = layout.r
+    eta = eta0.copy()
+    mu = np.empty(n)
+    w = np.empty(n)
+    wz = np.empty(n)
+    factor = new_factor(layout)
+    zero1 = np.zeros((ng, k1))
+    zerov = np.zeros(r)
+    u1 = np.zeros((ng, k1))
+    v = np.zeros(r)
+    u1_old = np.zeros((ng, k1))
+    v_old = np.zeros(r)
+    for i in range(n):
+        mu[i] = linkinv(eta[i], fd.link)
+    status = PIRLS_MAXIT
+    oldpdev = np.inf
+    pdev = np.inf
+    logdet = np.inf
+    it = 0
+    for it in range(1, control.maxit + 1):
+        working_weights(fd, rows, eta, mu, w, wz)
+        _lme4_working_response(fd, rows, eta, mu, w, wz)
+        logdet, ok = factorize(layout, w, factor)
+        if not ok:
+            status = PIRLS_NOT_PD
+            logdet = np.inf
+            break
+        _copy_modes(u1, v, u1_old, v_old)
+        # the whole coefficient vector: a Newton step from u = 0 with lme4's response
+        newton_step(layout, factor, wz, zero1, zerov, u1, v)
+        pdev = _penalized_deviance(fd, rows, layout, u1, v, eta, mu)
+        if it > 1 and pdev > oldpdev:
+            for _ in range(10):          # lme4's step halving towards the last iterate
+                _halve_towards(u1_old, v_old, u1, v)
+                pdev = _penalized_deviance(fd, rows, layout, u1, v, eta, mu)
+                if pdev <= oldpdev:
+                    break
+        if abs(oldpdev - pdev) < control.tol * abs(pdev) or pdev == oldpdev:
+            status = PIRLS_OK
+            break
+        oldpdev = pdev
+    aic = conditional_aic_fast(rows.y, mu, rows.pw, fd, aic_const)
+    return PirlsResult(status, it, logdet, pdev, aic, factor, mu, eta,
+                       _penalty(u1, v, layout.npen), False, False)
+
+
+# ---- adaptive Gauss-Hermite quadrature -----------------------------------------------
+
+@njit(cache=True, error_model="numpy")
+def agq_deviance(fd, rows, a1, group_ptr, u1, Dchol, nodes, logw):
     """-2 log of the marginal likelihood for one scalar random-effects term by
     adaptive Gauss-Hermite quadrature: for each level, nodes are placed at
     u_hat + z_k / L_g (L_g the conditional precision's square root), so that one
@@ -630,7 +849,9 @@ def agq_deviance(fam, link, nbt, y, pw, eta_base, a1, gptr, u1, Dchol, nodes, lo
     Poisson-log and binomial-logit levels whose rows share one ``a1`` (a random
     intercept) take exp(eta_base + a u) as exp(eta_base) exp(a u): one exp per row,
     then one per node, instead of one per row and node (``_agq_level_fast``)."""
-    ng = gptr.shape[0] - 1
+    y, pw, eta_base = rows.y, rows.pw, rows.eta_base
+    fam, link = fd.family, fd.link
+    ng = group_ptr.shape[0] - 1
     K = nodes.shape[0]
     total = 0.0
     terms = np.empty(K)
@@ -648,12 +869,12 @@ def agq_deviance(fam, link, nbt, y, pw, eta_base, a1, gptr, u1, Dchol, nodes, lo
             tot[i] = math.floor(pw[i] + 0.5)
             cnt[i] = math.floor(pw[i] * y[i] + 0.5)
     for g in range(ng):
-        lo = gptr[g]
-        hi = gptr[g + 1]
+        lo = group_ptr[g]
+        hi = group_ptr[g + 1]
         Lg = Dchol[g, 0, 0]
         const = 0.0                       # the lgamma terms, once per level
         for i in range(lo, hi):
-            const += unit_loglik_const(y[i], pw[i], fam, nbt)
+            const += unit_loglik_const(y[i], pw[i], fd)
         level_fast = fast
         for i in range(lo, hi):
             if not fast or a1[i] != a1[lo] or not (abs(eta_base[i]) < 700.0):
@@ -668,7 +889,7 @@ def agq_deviance(fam, link, nbt, y, pw, eta_base, a1, gptr, u1, Dchol, nodes, lo
                 ll = const
                 for i in range(lo, hi):
                     m = linkinv(eta_base[i] + a1[i] * u, link)
-                    ll += unit_loglik_var(y[i], m, pw[i], fam, nbt)
+                    ll += unit_loglik_var(y[i], m, pw[i], fd)
             terms[k] = logw[k] + ll - 0.5 * u * u + 0.5 * nodes[k] * nodes[k]
         mx = terms.max()
         s = 0.0
@@ -755,67 +976,3 @@ def term1_conditional_cov(Dchol, Cval, loc_ptr, loc_cols, Sinv):
     return out
 
 
-@njit(cache=True, error_model="numpy")
-def pirls_lme4(fam, link, nbt, y, pw, offset, eta0, A1, gptr, Rv, Rc, Rloc, m_use,
-               loc_ptr, loc_cols, r, npen, tol, maxit, dense_rows, aic_const):
-    """lme4's own PIRLS loop, reproduced to reproduce lme4's numbers where they depend
-    on it (its finite-difference Hessian, hence its printed standard errors).
-
-    Each call starts from the fixed linear predictor ``eta0``; each iteration solves
-    for the whole coefficient vector with the working response
-    z = (eta - offset) + (y - mu)/mu_eta, and stops when the penalized deviance
-    changes by less than ``tol`` relative (never after the first iteration); the
-    value returned is aic(mu) + |u|^2 + log|L|^2 with L from the weights *before*
-    the last update, as lme4 returns it.  Returns (value, eta, iterations)."""
-    n = y.shape[0]
-    ng = gptr.shape[0] - 1
-    k1 = A1.shape[1]
-    eta = eta0.copy()
-    mu = np.empty(n)
-    w = np.empty(n)
-    wz = np.empty(n)
-    Dchol = np.empty((ng, k1, k1))
-    Cval = np.empty((k1, loc_cols.shape[0]))
-    LS = np.empty((r, r))
-    zero1 = np.zeros((ng, k1))
-    zerov = np.zeros(r)
-    u1 = np.zeros((ng, k1))
-    v = np.zeros(r)
-    u1_old = np.zeros((ng, k1))
-    v_old = np.zeros(r)
-    for i in range(n):
-        mu[i] = linkinv(eta[i], link)
-    oldpdev = np.inf
-    logdet = np.inf
-    it = 0
-    for it in range(1, maxit + 1):
-        for i in range(n):
-            me = mu[i] if link == LOG else mu_eta(eta[i], link)    # (as working_weights)
-            vr = variance(mu[i], fam, nbt)
-            w[i] = pw[i] * me * me / vr
-            wz[i] = w[i] * ((eta[i] - offset[i]) + (y[i] - mu[i]) / me)
-        logdet, ok = factorize(A1, gptr, Rv, Rc, Rloc, m_use, loc_ptr, loc_cols, npen, w,
-                               Dchol, Cval, LS, dense_rows)
-        if not ok:
-            return np.inf, eta, it
-        _copy_modes(u1, v, u1_old, v_old)
-        newton_step(A1, gptr, Rv, Rc, Rloc, m_use, loc_ptr, loc_cols, npen, wz,
-                    zero1, zerov, Dchol, Cval, LS, u1, v)
-        linear_predictor(offset, A1, gptr, u1, Rv, Rc, m_use, v, eta)
-        pdev = _mu_and_deviance(fam, link, nbt, y, pw, eta, mu) + _penalty(u1, v, npen)
-        if it > 1 and pdev > oldpdev:
-            for _ in range(10):          # lme4's step halving towards the last iterate
-                for g in range(ng):
-                    for a in range(k1):
-                        u1[g, a] = 0.5 * (u1[g, a] + u1_old[g, a])
-                for j in range(r):
-                    v[j] = 0.5 * (v[j] + v_old[j])
-                linear_predictor(offset, A1, gptr, u1, Rv, Rc, m_use, v, eta)
-                pdev = _mu_and_deviance(fam, link, nbt, y, pw, eta, mu) + _penalty(u1, v, npen)
-                if pdev <= oldpdev:
-                    break
-        if abs(oldpdev - pdev) < tol * abs(pdev) or pdev == oldpdev:
-            break
-        oldpdev = pdev
-    value = conditional_aic_fast(y, mu, pw, fam, nbt, aic_const) + _penalty(u1, v, npen) + logdet
-    return value, eta, it
