@@ -3,7 +3,7 @@
 Runs every case of tests/hostile_cases.py through its worksheet function and
 writes what the function returns -- the exact '#GLMM!' text, or a summary of the
 block -- between the table markers of docs/bad-input.md (or prints the table
-with --print).  The same cases are asserted by tests/test_hostile.py, so the
+with --print).  The same cases are asserted by tests/sheet/test_hostile.py, so the
 documented messages are the ones the functions give.
 
     python docs/make_bad_input_table.py          # rewrite the table in place

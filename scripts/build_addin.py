@@ -19,7 +19,7 @@ use it.  In it:
                        edited in place; the build does not touch them.
 
 Rerun after changing a worksheet function's name, arguments, decorators or docstring
-(tests/test_addin.py fails until then) and after changing the xlwings pin.
+(tests/bridges/test_addin.py fails until then) and after changing the xlwings pin.
 """
 from __future__ import annotations
 

@@ -1,6 +1,6 @@
 """One worksheet call per bad-input class, with the exact answer it must give.
 
-Used by tests/test_hostile.py (``test_bad_input_class``) and by
+Used by tests/sheet/test_hostile.py (``test_bad_input_class``) and by
 docs/make_bad_input_table.py, which runs them and writes the table in
 docs/bad-input.md, so the documented messages are the ones the functions give.
 

@@ -2,7 +2,7 @@
 
 Runs under the Python that has LibreOffice's ``uno`` module (Debian: /usr/bin/python3
 with python3-uno), not in the project's virtual environment: it uses only the
-standard library and ``uno``.  tests/test_libreoffice.py starts it as a subprocess:
+standard library and ``uno``.  tests/bridges/test_libreoffice.py starts it as a subprocess:
 
     python3 tests/libreoffice_driver.py --profile DIR --jobs jobs.json --out cells.json
 

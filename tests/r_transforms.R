@@ -1,5 +1,5 @@
 # What lme4 does with transforms that leave the numbers (issue 18 review, L3);
-# xlglmm follows it (tests/test_hostile_fit.py).  Run: Rscript tests/r_transforms.R
+# xlglmm follows it (tests/engine/test_hostile_fit.py).  Run: Rscript tests/r_transforms.R
 # Output with R 4.2.2, lme4 1.1 (recorded below):
 #   log(negative): fit, nobs 39 (warning: NaNs produced)
 #   log(0): ERROR: NA/NaN/Inf in foreign function call (arg 1)

@@ -15,6 +15,19 @@ DATA = Path(__file__).parent / "data"
 PACKAGE_DATA = Path(xlglmm.__file__).resolve().parent / "data"
 
 
+# What the engine guarantees across machines (the tolerances of tests that compare
+# results computed on different machines, e.g. the templates' stored values):
+PRECISION = {
+    "estimate_in_se": 1e-5,     # |beta - beta'| / SE: the optimum is found to ~1e-8 SE
+    "se_rel": 1e-5,             # SEs: central differences with steps of 1e-3 or 1% of
+                                # an SE over noise of ~1e-12: ~1e-6 relative
+    "loglik_abs": 1e-6,         # the maximum of a smooth function: noise squared
+    "theta_abs": 1e-5,          # random-effect parameters (relative SDs); lmer's BOBYQA
+                                # stops at ~1e-6
+    "nb_theta_rel": 1e-4,       # the NB shape: Brent's search stops at 1e-5 in log theta
+}
+
+
 def data_file(name: str) -> Path:
     """A reference fit's data file: one of the package's data sets, else tests/data."""
     shipped = PACKAGE_DATA / name

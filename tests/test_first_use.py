@@ -25,7 +25,7 @@ import pytest
 
 import xlglmm
 from refs import PACKAGE_DATA
-from test_reproducible import PRECISION
+from refs import PRECISION
 
 ROOT = Path(__file__).resolve().parent.parent
 BUDGET = 0.5          # seconds of fitting; compiling the kernels takes several seconds

@@ -73,7 +73,7 @@ def test_shipped_data_sets_are_read_from_the_package():
 def test_no_test_spells_a_second_path_to_the_package_data():
     """Only refs.py names xlglmm/data; the old tests/data copies are named nowhere."""
     spelled = []
-    for path in sorted(TESTS.glob("*.py")):
+    for path in sorted(TESTS.rglob("*.py")):
         if path.name in ("refs.py", Path(__file__).name):
             continue
         text = path.read_text(encoding="utf-8")
@@ -89,7 +89,7 @@ def test_no_test_spells_a_second_path_to_the_package_data():
 
 
 def test_no_script_or_shipped_module_imports_a_test_helper():
-    helpers = {p.stem for p in TESTS.glob("*.py")}
+    helpers = {p.stem for p in TESTS.rglob("*.py")}
     code = [*ROOT.joinpath("scripts").glob("*.py"), *ROOT.joinpath("xlglmm").rglob("*.py"),
             *ROOT.joinpath("benchmarks").glob("*.py")]
     assert len(code) > 20
@@ -107,7 +107,7 @@ def self_imports(path: Path) -> list[str]:
 
 
 def test_no_test_file_imports_itself():
-    found = {p.name: self_imports(p) for p in sorted(TESTS.glob("test_*.py"))}
+    found = {p.name: self_imports(p) for p in sorted(TESTS.rglob("test_*.py"))}
     assert {k: v for k, v in found.items() if v} == {}
 
 
@@ -116,3 +116,13 @@ def test_self_import_check_sees_the_old_determinism_script(tmp_path):
     old.write_text("SCRIPT = r\'\'\'\nsys.path[:0] = [root]\nfrom test_hostile import "
                    "determinism_calls\n\'\'\'\n")
     assert self_imports(old) == ["from test_hostile import determinism_calls"]
+
+
+def test_no_test_file_imports_another():
+    """Shared checks live in support modules (refs.py, template_checks.py, ...), not in
+    a test file: tests sit in folders per layer, and a test importing another would
+    tie their folders together (and run the other's module-level code)."""
+    pattern = re.compile(r"^\s*(from\s+test_\w+\s+import|import\s+test_\w+)", re.M)
+    found = {p.relative_to(TESTS).as_posix(): pattern.findall(p.read_text(encoding="utf-8"))
+             for p in sorted(TESTS.rglob("*.py"))}
+    assert {k: v for k, v in found.items() if v} == {}

@@ -9,7 +9,7 @@ The templates are made by code (``xlglmm/workbook/templates.py``): openpyxl writ
 formulas, formatting and charts, then ``xlglmm recalc`` evaluates the formulas and
 stores the results in the cells.  Rebuild after changing the worksheet functions or
 the template code, and commit the .xlsx files with the change
-(tests/test_workbooks.py checks that their stored results are current).
+(tests/workbook/test_workbooks.py checks that their stored results are current).
 
 ``--picture`` renders the Model sheet of workplace_safety.xlsx with LibreOffice
 (``soffice``, headless) and ``pdftoppm`` (poppler-utils): a values-only copy (made

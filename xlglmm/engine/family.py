@@ -261,7 +261,16 @@ class FamilySpec:
     has_theta: bool = False          # an extra shape parameter (NB2's theta)
     log_ratio_name: str = "exp(Est)"  # the name of exp(estimate) under the log link
     function_links: tuple = ()       # the links the family's own sheet function offers
+    #: its parameters besides the linear predictor, (name, how the fit estimates it)
+    parameters: tuple = ()
 
+
+# How the families' extra parameters are estimated (as lme4 does; the true-likelihood
+# issue makes the dispersion a maximum-likelihood estimate too)
+DISPERSION_BY_MOMENTS = ("lme4's moment estimate (Pearson chi-square + |u|^2) / n at the "
+                         "optimum (engine/covariance.sigma), not maximised")
+THETA_BY_PROFILE = ("maximum likelihood: the Laplace log-likelihood profiled over "
+                    "log(theta), each point a fit with theta fixed (engine/negbin.py)")
 
 # The registry, in the order the worksheet functions list the families.
 FAMILY_SPECS = (
@@ -271,12 +280,16 @@ FAMILY_SPECS = (
                ("logit", "probit", "cloglog", "log"), aliases=("bernoulli",),
                response="binomial", function_links=("logit", "probit", "cloglog")),
     FamilySpec("gamma", GAMMA, "Gamma", "inverse", ("inverse", "log", "identity"),
-               response="positive", has_dispersion=True),
+               response="positive", has_dispersion=True,
+               parameters=(("dispersion", DISPERSION_BY_MOMENTS),)),
     FamilySpec("negbin", NEGBIN, "Negative Binomial", "log", ("log", "identity", "sqrt"),
                aliases=("negative_binomial", "negativebinomial", "nb", "nb2"),
-               response="counts", has_theta=True, log_ratio_name="IRR"),
+               response="counts", has_theta=True, log_ratio_name="IRR",
+               parameters=(("theta", THETA_BY_PROFILE),)),
     FamilySpec("gaussian", GAUSSIAN, "gaussian", "identity", ("identity", "log", "inverse"),
-               aliases=("normal",), has_dispersion=True),
+               aliases=("normal",), has_dispersion=True,
+               parameters=(("residual variance", "profiled out of the exact REML/ML "
+                            "deviance (engine/lmm.py)"),)),
 )
 _FAMILIES = {s.name: s for s in FAMILY_SPECS}
 _ALIASES = {a: s.name for s in FAMILY_SPECS for a in s.aliases}
@@ -353,6 +366,13 @@ class Family:
         """The family as the kernels take it: codes and parameters (``dispersion``
         matters only to ``unit_logdensity`` and its derivatives)."""
         return FamilyData(self.code, self.link_code, (float(self.nb_theta), float(dispersion)))
+
+    @property
+    def parameters(self) -> tuple:
+        """The family's parameters besides the linear predictor, as (name, how the
+        fit estimates it): NB2's theta, the Gamma dispersion, the LMM's residual
+        variance; () for Poisson and binomial."""
+        return self.spec.parameters
 
     @property
     def has_dispersion(self) -> bool:

@@ -1,4 +1,4 @@
-# Extra lme4 references for tests/test_reference.py (forms the shared set lacks).
+# Extra lme4 references for tests/engine/test_reference.py (forms the shared set lacks).
 # Run from tests/data/extra:  Rscript fit_extra.R   (needs r-cran-lme4, r-cran-jsonlite)
 # Writes NAME.json beside this script in the format of ../expected/*.json.
 suppressPackageStartupMessages({library(lme4); library(jsonlite)})

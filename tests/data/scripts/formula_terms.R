@@ -1,5 +1,5 @@
 # R's reading of the formulas in ../formula_terms_cases.txt (one per line, written by
-# python tests/test_formula_grammar.py) -> ../formula_terms.json: for each formula
+# python tests/engine/test_formula_grammar.py) -> ../formula_terms.json: for each formula
 # lme4's fixed part (nobars) as terms() sees it -- term labels, intercept, response,
 # offsets -- and lme4's random-effects terms, findbars(expandDoubleVerts(f)): each
 # bar's own term labels, intercept and grouping factor.

@@ -34,7 +34,7 @@ from openpyxl.worksheet.formula import ArrayFormula
 from xlglmm import numfmt
 from xlglmm.workbook.excel_formula import parse_range
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 TEMPLATES = sorted((ROOT / "workbooks").glob("*.xlsx"))
 SOFFICE = shutil.which("soffice") or shutil.which("libreoffice")
 PDFTOTEXT, PDFINFO = shutil.which("pdftotext"), shutil.which("pdfinfo")

@@ -23,7 +23,7 @@ from xlglmm.bridges import excel_addin as addin, libreoffice as lo
 from xlglmm import cli
 from xlglmm.sheet import udfs
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 SCRIPT = ROOT / "xlglmm" / "bridges" / "addin_files" / "libreoffice" / "xlglmm_calc.py"
 PLANTED = "raise SystemExit('PLANTED {} imported from {}')\n"
 

@@ -40,12 +40,12 @@ from xlglmm import cli
 from xlglmm.bridges import libreoffice
 from xlglmm.sheet import udfs
 from xlglmm.workbook.excel_formula import parse_range
-from test_workbooks import (MODELS, TEMPLATE_FILES, check_compare_block, check_fit_block,
-                            check_predict_block, check_ranef_block, data_frame, xlglmm_formulas)
+from template_checks import (MODELS, TEMPLATE_FILES, check_compare_block, check_fit_block,
+                             check_predict_block, check_ranef_block, data_frame, xlglmm_formulas)
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 SCRIPT = ROOT / "xlglmm" / "bridges" / "addin_files" / "libreoffice" / "xlglmm_calc.py"
-DRIVER = Path(__file__).resolve().parent / "libreoffice_driver.py"
+DRIVER = Path(__file__).resolve().parents[1] / "libreoffice_driver.py"
 SAFETY = pd.read_csv(PACKAGE_DATA / "workplace_safety.csv")
 
 
@@ -289,7 +289,7 @@ def test_worker_gets_a_clean_environment_and_folder(tmp_path, monkeypatch):
     assert mod.worker_environment(lo_env, {"PYTHONPATH": "/src"}) == {
         "PATH": "/venv/bin:/usr/bin", "HOME": "/home/u", "LANGUAGE": "de",
         "NUMBA_CACHE_DIR": "/cache", "PYTHONSAFEPATH": "1", "PYTHONPATH": "/src"}
-    folder = mod.worker_folder()            # a fresh empty one (tests/test_hostile_installers.py)
+    folder = mod.worker_folder()            # a fresh empty one (tests/bridges/test_hostile_installers.py)
     assert os.path.isdir(folder) and os.listdir(folder) == []
     os.rmdir(folder)
     # a real worker from such an environment: PYTHONHOME of another Python and a

@@ -7,7 +7,7 @@ never an exception, a hang, or code execution.
   from ``XLGLMM_FUZZ_CALLS`` (default 300 so the normal suite stays fast); the
   dedicated job runs 10,000 or more:
 
-      XLGLMM_FUZZ_CALLS=12000 python -m pytest -q tests/test_hostile.py -s -k fuzz
+      XLGLMM_FUZZ_CALLS=12000 python -m pytest -q tests/sheet/test_hostile.py -s -k fuzz
 
   Each call must finish within ``XLGLMM_FUZZ_BUDGET`` seconds (default 10) while
   the fits run with a time budget of ``XLGLMM_FUZZ_FIT_BUDGET`` (default 3);
@@ -36,7 +36,7 @@ from hostile_cases import CASES, check_case
 from hostile_determinism import determinism_calls
 from xlglmm.sheet import cache, models, udfs
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 
 FUZZ_CALLS = int(os.environ.get("XLGLMM_FUZZ_CALLS", "300"))
 CALL_BUDGET = float(os.environ.get("XLGLMM_FUZZ_BUDGET", "10"))

@@ -29,8 +29,8 @@ from xlglmm.engine import formula as fm
 from xlglmm.sheet import models, udfs
 from xlglmm.engine.formula import FormulaError, Variable, parse_formula
 
-DATA = Path(__file__).parent / "data"
-ROOT = Path(__file__).parent.parent
+DATA = Path(__file__).resolve().parents[1] / "data"
+ROOT = Path(__file__).resolve().parents[2]
 
 CAP_15 = ("the formula would expand to up to 32,767 terms at '*' (position 50); at most "
           "20,000 are allowed: use fewer interactions, e.g. (a+b+c)^2 instead of a*b*c")

@@ -14,7 +14,6 @@ import re
 import shutil
 import subprocess
 import zipfile
-from pathlib import Path
 from xml.etree import ElementTree
 
 import numpy as np
@@ -22,7 +21,6 @@ import openpyxl
 import pandas as pd
 import pytest
 from openpyxl.worksheet.formula import ArrayFormula
-from scipy import stats
 
 import xlglmm
 from xlglmm import cli
@@ -30,206 +28,10 @@ from xlglmm.workbook import excel_formula, templates
 from xlglmm.workbook.excel_formula import FormulaSyntaxError, parse
 from xlglmm.workbook.recalc import recalc
 from refs import expected
+from template_checks import (EXTRA_SHEETS, MODELS, TEMPLATE_FILES, WORKBOOKS, block_at,
+                             check_compare_block, check_fit_block, check_predict_block,
+                             check_ranef_block, data_frame, row_of, xlglmm_formulas)
 
-ROOT = Path(__file__).resolve().parent.parent
-WORKBOOKS = ROOT / "workbooks"
-TEMPLATE_FILES = sorted(WORKBOOKS.glob("*.xlsx"))
-XLGLMM_CALL = re.compile(r"\b(GLMM(_[A-Z]+)?|LMM)\s*\(", re.I)
-# sheets between Model and Data
-EXTRA_SHEETS = {"workplace_safety": ["NB2 vs Poisson"], "grouseticks": ["NB2 vs Poisson"]}
-
-
-# ---- helpers ------------------------------------------------------------------------------
-
-def xlglmm_formulas(path) -> dict:
-    """'Sheet!A1' -> (formula text, array range) for every cell calling an xlglmm
-    function, found with openpyxl independently of the recalc code."""
-    wb = openpyxl.load_workbook(path)
-    found = {}
-    for ws in wb.worksheets:
-        for row in ws.iter_rows():
-            for c in row:
-                v = c.value
-                text, ref = (v.text, v.ref) if isinstance(v, ArrayFormula) else (v, None)
-                if isinstance(text, str) and text.startswith("=") and XLGLMM_CALL.search(text):
-                    found[f"{ws.title}!{c.coordinate}"] = (text, ref)
-    return found
-
-
-def block_at(ws, ref: str) -> list:
-    r1, c1, r2, c2 = excel_formula.parse_range(ref)
-    return [[ws.cell(r, c).value for c in range(c1, c2 + 1)] for r in range(r1, r2 + 1)]
-
-
-def data_frame(wb) -> pd.DataFrame:
-    """The Data sheet's table, as values."""
-    ws = wb["Data"]
-    (table,) = ws.tables.values()
-    rows = block_at(ws, table.ref)
-    return pd.DataFrame(rows[1:], columns=rows[0])
-
-
-def row_of(block, label):
-    for r in block:
-        if r and r[0] == label:
-            return r
-    raise KeyError(label)
-
-
-def close(a, b, rel=1e-6, abs_=1e-8):
-    return a == pytest.approx(b, rel=rel, abs=abs_)
-
-
-def check_fit_block(block, res, alpha=0.05):
-    """A fit block against a GLMMResult: every number."""
-    head = block[0]
-    assert head[:5] == ["Fixed effects", "Estimate", "Std. Error", "z value", "Pr(>|z|)"]
-    ci = res.conf_int(alpha)
-    for name in res.fe_params.index:
-        r = row_of(block, name)
-        want = [res.fe_params[name], res.fe_bse[name], res.fe_zvalues[name],
-                res.fe_pvalues[name], ci.loc[name, "lower"], ci.loc[name, "upper"]]
-        for got, w in zip(r[1:7], want):
-            assert close(got, w, rel=1e-5, abs_=1e-10), (name, r, want)
-        if len(head) > 7:
-            for got, w in zip(r[7:10], np.exp(want[0:1] + want[4:6])):
-                assert close(got, w, rel=1e-5), (name, r)
-    # variance components, in the block's order
-    i = next(k for k, r in enumerate(block) if r[0] == "Random effects")
-    vc = res.varcorr
-    own = vc[vc.var2.isna()] if "var2" in vc else vc
-    for k, rec in enumerate(own.itertuples(index=False)):
-        r = block[i + 1 + k]
-        if rec.grp == "Residual":                       # LMM: var1 is NaN, the cell blank
-            assert (r[0], r[1]) == ("Residual", None)
-        else:
-            assert (r[0], r[1]) == (rec.grp, rec.var1)
-        assert close(r[2], rec.vcov, rel=1e-4, abs_=1e-8)
-        assert close(r[3], rec.sdcor, rel=1e-4, abs_=1e-8)
-    for label, value in (("logLik", res.llf), ("AIC", res.aic), ("BIC", res.bic),
-                         ("deviance", res.deviance)):
-        assert close(row_of(block, label)[1], value, rel=1e-9, abs_=1e-6), label
-    assert row_of(block, "nobs")[1] == res.nobs
-    assert row_of(block, "npar")[1] == res.npar
-    for g, n in res.ngroups.items():
-        assert row_of(block, f"groups: {g}")[1] == n
-    assert row_of(block, "converged")[1] is True
-    if getattr(res, "nb_theta", None) is not None:            # GLMM_NEGBIN
-        assert close(row_of(block, "NB theta")[1], res.nb_theta, rel=1e-6)
-        assert row_of(block, "family")[1].startswith("negbin")
-        if res.nb_theta_se is None or not np.isfinite(res.nb_theta_se):   # at its limit
-            assert row_of(block, "NB theta SE")[1] is None
-        else:
-            assert close(row_of(block, "NB theta SE")[1], res.nb_theta_se, rel=1e-6)
-            assert close(row_of(block, "NB theta CI low")[1], res.nb_theta_ci[0], rel=1e-6)
-            assert close(row_of(block, "NB theta CI high")[1], res.nb_theta_ci[1], rel=1e-6)
-    if isinstance(res, xlglmm.LMMResult):                     # LMM
-        assert close(row_of(block, "sigma (residual SD)")[1], res.sigma, rel=1e-9)
-        assert row_of(block, "method")[1] == ("REML" if res.reml else "ML")
-        if res.reml:
-            assert close(row_of(block, "REML criterion")[1], res.REMLcrit, rel=1e-9)
-        else:
-            assert not any(r[0] == "REML criterion" for r in block)
-        for g, v in res.icc.items():
-            assert close(row_of(block, f"ICC: {g}")[1], v, rel=1e-9)
-
-
-def check_ranef_block(block, res):
-    rows = [r for r in block if r[0] != "group"]
-    n = 0
-    for g, vals in res.random_effects.items():
-        sds = res.random_effects_sd[g]
-        for lev in vals.index:
-            r = next(r for r in rows if r[0] == g and str(r[1]) == str(lev))
-            v = vals.loc[lev] if vals.ndim == 1 else vals.loc[lev].iloc[0]
-            s = sds.loc[lev] if sds.ndim == 1 else sds.loc[lev].iloc[0]
-            assert close(r[2], v, rel=1e-4, abs_=1e-7), (g, lev)
-            assert close(r[3], s, rel=1e-4, abs_=1e-7), (g, lev)
-            if vals.ndim == 2:
-                for k in range(1, vals.shape[1]):
-                    assert close(r[2 + 2 * k], vals.loc[lev].iloc[k], rel=1e-4, abs_=1e-7)
-            n += 1
-    assert n == len(rows)
-
-
-def check_predict_block(block, res):
-    assert block[0] == ["predicted (response)"]
-    got = np.array([r[0] for r in block[1:]], float)
-    np.testing.assert_allclose(got, res.fittedvalues, rtol=1e-5, atol=1e-9)
-
-
-def check_compare_block(block, r1, r2):
-    a, b = sorted([r1, r2], key=lambda r: r.npar)
-    assert block[0][:2] == ["Model", "npar"]
-    assert block[1][1] == a.npar and block[2][1] == b.npar
-    chisq = 2 * (b.llf - a.llf)
-    assert close(block[2][6], chisq, rel=1e-6, abs_=1e-6)
-    assert block[2][7] == b.npar - a.npar
-    assert close(block[2][8], stats.chi2.sf(chisq, b.npar - a.npar), rel=1e-5, abs_=1e-300)
-    assert close(block[1][2], a.aic, rel=1e-9) and close(block[2][2], b.aic, rel=1e-9)
-
-
-# what each template's formulas compute, as xlglmm.glmer calls on the Data table
-
-def _labels(df, *cols):
-    for c in cols:
-        df[c] = [str(int(v)) if isinstance(v, float) and v.is_integer() else str(v)
-                 for v in df[c]]
-    return df
-
-
-def models_workplace(df):
-    df = _labels(df, "plant", "month")
-    res = xlglmm.glmer("incidents ~ training + (1|plant) + (1|month)", df, family="poisson",
-                       offset=df.log_employees.to_numpy(float))
-    assert np.allclose(df.log_employees, np.log(df.employees.astype(float)), rtol=1e-15)
-    nb = xlglmm.glmer("incidents ~ training + (1|plant) + (1|month)", df, family="negbin",
-                      offset=df.log_employees.to_numpy(float))
-    return {"Model!B5": ("fit", res), "Model!B34": ("ranef", res),
-            "Model!L34": ("predict", res), "NB2 vs Poisson!B6": ("fit", nb)}, \
-        {"safety_crossed": res, "safety_crossed_nb": nb}
-
-
-def models_grouse(df):
-    df = _labels(df, "LOCATION", "INDEX")
-    assert (df.YEAR96 == (df.YEAR == 96)).all() and (df.YEAR97 == (df.YEAR == 97)).all()
-    m1 = xlglmm.glmer("TICKS ~ YEAR96 + YEAR97 + (1|LOCATION)", df, family="poisson")
-    m2 = xlglmm.glmer("TICKS ~ YEAR96 + YEAR97 + (1|LOCATION) + (1|INDEX)", df,
-                      family="poisson")
-    m3 = xlglmm.glmer("TICKS ~ YEAR96 + YEAR97 + (1 + YEAR96 + YEAR97|LOCATION)", df,
-                      family="poisson")
-    nb = xlglmm.glmer("TICKS ~ YEAR96 + YEAR97 + (1|LOCATION)", df, family="negbin")
-    return ({"Model!B6": ("fit", m1), "Model!M6": ("fit", m2), "Model!X6": ("fit", m3),
-             "Model!B41": ("compare", (m1, m2)), "Model!B45": ("compare", (m1, m3)),
-             "Model!B51": ("ranef", m2), "Model!L51": ("predict", m2),
-             "NB2 vs Poisson!B6": ("fit", nb)},
-            {"grouse_loc": m1, "grouse_loc_index": m2, "grouse_slope": m3, "grouse_nb": nb})
-
-
-def models_cbpp(df):
-    df = _labels(df, "herd")
-    for k in (2, 3, 4):
-        assert (df[f"period{k}"] == (df.period == k)).all()
-    df["prop"] = df.incidence / df["size"]
-    res = xlglmm.glmer("prop ~ period2 + period3 + period4 + (1|herd)", df,
-                       family="binomial", weights=df["size"].to_numpy(float))
-    return {"Model!B5": ("fit", res), "Model!B34": ("ranef", res),
-            "Model!L34": ("predict", res)}, {"cbpp_laplace": res}
-
-
-def models_sleep(df):
-    df = _labels(df, "Subject")
-    reml = xlglmm.lmer("Reaction ~ Days + (Days|Subject)", df)
-    ml = xlglmm.lmer("Reaction ~ Days + (Days|Subject)", df, REML=False)
-    icpt = xlglmm.lmer("Reaction ~ Days + (1|Subject)", df)
-    assert icpt.icc and not reml.icc
-    return ({"Model!B6": ("fit", reml), "Model!J6": ("fit", ml), "Model!R6": ("fit", icpt),
-             "Model!B44": ("ranef", reml), "Model!U44": ("predict", reml)},
-            {"sleep_reml": reml, "sleep_ml": ml})
-
-
-MODELS = {"workplace_safety": models_workplace, "grouseticks": models_grouse,
-          "cbpp": models_cbpp, "sleepstudy": models_sleep}
 
 
 @pytest.fixture(scope="module")

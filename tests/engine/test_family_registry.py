@@ -18,7 +18,7 @@ from xlglmm.engine import fit
 from xlglmm.engine.family import (FAMILY_SPECS, SHEET_FAMILIES, SHEET_LINKS, Family,
                            estimates_theta, family_spec, make_family)
 
-PACKAGE = Path(__file__).resolve().parents[1] / "xlglmm"
+PACKAGE = Path(__file__).resolve().parents[2] / "xlglmm"
 
 # ---- the contract: the words accepted before the registry ------------------------------
 # Python API (family._ALIASES and the canonical names): word -> canonical family
@@ -306,3 +306,17 @@ def test_the_family_says_which_responses_it_takes(name, y, w, bad, start):
     assert message.startswith(start) and "({rows})" in message
     good = {"gamma": [0.5, 1.0, 2.0], "binomial": [0.0, 0.5, 1.0]}.get(name, [0.0, 1.0, 2.0])
     assert Family(name).response_problem(np.array(good), np.full(3, 2.0)) is None
+
+
+def test_every_extra_parameter_says_how_it_is_estimated():
+    """A family with a parameter besides the linear predictor (NB theta, a dispersion)
+    names it and how the fit estimates it, pointing at the module that does it."""
+    import re
+    from xlglmm.engine.family import FAMILY_SPECS
+    for spec in FAMILY_SPECS:
+        assert bool(spec.parameters) == (spec.has_theta or spec.has_dispersion), spec.name
+        for name, how in spec.parameters:
+            for module in re.findall(r"engine/(\w+)\.py", how):
+                assert (PACKAGE / "engine" / f"{module}.py").is_file(), (spec.name, module)
+    assert Family("negbin").parameters[0][0] == "theta"
+    assert Family("poisson").parameters == ()

@@ -18,7 +18,7 @@ import xlwings_harness as h
 from xlglmm.bridges import excel_addin as addin
 from xlglmm import cli
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 ADDIN_DIR = addin.addin_dir()          # xlglmm/bridges/addin_files: the only copy
 
 Y = (2, 3, 5, 1, 2, 4)

@@ -2,7 +2,7 @@
 
 (a) R itself: tests/data/formula_terms.json holds, for a few hundred formulas drawn
     from the generator below (tests/data/formula_terms_cases.txt, written by
-    ``python tests/test_formula_grammar.py``), R's ``attr(terms(f), "term.labels")``,
+    ``python tests/engine/test_formula_grammar.py``), R's ``attr(terms(f), "term.labels")``,
     intercept, response and offsets of lme4's fixed part (``nobars(f)``) and lme4's
     random-effects terms (``findbars(expandDoubleVerts(f))``: each bar's own terms,
     intercept and grouping factor), made by tests/data/scripts/formula_terms.R.  The
@@ -29,7 +29,7 @@ from hypothesis import strategies as st
 from xlglmm.engine import formula as fm
 from xlglmm.engine.formula import FormulaError, parse_formula, term_label
 
-DATA = Path(__file__).parent / "data"
+DATA = Path(__file__).resolve().parents[1] / "data"
 CASES = DATA / "formula_terms_cases.txt"
 ORACLE = DATA / "formula_terms.json"
 

@@ -24,7 +24,7 @@ from xlglmm.workbook.builtins import wildcard_matcher
 from xlglmm.workbook.evaluator import Engine
 from xlglmm.workbook.excel_values import RangeVal, XLError
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 HANG = 120          # seconds: a subprocess still running then has hung
 
 

@@ -24,7 +24,7 @@ from xlglmm.workbook import xlsx_read
 from xlglmm.files import Exit
 from xlglmm.workbook.xlsx_write import CellWrite, XlsxError, patch
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 MAIN = "http://schemas.openxmlformats.org/spreadsheetml/2006/main"
 SHEET = "xl/worksheets/sheet1.xml"
 ENV = {**os.environ, "PYTHONPATH": str(ROOT)}

@@ -7,7 +7,7 @@ noise beyond its tolerance is a bug in the method.  These tests add seeded noise
 that size to every deviance evaluation -- the Laplace and AGQ deviances the
 optimizer and the Hessians see, and lme4's early-stopped deviance behind the
 default SEs -- and require the results to move by no more than the precision the
-rest of the suite assumes (``PRECISION`` below, used by test_workbooks.py too).
+rest of the suite assumes (``refs.PRECISION``, used by the template and first-use tests too).
 
 The whole suite is also run with Numba compiling for a generic CPU
 (``NUMBA_CPU_NAME=generic`` in .ci/run), which changes the generated code.
@@ -18,20 +18,9 @@ import numpy as np
 import pytest
 
 import xlglmm
-from refs import PACKAGE_DATA, fit, load_frame, manifest
+from refs import PACKAGE_DATA, PRECISION, fit, load_frame, manifest
 from xlglmm.engine import devfun
 
-# What the engine guarantees across machines (the tolerances of tests that compare
-# results computed on different machines, e.g. the templates' stored values):
-PRECISION = {
-    "estimate_in_se": 1e-5,     # |beta - beta'| / SE: the optimum is found to ~1e-8 SE
-    "se_rel": 1e-5,             # SEs: central differences with steps of 1e-3 or 1% of
-                                # an SE over noise of ~1e-12: ~1e-6 relative
-    "loglik_abs": 1e-6,         # the maximum of a smooth function: noise squared
-    "theta_abs": 1e-5,          # random-effect parameters (relative SDs); lmer's BOBYQA
-                                # stops at ~1e-6
-    "nb_theta_rel": 1e-4,       # the NB shape: Brent's search stops at 1e-5 in log theta
-}
 NOISE = 4e-15                    # relative, per evaluation: ~20 ulp
 
 
