@@ -16,12 +16,11 @@ Every evaluation leaves its conditional modes, fitted values and factor in
 """
 from __future__ import annotations
 
-import functools
 from dataclasses import dataclass
 
 import numpy as np
 
-from . import kernels
+from . import agq, linalg, pirls
 from .design import ModelDesign, column_exponents, scale_by_exponents
 from .family import Family, loglik_constant
 
@@ -50,7 +49,7 @@ class PirlsState:
 
     @property
     def ok(self) -> bool:
-        return self.status == kernels.PIRLS_OK
+        return self.status == pirls.PIRLS_OK
 
 
 def theta_layout(terms) -> tuple[np.ndarray, list]:
@@ -189,21 +188,21 @@ class GlmmDeviance:
             loc_ptr, loc_cols, rest_loc = symbolic_blocks(self.rest_cols, m_use,
                                                           self.group_ptr, r)
             self._symbolic[with_beta] = (m_use, r, loc_ptr, loc_cols, rest_loc)
-            self._layout[with_beta] = kernels.BlockedLayout(
+            self._layout[with_beta] = linalg.BlockedLayout(
                 self.A1, self.group_ptr, self.rest_vals, self.rest_cols, rest_loc,
                 m_use, loc_ptr, loc_cols, r, self.q2,
-                kernels.dense_update_rows(loc_ptr, self.k1, r))
+                linalg.dense_update_rows(loc_ptr, self.k1, r))
         return self._symbolic[with_beta]
 
-    def layout(self, with_beta: bool) -> kernels.BlockedLayout:
+    def layout(self, with_beta: bool) -> linalg.BlockedLayout:
         """The kernels' view of the system with or without the fixed effects (its
         A1 and rest_vals are this object's, refreshed in place by ``set_theta``)."""
         self.symbolic(with_beta)
         return self._layout[with_beta]
 
-    def rows(self, eta_base) -> kernels.Rows:
+    def rows(self, eta_base) -> pirls.Rows:
         """The response as the kernels take it, on top of ``eta_base``."""
-        return kernels.Rows(self.y, self.pw, eta_base)
+        return pirls.Rows(self.y, self.pw, eta_base)
 
     def lambdas(self, theta) -> list:
         theta = np.asarray(theta, float)
@@ -220,10 +219,10 @@ class GlmmDeviance:
         if key == self._theta_key:
             return
         lams = self.lambdas(theta)
-        kernels.small_matmul(self.Z1, lams[0], self.A1, 0)
+        linalg.small_matmul(self.Z1, lams[0], self.A1, 0)
         col = 0
         for Zt, L in zip(self.rest_Z, lams[1:]):
-            kernels.small_matmul(Zt, L, self.rest_vals, col)
+            linalg.small_matmul(Zt, L, self.rest_vals, col)
             col += L.shape[0]
         self._theta_set = theta.copy()
         self._theta_key = key
@@ -249,7 +248,7 @@ class GlmmDeviance:
 
     def _xb(self, beta):
         """offset + X beta (sorted rows), without BLAS threads."""
-        return kernels.offset_plus_xb(self.offset, self.X, np.asarray(beta, dtype=float))
+        return linalg.offset_plus_xb(self.offset, self.X, np.asarray(beta, dtype=float))
 
     # -- evaluations
     def pirls(self, theta, beta=None, tol=None) -> PirlsState:
@@ -263,11 +262,11 @@ class GlmmDeviance:
         for attempt in range(2):
             u1, v = self._u1[with_beta], self._v[with_beta]
             if self.budget is None or not self.piece_iterations:
-                out = kernels.pirls(self._fd, rows, layout, u1, v,
-                                    kernels.PirlsControl(PIRLS_MAXIT, tol), self.aic_const)
+                out = pirls.pirls(self._fd, rows, layout, u1, v,
+                                  pirls.PirlsControl(PIRLS_MAXIT, tol), self.aic_const)
             else:
                 out = self._pirls_in_pieces(rows, layout, u1, v, tol)
-            if out.status == kernels.PIRLS_OK or attempt == 1:
+            if out.status == pirls.PIRLS_OK or attempt == 1:
                 break
             # a bad warm start (e.g. after an extreme trial theta): restart from zero
             u1[:] = 0.0
@@ -279,7 +278,7 @@ class GlmmDeviance:
         f = out.factor
         st = PirlsState(out.status, out.iterations, out.logdet, out.pdev, out.aic, u1.copy(),
                         v.copy(), f.Dchol, f.Cval, f.LS, out.mu, out.eta, with_beta, out.ussq)
-        if out.status != kernels.PIRLS_OK:
+        if out.status != pirls.PIRLS_OK:
             # keep the warm start usable
             self._u1[with_beta][:] = 0.0
             self._v[with_beta][:] = 0.0
@@ -289,7 +288,7 @@ class GlmmDeviance:
         return st
 
     def _pirls_in_pieces(self, rows, layout, u1, v, tol):
-        """``kernels.pirls`` ``piece_iterations`` iterations at a time, the time
+        """``pirls.pirls`` ``piece_iterations`` iterations at a time, the time
         budget checked before each piece (``Budget.check_inside``): the same
         arithmetic as one call (see the kernel), for models whose iterations are
         slow against the budget (``cost.piece_iterations``)."""
@@ -297,8 +296,8 @@ class GlmmDeviance:
         while True:
             self.budget.check_inside()
             last = min(it + self.piece_iterations - 1, PIRLS_MAXIT)
-            out = kernels.pirls(self._fd, rows, layout, u1, v,
-                                kernels.PirlsControl(last, tol, it, finish), self.aic_const)
+            out = pirls.pirls(self._fd, rows, layout, u1, v,
+                              pirls.PirlsControl(last, tol, it, finish), self.aic_const)
             if not out.more or last >= PIRLS_MAXIT:
                 return out
             it, finish = last + 1, out.finish
@@ -341,17 +340,17 @@ class GlmmDeviance:
 
     def laplace(self, theta, beta=None, tol=None) -> float:
         st = self.pirls(theta, beta, tol)
-        if st.status not in (kernels.PIRLS_OK, kernels.PIRLS_MAXIT) or not np.isfinite(st.logdet):
+        if st.status not in (pirls.PIRLS_OK, pirls.PIRLS_MAXIT) or not np.isfinite(st.logdet):
             return np.inf
         return float(st.aic + st.ussq + st.logdet)
 
     def agq(self, theta, beta, nodes, logw) -> float:
         st = self.pirls(theta, beta)
-        if st.status not in (kernels.PIRLS_OK, kernels.PIRLS_MAXIT) or not np.isfinite(st.logdet):
+        if st.status not in (pirls.PIRLS_OK, pirls.PIRLS_MAXIT) or not np.isfinite(st.logdet):
             return np.inf
-        return float(kernels.agq_deviance(self._fd, self.rows(self._xb(beta)),
-                                          self.A1[:, 0], self.group_ptr, st.u1, st.Dchol,
-                                          nodes, logw))
+        return float(agq.agq_deviance(self._fd, self.rows(self._xb(beta)),
+                                      self.A1[:, 0], self.group_ptr, st.u1, st.Dchol,
+                                      nodes, logw))
 
     def lme4_devfun(self, theta_stage1, mustart):
         """lme4's stage-2 deviance function as lme4 evaluates it (few PIRLS
@@ -369,10 +368,10 @@ class GlmmDeviance:
 
         def loop(theta, offset, eta0, with_beta, iterations=None):
             self.set_theta(theta)
-            control = kernels.PirlsControl(LME4_MAXIT, LME4_TOL_PWRSS) if iterations is None \
-                else kernels.PirlsControl(int(iterations), 0.0)
-            return kernels.pirls_lme4(self._fd, self.rows(offset), self.layout(with_beta),
-                                      eta0, control, self.aic_const)
+            control = pirls.PirlsControl(LME4_MAXIT, LME4_TOL_PWRSS) if iterations is None \
+                else pirls.PirlsControl(int(iterations), 0.0)
+            return pirls.pirls_lme4(self._fd, self.rows(offset), self.layout(with_beta),
+                                    eta0, control, self.aic_const)
         # lp0 as lme4 builds it: the joint (u, beta) loop at theta = 1 from mustart,
         # then at the stage-1 optimum from there
         eta_init = loop(theta_start(self.terms), self.offset, eta_start, True).eta
@@ -380,7 +379,7 @@ class GlmmDeviance:
 
         def f(theta, beta, iterations=None):
             out = loop(np.asarray(theta, float), self._xb(beta), eta_lp0, False, iterations)
-            value = np.inf if out.status == kernels.PIRLS_NOT_PD \
+            value = np.inf if out.status == pirls.PIRLS_NOT_PD \
                 else out.aic + out.ussq + out.logdet
             return float(value), int(out.iterations)
         return f
@@ -392,9 +391,9 @@ class GlmmDeviance:
         layout = self.layout(with_beta)
         w = np.empty(self.n)
         wres = np.empty(self.n)
-        kernels.working_weights(self._fd, self.rows(self.offset), st.eta, st.mu, w, wres)
-        factor = kernels.new_factor(layout)
-        _, ok = kernels.factorize(layout, w, factor)
+        pirls.working_weights(self._fd, self.rows(self.offset), st.eta, st.mu, w, wres)
+        factor = linalg.new_factor(layout)
+        _, ok = linalg.factorize(layout, w, factor)
         return factor.Dchol, factor.Cval, factor.LS, layout.loc_ptr, layout.loc_cols, ok
 
     # -- quantities at a state
@@ -427,17 +426,3 @@ class ModeWarmStarts:
     def __init__(self, dev: GlmmDeviance):
         self.save = dev.modes_token
         self.start = dev.start_from
-
-
-def gauss_hermite(n: int):
-    """Nodes and log-weights of the n-point rule for a standard normal density."""
-    z, logw = _gauss_hermite(int(n))
-    return z.copy(), logw.copy()
-
-
-@functools.lru_cache(maxsize=16)
-def _gauss_hermite(n: int):
-    # numpy's rule costs ~0.2 ms (an eigenvalue problem): computed once per n
-    z, w = np.polynomial.hermite_e.hermegauss(n)
-    w = w / np.sqrt(2.0 * np.pi)
-    return np.ascontiguousarray(z), np.ascontiguousarray(np.log(w))

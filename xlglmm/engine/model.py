@@ -22,12 +22,12 @@ from dataclasses import dataclass
 import numpy as np
 
 from . import cost, start
+from .agq import gauss_hermite
 from .covariance import (FD_HESSIAN_MAX_WORK, LARGE_DATA_NOTE, LME4_HESSIAN_STEP,
                          LME4_SE_MAX_N, choose_cov, cov_from_hessian, fit_scale_statistics,
                          parameter_scales, rx_cov, sigma, unscale)
 from .design import ModelDesign, check_response
-from .devfun import (PIRLS_MAXIT, GlmmDeviance, ModeWarmStarts, PirlsState, gauss_hermite,
-                     theta_start)
+from .devfun import PIRLS_MAXIT, GlmmDeviance, ModeWarmStarts, PirlsState, theta_start
 from .family import Family
 from .optimize import (Budget, FitTimeout, bobyqa, check_boundary, check_convergence,
                        deriv12, gradient, hessian_fd, is_singular, newton_refine)
