@@ -4,13 +4,15 @@ import pandas as pd
 import pytest
 from scipy import integrate, optimize, special, stats
 
-from xlglmm.engine import agq, linalg, pirls
+import xlglmm
+from xlglmm.engine import agq, jit, linalg, pirls
 from xlglmm.engine.agq import gauss_hermite
 from xlglmm.engine.design import build_design
 from xlglmm.engine.devfun import GlmmDeviance
 from xlglmm.engine.family import (DISPERSION, FAMILY_SPECS, NB_THETA, NEGBIN, SQRT, Family,
                                   conditional_aic, linkinv, logdensity_eta_derivs, mu_eta,
                                   unit_logdensity, unit_loglik)
+from xlglmm.engine.optimize import Budget
 
 RNG = np.random.default_rng(20261124)
 
@@ -439,6 +441,66 @@ def test_lme4_devfun_follows_lmes_stages():
     want = _lme4_loop_dense(dev, theta, dev.offset + dev.X @ beta, eta, False, 2, 0.0)[0]
     assert used == 2
     assert got == pytest.approx(want, rel=1e-9)
+
+
+# ---- kernels called past the dispatcher (jit.FixedSignature) ---------------------------
+
+def test_fixed_signature_gives_the_dispatchers_numbers():
+    """The second call on goes to the entry point compiled for the first call's
+    types, with the same arithmetic as the dispatcher's call."""
+    dev, _ = _crossed_problem(slope=False)
+    theta, beta = np.array([0.7, 0.4]), np.array([0.2, -0.3])
+    dev.set_theta(theta)
+    call = jit.FixedSignature(pirls.pirls)
+    answers = []
+    for kernel in (call, call, pirls.pirls):
+        u1, v = np.zeros((dev.ng1, dev.k1)), np.zeros(dev.q2)
+        out = kernel(dev._fd, dev.rows(dev._xb(beta)), dev.layout(False), u1, v,
+                     pirls.PirlsControl(100, 1e-20), dev.aic_const)
+        answers.append((out.pdev, out.logdet, out.aic, u1.tobytes(), v.tobytes()))
+    assert call.signature is not None and len(call.signature) == 7
+    assert answers[0] == answers[1] == answers[2]
+
+
+def test_the_signature_check_refuses_other_types(monkeypatch):
+    """The entry point does not check its arguments' layout: a non-contiguous
+    array is read as if it were contiguous (other numbers, no error); the check
+    (tests, XLGLMM_CHECK_SIGNATURES=1) refuses it."""
+    X = RNG.normal(size=(20, 6))
+    off, beta = RNG.normal(size=20), RNG.normal(size=3)
+    call = jit.FixedSignature(linalg.offset_plus_xb)
+    assert np.allclose(call(off, np.ascontiguousarray(X[:, :3]), beta), off + X[:, :3] @ beta)
+    strided = X[:, ::2]                 # not C-contiguous
+    monkeypatch.setattr(jit.FixedSignature, "check", False)
+    assert not np.allclose(call(off, strided, beta), off + strided @ beta)
+    monkeypatch.setattr(jit.FixedSignature, "check", True)
+    with pytest.raises(jit.SignatureMismatch, match="offset_plus_xb"):
+        call(off, strided, beta)
+    with pytest.raises(jit.SignatureMismatch):
+        call(off, np.ascontiguousarray(X[:, :3], dtype=np.float32), beta)
+    assert np.allclose(call(off, np.ascontiguousarray(X[:, 1:4]), beta), off + X[:, 1:4] @ beta)
+    assert call.checked == 1
+
+
+def test_fits_keep_their_kernels_signatures(monkeypatch):
+    """With the check on, every call of a deviance's kernels past the dispatcher
+    has the types of its first call: Laplace fits (both stages, lme4's standard
+    errors), AGQ, PIRLS in pieces and a refit."""
+    monkeypatch.setattr(jit.FixedSignature, "check", True)
+    df = pd.DataFrame({"y": RNG.poisson(3, 80).astype(float), "x": RNG.normal(size=80),
+                       "a": np.repeat(list("abcdefgh"), 10), "b": np.tile(list("pqrst"), 16)})
+    crossed = xlglmm.glmer("y ~ x + (1|a) + (1|b)", df, "poisson", se_method="lme4")
+    agq_fit = xlglmm.glmer("y ~ x + (1|a)", df, "poisson", nAGQ=7)
+    again = crossed.model.refit(RNG.poisson(3, 80).astype(float), se_method="lme4")
+    for res in (crossed, again):
+        dev = res.model.devfun
+        assert dev.pirls_kernel.checked > 10 and dev.pirls_lme4_kernel.checked > 10
+    assert agq_fit.model.devfun.agq_kernel.checked > 10
+    dev, _ = _crossed_problem(slope=False)
+    dev.budget, dev.piece_iterations = Budget(None, 10 ** 6), 1
+    for theta in (np.array([0.8, 0.5]), np.array([0.3, 0.6])):
+        assert dev.pirls(theta).ok
+    assert dev.pirls_kernel.checked >= 2
 
 
 # ---- the family's log density and its derivatives in eta -----------------------------

@@ -13,6 +13,13 @@ symbolic structure computed once) and evaluates
 
 Every evaluation leaves its conditional modes, fitted values and factor in
 ``self.state`` so the result stage can read them after the final evaluation.
+
+``pirls``, ``pirls_lme4`` and ``agq_deviance`` are called past Numba's dispatcher
+(``jit.FixedSignature``, ~3 us a call saved): every argument of those calls is
+built here with fixed types -- arrays allocated here as C-contiguous float64 or
+int64, the structs of ``layout`` and ``rows``, scalars converted by ``float`` and
+``int`` -- and must stay so (``tests/test_kernels.py`` runs fits with the signature
+check on).
 """
 from __future__ import annotations
 
@@ -20,7 +27,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from . import agq, linalg, pirls
+from . import agq, jit, linalg, pirls
 from .design import ModelDesign, column_exponents, scale_by_exponents
 from .family import Family, loglik_constant
 
@@ -177,6 +184,12 @@ class GlmmDeviance:
         self.state: PirlsState | None = None
         self.evaluations = 0
         self.pirls_iterations = 0       # work counter (benchmarks, tuning)
+        # the kernels whose every argument this object builds itself, with fixed
+        # types (C-contiguous float64/int64 arrays it allocated, the structs of
+        # ``layout`` and ``rows``, scalars converted): called past the dispatcher
+        self.pirls_kernel = jit.FixedSignature(pirls.pirls)
+        self.pirls_lme4_kernel = jit.FixedSignature(pirls.pirls_lme4)
+        self.agq_kernel = jit.FixedSignature(agq.agq_deviance)
 
     # -- structure
     def symbolic(self, with_beta: bool):
@@ -253,7 +266,7 @@ class GlmmDeviance:
     # -- evaluations
     def pirls(self, theta, beta=None, tol=None) -> PirlsState:
         with_beta = beta is None
-        tol = self.tol if tol is None else tol
+        tol = float(self.tol if tol is None else tol)
         if with_beta:
             self._keep_b_of_start(np.asarray(theta, float))
         self.set_theta(theta)
@@ -262,8 +275,8 @@ class GlmmDeviance:
         for attempt in range(2):
             u1, v = self._u1[with_beta], self._v[with_beta]
             if self.budget is None or not self.piece_iterations:
-                out = pirls.pirls(self._fd, rows, layout, u1, v,
-                                  pirls.PirlsControl(PIRLS_MAXIT, tol), self.aic_const)
+                out = self.pirls_kernel(self._fd, rows, layout, u1, v,
+                                        pirls.PirlsControl(PIRLS_MAXIT, tol), self.aic_const)
             else:
                 out = self._pirls_in_pieces(rows, layout, u1, v, tol)
             if out.status == pirls.PIRLS_OK or attempt == 1:
@@ -296,8 +309,9 @@ class GlmmDeviance:
         while True:
             self.budget.check_inside()
             last = min(it + self.piece_iterations - 1, PIRLS_MAXIT)
-            out = pirls.pirls(self._fd, rows, layout, u1, v,
-                              pirls.PirlsControl(last, tol, it, finish), self.aic_const)
+            out = self.pirls_kernel(self._fd, rows, layout, u1, v,
+                                    pirls.PirlsControl(int(last), tol, int(it), bool(finish)),
+                                    self.aic_const)
             if not out.more or last >= PIRLS_MAXIT:
                 return out
             it, finish = last + 1, out.finish
@@ -348,9 +362,10 @@ class GlmmDeviance:
         st = self.pirls(theta, beta)
         if st.status not in (pirls.PIRLS_OK, pirls.PIRLS_MAXIT) or not np.isfinite(st.logdet):
             return np.inf
-        return float(agq.agq_deviance(self._fd, self.rows(self._xb(beta)),
-                                      self.A1[:, 0], self.group_ptr, st.u1, st.Dchol,
-                                      nodes, logw))
+        # A1[:, 0] is C-contiguous: AGQ takes a single scalar term (k1 = 1)
+        return float(self.agq_kernel(self._fd, self.rows(self._xb(beta)),
+                                     self.A1[:, 0], self.group_ptr, st.u1, st.Dchol,
+                                     nodes, logw))
 
     def lme4_devfun(self, theta_stage1, mustart):
         """lme4's stage-2 deviance function as lme4 evaluates it (few PIRLS
@@ -364,14 +379,14 @@ class GlmmDeviance:
         that many are done: a smooth function, equal to lme4's wherever lme4
         would do that many (as at the points of lme4's own 1e-4 stencil)."""
         fam = self.family
-        eta_start = np.ascontiguousarray(fam.linkfun(np.asarray(mustart)[self.order]))
+        eta_start = np.ascontiguousarray(fam.linkfun(np.asarray(mustart)[self.order]), dtype=float)
 
         def loop(theta, offset, eta0, with_beta, iterations=None):
             self.set_theta(theta)
             control = pirls.PirlsControl(LME4_MAXIT, LME4_TOL_PWRSS) if iterations is None \
                 else pirls.PirlsControl(int(iterations), 0.0)
-            return pirls.pirls_lme4(self._fd, self.rows(offset), self.layout(with_beta),
-                                    eta0, control, self.aic_const)
+            return self.pirls_lme4_kernel(self._fd, self.rows(offset), self.layout(with_beta),
+                                          eta0, control, self.aic_const)
         # lp0 as lme4 builds it: the joint (u, beta) loop at theta = 1 from mustart,
         # then at the stage-1 optimum from there
         eta_init = loop(theta_start(self.terms), self.offset, eta_start, True).eta
