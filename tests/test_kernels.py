@@ -307,7 +307,7 @@ def test_agq_kernel_fast_and_generic_paths_against_numpy(family, link, slope):
 
 def test_symbolic_blocks_lists_touched_columns():
     dev, _ = _crossed_problem()
-    m_use, r, loc_ptr, loc_cols, rest_loc = dev.symbolic(True)
+    m_use, r, loc_ptr, loc_cols, rest_loc, _ = dev.symbolic(True)
     for g in range(dev.ng1):
         rows = range(dev.group_ptr[g], dev.group_ptr[g + 1])
         want = sorted({int(c) for i in rows for c in dev.rest_cols[i, :m_use]})

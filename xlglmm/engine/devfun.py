@@ -23,6 +23,8 @@ check on).
 """
 from __future__ import annotations
 
+import copy
+import dataclasses
 from dataclasses import dataclass
 
 import numpy as np
@@ -118,8 +120,11 @@ def theta_start(terms) -> np.ndarray:
 
 
 class GlmmDeviance:
+    """The deviance functions of one model: the design in the kernels' blocked
+    layout (``__init__``, once per design) and one response with its warm starts
+    and counters (``_start_response``; ``with_response`` shares the first part)."""
+
     def __init__(self, design: ModelDesign, family: Family):
-        self.design = design
         self.family = family
         self._fd = family.kernel_data()         # the family as the kernels take it
         self.terms = design.re_terms
@@ -130,7 +135,6 @@ class GlmmDeviance:
         self.inverse_order = np.empty_like(self.order)
         self.inverse_order[self.order] = np.arange(self.n)
         o = self.order
-        self.y = np.ascontiguousarray(design.y[o])
         self.pw = np.ascontiguousarray(design.weights[o])
         self.offset = np.ascontiguousarray(design.offset[o])
         self.X = np.ascontiguousarray(design.X[o])
@@ -153,7 +157,7 @@ class GlmmDeviance:
         self.m_re = sum(t.k for t in self.rest_terms)
         m = self.m_re + self.p
         self.rest_cols = np.zeros((self.n, max(m, 1)), np.int64)
-        self.rest_vals = np.zeros((self.n, max(m, 1)))
+        rest_vals = np.zeros((self.n, max(m, 1)))
         col = 0
         for t, b in zip(self.rest_terms, self.rest_base):
             codes = t.codes[o]
@@ -162,7 +166,7 @@ class GlmmDeviance:
             col += t.k
         for j in range(self.p):
             self.rest_cols[:, self.m_re + j] = self.q2 + j
-            self.rest_vals[:, self.m_re + j] = self.X[:, j]
+            rest_vals[:, self.m_re + j] = self.X[:, j]
         self.rest_Z = [np.ascontiguousarray(t.Z[o], dtype=float) for t in self.rest_terms]
         self.lower, self.theta_pos = theta_layout(self.terms)
         self.ntheta = len(self.lower)
@@ -172,15 +176,30 @@ class GlmmDeviance:
             jj = np.array([j for _, j in pos], np.int64)
             self._lam_index.append((t.k, ii, jj, k0, k0 + len(pos)))
             k0 += len(pos)
-        self._symbolic = {}
+        self._symbolic = {}     # with_beta -> ``symbolic``'s answer, computed once
+        self._start_response(design, np.ascontiguousarray(design.y[o]), rest_vals)
+
+    def _start_response(self, design: ModelDesign, y, rest_vals):
+        """Everything that belongs to one response, or changes as its deviance is
+        evaluated (whatever is not set here, ``with_response`` shares): y in sorted
+        order, its aic constant, the numbers theta sets (A1, the random-effects
+        columns of rest_vals), the layouts made of them, warm starts, state,
+        counters, the fit's settings, and the kernels' call wrappers."""
+        self.design = design
+        self.y = y
+        self.aic_const = float(loglik_constant(self.y, self.pw, self._fd))
+        self.A1 = np.zeros((self.n, self.k1))
+        self.rest_vals = rest_vals
         self._layout = {}
         self._theta_set = None
         self._theta_key = None
-        self.aic_const = float(loglik_constant(self.y, self.pw, self._fd))
-        self.A1 = np.zeros((self.n, self.k1))
         # warm starts, one per mode (beta solved for or fixed)
         self._u1 = {True: np.zeros((self.ng1, self.k1)), False: np.zeros((self.ng1, self.k1))}
         self._v = {True: np.zeros(self.q2 + self.p), False: np.zeros(self.q2)}
+        self.beta_start = None
+        self.tol = PIRLS_TOL
+        self.budget = None          # optimize.Budget of the fit, checked between iterations ...
+        self.piece_iterations = 0   # ... every so many iterations; 0: never (see cost.py)
         self.state: PirlsState | None = None
         self.evaluations = 0
         self.pirls_iterations = 0       # work counter (benchmarks, tuning)
@@ -191,26 +210,45 @@ class GlmmDeviance:
         self.pirls_lme4_kernel = jit.FixedSignature(pirls.pirls_lme4)
         self.agq_kernel = jit.FixedSignature(agq.agq_deviance)
 
+    def with_response(self, y, design: ModelDesign | None = None) -> GlmmDeviance:
+        """The deviance functions of the same design with another response ``y``
+        (in the design's row order; a refit's, a bootstrap's): the sorted layout
+        (row order, X and its scaling, the rest columns), the symbolic structure and
+        the dense-update choice are this object's, shared, not rebuilt; y (sorted),
+        its aic constant, the theta-dependent numbers, warm starts, state, counters
+        and settings are new.  ``design`` is the design record to keep (default:
+        this one's with y replaced)."""
+        y = np.asarray(y, dtype=float)
+        if design is None:
+            design = dataclasses.replace(self.design, y=y)
+        rest_vals = self.rest_vals.copy()
+        rest_vals[:, :self.m_re] = 0.0      # set_theta fills them
+        new = copy.copy(self)
+        new._start_response(design, np.ascontiguousarray(y[self.order]), rest_vals)
+        return new
+
     # -- structure
     def symbolic(self, with_beta: bool):
-        """(m_use, r, loc_ptr, loc_cols, rest_loc) of the system with or without
-        the fixed effects (``symbolic_blocks``), computed once."""
+        """(m_use, r, loc_ptr, loc_cols, rest_loc, dense_rows) of the system with
+        or without the fixed effects (``symbolic_blocks``, and
+        ``linalg.dense_update_rows``' choice), computed once per design."""
         if with_beta not in self._symbolic:
             m_use = self.m_re + (self.p if with_beta else 0)
             r = self.q2 + (self.p if with_beta else 0)
             loc_ptr, loc_cols, rest_loc = symbolic_blocks(self.rest_cols, m_use,
                                                           self.group_ptr, r)
-            self._symbolic[with_beta] = (m_use, r, loc_ptr, loc_cols, rest_loc)
-            self._layout[with_beta] = linalg.BlockedLayout(
-                self.A1, self.group_ptr, self.rest_vals, self.rest_cols, rest_loc,
-                m_use, loc_ptr, loc_cols, r, self.q2,
-                linalg.dense_update_rows(loc_ptr, self.k1, r))
+            self._symbolic[with_beta] = (m_use, r, loc_ptr, loc_cols, rest_loc,
+                                         linalg.dense_update_rows(loc_ptr, self.k1, r))
         return self._symbolic[with_beta]
 
     def layout(self, with_beta: bool) -> linalg.BlockedLayout:
         """The kernels' view of the system with or without the fixed effects (its
         A1 and rest_vals are this object's, refreshed in place by ``set_theta``)."""
-        self.symbolic(with_beta)
+        if with_beta not in self._layout:
+            m_use, r, loc_ptr, loc_cols, rest_loc, dense_rows = self.symbolic(with_beta)
+            self._layout[with_beta] = linalg.BlockedLayout(
+                self.A1, self.group_ptr, self.rest_vals, self.rest_cols, rest_loc,
+                m_use, loc_ptr, loc_cols, r, self.q2, dense_rows)
         return self._layout[with_beta]
 
     def rows(self, eta_base) -> pirls.Rows:
@@ -315,11 +353,6 @@ class GlmmDeviance:
             if not out.more or last >= PIRLS_MAXIT:
                 return out
             it, finish = last + 1, out.finish
-
-    beta_start = None
-    tol = PIRLS_TOL
-    budget = None           # optimize.Budget of the fit, checked between iterations ...
-    piece_iterations = 0    # ... every so many iterations; 0: never (see cost.py)
 
     def warm_start_fixed_beta(self, st: PirlsState):
         """Start the fixed-beta PIRLS (stage 2) from the stage-1 modes."""
