@@ -4,12 +4,15 @@ import pandas as pd
 import pytest
 from scipy import integrate, optimize, special, stats
 
-from xlglmm.engine import kernels
+import xlglmm
+from xlglmm.engine import agq, jit, linalg, pirls
+from xlglmm.engine.agq import gauss_hermite
 from xlglmm.engine.design import build_design
-from xlglmm.engine.devfun import GlmmDeviance, gauss_hermite
+from xlglmm.engine.devfun import GlmmDeviance
 from xlglmm.engine.family import (DISPERSION, FAMILY_SPECS, NB_THETA, NEGBIN, SQRT, Family,
                                   conditional_aic, linkinv, logdensity_eta_derivs, mu_eta,
                                   unit_logdensity, unit_loglik)
+from xlglmm.engine.optimize import Budget
 
 RNG = np.random.default_rng(20261124)
 
@@ -119,13 +122,13 @@ def test_blas_free_products_against_numpy():
     X = RNG.normal(size=(50, 4))
     off = RNG.normal(size=50)
     beta = RNG.normal(size=4)
-    assert np.allclose(kernels.offset_plus_xb(off, X, beta), off + X @ beta, rtol=1e-14)
-    assert np.allclose(kernels.offset_plus_xb(off, X[:, :0].copy(), beta[:0]), off)
+    assert np.allclose(linalg.offset_plus_xb(off, X, beta), off + X @ beta, rtol=1e-14)
+    assert np.allclose(linalg.offset_plus_xb(off, X[:, :0].copy(), beta[:0]), off)
     for k, m in [(1, 1), (3, 3), (2, 1)]:
         Z = RNG.normal(size=(30, k))
         L = RNG.normal(size=(k, m))
         out = np.zeros((30, m + 2))
-        kernels.small_matmul(Z, L, out, 1)
+        linalg.small_matmul(Z, L, out, 1)
         assert np.allclose(out[:, 1:m + 1], Z @ L, rtol=1e-14)
         assert not out[:, 0].any() and not out[:, m + 1].any()
 
@@ -144,14 +147,14 @@ def test_chol_lower_against_numpy(r, npen, nested):
         M = 0.5 * (M + M.T) + 10.0 * np.eye(r)
     S = M.copy()
     S[np.triu_indices(r, 1)] = 99.0          # only the lower triangle is read
-    logdet, ok = kernels.chol_lower(S, npen)
+    logdet, ok = linalg.chol_lower(S, npen)
     L = np.linalg.cholesky(M)
     assert ok
     assert np.allclose(S, L, rtol=1e-12, atol=1e-12)
     assert logdet == pytest.approx(2.0 * np.sum(np.log(np.diag(L))[:npen]), rel=1e-12)
     S = M.copy()
     S[r - 1, r - 1] = -1.0                   # not positive definite
-    assert not kernels.chol_lower(S, npen)[1]
+    assert not linalg.chol_lower(S, npen)[1]
 
 
 @pytest.mark.parametrize("with_beta,dense_rows,slope", [
@@ -167,8 +170,8 @@ def test_factorize_and_newton_step_against_dense(with_beta, dense_rows, slope):
     wres = RNG.normal(size=dev.n)
     u1 = RNG.normal(size=(dev.ng1, dev.k1))
     v = RNG.normal(size=r)
-    factor = kernels.new_factor(layout)
-    logdet, ok = kernels.factorize(layout, w, factor)
+    factor = linalg.new_factor(layout)
+    logdet, ok = linalg.factorize(layout, w, factor)
     assert ok
     Dchol, Cval, LS = factor
     U = _dense(dev, theta)
@@ -182,7 +185,7 @@ def test_factorize_and_newton_step_against_dense(with_beta, dense_rows, slope):
     g = full.T @ wres - pen * coef
     du1 = np.empty_like(u1)
     dv = np.empty(r)
-    dec = kernels.newton_step(layout, factor, wres, u1, v, du1, dv)
+    dec = linalg.newton_step(layout, factor, wres, u1, v, du1, dv)
     want = np.linalg.solve(H, g)
     assert np.allclose(np.r_[du1.ravel(), dv], want, rtol=1e-10, atol=1e-12)
     assert dec == pytest.approx(g @ want, rel=1e-10)
@@ -194,7 +197,7 @@ def test_factorize_and_newton_step_against_dense(with_beta, dense_rows, slope):
     # conditional covariance of u: diagonal blocks of Hu^{-1}
     if not with_beta:
         Sinv = np.linalg.inv(LS @ LS.T)
-        V1 = kernels.term1_conditional_cov(Dchol, Cval, loc_ptr, loc_cols, Sinv)
+        V1 = linalg.term1_conditional_cov(Dchol, Cval, loc_ptr, loc_cols, Sinv)
         Hinv = np.linalg.inv(Hu)
         for gi in range(dev.ng1):
             sl = slice(gi * dev.k1, (gi + 1) * dev.k1)
@@ -296,15 +299,15 @@ def test_agq_kernel_fast_and_generic_paths_against_numpy(family, link, slope):
     eta_b = np.ascontiguousarray(dev.offset + dev.X @ beta)
     a1 = np.ascontiguousarray(dev.A1[:, 0])
     nodes, logw = gauss_hermite(15)
-    got = kernels.agq_deviance(fam.kernel_data(), dev.rows(eta_b), a1, dev.group_ptr, st.u1,
-                               st.Dchol, nodes, logw)
+    got = agq.agq_deviance(fam.kernel_data(), dev.rows(eta_b), a1, dev.group_ptr, st.u1,
+                           st.Dchol, nodes, logw)
     want = _agq_numpy(fam, dev, beta, st.u1, st.Dchol, a1, 15)
     assert got == pytest.approx(want, rel=1e-12)
 
 
 def test_symbolic_blocks_lists_touched_columns():
     dev, _ = _crossed_problem()
-    m_use, r, loc_ptr, loc_cols, rest_loc = dev.symbolic(True)
+    m_use, r, loc_ptr, loc_cols, rest_loc, _ = dev.symbolic(True)
     for g in range(dev.ng1):
         rows = range(dev.group_ptr[g], dev.group_ptr[g + 1])
         want = sorted({int(c) for i in rows for c in dev.rest_cols[i, :m_use]})
@@ -330,7 +333,7 @@ def _row_sums(layout, w, g, lo, hi):
     k1 = layout.A1.shape[1]
     nloc = layout.loc_ptr[g + 1] - layout.loc_ptr[g]
     D, B, S = np.zeros((k1, k1)), np.zeros((k1, nloc)), np.zeros((layout.r, layout.r))
-    kernels.row_sums(layout, w, lo, hi, D, B, S)
+    linalg.row_sums(layout, w, lo, hi, D, B, S)
     return D, B, S
 
 
@@ -415,10 +418,10 @@ def test_pirls_lme4_is_lmes_loop(family, with_beta, maxit, tol):
     offset = dev.offset if with_beta else dev.offset + dev.X @ beta
     eta0 = dev.family.linkfun(dev.family.mustart(dev.y, dev.pw))
     dev.set_theta(theta)
-    out = kernels.pirls_lme4(dev.family.kernel_data(), dev.rows(offset), dev.layout(with_beta),
-                             eta0, kernels.PirlsControl(maxit, tol), dev.aic_const)
+    out = pirls.pirls_lme4(dev.family.kernel_data(), dev.rows(offset), dev.layout(with_beta),
+                           eta0, pirls.PirlsControl(maxit, tol), dev.aic_const)
     value, eta, its = _lme4_loop_dense(dev, theta, offset, eta0, with_beta, maxit, tol)
-    assert out.status == (kernels.PIRLS_OK if tol else kernels.PIRLS_MAXIT)
+    assert out.status == (pirls.PIRLS_OK if tol else pirls.PIRLS_MAXIT)
     assert out.iterations == its
     assert out.aic + out.ussq + out.logdet == pytest.approx(value, rel=1e-10)
     assert np.allclose(out.eta, eta, rtol=1e-9, atol=1e-10)
@@ -438,6 +441,66 @@ def test_lme4_devfun_follows_lmes_stages():
     want = _lme4_loop_dense(dev, theta, dev.offset + dev.X @ beta, eta, False, 2, 0.0)[0]
     assert used == 2
     assert got == pytest.approx(want, rel=1e-9)
+
+
+# ---- kernels called past the dispatcher (jit.FixedSignature) ---------------------------
+
+def test_fixed_signature_gives_the_dispatchers_numbers():
+    """The second call on goes to the entry point compiled for the first call's
+    types, with the same arithmetic as the dispatcher's call."""
+    dev, _ = _crossed_problem(slope=False)
+    theta, beta = np.array([0.7, 0.4]), np.array([0.2, -0.3])
+    dev.set_theta(theta)
+    call = jit.FixedSignature(pirls.pirls)
+    answers = []
+    for kernel in (call, call, pirls.pirls):
+        u1, v = np.zeros((dev.ng1, dev.k1)), np.zeros(dev.q2)
+        out = kernel(dev._fd, dev.rows(dev._xb(beta)), dev.layout(False), u1, v,
+                     pirls.PirlsControl(100, 1e-20), dev.aic_const)
+        answers.append((out.pdev, out.logdet, out.aic, u1.tobytes(), v.tobytes()))
+    assert call.signature is not None and len(call.signature) == 7
+    assert answers[0] == answers[1] == answers[2]
+
+
+def test_the_signature_check_refuses_other_types(monkeypatch):
+    """The entry point does not check its arguments' layout: a non-contiguous
+    array is read as if it were contiguous (other numbers, no error); the check
+    (tests, XLGLMM_CHECK_SIGNATURES=1) refuses it."""
+    X = RNG.normal(size=(20, 6))
+    off, beta = RNG.normal(size=20), RNG.normal(size=3)
+    call = jit.FixedSignature(linalg.offset_plus_xb)
+    assert np.allclose(call(off, np.ascontiguousarray(X[:, :3]), beta), off + X[:, :3] @ beta)
+    strided = X[:, ::2]                 # not C-contiguous
+    monkeypatch.setattr(jit.FixedSignature, "check", False)
+    assert not np.allclose(call(off, strided, beta), off + strided @ beta)
+    monkeypatch.setattr(jit.FixedSignature, "check", True)
+    with pytest.raises(jit.SignatureMismatch, match="offset_plus_xb"):
+        call(off, strided, beta)
+    with pytest.raises(jit.SignatureMismatch):
+        call(off, np.ascontiguousarray(X[:, :3], dtype=np.float32), beta)
+    assert np.allclose(call(off, np.ascontiguousarray(X[:, 1:4]), beta), off + X[:, 1:4] @ beta)
+    assert call.checked == 1
+
+
+def test_fits_keep_their_kernels_signatures(monkeypatch):
+    """With the check on, every call of a deviance's kernels past the dispatcher
+    has the types of its first call: Laplace fits (both stages, lme4's standard
+    errors), AGQ, PIRLS in pieces and a refit."""
+    monkeypatch.setattr(jit.FixedSignature, "check", True)
+    df = pd.DataFrame({"y": RNG.poisson(3, 80).astype(float), "x": RNG.normal(size=80),
+                       "a": np.repeat(list("abcdefgh"), 10), "b": np.tile(list("pqrst"), 16)})
+    crossed = xlglmm.glmer("y ~ x + (1|a) + (1|b)", df, "poisson", se_method="lme4")
+    agq_fit = xlglmm.glmer("y ~ x + (1|a)", df, "poisson", nAGQ=7)
+    again = crossed.model.refit(RNG.poisson(3, 80).astype(float), se_method="lme4")
+    for res in (crossed, again):
+        dev = res.model.devfun
+        assert dev.pirls_kernel.checked > 10 and dev.pirls_lme4_kernel.checked > 10
+    assert agq_fit.model.devfun.agq_kernel.checked > 10
+    dev, _ = _crossed_problem(slope=False)
+    dev.budget, dev.piece_iterations = Budget(None, 10 ** 6), 1
+    for theta in (np.array([0.8, 0.5]), np.array([0.3, 0.6])):
+        assert dev.pirls(theta).ok
+    assert dev.pirls_kernel.checked >= 2
 
 
 # ---- the family's log density and its derivatives in eta -----------------------------

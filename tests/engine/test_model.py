@@ -9,6 +9,7 @@ import pytest
 
 import xlglmm
 from refs import fit, load_frame, manifest
+from xlglmm.engine.devfun import GlmmDeviance
 from xlglmm.engine.negbin import ThetaEstimate
 
 SPEC = manifest()["cbpp_laplace"]
@@ -114,6 +115,52 @@ def test_refit_refuses_a_response_that_does_not_fit_the_design(cbpp):
         res.model.refit(res.design.y[:-1])
     with pytest.raises(xlglmm.DesignError):
         res.model.refit(res.design.y + 2.0)        # not a proportion
+
+
+def _all_numbers(res):
+    return (res.llf, res.theta.tobytes(), res.fe_params.to_numpy().tobytes(),
+            res.fe_bse.to_numpy().tobytes(), res.fittedvalues.to_numpy().tobytes(),
+            res.model.devfun.evaluations)
+
+
+@pytest.mark.parametrize("kind", ["glmm", "lmm"])
+def test_refit_shares_the_design_structure_and_keeps_its_numbers(kind, cbpp, monkeypatch):
+    """refit's deviance function is the fit's with the new response
+    (GlmmDeviance.with_response): the sorted layout and the symbolic structure are
+    the same objects, the numbers those of a deviance function built anew, and the
+    original fit's own deviance function is left as it was."""
+    if kind == "glmm":
+        res, df = cbpp
+        size = df["size"].to_numpy()
+        y = np.random.default_rng(11).binomial(size, res.fittedvalues.to_numpy()) / size
+    else:
+        spec = LMM["sleep_reml"]
+        res = xlglmm.lmer(spec["formula"], load_frame(spec))
+        y = res.fittedvalues.to_numpy() + np.random.default_rng(5).normal(0, res.sigma, res.nobs)
+    before = res.model.deviance(res.theta, res.fe_params.to_numpy()) if kind == "glmm" \
+        else res.model.profiled_deviance(res.theta)
+    again = res.model.refit(y)
+    old, new = res.model.devfun, again.model.devfun
+    assert new is not old
+    for name in ("order", "inverse_order", "X", "offset", "pw", "group_ptr", "Z1",
+                 "rest_cols", "_symbolic"):
+        assert getattr(new, name) is getattr(old, name), name
+    for with_beta in (True, False):
+        assert new.symbolic(with_beta) is old.symbolic(with_beta)
+        assert new.layout(with_beta).loc_ptr is old.layout(with_beta).loc_ptr
+        assert new.layout(with_beta).A1 is new.A1 is not old.A1
+        assert new.layout(with_beta).rest_vals is new.rest_vals is not old.rest_vals
+    assert np.array_equal(new.unsorted(new.y), y) and new.design is again.model.design
+    after = res.model.deviance(res.theta, res.fe_params.to_numpy()) if kind == "glmm" \
+        else res.model.profiled_deviance(res.theta)
+    assert after == before
+
+    # the same refit with a deviance function built anew (the way refit used to)
+    monkeypatch.setattr(GlmmDeviance, "with_response",
+                        lambda dev, y, design: GlmmDeviance(design, dev.family))
+    rebuilt = res.model.refit(y)
+    assert rebuilt.model.devfun.order is not old.order
+    assert _all_numbers(again) == _all_numbers(rebuilt)
 
 
 @pytest.mark.parametrize("reml", [True, False])

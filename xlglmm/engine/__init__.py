@@ -2,7 +2,8 @@
 
 Knows nothing of spreadsheets.  The pipeline, in lme4's stages: ``formula`` (parse) ->
 ``design`` (lFormula: X, the random-effects terms, offset, weights; ``cost`` guards it)
--> ``devfun`` (mkGlmerDevfun: the deviance on the blocked factor, ``kernels``) ->
-``optimize`` (optimizeGlmer) -> ``results`` (mkMerMod).  ``fit.glmer`` and
-``lmm.lmer`` drive it; ``family`` says what a conditional distribution is.
+-> ``devfun`` (mkGlmerDevfun: the deviance on the blocked factor; ``linalg``,
+``pirls``, ``agq`` are its Numba kernels) -> ``optimize`` (optimizeGlmer) ->
+``results`` (mkMerMod).  ``fit.glmer`` and ``lmm.lmer`` drive it; ``family`` says
+what a conditional distribution is.
 """

@@ -1,6 +1,6 @@
 """What a fit will cost, from its design, before the fit allocates anything big.
 
-The kernels (``kernels.py``) hold the random-effects terms other than the first
+The kernels (``linalg.py``) hold the random-effects terms other than the first
 and, in the first stage, the fixed effects in a dense "rest" block of r x r
 numbers, r = (levels x columns of the other terms) + (fixed-effect columns), and
 every PIRLS iteration forms and factors it.  So two crossed grouping factors of
@@ -244,7 +244,7 @@ def _cost(n: int, p: int, terms, exact: bool = False) -> Cost:
     nloc = nloc + p
     r = q2 + p
     # the rest block's Cholesky: by envelope (each row from its first nonzero; the
-    # fixed-effect rows are full) or dense, as kernels.chol_lower chooses
+    # fixed-effect rows are full) or dense, as linalg.chol_lower chooses
     prof = np.concatenate([np.arange(q2) - first, np.arange(q2, r)]).astype(float)
     envelope = float(np.sum(prof * prof)) / 2.0
     chol = min(envelope, r ** 3 / 6.0) if 4 * float(np.sum(prof)) < r * (r - 1) \

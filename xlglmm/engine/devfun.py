@@ -13,15 +13,23 @@ symbolic structure computed once) and evaluates
 
 Every evaluation leaves its conditional modes, fitted values and factor in
 ``self.state`` so the result stage can read them after the final evaluation.
+
+``pirls``, ``pirls_lme4`` and ``agq_deviance`` are called past Numba's dispatcher
+(``jit.FixedSignature``, ~3 us a call saved): every argument of those calls is
+built here with fixed types -- arrays allocated here as C-contiguous float64 or
+int64, the structs of ``layout`` and ``rows``, scalars converted by ``float`` and
+``int`` -- and must stay so (``tests/test_kernels.py`` runs fits with the signature
+check on).
 """
 from __future__ import annotations
 
-import functools
+import copy
+import dataclasses
 from dataclasses import dataclass
 
 import numpy as np
 
-from . import kernels
+from . import agq, jit, linalg, pirls
 from .design import ModelDesign, column_exponents, scale_by_exponents
 from .family import Family, loglik_constant
 
@@ -50,7 +58,7 @@ class PirlsState:
 
     @property
     def ok(self) -> bool:
-        return self.status == kernels.PIRLS_OK
+        return self.status == pirls.PIRLS_OK
 
 
 def theta_layout(terms) -> tuple[np.ndarray, list]:
@@ -112,8 +120,11 @@ def theta_start(terms) -> np.ndarray:
 
 
 class GlmmDeviance:
+    """The deviance functions of one model: the design in the kernels' blocked
+    layout (``__init__``, once per design) and one response with its warm starts
+    and counters (``_start_response``; ``with_response`` shares the first part)."""
+
     def __init__(self, design: ModelDesign, family: Family):
-        self.design = design
         self.family = family
         self._fd = family.kernel_data()         # the family as the kernels take it
         self.terms = design.re_terms
@@ -124,7 +135,6 @@ class GlmmDeviance:
         self.inverse_order = np.empty_like(self.order)
         self.inverse_order[self.order] = np.arange(self.n)
         o = self.order
-        self.y = np.ascontiguousarray(design.y[o])
         self.pw = np.ascontiguousarray(design.weights[o])
         self.offset = np.ascontiguousarray(design.offset[o])
         self.X = np.ascontiguousarray(design.X[o])
@@ -147,7 +157,7 @@ class GlmmDeviance:
         self.m_re = sum(t.k for t in self.rest_terms)
         m = self.m_re + self.p
         self.rest_cols = np.zeros((self.n, max(m, 1)), np.int64)
-        self.rest_vals = np.zeros((self.n, max(m, 1)))
+        rest_vals = np.zeros((self.n, max(m, 1)))
         col = 0
         for t, b in zip(self.rest_terms, self.rest_base):
             codes = t.codes[o]
@@ -156,7 +166,7 @@ class GlmmDeviance:
             col += t.k
         for j in range(self.p):
             self.rest_cols[:, self.m_re + j] = self.q2 + j
-            self.rest_vals[:, self.m_re + j] = self.X[:, j]
+            rest_vals[:, self.m_re + j] = self.X[:, j]
         self.rest_Z = [np.ascontiguousarray(t.Z[o], dtype=float) for t in self.rest_terms]
         self.lower, self.theta_pos = theta_layout(self.terms)
         self.ntheta = len(self.lower)
@@ -166,44 +176,84 @@ class GlmmDeviance:
             jj = np.array([j for _, j in pos], np.int64)
             self._lam_index.append((t.k, ii, jj, k0, k0 + len(pos)))
             k0 += len(pos)
-        self._symbolic = {}
+        self._symbolic = {}     # with_beta -> ``symbolic``'s answer, computed once
+        self._start_response(design, np.ascontiguousarray(design.y[o]), rest_vals)
+
+    def _start_response(self, design: ModelDesign, y, rest_vals):
+        """Everything that belongs to one response, or changes as its deviance is
+        evaluated (whatever is not set here, ``with_response`` shares): y in sorted
+        order, its aic constant, the numbers theta sets (A1, the random-effects
+        columns of rest_vals), the layouts made of them, warm starts, state,
+        counters, the fit's settings, and the kernels' call wrappers."""
+        self.design = design
+        self.y = y
+        self.aic_const = float(loglik_constant(self.y, self.pw, self._fd))
+        self.A1 = np.zeros((self.n, self.k1))
+        self.rest_vals = rest_vals
         self._layout = {}
         self._theta_set = None
         self._theta_key = None
-        self.aic_const = float(loglik_constant(self.y, self.pw, self._fd))
-        self.A1 = np.zeros((self.n, self.k1))
         # warm starts, one per mode (beta solved for or fixed)
         self._u1 = {True: np.zeros((self.ng1, self.k1)), False: np.zeros((self.ng1, self.k1))}
         self._v = {True: np.zeros(self.q2 + self.p), False: np.zeros(self.q2)}
+        self.beta_start = None
+        self.tol = PIRLS_TOL
+        self.budget = None          # optimize.Budget of the fit, checked between iterations ...
+        self.piece_iterations = 0   # ... every so many iterations; 0: never (see cost.py)
         self.state: PirlsState | None = None
         self.evaluations = 0
         self.pirls_iterations = 0       # work counter (benchmarks, tuning)
+        # the kernels whose every argument this object builds itself, with fixed
+        # types (C-contiguous float64/int64 arrays it allocated, the structs of
+        # ``layout`` and ``rows``, scalars converted): called past the dispatcher
+        self.pirls_kernel = jit.FixedSignature(pirls.pirls)
+        self.pirls_lme4_kernel = jit.FixedSignature(pirls.pirls_lme4)
+        self.agq_kernel = jit.FixedSignature(agq.agq_deviance)
+
+    def with_response(self, y, design: ModelDesign | None = None) -> GlmmDeviance:
+        """The deviance functions of the same design with another response ``y``
+        (in the design's row order; a refit's, a bootstrap's): the sorted layout
+        (row order, X and its scaling, the rest columns), the symbolic structure and
+        the dense-update choice are this object's, shared, not rebuilt; y (sorted),
+        its aic constant, the theta-dependent numbers, warm starts, state, counters
+        and settings are new.  ``design`` is the design record to keep (default:
+        this one's with y replaced)."""
+        y = np.asarray(y, dtype=float)
+        if design is None:
+            design = dataclasses.replace(self.design, y=y)
+        rest_vals = self.rest_vals.copy()
+        rest_vals[:, :self.m_re] = 0.0      # set_theta fills them
+        new = copy.copy(self)
+        new._start_response(design, np.ascontiguousarray(y[self.order]), rest_vals)
+        return new
 
     # -- structure
     def symbolic(self, with_beta: bool):
-        """(m_use, r, loc_ptr, loc_cols, rest_loc) of the system with or without
-        the fixed effects (``symbolic_blocks``), computed once."""
+        """(m_use, r, loc_ptr, loc_cols, rest_loc, dense_rows) of the system with
+        or without the fixed effects (``symbolic_blocks``, and
+        ``linalg.dense_update_rows``' choice), computed once per design."""
         if with_beta not in self._symbolic:
             m_use = self.m_re + (self.p if with_beta else 0)
             r = self.q2 + (self.p if with_beta else 0)
             loc_ptr, loc_cols, rest_loc = symbolic_blocks(self.rest_cols, m_use,
                                                           self.group_ptr, r)
-            self._symbolic[with_beta] = (m_use, r, loc_ptr, loc_cols, rest_loc)
-            self._layout[with_beta] = kernels.BlockedLayout(
-                self.A1, self.group_ptr, self.rest_vals, self.rest_cols, rest_loc,
-                m_use, loc_ptr, loc_cols, r, self.q2,
-                kernels.dense_update_rows(loc_ptr, self.k1, r))
+            self._symbolic[with_beta] = (m_use, r, loc_ptr, loc_cols, rest_loc,
+                                         linalg.dense_update_rows(loc_ptr, self.k1, r))
         return self._symbolic[with_beta]
 
-    def layout(self, with_beta: bool) -> kernels.BlockedLayout:
+    def layout(self, with_beta: bool) -> linalg.BlockedLayout:
         """The kernels' view of the system with or without the fixed effects (its
         A1 and rest_vals are this object's, refreshed in place by ``set_theta``)."""
-        self.symbolic(with_beta)
+        if with_beta not in self._layout:
+            m_use, r, loc_ptr, loc_cols, rest_loc, dense_rows = self.symbolic(with_beta)
+            self._layout[with_beta] = linalg.BlockedLayout(
+                self.A1, self.group_ptr, self.rest_vals, self.rest_cols, rest_loc,
+                m_use, loc_ptr, loc_cols, r, self.q2, dense_rows)
         return self._layout[with_beta]
 
-    def rows(self, eta_base) -> kernels.Rows:
+    def rows(self, eta_base) -> pirls.Rows:
         """The response as the kernels take it, on top of ``eta_base``."""
-        return kernels.Rows(self.y, self.pw, eta_base)
+        return pirls.Rows(self.y, self.pw, eta_base)
 
     def lambdas(self, theta) -> list:
         theta = np.asarray(theta, float)
@@ -220,10 +270,10 @@ class GlmmDeviance:
         if key == self._theta_key:
             return
         lams = self.lambdas(theta)
-        kernels.small_matmul(self.Z1, lams[0], self.A1, 0)
+        linalg.small_matmul(self.Z1, lams[0], self.A1, 0)
         col = 0
         for Zt, L in zip(self.rest_Z, lams[1:]):
-            kernels.small_matmul(Zt, L, self.rest_vals, col)
+            linalg.small_matmul(Zt, L, self.rest_vals, col)
             col += L.shape[0]
         self._theta_set = theta.copy()
         self._theta_key = key
@@ -249,12 +299,12 @@ class GlmmDeviance:
 
     def _xb(self, beta):
         """offset + X beta (sorted rows), without BLAS threads."""
-        return kernels.offset_plus_xb(self.offset, self.X, np.asarray(beta, dtype=float))
+        return linalg.offset_plus_xb(self.offset, self.X, np.asarray(beta, dtype=float))
 
     # -- evaluations
     def pirls(self, theta, beta=None, tol=None) -> PirlsState:
         with_beta = beta is None
-        tol = self.tol if tol is None else tol
+        tol = float(self.tol if tol is None else tol)
         if with_beta:
             self._keep_b_of_start(np.asarray(theta, float))
         self.set_theta(theta)
@@ -263,11 +313,11 @@ class GlmmDeviance:
         for attempt in range(2):
             u1, v = self._u1[with_beta], self._v[with_beta]
             if self.budget is None or not self.piece_iterations:
-                out = kernels.pirls(self._fd, rows, layout, u1, v,
-                                    kernels.PirlsControl(PIRLS_MAXIT, tol), self.aic_const)
+                out = self.pirls_kernel(self._fd, rows, layout, u1, v,
+                                        pirls.PirlsControl(PIRLS_MAXIT, tol), self.aic_const)
             else:
                 out = self._pirls_in_pieces(rows, layout, u1, v, tol)
-            if out.status == kernels.PIRLS_OK or attempt == 1:
+            if out.status == pirls.PIRLS_OK or attempt == 1:
                 break
             # a bad warm start (e.g. after an extreme trial theta): restart from zero
             u1[:] = 0.0
@@ -279,7 +329,7 @@ class GlmmDeviance:
         f = out.factor
         st = PirlsState(out.status, out.iterations, out.logdet, out.pdev, out.aic, u1.copy(),
                         v.copy(), f.Dchol, f.Cval, f.LS, out.mu, out.eta, with_beta, out.ussq)
-        if out.status != kernels.PIRLS_OK:
+        if out.status != pirls.PIRLS_OK:
             # keep the warm start usable
             self._u1[with_beta][:] = 0.0
             self._v[with_beta][:] = 0.0
@@ -289,7 +339,7 @@ class GlmmDeviance:
         return st
 
     def _pirls_in_pieces(self, rows, layout, u1, v, tol):
-        """``kernels.pirls`` ``piece_iterations`` iterations at a time, the time
+        """``pirls.pirls`` ``piece_iterations`` iterations at a time, the time
         budget checked before each piece (``Budget.check_inside``): the same
         arithmetic as one call (see the kernel), for models whose iterations are
         slow against the budget (``cost.piece_iterations``)."""
@@ -297,16 +347,12 @@ class GlmmDeviance:
         while True:
             self.budget.check_inside()
             last = min(it + self.piece_iterations - 1, PIRLS_MAXIT)
-            out = kernels.pirls(self._fd, rows, layout, u1, v,
-                                kernels.PirlsControl(last, tol, it, finish), self.aic_const)
+            out = self.pirls_kernel(self._fd, rows, layout, u1, v,
+                                    pirls.PirlsControl(int(last), tol, int(it), bool(finish)),
+                                    self.aic_const)
             if not out.more or last >= PIRLS_MAXIT:
                 return out
             it, finish = last + 1, out.finish
-
-    beta_start = None
-    tol = PIRLS_TOL
-    budget = None           # optimize.Budget of the fit, checked between iterations ...
-    piece_iterations = 0    # ... every so many iterations; 0: never (see cost.py)
 
     def warm_start_fixed_beta(self, st: PirlsState):
         """Start the fixed-beta PIRLS (stage 2) from the stage-1 modes."""
@@ -341,17 +387,18 @@ class GlmmDeviance:
 
     def laplace(self, theta, beta=None, tol=None) -> float:
         st = self.pirls(theta, beta, tol)
-        if st.status not in (kernels.PIRLS_OK, kernels.PIRLS_MAXIT) or not np.isfinite(st.logdet):
+        if st.status not in (pirls.PIRLS_OK, pirls.PIRLS_MAXIT) or not np.isfinite(st.logdet):
             return np.inf
         return float(st.aic + st.ussq + st.logdet)
 
     def agq(self, theta, beta, nodes, logw) -> float:
         st = self.pirls(theta, beta)
-        if st.status not in (kernels.PIRLS_OK, kernels.PIRLS_MAXIT) or not np.isfinite(st.logdet):
+        if st.status not in (pirls.PIRLS_OK, pirls.PIRLS_MAXIT) or not np.isfinite(st.logdet):
             return np.inf
-        return float(kernels.agq_deviance(self._fd, self.rows(self._xb(beta)),
-                                          self.A1[:, 0], self.group_ptr, st.u1, st.Dchol,
-                                          nodes, logw))
+        # A1[:, 0] is C-contiguous: AGQ takes a single scalar term (k1 = 1)
+        return float(self.agq_kernel(self._fd, self.rows(self._xb(beta)),
+                                     self.A1[:, 0], self.group_ptr, st.u1, st.Dchol,
+                                     nodes, logw))
 
     def lme4_devfun(self, theta_stage1, mustart):
         """lme4's stage-2 deviance function as lme4 evaluates it (few PIRLS
@@ -365,14 +412,14 @@ class GlmmDeviance:
         that many are done: a smooth function, equal to lme4's wherever lme4
         would do that many (as at the points of lme4's own 1e-4 stencil)."""
         fam = self.family
-        eta_start = np.ascontiguousarray(fam.linkfun(np.asarray(mustart)[self.order]))
+        eta_start = np.ascontiguousarray(fam.linkfun(np.asarray(mustart)[self.order]), dtype=float)
 
         def loop(theta, offset, eta0, with_beta, iterations=None):
             self.set_theta(theta)
-            control = kernels.PirlsControl(LME4_MAXIT, LME4_TOL_PWRSS) if iterations is None \
-                else kernels.PirlsControl(int(iterations), 0.0)
-            return kernels.pirls_lme4(self._fd, self.rows(offset), self.layout(with_beta),
-                                      eta0, control, self.aic_const)
+            control = pirls.PirlsControl(LME4_MAXIT, LME4_TOL_PWRSS) if iterations is None \
+                else pirls.PirlsControl(int(iterations), 0.0)
+            return self.pirls_lme4_kernel(self._fd, self.rows(offset), self.layout(with_beta),
+                                          eta0, control, self.aic_const)
         # lp0 as lme4 builds it: the joint (u, beta) loop at theta = 1 from mustart,
         # then at the stage-1 optimum from there
         eta_init = loop(theta_start(self.terms), self.offset, eta_start, True).eta
@@ -380,7 +427,7 @@ class GlmmDeviance:
 
         def f(theta, beta, iterations=None):
             out = loop(np.asarray(theta, float), self._xb(beta), eta_lp0, False, iterations)
-            value = np.inf if out.status == kernels.PIRLS_NOT_PD \
+            value = np.inf if out.status == pirls.PIRLS_NOT_PD \
                 else out.aic + out.ussq + out.logdet
             return float(value), int(out.iterations)
         return f
@@ -392,9 +439,9 @@ class GlmmDeviance:
         layout = self.layout(with_beta)
         w = np.empty(self.n)
         wres = np.empty(self.n)
-        kernels.working_weights(self._fd, self.rows(self.offset), st.eta, st.mu, w, wres)
-        factor = kernels.new_factor(layout)
-        _, ok = kernels.factorize(layout, w, factor)
+        pirls.working_weights(self._fd, self.rows(self.offset), st.eta, st.mu, w, wres)
+        factor = linalg.new_factor(layout)
+        _, ok = linalg.factorize(layout, w, factor)
         return factor.Dchol, factor.Cval, factor.LS, layout.loc_ptr, layout.loc_cols, ok
 
     # -- quantities at a state
@@ -427,17 +474,3 @@ class ModeWarmStarts:
     def __init__(self, dev: GlmmDeviance):
         self.save = dev.modes_token
         self.start = dev.start_from
-
-
-def gauss_hermite(n: int):
-    """Nodes and log-weights of the n-point rule for a standard normal density."""
-    z, logw = _gauss_hermite(int(n))
-    return z.copy(), logw.copy()
-
-
-@functools.lru_cache(maxsize=16)
-def _gauss_hermite(n: int):
-    # numpy's rule costs ~0.2 ms (an eigenvalue problem): computed once per n
-    z, w = np.polynomial.hermite_e.hermegauss(n)
-    w = w / np.sqrt(2.0 * np.pi)
-    return np.ascontiguousarray(z), np.ascontiguousarray(np.log(w))

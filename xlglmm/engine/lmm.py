@@ -98,8 +98,10 @@ class LinearMixedModel(MixedModel):
 
     nAGQ = 1        # the deviance is exact: no Laplace approximation to choose
 
-    def __init__(self, design, reml=True, *, time_budget=None, max_evals=DEFAULT_MAX_EVALS):
-        super().__init__(design, GAUSSIAN, time_budget=time_budget, max_evals=max_evals)
+    def __init__(self, design, reml=True, *, time_budget=None, max_evals=DEFAULT_MAX_EVALS,
+                 devfun=None):
+        super().__init__(design, GAUSSIAN, time_budget=time_budget, max_evals=max_evals,
+                         devfun=devfun)
         dev = self.devfun
         n, p = dev.n, dev.p
         if reml and n <= p:

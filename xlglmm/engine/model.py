@@ -22,12 +22,12 @@ from dataclasses import dataclass
 import numpy as np
 
 from . import cost, start
+from .agq import gauss_hermite
 from .covariance import (FD_HESSIAN_MAX_WORK, LARGE_DATA_NOTE, LME4_HESSIAN_STEP,
                          LME4_SE_MAX_N, choose_cov, cov_from_hessian, fit_scale_statistics,
                          parameter_scales, rx_cov, sigma, unscale)
 from .design import ModelDesign, check_response
-from .devfun import (PIRLS_MAXIT, GlmmDeviance, ModeWarmStarts, PirlsState, gauss_hermite,
-                     theta_start)
+from .devfun import PIRLS_MAXIT, GlmmDeviance, ModeWarmStarts, PirlsState, theta_start
 from .family import Family
 from .optimize import (Budget, FitTimeout, bobyqa, check_boundary, check_convergence,
                        deriv12, gradient, hessian_fd, is_singular, newton_refine)
@@ -94,15 +94,17 @@ def check_model(design: ModelDesign, fam: Family, nAGQ: int):
                              "use nAGQ=1 (Laplace)")
 
 
-def prepare(design, fam, time_budget, max_evals):
-    """The fit's deviance function and budget, after the cost guards (cost.check):
-    models whose PIRLS iterations are slow check the budget between them."""
+def prepare(design, fam, time_budget, max_evals, dev=None):
+    """The fit's deviance function (``dev`` if given: a refit's, on the same design)
+    and budget, after the cost guards (cost.check): models whose PIRLS iterations
+    are slow check the budget between them."""
     c = cost.check(design, time_budget)
     note = cost.range_note(fam, design.y, design.weights)
     if note and note not in design.messages:
         design.messages.append(note)
     budget = Budget(time_budget, max_evals)
-    dev = GlmmDeviance(design, fam)
+    if dev is None:
+        dev = GlmmDeviance(design, fam)
     if time_budget is not None:
         dev.budget = budget
         dev.piece_iterations = cost.piece_iterations(c, time_budget, PIRLS_MAXIT)
@@ -176,17 +178,18 @@ class Optimum:
 
 class MixedModel:
     """What a GLMM and an LMM share: the design, its deviance function and budget
-    (``prepare``), the conditional modes and ``refit``.  ``estimates`` and
-    ``optimum`` are set by ``fit()``."""
+    (``prepare``; ``devfun``, when given, is one for this design already: a
+    refit's), the conditional modes and ``refit``.  ``estimates`` and ``optimum``
+    are set by ``fit()``."""
 
     def __init__(self, design: ModelDesign, family: Family, *, time_budget=None,
-                 max_evals=DEFAULT_MAX_EVALS):
+                 max_evals=DEFAULT_MAX_EVALS, devfun=None):
         self.design = design
         self.family = family
         self.time_budget = time_budget
         self.max_evals = max_evals
         self._design_messages = list(design.messages)   # before this response's notes
-        self.devfun, self.budget = prepare(design, family, time_budget, max_evals)
+        self.devfun, self.budget = prepare(design, family, time_budget, max_evals, devfun)
         self.lower = self.devfun.lower
         self.optimum: Optimum | None = None
         self.estimates: Estimates | None = None
@@ -205,7 +208,9 @@ class MixedModel:
         row order and scale (``design.y``: rows with missing values removed; for the
         binomial the proportion of the trials in ``design.weights``).  ``settings``
         override the model's own (e.g. ``se_method="rx"``: a bootstrap that needs
-        no standard errors skips the finite-difference Hessians)."""
+        no standard errors skips the finite-difference Hessians).  The deviance
+        function is this fit's with the new response (``GlmmDeviance.with_response``:
+        the rows are not sorted again, the symbolic structure not rebuilt)."""
         if self.optimum is None:
             raise ModelError("refit needs a fitted model (call fit() first)")
         y = np.array(y, dtype=float).reshape(-1)
@@ -215,7 +220,8 @@ class MixedModel:
                              "of the fit")
         check_response(self.family, y, d.weights, d.kept_rows)
         design = dataclasses.replace(d, y=y, messages=list(self._design_messages))
-        model = self._same_model(design, **settings)
+        model = self._same_model(design, devfun=self.devfun.with_response(y, design),
+                                 **settings)
         model._warm_start = self.optimum
         return model.fit()
 
@@ -235,8 +241,9 @@ class GeneralizedLinearMixedModel(MixedModel):
 
     def __init__(self, design: ModelDesign, family: Family, nAGQ: int = 1, *,
                  se_method="auto", time_budget=None, max_evals=DEFAULT_MAX_EVALS,
-                 progress=None):
-        super().__init__(design, family, time_budget=time_budget, max_evals=max_evals)
+                 progress=None, devfun=None):
+        super().__init__(design, family, time_budget=time_budget, max_evals=max_evals,
+                         devfun=devfun)
         self.nAGQ = nAGQ
         self.se_method = se_method
         self.progress = progress

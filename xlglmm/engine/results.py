@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 from scipy import special
 
-from . import kernels
+from . import linalg
 from .. import numfmt
 from .design import new_data_matrices
 from .formula import FormulaError, parse_formula
@@ -146,7 +146,7 @@ class GLMMResult:
             Sinv = Linv.T @ Linv
         else:
             Sinv = np.zeros((0, 0))
-        V1 = kernels.term1_conditional_cov(Dchol, Cval, loc_ptr, loc_cols, Sinv)
+        V1 = linalg.term1_conditional_cov(Dchol, Cval, loc_ptr, loc_cols, Sinv)
         L1 = lams[0]
         out.append(s2 * np.einsum("ij,gjk,lk->gil", L1, V1, L1))
         for t, b, L in zip(dev.rest_terms, dev.rest_base, lams[1:]):

@@ -1,5 +1,4 @@
-"""Numba kernels of the numerical core: penalized IRLS on a blocked Cholesky factor,
-and adaptive Gauss-Hermite quadrature for a single scalar random-effects term.
+"""The blocked layout of the random-effects system and its Cholesky factor (Numba).
 
 The linear predictor is written in lme4's spherical form
 
@@ -21,19 +20,14 @@ touch (``loc_*``), a structure computed once per model
 The first ``npen`` rest columns are random effects (penalised by ``+ I``); the
 remaining rest columns are fixed effects (no penalty, not part of ``log|L|^2``).
 
-The kernels take a few typed structs (NamedTuples, which Numba passes to compiled
-code and caches) rather than long lists of arrays: the family as
-``family.FamilyData``, the response as :class:`Rows`, the design in blocked form as
-:class:`BlockedLayout`, the factor as :class:`Factor`, the loop's settings as
-:class:`PirlsControl`; PIRLS answers a :class:`PirlsResult`.  Every pass over the
-rows that builds the blocked system goes through ``row_sums`` (rows [lo, hi) of one
-level of term 1), the seam at which the rows could be split across processes.
-``pirls`` (this package's mode search) and ``pirls_lme4`` (lme4's loop, which
-lme4's standard errors depend on) are two short drivers over the same pieces
-(weights, factor, Newton solve, deviance): one loop with a flag would have to
-order the floating-point operations of one of them differently.
-All kernels are plain loops over float64/int64 arrays; ``tests/test_kernels.py``
-checks them against dense numpy formulas on small cases.
+This module holds the layout (:class:`BlockedLayout`), the factor (:class:`Factor`)
+and what works on them: the linear predictor, the factorization, the Newton solve
+and term 1's conditional covariance.  Every pass over the rows that builds the
+blocked system goes through ``row_sums`` (rows [lo, hi) of one level of term 1), the
+seam at which the rows could be split across processes.  PIRLS, which drives these
+pieces, is ``pirls.py``; adaptive quadrature is ``agq.py``.  All kernels are plain
+loops over float64/int64 arrays; ``tests/test_kernels.py`` checks them against dense
+numpy formulas on small cases.
 
 Glossary (the kernels' names, what they hold, and lme4's notation where it has one;
 the first random-effects term is "term 1", its levels "groups"):
@@ -76,25 +70,8 @@ from typing import NamedTuple
 import numpy as np
 from numba import njit
 
-from .family import (EPS, BINOMIAL, GAMMA, LOG, LOGIT, NB_THETA, NEGBIN, POISSON, linkinv,
-                     mu_eta, variance, unit_deviance, unit_loglik_const, unit_loglik_var,
-                     conditional_aic_fast)
 
-_LOG_EPS = math.log(EPS)              # log of the links' clamp
-
-# status codes of PirlsResult.status
-PIRLS_OK, PIRLS_MAXIT, PIRLS_NOT_PD, PIRLS_NONFINITE = 0, 1, 2, 3
-
-
-# ---- the structs the kernels take and return ---------------------------------------
-
-class Rows(NamedTuple):
-    """The response, row by row (sorted by term 1's levels)."""
-
-    y: np.ndarray
-    pw: np.ndarray          # prior weights (binomial: trials)
-    eta_base: np.ndarray    # offset, plus X beta when beta is fixed
-
+# ---- the structs ----------------------------------------------------------------
 
 class BlockedLayout(NamedTuple):
     """The design in the blocked form of the factor (see the glossary): the
@@ -119,32 +96,6 @@ class Factor(NamedTuple):
     Dchol: np.ndarray       # ng x k1 x k1
     Cval: np.ndarray        # k1 x len(loc_cols)
     LS: np.ndarray          # r x r
-
-
-class PirlsControl(NamedTuple):
-    """Iterations ``it_first`` to ``maxit`` of the loop, the convergence tolerance,
-    and ``finish`` (a piece's hand-over flag, see ``pirls``)."""
-
-    maxit: int
-    tol: float
-    it_first: int = 1
-    finish: bool = False
-
-
-class PirlsResult(NamedTuple):
-    """What ``pirls`` and ``pirls_lme4`` answer (u1, v are updated in place)."""
-
-    status: int             # PIRLS_OK, PIRLS_MAXIT, ...
-    iterations: int
-    logdet: float           # log|L|^2 of the random-effects part
-    pdev: float             # sum of deviance residuals + |u|^2
-    aic: float              # -2 conditional log-likelihood (family aic term)
-    factor: Factor          # at the returned modes
-    mu: np.ndarray
-    eta: np.ndarray
-    ussq: float             # |u|^2
-    more: bool              # a piece ran out of iterations without deciding
-    finish: bool            # the flag to pass on to the next piece
 
 
 @njit(cache=True, error_model="numpy")
@@ -202,111 +153,9 @@ def small_matmul(Z, L, out, col0):
                 s += Z[i, a] * L[a, b]
             out[i, col0 + b] = s
 
-@njit(cache=True, error_model="numpy")
-def _copy_modes(u1, v, u1_to, v_to):
-    """u1_to, v_to = u1, v by loops (a slice assignment would compile numba's
-    shape-mismatch error path, with its string formatting: seconds of compilation)."""
-    for g in range(u1.shape[0]):
-        for a in range(u1.shape[1]):
-            u1_to[g, a] = u1[g, a]
-    for j in range(v.shape[0]):
-        v_to[j] = v[j]
 
+# ---- the blocked system -----------------------------------------------------------
 
-@njit(cache=True, error_model="numpy")
-def _penalty(u1, v, npen):
-    s = 0.0
-    for g in range(u1.shape[0]):
-        for a in range(u1.shape[1]):
-            s += u1[g, a] * u1[g, a]
-    for j in range(npen):
-        s += v[j] * v[j]
-    return s
-
-
-@njit(cache=True, error_model="numpy")
-def _step_modes(u1_old, v_old, du1, dv, step, u1, v):
-    """u1, v = u1_old + step du1, v_old + step dv (``pirls``'s line search)."""
-    for g in range(u1.shape[0]):
-        for a in range(u1.shape[1]):
-            u1[g, a] = u1_old[g, a] + step * du1[g, a]
-    for j in range(v.shape[0]):
-        v[j] = v_old[j] + step * dv[j]
-
-
-@njit(cache=True, error_model="numpy")
-def _halve_towards(u1_old, v_old, u1, v):
-    """u1, v = (u1 + u1_old) / 2, (v + v_old) / 2 (lme4's step halving)."""
-    for g in range(u1.shape[0]):
-        for a in range(u1.shape[1]):
-            u1[g, a] = 0.5 * (u1[g, a] + u1_old[g, a])
-    for j in range(v.shape[0]):
-        v[j] = 0.5 * (v[j] + v_old[j])
-
-
-# ---- the family's part: deviance and weights ----------------------------------------
-
-@njit(cache=True, error_model="numpy")
-def _mu_and_deviance(fd, rows, eta, mu):
-    """mu = g^{-1}(eta) in place; returns the summed deviance residuals."""
-    y, pw = rows.y, rows.pw
-    dev = 0.0
-    for i in range(y.shape[0]):
-        m = linkinv(eta[i], fd.link)
-        mu[i] = m
-        dev += unit_deviance(y[i], m, pw[i], fd)
-    return dev
-
-
-@njit(cache=True, error_model="numpy")
-def _penalized_deviance(fd, rows, layout, u1, v, eta, mu):
-    """eta, mu and the penalized deviance sum(dev_i) + |u|^2 at the modes u1, v."""
-    linear_predictor(layout, rows.eta_base, u1, v, eta)
-    return _mu_and_deviance(fd, rows, eta, mu) + _penalty(u1, v, layout.npen)
-
-
-@njit(cache=True, error_model="numpy")
-def working_weights(fd, rows, eta, mu, w, wres):
-    """Fisher weights w = pw mu_eta^2 / V(mu) and the score term
-    wres = pw mu_eta (y - mu) / V(mu) (so the gradient is Z'wres - u)."""
-    y, pw = rows.y, rows.pw
-    link = fd.link
-    for i in range(y.shape[0]):
-        # log link: mu_eta(eta) is mu itself (the same max(exp(eta), eps)); no exp
-        me = mu[i] if link == LOG else mu_eta(eta[i], link)
-        vr = variance(mu[i], fd)
-        w[i] = pw[i] * me * me / vr
-        wres[i] = pw[i] * me * (y[i] - mu[i]) / vr
-
-
-@njit(cache=True, error_model="numpy")
-def _lme4_working_response(fd, rows, eta, mu, w, wz):
-    """wz = w z with lme4's working response z = (eta - eta_base) + (y - mu)/mu_eta
-    (``pirls_lme4``; w from ``working_weights``)."""
-    y, eta_base = rows.y, rows.eta_base
-    link = fd.link
-    for i in range(y.shape[0]):
-        me = mu[i] if link == LOG else mu_eta(eta[i], link)    # (as working_weights)
-        wz[i] = w[i] * ((eta[i] - eta_base[i]) + (y[i] - mu[i]) / me)
-
-
-@njit(cache=True, error_model="numpy")
-def newton_weights(fd, rows, mu, w):
-    """Observed-information weights -d2 loglik / d eta2 where they are known to be
-    positive and differ from Fisher's (log link with Gamma or NB2), for quadratic
-    convergence of the mode search.  Returns False (w untouched) elsewhere: canonical
-    links already have Newton = Fisher."""
-    fam = fd.family
-    if fd.link != LOG or (fam != GAMMA and fam != NEGBIN):
-        return False
-    y, pw = rows.y, rows.pw
-    for i in range(y.shape[0]):
-        if fam == GAMMA:
-            w[i] = pw[i] * y[i] / mu[i]
-        else:
-            t = fd.params[NB_THETA]
-            w[i] = pw[i] * t * mu[i] * (t + y[i]) / ((t + mu[i]) * (t + mu[i]))
-    return True
 DENSE_CHUNK_ROWS = 1024
 
 
@@ -343,8 +192,6 @@ def _flush(Cd, rows, S):
             c[a] = 0.0
 
 
-# ---- the blocked system -----------------------------------------------------------
-
 @njit(cache=True, error_model="numpy", inline="always")
 def row_sums(layout, w, lo, hi, D, B, S):
     """Add rows [lo, hi) of one group of term 1 to the cross-products of the blocked
@@ -356,7 +203,7 @@ def row_sums(layout, w, lo, hi, D, B, S):
     partitions) add up to the sums over all of them.  ``factorize`` calls it once
     per group, inlined (as a call it made ``factorize`` 10% slower on pois_1e4).
     The other row sums of a PIRLS step, the score A1'wres, R'wres
-    (``newton_step``) and the deviance (``_mu_and_deviance``), are passes of their
+    (``newton_step``) and the deviance (``pirls.py``), are passes of their
     own: folded into this one they made a PIRLS evaluation 7-10% slower."""
     A1 = layout.A1
     Rv, Rc, Rloc = layout.rest_vals, layout.rest_cols, layout.rest_loc
@@ -678,260 +525,6 @@ def _rest_solve(LS, dv):
     return dec
 
 
-# ---- PIRLS ---------------------------------------------------------------------------
-
-@njit(cache=True, error_model="numpy")
-def pirls(fd, rows, layout, u1, v, control, aic_const):
-    """Penalized iteratively reweighted least squares for the conditional modes.
-
-    Minimises  sum(dev_i) + |u|^2  over u1, v (v holds the other random effects and,
-    when ``r > npen``, the fixed effects) by Fisher-scoring steps with step halving,
-    starting from the given u1, v (updated in place).  Stops when the Newton
-    decrement falls below ``tol * (1 + pdev)``, or stalls at rounding level.
-    Returns a ``PirlsResult``; its factor is the one at the returned modes.
-
-    Iterations ``control.it_first`` to ``control.maxit`` are done: a caller can run
-    the loop in pieces (checking a time budget in between,
-    ``devfun.GlmmDeviance.pirls``), each piece starting where the last stopped --
-    the same arithmetic as one call, as each piece recomputes the deviance at the
-    modes it is given exactly as the loop does after a step.  ``more`` is True when
-    the piece ran out of iterations without deciding (then ``finish`` is the flag to
-    pass on), False when done.
-    """
-    n = rows.y.shape[0]
-    ng = layout.group_ptr.shape[0] - 1
-    k1 = layout.A1.shape[1]
-    r = layout.r
-    tol = control.tol
-    finish = control.finish
-    eta = np.empty(n)
-    mu = np.empty(n)
-    w = np.empty(n)
-    wn = np.empty(n)
-    wres = np.empty(n)
-    factor = new_factor(layout)
-    du1 = np.empty((ng, k1))
-    dv = np.empty(r)
-    u1_old = np.empty((ng, k1))
-    v_old = np.empty(r)
-
-    pdev = _penalized_deviance(fd, rows, layout, u1, v, eta, mu)
-    if not np.isfinite(pdev):
-        return PirlsResult(PIRLS_NONFINITE, 0, np.inf, pdev, np.inf, factor, mu, eta, np.inf,
-                           False, finish)
-    status = PIRLS_MAXIT
-    logdet = np.inf
-    it = 0
-    more = True
-    for it in range(control.it_first, control.maxit + 1):
-        working_weights(fd, rows, eta, mu, w, wres)
-        newton = newton_weights(fd, rows, mu, wn)
-        logdet, ok = factorize(layout, wn if newton else w, factor)
-        if not ok:
-            status = PIRLS_NOT_PD
-            more = False
-            break
-        dec = newton_step(layout, factor, wres, u1, v, du1, dv)
-        if dec < tol * (1.0 + abs(pdev)) or finish:
-            status = PIRLS_OK
-            if newton:      # the Laplace determinant uses Fisher's weights (lme4)
-                logdet, ok = factorize(layout, w, factor)
-                if not ok:
-                    status = PIRLS_NOT_PD
-            more = False
-            break
-        _copy_modes(u1, v, u1_old, v_old)
-        step = 1.0
-        accepted = False
-        new = pdev
-        for _ in range(40):
-            _step_modes(u1_old, v_old, du1, dv, step, u1, v)
-            new = _penalized_deviance(fd, rows, layout, u1, v, eta, mu)
-            if new <= pdev + 1e-13 * abs(pdev):
-                accepted = True
-                break
-            step *= 0.5
-        if not accepted:
-            # no descent at all along a Newton direction: we are at rounding level
-            _copy_modes(u1_old, v_old, u1, v)
-            pdev = _penalized_deviance(fd, rows, layout, u1, v, eta, mu)
-            working_weights(fd, rows, eta, mu, w, wres)
-            logdet, ok = factorize(layout, w, factor)
-            status = PIRLS_OK if (ok and dec < 1e-10 * (1.0 + abs(pdev))) else PIRLS_MAXIT
-            more = False
-            break
-        # rounding-level progress with a tiny decrement: the mode is found (Fisher
-        # scoring for non-canonical links can hover there); refactor once and stop
-        if pdev - new <= 1e-15 * abs(pdev) and dec < 1e-12 * (1.0 + abs(pdev)):
-            finish = True
-        pdev = new
-    if it < control.it_first:   # no iteration to do
-        more = False
-    aic = conditional_aic_fast(rows.y, mu, rows.pw, fd, aic_const)
-    return PirlsResult(status, it, logdet, pdev, aic, factor, mu, eta,
-                       _penalty(u1, v, layout.npen), more, finish)
-
-
-@njit(cache=True, error_model="numpy")
-def pirls_lme4(fd, rows, layout, eta0, control, aic_const):
-    """lme4's own PIRLS loop, reproduced to reproduce lme4's numbers where they depend
-    on it (its finite-difference Hessian, hence its printed standard errors): the
-    same pieces as ``pirls`` (weights, factor, solve, deviance) in lme4's order.
-
-    Each call starts from the fixed linear predictor ``eta0`` with u = 0, v = 0
-    (``rows.eta_base`` is the offset, plus X beta when beta is fixed); each iteration
-    solves for the whole coefficient vector with the working response
-    z = (eta - eta_base) + (y - mu)/mu_eta, halves the step towards the last
-    iterate (at most 10 times) while the penalized deviance increases, and stops
-    when it changes by less than ``control.tol`` relative (never after the first
-    iteration).  ``logdet`` is log|L|^2 from the weights *before* the last update,
-    as lme4 returns it, so aic + ussq + logdet is lme4's deviance; status is
-    PIRLS_NOT_PD if a factor failed (the deviance is then infinite)."""
-    n = rows.y.shape[0]
-    ng = layout.group_ptr.shape[0] - 1
-    k1 = layout.A1.shape[1]
-    r = layout.r
-    eta = eta0.copy()
-    mu = np.empty(n)
-    w = np.empty(n)
-    wz = np.empty(n)
-    factor = new_factor(layout)
-    zero1 = np.zeros((ng, k1))
-    zerov = np.zeros(r)
-    u1 = np.zeros((ng, k1))
-    v = np.zeros(r)
-    u1_old = np.zeros((ng, k1))
-    v_old = np.zeros(r)
-    for i in range(n):
-        mu[i] = linkinv(eta[i], fd.link)
-    status = PIRLS_MAXIT
-    oldpdev = np.inf
-    pdev = np.inf
-    logdet = np.inf
-    it = 0
-    for it in range(1, control.maxit + 1):
-        working_weights(fd, rows, eta, mu, w, wz)
-        _lme4_working_response(fd, rows, eta, mu, w, wz)
-        logdet, ok = factorize(layout, w, factor)
-        if not ok:
-            status = PIRLS_NOT_PD
-            logdet = np.inf
-            break
-        _copy_modes(u1, v, u1_old, v_old)
-        # the whole coefficient vector: a Newton step from u = 0 with lme4's response
-        newton_step(layout, factor, wz, zero1, zerov, u1, v)
-        pdev = _penalized_deviance(fd, rows, layout, u1, v, eta, mu)
-        if it > 1 and pdev > oldpdev:
-            for _ in range(10):          # lme4's step halving towards the last iterate
-                _halve_towards(u1_old, v_old, u1, v)
-                pdev = _penalized_deviance(fd, rows, layout, u1, v, eta, mu)
-                if pdev <= oldpdev:
-                    break
-        if abs(oldpdev - pdev) < control.tol * abs(pdev) or pdev == oldpdev:
-            status = PIRLS_OK
-            break
-        oldpdev = pdev
-    aic = conditional_aic_fast(rows.y, mu, rows.pw, fd, aic_const)
-    return PirlsResult(status, it, logdet, pdev, aic, factor, mu, eta,
-                       _penalty(u1, v, layout.npen), False, False)
-
-
-# ---- adaptive Gauss-Hermite quadrature -----------------------------------------------
-
-@njit(cache=True, error_model="numpy")
-def agq_deviance(fd, rows, a1, group_ptr, u1, Dchol, nodes, logw):
-    """-2 log of the marginal likelihood for one scalar random-effects term by
-    adaptive Gauss-Hermite quadrature: for each level, nodes are placed at
-    u_hat + z_k / L_g (L_g the conditional precision's square root), so that one
-    node reproduces the Laplace value exactly.  ``logw`` are the log weights of the
-    rule for a standard normal (summing to one).
-
-    Poisson-log and binomial-logit levels whose rows share one ``a1`` (a random
-    intercept) take exp(eta_base + a u) as exp(eta_base) exp(a u): one exp per row,
-    then one per node, instead of one per row and node (``_agq_level_fast``)."""
-    y, pw, eta_base = rows.y, rows.pw, rows.eta_base
-    fam, link = fd.family, fd.link
-    ng = group_ptr.shape[0] - 1
-    K = nodes.shape[0]
-    total = 0.0
-    terms = np.empty(K)
-    fast = (fam == POISSON and link == LOG) or (fam == BINOMIAL and link == LOGIT)
-    n = y.shape[0] if fast else 0
-    E = np.empty(n)         # exp(eta_base)
-    cnt = np.empty(n)       # Poisson: y; binomial: successes k
-    tot = np.empty(n)       # Poisson: pw; binomial: trials m
-    for i in range(n):
-        E[i] = math.exp(eta_base[i])
-        if fam == POISSON:
-            cnt[i] = y[i]
-            tot[i] = pw[i]
-        else:
-            tot[i] = math.floor(pw[i] + 0.5)
-            cnt[i] = math.floor(pw[i] * y[i] + 0.5)
-    for g in range(ng):
-        lo = group_ptr[g]
-        hi = group_ptr[g + 1]
-        Lg = Dchol[g, 0, 0]
-        const = 0.0                       # the lgamma terms, once per level
-        for i in range(lo, hi):
-            const += unit_loglik_const(y[i], pw[i], fd)
-        level_fast = fast
-        for i in range(lo, hi):
-            if not fast or a1[i] != a1[lo] or not (abs(eta_base[i]) < 700.0):
-                level_fast = False
-                break
-        for k in range(K):
-            u = u1[g, 0] + nodes[k] / Lg
-            if level_fast and abs(a1[lo] * u) < 700.0:
-                ll = const + _agq_level_fast(fam, eta_base, E, cnt, tot, lo, hi,
-                                             a1[lo] * u)
-            else:
-                ll = const
-                for i in range(lo, hi):
-                    m = linkinv(eta_base[i] + a1[i] * u, link)
-                    ll += unit_loglik_var(y[i], m, pw[i], fd)
-            terms[k] = logw[k] + ll - 0.5 * u * u + 0.5 * nodes[k] * nodes[k]
-        mx = terms.max()
-        s = 0.0
-        for k in range(K):
-            s += math.exp(terms[k] - mx)
-        total += -2.0 * (mx + math.log(s)) + 2.0 * math.log(Lg)
-    return total
-
-
-@njit(cache=True, error_model="numpy")
-def _agq_level_fast(fam, eta_base, E, cnt, tot, lo, hi, shift):
-    """sum over rows lo..hi-1 of unit_loglik_var at eta = eta_base + shift, for
-    Poisson-log (cnt = y, tot = prior weight) or binomial-logit (cnt = successes,
-    tot = trials), with exp(eta) = E * exp(shift) and the links' clamps of
-    ``linkinv``; log(mu) is eta itself (no log per row for the Poisson)."""
-    es = math.exp(shift)
-    ll = 0.0
-    if fam == POISSON:
-        for i in range(lo, hi):
-            m = E[i] * es
-            if m > EPS:
-                lm = eta_base[i] + shift
-            else:
-                m = EPS
-                lm = _LOG_EPS
-            ll += tot[i] * (cnt[i] * lm - m) if cnt[i] > 0.0 else -tot[i] * m
-        return ll
-    for i in range(lo, hi):        # binomial, logit: k log(mu) + (m - k) log(1 - mu)
-        if tot[i] <= 0.0:
-            continue
-        eta = eta_base[i] + shift
-        if eta < -30.0:
-            t, lt = EPS, _LOG_EPS
-        elif eta > 30.0:
-            t, lt = 1.0 / EPS, -_LOG_EPS
-        else:
-            t, lt = E[i] * es, eta
-        l1 = math.log1p(t)              # -log(1 - mu); log(mu) = log(t) - log1p(t)
-        ll += cnt[i] * lt - tot[i] * l1
-    return ll
-
-
 @njit(cache=True, error_model="numpy")
 def term1_conditional_cov(Dchol, Cval, loc_ptr, loc_cols, Sinv):
     """Diagonal blocks, for the first term's levels, of the inverse of the
@@ -974,5 +567,3 @@ def term1_conditional_cov(Dchol, Cval, loc_ptr, loc_cols, Sinv):
                         s += Linv[c, a] * M[c, d] * Linv[d, b]
                 out[g, a, b] = s
     return out
-
-
