@@ -462,6 +462,20 @@ def test_fixed_signature_gives_the_dispatchers_numbers():
     assert answers[0] == answers[1] == answers[2]
 
 
+def test_without_numbas_fingerprints_the_dispatcher_is_called(monkeypatch):
+    """A Numba without the private ``compute_fingerprint``: every call goes through
+    the dispatcher, with its numbers (and no entry point is ever recorded)."""
+    monkeypatch.setattr(jit, "compute_fingerprint", None)
+    X = RNG.normal(size=(20, 3))
+    off, beta = RNG.normal(size=20), RNG.normal(size=3)
+    call = jit.FixedSignature(linalg.offset_plus_xb)
+    for _ in range(2):
+        assert np.array_equal(call(off, X, beta), linalg.offset_plus_xb(off, X, beta))
+    strided = RNG.normal(size=(20, 6))[:, ::2]       # the dispatcher handles any layout
+    assert np.allclose(call(off, strided, beta), off + strided @ beta)
+    assert call.signature is None
+
+
 def test_the_signature_check_refuses_other_types(monkeypatch):
     """The entry point does not check its arguments' layout: a non-contiguous
     array is read as if it were contiguous (other numbers, no error); the check

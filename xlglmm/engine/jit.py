@@ -30,7 +30,10 @@ import threading
 import time
 
 import numba
-from numba._dispatcher import compute_fingerprint    # the dispatcher's type-cache key
+try:        # the key of the dispatcher's type cache: a private name of Numba's C code
+    from numba._dispatcher import compute_fingerprint
+except ImportError:     # (a Numba without it: FixedSignature calls the dispatcher)
+    compute_fingerprint = None
 from numba.core import event as _event
 
 _lock = threading.Lock()
@@ -207,6 +210,8 @@ class FixedSignature:
         return entry(*args)
 
     def _first_call(self, args):
+        if compute_fingerprint is None:
+            return self.kernel(*args)
         fingerprints = tuple(compute_fingerprint(a) for a in args)
         known = FixedSignature._known.get((self.kernel, fingerprints))
         if known is None:
