@@ -14,7 +14,7 @@ use it.  In it:
                        module xlglmm.sheet.udfs (run on any OS through scripts/xlwings_vba.py),
                        with the header lines of import_udfs, CRLF line ends as on Windows.
 * libreoffice/XLGLMM.bas -- the LibreOffice Basic module, generated from the same
-                       signatures (xlglmm.libreoffice.basic_module).
+                       signatures (xlglmm.bridges.libreoffice.basic_module).
 * xlglmm.conf.example, INSTALL.md, libreoffice/xlglmm_calc.py -- hand-written sources,
                        edited in place; the build does not touch them.
 

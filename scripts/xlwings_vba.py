@@ -9,7 +9,7 @@ decorators, which are no-ops off Windows.  This module makes it run on any OS:
   ``win32com.*``) are put into ``sys.modules`` only while ``xlwings.udfs`` and
   ``xlwings.com_server`` are imported, then taken out again, so nothing else in the
   process sees a fake pywin32.  Where real pywin32 exists nothing is stubbed.
-* **Decorated module**: ``udf_module()`` executes ``xlglmm/udfs.py`` a second time into
+* **Decorated module**: ``udf_module()`` executes ``xlglmm/sheet/udfs.py`` a second time into
   a *separate module object* (named ``xlglmm.sheet.udfs`` but never put in ``sys.modules``)
   while ``xlwings.func/arg/ret`` are temporarily bound to the real
   ``xlwings.udfs.xlfunc/xlarg/xlret``.  ``import xlglmm.sheet.udfs`` elsewhere in the same
@@ -152,7 +152,7 @@ def com_server():
 
 @functools.lru_cache(maxsize=None)
 def udf_module(module_name: str = MODULE_NAME) -> types.ModuleType:
-    """``xlglmm/udfs.py`` executed with the real ``@xlfunc/@xlarg/@xlret`` decorators, as
+    """``xlglmm/sheet/udfs.py`` executed with the real ``@xlfunc/@xlarg/@xlret`` decorators, as
     on Windows: a separate module object (not in ``sys.modules``), registered in
     ``xlwings.udfs.udf_modules`` so ``call_udf(module_name, ...)`` finds it."""
     udfs = xlwings_udfs()

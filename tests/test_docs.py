@@ -66,3 +66,40 @@ def test_function_reference_shows_the_real_signature(name):
     documented = [a.strip(" []") for a in m.group(1).split(",")]
     assert documented == list(inspect.signature(getattr(udfs, name)).parameters)
     assert name.lower() in anchors(ROOT / "docs" / "functions.md")
+
+
+DOTTED = re.compile(r"\bxlglmm(?:\.[A-Za-z_]\w*)+")
+#: dotted words in the docs that are file names, not Python names
+FILE_NAMES = {"xlglmm.conf", "xlglmm.conf.example", "xlglmm.xlam"}
+
+
+def resolves(dotted: str) -> bool:
+    """``xlglmm.a.b.c`` names a module or an attribute reachable from one."""
+    import importlib
+    parts = dotted.split(".")
+    for k in range(len(parts), 0, -1):
+        try:
+            obj = importlib.import_module(".".join(parts[:k]))
+        except ImportError:
+            continue
+        try:
+            for name in parts[k:]:
+                obj = getattr(obj, name)
+        except AttributeError:
+            return False
+        return True
+    return False
+
+
+@pytest.mark.parametrize("page", PAGES, ids=lambda p: p.name)
+def test_python_names_in_the_docs_exist(page):
+    """Every ``xlglmm.x.y`` a page names is importable (a module, or a name in one):
+    after the package was laid out in layers, the old flat names must not linger."""
+    text = page.read_text(encoding="utf-8")
+    names = {m.group(0).rstrip(".") for m in DOTTED.finditer(text)} - FILE_NAMES
+    assert sorted(n for n in names if not resolves(n)) == []
+
+
+def test_the_name_check_sees_an_old_name():
+    assert resolves("xlglmm.engine.family.FAMILY_SPECS") and resolves("xlglmm.glmer")
+    assert not resolves("xlglmm.family.FAMILY_SPECS") and not resolves("xlglmm.jit.warm_up")

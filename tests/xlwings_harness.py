@@ -12,7 +12,7 @@ Elsewhere ``import xlwings.udfs`` fails (no pywin32) and ``xw.func``/``xw.arg`` 
 no-ops, so the functions in ``xlglmm.sheet.udfs`` carry no ``__xlfunc__``.  This module
 makes that path run anyway, calling xlwings' own code wherever it can:
 
-* **pywin32 stubs** and the **decorated module** (``udf_module()``: ``xlglmm/udfs.py``
+* **pywin32 stubs** and the **decorated module** (``udf_module()``: ``xlglmm/sheet/udfs.py``
   executed a second time, into a separate module object, with the real
   ``@xlfunc/@xlarg/@xlret`` decorators) come from ``scripts/xlwings_vba.py``, the build
   tool that also writes the add-in's VBA wrappers; they are re-exported here.

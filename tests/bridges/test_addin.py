@@ -161,7 +161,7 @@ VBA_RESERVED = {w.lower() for w in """
     True False Nothing Empty Null Rem Attribute CDecl Decimal DefDec
 """.split()}   # MS-VBAL 3.3.5.2 reserved identifiers: not usable as parameter names
 
-#: known clashes, to be fixed in xlglmm/udfs.py (then this entry must go)
+#: known clashes, to be fixed in xlglmm/sheet/udfs.py (then this entry must go)
 KNOWN_RESERVED_CLASHES = {"GLMM_PREDICT": {"type"}}
 
 
@@ -194,7 +194,7 @@ def test_vba_argument_names_are_not_vba_keywords(name):
     clashes = {a["name"] for a in args if a["name"].lower() in VBA_RESERVED}
     if clashes and clashes == KNOWN_RESERVED_CLASHES.get(name):
         pytest.xfail(f"{name}: argument(s) {sorted(clashes)} are VBA keywords, so the VBA "
-                     "module does not compile in Excel; rename them in xlglmm/udfs.py")
+                     "module does not compile in Excel; rename them in xlglmm/sheet/udfs.py")
     assert not clashes, f"{name}: {sorted(clashes)} are VBA reserved words"
 
 

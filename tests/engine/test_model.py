@@ -5,6 +5,7 @@ result is built once with theta's estimate in it."""
 import math
 
 import numpy as np
+import pandas as pd
 import pytest
 
 import xlglmm
@@ -107,6 +108,27 @@ def test_refit_settings_override_the_models(cbpp):
     assert rx.llf == pytest.approx(res.llf, abs=1e-8)
     with pytest.raises(xlglmm.ModelError):
         res.model.refit(res.design.y, se_method="bootstrap")
+
+
+def test_refit_is_timed_like_a_fit(cbpp):
+    res, _ = cbpp
+    again = res.model.refit(res.design.y, se_method="rx")
+    assert np.isfinite(again.seconds) and again.seconds > 0
+    assert np.isfinite(again.compile_seconds)
+
+
+def test_refit_refuses_to_fix_an_estimated_nb_theta():
+    """An NB result's model is the GLMM at the estimated theta: refitting it would
+    quietly fit another model (theta fixed, one parameter fewer), so it says so."""
+    rng = np.random.default_rng(3)
+    g = np.repeat(np.arange(12), 8)
+    mu = np.exp(1.0 + rng.normal(0, 0.4, 12)[g])
+    df = pd.DataFrame({"y": rng.negative_binomial(2.0, 2.0 / (2.0 + mu)).astype(float),
+                       "g": g.astype(str)})
+    res = xlglmm.glmer("y ~ 1 + (1|g)", df, "negbin", se_method="rx")
+    assert res.nb_theta is not None
+    with pytest.raises(xlglmm.ModelError, match="theta"):
+        res.model.refit(res.design.y)
 
 
 def test_refit_refuses_a_response_that_does_not_fit_the_design(cbpp):

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from . import cost, start
+from . import cost, jit, start
 from .agq import gauss_hermite
 from .covariance import (FD_HESSIAN_MAX_WORK, LARGE_DATA_NOTE, LME4_HESSIAN_STEP,
                          LME4_SE_MAX_N, choose_cov, cov_from_hessian, fit_scale_statistics,
@@ -213,6 +213,10 @@ class MixedModel:
         the rows are not sorted again, the symbolic structure not rebuilt)."""
         if self.optimum is None:
             raise ModelError("refit needs a fitted model (call fit() first)")
+        if self.estimates is not None and self.estimates.nb is not None:
+            raise ModelError("this negative binomial fit estimated theta; a refit would keep "
+                             "theta fixed at the estimate, another model (fit that one on "
+                             "purpose with family=NegativeBinomial2(theta))")
         y = np.array(y, dtype=float).reshape(-1)
         d = self.design
         if y.shape[0] != d.nobs or not np.all(np.isfinite(y)):
@@ -223,7 +227,7 @@ class MixedModel:
         model = self._same_model(design, devfun=self.devfun.with_response(y, design),
                                  **settings)
         model._warm_start = self.optimum
-        return model.fit()
+        return jit.timed(model.fit)
 
     def _same_model(self, design, **settings):
         """A model like this one (its settings, but ``settings``) on another design."""

@@ -411,7 +411,7 @@ DOC_NAGQ = "Optional. 1 = Laplace (default); 2-100 = adaptive Gauss-Hermite poin
 # ---- the worksheet functions ----------------------------------------------------------
 # Declared once, here: ``@worksheet_function`` records each function with its arguments
 # in FUNCTIONS (the only list of their names) and applies xlwings' decorators.  Every
-# door reads FUNCTIONS: Excel through xlwings, ``xlglmm recalc`` (recalc.Engine), the
+# door reads FUNCTIONS: Excel through xlwings, ``xlglmm recalc`` (evaluator.Engine), the
 # LibreOffice bridge (libreoffice.evaluate and its generated Basic module).
 # Help texts stay under 255 characters (Excel's Function Wizard limit).
 

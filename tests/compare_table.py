@@ -1,6 +1,7 @@
-"""Print the table 'how results compare with lme4' for the README.
+"""Print the table 'how results compare with lme4' for docs/lme4.md (a tool beside the
+reference tests, whose loader it uses).
 
-    python scripts/compare_table.py            # markdown table on stdout
+    python tests/compare_table.py            # markdown table on stdout
 
 Fits every reference model in tests/data (the shared set, the extra forms, and the
 negative binomial / linear mixed models) and compares with lme4 1.1-31's answers
@@ -15,7 +16,7 @@ from pathlib import Path
 import numpy as np
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
+sys.path[:0] = [str(ROOT), str(ROOT / "tests")]   # the package, and refs beside this file
 
 import xlglmm  # noqa: E402
 from refs import expected, fit, load_frame, manifest, sds_by_group  # noqa: E402
