@@ -234,7 +234,7 @@ def test_a_budget_stopped_fit_stops_inside_evaluations_and_says_so(monkeypatch):
     # the finishing evaluations are bounded by the grace period (20 readings)
     assert 40 < clock.t <= 40 + 20 + 1
     assert np.all(np.isfinite(res.fe_params))
-    assert res._dev.budget is None          # later evaluations are not the fit's
+    assert res.model.devfun.budget is None          # later evaluations are not the fit's
 
 
 def test_a_fit_that_cannot_finish_within_the_grace_period_is_refused(monkeypatch):

@@ -16,7 +16,7 @@ def cbpp():
 
 
 def test_exact_hessian_is_stable_across_steps(cbpp):
-    dev = cbpp._dev
+    dev = cbpp.model.devfun
     x = np.r_[cbpp.theta, cbpp.fe_params.to_numpy()]
     f = lambda z: dev.laplace(z[:1], z[1:])
     ses = []
@@ -78,7 +78,7 @@ def test_warm_started_finite_differences_agree_and_save_iterations(cbpp):
     fewer PIRLS iterations."""
     from xlglmm.engine.devfun import ModeWarmStarts
     from xlglmm.engine.optimize import gradient, hessian_fd
-    dev = cbpp._dev
+    dev = cbpp.model.devfun
     x = np.r_[cbpp.theta, cbpp.fe_params.to_numpy()]
     f = lambda z: dev.laplace(z[:1], z[1:])
     runs = []
