@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import inspect
 import math
+import dataclasses
 from dataclasses import dataclass
 from typing import Callable, NamedTuple
 
@@ -91,7 +92,7 @@ def _negbin(y, X, groups, offset, x_random, fit_intercept, alpha, nAGQ, theta):
     if th is not None and not th > 0:
         raise SheetError("theta must be a positive number (leave it blank to estimate it)")
     m = models.model_from_ranges("negbin", y, X, groups, offset, x_random, fi, q)
-    m.nb_theta = th
+    m = dataclasses.replace(m, nb_theta=th)
     return _fit_block(m, a)
 
 
@@ -99,7 +100,7 @@ def _lmm(y, X, groups, x_random, REML, alpha, fit_intercept):
     fi, a, _, _ = models.options(fit_intercept, alpha, 1)
     reml = values.scalar(REML, "REML", True, "bool")
     m = models.model_from_ranges("gaussian", y, X, groups, None, x_random, fi, 1)
-    m.reml = reml
+    m = dataclasses.replace(m, reml=reml)
     return _fit_block(m, a)
 
 
