@@ -10,8 +10,9 @@ from xlglmm.engine.agq import gauss_hermite
 from xlglmm.engine.design import build_design
 from xlglmm.engine.devfun import GlmmDeviance
 from xlglmm.engine.family import (DISPERSION, FAMILY_SPECS, NB_THETA, NEGBIN, SQRT, Family,
-                                  conditional_aic, linkinv, logdensity_eta_derivs, mu_eta,
-                                  unit_logdensity, unit_loglik)
+                                  conditional_aic, has_observed_weights, linkinv,
+                                  logdensity_eta_derivs, mu_eta, observed_weight,
+                                  unit_logdensity, unit_loglik, variance)
 from xlglmm.engine.optimize import Budget
 
 RNG = np.random.default_rng(20261124)
@@ -583,3 +584,58 @@ def test_kernel_data_carries_codes_and_parameters():
     assert Family("poisson").kernel_data().params[DISPERSION] == 1.0
     # the variance reads theta from the parameters: mu + mu^2 / theta
     assert Family("negbin", "log", 4.0).variance(np.array([2.0]))[0] == 3.0
+
+
+EVERY_FAMILY_AND_LINK = [(s.name, link) for s in FAMILY_SPECS for link in s.links]
+
+
+@pytest.mark.parametrize("name,link", EVERY_FAMILY_AND_LINK)
+def test_the_variance_receives_the_prior_weight_and_these_families_ignore_it(name, link):
+    """variance(mu, pw, fd) is handed each row's prior weight (a beta-binomial's
+    variance depends on its trials); the families here answer R's V(mu) whatever
+    the weight, in the kernel, the vectorised Family.variance and PIRLS's weights."""
+    theta = 2.5
+    fam = Family(name, link, theta)
+    fd = fam.kernel_data()
+    mu = np.array([0.1, 0.35, 0.8, 0.95])
+    want = {"poisson": mu, "binomial": mu * (1.0 - mu), "gamma": mu * mu,
+            "negbin": mu + mu * mu / theta, "gaussian": np.ones_like(mu)}[name]
+    for pw in (1.0, 3.0, 17.5):
+        assert np.array_equal([variance(m, pw, fd) for m in mu], want)
+    trials = np.array([1.0, 4.0, 9.0, 30.0])
+    assert np.array_equal(fam.variance(mu, trials), want)
+    assert np.array_equal(fam.variance(mu), want)
+    # the working weights carry the prior weight once: w = pw mu_eta^2 / V(mu)
+    eta = fam.linkfun(mu)
+    rows = pirls.Rows(np.full(4, 0.5), trials, np.zeros(4))
+    w, wres = np.empty(4), np.empty(4)
+    pirls.working_weights(fd, rows, eta, mu, w, wres)
+    assert np.allclose(w, trials * fam.mu_eta(eta) ** 2 / want, rtol=1e-14)
+    assert np.allclose(wres, trials * fam.mu_eta(eta) * (0.5 - mu) / want, rtol=1e-14)
+
+
+@pytest.mark.parametrize("name,link", EVERY_FAMILY_AND_LINK)
+def test_observed_weights_are_minus_the_log_densitys_second_derivative(name, link):
+    """The family says where PIRLS may take Newton steps on the observed information
+    (log link, Gamma or NB2: positive and not Fisher's) and gives each row's weight,
+    -d2 loglik / d eta2 (the Gamma's without its dispersion); elsewhere
+    ``newton_weights`` leaves the weights alone and answers False."""
+    fd = Family(name, link, 2.5).kernel_data(dispersion=PHI)
+    n = 10
+    y, wt = _responses(name, n)
+    eta = np.linspace(-1.0, 2.0, n)
+    mu = np.array([linkinv(e, fd.link) for e in eta])
+    rows = pirls.Rows(y, wt, np.zeros(n))
+    w = np.full(n, 7.0)
+    known = has_observed_weights(fd)
+    assert known == (link == "log" and name in ("gamma", "negbin"))
+    assert pirls.newton_weights(fd, rows, mu, w) == known
+    if not known:
+        assert (w == 7.0).all()
+        return
+    scale = PHI if name == "gamma" else 1.0
+    want = np.array([-scale * logdensity_eta_derivs(a, e, b, fd)[1]
+                     for a, e, b in zip(y, eta, wt)])
+    got = np.array([observed_weight(a, m, b, fd) for a, m, b in zip(y, mu, wt)])
+    assert np.allclose(got, want, rtol=1e-12)
+    assert np.array_equal(w, got)
