@@ -1,11 +1,14 @@
 """Numba kernels against plain numpy/scipy versions of the same formulas."""
+import dataclasses
+
+import numba
 import numpy as np
 import pandas as pd
 import pytest
 from scipy import integrate, optimize, special, stats
 
 import xlglmm
-from xlglmm.engine import agq, jit, linalg, pirls
+from xlglmm.engine import agq, cost, jit, linalg, pirls
 from xlglmm.engine.agq import gauss_hermite
 from xlglmm.engine.design import build_design
 from xlglmm.engine.devfun import GlmmDeviance
@@ -497,13 +500,61 @@ def test_the_signature_check_refuses_other_types(monkeypatch):
     assert call.checked == 1
 
 
+def test_a_first_call_the_dispatcher_converted_keeps_going_through_it(monkeypatch):
+    """A kernel compiled for given types only converts a first call's ints to its
+    float64 overload: there is no machine code for the call's own types, so no
+    entry point is recorded (the float64 one would read the ints unconverted) and
+    every call goes through the dispatcher, which converts them."""
+    @numba.njit("float64(float64, float64)")
+    def half_sum(a, b):
+        return 0.5 * (a + b)
+    call = jit.FixedSignature(half_sum)
+    assert call(3, 4) == 3.5
+    assert call.signature is None
+    assert call(1, 2) == 1.5 and call(-7, 8) == 0.5
+    assert jit.FixedSignature(half_sum)(5, 8) == 6.5      # a later wrapper, same types
+    monkeypatch.setattr(jit.FixedSignature, "check", True)
+    assert call(10, 20) == 15.0 and call.checked == 1
+    with pytest.raises(jit.SignatureMismatch, match="converted by the dispatcher"):
+        call(1.0, 2.0)
+
+
+def test_the_deviance_hands_its_kernels_float64_rows_whatever_the_design_carries(
+        monkeypatch):
+    """y, weights and offset reach the kernels as float64 (an int offset would
+    compile a kernel for int arrays on the first call, and a later call would read
+    float64 through that entry point): the numbers are those of a float design."""
+    monkeypatch.setattr(jit.FixedSignature, "check", True)
+    _, design = _crossed_problem(slope=False)
+    ints = dataclasses.replace(design, y=design.y.astype(np.int64),
+                               weights=np.ones(design.nobs, np.int64),
+                               offset=(np.arange(design.nobs) % 3).astype(np.int64))
+    floats = dataclasses.replace(ints, y=ints.y.astype(float), weights=ints.weights.astype(float),
+                                 offset=ints.offset.astype(np.float32))
+    answers = []
+    for d in (ints, floats):
+        dev = GlmmDeviance(d, Family("poisson"))
+        assert all(a.dtype == np.float64 and a.flags.c_contiguous
+                   for a in (dev.y, dev.pw, dev.offset))
+        answers.append([dev.laplace(np.array([0.6, 0.4]), np.array([0.1, -0.2])),
+                        dev.laplace(np.array([0.5, 0.3])),
+                        dev.laplace(np.array([0.6, 0.4]), np.array([0.2, 0.1]))])
+        assert dev.pirls_kernel.checked == 2
+    assert answers[0] == answers[1]
+
+
 def test_fits_keep_their_kernels_signatures(monkeypatch):
     """With the check on, every call of a deviance's kernels past the dispatcher
     has the types of its first call: Laplace fits (both stages, lme4's standard
-    errors), AGQ, PIRLS in pieces and a refit."""
+    errors), AGQ, nAGQ=0, a negative binomial whose theta is estimated (the family's
+    parameters change between fits), a binomial with trials, PIRLS in pieces (a
+    fit's time budget, and by hand) and a refit."""
     monkeypatch.setattr(jit.FixedSignature, "check", True)
     df = pd.DataFrame({"y": RNG.poisson(3, 80).astype(float), "x": RNG.normal(size=80),
-                       "a": np.repeat(list("abcdefgh"), 10), "b": np.tile(list("pqrst"), 16)})
+                       "a": np.repeat(list("abcdefgh"), 10), "b": np.tile(list("pqrst"), 16),
+                       "trials": RNG.integers(1, 8, 80)})
+    df["prop"] = RNG.binomial(df["trials"], 0.4) / df["trials"]
+    df["pos"] = df["y"] + 0.5
     crossed = xlglmm.glmer("y ~ x + (1|a) + (1|b)", df, "poisson", se_method="lme4")
     agq_fit = xlglmm.glmer("y ~ x + (1|a)", df, "poisson", nAGQ=7)
     again = crossed.model.refit(RNG.poisson(3, 80).astype(float), se_method="lme4")
@@ -511,6 +562,22 @@ def test_fits_keep_their_kernels_signatures(monkeypatch):
         dev = res.model.devfun
         assert dev.pirls_kernel.checked > 10 and dev.pirls_lme4_kernel.checked > 10
     assert agq_fit.model.devfun.agq_kernel.checked > 10
+    nb = xlglmm.glmer("y ~ x + (1|a)", df, "negbin")
+    assert nb.family.nb_theta != 1.0 and nb.model.devfun.pirls_kernel.checked > 10
+    stage1_only = xlglmm.glmer("y ~ x + (1|a) + (1|b)", df, "poisson", nAGQ=0)
+    assert stage1_only.model.devfun.pirls_kernel.checked > 10
+    trials = xlglmm.glmer("prop ~ x + (1|a)", df, "binomial", weights=df["trials"],
+                          se_method="lme4")
+    dev = trials.model.devfun
+    assert not (dev.pw == 1.0).all()
+    assert dev.pirls_kernel.checked > 10 and dev.pirls_lme4_kernel.checked > 10
+    monkeypatch.setattr(cost, "PIECE_SHARE", 1e-12)     # every PIRLS one iteration a piece
+    pieces = xlglmm.glmer("pos ~ x + (1|a) + (1|b)", df, "gamma", link="log",
+                          time_budget=600.0)
+    dev = pieces.model.devfun
+    assert dev.piece_iterations == 1 and dev.pirls_kernel.checked > 50
+    whole = xlglmm.glmer("pos ~ x + (1|a) + (1|b)", df, "gamma", link="log")
+    assert np.array_equal(pieces.fe_params.to_numpy(), whole.fe_params.to_numpy())
     dev, _ = _crossed_problem(slope=False)
     dev.budget, dev.piece_iterations = Budget(None, 10 ** 6), 1
     for theta in (np.array([0.8, 0.5]), np.array([0.3, 0.6])):
