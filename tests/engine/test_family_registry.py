@@ -320,3 +320,40 @@ def test_every_extra_parameter_says_how_it_is_estimated():
                 assert (PACKAGE / "engine" / f"{module}.py").is_file(), (spec.name, module)
     assert Family("negbin").parameters[0][0] == "theta"
     assert Family("poisson").parameters == ()
+
+
+# ---- the loops ask the family: no family code or parameter outside its module -------------
+
+FAMILY_KNOWLEDGE = {"POISSON", "BINOMIAL", "GAMMA", "GAUSSIAN", "NEGBIN", "NB_THETA",
+                    "DISPERSION"}
+
+
+def family_knowledge_used(source: str, filename="<src>") -> list:
+    """(line, name) of every family code or family parameter index a module names
+    (imported, read, or read as an attribute): what a module that only loops over
+    rows and asks the family's kernels has no use for."""
+    found = []
+    for node in ast.walk(ast.parse(source, filename)):
+        if isinstance(node, ast.ImportFrom):
+            found += [(node.lineno, a.name) for a in node.names if a.name in FAMILY_KNOWLEDGE]
+        elif isinstance(node, ast.Name) and node.id in FAMILY_KNOWLEDGE:
+            found.append((node.lineno, node.id))
+        elif isinstance(node, ast.Attribute) and node.attr in FAMILY_KNOWLEDGE:
+            found.append((node.lineno, node.attr))
+    return sorted(set(found))
+
+
+def test_the_family_knowledge_scan_finds_what_it_looks_for():
+    src = ('from .family import GAMMA, linkinv\n'
+           'if fd.family == family.NEGBIN: t = fd.params[NB_THETA]\n'
+           'gamma = fd.params[1]\n')
+    assert family_knowledge_used(src) == [(1, "GAMMA"), (2, "NB_THETA"), (2, "NEGBIN")]
+
+
+@pytest.mark.parametrize("module", ["pirls.py", "linalg.py", "devfun.py"])
+def test_the_row_loops_ask_the_family_instead_of_knowing_it(module):
+    """PIRLS's weights (Fisher's and the observed information), the blocked factor
+    and the deviance functions call the family's kernels; none branches on a family
+    code or reads a family parameter itself (a new family touches family.py only)."""
+    path = PACKAGE / "engine" / module
+    assert family_knowledge_used(path.read_text(encoding="utf-8"), str(path)) == []

@@ -1,17 +1,21 @@
 """Numba kernels against plain numpy/scipy versions of the same formulas."""
+import dataclasses
+
+import numba
 import numpy as np
 import pandas as pd
 import pytest
 from scipy import integrate, optimize, special, stats
 
 import xlglmm
-from xlglmm.engine import agq, jit, linalg, pirls
+from xlglmm.engine import agq, cost, jit, linalg, pirls
 from xlglmm.engine.agq import gauss_hermite
 from xlglmm.engine.design import build_design
 from xlglmm.engine.devfun import GlmmDeviance
 from xlglmm.engine.family import (DISPERSION, FAMILY_SPECS, NB_THETA, NEGBIN, SQRT, Family,
-                                  conditional_aic, linkinv, logdensity_eta_derivs, mu_eta,
-                                  unit_logdensity, unit_loglik)
+                                  conditional_aic, has_observed_weights, linkinv,
+                                  logdensity_eta_derivs, mu_eta, observed_weight,
+                                  unit_logdensity, unit_loglik, variance)
 from xlglmm.engine.optimize import Budget
 
 RNG = np.random.default_rng(20261124)
@@ -496,13 +500,61 @@ def test_the_signature_check_refuses_other_types(monkeypatch):
     assert call.checked == 1
 
 
+def test_a_first_call_the_dispatcher_converted_keeps_going_through_it(monkeypatch):
+    """A kernel compiled for given types only converts a first call's ints to its
+    float64 overload: there is no machine code for the call's own types, so no
+    entry point is recorded (the float64 one would read the ints unconverted) and
+    every call goes through the dispatcher, which converts them."""
+    @numba.njit("float64(float64, float64)")
+    def half_sum(a, b):
+        return 0.5 * (a + b)
+    call = jit.FixedSignature(half_sum)
+    assert call(3, 4) == 3.5
+    assert call.signature is None
+    assert call(1, 2) == 1.5 and call(-7, 8) == 0.5
+    assert jit.FixedSignature(half_sum)(5, 8) == 6.5      # a later wrapper, same types
+    monkeypatch.setattr(jit.FixedSignature, "check", True)
+    assert call(10, 20) == 15.0 and call.checked == 1
+    with pytest.raises(jit.SignatureMismatch, match="converted by the dispatcher"):
+        call(1.0, 2.0)
+
+
+def test_the_deviance_hands_its_kernels_float64_rows_whatever_the_design_carries(
+        monkeypatch):
+    """y, weights and offset reach the kernels as float64 (an int offset would
+    compile a kernel for int arrays on the first call, and a later call would read
+    float64 through that entry point): the numbers are those of a float design."""
+    monkeypatch.setattr(jit.FixedSignature, "check", True)
+    _, design = _crossed_problem(slope=False)
+    ints = dataclasses.replace(design, y=design.y.astype(np.int64),
+                               weights=np.ones(design.nobs, np.int64),
+                               offset=(np.arange(design.nobs) % 3).astype(np.int64))
+    floats = dataclasses.replace(ints, y=ints.y.astype(float), weights=ints.weights.astype(float),
+                                 offset=ints.offset.astype(np.float32))
+    answers = []
+    for d in (ints, floats):
+        dev = GlmmDeviance(d, Family("poisson"))
+        assert all(a.dtype == np.float64 and a.flags.c_contiguous
+                   for a in (dev.y, dev.pw, dev.offset))
+        answers.append([dev.laplace(np.array([0.6, 0.4]), np.array([0.1, -0.2])),
+                        dev.laplace(np.array([0.5, 0.3])),
+                        dev.laplace(np.array([0.6, 0.4]), np.array([0.2, 0.1]))])
+        assert dev.pirls_kernel.checked == 2
+    assert answers[0] == answers[1]
+
+
 def test_fits_keep_their_kernels_signatures(monkeypatch):
     """With the check on, every call of a deviance's kernels past the dispatcher
     has the types of its first call: Laplace fits (both stages, lme4's standard
-    errors), AGQ, PIRLS in pieces and a refit."""
+    errors), AGQ, nAGQ=0, a negative binomial whose theta is estimated (the family's
+    parameters change between fits), a binomial with trials, PIRLS in pieces (a
+    fit's time budget, and by hand) and a refit."""
     monkeypatch.setattr(jit.FixedSignature, "check", True)
     df = pd.DataFrame({"y": RNG.poisson(3, 80).astype(float), "x": RNG.normal(size=80),
-                       "a": np.repeat(list("abcdefgh"), 10), "b": np.tile(list("pqrst"), 16)})
+                       "a": np.repeat(list("abcdefgh"), 10), "b": np.tile(list("pqrst"), 16),
+                       "trials": RNG.integers(1, 8, 80)})
+    df["prop"] = RNG.binomial(df["trials"], 0.4) / df["trials"]
+    df["pos"] = df["y"] + 0.5
     crossed = xlglmm.glmer("y ~ x + (1|a) + (1|b)", df, "poisson", se_method="lme4")
     agq_fit = xlglmm.glmer("y ~ x + (1|a)", df, "poisson", nAGQ=7)
     again = crossed.model.refit(RNG.poisson(3, 80).astype(float), se_method="lme4")
@@ -510,6 +562,22 @@ def test_fits_keep_their_kernels_signatures(monkeypatch):
         dev = res.model.devfun
         assert dev.pirls_kernel.checked > 10 and dev.pirls_lme4_kernel.checked > 10
     assert agq_fit.model.devfun.agq_kernel.checked > 10
+    nb = xlglmm.glmer("y ~ x + (1|a)", df, "negbin")
+    assert nb.family.nb_theta != 1.0 and nb.model.devfun.pirls_kernel.checked > 10
+    stage1_only = xlglmm.glmer("y ~ x + (1|a) + (1|b)", df, "poisson", nAGQ=0)
+    assert stage1_only.model.devfun.pirls_kernel.checked > 10
+    trials = xlglmm.glmer("prop ~ x + (1|a)", df, "binomial", weights=df["trials"],
+                          se_method="lme4")
+    dev = trials.model.devfun
+    assert not (dev.pw == 1.0).all()
+    assert dev.pirls_kernel.checked > 10 and dev.pirls_lme4_kernel.checked > 10
+    monkeypatch.setattr(cost, "PIECE_SHARE", 1e-12)     # every PIRLS one iteration a piece
+    pieces = xlglmm.glmer("pos ~ x + (1|a) + (1|b)", df, "gamma", link="log",
+                          time_budget=600.0)
+    dev = pieces.model.devfun
+    assert dev.piece_iterations == 1 and dev.pirls_kernel.checked > 50
+    whole = xlglmm.glmer("pos ~ x + (1|a) + (1|b)", df, "gamma", link="log")
+    assert np.array_equal(pieces.fe_params.to_numpy(), whole.fe_params.to_numpy())
     dev, _ = _crossed_problem(slope=False)
     dev.budget, dev.piece_iterations = Budget(None, 10 ** 6), 1
     for theta in (np.array([0.8, 0.5]), np.array([0.3, 0.6])):
@@ -583,3 +651,58 @@ def test_kernel_data_carries_codes_and_parameters():
     assert Family("poisson").kernel_data().params[DISPERSION] == 1.0
     # the variance reads theta from the parameters: mu + mu^2 / theta
     assert Family("negbin", "log", 4.0).variance(np.array([2.0]))[0] == 3.0
+
+
+EVERY_FAMILY_AND_LINK = [(s.name, link) for s in FAMILY_SPECS for link in s.links]
+
+
+@pytest.mark.parametrize("name,link", EVERY_FAMILY_AND_LINK)
+def test_the_variance_receives_the_prior_weight_and_these_families_ignore_it(name, link):
+    """variance(mu, pw, fd) is handed each row's prior weight (a beta-binomial's
+    variance depends on its trials); the families here answer R's V(mu) whatever
+    the weight, in the kernel, the vectorised Family.variance and PIRLS's weights."""
+    theta = 2.5
+    fam = Family(name, link, theta)
+    fd = fam.kernel_data()
+    mu = np.array([0.1, 0.35, 0.8, 0.95])
+    want = {"poisson": mu, "binomial": mu * (1.0 - mu), "gamma": mu * mu,
+            "negbin": mu + mu * mu / theta, "gaussian": np.ones_like(mu)}[name]
+    for pw in (1.0, 3.0, 17.5):
+        assert np.array_equal([variance(m, pw, fd) for m in mu], want)
+    trials = np.array([1.0, 4.0, 9.0, 30.0])
+    assert np.array_equal(fam.variance(mu, trials), want)
+    assert np.array_equal(fam.variance(mu), want)
+    # the working weights carry the prior weight once: w = pw mu_eta^2 / V(mu)
+    eta = fam.linkfun(mu)
+    rows = pirls.Rows(np.full(4, 0.5), trials, np.zeros(4))
+    w, wres = np.empty(4), np.empty(4)
+    pirls.working_weights(fd, rows, eta, mu, w, wres)
+    assert np.allclose(w, trials * fam.mu_eta(eta) ** 2 / want, rtol=1e-14)
+    assert np.allclose(wres, trials * fam.mu_eta(eta) * (0.5 - mu) / want, rtol=1e-14)
+
+
+@pytest.mark.parametrize("name,link", EVERY_FAMILY_AND_LINK)
+def test_observed_weights_are_minus_the_log_densitys_second_derivative(name, link):
+    """The family says where PIRLS may take Newton steps on the observed information
+    (log link, Gamma or NB2: positive and not Fisher's) and gives each row's weight,
+    -d2 loglik / d eta2 (the Gamma's without its dispersion); elsewhere
+    ``newton_weights`` leaves the weights alone and answers False."""
+    fd = Family(name, link, 2.5).kernel_data(dispersion=PHI)
+    n = 10
+    y, wt = _responses(name, n)
+    eta = np.linspace(-1.0, 2.0, n)
+    mu = np.array([linkinv(e, fd.link) for e in eta])
+    rows = pirls.Rows(y, wt, np.zeros(n))
+    w = np.full(n, 7.0)
+    known = has_observed_weights(fd)
+    assert known == (link == "log" and name in ("gamma", "negbin"))
+    assert pirls.newton_weights(fd, rows, mu, w) == known
+    if not known:
+        assert (w == 7.0).all()
+        return
+    scale = PHI if name == "gamma" else 1.0
+    want = np.array([-scale * logdensity_eta_derivs(a, e, b, fd)[1]
+                     for a, e, b in zip(y, eta, wt)])
+    got = np.array([observed_weight(a, m, b, fd) for a, m, b in zip(y, mu, wt)])
+    assert np.allclose(got, want, rtol=1e-12)
+    assert np.array_equal(w, got)

@@ -16,10 +16,13 @@ Every evaluation leaves its conditional modes, fitted values and factor in
 
 ``pirls``, ``pirls_lme4`` and ``agq_deviance`` are called past Numba's dispatcher
 (``jit.FixedSignature``, ~3 us a call saved): every argument of those calls is
-built here with fixed types -- arrays allocated here as C-contiguous float64 or
-int64, the structs of ``layout`` and ``rows``, scalars converted by ``float`` and
-``int`` -- and must stay so (``tests/test_kernels.py`` runs fits with the signature
-check on).
+built here with fixed types -- arrays allocated or converted here as C-contiguous
+float64 or int64 (the response, weights and offset too, whatever dtype the design
+carries: an int offset would otherwise compile a kernel for int arrays on the first
+call and have later calls read float64 arrays through that entry point; the AGQ
+nodes and weights the caller hands over are converted at each call), the structs of
+``layout`` and ``rows``, scalars converted by ``float`` and ``int`` -- and must stay
+so (``tests/engine/test_kernels.py`` runs fits with the signature check on).
 """
 from __future__ import annotations
 
@@ -135,9 +138,9 @@ class GlmmDeviance:
         self.inverse_order = np.empty_like(self.order)
         self.inverse_order[self.order] = np.arange(self.n)
         o = self.order
-        self.pw = np.ascontiguousarray(design.weights[o])
-        self.offset = np.ascontiguousarray(design.offset[o])
-        self.X = np.ascontiguousarray(design.X[o])
+        self.pw = np.ascontiguousarray(design.weights[o], dtype=np.float64)
+        self.offset = np.ascontiguousarray(design.offset[o], dtype=np.float64)
+        self.X = np.ascontiguousarray(design.X[o], dtype=np.float64)
         self.x_exp = x_exponents(self.X)
         if self.x_exp is not None:
             self.X = np.ascontiguousarray(scale_by_exponents(self.X, self.x_exp))
@@ -177,7 +180,8 @@ class GlmmDeviance:
             self._lam_index.append((t.k, ii, jj, k0, k0 + len(pos)))
             k0 += len(pos)
         self._symbolic = {}     # with_beta -> ``symbolic``'s answer, computed once
-        self._start_response(design, np.ascontiguousarray(design.y[o]), rest_vals)
+        self._start_response(design, np.ascontiguousarray(design.y[o], dtype=np.float64),
+                             rest_vals)
 
     def _start_response(self, design: ModelDesign, y, rest_vals):
         """Everything that belongs to one response, or changes as its deviance is
@@ -218,13 +222,14 @@ class GlmmDeviance:
         its aic constant, the theta-dependent numbers, warm starts, state, counters
         and settings are new.  ``design`` is the design record to keep (default:
         this one's with y replaced)."""
-        y = np.asarray(y, dtype=float)
+        y = np.asarray(y, dtype=np.float64)
         if design is None:
             design = dataclasses.replace(self.design, y=y)
         rest_vals = self.rest_vals.copy()
         rest_vals[:, :self.m_re] = 0.0      # set_theta fills them
         new = copy.copy(self)
-        new._start_response(design, np.ascontiguousarray(y[self.order]), rest_vals)
+        new._start_response(design, np.ascontiguousarray(y[self.order], dtype=np.float64),
+                            rest_vals)
         return new
 
     # -- structure
@@ -398,7 +403,8 @@ class GlmmDeviance:
         # A1[:, 0] is C-contiguous: AGQ takes a single scalar term (k1 = 1)
         return float(self.agq_kernel(self._fd, self.rows(self._xb(beta)),
                                      self.A1[:, 0], self.group_ptr, st.u1, st.Dchol,
-                                     nodes, logw))
+                                     np.ascontiguousarray(nodes, dtype=np.float64),
+                                     np.ascontiguousarray(logw, dtype=np.float64)))
 
     def lme4_devfun(self, theta_stage1, mustart):
         """lme4's stage-2 deviance function as lme4 evaluates it (few PIRLS

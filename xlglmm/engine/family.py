@@ -4,7 +4,10 @@ Two layers live here:
 
 * Numba kernels (``linkinv``, ``mu_eta``, ``variance``, ``unit_deviance``,
   ``unit_loglik``, ``unit_logdensity`` and its derivatives in eta
-  ``logdensity_eta_derivs``) that receive the family as data: a :class:`FamilyData`
+  ``logdensity_eta_derivs``, the observed-information weights PIRLS's Newton steps
+  use, ``has_observed_weights`` and ``observed_weight``) that take a row's values
+  with its prior weight (binomial: its trials; a variance may depend on them) and
+  receive the family as data: a :class:`FamilyData`
   (family code, link code, parameter tuple) built once by ``Family.kernel_data()``,
   so the PIRLS core calls them inside its loops without Python objects, and a new
   family parameter is one more entry of that array, not one more argument threaded
@@ -136,8 +139,11 @@ def linkfun(mu, link):
 
 
 @njit(cache=True, error_model="numpy")
-def variance(mu, fd):
-    """Variance function V(mu) (dispersion excluded)."""
+def variance(mu, pw, fd):
+    """Variance function V(mu) (dispersion excluded) of a row with prior weight ``pw``
+    (binomial: its trials).  The families here ignore ``pw`` (R's ``variance(mu)``);
+    it is given because a family's variance may depend on the trials (the
+    beta-binomial's does)."""
     fam = fd.family
     if fam == POISSON:
         return mu
@@ -148,6 +154,26 @@ def variance(mu, fd):
     if fam == NEGBIN:
         return mu + mu * mu / fd.params[NB_THETA]
     return 1.0  # GAUSSIAN
+
+
+@njit(cache=True, error_model="numpy")
+def has_observed_weights(fd):
+    """True where the observed information -d2 loglik / d eta2 of every row is known
+    to be positive and differs from Fisher's weights: the log link with the Gamma or
+    NB2 family (``observed_weight``).  Canonical links already have Newton = Fisher."""
+    fam = fd.family
+    return fd.link == LOG and (fam == GAMMA or fam == NEGBIN)
+
+
+@njit(cache=True, error_model="numpy")
+def observed_weight(y, mu, pw, fd):
+    """One row's observed information -d2 loglik / d eta2 under the log link, for a
+    family where ``has_observed_weights`` says it is known (Gamma: pw y / mu, without
+    the dispersion, as Fisher's weights; NB2: pw theta mu (theta + y) / (theta + mu)^2)."""
+    if fd.family == GAMMA:
+        return pw * y / mu
+    t = fd.params[NB_THETA]
+    return pw * t * mu * (t + y) / ((t + mu) * (t + mu))
 
 
 @njit(cache=True, error_model="numpy")
@@ -223,7 +249,7 @@ _LINKINV, _LINKFUN, _MU_ETA, _VARIANCE, _DEV_RESIDS = 0, 1, 2, 3, 4
 @njit(cache=True, error_model="numpy")
 def _elementwise(op, fd, x, y, wt, out):
     """The vectorised family functions in one kernel (one compilation, not five):
-    ``op`` picks linkinv(x), linkfun(x), mu_eta(x), variance(x) or
+    ``op`` picks linkinv(x), linkfun(x), mu_eta(x), variance(x, wt) or
     unit_deviance(y, x, wt)."""
     link = fd.link
     for i in range(x.shape[0]):
@@ -234,7 +260,7 @@ def _elementwise(op, fd, x, y, wt, out):
         elif op == _MU_ETA:
             out[i] = mu_eta(x[i], link)
         elif op == _VARIANCE:
-            out[i] = variance(x[i], fd)
+            out[i] = variance(x[i], wt[i], fd)
         else:
             out[i] = unit_deviance(y[i], x[i], wt[i], fd)
 
@@ -482,8 +508,12 @@ class Family:
     def mu_eta(self, eta):
         return self._apply(_MU_ETA, eta)
 
-    def variance(self, mu):
-        return self._apply(_VARIANCE, mu)
+    def variance(self, mu, wt=None):
+        """V(mu), as R's ``family$variance(mu)``; ``wt`` are the rows' prior weights
+        (binomial: trials; default 1), which a family's variance may depend on."""
+        mu = _f64(mu)
+        wt = np.ones(mu.shape) if wt is None else np.broadcast_to(_f64(wt), mu.shape)
+        return self._apply(_VARIANCE, mu, wt=wt)
 
     def dev_resids(self, y, mu, wt=None):
         """Squared deviance residuals, as R's ``family$dev.resids(y, mu, wt)``."""

@@ -177,7 +177,11 @@ class FixedSignature:
     dispatcher's own type cache (``compute_fingerprint``, ~3 us for a ``pirls``
     call's arguments, in C): a later wrapper whose first call has the same
     fingerprints finds the entry point in a table of this process (``numba.typeof``
-    of those arguments takes ~100 us, more than a small model's fit saves).
+    of those arguments takes ~100 us, more than a small model's fit saves).  When
+    the dispatcher has no machine code for exactly the first call's types -- it
+    converted the arguments to those of an existing overload, as a kernel compiled
+    for given signatures does -- there is no entry point to call past it, and every
+    call goes through the dispatcher (``signature`` stays None).
 
     The contract: every call passes arguments of the first call's types, the same
     NamedTuple types, scalars of the same kind, and arrays of the same dtype, number
@@ -196,7 +200,8 @@ class FixedSignature:
 
     def __init__(self, kernel):
         self.kernel = kernel
-        self.signature = None       # the argument types of the first call
+        self.signature = None       # the argument types of the first call (None: the
+                                    # dispatcher is called, see ``_first_call``)
         self.checked = 0            # calls verified against it (``check``)
         self._entry = None
         self._fingerprints = None
@@ -217,7 +222,12 @@ class FixedSignature:
         if known is None:
             out = self.kernel(*args)
             signature = tuple(numba.typeof(a) for a in args)
-            known = (self.kernel.overloads[signature].entry_point, signature)
+            overload = self.kernel.overloads.get(signature)
+            # no overload for exactly these types: the dispatcher converted the
+            # arguments to an existing one's (a kernel that may not compile more);
+            # its entry point would read them unconverted, so the dispatcher it stays
+            known = (self.kernel, None) if overload is None else \
+                (overload.entry_point, signature)
             FixedSignature._known[(self.kernel, fingerprints)] = known
         else:
             out = known[0](*args)
@@ -228,8 +238,9 @@ class FixedSignature:
     def _verify(self, args):
         if tuple(compute_fingerprint(a) for a in args) != self._fingerprints:
             types = tuple(numba.typeof(a) for a in args)
+            first = self.signature or "its first call's types, converted by the dispatcher"
             raise SignatureMismatch(
-                f"{self.kernel.__name__} called with {types}, compiled for {self.signature}")
+                f"{self.kernel.__name__} called with {types}, compiled for {first}")
         self.checked += 1
 
 

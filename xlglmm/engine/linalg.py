@@ -26,8 +26,8 @@ and term 1's conditional covariance.  Every pass over the rows that builds the
 blocked system goes through ``row_sums`` (rows [lo, hi) of one level of term 1), the
 seam at which the rows could be split across processes.  PIRLS, which drives these
 pieces, is ``pirls.py``; adaptive quadrature is ``agq.py``.  All kernels are plain
-loops over float64/int64 arrays; ``tests/test_kernels.py`` checks them against dense
-numpy formulas on small cases.
+loops over float64/int64 arrays; ``tests/engine/test_kernels.py`` checks them
+against dense numpy formulas on small cases.
 
 Glossary (the kernels' names, what they hold, and lme4's notation where it has one;
 the first random-effects term is "term 1", its levels "groups"):

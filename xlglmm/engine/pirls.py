@@ -24,8 +24,8 @@ from typing import NamedTuple
 import numpy as np
 from numba import njit
 
-from .family import (GAMMA, LOG, NB_THETA, NEGBIN, conditional_aic_fast, linkinv, mu_eta,
-                     unit_deviance, variance)
+from .family import (LOG, conditional_aic_fast, has_observed_weights, linkinv, mu_eta,
+                     observed_weight, unit_deviance, variance)
 from .linalg import Factor, factorize, linear_predictor, new_factor, newton_step
 
 # status codes of PirlsResult.status
@@ -135,14 +135,15 @@ def _penalized_deviance(fd, rows, layout, u1, v, eta, mu):
 
 @njit(cache=True, error_model="numpy")
 def working_weights(fd, rows, eta, mu, w, wres):
-    """Fisher weights w = pw mu_eta^2 / V(mu) and the score term
-    wres = pw mu_eta (y - mu) / V(mu) (so the gradient is Z'wres - u)."""
+    """Fisher weights w = pw mu_eta^2 / V and the score term
+    wres = pw mu_eta (y - mu) / V, V the family's variance at (mu, pw) (so the
+    gradient is Z'wres - u)."""
     y, pw = rows.y, rows.pw
     link = fd.link
     for i in range(y.shape[0]):
         # log link: mu_eta(eta) is mu itself (the same max(exp(eta), eps)); no exp
         me = mu[i] if link == LOG else mu_eta(eta[i], link)
-        vr = variance(mu[i], fd)
+        vr = variance(mu[i], pw[i], fd)
         w[i] = pw[i] * me * me / vr
         wres[i] = pw[i] * me * (y[i] - mu[i]) / vr
 
@@ -160,20 +161,15 @@ def _lme4_working_response(fd, rows, eta, mu, w, wz):
 
 @njit(cache=True, error_model="numpy")
 def newton_weights(fd, rows, mu, w):
-    """Observed-information weights -d2 loglik / d eta2 where they are known to be
-    positive and differ from Fisher's (log link with Gamma or NB2), for quadratic
-    convergence of the mode search.  Returns False (w untouched) elsewhere: canonical
-    links already have Newton = Fisher."""
-    fam = fd.family
-    if fd.link != LOG or (fam != GAMMA and fam != NEGBIN):
+    """Observed-information weights -d2 loglik / d eta2 where the family knows them
+    to be positive and different from Fisher's (``family.has_observed_weights``),
+    for quadratic convergence of the mode search.  Returns False (w untouched)
+    elsewhere."""
+    if not has_observed_weights(fd):
         return False
     y, pw = rows.y, rows.pw
     for i in range(y.shape[0]):
-        if fam == GAMMA:
-            w[i] = pw[i] * y[i] / mu[i]
-        else:
-            t = fd.params[NB_THETA]
-            w[i] = pw[i] * t * mu[i] * (t + y[i]) / ((t + mu[i]) * (t + mu[i]))
+        w[i] = observed_weight(y[i], mu[i], pw[i], fd)
     return True
 
 
