@@ -4,9 +4,10 @@ on the blocked factor of ``linalg.py`` (Numba).
 The kernels take a few typed structs (NamedTuples, which Numba passes to compiled
 code and caches) rather than long lists of arrays: the family as
 ``family.FamilyData``, the response as :class:`Rows`, the design in blocked form as
-``linalg.BlockedLayout``, the loop's settings as :class:`PirlsControl`; PIRLS
-answers a :class:`PirlsResult` (its factor a ``linalg.Factor``).  The names are those
-of the glossary at the top of ``linalg.py``.
+``linalg.BlockedLayout``, the loop's settings as :class:`PirlsControl`; ``pirls``
+answers a :class:`PirlsResult` (its factor a ``linalg.Factor``), ``pirls_lme4`` a
+:class:`Lme4PirlsResult`.  The names are those of the glossary at the top of
+``linalg.py``.
 
 There are two drivers: ``pirls`` (this package's mode search: Newton steps with a
 line search, stopped by the Newton decrement) and ``pirls_lme4`` (lme4's own loop,
@@ -53,7 +54,7 @@ class PirlsControl(NamedTuple):
 
 
 class PirlsResult(NamedTuple):
-    """What ``pirls`` and ``pirls_lme4`` answer (u1, v are updated in place)."""
+    """What ``pirls`` answers (u1, v are updated in place)."""
 
     status: int             # PIRLS_OK, PIRLS_MAXIT, ...
     iterations: int
@@ -66,6 +67,19 @@ class PirlsResult(NamedTuple):
     ussq: float             # |u|^2
     more: bool              # a piece ran out of iterations without deciding
     finish: bool            # the flag to pass on to the next piece
+
+
+class Lme4PirlsResult(NamedTuple):
+    """What ``pirls_lme4`` answers: what lme4's deviance and the next call's start
+    need, no factor or fitted values (it runs inside finite-difference stencils,
+    where returning those arrays to Python cost a third of a small model's call)."""
+
+    status: int             # PIRLS_OK, PIRLS_MAXIT, PIRLS_NOT_PD
+    iterations: int
+    logdet: float           # log|L|^2 from the weights before the last update (lme4's)
+    aic: float              # -2 conditional log-likelihood (family aic term)
+    ussq: float             # |u|^2
+    eta: np.ndarray         # the linear predictor it ends at
 
 
 # ---- the modes ----------------------------------------------------------------------
@@ -327,5 +341,4 @@ def pirls_lme4(fd, rows, layout, eta0, control, aic_const):
             break
         oldpdev = pdev
     aic = conditional_aic_fast(rows.y, mu, rows.pw, fd, aic_const)
-    return PirlsResult(status, it, logdet, pdev, aic, factor, mu, eta,
-                       _penalty(u1, v, layout.npen), False, False)
+    return Lme4PirlsResult(status, it, logdet, aic, _penalty(u1, v, layout.npen), eta)
