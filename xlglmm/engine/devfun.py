@@ -195,6 +195,8 @@ class GlmmDeviance:
         self.A1 = np.zeros((self.n, self.k1))
         self.rest_vals = rest_vals
         self._layout = {}
+        self._offset_rows = pirls.Rows(self.y, self.pw, self.offset)   # stage 1's, reused
+        self._controls = {}         # tol -> PirlsControl (each call would build its own)
         self._theta_set = None
         self._theta_key = None
         # warm starts, one per mode (beta solved for or fixed)
@@ -314,12 +316,14 @@ class GlmmDeviance:
             self._keep_b_of_start(np.asarray(theta, float))
         self.set_theta(theta)
         layout = self.layout(with_beta)
-        rows = self.rows(self.offset if with_beta else self._xb(beta))
+        rows = self._offset_rows if with_beta else self.rows(self._xb(beta))
+        control = self._controls.get(tol)
+        if control is None:
+            control = self._controls[tol] = pirls.PirlsControl(PIRLS_MAXIT, tol)
         for attempt in range(2):
             u1, v = self._u1[with_beta], self._v[with_beta]
             if self.budget is None or not self.piece_iterations:
-                out = self.pirls_kernel(self._fd, rows, layout, u1, v,
-                                        pirls.PirlsControl(PIRLS_MAXIT, tol), self.aic_const)
+                out = self.pirls_kernel(self._fd, rows, layout, u1, v, control, self.aic_const)
             else:
                 out = self._pirls_in_pieces(rows, layout, u1, v, tol)
             if out.status == pirls.PIRLS_OK or attempt == 1:
