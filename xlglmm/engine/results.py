@@ -99,8 +99,18 @@ class GLMMResult:
             self.poisson_fit = nb.poisson_fit
 
     # -- fixed effects
-    def conf_int(self, alpha: float = 0.05) -> pd.DataFrame:
-        """Wald confidence intervals at level 1 - alpha."""
+    def conf_int(self, alpha: float = 0.05, method: str = "Wald") -> pd.DataFrame:
+        """Confidence intervals at level 1 - alpha.
+
+        ``method="Wald"`` (default): estimate +- z SE for the fixed effects.
+        ``method="profile"``: from the profile likelihood (``profile()``), for the
+        random-effect SDs (``sd_(Intercept)|group``, lme4's ``.sig01``...) and the
+        fixed effects, with a ``note`` column (an SD whose interval reaches 0 says
+        so); as lme4's ``confint(method = "profile")``."""
+        if method == "profile":
+            return self.profile().conf_int(alpha)
+        if method != "Wald":
+            raise ValueError("method must be 'Wald' or 'profile'")
         if not 0.0 < alpha < 1.0:
             raise ValueError("alpha must be between 0 and 1")
         zq = special.ndtri(1.0 - alpha / 2.0)      # stats.norm.ppf
@@ -108,6 +118,18 @@ class GLMMResult:
         se = self.fe_bse.to_numpy()
         return pd.DataFrame({"lower": b - zq * se, "upper": b + zq * se},
                             index=self.fe_params.index)
+
+    def profile(self, which=None):
+        """The profile likelihood of each parameter (``engine.profile.Profile``: its
+        ``traces`` hold values and signed square-root deviance differences, for
+        plots; its ``conf_int(alpha)`` the intervals), computed once and kept.
+        ``which``: parameter names (default: all)."""
+        from .profile import profile
+        key = None if which is None else tuple(which)
+        cache = self.__dict__.setdefault("_profiles", {})
+        if key not in cache:
+            cache[key] = profile(self.model, which)
+        return cache[key]
 
     # -- random effects
     def _varcorr(self) -> pd.DataFrame:
