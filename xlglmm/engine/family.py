@@ -489,6 +489,26 @@ class Family:
             return y + 0.1
         return np.maximum(y, 1e-8) if self.positive_response else y
 
+    def simulate(self, mu, wt, rng) -> np.ndarray:
+        """A response drawn given the means ``mu`` (R's ``family$simulate``), on the
+        scale the fit takes it: counts (Poisson; NB2 with this object's theta), or
+        for the binomial the proportion of successes out of ``wt`` trials (whole
+        numbers).  ``rng`` a numpy Generator.  Families with a dispersion
+        parameter cannot be simulated yet (their dispersion is not a fitted
+        parameter; the true-likelihood issue makes it one)."""
+        mu = _f64(mu)
+        if self.is_binomial:
+            n = np.rint(_f64(wt)).astype(np.int64)
+            with np.errstate(invalid="ignore", divide="ignore"):
+                return np.where(n > 0, rng.binomial(np.maximum(n, 0), mu) / np.maximum(n, 1),
+                                0.0)
+        if self.has_theta:
+            th = float(self.nb_theta)
+            return rng.negative_binomial(th, th / (th + mu)).astype(np.float64)
+        if self.counts_response:
+            return rng.poisson(mu).astype(np.float64)
+        raise ValueError(f"simulating the {self.name} family is not available yet")
+
     # vectorised versions of the kernels (R's family$... functions)
     def _apply(self, op, x, y=None, wt=None):
         x = _f64(x)

@@ -131,6 +131,18 @@ class GLMMResult:
             cache[key] = profile(self.model, which)
         return cache[key]
 
+    def bootstrap(self, nsim: int = 1000, seed: int = 0, statistics=None,
+                  time_budget=None, progress=None):
+        """The parametric bootstrap (``engine.bootstrap``): ``nsim`` responses
+        simulated from this fit, each refitted; a ``BootstrapResult`` with the
+        replicates, bootstrap SEs (``se``), ``conf_int(alpha, method="percentile" |
+        "basic")`` and the counts of failed and singular refits.  ``statistics``:
+        result -> pandas Series (default: the SDs and the fixed effects).  The same
+        seed gives the same replicates on any machine."""
+        from .bootstrap import parametric_bootstrap, statistics_of
+        return parametric_bootstrap(self, nsim, seed, statistics or statistics_of,
+                                    time_budget, progress)
+
     # -- random effects
     def _varcorr(self) -> pd.DataFrame:
         rows = []
