@@ -20,6 +20,7 @@ from __future__ import annotations
 import math
 
 import numpy as np
+import pandas as pd
 
 from . import jit
 from .. import numfmt
@@ -48,6 +49,22 @@ class LMMResult(GLMMResult):
         self.REMLcrit = self.deviance if reml else None
         total = sum(self.variance_components.values()) + self.scale
         self.icc = {g: v / total for g, v in self.variance_components.items()}
+
+    def t_tests(self, ddf: str = "Satterthwaite") -> pd.DataFrame:
+        """The fixed effects' t tests: estimate, SE, df, t and p, with Satterthwaite's
+        degrees of freedom (``ddf="Satterthwaite"``, lmerTest's default) or the
+        normal approximation the summary and blocks use (``ddf="normal"``: df
+        infinite, p from z)."""
+        if ddf == "normal":
+            df = np.full(len(self.fe_params), np.inf)
+            p = self.fe_pvalues.to_numpy()
+        elif ddf == "Satterthwaite":
+            from .satterthwaite import t_test
+            df, _, p = t_test(self)
+        else:
+            raise ValueError("ddf must be 'Satterthwaite' or 'normal'")
+        return pd.DataFrame({"estimate": self.fe_params, "se": self.fe_bse, "df": df,
+                             "t": self.fe_zvalues, "p": p})
 
     def _summary_head(self) -> list:
         return [f"Linear mixed model fit by {'REML' if self.reml else 'maximum likelihood'}",
