@@ -51,7 +51,7 @@ def test_t_tests_agree_with_lmertest(name):
 
 def test_the_normal_approximation_is_kept_as_the_other_choice():
     res = fit("sleep_reml")
-    normal = res.t_tests(ddf="normal")
+    normal = res.t_tests(ddf="z")
     assert np.all(np.isinf(normal["df"]))
     assert np.allclose(normal["p"], res.fe_pvalues)
     satt = res.t_tests()

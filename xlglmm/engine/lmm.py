@@ -53,16 +53,16 @@ class LMMResult(GLMMResult):
     def t_tests(self, ddf: str = "Satterthwaite") -> pd.DataFrame:
         """The fixed effects' t tests: estimate, SE, df, t and p, with Satterthwaite's
         degrees of freedom (``ddf="Satterthwaite"``, lmerTest's default) or the
-        normal approximation the summary and blocks use (``ddf="normal"``: df
+        normal approximation the summary and blocks use (``ddf="z"``: df
         infinite, p from z)."""
-        if ddf == "normal":
+        if ddf == "z":
             df = np.full(len(self.fe_params), np.inf)
             p = self.fe_pvalues.to_numpy()
         elif ddf == "Satterthwaite":
             from .satterthwaite import t_test
             df, _, p = t_test(self)
         else:
-            raise ValueError("ddf must be 'Satterthwaite' or 'normal'")
+            raise ValueError("ddf must be 'Satterthwaite' or 'z'")
         return pd.DataFrame({"estimate": self.fe_params, "se": self.fe_bse, "df": df,
                              "t": self.fe_zvalues, "p": p})
 
