@@ -72,6 +72,7 @@ def test_profiles_refuse_what_they_cannot_do_yet():
     with pytest.raises(ProfileError, match="no parameter"):
         res.profile(["nope"])
     assert list(res.profile(["training"]).traces) == ["training"]
+    assert list(res.profile("training").traces) == ["training"]
     with pytest.raises(ValueError, match="method"):
         res.conf_int(method="bootstrap")
     rng = np.random.default_rng(2)
@@ -84,3 +85,18 @@ def test_profiles_refuse_what_they_cannot_do_yet():
     gam = xlglmm.glmer("y ~ x + (1|g)", df.assign(y=df.y + 1.0), "gamma", link="log")
     with pytest.raises(ProfileError, match="dispersion"):
         gam.profile()
+
+
+def test_a_profile_leaves_the_fit_as_it_was_and_repeats_itself():
+    """The walk evaluates other parameters; afterwards the deviance function starts
+    where it did, so a second profile gives the same numbers bit for bit, and one
+    stopped by its budget says its intervals may be too narrow."""
+    res, _ = fit(MODELS["safety_plant_laplace"])
+    from xlglmm.engine.profile import profile
+    p1 = profile(res.model)
+    p2 = profile(res.model)
+    for name in p1.traces:
+        assert np.array_equal(p1.traces[name].zeta, p2.traces[name].zeta)
+    short = profile(res.model, ["training"], budget_seconds=1e-9)
+    assert short.traces["training"].timed_out
+    assert "time budget" in short.conf_int().loc["training", "note"]

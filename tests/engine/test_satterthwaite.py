@@ -56,5 +56,6 @@ def test_the_normal_approximation_is_kept_as_the_other_choice():
     assert np.allclose(normal["p"], res.fe_pvalues)
     satt = res.t_tests()
     assert np.all(satt["p"] > normal["p"])          # t with 17 df has heavier tails
+    assert satt.equals(res.t_tests())               # every point solved from the same start
     with pytest.raises(ValueError, match="ddf"):
         res.t_tests(ddf="Kenward-Roger")

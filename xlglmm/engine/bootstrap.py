@@ -5,8 +5,10 @@ family -- refit each with the model's symbolic structure and warm starts
 (``model.refit``), and collect statistics of the refits.
 
 Reproducible: replicate i draws from its own generator,
-``numpy.random.SeedSequence(seed).spawn(nsim)[i]``, so its numbers do not depend
-on how many replicates run, in which order, or on how many workers.  Refits use
+``numpy.random.SeedSequence(seed, spawn_key=(i,))`` (``SeedSequence(seed).spawn(n)[i]``,
+made when the replicate runs), so its numbers do not depend on how many replicates
+run, in which order, or on how many workers (numpy's generators are stable across
+its versions by policy, not by guarantee).  Refits use
 the RX standard errors (no finite-difference Hessians: a bootstrap's intervals come
 from the replicates, not from each refit's SEs).  A refit that fails or stops at the
 budget is counted, not used; singular refits are counted and kept.
@@ -22,7 +24,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
-from .design import DesignError
+MAX_NSIM = 1_000_000
 
 
 class BootstrapError(ValueError):
@@ -85,6 +87,10 @@ class BootstrapResult:
         ``basic``: 2 estimate - those quantiles (reversed)."""
         if not 0.0 < alpha < 1.0:
             raise ValueError("alpha must be between 0 and 1")
+        if len(self.replicates) == 0:
+            raise BootstrapError(f"no replicate succeeded ({self.failed} failed"
+                                 + (", stopped by the time budget" if self.stopped_by_budget
+                                    else "") + "): no interval")
         lo = self.replicates.quantile(alpha / 2.0)
         hi = self.replicates.quantile(1.0 - alpha / 2.0)
         if method == "percentile":
@@ -106,33 +112,49 @@ def parametric_bootstrap(result, nsim: int, seed: int, statistics=statistics_of,
     if est is not None and est.nb is not None:
         raise BootstrapError("the bootstrap of a negative binomial fit whose theta was "
                              "estimated is not available yet")
-    if isinstance(nsim, bool) or not isinstance(nsim, (int, np.integer)) or not nsim >= 1:
-        raise BootstrapError("nsim must be a whole number of at least 1")
+    if isinstance(nsim, bool) or not isinstance(nsim, (int, np.integer)) \
+            or not 1 <= nsim <= MAX_NSIM:
+        raise BootstrapError(f"nsim must be a whole number from 1 to {MAX_NSIM:,}")
     if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
         raise BootstrapError("seed must be a whole number >= 0")
+    if time_budget is not None and not (isinstance(time_budget, (int, float))
+                                        and not isinstance(time_budget, bool)
+                                        and time_budget > 0 and np.isfinite(time_budget)):
+        raise BootstrapError("time_budget must be a positive number of seconds")
     t0 = time.perf_counter()
     estimates = statistics(result)
-    streams = np.random.SeedSequence(int(seed)).spawn(int(nsim))
     rows, failures = [], []
     singular = 0
     stopped = False
-    for i, ss in enumerate(streams):
-        if time_budget is not None and time.perf_counter() - t0 > time_budget:
+    for i in range(int(nsim)):
+        left = None if time_budget is None else time_budget - (time.perf_counter() - t0)
+        if left is not None and left <= 0:
             stopped = True
             break
-        y = simulate_response(result, np.random.default_rng(ss))
+        rng = np.random.default_rng(np.random.SeedSequence(int(seed), spawn_key=(i,)))
         try:
-            refit = model.refit(y, se_method="rx")
-        except (DesignError, ValueError) as e:       # ModelError is a ValueError
-            failures.append((i, str(e)))
+            y = simulate_response(result, rng)
+            settings = {"se_method": "rx"}
+            if left is not None:
+                settings["time_budget"] = left
+            refit = model.refit(y, **settings)
+            if not refit.converged:
+                failures.append((i, "; ".join(refit.messages) or "not converged"))
+                continue
+            stat = np.asarray(statistics(refit), dtype=float).reshape(-1)
+            if stat.shape != (len(estimates),):
+                raise BootstrapError(f"the statistics gave {stat.size} numbers for a "
+                                     f"replicate and {len(estimates)} for the fit")
+        except BootstrapError:
+            raise
+        except Exception as e:      # one failed replicate must not lose the others
+            failures.append((i, f"{type(e).__name__}: {e}"))
             continue
-        if not refit.converged:
-            failures.append((i, "; ".join(refit.messages) or "not converged"))
-            continue
+        finally:
+            if progress is not None:
+                progress("bootstrap", i + 1)
         singular += bool(refit.singular)
-        rows.append(statistics(refit).to_numpy())
-        if progress is not None:
-            progress("bootstrap", i + 1)
+        rows.append(stat)
     reps = pd.DataFrame(np.array(rows).reshape(len(rows), len(estimates)),
                         columns=estimates.index)
     return BootstrapResult(estimates, reps, int(nsim), int(seed), len(failures), singular,

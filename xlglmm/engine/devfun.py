@@ -363,6 +363,20 @@ class GlmmDeviance:
                 return out
             it, finish = last + 1, out.finish
 
+    def warm_starts(self):
+        """The mode searches' starting points (for ``restore_warm_starts``): what
+        profiles and derivatives that evaluate other parameters put back, so that
+        the next evaluation -- and a second profile -- starts where it would have."""
+        return ({k: a.copy() for k, a in self._u1.items()},
+                {k: a.copy() for k, a in self._v.items()}, self.state)
+
+    def restore_warm_starts(self, saved):
+        u1, v, state = saved
+        for k in self._u1:
+            self._u1[k][:] = u1[k]
+            self._v[k][:] = v[k]
+        self.state = state
+
     def warm_start_fixed_beta(self, st: PirlsState):
         """Start the fixed-beta PIRLS (stage 2) from the stage-1 modes."""
         self._u1[False][:] = st.u1

@@ -52,7 +52,8 @@ class LMMResult(GLMMResult):
 
     def t_tests(self, ddf: str = "Satterthwaite") -> pd.DataFrame:
         """The fixed effects' t tests: estimate, SE, df, t and p, with Satterthwaite's
-        degrees of freedom (``ddf="Satterthwaite"``, lmerTest's default) or the
+        degrees of freedom (``ddf="Satterthwaite"``, lmerTest's default; NaN df and p
+        where they are undefined: a Hessian that is not positive definite) or the
         normal approximation the summary and blocks use (``ddf="z"``: df
         infinite, p from z)."""
         if ddf == "z":

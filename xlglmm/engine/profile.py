@@ -55,12 +55,15 @@ class ProfileTrace:
     zeta: np.ndarray
     at_zero: bool = False
     evaluations: int = 0
+    timed_out: bool = False     # the budget stopped a point's minimisation: too narrow
+    lower_found: float = float("nan")   # a deviance below the fit's, if the walk met one
 
     def limit(self, z: float) -> float:
         """The value where zeta = z (signed), by monotone interpolation of value
         against zeta; 0 for an SD whose profile stays above z down to 0; NaN when
         the walk did not reach z (beyond ZETA_MAX)."""
-        zeta, vals = self.zeta, self.values
+        ok = np.isfinite(self.zeta) & np.isfinite(self.values)
+        zeta, vals = self.zeta[ok], self.values[ok]
         if z < 0 and self.at_zero and z < zeta.min():
             return 0.0
         if not (zeta.min() <= z <= zeta.max()):
@@ -90,12 +93,19 @@ class Profile:
         for name, tr in self.traces.items():
             lo, hi = tr.limit(-z), tr.limit(z)
             note = ""
+            if tr.timed_out:
+                note = ("the time budget stopped the profile: the interval may be too "
+                        "narrow; ")
+            if math.isfinite(tr.lower_found):
+                note += (f"the profile met a deviance {tr.lower_found:.3g} below the fit's: "
+                         "the fit is not at the optimum (refit it) ")
             if tr.kind == "sd" and lo == 0.0:
-                note = ("the profile stays inside the interval down to 0: the lower limit "
-                        "is 0 (the data are consistent with no variation between groups)")
+                note += ("the profile stays inside the interval down to 0: the lower limit "
+                         "is 0 (the data are consistent with no variation between groups)")
             elif not (math.isfinite(lo) and math.isfinite(hi)):
-                note = "the profile did not reach this level"
-            rows.append((name, lo, hi, note))
+                note += (f"the profile was walked to |zeta| = {ZETA_MAX} (a 99% interval): "
+                         "this level is beyond it")
+            rows.append((name, lo, hi, note.strip()))
         return pd.DataFrame([r[1:] for r in rows], index=[r[0] for r in rows],
                             columns=["lower", "upper", "note"])
 
@@ -134,6 +144,8 @@ def profile(model, which=None, budget_seconds=None) -> Profile:
     if model.nAGQ == 0:
         raise ProfileError("profiles need the Laplace or AGQ deviance (nAGQ >= 1)")
     params = parameter_names(model)
+    if isinstance(which, str):
+        which = [which]
     if which is not None:
         unknown = set(which) - {p[0] for p in params}
         if unknown:
@@ -150,13 +162,18 @@ def profile(model, which=None, budget_seconds=None) -> Profile:
     if dev.x_exp is not None:
         scale[nt:] = np.ldexp(1.0, -np.asarray(dev.x_exp, np.int64))
     out = Profile()
-    for name, kind, j in params:
-        values, zeta, at_zero, evals = _walk(model, xhat, fhat, j, se, lower, budget)
-        order = np.argsort(values)
-        out.traces[name] = ProfileTrace(name, kind, float(xhat[j] * scale[j]),
-                                        values[order] * scale[j], zeta[order], at_zero,
-                                        evals)
-    model._joint_deviance(xhat)         # leave the deviance function at the optimum
+    saved = dev.warm_starts()
+    try:
+        for name, kind, j in params:
+            values, zeta, at_zero, evals, timed_out, fmin = _walk(model, xhat, fhat, j, se,
+                                                                  lower, budget)
+            order = np.argsort(values)
+            below = fhat - fmin if fmin < fhat - 1e-6 else float("nan")
+            out.traces[name] = ProfileTrace(name, kind, float(xhat[j] * scale[j]),
+                                            values[order] * scale[j], zeta[order], at_zero,
+                                            evals, timed_out, below)
+    finally:
+        dev.restore_warm_starts(saved)
     out.seconds = time.perf_counter() - t0
     return out
 
@@ -178,8 +195,9 @@ def _standard_errors(model, xhat, fhat, opt, budget) -> np.ndarray:
 def _walk(model, xhat, fhat, j, se, lower, budget):
     """zeta along parameter j, out from the estimate both ways."""
     values, zetas = [xhat[j]], [0.0]
-    at_zero = False
+    at_zero = timed_out = False
     evals = 0
+    fmin = fhat
     others = np.array([i for i in range(len(xhat)) if i != j])
     for direction in (-1.0, 1.0):
         x = xhat.copy()
@@ -190,12 +208,15 @@ def _walk(model, xhat, fhat, j, se, lower, budget):
             boundary = False
             if value <= lower[j]:
                 value, boundary = lower[j], True
-            x, f, n = _minimise_others(model, x, j, value, others, se, lower, budget)
+            x, f, n, stopped = _minimise_others(model, x, j, value, others, se, lower, budget)
             evals += n
+            fmin = min(fmin, f)
+            if stopped:
+                timed_out = True
             z = direction * math.sqrt(max(f - fhat, 0.0))
             values.append(value)
             zetas.append(z)
-            if abs(z) >= ZETA_MAX:
+            if abs(z) >= ZETA_MAX or stopped:
                 break
             if boundary:
                 at_zero = True
@@ -203,7 +224,7 @@ def _walk(model, xhat, fhat, j, se, lower, budget):
             dz = abs(z - z_prev)
             step *= min(2.0, max(0.5, TARGET_STEP / dz)) if dz > 0 else 2.0
             z_prev = z
-    return np.array(values), np.array(zetas), at_zero, evals
+    return np.array(values), np.array(zetas), at_zero, evals, timed_out, fmin
 
 
 def _minimise_others(model, x0, j, value, others, se, lower, budget):
@@ -218,4 +239,4 @@ def _minimise_others(model, x0, j, value, others, se, lower, budget):
     res = bobyqa(f, start, lower[others], np.full(len(others), np.inf),
                  np.maximum(0.25 * se[others], 1e-4), INNER_XTOL, INNER_FTOL, 5000, budget)
     x[others] = res.x
-    return x.copy(), float(res.fun), res.nevals
+    return x.copy(), float(res.fun), res.nevals, res.timed_out

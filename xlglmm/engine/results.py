@@ -119,16 +119,18 @@ class GLMMResult:
         return pd.DataFrame({"lower": b - zq * se, "upper": b + zq * se},
                             index=self.fe_params.index)
 
-    def profile(self, which=None):
+    def profile(self, which=None, time_budget=None):
         """The profile likelihood of each parameter (``engine.profile.Profile``: its
         ``traces`` hold values and signed square-root deviance differences, for
         plots; its ``conf_int(alpha)`` the intervals), computed once and kept.
-        ``which``: parameter names (default: all)."""
+        ``which``: parameter names (default: all); ``time_budget``: seconds (a
+        profile stopped by it says so in its intervals' notes)."""
         from .profile import profile
-        key = None if which is None else tuple(which)
+        key = (which if isinstance(which, str) or which is None else tuple(which),
+               time_budget)
         cache = self.__dict__.setdefault("_profiles", {})
         if key not in cache:
-            cache[key] = profile(self.model, which)
+            cache[key] = profile(self.model, which, time_budget)
         return cache[key]
 
     def bootstrap(self, nsim: int = 1000, seed: int = 0, statistics=None,

@@ -30,12 +30,16 @@ class SatterthwaiteError(ValueError):
     """The degrees of freedom cannot be computed (e.g. the Hessian is singular)."""
 
 
-def _fixed_effects_system(model, phi):
-    """(deviance at phi, covariance of beta at phi) of the linear mixed model."""
+def _fixed_effects_system(model, phi, start):
+    """(deviance at phi, covariance of beta at phi) of the linear mixed model, the
+    solve started from ``start`` (the fit's warm starts: every point from the same
+    place, so the derivatives -- and a second call -- do not depend on the order of
+    the points)."""
     dev = model.devfun
     nt = dev.ntheta
     theta, sigma = phi[:nt], phi[nt]
     s2 = sigma * sigma
+    dev.restore_warm_starts(start)
     st = dev.pirls(theta)
     n, p, q2 = dev.n, dev.p, dev.q2
     d = st.logdet - model._log_weights + st.pdev / s2 + n * math.log(2.0 * math.pi * s2)
@@ -75,11 +79,13 @@ def satterthwaite_df(result, theta=None, sigma=None) -> np.ndarray:
         return np.zeros(0)
     h = STEP * np.maximum(np.abs(phi0), 1.0)
 
+    start = dev.warm_starts()
+
     def deviance(phi):
-        return _fixed_effects_system(model, phi)[0]
+        return _fixed_effects_system(model, phi, start)[0]
 
     def covariance(phi):
-        return _fixed_effects_system(model, phi)[1]
+        return _fixed_effects_system(model, phi, start)[1]
 
     def gradient(phi):
         return np.array([_richardson(deviance, phi, j, h[j]) for j in range(len(phi))])
@@ -96,12 +102,15 @@ def satterthwaite_df(result, theta=None, sigma=None) -> np.ndarray:
                                  "is singular (a variance at its boundary?)") from None
     V = covariance(phi0)
     J = np.array([_richardson(covariance, phi0, j, h[j]) for j in range(k)])  # k x p x p
-    _fixed_effects_system(model, phi0)          # leave the deviance function at the fit
+    _fixed_effects_system(model, phi0, start)   # leave the deviance function at the fit
+    dev.restore_warm_starts(start)
     out = np.empty(dev.p)
     for i in range(dev.p):
         g = J[:, i, i]
         denom = float(g @ A @ g)
-        out[i] = 2.0 * V[i, i] ** 2 / denom if denom > 0 else np.inf
+        # an indefinite or broken Hessian: no df (NaN), never a silent normal test
+        out[i] = 2.0 * V[i, i] ** 2 / denom if (denom > 0 and np.isfinite(denom)) \
+            else np.nan
     return out
 
 
