@@ -14,6 +14,8 @@ safety$month <- factor(safety$month)
 models <- list(
   cbpp_laplace = function() glmer(cbind(incidence, size - incidence) ~ period + (1 | herd),
                                   cbpp, binomial),
+  cbpp_agq25 = function() glmer(cbind(incidence, size - incidence) ~ period + (1 | herd),
+                                cbpp, binomial, nAGQ = 25),
   grouse_loc = function() glmer(TICKS ~ YEAR + (1 | LOCATION), grouse, poisson),
   safety_plant_laplace = function() glmer(incidents ~ training + (1 | plant),
                                           safety, poisson, offset = log(employees)),
