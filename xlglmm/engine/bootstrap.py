@@ -24,6 +24,8 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
+from .results import sd_label
+
 MAX_NSIM = 1_000_000
 
 
@@ -55,7 +57,7 @@ def statistics_of(result) -> pd.Series:
         if row.grp == "Residual":
             continue
         if row.var2 is None or (isinstance(row.var2, float) and np.isnan(row.var2)):
-            names.append(f"sd_{row.var1}|{row.grp}")
+            names.append(sd_label(row.var1, row.grp))
         else:
             names.append(f"cor_{row.var1}.{row.var2}|{row.grp}")
         vals.append(float(row.sdcor))

@@ -126,7 +126,8 @@ class LinearMixedModel(MixedModel):
             raise ModelError("REML needs more observations than fixed effects")
         self.reml = bool(reml)
         self._df = (n - p) if reml else n
-        self._log_weights = float(np.sum(np.log(dev.pw[dev.pw > 0])))
+        # sum of the log prior weights: a constant of the Gaussian deviance
+        self.log_weights = float(np.sum(np.log(dev.pw[dev.pw > 0])))
 
     def _same_model(self, design, **settings):
         kw = dict(time_budget=self.time_budget, max_evals=self.max_evals)
@@ -142,9 +143,9 @@ class LinearMixedModel(MixedModel):
         st = dev.pirls(theta)
         if not st.ok or not np.isfinite(st.logdet):
             return np.inf
-        d = st.logdet - self._log_weights + df * (1.0 + math.log(2.0 * math.pi * st.pdev / df))
+        d = st.logdet - self.log_weights + df * (1.0 + math.log(2.0 * math.pi * st.pdev / df))
         if self.reml and dev.p:
-            d += _log_det_rx(st, dev.q2)
+            d += log_det_rx(st, dev.q2)
         return d
 
     def fit(self) -> LMMResult:
@@ -183,9 +184,7 @@ class LinearMixedModel(MixedModel):
                             "for linear mixed models, which have t statistics with "
                             "uncertain df.")
         self._finish_messages(messages)
-        LS = st.LS[dev.q2:, dev.q2:]
-        inv = np.linalg.inv(LS) if p else np.zeros((0, 0))
-        vcov = sigma ** 2 * (inv.T @ inv) if p else np.zeros((0, 0))
+        vcov = sigma ** 2 * unscaled_cov(st, dev.q2)
         se_z = fit_scale_statistics(dev, opt.beta, vcov)
         beta, vcov, _, _, _, _ = unscale(dev, opt.beta, vcov, None, None, messages=messages)
         if self.reml and dev.x_exp is not None:
@@ -200,6 +199,18 @@ class LinearMixedModel(MixedModel):
                          stopped_by_budget=False, evaluations=dev.evaluations)
 
 
-def _log_det_rx(st, q2) -> float:
+def log_det_rx(st, q2) -> float:
+    """log|RX|^2 of a PIRLS state: the fixed effects' part of the factor (the REML
+    criterion's extra term)."""
     d = np.diag(st.LS)[q2:]
     return float(2.0 * np.sum(np.log(d)))
+
+
+def unscaled_cov(st, q2) -> np.ndarray:
+    """(RX'RX)^{-1} of a PIRLS state (``LS[q2:, q2:]`` is RX's lower factor): the
+    fixed effects' covariance is sigma^2 times it."""
+    LS = st.LS[q2:, q2:]
+    if LS.shape[0] == 0:
+        return np.zeros((0, 0))
+    inv = np.linalg.inv(LS)
+    return inv.T @ inv

@@ -32,6 +32,7 @@ import numpy as np
 from scipy import interpolate, special
 
 from .optimize import Budget, bobyqa, hessian_fd
+from .results import sd_label
 
 ZETA_MAX = 2.6          # how far each walk goes: |zeta| beyond a 99% interval's 2.576
 MAX_POINTS = 30         # points per direction at most
@@ -120,7 +121,7 @@ def parameter_names(model) -> list:
         if t.k != 1:
             raise ProfileError("profiles of correlated random effects (a term with more "
                                "than one column, e.g. (1 + x | g)) are not available yet")
-        out.append((f"sd_{t.colnames[0]}|{t.group}", "sd", k0))
+        out.append((sd_label(t.colnames[0], t.group), "sd", k0))
         k0 += t.ntheta
     for j, nm in enumerate(model.design.x_names):
         out.append((nm, "fixed", dev.ntheta + j))

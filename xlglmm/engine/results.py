@@ -14,6 +14,12 @@ from .design import new_data_matrices
 from .formula import FormulaError, parse_formula
 
 
+def sd_label(column: str, group: str) -> str:
+    """A random effect's SD as intervals, profiles and bootstraps name it
+    (``sd_(Intercept)|plant``: lme4's ``oldNames = FALSE`` form)."""
+    return f"sd_{column}|{group}"
+
+
 class GLMMResult:
     """A fitted GLMM.  Attribute names follow the Python peer the seeds use
     (``fe_params``, ``fe_bse``, ``variance_components``, ``random_effects``,

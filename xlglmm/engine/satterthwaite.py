@@ -22,6 +22,8 @@ import math
 import numpy as np
 from scipy import stats
 
+from .lmm import log_det_rx, unscaled_cov
+
 RICHARDSON_STEPS = 4          # numDeriv's default r
 STEP = 1e-4                   # relative to max(|phi|, 1) (numDeriv: d = 1e-4)
 
@@ -41,13 +43,11 @@ def _fixed_effects_system(model, phi, start):
     s2 = sigma * sigma
     dev.restore_warm_starts(start)
     st = dev.pirls(theta)
-    n, p, q2 = dev.n, dev.p, dev.q2
-    d = st.logdet - model._log_weights + st.pdev / s2 + n * math.log(2.0 * math.pi * s2)
-    LS = st.LS[q2:, q2:]
+    n, p = dev.n, dev.p
+    d = st.logdet - model.log_weights + st.pdev / s2 + n * math.log(2.0 * math.pi * s2)
     if model.reml and p:
-        d += 2.0 * float(np.sum(np.log(np.diag(LS)))) - p * math.log(2.0 * math.pi * s2)
-    inv = np.linalg.inv(LS) if p else np.zeros((0, 0))
-    return d, s2 * (inv.T @ inv)
+        d += log_det_rx(st, dev.q2) - p * math.log(2.0 * math.pi * s2)
+    return d, s2 * unscaled_cov(st, dev.q2)
 
 
 def _richardson(f, x, j, h, steps=RICHARDSON_STEPS):
@@ -102,8 +102,7 @@ def satterthwaite_df(result, theta=None, sigma=None) -> np.ndarray:
                                  "is singular (a variance at its boundary?)") from None
     V = covariance(phi0)
     J = np.array([_richardson(covariance, phi0, j, h[j]) for j in range(k)])  # k x p x p
-    _fixed_effects_system(model, phi0, start)   # leave the deviance function at the fit
-    dev.restore_warm_starts(start)
+    dev.restore_warm_starts(start)      # the fit's modes and state, as they were
     out = np.empty(dev.p)
     for i in range(dev.p):
         g = J[:, i, i]
