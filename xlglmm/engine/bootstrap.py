@@ -138,8 +138,10 @@ def _estimated_values(model) -> np.ndarray:
 
 @dataclass
 class BootstrapResult:
-    """The replicates (one row per successful refit, one column per statistic), the
-    original estimates, and the counts of refits that failed or were singular.
+    """The replicates (one row per successful refit, indexed by its replicate number
+    i -- the one its seed is made of --, one column per statistic), the original
+    estimates, the counts of refits that failed or were singular, and the failures
+    as (replicate number, message).
     ``resample``: "parametric", "observation" or the grouping factor resampled;
     ``where``: where the replicates ran (``engine.workers``); ``stopped_by_budget``:
     the time budget stopped the run before all ``nsim`` replicates (the replicates
@@ -375,7 +377,7 @@ def bootstrap(result, nsim: int, seed: int, statistics=statistics_of, time_budge
                            time_budget=time_budget, progress=report)
     except _workers.WorkersError as e:
         raise BootstrapError(str(e)) from None
-    rows, failures, singular = [], [], 0
+    rows, numbers, failures, singular = [], [], [], 0
     stopped = out.stopped_by_budget
     for i, rep in zip(out.indices, out.results):
         if rep.out_of_time:
@@ -384,9 +386,10 @@ def bootstrap(result, nsim: int, seed: int, statistics=statistics_of, time_budge
             failures.append((i, rep.failure))
         else:
             rows.append(rep.values)
+            numbers.append(i)
             singular += rep.singular
     reps = pd.DataFrame(np.array(rows).reshape(len(rows), len(estimates)),
-                        columns=estimates.index)
+                        columns=estimates.index, index=pd.Index(numbers, name="replicate"))
     where = "; ".join([out.where] + out.notes)
     return BootstrapResult(estimates, reps, int(nsim), int(seed), len(failures), singular,
                            time.perf_counter() - t0, stopped, failures, resample, where)
