@@ -262,16 +262,16 @@ def resampled_design(design, cases: Cases, rng):
         else:
             keep, codes = np.unique(old, return_inverse=True)
             levels = [t.levels[lv] for lv in keep]
-        terms.append(dataclasses.replace(t, codes=codes.reshape(-1).astype(np.int64), levels=levels,
-                              Z=t.Z[rows]))
+        terms.append(dataclasses.replace(t, codes=codes.reshape(-1).astype(np.int64),
+                                         levels=levels, Z=t.Z[rows]))
     X = design.X[rows]
     if X.shape[1] and np.linalg.matrix_rank(X) < X.shape[1]:
         raise ModelError("the resampled rows do not identify every fixed effect")
-    return dataclasses.replace(design, y=design.y[rows], weights=design.weights[rows],
-                    offset=design.offset[rows], X=X, re_terms=terms, nobs=len(rows),
-                    n_input=len(rows), n_dropped=0, dropped_rows=np.zeros(0, np.int64),
-                    kept_rows=design.kept_rows[rows], row_labels=design.row_labels[rows],
-                    messages=[])
+    return dataclasses.replace(
+        design, y=design.y[rows], weights=design.weights[rows], offset=design.offset[rows],
+        X=X, re_terms=terms, nobs=len(rows), n_input=len(rows), n_dropped=0,
+        dropped_rows=np.zeros(0, np.int64), kept_rows=design.kept_rows[rows],
+        row_labels=design.row_labels[rows], messages=[])
 
 
 def refit_estimating_theta(model, y=None, design=None, time_budget=None):
