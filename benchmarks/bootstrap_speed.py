@@ -36,7 +36,6 @@ def main(nsim: int = 1000):
     with LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
                       dashboard_address=None) as cluster, Client(cluster) as client:
         started = time.perf_counter() - t0
-        client.run(lambda: __import__("xlglmm").engine.bootstrap.__name__)
         res.bootstrap(3, seed=0, client=client)      # the workers load the kernels
         t0 = time.perf_counter()
         runs["LocalCluster"] = res.bootstrap(nsim, seed=1, client=client)

@@ -124,6 +124,8 @@ def test_what_run_refuses():
             W.run(operator.mul, 1, [1], time_budget=bad)
     with pytest.raises(W.WorkersError, match="indices"):
         W.run(operator.mul, 1, [1, 2.0])
+    with pytest.raises(W.WorkersError, match="dask.distributed.Client"):
+        W.run(operator.mul, 1, [1], client="tcp://localhost:8786")
     with pytest.raises(W.WorkersError, match="progress"):
         W.run(operator.mul, 1, [1], progress=3)
     assert W.run(operator.mul, 1, []).results == []

@@ -134,7 +134,10 @@ def _run_installed_chunk(task, chunk, deadline):
     return run_chunk(task, _installed, chunk, deadline)
 
 
-def _check(indices, workers, time_budget, progress) -> list:
+def _check(indices, client, workers, time_budget, progress) -> list:
+    if client is not None and not all(hasattr(client, a) for a in ("scatter", "submit",
+                                                                    "nthreads")):
+        raise WorkersError("client must be a dask.distributed.Client")
     indices = list(indices)
     if any(isinstance(i, bool) or not isinstance(i, int) for i in indices):
         raise WorkersError("indices must be whole numbers")
@@ -184,7 +187,7 @@ def run(task, shared, indices, *, client=None, workers=None, time_budget=None,
     (``workers`` is then the cluster's business); ``workers``: local processes
     (default: the cores this process may use); ``time_budget``: seconds for the
     whole run; ``progress``: callable(done, total)."""
-    indices = _check(indices, workers, time_budget, progress)
+    indices = _check(indices, client, workers, time_budget, progress)
     deadline = None if time_budget is None else time.time() + float(time_budget)
     col = _Collector(indices, progress)
     if client is not None:
