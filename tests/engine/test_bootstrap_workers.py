@@ -77,3 +77,14 @@ def test_the_budget_stops_a_distributed_run_with_the_replicates_done(crossed, cl
         assert b.seconds < 10.0
     first = crossed.bootstrap(3, seed=21, workers=1)
     assert np.array_equal(b.replicates.to_numpy()[:3], first.replicates.to_numpy())
+
+
+def test_the_fitted_model_pickles_and_its_copy_refits_alike(crossed):
+    """What a spawned process or a Dask worker receives: the model with its kernels'
+    wrappers (pickled as the kernels, by reference); its copy refits to the same bits."""
+    import pickle
+    copy = pickle.loads(pickle.dumps(crossed.model))
+    y = crossed.design.y[::-1].copy()
+    a, b = crossed.model.refit(y, se_method="rx"), copy.refit(y, se_method="rx")
+    assert np.array_equal(a.theta, b.theta)
+    assert np.array_equal(a.fe_params.to_numpy(), b.fe_params.to_numpy())
