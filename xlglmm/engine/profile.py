@@ -75,9 +75,10 @@ NB_THETA_FIXED_NOTE = ("the negative binomial theta held at its estimate (lme4's
                        "confint on a glmer.nb fit): its uncertainty is left out")
 REML_NOTE = ("profiled on the likelihood of the maximum-likelihood refit, as lme4 "
              "does for REML fits")
-DISPERSION_NOTE = ("the Gamma dispersion is plugged in at each point (dev/n, as "
-                   "lme4's deviance), not profiled; the SD is theta's, on the link "
-                   "scale (varcorr shows sigma * theta)")
+DISPERSION_NOTE = ("the dispersion is plugged in at each point (dev/n, as lme4's "
+                   "deviance), not profiled")
+DISPERSION_SD_NOTE = (DISPERSION_NOTE + "; the SD is the random effect's on the link "
+                      "scale (theta; varcorr shows sigma * theta, as lme4's VarCorr)")
 
 
 class ProfileError(ValueError):
@@ -364,7 +365,7 @@ class GlmmProblem(ProfileProblem):
             self.free[self.nv] = False
         self.note_of = {}
         if self.family.has_dispersion:
-            self.note_of = {"sd": DISPERSION_NOTE, "cor": DISPERSION_NOTE,
+            self.note_of = {"sd": DISPERSION_SD_NOTE, "cor": DISPERSION_NOTE,
                             "fixed": DISPERSION_NOTE}
         elif self.nb_fixed:
             self.note_of = {k: NB_THETA_FIXED_NOTE for k in ("sd", "cor", "fixed")}
