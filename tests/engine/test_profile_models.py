@@ -99,7 +99,7 @@ def test_negative_binomial_theta_and_the_others():
     assert (est.upper - est.lower)["YEAR96"] > 1.003 * (held.upper - held.lower)["YEAR96"]
 
 
-def sane(prof, res):
+def sane(prof):
     """Each limit finite, the estimate inside its interval, zeta increasing along
     the value (a profile that met a lower deviance would say so in a note)."""
     ci = prof.conf_int()
@@ -116,7 +116,7 @@ def test_where_lme4_stops_the_profile_is_still_sane():
     walks the correlation and a fixed effect to the end."""
     assert "lower deviance" in REFERENCE["bin_slope_1e4"]["error"]
     res = fitted("bin_slope_1e4")
-    ci = sane(res.profile(["cor_(Intercept).x|g", "x"]), res)
+    ci = sane(res.profile(["cor_(Intercept).x|g", "x"]))
     assert ci.loc["x"].lower < res.fe_params["x"] < ci.loc["x"].upper
     assert (ci.note == "").all()
 
@@ -127,7 +127,7 @@ def test_gamma_is_profiled_with_the_dispersion_plugged_in():
     assert "scale parameters" in REFERENCE["gamma_log"]["error"]
     res = fitted("gamma_log")
     prof = res.profile()
-    ci = sane(prof, res)
+    ci = sane(prof)
     assert prof.traces["sd_(Intercept)|g"].estimate == pytest.approx(res.theta[0])
     assert ci.note.str.contains("dispersion is plugged in").all()
     assert "link scale" in ci.loc["sd_(Intercept)|g", "note"]

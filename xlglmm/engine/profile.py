@@ -276,10 +276,9 @@ class ProfileProblem:
     profile (``problem_of``); ``prepare`` finds the steps' scale (an SE per
     parameter), ``close`` leaves the model as it was."""
 
-    note_of = {}            # kind -> note every trace of that kind carries
-
     def __init__(self, model, names, kinds, estimate, lower, upper):
         self.model = model
+        self.note_of = {}           # kind -> the note every trace of that kind carries
         self.names, self.kinds = list(names), list(kinds)
         self.estimate = np.asarray(estimate, float)
         self.lower, self.upper = np.asarray(lower, float), np.asarray(upper, float)
@@ -363,7 +362,6 @@ class GlmmProblem(ProfileProblem):
         self.nb_fixed = self.nb and nb_theta == "fixed"
         if self.nb_fixed:
             self.free[self.nv] = False
-        self.note_of = {}
         if self.family.has_dispersion:
             self.note_of = {"sd": DISPERSION_SD_NOTE, "cor": DISPERSION_NOTE,
                             "fixed": DISPERSION_NOTE}
