@@ -165,3 +165,18 @@ def test_each_walk_is_a_task_of_its_own():
     among = profile(res.model).traces["x"]
     assert np.array_equal(alone.values, among.values)
     assert np.array_equal(alone.zeta, among.zeta)
+
+
+def test_an_nb_theta_at_the_end_of_its_search_gets_that_end():
+    """The workplace data have no overdispersion beyond the random effects: theta
+    runs to 1e6, its profile stays inside the level up there (upper limit 1e6, with
+    the note), and the other parameters' intervals are the Poisson GLMM's (lme4's,
+    safety_crossed)."""
+    spec = OTHERS["safety_crossed_nb"]
+    df = load_frame(spec)
+    res = xlglmm.glmer(spec["formula"], df, "negbin", offset=np.log(df.employees))
+    ci = res.conf_int(method="profile")
+    theta = ci.loc["nb_theta"]
+    assert theta.upper == 1e6 and "end of theta's search" in theta.note
+    assert 1.0 < theta.lower < 1e3
+    assert_equal_to_lme4(ci.drop(index="nb_theta"), REFERENCE["safety_crossed"])

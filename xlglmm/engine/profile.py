@@ -170,6 +170,9 @@ def _note(tr: ProfileTrace, lo: float, hi: float, z: float) -> str:
         if tr.kind == "cor" and reached and limit == end:
             notes.append(f"the profile stays inside the interval {word} to {end:+g}: the "
                          f"limit is {end:+g} (the data cannot tell the correlation from it)")
+        elif tr.kind == "nb_theta" and reached and limit == end:
+            notes.append(f"the profile stays inside the interval {word} to theta = {end:g}, "
+                         "the end of theta's search: the limit is that end")
     if not (math.isfinite(lo) and math.isfinite(hi)):
         if np.nanmax(np.abs(tr.zeta)) >= z:
             notes.append(f"the profile was walked to |zeta| = {ZETA_MAX} (a 99% interval): "
