@@ -109,10 +109,12 @@ class GLMMResult:
         """Confidence intervals at level 1 - alpha.
 
         ``method="Wald"`` (default): estimate +- z SE for the fixed effects.
-        ``method="profile"``: from the profile likelihood (``profile()``), for the
-        random-effect SDs (``sd_(Intercept)|group``, lme4's ``.sig01``...) and the
-        fixed effects, with a ``note`` column (an SD whose interval reaches 0 says
-        so); as lme4's ``confint(method = "profile")``."""
+        ``method="profile"``: from the profile likelihood (``profile()``) of every
+        parameter -- the random effects' SDs and correlations (``sd_x|group``,
+        ``cor_x.y|group``; lme4's ``.sig01``...), an LMM's residual ``sigma``, an NB
+        fit's ``nb_theta``, the fixed effects -- with a ``note`` column (a limit at
+        the end of a parameter's range, a REML fit profiled on its ML likelihood,
+        ...); as lme4's ``confint(method = "profile")``."""
         if method == "profile":
             return self.profile().conf_int(alpha)
         if method != "Wald":
@@ -125,18 +127,21 @@ class GLMMResult:
         return pd.DataFrame({"lower": b - zq * se, "upper": b + zq * se},
                             index=self.fe_params.index)
 
-    def profile(self, which=None, time_budget=None):
+    def profile(self, which=None, time_budget=None, nb_theta="estimated"):
         """The profile likelihood of each parameter (``engine.profile.Profile``: its
         ``traces`` hold values and signed square-root deviance differences, for
         plots; its ``conf_int(alpha)`` the intervals), computed once and kept.
         ``which``: parameter names (default: all); ``time_budget``: seconds (a
-        profile stopped by it says so in its intervals' notes)."""
+        profile stopped by it says so in its intervals' notes); ``nb_theta``: for a
+        negative binomial fit that estimated theta, "estimated" (theta minimised
+        over at each point: the profile likelihood) or "fixed" (held at its
+        estimate, as lme4's confint on a glmer.nb fit)."""
         from .profile import profile
         key = (which if isinstance(which, str) or which is None else tuple(which),
-               time_budget)
+               time_budget, nb_theta)
         cache = self.__dict__.setdefault("_profiles", {})
         if key not in cache:
-            cache[key] = profile(self.model, which, time_budget)
+            cache[key] = profile(self.model, which, time_budget, nb_theta)
         return cache[key]
 
     def bootstrap(self, nsim: int = 1000, seed: int = 0, statistics=None,
