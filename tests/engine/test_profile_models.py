@@ -128,9 +128,12 @@ def test_gamma_is_profiled_with_the_dispersion_plugged_in():
     res = fitted("gamma_log")
     prof = res.profile()
     ci = sane(prof)
-    assert prof.traces["sd_(Intercept)|g"].estimate == pytest.approx(res.theta[0])
+    # the SD as the block and varcorr show it, sigma * theta, sigma held
+    sd = res.varcorr.set_index("grp").loc["g", "sdcor"]
+    assert prof.traces["sd_(Intercept)|g"].estimate == pytest.approx(sd, rel=1e-12)
+    assert sd == pytest.approx(res.sigma * res.theta[0], rel=1e-12)
     assert ci.note.str.contains("dispersion is plugged in").all()
-    assert "link scale" in ci.loc["sd_(Intercept)|g", "note"]
+    assert "sigma held" in ci.loc["sd_(Intercept)|g", "note"]
     # a fixed effect's interval is close to Wald's for a well-determined effect
     wald = res.conf_int().loc["x"]
     se = res.fe_bse["x"]

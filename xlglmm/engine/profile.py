@@ -29,8 +29,8 @@ a step, until |zeta| passes ``ZETA_MAX`` (2.6: a 99% interval).  The objectives:
   (``dev / n``, R's ``Gamma()$aic``): a profile over the other parameters with the
   dispersion concentrated out, not one of the dispersion itself (lme4 1.1-31
   refuses these models: "can't (yet) profile GLMMs with non-fixed scale
-  parameters").  The SD of such a model is the random effect's on the link scale
-  (theta); ``varcorr`` shows sigma * theta, as lme4's VarCorr.
+  parameters").  Their SDs are walked in theta and reported as ``varcorr`` shows
+  them, sigma * theta (lme4's VarCorr), with sigma held at the fit's value.
 * Negative binomial fits whose theta was estimated: log theta is one more
   parameter of the deviance; by default (``nb_theta="estimated"``) it is
   minimised over at each point of the other parameters, which is their profile
@@ -77,8 +77,8 @@ REML_NOTE = ("profiled on the likelihood of the maximum-likelihood refit, as lme
              "does for REML fits")
 DISPERSION_NOTE = ("the dispersion is plugged in at each point (dev/n, as lme4's "
                    "deviance), not profiled")
-DISPERSION_SD_NOTE = (DISPERSION_NOTE + "; the SD is the random effect's on the link "
-                      "scale (theta; varcorr shows sigma * theta, as lme4's VarCorr)")
+DISPERSION_SD_NOTE = (DISPERSION_NOTE + "; the SD is varcorr's (sigma * theta, as "
+                      "lme4's VarCorr) with sigma held at the fit's value")
 
 
 class ProfileError(ValueError):
@@ -371,6 +371,9 @@ class GlmmProblem(ProfileProblem):
         elif self.nb_fixed:
             self.note_of = {k: NB_THETA_FIXED_NOTE for k in ("sd", "cor", "fixed")}
         self._nb_theta = None
+        # a dispersion family's SDs are reported as varcorr reports them (sigma * theta),
+        # so that the profile's estimate is the block's SD
+        self.sd_scale = model.estimates.sigma if self.family.has_dispersion else 1.0
 
     def deviance(self, x) -> float:
         theta = theta_of_sdcor(self.terms, x[:self.nv])
@@ -403,6 +406,8 @@ class GlmmProblem(ProfileProblem):
             return np.exp(values)
         if self.kinds[j] == "fixed":
             return values * self.beta_scale[j - len(self.names) + len(self.beta_scale)]
+        if self.kinds[j] == "sd" and self.family.has_dispersion:
+            return values * self.sd_scale
         return values
 
     def restore(self):
