@@ -43,7 +43,7 @@ EXPECTED = {
     "GLMM_NEGBIN": (("y", "X", "groups", "offset", "x_random", "fit_intercept", "alpha",
                      "nAGQ", "theta"), ("y", "X", "groups"),
                     {"y", "X", "groups", "offset", "x_random"}),
-    "LMM": (("y", "X", "groups", "x_random", "REML", "alpha", "fit_intercept"),
+    "LMM": (("y", "X", "groups", "x_random", "REML", "alpha", "fit_intercept", "ddf"),
             ("y", "X", "groups"), {"y", "X", "groups", "x_random"}),
 }
 

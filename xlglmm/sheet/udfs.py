@@ -45,7 +45,8 @@ from ..engine.design import DesignError
 from ..engine.family import SHEET_LINKS, function_links
 from ..engine.fit import ModelError
 from ..engine.formula import FormulaError
-from ..engine.lmm import LMMResult
+from ..engine.lmm import NORMAL_APPROXIMATION_NOTE, LMMResult
+from ..engine.satterthwaite import SatterthwaiteError
 from .values import SheetError
 
 CATEGORY = "xlglmm"
@@ -96,12 +97,18 @@ def _negbin(y, X, groups, offset, x_random, fit_intercept, alpha, nAGQ, theta):
     return _fit_block(m, a)
 
 
-def _lmm(y, X, groups, x_random, REML, alpha, fit_intercept):
+#: LMM's ddf argument (any case) -> LMMResult.t_tests' ddf
+DDF_CHOICES = {"satterthwaite": "Satterthwaite", "z": "z"}
+
+
+def _lmm(y, X, groups, x_random, REML, alpha, fit_intercept, ddf):
     fi, a, _, _ = models.options(fit_intercept, alpha, 1)
     reml = values.scalar(REML, "REML", True, "bool")
+    how = DDF_CHOICES[values.scalar(ddf, "ddf", "satterthwaite", "text",
+                                    choices=tuple(DDF_CHOICES))]
     m = models.model_from_ranges("gaussian", y, X, groups, None, x_random, fi, 1)
     m = dataclasses.replace(m, reml=reml)
-    return _fit_block(m, a)
+    return _fit_block(m, a, how)
 
 
 def _binomial(y, X, groups, trials, x_random, fit_intercept, alpha, nAGQ, link):
@@ -118,15 +125,44 @@ def _glmm(formula, data, family, link, offset, weights, alpha, nAGQ):
     return _fit_block(m, a)
 
 
-def _fit_block(m: models.SheetModel, alpha: float):
-    bkey = cache.digest("block", m.key, alpha)
+def _fit_block(m: models.SheetModel, alpha: float, ddf: str | None = None):
+    """``ddf``: a linear mixed model's t tests (LMMResult.t_tests' ddf)."""
+    bkey = cache.digest("block", m.key, alpha, ddf)
     hit = cache.BLOCKS.get(bkey)
     if hit is not None:
         return _copy(hit)
     res = models.fit_model(m)
-    out = block.fit_block(res, alpha, _extra_fit_rows(res))
+    tests, notes = _t_tests(res, ddf) if ddf is not None else (None, None)
+    out = block.fit_block(res, alpha, _extra_fit_rows(res), tests, notes)
     cache.BLOCKS.put(bkey, out)
     return _copy(out)
+
+
+def _t_tests(res: LMMResult, ddf: str):
+    """The LMM block's t tests and its notes: with Satterthwaite's df the engine's
+    note on the normal approximation gives way to one on the df; where the df are
+    undefined (a singular Hessian: a variance at its boundary), the table says so
+    and shows no p or interval rather than a normal test in disguise."""
+    notes = list(res.messages)
+    if ddf == "z" or len(res.fe_params) == 0:
+        return res.t_tests("z"), notes
+    notes = [n for n in notes if n != NORMAL_APPROXIMATION_NOTE]
+    try:
+        tests = res.t_tests(ddf)
+    except SatterthwaiteError as e:
+        tests = res.t_tests("z")
+        tests["df"] = tests["p"] = np.nan
+        return tests, notes + [f"Satterthwaite's degrees of freedom could not be computed: "
+                               f"{e}. No p-values or intervals; ddf \"z\" gives the "
+                               "normal approximation's."]
+    notes.append("p-values and intervals: t tests with Satterthwaite's degrees of freedom "
+                 "(lmerTest's summary); ddf \"z\" gives the normal approximation.")
+    undefined = list(tests.index[~np.isfinite(tests["df"])])
+    if undefined:
+        notes.append(f"Satterthwaite's df are undefined for {', '.join(undefined)} (the "
+                     "Hessian of the variance parameters is not positive definite): no "
+                     "p-value or interval there.")
+    return tests, notes
 
 
 def _extra_fit_rows(res) -> list:
@@ -600,10 +636,12 @@ def GLMM_NEGBIN(y, X, groups, offset=None, x_random=None, fit_intercept=True, al
     cells("x_random", DOC_X_RANDOM),
     value("REML", "Optional. TRUE (default) REML, FALSE maximum likelihood (to compare fixed effects)"),
     value("alpha", DOC_ALPHA),
-    value("fit_intercept", DOC_INTERCEPT))
-def LMM(y, X, groups, x_random=None, REML=True, alpha=0.05, fit_intercept=True):
-    """Linear mixed model, as lme4::lmer (REML or ML): estimates, SEs, CIs, variance components with the residual, ICC per grouping factor, logLik / REML criterion, AIC, BIC."""
-    return _safe(_lmm, y, X, groups, x_random, REML, alpha, fit_intercept)
+    value("fit_intercept", DOC_INTERCEPT),
+    value("ddf", "Optional. \"Satterthwaite\" (default): t tests with Satterthwaite's df, as lmerTest; \"z\": the normal approximation"))
+def LMM(y, X, groups, x_random=None, REML=True, alpha=0.05, fit_intercept=True,
+        ddf="Satterthwaite"):
+    """Linear mixed model, as lme4::lmer (REML or ML): estimates, SEs, Satterthwaite df, t tests and CIs (lmerTest), variance components with the residual, ICC per grouping factor, logLik / REML criterion, AIC, BIC."""
+    return _safe(_lmm, y, X, groups, x_random, REML, alpha, fit_intercept, ddf)
 
 
 #: the functions themselves, in the order of FUNCTIONS

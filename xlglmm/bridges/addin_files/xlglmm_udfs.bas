@@ -99,14 +99,14 @@ failed:
     GLMM_RANEF = Err.Description
 End Function
 
-Function LMM(y, X, groups, Optional x_random, Optional REML, Optional alpha, Optional fit_intercept)
+Function LMM(y, X, groups, Optional x_random, Optional REML, Optional alpha, Optional fit_intercept, Optional ddf)
     If (Not Application.CommandBars("Standard").Controls(1).Enabled) Then Exit Function
     #If App = "Microsoft Excel" Then
         If TypeOf Application.Caller Is Range Then On Error GoTo failed
-        LMM = XLPy.CallUDF("xlglmm.sheet.udfs", "LMM", Array(y, X, groups, x_random, REML, alpha, fit_intercept), ActiveWorkbook, Application.Caller)
+        LMM = XLPy.CallUDF("xlglmm.sheet.udfs", "LMM", Array(y, X, groups, x_random, REML, alpha, fit_intercept, ddf), ActiveWorkbook, Application.Caller)
         Exit Function
     #Else
-        LMM = XLPy.CallUDF("xlglmm.sheet.udfs", "LMM", Array(y, X, groups, x_random, REML, alpha, fit_intercept))
+        LMM = XLPy.CallUDF("xlglmm.sheet.udfs", "LMM", Array(y, X, groups, x_random, REML, alpha, fit_intercept, ddf))
         Exit Function
     #End If
 failed:

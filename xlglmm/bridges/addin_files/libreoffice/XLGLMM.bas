@@ -350,8 +350,8 @@ failed:
   GLMM_NEGBIN = "#GLMM! LibreOffice Basic error in GLMM_NEGBIN: " & Error$
 End Function
 
-Function LMM(Optional y, Optional X, Optional groups, Optional x_random, Optional REML, Optional alpha, Optional fit_intercept) As Variant
-  Dim a(6) As Variant, given As Integer
+Function LMM(Optional y, Optional X, Optional groups, Optional x_random, Optional REML, Optional alpha, Optional fit_intercept, Optional ddf) As Variant
+  Dim a(7) As Variant, given As Integer
   On Error GoTo failed
   given = 0
   If Not IsMissing(y) Then
@@ -381,6 +381,10 @@ Function LMM(Optional y, Optional X, Optional groups, Optional x_random, Optiona
   If Not IsMissing(fit_intercept) Then
     a(6) = fit_intercept
     given = 7
+  End If
+  If Not IsMissing(ddf) Then
+    a(7) = ddf
+    given = 8
   End If
   LMM = XlglmmRun("LMM", given, a)
   Exit Function
