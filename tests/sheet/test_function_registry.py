@@ -45,6 +45,9 @@ EXPECTED = {
                     {"y", "X", "groups", "offset", "x_random"}),
     "LMM": (("y", "X", "groups", "x_random", "REML", "alpha", "fit_intercept", "ddf"),
             ("y", "X", "groups"), {"y", "X", "groups", "x_random"}),
+    "GLMM_CONFINT": (("y", "X", "groups", "offset", "x_random", "fit_intercept", "nAGQ",
+                      "family", "trials", "link", "method", "nsim", "seed", "alpha"),
+                     ("y", "X"), {"y", "X", "groups", "offset", "x_random", "trials"}),
 }
 
 

@@ -227,6 +227,21 @@ def _term_of(result, group):
     return "(Intercept)"
 
 
+def confint_block(rows, method: str, alpha: float, replicates: int | None) -> list:
+    """GLMM_CONFINT's block: a header, then one row per parameter from ``rows`` of
+    (name, estimate, lower, upper, note); the same columns for every method (so that
+    sheets can set methods side by side): ``Replicates`` holds the bootstrap's count of
+    replicates used, blank for the others; a blank limit is one the method does not
+    give (the note says why)."""
+    lvl = f"{100 * (1 - alpha):.10g}%"
+    out = [["Parameter", "Estimate", f"CI low {lvl}", f"CI high {lvl}", "Method",
+            "Replicates", "Note"]]
+    for name, est, lo, hi, note in rows:
+        out.append([_text(name), _num(est), _num(lo), _num(hi), method, replicates,
+                    _text(note)])
+    return rectangular(out)
+
+
 def compare_block(fit1: dict, fit2: dict) -> list:
     """anova()-style likelihood-ratio test from two fits' statistics
     (dicts with name, npar, AIC, BIC, logLik, deviance, nobs)."""
