@@ -21,7 +21,8 @@ PARAMETERS = ["sd_(Intercept)|plant", "sd_(Intercept)|month", "(Intercept)", "tr
 
 
 @pytest.fixture(autouse=True)
-def fresh():
+def no_cached_fits():
+    """The tests count the fits in the cache: each starts (and leaves) it empty."""
     cache.clear()
     yield
     cache.clear()

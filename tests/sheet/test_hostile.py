@@ -231,14 +231,19 @@ def test_fuzz_ranef(fuzz_budget, data):
         call(udfs.GLMM_RANEF, formula, table, family, link, offset, weights,
              _maybe(data, hs.nagqs, 1))
         return
+    call(udfs.GLMM_RANEF, *_companion_range_args(data))
+
+
+def _companion_range_args(data):
+    """The ten leading arguments of a companion's range form (as GLMM_RANEF's)."""
     fam = data.draw(st.sampled_from(["poisson", "binomial"]))
     d = data.draw(hs.datasets(fam))
     args = hs.sheet_args(d, data.draw(st.booleans()))
     args = data.draw(hs.mutate(args, ["y", "X", "groups", "offset", "trials", "x_random"]))
-    call(udfs.GLMM_RANEF, args["y"], args["X"], args["groups"], args["offset"],
-         args["x_random"], _maybe(data, hs.intercepts, True), _maybe(data, hs.nagqs, 1),
-         data.draw(hs.families) if data.draw(st.integers(0, 3)) == 0 else fam,
-         args["trials"], _maybe(data, hs.links, None))
+    return (args["y"], args["X"], args["groups"], args["offset"], args["x_random"],
+            _maybe(data, hs.intercepts, True), _maybe(data, hs.nagqs, 1),
+            data.draw(hs.families) if data.draw(st.integers(0, 3)) == 0 else fam,
+            args["trials"], _maybe(data, hs.links, None))
 
 
 @fuzz_settings("predict")
@@ -326,14 +331,7 @@ def test_fuzz_confint(fuzz_budget, data):
         call(udfs.GLMM_CONFINT, formula, table, family, link, offset, weights,
              _maybe(data, hs.nagqs, 1), None, None, None, *options)
         return
-    fam = data.draw(st.sampled_from(["poisson", "binomial"]))
-    d = data.draw(hs.datasets(fam))
-    args = hs.sheet_args(d, data.draw(st.booleans()))
-    args = data.draw(hs.mutate(args, ["y", "X", "groups", "offset", "trials", "x_random"]))
-    call(udfs.GLMM_CONFINT, args["y"], args["X"], args["groups"], args["offset"],
-         args["x_random"], _maybe(data, hs.intercepts, True), _maybe(data, hs.nagqs, 1),
-         data.draw(hs.families) if data.draw(st.integers(0, 3)) == 0 else fam,
-         args["trials"], _maybe(data, hs.links, None), *options)
+    call(udfs.GLMM_CONFINT, *_companion_range_args(data), *options)
 
 
 def test_fuzz_summary(capsys):

@@ -577,6 +577,22 @@ COUNT_MODEL_ARGUMENTS = (
 )
 
 
+#: the leading arguments of the companions that take the fit's (GLMM_RANEF,
+#: GLMM_CONFINT): the range form's, or the formula form's in their places
+COMPANION_ARGUMENTS = (
+    cells("y", "As in the fit: y (or the formula, then data, family, link, offset, weights, nAGQ)"),
+    cells("X", "As in the fit: predictor columns"),
+    cells("groups", "As in the fit: grouping columns"),
+    cells("offset", "Optional. As in the fit"),
+    cells("x_random", "Optional. As in the fit"),
+    value("fit_intercept", "Optional. As in the fit"),
+    value("nAGQ", "Optional. As in the fit"),
+    value("family", "Optional. \"poisson\" (default), \"binomial\", \"gamma\", \"negbin\" or \"gaussian\""),
+    cells("trials", "Optional. Binomial trials, as in GLMM_BINOMIAL"),
+    value("link", "Optional. Link function"),
+)
+
+
 class WorksheetFunction(NamedTuple):
     """A declared worksheet function: the callable, its parameter names in order, the
     names a call must give (no default), and the names declared as ranges."""
@@ -653,17 +669,7 @@ def GLMM(formula, data, family="poisson", link=None, offset=None, weights=None, 
     return _safe(_glmm, formula, data, family, link, offset, weights, alpha, nAGQ)
 
 
-@worksheet_function(
-    cells("y", "As in the fit: y (or the formula, then data, family, link, offset, weights, nAGQ)"),
-    cells("X", "As in the fit: predictor columns"),
-    cells("groups", "As in the fit: grouping columns"),
-    cells("offset", "Optional. As in the fit"),
-    cells("x_random", "Optional. As in the fit"),
-    value("fit_intercept", "Optional. As in the fit"),
-    value("nAGQ", "Optional. As in the fit"),
-    value("family", "Optional. \"poisson\" (default), \"binomial\" or \"gamma\""),
-    cells("trials", "Optional. Binomial trials, as in GLMM_BINOMIAL"),
-    value("link", "Optional. Link function"))
+@worksheet_function(*COMPANION_ARGUMENTS)
 def GLMM_RANEF(y, X, groups=None, offset=None, x_random=None, fit_intercept=True, nAGQ=1,
                family="poisson", trials=None, link=None):
     """Random effects (conditional modes, BLUPs) with conditional SDs: one row per group level. Same leading arguments as the fit; the cached fit is reused."""
@@ -737,16 +743,7 @@ def LMM(y, X, groups, x_random=None, REML=True, alpha=0.05, fit_intercept=True,
 
 
 @worksheet_function(
-    cells("y", "As in the fit: y (or the formula, then data, family, link, offset, weights, nAGQ)"),
-    cells("X", "As in the fit: predictor columns"),
-    cells("groups", "As in the fit: grouping columns"),
-    cells("offset", "Optional. As in the fit"),
-    cells("x_random", "Optional. As in the fit"),
-    value("fit_intercept", "Optional. As in the fit"),
-    value("nAGQ", "Optional. As in the fit"),
-    value("family", "Optional. \"poisson\" (default), \"binomial\", \"gamma\", \"negbin\" or \"gaussian\""),
-    cells("trials", "Optional. Binomial trials, as in GLMM_BINOMIAL"),
-    value("link", "Optional. Link function"),
+    *COMPANION_ARGUMENTS,
     value("method", "Optional. \"Wald\" (default), \"profile\" (profile likelihood) or \"bootstrap\" (parametric, percentile)"),
     value("nsim", "Optional. Bootstrap replicates, 1 to 100,000 (default 1000)"),
     value("seed", "Optional. Bootstrap seed, a whole number >= 0 (default 1): the same seed, the same intervals"),
