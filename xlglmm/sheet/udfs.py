@@ -484,7 +484,13 @@ def _intervals_block(res, how: str, nsim: int, seed: int, alpha: float) -> list:
             ci["note"] = ""
             replicates, note = None, ""
         elif how == "profile":
-            ci = res.profile(time_budget=budget).conf_int(alpha)
+            prof = res.profile(time_budget=budget)
+            ci = prof.conf_int(alpha)
+            # parameters profiled beyond the bootstrap's statistics (an LMM's sigma, an
+            # NB theta) follow them, with the profile's estimate
+            extra = [n for n in prof.traces if n not in estimates.index]
+            estimates = pd.concat([estimates, pd.Series(
+                [prof.traces[n].estimate for n in extra], index=extra, dtype=float)])
             replicates, note = None, ""
         else:
             boot = res.bootstrap(nsim, seed, time_budget=budget)
