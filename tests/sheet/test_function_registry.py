@@ -43,8 +43,11 @@ EXPECTED = {
     "GLMM_NEGBIN": (("y", "X", "groups", "offset", "x_random", "fit_intercept", "alpha",
                      "nAGQ", "theta"), ("y", "X", "groups"),
                     {"y", "X", "groups", "offset", "x_random"}),
-    "LMM": (("y", "X", "groups", "x_random", "REML", "alpha", "fit_intercept"),
+    "LMM": (("y", "X", "groups", "x_random", "REML", "alpha", "fit_intercept", "ddf"),
             ("y", "X", "groups"), {"y", "X", "groups", "x_random"}),
+    "GLMM_CONFINT": (("y", "X", "groups", "offset", "x_random", "fit_intercept", "nAGQ",
+                      "family", "trials", "link", "method", "nsim", "seed", "alpha"),
+                     ("y", "X"), {"y", "X", "groups", "offset", "x_random", "trials"}),
 }
 
 

@@ -36,6 +36,12 @@ from .results import GLMMResult
 GAUSSIAN = Family("gaussian")
 
 
+#: the result's note on its p-values (a block with Satterthwaite's df replaces it)
+NORMAL_APPROXIMATION_NOTE = ("p-values use the normal approximation (z); lme4 reports none "
+                             "for linear mixed models, which have t statistics with "
+                             "uncertain df.")
+
+
 class LMMResult(GLMMResult):
     """A fitted linear mixed model: the GLMM result plus ``scale`` (residual
     variance), ``icc`` (intraclass correlation per random intercept),
@@ -195,9 +201,7 @@ class LinearMixedModel(MixedModel):
         if opt.timed_out:
             messages.append(timeout_message(self.time_budget))
         if p:
-            messages.append("p-values use the normal approximation (z); lme4 reports none "
-                            "for linear mixed models, which have t statistics with "
-                            "uncertain df.")
+            messages.append(NORMAL_APPROXIMATION_NOTE)
         self._finish_messages(messages)
         vcov = sigma ** 2 * unscaled_cov(st, dev.q2)
         se_z = fit_scale_statistics(dev, opt.beta, vcov)
