@@ -564,7 +564,7 @@ CASES += [
     Case("GLMM_CONFINT: methods not available", "profile of an nAGQ = 0 fit", CI,
          _CI_ARGS, {"nAGQ": 0, "method": "profile"},
          expect="#GLMM! no profile intervals: profiles need the Laplace or AGQ deviance "
-                "(nAGQ >= 1)"),
+                "(nAGQ >= 1): the nAGQ = 0 criterion is not a likelihood"),
     Case("GLMM_CONFINT: methods not available", "bootstrap of a linear mixed model", CI,
          _CI_ARGS, {"family": "gaussian", "method": "bootstrap"},
          expect="#GLMM! no bootstrap intervals: the bootstrap of gaussian models (a "

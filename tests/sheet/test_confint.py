@@ -123,7 +123,7 @@ def test_a_budget_stop_keeps_the_replicates_it_has(safety, monkeypatch):
     assert "the time budget of 1 s stopped the bootstrap after" in r[6]
 
 
-def test_an_lmm_fit_has_wald_intervals_and_a_message_for_the_others():
+def test_an_lmm_fit_has_wald_and_profile_intervals():
     spec = manifest("models_negbin_lmm.json")["sleep_reml"]
     df = load_frame(spec)
     args = (column(df.Reaction, "Reaction"), column(df.Days, "Days"),
@@ -134,9 +134,14 @@ def test_an_lmm_fit_has_wald_intervals_and_a_message_for_the_others():
                                         "cor_(Intercept).Days|Subject", "(Intercept)", "Days"]
     assert block_row(wald, "Days")[2] == pytest.approx(res.conf_int().loc["Days", "lower"],
                                                        rel=1e-6)
-    for method in ("profile", "bootstrap"):
-        out = udfs.GLMM_CONFINT(*args, family="gaussian", method=method)
-        assert out.startswith(f"#GLMM! no {method} intervals: ") and "gaussian" in out
+    prof = udfs.GLMM_CONFINT(*args, family="gaussian", method="profile")
+    expected = res.conf_int(method="profile")
+    assert sorted(r[0] for r in prof[1:]) == sorted(expected.index)  # sigma among them
+    assert "sigma" in expected.index
+    for r in prof[1:]:
+        assert r[2:4] == pytest.approx(list(expected.loc[r[0], ["lower", "upper"]]),
+                                       rel=1e-9)
+        assert "maximum-likelihood refit" in r[6]   # a REML fit is profiled on its ML refit, as lme4
 
 
 @pytest.mark.parametrize("argument,bad,message", [
