@@ -116,7 +116,8 @@ def link_variance(dev, theta, state, sigma: float, vcov, X, zs):
             cols = base + c[seen][:, None] * k + np.arange(k)
             rhs[seen[:, None], cols] += zt
         rhs[:, q2:] += X[rows] * scale
-        w2 = sla.solve_triangular(LS, rhs.T, lower=True).T if LS.shape[0] else rhs
+        w2 = (sla.solve_triangular(LS, rhs.T, lower=True, check_finite=False).T
+              if LS.shape[0] else rhs)
         g = (w2[:, q2:] @ LS[q2:, q2:].T) / scale     # RX' w2_beta, in the data's columns
         re_part[rows] = sigma ** 2 * (w1sq + np.einsum("ij,ij->i", w2[:, :q2], w2[:, :q2]))
         fixed_part[rows] = np.einsum("ij,jk,ik->i", g, vcov, g)
