@@ -23,12 +23,6 @@ def safety():
     return res, df
 
 
-@pytest.fixture(scope="module")
-def sleep():
-    df = pd.read_csv(PACKAGE_DATA / "sleepstudy.csv")
-    return xlglmm.lmer("Reaction ~ Days + (Days|Subject)", df), df
-
-
 def dense_variance(res, X, zs):
     """sigma^2 c'M^-1 c with M the penalised system [Lambda'Z'WZLambda + I, ...; X'W...]
     built densely in the data's row order, W the working weights of a canonical link
@@ -75,25 +69,26 @@ def mixed_rows(res, n_rows=12, seed=1):
     return X, zs
 
 
-@pytest.mark.parametrize("name", ["safety_crossed", "grouse_slope", "cbpp_laplace"])
+def fitted(name):
+    """A reference fit, or lme4's sleepstudy LMM (random slope) for ``"sleepstudy"``."""
+    if name == "sleepstudy":
+        df = pd.read_csv(PACKAGE_DATA / "sleepstudy.csv")
+        return xlglmm.lmer("Reaction ~ Days + (Days|Subject)", df)
+    return fit(SHARED[name])[0]
+
+
+@pytest.mark.parametrize("name", ["safety_crossed", "grouse_slope", "cbpp_laplace",
+                                  "sleepstudy"])
 def test_the_variance_is_the_inverse_of_the_whole_penalised_system(name):
-    """With the RX covariance in beta's part, the two parts add up to sigma^2 c'M^-1 c
-    of a dense inverse (crossed terms, a random slope, binomial trials), to rounding."""
-    res, _ = fit(SHARED[name])
+    """With the RX covariance in beta's part (an LMM's vcov), the two parts add up to
+    sigma^2 c'M^-1 c of a dense inverse (crossed terms, random slopes, binomial
+    trials, an LMM's sigma^2), to rounding; M^-1's beta block is that covariance."""
+    res = fitted(name)
     X, zs = mixed_rows(res)
     want, beta_block = dense_variance(res, X, zs)
     re_part, fixed_part = parts(res, X, zs, res.fe_cov_rx.to_numpy())
     assert np.allclose(re_part + fixed_part, want, rtol=1e-7, atol=0)
     assert np.allclose(beta_block, res.fe_cov_rx.to_numpy(), rtol=1e-7)
-
-
-def test_an_lmm_variance_is_sigma2_times_the_inverse_and_its_beta_block_is_vcov(sleep):
-    res, _ = sleep
-    X, zs = mixed_rows(res)
-    want, beta_block = dense_variance(res, X, zs)
-    re_part, fixed_part = parts(res, X, zs, res.fe_cov.to_numpy())
-    assert np.allclose(re_part + fixed_part, want, rtol=1e-7, atol=0)
-    assert np.allclose(beta_block, res.fe_cov.to_numpy(), rtol=1e-7)
 
 
 def test_population_level_rows_have_the_variance_of_the_reported_ses(safety):
