@@ -48,6 +48,7 @@ from ..engine.family import SHEET_LINKS, function_links
 from ..engine.fit import ModelError
 from ..engine.formula import FormulaError
 from ..engine.lmm import NORMAL_APPROXIMATION_NOTE, LMMResult
+from ..engine.prediction import PredictionError
 from ..engine.profile import ProfileError
 from ..engine.satterthwaite import SatterthwaiteError
 from .values import SheetError
@@ -74,7 +75,7 @@ def _safe(impl, *args):
     """Run a worksheet function body; any failure becomes one '#GLMM!' cell."""
     try:
         return impl(*args)
-    except (SheetError, FormulaError, DesignError, ModelError) as e:
+    except (SheetError, FormulaError, DesignError, ModelError, PredictionError) as e:
         return error(str(e))
     except MemoryError:
         return error("not enough memory for this model; use fewer rows or predictors")
@@ -204,9 +205,10 @@ def _ranef(y, X, groups, offset, x_random, fit_intercept, nAGQ, family, trials, 
 
 
 def _predict(y, X, groups, new_X, new_groups, offset, new_offset, x_random, new_x_random,
-             type_, include_re, fit_intercept, nAGQ, family, trials, link):
+             type_, include_re, fit_intercept, nAGQ, family, trials, link, interval, alpha):
     ptype = values.scalar(type_, "pred_type", "response", "text", choices=("response", "link"))
     inc = values.scalar(include_re, "include_re", True, "bool")
+    ask = _interval_request(interval, alpha, ptype)
     if models.is_formula(y):
         # formula form: (formula, data, new_data, family, link, offset, weights,
         # new_offset) in the first eight places; pred_type, include_re, nAGQ stay put
@@ -216,7 +218,7 @@ def _predict(y, X, groups, new_X, new_groups, offset, new_offset, x_random, new_
         _, _, q, lk = models.options(True, 0.05, nAGQ, link_, SHEET_LINKS)
         m = models.model_from_formula(models.formula_text(formula), data, fam, lk, offset_, weights_, q)
         res = models.fit_model(m)
-        return _predict_formula(res, m, new_data, new_offset_, ptype, inc)
+        return _predict_formula(res, m, new_data, new_offset_, ptype, inc, ask)
     m = models.companion_model((y, X, groups, offset, x_random, fit_intercept, nAGQ, family,
                           trials, link), None, y)
     res = models.fit_model(m)
@@ -226,10 +228,7 @@ def _predict(y, X, groups, new_X, new_groups, offset, new_offset, x_random, new_
     if values.is_empty(new_X) and (m.x_names or values.is_empty(new_groups)):
         if not values.is_empty(new_groups):
             raise SheetError("new_groups needs new_X (leave both blank for fitted values)")
-        pred = res.predict(type=ptype, include_re=inc).to_numpy()
-        out = np.full(m.n_rows, np.nan)
-        out[res.design.kept_rows] = pred
-        return _prediction_column(out, ptype)
+        return _fitted_rows(res, m, ptype, inc, ask)
     # the new rows end at the last row holding a value in any of the new ranges (blank
     # rows below it: a whole-column selection); a blank cell above it is a missing
     # value -- a blank group label is a new level (random effect 0), as documented
@@ -243,8 +242,50 @@ def _predict(y, X, groups, new_X, new_groups, offset, new_offset, x_random, new_
         _check_new_rows(new_offset, "new_offset", len(new), rows)
         off = models.aligned_vector(new_offset, "new_offset", len(new), 0,
                               log_scale=res.family.is_log_link, rows=rows)
-    pred = res.predict(new, type=ptype, include_re=inc, offset=off).to_numpy()
-    return _prediction_column(pred, ptype)
+    return _prediction_block(res.predict(new, type=ptype, include_re=inc, offset=off,
+                                         **ask), ptype, ask)
+
+
+def _interval_request(interval, alpha, ptype) -> dict:
+    """GLMM_PREDICT's interval and alpha as ``predict``'s keywords ({} for none),
+    checked before the fit."""
+    word = values.scalar(interval, "interval", "none", "text",
+                         choices=("none", "confidence", "prediction"))
+    a = values.scalar(alpha, "alpha", 0.05, "number")
+    if not 0.0 < a < 1.0:
+        raise SheetError("alpha must be between 0 and 1 (e.g. 0.05 for 95% intervals)")
+    if word == "none":
+        return {}
+    if word == "prediction" and ptype == "link":
+        raise SheetError("a prediction interval is for a new observation, on the response "
+                         "scale: use pred_type \"response\" (or interval \"confidence\")")
+    return {"interval": word, "level": 1.0 - a}
+
+
+def _fitted_rows(res, m, ptype, inc, ask):
+    """The fitted rows' predictions (new rows left blank), one per row of y: rows the
+    fit dropped are blank."""
+    pred = res.predict(type=ptype, include_re=inc, **ask)
+    full = pd.DataFrame(np.nan, index=range(m.n_rows), columns=[0]) if not ask else \
+        pd.DataFrame(np.nan, index=range(m.n_rows), columns=pred.columns)
+    full.iloc[res.design.kept_rows] = pred.to_numpy().reshape(len(pred), -1)
+    return _prediction_block(full if ask else full[0], ptype, ask)
+
+
+def _prediction_block(pred, ptype, ask):
+    """The predictions as cells: one column, or with an interval the predicted value,
+    its SE (link) and the interval's limits under a header row naming them."""
+    if not ask:
+        return _prediction_column(pred.to_numpy(), ptype)
+    pct = f"{100.0 * ask['level']:.10g}%"
+    what = f"{pct} CI of the mean" if ask["interval"] == "confidence" else \
+        f"{pct} prediction interval"
+    head = ["predicted (response)" if ptype == "response" else "predicted (link)",
+            "SE (link)", f"lower {what}", f"upper {what}"]
+    cols = [block.significant(pred[c].to_numpy()) for c in ("fit", "se_link", "lower",
+                                                            "upper")]
+    return [head] + [[None if not np.isfinite(v) else float(v) for v in row]
+                     for row in zip(*cols)]
 
 
 def _check_new_rows(value, name, n_new, rows, src="new_X", header_ok=True):
@@ -324,12 +365,9 @@ def _new_frame(m: models.SheetModel, new_X, new_groups, new_x_random, rows=None)
     return pd.DataFrame(data)
 
 
-def _predict_formula(res, m, new_data, new_offset, ptype, inc):
+def _predict_formula(res, m, new_data, new_offset, ptype, inc, ask):
     if values.is_empty(new_data):
-        pred = res.predict(type=ptype, include_re=inc).to_numpy()
-        out = np.full(m.n_rows, np.nan)
-        out[res.design.kept_rows] = pred
-        return _prediction_column(out, ptype)
+        return _fitted_rows(res, m, ptype, inc, ask)
     cols, _ = values.table(new_data, "new_data")
     df = pd.DataFrame({k: models.typed_column(v, k) for k, v in cols.items()})
     off = None
@@ -338,8 +376,8 @@ def _predict_formula(res, m, new_data, new_offset, ptype, inc):
                               log_scale=res.family.is_log_link)
     elif m.offset is not None:
         raise SheetError("the model has an offset: give new_offset for the new rows")
-    pred = res.predict(df, type=ptype, include_re=inc, offset=off).to_numpy()
-    return _prediction_column(pred, ptype)
+    return _prediction_block(res.predict(df, type=ptype, include_re=inc, offset=off, **ask),
+                             ptype, ask)
 
 
 def _prediction_column(pred, ptype):
@@ -699,14 +737,17 @@ def GLMM_RANEF(y, X, groups=None, offset=None, x_random=None, fit_intercept=True
     value("nAGQ", "Optional. As in the fit"),
     value("family", "Optional. \"poisson\" (default), \"binomial\" or \"gamma\""),
     cells("trials", "Optional. Binomial trials, as in the fit"),
-    value("link", "Optional. Link function"))
+    value("link", "Optional. Link function"),
+    value("interval", "Optional. \"none\" (default), \"confidence\" (of the mean) or \"prediction\" (a new observation): adds SE (link), lower and upper columns"),
+    value("alpha", "Optional. 1 - level of the interval (default 0.05)"))
 def GLMM_PREDICT(y, X, groups=None, new_X=None, new_groups=None, offset=None, new_offset=None,
                  x_random=None, new_x_random=None, pred_type="response", include_re=True,
-                 fit_intercept=True, nAGQ=1, family="poisson", trials=None, link=None):
-    """Predictions from a GLMM for new rows (response or link scale, with or without random effects). Same leading arguments as the fit; unseen group levels get 0."""
+                 fit_intercept=True, nAGQ=1, family="poisson", trials=None, link=None,
+                 interval="none", alpha=0.05):
+    """Predictions from a GLMM for new rows (response or link scale, with or without random effects), optionally with a confidence or prediction interval. Same leading arguments as the fit; unseen group levels get 0."""
     return _safe(_predict, y, X, groups, new_X, new_groups, offset, new_offset, x_random,
                  new_x_random, pred_type, include_re, fit_intercept, nAGQ, family, trials,
-                 link)
+                 link, interval, alpha)
 
 
 @worksheet_function(
