@@ -109,6 +109,10 @@ def summary(block) -> str:
         return f"prediction column ({len(block) - 1} rows)"
     if block and block[0] and block[0][0] == "Model":
         return "comparison block"
+    if block and block[0] and block[0][0] == "Parameter":
+        said = sorted({r[6] for r in block[1:] if r[6]})
+        return (f"intervals block ({len(block) - 1} parameters, {block[1][4]})"
+                + (f"; notes: {' / '.join(repr(n) for n in said)}" if said else ""))
     parts = [f"block: fixed effects {', '.join(map(str, fixed_names(block)))}",
              f"nobs {value(block, 'nobs'):g}", f"rows dropped {value(block, 'rows dropped'):g}",
              f"converged {'TRUE' if value(block, 'converged') else 'FALSE'}"]
@@ -534,4 +538,41 @@ CASES += [
          (col(Y, "y"), col([v * 1e155 for v in X], "x"), col(G, "g")),
          check=lambda b: abs(value(b, "x") * 1e155 / 0.449382693432 - 1) < 1e-9
          and _has_note("The variances of x are beyond double precision")(b)),
+]
+
+# ---- issue 14: GLMM_CONFINT's options, the methods a model does not have yet, LMM's ddf
+CI = "GLMM_CONFINT"
+_CI_ARGS = (col(_YG), col(X), col(G))
+CASES += [
+    Case("GLMM_CONFINT: options", "method \"jackknife\"", CI, _CI_ARGS,
+         {"method": "jackknife"},
+         expect="#GLMM! method must be one of: wald, profile, bootstrap"),
+    Case("GLMM_CONFINT: options", "nsim 1,000,000", CI, _CI_ARGS,
+         {"method": "bootstrap", "nsim": 1e6},
+         expect="#GLMM! nsim must be a whole number from 1 to 100,000 (each replicate is a "
+                "refit, and a worksheet call has a time budget)"),
+    Case("GLMM_CONFINT: options", "nsim 2.5", CI, _CI_ARGS,
+         {"method": "bootstrap", "nsim": 2.5},
+         expect="#GLMM! nsim must be a whole number from 1 to 100,000 (each replicate is a "
+                "refit, and a worksheet call has a time budget)"),
+    Case("GLMM_CONFINT: options", "seed -1", CI, _CI_ARGS,
+         {"method": "bootstrap", "seed": -1.0},
+         expect="#GLMM! seed must be a whole number from 0 to 9,007,199,254,740,991 (the "
+                "same seed gives the same replicates)"),
+    Case("GLMM_CONFINT: options", "alpha 1.5", CI, _CI_ARGS, {"alpha": 1.5},
+         expect="#GLMM! alpha must be between 0 and 1 (e.g. 0.05 for 95% intervals)"),
+    Case("GLMM_CONFINT: methods not available", "profile of an nAGQ = 0 fit", CI,
+         _CI_ARGS, {"nAGQ": 0, "method": "profile"},
+         expect="#GLMM! no profile intervals: profiles need the Laplace or AGQ deviance "
+                "(nAGQ >= 1): the nAGQ = 0 criterion is not a likelihood"),
+    Case("GLMM_CONFINT: methods not available", "bootstrap of a linear mixed model", CI,
+         _CI_ARGS, {"family": "gaussian", "method": "bootstrap"},
+         expect="#GLMM! no bootstrap intervals: the bootstrap of gaussian models (a "
+                "dispersion parameter) is not available yet"),
+    Case("GLMM_CONFINT: time budget", "100,000 bootstrap replicates, budget 0.5 s", CI,
+         _CI_ARGS, {"method": "bootstrap", "nsim": 1e5}, budget=0.5,
+         check=lambda b: 0 < b[1][5] < 100_000 and b[1][2] is not None
+         and "the time budget of 0.5 s stopped the bootstrap" in b[1][6]),
+    Case("LMM: ddf", "ddf \"Kenward-Roger\"", "LMM", _CI_ARGS, {"ddf": "Kenward-Roger"},
+         expect="#GLMM! ddf must be one of: satterthwaite, z"),
 ]

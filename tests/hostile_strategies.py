@@ -97,6 +97,14 @@ ptypes = scalar_or_range(st.sampled_from(["response", "link", "Response", None])
                          st.sampled_from(["linear", "", "probability"]))
 include_res = scalar_or_range(st.sampled_from([True, False, None, "FALSE", 0.0]),
                               st.sampled_from(["no", 2.0]))
+# GLMM_CONFINT's options: few replicates mostly (the default 1000 meets the budget)
+ci_methods = scalar_or_range(st.sampled_from(["Wald", "profile", "bootstrap", "PROFILE",
+                                              " bootstrap ", None]),
+                             st.sampled_from(["jackknife", "", "wald test"]))
+nsims = scalar_or_range(st.sampled_from([1, 2, 5, 20, 5.0, None]),
+                        st.sampled_from([0, -5, 2.5, 1e6, 100_001, "100"]))
+seeds = scalar_or_range(st.sampled_from([0, 1, 42, 2.0 ** 53 - 1, None]),
+                        st.sampled_from([-1, 0.5, 2.0 ** 60, "seed"]))
 
 
 # ---- plausible data sets ----------------------------------------------------------

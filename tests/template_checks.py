@@ -69,15 +69,26 @@ def close(a, b, rel=1e-6, abs_=1e-8):
 def check_fit_block(block, res, alpha=0.05):
     """A fit block against a GLMMResult: every number."""
     head = block[0]
-    assert head[:5] == ["Fixed effects", "Estimate", "Std. Error", "z value", "Pr(>|z|)"]
-    ci = res.conf_int(alpha)
+    if isinstance(res, xlglmm.LMMResult):     # lmerTest's columns: Satterthwaite's t tests
+        assert head[:6] == ["Fixed effects", "Estimate", "Std. Error", "df", "t value",
+                            "Pr(>|t|)"]
+        tests = res.t_tests()
+        q = stats.t.ppf(1 - alpha / 2, tests["df"])
+        ci = pd.DataFrame({"lower": tests["estimate"] - q * tests["se"],
+                           "upper": tests["estimate"] + q * tests["se"]})
+        middle = lambda name: [tests.loc[name, "df"], tests.loc[name, "t"],
+                               tests.loc[name, "p"]]
+    else:
+        assert head[:5] == ["Fixed effects", "Estimate", "Std. Error", "z value", "Pr(>|z|)"]
+        ci = res.conf_int(alpha)
+        middle = lambda name: [res.fe_zvalues[name], res.fe_pvalues[name]]
     for name in res.fe_params.index:
         r = row_of(block, name)
-        want = [res.fe_params[name], res.fe_bse[name], res.fe_zvalues[name],
-                res.fe_pvalues[name], ci.loc[name, "lower"], ci.loc[name, "upper"]]
-        for got, w in zip(r[1:7], want):
+        want = [res.fe_params[name], res.fe_bse[name], *middle(name),
+                ci.loc[name, "lower"], ci.loc[name, "upper"]]
+        for got, w in zip(r[1:len(want) + 1], want):
             assert close(got, w, rel=1e-5, abs_=1e-10), (name, r, want)
-        if len(head) > 7:
+        if len(head) > len(want) + 1:          # the ratio columns
             for got, w in zip(r[7:10], np.exp(want[0:1] + want[4:6])):
                 assert close(got, w, rel=1e-5), (name, r)
     # variance components, in the block's order
@@ -209,7 +220,7 @@ def models_sleep(df):
     ml = xlglmm.lmer("Reaction ~ Days + (Days|Subject)", df, REML=False)
     icpt = xlglmm.lmer("Reaction ~ Days + (1|Subject)", df)
     assert icpt.icc and not reml.icc
-    return ({"Model!B6": ("fit", reml), "Model!J6": ("fit", ml), "Model!R6": ("fit", icpt),
+    return ({"Model!B6": ("fit", reml), "Model!K6": ("fit", ml), "Model!T6": ("fit", icpt),
              "Model!B44": ("ranef", reml), "Model!U44": ("predict", reml)},
             {"sleep_reml": reml, "sleep_ml": ml})
 

@@ -440,6 +440,7 @@ def synthetic_jobs():
             # calls no macro with an error in a range, so IFNA blanks the padding
             "G160:O167": '=GLMM_COMPARE(IFNA(G60:P89;"");IFNA(G1:P29;""))',
             "G170:O177": "=GLMM_COMPARE(G60:P89;G1:P29)",
+            "G180:M184": f'=GLMM_CONFINT({y};{X};{G};{O};;;;;;;"profile")',   # 6 omitted
         }}}
     errors = {
         "cells": {"S": bad},
@@ -688,6 +689,9 @@ def test_calc_formula_form_omitted_arguments_and_dependent_cells(calc):
     compare = udfs.GLMM_COMPARE(udfs.GLMM_POISSON(y, X, g, nAGQ=0), udfs.GLMM_POISSON(y, X, g, off))
     assert trim(lo_block(s, "G160:O167")) == trim(udfs_block(compare))
     assert s["G170"] == {"error": "#N/A"}
+    intervals = udfs.GLMM_CONFINT(y, X, g, off, method="profile")
+    assert trim(lo_block(s, "G180:M184")) == trim(udfs_block(intervals))
+    assert s["J181"] == pytest.approx(0.587176, abs=1e-5)  # lme4: the plant SD's upper limit
 
 
 def udfs_block(result):

@@ -163,9 +163,12 @@ def test_lmm_bootstrap_standard_errors_are_the_lmms():
     lm = xlglmm.lmer("Reaction ~ Days + (Days|Subject)", ss)
     b = lm.bootstrap(200, seed=4, workers=1)
     assert b.failed == 0 and len(b.replicates) == 200
-    assert list(b.estimates.index) == ["sd_(Intercept)|Subject", "sd_Days|Subject",
-                                       "cor_(Intercept).Days|Subject", "sigma",
-                                       "(Intercept)", "Days"]
+    assert list(b.estimates.index) == ["sd_(Intercept)|Subject",
+                                       "cor_(Intercept).Days|Subject", "sd_Days|Subject",
+                                       "sigma", "(Intercept)", "Days"]
+    vc = lm.varcorr.sdcor        # (Intercept), Days, their correlation
+    assert b.estimates["sd_Days|Subject"] == pytest.approx(vc.iloc[1], rel=1e-12)
+    assert b.estimates["cor_(Intercept).Days|Subject"] == pytest.approx(vc.iloc[2], rel=1e-12)
     assert b.estimates["sigma"] == lm.sigma
     ratio = b.se[lm.fe_params.index] / lm.fe_bse
     assert np.all(np.abs(ratio - 1.0) < sd_tolerance(200)), ratio
@@ -198,10 +201,10 @@ def test_negative_binomial_bootstrap_estimates_theta_again(safety):
     spec = MODELS["safety_plant_laplace"]
     nb = fit(spec, family="nb")[0]
     b = nb.bootstrap(6, seed=5, workers=1)
-    assert list(b.estimates.index) == ["sd_(Intercept)|plant", "theta", "(Intercept)",
+    assert list(b.estimates.index) == ["sd_(Intercept)|plant", "nb_theta", "(Intercept)",
                                        "training"]
-    assert b.estimates["theta"] == nb.nb_theta and b.failed == 0
-    theta = b.replicates["theta"]
+    assert b.estimates["nb_theta"] == nb.nb_theta and b.failed == 0
+    theta = b.replicates["nb_theta"]
     assert theta.nunique() == 6 and np.all(theta > 0)
 
 

@@ -18,17 +18,18 @@ REFERENCE = json.loads((DATA / "profile_ci.json").read_text())
 MODELS = manifest()
 
 
-@pytest.mark.parametrize("name", sorted(REFERENCE))
+ORIGINAL = ("cbpp_laplace", "cbpp_agq25", "grouse_loc", "safety_plant_laplace",
+            "safety_crossed")
+
+
+@pytest.mark.parametrize("name", ORIGINAL)
 def test_profile_intervals_equal_lme4s(name):
     """Each limit within 0.2% of the interval's width (the issue asks 1%)."""
     res, _ = fit(MODELS[name])
     ci = res.conf_int(method="profile")
     ref = REFERENCE[name]
-    assert len(ci) == len(ref["parameters"])
-    # lme4 names the SDs .sig01, ... in the order of the terms; the fixed effects alike
+    assert list(ci.index) == ref["names"]
     for k, (label, row) in enumerate(ci.iterrows()):
-        if not ref["parameters"][k].startswith(".sig"):
-            assert label == ref["parameters"][k]
         lo, hi = ref["lower"][k], ref["upper"][k]
         width = hi - lo
         assert abs(row.lower - lo) <= 2e-3 * width, (label, row.lower, lo)
@@ -67,7 +68,7 @@ def test_an_sd_whose_profile_reaches_zero_gets_lower_limit_zero():
     assert tr.at_zero and tr.values[0] == 0.0
 
 
-def test_profiles_refuse_what_they_cannot_do_yet():
+def test_profiles_refuse_what_they_cannot_do():
     res, _ = fit(MODELS["safety_crossed"])
     with pytest.raises(ProfileError, match="no parameter"):
         res.profile(["nope"])
@@ -75,16 +76,15 @@ def test_profiles_refuse_what_they_cannot_do_yet():
     assert list(res.profile("training").traces) == ["training"]
     with pytest.raises(ValueError, match="method"):
         res.conf_int(method="bootstrap")
+    with pytest.raises(ProfileError, match="nb_theta"):
+        res.profile(nb_theta="held")
     rng = np.random.default_rng(2)
     g = np.repeat(np.arange(10), 8)
     df = pd.DataFrame({"y": rng.poisson(3, 80).astype(float), "x": rng.normal(size=80),
                        "g": g.astype(str)})
-    slope = xlglmm.glmer("y ~ x + (x|g)", df, "poisson")
-    with pytest.raises(ProfileError, match="correlated"):
-        slope.profile()
-    gam = xlglmm.glmer("y ~ x + (1|g)", df.assign(y=df.y + 1.0), "gamma", link="log")
-    with pytest.raises(ProfileError, match="dispersion"):
-        gam.profile()
+    pirls_only = xlglmm.glmer("y ~ x + (1|g)", df, "poisson", nAGQ=0)
+    with pytest.raises(ProfileError, match="nAGQ"):
+        pirls_only.profile()
 
 
 def test_a_profile_leaves_the_fit_as_it_was_and_repeats_itself():

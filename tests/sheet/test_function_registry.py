@@ -34,7 +34,8 @@ EXPECTED = {
                    {"y", "X", "groups", "offset", "x_random", "trials"}),
     "GLMM_PREDICT": (("y", "X", "groups", "new_X", "new_groups", "offset", "new_offset",
                       "x_random", "new_x_random", "pred_type", "include_re",
-                      "fit_intercept", "nAGQ", "family", "trials", "link"), ("y", "X"),
+                      "fit_intercept", "nAGQ", "family", "trials", "link", "interval", "alpha"),
+                     ("y", "X"),
                      {"y", "X", "groups", "new_X", "new_groups", "offset", "new_offset",
                       "x_random", "new_x_random", "trials"}),
     "GLMM_COMPARE": (("model1", "model2", "data", "family", "link", "offset", "weights",
@@ -43,8 +44,11 @@ EXPECTED = {
     "GLMM_NEGBIN": (("y", "X", "groups", "offset", "x_random", "fit_intercept", "alpha",
                      "nAGQ", "theta"), ("y", "X", "groups"),
                     {"y", "X", "groups", "offset", "x_random"}),
-    "LMM": (("y", "X", "groups", "x_random", "REML", "alpha", "fit_intercept"),
+    "LMM": (("y", "X", "groups", "x_random", "REML", "alpha", "fit_intercept", "ddf"),
             ("y", "X", "groups"), {"y", "X", "groups", "x_random"}),
+    "GLMM_CONFINT": (("y", "X", "groups", "offset", "x_random", "fit_intercept", "nAGQ",
+                      "family", "trials", "link", "method", "nsim", "seed", "alpha"),
+                     ("y", "X"), {"y", "X", "groups", "offset", "x_random", "trials"}),
 }
 
 

@@ -2,7 +2,7 @@
 input, returns either a valid block or one cell of text starting '#GLMM! ';
 never an exception, a hang, or code execution.
 
-* ``test_fuzz_*``: hypothesis generates worksheet-shaped inputs for the six
+* ``test_fuzz_*``: hypothesis generates worksheet-shaped inputs for the seven
   functions (tests/hostile_strategies.py).  The number of worksheet calls comes
   from ``XLGLMM_FUZZ_CALLS`` (default 300 so the normal suite stays fast); the
   dedicated job runs 10,000 or more:
@@ -45,7 +45,7 @@ FIT_BUDGET = float(os.environ.get("XLGLMM_FUZZ_FIT_BUDGET", "3"))
 # share of the calls per function (each example makes one call, COMPARE's block
 # form makes three: the two fits and the comparison)
 SHARES = {"poisson": 0.22, "binomial": 0.2, "glmm": 0.22, "ranef": 0.12, "predict": 0.14,
-          "compare": 0.10}
+          "compare": 0.10, "confint": 0.06}
 
 STATS = {"calls": 0, "exceptions": 0, "internal": 0, "invalid": 0, "over": 0, "max": 0.0,
          "max_call": "", "blocks": 0, "errors": 0, "total_time": 0.0, "by_function": {},
@@ -158,7 +158,7 @@ def _maybe(data, strategy, default):
     return data.draw(strategy) if data.draw(st.booleans()) else default
 
 
-# ---- fuzz: the six functions ---------------------------------------------------------
+# ---- fuzz: the seven functions ---------------------------------------------------------
 
 @fuzz_settings("poisson")
 @given(st.data())
@@ -231,14 +231,19 @@ def test_fuzz_ranef(fuzz_budget, data):
         call(udfs.GLMM_RANEF, formula, table, family, link, offset, weights,
              _maybe(data, hs.nagqs, 1))
         return
+    call(udfs.GLMM_RANEF, *_companion_range_args(data))
+
+
+def _companion_range_args(data):
+    """The ten leading arguments of a companion's range form (as GLMM_RANEF's)."""
     fam = data.draw(st.sampled_from(["poisson", "binomial"]))
     d = data.draw(hs.datasets(fam))
     args = hs.sheet_args(d, data.draw(st.booleans()))
     args = data.draw(hs.mutate(args, ["y", "X", "groups", "offset", "trials", "x_random"]))
-    call(udfs.GLMM_RANEF, args["y"], args["X"], args["groups"], args["offset"],
-         args["x_random"], _maybe(data, hs.intercepts, True), _maybe(data, hs.nagqs, 1),
-         data.draw(hs.families) if data.draw(st.integers(0, 3)) == 0 else fam,
-         args["trials"], _maybe(data, hs.links, None))
+    return (args["y"], args["X"], args["groups"], args["offset"], args["x_random"],
+            _maybe(data, hs.intercepts, True), _maybe(data, hs.nagqs, 1),
+            data.draw(hs.families) if data.draw(st.integers(0, 3)) == 0 else fam,
+            args["trials"], _maybe(data, hs.links, None))
 
 
 @fuzz_settings("predict")
@@ -314,6 +319,21 @@ def test_fuzz_compare(fuzz_budget, data):
         [(), (None, "poisson"), ([["y"], [1.0]], "gamma", "log", None, None, 2.0)])))
 
 
+@fuzz_settings("confint")
+@given(st.data())
+def test_fuzz_confint(fuzz_budget, data):
+    options = (_maybe(data, hs.ci_methods, "Wald"), _maybe(data, hs.nsims, 1000),
+               _maybe(data, hs.seeds, 1), _maybe(data, hs.alphas, 0.05))
+    if data.draw(st.booleans()):
+        d, formula, table, family, link, offset, weights = _formula_args(data)
+        # formula form: (formula, data, family, link, offset, weights, nAGQ), then the
+        # range form's family, trials, link places unused, then the options
+        call(udfs.GLMM_CONFINT, formula, table, family, link, offset, weights,
+             _maybe(data, hs.nagqs, 1), None, None, None, *options)
+        return
+    call(udfs.GLMM_CONFINT, *_companion_range_args(data), *options)
+
+
 def test_fuzz_summary(capsys):
     """Print the fuzz job's summary; fail on any call over the budget."""
     if STATS["calls"] == 0:
@@ -335,7 +355,7 @@ def test_fuzz_summary(capsys):
         Path(report).write_text("\n".join(lines) + "\n")
     assert STATS["over"] == 0
     assert STATS["exceptions"] == STATS["internal"] == STATS["invalid"] == 0
-    if len(STATS["tests"]) == len(SHARES):         # all six fuzz tests ran
+    if len(STATS["tests"]) == len(SHARES):         # all seven fuzz tests ran
         assert STATS["calls"] >= FUZZ_CALLS
 
 
@@ -413,6 +433,7 @@ def test_formula_text_is_never_executed(tmp_path):
             cache.clear()
             outs += [udfs.GLMM(f, tab),
                      udfs.GLMM_RANEF(f, tab, None),
+                     udfs.GLMM_CONFINT(f, tab, None, method="profile"),
                      udfs.GLMM_PREDICT(f, tab, None),
                      udfs.GLMM_COMPARE(f, "y ~ x + (1|g)", tab),
                      udfs.GLMM_COMPARE("y ~ x + (1|g)", f, tab)]

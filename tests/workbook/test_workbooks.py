@@ -524,8 +524,8 @@ def test_sleepstudy_reml_and_ml_side_by_side(recalculated):
     wb = openpyxl.load_workbook(recalculated["sleepstudy"], data_only=True)
     form = openpyxl.load_workbook(recalculated["sleepstudy"])["Model"]
     m = wb["Model"]
-    assert form["B6"].value.text.startswith("=LMM(") and ", FALSE)" in form["J6"].value.text
-    reml, ml = (block_at(m, form[a].value.ref) for a in ("B6", "J6"))
+    assert form["B6"].value.text.startswith("=LMM(") and ", FALSE)" in form["K6"].value.text
+    reml, ml = (block_at(m, form[a].value.ref) for a in ("B6", "K6"))
     assert row_of(reml, "method")[1] == "REML" and row_of(ml, "method")[1] == "ML"
     assert row_of(reml, "REML criterion")[1] == pytest.approx(
         expected("sleep_reml")["REMLcrit"], abs=0.01)

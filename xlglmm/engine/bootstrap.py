@@ -50,7 +50,7 @@ from .family import Family
 from .lmm import LinearMixedModel
 from .model import GeneralizedLinearMixedModel, MixedModel, ModelError
 from .negbin import NegativeBinomial2, NegativeBinomialModel
-from .results import sd_label
+from .profile import sdcor_names, sdcor_of_theta
 
 MAX_NSIM = 1_000_000
 PARAMETRIC = "parametric"
@@ -85,40 +85,29 @@ def simulate_response(result, rng) -> np.ndarray:
 
 
 def parameter_names(model, theta_estimated: bool) -> list:
-    """The names of ``parameter_values``: each random-effects term's SDs
-    (``sd_(Intercept)|plant``, the profile's names) and correlations
-    (``cor_(Intercept).x|g``), ``sigma`` (families with a dispersion, LMMs),
-    ``theta`` (an NB fit that estimated it), then the fixed effects."""
-    names = []
-    for t in model.design.re_terms:
-        names += [sd_label(c, t.name) for c in t.colnames]
-        names += [f"cor_{t.colnames[i]}.{t.colnames[j]}|{t.name}"
-                  for i in range(t.k) for j in range(i + 1, t.k)]
+    """The names of ``parameter_values``: each random-effects term's SDs and
+    correlations in theta's order, named as the profile names them
+    (``profile.sdcor_names``: ``sd_(Intercept)|plant``, ``cor_(Intercept).x|g``),
+    ``sigma`` (LMMs and families with a dispersion), ``nb_theta`` (an NB fit that
+    estimated it), then the fixed effects."""
+    names = [name for name, _ in sdcor_names(model.devfun.terms)]
     if model.family.has_dispersion:
         names.append("sigma")
     if theta_estimated:
-        names.append("theta")
+        names.append("nb_theta")
     return names + list(model.design.x_names)
 
 
 def parameter_values(model, theta, beta, sigma, nb_theta=None) -> np.ndarray:
     """The parameters ``parameter_names`` names, at (theta, beta, sigma) and the NB's
-    estimated theta (None: not estimated): the SDs and correlations as the
-    result's ``varcorr`` computes them."""
-    vals = []
-    for t, L in zip(model.design.re_terms, model.devfun.lambdas(theta)):
-        cov = sigma ** 2 * (L @ L.T)
-        sd = np.sqrt(np.diag(cov))
-        vals += list(sd)
-        for i in range(t.k):
-            for j in range(i + 1, t.k):
-                den = sd[i] * sd[j]
-                vals.append(cov[i, j] / den if den > 0 else float("nan"))
-    if model.family.has_dispersion:
-        vals.append(sigma)
+    estimated theta (None: not estimated); the SDs as the result's ``varcorr``
+    reports them (times sigma)."""
+    extra = [sigma] if model.family.has_dispersion else []
     if nb_theta is not None:
-        vals.append(nb_theta)
-    return np.concatenate([np.array(vals, float), np.asarray(beta, float)])
+        extra.append(nb_theta)
+    return np.concatenate([sdcor_of_theta(model.devfun.terms, np.asarray(theta, float),
+                                          sigma),
+                           np.array(extra, float), np.asarray(beta, float)])
 
 
 def statistics_of(result) -> pd.Series:

@@ -216,6 +216,14 @@ class GlmmDeviance:
         self.pirls_lme4_kernel = jit.FixedSignature(pirls.pirls_lme4)
         self.agq_kernel = jit.FixedSignature(agq.agq_deviance)
 
+    def set_family(self, family: Family):
+        """Evaluate with another family of the same kind from now on (a profile's
+        negative binomial shape): the kernels' family data and the response's
+        log-likelihood constant change, the warm starts stay."""
+        self.family = family
+        self._fd = family.kernel_data()
+        self.aic_const = float(loglik_constant(self.y, self.pw, self._fd))
+
     def with_response(self, y, design: ModelDesign | None = None) -> GlmmDeviance:
         """The deviance functions of the same design with another response ``y``
         (in the design's row order; a refit's, a bootstrap's): the sorted layout

@@ -36,6 +36,12 @@ from .results import GLMMResult
 GAUSSIAN = Family("gaussian")
 
 
+#: the result's note on its p-values (a block with Satterthwaite's df replaces it)
+NORMAL_APPROXIMATION_NOTE = ("p-values use the normal approximation (z); lme4 reports none "
+                             "for linear mixed models, which have t statistics with "
+                             "uncertain df.")
+
+
 class LMMResult(GLMMResult):
     """A fitted linear mixed model: the GLMM result plus ``scale`` (residual
     variance), ``icc`` (intraclass correlation per random intercept),
@@ -130,9 +136,24 @@ class LinearMixedModel(MixedModel):
         self.log_weights = float(np.sum(np.log(dev.pw[dev.pw > 0])))
 
     def _same_model(self, design, **settings):
-        kw = dict(time_budget=self.time_budget, max_evals=self.max_evals)
+        kw = dict(reml=self.reml, time_budget=self.time_budget, max_evals=self.max_evals)
         kw.update(settings)
-        return LinearMixedModel(design, self.reml, **kw)
+        return LinearMixedModel(design, **kw)
+
+    def ml_deviance(self, theta, sigma=None) -> float:
+        """-2 log-likelihood at theta and the residual SD ``sigma`` (None: its
+        maximum-likelihood value at theta), beta at its estimate given theta (which
+        sigma does not change): lme4's ``devfun2`` of a linear model, the function
+        its profiles walk (the REML criterion cannot compare fits that differ in
+        their fixed effects)."""
+        dev = self.devfun
+        st = dev.pirls(theta)
+        if not st.ok or not np.isfinite(st.logdet):
+            return np.inf
+        s2 = st.pdev / dev.n if sigma is None else sigma * sigma
+        if not s2 > 0.0:
+            return np.inf
+        return st.logdet - self.log_weights + st.pdev / s2 + dev.n * math.log(2.0 * math.pi * s2)
 
     def profiled_deviance(self, theta) -> float:
         """The REML criterion (or -2 log-likelihood for ML) at theta, beta and sigma
@@ -180,9 +201,7 @@ class LinearMixedModel(MixedModel):
         if opt.timed_out:
             messages.append(timeout_message(self.time_budget))
         if p:
-            messages.append("p-values use the normal approximation (z); lme4 reports none "
-                            "for linear mixed models, which have t statistics with "
-                            "uncertain df.")
+            messages.append(NORMAL_APPROXIMATION_NOTE)
         self._finish_messages(messages)
         vcov = sigma ** 2 * unscaled_cov(st, dev.q2)
         se_z = fit_scale_statistics(dev, opt.beta, vcov)

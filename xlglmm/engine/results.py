@@ -12,6 +12,8 @@ from . import linalg
 from .. import numfmt
 from .design import new_data_matrices
 from .formula import FormulaError, parse_formula
+from .prediction import (PredictionError, check_request, confidence_bounds, link_variance,
+                         new_level_variance, prediction_bounds)
 
 
 def sd_label(column: str, group: str) -> str:
@@ -109,10 +111,12 @@ class GLMMResult:
         """Confidence intervals at level 1 - alpha.
 
         ``method="Wald"`` (default): estimate +- z SE for the fixed effects.
-        ``method="profile"``: from the profile likelihood (``profile()``), for the
-        random-effect SDs (``sd_(Intercept)|group``, lme4's ``.sig01``...) and the
-        fixed effects, with a ``note`` column (an SD whose interval reaches 0 says
-        so); as lme4's ``confint(method = "profile")``."""
+        ``method="profile"``: from the profile likelihood (``profile()``) of every
+        parameter -- the random effects' SDs and correlations (``sd_x|group``,
+        ``cor_x.y|group``; lme4's ``.sig01``...), an LMM's residual ``sigma``, an NB
+        fit's ``nb_theta``, the fixed effects -- with a ``note`` column (a limit at
+        the end of a parameter's range, a REML fit profiled on its ML likelihood,
+        ...); as lme4's ``confint(method = "profile")``."""
         if method == "profile":
             return self.profile().conf_int(alpha)
         if method != "Wald":
@@ -125,18 +129,21 @@ class GLMMResult:
         return pd.DataFrame({"lower": b - zq * se, "upper": b + zq * se},
                             index=self.fe_params.index)
 
-    def profile(self, which=None, time_budget=None):
+    def profile(self, which=None, time_budget=None, nb_theta="estimated"):
         """The profile likelihood of each parameter (``engine.profile.Profile``: its
         ``traces`` hold values and signed square-root deviance differences, for
         plots; its ``conf_int(alpha)`` the intervals), computed once and kept.
         ``which``: parameter names (default: all); ``time_budget``: seconds (a
-        profile stopped by it says so in its intervals' notes)."""
+        profile stopped by it says so in its intervals' notes); ``nb_theta``: for a
+        negative binomial fit that estimated theta, "estimated" (theta minimised
+        over at each point: the profile likelihood) or "fixed" (held at its
+        estimate, as lme4's confint on a glmer.nb fit)."""
         from .profile import profile
         key = (which if isinstance(which, str) or which is None else tuple(which),
-               time_budget)
+               time_budget, nb_theta)
         cache = self.__dict__.setdefault("_profiles", {})
         if key not in cache:
-            cache[key] = profile(self.model, which, time_budget)
+            cache[key] = profile(self.model, which, time_budget, nb_theta)
         return cache[key]
 
     def bootstrap(self, nsim: int = 1000, seed: int = 0, statistics=None,
@@ -149,7 +156,7 @@ class GLMMResult:
         from this fit), the name of a grouping factor (its levels drawn with
         replacement: the cluster bootstrap) or ``"observation"`` (rows drawn with
         replacement).  ``statistics``: result -> pandas Series (default: the SDs,
-        sigma, theta and the fixed effects).  ``workers``: local processes (default:
+        sigma, nb_theta and the fixed effects).  ``workers``: local processes (default:
         the cores); ``client``: a ``dask.distributed.Client`` to run the replicates
         on its cluster.  ``time_budget``: seconds (the replicates finished by then
         are returned); ``progress``: callable(stage, done).  The same seed gives the
@@ -235,33 +242,79 @@ class GLMMResult:
 
     # -- predictions
     def predict(self, newdata=None, type: str = "response", include_re: bool = True,
-                offset=None) -> pd.Series:
+                offset=None, interval=None, level: float = 0.95, trials=None):
         """Predictions on the ``"response"`` or ``"link"`` scale.  For new data,
         levels not seen in the fit get random effect 0 (the population value);
-        ``offset`` (array) adds to the formula's offset() terms."""
+        ``offset`` (array) adds to the formula's offset() terms.
+
+        ``interval=None``: a Series of predictions.  ``interval="confidence"`` (of
+        the mean) or ``"prediction"`` (for a new observation, response scale only),
+        at ``level``: a DataFrame with ``fit``, ``se_link`` (the SE of the linear
+        predictor), ``lower`` and ``upper`` (see :mod:`.prediction` for what each
+        includes).  ``trials``: a binomial model's trials of the new rows, for
+        prediction intervals (default 1; the fit's rows use their own)."""
         if type not in ("response", "link"):
             raise ValueError("type must be 'response' or 'link'")
+        check_request(interval, level, type)
+        beta = self.fe_params.to_numpy()
         if newdata is None:
-            if include_re:
-                eta = self._eta
-            else:
-                d = self.design
-                eta = d.offset + d.X @ self.fe_params.to_numpy()
-            index = self.design.row_labels
+            d = self.design
+            X, zs, missing, index = d.X, [(t.codes, t.Z) for t in d.re_terms], None, \
+                d.row_labels
+            eta = self._eta if include_re else d.offset + d.X @ beta
+            if trials is not None:
+                raise PredictionError("trials is for new rows (the fit's rows have theirs)")
+            weights = d.weights
         else:
             X, zs, off, missing = new_data_matrices(self.design.spec, self.design.re_terms,
                                                     newdata)
-            eta = X @ self.fe_params.to_numpy() + off
+            eta = X @ beta + off
             if offset is not None:
-                eta = eta + np.asarray(offset, float).reshape(-1)
+                eta = eta + _row_values(offset, len(eta), "offset")
             if include_re:
                 for (codes, Z), b in zip(zs, self._b):
                     seen = codes >= 0
                     eta[seen] += np.einsum("ij,ij->i", Z[seen], b[codes[seen]])
             eta = np.where(missing, np.nan, eta)
             index = newdata.index if hasattr(newdata, "index") else None
+            weights = self._new_trials(trials, len(eta), interval)
         out = eta if type == "link" else self.family.linkinv(eta)
-        return pd.Series(out, index=index, name="predicted")
+        if interval is None:
+            return pd.Series(out, index=index, name="predicted")
+        return pd.DataFrame(self._intervals(eta, out, X, zs, missing, include_re, weights,
+                                            interval, level, type), index=index)
+
+    def _new_trials(self, trials, n: int, interval):
+        """The new rows' weights for a prediction interval: a binomial model's trials
+        (default 1), 1 for other families (which take no trials)."""
+        if trials is None:
+            return np.ones(n)
+        if not self.family.is_binomial:
+            raise PredictionError("trials is for binomial models only")
+        t = _row_values(trials, n, "trials")
+        if interval == "prediction" and not (np.all(np.isfinite(t)) and np.all(t >= 0)):
+            raise PredictionError("trials must be numbers of trials >= 0")
+        return t
+
+    def _intervals(self, eta, fit, X, zs, missing, include_re, weights, interval, level,
+                   type_) -> dict:
+        """The interval columns (``predict``): the rows' random effects are
+        conditioned on where their level was seen (and ``include_re``)."""
+        given = [(codes if include_re else np.full_like(codes, -1), Z) for codes, Z in zs]
+        re_part, fixed_part = link_variance(self._dev, self.theta, self._state, self.sigma,
+                                            self.fe_cov.to_numpy(), np.asarray(X, float),
+                                            given)
+        se = np.sqrt(re_part + fixed_part)
+        if missing is not None:
+            se = np.where(missing, np.nan, se)
+        if interval == "confidence":
+            lower, upper = confidence_bounds(self.family, eta, se, level, type_)
+        else:
+            extra = new_level_variance(self._dev.lambdas(self.theta), self.sigma, given,
+                                       [codes < 0 for codes, _ in given])
+            lower, upper = prediction_bounds(self.family, eta, np.sqrt(se ** 2 + extra),
+                                             weights, self.sigma, level)
+        return {"fit": fit, "se_link": se, "lower": lower, "upper": upper}
 
     def resid(self, type: str = "deviance") -> pd.Series:
         """Deviance, Pearson or response residuals at the conditional modes."""
@@ -390,6 +443,17 @@ class GLMMResult:
     def __repr__(self):
         return (f"<GLMMResult {self.family.name}/{self.family.link} {self.method}: "
                 f"logLik={self.llf:.4f}, nobs={self.nobs}, converged={self.converged}>")
+
+
+def _row_values(values, n: int, name: str) -> np.ndarray:
+    """One number per new row (``offset``, ``trials``; one number: every row's), checked."""
+    try:
+        v = np.asarray(values, float).reshape(-1)
+    except (TypeError, ValueError):
+        raise PredictionError(f"{name} must be numbers, one per new row") from None
+    if v.shape[0] not in (1, n):
+        raise PredictionError(f"{name} has {v.shape[0]} values for {n} new rows")
+    return np.broadcast_to(v, (n,)).copy()
 
 
 def _given(v) -> bool:

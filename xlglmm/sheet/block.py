@@ -13,7 +13,14 @@ numbers stay numbers.  Sections, each opened by a header row:
     (one sentence per row)
 
 The ratio columns are headed IRR (incidence rate ratio) for log links and OR (odds
-ratio) for the logit link; other links leave them out.
+ratio) for the logit link; other links leave them out.  A linear mixed model's fixed
+effects have lmerTest's columns instead, t tests with Satterthwaite's df:
+
+    Fixed effects | Estimate | Std. Error | df | t value | Pr(>|t|) | CI low | CI high
+
+The intervals a fit's parameters have (GLMM_CONFINT), one row per parameter:
+
+    Parameter | Estimate | CI low | CI high | Method | Replicates | Note
 """
 from __future__ import annotations
 
@@ -21,6 +28,7 @@ import hashlib
 import math
 
 import numpy as np
+from scipy import stats
 
 from .grid import MAX_CELL_TEXT
 from ..engine.results import GLMMResult
@@ -72,22 +80,39 @@ def ratio_label(result: GLMMResult) -> str | None:
     return result.family.ratio_name
 
 
-def fit_block(result: GLMMResult, alpha: float = 0.05, extra_fit_rows=()) -> list:
+def fit_block(result: GLMMResult, alpha: float = 0.05, extra_fit_rows=(), tests=None,
+              notes=None) -> list:
+    """The fit's block.  ``tests``: a linear mixed model's t tests
+    (``LMMResult.t_tests``), which give the fixed effects lmerTest's columns -- df, t,
+    Pr(>|t|) -- and intervals from t quantiles with those df (a normal test, df
+    infinite, shows a blank df and z's headings; an undefined df, NaN, blank p and
+    interval); ``notes``: the notes to show (default: the result's messages)."""
     rows: list = []
     level = 100 * (1 - alpha)
     lvl = f"{level:.10g}%"
     ratio = ratio_label(result)
-    head = ["Fixed effects", "Estimate", "Std. Error", "z value", "Pr(>|z|)",
-            f"CI low {lvl}", f"CI high {lvl}"]
+    if tests is None:
+        head = ["Fixed effects", "Estimate", "Std. Error", "z value", "Pr(>|z|)"]
+        ci = result.conf_int(alpha)
+        lower, upper = ci["lower"], ci["upper"]
+        middle = {name: [_num(result.fe_zvalues[name]), _num(result.fe_pvalues[name])]
+                  for name in result.fe_params.index}
+    else:
+        stat = "z" if np.all(np.isinf(tests["df"])) else "t"
+        head = ["Fixed effects", "Estimate", "Std. Error", "df", f"{stat} value",
+                f"Pr(>|{stat}|)"]
+        q = stats.t.ppf(1.0 - alpha / 2.0, tests["df"])       # the normal's at df = inf
+        lower, upper = tests["estimate"] - q * tests["se"], tests["estimate"] + q * tests["se"]
+        middle = {name: [_num(tests["df"][name]), _num(tests["t"][name]),
+                         _num(tests["p"][name])] for name in tests.index}
+    head += [f"CI low {lvl}", f"CI high {lvl}"]
     if ratio:
         head += [ratio, f"{ratio} low", f"{ratio} high"]
     rows.append(head)
-    ci = result.conf_int(alpha)
     for name in result.fe_params.index:
         est = result.fe_params[name]
-        lo, hi = ci.loc[name, "lower"], ci.loc[name, "upper"]
-        r = [name, _num(est), _num(result.fe_bse[name]), _num(result.fe_zvalues[name]),
-             _num(result.fe_pvalues[name]), _num(lo), _num(hi)]
+        lo, hi = lower[name], upper[name]
+        r = [name, _num(est), _num(result.fe_bse[name]), *middle[name], _num(lo), _num(hi)]
         if ratio:
             with np.errstate(over="ignore", invalid="ignore"):
                 r += [_num(np.exp(est)), _num(np.exp(lo)), _num(np.exp(hi))]
@@ -137,7 +162,7 @@ def fit_block(result: GLMMResult, alpha: float = 0.05, extra_fit_rows=()) -> lis
     rows.append([])
 
     rows.append(["Notes"])
-    notes = list(result.messages) or ["none"]
+    notes = list(result.messages if notes is None else notes) or ["none"]
     for m in notes:
         rows.append([m])
     return rectangular(rows)
@@ -202,10 +227,24 @@ def _term_of(result, group):
     return "(Intercept)"
 
 
+def confint_block(rows, method: str, alpha: float, replicates: int | None) -> list:
+    """GLMM_CONFINT's block: a header, then one row per parameter from ``rows`` of
+    (name, estimate, lower, upper, note); the same columns for every method (so that
+    sheets can set methods side by side): ``Replicates`` holds the bootstrap's count of
+    replicates used, blank for the others; a blank limit is one the method does not
+    give (the note says why)."""
+    lvl = f"{100 * (1 - alpha):.10g}%"
+    out = [["Parameter", "Estimate", f"CI low {lvl}", f"CI high {lvl}", "Method",
+            "Replicates", "Note"]]
+    for name, est, lo, hi, note in rows:
+        out.append([_text(name), _num(est), _num(lo), _num(hi), method, replicates,
+                    _text(note)])
+    return rectangular(out)
+
+
 def compare_block(fit1: dict, fit2: dict) -> list:
     """anova()-style likelihood-ratio test from two fits' statistics
     (dicts with name, npar, AIC, BIC, logLik, deviance, nobs)."""
-    from scipy import stats
     a, b = sorted([fit1, fit2], key=lambda f: f["npar"])
     chisq = max(0.0, 2.0 * (b["logLik"] - a["logLik"]))
     df = b["npar"] - a["npar"]

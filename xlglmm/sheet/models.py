@@ -484,12 +484,18 @@ def fit_model(m: SheetModel):
 
 def options(fit_intercept, alpha, nAGQ, link=None, links=None):
     fi = values.scalar(fit_intercept, "fit_intercept", True, "bool")
-    a = values.scalar(alpha, "alpha", 0.05, "number")
-    if not 0.0 < a < 1.0:
-        raise SheetError("alpha must be between 0 and 1 (e.g. 0.05 for 95% intervals)")
+    a = alpha_argument(alpha)
     q = values.scalar(nAGQ, "nAGQ", 1, "int", 0, 100)
     lk = values.scalar(link, "link", None, "text", choices=links) if links else None
     return fi, a, q, lk
+
+
+def alpha_argument(alpha) -> float:
+    """1 - the intervals' level: a number strictly between 0 and 1 (0.05 when blank)."""
+    a = values.scalar(alpha, "alpha", 0.05, "number")
+    if not 0.0 < a < 1.0:
+        raise SheetError("alpha must be between 0 and 1 (e.g. 0.05 for 95% intervals)")
+    return a
 
 
 def family_argument(value, default="poisson"):

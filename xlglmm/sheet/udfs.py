@@ -6,6 +6,7 @@
     =GLMM_RANEF(...)     BLUPs and conditional SDs, one row per level
     =GLMM_PREDICT(...)   predictions for new rows
     =GLMM_COMPARE(...)   likelihood-ratio test of two fits, as anova()
+    =GLMM_CONFINT(...)   Wald, profile or bootstrap intervals of a fit's parameters
 
 The companions take the *same leading arguments as the fit* (so a formula is written
 by copying the fit's and renaming it), in either of two forms:
@@ -41,11 +42,15 @@ import xlwings as xw
 
 from . import block, cache, models, values
 from ..numfmt import shorten
+from ..engine.bootstrap import BootstrapError, statistics_of
 from ..engine.design import DesignError
 from ..engine.family import SHEET_LINKS, function_links
 from ..engine.fit import ModelError
 from ..engine.formula import FormulaError
-from ..engine.lmm import LMMResult
+from ..engine.lmm import NORMAL_APPROXIMATION_NOTE, LMMResult
+from ..engine.prediction import PredictionError
+from ..engine.profile import ProfileError
+from ..engine.satterthwaite import SatterthwaiteError
 from .values import SheetError
 
 CATEGORY = "xlglmm"
@@ -70,7 +75,7 @@ def _safe(impl, *args):
     """Run a worksheet function body; any failure becomes one '#GLMM!' cell."""
     try:
         return impl(*args)
-    except (SheetError, FormulaError, DesignError, ModelError) as e:
+    except (SheetError, FormulaError, DesignError, ModelError, PredictionError) as e:
         return error(str(e))
     except MemoryError:
         return error("not enough memory for this model; use fewer rows or predictors")
@@ -96,12 +101,18 @@ def _negbin(y, X, groups, offset, x_random, fit_intercept, alpha, nAGQ, theta):
     return _fit_block(m, a)
 
 
-def _lmm(y, X, groups, x_random, REML, alpha, fit_intercept):
+#: LMM's ddf argument (any case) -> LMMResult.t_tests' ddf
+DDF_CHOICES = {"satterthwaite": "Satterthwaite", "z": "z"}
+
+
+def _lmm(y, X, groups, x_random, REML, alpha, fit_intercept, ddf):
     fi, a, _, _ = models.options(fit_intercept, alpha, 1)
     reml = values.scalar(REML, "REML", True, "bool")
+    how = DDF_CHOICES[values.scalar(ddf, "ddf", "satterthwaite", "text",
+                                    choices=tuple(DDF_CHOICES))]
     m = models.model_from_ranges("gaussian", y, X, groups, None, x_random, fi, 1)
     m = dataclasses.replace(m, reml=reml)
-    return _fit_block(m, a)
+    return _fit_block(m, a, how)
 
 
 def _binomial(y, X, groups, trials, x_random, fit_intercept, alpha, nAGQ, link):
@@ -118,15 +129,44 @@ def _glmm(formula, data, family, link, offset, weights, alpha, nAGQ):
     return _fit_block(m, a)
 
 
-def _fit_block(m: models.SheetModel, alpha: float):
-    bkey = cache.digest("block", m.key, alpha)
+def _fit_block(m: models.SheetModel, alpha: float, ddf: str | None = None):
+    """``ddf``: a linear mixed model's t tests (LMMResult.t_tests' ddf)."""
+    bkey = cache.digest("block", m.key, alpha, ddf)
     hit = cache.BLOCKS.get(bkey)
     if hit is not None:
         return _copy(hit)
     res = models.fit_model(m)
-    out = block.fit_block(res, alpha, _extra_fit_rows(res))
+    tests, notes = _t_tests(res, ddf) if ddf is not None else (None, None)
+    out = block.fit_block(res, alpha, _extra_fit_rows(res), tests, notes)
     cache.BLOCKS.put(bkey, out)
     return _copy(out)
+
+
+def _t_tests(res: LMMResult, ddf: str):
+    """The LMM block's t tests and its notes: with Satterthwaite's df the engine's
+    note on the normal approximation gives way to one on the df; where the df are
+    undefined (a singular Hessian: a variance at its boundary), the table says so
+    and shows no p or interval rather than a normal test in disguise."""
+    notes = list(res.messages)
+    if ddf == "z" or len(res.fe_params) == 0:
+        return res.t_tests("z"), notes
+    notes = [n for n in notes if n != NORMAL_APPROXIMATION_NOTE]
+    try:
+        tests = res.t_tests(ddf)
+    except SatterthwaiteError as e:
+        tests = res.t_tests("z")
+        tests["df"] = tests["p"] = np.nan
+        return tests, notes + [f"Satterthwaite's degrees of freedom could not be computed: "
+                               f"{e}. No p-values or intervals; ddf \"z\" gives the "
+                               "normal approximation's."]
+    notes.append("p-values and intervals: t tests with Satterthwaite's degrees of freedom "
+                 "(lmerTest's summary); ddf \"z\" gives the normal approximation.")
+    undefined = list(tests.index[~np.isfinite(tests["df"])])
+    if undefined:
+        notes.append(f"Satterthwaite's df are undefined for {', '.join(undefined)} (the "
+                     "Hessian of the variance parameters is not positive definite): no "
+                     "p-value or interval there.")
+    return tests, notes
 
 
 def _extra_fit_rows(res) -> list:
@@ -165,9 +205,10 @@ def _ranef(y, X, groups, offset, x_random, fit_intercept, nAGQ, family, trials, 
 
 
 def _predict(y, X, groups, new_X, new_groups, offset, new_offset, x_random, new_x_random,
-             type_, include_re, fit_intercept, nAGQ, family, trials, link):
+             type_, include_re, fit_intercept, nAGQ, family, trials, link, interval, alpha):
     ptype = values.scalar(type_, "pred_type", "response", "text", choices=("response", "link"))
     inc = values.scalar(include_re, "include_re", True, "bool")
+    ask = _interval_request(interval, alpha, ptype)
     if models.is_formula(y):
         # formula form: (formula, data, new_data, family, link, offset, weights,
         # new_offset) in the first eight places; pred_type, include_re, nAGQ stay put
@@ -177,7 +218,7 @@ def _predict(y, X, groups, new_X, new_groups, offset, new_offset, x_random, new_
         _, _, q, lk = models.options(True, 0.05, nAGQ, link_, SHEET_LINKS)
         m = models.model_from_formula(models.formula_text(formula), data, fam, lk, offset_, weights_, q)
         res = models.fit_model(m)
-        return _predict_formula(res, m, new_data, new_offset_, ptype, inc)
+        return _predict_formula(res, m, new_data, new_offset_, ptype, inc, ask)
     m = models.companion_model((y, X, groups, offset, x_random, fit_intercept, nAGQ, family,
                           trials, link), None, y)
     res = models.fit_model(m)
@@ -187,10 +228,7 @@ def _predict(y, X, groups, new_X, new_groups, offset, new_offset, x_random, new_
     if values.is_empty(new_X) and (m.x_names or values.is_empty(new_groups)):
         if not values.is_empty(new_groups):
             raise SheetError("new_groups needs new_X (leave both blank for fitted values)")
-        pred = res.predict(type=ptype, include_re=inc).to_numpy()
-        out = np.full(m.n_rows, np.nan)
-        out[res.design.kept_rows] = pred
-        return _prediction_column(out, ptype)
+        return _fitted_rows(res, m, ptype, inc, ask)
     # the new rows end at the last row holding a value in any of the new ranges (blank
     # rows below it: a whole-column selection); a blank cell above it is a missing
     # value -- a blank group label is a new level (random effect 0), as documented
@@ -204,8 +242,50 @@ def _predict(y, X, groups, new_X, new_groups, offset, new_offset, x_random, new_
         _check_new_rows(new_offset, "new_offset", len(new), rows)
         off = models.aligned_vector(new_offset, "new_offset", len(new), 0,
                               log_scale=res.family.is_log_link, rows=rows)
-    pred = res.predict(new, type=ptype, include_re=inc, offset=off).to_numpy()
-    return _prediction_column(pred, ptype)
+    return _prediction_block(res.predict(new, type=ptype, include_re=inc, offset=off,
+                                         **ask), ptype, ask)
+
+
+def _interval_request(interval, alpha, ptype) -> dict:
+    """GLMM_PREDICT's interval and alpha as ``predict``'s keywords ({} for none),
+    checked before the fit."""
+    word = values.scalar(interval, "interval", "none", "text",
+                         choices=("none", "confidence", "prediction"))
+    a = values.scalar(alpha, "alpha", 0.05, "number")
+    if not 0.0 < a < 1.0:
+        raise SheetError("alpha must be between 0 and 1 (e.g. 0.05 for 95% intervals)")
+    if word == "none":
+        return {}
+    if word == "prediction" and ptype == "link":
+        raise SheetError("a prediction interval is for a new observation, on the response "
+                         "scale: use pred_type \"response\" (or interval \"confidence\")")
+    return {"interval": word, "level": 1.0 - a}
+
+
+def _fitted_rows(res, m, ptype, inc, ask):
+    """The fitted rows' predictions (new rows left blank), one per row of y: rows the
+    fit dropped are blank."""
+    pred = res.predict(type=ptype, include_re=inc, **ask)
+    full = pd.DataFrame(np.nan, index=range(m.n_rows), columns=[0]) if not ask else \
+        pd.DataFrame(np.nan, index=range(m.n_rows), columns=pred.columns)
+    full.iloc[res.design.kept_rows] = pred.to_numpy().reshape(len(pred), -1)
+    return _prediction_block(full if ask else full[0], ptype, ask)
+
+
+def _prediction_block(pred, ptype, ask):
+    """The predictions as cells: one column, or with an interval the predicted value,
+    its SE (link) and the interval's limits under a header row naming them."""
+    if not ask:
+        return _prediction_column(pred.to_numpy(), ptype)
+    pct = f"{100.0 * ask['level']:.10g}%"
+    what = f"{pct} CI of the mean" if ask["interval"] == "confidence" else \
+        f"{pct} prediction interval"
+    head = ["predicted (response)" if ptype == "response" else "predicted (link)",
+            "SE (link)", f"lower {what}", f"upper {what}"]
+    cols = [block.significant(pred[c].to_numpy()) for c in ("fit", "se_link", "lower",
+                                                            "upper")]
+    return [head] + [[None if not np.isfinite(v) else float(v) for v in row]
+                     for row in zip(*cols)]
 
 
 def _check_new_rows(value, name, n_new, rows, src="new_X", header_ok=True):
@@ -285,12 +365,9 @@ def _new_frame(m: models.SheetModel, new_X, new_groups, new_x_random, rows=None)
     return pd.DataFrame(data)
 
 
-def _predict_formula(res, m, new_data, new_offset, ptype, inc):
+def _predict_formula(res, m, new_data, new_offset, ptype, inc, ask):
     if values.is_empty(new_data):
-        pred = res.predict(type=ptype, include_re=inc).to_numpy()
-        out = np.full(m.n_rows, np.nan)
-        out[res.design.kept_rows] = pred
-        return _prediction_column(out, ptype)
+        return _fitted_rows(res, m, ptype, inc, ask)
     cols, _ = values.table(new_data, "new_data")
     df = pd.DataFrame({k: models.typed_column(v, k) for k, v in cols.items()})
     off = None
@@ -299,8 +376,8 @@ def _predict_formula(res, m, new_data, new_offset, ptype, inc):
                               log_scale=res.family.is_log_link)
     elif m.offset is not None:
         raise SheetError("the model has an offset: give new_offset for the new rows")
-    pred = res.predict(df, type=ptype, include_re=inc, offset=off).to_numpy()
-    return _prediction_column(pred, ptype)
+    return _prediction_block(res.predict(df, type=ptype, include_re=inc, offset=off, **ask),
+                             ptype, ask)
 
 
 def _prediction_column(pred, ptype):
@@ -398,6 +475,101 @@ def _compare(model1, model2, data, family, link, offset, weights, nAGQ):
     return block.compare_block(fits[0], fits[1])
 
 
+#: GLMM_CONFINT's methods (any case) -> the name its block shows
+CONFINT_METHODS = {"wald": "Wald", "profile": "profile", "bootstrap": "bootstrap"}
+#: the most bootstrap replicates a cell may ask for: each is a refit, and a worksheet
+#: call has the fit's time budget (100,000 refits of even a small model take minutes)
+MAX_SHEET_NSIM = 100_000
+MAX_SEED = 2**53 - 1        # Excel holds whole numbers exactly up to here
+
+
+def _confint(y, X, groups, offset, x_random, fit_intercept, nAGQ, family, trials, link,
+             method, nsim, seed, alpha):
+    how = CONFINT_METHODS[values.scalar(method, "method", "wald", "text",
+                                        choices=tuple(CONFINT_METHODS))]
+    n = values.scalar(nsim, "nsim", 1000, "number")
+    if not (float(n).is_integer() and 1 <= n <= MAX_SHEET_NSIM):
+        raise SheetError(f"nsim must be a whole number from 1 to {MAX_SHEET_NSIM:,} (each "
+                         "replicate is a refit, and a worksheet call has a time budget)")
+    s = values.scalar(seed, "seed", 1, "number")
+    if not (float(s).is_integer() and 0 <= s <= MAX_SEED):
+        raise SheetError(f"seed must be a whole number from 0 to {MAX_SEED:,} (the same "
+                         "seed gives the same replicates)")
+    a = models.alpha_argument(alpha)
+    m = models.companion_model((y, X, groups, offset, x_random, fit_intercept, nAGQ, family,
+                                trials, link),
+                               (y, X, groups, offset, x_random, fit_intercept, nAGQ), y)
+    # nsim and seed change only a bootstrap
+    bkey = cache.digest("confint", m.key, how, a,
+                        (int(n), int(s)) if how == "bootstrap" else None)
+    hit = cache.BLOCKS.get(bkey)
+    if hit is None:
+        hit = _intervals_block(models.fit_model(m), how, int(n), int(s), a)
+        cache.BLOCKS.put(bkey, hit)
+    return _copy(hit)
+
+
+def _intervals_block(res, how: str, nsim: int, seed: int, alpha: float) -> list:
+    """The fit's parameters (the SDs and correlations of the random effects, then the
+    fixed effects: ``statistics_of``'s rows, the bootstrap's) with the method's
+    intervals; the profile and the bootstrap run within the fit's time budget, and
+    their refusals (a model they cannot handle yet) become one message."""
+    estimates = statistics_of(res)
+    budget = models.DEFAULT_TIME_BUDGET
+    try:
+        if how == "Wald":
+            ci = res.conf_int(alpha)
+            ci["note"] = ""
+            replicates, note = None, ""
+        elif how == "profile":
+            prof = res.profile(time_budget=budget)
+            ci = prof.conf_int(alpha)
+            # parameters profiled beyond the bootstrap's statistics (an LMM's sigma, an
+            # NB theta) follow them, with the profile's estimate
+            extra = [n for n in prof.traces if n not in estimates.index]
+            estimates = pd.concat([estimates, pd.Series(
+                [prof.traces[n].estimate for n in extra], index=extra, dtype=float)])
+            replicates, note = None, ""
+        else:
+            boot = res.bootstrap(nsim, seed, time_budget=budget)
+            ci = boot.conf_int(alpha)
+            ci["note"] = ""
+            replicates, note = len(boot.replicates), _bootstrap_note(boot, budget)
+    except (ProfileError, BootstrapError) as e:
+        raise SheetError(f"no {how} intervals: {e}") from None
+    except models.NUMERIC_FAILURES:
+        raise SheetError(f"no {how} intervals: the computation broke down (an overflow or "
+                         "a division by zero) away from the estimates") from None
+    rows = []
+    for name, est in estimates.items():
+        if name in ci.index:
+            lo, hi, why = ci.loc[name, "lower"], ci.loc[name, "upper"], ci.loc[name, "note"]
+        else:
+            lo = hi = None
+            why = (f"no {how} interval for a random-effect SD or correlation" +
+                   (": its likelihood is far from quadratic; use method \"profile\" or "
+                    "\"bootstrap\"" if how == "Wald" else ""))
+        rows.append((name, est, lo, hi, "; ".join(w for w in (why, note) if w)))
+    return block.confint_block(rows, how, alpha, replicates)
+
+
+def _bootstrap_note(boot, budget: float) -> str:
+    """What the bootstrap's count of replicates leaves out: refits that failed, the
+    singular ones (kept), a stop by the time budget."""
+    parts = []
+    if boot.stopped_by_budget:
+        done = len(boot.replicates) + boot.failed
+        parts.append(f"the time budget of {budget:g} s stopped the bootstrap after {done:,} "
+                     f"of {boot.nsim:,} replicates")
+    if boot.failed:
+        parts.append(f"{boot.failed:,} refit{'s' if boot.failed != 1 else ''} failed (not "
+                     "used)")
+    if boot.singular:
+        parts.append(f"{boot.singular:,} refit{'s were' if boot.singular != 1 else ' was'} "
+                     "singular (used)")
+    return "; ".join(parts)
+
+
 # Function Wizard help shared by several functions (each under 255 characters)
 DOC_COUNTS = "Counts (one column; a text header is used as name)"
 DOC_X = "Predictor columns (header row optional)"
@@ -446,6 +618,22 @@ COUNT_MODEL_ARGUMENTS = (
     value("fit_intercept", DOC_INTERCEPT),
     value("alpha", DOC_ALPHA),
     value("nAGQ", DOC_NAGQ),
+)
+
+
+#: the leading arguments of the companions that take the fit's (GLMM_RANEF,
+#: GLMM_CONFINT): the range form's, or the formula form's in their places
+COMPANION_ARGUMENTS = (
+    cells("y", "As in the fit: y (or the formula, then data, family, link, offset, weights, nAGQ)"),
+    cells("X", "As in the fit: predictor columns"),
+    cells("groups", "As in the fit: grouping columns"),
+    cells("offset", "Optional. As in the fit"),
+    cells("x_random", "Optional. As in the fit"),
+    value("fit_intercept", "Optional. As in the fit"),
+    value("nAGQ", "Optional. As in the fit"),
+    value("family", "Optional. \"poisson\" (default), \"binomial\", \"gamma\", \"negbin\" or \"gaussian\""),
+    cells("trials", "Optional. Binomial trials, as in GLMM_BINOMIAL"),
+    value("link", "Optional. Link function"),
 )
 
 
@@ -525,17 +713,7 @@ def GLMM(formula, data, family="poisson", link=None, offset=None, weights=None, 
     return _safe(_glmm, formula, data, family, link, offset, weights, alpha, nAGQ)
 
 
-@worksheet_function(
-    cells("y", "As in the fit: y (or the formula, then data, family, link, offset, weights, nAGQ)"),
-    cells("X", "As in the fit: predictor columns"),
-    cells("groups", "As in the fit: grouping columns"),
-    cells("offset", "Optional. As in the fit"),
-    cells("x_random", "Optional. As in the fit"),
-    value("fit_intercept", "Optional. As in the fit"),
-    value("nAGQ", "Optional. As in the fit"),
-    value("family", "Optional. \"poisson\" (default), \"binomial\" or \"gamma\""),
-    cells("trials", "Optional. Binomial trials, as in GLMM_BINOMIAL"),
-    value("link", "Optional. Link function"))
+@worksheet_function(*COMPANION_ARGUMENTS)
 def GLMM_RANEF(y, X, groups=None, offset=None, x_random=None, fit_intercept=True, nAGQ=1,
                family="poisson", trials=None, link=None):
     """Random effects (conditional modes, BLUPs) with conditional SDs: one row per group level. Same leading arguments as the fit; the cached fit is reused."""
@@ -559,14 +737,17 @@ def GLMM_RANEF(y, X, groups=None, offset=None, x_random=None, fit_intercept=True
     value("nAGQ", "Optional. As in the fit"),
     value("family", "Optional. \"poisson\" (default), \"binomial\" or \"gamma\""),
     cells("trials", "Optional. Binomial trials, as in the fit"),
-    value("link", "Optional. Link function"))
+    value("link", "Optional. Link function"),
+    value("interval", "Optional. \"none\" (default), \"confidence\" (of the mean) or \"prediction\" (a new observation): adds SE (link), lower and upper columns"),
+    value("alpha", "Optional. 1 - level of the interval (default 0.05)"))
 def GLMM_PREDICT(y, X, groups=None, new_X=None, new_groups=None, offset=None, new_offset=None,
                  x_random=None, new_x_random=None, pred_type="response", include_re=True,
-                 fit_intercept=True, nAGQ=1, family="poisson", trials=None, link=None):
-    """Predictions from a GLMM for new rows (response or link scale, with or without random effects). Same leading arguments as the fit; unseen group levels get 0."""
+                 fit_intercept=True, nAGQ=1, family="poisson", trials=None, link=None,
+                 interval="none", alpha=0.05):
+    """Predictions from a GLMM for new rows (response or link scale, with or without random effects), optionally with a confidence or prediction interval. Same leading arguments as the fit; unseen group levels get 0."""
     return _safe(_predict, y, X, groups, new_X, new_groups, offset, new_offset, x_random,
                  new_x_random, pred_type, include_re, fit_intercept, nAGQ, family, trials,
-                 link)
+                 link, interval, alpha)
 
 
 @worksheet_function(
@@ -600,10 +781,26 @@ def GLMM_NEGBIN(y, X, groups, offset=None, x_random=None, fit_intercept=True, al
     cells("x_random", DOC_X_RANDOM),
     value("REML", "Optional. TRUE (default) REML, FALSE maximum likelihood (to compare fixed effects)"),
     value("alpha", DOC_ALPHA),
-    value("fit_intercept", DOC_INTERCEPT))
-def LMM(y, X, groups, x_random=None, REML=True, alpha=0.05, fit_intercept=True):
-    """Linear mixed model, as lme4::lmer (REML or ML): estimates, SEs, CIs, variance components with the residual, ICC per grouping factor, logLik / REML criterion, AIC, BIC."""
-    return _safe(_lmm, y, X, groups, x_random, REML, alpha, fit_intercept)
+    value("fit_intercept", DOC_INTERCEPT),
+    value("ddf", "Optional. \"Satterthwaite\" (default): t tests with Satterthwaite's df, as lmerTest; \"z\": the normal approximation"))
+def LMM(y, X, groups, x_random=None, REML=True, alpha=0.05, fit_intercept=True,
+        ddf="Satterthwaite"):
+    """Linear mixed model, as lme4::lmer (REML or ML): estimates, SEs, Satterthwaite df, t tests and CIs (lmerTest), variance components with the residual, ICC per grouping factor, logLik / REML criterion, AIC, BIC."""
+    return _safe(_lmm, y, X, groups, x_random, REML, alpha, fit_intercept, ddf)
+
+
+@worksheet_function(
+    *COMPANION_ARGUMENTS,
+    value("method", "Optional. \"Wald\" (default), \"profile\" (profile likelihood) or \"bootstrap\" (parametric, percentile)"),
+    value("nsim", "Optional. Bootstrap replicates, 1 to 100,000 (default 1000)"),
+    value("seed", "Optional. Bootstrap seed, a whole number >= 0 (default 1): the same seed, the same intervals"),
+    value("alpha", DOC_ALPHA))
+def GLMM_CONFINT(y, X, groups=None, offset=None, x_random=None, fit_intercept=True, nAGQ=1,
+                 family="poisson", trials=None, link=None, method="Wald", nsim=1000, seed=1,
+                 alpha=0.05):
+    """Confidence intervals of a fit's parameters (random-effect SDs and fixed effects): Wald, profile likelihood or parametric bootstrap. Same leading arguments as the fit; the cached fit is reused."""
+    return _safe(_confint, y, X, groups, offset, x_random, fit_intercept, nAGQ, family,
+                 trials, link, method, nsim, seed, alpha)
 
 
 #: the functions themselves, in the order of FUNCTIONS

@@ -1076,7 +1076,7 @@ def _grouse():
         widths[col_letters(p.col)] = 22
         widths.update({col_letters(c): 11 for c in range(p.col + 1, p.region[3] + 1)})
         widths[col_letters(p.col + 1)] = 12           # 'poisson (log)' in one line
-        widths[col_letters(p.col + 6)] = 12           # 'CI high 95%' in one line
+        widths[col_letters(p.col + 7)] = 12           # 'CI high 95%' in one line
     _widths(m, widths)
     f = _fonts()
     r = bottom + 3
@@ -1404,7 +1404,7 @@ def _sleep():
     for p in fits:
         widths[col_letters(p.col)] = 40               # the blocks' note wraps in 3 lines
         widths.update({col_letters(c): 11 for c in range(p.col + 1, p.region[3] + 1)})
-        widths[col_letters(p.col + 6)] = 12           # 'CI high 95%' in one line
+        widths[col_letters(p.col + 7)] = 12           # 'CI high 95%' in one line
         widths[col_letters(p.region[3] + 1)] = 14     # the gap: room for the title
     _widths(m, widths)
     f = _fonts()
@@ -1447,8 +1447,8 @@ def _sleep():
     m.freeze_panes = "A4"
     _print_pages(lay, m, [
         ("model 1", _box(m, "A1", fits[0].ref, f"{col_letters(fits[0].region[3] + 1)}4")),
-        ("model 2", _box(m, "J4", fits[1].ref)),
-        ("model 3", _box(m, "R4", fits[2].ref)),
+        ("model 2", _box(m, f"{col_letters(fits[1].col)}4", fits[1].ref)),
+        ("model 3", _box(m, f"{col_letters(fits[2].col)}4", fits[2].ref)),
         ("the three models side by side", _box(m, table, note.coordinate)),
         ("the caterpillar plots of the subjects' effects", _box(m, cat1, cat2)),
         ("the random effects of model 1", _box(m, f"B{r4 - 2}", ranef.ref)),
@@ -1475,13 +1475,15 @@ def _sleep():
         "random intercepts only, which shows the ICC. Below: the subjects' effects "
         "(=GLMM_RANEF with family \"gaussian\") and the fitted values (=GLMM_PREDICT); "
         "the charts read those cells.",
-        f"Days: {days[1]:.2f} ms per day (95% CI {days[5]:.1f} to {days[6]:.1f}) on "
+        f"Days: {days[1]:.2f} ms per day (95% CI {days[6]:.1f} to {days[7]:.1f}, "
+        f"t test on {days[3]:.1f} df) on "
         f"average; the subjects' own slopes scatter around it with SD "
         f"{next(r for r in fits[0].block if r[:2] == ['Subject', 'Days'])[3]:.1f}.",
         ("What the LMM block means",),
-        "'Fixed effects' - estimate, standard error, z, p-value and 95% interval of each "
-        "term. p-values use the normal approximation (lme4 prints none for LMMs: t "
-        "statistics with uncertain degrees of freedom); the note in the block says so.",
+        "'Fixed effects' - estimate, standard error, degrees of freedom, t, p-value and "
+        "95% interval of each term, as lmerTest's summary: t tests with Satterthwaite's "
+        "degrees of freedom (lme4 prints no p-values for LMMs). The last argument ddf = "
+        "\"z\" gives the normal approximation instead; the note in the block says which.",
         "'Random effects' - variance and SD of each random term, correlations beside them, "
         "and the Residual: the variance of the observations around their subject's line. "
         f"Its SD is also the model-fit row 'sigma (residual SD)' ({sig:.1f} ms here).",

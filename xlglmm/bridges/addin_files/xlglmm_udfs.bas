@@ -43,6 +43,20 @@ failed:
     GLMM_COMPARE = Err.Description
 End Function
 
+Function GLMM_CONFINT(y, X, Optional groups, Optional offset, Optional x_random, Optional fit_intercept, Optional nAGQ, Optional family, Optional trials, Optional link, Optional method, Optional nsim, Optional seed, Optional alpha)
+    If (Not Application.CommandBars("Standard").Controls(1).Enabled) Then Exit Function
+    #If App = "Microsoft Excel" Then
+        If TypeOf Application.Caller Is Range Then On Error GoTo failed
+        GLMM_CONFINT = XLPy.CallUDF("xlglmm.sheet.udfs", "GLMM_CONFINT", Array(y, X, groups, offset, x_random, fit_intercept, nAGQ, family, trials, link, method, nsim, seed, alpha), ActiveWorkbook, Application.Caller)
+        Exit Function
+    #Else
+        GLMM_CONFINT = XLPy.CallUDF("xlglmm.sheet.udfs", "GLMM_CONFINT", Array(y, X, groups, offset, x_random, fit_intercept, nAGQ, family, trials, link, method, nsim, seed, alpha))
+        Exit Function
+    #End If
+failed:
+    GLMM_CONFINT = Err.Description
+End Function
+
 Function GLMM_NEGBIN(y, X, groups, Optional offset, Optional x_random, Optional fit_intercept, Optional alpha, Optional nAGQ, Optional theta)
     If (Not Application.CommandBars("Standard").Controls(1).Enabled) Then Exit Function
     #If App = "Microsoft Excel" Then
@@ -71,14 +85,14 @@ failed:
     GLMM_POISSON = Err.Description
 End Function
 
-Function GLMM_PREDICT(y, X, Optional groups, Optional new_X, Optional new_groups, Optional offset, Optional new_offset, Optional x_random, Optional new_x_random, Optional pred_type, Optional include_re, Optional fit_intercept, Optional nAGQ, Optional family, Optional trials, Optional link)
+Function GLMM_PREDICT(y, X, Optional groups, Optional new_X, Optional new_groups, Optional offset, Optional new_offset, Optional x_random, Optional new_x_random, Optional pred_type, Optional include_re, Optional fit_intercept, Optional nAGQ, Optional family, Optional trials, Optional link, Optional interval, Optional alpha)
     If (Not Application.CommandBars("Standard").Controls(1).Enabled) Then Exit Function
     #If App = "Microsoft Excel" Then
         If TypeOf Application.Caller Is Range Then On Error GoTo failed
-        GLMM_PREDICT = XLPy.CallUDF("xlglmm.sheet.udfs", "GLMM_PREDICT", Array(y, X, groups, new_X, new_groups, offset, new_offset, x_random, new_x_random, pred_type, include_re, fit_intercept, nAGQ, family, trials, link), ActiveWorkbook, Application.Caller)
+        GLMM_PREDICT = XLPy.CallUDF("xlglmm.sheet.udfs", "GLMM_PREDICT", Array(y, X, groups, new_X, new_groups, offset, new_offset, x_random, new_x_random, pred_type, include_re, fit_intercept, nAGQ, family, trials, link, interval, alpha), ActiveWorkbook, Application.Caller)
         Exit Function
     #Else
-        GLMM_PREDICT = XLPy.CallUDF("xlglmm.sheet.udfs", "GLMM_PREDICT", Array(y, X, groups, new_X, new_groups, offset, new_offset, x_random, new_x_random, pred_type, include_re, fit_intercept, nAGQ, family, trials, link))
+        GLMM_PREDICT = XLPy.CallUDF("xlglmm.sheet.udfs", "GLMM_PREDICT", Array(y, X, groups, new_X, new_groups, offset, new_offset, x_random, new_x_random, pred_type, include_re, fit_intercept, nAGQ, family, trials, link, interval, alpha))
         Exit Function
     #End If
 failed:
@@ -99,14 +113,14 @@ failed:
     GLMM_RANEF = Err.Description
 End Function
 
-Function LMM(y, X, groups, Optional x_random, Optional REML, Optional alpha, Optional fit_intercept)
+Function LMM(y, X, groups, Optional x_random, Optional REML, Optional alpha, Optional fit_intercept, Optional ddf)
     If (Not Application.CommandBars("Standard").Controls(1).Enabled) Then Exit Function
     #If App = "Microsoft Excel" Then
         If TypeOf Application.Caller Is Range Then On Error GoTo failed
-        LMM = XLPy.CallUDF("xlglmm.sheet.udfs", "LMM", Array(y, X, groups, x_random, REML, alpha, fit_intercept), ActiveWorkbook, Application.Caller)
+        LMM = XLPy.CallUDF("xlglmm.sheet.udfs", "LMM", Array(y, X, groups, x_random, REML, alpha, fit_intercept, ddf), ActiveWorkbook, Application.Caller)
         Exit Function
     #Else
-        LMM = XLPy.CallUDF("xlglmm.sheet.udfs", "LMM", Array(y, X, groups, x_random, REML, alpha, fit_intercept))
+        LMM = XLPy.CallUDF("xlglmm.sheet.udfs", "LMM", Array(y, X, groups, x_random, REML, alpha, fit_intercept, ddf))
         Exit Function
     #End If
 failed:

@@ -188,8 +188,8 @@ failed:
   GLMM_RANEF = "#GLMM! LibreOffice Basic error in GLMM_RANEF: " & Error$
 End Function
 
-Function GLMM_PREDICT(Optional y, Optional X, Optional groups, Optional new_X, Optional new_groups, Optional offset, Optional new_offset, Optional x_random, Optional new_x_random, Optional pred_type, Optional include_re, Optional fit_intercept, Optional nAGQ, Optional family, Optional trials, Optional link) As Variant
-  Dim a(15) As Variant, given As Integer
+Function GLMM_PREDICT(Optional y, Optional X, Optional groups, Optional new_X, Optional new_groups, Optional offset, Optional new_offset, Optional x_random, Optional new_x_random, Optional pred_type, Optional include_re, Optional fit_intercept, Optional nAGQ, Optional family, Optional trials, Optional link, Optional interval, Optional alpha) As Variant
+  Dim a(17) As Variant, given As Integer
   On Error GoTo failed
   given = 0
   If Not IsMissing(y) Then
@@ -255,6 +255,14 @@ Function GLMM_PREDICT(Optional y, Optional X, Optional groups, Optional new_X, O
   If Not IsMissing(link) Then
     a(15) = link
     given = 16
+  End If
+  If Not IsMissing(interval) Then
+    a(16) = interval
+    given = 17
+  End If
+  If Not IsMissing(alpha) Then
+    a(17) = alpha
+    given = 18
   End If
   GLMM_PREDICT = XlglmmRun("GLMM_PREDICT", given, a)
   Exit Function
@@ -350,8 +358,8 @@ failed:
   GLMM_NEGBIN = "#GLMM! LibreOffice Basic error in GLMM_NEGBIN: " & Error$
 End Function
 
-Function LMM(Optional y, Optional X, Optional groups, Optional x_random, Optional REML, Optional alpha, Optional fit_intercept) As Variant
-  Dim a(6) As Variant, given As Integer
+Function LMM(Optional y, Optional X, Optional groups, Optional x_random, Optional REML, Optional alpha, Optional fit_intercept, Optional ddf) As Variant
+  Dim a(7) As Variant, given As Integer
   On Error GoTo failed
   given = 0
   If Not IsMissing(y) Then
@@ -382,10 +390,80 @@ Function LMM(Optional y, Optional X, Optional groups, Optional x_random, Optiona
     a(6) = fit_intercept
     given = 7
   End If
+  If Not IsMissing(ddf) Then
+    a(7) = ddf
+    given = 8
+  End If
   LMM = XlglmmRun("LMM", given, a)
   Exit Function
 failed:
   LMM = "#GLMM! LibreOffice Basic error in LMM: " & Error$
+End Function
+
+Function GLMM_CONFINT(Optional y, Optional X, Optional groups, Optional offset, Optional x_random, Optional fit_intercept, Optional nAGQ, Optional family, Optional trials, Optional link, Optional method, Optional nsim, Optional seed, Optional alpha) As Variant
+  Dim a(13) As Variant, given As Integer
+  On Error GoTo failed
+  given = 0
+  If Not IsMissing(y) Then
+    a(0) = y
+    given = 1
+  End If
+  If Not IsMissing(X) Then
+    a(1) = X
+    given = 2
+  End If
+  If Not IsMissing(groups) Then
+    a(2) = groups
+    given = 3
+  End If
+  If Not IsMissing(offset) Then
+    a(3) = offset
+    given = 4
+  End If
+  If Not IsMissing(x_random) Then
+    a(4) = x_random
+    given = 5
+  End If
+  If Not IsMissing(fit_intercept) Then
+    a(5) = fit_intercept
+    given = 6
+  End If
+  If Not IsMissing(nAGQ) Then
+    a(6) = nAGQ
+    given = 7
+  End If
+  If Not IsMissing(family) Then
+    a(7) = family
+    given = 8
+  End If
+  If Not IsMissing(trials) Then
+    a(8) = trials
+    given = 9
+  End If
+  If Not IsMissing(link) Then
+    a(9) = link
+    given = 10
+  End If
+  If Not IsMissing(method) Then
+    a(10) = method
+    given = 11
+  End If
+  If Not IsMissing(nsim) Then
+    a(11) = nsim
+    given = 12
+  End If
+  If Not IsMissing(seed) Then
+    a(12) = seed
+    given = 13
+  End If
+  If Not IsMissing(alpha) Then
+    a(13) = alpha
+    given = 14
+  End If
+  GLMM_CONFINT = XlglmmRun("GLMM_CONFINT", given, a)
+  Exit Function
+failed:
+  GLMM_CONFINT = "#GLMM! LibreOffice Basic error in GLMM_CONFINT: " & Error$
 End Function
 
 Private Function XlglmmRun(fname As String, given As Integer, a As Variant) As Variant
