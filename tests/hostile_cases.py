@@ -565,10 +565,6 @@ CASES += [
          _CI_ARGS, {"nAGQ": 0, "method": "profile"},
          expect="#GLMM! no profile intervals: profiles need the Laplace or AGQ deviance "
                 "(nAGQ >= 1): the nAGQ = 0 criterion is not a likelihood"),
-    Case("GLMM_CONFINT: methods not available", "bootstrap of a linear mixed model", CI,
-         _CI_ARGS, {"family": "gaussian", "method": "bootstrap"},
-         expect="#GLMM! no bootstrap intervals: the bootstrap of gaussian models (a "
-                "dispersion parameter) is not available yet"),
     Case("GLMM_CONFINT: time budget", "100,000 bootstrap replicates, budget 0.5 s", CI,
          _CI_ARGS, {"method": "bootstrap", "nsim": 1e5}, budget=0.5,
          check=lambda b: 0 < b[1][5] < 100_000 and b[1][2] is not None

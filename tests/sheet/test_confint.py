@@ -130,8 +130,10 @@ def test_an_lmm_fit_has_wald_and_profile_intervals():
             column(df.Subject.astype(str), "Subject"), None, column(df.Days, "Days"))
     wald = udfs.GLMM_CONFINT(*args, family="gaussian")
     res = xlglmm.lmer(spec["formula"], df)
-    assert [r[0] for r in wald[1:]] == ["sd_(Intercept)|Subject", "sd_Days|Subject",
-                                        "cor_(Intercept).Days|Subject", "(Intercept)", "Days"]
+    # the bootstrap's statistics, in lme4's confint order (sigma among them)
+    assert [r[0] for r in wald[1:]] == ["sd_(Intercept)|Subject",
+                                        "cor_(Intercept).Days|Subject", "sd_Days|Subject",
+                                        "sigma", "(Intercept)", "Days"]
     assert block_row(wald, "Days")[2] == pytest.approx(res.conf_int().loc["Days", "lower"],
                                                        rel=1e-6)
     prof = udfs.GLMM_CONFINT(*args, family="gaussian", method="profile")

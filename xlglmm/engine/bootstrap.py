@@ -1,74 +1,140 @@
-"""The parametric bootstrap of a fitted GLMM (lme4's ``bootMer``, MixedModels.jl's
-``parametricbootstrap``): simulate new responses from the fitted model -- new
-random effects b ~ N(0, Lambda Lambda') for every level and new noise from the
-family -- refit each with the model's symbolic structure and warm starts
-(``model.refit``), and collect statistics of the refits.
+"""The bootstrap of a fitted mixed model: parametric (lme4's ``bootMer``,
+MixedModels.jl's ``parametricbootstrap``) or by cases (the seed's cluster
+bootstrap), each replicate refitted by ``model.refit`` from the fit's estimates.
+
+* **Parametric** (``resample="parametric"``): new responses simulated from the fitted
+  model -- new random effects b for every level, new noise from the family -- and
+  refitted with the model's symbolic structure and warm starts.  A GLMM draws
+  b = Lambda z and the family's response given mu (Gamma and Gaussian GLMMs with the
+  fitted dispersion sigma^2); an LMM draws y = X beta + Z b + sigma e / sqrt(w) with
+  b = sigma Lambda z (its Lambda is relative to sigma; lme4 ignores the weights
+  here); a negative binomial fit whose theta was estimated draws NB2 with that
+  theta and every refit estimates theta again (the Poisson fit, then the search,
+  as the fit itself did).
+* **By cases** (``resample=`` a grouping factor's name): the factor's levels drawn
+  with replacement, every row of a drawn level kept, and each copy of a level made
+  a level of its own (a level drawn twice is two groups); a factor nested in the
+  drawn one is copied with it; any other factor (crossed with it) keeps its levels,
+  so its random effects are not resampled: for crossed designs this is the
+  seed's cluster bootstrap, valid for the drawn factor's variation and
+  conservative or liberal for the rest (no resampling scheme is exact for crossed
+  random effects).  ``resample="observation"``: rows drawn with replacement, every
+  factor keeping its levels.  Each replicate is the same formula, family and
+  settings fitted to its rows (a replicate whose rows no longer identify every
+  fixed effect, or leave a factor one level, is counted as failed).
 
 Reproducible: replicate i draws from its own generator,
-``numpy.random.SeedSequence(seed, spawn_key=(i,))`` (``SeedSequence(seed).spawn(n)[i]``,
-made when the replicate runs), so its numbers do not depend on how many replicates
-run, in which order, or on how many workers (numpy's generators are stable across
-its versions by policy, not by guarantee).  Refits use
-the RX standard errors (no finite-difference Hessians: a bootstrap's intervals come
-from the replicates, not from each refit's SEs).  A refit that fails or stops at the
-budget is counted, not used; singular refits are counted and kept.
-
-Not yet: families with a dispersion parameter, an NB fit whose theta was estimated,
-the case (cluster) bootstrap, workers (Dask).
+``numpy.random.SeedSequence(seed, spawn_key=(i,))`` (``SeedSequence(seed).spawn(n)[i]``),
+and every refit starts from the same state, the fit's estimates (the model is
+never changed by a refit), so a replicate's numbers do not depend on how many
+replicates run, in which order, or where: in this process, on local processes or
+on a Dask cluster (``engine.workers``; numpy's generators are stable across its
+versions by policy, not by guarantee).  Refits use the RX standard errors (no
+finite-difference Hessians: a bootstrap's intervals come from the replicates).  A
+refit that fails or does not converge is counted, not used; singular refits are
+counted and kept.
 """
 from __future__ import annotations
 
+import dataclasses
+import math
 import time
 from dataclasses import dataclass, field
+from typing import NamedTuple
 
 import numpy as np
 import pandas as pd
 
-from .results import sd_label
+from . import workers as _workers
+from .family import Family
+from .lmm import LinearMixedModel
+from .model import GeneralizedLinearMixedModel, MixedModel, ModelError
+from .negbin import NegativeBinomial2, NegativeBinomialModel
+from .profile import sdcor_names, sdcor_of_theta
 
 MAX_NSIM = 1_000_000
+PARAMETRIC = "parametric"
+OBSERVATIONS = "observation"
 
 
 class BootstrapError(ValueError):
-    """The bootstrap cannot run on this fit (yet): says why."""
+    """The bootstrap cannot run on this fit as asked: says why."""
+
+
+def draw_response(model, beta, theta, sigma, rng) -> np.ndarray:
+    """One response drawn from a fitted model at (beta, theta, sigma), in the design's
+    row order and scale (what ``model.refit`` takes): eta = offset + X beta + sum
+    over terms of Z b with new b, then the family's draw given mu (see the module's
+    notes for the LMM's and the dispersion's share)."""
+    d = model.design
+    fam = model.family
+    lmm = isinstance(model, LinearMixedModel)
+    eta = d.offset + d.X @ beta
+    for t, L in zip(d.re_terms, model.devfun.lambdas(theta)):
+        b = rng.standard_normal((t.nlevels, t.k)) @ L.T
+        if lmm:
+            b = sigma * b
+        eta = eta + np.einsum("ij,ij->i", t.Z, b[t.codes])
+    return fam.simulate(fam.linkinv(eta), d.weights, rng, dispersion=sigma ** 2)
 
 
 def simulate_response(result, rng) -> np.ndarray:
-    """One response drawn from the fitted model, in the design's row order and scale
-    (what ``model.refit`` takes): eta = offset + X beta + sum over terms of Z b with
-    new b, then the family's draw given mu."""
-    model = result.model
-    d = model.design
-    fam = model.family
-    eta = d.offset + d.X @ result.fe_params.to_numpy()
-    for t, L in zip(d.re_terms, model.devfun.lambdas(result.theta)):
-        b = rng.standard_normal((t.nlevels, t.k)) @ L.T
-        eta = eta + np.einsum("ij,ij->i", t.Z, b[t.codes])
-    return fam.simulate(fam.linkinv(eta), d.weights, rng)
+    """One response drawn from a fitted result (``draw_response`` at its estimates)."""
+    return draw_response(result.model, result.fe_params.to_numpy(), result.theta,
+                         result.sigma, rng)
+
+
+def parameter_names(model, theta_estimated: bool) -> list:
+    """The names of ``parameter_values``: each random-effects term's SDs and
+    correlations in theta's order, named as the profile names them
+    (``profile.sdcor_names``: ``sd_(Intercept)|plant``, ``cor_(Intercept).x|g``),
+    ``sigma`` (LMMs and families with a dispersion), ``nb_theta`` (an NB fit that
+    estimated it), then the fixed effects."""
+    names = [name for name, _ in sdcor_names(model.devfun.terms)]
+    if model.family.has_dispersion:
+        names.append("sigma")
+    if theta_estimated:
+        names.append("nb_theta")
+    return names + list(model.design.x_names)
+
+
+def parameter_values(model, theta, beta, sigma, nb_theta=None) -> np.ndarray:
+    """The parameters ``parameter_names`` names, at (theta, beta, sigma) and the NB's
+    estimated theta (None: not estimated); the SDs as the result's ``varcorr``
+    reports them (times sigma)."""
+    extra = [sigma] if model.family.has_dispersion else []
+    if nb_theta is not None:
+        extra.append(nb_theta)
+    return np.concatenate([sdcor_of_theta(model.devfun.terms, np.asarray(theta, float),
+                                          sigma),
+                           np.array(extra, float), np.asarray(beta, float)])
 
 
 def statistics_of(result) -> pd.Series:
-    """The default statistics: each scalar term's SD (``sd_(Intercept)|group``, the
-    names of the profile) and SD/correlation entries of larger terms, then the
-    fixed effects."""
-    vals, names = [], []
-    vc = result.varcorr
-    for row in vc.itertuples():
-        if row.grp == "Residual":
-            continue
-        if row.var2 is None or (isinstance(row.var2, float) and np.isnan(row.var2)):
-            names.append(sd_label(row.var1, row.grp))
-        else:
-            names.append(f"cor_{row.var1}.{row.var2}|{row.grp}")
-        vals.append(float(row.sdcor))
-    return pd.concat([pd.Series(vals, index=names, dtype=float),
-                      result.fe_params.astype(float)])
+    """The default statistics: ``parameter_values`` at the result's estimates."""
+    nb_theta = result.nb_theta if result.nb_theta_se is not None else None
+    return pd.Series(parameter_values(result.model, result.theta, result.fe_params.to_numpy(),
+                                      result.sigma, nb_theta),
+                     index=parameter_names(result.model, nb_theta is not None), dtype=float)
+
+
+def _estimated_values(model) -> np.ndarray:
+    """``statistics_of`` of a fitted model without building its result."""
+    est = model.estimates
+    return parameter_values(model, est.theta, est.beta, est.sigma,
+                            None if est.nb is None else est.nb.theta)
 
 
 @dataclass
 class BootstrapResult:
-    """The replicates (one row per successful refit, one column per statistic), the
-    original estimates, and the counts of refits that failed or were singular."""
+    """The replicates (one row per successful refit, indexed by its replicate number
+    i -- the one its seed is made of --, one column per statistic), the original
+    estimates, the counts of refits that failed or were singular, and the failures
+    as (replicate number, message).
+    ``resample``: "parametric", "observation" or the grouping factor resampled;
+    ``where``: where the replicates ran (``engine.workers``); ``stopped_by_budget``:
+    the time budget stopped the run before all ``nsim`` replicates (the replicates
+    finished are kept: ``len(replicates) + failed < nsim``)."""
     estimates: pd.Series
     replicates: pd.DataFrame
     nsim: int
@@ -78,6 +144,8 @@ class BootstrapResult:
     seconds: float = float("nan")
     stopped_by_budget: bool = False
     failures: list = field(default_factory=list)
+    resample: str = PARAMETRIC
+    where: str = "in process"
 
     @property
     def se(self) -> pd.Series:
@@ -103,17 +171,162 @@ class BootstrapResult:
         raise ValueError("method must be 'percentile' or 'basic'")
 
 
-def parametric_bootstrap(result, nsim: int, seed: int, statistics=statistics_of,
-                         time_budget=None, progress=None) -> BootstrapResult:
-    """``nsim`` replicates of ``statistics(refit)`` (default: ``statistics_of``)."""
-    model = result.model
-    if model.family.has_dispersion:
-        raise BootstrapError(f"the bootstrap of {model.family.name} models (a dispersion "
-                             "parameter) is not available yet")
-    est = getattr(model, "estimates", None)
-    if est is not None and est.nb is not None:
-        raise BootstrapError("the bootstrap of a negative binomial fit whose theta was "
-                             "estimated is not available yet")
+class Replicate(NamedTuple):
+    """One replicate's outcome: its statistics (None when it failed: ``failure``
+    says why; or when the time budget stopped its refit: ``out_of_time``)."""
+    values: np.ndarray | None
+    singular: bool = False
+    failure: str | None = None
+    out_of_time: bool = False
+
+
+@dataclass
+class Cases:
+    """How a case bootstrap draws its rows: ``rows_of[l]``, the rows of level l of
+    the resampled factor (all rows, one level each, for ``observation``), and per
+    random-effects term whether its factor is copied with the drawn one (the
+    factor itself and factors nested in it) or keeps its levels."""
+    rows_of: list
+    copied: list
+
+
+@dataclass
+class Job:
+    """What every replicate reads (``engine.workers`` sends it once per worker): the
+    fitted model (its optimum the warm start of every refit), the estimates the
+    responses are simulated at, the statistics (a function of a result, made of
+    each refit by ``result_class``) and how many they are, the seed, the
+    resampling plan (None: parametric), whether theta is estimated again (NB),
+    and the wall-clock deadline of the time budget (None: no budget)."""
+    model: MixedModel
+    beta: np.ndarray
+    theta: np.ndarray
+    sigma: float
+    statistics: object
+    result_class: type
+    n_statistics: int
+    seed: int
+    cases: Cases | None
+    estimates_theta: bool
+    deadline: float | None
+
+
+def case_plan(design, resample: str) -> Cases:
+    """The plan of a case bootstrap by ``resample`` (a grouping factor's name, or
+    ``observation``), checked: BootstrapError names the factors there are."""
+    terms = design.re_terms
+    if resample == OBSERVATIONS:
+        return Cases([np.array([i]) for i in range(design.nobs)], [False] * len(terms))
+    drawn = next((t for t in terms if t.group == resample), None)
+    if drawn is None:
+        names = ", ".join(f"'{g}'" for g in dict.fromkeys(t.group for t in terms))
+        raise BootstrapError(f"resample must be '{PARAMETRIC}', '{OBSERVATIONS}' or a "
+                             f"grouping factor of the model ({names}), not {resample!r}")
+    order = np.argsort(drawn.codes, kind="stable")
+    bounds = np.cumsum(np.bincount(drawn.codes, minlength=drawn.nlevels))[:-1]
+    copied = [t.group == resample or nested_in(t.codes, drawn.codes) for t in terms]
+    return Cases(np.split(order, bounds), copied)
+
+
+def nested_in(codes, outer) -> bool:
+    """Every level of ``codes`` lies within one level of ``outer``."""
+    pairs = np.unique(np.stack([codes, outer]), axis=1)
+    return pairs.shape[1] == len(np.unique(codes))
+
+
+def resampled_design(design, cases: Cases, rng):
+    """The design of one case-bootstrap replicate: the rows of the drawn levels (or
+    rows), each copied factor's levels renamed per copy (``P01#2``: the level drawn
+    second), absent levels of the others dropped."""
+    n_units = len(cases.rows_of)
+    draw = rng.integers(0, n_units, n_units)
+    rows = np.concatenate([cases.rows_of[k] for k in draw])
+    copy = np.repeat(np.arange(n_units), [len(cases.rows_of[k]) for k in draw])
+    terms = []
+    for t, copied in zip(design.re_terms, cases.copied):
+        old = t.codes[rows]
+        if copied:
+            keys, codes = np.unique(np.stack([copy, old]), axis=1, return_inverse=True)
+            levels = [f"{t.levels[lv]}#{c + 1}" for c, lv in keys.T]
+        else:
+            keep, codes = np.unique(old, return_inverse=True)
+            levels = [t.levels[lv] for lv in keep]
+        terms.append(dataclasses.replace(t, codes=codes.reshape(-1).astype(np.int64),
+                                         levels=levels, Z=t.Z[rows]))
+    X = design.X[rows]
+    if X.shape[1] and np.linalg.matrix_rank(X) < X.shape[1]:
+        raise ModelError("the resampled rows do not identify every fixed effect")
+    return dataclasses.replace(
+        design, y=design.y[rows], weights=design.weights[rows], offset=design.offset[rows],
+        X=X, re_terms=terms, nobs=len(rows), n_input=len(rows), n_dropped=0,
+        dropped_rows=np.zeros(0, np.int64), kept_rows=design.kept_rows[rows],
+        row_labels=design.row_labels[rows], messages=[])
+
+
+def refit_estimating_theta(model, y=None, design=None, time_budget=None):
+    """An NB2 model refitted with theta estimated again, as the fit did
+    (``negbin.NegativeBinomialModel``: the Poisson GLMM, then the profile over log
+    theta), every fit warm-started from ``model``'s optimum; its ``estimates`` hold
+    theta (``nb``)."""
+    link = model.family.link
+
+    def fit_poisson():
+        return model.refit(y, design=design, family=Family("poisson", link),
+                           se_method="rx", time_budget=time_budget)
+
+    def fit_at(theta, se_method, seconds):
+        fitted = model.refit_model(y, design=design, family=NegativeBinomial2(theta, link),
+                                   se_method=se_method, time_budget=seconds)
+        fitted.estimate()
+        return fitted
+    nb = NegativeBinomialModel(fit_poisson, fit_at, se_method="rx", time_budget=time_budget,
+                               max_evals=model.max_evals)
+    nb.fit()
+    return nb.model
+
+
+def replicate(job: Job, i: int) -> Replicate:
+    """Replicate ``i``: its data (simulated, or resampled), the refit, its
+    statistics.  Any failure of the refit loses this replicate only; statistics of
+    the wrong length are the caller's error (BootstrapError)."""
+    rng = np.random.default_rng(np.random.SeedSequence(job.seed, spawn_key=(i,)))
+    left = None if job.deadline is None else job.deadline - time.time()
+    if left is not None and left <= 0:
+        return Replicate(None, out_of_time=True)
+    # a GLMM's refit needs no standard errors: RX's, no finite-difference Hessians
+    settings = {"se_method": "rx"} if isinstance(job.model, GeneralizedLinearMixedModel) \
+        else {}
+    if left is not None:
+        settings["time_budget"] = left
+    try:
+        if job.cases is None:
+            data = {"y": draw_response(job.model, job.beta, job.theta, job.sigma, rng)}
+        else:
+            data = {"design": resampled_design(job.model.design, job.cases, rng)}
+        if job.estimates_theta:
+            fitted = refit_estimating_theta(job.model, **data, time_budget=left)
+        else:
+            fitted = job.model.refit_model(**data, **settings)
+            fitted.estimate()
+        est = fitted.estimates
+        if not est.converged and job.deadline is not None and time.time() >= job.deadline:
+            return Replicate(None, out_of_time=True)       # stopped by the budget
+        if not est.converged:
+            return Replicate(None, failure="; ".join(est.messages) or "not converged")
+        if job.statistics is statistics_of:
+            stat = _estimated_values(fitted)
+        else:
+            stat = np.asarray(job.statistics(job.result_class(fitted, est)),
+                              dtype=float).reshape(-1)
+    except Exception as e:      # one failed replicate must not lose the others
+        return Replicate(None, failure=f"{type(e).__name__}: {e}")
+    if stat.shape != (job.n_statistics,):
+        raise BootstrapError(f"the statistics gave {stat.size} numbers for a replicate "
+                             f"and {job.n_statistics} for the fit")
+    return Replicate(stat, singular=bool(est.singular))
+
+
+def _check_arguments(nsim, seed, time_budget, resample):
     if isinstance(nsim, bool) or not isinstance(nsim, (int, np.integer)) \
             or not 1 <= nsim <= MAX_NSIM:
         raise BootstrapError(f"nsim must be a whole number from 1 to {MAX_NSIM:,}")
@@ -121,43 +334,51 @@ def parametric_bootstrap(result, nsim: int, seed: int, statistics=statistics_of,
         raise BootstrapError("seed must be a whole number >= 0")
     if time_budget is not None and not (isinstance(time_budget, (int, float))
                                         and not isinstance(time_budget, bool)
-                                        and time_budget > 0 and np.isfinite(time_budget)):
+                                        and time_budget > 0 and math.isfinite(time_budget)):
         raise BootstrapError("time_budget must be a positive number of seconds")
+    if not isinstance(resample, str):
+        raise BootstrapError(f"resample must be '{PARAMETRIC}', '{OBSERVATIONS}' or the "
+                             "name of a grouping factor")
+
+
+def bootstrap(result, nsim: int, seed: int, statistics=statistics_of, time_budget=None,
+              progress=None, resample: str = PARAMETRIC, workers=None,
+              client=None) -> BootstrapResult:
+    """``nsim`` replicates of ``statistics(refit)`` (default: ``statistics_of``),
+    resampled as ``resample`` says (see the module's notes), run by
+    ``engine.workers.run`` (``workers``: local processes; ``client``: a Dask
+    client); ``progress(stage, done)`` as replicates finish."""
+    _check_arguments(nsim, seed, time_budget, resample)
+    model = result.model
+    if model.optimum is None:
+        raise BootstrapError("the bootstrap needs a fitted model")
     t0 = time.perf_counter()
+    cases = None if resample == PARAMETRIC else case_plan(model.design, resample)
     estimates = statistics(result)
-    rows, failures = [], []
-    singular = 0
-    stopped = False
-    for i in range(int(nsim)):
-        left = None if time_budget is None else time_budget - (time.perf_counter() - t0)
-        if left is not None and left <= 0:
+    job = Job(model, result.fe_params.to_numpy(), np.asarray(result.theta, float),
+              float(result.sigma), statistics, type(result), len(estimates), int(seed),
+              cases,
+              result.nb_theta_se is not None,
+              None if time_budget is None else time.time() + float(time_budget))
+    report = None if progress is None else (lambda done, total: progress("bootstrap", done))
+    try:
+        out = _workers.run(replicate, job, range(int(nsim)), client=client, workers=workers,
+                           time_budget=time_budget, progress=report)
+    except _workers.WorkersError as e:
+        raise BootstrapError(str(e)) from None
+    rows, numbers, failures, singular = [], [], [], 0
+    stopped = out.stopped_by_budget
+    for i, rep in zip(out.indices, out.results):
+        if rep.out_of_time:
             stopped = True
-            break
-        rng = np.random.default_rng(np.random.SeedSequence(int(seed), spawn_key=(i,)))
-        try:
-            y = simulate_response(result, rng)
-            settings = {"se_method": "rx"}
-            if left is not None:
-                settings["time_budget"] = left
-            refit = model.refit(y, **settings)
-            if not refit.converged:
-                failures.append((i, "; ".join(refit.messages) or "not converged"))
-                continue
-            stat = np.asarray(statistics(refit), dtype=float).reshape(-1)
-            if stat.shape != (len(estimates),):
-                raise BootstrapError(f"the statistics gave {stat.size} numbers for a "
-                                     f"replicate and {len(estimates)} for the fit")
-        except BootstrapError:
-            raise
-        except Exception as e:      # one failed replicate must not lose the others
-            failures.append((i, f"{type(e).__name__}: {e}"))
-            continue
-        finally:
-            if progress is not None:
-                progress("bootstrap", i + 1)
-        singular += bool(refit.singular)
-        rows.append(stat)
+        elif rep.failure is not None:
+            failures.append((i, rep.failure))
+        else:
+            rows.append(rep.values)
+            numbers.append(i)
+            singular += rep.singular
     reps = pd.DataFrame(np.array(rows).reshape(len(rows), len(estimates)),
-                        columns=estimates.index)
+                        columns=estimates.index, index=pd.Index(numbers, name="replicate"))
+    where = "; ".join([out.where] + out.notes)
     return BootstrapResult(estimates, reps, int(nsim), int(seed), len(failures), singular,
-                           time.perf_counter() - t0, stopped, failures)
+                           time.perf_counter() - t0, stopped, failures, resample, where)

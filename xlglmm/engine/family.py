@@ -489,13 +489,14 @@ class Family:
             return y + 0.1
         return np.maximum(y, 1e-8) if self.positive_response else y
 
-    def simulate(self, mu, wt, rng) -> np.ndarray:
+    def simulate(self, mu, wt, rng, dispersion: float = 1.0) -> np.ndarray:
         """A response drawn given the means ``mu`` (R's ``family$simulate``), on the
         scale the fit takes it: counts (Poisson; NB2 with this object's theta), or
         for the binomial the proportion of successes out of ``wt`` trials (whole
-        numbers).  ``rng`` a numpy Generator.  Families with a dispersion
-        parameter cannot be simulated yet (their dispersion is not a fitted
-        parameter; the true-likelihood issue makes it one)."""
+        numbers).  ``rng`` a numpy Generator.  The families with a dispersion phi
+        (``dispersion``: the fit's sigma^2) draw with variance phi V(mu) / wt: the
+        Gamma with shape wt / phi (lme4's simulate uses shape sigma * wt, which has
+        that variance only when sigma = 1), the Gaussian mu + sqrt(phi / wt) N(0, 1)."""
         mu = _f64(mu)
         if self.is_binomial:
             n = np.rint(_f64(wt)).astype(np.int64)
@@ -507,7 +508,10 @@ class Family:
             return rng.negative_binomial(th, th / (th + mu)).astype(np.float64)
         if self.counts_response:
             return rng.poisson(mu).astype(np.float64)
-        raise ValueError(f"simulating the {self.name} family is not available yet")
+        if self.positive_response:
+            shape = _f64(wt) / float(dispersion)
+            return rng.gamma(shape, mu / shape)
+        return mu + np.sqrt(float(dispersion) / _f64(wt)) * rng.standard_normal(mu.shape)
 
     # vectorised versions of the kernels (R's family$... functions)
     def _apply(self, op, x, y=None, wt=None):

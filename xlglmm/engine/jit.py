@@ -206,6 +206,12 @@ class FixedSignature:
         self._entry = None
         self._fingerprints = None
 
+    def __reduce__(self):
+        """Pickled as its kernel alone (a Numba dispatcher pickles by reference): the
+        entry point is this process's machine code, and a copy in another process
+        (a bootstrap's worker) finds its own on its first call."""
+        return (FixedSignature, (self.kernel,))
+
     def __call__(self, *args):
         entry = self._entry
         if entry is None:

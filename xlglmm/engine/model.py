@@ -201,33 +201,57 @@ class MixedModel:
         st = self.devfun.pirls(np.asarray(theta, float), beta)
         return self.devfun.b_by_term(theta, st)
 
-    def refit(self, y, **settings):
-        """The result of the same model fitted to another response (a parametric
-        bootstrap's): the formula, model matrices and random-effects terms are
-        reused, the fit starts from this fit's estimates.  ``y`` is in the design's
-        row order and scale (``design.y``: rows with missing values removed; for the
-        binomial the proportion of the trials in ``design.weights``).  ``settings``
-        override the model's own (e.g. ``se_method="rx"``: a bootstrap that needs
-        no standard errors skips the finite-difference Hessians).  The deviance
-        function is this fit's with the new response (``GlmmDeviance.with_response``:
-        the rows are not sorted again, the symbolic structure not rebuilt)."""
+    def refit(self, y=None, *, design=None, family=None, **settings):
+        """The result of the same model fitted to another response or other rows
+        (``refit_model(...).fit()``)."""
+        return jit.timed(self.refit_model(y, design=design, family=family, **settings).fit)
+
+    def refit_model(self, y=None, *, design=None, family=None, **settings):
+        """The same model, not yet fitted, on another response (a parametric
+        bootstrap's) or other rows (a case bootstrap's): the formula and settings
+        are reused, its fit starts from this fit's estimates (``fit()`` for its
+        result, ``estimate()`` for its estimates alone).  ``y`` is in the
+        design's row order and scale (``design.y``: rows with missing values
+        removed; for the binomial the proportion of the trials in
+        ``design.weights``).  ``design``, instead of ``y``: another design of the
+        same formula (the same columns of X and random-effects terms, other rows),
+        with its own response.  ``family``: a GLMM's family with another parameter
+        (NB theta held at another value, when a bootstrap re-estimates it).
+        ``settings`` override the model's own (e.g. ``se_method="rx"``: a bootstrap
+        that needs no standard errors skips the finite-difference Hessians).  With
+        ``y`` alone the deviance function is this fit's with the new response
+        (``GlmmDeviance.with_response``: the rows are not sorted again, the
+        symbolic structure not rebuilt)."""
         if self.optimum is None:
             raise ModelError("refit needs a fitted model (call fit() first)")
-        if self.estimates is not None and self.estimates.nb is not None:
+        if family is None and self.estimates is not None and self.estimates.nb is not None:
             raise ModelError("this negative binomial fit estimated theta; a refit would keep "
                              "theta fixed at the estimate, another model (fit that one on "
                              "purpose with family=NegativeBinomial2(theta))")
+        devfun = None
+        if design is None:
+            design = self._with_response(y)
+            if family is None:
+                devfun = self.devfun.with_response(design.y, design)
+        elif y is not None:
+            raise ModelError("refit takes a response or a design, not both")
+        if family is not None:
+            settings["family"] = family
+        check_model(design, family or self.family, self.nAGQ)
+        model = self._same_model(design, devfun=devfun, **settings)
+        model._warm_start = self.optimum
+        return model
+
+    def _with_response(self, y) -> ModelDesign:
+        """This design with the response ``y`` (checked: one finite value per row,
+        valid for the family)."""
         y = np.array(y, dtype=float).reshape(-1)
         d = self.design
         if y.shape[0] != d.nobs or not np.all(np.isfinite(y)):
             raise ModelError(f"refit needs {d.nobs} finite response values, one per row "
                              "of the fit")
         check_response(self.family, y, d.weights, d.kept_rows)
-        design = dataclasses.replace(d, y=y, messages=list(self._design_messages))
-        model = self._same_model(design, devfun=self.devfun.with_response(y, design),
-                                 **settings)
-        model._warm_start = self.optimum
-        return jit.timed(model.fit)
+        return dataclasses.replace(d, y=y, messages=list(self._design_messages))
 
     def _same_model(self, design, **settings):
         """A model like this one (its settings, but ``settings``) on another design."""
@@ -261,7 +285,8 @@ class GeneralizedLinearMixedModel(MixedModel):
         kw.update(settings)
         if "se_method" in settings:
             check_se_method(kw["se_method"])
-        return GeneralizedLinearMixedModel(design, self.family, self.nAGQ, **kw)
+        family = kw.pop("family", self.family)
+        return GeneralizedLinearMixedModel(design, family, self.nAGQ, **kw)
 
     # -- the objectives
     def deviance(self, theta, beta) -> float:

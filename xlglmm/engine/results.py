@@ -147,16 +147,23 @@ class GLMMResult:
         return cache[key]
 
     def bootstrap(self, nsim: int = 1000, seed: int = 0, statistics=None,
-                  time_budget=None, progress=None):
-        """The parametric bootstrap (``engine.bootstrap``): ``nsim`` responses
-        simulated from this fit, each refitted; a ``BootstrapResult`` with the
-        replicates, bootstrap SEs (``se``), ``conf_int(alpha, method="percentile" |
-        "basic")`` and the counts of failed and singular refits.  ``statistics``:
-        result -> pandas Series (default: the SDs and the fixed effects).  The same
-        seed gives the same replicates on any machine."""
-        from .bootstrap import parametric_bootstrap, statistics_of
-        return parametric_bootstrap(self, nsim, seed, statistics or statistics_of,
-                                    time_budget, progress)
+                  time_budget=None, progress=None, *, resample: str = "parametric",
+                  workers=None, client=None):
+        """The bootstrap (``engine.bootstrap``): ``nsim`` replicates, each refitted; a
+        ``BootstrapResult`` with the replicates, bootstrap SEs (``se``),
+        ``conf_int(alpha, method="percentile" | "basic")`` and the counts of failed
+        and singular refits.  ``resample``: ``"parametric"`` (responses simulated
+        from this fit), the name of a grouping factor (its levels drawn with
+        replacement: the cluster bootstrap) or ``"observation"`` (rows drawn with
+        replacement).  ``statistics``: result -> pandas Series (default: the SDs,
+        sigma, nb_theta and the fixed effects).  ``workers``: local processes (default:
+        the cores); ``client``: a ``dask.distributed.Client`` to run the replicates
+        on its cluster.  ``time_budget``: seconds (the replicates finished by then
+        are returned); ``progress``: callable(stage, done).  The same seed gives the
+        same replicates on any machine and any number of workers."""
+        from .bootstrap import bootstrap, statistics_of
+        return bootstrap(self, nsim, seed, statistics or statistics_of, time_budget,
+                         progress, resample, workers, client)
 
     # -- random effects
     def _varcorr(self) -> pd.DataFrame:
