@@ -80,9 +80,13 @@ def local_cores() -> int:
 
 
 def _start_method() -> str:
-    """fork where it exists (the children inherit the imported package and the
-    compiled kernels, and start in milliseconds), else spawn."""
-    return "fork" if "fork" in multiprocessing.get_all_start_methods() else "spawn"
+    """fork on Linux (the children inherit the imported package and the compiled
+    kernels, and start in milliseconds), else spawn: macOS offers fork too, but a
+    forked child of a process that has used the system's frameworks (xlwings' Excel
+    link does) can crash, which is why Python stopped defaulting to it there."""
+    if sys.platform.startswith("linux") and "fork" in multiprocessing.get_all_start_methods():
+        return "fork"
+    return "spawn"
 
 
 def why_no_processes() -> str | None:
