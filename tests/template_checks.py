@@ -22,7 +22,8 @@ WORKBOOKS = ROOT / "workbooks"
 TEMPLATE_FILES = sorted(WORKBOOKS.glob("*.xlsx"))
 XLGLMM_CALL = re.compile(r"\b(GLMM(_[A-Z]+)?|LMM)\s*\(", re.I)
 # sheets between Model and Data
-EXTRA_SHEETS = {"workplace_safety": ["NB2 vs Poisson"], "grouseticks": ["NB2 vs Poisson"]}
+EXTRA_SHEETS = {"workplace_safety": ["NB2 vs Poisson", "Intervals"],
+                "grouseticks": ["NB2 vs Poisson"]}
 
 
 # ---- helpers ------------------------------------------------------------------------------
@@ -155,6 +156,44 @@ def check_predict_block(block, res):
     np.testing.assert_allclose(got, res.fittedvalues, rtol=1e-5, atol=1e-9)
 
 
+def check_confint_block(block, spec):
+    """A GLMM_CONFINT block against the Python API's intervals by the same method
+    (``spec``: the result, the method and the bootstrap's nsim and seed)."""
+    res, method, nsim, seed = spec
+    assert block[0][:5] == ["Parameter", "Estimate", "CI low 95%", "CI high 95%", "Method"]
+    if method == "bootstrap":
+        boot = res.bootstrap(nsim, seed)
+        ci, estimates = boot.conf_int(), boot.estimates
+    else:
+        ci = res.conf_int(method=method)
+        estimates = pd.concat([res.fe_params, pd.Series(
+            {n: t.estimate for n, t in res.profile().traces.items()})])
+    for row in block[1:]:
+        name = row[0]
+        assert row[4] == method
+        assert close(row[1], estimates[name], rel=1e-5, abs_=1e-6)
+        if name in ci.index:
+            assert close(row[2], ci.loc[name, "lower"], rel=1e-4, abs_=1e-6), (name, method)
+            assert close(row[3], ci.loc[name, "upper"], rel=1e-4, abs_=1e-6), (name, method)
+        else:           # Wald gives an SD no interval, and says so
+            assert row[2] is None and row[3] is None and "no Wald interval" in row[6]
+        if method == "bootstrap":
+            assert row[5] == len(boot.replicates)
+    assert {r[0] for r in block[1:]} >= set(res.fe_params.index)
+
+
+def check_interval_block(block, spec):
+    """A GLMM_PREDICT block with an interval against ``res.predict`` (``spec``: the
+    result, the interval, the new rows and their offset)."""
+    res, interval, newdata, offset = spec
+    want = res.predict(newdata, offset=offset, interval=interval)
+    assert block[0][0] == "predicted (response)" and interval in " ".join(block[0][2:]) \
+        .replace("CI of the mean", "confidence")
+    got = np.array([r[:4] for r in block[1:]], float)
+    np.testing.assert_allclose(got, want[["fit", "se_link", "lower", "upper"]].to_numpy(),
+                               rtol=1e-5, atol=1e-9)
+
+
 def check_compare_block(block, r1, r2):
     a, b = sorted([r1, r2], key=lambda r: r.npar)
     assert block[0][:2] == ["Model", "npar"]
@@ -164,6 +203,12 @@ def check_compare_block(block, r1, r2):
     assert block[2][7] == b.npar - a.npar
     assert close(block[2][8], stats.chi2.sf(chisq, b.npar - a.npar), rel=1e-5, abs_=1e-300)
     assert close(block[1][2], a.aic, rel=1e-9) and close(block[2][2], b.aic, rel=1e-9)
+
+
+#: what each kind of block is checked by (each takes the block and the check's spec)
+CHECKS = {"fit": check_fit_block, "ranef": check_ranef_block, "predict": check_predict_block,
+          "compare": lambda block, fits: check_compare_block(block, *fits),
+          "confint": check_confint_block, "interval": check_interval_block}
 
 
 # what each template's formulas compute, as xlglmm.glmer calls on the Data table
@@ -182,8 +227,17 @@ def models_workplace(df):
     assert np.allclose(df.log_employees, np.log(df.employees.astype(float)), rtol=1e-15)
     nb = xlglmm.glmer("incidents ~ training + (1|plant) + (1|month)", df, family="negbin",
                       offset=df.log_employees.to_numpy(float))
+    # the Intervals sheet's new plant: 200 employees, without and with training
+    new = pd.DataFrame({"training": [0.0, 1.0], "plant": ["new plant"] * 2,
+                        "month": [np.nan, np.nan]})
+    new_offset = np.full(2, np.log(200.0))
     return {"Model!B5": ("fit", res), "Model!B34": ("ranef", res),
-            "Model!L34": ("predict", res), "NB2 vs Poisson!B6": ("fit", nb)}, \
+            "Model!L34": ("predict", res), "NB2 vs Poisson!B6": ("fit", nb),
+            "Intervals!B6": ("confint", (res, "Wald", None, None)),
+            "Intervals!B14": ("confint", (res, "profile", None, None)),
+            "Intervals!B22": ("confint", (res, "bootstrap", 1000, 1)),
+            "Intervals!C57": ("interval", (res, "confidence", new, new_offset)),
+            "Intervals!C63": ("interval", (res, "prediction", new, new_offset))}, \
         {"safety_crossed": res, "safety_crossed_nb": nb}
 
 

@@ -40,8 +40,7 @@ from xlglmm import cli
 from xlglmm.bridges import libreoffice
 from xlglmm.sheet import udfs
 from xlglmm.workbook.excel_formula import parse_range
-from template_checks import (MODELS, TEMPLATE_FILES, check_compare_block, check_fit_block,
-                             check_predict_block, check_ranef_block, data_frame, xlglmm_formulas)
+from template_checks import CHECKS, MODELS, TEMPLATE_FILES, data_frame, xlglmm_formulas
 
 ROOT = Path(__file__).resolve().parents[2]
 SCRIPT = ROOT / "xlglmm" / "bridges" / "addin_files" / "libreoffice" / "xlglmm_calc.py"
@@ -616,9 +615,7 @@ def test_calc_computes_the_templates_as_glmer(calc, name):
     for where, (kind, res) in checks.items():
         sheet, _ = where.split("!")
         block = with_booleans(trim(lo_block(sheets[sheet], formulas[where][1])))
-        {"fit": check_fit_block, "ranef": check_ranef_block,
-         "predict": check_predict_block}.get(kind, lambda b, r: check_compare_block(b, *r))(
-            block, res)
+        CHECKS[kind](block, res)
 
 
 @needs_calc

@@ -28,9 +28,8 @@ from xlglmm.workbook import excel_formula, templates
 from xlglmm.workbook.excel_formula import FormulaSyntaxError, parse
 from xlglmm.workbook.recalc import recalc
 from refs import expected
-from template_checks import (EXTRA_SHEETS, MODELS, TEMPLATE_FILES, WORKBOOKS, block_at,
-                             check_compare_block, check_fit_block, check_predict_block,
-                             check_ranef_block, data_frame, row_of, xlglmm_formulas)
+from template_checks import (CHECKS, EXTRA_SHEETS, MODELS, TEMPLATE_FILES, WORKBOOKS,
+                             block_at, data_frame, row_of, xlglmm_formulas)
 
 
 
@@ -89,9 +88,7 @@ def test_recalc_reproduces_glmer(name, recalculated):
         assert ref is not None
         sheet, _ = where.split("!")
         block = block_at(wb[sheet], ref)
-        {"fit": check_fit_block, "ranef": check_ranef_block,
-         "predict": check_predict_block}.get(kind, lambda b, r: check_compare_block(b, *r))(
-            block, res)
+        CHECKS[kind](block, res)
     for ref_name, res in lme4.items():       # and the fits agree with lme4
         assert res.llf == pytest.approx(expected(ref_name)["logLik"], abs=0.01)
         if "nb_theta" in expected(ref_name) and np.isfinite(res.nb_theta_se or np.nan):

@@ -967,6 +967,7 @@ def _workplace():
         "Observed vs fitted incidents", list(df.incidents),
         ("Rate ratio for training", "training", 7))
     nb = _workplace_nb(lay, fit, args, y, X, g, off)
+    _workplace_intervals(lay, args, (ya, Xa, ga, oa), y, X, g, off)
     _readme(wb, "Workplace safety - how to read this workbook", [
         ("What it shows",),
         "Incidents at 20 plants over 8 months, with the number of employees as exposure. "
@@ -984,6 +985,16 @@ def _workplace():
         "fit's. theta runs to its upper limit - NB2 reduces to the Poisson model - and the "
         "block's note says the data show no overdispersion: the Poisson model is the one "
         "to keep (its AIC is lower by about 2, the price of theta).",
+        "Sheet 'Intervals': =GLMM_CONFINT gives each parameter's 95% interval three ways - "
+        "Wald (estimate +- 1.96 SE; none for an SD, whose likelihood is far from "
+        "quadratic), the profile likelihood (as lme4's confint) and the parametric "
+        f"bootstrap ({BOOTSTRAP_NSIM:,} simulated data sets refitted; seed "
+        f"{BOOTSTRAP_SEED}: the same numbers on every machine) - side by side in a table "
+        "and a dot chart. Below it, =GLMM_PREDICT with an interval: the expected incidents "
+        "in a month at a new plant (change its number of employees), with and without "
+        "training: the 95% CI of the mean, and the 95% prediction interval of the month's "
+        "count, which adds the new plant's and the month's random effects and the Poisson "
+        "noise.",
         "Caterpillar plots: each dot is a plant's (or month's) BLUP on the log-rate scale, "
         "sorted; the bars are \u00b1 1.96 x its conditional SD. Observed vs fitted: points "
         "near the dashed line are fitted well.",
@@ -1343,6 +1354,229 @@ def _workplace_nb(lay: Layout, fit: Placed, args: str, y, X, g, off):
          "(Compare the grouse ticks template, where theta is about 2 and NB2 lowers the "
          "AIC by several hundred.)"])
     return nb
+
+
+# ---- intervals: Wald, profile and bootstrap side by side, and a new plant ---------------
+
+INTERVALS_SHEET = "Intervals"
+BOOTSTRAP_NSIM, BOOTSTRAP_SEED = 1000, 1
+METHOD_COLOURS = {"Wald": "7F7F7F", "profile": BLUE, "bootstrap": "C55A11"}
+
+
+def _lookup(p: Placed, label: str, col_offset: int) -> str:
+    """INDEX/MATCH of the cell ``col_offset`` columns right of ``label`` in block ``p``
+    (on this sheet); "none" when that cell is empty (Excel's INDEX gives 0 there)."""
+    r1, c1, r2, _ = p.region
+    lab, val = col_letters(c1), col_letters(c1 + col_offset)
+    x = f"INDEX(${val}${r1}:${val}${r2},MATCH(\"{label}\",${lab}${r1}:${lab}${r2},0))"
+    return f'=IF({x}="","none",{x})'
+
+
+def _interval_dots(ws, top: int, col: int, n: int, title: str, anchor: str, ytitle: str,
+                   colours: list, width=17.0, height=8.0):
+    """A dot chart of the ``n`` rows below ``top``: categories in ``col``, the
+    estimate in ``col`` + 1, custom error bars from the minus/plus columns ``col`` + 4
+    and ``col`` + 5 (0: no bar), each dot coloured by ``colours`` (one per row)."""
+    from openpyxl.chart import LineChart, Reference
+    from openpyxl.chart.data_source import NumDataSource, NumRef
+    from openpyxl.chart.error_bar import ErrorBars
+    from openpyxl.chart.marker import DataPoint, Marker
+    from openpyxl.chart.shapes import GraphicalProperties
+    from openpyxl.drawing.line import LineProperties
+    ch = LineChart()
+    ch.title = _chart_title(title)
+    ch.style = 2
+    ch.height, ch.width = height, width
+    ch.y_axis.title = _axis_title(ytitle)
+    ch.add_data(Reference(ws, min_col=col + 1, min_row=top, max_row=top + n),
+                titles_from_data=True)
+    ch.set_categories(Reference(ws, min_col=col, min_row=top + 1, max_row=top + n))
+    s = ch.series[0]
+    s.graphicalProperties.line.noFill = True
+    s.smooth = False
+    s.marker.symbol = "circle"
+    s.marker.size = 7
+    for i, colour in enumerate(colours):
+        gp = GraphicalProperties(solidFill=colour)
+        gp.line.solidFill = colour
+        s.dPt.append(DataPoint(idx=i, marker=Marker(symbol="circle", size=7, spPr=gp)))
+    q = f"'{ws.title}'!"
+    minus, plus = (f"{q}${col_letters(col + k)}${top + 1}:${col_letters(col + k)}${top + n}"
+                   for k in (4, 5))
+    s.errBars = ErrorBars(errBarType="both", errValType="cust", noEndCap=False,
+                          plus=NumDataSource(numRef=NumRef(f=plus)),
+                          minus=NumDataSource(numRef=NumRef(f=minus)),
+                          spPr=GraphicalProperties(ln=LineProperties(solidFill="404040")))
+    ch.legend = None
+    ch.x_axis.delete = False
+    ch.y_axis.delete = False
+    ch.x_axis.tickLblPos = "low"
+    ch.y_axis.majorGridlines = None
+    ws.add_chart(ch, anchor)
+    return ch
+
+
+def _head_row(ws, row: int, col: int, heads: list, text_cols=(0,)):
+    """A table's header row; right-aligned over numbers, left over ``text_cols``."""
+    from openpyxl.styles import Alignment
+    f = _fonts()
+    for j, h in enumerate(heads):
+        c = ws.cell(row, col + j, h)
+        c.font, c.border, c.fill = f["bold"], f["under"], f["head"]
+        c.alignment = Alignment(horizontal="left" if j in text_cols else "right")
+
+
+def _workplace_intervals(lay: Layout, args: str, new_call: tuple, y, X, g, off):
+    """The Intervals sheet: GLMM_CONFINT by Wald, profile and parametric bootstrap
+    (stacked, one block each), a table and a dot chart comparing the three for the SDs
+    and the training effect (lookups on the blocks' labels); then expected incidents
+    for a new plant of ``employees`` (an input cell) with and without training, with
+    the 95% CI of the mean and the 95% prediction interval of a month's count
+    (GLMM_PREDICT with ``interval``), and a column chart of both."""
+    import numpy as np
+    from openpyxl.styles import Alignment
+
+    from ..sheet import udfs
+    wb, f = lay.wb, _fonts()
+    ws = wb.create_sheet(INTERVALS_SHEET, wb.sheetnames.index("Data"))
+    _title(ws, "Workplace safety: how sure are we? Three kinds of interval, and a new plant",
+           "GLMM_CONFINT gives each parameter's 95% interval by Wald (estimate +- 1.96 SE), "
+           "by the profile likelihood and by the parametric bootstrap; GLMM_PREDICT with an "
+           "interval gives the expected incidents at a new plant with the 95% CI of the mean "
+           "and the 95% prediction interval of one month's count.", 9)
+    calls = [("Wald", f"=GLMM_CONFINT({args})", {}),
+             ("profile", f'=GLMM_CONFINT({args}, , , , , , , "profile")',
+              {"method": "profile"}),
+             ("bootstrap", f'=GLMM_CONFINT({args}, , , , , , , "bootstrap", '
+                           f'{BOOTSTRAP_NSIM}, {BOOTSTRAP_SEED})',
+              {"method": "bootstrap", "nsim": BOOTSTRAP_NSIM, "seed": BOOTSTRAP_SEED})]
+    blocks, r = {}, 5
+    for method, formula, kw in calls:
+        _label(ws, r, 2, f"{method}:  {formula}")
+        blocks[method] = lay.place(r + 1, 2, formula, udfs.GLMM_CONFINT(y, X, g, off, **kw),
+                                   ws)
+        r = blocks[method].region[2] + 3
+    # the comparison: one row per parameter and method, read from the blocks
+    params = [("sd_(Intercept)|plant", "SD of plant effects"),
+              ("sd_(Intercept)|month", "SD of month effects"),
+              ("training", "training (log rate ratio)")]
+    top = r
+    _label(ws, top - 1, 2, "Side by side (looked up in the blocks; the chart reads these "
+                           "cells)")
+    _head_row(ws, top, 2, ["parameter and method", "estimate", "lower", "upper",
+                           "bar below", "bar above"])
+    colours = []
+    k = top
+    for name, text in params:
+        for method, _, _ in calls:
+            k += 1
+            colours.append(METHOD_COLOURS[method])
+            p = blocks[method]
+            ws.cell(k, 2, f"{text}: {method}")
+            ws.cell(k, 3, _lookup(p, name, 1))
+            ws.cell(k, 4, _lookup(p, name, 2))
+            ws.cell(k, 5, _lookup(p, name, 3))
+            ws.cell(k, 6, f"=IF(ISNUMBER(D{k}),C{k}-D{k},0)")     # 0: no bar
+            ws.cell(k, 7, f"=IF(ISNUMBER(E{k}),E{k}-C{k},0)")
+            for c in range(3, 8):
+                ws.cell(k, c).number_format = "0.000"
+    compare = f"B{top}:G{k}"
+    dots = _interval_dots(ws, top, 2, k - top, "95% intervals: Wald (grey), profile (blue), "
+                          "bootstrap (orange)", f"H{top}", "log-rate scale", colours)
+    _pin_chart(ws, dots)
+    # a new plant
+    r = max(k, top + 16) + 3
+    _label(ws, r, 2, "A new plant: expected incidents in a month, with and without training")
+    ws.cell(r + 1, 2, "employees at the new plant (change it)")
+    emp = ws.cell(r + 1, 3, 200)
+    emp.font, emp.fill = f["bold"], f["fill"]
+    rows = r + 3
+    _head_row(ws, rows, 2, ["training", "plant", "month", "log_employees"], (0, 1, 2))
+    for i, t in enumerate((0, 1), start=1):
+        ws.cell(rows + i, 2, t).alignment = Alignment(horizontal="left")
+        ws.cell(rows + i, 3, "new plant")
+        ws.cell(rows + i, 5, f"=LN($C${r + 1})").number_format = "0.000"
+    ws.cell(rows + 3, 2, "(month left blank: a month like those observed, its effect "
+                         "drawn from the month SD)").font = f["note"]
+    new_x, new_g, new_off = (f"B{rows}:B{rows + 2}", f"C{rows}:D{rows + 2}",
+                             f"E{rows}:E{rows + 2}")
+    nx = [["training"], [0.0], [1.0]]
+    ng = [["plant", "month"], ["new plant", None], ["new plant", None]]
+    no = [["log_employees"]] + [[float(np.log(200.0))]] * 2
+    ya, Xa, ga, oa = new_call
+    r = rows + 5
+    preds = {}
+    for kind, what in (("confidence", "the expected count (95% CI of the mean)"),
+                       ("prediction", "one month's count (95% prediction interval)")):
+        formula = (f"=GLMM_PREDICT({ya}, {Xa}, {ga}, {new_x}, {new_g}, {oa}, {new_off}"
+                   f', , , , , , , , , , "{kind}")')
+        _label(ws, r, 2, f"{what}:  " + formula.replace(f"{ya}, {Xa}, {ga}", "y, X, groups"))
+        ws.cell(r + 2, 2, "without training")
+        ws.cell(r + 3, 2, "with training")
+        preds[kind] = lay.place(r + 1, 3, formula,
+                                udfs.GLMM_PREDICT(y, X, g, nx, ng, off, no, interval=kind), ws)
+        r += 6
+    # the chart's table: the two kinds side by side per scenario
+    ptop = r
+    _head_row(ws, ptop, 2, ["", "expected", "CI below", "CI above", "PI below", "PI above"])
+    ci, pi = preds["confidence"], preds["prediction"]
+    for i, text in enumerate(("without training", "with training"), start=1):
+        a, b = ci.row + i, pi.row + i
+        ws.cell(ptop + i, 2, text)
+        ws.cell(ptop + i, 3, f"=C{a}")
+        ws.cell(ptop + i, 4, f"=C{a}-E{a}")
+        ws.cell(ptop + i, 5, f"=F{a}-C{a}")
+        ws.cell(ptop + i, 6, f"=C{b}-E{b}")
+        ws.cell(ptop + i, 7, f"=F{b}-C{b}")
+        for c in range(3, 8):
+            ws.cell(ptop + i, c).number_format = "0.00"
+    bars = _prediction_bars(ws, ptop, f"H{rows - 2}")
+    _pin_chart(ws, bars)
+    # the blocks' Note column (H) wide enough for a note in two lines
+    _widths(ws, {"A": 2, "B": 36, "C": 12, "D": 12, "E": 14, "F": 12, "G": 12, "H": 64})
+    ws.freeze_panes = "A4"
+    _print_pages(lay, ws, [
+        ("the three kinds of interval", _box(ws, "A1", *(p.ref for p in blocks.values()))),
+        ("the intervals side by side, and their chart", _box(ws, f"B{top - 1}", compare, dots)),
+        ("a new plant: expected incidents with both intervals",
+         _box(ws, f"B{rows - 4}", ci.ref, pi.ref, f"B{ptop}:G{ptop + 2}", bars)),
+    ])
+    return blocks, preds
+
+
+def _prediction_bars(ws, top: int, anchor: str, width=15.0, height=8.0):
+    """Columns of the expected count for the two scenarios (rows below ``top``), one
+    series with the CI of the mean and one (the same height) with the prediction
+    interval as error bars."""
+    from openpyxl.chart import BarChart, Reference, Series
+    from openpyxl.chart.data_source import NumDataSource, NumRef
+    from openpyxl.chart.error_bar import ErrorBars
+    from openpyxl.chart.shapes import GraphicalProperties
+    from openpyxl.drawing.line import LineProperties
+    ch = BarChart()
+    ch.type, ch.grouping, ch.style = "col", "clustered", 2
+    ch.title = _chart_title("A new plant: expected incidents per month")
+    ch.height, ch.width = height, width
+    ch.y_axis.title = _axis_title("incidents in a month")
+    cats = Reference(ws, min_col=2, min_row=top + 1, max_row=top + 2)
+    q = f"'{ws.title}'!"
+    for title, colour, (lo, hi) in (("95% CI of the mean", BLUE, (4, 5)),
+                                    ("95% prediction interval", "C55A11", (6, 7))):
+        s = Series(Reference(ws, min_col=3, min_row=top + 1, max_row=top + 2), title=title)
+        s.graphicalProperties = GraphicalProperties(solidFill=colour)
+        ref = lambda c: f"{q}${col_letters(c)}${top + 1}:${col_letters(c)}${top + 2}"
+        s.errBars = ErrorBars(errBarType="both", errValType="cust", noEndCap=False,
+                              minus=NumDataSource(numRef=NumRef(f=ref(lo))),
+                              plus=NumDataSource(numRef=NumRef(f=ref(hi))),
+                              spPr=GraphicalProperties(ln=LineProperties(solidFill="000000")))
+        ch.series.append(s)
+    ch.set_categories(cats)
+    ch.x_axis.delete = False
+    ch.y_axis.delete = False
+    ch.y_axis.majorGridlines = None
+    ch.legend.position = "b"
+    ws.add_chart(ch, anchor)
+    return ch
 
 
 def _grouse_nb(lay: Layout, fits: list, names: list, formula: str, y, X, g):
