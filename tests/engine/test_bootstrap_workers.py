@@ -25,14 +25,8 @@ def here(crossed):
 
 
 @pytest.fixture(scope="module")
-def client():
-    distributed = pytest.importorskip("distributed")
-    cluster = distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
-                                       dashboard_address=None)
-    c = distributed.Client(cluster)
-    yield c
-    c.close()
-    cluster.close()
+def client(local_cluster):
+    return local_cluster
 
 
 def test_the_fits_own_state_starts_every_refit(crossed, here):

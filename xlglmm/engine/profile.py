@@ -137,6 +137,7 @@ class Profile:
     """Profiles of a fit's parameters (``traces``, by name), and their intervals."""
     traces: dict = field(default_factory=dict)
     seconds: float = float("nan")
+    where: str = "in process"   # where the walks ran (engine.workers.Outcome.where)
 
     def conf_int(self, alpha: float = 0.05):
         """(lower, upper, note) per parameter at level 1 - alpha."""
@@ -576,9 +577,16 @@ def walk_parameter(problem: ProfileProblem, name: str, budget: Budget) -> Profil
                         problem.note_of.get(kind, ""))
 
 
-def profile(model, which=None, budget_seconds=None, nb_theta="estimated") -> Profile:
+def profile(model, which=None, budget_seconds=None, nb_theta="estimated", *,
+            workers=None, client=None) -> Profile:
     """The profiles of a fitted model's parameters (all, or the names in ``which``);
-    ``nb_theta``: "estimated" (re-estimated at each point) or "fixed" (lme4's)."""
+    ``nb_theta``: "estimated" (re-estimated at each point) or "fixed" (lme4's).
+    Each parameter's walk is a task of ``engine.workers.run``: ``client`` (a
+    ``dask.distributed.Client``) spreads them over a cluster, ``workers`` sets the
+    local processes (by default the walks stay in this process unless the rest of
+    them would take over ``workers.POOL_WORTH_SECONDS``); every walk starts from the
+    fit's own state, so the traces are the same wherever they ran."""
+    from . import workers as pool
     t0 = time.perf_counter()
     names = parameter_names(model)
     if isinstance(which, str):
@@ -593,9 +601,38 @@ def profile(model, which=None, budget_seconds=None, nb_theta="estimated") -> Pro
     out = Profile()
     try:
         problem.prepare(budget)
-        for name in names:
-            out.traces[name] = walk_parameter(problem, name, budget)
+        left = (None if budget_seconds is None
+                else max(budget_seconds - budget.clock.elapsed(), 1e-3))
+        deadline = None if left is None else time.time() + left
+        done = pool.run(_walk_task, (problem, tuple(names), deadline), range(len(names)),
+                        client=client, workers=workers, time_budget=left)
     finally:
         problem.close()
+    traces = dict(zip(done.indices, done.results))
+    for k, name in enumerate(names):
+        if k in traces:
+            out.traces[name] = traces[k]
+        else:       # the budget ran out before this walk started
+            out.traces[name] = _unwalked(problem, name)
+    out.where = done.where
     out.seconds = time.perf_counter() - t0
     return out
+
+
+def _walk_task(shared, k: int) -> ProfileTrace:
+    """Walk parameter ``k`` of the shared (problem, names, deadline): a task of
+    ``workers.run``, with what is left of the profile's time budget."""
+    problem, names, deadline = shared
+    left = None if deadline is None else max(deadline - time.time(), 1e-3)
+    return walk_parameter(problem, names[k], Budget(left, 10 ** 7))
+
+
+def _unwalked(problem: ProfileProblem, name: str) -> ProfileTrace:
+    """The trace of a parameter the time budget left no time to walk: its estimate
+    only, marked as stopped (its interval is NaN, with the budget's note)."""
+    j = problem.names.index(name)
+    est = float(problem.report(j, problem.estimate[j]))
+    return ProfileTrace(name, problem.kinds[j], est, np.array([est]), np.array([0.0]),
+                        float(problem.report(j, problem.lower[j])),
+                        float(problem.report(j, problem.upper[j])), timed_out=True,
+                        note=problem.note_of.get(problem.kinds[j], ""))

@@ -129,7 +129,8 @@ class GLMMResult:
         return pd.DataFrame({"lower": b - zq * se, "upper": b + zq * se},
                             index=self.fe_params.index)
 
-    def profile(self, which=None, time_budget=None, nb_theta="estimated"):
+    def profile(self, which=None, time_budget=None, nb_theta="estimated", *, workers=None,
+                client=None):
         """The profile likelihood of each parameter (``engine.profile.Profile``: its
         ``traces`` hold values and signed square-root deviance differences, for
         plots; its ``conf_int(alpha)`` the intervals), computed once and kept.
@@ -137,13 +138,16 @@ class GLMMResult:
         profile stopped by it says so in its intervals' notes); ``nb_theta``: for a
         negative binomial fit that estimated theta, "estimated" (theta minimised
         over at each point: the profile likelihood) or "fixed" (held at its
-        estimate, as lme4's confint on a glmer.nb fit)."""
+        estimate, as lme4's confint on a glmer.nb fit).  ``workers`` / ``client``:
+        where the walks run (``engine.workers``: local processes, a Dask client);
+        the same traces wherever they ran, so they do not enter the cache's key."""
         from .profile import profile
         key = (which if isinstance(which, str) or which is None else tuple(which),
                time_budget, nb_theta)
         cache = self.__dict__.setdefault("_profiles", {})
         if key not in cache:
-            cache[key] = profile(self.model, which, time_budget, nb_theta)
+            cache[key] = profile(self.model, which, time_budget, nb_theta, workers=workers,
+                                 client=client)
         return cache[key]
 
     def bootstrap(self, nsim: int = 1000, seed: int = 0, statistics=None,
