@@ -546,9 +546,14 @@ def _intervals_block(res, how: str, nsim: int, seed: int, alpha: float) -> list:
             lo, hi, why = ci.loc[name, "lower"], ci.loc[name, "upper"], ci.loc[name, "note"]
         else:
             lo = hi = None
-            why = (f"no {how} interval for a random-effect SD or correlation" +
-                   (": its likelihood is far from quadratic; use method \"profile\" or "
-                    "\"bootstrap\"" if how == "Wald" else ""))
+            what, reason = {
+                "sigma": ("the residual SD", "the fit gives it no standard error"),
+                "nb_theta": ("the negative binomial's theta", "see the fit block's CI")
+            }.get(name, ("a random-effect SD or correlation",
+                         "its likelihood is far from quadratic"))
+            why = (f"no {how} interval for {what}" +
+                   (f": {reason}; use method \"profile\" or \"bootstrap\""
+                    if how == "Wald" else ""))
         rows.append((name, est, lo, hi, "; ".join(w for w in (why, note) if w)))
     return block.confint_block(rows, how, alpha, replicates)
 
