@@ -1,6 +1,6 @@
 """Coverage of xlglmm's 95% intervals: the test an interval cannot fake.
 
-    python benchmarks/coverage.py --nsim 500 --boot 200 --seed 1      # ~10 min on 2 cores
+    python benchmarks/coverage_study.py --nsim 500 --boot 200 --seed 1      # ~10 min on 2 cores
 
 The truth is the workplace-safety model as fitted to the shipped data
 (``incidents ~ training + (1|plant) + (1|month)``, Poisson, offset log(employees):
@@ -26,7 +26,8 @@ Data set i draws from ``numpy.random.SeedSequence(seed, spawn_key=(i,))`` (one c
 for the data, one for its bootstrap's seed), so the numbers do not depend on how many
 processes run (``--processes``, default 2) or in which order.  The report (markdown,
 with date and machine) goes to ``benchmarks/results/<date>-<host>-coverage.md`` and is
-printed.
+printed.  (Not named coverage.py: Numba imports the ``coverage`` package, and a
+script's own folder comes first on ``sys.path``.)
 """
 from __future__ import annotations
 
@@ -45,8 +46,7 @@ import pandas as pd
 from numpy.polynomial.hermite_e import hermegauss
 from scipy import special, stats
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))   # a clone, not installed
-sys.path.insert(0, str(Path(__file__).resolve().parent))          # machine.py beside this
+sys.path.insert(1, str(Path(__file__).resolve().parent.parent))   # a clone, not installed
 
 import xlglmm                                         # noqa: E402
 from xlglmm.engine.results import sd_label            # noqa: E402
@@ -344,7 +344,7 @@ def report(records: list, truth: Truth, args, seconds: float, header: list) -> s
     ok = [r for r in records if not r.error]
     lines = ["# Coverage of 95% intervals on data simulated from the workplace-safety model",
              "", *header,
-             f"- command: `python benchmarks/coverage.py --nsim {args.nsim} --boot {args.boot}"
+             f"- command: `python benchmarks/coverage_study.py --nsim {args.nsim} --boot {args.boot}"
              f" --seed {args.seed} --processes {args.processes}`",
              f"- time: {seconds:.0f} s ({seconds / max(len(records), 1):.2f} s per data set "
              f"on {args.processes} processes)", "",
@@ -395,7 +395,7 @@ def prediction_section(records: list) -> str:
 
 
 def main(argv=None) -> int:
-    from machine import description, report_path
+    from machine import description, report_path    # beside this script (sys.path[0])
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--nsim", type=int, default=500, help="data sets (default 500)")
     ap.add_argument("--boot", type=int, default=200,
