@@ -395,7 +395,7 @@ def prediction_section(records: list) -> str:
 
 
 def main(argv=None) -> int:
-    from machine import description, report_path    # beside this script (sys.path[0])
+    from machine import description, write_report   # beside this script (sys.path[0])
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--nsim", type=int, default=500, help="data sets (default 500)")
     ap.add_argument("--boot", type=int, default=200,
@@ -418,11 +418,7 @@ def main(argv=None) -> int:
 
     records = study(truth, args.nsim, args.boot, args.seed, args.processes, progress=progress)
     text = report(records, truth, args, time.perf_counter() - t0, header)
-    out = args.out or report_path("coverage")
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(text, encoding="utf-8")
-    print(text)
-    print(f"wrote {out}", file=sys.stderr)
+    write_report(text, "coverage", args.out)
     return 0
 
 

@@ -32,7 +32,7 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(1, str(HERE.parent))      # a clone, not installed (0: this folder)
 
 from coverage_study import fit                              # noqa: E402  (beside this)
-from machine import description, load_average, report_path  # noqa: E402
+from machine import description, load_average, write_report  # noqa: E402
 from xlglmm.workbook.templates import dataset               # noqa: E402
 
 R_SCRIPT = HERE / "intervals_lme4.R"
@@ -160,11 +160,7 @@ def main(argv=None) -> int:
         theirs = lme4_side(HERE.parent / "xlglmm" / "data" / "workplace_safety.csv",
                            args.lme4_reps, args.lme4_nsim, args.seed)
     text = report(ours, theirs, args, header, busy)
-    out = args.out or report_path("intervals")
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(text, encoding="utf-8")
-    print(text)
-    print(f"wrote {out}", file=sys.stderr)
+    write_report(text, "intervals", args.out)
     return 0
 
 

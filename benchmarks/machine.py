@@ -7,6 +7,7 @@ import datetime as dt
 import os
 import platform
 import subprocess
+import sys
 from pathlib import Path
 
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -34,6 +35,16 @@ def report_path(kind: str) -> Path:
     """benchmarks/results/<date>-<host>-<kind>.md"""
     host = platform.node() or "host"
     return RESULTS / f"{dt.date.today().isoformat()}-{host}-{kind}.md"
+
+
+def write_report(text: str, kind: str, out: Path | None = None) -> Path:
+    """Write a report (to ``out``, default :func:`report_path`) and print it."""
+    out = out or report_path(kind)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(text, encoding="utf-8")
+    print(text)
+    print(f"wrote {out}", file=sys.stderr)
+    return out
 
 
 def description(extra_versions: dict | None = None) -> list[str]:
