@@ -369,8 +369,8 @@ def report(records: list, truth: Truth, args, seconds: float, header: list) -> s
                      f"| {c.missing} |")
     lines += ["", "Wald for the SDs: SD ± 1.96 SE, the SE from the deviance's Hessian in "
               "(theta, beta) at the estimate (`res.hessian`); its lower limit may be "
-              "negative.  A singular fit's Hessian is not positive definite: no Wald "
-              "interval (counted under 'no interval')."]
+              "negative.  Where H cannot be inverted there is no Wald interval (counted "
+              "under 'no interval')."]
     errors = sorted({v for r in ok for k, v in r.intervals.items() if isinstance(v, str)}
                     | {r.error for r in records if r.error})
     if errors:
