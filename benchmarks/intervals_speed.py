@@ -121,7 +121,7 @@ def report(ours: dict, theirs: dict, args, header: list, busy: bool) -> str:
                          f"{per * args.nsim:.0f} s | {per * args.nsim / b_ours:.0f}× "
                          "(extrapolated) |")
     lines += ["", f"Profile limits: the largest difference from lme4's is "
-              f"{limits_agreement(ours['profile_ci'], theirs['profile_ci']):.2%} of lme4's "
+              f"{100 * limits_agreement(ours['profile_ci'], theirs['profile_ci']):.2g}% of lme4's "
               "interval's width.  Bootstrap refits: xlglmm "
               f"{ours['boot_failed']} failed, {ours['boot_singular']} singular (of "
               f"{args.nsim}); lme4 {theirs['boot_failed']} failed (of {n_lme4}).",
