@@ -344,8 +344,8 @@ def report(records: list, truth: Truth, args, seconds: float, header: list) -> s
     ok = [r for r in records if not r.error]
     lines = ["# Coverage of 95% intervals on data simulated from the workplace-safety model",
              "", *header,
-             f"- command: `python benchmarks/coverage_study.py --nsim {args.nsim} --boot {args.boot}"
-             f" --seed {args.seed} --processes {args.processes}`",
+             f"- command: `python benchmarks/coverage_study.py --nsim {args.nsim} "
+             f"--boot {args.boot} --seed {args.seed} --processes {args.processes}`",
              f"- time: {seconds:.0f} s ({seconds / max(len(records), 1):.2f} s per data set "
              f"on {args.processes} processes)", "",
              f"Truth (the shipped data's fit): intercept {truth.intercept:.4f}, training "
