@@ -329,9 +329,9 @@ def coverages(records: list, truth: Truth) -> list:
 
 
 PLAN = """\
-Prediction intervals: {status}.  The plan, in `prediction_coverage(res, truth,
-month_effect)` above and run for every data set once `res.predict` accepts
-`interval`: predict a new 200-employee plant (a level not in the data), untrained and
+Prediction intervals: {status}.  The plan, `prediction_coverage(res, truth,
+month_effect)` in benchmarks/coverage_study.py, run for every data set once
+`res.predict` accepts `interval`: predict a new 200-employee plant (a level not in the data), untrained and
 trained, in month {month} with `res.predict(newdata, interval="prediction",
 level=0.95)` (columns fit, se_link, lower, upper); the interval covers a fresh count
 of that plant with probability E_b[P(lower <= Y <= upper | b)], Y | b ~
