@@ -124,8 +124,8 @@ def simulate(truth: Truth, rng: np.random.Generator) -> SimulatedData:
 def wald_sd_intervals(res) -> dict:
     """SD +- z SE, the SE from the deviance's Hessian in (theta, beta): the
     covariance of the estimates is 2 H^-1 (the deviance is -2 log-likelihood).  For a
-    Poisson model each scalar term's SD is its theta.  NaN when the Hessian is not
-    positive definite (a singular fit's)."""
+    Poisson model each scalar term's SD is its theta.  NaN limits when H cannot be
+    inverted or the SD's variance is not positive."""
     h = np.asarray(res.hessian, float)
     try:
         cov = 2.0 * np.linalg.inv(h)
@@ -236,8 +236,12 @@ def one_data_set(truth: Truth, seed: int, index: int, boot: int,
     if not res.converged:
         return Record(index, error="; ".join(res.messages) or "not converged")
     ints, counts = intervals(res, boot, int(boot_seq.generate_state(1)[0]), profile_which)
-    pred = (prediction_coverage(res, truth, sim.month_effects[NEW_PLANT_MONTH])
-            if prediction_available(res) else None)
+    pred = None
+    if prediction_available(res):
+        try:
+            pred = prediction_coverage(res, truth, sim.month_effects[NEW_PLANT_MONTH])
+        except Exception as e:  # noqa: BLE001 -- listed with the other methods' messages
+            ints["prediction"] = f"{type(e).__name__}: {e}"
     return Record(index, singular=res.singular, intervals=ints, bootstrap=counts,
                   prediction=pred)
 
@@ -281,7 +285,7 @@ def _reported(record: Record, progress) -> Record:
 
 # ---- the summary ---------------------------------------------------------------------
 
-def wilson(covered: int, n: int, z: float = 1.959963984540054) -> tuple[float, float]:
+def wilson(covered: int, n: int, z: float = Z) -> tuple[float, float]:
     """Wilson's score interval for a binomial proportion (95% by default)."""
     if n == 0:
         return float("nan"), float("nan")
@@ -297,7 +301,7 @@ class Coverage:
     method: str
     n: int              # data sets with a finite interval
     covered: int
-    missing: int        # fits with no interval from this method (error or NaN limit)
+    missing: int        # fits where the method failed or gave a NaN limit
     mean_width: float
 
     @property
@@ -312,8 +316,10 @@ def coverage(records: list, truth: Truth, parameter: str, method: str) -> Covera
         if r.error or r.intervals is None:
             continue
         lim = r.intervals.get((parameter, method))
+        if lim is None and method not in r.intervals:
+            continue            # not asked for (a profile of some parameters, no bootstrap)
         if lim is None or not all(map(math.isfinite, lim)):
-            missing += 1
+            missing += 1        # the method failed (its message) or gave a NaN limit
             continue
         lo, hi = lim
         n += 1
@@ -381,8 +387,12 @@ def report(records: list, truth: Truth, args, seconds: float, header: list) -> s
 
 def prediction_section(records: list) -> str:
     preds = [r.prediction for r in records if r.prediction is not None]
-    status = ("measured, table below" if preds
-              else "not available in this revision (res.predict has no interval argument)")
+    if preds:
+        status = "measured, table below"
+    elif any("prediction" in r.intervals for r in records):
+        status = "every prediction failed (the messages above)"
+    else:
+        status = "not available in this revision (res.predict has no interval argument)"
     text = PLAN.format(status=status, month=NEW_PLANT_MONTH, points=GH_POINTS)
     if not preds:
         return text

@@ -28,7 +28,7 @@ import pandas as pd
 import pytest
 from scipy import stats
 
-from benchmarks.coverage_study import (EFFECT, NEW_PLANT_EMPLOYEES,
+from benchmarks.coverage_study import (EFFECT, NEW_PLANT_EMPLOYEES, SD_PLANT,
                                        count_interval_probability, coverage,
                                        prediction_coverage, study, wilson, workplace_truth)
 
@@ -69,6 +69,9 @@ def test_intervals_for_the_training_effect_cover_the_truth(records, truth, metho
     assert lower <= c.covered <= upper, f"{method}: {c.covered}/{c.n}"
     # the width is that of the data's own fit's interval (0.80 wide), not a degenerate one
     assert 0.6 < c.mean_width < 1.0
+    # the SDs were not profiled here: not counted as missing either
+    assert coverage(records, truth, SD_PLANT, "profile").n == 0
+    assert coverage(records, truth, SD_PLANT, "profile").missing == 0
 
 
 def test_bootstrap_intervals_for_the_training_effect_cover_the_truth(truth):
@@ -143,3 +146,23 @@ def test_prediction_coverage_uses_the_new_plant_and_the_true_model(truth):
     assert got == pytest.approx({
         "untrained": count_interval_probability(1, 9, mu[0], truth.sd_plant),
         "trained": count_interval_probability(0, 6, mu[1], truth.sd_plant)})
+
+
+def test_prediction_coverage_runs_once_predict_takes_an_interval(truth, monkeypatch):
+    """While res.predict has no ``interval``, no data set measures it; once it has,
+    every data set does (here a predict that covers every count: coverage 1)."""
+    from xlglmm.engine.results import GLMMResult
+
+    def predict_without(self, newdata=None, type="response", include_re=True, offset=None):
+        raise AssertionError("a predict without interval= must not be called")
+
+    def predict(self, newdata=None, interval=None, level=None, offset=None):
+        return pd.DataFrame({"lower": [0.0] * len(newdata), "upper": [1e9] * len(newdata)})
+
+    monkeypatch.setattr(GLMMResult, "predict", predict_without)
+    before = study(truth, 2, boot=0, seed=4, profile_which=[EFFECT])
+    assert [r.prediction for r in before] == [None, None]
+    monkeypatch.setattr(GLMMResult, "predict", predict)
+    after = study(truth, 2, boot=0, seed=4, profile_which=[EFFECT])
+    assert [r.prediction for r in after] == [pytest.approx({"untrained": 1.0,
+                                                            "trained": 1.0})] * 2
