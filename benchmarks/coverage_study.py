@@ -139,6 +139,13 @@ def wald_sd_intervals(res) -> dict:
     return out
 
 
+def in_process(method) -> dict:
+    """``workers=1`` for a result's method that takes it (profile, bootstrap): the study
+    runs its data sets in parallel already, and a pool inside a pool's (daemonic)
+    worker cannot start."""
+    return {"workers": 1} if "workers" in inspect.signature(method).parameters else {}
+
+
 def intervals(res, boot: int, boot_seed: int, profile_which) -> tuple[dict, dict]:
     """{(parameter, method): (lower, upper)} of one fit, and the bootstrap's counts.
     A method that raises is recorded as its message (one failure must not lose the
@@ -149,14 +156,14 @@ def intervals(res, boot: int, boot_seed: int, profile_which) -> tuple[dict, dict
     for name, lim in wald_sd_intervals(res).items():
         out[name, "Wald"] = lim
     try:
-        prof = res.profile(profile_which).conf_int(ALPHA)
+        prof = res.profile(profile_which, **in_process(res.profile)).conf_int(ALPHA)
         for name in prof.index.intersection(PARAMETERS):
             out[name, "profile"] = tuple(prof.loc[name, ["lower", "upper"]])
     except Exception as e:      # noqa: BLE001 -- counted in the report
         out["profile"] = f"{type(e).__name__}: {e}"
     if boot:
         try:
-            bs = res.bootstrap(boot, seed=boot_seed)
+            bs = res.bootstrap(boot, seed=boot_seed, **in_process(res.bootstrap))
             counts = {"replicates": len(bs.replicates), "failed": bs.failed,
                       "singular": bs.singular}
             ci = bs.conf_int(ALPHA, method="percentile")
