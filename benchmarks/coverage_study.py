@@ -344,9 +344,10 @@ def coverages(records: list, truth: Truth) -> list:
 PLAN = """\
 Prediction intervals: {status}.  The plan, `prediction_coverage(res, truth,
 month_effect)` in benchmarks/coverage_study.py, run for every data set once
-`res.predict` accepts `interval`: predict a new 200-employee plant (a level not in the data), untrained and
-trained, in month {month} with `res.predict(newdata, interval="prediction",
-level=0.95)` (columns fit, se_link, lower, upper); the interval covers a fresh count
+`res.predict` accepts `interval`: predict a new 200-employee plant (a level not in
+the data), untrained and trained, in month {month} with `res.predict(newdata,
+interval="prediction", level=0.95)` (columns fit, se_link, lower, upper); the
+interval covers a fresh count
 of that plant with probability E_b[P(lower <= Y <= upper | b)], Y | b ~
 Poisson(200 exp(b0 + b1 training + u_month + b)), b ~ N(0, sd_plant^2), computed
 exactly (Poisson CDF, {points}-point Gauss-Hermite over b) rather than by one draw;
@@ -366,11 +367,9 @@ def report(records: list, truth: Truth, args, seconds: float, header: list) -> s
              f"{truth.sd_month:.4f}; the data's design (20 plants x 8 months, offset "
              "log(employees)).", "",
              f"{len(records)} data sets: {len(records) - len(ok)} fits failed, "
-             f"{sum(r.singular for r in ok)} singular (kept).  Bootstrap: B = {args.boot} "
-             "replicates per data set, percentile intervals; "
-             f"{sum(r.bootstrap.get('failed', 0) for r in ok if r.bootstrap)} refits "
-             f"failed and {sum(r.bootstrap.get('singular', 0) for r in ok if r.bootstrap)}"
-             " were singular over all data sets.", "",
+             f"{sum(r.singular for r in ok)} singular (kept).  "
+             + bootstrap_counts(ok, args.boot),
+             "",
              "| parameter | true value | method | n | coverage | Wilson 95% CI | mean width "
              "| no interval |",
              "|---|---|---|---|---|---|---|---|"]
@@ -390,6 +389,15 @@ def report(records: list, truth: Truth, args, seconds: float, header: list) -> s
         lines += ["", "Messages of failed fits or methods:", ""] + [f"- {e}" for e in errors]
     lines += ["", prediction_section(ok)]
     return "\n".join(lines) + "\n"
+
+
+def bootstrap_counts(records: list, boot: int) -> str:
+    if not boot:
+        return "No bootstrap (--boot 0)."
+    failed = sum(r.bootstrap.get("failed", 0) for r in records if r.bootstrap)
+    singular = sum(r.bootstrap.get("singular", 0) for r in records if r.bootstrap)
+    return (f"Bootstrap: B = {boot} replicates per data set, percentile intervals; {failed} "
+            f"refits failed and {singular} were singular over all data sets.")
 
 
 def prediction_section(records: list) -> str:
