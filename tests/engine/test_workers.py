@@ -2,6 +2,7 @@
 sent once per process, the in-process fallbacks, progress and the time budget."""
 from __future__ import annotations
 
+import multiprocessing
 import operator
 import os
 import pickle
@@ -130,3 +131,20 @@ def test_what_run_refuses():
         W.run(operator.mul, 1, [1], progress=3)
     assert W.run(operator.mul, 1, []).results == []
     assert pickle.loads(pickle.dumps(W.Outcome([1], [2]))) == W.Outcome([1], [2])
+
+
+def run_where(_):
+    """In a pool's worker: where W.run puts its tasks (module level: it pickles)."""
+    out = W.run(operator.mul, 3, range(4), workers=2)
+    return out.where, out.results, out.notes
+
+
+def test_a_worker_of_another_pool_runs_the_tasks_itself(monkeypatch):
+    """A daemonic process (a multiprocessing.Pool's worker, e.g. a study that runs
+    one bootstrap per process) may not have children: the tasks run there, with a
+    note, instead of failing."""
+    monkeypatch.setattr(W, "POOL_WORTH_SECONDS", 0.0)
+    with multiprocessing.get_context("fork").Pool(1) as outer:
+        where, results, notes = outer.map(run_where, [0])[0]
+    assert where == "in process" and results == [0, 3, 6, 9]
+    assert "worker of a pool" in notes[0]

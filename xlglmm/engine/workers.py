@@ -90,9 +90,12 @@ def _start_method() -> str:
 
 
 def why_no_processes() -> str | None:
-    """None when a pool of processes can be started here, else the reason: spawn
+    """None when a pool of processes can be started here, else the reason: a
+    daemonic process (a worker of another pool) may not have children, and spawn
     starts ``sys.executable``, which inside a program embedding Python (Excel) is
     that program."""
+    if multiprocessing.current_process().daemon:
+        return "this process is itself a worker of a pool (it may not start processes)"
     if _start_method() == "fork":
         return None
     exe = Path(sys.executable or "")
