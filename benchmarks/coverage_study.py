@@ -57,7 +57,11 @@ EFFECT = "training"
 SD_PLANT = sd_label("(Intercept)", "plant")
 SD_MONTH = sd_label("(Intercept)", "month")
 PARAMETERS = (EFFECT, SD_PLANT, SD_MONTH)
-METHODS = ("Wald", "profile", "bootstrap")
+#: the bootstrap's intervals: "bootstrap" is the percentile interval, "bootstrap
+#: basic" 2 estimate - its quantiles, "bootstrap-t" the studentized (fixed effects)
+BOOTSTRAP_KINDS = {"bootstrap": "percentile", "bootstrap basic": "basic",
+                   "bootstrap-t": "studentized"}
+METHODS = ("Wald", "profile", *BOOTSTRAP_KINDS)
 LEVEL = 0.95
 ALPHA = 1.0 - LEVEL
 Z = float(special.ndtri(1.0 - ALPHA / 2.0))
@@ -166,9 +170,10 @@ def intervals(res, boot: int, boot_seed: int, profile_which) -> tuple[dict, dict
             bs = res.bootstrap(boot, seed=boot_seed, **in_process(res.bootstrap))
             counts = {"replicates": len(bs.replicates), "failed": bs.failed,
                       "singular": bs.singular}
-            ci = bs.conf_int(ALPHA, method="percentile")
-            for name in ci.index.intersection(PARAMETERS):
-                out[name, "bootstrap"] = tuple(ci.loc[name, ["lower", "upper"]])
+            for method, kind in BOOTSTRAP_KINDS.items():
+                ci = bs.conf_int(ALPHA, method=kind).dropna()
+                for name in ci.index.intersection(PARAMETERS):
+                    out[name, method] = tuple(ci.loc[name, ["lower", "upper"]])
         except Exception as e:  # noqa: BLE001 -- counted in the report
             out["bootstrap"] = f"{type(e).__name__}: {e}"
     return out, counts
@@ -396,8 +401,10 @@ def bootstrap_counts(records: list, boot: int) -> str:
         return "No bootstrap (--boot 0)."
     failed = sum(r.bootstrap.get("failed", 0) for r in records if r.bootstrap)
     singular = sum(r.bootstrap.get("singular", 0) for r in records if r.bootstrap)
-    return (f"Bootstrap: B = {boot} replicates per data set, percentile intervals; {failed} "
-            f"refits failed and {singular} were singular over all data sets.")
+    return (f"Bootstrap: B = {boot} replicates per data set: percentile ('bootstrap'), "
+            "basic and studentized ('bootstrap-t', fixed effects: t = (replicate - "
+            f"estimate) / replicate's RX SE) intervals; {failed} refits failed and "
+            f"{singular} were singular over all data sets.")
 
 
 def prediction_section(records: list) -> str:

@@ -46,6 +46,31 @@ def test_bootstrap_standard_errors_agree_with_the_fits(safety):
     assert t.lower < safety.fe_params["training"] < t.upper
 
 
+def test_the_studentized_interval_is_the_bootstrap_t(safety):
+    """Each replicate keeps its refit's RX standard errors; the studentized interval
+    is estimate - q SE with q the quantiles of (replicate - estimate) / its SE,
+    written out here with numpy, and it is for the fixed effects only."""
+    b = safety.bootstrap(60, seed=3)
+    names = list(safety.fe_params.index)
+    assert list(b.fixed_se.columns) == names and b.fixed_se.index.equals(b.replicates.index)
+    rx = np.sqrt(np.diag(safety.model.estimates.vcov_rx))
+    assert np.array_equal(b.estimate_fixed_se.to_numpy(), rx)
+    ci = b.conf_int(0.1, method="studentized")
+    assert ci.loc["sd_(Intercept)|plant"].isna().all()
+    for j, name in enumerate(names):
+        t = (b.replicates[name].to_numpy() - b.estimates[name]) / b.fixed_se[name].to_numpy()
+        lo, hi = np.quantile(t, [0.95, 0.05])       # numpy's default: linear, as pandas'
+        assert ci.loc[name, "lower"] == pytest.approx(b.estimates[name] - lo * rx[j],
+                                                      rel=1e-12)
+        assert ci.loc[name, "upper"] == pytest.approx(b.estimates[name] - hi * rx[j],
+                                                      rel=1e-12)
+    # a refit's SE is the same statistic as the fit's: about as large on average
+    assert np.all(np.abs(b.fixed_se.mean() / b.estimate_fixed_se - 1.0) < 0.2)
+    with pytest.raises(B.BootstrapError, match="default statistics"):
+        safety.bootstrap(3, seed=3, statistics=lambda r: r.fe_params).conf_int(
+            method="studentized")
+
+
 def test_failed_refits_are_counted_not_used(safety, monkeypatch):
     real = type(safety.model).refit_model
     calls = []

@@ -146,6 +146,10 @@ class BootstrapResult:
     failures: list = field(default_factory=list)
     resample: str = PARAMETRIC
     where: str = "in process"
+    #: the replicates' RX standard errors of the fixed effects (rows as
+    #: ``replicates``) and the fit's own: what the studentized interval divides by
+    fixed_se: pd.DataFrame | None = None
+    estimate_fixed_se: pd.Series | None = None
 
     @property
     def se(self) -> pd.Series:
@@ -154,7 +158,11 @@ class BootstrapResult:
 
     def conf_int(self, alpha: float = 0.05, method: str = "percentile") -> pd.DataFrame:
         """``percentile``: the replicates' alpha/2 and 1 - alpha/2 quantiles;
-        ``basic``: 2 estimate - those quantiles (reversed)."""
+        ``basic``: 2 estimate - those quantiles (reversed); ``studentized`` (the
+        bootstrap-t, fixed effects only; NaN for the others): the quantiles q of
+        t = (replicate - estimate) / replicate's SE give estimate - q SE, so an SE
+        that the fit underestimates (few groups: the SDs come out small, and the
+        SEs with them) is corrected by how much the replicates underestimate theirs."""
         if not 0.0 < alpha < 1.0:
             raise ValueError("alpha must be between 0 and 1")
         if len(self.replicates) == 0:
@@ -168,7 +176,21 @@ class BootstrapResult:
         if method == "basic":
             return pd.DataFrame({"lower": 2.0 * self.estimates - hi,
                                  "upper": 2.0 * self.estimates - lo})
-        raise ValueError("method must be 'percentile' or 'basic'")
+        if method == "studentized":
+            return self._studentized(alpha)
+        raise ValueError("method must be 'percentile', 'basic' or 'studentized'")
+
+    def _studentized(self, alpha: float) -> pd.DataFrame:
+        if self.fixed_se is None:
+            raise BootstrapError("the studentized interval needs the replicates' standard "
+                                 "errors: the default statistics only")
+        out = pd.DataFrame({"lower": np.nan, "upper": np.nan}, index=self.estimates.index)
+        names = list(self.fixed_se.columns)
+        est, se = self.estimates[names], self.estimate_fixed_se[names]
+        t = (self.replicates[names] - est) / self.fixed_se
+        out.loc[names, "lower"] = est - t.quantile(1.0 - alpha / 2.0) * se
+        out.loc[names, "upper"] = est - t.quantile(alpha / 2.0) * se
+        return out
 
 
 class Replicate(NamedTuple):
@@ -178,6 +200,7 @@ class Replicate(NamedTuple):
     singular: bool = False
     failure: str | None = None
     out_of_time: bool = False
+    fixed_se: np.ndarray | None = None      # the refit's RX standard errors of beta
 
 
 @dataclass
@@ -323,7 +346,13 @@ def replicate(job: Job, i: int) -> Replicate:
     if stat.shape != (job.n_statistics,):
         raise BootstrapError(f"the statistics gave {stat.size} numbers for a replicate "
                              f"and {job.n_statistics} for the fit")
-    return Replicate(stat, singular=bool(est.singular))
+    return Replicate(stat, singular=bool(est.singular), fixed_se=rx_standard_errors(est))
+
+
+def rx_standard_errors(est) -> np.ndarray:
+    """The fixed effects' standard errors from RX (sigma^2 (RX'RX)^-1; what a refit
+    computes without finite differences): the pivot of the studentized interval."""
+    return np.sqrt(np.clip(np.diag(est.vcov_rx), 0.0, None))
 
 
 def _check_arguments(nsim, seed, time_budget, resample):
@@ -366,7 +395,7 @@ def bootstrap(result, nsim: int, seed: int, statistics=statistics_of, time_budge
                            time_budget=time_budget, progress=report)
     except _workers.WorkersError as e:
         raise BootstrapError(str(e)) from None
-    rows, numbers, failures, singular = [], [], [], 0
+    rows, ses, numbers, failures, singular = [], [], [], [], 0
     stopped = out.stopped_by_budget
     for i, rep in zip(out.indices, out.results):
         if rep.out_of_time:
@@ -375,10 +404,19 @@ def bootstrap(result, nsim: int, seed: int, statistics=statistics_of, time_budge
             failures.append((i, rep.failure))
         else:
             rows.append(rep.values)
+            ses.append(rep.fixed_se)
             numbers.append(i)
             singular += rep.singular
+    index = pd.Index(numbers, name="replicate")
     reps = pd.DataFrame(np.array(rows).reshape(len(rows), len(estimates)),
-                        columns=estimates.index, index=pd.Index(numbers, name="replicate"))
+                        columns=estimates.index, index=index)
+    fixed_se = estimate_se = None
+    if statistics is statistics_of:
+        names = list(model.design.x_names)
+        fixed_se = pd.DataFrame(np.array(ses).reshape(len(ses), len(names)), columns=names,
+                                index=index)
+        estimate_se = pd.Series(rx_standard_errors(model.estimates), index=names)
     where = "; ".join([out.where] + out.notes)
     return BootstrapResult(estimates, reps, int(nsim), int(seed), len(failures), singular,
-                           time.perf_counter() - t0, stopped, failures, resample, where)
+                           time.perf_counter() - t0, stopped, failures, resample, where,
+                           fixed_se, estimate_se)
