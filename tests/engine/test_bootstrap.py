@@ -71,6 +71,29 @@ def test_the_studentized_interval_is_the_bootstrap_t(safety):
             method="studentized")
 
 
+def test_the_recommended_intervals_are_bootstrap_t_and_basic_within_range():
+    """recommended(): the studentized interval for the fixed effects, the basic one
+    for the variance parameters, an SD's held at >= 0 and a correlation's in
+    [-1, 1]."""
+    res = xlglmm.glmer("TICKS ~ YEAR + (1 + YEAR|LOCATION)",
+                       pd.read_csv(PACKAGE_DATA / "grouseticks.csv").assign(
+                           YEAR=lambda d: (d.YEAR - 96.0), LOCATION=lambda d: d.LOCATION.astype(str)),
+                       family="poisson")
+    b = res.bootstrap(40, seed=2)
+    rec = b.recommended(0.1)
+    basic, stud = b.conf_int(0.1, "basic"), b.conf_int(0.1, "studentized")
+    for name in rec.index:
+        if name in res.fe_params.index:
+            assert rec.loc[name, "kind"] == "bootstrap-t"
+            assert list(rec.loc[name, ["lower", "upper"]]) == list(stud.loc[name])
+        else:
+            assert rec.loc[name, "kind"] == "bootstrap basic"
+            lo, hi = (-1.0, 1.0) if name.startswith("cor_") else (0.0, np.inf)
+            assert list(rec.loc[name, ["lower", "upper"]]) == \
+                list(basic.loc[name].clip(lo, hi))
+    assert (rec.loc[[n for n in rec.index if n.startswith("sd_")], "lower"] >= 0).all()
+
+
 def test_failed_refits_are_counted_not_used(safety, monkeypatch):
     real = type(safety.model).refit_model
     calls = []

@@ -287,3 +287,14 @@ def test_a_new_plants_prediction_interval_covers_a_fresh_count():
         fresh = rng.poisson(np.exp(1.4 + rng.normal(0, 0.5)))
         hits += int(pi["lower"][0] <= fresh <= pi["upper"][0])
     assert 0.85 <= hits / reps <= 1.0
+
+
+def test_new_rows_of_a_model_fitted_with_offset_values_need_their_offset(safety):
+    """Without offset= they would be predicted at offset 0 (exposure 1): refused."""
+    res = safety[0]
+    assert res.design.offset_arg == "values"
+    new = pd.DataFrame({"training": [1.0], "plant": ["NEW"], "month": ["1"]})
+    for interval in (None, "prediction"):
+        with pytest.raises(prediction.PredictionError, match="give offset= for the new rows"):
+            res.predict(new, interval=interval)
+    assert np.isfinite(res.predict(new, offset=np.log(200.0)).iloc[0])

@@ -50,6 +50,10 @@ def test_profile_is_the_wald_line_near_the_estimate():
     prof = res.conf_int(method="profile").loc["training"]
     wald = res.conf_int().loc["training"]
     assert abs(prof.lower - wald.lower) < 0.2 * se and abs(prof.upper - wald.upper) < 0.2 * se
+    # a level beyond the walk (|zeta| <= 2.6, a 99% interval) has no limits, and says why
+    beyond = res.profile().conf_int(1e-4).loc["training"]
+    assert np.isnan(beyond.lower) and np.isnan(beyond.upper)
+    assert beyond.note.startswith("the profile was walked to |zeta| = 2.6")
 
 
 def test_an_sd_whose_profile_reaches_zero_gets_lower_limit_zero():

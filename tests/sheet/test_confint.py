@@ -79,13 +79,14 @@ def test_bootstrap_is_the_python_apis_and_reproducible(safety, fitted):
     block = udfs.GLMM_CONFINT(*safety[1], method="bootstrap", nsim=40, seed=7, alpha=0.1)
     assert block[0][2:4] == ["CI low 90%", "CI high 90%"]
     boot = fitted.bootstrap(40, seed=7)
-    ci = boot.conf_int(0.1)
+    ci = boot.recommended(0.1)      # bootstrap-t for the effects, basic for the SDs
     assert [r[0] for r in block[1:]] == list(ci.index) == PARAMETERS
     for name in PARAMETERS:
         r = block_row(block, name)
         assert r[2:4] == [pytest.approx(ci.loc[name, "lower"], rel=1e-9, abs=1e-12),
                           pytest.approx(ci.loc[name, "upper"], rel=1e-9, abs=1e-12)]
-        assert r[4:6] == ["bootstrap", len(boot.replicates)]
+        kind = "bootstrap basic" if name.startswith("sd_") else "bootstrap-t"
+        assert r[4:6] == [kind, len(boot.replicates)]
         if boot.singular:
             assert f"{boot.singular} refit" in r[6] and "singular" in r[6]
     # the same seed: the same block, from the cache; another seed: other replicates
@@ -120,7 +121,8 @@ def test_a_budget_stop_keeps_the_replicates_it_has(safety, monkeypatch):
     block = udfs.GLMM_CONFINT(*safety[1], method="bootstrap", nsim=100_000)
     r = block_row(block, "training")
     assert 0 < r[5] < 100_000 and r[2] < r[1] < r[3]
-    assert "the time budget of 1 s stopped the bootstrap after" in r[6]
+    assert "left after the fit) stopped the bootstrap after" in r[6]
+    assert "may differ elsewhere" in r[6]
 
 
 def test_an_lmm_fit_has_wald_and_profile_intervals():
@@ -184,3 +186,13 @@ def test_excel_calls_it_through_xlwings(safety):
     spilled = h.spill(h.excel_call("GLMM_CONFINT", *args, method="profile"))
     direct = udfs.GLMM_CONFINT(*safety[1], method="profile")
     assert spilled == [["" if v is None else v for v in r] for r in direct]  # blank: ""
+
+
+def test_too_few_replicates_and_a_level_beyond_the_profile_say_so(safety):
+    """nsim = 5 gives limits that are the extreme replicates: the note says so; a
+    profile level beyond its walk (alpha < 0.01) is refused before any work."""
+    block = udfs.GLMM_CONFINT(*safety[1], method="bootstrap", nsim=5)
+    assert "only 5 replicates: too few for a 95% interval" in block_row(block, "training")[6]
+    assert udfs.GLMM_CONFINT(*safety[1], method="profile", alpha=0.001) == (
+        "#GLMM! alpha must be at least 0.01 for profile intervals: the profile is walked "
+        "to a 99% interval")

@@ -98,3 +98,40 @@ def test_a_prediction_interval_on_the_link_scale_is_refused():
     out = udfs.GLMM_PREDICT(*LEADING, "link", True, True, 1, "poisson", None, None,
                             "prediction", 0.05)
     assert out.startswith("#GLMM! ") and "response scale" in out
+
+
+def test_binomial_new_rows_take_their_trials_from_new_trials():
+    """cbpp: a new herd's prediction interval of successes out of 20 trials (as a
+    proportion), the Python API's with trials=[20]; new_trials elsewhere is refused."""
+    cb = pd.read_csv(PACKAGE_DATA / "cbpp.csv")
+    y = [["incidence"]] + [[float(v)] for v in cb.incidence]
+    x = [["period2"]] + [[float(p == 2)] for p in cb.period]
+    g = [["herd"]] + [[str(h)] for h in cb.herd]
+    n = [["size"]] + [[float(v)] for v in cb["size"]]
+    out = udfs.GLMM_PREDICT(y, x, g, [["period2"], [1.0]], [["herd"], ["NEW"]], None, None,
+                            None, None, "response", True, True, 1, "binomial", n, None,
+                            "prediction", 0.05, [[20.0]])
+    df = pd.DataFrame({"prop": cb.incidence / cb["size"], "period2": (cb.period == 2) * 1.0,
+                       "herd": cb.herd.astype(str)})
+    res = xlglmm.glmer("prop ~ period2 + (1|herd)", df, family="binomial",
+                       weights=cb["size"].to_numpy(float))
+    want = res.predict(pd.DataFrame({"period2": [1.0], "herd": ["NEW"]}),
+                       interval="prediction", trials=[20])
+    assert np.allclose(np.array(out[1], float), want.to_numpy()[0], rtol=1e-6)
+    assert out[1][3] * 20 == pytest.approx(round(out[1][3] * 20))      # whole successes
+    assert out[1][3] > 1 / 20                   # not a one-trial interval (0 or 1)
+    assert call("prediction", 0.05, [[20.0]]) == \
+        "#GLMM! new_trials is for binomial models (the new rows' numbers of trials)"
+
+
+def test_a_blank_new_offset_cell_blanks_the_whole_row():
+    out = udfs.GLMM_PREDICT(Y, X, G, NEW_X, NEW_G, OFF, [[np.log(200.0)], [None],
+                                                        [np.log(150.0)]], None, None,
+                            "response", True, True, 1, "poisson", None, None, "confidence")
+    assert out[2] == [None, None, None, None]
+    assert all(v is not None for v in out[1] + out[3])
+
+
+def test_an_alpha_that_leaves_no_level_is_refused():
+    assert call("confidence", 1e-300) == \
+        "#GLMM! alpha must be between 0 and 1 (e.g. 0.05 for 95% intervals)"

@@ -175,10 +175,10 @@ def _note(tr: ProfileTrace, lo: float, hi: float, z: float) -> str:
             notes.append(f"the profile stays inside the interval {word} to theta = {end:g}, "
                          "the end of theta's search: the limit is that end")
     if not (math.isfinite(lo) and math.isfinite(hi)):
-        if np.nanmax(np.abs(tr.zeta)) >= z:
+        if z > ZETA_MAX:
             notes.append(f"the profile was walked to |zeta| = {ZETA_MAX} (a 99% interval): "
                          "this level is beyond it")
-        else:
+        elif not tr.timed_out:
             notes.append(f"the profile is flat: it stays inside this level for {MAX_POINTS} "
                          "steps, the limit is beyond them (no limit)")
     if tr.note:

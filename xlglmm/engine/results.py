@@ -270,6 +270,10 @@ class GLMMResult:
                 raise PredictionError("trials is for new rows (the fit's rows have theirs)")
             weights = d.weights
         else:
+            if offset is None and self.design.offset_arg == "values":
+                raise PredictionError("the model was fitted with offset values: give "
+                                      "offset= for the new rows (e.g. np.log(exposure)); "
+                                      "without it they would be predicted at offset 0")
             X, zs, off, missing = new_data_matrices(self.design.spec, self.design.re_terms,
                                                     newdata)
             eta = X @ beta + off
@@ -308,9 +312,9 @@ class GLMMResult:
         re_part, fixed_part = link_variance(self._dev, self.theta, self._state, self.sigma,
                                             self.fe_cov.to_numpy(), np.asarray(X, float),
                                             given)
-        se = np.sqrt(re_part + fixed_part)
-        if missing is not None:
-            se = np.where(missing, np.nan, se)
+        # (a row without a prediction -- a missing value, or a missing offset -- has
+        # no SE either)
+        se = np.where(np.isfinite(eta), np.sqrt(re_part + fixed_part), np.nan)
         if interval == "confidence":
             lower, upper = confidence_bounds(self.family, eta, se, level, type_)
         else:

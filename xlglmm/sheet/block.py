@@ -227,16 +227,17 @@ def _term_of(result, group):
     return "(Intercept)"
 
 
-def confint_block(rows, method: str, alpha: float, replicates: int | None) -> list:
+def confint_block(rows, alpha: float, replicates: int | None) -> list:
     """GLMM_CONFINT's block: a header, then one row per parameter from ``rows`` of
-    (name, estimate, lower, upper, note); the same columns for every method (so that
-    sheets can set methods side by side): ``Replicates`` holds the bootstrap's count of
-    replicates used, blank for the others; a blank limit is one the method does not
-    give (the note says why)."""
+    (name, estimate, lower, upper, method, note); the same columns for every method
+    (so that sheets can set methods side by side): ``Method`` names the interval of
+    the row (the bootstrap's differ by parameter), ``Replicates`` holds the
+    bootstrap's count of replicates used, blank for the others; a blank limit is one
+    the method does not give (the note says why)."""
     lvl = f"{100 * (1 - alpha):.10g}%"
     out = [["Parameter", "Estimate", f"CI low {lvl}", f"CI high {lvl}", "Method",
             "Replicates", "Note"]]
-    for name, est, lo, hi, note in rows:
+    for name, est, lo, hi, method, note in rows:
         out.append([_text(name), _num(est), _num(lo), _num(hi), method, replicates,
                     _text(note)])
     return rectangular(out)

@@ -493,7 +493,8 @@ def options(fit_intercept, alpha, nAGQ, link=None, links=None):
 def alpha_argument(alpha) -> float:
     """1 - the intervals' level: a number strictly between 0 and 1 (0.05 when blank)."""
     a = values.scalar(alpha, "alpha", 0.05, "number")
-    if not 0.0 < a < 1.0:
+    # (and 1 - alpha below 1: alpha = 1e-300 would make a 100% interval)
+    if not (0.0 < a < 1.0 and 1.0 - a < 1.0):
         raise SheetError("alpha must be between 0 and 1 (e.g. 0.05 for 95% intervals)")
     return a
 

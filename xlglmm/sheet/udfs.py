@@ -42,6 +42,7 @@ import xlwings as xw
 
 from . import block, cache, models, values
 from ..numfmt import shorten
+from ..engine import jit
 from ..engine.bootstrap import BootstrapError, statistics_of
 from ..engine.design import DesignError
 from ..engine.family import SHEET_LINKS, function_links
@@ -205,10 +206,13 @@ def _ranef(y, X, groups, offset, x_random, fit_intercept, nAGQ, family, trials, 
 
 
 def _predict(y, X, groups, new_X, new_groups, offset, new_offset, x_random, new_x_random,
-             type_, include_re, fit_intercept, nAGQ, family, trials, link, interval, alpha):
+             type_, include_re, fit_intercept, nAGQ, family, trials, link, interval, alpha,
+             new_trials):
     ptype = values.scalar(type_, "pred_type", "response", "text", choices=("response", "link"))
     inc = values.scalar(include_re, "include_re", True, "bool")
     ask = _interval_request(interval, alpha, ptype)
+    if not values.is_empty(new_trials):
+        ask["new_trials"] = new_trials
     if models.is_formula(y):
         # formula form: (formula, data, new_data, family, link, offset, weights,
         # new_offset) in the first eight places; pred_type, include_re, nAGQ stay put
@@ -218,10 +222,11 @@ def _predict(y, X, groups, new_X, new_groups, offset, new_offset, x_random, new_
         _, _, q, lk = models.options(True, 0.05, nAGQ, link_, SHEET_LINKS)
         m = models.model_from_formula(models.formula_text(formula), data, fam, lk, offset_, weights_, q)
         res = models.fit_model(m)
-        return _predict_formula(res, m, new_data, new_offset_, ptype, inc, ask)
+        return _predict_formula(res, m, new_data, new_offset_, ptype, inc, _trials(res, ask))
     m = models.companion_model((y, X, groups, offset, x_random, fit_intercept, nAGQ, family,
                           trials, link), None, y)
     res = models.fit_model(m)
+    ask = _trials(res, ask)
     if not m.x_names and not values.is_empty(new_X):
         raise SheetError("the model has no predictors (X is blank): leave new_X blank and "
                          "give the new rows' group labels in new_groups")
@@ -246,14 +251,28 @@ def _predict(y, X, groups, new_X, new_groups, offset, new_offset, x_random, new_
                                          **ask), ptype, ask)
 
 
+def _trials(res, ask: dict) -> dict:
+    """``ask`` with new_trials, when given, as predict's ``trials`` (checked against the
+    new rows there): binomial fits only; refused for the fitted rows, which have
+    their own trials."""
+    ask = dict(ask)
+    given = ask.pop("new_trials", None)
+    if given is None:
+        return ask
+    if not res.family.is_binomial:
+        raise SheetError("new_trials is for binomial models (the new rows' numbers of "
+                         "trials)")
+    vals, _, _ = values.vector(given, "new_trials")
+    ask["trials"] = vals
+    return ask
+
+
 def _interval_request(interval, alpha, ptype) -> dict:
     """GLMM_PREDICT's interval and alpha as ``predict``'s keywords ({} for none),
     checked before the fit."""
     word = values.scalar(interval, "interval", "none", "text",
                          choices=("none", "confidence", "prediction"))
-    a = values.scalar(alpha, "alpha", 0.05, "number")
-    if not 0.0 < a < 1.0:
-        raise SheetError("alpha must be between 0 and 1 (e.g. 0.05 for 95% intervals)")
+    a = models.alpha_argument(alpha)
     if word == "none":
         return {}
     if word == "prediction" and ptype == "link":
@@ -504,18 +523,33 @@ def _confint(y, X, groups, offset, x_random, fit_intercept, nAGQ, family, trials
                         (int(n), int(s)) if how == "bootstrap" else None)
     hit = cache.BLOCKS.get(bkey)
     if hit is None:
-        hit = _intervals_block(models.fit_model(m), how, int(n), int(s), a)
+        if how == "profile" and a < PROFILE_MIN_ALPHA:
+            raise SheetError(f"alpha must be at least {PROFILE_MIN_ALPHA} for profile "
+                             "intervals: the profile is walked to a 99% interval")
+        clock = jit.Stopwatch()         # the fit's time (no compilation) counts too
+        res = models.fit_model(m)
+        # what the fit left of the call's budget (a tenth of it at least, so that a fit
+        # that used it up still leaves the intervals a chance)
+        total = models.DEFAULT_TIME_BUDGET
+        budget = max(0.1 * total, total - clock.elapsed())
+        hit = _intervals_block(res, how, int(n), int(s), a, budget)
         cache.BLOCKS.put(bkey, hit)
     return _copy(hit)
 
 
-def _intervals_block(res, how: str, nsim: int, seed: int, alpha: float) -> list:
+#: the profile's walks stop past |zeta| = 2.6 (a 99.07% interval): smaller alphas
+#: would have no limits
+PROFILE_MIN_ALPHA = 0.01
+
+
+def _intervals_block(res, how: str, nsim: int, seed: int, alpha: float,
+                     budget: float) -> list:
     """The fit's parameters (the SDs and correlations of the random effects, then the
     fixed effects: ``statistics_of``'s rows, the bootstrap's) with the method's
-    intervals; the profile and the bootstrap run within the fit's time budget, and
-    their refusals (a model they cannot handle yet) become one message."""
+    intervals; the profile and the bootstrap run within what the fit left of the
+    call's time budget (``budget``, seconds), and their refusals (a model they cannot
+    handle yet) become one message."""
     estimates = statistics_of(res)
-    budget = models.DEFAULT_TIME_BUDGET
     try:
         if how == "Wald":
             ci = res.conf_int(alpha)
@@ -532,9 +566,11 @@ def _intervals_block(res, how: str, nsim: int, seed: int, alpha: float) -> list:
             replicates, note = None, ""
         else:
             boot = res.bootstrap(nsim, seed, time_budget=budget)
-            ci = boot.conf_int(alpha)
+            # the intervals that cover (benchmarks/coverage_study.py): bootstrap-t for
+            # the fixed effects, basic for the variance parameters
+            ci = boot.recommended(alpha)
             ci["note"] = ""
-            replicates, note = len(boot.replicates), _bootstrap_note(boot, budget)
+            replicates, note = len(boot.replicates), _bootstrap_note(boot, budget, alpha)
     except (ProfileError, BootstrapError) as e:
         raise SheetError(f"no {how} intervals: {e}") from None
     except models.NUMERIC_FAILURES:
@@ -542,6 +578,7 @@ def _intervals_block(res, how: str, nsim: int, seed: int, alpha: float) -> list:
                          "a division by zero) away from the estimates") from None
     rows = []
     for name, est in estimates.items():
+        kind = ci.loc[name, "kind"] if "kind" in ci.columns and name in ci.index else how
         if name in ci.index:
             lo, hi, why = ci.loc[name, "lower"], ci.loc[name, "upper"], ci.loc[name, "note"]
         else:
@@ -554,18 +591,24 @@ def _intervals_block(res, how: str, nsim: int, seed: int, alpha: float) -> list:
             why = (f"no {how} interval for {what}" +
                    (f": {reason}; use method \"profile\" or \"bootstrap\""
                     if how == "Wald" else ""))
-        rows.append((name, est, lo, hi, "; ".join(w for w in (why, note) if w)))
-    return block.confint_block(rows, how, alpha, replicates)
+        rows.append((name, est, lo, hi, kind, "; ".join(w for w in (why, note) if w)))
+    return block.confint_block(rows, alpha, replicates)
 
 
-def _bootstrap_note(boot, budget: float) -> str:
+def _bootstrap_note(boot, budget: float, alpha: float) -> str:
     """What the bootstrap's count of replicates leaves out: refits that failed, the
     singular ones (kept), a stop by the time budget."""
     parts = []
     if boot.stopped_by_budget:
         done = len(boot.replicates) + boot.failed
-        parts.append(f"the time budget of {budget:g} s stopped the bootstrap after {done:,} "
-                     f"of {boot.nsim:,} replicates")
+        parts.append(f"the time budget ({budget:.2g} s left after the fit) stopped the "
+                     f"bootstrap after {done:,} of {boot.nsim:,} replicates: how many finish "
+                     "depends on this machine's speed, so the limits may differ elsewhere "
+                     "(ask for fewer replicates, or set XLGLMM_TIME_BUDGET higher)")
+    if len(boot.replicates) < 2.0 / alpha:
+        parts.append(f"only {len(boot.replicates):,} replicates: too few for a "
+                     f"{1 - alpha:.0%} interval, whose limits are then the extreme replicates "
+                     f"(use nsim of at least {math.ceil(20 / alpha):,})")
     if boot.failed:
         parts.append(f"{boot.failed:,} refit{'s' if boot.failed != 1 else ''} failed (not "
                      "used)")
@@ -740,19 +783,20 @@ def GLMM_RANEF(y, X, groups=None, offset=None, x_random=None, fit_intercept=True
     value("include_re", "Optional. TRUE (default) adds the groups' random effects"),
     value("fit_intercept", "Optional. As in the fit"),
     value("nAGQ", "Optional. As in the fit"),
-    value("family", "Optional. \"poisson\" (default), \"binomial\" or \"gamma\""),
+    value("family", "Optional. \"poisson\" (default), \"binomial\", \"gamma\", \"negbin\" or \"gaussian\""),
     cells("trials", "Optional. Binomial trials, as in the fit"),
     value("link", "Optional. Link function"),
     value("interval", "Optional. \"none\" (default), \"confidence\" (of the mean) or \"prediction\" (a new observation): adds SE (link), lower and upper columns"),
-    value("alpha", "Optional. 1 - level of the interval (default 0.05)"))
+    value("alpha", "Optional. 1 - level of the interval (default 0.05)"),
+    cells("new_trials", "Optional. Binomial: the new rows' trials (default 1), for their prediction interval of successes"))
 def GLMM_PREDICT(y, X, groups=None, new_X=None, new_groups=None, offset=None, new_offset=None,
                  x_random=None, new_x_random=None, pred_type="response", include_re=True,
                  fit_intercept=True, nAGQ=1, family="poisson", trials=None, link=None,
-                 interval="none", alpha=0.05):
+                 interval="none", alpha=0.05, new_trials=None):
     """Predictions from a GLMM for new rows (response or link scale, with or without random effects), optionally with a confidence or prediction interval. Same leading arguments as the fit; unseen group levels get 0."""
     return _safe(_predict, y, X, groups, new_X, new_groups, offset, new_offset, x_random,
                  new_x_random, pred_type, include_re, fit_intercept, nAGQ, family, trials,
-                 link, interval, alpha)
+                 link, interval, alpha, new_trials)
 
 
 @worksheet_function(

@@ -85,14 +85,14 @@ failed:
     GLMM_POISSON = Err.Description
 End Function
 
-Function GLMM_PREDICT(y, X, Optional groups, Optional new_X, Optional new_groups, Optional offset, Optional new_offset, Optional x_random, Optional new_x_random, Optional pred_type, Optional include_re, Optional fit_intercept, Optional nAGQ, Optional family, Optional trials, Optional link, Optional interval, Optional alpha)
+Function GLMM_PREDICT(y, X, Optional groups, Optional new_X, Optional new_groups, Optional offset, Optional new_offset, Optional x_random, Optional new_x_random, Optional pred_type, Optional include_re, Optional fit_intercept, Optional nAGQ, Optional family, Optional trials, Optional link, Optional interval, Optional alpha, Optional new_trials)
     If (Not Application.CommandBars("Standard").Controls(1).Enabled) Then Exit Function
     #If App = "Microsoft Excel" Then
         If TypeOf Application.Caller Is Range Then On Error GoTo failed
-        GLMM_PREDICT = XLPy.CallUDF("xlglmm.sheet.udfs", "GLMM_PREDICT", Array(y, X, groups, new_X, new_groups, offset, new_offset, x_random, new_x_random, pred_type, include_re, fit_intercept, nAGQ, family, trials, link, interval, alpha), ActiveWorkbook, Application.Caller)
+        GLMM_PREDICT = XLPy.CallUDF("xlglmm.sheet.udfs", "GLMM_PREDICT", Array(y, X, groups, new_X, new_groups, offset, new_offset, x_random, new_x_random, pred_type, include_re, fit_intercept, nAGQ, family, trials, link, interval, alpha, new_trials), ActiveWorkbook, Application.Caller)
         Exit Function
     #Else
-        GLMM_PREDICT = XLPy.CallUDF("xlglmm.sheet.udfs", "GLMM_PREDICT", Array(y, X, groups, new_X, new_groups, offset, new_offset, x_random, new_x_random, pred_type, include_re, fit_intercept, nAGQ, family, trials, link, interval, alpha))
+        GLMM_PREDICT = XLPy.CallUDF("xlglmm.sheet.udfs", "GLMM_PREDICT", Array(y, X, groups, new_X, new_groups, offset, new_offset, x_random, new_x_random, pred_type, include_re, fit_intercept, nAGQ, family, trials, link, interval, alpha, new_trials))
         Exit Function
     #End If
 failed:

@@ -188,8 +188,8 @@ failed:
   GLMM_RANEF = "#GLMM! LibreOffice Basic error in GLMM_RANEF: " & Error$
 End Function
 
-Function GLMM_PREDICT(Optional y, Optional X, Optional groups, Optional new_X, Optional new_groups, Optional offset, Optional new_offset, Optional x_random, Optional new_x_random, Optional pred_type, Optional include_re, Optional fit_intercept, Optional nAGQ, Optional family, Optional trials, Optional link, Optional interval, Optional alpha) As Variant
-  Dim a(17) As Variant, given As Integer
+Function GLMM_PREDICT(Optional y, Optional X, Optional groups, Optional new_X, Optional new_groups, Optional offset, Optional new_offset, Optional x_random, Optional new_x_random, Optional pred_type, Optional include_re, Optional fit_intercept, Optional nAGQ, Optional family, Optional trials, Optional link, Optional interval, Optional alpha, Optional new_trials) As Variant
+  Dim a(18) As Variant, given As Integer
   On Error GoTo failed
   given = 0
   If Not IsMissing(y) Then
@@ -263,6 +263,10 @@ Function GLMM_PREDICT(Optional y, Optional X, Optional groups, Optional new_X, O
   If Not IsMissing(alpha) Then
     a(17) = alpha
     given = 18
+  End If
+  If Not IsMissing(new_trials) Then
+    a(18) = new_trials
+    given = 19
   End If
   GLMM_PREDICT = XlglmmRun("GLMM_PREDICT", given, a)
   Exit Function
