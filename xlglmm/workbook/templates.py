@@ -311,6 +311,19 @@ def _axis_title(text, size=900):
     return _chart_title(text, size)
 
 
+def _error_bars(minus: str, plus: str, colour: str, end_caps: bool = True):
+    """Custom error bars of a chart series: below and above each point by the values
+    of the ranges ``minus`` and ``plus`` ('Sheet'!$E$5:$E$24; 0 or blank: no bar)."""
+    from openpyxl.chart.data_source import NumDataSource, NumRef
+    from openpyxl.chart.error_bar import ErrorBars
+    from openpyxl.chart.shapes import GraphicalProperties
+    from openpyxl.drawing.line import LineProperties
+    return ErrorBars(errBarType="both", errValType="cust", noEndCap=not end_caps,
+                     plus=NumDataSource(numRef=NumRef(f=plus)),
+                     minus=NumDataSource(numRef=NumRef(f=minus)),
+                     spPr=GraphicalProperties(ln=LineProperties(solidFill=colour)))
+
+
 def _caterpillar(lay: Layout, ranef: Placed, group: str, hrow: int, hcol: int, title: str,
                  anchor: str, ytitle: str, term_col: int = 2, width=16.0, height=7.0):
     """A sorted table of one factor's BLUPs over the GLMM_RANEF block and a dot chart
@@ -318,10 +331,7 @@ def _caterpillar(lay: Layout, ranef: Placed, group: str, hrow: int, hcol: int, t
     each level (in the block's order) its position when sorted, ties broken by
     order (RANK + COUNTIF); the first four columns look the levels up by position."""
     from openpyxl.chart import LineChart, Reference
-    from openpyxl.chart.data_source import NumDataSource, NumRef
-    from openpyxl.chart.error_bar import ErrorBars
     from openpyxl.chart.shapes import GraphicalProperties
-    from openpyxl.drawing.line import LineProperties
     from openpyxl.styles import Alignment
     ws = lay.model
     f = _fonts()
@@ -374,10 +384,7 @@ def _caterpillar(lay: Layout, ranef: Placed, group: str, hrow: int, hcol: int, t
     s.marker.graphicalProperties.line.solidFill = BLUE
     s.smooth = False
     err = f"'{ws.title}'!${e_col}${hrow + 1}:${e_col}${hrow + n}"
-    s.errBars = ErrorBars(errBarType="both", errValType="cust", noEndCap=True,
-                          plus=NumDataSource(numRef=NumRef(f=err)),
-                          minus=NumDataSource(numRef=NumRef(f=err)),
-                          spPr=GraphicalProperties(ln=LineProperties(solidFill="7F7F7F")))
+    s.errBars = _error_bars(err, err, "7F7F7F", end_caps=False)
     ch.legend = None
     ch.x_axis.delete = False
     ch.y_axis.delete = False
@@ -966,7 +973,7 @@ def _workplace():
         "effect on log rate", lambda i: f"Data!E{i + 1}", "incidents",
         "Observed vs fitted incidents", list(df.incidents),
         ("Rate ratio for training", "training", 7))
-    nb = _workplace_nb(lay, fit, args, y, X, g, off)
+    _workplace_nb(lay, fit, args, y, X, g, off)
     _workplace_intervals(lay, args, (ya, Xa, ga, oa), y, X, g, off)
     _readme(wb, "Workplace safety - how to read this workbook", [
         ("What it shows",),
@@ -1380,11 +1387,8 @@ def _interval_dots(ws, top: int, col: int, n: int, title: str, anchor: str, ytit
     estimate in ``col`` + 1, custom error bars from the minus/plus columns ``col`` + 4
     and ``col`` + 5 (0: no bar), each dot coloured by ``colours`` (one per row)."""
     from openpyxl.chart import LineChart, Reference
-    from openpyxl.chart.data_source import NumDataSource, NumRef
-    from openpyxl.chart.error_bar import ErrorBars
     from openpyxl.chart.marker import DataPoint, Marker
     from openpyxl.chart.shapes import GraphicalProperties
-    from openpyxl.drawing.line import LineProperties
     ch = LineChart()
     ch.title = _chart_title(title)
     ch.style = 2
@@ -1405,10 +1409,7 @@ def _interval_dots(ws, top: int, col: int, n: int, title: str, anchor: str, ytit
     q = f"'{ws.title}'!"
     minus, plus = (f"{q}${col_letters(col + k)}${top + 1}:${col_letters(col + k)}${top + n}"
                    for k in (4, 5))
-    s.errBars = ErrorBars(errBarType="both", errValType="cust", noEndCap=False,
-                          plus=NumDataSource(numRef=NumRef(f=plus)),
-                          minus=NumDataSource(numRef=NumRef(f=minus)),
-                          spPr=GraphicalProperties(ln=LineProperties(solidFill="404040")))
+    s.errBars = _error_bars(minus, plus, "404040")
     ch.legend = None
     ch.x_axis.delete = False
     ch.y_axis.delete = False
@@ -1551,10 +1552,7 @@ def _prediction_bars(ws, top: int, anchor: str, width=15.0, height=8.0):
     series with the CI of the mean and one (the same height) with the prediction
     interval as error bars."""
     from openpyxl.chart import BarChart, Reference, Series
-    from openpyxl.chart.data_source import NumDataSource, NumRef
-    from openpyxl.chart.error_bar import ErrorBars
     from openpyxl.chart.shapes import GraphicalProperties
-    from openpyxl.drawing.line import LineProperties
     ch = BarChart()
     ch.type, ch.grouping, ch.style = "col", "clustered", 2
     ch.title = _chart_title("A new plant: expected incidents per month")
@@ -1567,10 +1565,7 @@ def _prediction_bars(ws, top: int, anchor: str, width=15.0, height=8.0):
         s = Series(Reference(ws, min_col=3, min_row=top + 1, max_row=top + 2), title=title)
         s.graphicalProperties = GraphicalProperties(solidFill=colour)
         ref = lambda c: f"{q}${col_letters(c)}${top + 1}:${col_letters(c)}${top + 2}"
-        s.errBars = ErrorBars(errBarType="both", errValType="cust", noEndCap=False,
-                              minus=NumDataSource(numRef=NumRef(f=ref(lo))),
-                              plus=NumDataSource(numRef=NumRef(f=ref(hi))),
-                              spPr=GraphicalProperties(ln=LineProperties(solidFill="000000")))
+        s.errBars = _error_bars(ref(lo), ref(hi), "000000")
         ch.series.append(s)
     ch.set_categories(cats)
     ch.x_axis.delete = False
