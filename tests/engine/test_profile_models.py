@@ -183,3 +183,25 @@ def test_an_nb_theta_at_the_end_of_its_search_gets_that_end():
     assert theta.upper == pytest.approx(1e6, rel=1e-12) and "end of theta's search" in theta.note
     assert 1.0 < theta.lower < 1e3
     assert_equal_to_lme4(ci.drop(index="nb_theta"), REFERENCE["safety_crossed"])
+
+
+def test_the_budget_reaches_an_lmms_ml_refit_and_its_reduced_fits(monkeypatch):
+    """A REML fit's profile refits it by ML, and each fixed effect's walk fits a
+    reduced model: both under what is left of the profile's time budget."""
+    from xlglmm.engine.lmm import LinearMixedModel
+    spec = manifest("models_negbin_lmm.json")["sleep_reml"]
+    res = xlglmm.lmer(spec["formula"], load_frame(spec))
+    budgets = []
+    real_refit, real_init = LinearMixedModel.refit, LinearMixedModel.__init__
+
+    def refit(self, *a, **kw):
+        budgets.append(kw.get("time_budget"))
+        return real_refit(self, *a, **kw)
+
+    def init(self, *a, **kw):
+        budgets.append(kw.get("time_budget"))
+        real_init(self, *a, **kw)
+    monkeypatch.setattr(LinearMixedModel, "refit", refit)
+    monkeypatch.setattr(LinearMixedModel, "__init__", init)
+    profile(res.model, ["Days"], budget_seconds=100.0)
+    assert len(budgets) > 3 and all(b is not None and 0 < b <= 100.0 for b in budgets)

@@ -421,8 +421,9 @@ class LmmProblem(ProfileProblem):
     """A linear mixed model, on the likelihood of its ML fit: (SDs and correlations,
     sigma, beta on the data's scale)."""
 
-    def __init__(self, model):
-        ml = model.refit(model.design.y, reml=False).model if model.reml else model
+    def __init__(self, model, budget: Budget | None = None):
+        ml = model if not model.reml else model.refit(
+            model.design.y, reml=False, time_budget=_seconds_left(budget)).model
         self.ml = ml        # the model evaluated (``model`` itself when fitted by ML)
         opt, est = ml.optimum, ml.estimates
         dev = ml.devfun
@@ -467,16 +468,25 @@ class LmmProblem(ProfileProblem):
         d = self.ml.design
         xj = d.X[:, j - self.nv]
         y = d.y - xj * value
+        left = _seconds_left(budget)
         if state is None:
             reduced = dataclasses.replace(
                 d, X=np.delete(d.X, j - self.nv, axis=1), y=y, messages=[],
                 x_names=[n for i, n in enumerate(d.x_names) if i != j - self.nv])
-            model = type(self.ml)(reduced, reml=False)
+            model = type(self.ml)(reduced, reml=False, time_budget=left)
             res = model.fit()
         else:
-            res = state.refit(y)
+            res = state.refit(y, time_budget=left)
             model = res.model
-        return model, float(res.deviance), int(res.evaluations), False
+        # (an LMM's result does not flag a budget stop: its note says it; the clock does)
+        return model, float(res.deviance), int(res.evaluations), budget.expired()
+
+
+def _seconds_left(budget: Budget | None) -> float | None:
+    """What is left of ``budget`` for a refit (None: no budget)."""
+    if budget is None or budget.seconds is None:
+        return None
+    return max(budget.seconds - budget.clock.elapsed(), 1e-3)
 
 
 def _se_of_hessian(H, x) -> np.ndarray:
@@ -498,7 +508,8 @@ def _standard_errors(fun, x, fx, budget) -> np.ndarray:
 
 # -- the walks
 
-def problem_of(model, nb_theta: str = "estimated") -> ProfileProblem:
+def problem_of(model, nb_theta: str = "estimated", budget: Budget | None = None
+               ) -> ProfileProblem:
     """The profile's problem of a fitted model (a GLMM, an LMM, an NB fit), or a
     ProfileError saying why there is none."""
     from .lmm import LinearMixedModel
@@ -510,7 +521,7 @@ def problem_of(model, nb_theta: str = "estimated") -> ProfileProblem:
         raise ProfileError("profiles need the Laplace or AGQ deviance (nAGQ >= 1): the "
                            "nAGQ = 0 criterion is not a likelihood")
     if isinstance(model, LinearMixedModel):
-        return LmmProblem(model)
+        return LmmProblem(model, budget)
     return GlmmProblem(model, nb_theta)
 
 
@@ -596,13 +607,12 @@ def profile(model, which=None, budget_seconds=None, nb_theta="estimated", *,
         if unknown:
             raise ProfileError(f"no parameter named {', '.join(sorted(unknown))}")
         names = [n for n in names if n in which]
-    problem = problem_of(model, nb_theta)
     budget = Budget(budget_seconds, 10 ** 7)
+    problem = problem_of(model, nb_theta, budget)
     out = Profile()
     try:
         problem.prepare(budget)
-        left = (None if budget_seconds is None
-                else max(budget_seconds - budget.clock.elapsed(), 1e-3))
+        left = _seconds_left(budget)
         deadline = None if left is None else time.time() + left
         done = pool.run(_walk_task, (problem, tuple(names), deadline), range(len(names)),
                         client=client, workers=workers, time_budget=left)
