@@ -148,3 +148,18 @@ def test_a_worker_of_another_pool_runs_the_tasks_itself(monkeypatch):
         where, results, notes = outer.map(run_where, [0])[0]
     assert where == "in process" and results == [0, 3, 6, 9]
     assert "worker of a pool" in notes[0]
+
+
+def test_terminal_progress_keeps_one_line_and_only_on_a_terminal(monkeypatch):
+    import io
+    monkeypatch.delenv("XLGLMM_VERBOSE", raising=False)
+    assert W.terminal_progress("bootstrap", io.StringIO()) is None     # not a terminal
+    monkeypatch.setenv("XLGLMM_VERBOSE", "1")
+    out = io.StringIO()
+    report = W.terminal_progress("bootstrap", out)
+    for done in range(1, 6):
+        report(done, 5)
+    text = out.getvalue()
+    # the first update and the last (the others within half a second are skipped)
+    assert text.startswith("\rxlglmm: bootstrap 1/5 (") and text.endswith("s)\n")
+    assert text.count("\n") == 1 and "5/5" in text

@@ -412,7 +412,9 @@ def bootstrap(result, nsim: int, seed: int, statistics=statistics_of, time_budge
               cases,
               result.nb_theta_se is not None,
               None if time_budget is None else time.time() + float(time_budget))
-    report = None if progress is None else (lambda done, total: progress("bootstrap", done))
+    # (no callback: a line on an interactive terminal, nothing elsewhere)
+    report = (_workers.terminal_progress("bootstrap") if progress is None
+              else (lambda done, total: progress("bootstrap", done)))
     try:
         out = _workers.run(replicate, job, range(int(nsim)), client=client, workers=workers,
                            time_budget=time_budget, progress=report)

@@ -104,6 +104,29 @@ def why_no_processes() -> str | None:
     return f"this Python runs inside {exe.name or 'another program'}"
 
 
+def terminal_progress(what: str, stream=None):
+    """A ``progress(done, total)`` for ``run`` that keeps one line on an interactive
+    terminal (or with XLGLMM_VERBOSE=1) up to date -- "xlglmm: bootstrap 350/1000
+    (1.2 s)", at most twice a second, with a newline when done; None elsewhere (a
+    notebook, a worksheet, a log)."""
+    stream = sys.stderr if stream is None else stream
+    if not (os.environ.get("XLGLMM_VERBOSE") == "1"
+            or bool(getattr(stream, "isatty", lambda: False)())):
+        return None
+    t0 = time.perf_counter()
+    shown = [-1.0]
+
+    def report(done: int, total: int):
+        now = time.perf_counter() - t0
+        if done < total and now - shown[0] < 0.5:
+            return
+        shown[0] = now
+        end = "\n" if done >= total else ""
+        print(f"\rxlglmm: {what} {done:,}/{total:,} ({now:.1f} s)", end=end, file=stream,
+              flush=True)
+    return report
+
+
 def chunks(indices: list, n_chunks: int) -> list:
     """``indices`` cut into at most ``n_chunks`` consecutive pieces of nearly equal
     length, none empty."""

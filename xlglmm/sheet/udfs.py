@@ -565,7 +565,9 @@ def _intervals_block(res, how: str, nsim: int, seed: int, alpha: float,
                 [prof.traces[n].estimate for n in extra], index=extra, dtype=float)])
             replicates, note = None, ""
         else:
-            boot = res.bootstrap(nsim, seed, time_budget=budget)
+            # (progress=_quietly: a worksheet cell has no terminal line to keep, and
+            # recalc shows its own progress)
+            boot = res.bootstrap(nsim, seed, time_budget=budget, progress=_quietly)
             # the intervals that cover (benchmarks/coverage_study.py): bootstrap-t for
             # the fixed effects, basic for the variance parameters
             ci = boot.recommended(alpha)
@@ -593,6 +595,10 @@ def _intervals_block(res, how: str, nsim: int, seed: int, alpha: float,
                     if how == "Wald" else ""))
         rows.append((name, est, lo, hi, kind, "; ".join(w for w in (why, note) if w)))
     return block.confint_block(rows, alpha, replicates)
+
+
+def _quietly(*_):
+    """A progress callback that reports nothing."""
 
 
 def _bootstrap_note(boot, budget: float, alpha: float) -> str:
