@@ -61,9 +61,9 @@ class Variances:
     """The variance decomposition on the link scale that R² and the ICC divide up:
     the fixed effects' predictions, the random effects (at the rows' covariate
     values), the distribution-specific variance and observation-level random
-    effects (added to the residual, as ``insight`` does).  ``random`` is NaN for a
-    singular fit (a variance estimated as zero), as ``performance`` then reports no
-    conditional R² and no ICC.  ``mu`` is the mean a count family's variance is taken
+    effects (added to the residual, as ``insight`` does).  ``random`` is NaN when a
+    variance is estimated as zero (``zero_variance``), as ``performance`` then
+    reports no conditional R² and no ICC.  ``mu`` is the mean a count family's variance is taken
     at (NaN for other families)."""
     fixed: float
     random: float
@@ -126,7 +126,20 @@ def _variances(res) -> Variances:
              for t in design.re_terms]
     distribution, mu = distribution_variance(res)
     return decompose(design.X, design.x_names, res.fe_params.to_numpy(), terms,
-                     distribution, res.family.is_gaussian, res.singular, mu)
+                     distribution, res.family.is_gaussian, zero_variance(res), mu)
+
+
+def zero_variance(res, tolerance: float = 1e-5) -> bool:
+    """A variance estimated as zero: a diagonal element of a term's relative
+    Cholesky factor (theta, lme4's order: each term's lower triangle column by
+    column) below ``tolerance``, performance's test before it divides variances
+    (lme4's ``isSingular`` uses 1e-4)."""
+    diagonal, start = [], 0
+    for t in res.design.re_terms:
+        for j in range(t.k):
+            diagonal.append(start)
+            start += t.k - j
+    return bool(np.any(np.abs(res.theta[diagonal]) < tolerance))
 
 
 class RandomTerm(NamedTuple):
@@ -235,5 +248,5 @@ def null_intercept(res) -> float:
 
 
 __all__ = ["CheckError", "Variances", "RandomTerm", "overdispersion", "pearson_test",
-           "variances", "r2", "icc", "decompose", "term_covariances",
+           "variances", "r2", "icc", "decompose", "zero_variance", "term_covariances",
            "distribution_variance", "link_scale_variance", "null_intercept"]
