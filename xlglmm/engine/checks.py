@@ -126,20 +126,21 @@ def _variances(res) -> Variances:
              for t in design.re_terms]
     distribution, mu = distribution_variance(res)
     return decompose(design.X, design.x_names, res.fe_params.to_numpy(), terms,
-                     distribution, res.family.is_gaussian, zero_variance(res), mu)
+                     distribution, res.family.is_gaussian,
+                     zero_variance(design.re_terms, res.theta), mu)
 
 
-def zero_variance(res, tolerance: float = 1e-5) -> bool:
+def zero_variance(re_terms, theta, tolerance: float = 1e-5) -> bool:
     """A variance estimated as zero: a diagonal element of a term's relative
     Cholesky factor (theta, lme4's order: each term's lower triangle column by
     column) below ``tolerance``, performance's test before it divides variances
     (lme4's ``isSingular`` uses 1e-4)."""
     diagonal, start = [], 0
-    for t in res.design.re_terms:
+    for t in re_terms:
         for j in range(t.k):
             diagonal.append(start)
             start += t.k - j
-    return bool(np.any(np.abs(res.theta[diagonal]) < tolerance))
+    return bool(np.any(np.abs(np.atleast_1d(np.asarray(theta, float))[diagonal]) < tolerance))
 
 
 class RandomTerm(NamedTuple):

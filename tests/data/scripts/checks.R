@@ -29,6 +29,7 @@ models <- list(
                                   cbpp, binomial),
   gamma_log = function() glmer(y ~ x + (1 | g), gam, Gamma(link = "log")),
   grouse_nb = function() glmer.nb(TICKS ~ YEAR + (1 | LOCATION), grouse),
+  tiny_a = function() glmer(y ~ x + (1 | g), td("tiny_a.csv"), poisson),   # singular
   sleep_reml = function() lmer(Reaction ~ Days + (Days | Subject), sleep)
 )
 vc_rows <- function(m) { v <- as.data.frame(VarCorr(m)); v <- v[v$grp != "Residual", ]
@@ -57,8 +58,12 @@ for (nm in names(models)) {
   ic <- quiet(icc(m), warns)
   v <- quiet(insight::get_variance(m), warns)
   res$r2 <- list(conditional = unname(r2$R2_conditional), marginal = unname(r2$R2_marginal))
-  res$icc <- list(adjusted = ic$ICC_adjusted, conditional = ic$ICC_conditional)
-  res$variances <- list(fixed = v$var.fixed, random = v$var.random,
+  # a zero variance: performance gives no ICC and no random variance (null here)
+  res$icc <- if (is.data.frame(ic)) list(adjusted = ic$ICC_adjusted,
+                                         conditional = ic$ICC_conditional) else
+    list(adjusted = NA, conditional = NA)
+  res$variances <- list(fixed = v$var.fixed,
+                        random = if (is.null(v$var.random)) NA else v$var.random,
                         distribution = v$var.distribution, dispersion = v$var.dispersion)
   if (fam$is_count && fam$link_function == "log") {
     null <- quiet(insight::null_model(m), warns)
@@ -80,5 +85,5 @@ for (nm in names(models)) {
   out[[nm]] <- res
   cat(nm, "done\n")
 }
-writeLines(toJSON(out, auto_unbox = TRUE, digits = NA, pretty = TRUE),
+writeLines(toJSON(out, auto_unbox = TRUE, digits = NA, pretty = TRUE, na = "null"),
            "tests/data/checks.json")
