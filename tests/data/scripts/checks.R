@@ -2,10 +2,12 @@
 # models, for tests/engine/test_checks.py.  Run from the repository root:
 #   Rscript tests/data/scripts/checks.R
 # Writes tests/data/checks.json: per model the versions of lme4, performance and
-# insight, the lme4 estimates, variance components and fitted values (so that a test
-# can evaluate the checks at lme4's optimum, where its own differs), performance's dispersion test (count and binomial
-# models only), R2 and ICC, the warnings they gave, and the null model's intercept
-# that the log-link distribution-specific variance uses.  For a model with an offset
+# insight, the lme4 estimates, variance components and fitted values (so that a
+# test can evaluate the checks at lme4's optimum, where its own differs),
+# performance's dispersion test (count and binomial models only), R2 and ICC, the
+# warnings they gave, and the null model's intercept that the log-link
+# distribution-specific variance uses (insight's null model; for glmer.nb a glmer
+# with theta held at the fit's estimate).  For a model with an offset
 # it also writes `rate_scale`: R2 and ICC with that variance taken at mu =
 # exp(null intercept) * mean(exp(offset)), the expected count at the mean exposure
 # (performance takes exp(null intercept), the rate per unit of exposure).
@@ -34,8 +36,8 @@ models <- list(
 )
 vc_rows <- function(m) { v <- as.data.frame(VarCorr(m)); v <- v[v$grp != "Residual", ]
   v$var2[is.na(v$var2)] <- ""; v[, c("grp", "var1", "var2", "vcov")] }
-quiet <- function(expr, warns) withCallingHandlers(expr,
-  warning = function(w) { warns$x <- c(warns$x, conditionMessage(w)); invokeRestart("muffleWarning") })
+quiet <- function(expr, warns) withCallingHandlers(expr, warning = function(w) {
+  warns$x <- c(warns$x, conditionMessage(w)); invokeRestart("muffleWarning") })
 out <- list()
 for (nm in names(models)) {
   m <- models[[nm]]()
