@@ -63,8 +63,8 @@ class Variances:
     values), the distribution-specific variance and observation-level random
     effects (added to the residual, as ``insight`` does).  ``random`` is NaN when a
     variance is estimated as zero (``zero_variance``), as ``performance`` then
-    reports no conditional R² and no ICC.  ``mu`` is the mean a count family's variance is taken
-    at (NaN for other families)."""
+    reports no conditional R² and no ICC.  ``mu`` is the mean a count family's
+    variance is taken at (NaN for other families)."""
     fixed: float
     random: float
     distribution: float
@@ -78,8 +78,8 @@ class Variances:
     def r2(self) -> pd.Series:
         """Nakagawa's R²: ``marginal`` = fixed / (fixed + random + residual), the
         share of the fixed effects; ``conditional`` = (fixed + random) / total, the
-        share of the whole model (NaN for a singular fit, when the marginal one
-        leaves the random effects out)."""
+        share of the whole model (NaN when a variance is estimated as zero; the
+        marginal one then leaves the random effects out)."""
         if math.isnan(self.random):
             return pd.Series({"conditional": math.nan,
                               "marginal": self.fixed / (self.fixed + self.residual)},
