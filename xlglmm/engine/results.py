@@ -169,6 +169,25 @@ class GLMMResult:
         return bootstrap(self, nsim, seed, statistics or statistics_of, time_budget,
                          progress, resample, workers, client)
 
+    # -- model checks (engine.checks, as R's performance)
+    def check_overdispersion(self) -> pd.Series:
+        """Pearson's chi-squared, residual df, their ratio and its p-value (counts and
+        binomial proportions): ``checks.overdispersion``."""
+        from .checks import overdispersion
+        return overdispersion(self)
+
+    def r2(self) -> pd.Series:
+        """Nakagawa's R², ``conditional`` and ``marginal``: ``checks.r2``."""
+        from .checks import r2
+        return r2(self)
+
+    def icc(self) -> pd.Series:
+        """The intraclass correlation, ``adjusted`` and ``conditional``:
+        ``checks.icc``.  (An ``LMMResult`` keeps its ``icc`` attribute, the
+        per-intercept ICCs the sheet shows: call ``checks.icc(res)`` there.)"""
+        from .checks import icc
+        return icc(self)
+
     # -- random effects
     def _varcorr(self) -> pd.DataFrame:
         rows = []
