@@ -188,6 +188,22 @@ class GLMMResult:
         from .checks import icc
         return icc(self)
 
+    # -- simulation
+    def simulate(self, nsim: int = 1, seed: int = 0) -> pd.DataFrame:
+        """lme4's ``simulate``: ``nsim`` responses from the fitted model (new random
+        effects, new noise; ``engine.residuals``), a DataFrame of rows x ``sim_i``;
+        column i the same for a seed whatever ``nsim`` is."""
+        from .residuals import simulate
+        return simulate(self, nsim, seed)
+
+    def simulated_residuals(self, nsim: int = 250, seed: int = 0):
+        """DHARMa's scaled quantile residuals from ``nsim`` simulations: a
+        ``residuals.SimulatedResiduals`` with ``.residuals`` and the tests
+        ``.uniformity()``, ``.dispersion()``, ``.zero_inflation()``,
+        ``.outliers()`` (each (statistic, p)) and ``.tests()`` (all four)."""
+        from .residuals import simulated_residuals
+        return simulated_residuals(self, nsim, seed)
+
     # -- random effects
     def _varcorr(self) -> pd.DataFrame:
         rows = []
