@@ -378,12 +378,19 @@ def rx_standard_errors(est) -> np.ndarray:
     return np.sqrt(np.clip(np.diag(est.vcov_rx), 0.0, None))
 
 
+def check_nsim_and_seed(nsim, seed, max_nsim: int, error: type) -> None:
+    """``nsim`` a whole number from 1 to ``max_nsim`` and ``seed`` a whole number >= 0
+    (the rule of every seeded simulation: the bootstrap's, ``residuals``'), else
+    ``error`` saying which."""
+    whole = (int, np.integer)
+    if isinstance(nsim, bool) or not isinstance(nsim, whole) or not 1 <= nsim <= max_nsim:
+        raise error(f"nsim must be a whole number from 1 to {max_nsim:,}")
+    if isinstance(seed, bool) or not isinstance(seed, whole) or seed < 0:
+        raise error("seed must be a whole number >= 0")
+
+
 def _check_arguments(nsim, seed, time_budget, resample):
-    if isinstance(nsim, bool) or not isinstance(nsim, (int, np.integer)) \
-            or not 1 <= nsim <= MAX_NSIM:
-        raise BootstrapError(f"nsim must be a whole number from 1 to {MAX_NSIM:,}")
-    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
-        raise BootstrapError("seed must be a whole number >= 0")
+    check_nsim_and_seed(nsim, seed, MAX_NSIM, BootstrapError)
     if time_budget is not None and not (isinstance(time_budget, (int, float))
                                         and not isinstance(time_budget, bool)
                                         and time_budget > 0 and math.isfinite(time_budget)):

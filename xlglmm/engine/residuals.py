@@ -52,7 +52,7 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
-from .bootstrap import simulate_response
+from .bootstrap import check_nsim_and_seed, simulate_response
 
 #: nsim and the simulated values held at once are bounded: a simulation is memory
 MAX_NSIM = 100_000
@@ -68,15 +68,11 @@ class SimulationError(ValueError):
 def check_request(nobs: int, nsim, seed) -> None:
     """``nsim`` a whole number from 1 to MAX_NSIM whose simulations fit in
     MAX_VALUES values, ``seed`` a whole number >= 0; else SimulationError."""
-    whole = (int, np.integer)
-    if isinstance(nsim, bool) or not isinstance(nsim, whole) or not 1 <= nsim <= MAX_NSIM:
-        raise SimulationError(f"nsim must be a whole number from 1 to {MAX_NSIM:,}")
+    check_nsim_and_seed(nsim, seed, MAX_NSIM, SimulationError)
     if nsim * nobs > MAX_VALUES:
         raise SimulationError(f"nsim = {nsim:,} simulations of {nobs:,} rows are more than "
                               f"{MAX_VALUES:,} values: ask for at most "
                               f"{MAX_VALUES // max(nobs, 1):,}")
-    if isinstance(seed, bool) or not isinstance(seed, whole) or seed < 0:
-        raise SimulationError("seed must be a whole number >= 0")
 
 
 def simulate(result, nsim: int = 1, seed: int = 0) -> pd.DataFrame:
