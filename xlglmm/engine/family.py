@@ -243,14 +243,14 @@ def conditional_aic(y, mu, wt, fd):
     return -2.0 * s
 
 
-_LINKINV, _LINKFUN, _MU_ETA, _VARIANCE, _DEV_RESIDS = 0, 1, 2, 3, 4
+_LINKINV, _LINKFUN, _MU_ETA, _VARIANCE, _DEV_RESIDS, _LOG_DENSITY = 0, 1, 2, 3, 4, 5
 
 
 @njit(cache=True, error_model="numpy")
 def _elementwise(op, fd, x, y, wt, out):
-    """The vectorised family functions in one kernel (one compilation, not five):
-    ``op`` picks linkinv(x), linkfun(x), mu_eta(x), variance(x, wt) or
-    unit_deviance(y, x, wt)."""
+    """The vectorised family functions in one kernel (one compilation, not six):
+    ``op`` picks linkinv(x), linkfun(x), mu_eta(x), variance(x, wt),
+    unit_deviance(y, x, wt) or unit_logdensity(y, x, wt)."""
     link = fd.link
     for i in range(x.shape[0]):
         if op == _LINKINV:
@@ -261,8 +261,10 @@ def _elementwise(op, fd, x, y, wt, out):
             out[i] = mu_eta(x[i], link)
         elif op == _VARIANCE:
             out[i] = variance(x[i], wt[i], fd)
-        else:
+        elif op == _DEV_RESIDS:
             out[i] = unit_deviance(y[i], x[i], wt[i], fd)
+        else:
+            out[i] = unit_logdensity(y[i], x[i], wt[i], fd)
 
 
 # ---- the Python-facing objects -----------------------------------------------------
@@ -545,6 +547,19 @@ class Family:
         y = np.broadcast_to(_f64(y), mu.shape)
         wt = np.ones(mu.shape) if wt is None else np.broadcast_to(_f64(wt), mu.shape)
         return self._apply(_DEV_RESIDS, mu, y, wt)
+
+    def log_density(self, y, mu, wt=None, dispersion: float = 1.0):
+        """log f(y | mu) per row with its constants (``unit_logdensity``: a
+        binomial ``y`` is a proportion of ``wt`` trials; Gamma and Gaussian at
+        ``dispersion``).  P(Y = 0) of a count is ``exp(log_density(0, mu))``."""
+        mu = _f64(mu)
+        y = np.ascontiguousarray(np.broadcast_to(_f64(y), mu.shape))
+        wt = np.ones(mu.shape) if wt is None else np.broadcast_to(_f64(wt), mu.shape)
+        x = mu.ravel()
+        out = np.empty_like(x)
+        _elementwise(_LOG_DENSITY, self.kernel_data(dispersion), x, y.ravel(),
+                     np.ascontiguousarray(wt).ravel(), out)
+        return out.reshape(mu.shape)
 
     def aic(self, y, mu, wt=None) -> float:
         """-2 x the conditional log-likelihood with constants (R's ``family$aic``

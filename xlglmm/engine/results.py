@@ -188,6 +188,18 @@ class GLMMResult:
         from .checks import icc
         return icc(self)
 
+    def check(self, nsim: int = 250, seed: int = 0, time_budget=None, progress=None,
+              workers=None, client=None):
+        """Every model check in one table with a verdict per row
+        (``model_check.check``): the dispersion ratio as ``performance``, DHARMa's
+        uniformity, dispersion, zero-inflation and outlier tests with p-values
+        calibrated by ``nsim`` refitted simulations (``simulation_tests``), R², ICC,
+        singular fit and convergence.  A ``model_check.ModelCheck``: ``.table`` (a
+        DataFrame), ``.problems``, ``.notes``.  Same seed, same table on any machine
+        and any number of ``workers`` (or a Dask ``client``)."""
+        from .model_check import check
+        return check(self, nsim, seed, time_budget, progress, workers, client)
+
     # -- simulation
     def simulate(self, nsim: int = 1, seed: int = 0) -> pd.DataFrame:
         """lme4's ``simulate``: ``nsim`` responses from the fitted model (new random
