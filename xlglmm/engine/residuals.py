@@ -153,6 +153,44 @@ class SimulatedResiduals:
                             dtype=float)
 
 
+def normal_scores(values) -> np.ndarray:
+    """The theoretical normal quantile of each value's rank: what a normal Q-Q plot
+    puts on its x axis (R's ``qqnorm``: ``qnorm(ppoints(n))[rank]``, with
+    ppoints' a = 3/8 up to 10 values and 1/2 above; ties by their order)."""
+    v = np.asarray(values, float)
+    n = len(v)
+    a = 3.0 / 8.0 if n <= 10 else 0.5
+    ranks = np.empty(n)
+    ranks[np.argsort(v, kind="stable")] = np.arange(1, n + 1)
+    return stats.norm.ppf((ranks - a) / (n + 1 - 2 * a))
+
+
+#: residual_frame's residual columns, in order (its ``qq`` pairs with one of them)
+RESIDUAL_TYPES = ("response", "pearson", "deviance", "quantile")
+
+
+def residual_frame(result, qq_of: str = "deviance", nsim: int = 250,
+                   seed: int = 0) -> pd.DataFrame:
+    """One row per fitted row: ``fitted`` (the conditional mean), ``observed``, the
+    ``response``, ``pearson`` and ``deviance`` residuals at the conditional modes
+    (``result.resid``), the ``quantile`` residual (DHARMa's scaled residual from
+    ``nsim`` simulations with ``seed``: uniform on (0, 1) under the model) and
+    ``qq``, the normal quantile of the rank of the ``qq_of`` residual -- a
+    residual-vs-fitted chart and a normal Q-Q chart, as the workplace study draws
+    them."""
+    if qq_of not in RESIDUAL_TYPES:
+        raise SimulationError(f"the residual type must be one of {', '.join(RESIDUAL_TYPES)}, "
+                              f"not {qq_of!r}")
+    out = pd.DataFrame({"fitted": result.fittedvalues.to_numpy(),
+                        "observed": np.asarray(result.design.y, float)},
+                       index=result.design.row_labels)
+    for kind in RESIDUAL_TYPES[:3]:
+        out[kind] = result.resid(kind).to_numpy()
+    out["quantile"] = simulated_residuals(result, nsim, seed).residuals.to_numpy()
+    out["qq"] = normal_scores(out[qq_of].to_numpy())
+    return out
+
+
 def simulated_residuals(result, nsim: int = 250, seed: int = 0) -> SimulatedResiduals:
     """DHARMa's scaled residuals of ``result`` from ``nsim`` simulations (DHARMa's
     default 250) with ``seed``; their tests are the returned object's methods."""

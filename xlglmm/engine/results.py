@@ -200,6 +200,22 @@ class GLMMResult:
         from .model_check import check
         return check(self, nsim, seed, time_budget, progress, workers, client)
 
+    def shrinkage(self) -> dict:
+        """Per grouping factor with a random intercept, each level's rows, raw
+        (unshrunk) estimate from the population-level fit, BLUP and shrinkage
+        factor 1 - BLUP/raw (``engine.shrinkage``): a dict of DataFrames."""
+        from .shrinkage import shrinkage
+        return shrinkage(self)
+
+    def residuals_table(self, qq_of: str = "deviance", nsim: int = 250,
+                        seed: int = 0) -> pd.DataFrame:
+        """Fitted values with every residual -- response, Pearson, deviance, DHARMa's
+        simulated quantile residual -- and the normal quantile of ``qq_of``'s rank,
+        one row per fitted row (``residuals.residual_frame``): what a
+        residual-vs-fitted and a Q-Q chart need."""
+        from .residuals import residual_frame
+        return residual_frame(self, qq_of, nsim, seed)
+
     # -- simulation
     def simulate(self, nsim: int = 1, seed: int = 0) -> pd.DataFrame:
         """lme4's ``simulate``: ``nsim`` responses from the fitted model (new random
@@ -371,8 +387,12 @@ class GLMMResult:
                                              weights, self.sigma, level)
         return {"fit": fit, "se_link": se, "lower": lower, "upper": upper}
 
-    def resid(self, type: str = "deviance") -> pd.Series:
-        """Deviance, Pearson or response residuals at the conditional modes."""
+    def resid(self, type: str = "deviance", nsim: int = 250, seed: int = 0) -> pd.Series:
+        """Deviance, Pearson or response residuals at the conditional modes, or
+        ``"quantile"``: DHARMa's simulated quantile residuals from ``nsim``
+        simulations with ``seed`` (``simulated_residuals``)."""
+        if type == "quantile":
+            return self.simulated_residuals(nsim, seed).residuals.rename("quantile_resid")
         y = self.design.y
         mu = self.fittedvalues.to_numpy()
         wt = self.design.weights
@@ -384,7 +404,7 @@ class GLMMResult:
         elif type == "response":
             r = y - mu
         else:
-            raise ValueError("type must be 'deviance', 'pearson' or 'response'")
+            raise ValueError("type must be 'deviance', 'pearson', 'response' or 'quantile'")
         return pd.Series(r, index=self.design.row_labels, name=f"{type}_resid")
 
     # -- printing

@@ -1,0 +1,76 @@
+"""How far each level's random intercept was pulled toward zero: the level's raw
+(unshrunk) estimate from the population-level fit beside its BLUP -- the shrinkage
+plot of the interlace results page.
+
+The raw estimate of level l of factor g is the weighted mean over the level's rows
+of the working residuals of the fit without g's random effects (the
+population-level fit when g is the model's only factor; with crossed factors the
+others' BLUPs stay in, so that a month's raw estimate is not the average of the
+plants it happens to hold): with eta0 = offset + X beta + the other factors' Z b,
+mu0 its mean, z = (y - mu0) / mu'(eta0) and the working weights
+w = prior weight x mu'(eta0)^2 / V(mu0),
+
+    raw_l = sum_l w z / sum_l w,
+
+one Fisher-scoring step for a free intercept of level l from 0 on the link scale (a
+linear model's mean residual of the level; a Poisson log model's observed over
+expected counts minus 1).  The BLUP is the fitted random intercept (its
+conditional mode) and ``shrinkage = 1 - BLUP / raw``: the share of the raw
+estimate the model took away.  In a linear model with one random intercept this is
+the textbook factor (sigma^2 / n_l) / (sigma_b^2 + sigma^2 / n_l): levels with few
+rows, or with a small between-level variance, are shrunk most.  Only intercept
+columns have a raw estimate (a slope's would need the level's own regression).
+"""
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+INTERCEPT = "(Intercept)"
+
+
+def factor_contribution(result, group: str) -> np.ndarray:
+    """Z b of one grouping factor's random effects (every term on it), per row."""
+    effects = result.random_effects[group]
+    out = np.zeros(result.nobs)
+    for t in result.design.re_terms:
+        if t.group != group:
+            continue
+        b = (effects.to_numpy()[:, None] if effects.ndim == 1
+             else effects[t.colnames].to_numpy())
+        out += np.einsum("ij,ij->i", t.Z, b[t.codes])
+    return out
+
+
+def working_residuals(result, eta0) -> tuple:
+    """(z, w): the working residuals and working weights of a linear predictor."""
+    d = result.design
+    fam = result.family
+    mu0 = fam.linkinv(eta0)
+    dmu = fam.mu_eta(eta0)
+    z = (d.y - mu0) / dmu
+    w = d.weights * dmu ** 2 / fam.variance(mu0, d.weights)
+    return z, w
+
+
+def shrinkage(result) -> dict:
+    """Per grouping factor with a random intercept: a DataFrame indexed by level with
+    ``rows``, ``raw`` (the unshrunk estimate), ``blup`` (the fitted random
+    intercept) and ``shrinkage`` (1 - blup / raw; NaN where raw is 0)."""
+    eta = result.predict(type="link").to_numpy()
+    out = {}
+    for t in result.design.re_terms:
+        if t.group in out or INTERCEPT not in t.colnames:
+            continue
+        z, w = working_residuals(result, eta - factor_contribution(result, t.group))
+        effects = result.random_effects[t.group]
+        blup = (effects if effects.ndim == 1 else effects[INTERCEPT]).to_numpy()
+        rows = np.bincount(t.codes, minlength=t.nlevels)
+        weight = np.bincount(t.codes, weights=w, minlength=t.nlevels)
+        raw = np.bincount(t.codes, weights=w * z, minlength=t.nlevels) / weight
+        with np.errstate(divide="ignore", invalid="ignore"):
+            shrunk = np.where(raw != 0.0, 1.0 - blup / raw, np.nan)
+        out[t.group] = pd.DataFrame({"rows": rows, "raw": raw, "blup": blup,
+                                     "shrinkage": shrunk},
+                                    index=pd.Index(t.levels, name=t.group))
+    return out
