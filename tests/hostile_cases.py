@@ -558,7 +558,7 @@ CASES += [
     Case("GLMM_CONFINT: options", "seed -1", CI, _CI_ARGS,
          {"method": "bootstrap", "seed": -1.0},
          expect="#GLMM! seed must be a whole number from 0 to 9,007,199,254,740,991 (the "
-                "same seed gives the same replicates)"),
+                "same seed gives the same simulations)"),
     Case("GLMM_CONFINT: options", "alpha 1.5", CI, _CI_ARGS, {"alpha": 1.5},
          expect="#GLMM! alpha must be between 0 and 1 (e.g. 0.05 for 95% intervals)"),
     Case("GLMM_CONFINT: methods not available", "profile of an nAGQ = 0 fit", CI,

@@ -50,6 +50,12 @@ EXPECTED = {
     "GLMM_CONFINT": (("y", "X", "groups", "offset", "x_random", "fit_intercept", "nAGQ",
                       "family", "trials", "link", "method", "nsim", "seed", "alpha"),
                      ("y", "X"), {"y", "X", "groups", "offset", "x_random", "trials"}),
+    "GLMM_CHECK": (("y", "X", "groups", "offset", "x_random", "fit_intercept", "nAGQ",
+                    "family", "trials", "link", "nsim", "seed"),
+                   ("y", "X"), {"y", "X", "groups", "offset", "x_random", "trials"}),
+    "GLMM_RESID": (("y", "X", "groups", "offset", "x_random", "fit_intercept", "nAGQ",
+                    "family", "trials", "link", "resid_type", "nsim", "seed"),
+                   ("y", "X"), {"y", "X", "groups", "offset", "x_random", "trials"}),
 }
 
 
@@ -203,3 +209,22 @@ def test_the_fit_observer_sees_a_glmm_fit_and_its_progress():
     cache.clear()
     udfs.GLMM_POISSON(y, None, g)                       # outside: nobody is told
     assert log.fits == 1
+
+
+# LibreOffice Basic's reserved words (a sample of those a parameter might be named
+# after): a parameter named like one breaks the whole generated Basic module, so
+# every function in Calc answers nothing
+BASIC_KEYWORDS = {"type", "function", "sub", "end", "dim", "as", "if", "then", "else",
+                  "for", "next", "to", "step", "do", "loop", "while", "wend", "select",
+                  "case", "optional", "byval", "byref", "call", "const", "error", "exit",
+                  "goto", "on", "resume", "set", "let", "new", "not", "and", "or", "mod",
+                  "is", "me", "private", "public", "global", "static", "redim", "with",
+                  "each", "in", "option", "property", "string", "integer", "long", "double",
+                  "single", "boolean", "variant", "object", "date", "rem", "print", "open",
+                  "close", "input", "name", "kill", "stop", "get", "put", "seek", "line"}
+
+
+def test_no_parameter_is_a_basic_keyword():
+    clash = {f"{name}({p})" for name, w in udfs.FUNCTIONS.items() for p in w.parameters
+             if p.lower() in BASIC_KEYWORDS}
+    assert not clash, f"parameters named like LibreOffice Basic keywords: {sorted(clash)}"

@@ -196,28 +196,43 @@ def rectangular(rows: list) -> list:
 
 
 def ranef_block(result: GLMMResult) -> list:
-    """One row per level: group, level, then each term's BLUP and conditional SD."""
+    """One row per level: group, level, then each term's BLUP and conditional SD,
+    then the level's number of rows and, for a random intercept, its raw
+    (unshrunk) estimate and shrinkage factor (``engine.shrinkage``: the shrinkage
+    plot's two axes)."""
     blocks = []
     width = 2
+    shrunk = result.shrinkage()
     for g, vals in result.random_effects.items():
         sds = result.random_effects_sd[g]
         if vals.ndim == 1:
             vals, sds = vals.to_frame(), sds.to_frame()
             vals.columns = sds.columns = [_term_of(result, g)]
-        blocks.append((g, vals, sds))
+        blocks.append((g, vals, sds, shrunk.get(g)))
         width = max(width, 2 + 2 * vals.shape[1])
     rows = []
-    for g, vals, sds in blocks:
+    for g, vals, sds, shr in blocks:
         head = ["group", "level"]
         for c in vals.columns:
             head += [c, f"{c} cond.SD"]
+        head += ["rows"] + (["raw (Intercept)", "shrinkage"] if shr is not None else [])
         rows.append(head)
+        counts = _level_rows(result, g)
         for lev in vals.index:
             r = [g, lev]
             for c in vals.columns:
                 r += [_num(vals.loc[lev, c]), _num(sds.loc[lev, c])]
+            r.append(int(counts[lev]))
+            if shr is not None:
+                r += [_num(shr.loc[lev, "raw"]), _num(shr.loc[lev, "shrinkage"])]
             rows.append(r)
     return rectangular(rows) if rows else [["(no random effects)"]]
+
+
+def _level_rows(result, group) -> dict:
+    """Level -> number of fitted rows, for one grouping factor."""
+    t = next(t for t in result.design.re_terms if t.group == group)
+    return dict(zip(t.levels, np.bincount(t.codes, minlength=t.nlevels)))
 
 
 def _term_of(result, group):

@@ -7,6 +7,8 @@
     =GLMM_PREDICT(...)   predictions for new rows
     =GLMM_COMPARE(...)   likelihood-ratio test of two fits, as anova()
     =GLMM_CONFINT(...)   Wald, profile or bootstrap intervals of a fit's parameters
+    =GLMM_CHECK(...)     is the model any good: dispersion, simulated-residual tests, R², ICC
+    =GLMM_RESID(...)     fitted values and residuals, one row per data row
 
 The companions take the *same leading arguments as the fit* (so a formula is written
 by copying the fit's and renaming it), in either of two forms:
@@ -40,7 +42,7 @@ import numpy as np
 import pandas as pd
 import xlwings as xw
 
-from . import block, cache, models, values
+from . import block, cache, diagnostics, models, values
 from ..numfmt import shorten
 from ..engine import jit
 from ..engine.bootstrap import BootstrapError, statistics_of
@@ -499,7 +501,6 @@ CONFINT_METHODS = {"wald": "Wald", "profile": "profile", "bootstrap": "bootstrap
 #: the most bootstrap replicates a cell may ask for: each is a refit, and a worksheet
 #: call has the fit's time budget (100,000 refits of even a small model take minutes)
 MAX_SHEET_NSIM = 100_000
-MAX_SEED = 2**53 - 1        # Excel holds whole numbers exactly up to here
 
 
 def _confint(y, X, groups, offset, x_random, fit_intercept, nAGQ, family, trials, link,
@@ -510,10 +511,7 @@ def _confint(y, X, groups, offset, x_random, fit_intercept, nAGQ, family, trials
     if not (float(n).is_integer() and 1 <= n <= MAX_SHEET_NSIM):
         raise SheetError(f"nsim must be a whole number from 1 to {MAX_SHEET_NSIM:,} (each "
                          "replicate is a refit, and a worksheet call has a time budget)")
-    s = values.scalar(seed, "seed", 1, "number")
-    if not (float(s).is_integer() and 0 <= s <= MAX_SEED):
-        raise SheetError(f"seed must be a whole number from 0 to {MAX_SEED:,} (the same "
-                         "seed gives the same replicates)")
+    s = diagnostics.seed_argument(seed)
     a = models.alpha_argument(alpha)
     m = models.companion_model((y, X, groups, offset, x_random, fit_intercept, nAGQ, family,
                                 trials, link),
@@ -856,6 +854,30 @@ def GLMM_CONFINT(y, X, groups=None, offset=None, x_random=None, fit_intercept=Tr
     """Confidence intervals of a fit's parameters (random-effect SDs and fixed effects): Wald, profile likelihood or parametric bootstrap. Same leading arguments as the fit; the cached fit is reused."""
     return _safe(_confint, y, X, groups, offset, x_random, fit_intercept, nAGQ, family,
                  trials, link, method, nsim, seed, alpha)
+
+
+@worksheet_function(
+    *COMPANION_ARGUMENTS,
+    value("nsim", "Optional. Simulations, each refitted (default 250; 0 leaves the simulation tests out)"),
+    value("seed", "Optional. Seed, a whole number >= 0 (default 1): the same seed, the same block"))
+def GLMM_CHECK(y, X, groups=None, offset=None, x_random=None, fit_intercept=True, nAGQ=1,
+               family="poisson", trials=None, link=None, nsim=250, seed=1):
+    """Model checks with a verdict each: dispersion ratio, simulated-residual tests (uniformity, dispersion, zeros, outliers), R2, ICC, singular fit, convergence. Same leading arguments as the fit; the cached fit is reused."""
+    return _safe(diagnostics.check, (y, X, groups, offset, x_random, fit_intercept, nAGQ,
+                                     family, trials, link), nsim, seed)
+
+
+@worksheet_function(
+    *COMPANION_ARGUMENTS,
+    value("resid_type", "Optional. The residual the normal-quantile column ranks: \"deviance\" (default), \"pearson\", \"response\" or \"quantile\""),
+    value("nsim", "Optional. Simulations behind the quantile residual (default 250)"),
+    value("seed", "Optional. Seed, a whole number >= 0 (default 1)"))
+def GLMM_RESID(y, X, groups=None, offset=None, x_random=None, fit_intercept=True, nAGQ=1,
+               family="poisson", trials=None, link=None, resid_type="deviance", nsim=250,
+               seed=1):
+    """Fitted values and residuals (response, Pearson, deviance, simulated quantile) with normal quantiles for a Q-Q chart: one row per data row. Same leading arguments as the fit."""
+    return _safe(diagnostics.resid, (y, X, groups, offset, x_random, fit_intercept, nAGQ,
+                                     family, trials, link), resid_type, nsim, seed)
 
 
 #: the functions themselves, in the order of FUNCTIONS

@@ -29,6 +29,20 @@ failed:
     GLMM_BINOMIAL = Err.Description
 End Function
 
+Function GLMM_CHECK(y, X, Optional groups, Optional offset, Optional x_random, Optional fit_intercept, Optional nAGQ, Optional family, Optional trials, Optional link, Optional nsim, Optional seed)
+    If (Not Application.CommandBars("Standard").Controls(1).Enabled) Then Exit Function
+    #If App = "Microsoft Excel" Then
+        If TypeOf Application.Caller Is Range Then On Error GoTo failed
+        GLMM_CHECK = XLPy.CallUDF("xlglmm.sheet.udfs", "GLMM_CHECK", Array(y, X, groups, offset, x_random, fit_intercept, nAGQ, family, trials, link, nsim, seed), ActiveWorkbook, Application.Caller)
+        Exit Function
+    #Else
+        GLMM_CHECK = XLPy.CallUDF("xlglmm.sheet.udfs", "GLMM_CHECK", Array(y, X, groups, offset, x_random, fit_intercept, nAGQ, family, trials, link, nsim, seed))
+        Exit Function
+    #End If
+failed:
+    GLMM_CHECK = Err.Description
+End Function
+
 Function GLMM_COMPARE(model1, model2, Optional data, Optional family, Optional link, Optional offset, Optional weights, Optional nAGQ)
     If (Not Application.CommandBars("Standard").Controls(1).Enabled) Then Exit Function
     #If App = "Microsoft Excel" Then
@@ -111,6 +125,20 @@ Function GLMM_RANEF(y, X, Optional groups, Optional offset, Optional x_random, O
     #End If
 failed:
     GLMM_RANEF = Err.Description
+End Function
+
+Function GLMM_RESID(y, X, Optional groups, Optional offset, Optional x_random, Optional fit_intercept, Optional nAGQ, Optional family, Optional trials, Optional link, Optional resid_type, Optional nsim, Optional seed)
+    If (Not Application.CommandBars("Standard").Controls(1).Enabled) Then Exit Function
+    #If App = "Microsoft Excel" Then
+        If TypeOf Application.Caller Is Range Then On Error GoTo failed
+        GLMM_RESID = XLPy.CallUDF("xlglmm.sheet.udfs", "GLMM_RESID", Array(y, X, groups, offset, x_random, fit_intercept, nAGQ, family, trials, link, resid_type, nsim, seed), ActiveWorkbook, Application.Caller)
+        Exit Function
+    #Else
+        GLMM_RESID = XLPy.CallUDF("xlglmm.sheet.udfs", "GLMM_RESID", Array(y, X, groups, offset, x_random, fit_intercept, nAGQ, family, trials, link, resid_type, nsim, seed))
+        Exit Function
+    #End If
+failed:
+    GLMM_RESID = Err.Description
 End Function
 
 Function LMM(y, X, groups, Optional x_random, Optional REML, Optional alpha, Optional fit_intercept, Optional ddf)

@@ -470,6 +470,126 @@ failed:
   GLMM_CONFINT = "#GLMM! LibreOffice Basic error in GLMM_CONFINT: " & Error$
 End Function
 
+Function GLMM_CHECK(Optional y, Optional X, Optional groups, Optional offset, Optional x_random, Optional fit_intercept, Optional nAGQ, Optional family, Optional trials, Optional link, Optional nsim, Optional seed) As Variant
+  Dim a(11) As Variant, given As Integer
+  On Error GoTo failed
+  given = 0
+  If Not IsMissing(y) Then
+    a(0) = y
+    given = 1
+  End If
+  If Not IsMissing(X) Then
+    a(1) = X
+    given = 2
+  End If
+  If Not IsMissing(groups) Then
+    a(2) = groups
+    given = 3
+  End If
+  If Not IsMissing(offset) Then
+    a(3) = offset
+    given = 4
+  End If
+  If Not IsMissing(x_random) Then
+    a(4) = x_random
+    given = 5
+  End If
+  If Not IsMissing(fit_intercept) Then
+    a(5) = fit_intercept
+    given = 6
+  End If
+  If Not IsMissing(nAGQ) Then
+    a(6) = nAGQ
+    given = 7
+  End If
+  If Not IsMissing(family) Then
+    a(7) = family
+    given = 8
+  End If
+  If Not IsMissing(trials) Then
+    a(8) = trials
+    given = 9
+  End If
+  If Not IsMissing(link) Then
+    a(9) = link
+    given = 10
+  End If
+  If Not IsMissing(nsim) Then
+    a(10) = nsim
+    given = 11
+  End If
+  If Not IsMissing(seed) Then
+    a(11) = seed
+    given = 12
+  End If
+  GLMM_CHECK = XlglmmRun("GLMM_CHECK", given, a)
+  Exit Function
+failed:
+  GLMM_CHECK = "#GLMM! LibreOffice Basic error in GLMM_CHECK: " & Error$
+End Function
+
+Function GLMM_RESID(Optional y, Optional X, Optional groups, Optional offset, Optional x_random, Optional fit_intercept, Optional nAGQ, Optional family, Optional trials, Optional link, Optional resid_type, Optional nsim, Optional seed) As Variant
+  Dim a(12) As Variant, given As Integer
+  On Error GoTo failed
+  given = 0
+  If Not IsMissing(y) Then
+    a(0) = y
+    given = 1
+  End If
+  If Not IsMissing(X) Then
+    a(1) = X
+    given = 2
+  End If
+  If Not IsMissing(groups) Then
+    a(2) = groups
+    given = 3
+  End If
+  If Not IsMissing(offset) Then
+    a(3) = offset
+    given = 4
+  End If
+  If Not IsMissing(x_random) Then
+    a(4) = x_random
+    given = 5
+  End If
+  If Not IsMissing(fit_intercept) Then
+    a(5) = fit_intercept
+    given = 6
+  End If
+  If Not IsMissing(nAGQ) Then
+    a(6) = nAGQ
+    given = 7
+  End If
+  If Not IsMissing(family) Then
+    a(7) = family
+    given = 8
+  End If
+  If Not IsMissing(trials) Then
+    a(8) = trials
+    given = 9
+  End If
+  If Not IsMissing(link) Then
+    a(9) = link
+    given = 10
+  End If
+  If Not IsMissing(resid_type) Then
+    a(10) = resid_type
+    given = 11
+  End If
+  If Not IsMissing(nsim) Then
+    a(11) = nsim
+    given = 12
+  End If
+  If Not IsMissing(seed) Then
+    a(12) = seed
+    given = 13
+  End If
+  GLMM_RESID = XlglmmRun("GLMM_RESID", given, a)
+  Exit Function
+failed:
+  GLMM_RESID = "#GLMM! LibreOffice Basic error in GLMM_RESID: " & Error$
+End Function
+
 Private Function XlglmmRun(fname As String, given As Integer, a As Variant) As Variant
   Dim p() As Variant, i As Integer, res As Variant, outIdx(), outSeq(), msg As String
   Dim r As Long, c As Long, nr As Long, nc As Long, out() As Variant, row0 As Variant

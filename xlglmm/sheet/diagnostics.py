@@ -1,0 +1,151 @@
+"""The bodies of the model-check functions -- GLMM_CHECK, GLMM_RESID,
+GLMM_INFLUENCE -- and their blocks.  Each takes the fit's leading arguments (both
+forms, ``models.companion_model``), reuses the cached fit, checks its own
+arguments before any work, runs within what the fit left of the call's time
+budget, and caches its block on the model and its arguments."""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from . import block, cache, models, values
+from ..engine import jit
+from ..engine.model_check import COLUMNS as CHECK_COLUMNS
+from ..engine.residuals import RESIDUAL_TYPES, SimulationError
+from ..engine.simulation_tests import MAX_NSIM as MAX_CHECK_NSIM
+from .values import SheetError
+
+MAX_SEED = 2**53 - 1        # Excel holds whole numbers exactly up to here
+#: GLMM_RESID's simulations for the quantile residual: each is one draw of every row
+MAX_RESID_NSIM = 10_000
+
+
+def nsim_argument(nsim, default: int, most: int, what: str) -> int:
+    """A whole number of simulations from 0 to ``most`` (``what`` says what one costs,
+    for the message)."""
+    n = values.scalar(nsim, "nsim", default, "number")
+    if not (float(n).is_integer() and 0 <= n <= most):
+        raise SheetError(f"nsim must be a whole number from 0 to {most:,} ({what})")
+    return int(n)
+
+
+def seed_argument(seed, default: int = 1) -> int:
+    """A whole number from 0 to MAX_SEED: the same seed, the same simulations."""
+    s = values.scalar(seed, "seed", default, "number")
+    if not (float(s).is_integer() and 0 <= s <= MAX_SEED):
+        raise SheetError(f"seed must be a whole number from 0 to {MAX_SEED:,} (the same "
+                         "seed gives the same simulations)")
+    return int(s)
+
+
+def remaining_budget(clock: jit.Stopwatch) -> float:
+    """What the fit left of the call's time budget (a tenth of it at least, so that a
+    fit that used it up still leaves the check a chance)."""
+    total = models.DEFAULT_TIME_BUDGET
+    return max(0.1 * total, total - clock.elapsed())
+
+
+def cached_block(key: str, make) -> list:
+    """The block cached under ``key``, made by ``make()`` on a miss; a fresh copy of
+    its rows (a caller that edits it cannot edit the cache)."""
+    hit = cache.BLOCKS.get(key)
+    if hit is None:
+        hit = make()
+        cache.BLOCKS.put(key, hit)
+    return [list(r) for r in hit]
+
+
+def _model(args: tuple, y):
+    y, X, groups, offset, x_random, fit_intercept, nAGQ, family, trials, link = args
+    return models.companion_model(args, (y, X, groups, offset, x_random, fit_intercept,
+                                         nAGQ), y)
+
+
+# ---- GLMM_CHECK -----------------------------------------------------------------------
+
+CHECK_HEAD = ["Check", "Value", "Expected", "p", "Problem", "Verdict"]
+
+
+def check(args: tuple, nsim, seed) -> list:
+    n = nsim_argument(nsim, 250, MAX_CHECK_NSIM, "each simulation is a refit; 0 leaves "
+                      "the simulation tests out")
+    s = seed_argument(seed)
+    m = _model(args, args[0])
+
+    def make():
+        clock = jit.Stopwatch()
+        res = models.fit_model(m)
+        try:
+            result = res.check(n, s, time_budget=remaining_budget(clock),
+                               progress=_quietly)
+        except ValueError as e:             # a request the engine refuses: its reason
+            raise SheetError(str(e)) from None
+        return check_block(result)
+    return cached_block(cache.digest("check", m.key, n, s), make)
+
+
+def _quietly(*_):
+    """A progress callback that reports nothing (a cell has no terminal line)."""
+
+
+def check_block(result) -> list:
+    """A header, one row per check (``model_check.ROWS``), then the simulations'
+    account (refits used of those asked for, seed) and the notes."""
+    rows = [CHECK_HEAD]
+    for name, r in result.table.iterrows():
+        rows.append([name] + [_cell(r[c]) for c in CHECK_COLUMNS])
+    sim = result.simulation
+    if sim is not None:
+        rows.append(["refitted simulations", sim.refits, sim.nsim, None, None,
+                     f"seed {sim.seed}; each p-value ranks the data among their "
+                     "refitted simulations"])
+    for note in result.notes:
+        rows.append(["note", None, None, None, None, note])
+    return block.rectangular(rows)
+
+
+def _cell(v):
+    if isinstance(v, (bool, np.bool_)):
+        return bool(v)
+    if isinstance(v, str):
+        return block.cell_text(v)
+    return None if v is None or not math.isfinite(v) else block.significant([v])[0].item()
+
+
+# ---- GLMM_RESID -----------------------------------------------------------------------
+
+RESID_HEAD = {"fitted": "fitted", "observed": "observed", "response": "response resid",
+              "pearson": "Pearson resid", "deviance": "deviance resid",
+              "quantile": "quantile resid (simulated)"}
+
+
+def resid(args: tuple, type_, nsim, seed) -> list:
+    kind = values.scalar(type_, "resid_type", "deviance", "text", choices=RESIDUAL_TYPES)
+    n = nsim_argument(nsim, 250, MAX_RESID_NSIM, "simulations behind the quantile "
+                      "residual")
+    if n == 0:
+        raise SheetError("nsim must be at least 1: the quantile residual is simulated")
+    s = seed_argument(seed)
+    m = _model(args, args[0])
+
+    def make():
+        res = models.fit_model(m)
+        try:
+            table = res.residuals_table(kind, n, s)
+        except SimulationError as e:            # too many values for this many rows
+            raise SheetError(str(e)) from None
+        return resid_block(table, res.design.kept_rows, m.n_rows, kind)
+    return cached_block(cache.digest("resid", m.key, kind, n, s), make)
+
+
+def resid_block(table, kept_rows, n_rows: int, kind: str) -> list:
+    """A header, then one row per row of y (rows the fit dropped blank): fitted,
+    observed, the four residuals and the normal quantile of ``kind``'s rank."""
+    head = [RESID_HEAD[c] for c in table.columns if c != "qq"]
+    head.append(f"normal quantile ({kind})")
+    cols = [block.significant(table[c].to_numpy()) for c in table.columns]
+    rows = [[None] * len(head) for _ in range(n_rows)]
+    for i, r in zip(kept_rows, zip(*cols)):
+        rows[i] = [float(v) if np.isfinite(v) else None for v in r]
+    return [head] + rows
