@@ -11,7 +11,7 @@ with NaN numbers and a verdict saying why, so the table has one shape for every
 model.  A test flags a problem at p < ``ALPHA`` (5%); the verdicts name the usual
 remedy.  The chi-squared test is shown because it is what ``performance`` and the
 workplace study report, but it is conservative in a GLMM (its df ignore the
-shrinkage: under the model its p-values had a median of 0.87,
+shrinkage: under the model its p-values had a median of 0.89,
 ``benchmarks/check_calibration.py``), so the verdict on dispersion rests on the
 refitted simulations.
 """

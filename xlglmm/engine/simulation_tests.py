@@ -6,7 +6,7 @@ simulated from the fitted model (``residuals.simulated_residuals``).  But the mo
 was fitted to the observed response and not to the simulated ones, so the observed
 response always looks better than it is: over 200 data sets drawn from the fitted
 workplace model (``benchmarks/check_calibration.py``) those p-values had medians of
-0.64-0.87 and rejected at 5% in 0-4% of the data sets where 5% is due -- a check
+0.64-0.78 and rejected at 5% in 0-3% of the data sets where 5% is due -- a check
 that almost never fires.  DHARMa's remedy is its ``refit = TRUE``: fit the model
 again to every simulated response and compare like with like.  That is what these
 tests do, with the parametric bootstrap's warm-started refits (``engine.bootstrap``:
