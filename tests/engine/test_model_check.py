@@ -115,7 +115,9 @@ def test_same_seed_same_table_on_a_dask_cluster(safety, safety_check, local_clus
 @pytest.mark.parametrize("nsim, seed, message", [
     (-1, 0, "nsim must be a whole number"), (2.5, 0, "nsim must be a whole number"),
     ("250", 0, "nsim must be a whole number"), (S.MAX_NSIM + 1, 0, "nsim must be"),
-    (10, -3, "seed must be a whole number"), (10, 0.5, "seed must be a whole number")])
+    (10, -3, "seed must be a whole number"), (10, 0.5, "seed must be a whole number"),
+    (0.0, 0, "nsim must be a whole number"), (False, 0, "nsim must be a whole number"),
+    (None, 0, "nsim must be a whole number"), (0, -1, "seed must be a whole number")])
 def test_bad_nsim_or_seed_is_one_clear_error(safety, nsim, seed, message):
     with pytest.raises(S.SimulationTestError, match=message):
         safety.check(nsim, seed)

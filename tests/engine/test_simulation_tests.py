@@ -1,6 +1,7 @@
 """The simulation tests calibrated by refits (engine.simulation_tests) piece by
-piece: the log densities they count zeros with against scipy's, the placements and
-KS distances against a written-out version, the rank p-value, what one data set
+piece: the log densities they count zeros with and the conditional CDF bounds of the
+quantile residuals against scipy's, the randomised quantile residuals and KS
+distances against a written-out version, the rank p-value, what one data set
 contributes against numpy's formulas, and the test table's rows for each kind of
 model.  Their calibration (uniform p-values under the model, power against NB2 counts
 and extra zeros) is tests/engine/test_check_calibration.py."""
@@ -67,34 +68,44 @@ def test_gaussian_log_density_is_scipy_norm_with_variance_phi_over_wt():
     np.testing.assert_allclose(got, stats.norm.logpdf(y, MU, np.sqrt(2.5 / wt)), rtol=1e-12)
 
 
-# ---- placements, KS distances, rank p-values ---------------------------------------------
+# ---- quantile residuals, KS distances, rank p-values ---------------------------------------
 
-def placements_written_out(r, u):
-    """Entry (k, j): (#{others in column j below} + u (#{others equal})) / others, with
-    the uniform draws ``u`` -- DHARMa's scaled residual with the other rows as the
-    simulations."""
-    n, m = r.shape
-    out = np.empty_like(r)
-    for k in range(n):
-        for j in range(m):
-            others = np.delete(r[:, j], k)
-            below = np.count_nonzero(others < r[k, j])
-            ties = np.count_nonzero(others == r[k, j])
-            out[k, j] = (below + u[k, j] * ties) / (n - 1)
-    return out
+def test_cdf_bounds_are_scipys_for_every_family():
+    y = np.array([0.0, 1.0, 3.0, 6.0, 18.0])
+    lo, hi = Family("poisson").cdf_bounds(y, MU, 1.0)
+    np.testing.assert_allclose(lo, stats.poisson.cdf(y - 1, MU), rtol=1e-13)
+    np.testing.assert_allclose(hi, stats.poisson.cdf(y, MU), rtol=1e-13)
+    th = 2.5
+    lo, hi = Family("negbin", nb_theta=th).cdf_bounds(y, MU, 1.0)
+    np.testing.assert_allclose(hi, stats.nbinom.cdf(y, th, th / (th + MU)), rtol=1e-13)
+    np.testing.assert_allclose(lo, stats.nbinom.cdf(y - 1, th, th / (th + MU)), rtol=1e-13)
+    trials = np.array([1.0, 4.0, 10.0, 10.0, 30.0])
+    k = np.array([1.0, 0.0, 3.0, 10.0, 12.0])
+    p = np.array([0.2, 0.4, 0.5, 0.7, 0.3])
+    lo, hi = Family("binomial").cdf_bounds(k / trials, p, trials)
+    np.testing.assert_allclose(lo, stats.binom.cdf(k - 1, trials, p), rtol=1e-13)
+    np.testing.assert_allclose(hi, stats.binom.cdf(k, trials, p), rtol=1e-13)
+    wt = np.array([1.0, 2.0, 0.5, 1.0, 4.0])
+    lo, hi = Family("gamma", "log").cdf_bounds(y + 0.5, MU, wt, dispersion=0.4)
+    shape = wt / 0.4
+    np.testing.assert_allclose(hi, stats.gamma.cdf(y + 0.5, shape, scale=MU / shape), rtol=1e-12)
+    np.testing.assert_array_equal(lo, hi)
+    lo, hi = Family("gaussian").cdf_bounds(y, MU, wt, dispersion=2.5)
+    np.testing.assert_allclose(hi, stats.norm.cdf(y, MU, np.sqrt(2.5 / wt)), rtol=1e-12)
+    np.testing.assert_array_equal(lo, hi)
 
 
-@pytest.mark.parametrize("ties", [False, True])
-def test_placements_written_out(ties):
+def test_quantile_residuals_draw_between_the_bounds():
     rng = np.random.default_rng(5)
-    r = rng.poisson(2.0, (9, 6)).astype(float) if ties else rng.standard_normal((9, 6))
-    got = S.placements(r, np.random.default_rng(11))
-    want = placements_written_out(r, np.random.default_rng(11).random(r.shape))
-    np.testing.assert_allclose(got, want, rtol=0, atol=1e-14)
-    assert ((0 <= got) & (got <= 1)).all()
-    if not ties:        # distinct values: each column's placements are 0, 1/8, ..., 1
-        np.testing.assert_allclose(np.sort(got, axis=0),
-                                   np.tile(np.arange(9)[:, None] / 8, (1, 6)), atol=1e-15)
+    lower = rng.uniform(0, 0.5, (6, 9))
+    upper = lower + rng.uniform(0, 0.5, (6, 9))
+    upper[:, :3] = lower[:, :3]                      # continuous rows: the bound itself
+    got = S.quantile_residuals(lower, upper, np.random.default_rng(11))
+    draws = np.random.default_rng(11).uniform(lower, upper)
+    want = np.where(lower < upper, draws, upper)
+    np.testing.assert_array_equal(got, want)
+    np.testing.assert_array_equal(got[:, :3], lower[:, :3])
+    assert ((lower <= got) & (got <= upper)).all()
 
 
 def test_ks_distances_are_scipys_statistic():
@@ -143,18 +154,14 @@ def cbpp():
 def test_data_set_statistics_of_a_poisson_fit(safety):
     y = safety.design.y
     mu = safety.fittedvalues.to_numpy()
-    with np.errstate(divide="ignore", invalid="ignore"):
-        ylogy = np.where(y > 0, y * np.log(y / mu), 0.0)
-    dev = np.sign(y - mu) * np.sqrt(2 * (ylogy - (y - mu)))
     got = S.data_set_statistics(safety).to_numpy()
     n = len(y)
-    assert got.shape == (n + 2,)
-    np.testing.assert_allclose(got[:n], dev, rtol=1e-10, atol=1e-12)
-    np.testing.assert_allclose(got[:n], safety.resid("deviance").to_numpy(), rtol=1e-10,
-                               atol=1e-12)
-    assert got[n] == pytest.approx(np.sum((y - mu) ** 2 / mu), rel=1e-12)
-    assert got[n + 1] == pytest.approx(np.count_nonzero(y == 0) / np.sum(np.exp(-mu)),
-                                       rel=1e-12)
+    assert got.shape == (2 * n + 2,)
+    np.testing.assert_allclose(got[:n], stats.poisson.cdf(y - 1, mu), rtol=1e-12, atol=1e-300)
+    np.testing.assert_allclose(got[n:2 * n], stats.poisson.cdf(y, mu), rtol=1e-12)
+    assert got[2 * n] == pytest.approx(np.sum((y - mu) ** 2 / mu), rel=1e-12)
+    assert got[2 * n + 1] == pytest.approx(np.count_nonzero(y == 0) / np.sum(np.exp(-mu)),
+                                           rel=1e-12)
 
 
 def test_data_set_statistics_of_binomial_proportions(cbpp):
@@ -164,11 +171,22 @@ def test_data_set_statistics_of_binomial_proportions(cbpp):
     p = cbpp.fittedvalues.to_numpy()
     got = S.data_set_statistics(cbpp).to_numpy()
     n = len(y)
-    dev = cbpp.resid("deviance").to_numpy()
-    np.testing.assert_allclose(got[:n], dev, rtol=1e-10, atol=1e-12)
-    assert got[n] == pytest.approx(np.sum(wt * (y - p) ** 2 / (p * (1 - p))), rel=1e-12)
-    assert got[n + 1] == pytest.approx(np.count_nonzero(y == 0) / np.sum((1 - p) ** wt),
-                                       rel=1e-12)
+    k = np.rint(y * wt)
+    np.testing.assert_allclose(got[:n], stats.binom.cdf(k - 1, wt, p), rtol=1e-12, atol=1e-300)
+    np.testing.assert_allclose(got[n:2 * n], stats.binom.cdf(k, wt, p), rtol=1e-12)
+    assert got[2 * n] == pytest.approx(np.sum(wt * (y - p) ** 2 / (p * (1 - p))), rel=1e-12)
+    assert got[2 * n + 1] == pytest.approx(np.count_nonzero(y == 0) / np.sum((1 - p) ** wt),
+                                           rel=1e-12)
+
+
+def test_data_set_statistics_of_an_lmm_use_sigma(cbpp):
+    res = xlglmm.lmer("Reaction ~ Days + (Days|Subject)", dataset("sleepstudy"))
+    got = S.data_set_statistics(res).to_numpy()
+    n = res.nobs
+    want = stats.norm.cdf(res.design.y, res.fittedvalues.to_numpy(), res.sigma)
+    np.testing.assert_allclose(got[:n], want, rtol=1e-12)
+    np.testing.assert_array_equal(got[:n], got[n:2 * n])
+    assert np.isnan(got[-2:]).all()
 
 
 def test_dispersion_and_zeros_are_nan_where_they_say_nothing():
