@@ -95,8 +95,9 @@ def refit_without(job: Job, level: int) -> LevelRefit:
         if job.estimates_theta:
             fitted = refit_estimating_theta(model, design=design, time_budget=left,
                                             se_method=model.se_method)
-        else:
-            fitted = model.refit_model(design=design, time_budget=left)
+        else:   # (no budget: the model's own settings, its budget among them)
+            fitted = model.refit_model(design=design,
+                                       **({} if left is None else {"time_budget": left}))
             fitted.estimate()
     except Exception as e:      # one failed refit must not lose the others
         return LevelRefit(None, None, failure=f"{type(e).__name__}: {e}")
