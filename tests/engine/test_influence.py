@@ -1,7 +1,8 @@
 """The influence of each level of a grouping factor (issue 15): lme4's
 ``influence(m, groups=)``, ``dfbetas`` and ``cooks.distance`` (tests/data/influence.json,
-made by tests/data/scripts/influence.R), the same numbers in this process and on 2
-local processes, a time budget, NB fits re-estimating theta, and what it refuses."""
+made by tests/data/scripts/influence.R), the same numbers in this process, on 2 local
+processes and on a Dask cluster, a time budget, NB fits re-estimating theta, and what
+it refuses."""
 from __future__ import annotations
 
 import json
@@ -147,6 +148,12 @@ def test_two_local_processes_give_the_same_table(crossed, crossed_influence, mon
     assert two.attrs["where"] == "2 local processes"
     assert crossed_influence.attrs["where"] == "in process"
     pd.testing.assert_frame_equal(two, crossed_influence, check_exact=True)
+
+
+def test_a_local_cluster_gives_the_same_table(crossed, crossed_influence, local_cluster):
+    inf = crossed.influence("plant", client=local_cluster)
+    assert inf.attrs["where"].startswith("Dask cluster (2 threads)")
+    pd.testing.assert_frame_equal(inf, crossed_influence, check_exact=True)
 
 
 def test_the_budget_stops_with_the_levels_done(crossed, crossed_influence, monkeypatch):
