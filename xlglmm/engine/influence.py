@@ -30,12 +30,13 @@ What each row reports, as lme4 1.1-31 defines it (its R/influence.R):
 * ``fixef_<effect>``: the fixed effect without the level (lme4's
   ``influence(m)$"fixed.effects[-g]"``).
 
-The flags use the usual cut-offs for n units: Cook's distance above 4/n (Bollen &
-Jackman 1990, "Regression diagnostics: an expository treatment of outliers and
-influential cases"; the cut-off Nieuwenhuis, te Grotenhuis & Pelzer 2012, "influence.ME",
-The R Journal 4(2), apply to the levels of a mixed model) and |DFBETAS| above
-2/sqrt(n) (Belsley, Kuh & Welsch 1980, "Regression Diagnostics", ch. 2), n being
-the number of levels.  They point at levels to look at, not at levels to remove.
+The flags use the usual cut-offs for n units, n being the number of levels: Cook's
+distance above 4/n (Bollen & Jackman 1990, "Regression diagnostics: an expository
+treatment of outliers and influential cases"; the cut-off that Nieuwenhuis, te
+Grotenhuis & Pelzer 2012, "influence.ME", The R Journal 4(2), apply to the levels of
+a mixed model) and |DFBETAS| above 2/sqrt(n) (Belsley, Kuh & Welsch 1980, "Regression
+Diagnostics", ch. 2, their size-adjusted cut-off).  They point at levels to look at,
+not at levels to remove.
 """
 from __future__ import annotations
 
