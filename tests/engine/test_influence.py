@@ -112,12 +112,14 @@ def test_a_poisson_glmm_matches_lme4(crossed, crossed_influence):
 
 
 def test_our_refits_reach_at_least_lme4s_optimum(crossed):
-    """The difference from lme4 is its optimizer's: at three levels the Laplace
-    deviance of our refit is below the deviance at lme4's estimates."""
+    """The difference from lme4 is its optimizer's: at every level the Laplace
+    deviance of our refit is below the deviance at lme4's estimates (found: by
+    4e-8 to 2e-7; lme4 refitted with bobyqa to rhoend 1e-10 still stops 1.6e-4 SE
+    away, its full fit 1.7e-5 log-likelihood below ours)."""
     ref = REF["safety_crossed"]
     m = crossed.model
     rows_of = case_plan(m.design, "plant").rows_of
-    for k in (0, 16, 18):           # P01, P17, P19 (the most influential)
+    for k in range(len(rows_of)):
         keep = np.ones(m.design.nobs, bool)
         keep[rows_of[k]] = False
         refit = m.refit_model(design=design_of_rows(m.design, np.flatnonzero(keep)))

@@ -120,3 +120,35 @@ def test_ranef_block_has_rows_raw_and_shrinkage(safety, fitted):
         assert r[4] == want["rows"]
         assert r[5:7] == [pytest.approx(want["raw"], rel=1e-10),
                           pytest.approx(want["shrinkage"], rel=1e-9)]
+
+
+def test_influence_block_is_the_engine_table(safety, fitted):
+    block = udfs.GLMM_INFLUENCE(*safety[1])
+    assert block[0] == ["plant", "rows", "DFBETAS (Intercept)", "DFBETAS training",
+                        "Cook's distance", "change sd_(Intercept)|plant",
+                        "change sd_(Intercept)|month", "influential", "note"]
+    table_ = fitted.influence("plant", workers=1)
+    assert [r[0] for r in block[1:21]] == list(table_.index)
+    for r in block[1:21]:
+        want = table_.loc[r[0]]
+        assert r[1] == want["rows"]
+        got = np.array(r[2:7], float)
+        np.testing.assert_allclose(got, want[["dfbetas_(Intercept)", "dfbetas_training",
+                                              "cooks_distance",
+                                              "change_sd_(Intercept)|plant",
+                                              "change_sd_(Intercept)|month"]].to_numpy(float),
+                                   rtol=1e-10)
+        assert r[7] is bool(want["influential_cooks"] or want["influential_dfbetas"])
+    assert [r[0] for r in block[1:21] if r[7]] == list(
+        table_.index[table_.influential_cooks | table_.influential_dfbetas])
+    cut = block_row(block, "cut-offs")
+    assert cut[2:5] == [pytest.approx(2 / np.sqrt(20)), pytest.approx(2 / np.sqrt(20)), 0.2]
+
+
+def test_influence_by_another_factor_and_a_factor_the_model_lacks(safety):
+    by_month = udfs.GLMM_INFLUENCE(*safety[1], group="month")
+    assert by_month[0][0] == "month" and len(by_month) == 1 + 8 + 1
+    out = udfs.GLMM_INFLUENCE(*safety[1], group="site")
+    assert out == ("#GLMM! group must be a grouping factor of the model ('plant', 'month'), "
+                   "not 'site'")
+    assert udfs.GLMM_INFLUENCE(*safety[1], group=3.0) == "#GLMM! group must be text"
