@@ -1641,13 +1641,10 @@ def _prediction_bars(ws, top: int, anchor: str, width=15.0, height=8.0):
     """Columns of the expected count for the two scenarios (rows below ``top``), one
     series with the CI of the mean and one (the same height) with the prediction
     interval as error bars."""
-    from openpyxl.chart import BarChart, Reference, Series
+    from openpyxl.chart import Reference, Series
     from openpyxl.chart.shapes import GraphicalProperties
-    ch = BarChart()
-    ch.type, ch.grouping, ch.style = "col", "clustered", 2
-    ch.title = _chart_title("A new plant: expected incidents per month")
-    ch.height, ch.width = height, width
-    ch.y_axis.title = _axis_title("incidents in a month")
+    ch = _column_chart("A new plant: expected incidents per month", "incidents in a month",
+                       width, height)
     cats = Reference(ws, min_col=2, min_row=top + 1, max_row=top + 2)
     q = f"'{ws.title}'!"
     for title, colour, (lo, hi) in (("95% CI of the mean", BLUE, (4, 5)),
@@ -1658,6 +1655,22 @@ def _prediction_bars(ws, top: int, anchor: str, width=15.0, height=8.0):
         s.errBars = _error_bars(ref(lo), ref(hi), "000000")
         ch.series.append(s)
     ch.set_categories(cats)
+    return _place_column_chart(ws, ch, anchor)
+
+
+def _column_chart(title: str, ytitle: str, width: float, height: float):
+    """A clustered column chart, titled, without series yet."""
+    from openpyxl.chart import BarChart
+    ch = BarChart()
+    ch.type, ch.grouping, ch.style = "col", "clustered", 2
+    ch.title = _chart_title(title)
+    ch.height, ch.width = height, width
+    ch.y_axis.title = _axis_title(ytitle)
+    return ch
+
+
+def _place_column_chart(ws, ch, anchor: str):
+    """Both axes shown, no gridlines, the legend below; the chart put at ``anchor``."""
     ch.x_axis.delete = False
     ch.y_axis.delete = False
     ch.y_axis.majorGridlines = None
@@ -1841,23 +1854,14 @@ def _ratio_columns(ws, top: int, col: int, n: int, title: str, anchor: str, widt
                    height=7.0):
     """A clustered column chart of the table under ``top``: categories in ``col``, one
     series per further column (their heads in row ``top``)."""
-    from openpyxl.chart import BarChart, Reference
-    ch = BarChart()
-    ch.type, ch.grouping, ch.style = "col", "clustered", 2
-    ch.title = _chart_title(title)
-    ch.height, ch.width = height, width
-    ch.y_axis.title = _axis_title("observed / expected")
+    from openpyxl.chart import Reference
+    ch = _column_chart(title, "observed / expected", width, height)
     ch.add_data(Reference(ws, min_col=col + 1, max_col=col + 2, min_row=top,
                           max_row=top + n), titles_from_data=True)
     ch.set_categories(Reference(ws, min_col=col, min_row=top + 1, max_row=top + n))
     for s, colour in zip(ch.series, (BLUE, "C55A11")):
         s.graphicalProperties.solidFill = colour
-    ch.x_axis.delete = False
-    ch.y_axis.delete = False
-    ch.y_axis.majorGridlines = None
-    ch.legend.position = "b"
-    ws.add_chart(ch, anchor)
-    return ch
+    return _place_column_chart(ws, ch, anchor)
 
 
 # ---- sleep study: linear mixed models ------------------------------------------------------
