@@ -1225,7 +1225,10 @@ def _grouse():
     _grouse_nb(lay, fits[:2], ["1. Poisson, location intercepts (Model sheet)",
                                "2. Poisson + observation-level effect (Model sheet)"],
                f"=GLMM_NEGBIN({ya}, {Xa}, {la})", y, X, loc)
-    checks = _grouse_checks(lay, T, ya, Xa, la, _cols(d, list(d.columns)), y, X, loc)
+    # the whole table as GLMM's data: Calc does not pass Grouse[#All], it does this
+    whole_table = f"{T}[[#All],[{d.columns[0]}]:[{d.columns[-1]}]]"
+    checks = _grouse_checks(lay, whole_table, ya, Xa, la, _cols(d, list(d.columns)), y, X,
+                            loc)
     _readme(wb, "Grouse ticks - how to read this workbook", [
         ("What it shows",),
         "Ticks counted on the heads of 403 red grouse chicks (one row each), at 63 "
@@ -1248,15 +1251,15 @@ def _grouse():
             f"{name}: {_check_summary(p)}" for name, p in checks) +
         " The chart sets each model's dispersion and zeros side by side, as observed / "
         "expected (1: as the model expects). The second check names its model by an lme4 "
-        "formula (GLMM_CHECK(\"TICKS ~ factor(YEAR) + (1|LOCATION) + (1|INDEX)\", "
-        "Grouse[#All]), GLMM's form); the NB2 check uses 100 simulations, as each NB2 "
-        "refit estimates theta again.",
+        "formula, as GLMM does (the whole table as its data: " + whole_table + "); the NB2 "
+        "check uses 100 simulations, as each NB2 refit estimates theta again.",
         "Model 2's random effects (GLMM_RANEF) and fitted values (GLMM_PREDICT) feed the "
         "caterpillar plot of the location effects and the observed-vs-fitted chart.",
         "Categorical predictors: Excel has no factors, so YEAR enters as 0/1 columns "
         "YEAR96 and YEAR97 (=IF([@YEAR]=96,1,0)); 1995 is the reference, as in R. "
-        "GLMM(\"TICKS ~ factor(YEAR) + (1|LOCATION)\", Grouse[#All]) fits the same model "
-        "from an lme4 formula.",
+        f"GLMM(\"TICKS ~ factor(YEAR) + (1|LOCATION)\", {whole_table}) fits the same "
+        "model from an lme4 formula (LibreOffice Calc does not pass Grouse[#All] to a "
+        "function: name the columns, first to last, as here).",
         *BLOCK_HELP,
         *ADAPT_COMMON,
         *_printing_help(lay),
@@ -1796,8 +1799,8 @@ def _grouse_checks(lay: Layout, table: str, ya: str, Xa: str, la: str, cells: li
                    loc):
     """The grouseticks Checks sheet: GLMM_CHECK of model 1 (Poisson, location
     intercepts), of the Poisson model with an observation-level effect (by its lme4
-    formula, GLMM's form; ``cells``: the Data table as the formula reads it) and of the
-    NB2 model, one under the other; below them each model's dispersion and
+    formula, GLMM's form, with ``table`` -- the whole Data table -- as data; ``cells``:
+    what it holds) and of the NB2 model, one under the other; below them each model's dispersion and
     zero-inflation ratio looked up in its block, and a column chart of them.  Returns
     (short name, placed block) per model."""
     from ..sheet import udfs
@@ -1813,8 +1816,8 @@ def _grouse_checks(lay: Layout, table: str, ya: str, Xa: str, la: str, cells: li
          "=GLMM_CHECK(y, X, groups)",
          f"=GLMM_CHECK({ya}, {Xa}, {la})", udfs.GLMM_CHECK(y, X, loc)),
         ("2. Poisson + (1 | INDEX)", "2. Poisson + a random intercept per chick:  "
-         f'=GLMM_CHECK("{olre}", {table}[#All])',
-         f'=GLMM_CHECK("{olre}", {table}[#All])', udfs.GLMM_CHECK(olre, cells)),
+         f'=GLMM_CHECK("{olre}", data)',
+         f'=GLMM_CHECK("{olre}", {table})', udfs.GLMM_CHECK(olre, cells)),
         ("3. Negative binomial (NB2)", "3. Negative binomial (NB2 sheet):  =GLMM_CHECK(y, X, "
          f'groups, , , , , "negbin", , , {NB_CHECK_NSIM}, 1)',
          f'=GLMM_CHECK({ya}, {Xa}, {la}, , , , , "negbin", , , {NB_CHECK_NSIM}, 1)',
