@@ -1910,9 +1910,12 @@ def _sleep():
     note.alignment = Alignment(wrap_text=True, vertical="top")     # under the table
     m.merge_cells(f"B{r + 4}:{table.split(':')[1].rstrip('0123456789')}{r + 4}")
     r4 = r + 8
-    ranef_f = f'=GLMM_RANEF({ya}, {Xa}, {ga}, , {Xa}, , , "gaussian")'
+    # fit_intercept and nAGQ written out in both GLMM_RANEF calls: Calc passes an empty
+    # argument as 0, and its bridge reads an empty one as omitted (not FALSE) only where
+    # the sheet's calls with as many arguments leave the same places empty
+    ranef_f = f'=GLMM_RANEF({ya}, {Xa}, {ga}, , {Xa}, TRUE, 1, "gaussian")'
     _label(m, r4 - 2, 2, "(Intercept) and Days effects of model 1")
-    _label(m, r4 - 1, 2, 'Formula:  =GLMM_RANEF(y, X, groups, , x_random, , , "gaussian")')
+    _label(m, r4 - 1, 2, 'Formula:  =GLMM_RANEF(y, X, groups, , x_random, TRUE, 1, "gaussian")')
     ranef = lay.place(r4, 2, ranef_f,
                       udfs.GLMM_RANEF(y, X, g, None, X, True, 1, "gaussian"))
     c1 = ranef.region[3] + 2
@@ -1931,8 +1934,8 @@ def _sleep():
     # raw estimate (its mean distance from the average line) mixes intercept and slope
     r5 = ranef.region[2] + 4
     _label(m, r5 - 2, 2, "Random intercepts of model 3, with their shrinkage")
-    _label(m, r5 - 1, 2, 'Formula:  =GLMM_RANEF(y, X, groups, , , , , "gaussian")')
-    ranef3 = lay.place(r5, 2, f'=GLMM_RANEF({ya}, {Xa}, {ga}, , , , , "gaussian")',
+    _label(m, r5 - 1, 2, 'Formula:  =GLMM_RANEF(y, X, groups, , , TRUE, 1, "gaussian")')
+    ranef3 = lay.place(r5, 2, f'=GLMM_RANEF({ya}, {Xa}, {ga}, , , TRUE, 1, "gaussian")',
                        udfs.GLMM_RANEF(y, X, g, None, None, True, 1, "gaussian"))
     shrink, shrink_line = _shrinkage_chart(
         m, ranef3, "Subject", cell_name(4, _chart_box(m, cat1)[3] + 2),
