@@ -572,3 +572,18 @@ CASES += [
     Case("LMM: ddf", "ddf \"Kenward-Roger\"", "LMM", _CI_ARGS, {"ddf": "Kenward-Roger"},
          expect="#GLMM! ddf must be one of: satterthwaite, z"),
 ]
+
+# ---- issue 15: the model checks' own arguments and their time budget
+CASES += [
+    Case("GLMM_CHECK: options", "nsim 1,000,000", "GLMM_CHECK", _CI_ARGS, {"nsim": 1e6},
+         expect="#GLMM! nsim must be a whole number from 0 to 10,000 (each simulation is a "
+                "refit; 0 leaves the simulation tests out)"),
+    Case("GLMM_CHECK: time budget", "10,000 refitted simulations, budget 0.5 s",
+         "GLMM_CHECK", _CI_ARGS, {"nsim": 1e4}, budget=0.5,
+         check=lambda b: any(r[0] == "note" and "time budget" in r[5] for r in b)),
+    Case("GLMM_RESID: options", "resid_type \"working\"", "GLMM_RESID", _CI_ARGS,
+         {"resid_type": "working"},
+         expect="#GLMM! resid_type must be one of: response, pearson, deviance, quantile"),
+    Case("GLMM_RESID: options", "nsim 0", "GLMM_RESID", _CI_ARGS, {"nsim": 0},
+         expect="#GLMM! nsim must be at least 1: the quantile residual is simulated"),
+]

@@ -128,7 +128,7 @@ def check_fit_block(block, res, alpha=0.05):
             assert close(row_of(block, "REML criterion")[1], res.REMLcrit, rel=1e-9)
         else:
             assert not any(r[0] == "REML criterion" for r in block)
-        for g, v in res.icc.items():
+        for g, v in res.icc_by_group.items():
             assert close(row_of(block, f"ICC: {g}")[1], v, rel=1e-9)
 
 
@@ -339,7 +339,7 @@ def models_sleep(df):
     reml = xlglmm.lmer("Reaction ~ Days + (Days|Subject)", df)
     ml = xlglmm.lmer("Reaction ~ Days + (Days|Subject)", df, REML=False)
     icpt = xlglmm.lmer("Reaction ~ Days + (1|Subject)", df)
-    assert icpt.icc and not reml.icc
+    assert icpt.icc_by_group and not reml.icc_by_group
     return ({"Model!B6": ("fit", reml), "Model!K6": ("fit", ml), "Model!T6": ("fit", icpt),
              "Model!B44": ("ranef", reml), "Model!X44": ("predict", reml),
              "Model!B66": ("ranef", icpt)},

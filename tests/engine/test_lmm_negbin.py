@@ -36,8 +36,8 @@ def test_lmm_icc_and_scale():
     res = xlglmm.lmer(spec["formula"], load_frame(spec))
     vb = res.variance_components["Batch"]
     assert res.scale == pytest.approx(res.sigma ** 2)
-    assert res.icc["Batch"] == pytest.approx(vb / (vb + res.scale))
-    assert 0.2 < res.icc["Batch"] < 0.8
+    assert res.icc_by_group["Batch"] == pytest.approx(vb / (vb + res.scale))
+    assert 0.2 < res.icc_by_group["Batch"] < 0.8
     assert any("normal approximation" in m for m in res.messages)
 
 

@@ -136,7 +136,8 @@ def test_ranef_rows_match_engine_and_lme4(safety):
     args = (column(safety.incidents, "incidents"), column(safety.training, "training"),
             columns(safety, ["plant", "month"]), column(np.log(safety.employees)))
     r = udfs.GLMM_RANEF(*args)
-    assert r[0] == ["group", "level", "(Intercept)", "(Intercept) cond.SD"]
+    assert r[0] == ["group", "level", "(Intercept)", "(Intercept) cond.SD", "rows",
+                    "raw (Intercept)", "shrinkage"]
     exp = {b["group"]: b for b in expected("safety_crossed")["ranef"]}
     plant = [row for row in r[1:] if row[0] == "plant"]
     assert [row[1] for row in plant] == exp["plant"]["levels"]

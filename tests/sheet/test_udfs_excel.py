@@ -179,5 +179,5 @@ def test_lmm_icc_per_grouping_factor():
                                          ["plate", "sample"]))))
     res = xlglmm.lmer(spec["formula"], df)
     for g in ("plate", "sample"):
-        assert block_value(b, f"ICC: {g}") == pytest.approx(res.icc[g], rel=1e-6)
+        assert block_value(b, f"ICC: {g}") == pytest.approx(res.icc_by_group[g], rel=1e-6)
     assert block_value(b, "logLik") == pytest.approx(expected("penicillin_reml")["logLik"], abs=1e-3)

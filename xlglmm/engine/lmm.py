@@ -44,7 +44,7 @@ NORMAL_APPROXIMATION_NOTE = ("p-values use the normal approximation (z); lme4 re
 
 class LMMResult(GLMMResult):
     """A fitted linear mixed model: the GLMM result plus ``scale`` (residual
-    variance), ``icc`` (intraclass correlation per random intercept),
+    variance), ``icc_by_group`` (intraclass correlation per random intercept),
     ``reml`` and ``REMLcrit``."""
 
     def __init__(self, model, estimates):
@@ -54,7 +54,7 @@ class LMMResult(GLMMResult):
         self.method = "REML" if reml else "ML"
         self.REMLcrit = self.deviance if reml else None
         total = sum(self.variance_components.values()) + self.scale
-        self.icc = {g: v / total for g, v in self.variance_components.items()}
+        self.icc_by_group = {g: v / total for g, v in self.variance_components.items()}
 
     def t_tests(self, ddf: str = "Satterthwaite") -> pd.DataFrame:
         """The fixed effects' t tests: estimate, SE, df, t and p, with Satterthwaite's
@@ -84,9 +84,9 @@ class LMMResult(GLMMResult):
 
     def _summary_random(self) -> list:
         lines = super()._summary_random()
-        if self.icc:
+        if self.icc_by_group:
             lines.append("ICC: " + ", ".join(f"{g} {numfmt.number(v)}"
-                                             for g, v in self.icc.items()))
+                                             for g, v in self.icc_by_group.items()))
         return lines
 
 

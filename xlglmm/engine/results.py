@@ -183,8 +183,8 @@ class GLMMResult:
 
     def icc(self) -> pd.Series:
         """The intraclass correlation, ``adjusted`` and ``conditional``:
-        ``checks.icc``.  (An ``LMMResult`` keeps its ``icc`` attribute, the
-        per-intercept ICCs the sheet shows: call ``checks.icc(res)`` there.)"""
+        ``checks.icc``.  (An LMM's per-intercept ICCs, as its block shows them:
+        ``LMMResult.icc_by_group``.)"""
         from .checks import icc
         return icc(self)
 

@@ -185,7 +185,7 @@ def _extra_fit_rows(res) -> list:
         rows.append(("sigma (residual SD)", res.sigma))
         if res.reml:
             rows.append(("REML criterion", res.REMLcrit))
-        rows += [(f"ICC: {g}", v) for g, v in res.icc.items()]
+        rows += [(f"ICC: {g}", v) for g, v in res.icc_by_group.items()]
     return rows
 
 
