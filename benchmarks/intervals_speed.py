@@ -32,11 +32,10 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(1, str(HERE.parent))      # a clone, not installed (0: this folder)
 
 from coverage_study import fit                              # noqa: E402  (beside this)
-from machine import description, load_average, write_report  # noqa: E402
+from machine import busy_lines, description, is_busy, write_report  # noqa: E402
 from xlglmm.workbook.templates import dataset               # noqa: E402
 
 R_SCRIPT = HERE / "intervals_lme4.R"
-BUSY_LOAD = 0.5         # a 1-minute load average above this: other work shares the cores
 
 
 def xlglmm_side(data, reps: int, nsim: int, seed: int) -> dict:
@@ -89,9 +88,7 @@ def report(ours: dict, theirs: dict, args, header: list, busy: bool) -> str:
              f"- command: `python benchmarks/intervals_speed.py --reps {args.reps} "
              f"--nsim {args.nsim} --lme4-reps {args.lme4_reps} --lme4-nsim {args.lme4_nsim}"
              f" --seed {args.seed}`", ""]
-    if busy:
-        lines += [f"**The machine was busy** (load average above {BUSY_LOAD} at the start: "
-                  "other processes shared the cores); the times are an upper bound.", ""]
+    lines += busy_lines(busy)
     lines += ["Model: `incidents ~ training + (1|plant) + (1|month)`, Poisson, offset "
               "log(employees), 160 rows.  Each timing starts from a fresh fit; xlglmm's "
               "after a warm-up (Numba's compilation not counted).", "",
@@ -148,7 +145,7 @@ def main(argv=None) -> int:
     args = ap.parse_args(argv)
     if min(args.reps, args.nsim, args.lme4_reps) < 1 or args.lme4_nsim < 0 or args.seed < 0:
         ap.error("--reps, --nsim and --lme4-reps must be >= 1, --lme4-nsim and --seed >= 0")
-    busy = float(load_average().split()[0]) > BUSY_LOAD
+    busy = is_busy()
     header = description()
     data = dataset("workplace_safety")
     print("xlglmm ...", file=sys.stderr, flush=True)

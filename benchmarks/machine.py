@@ -11,6 +11,8 @@ import sys
 from pathlib import Path
 
 RESULTS = Path(__file__).resolve().parent / "results"
+#: a 1-minute load average above this: other work shares the cores
+BUSY_LOAD = 0.5
 
 
 def cpu_model() -> str:
@@ -29,6 +31,21 @@ def load_average() -> str:
         return " ".join(f"{x:.2f}" for x in os.getloadavg())
     except OSError:
         return "unknown"
+
+
+def is_busy() -> bool:
+    """Other work shares the cores now (the 1-minute load average above BUSY_LOAD)."""
+    load = load_average().split()[0]
+    return load != "unknown" and float(load) > BUSY_LOAD
+
+
+def busy_lines(busy: bool) -> list[str]:
+    """A report's warning that its times are an upper bound (and a blank line), when
+    the machine was busy at the start (``is_busy()``); none otherwise."""
+    if not busy:
+        return []
+    return [f"**The machine was busy** (load average above {BUSY_LOAD} at the start: "
+            "other processes shared the cores); the times are an upper bound.", ""]
 
 
 def report_path(kind: str) -> Path:

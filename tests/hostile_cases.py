@@ -586,4 +586,7 @@ CASES += [
          expect="#GLMM! resid_type must be one of: response, pearson, deviance, quantile"),
     Case("GLMM_RESID: options", "nsim 0", "GLMM_RESID", _CI_ARGS, {"nsim": 0},
          expect="#GLMM! nsim must be at least 1: the quantile residual is simulated"),
+    Case("GLMM_INFLUENCE: options", "group \"site\" (not a factor of the model)",
+         "GLMM_INFLUENCE", _CI_ARGS, {"group": "site"},
+         expect="#GLMM! group must be a grouping factor of the model ('group1'), not 'site'"),
 ]

@@ -45,3 +45,10 @@ def block_row(block, label):
         if r and r[0] == label:
             return r
     raise KeyError(label)
+
+
+def workplace_ranges(df: pd.DataFrame) -> tuple:
+    """The workplace-safety model's leading arguments in the range form, as the
+    template's cells hold them: incidents, training, plant and month, LN(employees)."""
+    return (column(df.incidents, "incidents"), column(df.training, "training"),
+            columns(df, ["plant", "month"]), column(np.log(df.employees)))

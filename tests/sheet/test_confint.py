@@ -7,11 +7,10 @@ from __future__ import annotations
 import json
 
 import numpy as np
-import pandas as pd
 import pytest
 
 import xlglmm
-from refs import DATA, PACKAGE_DATA, load_frame, manifest
+from refs import DATA, load_frame, manifest
 from sheetdata import block_row, column, columns, table
 from xlglmm.sheet import cache, models, udfs
 
@@ -20,50 +19,33 @@ HEAD = ["Parameter", "Estimate", "CI low 95%", "CI high 95%", "Method", "Replica
 PARAMETERS = ["sd_(Intercept)|plant", "sd_(Intercept)|month", "(Intercept)", "training"]
 
 
-@pytest.fixture(autouse=True)
-def no_cached_fits():
-    """The tests count the fits in the cache: each starts (and leaves) it empty."""
-    cache.clear()
-    yield
-    cache.clear()
+# every test starts (and leaves) the cache empty: some count the fits
+pytestmark = pytest.mark.usefixtures("empty_cache")
 
 
-@pytest.fixture(scope="module")
-def safety():
-    df = pd.read_csv(PACKAGE_DATA / "workplace_safety.csv")
-    args = (column(df.incidents, "incidents"), column(df.training, "training"),
-            columns(df, ["plant", "month"]), column(np.log(df.employees)))
-    return df, args
-
-
-@pytest.fixture(scope="module")
-def fitted(safety):
-    return xlglmm.glmer(FORMULA, safety[0], family="poisson")
-
-
-def test_wald_gives_the_fixed_effects_and_says_why_the_sds_have_none(safety, fitted):
-    block = udfs.GLMM_CONFINT(*safety[1])
+def test_wald_gives_the_fixed_effects_and_says_why_the_sds_have_none(workplace, workplace_fit):
+    block = udfs.GLMM_CONFINT(*workplace[1])
     assert block[0] == HEAD and [r[0] for r in block[1:]] == PARAMETERS
-    ci = fitted.conf_int()
+    ci = workplace_fit.conf_int()
     for name in ("(Intercept)", "training"):
         r = block_row(block, name)
-        assert r[1] == pytest.approx(fitted.fe_params[name], rel=1e-6)
+        assert r[1] == pytest.approx(workplace_fit.fe_params[name], rel=1e-6)
         assert r[2:4] == [pytest.approx(ci.loc[name, "lower"], rel=1e-6),
                           pytest.approx(ci.loc[name, "upper"], rel=1e-6)]
         assert r[4:] == ["Wald", None, None]
     for name in PARAMETERS[:2]:
         r = block_row(block, name)
-        assert r[1] == pytest.approx(fitted.varcorr.set_index("grp").loc[name.split("|")[1],
+        assert r[1] == pytest.approx(workplace_fit.varcorr.set_index("grp").loc[name.split("|")[1],
                                                                         "sdcor"], rel=1e-6)
         assert r[2:4] == [None, None] and "no Wald interval" in r[6]
 
 
-def test_profile_equals_lme4s_and_the_python_api(safety, fitted):
+def test_profile_equals_lme4s_and_the_python_api(workplace, workplace_fit):
     """Each limit within 1% of the interval's width of lme4's (issue 14's criterion),
     and the Python API's numbers to the block's 12 digits."""
     ref = json.loads((DATA / "profile_ci.json").read_text())["safety_crossed"]
-    block = udfs.GLMM_CONFINT(*safety[1], method="PROFILE")
-    api = fitted.conf_int(method="profile")
+    block = udfs.GLMM_CONFINT(*workplace[1], method="PROFILE")
+    api = workplace_fit.conf_int(method="profile")
     assert [r[0] for r in block[1:]] == PARAMETERS
     for k, name in enumerate(PARAMETERS):          # lme4's order: .sig01, .sig02, fixed
         r = block_row(block, name)
@@ -75,10 +57,10 @@ def test_profile_equals_lme4s_and_the_python_api(safety, fitted):
         assert r[4:6] == ["profile", None]
 
 
-def test_bootstrap_is_the_python_apis_and_reproducible(safety, fitted):
-    block = udfs.GLMM_CONFINT(*safety[1], method="bootstrap", nsim=40, seed=7, alpha=0.1)
+def test_bootstrap_is_the_python_apis_and_reproducible(workplace, workplace_fit):
+    block = udfs.GLMM_CONFINT(*workplace[1], method="bootstrap", nsim=40, seed=7, alpha=0.1)
     assert block[0][2:4] == ["CI low 90%", "CI high 90%"]
-    boot = fitted.bootstrap(40, seed=7)
+    boot = workplace_fit.bootstrap(40, seed=7)
     ci = boot.recommended(0.1)      # bootstrap-t for the effects, basic for the SDs
     assert [r[0] for r in block[1:]] == list(ci.index) == PARAMETERS
     for name in PARAMETERS:
@@ -91,15 +73,15 @@ def test_bootstrap_is_the_python_apis_and_reproducible(safety, fitted):
             assert f"{boot.singular} refit" in r[6] and "singular" in r[6]
     # the same seed: the same block, from the cache; another seed: other replicates
     hits = cache.BLOCKS.hits
-    again = udfs.GLMM_CONFINT(*safety[1], method="bootstrap", nsim=40, seed=7, alpha=0.1)
+    again = udfs.GLMM_CONFINT(*workplace[1], method="bootstrap", nsim=40, seed=7, alpha=0.1)
     assert again == block and cache.BLOCKS.hits == hits + 1
-    other = udfs.GLMM_CONFINT(*safety[1], method="bootstrap", nsim=40, seed=8, alpha=0.1)
+    other = udfs.GLMM_CONFINT(*workplace[1], method="bootstrap", nsim=40, seed=8, alpha=0.1)
     assert block_row(other, "training")[2] != block_row(block, "training")[2]
 
 
-def test_the_formula_form_reaches_the_same_fit(safety):
-    df = safety[0]
-    ranges = udfs.GLMM_CONFINT(*safety[1], method="profile")
+def test_the_formula_form_reaches_the_same_fit(workplace):
+    df = workplace[0]
+    ranges = udfs.GLMM_CONFINT(*workplace[1], method="profile")
     fits = len(cache.FITS)
     formula = udfs.GLMM_CONFINT(FORMULA, table(df), "poisson", None, None, None, 1,
                                 method="profile")
@@ -109,16 +91,16 @@ def test_the_formula_form_reaches_the_same_fit(safety):
                          for v in b[1:]]
 
 
-def test_the_fit_blocks_fit_is_reused(safety):
-    udfs.GLMM_POISSON(*safety[1])
+def test_the_fit_blocks_fit_is_reused(workplace):
+    udfs.GLMM_POISSON(*workplace[1])
     fits = len(cache.FITS)
-    assert not isinstance(udfs.GLMM_CONFINT(*safety[1]), str)
+    assert not isinstance(udfs.GLMM_CONFINT(*workplace[1]), str)
     assert len(cache.FITS) == fits
 
 
-def test_a_budget_stop_keeps_the_replicates_it_has(safety, monkeypatch):
+def test_a_budget_stop_keeps_the_replicates_it_has(workplace, monkeypatch):
     monkeypatch.setattr(models, "DEFAULT_TIME_BUDGET", 1.0)
-    block = udfs.GLMM_CONFINT(*safety[1], method="bootstrap", nsim=100_000)
+    block = udfs.GLMM_CONFINT(*workplace[1], method="bootstrap", nsim=100_000)
     r = block_row(block, "training")
     assert 0 < r[5] < 100_000 and r[2] < r[1] < r[3]
     assert "left after the fit) stopped the bootstrap after" in r[6]
@@ -175,24 +157,24 @@ def test_a_fit_that_fails_is_its_message():
     assert out.startswith("#GLMM! y is 0 in every row used")
 
 
-def test_excel_calls_it_through_xlwings(safety):
+def test_excel_calls_it_through_xlwings(workplace):
     """Excel's door: xlwings' own calling code (tests/xlwings_harness.py), ranges as
     COM hands them, omitted arguments as COM's 'missing'."""
     import xlwings_harness as h
-    df = safety[0]
+    df = workplace[0]
     com = h.com_rows
     args = (com(column(df.incidents, "incidents")), com(column(df.training, "training")),
             com(columns(df, ["plant", "month"])), com(column(np.log(df.employees))))
     spilled = h.spill(h.excel_call("GLMM_CONFINT", *args, method="profile"))
-    direct = udfs.GLMM_CONFINT(*safety[1], method="profile")
+    direct = udfs.GLMM_CONFINT(*workplace[1], method="profile")
     assert spilled == [["" if v is None else v for v in r] for r in direct]  # blank: ""
 
 
-def test_too_few_replicates_and_a_level_beyond_the_profile_say_so(safety):
+def test_too_few_replicates_and_a_level_beyond_the_profile_say_so(workplace):
     """nsim = 5 gives limits that are the extreme replicates: the note says so; a
     profile level beyond its walk (alpha < 0.01) is refused before any work."""
-    block = udfs.GLMM_CONFINT(*safety[1], method="bootstrap", nsim=5)
+    block = udfs.GLMM_CONFINT(*workplace[1], method="bootstrap", nsim=5)
     assert "only 5 replicates: too few for a 95% interval" in block_row(block, "training")[6]
-    assert udfs.GLMM_CONFINT(*safety[1], method="profile", alpha=0.001) == (
+    assert udfs.GLMM_CONFINT(*workplace[1], method="profile", alpha=0.001) == (
         "#GLMM! alpha must be at least 0.01 for profile intervals: the profile is walked "
         "to a 99% interval")

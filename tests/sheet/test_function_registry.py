@@ -56,6 +56,9 @@ EXPECTED = {
     "GLMM_RESID": (("y", "X", "groups", "offset", "x_random", "fit_intercept", "nAGQ",
                     "family", "trials", "link", "resid_type", "nsim", "seed"),
                    ("y", "X"), {"y", "X", "groups", "offset", "x_random", "trials"}),
+    "GLMM_INFLUENCE": (("y", "X", "groups", "offset", "x_random", "fit_intercept", "nAGQ",
+                        "family", "trials", "link", "group"),
+                       ("y", "X"), {"y", "X", "groups", "offset", "x_random", "trials"}),
 }
 
 

@@ -288,10 +288,19 @@ def resampled_design(design, cases: Cases, rng):
     draw = rng.integers(0, n_units, n_units)
     rows = np.concatenate([cases.rows_of[k] for k in draw])
     copy = np.repeat(np.arange(n_units), [len(cases.rows_of[k]) for k in draw])
+    return design_of_rows(design, rows, copy, cases.copied)
+
+
+def design_of_rows(design, rows, copy=None, copied=None):
+    """The design made of ``rows`` of ``design`` (in that order, repeats allowed):
+    every factor keeps the levels it still has, except a factor ``copied`` (one flag
+    per term) whose levels are renamed per ``copy`` (each row's copy number: a level
+    drawn twice is two groups).  ModelError when the rows no longer identify every
+    fixed effect."""
     terms = []
-    for t, copied in zip(design.re_terms, cases.copied):
+    for j, t in enumerate(design.re_terms):
         old = t.codes[rows]
-        if copied:
+        if copied is not None and copied[j]:
             keys, codes = np.unique(np.stack([copy, old]), axis=1, return_inverse=True)
             levels = [f"{t.levels[lv]}#{c + 1}" for c, lv in keys.T]
         else:
@@ -301,7 +310,7 @@ def resampled_design(design, cases: Cases, rng):
                                          levels=levels, Z=t.Z[rows]))
     X = design.X[rows]
     if X.shape[1] and np.linalg.matrix_rank(X) < X.shape[1]:
-        raise ModelError("the resampled rows do not identify every fixed effect")
+        raise ModelError("the rows kept do not identify every fixed effect")
     return dataclasses.replace(
         design, y=design.y[rows], weights=design.weights[rows], offset=design.offset[rows],
         X=X, re_terms=terms, nobs=len(rows), n_input=len(rows), n_dropped=0,
@@ -309,11 +318,12 @@ def resampled_design(design, cases: Cases, rng):
         row_labels=design.row_labels[rows], messages=[])
 
 
-def refit_estimating_theta(model, y=None, design=None, time_budget=None):
+def refit_estimating_theta(model, y=None, design=None, time_budget=None, se_method="rx"):
     """An NB2 model refitted with theta estimated again, as the fit did
     (``negbin.NegativeBinomialModel``: the Poisson GLMM, then the profile over log
     theta), every fit warm-started from ``model``'s optimum; its ``estimates`` hold
-    theta (``nb``)."""
+    theta (``nb``).  ``se_method``: the final fit's covariance (default RX: a
+    bootstrap needs none)."""
     link = model.family.link
 
     def fit_poisson():
@@ -325,7 +335,7 @@ def refit_estimating_theta(model, y=None, design=None, time_budget=None):
                                    se_method=se_method, time_budget=seconds)
         fitted.estimate()
         return fitted
-    nb = NegativeBinomialModel(fit_poisson, fit_at, se_method="rx", time_budget=time_budget,
+    nb = NegativeBinomialModel(fit_poisson, fit_at, se_method=se_method, time_budget=time_budget,
                                max_evals=model.max_evals)
     nb.fit()
     return nb.model

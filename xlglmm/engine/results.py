@@ -224,6 +224,16 @@ class GLMMResult:
         from .residuals import simulate
         return simulate(self, nsim, seed)
 
+    def influence(self, group=None, time_budget=None, workers=None, client=None,
+                  progress=None):
+        """lme4's ``influence(m, groups=group)`` with its ``dfbetas`` and
+        ``cooks.distance``: the model refitted without each level of ``group``
+        (default: the first random-effects term's factor), one row per level
+        (``engine.influence``: the columns, the cut-offs of the flags, ``attrs``).
+        ``workers``, ``client``, ``time_budget``, ``progress``: as ``bootstrap``'s."""
+        from .influence import influence
+        return influence(self, group, time_budget, workers, client, progress)
+
     def simulated_residuals(self, nsim: int = 250, seed: int = 0):
         """DHARMa's scaled quantile residuals from ``nsim`` simulations: a
         ``residuals.SimulatedResiduals`` with ``.residuals`` and the tests

@@ -149,3 +149,49 @@ def resid_block(table, kept_rows, n_rows: int, kind: str) -> list:
     for i, r in zip(kept_rows, zip(*cols)):
         rows[i] = [float(v) if np.isfinite(v) else None for v in r]
     return [head] + rows
+
+
+# ---- GLMM_INFLUENCE -------------------------------------------------------------------
+
+def influence(args: tuple, group) -> list:
+    g = values.scalar(group, "group", None, "text")
+    m = _model(args, args[0])
+
+    def make():
+        clock = jit.Stopwatch()
+        res = models.fit_model(m)
+        try:
+            table = res.influence(g, time_budget=remaining_budget(clock), progress=_quietly)
+        except ValueError as e:             # a factor the model does not have: its names
+            raise SheetError(str(e)) from None
+        return influence_block(table, res)
+    return cached_block(cache.digest("influence", m.key, g), make)
+
+
+def influence_block(table, res) -> list:
+    """A header, one row per level of the factor (its name, its rows, each fixed
+    effect's DFBETAS, Cook's distance, the change of each variance parameter when
+    the level is left out, whether it passes a cut-off, a note), then the cut-offs
+    and, when the time budget stopped the refits, how many levels it left undone."""
+    a = table.attrs
+    fixed = [c[len("dfbetas_"):] for c in table.columns if c.startswith("dfbetas_")]
+    changes = [c for c in table.columns if c.startswith("change_")]
+    head = ([a["group"], "rows"] + [f"DFBETAS {f}" for f in fixed] + ["Cook's distance"]
+            + [f"change {c[len('change_'):]}" for c in changes] + ["influential", "note"])
+    rows = [head]
+    for level, r in table.iterrows():
+        note = r["message"] or ("the refit was singular" if r["singular"] else
+                                "" if r["converged"] else "the refit did not converge")
+        rows.append([level, int(r["rows"])] + [_cell(r[f"dfbetas_{f}"]) for f in fixed]
+                    + [_cell(r["cooks_distance"])] + [_cell(r[c]) for c in changes]
+                    + [bool(r["influential_cooks"] or r["influential_dfbetas"]),
+                       block.cell_text(note)])
+    rows.append(["cut-offs", None] + [_cell(a["dfbetas_cutoff"])] * len(fixed)
+                + [_cell(a["cooks_cutoff"])] + [None] * len(changes)
+                + [None, f"influential: Cook's distance > 4/n or |DFBETAS| > 2/sqrt(n), "
+                         f"n = {a['n_levels']} levels (lme4's measures)"])
+    if a["stopped_by_budget"]:
+        rows.append(["note", None] + [None] * (len(head) - 3)
+                    + [f"the time budget stopped the refits: {len(table)} of "
+                       f"{a['n_levels']} levels done"])
+    return block.rectangular(rows)

@@ -9,6 +9,7 @@
     =GLMM_CONFINT(...)   Wald, profile or bootstrap intervals of a fit's parameters
     =GLMM_CHECK(...)     is the model any good: dispersion, simulated-residual tests, R², ICC
     =GLMM_RESID(...)     fitted values and residuals, one row per data row
+    =GLMM_INFLUENCE(...) each level of a grouping factor left out: DFBETAS, Cook's distance
 
 The companions take the *same leading arguments as the fit* (so a formula is written
 by copying the fit's and renaming it), in either of two forms:
@@ -878,6 +879,16 @@ def GLMM_RESID(y, X, groups=None, offset=None, x_random=None, fit_intercept=True
     """Fitted values and residuals (response, Pearson, deviance, simulated quantile) with normal quantiles for a Q-Q chart: one row per data row. Same leading arguments as the fit."""
     return _safe(diagnostics.resid, (y, X, groups, offset, x_random, fit_intercept, nAGQ,
                                      family, trials, link), resid_type, nsim, seed)
+
+
+@worksheet_function(
+    *COMPANION_ARGUMENTS,
+    value("group", "Optional. The grouping factor whose levels are left out one at a time (default: the first)"))
+def GLMM_INFLUENCE(y, X, groups=None, offset=None, x_random=None, fit_intercept=True, nAGQ=1,
+                   family="poisson", trials=None, link=None, group=None):
+    """Influence of each level of a grouping factor, as lme4's influence(): the model refitted without it; DFBETAS, Cook's distance, change in the SDs; levels above the cut-offs flagged."""
+    return _safe(diagnostics.influence, (y, X, groups, offset, x_random, fit_intercept, nAGQ,
+                                         family, trials, link), group)
 
 
 #: the functions themselves, in the order of FUNCTIONS

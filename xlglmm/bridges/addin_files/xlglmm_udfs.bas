@@ -71,6 +71,20 @@ failed:
     GLMM_CONFINT = Err.Description
 End Function
 
+Function GLMM_INFLUENCE(y, X, Optional groups, Optional offset, Optional x_random, Optional fit_intercept, Optional nAGQ, Optional family, Optional trials, Optional link, Optional group)
+    If (Not Application.CommandBars("Standard").Controls(1).Enabled) Then Exit Function
+    #If App = "Microsoft Excel" Then
+        If TypeOf Application.Caller Is Range Then On Error GoTo failed
+        GLMM_INFLUENCE = XLPy.CallUDF("xlglmm.sheet.udfs", "GLMM_INFLUENCE", Array(y, X, groups, offset, x_random, fit_intercept, nAGQ, family, trials, link, group), ActiveWorkbook, Application.Caller)
+        Exit Function
+    #Else
+        GLMM_INFLUENCE = XLPy.CallUDF("xlglmm.sheet.udfs", "GLMM_INFLUENCE", Array(y, X, groups, offset, x_random, fit_intercept, nAGQ, family, trials, link, group))
+        Exit Function
+    #End If
+failed:
+    GLMM_INFLUENCE = Err.Description
+End Function
+
 Function GLMM_NEGBIN(y, X, groups, Optional offset, Optional x_random, Optional fit_intercept, Optional alpha, Optional nAGQ, Optional theta)
     If (Not Application.CommandBars("Standard").Controls(1).Enabled) Then Exit Function
     #If App = "Microsoft Excel" Then
