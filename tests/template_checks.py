@@ -22,8 +22,8 @@ WORKBOOKS = ROOT / "workbooks"
 TEMPLATE_FILES = sorted(WORKBOOKS.glob("*.xlsx"))
 XLGLMM_CALL = re.compile(r"\b(GLMM(_[A-Z]+)?|LMM)\s*\(", re.I)
 # sheets between Model and Data
-EXTRA_SHEETS = {"workplace_safety": ["NB2 vs Poisson", "Intervals"],
-                "grouseticks": ["NB2 vs Poisson"]}
+EXTRA_SHEETS = {"workplace_safety": ["NB2 vs Poisson", "Intervals", "Checks"],
+                "grouseticks": ["NB2 vs Poisson", "Checks"]}
 
 
 # ---- helpers ------------------------------------------------------------------------------
@@ -133,10 +133,16 @@ def check_fit_block(block, res, alpha=0.05):
 
 
 def check_ranef_block(block, res):
+    """Each level's BLUPs and conditional SDs, then its rows, raw estimate and
+    shrinkage (``res.shrinkage()``) in the columns its group's header names."""
     rows = [r for r in block if r[0] != "group"]
+    shrunk = res.shrinkage()
     n = 0
     for g, vals in res.random_effects.items():
         sds = res.random_effects_sd[g]
+        head = next(h for i, h in enumerate(block) if h[0] == "group" and block[i + 1][0] == g)
+        width = 2 + 2 * (1 if vals.ndim == 1 else vals.shape[1])
+        assert head[width:width + 3] == ["rows", "raw (Intercept)", "shrinkage"], head
         for lev in vals.index:
             r = next(r for r in rows if r[0] == g and str(r[1]) == str(lev))
             v = vals.loc[lev] if vals.ndim == 1 else vals.loc[lev].iloc[0]
@@ -146,6 +152,13 @@ def check_ranef_block(block, res):
             if vals.ndim == 2:
                 for k in range(1, vals.shape[1]):
                     assert close(r[2 + 2 * k], vals.loc[lev].iloc[k], rel=1e-4, abs_=1e-7)
+            want = shrunk[g].loc[lev]
+            assert r[width] == want["rows"], (g, lev)
+            # the raw estimate is a weighted mean of working residuals at the fit:
+            # as precise as the fit (1e-4 of the BLUPs'); the shrinkage 1 - BLUP/raw
+            # inherits both errors
+            assert close(r[width + 1], want["raw"], rel=1e-4, abs_=1e-7), (g, lev)
+            assert close(r[width + 2], want["shrinkage"], rel=1e-3, abs_=1e-6), (g, lev)
             n += 1
     assert n == len(rows)
 
@@ -205,10 +218,48 @@ def check_compare_block(block, r1, r2):
     assert close(block[1][2], a.aic, rel=1e-9) and close(block[2][2], b.aic, rel=1e-9)
 
 
+def check_check_block(block, spec):
+    """A GLMM_CHECK block against ``res.check(nsim, seed)`` (``spec``: the result,
+    nsim, seed and the checks expected to flag a problem): every number to 1e-9
+    relative (the block holds 12 significant digits of the same computation: the
+    p-values are ranks among the same seeded refits), the problems and the verdicts'
+    words."""
+    res, nsim, seed, problems = spec
+    want = res.check(nsim, seed)
+    assert block[0] == ["Check", "Value", "Expected", "p", "Problem", "Verdict"]
+    for name, w in want.table.iterrows():
+        r = row_of(block, name)
+        for got, x in zip(r[1:4], w[["value", "expected", "p"]]):
+            if np.isnan(x):
+                assert got is None, (name, r)
+            else:
+                assert close(got, x, rel=1e-9, abs_=1e-12), (name, r, x)
+        assert r[4] == w["problem"] and r[5] == w["verdict"], (name, r)
+    assert set(want.problems) == set(problems)
+    assert {r[0] for r in block[1:] if r[4] is True or r[4] == 1} == set(problems)
+    sim = row_of(block, "refitted simulations")
+    assert sim[1:3] == [nsim, nsim] and sim[5].startswith(f"seed {seed};")
+    assert [r[5] for r in block if r[0] == "note"] == want.notes
+
+
+def check_resid_block(block, spec):
+    """A GLMM_RESID block against ``res.residuals_table(resid_type, nsim, seed)``:
+    every column, the simulated quantile residual included (the same seed, the same
+    draws)."""
+    res, resid_type, nsim, seed = spec
+    want = res.residuals_table(resid_type, nsim, seed)
+    assert block[0] == ["fitted", "observed", "response resid", "Pearson resid",
+                        "deviance resid", "quantile resid (simulated)",
+                        f"normal quantile ({resid_type})"]
+    got = np.array(block[1:], float)
+    np.testing.assert_allclose(got, want.to_numpy(float), rtol=1e-6, atol=1e-9)
+
+
 #: what each kind of block is checked by (each takes the block and the check's spec)
 CHECKS = {"fit": check_fit_block, "ranef": check_ranef_block, "predict": check_predict_block,
           "compare": lambda block, fits: check_compare_block(block, *fits),
-          "confint": check_confint_block, "interval": check_interval_block}
+          "confint": check_confint_block, "interval": check_interval_block,
+          "check": check_check_block, "resid": check_resid_block}
 
 
 # what each template's formulas compute, as xlglmm.glmer calls on the Data table
@@ -232,16 +283,21 @@ def models_workplace(df):
                         "month": [np.nan, np.nan]})
     new_offset = np.full(2, np.log(200.0))
     return {"Model!B5": ("fit", res), "Model!B34": ("ranef", res),
-            "Model!L34": ("predict", res), "NB2 vs Poisson!B6": ("fit", nb),
+            "Model!O34": ("predict", res), "NB2 vs Poisson!B6": ("fit", nb),
             "Intervals!B6": ("confint", (res, "Wald", None, None)),
             "Intervals!B14": ("confint", (res, "profile", None, None)),
             "Intervals!B22": ("confint", (res, "bootstrap", 1000, 1)),
             "Intervals!C57": ("interval", (res, "confidence", new, new_offset)),
-            "Intervals!C63": ("interval", (res, "prediction", new, new_offset))}, \
+            "Intervals!C63": ("interval", (res, "prediction", new, new_offset)),
+            "Checks!B5": ("check", (res, 250, 1, [])),
+            "Checks!I30": ("resid", (res, "deviance", 250, 1))}, \
         {"safety_crossed": res, "safety_crossed_nb": nb}
 
 
 def models_grouse(df):
+    # GLMM's formula form reads the table as it is: numeric LOCATION and INDEX, their
+    # levels in numeric order (the seeded simulations draw the effects in that order)
+    table = df.copy()
     df = _labels(df, "LOCATION", "INDEX")
     assert (df.YEAR96 == (df.YEAR == 96)).all() and (df.YEAR97 == (df.YEAR == 97)).all()
     m1 = xlglmm.glmer("TICKS ~ YEAR96 + YEAR97 + (1|LOCATION)", df, family="poisson")
@@ -250,10 +306,20 @@ def models_grouse(df):
     m3 = xlglmm.glmer("TICKS ~ YEAR96 + YEAR97 + (1 + YEAR96 + YEAR97|LOCATION)", df,
                       family="poisson")
     nb = xlglmm.glmer("TICKS ~ YEAR96 + YEAR97 + (1|LOCATION)", df, family="negbin")
+    # the Checks sheet's observation-level model, by its formula (GLMM's form)
+    olre = xlglmm.glmer("TICKS ~ factor(YEAR) + (1|LOCATION) + (1|INDEX)", table,
+                        family="poisson")
+    assert olre.llf == pytest.approx(m2.llf, abs=1e-6)       # model 2 of the Model sheet
+    # the Poisson model's counts vary more, and have more zeros, than it allows
+    flagged = ["dispersion ratio (Pearson)", "uniformity (KS)", "dispersion",
+               "zero-inflation", "outliers"]
     return ({"Model!B6": ("fit", m1), "Model!M6": ("fit", m2), "Model!X6": ("fit", m3),
              "Model!B41": ("compare", (m1, m2)), "Model!B45": ("compare", (m1, m3)),
-             "Model!B51": ("ranef", m2), "Model!L51": ("predict", m2),
-             "NB2 vs Poisson!B6": ("fit", nb)},
+             "Model!B51": ("ranef", m2), "Model!O51": ("predict", m2),
+             "NB2 vs Poisson!B6": ("fit", nb),
+             "Checks!B5": ("check", (m1, 250, 1, flagged)),
+             "Checks!B22": ("check", (olre, 250, 1, [])),
+             "Checks!B39": ("check", (nb, 100, 1, []))},
             {"grouse_loc": m1, "grouse_loc_index": m2, "grouse_slope": m3, "grouse_nb": nb})
 
 
@@ -265,7 +331,7 @@ def models_cbpp(df):
     res = xlglmm.glmer("prop ~ period2 + period3 + period4 + (1|herd)", df,
                        family="binomial", weights=df["size"].to_numpy(float))
     return {"Model!B5": ("fit", res), "Model!B34": ("ranef", res),
-            "Model!L34": ("predict", res)}, {"cbpp_laplace": res}
+            "Model!O34": ("predict", res)}, {"cbpp_laplace": res}
 
 
 def models_sleep(df):
@@ -275,7 +341,8 @@ def models_sleep(df):
     icpt = xlglmm.lmer("Reaction ~ Days + (1|Subject)", df)
     assert icpt.icc_by_group and not reml.icc_by_group
     return ({"Model!B6": ("fit", reml), "Model!K6": ("fit", ml), "Model!T6": ("fit", icpt),
-             "Model!B44": ("ranef", reml), "Model!U44": ("predict", reml)},
+             "Model!B44": ("ranef", reml), "Model!X44": ("predict", reml),
+             "Model!B66": ("ranef", icpt)},
             {"sleep_reml": reml, "sleep_ml": ml})
 
 

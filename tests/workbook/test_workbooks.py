@@ -530,3 +530,78 @@ def test_sleepstudy_reml_and_ml_side_by_side(recalculated):
     readme = " ".join(str(v) for v in _cells(wb["Read me"]).values())
     for word in ("ICC", "Residual", "REML criterion", "REML = FALSE"):
         assert word in readme
+
+
+# ---- the Checks sheets and the shrinkage chart: charts fed by the spilled blocks -------------
+
+def chart_ranges(path) -> list:
+    """The ranges each chart of a workbook reads (its formula texts, without $ and
+    quotes)."""
+    with zipfile.ZipFile(path) as z:
+        return [{f.replace("$", "").replace("'", "")
+                 for f in re.findall(r"<(?:c:)?f>([^<]+)</(?:c:)?f>", z.read(n).decode())}
+                for n in z.namelist() if re.fullmatch(r"xl/charts/chart\d+\.xml", n)]
+
+
+def block_column(sheet: str, ref: str, block: list, head: str) -> str:
+    """'Sheet!C6:C25': the cells under ``head`` in a block spilled over ``ref``."""
+    r1, c1, r2, _ = excel_formula.parse_range(ref)
+    c = c1 + block[0].index(head)
+    return f"{sheet}!{excel_formula.range_name(r1 + 1, c, r2, c)}"
+
+
+def test_workplace_residual_charts_read_glmm_resid(recalculated):
+    """The two residual charts plot GLMM_RESID's columns: deviance residuals against
+    the fitted values, and against their normal quantiles with the line y = x from
+    the smallest to the largest of both."""
+    path = recalculated["workplace_safety"]
+    ws = openpyxl.load_workbook(path, data_only=True)["Checks"]
+    text, ref = xlglmm_formulas(path)["Checks!I30"]
+    assert text.startswith("=GLMM_RESID(")
+    block = block_at(ws, ref)
+    col = {h: block_column("Checks", ref, block, h) for h in
+           ("fitted", "deviance resid", "normal quantile (deviance)")}
+    charts = chart_ranges(path)
+    assert any({col["fitted"], col["deviance resid"]} <= c for c in charts)
+    (qq,) = [c for c in charts if {col["normal quantile (deviance)"],
+                                   col["deviance resid"]} <= c]
+    (line,) = qq - set(col.values())
+    r1, c1, r2, _ = excel_formula.parse_range(line.split("!")[1])
+    ends = [ws.cell(r, c1).value for r in (r1, r2)]
+    both = [r[4] for r in block[1:]] + [r[6] for r in block[1:]]
+    assert ends == [pytest.approx(min(both), rel=1e-12), pytest.approx(max(both), rel=1e-12)]
+
+
+def test_sleepstudy_shrinkage_chart_reads_glmm_ranef(recalculated):
+    """The shrinkage chart plots model 3's BLUPs against their raw estimates, and
+    each BLUP is the raw estimate shrunk by the block's factor."""
+    path = recalculated["sleepstudy"]
+    ws = openpyxl.load_workbook(path, data_only=True)["Model"]
+    text, ref = xlglmm_formulas(path)["Model!B66"]
+    assert text.startswith("=GLMM_RANEF(") and "x_random" not in text
+    block = block_at(ws, ref)
+    raw, blup = (block_column("Model", ref, block, h) for h in ("raw (Intercept)",
+                                                                 "(Intercept)"))
+    assert any({raw, blup} <= c for c in chart_ranges(path))
+    for r in block[1:]:
+        assert r[2] == pytest.approx(r[5] * (1 - r[6]), rel=1e-9)
+
+
+def test_grouse_checks_flag_the_poisson_model_only(recalculated):
+    """The Poisson model's dispersion and zeros are flagged, the observation-level
+    and NB2 models pass; the ratio table (and its chart) reads the blocks."""
+    path = recalculated["grouseticks"]
+    ws = openpyxl.load_workbook(path, data_only=True)["Checks"]
+    formulas = xlglmm_formulas(path)
+    blocks = [block_at(ws, formulas[f"Checks!{a}"][1]) for a in ("B5", "B22", "B39")]
+    assert row_of(blocks[0], "dispersion")[4] is True
+    assert row_of(blocks[0], "zero-inflation")[4] is True
+    assert all(r[4] is not True for b in blocks[1:] for r in b[1:])
+    head = next(c for row in ws.iter_rows() for c in row if c.value == "Model")
+    table = [[ws.cell(head.row + k, head.column + j).value for j in range(3)]
+             for k in range(1, 4)]
+    for row, block in zip(table, blocks):
+        assert row[1:] == [row_of(block, "dispersion")[1], row_of(block, "zero-inflation")[1]]
+    names = excel_formula.range_name(head.row + 1, head.column, head.row + 3, head.column)
+    cats = f"Checks!{names}"
+    assert any(cats in c for c in chart_ranges(path))

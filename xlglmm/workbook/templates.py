@@ -35,6 +35,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from ..engine.model_check import PEARSON
 from .excel_formula import cell_name, col_letters, range_name
 
 TEMPLATES = ("workplace_safety", "grouseticks", "cbpp", "sleepstudy")
@@ -397,14 +398,79 @@ def _caterpillar(lay: Layout, ranef: Placed, group: str, hrow: int, hcol: int, t
     return ch
 
 
+def _line_ends(ws, top: int, col: int, low: str, high: str, fmt: str) -> str:
+    """The two ends of a chart's y = x line in cells ``col``, rows ``top`` + 1 and + 2
+    (``low``, ``high``: numbers or formulas), under a 'line ends' head; returns the
+    two cells' range."""
+    ws.cell(top, col, "line ends").font = _fonts()["bold"]
+    for k, v in enumerate((low, high), start=1):
+        ws.cell(top + k, col, v).number_format = fmt
+    return range_name(top + 1, col, top + 2, col)
+
+
+def _reference(ws, rng: str):
+    """An openpyxl chart Reference to the range ``rng`` ('B5:B24') of ``ws``."""
+    from openpyxl.chart import Reference
+
+    from .excel_formula import parse_range
+    r1, c1, r2, c2 = parse_range(rng)
+    return Reference(ws, min_col=c1, min_row=r1, max_col=c2, max_row=r2)
+
+
+def _add_diagonal(chart, ws, line: str, title: str):
+    """The dashed line y = x on a scatter chart, through the two cells ``line``
+    (_line_ends) used for both coordinates."""
+    from openpyxl.chart import Series
+    from openpyxl.drawing.line import LineProperties
+    ends = _reference(ws, line)
+    diagonal = Series(ends, ends, title=title)
+    diagonal.marker.symbol = "none"
+    diagonal.graphicalProperties.line = LineProperties(solidFill="C00000", prstDash="dash",
+                                                       w=12700)
+    chart.series.append(diagonal)
+
+
+def _scatter(ws, title: str, xs: str, ys: str, anchor: str, xtitle: str, ytitle: str,
+             points: str, line: str | None = None, line_title: str = "",
+             width=17.0, height=7.5):
+    """A scatter chart of the points (``xs``, ``ys``: ranges on ``ws``) and, given
+    ``line`` (the range of its two ends, _line_ends), the dashed line y = x."""
+    from openpyxl.chart import ScatterChart, Series
+    from openpyxl.chart.shapes import GraphicalProperties
+    ref = lambda rng: _reference(ws, rng)    # noqa: E731
+    ch = ScatterChart()
+    ch.title = _chart_title(title)
+    ch.style = 2
+    ch.height, ch.width = height, width
+    ch.x_axis.title = _axis_title(xtitle)
+    ch.y_axis.title = _axis_title(ytitle)
+    ch.x_axis.number_format = "General"
+    ch.y_axis.number_format = "General"
+    s = Series(ref(ys), ref(xs), title=points)
+    s.marker.symbol = "circle"
+    s.marker.size = 4
+    s.marker.graphicalProperties = GraphicalProperties(solidFill=BLUE)
+    s.marker.graphicalProperties.line.solidFill = BLUE
+    s.graphicalProperties.line.noFill = True
+    ch.series.append(s)
+    if line is not None:
+        _add_diagonal(ch, ws, line, line_title)
+    ch.x_axis.delete = False
+    ch.y_axis.delete = False
+    # the axes' labels at the plot's edges, not across it where residuals cross 0
+    ch.x_axis.tickLblPos = ch.y_axis.tickLblPos = "low"
+    ch.legend.position = "b"
+    ch.y_axis.majorGridlines = None
+    ch.x_axis.majorGridlines = None
+    ws.add_chart(ch, anchor)
+    return ch
+
+
 def _observed_fitted(lay: Layout, pred: Placed, observed_expr, obs_col: int, title: str,
                      anchor: str, what: str, observed: list, width=17.0, height=7.5):
     """Observed values (``observed``: what ``observed_expr`` gives, for the number
     format) beside GLMM_PREDICT's fitted column, and a scatter of the two with the
     line observed = fitted."""
-    from openpyxl.chart import Reference, ScatterChart, Series
-    from openpyxl.chart.shapes import GraphicalProperties
-    from openpyxl.drawing.line import LineProperties
     ws = lay.model
     f = _fonts()
     n = pred.shape[0] - 1
@@ -414,42 +480,31 @@ def _observed_fitted(lay: Layout, pred: Placed, observed_expr, obs_col: int, tit
     obs_fmt = _number_format(*observed)
     for i in range(1, n + 1):
         ws.cell(top + i, obs_col, "=" + observed_expr(i)).number_format = obs_fmt
-    fit_l, obs_l = col_letters(pred.col), col_letters(obs_col)
-    line_col = obs_col + 1
-    ws.cell(top, line_col, "line ends").font = f["bold"]
-    ws.cell(top + 1, line_col, 0)
-    ws.cell(top + 2, line_col,
-            f"=MAX({fit_l}{top + 1}:{fit_l}{top + n},{obs_l}{top + 1}:{obs_l}{top + n})"
-            ).number_format = obs_fmt
-    ch = ScatterChart()
-    ch.title = _chart_title(title)
-    ch.style = 2
-    ch.height, ch.width = height, width
-    ch.x_axis.title = _axis_title(f"fitted {what}")
-    ch.y_axis.title = _axis_title(f"observed {what}")
-    ch.x_axis.number_format = "General"
-    ch.y_axis.number_format = "General"
-    xs = Reference(ws, min_col=pred.col, min_row=top + 1, max_row=top + n)
-    ys = Reference(ws, min_col=obs_col, min_row=top + 1, max_row=top + n)
-    s = Series(ys, xs, title="rows of the data")
-    s.marker.symbol = "circle"
-    s.marker.size = 4
-    s.marker.graphicalProperties = GraphicalProperties(solidFill=BLUE)
-    s.marker.graphicalProperties.line.solidFill = BLUE
-    s.graphicalProperties.line.noFill = True
-    ch.series.append(s)
-    ends = Reference(ws, min_col=line_col, min_row=top + 1, max_row=top + 2)
-    line = Series(ends, ends, title="observed = fitted")
-    line.marker.symbol = "none"
-    line.graphicalProperties.line = LineProperties(solidFill="C00000", prstDash="dash", w=12700)
-    ch.series.append(line)
-    ch.x_axis.delete = False
-    ch.y_axis.delete = False
-    ch.legend.position = "b"
-    ch.y_axis.majorGridlines = None
-    ch.x_axis.majorGridlines = None
-    ws.add_chart(ch, anchor)
-    return ch
+    fitted = range_name(top + 1, pred.col, top + n, pred.col)
+    obs = range_name(top + 1, obs_col, top + n, obs_col)
+    line = _line_ends(ws, top, obs_col + 1, 0, f"=MAX({fitted},{obs})", obs_fmt)
+    return _scatter(ws, title, fitted, obs, anchor, f"fitted {what}", f"observed {what}",
+                    "rows of the data", line, "observed = fitted", width, height)
+
+
+def _shrinkage_chart(ws, ranef: Placed, group: str, anchor: str, title: str, unit: str):
+    """The shrinkage plot of one factor's random intercepts from GLMM_RANEF's block:
+    each level's raw estimate (x) against its BLUP (y), with the line BLUP = raw (no
+    shrinkage; its ends in the cells under the chart): a level's point lies between
+    the line and 0 on the BLUP axis, the nearer 0 the more the model shrank it.
+    Returns the chart and the line's ends."""
+    rows = ranef.rows_of(group)
+    head = ranef.block[rows[0] - ranef.row - 1]
+    raw_col, blup_col = (ranef.col + head.index(h) for h in ("raw (Intercept)", "(Intercept)"))
+    raw, blup = (range_name(rows[0], c, rows[-1], c) for c in (raw_col, blup_col))
+    chart = _scatter(ws, title, raw, blup, anchor, f"raw estimate ({unit})",
+                     f"BLUP ({unit})", f"{group} levels", None, width=15.0, height=7.0)
+    own = [r for r in ranef.block if r[0] == group]
+    fmt = _number_format(*(r[raw_col - ranef.col] for r in own))
+    r2, c1 = (_chart_box(ws, chart)[k] for k in (2, 1))
+    line = _line_ends(ws, r2 + 1, c1, f"=MIN({raw},{blup})", f"=MAX({raw},{blup})", fmt)
+    _add_diagonal(chart, ws, line, "BLUP = raw (no shrinkage)")
+    return chart, line
 
 
 def _new_book(title_text):
@@ -869,7 +924,11 @@ BLOCK_HELP = [
     "warnings (singular fit, convergence, dropped rows); 'none' when all is well.",
     "GLMM_RANEF: one row per level of each grouping factor: the conditional mode (BLUP) of "
     "its random effect, on the link scale, and its conditional SD. A level's effect is "
-    "uncertain when BLUP +- 1.96 x cond.SD includes 0.",
+    "uncertain when BLUP +- 1.96 x cond.SD includes 0. Then the level's number of rows, "
+    "its raw estimate (what the level's own rows say, on the same scale: their mean "
+    "working residual from the fit without this factor's effects) and the shrinkage "
+    "1 - BLUP / raw: how far the model pulled the level toward 0 (most for levels with "
+    "few rows).",
     "GLMM_PREDICT with the new rows left blank: the fitted value of every data row "
     "(random effects included), on the response scale.",
 ]
@@ -899,39 +958,48 @@ def _standard_model(lay: Layout, fit_args: str, fit_call: str, fit_block, ranef_
                     observed_expr, what, obs_title, observed, key):
     """The layout of the one-model templates: the fit block at B5, the key result
     (``key``: label, term, ratio column) and the caterpillar plots to its right, the
-    random effects, caterpillar tables and fitted values below.  Printed as: the fit;
-    the key result and the caterpillar plots; the random effects with the sorted
-    tables; the observed-vs-fitted chart with the fitted values (over further pages)."""
+    random effects, caterpillar tables and fitted values below, side by side.  Printed
+    as: the fit; the key result and the caterpillar plots; the random effects; the
+    sorted tables; the observed-vs-fitted chart with the fitted values (over further
+    pages)."""
     m = lay.model
     _label(m, 4, 2, f"Fit:  ={fit_call}")
     fit = lay.place(5, 2, f"={fit_args}", fit_block)
     top = fit.region[2] + 4
     _label(m, top - 1, 2, f"Random effects:  {ranef_formula[0]}")
     ranef = lay.place(top, 2, ranef_formula[1], ranef_block)
-    _label(m, top - 1, 7, "Caterpillar data (sorted)")
+    cat_col = ranef.region[3] + 2                 # a blank column between
+    _label(m, top - 1, cat_col, "Caterpillar data (sorted)")
     anchors = ["L5", "L20"]
     charts = []
     for k, (group, title) in enumerate(groups):
         # each factor's sorted table level with its rows of the block
         hrow = ranef.rows_of(group)[0] - 1
-        charts.append(_caterpillar(lay, ranef, group, hrow, 7, title, anchors[k],
+        charts.append(_caterpillar(lay, ranef, group, hrow, cat_col, title, anchors[k],
                                    effect_scale, height=7.0 if k == 0 else 6.0))
-    sorted_tables = f"G{top}:K{ranef.region[2]}"
-    _label(m, top - 1, 12, f"Fitted:  {pred_formula[0]}")
-    pred = lay.place(top, 12, pred_formula[1], pred_block)
-    obs = _observed_fitted(lay, pred, observed_expr, 13, obs_title, f"O{top + 3}", what,
-                           observed, width=14.0, height=7.5)
+    sorted_tables = range_name(top, cat_col, ranef.region[2], cat_col + 4)
+    pred_col = cat_col + 5
+    _label(m, top - 1, pred_col, f"Fitted:  {pred_formula[0]}")
+    pred = lay.place(top, pred_col, pred_formula[1], pred_block)
+    obs = _observed_fitted(lay, pred, observed_expr, pred_col + 1, obs_title,
+                           cell_name(top + 3, pred_col + 3), what, observed, width=14.0,
+                           height=7.5)
     _key_result(m, key[0], fit, key[1], key[2])
-    _widths(m, {"A": 2, "B": 19, "C": 12, "D": 11, "E": 11, "F": 11, "G": 11, "H": 12,
-                "I": 11, "J": 11, "K": 11, "L": 19, "M": 19, "N": 10})
+    # L to N: the key result's three cells (and the sorted tables' last columns)
+    widths = {"A": 2, "B": 19, "C": 12, "D": 11, "E": 11, "F": 11, "G": 11, "H": 12,
+              "I": 11, "J": 11, "K": 11, "L": 19, "M": 19, "N": 11}
+    # the fitted values, the observed ones and the line's ends
+    widths.update({col_letters(pred_col): 19, col_letters(pred_col + 1): 19,
+                   col_letters(pred_col + 2): 10})
+    _widths(m, widths)
     m.freeze_panes = "A4"
     _print_pages(lay, m, [
         ("the fit", _box(m, "A1", fit.ref)),
         ("the key result and the caterpillar plots", _box(m, "L3:N4", *charts)),
-        ("the random effects and the sorted caterpillar data",
-         _box(m, f"B{top - 1}", ranef.ref, sorted_tables)),
+        ("the random effects", _box(m, f"B{top - 1}", ranef.ref)),
+        ("the sorted caterpillar data", _box(m, cell_name(top - 1, cat_col), sorted_tables)),
         ("observed against fitted: the chart and the fitted values (per row)",
-         _box(m, f"L{top - 1}", pred.ref, f"N{top}", obs)),
+         _box(m, cell_name(top - 1, pred_col), pred.ref, cell_name(top, pred_col + 2), obs)),
     ])
     return fit, ranef, pred
 
@@ -975,6 +1043,7 @@ def _workplace():
         ("Rate ratio for training", "training", 7))
     _workplace_nb(lay, fit, args, y, X, g, off)
     _workplace_intervals(lay, args, (ya, Xa, ga, oa), y, X, g, off)
+    check = _workplace_checks(lay, args, y, X, g, off)
     _readme(wb, "Workplace safety - how to read this workbook", [
         ("What it shows",),
         "Incidents at 20 plants over 8 months, with the number of employees as exposure. "
@@ -1004,6 +1073,16 @@ def _workplace():
         "training: the 95% CI of the mean, and the 95% prediction interval of the month's "
         "count, which adds the new plant's and the month's random effects and the Poisson "
         "noise.",
+        f"Sheet 'Checks': =GLMM_CHECK (same arguments as the fit) checks the model, each "
+        f"check with a verdict: {_check_summary(check)} The dispersion ratio is Pearson's "
+        f"chi-squared over its df ({_block_number(check.block, PEARSON):.3f}, as R's "
+        "performance::check_overdispersion); the simulated-residual tests (uniformity, "
+        "dispersion, zero-inflation, outliers) rank the data among 250 data sets simulated "
+        "from the fit and refitted (seed 1: the same p-values on every machine). "
+        "=GLMM_RESID gives every row's fitted value and its residuals; the charts plot "
+        "the deviance residuals against the fitted values (no pattern: the mean is right) "
+        "and against their normal quantiles (near the dashed line y = x: no outlying "
+        "counts). The free cells at the top right are for =GLMM_INFLUENCE.",
         "Caterpillar plots: each dot is a plant's (or month's) BLUP on the log-rate scale, "
         "sorted; the bars are \u00b1 1.96 x its conditional SD. Observed vs fitted: points "
         "near the dashed line are fitted well.",
@@ -1091,7 +1170,7 @@ def _grouse():
     ]
     fits = _place_side_by_side(m, lay, specs)
     bottom = max(p.region[2] for p in fits)
-    widths = {"A": 2, "L": 19}          # L: between blocks 1 and 2, the fitted values
+    widths = {"A": 2, "L": 19}          # L: between blocks 1 and 2, the sorted BLUPs
     for p in fits:
         widths[col_letters(p.col)] = 22
         widths.update({col_letters(c): 11 for c in range(p.col + 1, p.region[3] + 1)})
@@ -1115,15 +1194,17 @@ def _grouse():
     _label(m, r4 - 1, 2, "Random effects of model 2:  =GLMM_RANEF(same arguments)")
     ranef = lay.place(r4, 2, f"=GLMM_RANEF({ya}, {Xa}, {lia})",
                       udfs.GLMM_RANEF(y, X, loc_idx))
-    _label(m, r4 - 1, 7, "Caterpillar data (sorted)")
-    cat = _caterpillar(lay, ranef, "LOCATION", r4, 7,
+    cat_col = ranef.region[3] + 2
+    _label(m, r4 - 1, cat_col, "Caterpillar data (sorted)")
+    cat = _caterpillar(lay, ranef, "LOCATION", r4, cat_col,
                        "Location effects (model 2): BLUP \u00b1 1.96 cond. SD",
                        f"M{bottom + 3}", "effect on log count", width=20.0, height=7.0)
     n_loc = len(ranef.rows_of("LOCATION"))
-    _label(m, r4 - 1, 12, "Fitted (model 2):  =GLMM_PREDICT(same arguments as model 2)")
-    pred = lay.place(r4, 12, f"=GLMM_PREDICT({ya}, {Xa}, {lia})",
+    pred_col = cat_col + 5
+    _label(m, r4 - 1, pred_col, "Fitted (model 2):  =GLMM_PREDICT(same arguments as model 2)")
+    pred = lay.place(r4, pred_col, f"=GLMM_PREDICT({ya}, {Xa}, {lia})",
                      udfs.GLMM_PREDICT(y, X, loc_idx))
-    obs = _observed_fitted(lay, pred, lambda i: f"Data!A{i + 1}", 13,
+    obs = _observed_fitted(lay, pred, lambda i: f"Data!A{i + 1}", pred_col + 1,
                            "Observed vs fitted ticks (model 2)", f"Y{bottom + 3}", "ticks",
                            list(d.TICKS), width=14.0, height=7.0)
     m.freeze_panes = "A4"
@@ -1135,14 +1216,19 @@ def _grouse():
          _box(m, table, cmp1.ref, cmp2.ref, note.coordinate)),
         ("the caterpillar plot of the location effects", _box(m, cat)),
         ("observed against fitted", _box(m, obs)),
-        ("the random effects of model 2 and the sorted location effects (per row)",
-         _box(m, f"B{r4 - 1}", ranef.ref, f"K{r4 + n_loc}")),
+        ("the random effects of model 2 (per row)", _box(m, f"B{r4 - 1}", ranef.ref)),
+        ("the sorted location effects (per row)",
+         _box(m, cell_name(r4 - 1, cat_col), cell_name(r4 + n_loc, cat_col + 4))),
         ("the fitted values of model 2 beside the observed counts (per row)",
-         _box(m, f"L{r4 - 1}", pred.ref, f"N{r4 + 2}")),
+         _box(m, cell_name(r4 - 1, pred_col), pred.ref, cell_name(r4 + 2, pred_col + 2))),
     ])
     _grouse_nb(lay, fits[:2], ["1. Poisson, location intercepts (Model sheet)",
                                "2. Poisson + observation-level effect (Model sheet)"],
                f"=GLMM_NEGBIN({ya}, {Xa}, {la})", y, X, loc)
+    # the whole table as GLMM's data: Calc does not pass Grouse[#All], it does this
+    whole_table = f"{T}[[#All],[{d.columns[0]}]:[{d.columns[-1]}]]"
+    checks = _grouse_checks(lay, whole_table, ya, Xa, la, _cols(d, list(d.columns)), y, X,
+                            loc)
     _readme(wb, "Grouse ticks - how to read this workbook", [
         ("What it shows",),
         "Ticks counted on the heads of 403 red grouse chicks (one row each), at 63 "
@@ -1161,12 +1247,19 @@ def _grouse():
         "2, well below its upper limit: strong overdispersion. Its AIC beside the Poisson "
         "models' AICs (GLMM_COMPARE does not compare models of different families; AIC "
         "does).",
+        "Sheet 'Checks': =GLMM_CHECK of three models. " + " ".join(
+            f"{name}: {_check_summary(p)}" for name, p in checks) +
+        " The chart sets each model's dispersion and zeros side by side, as observed / "
+        "expected (1: as the model expects). The second check names its model by an lme4 "
+        "formula, as GLMM does (the whole table as its data: " + whole_table + "); the NB2 "
+        "check uses 100 simulations, as each NB2 refit estimates theta again.",
         "Model 2's random effects (GLMM_RANEF) and fitted values (GLMM_PREDICT) feed the "
         "caterpillar plot of the location effects and the observed-vs-fitted chart.",
         "Categorical predictors: Excel has no factors, so YEAR enters as 0/1 columns "
         "YEAR96 and YEAR97 (=IF([@YEAR]=96,1,0)); 1995 is the reference, as in R. "
-        "GLMM(\"TICKS ~ factor(YEAR) + (1|LOCATION)\", Grouse[#All]) fits the same model "
-        "from an lme4 formula.",
+        f"GLMM(\"TICKS ~ factor(YEAR) + (1|LOCATION)\", {whole_table}) fits the same "
+        "model from an lme4 formula (LibreOffice Calc does not pass Grouse[#All] to a "
+        "function: name the columns, first to last, as here).",
         *BLOCK_HELP,
         *ADAPT_COMMON,
         *_printing_help(lay),
@@ -1551,13 +1644,10 @@ def _prediction_bars(ws, top: int, anchor: str, width=15.0, height=8.0):
     """Columns of the expected count for the two scenarios (rows below ``top``), one
     series with the CI of the mean and one (the same height) with the prediction
     interval as error bars."""
-    from openpyxl.chart import BarChart, Reference, Series
+    from openpyxl.chart import Reference, Series
     from openpyxl.chart.shapes import GraphicalProperties
-    ch = BarChart()
-    ch.type, ch.grouping, ch.style = "col", "clustered", 2
-    ch.title = _chart_title("A new plant: expected incidents per month")
-    ch.height, ch.width = height, width
-    ch.y_axis.title = _axis_title("incidents in a month")
+    ch = _column_chart("A new plant: expected incidents per month", "incidents in a month",
+                       width, height)
     cats = Reference(ws, min_col=2, min_row=top + 1, max_row=top + 2)
     q = f"'{ws.title}'!"
     for title, colour, (lo, hi) in (("95% CI of the mean", BLUE, (4, 5)),
@@ -1568,6 +1658,22 @@ def _prediction_bars(ws, top: int, anchor: str, width=15.0, height=8.0):
         s.errBars = _error_bars(ref(lo), ref(hi), "000000")
         ch.series.append(s)
     ch.set_categories(cats)
+    return _place_column_chart(ws, ch, anchor)
+
+
+def _column_chart(title: str, ytitle: str, width: float, height: float):
+    """A clustered column chart, titled, without series yet."""
+    from openpyxl.chart import BarChart
+    ch = BarChart()
+    ch.type, ch.grouping, ch.style = "col", "clustered", 2
+    ch.title = _chart_title(title)
+    ch.height, ch.width = height, width
+    ch.y_axis.title = _axis_title(ytitle)
+    return ch
+
+
+def _place_column_chart(ws, ch, anchor: str):
+    """Both axes shown, no gridlines, the legend below; the chart put at ``anchor``."""
     ch.x_axis.delete = False
     ch.y_axis.delete = False
     ch.y_axis.majorGridlines = None
@@ -1603,6 +1709,162 @@ def _grouse_nb(lay: Layout, fits: list, names: list, formula: str, y, X, g):
          "(GLMM_COMPARE refuses models of different families - compare them by AIC, as "
          "here; lower is better.)"])
     return nb
+
+
+# ---- model checks: is the model any good? --------------------------------------------
+
+CHECKS_SHEET = "Checks"
+#: the workplace Checks sheet's rows left free at the top right (column I on) for
+#: GLMM_INFLUENCE's block, a plant per row, beside the check block
+INFLUENCE_ROWS = (4, 28)
+#: NB2 refits estimate theta again each time: 250 of them take about a minute, the
+#: whole of a worksheet call's time budget
+NB_CHECK_NSIM = 100
+#: the check block's columns: Check, Value, Expected, p, Problem, Verdict (wrapped)
+CHECK_WIDTHS = {"A": 2, "B": 25, "C": 11, "D": 11, "E": 11, "F": 9, "G": 52}
+
+
+def _checks_sheet(lay: Layout, title: str, subtitle: str):
+    """The Checks sheet, before the Data sheet, with its title over the check
+    block's width."""
+    wb = lay.wb
+    ws = wb.create_sheet(CHECKS_SHEET, wb.sheetnames.index("Data"))
+    _title(ws, title, subtitle, len(CHECK_WIDTHS))
+    return ws
+
+
+def _check_block(lay: Layout, ws, row: int, label: str, formula: str, block) -> Placed:
+    """A GLMM_CHECK block at column B under ``label``."""
+    _label(ws, row, 2, label)
+    return lay.place(row + 1, 2, formula, block, ws)
+
+
+def _check_summary(check: Placed) -> str:
+    """A GLMM_CHECK block's finding in a sentence: the checks that flag a problem
+    (with the dispersion ratios), or that none does."""
+    flagged = [r[0] for r in check.block[1:] if r[4] is True]
+    if not flagged:
+        return "no problem found (every Problem cell FALSE)."
+    sim = _block_number(check.block, "dispersion")
+    return (f"{', '.join(flagged)} flag a problem (dispersion ratio "
+            f"{_block_number(check.block, PEARSON):.2f}, simulated {sim:.2f}).")
+
+
+def _workplace_checks(lay: Layout, args: str, y, X, g, off):
+    """The workplace Checks sheet: GLMM_CHECK of the Poisson fit (top left; the top
+    right, INFLUENCE_ROWS, is GLMM_INFLUENCE's), GLMM_RESID below on the right and,
+    on the left, the deviance residuals against the fitted values and on a normal
+    Q-Q plot with its line y = x, as the workplace study draws them."""
+    from ..sheet import udfs
+    ws = _checks_sheet(
+        lay, "Workplace safety: is the Poisson model any good?",
+        "GLMM_CHECK runs every check of the fit, each with a verdict in words: the "
+        "dispersion ratio (as R's performance), the simulated-residual tests (DHARMa's, "
+        "p-values from refitted simulations), R\u00b2 and the ICC. GLMM_RESID gives every "
+        "row's fitted value and residuals; the two charts plot them.")
+    check = _check_block(lay, ws, 4, "Checks:  =GLMM_CHECK(same arguments as the fit)  -  "
+                         "250 refitted simulations, seed 1 (the defaults)",
+                         f"=GLMM_CHECK({args})", udfs.GLMM_CHECK(y, X, g, off))
+    top = INFLUENCE_ROWS[1] + 2
+    _label(ws, top - 1, 9, "Residuals:  =GLMM_RESID(same arguments)  -  one row per data row")
+    resid = lay.place(top, 9, f"=GLMM_RESID({args})", udfs.GLMM_RESID(y, X, g, off), ws)
+    n = resid.shape[0] - 1
+
+    def column(head):
+        c = resid.col + resid.block[0].index(head)
+        return range_name(top + 1, c, top + n, c)
+    fitted, deviance = column("fitted"), column("deviance resid")
+    quantile = column("normal quantile (deviance)")
+    _widths(ws, {**CHECK_WIDTHS, "H": 3,
+                 **{col_letters(c): 12 for c in range(9, resid.region[3] + 2)}})
+    r0 = check.region[2] + 3
+    versus = _scatter(ws, "Deviance residuals against fitted values", fitted, deviance,
+                      f"B{r0}", "fitted incidents", "deviance residual", "rows of the data",
+                      width=16.0, height=8.0)
+    line = _line_ends(ws, top, resid.region[3] + 1, f"=MIN({quantile},{deviance})",
+                      f"=MAX({quantile},{deviance})", "0.00")
+    qq = _scatter(ws, "Normal Q-Q plot of the deviance residuals", quantile, deviance,
+                  f"B{r0 + 17}", "normal quantile", "deviance residual", "rows of the data",
+                  line, "y = x", width=16.0, height=8.0)
+    ws.freeze_panes = "A4"
+    _print_pages(lay, ws, [
+        ("the model checks", _box(ws, "A1", check.ref)),
+        ("residuals against fitted values and the normal Q-Q plot", _box(ws, versus, qq)),
+        ("the residuals (per row)", _box(ws, cell_name(top - 1, 9), resid.ref, line)),
+    ])
+    return check
+
+
+def _grouse_checks(lay: Layout, table: str, ya: str, Xa: str, la: str, cells: list, y, X,
+                   loc):
+    """The grouseticks Checks sheet: GLMM_CHECK of model 1 (Poisson, location
+    intercepts), of the Poisson model with an observation-level effect (by its lme4
+    formula, GLMM's form, with ``table`` -- the whole Data table -- as data; ``cells``:
+    what it holds) and of the NB2 model, one under the other; below them each model's dispersion and
+    zero-inflation ratio looked up in its block, and a column chart of them.  Returns
+    (short name, placed block) per model."""
+    from ..sheet import udfs
+    ws = _checks_sheet(
+        lay, "Grouse ticks: which model fits the counts?",
+        "GLMM_CHECK of three models of the ticks: the Poisson model with location "
+        "intercepts, the same with a random intercept per chick (the observation-level "
+        "effect) and the negative binomial. A check flags a problem at p < 0.05; the "
+        "verdicts say what to try.")
+    olre = "TICKS ~ factor(YEAR) + (1|LOCATION) + (1|INDEX)"
+    specs = [
+        ("1. Poisson", "1. Poisson, location intercepts (Model sheet, model 1):  "
+         "=GLMM_CHECK(y, X, groups)",
+         f"=GLMM_CHECK({ya}, {Xa}, {la})", udfs.GLMM_CHECK(y, X, loc)),
+        ("2. Poisson + (1 | INDEX)", "2. Poisson + a random intercept per chick:  "
+         f'=GLMM_CHECK("{olre}", data)',
+         f'=GLMM_CHECK("{olre}", {table})', udfs.GLMM_CHECK(olre, cells)),
+        ("3. Negative binomial (NB2)", "3. Negative binomial (NB2 sheet):  =GLMM_CHECK(y, X, "
+         f'groups, , , , , "negbin", , , {NB_CHECK_NSIM}, 1)',
+         f'=GLMM_CHECK({ya}, {Xa}, {la}, , , , , "negbin", , , {NB_CHECK_NSIM}, 1)',
+         udfs.GLMM_CHECK(y, X, loc, None, None, True, 1, "negbin", None, None,
+                         NB_CHECK_NSIM, 1)),
+    ]
+    checks, row = [], 4
+    for _, label, formula, block in specs:
+        checks.append(_check_block(lay, ws, row, label, formula, block))
+        row = checks[-1].region[2] + 3
+    # the ratios side by side, and their chart
+    _label(ws, row, 2, "Observed / expected under each model (looked up in the blocks)")
+    heads = ["Model", "dispersion", "zero-inflation"]
+    top = row + 1
+    _head_row(ws, top, 2, heads)
+    for k, (name, *_rest) in enumerate(specs, start=1):
+        ws.cell(top + k, 2, name)
+        for j, label in enumerate(heads[1:], start=1):
+            c = ws.cell(top + k, 2 + j, _block_value(checks[k - 1], label))
+            c.number_format = "0.00"
+    ratios = _ratio_columns(ws, top, 2, len(specs),
+                            "Dispersion and zeros: observed / expected (1 = as the model "
+                            "expects)", cell_name(top + len(specs) + 2, 2))
+    _widths(ws, CHECK_WIDTHS)
+    ws.freeze_panes = "A4"
+    _print_pages(lay, ws, [
+        *((f"the checks of model {name}", _box(ws, "A1" if k == 0 else cell_name(p.row - 1, 2),
+                                                 p.ref))
+          for k, ((name, *_), p) in enumerate(zip(specs, checks))),
+        ("the ratios side by side and their chart",
+         _box(ws, cell_name(row, 2), cell_name(top + len(specs), 4), ratios)),
+    ])
+    return [(name, p) for (name, *_), p in zip(specs, checks)]
+
+
+def _ratio_columns(ws, top: int, col: int, n: int, title: str, anchor: str, width=14.0,
+                   height=7.0):
+    """A clustered column chart of the table under ``top``: categories in ``col``, one
+    series per further column (their heads in row ``top``)."""
+    from openpyxl.chart import Reference
+    ch = _column_chart(title, "observed / expected", width, height)
+    ch.add_data(Reference(ws, min_col=col + 1, max_col=col + 2, min_row=top,
+                          max_row=top + n), titles_from_data=True)
+    ch.set_categories(Reference(ws, min_col=col, min_row=top + 1, max_row=top + n))
+    for s, colour in zip(ch.series, (BLUE, "C55A11")):
+        s.graphicalProperties.solidFill = colour
+    return _place_column_chart(ws, ch, anchor)
 
 
 # ---- sleep study: linear mixed models ------------------------------------------------------
@@ -1648,9 +1910,12 @@ def _sleep():
     note.alignment = Alignment(wrap_text=True, vertical="top")     # under the table
     m.merge_cells(f"B{r + 4}:{table.split(':')[1].rstrip('0123456789')}{r + 4}")
     r4 = r + 8
-    ranef_f = f'=GLMM_RANEF({ya}, {Xa}, {ga}, , {Xa}, , , "gaussian")'
+    # fit_intercept and nAGQ written out in both GLMM_RANEF calls: Calc passes an empty
+    # argument as 0, and its bridge reads an empty one as omitted (not FALSE) only where
+    # the sheet's calls with as many arguments leave the same places empty
+    ranef_f = f'=GLMM_RANEF({ya}, {Xa}, {ga}, , {Xa}, TRUE, 1, "gaussian")'
     _label(m, r4 - 2, 2, "(Intercept) and Days effects of model 1")
-    _label(m, r4 - 1, 2, 'Formula:  =GLMM_RANEF(y, X, groups, , x_random, , , "gaussian")')
+    _label(m, r4 - 1, 2, 'Formula:  =GLMM_RANEF(y, X, groups, , x_random, TRUE, 1, "gaussian")')
     ranef = lay.place(r4, 2, ranef_f,
                       udfs.GLMM_RANEF(y, X, g, None, X, True, 1, "gaussian"))
     c1 = ranef.region[3] + 2
@@ -1665,6 +1930,16 @@ def _sleep():
                         "Subject Days slopes (model 1): BLUP \u00b1 1.96 cond. SD",
                         f"{col_letters(fits[2].region[3] + 2)}19", "ms per day, relative",
                         term_col=4, width=15.0, height=7.0)
+    # the shrinkage plot from model 3: with a random Days slope (model 1) a subject's
+    # raw estimate (its mean distance from the average line) mixes intercept and slope
+    r5 = ranef.region[2] + 4
+    _label(m, r5 - 2, 2, "Random intercepts of model 3, with their shrinkage")
+    _label(m, r5 - 1, 2, 'Formula:  =GLMM_RANEF(y, X, groups, , , TRUE, 1, "gaussian")')
+    ranef3 = lay.place(r5, 2, f'=GLMM_RANEF({ya}, {Xa}, {ga}, , , TRUE, 1, "gaussian")',
+                       udfs.GLMM_RANEF(y, X, g, None, None, True, 1, "gaussian"))
+    shrink, shrink_line = _shrinkage_chart(
+        m, ranef3, "Subject", cell_name(4, _chart_box(m, cat1)[3] + 2),
+        "Subject intercepts (model 3): raw estimate against BLUP", "ms")
     c3 = c2 + 6
     pred_f = f'=GLMM_PREDICT({ya}, {Xa}, {ga}, , , , , {Xa}, , , , , , "gaussian")'
     _label(m, r4 - 1, c3, "Fitted (model 1):  =GLMM_PREDICT(y, X, groups, , , , , x_random, "
@@ -1682,7 +1957,9 @@ def _sleep():
         ("model 3", _box(m, f"{col_letters(fits[2].col)}4", fits[2].ref)),
         ("the three models side by side", _box(m, table, note.coordinate)),
         ("the caterpillar plots of the subjects' effects", _box(m, cat1, cat2)),
+        ("the shrinkage of the subjects' intercepts", _box(m, shrink, shrink_line)),
         ("the random effects of model 1", _box(m, f"B{r4 - 2}", ranef.ref)),
+        ("the random intercepts of model 3", _box(m, f"B{r5 - 2}", ranef3.ref)),
         ("the sorted intercepts (caterpillar data)",
          _box(m, f"{col_letters(c1)}{r4 - 1}", f"{col_letters(c1 + 4)}{ranef.region[2]}")),
         ("the sorted Days slopes (caterpillar data)",
@@ -1692,6 +1969,7 @@ def _sleep():
               obs)),
     ])
     icc = _block_number(fits[2].block, "ICC: Subject")
+    shrinkage = ranef3.block[1][ranef3.block[0].index("shrinkage")]
     sig = _block_number(fits[0].block, "sigma (residual SD)")
     days = next(r for r in fits[0].block if r[0] == "Days")
     _readme(wb, "Sleep study - how to read this workbook", [
@@ -1735,6 +2013,16 @@ def _sleep():
         "intercept (ms) or from the average Days slope (ms per day) - sorted; the bars "
         "are \u00b1 1.96 x its conditional SD. Observed vs fitted: each subject's own "
         "line reproduces the data closely.",
+        "Shrinkage chart (model 3, random intercepts; its GLMM_RANEF block is under model "
+        "1's): each subject's raw intercept (x: the subject's mean distance from the "
+        "average line, the block's raw column) against its BLUP (y). On the dashed line "
+        "BLUP = raw a subject would keep its own estimate; the model pulls every subject "
+        "toward the average (0), the more the less its own data say: by (sigma^2 / n) / "
+        "(subject variance + sigma^2 / n) of the raw estimate, with n its number of rows. "
+        f"Every subject has 10 days here, so every one is shrunk by {shrinkage:.1%}: the "
+        "points lie on a line through 0, a little flatter than the dashed one. (Model 1's "
+        "block has the same columns, but with a random Days slope a subject's mean "
+        "distance mixes its intercept and its slope: read its shrinkage with care.)",
         *ADAPT_COMMON,
         *_printing_help(lay),
     ])
