@@ -78,3 +78,19 @@ def test_residual_frame_holds_every_residual(workplace):
     assert np.all((table["quantile"] >= 0) & (table["quantile"] <= 1))
     with pytest.raises(residuals.SimulationError, match="residual type"):
         r.residuals_table(qq_of="working")
+
+
+def test_a_random_slope_stays_in_the_raw_intercept():
+    """With (Days | Subject) the raw intercept is the level's mean residual after the
+    fixed effects and the subject's own slope BLUP times Days: the intercept is
+    compared with the intercept, not with intercept plus slope times mean(Days)."""
+    r = xlglmm.lmer("Reaction ~ Days + (Days | Subject)", dataset("sleepstudy"))
+    table = shrinkage(r)["Subject"]
+    d = r.design
+    term = d.re_terms[0]
+    slope = r.random_effects["Subject"]["Days"].to_numpy()[term.codes]
+    resid = d.y - d.X @ r.fe_params.to_numpy() - d.X[:, 1] * slope
+    np.testing.assert_allclose(table["raw"], np.bincount(term.codes, resid)
+                               / np.bincount(term.codes), rtol=1e-10)
+    # the intercepts are shrunk by about what one random intercept's formula says
+    assert 0.05 < table["shrinkage"].median() < 0.15

@@ -3,10 +3,12 @@
 plot of the interlace results page.
 
 The raw estimate of level l of factor g is the weighted mean over the level's rows
-of the working residuals of the fit without g's random effects (the
-population-level fit when g is the model's only factor; with crossed factors the
-others' BLUPs stay in, so that a month's raw estimate is not the average of the
-plants it happens to hold): with eta0 = offset + X beta + the other factors' Z b,
+of the working residuals of the fit without g's random intercepts (the
+population-level fit when g is the model's only term; every other random effect
+stays in -- another factor's BLUPs, so that a month's raw estimate is not the
+average of the plants it happens to hold, and g's own random slopes, so that a
+subject's raw intercept is not its slope times the mean of x): with eta0 = the
+fit's linear predictor minus g's random intercepts,
 mu0 its mean, z = (y - mu0) / mu'(eta0) and the working weights
 w = prior weight x mu'(eta0)^2 / V(mu0),
 
@@ -29,17 +31,13 @@ import pandas as pd
 INTERCEPT = "(Intercept)"
 
 
-def factor_contribution(result, group: str) -> np.ndarray:
-    """Z b of one grouping factor's random effects (every term on it), per row."""
+def intercept_contribution(result, group: str) -> np.ndarray:
+    """Each row's random intercept of one grouping factor (its slopes left in)."""
     effects = result.random_effects[group]
-    out = np.zeros(result.nobs)
-    for t in result.design.re_terms:
-        if t.group != group:
-            continue
-        b = (effects.to_numpy()[:, None] if effects.ndim == 1
-             else effects[t.colnames].to_numpy())
-        out += np.einsum("ij,ij->i", t.Z, b[t.codes])
-    return out
+    b = (effects if effects.ndim == 1 else effects[INTERCEPT]).to_numpy()
+    term = next(t for t in result.design.re_terms
+                if t.group == group and INTERCEPT in t.colnames)
+    return b[term.codes]
 
 
 def working_residuals(result, eta0) -> tuple:
@@ -62,7 +60,7 @@ def shrinkage(result) -> dict:
     for t in result.design.re_terms:
         if t.group in out or INTERCEPT not in t.colnames:
             continue
-        z, w = working_residuals(result, eta - factor_contribution(result, t.group))
+        z, w = working_residuals(result, eta - intercept_contribution(result, t.group))
         effects = result.random_effects[t.group]
         blup = (effects if effects.ndim == 1 else effects[INTERCEPT]).to_numpy()
         rows = np.bincount(t.codes, minlength=t.nlevels)
