@@ -255,11 +255,32 @@ def check_resid_block(block, spec):
     np.testing.assert_allclose(got, want.to_numpy(float), rtol=1e-6, atol=1e-9)
 
 
+def check_influence_block(block, spec):
+    """A GLMM_INFLUENCE block against ``res.influence(group)``: per level its rows,
+    DFBETAS, Cook's distance and changes to 1e-9 relative (12 significant digits of
+    the same refits), the flags, and the cut-offs row."""
+    res, group = spec
+    want = res.influence(group, workers=1)
+    assert block[0][:2] == [group, "rows"] and block[0][-2:] == ["influential", "note"]
+    numbers = [c for c in want.columns if c.startswith(("dfbetas_", "change_"))]
+    numbers.insert(len([c for c in numbers if c.startswith("dfbetas_")]), "cooks_distance")
+    for level, w in want.iterrows():
+        r = row_of(block, level)
+        assert r[1] == w["rows"]
+        for got, x in zip(r[2:2 + len(numbers)], w[numbers]):
+            assert close(got, x, rel=1e-9, abs_=1e-12), (level, r)
+        assert r[-2] == bool(w["influential_cooks"] or w["influential_dfbetas"])
+    cut = row_of(block, "cut-offs")
+    assert close(cut[2 + len(numbers) - len([c for c in numbers if c.startswith("change_")]) - 1],
+                 want.attrs["cooks_cutoff"])
+
+
 #: what each kind of block is checked by (each takes the block and the check's spec)
 CHECKS = {"fit": check_fit_block, "ranef": check_ranef_block, "predict": check_predict_block,
           "compare": lambda block, fits: check_compare_block(block, *fits),
           "confint": check_confint_block, "interval": check_interval_block,
-          "check": check_check_block, "resid": check_resid_block}
+          "check": check_check_block, "resid": check_resid_block,
+          "influence": check_influence_block}
 
 
 # what each template's formulas compute, as xlglmm.glmer calls on the Data table
@@ -290,7 +311,8 @@ def models_workplace(df):
             "Intervals!C57": ("interval", (res, "confidence", new, new_offset)),
             "Intervals!C63": ("interval", (res, "prediction", new, new_offset)),
             "Checks!B5": ("check", (res, 250, 1, [])),
-            "Checks!I30": ("resid", (res, "deviance", 250, 1))}, \
+            "Checks!I30": ("resid", (res, "deviance", 250, 1)),
+            "Checks!I5": ("influence", (res, "plant"))}, \
         {"safety_crossed": res, "safety_crossed_nb": nb}
 
 

@@ -107,8 +107,8 @@ def test_ranef_block_has_rows_raw_and_shrinkage(workplace, workplace_fit):
 def test_influence_block_is_the_engine_table(workplace, workplace_fit):
     block = udfs.GLMM_INFLUENCE(*workplace[1])
     assert block[0] == ["plant", "rows", "DFBETAS (Intercept)", "DFBETAS training",
-                        "Cook's distance", "change sd_(Intercept)|plant",
-                        "change sd_(Intercept)|month", "influential", "note"]
+                        "Cook's distance", "change in SD (Intercept) | plant",
+                        "change in SD (Intercept) | month", "influential", "note"]
     table_ = workplace_fit.influence("plant", workers=1)
     assert [r[0] for r in block[1:21]] == list(table_.index)
     for r in block[1:21]:

@@ -168,6 +168,19 @@ def influence(args: tuple, group) -> list:
     return cached_block(cache.digest("influence", m.key, g), make)
 
 
+def parameter_words(name: str) -> str:
+    """A variance parameter's name as a column head in words that wrap:
+    ``sd_(Intercept)|plant`` -> ``SD (Intercept) | plant``, ``cor_a.b|g`` ->
+    ``cor a.b | g``, ``nb_theta`` -> ``theta``."""
+    if name == "nb_theta":
+        return "theta"
+    kind, _, rest = name.partition("_")
+    if kind in ("sd", "cor") and "|" in rest:
+        term, _, group = rest.rpartition("|")
+        return f"{'SD' if kind == 'sd' else 'cor'} {term} | {group}"
+    return name
+
+
 def influence_block(table, res) -> list:
     """A header, one row per level of the factor (its name, its rows, each fixed
     effect's DFBETAS, Cook's distance, the change of each variance parameter when
@@ -177,7 +190,8 @@ def influence_block(table, res) -> list:
     fixed = [c[len("dfbetas_"):] for c in table.columns if c.startswith("dfbetas_")]
     changes = [c for c in table.columns if c.startswith("change_")]
     head = ([a["group"], "rows"] + [f"DFBETAS {f}" for f in fixed] + ["Cook's distance"]
-            + [f"change {c[len('change_'):]}" for c in changes] + ["influential", "note"])
+            + [f"change in {parameter_words(c[len('change_'):])}" for c in changes]
+            + ["influential", "note"])
     rows = [head]
     for level, r in table.iterrows():
         note = r["message"] or ("the refit was singular" if r["singular"] else

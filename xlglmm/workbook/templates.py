@@ -1786,13 +1786,54 @@ def _workplace_checks(lay: Layout, args: str, y, X, g, off):
     qq = _scatter(ws, "Normal Q-Q plot of the deviance residuals", quantile, deviance,
                   f"B{r0 + 17}", "normal quantile", "deviance residual", "rows of the data",
                   line, "y = x", width=16.0, height=8.0)
+    influence, cooks = _workplace_influence(lay, ws, args, y, X, g, off)
     ws.freeze_panes = "A4"
     _print_pages(lay, ws, [
         ("the model checks", _box(ws, "A1", check.ref)),
+        ("the influence of each plant and its chart",
+         _box(ws, cell_name(INFLUENCE_ROWS[0], 9), influence.ref, cooks)),
         ("residuals against fitted values and the normal Q-Q plot", _box(ws, versus, qq)),
         ("the residuals (per row)", _box(ws, cell_name(top - 1, 9), resid.ref, line)),
     ])
     return check
+
+
+def _workplace_influence(lay: Layout, ws, args: str, y, X, g, off):
+    """GLMM_INFLUENCE by plant at the top right of the Checks sheet (INFLUENCE_ROWS,
+    column I on) and a column chart of each plant's Cook's distance beside it, with
+    the cut-off 4/n as a second series: the plants the model leans on."""
+    from openpyxl.chart import BarChart, LineChart, Reference
+    from ..sheet import udfs
+    row0 = INFLUENCE_ROWS[0]
+    _label(ws, row0, 9, "Influence:  =GLMM_INFLUENCE(same arguments)  -  the model refitted "
+                        "without each plant (the first grouping column)")
+    placed = lay.place(row0 + 1, 9, f"=GLMM_INFLUENCE({args})",
+                       udfs.GLMM_INFLUENCE(y, X, g, off), ws)
+    head = placed.block[0]
+    levels = [k for k, r in enumerate(placed.block) if k and r[0] not in ("cut-offs", "note")]
+    first, last = placed.row + levels[0], placed.row + levels[-1]
+    cook_col = placed.col + head.index("Cook's distance")
+    cut_row = placed.row + next(k for k, r in enumerate(placed.block) if r[0] == "cut-offs")
+    # the cut-off repeated per plant, for the chart's line (a formula on the block's cell)
+    cut_col = placed.region[3] + 1
+    ws.column_dimensions[col_letters(placed.region[3])].width = 44    # the notes, whole words
+    ws.cell(row0 + 1, cut_col, "cut-off 4/n")
+    for r in range(first, last + 1):
+        ws.cell(r, cut_col, f"={col_letters(cook_col)}${cut_row}").number_format = "0.00"
+    ch = BarChart()
+    ch.type, ch.style = "col", 2
+    ch.title = _chart_title("Cook's distance of each plant")
+    ch.height, ch.width = 8.0, 16.0
+    ch.y_axis.title = _axis_title("Cook's distance")
+    ch.add_data(Reference(ws, min_col=cook_col, min_row=placed.row, max_row=last),
+                titles_from_data=True)
+    ch.set_categories(Reference(ws, min_col=placed.col, min_row=first, max_row=last))
+    line = LineChart()
+    line.add_data(Reference(ws, min_col=cut_col, min_row=row0 + 1, max_row=last),
+                  titles_from_data=True)
+    ch += line
+    chart = _place_column_chart(ws, ch, cell_name(row0, cut_col + 2))
+    return placed, chart
 
 
 def _grouse_checks(lay: Layout, table: str, ya: str, Xa: str, la: str, cells: list, y, X,
