@@ -577,7 +577,8 @@ CASES += [
 CASES += [
     Case("GLMM_CHECK: options", "nsim 1,000,000", "GLMM_CHECK", _CI_ARGS, {"nsim": 1e6},
          expect="#GLMM! nsim must be a whole number from 0 to 10,000 (each simulation is a "
-                "refit; 0 leaves the simulation tests out)"),
+                "refit, and below 40 no p-value can fall below 5%; 0 leaves the simulation "
+                "tests out)"),
     Case("GLMM_CHECK: time budget", "10,000 refitted simulations, budget 0.5 s",
          "GLMM_CHECK", _CI_ARGS, {"nsim": 1e4}, budget=0.5,
          check=lambda b: any(r[0] == "note" and "time budget" in r[5] for r in b)),

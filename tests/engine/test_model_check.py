@@ -117,7 +117,8 @@ def test_same_seed_same_table_on_a_dask_cluster(safety, safety_check, local_clus
     ("250", 0, "nsim must be a whole number"), (S.MAX_NSIM + 1, 0, "nsim must be"),
     (10, -3, "seed must be a whole number"), (10, 0.5, "seed must be a whole number"),
     (0.0, 0, "nsim must be a whole number"), (False, 0, "nsim must be a whole number"),
-    (None, 0, "nsim must be a whole number"), (0, -1, "seed must be a whole number")])
+    (None, 0, "nsim must be a whole number"), (0, -1, "seed must be a whole number"),
+    (39, 0, "nsim must be at least 40: with fewer refits no p-value can fall below 5%")])
 def test_bad_nsim_or_seed_is_one_clear_error(safety, nsim, seed, message):
     with pytest.raises(S.SimulationTestError, match=message):
         safety.check(nsim, seed)
@@ -145,7 +146,7 @@ def test_a_tiny_time_budget_says_so_without_failing(safety):
 
 def test_rows_that_do_not_apply_say_why():
     res = xlglmm.lmer("Reaction ~ Days + (Days|Subject)", dataset("sleepstudy"))
-    c = res.check(25, seed=2, workers=1)
+    c = res.check(40, seed=2, workers=1)
     for name in (M.PEARSON, S.DISPERSION, S.ZEROS):
         assert c.table.at[name, "verdict"].startswith("not applicable: a normal model")
         assert math.isnan(c.table.at[name, "value"]) and not c.table.at[name, "problem"]

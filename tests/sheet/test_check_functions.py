@@ -39,8 +39,8 @@ def test_check_block_is_the_engine_table(workplace, workplace_fit):
 
 
 def test_check_formula_form_equals_range_form(workplace):
-    by_ranges = udfs.GLMM_CHECK(*workplace[1], nsim=30, seed=2)
-    by_formula = udfs.GLMM_CHECK(FORMULA, table(workplace[0]), nsim=30, seed=2)
+    by_ranges = udfs.GLMM_CHECK(*workplace[1], nsim=40, seed=2)
+    by_formula = udfs.GLMM_CHECK(FORMULA, table(workplace[0]), nsim=40, seed=2)
     assert by_formula == by_ranges
 
 
@@ -56,6 +56,8 @@ def test_check_without_simulations_says_so(workplace):
     ("nsim", 10_001, "nsim must be a whole number from 0 to 10,000"),
     ("nsim", 2.5, "nsim must be a whole number from 0 to 10,000"),
     ("nsim", -1, "nsim must be a whole number from 0 to 10,000"),
+    ("nsim", 39, "nsim must be 0 or a whole number from 40 to 10,000 (each simulation is a "
+                 "refit, and below 40 no p-value can fall below 5%"),
     ("seed", -1, "seed must be a whole number from 0"),
     ("seed", "abc", "seed must be a number"),
 ])
@@ -83,6 +85,17 @@ def test_resid_block_is_the_engine_table_with_dropped_rows_blank(workplace):
 
 
 def test_resid_arguments(workplace):
+    out = udfs.GLMM_RESID(*workplace[1], nsim=100_000)
+    assert out.startswith("#GLMM! nsim must be a whole number from 0 to 10,000")
+    # 2,000 rows x 10,000 simulations: refused before the fit
+    rng = np.random.default_rng(1)
+    y = column(rng.poisson(2.0, 2000), "y")
+    X = column(rng.normal(size=2000), "x")
+    g = column([f"g{k % 50}" for k in range(2000)], "g")
+    out = udfs.GLMM_RESID(y, X, g, nsim=10_000)
+    assert out == ("#GLMM! nsim = 10,000 simulations of 2,000 rows are too many for a "
+                   "worksheet: ask for at most 5,000")
+    assert len(cache.FITS) == 0
     out = udfs.GLMM_RESID(*workplace[1], resid_type="working")
     assert out == "#GLMM! resid_type must be one of: response, pearson, deviance, quantile"
     out = udfs.GLMM_RESID(*workplace[1], nsim=0)

@@ -575,7 +575,8 @@ class Family:
     def log_density(self, y, mu, wt=None, dispersion: float = 1.0):
         """log f(y | mu) per row with its constants (``unit_logdensity``: a
         binomial ``y`` is a proportion of ``wt`` trials; Gamma and Gaussian at
-        ``dispersion``).  P(Y = 0) of a count is ``exp(log_density(0, mu))``."""
+        ``dispersion``; a Gamma row of weight ``wt`` counts as ``wt`` copies, wt x
+        its log density).  P(Y = 0) of a count is ``exp(log_density(0, mu))``."""
         mu = _f64(mu)
         y = np.ascontiguousarray(np.broadcast_to(_f64(y), mu.shape))
         wt = np.ones(mu.shape) if wt is None else np.broadcast_to(_f64(wt), mu.shape)

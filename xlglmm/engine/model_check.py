@@ -26,7 +26,8 @@ import pandas as pd
 
 from . import checks
 from .simulation_tests import (DEFAULT_NSIM, DISPERSION, OUTLIERS, UNIFORMITY, ZEROS,
-                               SimulationTests, check_request, counts_like, simulation_tests)
+                               MIN_REFITS, SimulationTests, check_request, counts_like,
+                               simulation_tests)
 
 ALPHA = 0.05
 PEARSON = "dispersion ratio (Pearson)"
@@ -112,7 +113,10 @@ def _simulation_rows(res, sim: SimulationTests | None, why_not: str) -> dict:
         if table is None:
             rows[name] = _row(verdict=why_not)
         elif name not in table.index:
-            rows[name] = _row(verdict=_not_applicable(res))
+            rows[name] = _row(verdict=(
+                f"not applicable: the model expects {sim.expected_zeros:.2g} zeros, too "
+                "few to test" if name == ZEROS and counts_like(res.family, res.design.weights)
+                else _not_applicable(res)))
         else:
             value, expected, p = table.loc[name, ["statistic", "expected", "p"]]
             rows[name] = _row(value, expected, p, *_simulation_verdict(name, value, expected,
@@ -136,9 +140,12 @@ def _simulation_verdict(name, value, expected, p, res, sim) -> tuple:
         if bad:
             return True, f"fewer zeros than the model expects ({counts})"
         return False, f"zeros as the model expects ({counts})"
-    return bad, (f"{value:.0f} rows lie beyond every refitted simulation ({expected:.1f} "
-                 "expected): look at them in GLMM_RESID" if bad else
-                 f"no more outlying rows than expected ({value:.0f}; {expected:.1f} expected)")
+    tail = f"1/{sim.nsim + 1}"
+    return bad, (f"{value:.0f} rows lie in the outer {tail} tails of the model's "
+                 f"distribution at their fitted means ({expected:.1f} expected): look at "
+                 "them in GLMM_RESID" if bad else
+                 f"no more outlying rows than expected ({value:.0f} in the outer {tail} "
+                 f"tails; {expected:.1f} expected)")
 
 
 def _variance_rows(res, notes: list) -> dict:
@@ -187,14 +194,14 @@ def check(res, nsim: int = DEFAULT_NSIM, seed: int = 0, time_budget=None, progre
     notes = []
     sim, why_not = None, "not run (nsim = 0)"
     if isinstance(nsim, (int, np.integer)) and not isinstance(nsim, bool) and nsim == 0:
-        check_request(res.nobs, 1, seed)            # the seed is checked all the same
+        check_request(res.nobs, MIN_REFITS, seed)   # the seed is checked all the same
     else:                                           # (simulation_tests checks nsim)
         sim = simulation_tests(res, nsim, seed, time_budget, progress, workers, client)
         if not sim.enough:
             why_not = (f"not enough refits: {sim.refits} of {nsim} finished"
                        + (" within the time budget" if sim.stopped_by_budget else "")
                        + (f", {sim.failed} failed" if sim.failed else "")
-                       + "; give more time or lower nsim")
+                       + f"; a p-value below 5% needs at least {MIN_REFITS}")
             notes.append(why_not)
         elif sim.stopped_by_budget:
             notes.append(f"the time budget stopped the refits: the tests use {sim.refits} "

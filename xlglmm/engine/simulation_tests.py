@@ -42,8 +42,12 @@ statistic of the observed one is ranked among all nsim + 1:
   outlier); statistic O_0, p = share with O_k >= O_0 (one-sided).
 
 A rank p-value counts the observed data set itself, p = (1 + #{k >= 1: T_k >= T_0})
-/ (nsim + 1), so it is never 0 and exactly uniform under exchangeability; two-sided
-is twice the smaller tail, at most 1.  Refits that fail are left out (counted);
+/ (R + 1) over the R refits that succeeded, so it is never 0; one-sided it is exactly
+uniform under exchangeability (on its grid of 1/(R + 1)), two-sided (twice the
+smaller tail, at most 1) it is valid.  The smallest p is 1/(R + 1) one-sided and
+2/(R + 1) two-sided: below 5% from R = 40 on (``MIN_REFITS``), the fewest nsim
+accepted.  A statistic that is not a number (the zeros of a model that expects
+none) gives no p-value; the zero-inflation test needs ``MIN_EXPECTED_ZEROS``.  Refits that fail are left out (counted);
 singular refits are kept.  ``benchmarks/check_calibration.py`` measures that these
 p-values are uniform under the model and how often they catch NB2 counts and extra
 zeros.
@@ -63,8 +67,12 @@ DEFAULT_NSIM = 250
 MAX_NSIM = 10_000
 #: residuals held at once (nsim + 1 data sets x rows): memory is bounded
 MAX_VALUES = 50_000_000
-#: fewer successful refits than this give p-values too coarse to read (>= 1/20)
-MIN_REFITS = 19
+#: the fewest refits whose p-values can fall below 5%: the smallest rank p-value is
+#: 1/(refits + 1) one-sided and 2/(refits + 1) two-sided, below 0.05 from 40 refits
+MIN_REFITS = 40
+#: expected zeros below this leave nothing to test (a count model whose means are all
+#: large, a binomial of many trials): the zero-inflation row says so
+MIN_EXPECTED_ZEROS = 0.5
 #: the placements' randomisation stream (a key no replicate, (i,), has)
 UNIFORM_KEY = (0, 1)
 
@@ -77,9 +85,12 @@ class SimulationTestError(ValueError):
 
 
 def check_request(nobs: int, nsim, seed) -> None:
-    """``nsim`` a whole number from 1 to MAX_NSIM whose residuals fit in MAX_VALUES
-    values, ``seed`` a whole number >= 0; else SimulationTestError."""
+    """``nsim`` a whole number from MIN_REFITS to MAX_NSIM whose residuals fit in
+    MAX_VALUES values, ``seed`` a whole number >= 0; else SimulationTestError."""
     check_nsim_and_seed(nsim, seed, MAX_NSIM, SimulationTestError)
+    if nsim < MIN_REFITS:
+        raise SimulationTestError(f"nsim must be at least {MIN_REFITS}: with fewer refits no "
+                                  "p-value can fall below 5%")
     if (nsim + 1) * nobs > MAX_VALUES:
         raise SimulationTestError(
             f"nsim = {nsim:,} refits of {nobs:,} rows are more than {MAX_VALUES:,} "
@@ -97,20 +108,20 @@ def data_set_statistics(result) -> pd.Series:
     """What a data set contributes, from its own fit ``result``: the bounds of
     each row's conditional quantile, P(Y < y) then P(Y <= y) at the row's
     conditional mean (``Family.cdf_bounds``: n numbers each), its Pearson
-    chi-squared and its observed over expected zeros (both NaN where
-    ``counts_like`` is false)."""
+    chi-squared, its observed over expected zeros and the expected zeros (the
+    three NaN where ``counts_like`` is false)."""
     d = result.design
     fam = result.family
     mu = result.fittedvalues.to_numpy()
     y = d.y
     dispersion = result.sigma ** 2 if fam.has_dispersion else 1.0
     lower, upper = fam.cdf_bounds(y, mu, d.weights, dispersion)
-    chisq = zeros = np.nan
+    chisq = zeros = expected = np.nan
     if counts_like(fam, d.weights):
         chisq = float(np.sum((y - mu) ** 2 * d.weights / fam.variance(mu, d.weights)))
         expected = float(np.sum(np.exp(fam.log_density(0.0, mu, d.weights))))
         zeros = np.count_nonzero(y == 0) / expected if expected > 0 else np.nan
-    return pd.Series(np.concatenate([lower, upper, [chisq, zeros]]))
+    return pd.Series(np.concatenate([lower, upper, [chisq, zeros, expected]]))
 
 
 def rank_p(values, two_sided: bool) -> float:
@@ -118,6 +129,9 @@ def rank_p(values, two_sided: bool) -> float:
     (the observed and the refitted simulations): one-sided for large values, or
     twice the smaller tail."""
     v = np.asarray(values, float)
+    if not np.isfinite(v[0]):
+        return float("nan")
+    v = v[np.isfinite(v)]
     n = len(v)
     upper = np.count_nonzero(v >= v[0]) / n
     if not two_sided:
@@ -144,8 +158,9 @@ def ks_distances(u) -> np.ndarray:
 @dataclass
 class SimulationTests:
     """The four tests (``table``: index the test names, columns ``statistic``, ``p``
-    and ``expected`` -- the statistic's mean over the refits: the expected zeros
-    ratio, the mean KS distance ...), the refits used and failed, and whether the
+    and ``expected`` -- the statistic's value expected under the model: the mean KS
+    distance and outlier count of the refits, 1 for the dispersion and zeros
+    ratios), the refits used and failed, and whether the
     time budget stopped the refits (the tests then use those that finished)."""
     table: pd.DataFrame
     nsim: int
@@ -177,6 +192,7 @@ def simulation_tests(result, nsim: int = DEFAULT_NSIM, seed: int = 0, time_budge
     values = np.vstack([boot.estimates.to_numpy()[None, :], boot.replicates.to_numpy()])
     lower, upper = values[:, :n], values[:, n:2 * n]
     chisq, zeros = values[:, 2 * n], values[:, 2 * n + 1]
+    expected = float(values[0, 2 * n + 2])
     rows = {}
     if len(values) > 1:
         rng = np.random.default_rng(np.random.SeedSequence(seed, spawn_key=UNIFORM_KEY))
@@ -187,17 +203,16 @@ def simulation_tests(result, nsim: int = DEFAULT_NSIM, seed: int = 0, time_budge
         outliers = ((u < edge) | (u > 1.0 - edge)).sum(axis=1).astype(float)
         rows[OUTLIERS] = (outliers[0], outliers[1:].mean(), rank_p(outliers, False))
         if counts_like(result.family, result.design.weights):
-            for name, t in ((DISPERSION, chisq), (ZEROS, zeros)):
-                mean = t[1:].mean()
-                rows[name] = (t[0] / mean, 1.0, rank_p(t, True))
+            tested = [(DISPERSION, chisq)]
+            if expected >= MIN_EXPECTED_ZEROS:
+                tested.append((ZEROS, zeros))
+            for name, t in tested:
+                rows[name] = (t[0] / np.nanmean(t[1:]), 1.0, rank_p(t, True))
     order = [UNIFORMITY, DISPERSION, ZEROS, OUTLIERS]
     table = pd.DataFrame([rows[k] for k in order if k in rows],
                          index=[k for k in order if k in rows],
                          columns=["statistic", "expected", "p"], dtype=float)
     y = result.design.y
-    mu = result.fittedvalues.to_numpy()
-    expected = (float(np.sum(np.exp(result.family.log_density(0.0, mu, result.design.weights))))
-                if counts_like(result.family, result.design.weights) else np.nan)
     return SimulationTests(table, int(nsim), len(boot.replicates), boot.failed, boot.singular,
                            int(seed), boot.stopped_by_budget, boot.seconds, boot.where,
                            int(np.count_nonzero(y == 0)), expected)

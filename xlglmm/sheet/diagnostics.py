@@ -13,12 +13,14 @@ from . import block, cache, models, values
 from ..engine import jit
 from ..engine.model_check import COLUMNS as CHECK_COLUMNS
 from ..engine.residuals import RESIDUAL_TYPES, SimulationError
-from ..engine.simulation_tests import MAX_NSIM as MAX_CHECK_NSIM
+from ..engine.simulation_tests import MAX_NSIM as MAX_CHECK_NSIM, MIN_REFITS
 from .values import SheetError
 
 MAX_SEED = 2**53 - 1        # Excel holds whole numbers exactly up to here
-#: GLMM_RESID's simulations for the quantile residual: each is one draw of every row
+#: GLMM_RESID's simulations for the quantile residual: each is one draw of every row;
+#: simulated values held at once (about 80 MB; the Python API allows more)
 MAX_RESID_NSIM = 10_000
+MAX_RESID_VALUES = 10_000_000
 
 
 def nsim_argument(nsim, default: int, most: int, what: str) -> int:
@@ -56,8 +58,9 @@ def cached_block(key: str, make) -> list:
     return [list(r) for r in hit]
 
 
-def _model(args: tuple, y):
-    y, X, groups, offset, x_random, fit_intercept, nAGQ, family, trials, link = args
+def _model(args: tuple):
+    """The model of the fit's leading arguments, in either form."""
+    y, X, groups, offset, x_random, fit_intercept, nAGQ, _family, _trials, _link = args
     return models.companion_model(args, (y, X, groups, offset, x_random, fit_intercept,
                                          nAGQ), y)
 
@@ -68,10 +71,14 @@ CHECK_HEAD = ["Check", "Value", "Expected", "p", "Problem", "Verdict"]
 
 
 def check(args: tuple, nsim, seed) -> list:
-    n = nsim_argument(nsim, 250, MAX_CHECK_NSIM, "each simulation is a refit; 0 leaves "
-                      "the simulation tests out")
+    why = (f"each simulation is a refit, and below {MIN_REFITS} no p-value can fall below "
+           "5%; 0 leaves the simulation tests out")
+    n = nsim_argument(nsim, 250, MAX_CHECK_NSIM, why)
+    if 0 < n < MIN_REFITS:
+        raise SheetError(f"nsim must be 0 or a whole number from {MIN_REFITS} to "
+                         f"{MAX_CHECK_NSIM:,} ({why})")
     s = seed_argument(seed)
-    m = _model(args, args[0])
+    m = _model(args)
 
     def make():
         clock = jit.Stopwatch()
@@ -127,7 +134,10 @@ def resid(args: tuple, type_, nsim, seed) -> list:
     if n == 0:
         raise SheetError("nsim must be at least 1: the quantile residual is simulated")
     s = seed_argument(seed)
-    m = _model(args, args[0])
+    m = _model(args)
+    if n * m.n_rows > MAX_RESID_VALUES:
+        raise SheetError(f"nsim = {n:,} simulations of {m.n_rows:,} rows are too many for a "
+                         f"worksheet: ask for at most {max(1, MAX_RESID_VALUES // m.n_rows):,}")
 
     def make():
         res = models.fit_model(m)
@@ -155,7 +165,7 @@ def resid_block(table, kept_rows, n_rows: int, kind: str) -> list:
 
 def influence(args: tuple, group) -> list:
     g = values.scalar(group, "group", None, "text")
-    m = _model(args, args[0])
+    m = _model(args)
 
     def make():
         clock = jit.Stopwatch()
