@@ -209,7 +209,7 @@ def influence_block(table, res) -> list:
         rows.append([level, int(r["rows"])] + [_cell(r[f"dfbetas_{f}"]) for f in fixed]
                     + [_cell(r["cooks_distance"])] + [_cell(r[c]) for c in changes]
                     + [bool(r["influential_cooks"] or r["influential_dfbetas"]),
-                       block.cell_text(note)])
+                       block.cell_text(note) if note else None])     # blank, not ""
     rows.append(["cut-offs", None] + [_cell(a["dfbetas_cutoff"])] * len(fixed)
                 + [_cell(a["cooks_cutoff"])] + [None] * len(changes)
                 + [None, f"influential: Cook's distance > 4/n or |DFBETAS| > 2/sqrt(n), "
