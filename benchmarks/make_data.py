@@ -56,3 +56,78 @@ def make(name: str) -> pd.DataFrame:
     if spec[0] == "poisson":
         return poisson_crossed(*spec[1:])
     return logistic_slope(*spec[1:])
+
+
+# ---- the shapes of issue 16 (speed against the best peer), seeded -------------------
+
+def binomial_nested(n: int, n_outer: int, n_inner: int, n_fixed: int, seed: int) -> pd.DataFrame:
+    """Logistic with many fixed effects and two nested random intercepts: ``inner``
+    levels belong to one ``outer`` level each (coded uniquely, so ``(1|outer) +
+    (1|inner)`` is the nested model); few rows per inner level, as in survey data."""
+    r = np.random.default_rng(seed)
+    inner_of_row = r.integers(0, n_inner, n)
+    outer_of_inner = r.integers(0, n_outer, n_inner)
+    X = r.normal(size=(n, n_fixed))
+    X[:, n_fixed // 2:] = (X[:, n_fixed // 2:] > 0.3).astype(float)   # half are indicators
+    beta = r.uniform(-0.5, 0.5, n_fixed)
+    u = r.normal(0, 0.6, n_outer)
+    v = r.normal(0, 0.8, n_inner)
+    eta = -0.3 + X @ beta + u[outer_of_inner[inner_of_row]] + v[inner_of_row]
+    y = (r.uniform(size=n) < 1 / (1 + np.exp(-eta))).astype(int)
+    out = {"y": y}
+    out.update({f"x{j + 1}": X[:, j].round(6) for j in range(n_fixed)})
+    out["outer"] = [f"o{i}" for i in outer_of_inner[inner_of_row]]
+    out["inner"] = [f"i{i}" for i in inner_of_row]
+    return pd.DataFrame(out)
+
+
+def count_crossed(n: int, n1: int, n2: int, family: str, seed: int) -> pd.DataFrame:
+    """Counts with two crossed random intercepts, a four-level factor, three numeric
+    covariates and an exposure (7 fixed effects with the intercept); ``family``
+    "poisson" or "negbin" (NB2, theta 2)."""
+    r = np.random.default_rng(seed)
+    a = r.integers(0, n1, n)
+    b = r.integers(0, n2, n)
+    f = r.integers(0, 4, n)
+    x1, x2, x3 = r.normal(size=n), r.uniform(-1, 1, n), r.integers(0, 2, n)
+    expo = r.integers(1, 20, n)
+    u, v = r.normal(0, 0.5, n1), r.normal(0, 0.3, n2)
+    eta = (0.2 + np.array([0, 0.3, -0.2, 0.5])[f] + 0.3 * x1 - 0.4 * x2 + 0.25 * x3
+           - 0.35 * x1 * x3 + u[a] + v[b] + np.log(expo))
+    mu = np.exp(eta)
+    y = r.poisson(mu) if family == "poisson" else r.negative_binomial(2.0, 2.0 / (2.0 + mu))
+    return pd.DataFrame({"y": y, "f": [f"f{i}" for i in f], "x1": x1.round(6),
+                         "x2": x2.round(6), "x3": x3, "exposure": expo,
+                         "g1": [f"a{i}" for i in a], "g2": [f"b{i}" for i in b]})
+
+
+def gamma_slope(n: int, ng: int, seed: int) -> pd.DataFrame:
+    """Gamma (shape 4) with a log link, a correlated random intercept and slope, and
+    8 fixed effects (intercept, x, a four-level factor, two covariates, x:z)."""
+    r = np.random.default_rng(seed)
+    g = r.integers(0, ng, n)
+    x, z, w = r.normal(size=n), r.integers(0, 2, n), r.uniform(-1, 1, n)
+    f = r.integers(0, 4, n)
+    L = np.linalg.cholesky(np.array([[0.5 ** 2, 0.4 * 0.5 * 0.3], [0.4 * 0.5 * 0.3, 0.3 ** 2]]))
+    U = r.normal(size=(ng, 2)) @ L.T
+    eta = (1.0 + 0.4 * x + np.array([0, 0.2, -0.3, 0.1])[f] + 0.3 * z - 0.2 * w
+           + 0.15 * x * z + U[g, 0] + U[g, 1] * x)
+    y = r.gamma(4.0, np.exp(eta) / 4.0)
+    return pd.DataFrame({"y": y.round(6), "x": x.round(6), "z": z, "w": w.round(6),
+                         "f": [f"f{i}" for i in f], "g": [f"g{i}" for i in g]})
+
+
+# name -> (generator, arguments); issue 16's table: ~2.2k rows binomial, ~600 the rest
+PEER_SHAPES = {
+    "bin_nested_16fe": (binomial_nested, (2_200, 160, 1_600, 15, 11)),
+    "nb2_one_intercept": (count_crossed, (600, 40, 1, "negbin", 12)),
+    "nb2_crossed_7fe": (count_crossed, (600, 40, 15, "negbin", 13)),
+    "nb2_offset_interaction": (count_crossed, (600, 40, 1, "negbin", 14)),
+    "gamma_slope_8fe": (gamma_slope, (600, 30, 15)),
+    "pois_crossed_7fe": (count_crossed, (600, 40, 15, "poisson", 16)),
+}
+
+
+def make_peer(name: str) -> pd.DataFrame:
+    generator, args = PEER_SHAPES[name]
+    return generator(*args)
