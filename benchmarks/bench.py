@@ -305,7 +305,10 @@ def main(argv=None) -> int:
     ap.add_argument("--sizes", nargs="*", type=float, default=[1e3, 1e4, 1e5])
     ap.add_argument("--only", nargs="*", default=None)
     ap.add_argument("--reps", type=int, default=3, help="repetitions (median) below 1e5 rows")
-    ap.add_argument("--no-peers", action="store_true", help="time xlglmm alone")
+    # (--no-lme4: its name before glmmTMB joined; compare_revisions.py passes it to
+    # older revisions and this one alike)
+    ap.add_argument("--no-peers", "--no-lme4", dest="no_peers", action="store_true",
+                    help="time xlglmm alone")
     ap.add_argument("--peer-timeout", type=float, default=3600)
     ap.add_argument("--out", default=str(HERE / "results"))
     a = ap.parse_args(argv)
