@@ -68,6 +68,17 @@ def _num(v):
     return _round(f) if math.isfinite(f) else BLANK
 
 
+def cell(v):
+    """A cell of any kind: a boolean as it is, text cut to Excel's limit
+    (``cell_text``), a number to SIGNIFICANT_DIGITS, a blank for None or a
+    non-finite number."""
+    if isinstance(v, (bool, np.bool_)):
+        return bool(v)
+    if isinstance(v, str):
+        return cell_text(v)
+    return BLANK if v is None else _num(v)
+
+
 def _text(v):
     """A label cell: text, or a blank cell for None/NaN."""
     if v is None or (isinstance(v, float) and math.isnan(v)):

@@ -79,6 +79,17 @@ FITS = LRU(32)        # key -> GLMMResult (or the error message of a failed fit)
 BLOCKS = LRU(512)     # key of a whole worksheet call -> the block it returned
 
 
+def cached_block(key: str, make) -> list:
+    """The block cached in BLOCKS under ``key``, made by ``make()`` on a miss (an
+    exception leaves nothing cached); a fresh copy of its rows, so that a caller
+    that edits it cannot edit the cache."""
+    hit = BLOCKS.get(key)
+    if hit is None:
+        hit = make()
+        BLOCKS.put(key, hit)
+    return [list(r) for r in hit]
+
+
 def clear():
     FITS.clear()
     BLOCKS.clear()

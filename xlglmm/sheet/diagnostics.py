@@ -5,7 +5,6 @@ arguments before any work, runs within what the fit left of the call's time
 budget, and caches its block on the model and its arguments."""
 from __future__ import annotations
 
-import math
 
 import numpy as np
 
@@ -16,7 +15,6 @@ from ..engine.residuals import RESIDUAL_TYPES, SimulationError
 from ..engine.simulation_tests import MAX_NSIM as MAX_CHECK_NSIM, MIN_REFITS
 from .values import SheetError
 
-MAX_SEED = 2**53 - 1        # Excel holds whole numbers exactly up to here
 #: GLMM_RESID's simulations for the quantile residual: each is one draw of every row;
 #: simulated values held at once (about 80 MB; the Python API allows more)
 MAX_RESID_NSIM = 10_000
@@ -30,32 +28,6 @@ def nsim_argument(nsim, default: int, most: int, what: str) -> int:
     if not (float(n).is_integer() and 0 <= n <= most):
         raise SheetError(f"nsim must be a whole number from 0 to {most:,} ({what})")
     return int(n)
-
-
-def seed_argument(seed, default: int = 1) -> int:
-    """A whole number from 0 to MAX_SEED: the same seed, the same simulations."""
-    s = values.scalar(seed, "seed", default, "number")
-    if not (float(s).is_integer() and 0 <= s <= MAX_SEED):
-        raise SheetError(f"seed must be a whole number from 0 to {MAX_SEED:,} (the same "
-                         "seed gives the same simulations)")
-    return int(s)
-
-
-def remaining_budget(clock: jit.Stopwatch) -> float:
-    """What the fit left of the call's time budget (a tenth of it at least, so that a
-    fit that used it up still leaves the check a chance)."""
-    total = models.DEFAULT_TIME_BUDGET
-    return max(0.1 * total, total - clock.elapsed())
-
-
-def cached_block(key: str, make) -> list:
-    """The block cached under ``key``, made by ``make()`` on a miss; a fresh copy of
-    its rows (a caller that edits it cannot edit the cache)."""
-    hit = cache.BLOCKS.get(key)
-    if hit is None:
-        hit = make()
-        cache.BLOCKS.put(key, hit)
-    return [list(r) for r in hit]
 
 
 def _model(args: tuple):
@@ -77,23 +49,19 @@ def check(args: tuple, nsim, seed) -> list:
     if 0 < n < MIN_REFITS:
         raise SheetError(f"nsim must be 0 or a whole number from {MIN_REFITS} to "
                          f"{MAX_CHECK_NSIM:,} ({why})")
-    s = seed_argument(seed)
+    s = models.seed_argument(seed)
     m = _model(args)
 
     def make():
         clock = jit.Stopwatch()
         res = models.fit_model(m)
         try:
-            result = res.check(n, s, time_budget=remaining_budget(clock),
-                               progress=_quietly)
+            result = res.check(n, s, time_budget=models.remaining_budget(clock),
+                               progress=models.quietly)
         except ValueError as e:             # a request the engine refuses: its reason
             raise SheetError(str(e)) from None
         return check_block(result)
-    return cached_block(cache.digest("check", m.key, n, s), make)
-
-
-def _quietly(*_):
-    """A progress callback that reports nothing (a cell has no terminal line)."""
+    return cache.cached_block(cache.digest("check", m.key, n, s), make)
 
 
 def check_block(result) -> list:
@@ -101,7 +69,7 @@ def check_block(result) -> list:
     account (refits used of those asked for, seed) and the notes."""
     rows = [CHECK_HEAD]
     for name, r in result.table.iterrows():
-        rows.append([name] + [_cell(r[c]) for c in CHECK_COLUMNS])
+        rows.append([name] + [block.cell(r[c]) for c in CHECK_COLUMNS])
     sim = result.simulation
     if sim is not None:
         rows.append(["refitted simulations", sim.refits, sim.nsim, None, None,
@@ -110,14 +78,6 @@ def check_block(result) -> list:
     for note in result.notes:
         rows.append(["note", None, None, None, None, note])
     return block.rectangular(rows)
-
-
-def _cell(v):
-    if isinstance(v, (bool, np.bool_)):
-        return bool(v)
-    if isinstance(v, str):
-        return block.cell_text(v)
-    return None if v is None or not math.isfinite(v) else block.significant([v])[0].item()
 
 
 # ---- GLMM_RESID -----------------------------------------------------------------------
@@ -133,7 +93,7 @@ def resid(args: tuple, type_, nsim, seed) -> list:
                       "residual")
     if n == 0:
         raise SheetError("nsim must be at least 1: the quantile residual is simulated")
-    s = seed_argument(seed)
+    s = models.seed_argument(seed)
     m = _model(args)
     if n * m.n_rows > MAX_RESID_VALUES:
         raise SheetError(f"nsim = {n:,} simulations of {m.n_rows:,} rows are too many for a "
@@ -146,7 +106,7 @@ def resid(args: tuple, type_, nsim, seed) -> list:
         except SimulationError as e:            # too many values for this many rows
             raise SheetError(str(e)) from None
         return resid_block(table, res.design.kept_rows, m.n_rows, kind)
-    return cached_block(cache.digest("resid", m.key, kind, n, s), make)
+    return cache.cached_block(cache.digest("resid", m.key, kind, n, s), make)
 
 
 def resid_block(table, kept_rows, n_rows: int, kind: str) -> list:
@@ -171,11 +131,11 @@ def influence(args: tuple, group) -> list:
         clock = jit.Stopwatch()
         res = models.fit_model(m)
         try:
-            table = res.influence(g, time_budget=remaining_budget(clock), progress=_quietly)
+            table = res.influence(g, time_budget=models.remaining_budget(clock), progress=models.quietly)
         except ValueError as e:             # a factor the model does not have: its names
             raise SheetError(str(e)) from None
-        return influence_block(table, res)
-    return cached_block(cache.digest("influence", m.key, g), make)
+        return influence_block(table)
+    return cache.cached_block(cache.digest("influence", m.key, g), make)
 
 
 def parameter_words(name: str) -> str:
@@ -191,7 +151,7 @@ def parameter_words(name: str) -> str:
     return name
 
 
-def influence_block(table, res) -> list:
+def influence_block(table) -> list:
     """A header, one row per level of the factor (its name, its rows, each fixed
     effect's DFBETAS, Cook's distance, the change of each variance parameter when
     the level is left out, whether it passes a cut-off, a note), then the cut-offs
@@ -206,12 +166,12 @@ def influence_block(table, res) -> list:
     for level, r in table.iterrows():
         note = r["message"] or ("the refit was singular" if r["singular"] else
                                 "" if r["converged"] else "the refit did not converge")
-        rows.append([level, int(r["rows"])] + [_cell(r[f"dfbetas_{f}"]) for f in fixed]
-                    + [_cell(r["cooks_distance"])] + [_cell(r[c]) for c in changes]
+        rows.append([level, int(r["rows"])] + [block.cell(r[f"dfbetas_{f}"]) for f in fixed]
+                    + [block.cell(r["cooks_distance"])] + [block.cell(r[c]) for c in changes]
                     + [bool(r["influential_cooks"] or r["influential_dfbetas"]),
                        block.cell_text(note) if note else None])     # blank, not ""
-    rows.append(["cut-offs", None] + [_cell(a["dfbetas_cutoff"])] * len(fixed)
-                + [_cell(a["cooks_cutoff"])] + [None] * len(changes)
+    rows.append(["cut-offs", None] + [block.cell(a["dfbetas_cutoff"])] * len(fixed)
+                + [block.cell(a["cooks_cutoff"])] + [None] * len(changes)
                 + [None, f"influential: Cook's distance > 4/n or |DFBETAS| > 2/sqrt(n), "
                          f"n = {a['n_levels']} levels (lme4's measures)"])
     if a["stopped_by_budget"]:

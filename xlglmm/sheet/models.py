@@ -499,6 +499,31 @@ def alpha_argument(alpha) -> float:
     return a
 
 
+#: the largest whole number a worksheet cell holds exactly
+MAX_SEED = 2**53 - 1
+
+
+def seed_argument(seed, default: int = 1) -> int:
+    """A whole number from 0 to MAX_SEED: the same seed, the same simulations."""
+    s = values.scalar(seed, "seed", default, "number")
+    if not (float(s).is_integer() and 0 <= s <= MAX_SEED):
+        raise SheetError(f"seed must be a whole number from 0 to {MAX_SEED:,} (the same "
+                         "seed gives the same simulations)")
+    return int(s)
+
+
+def remaining_budget(clock: jit.Stopwatch) -> float:
+    """What the fit left of the call's time budget, for the work after it (a tenth
+    of the budget at least, so that a fit that used it up still leaves a chance)."""
+    total = DEFAULT_TIME_BUDGET
+    return max(0.1 * total, total - clock.elapsed())
+
+
+def quietly(*_):
+    """A progress callback that reports nothing: a worksheet cell has no terminal
+    line to keep, and recalc shows its own progress."""
+
+
 def family_argument(value, default="poisson"):
     fam = values.scalar(value, "family", default, "text", choices=SHEET_FAMILIES)
     return fam

@@ -135,15 +135,11 @@ def _glmm(formula, data, family, link, offset, weights, alpha, nAGQ):
 
 def _fit_block(m: models.SheetModel, alpha: float, ddf: str | None = None):
     """``ddf``: a linear mixed model's t tests (LMMResult.t_tests' ddf)."""
-    bkey = cache.digest("block", m.key, alpha, ddf)
-    hit = cache.BLOCKS.get(bkey)
-    if hit is not None:
-        return _copy(hit)
-    res = models.fit_model(m)
-    tests, notes = _t_tests(res, ddf) if ddf is not None else (None, None)
-    out = block.fit_block(res, alpha, _extra_fit_rows(res), tests, notes)
-    cache.BLOCKS.put(bkey, out)
-    return _copy(out)
+    def make():
+        res = models.fit_model(m)
+        tests, notes = _t_tests(res, ddf) if ddf is not None else (None, None)
+        return block.fit_block(res, alpha, _extra_fit_rows(res), tests, notes)
+    return cache.cached_block(cache.digest("block", m.key, alpha, ddf), make)
 
 
 def _t_tests(res: LMMResult, ddf: str):
@@ -190,22 +186,12 @@ def _extra_fit_rows(res) -> list:
     return rows
 
 
-def _copy(blk):
-    """A fresh list of rows: a caller that edits the block cannot edit the cache."""
-    return [list(r) for r in blk]
-
-
-
 def _ranef(y, X, groups, offset, x_random, fit_intercept, nAGQ, family, trials, link):
     m = models.companion_model((y, X, groups, offset, x_random, fit_intercept, nAGQ, family,
                           trials, link),
                          (y, X, groups, offset, x_random, fit_intercept, nAGQ), y)
-    bkey = cache.digest("ranef", m.key)
-    hit = cache.BLOCKS.get(bkey)
-    if hit is None:
-        hit = block.ranef_block(models.fit_model(m))
-        cache.BLOCKS.put(bkey, hit)
-    return _copy(hit)
+    return cache.cached_block(cache.digest("ranef", m.key),
+                              lambda: block.ranef_block(models.fit_model(m)))
 
 
 def _predict(y, X, groups, new_X, new_groups, offset, new_offset, x_random, new_x_random,
@@ -512,28 +498,22 @@ def _confint(y, X, groups, offset, x_random, fit_intercept, nAGQ, family, trials
     if not (float(n).is_integer() and 1 <= n <= MAX_SHEET_NSIM):
         raise SheetError(f"nsim must be a whole number from 1 to {MAX_SHEET_NSIM:,} (each "
                          "replicate is a refit, and a worksheet call has a time budget)")
-    s = diagnostics.seed_argument(seed)
+    s = models.seed_argument(seed)
     a = models.alpha_argument(alpha)
     m = models.companion_model((y, X, groups, offset, x_random, fit_intercept, nAGQ, family,
                                 trials, link),
                                (y, X, groups, offset, x_random, fit_intercept, nAGQ), y)
-    # nsim and seed change only a bootstrap
-    bkey = cache.digest("confint", m.key, how, a,
-                        (int(n), int(s)) if how == "bootstrap" else None)
-    hit = cache.BLOCKS.get(bkey)
-    if hit is None:
+    def make():
         if how == "profile" and a < PROFILE_MIN_ALPHA:
             raise SheetError(f"alpha must be at least {PROFILE_MIN_ALPHA} for profile "
                              "intervals: the profile is walked to a 99% interval")
         clock = jit.Stopwatch()         # the fit's time (no compilation) counts too
         res = models.fit_model(m)
-        # what the fit left of the call's budget (a tenth of it at least, so that a fit
-        # that used it up still leaves the intervals a chance)
-        total = models.DEFAULT_TIME_BUDGET
-        budget = max(0.1 * total, total - clock.elapsed())
-        hit = _intervals_block(res, how, int(n), int(s), a, budget)
-        cache.BLOCKS.put(bkey, hit)
-    return _copy(hit)
+        return _intervals_block(res, how, int(n), int(s), a, models.remaining_budget(clock))
+    # nsim and seed change only a bootstrap
+    return cache.cached_block(cache.digest("confint", m.key, how, a,
+                                           (int(n), int(s)) if how == "bootstrap" else None),
+                              make)
 
 
 #: the profile's walks stop past |zeta| = 2.6 (a 99.07% interval): smaller alphas
@@ -564,9 +544,7 @@ def _intervals_block(res, how: str, nsim: int, seed: int, alpha: float,
                 [prof.traces[n].estimate for n in extra], index=extra, dtype=float)])
             replicates, note = None, ""
         else:
-            # (progress=_quietly: a worksheet cell has no terminal line to keep, and
-            # recalc shows its own progress)
-            boot = res.bootstrap(nsim, seed, time_budget=budget, progress=_quietly)
+            boot = res.bootstrap(nsim, seed, time_budget=budget, progress=models.quietly)
             # the intervals that cover (benchmarks/coverage_study.py): bootstrap-t for
             # the fixed effects, basic for the variance parameters
             ci = boot.recommended(alpha)
@@ -594,10 +572,6 @@ def _intervals_block(res, how: str, nsim: int, seed: int, alpha: float,
                     if how == "Wald" else ""))
         rows.append((name, est, lo, hi, kind, "; ".join(w for w in (why, note) if w)))
     return block.confint_block(rows, alpha, replicates)
-
-
-def _quietly(*_):
-    """A progress callback that reports nothing."""
 
 
 def _bootstrap_note(boot, budget: float, alpha: float) -> str:
