@@ -399,12 +399,18 @@ def check_nsim_and_seed(nsim, seed, max_nsim: int, error: type) -> None:
         raise error("seed must be a whole number >= 0")
 
 
-def _check_arguments(nsim, seed, time_budget, resample):
-    check_nsim_and_seed(nsim, seed, MAX_NSIM, BootstrapError)
+def check_time_budget(time_budget, error: type) -> None:
+    """``time_budget`` None or a positive finite number of seconds (the rule of every
+    run of refits: the bootstrap's, the influence's), else ``error``."""
     if time_budget is not None and not (isinstance(time_budget, (int, float))
                                         and not isinstance(time_budget, bool)
                                         and time_budget > 0 and math.isfinite(time_budget)):
-        raise BootstrapError("time_budget must be a positive number of seconds")
+        raise error("time_budget must be a positive number of seconds")
+
+
+def _check_arguments(nsim, seed, time_budget, resample):
+    check_nsim_and_seed(nsim, seed, MAX_NSIM, BootstrapError)
+    check_time_budget(time_budget, BootstrapError)
     if not isinstance(resample, str):
         raise BootstrapError(f"resample must be '{PARAMETRIC}', '{OBSERVATIONS}' or the "
                              "name of a grouping factor")

@@ -48,10 +48,16 @@ def overdispersion(res) -> pd.Series:
                         fam, res.df_resid)
 
 
-def pearson_test(y, mu, weights, family, df: int) -> pd.Series:
+def pearson_chisq(y, mu, weights, family) -> float:
     """Pearson's chi-squared of responses ``y`` at means ``mu`` (prior ``weights``:
-    binomial trials) under ``family``, its ratio to ``df`` and P(chi2_df > it)."""
-    chisq = float(np.sum((y - mu) ** 2 * weights / family.variance(mu)))
+    binomial trials) under ``family``."""
+    return float(np.sum((y - mu) ** 2 * weights / family.variance(mu, weights)))
+
+
+def pearson_test(y, mu, weights, family, df: int) -> pd.Series:
+    """Pearson's chi-squared (``pearson_chisq``), its ratio to ``df`` and
+    P(chi2_df > it)."""
+    chisq = pearson_chisq(y, mu, weights, family)
     return pd.Series({"chisq": chisq, "df": float(df), "ratio": chisq / df,
                       "p": float(special.chdtrc(df, chisq))}, name="overdispersion")
 

@@ -49,8 +49,8 @@ import numpy as np
 import pandas as pd
 
 from . import workers as _workers
-from .bootstrap import (case_plan, design_of_rows, parameter_names, parameter_values,
-                        refit_estimating_theta)
+from .bootstrap import (case_plan, check_time_budget, design_of_rows, parameter_names,
+                        parameter_values, refit_estimating_theta)
 from .model import MixedModel
 
 
@@ -125,13 +125,6 @@ def check_group(design, group) -> str:
     return group
 
 
-def _check_budget(time_budget):
-    if time_budget is not None and not (isinstance(time_budget, (int, float))
-                                        and not isinstance(time_budget, bool)
-                                        and time_budget > 0 and math.isfinite(time_budget)):
-        raise InfluenceError("time_budget must be a positive number of seconds")
-
-
 def influence(result, group=None, time_budget=None, workers=None, client=None,
               progress=None) -> pd.DataFrame:
     """One row per level of ``group`` (see the module's notes for the columns),
@@ -144,7 +137,7 @@ def influence(result, group=None, time_budget=None, workers=None, client=None,
     if model.optimum is None:
         raise InfluenceError("influence needs a fitted model")
     group = check_group(model.design, group)
-    _check_budget(time_budget)
+    check_time_budget(time_budget, InfluenceError)
     t0 = time.perf_counter()
     term = next(t for t in model.design.re_terms if t.group == group)
     estimates_theta = result.nb_theta_se is not None

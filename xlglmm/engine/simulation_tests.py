@@ -60,13 +60,13 @@ import numpy as np
 import pandas as pd
 
 from .bootstrap import bootstrap, check_nsim_and_seed
+from .checks import pearson_chisq
+from .residuals import MAX_VALUES      # values held at once: (nsim + 1) data sets x rows
 
 #: DHARMa's default number of simulations
 DEFAULT_NSIM = 250
 #: refits are the cost: more than this is more than a worksheet check needs
 MAX_NSIM = 10_000
-#: residuals held at once (nsim + 1 data sets x rows): memory is bounded
-MAX_VALUES = 50_000_000
 #: the fewest refits whose p-values can fall below 5%: the smallest rank p-value is
 #: 1/(refits + 1) one-sided and 2/(refits + 1) two-sided, below 0.05 from 40 refits
 MIN_REFITS = 40
@@ -118,7 +118,7 @@ def data_set_statistics(result) -> pd.Series:
     lower, upper = fam.cdf_bounds(y, mu, d.weights, dispersion)
     chisq = zeros = expected = np.nan
     if counts_like(fam, d.weights):
-        chisq = float(np.sum((y - mu) ** 2 * d.weights / fam.variance(mu, d.weights)))
+        chisq = pearson_chisq(y, mu, d.weights, fam)
         expected = float(np.sum(np.exp(fam.log_density(0.0, mu, d.weights))))
         zeros = np.count_nonzero(y == 0) / expected if expected > 0 else np.nan
     return pd.Series(np.concatenate([lower, upper, [chisq, zeros, expected]]))
