@@ -8,6 +8,7 @@ import pandas as pd
 import pytest
 
 import xlglmm
+from faults import fail_refit
 from refs import PACKAGE_DATA, fit, manifest
 from xlglmm.engine import bootstrap as B
 from xlglmm.engine.model import ModelError
@@ -124,14 +125,7 @@ def test_any_failure_of_a_replicate_is_counted(safety, monkeypatch):
     in the kernels, say) loses that replicate only; a statistic of the wrong length
     is the caller's error and stops the run."""
     real = type(safety.model).refit_model
-    calls = []
-
-    def broken(self, y=None, **kw):
-        calls.append(1)
-        if len(calls) == 2:
-            raise ZeroDivisionError("float division by zero")
-        return real(self, y, **kw)
-    monkeypatch.setattr(type(safety.model), "refit_model", broken)
+    fail_refit(monkeypatch, safety.model, 2)
     b = safety.bootstrap(4, seed=1, workers=1)
     assert b.failed == 1 and len(b.replicates) == 3
     assert b.failures[0][0] == 1 and b.failures[0][1].startswith("ZeroDivisionError")

@@ -12,6 +12,7 @@ import pandas as pd
 import pytest
 
 import xlglmm
+from faults import fail_refit
 from refs import DATA, fit, load_frame, manifest
 from xlglmm.engine import influence as I
 from xlglmm.engine import workers as W
@@ -185,15 +186,7 @@ def test_the_budget_stops_with_the_levels_done(crossed, crossed_influence, monke
 
 
 def test_a_failed_refit_is_a_row_of_its_own(crossed, monkeypatch):
-    real = type(crossed.model).refit_model
-    calls = []
-
-    def flaky(self, y=None, **kw):
-        calls.append(1)
-        if len(calls) == 3:
-            raise ZeroDivisionError("float division by zero")
-        return real(self, y, **kw)
-    monkeypatch.setattr(type(crossed.model), "refit_model", flaky)
+    fail_refit(monkeypatch, crossed.model, 3)
     inf = crossed.influence("plant", workers=1)
     bad = inf.iloc[2]
     assert bad["failed"] and "ZeroDivisionError" in bad["message"]

@@ -7,27 +7,22 @@ import pandas as pd
 import pytest
 
 import xlglmm
-from xlglmm.sheet import cache, models, udfs
-from refs import DATA, PACKAGE_DATA, expected, load_frame, manifest
-from sheetdata import block_row, block_value, column, columns, table
+from xlglmm.sheet import models, udfs
+from refs import DATA, expected, load_frame, manifest
+from sheetdata import block_row, block_value, column, columns, table, workplace_ranges
 
 
-@pytest.fixture(autouse=True)
-def fresh_cache():
-    cache.clear()
-    yield
-    cache.clear()
+# every test starts (and leaves) the cache empty (conftest's empty_cache)
+pytestmark = pytest.mark.usefixtures("empty_cache")
 
 
 @pytest.fixture(scope="module")
-def safety():
-    return pd.read_csv(PACKAGE_DATA / "workplace_safety.csv")
+def safety(workplace):
+    return workplace[0]
 
 
 def safety_block(df, **kw):
-    return udfs.GLMM_POISSON(column(df.incidents, "incidents"), column(df.training, "training"),
-                             columns(df, ["plant", "month"]),
-                             column(np.log(df.employees)), **kw)
+    return udfs.GLMM_POISSON(*workplace_ranges(df), **kw)
 
 
 def is_rectangular(b):

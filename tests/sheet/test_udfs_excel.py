@@ -10,7 +10,7 @@ import pytest
 
 import xlglmm
 import xlwings_harness as h
-from refs import PACKAGE_DATA, expected, load_frame, manifest
+from refs import expected, load_frame, manifest
 from sheetdata import block_row, block_value, column, columns, table
 from xlglmm.sheet import cache
 
@@ -19,16 +19,13 @@ def com(rows):
     return h.com_rows(rows)
 
 
-@pytest.fixture(autouse=True)
-def fresh():
-    cache.clear()
-    yield
-    cache.clear()
+# every test starts (and leaves) the cache empty (conftest's empty_cache)
+pytestmark = pytest.mark.usefixtures("empty_cache")
 
 
 @pytest.fixture(scope="module")
-def safety():
-    return pd.read_csv(PACKAGE_DATA / "workplace_safety.csv")
+def safety(workplace):
+    return workplace[0]
 
 
 def safety_args(df):
