@@ -161,6 +161,11 @@ def _factor_codes(series: pd.Series, levels: list | None = None):
         index = {lab: k for k, lab in enumerate(levels)}
         to_level = np.array([index.get(lab, -2) for lab in labels] + [-1], np.int64)
         return to_level[inv], list(levels)
+    return _codes_by_value(series, levels)
+
+
+def _codes_by_value(series: pd.Series, levels: list | None = None):
+    """``_factor_codes`` value by value: any column (the vectorised paths' reference)."""
     miss = _missing_mask(series)
     if levels is None:
         vals = series[~miss]

@@ -317,7 +317,9 @@ class GLMMResult:
         the estimates (lme4's ranef(condVar = TRUE), conditional on beta)."""
         dev = self._dev
         st = self._state
-        before = dev._theta_set          # (the theta the next evaluation starts from)
+        # the theta the deviance function was left at (its next evaluation rescales
+        # its warm start from there): put back after the factor at the estimates
+        before = getattr(dev, "_theta_set", None)
         try:
             Dchol, Cval, LS, loc_ptr, loc_cols, ok = dev.factor_at(self.theta, st, False)
         finally:
