@@ -423,12 +423,14 @@ def full_rank_columns(X: np.ndarray, tol: float = RANK_TOL) -> np.ndarray:
     columns: one Householder QR proposes the dependent ones, a second pass
     confirms (``_rank_by_qr``)."""
     n, p = X.shape
+    if _clearly_full_rank(X):   # (every column finite and nonzero, none near the others)
+        return np.arange(p, dtype=np.int64)
     with np.errstate(all="ignore"):
         big = np.max(np.abs(X), axis=0) if n else np.zeros(p)
     use = np.flatnonzero(np.isfinite(big) & (big > 0))
     if len(use) == 0:
         return np.zeros(0, np.int64)
-    if _clearly_full_rank(X if len(use) == p else X[:, use]):
+    if len(use) < p and _clearly_full_rank(X[:, use]):
         return use
     Xs = scale_by_exponents(X[:, use], column_exponents(big[use]))
     if len(use) > RANK_QR_MIN_COLUMNS:
