@@ -103,6 +103,8 @@ def _numeric_values(series: pd.Series, what: str) -> np.ndarray:
     """Float values; missing -> NaN; text or other non-numbers -> DesignError."""
     if series.dtype == bool:
         return series.to_numpy(float)
+    if isinstance(series.dtype, np.dtype) and series.dtype.kind in "iuf":
+        return series.to_numpy().astype(float)   # (a copy; NaN stays: what na_value gives)
     if pd.api.types.is_numeric_dtype(series.dtype) and not isinstance(
             series.dtype, pd.CategoricalDtype):
         return series.to_numpy(dtype=float, na_value=np.nan)
@@ -132,8 +134,9 @@ def _factor_codes(series: pd.Series, levels: list | None = None):
     and blanks, through its distinct values (``_distinct_codes``), each labelled
     once; other columns (mixed types, nullable dtypes) value by value."""
     if isinstance(series.dtype, pd.CategoricalDtype):
-        cats = series.cat.categories.tolist()     # (plain Python scalars: fast)
-        codes = series.cat.codes.to_numpy().astype(np.int64)    # (-1: missing)
+        cat = series.array          # (the Categorical itself: .cat builds Series)
+        cats = cat.categories.tolist()      # (plain Python scalars: fast)
+        codes = cat.codes.astype(np.int64)  # (-1: missing)
         if levels is not None:
             index = {lab: k for k, lab in enumerate(levels)}
             to_level = np.array([index.get(_level_label(c), -2) for c in cats] + [-1],
@@ -925,8 +928,9 @@ def _value_labels(series: pd.Series):
     says), without reading the rows one by one where the column allows
     (a Categorical, or what ``_distinct_codes`` takes)."""
     if isinstance(series.dtype, pd.CategoricalDtype):
-        cats = series.cat.categories.tolist()
-        inv = series.cat.codes.to_numpy().astype(np.int64)
+        cat = series.array
+        cats = cat.categories.tolist()
+        inv = cat.codes.astype(np.int64)
         missing = [k for k, c in enumerate(cats) if _is_missing_scalar(c)]
         if missing:                             # (a blank text category)
             inv = np.where(np.isin(inv, missing), -1, inv)
