@@ -4,7 +4,7 @@ model and its estimates), per model -- the phases outside the optimisation, whic
 small and mid-size models are a large share of a fit (issue 16).
 
     python benchmarks/overhead.py BASE_REV [--rounds 3] [--calls 15]
-                                  [--factors cat|obj|raw] [--only NAME ...]
+                                  [--factors cat|obj|raw] [--only NAME ...] [--no-fit]
 
 ``BASE_REV``'s package is exported (``git archive``: no worktree is made) to a
 temporary directory; each round runs one child per tree, alternating (base, this
@@ -14,6 +14,8 @@ and times one whole warm fit (design, model, estimate, result) for scale; the
 report takes the least over rounds.  Grouping columns are passed as ``--factors``:
 ``cat`` pandas Categoricals (as bench.py and the worksheet functions pass text),
 ``obj`` object columns of str, ``raw`` as the data come (numbers, pandas strings).
+Models: issue 16's shapes, the shared references and bench.py's series
+(``series_pois_1e6``...; with ``--no-fit`` for those).
 Writes ``benchmarks/results/<date>-<host>-overhead.md``.
 """
 from __future__ import annotations
@@ -75,7 +77,9 @@ for name, spec in json.loads({specs!r}).items():
         m = model(design())
         return Result(m, m.estimate())
     res = fit()                                   # warm: kernels loaded
-    t0 = time.perf_counter(); res = fit(); whole = 1e3 * (time.perf_counter() - t0)
+    whole = float("nan")
+    if {whole_fit}:
+        t0 = time.perf_counter(); res = fit(); whole = 1e3 * (time.perf_counter() - t0)
     m = res.model
     out[name] = dict(design=least(design, {calls}),
                      result=least(lambda: Result(m, m.estimates), {calls}),
@@ -100,7 +104,8 @@ def frames(names: list, tmp: Path) -> dict:
     import bench
     specs = {}
     for name in names:
-        spec = dict(bench.PEER_MODELS.get(name) or bench.reference_models()[name])
+        spec = dict(bench.PEER_MODELS.get(name) or bench.reference_models().get(name)
+                    or bench.series_models([1e5, 1e6])[name])
         path = tmp / f"{name}.pkl"
         bench.load(spec).to_pickle(path)
         spec["frame"] = str(path)
@@ -115,6 +120,8 @@ def main(argv=None) -> int:
     ap.add_argument("--calls", type=int, default=15)
     ap.add_argument("--factors", choices=("cat", "obj", "raw"), default="cat")
     ap.add_argument("--only", nargs="+", default=MODELS)
+    ap.add_argument("--no-fit", action="store_true",
+                    help="no whole fit timed (large models: one fit per child only)")
     ap.add_argument("--out", type=Path, default=None)
     a = ap.parse_args(argv)
     busy = machine.is_busy()
@@ -127,7 +134,7 @@ def main(argv=None) -> int:
         for _ in range(a.rounds):
             for kind, tree in trees.items():
                 code = CHILD.format(root=str(tree), specs=specs, factors=a.factors,
-                                    calls=a.calls)
+                                    calls=a.calls, whole_fit=not a.no_fit)
                 env = dict(os.environ, PYTHONPATH=str(tree))
                 out = subprocess.run([sys.executable, "-c", code], env=env, check=True,
                                      capture_output=True, text=True).stdout
@@ -137,7 +144,8 @@ def main(argv=None) -> int:
     lines = [f"# The fixed cost around a fit: {a.base} vs this tree", ""]
     lines += machine.busy_lines(busy)
     lines += [f"`python benchmarks/overhead.py {a.base} --rounds {a.rounds} --calls {a.calls} "
-              f"--factors {a.factors}`", "",
+              f"--factors {a.factors}{' --no-fit' if a.no_fit else ''} --only {' '.join(a.only)}`",
+              "",
               f"Least time of {a.calls} calls x {a.rounds} rounds (ms): build_design and the "
               "result's construction; `fit` is one whole warm fit (design, model, estimate, "
               "result), for scale. Grouping columns: "
