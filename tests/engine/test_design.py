@@ -151,3 +151,114 @@ def test_scale_note_reaches_the_block():
     assert SCALE_WARNING in build_design("y ~ x + (1|g)", d, POIS).messages
     d["x"] = np.sin(k)
     assert SCALE_WARNING not in build_design("y ~ x + (1|g)", d, POIS).messages
+
+
+# ---- the vectorised paths give what value by value gives ---------------------------------
+
+def _columns():
+    rng = np.random.default_rng(7)
+    n = 300
+    g = rng.integers(0, 12, n)
+    text = [f"L{v}" for v in g]
+    blanks = list(text)
+    blanks[3], blanks[7], blanks[9], blanks[11] = None, "  ", float("nan"), ""
+    floats = g * 1.5 - 4.0
+    floats[[4, 8]] = np.nan
+    return {
+        "int": pd.Series(g - 5),
+        "float": pd.Series(floats),
+        "zero": pd.Series(np.where(g == 0, -0.0, g.astype(float))),
+        "inf": pd.Series(np.where(g == 1, np.inf, g.astype(float))),
+        "bool": pd.Series(g % 3 == 0),
+        "text": pd.Series(text, dtype=object),
+        "string": pd.Series(blanks, dtype="string"),
+        "blanks": pd.Series(blanks, dtype=object),
+        "mixed": pd.Series([3, 3.0] + text[2:], dtype=object),     # value by value
+        "all_missing": pd.Series([None] * n, dtype=object),
+    }
+
+
+@pytest.mark.parametrize("name", list(_columns()))
+def test_factor_codes_equal_value_by_value(name):
+    from xlglmm.engine.design import _codes_by_value, _factor_codes
+    col = _columns()[name]
+    codes, levels = _factor_codes(col)
+    ref_codes, ref_levels = _codes_by_value(col)
+    assert levels == ref_levels
+    np.testing.assert_array_equal(codes, ref_codes)
+    # with the levels of a fit (new data: half of them, the rest -2)
+    given = ref_levels[::2]
+    codes, levels = _factor_codes(col[::-1].reset_index(drop=True), given)
+    ref_codes, _ = _codes_by_value(col[::-1].reset_index(drop=True), given)
+    assert levels == given
+    np.testing.assert_array_equal(codes, ref_codes)
+
+
+def test_factor_codes_of_numbers_and_text():
+    from xlglmm.engine.design import _factor_codes
+    codes, levels = _factor_codes(pd.Series([2.0, np.nan, -1.5, 2.0, 10.0]))
+    assert levels == ["-1.5", "2", "10"]               # sorted as numbers, R's labels
+    assert codes.tolist() == [1, -1, 0, 1, 2]
+    codes, levels = _factor_codes(pd.Series(["b", " ", "a10", None, "a9"], dtype=object))
+    assert levels == ["a10", "a9", "b"]                # sorted as text; blank is missing
+    assert codes.tolist() == [2, -1, 0, -1, 1]
+    cat = pd.Series(pd.Categorical(["x", "y", None], categories=["y", "x", "z"]))
+    codes, levels = _factor_codes(cat, ["x", "w", "y"])
+    assert codes.tolist() == [0, 2, -1]
+
+
+def test_group_codes_of_new_data_equal_row_by_row():
+    from xlglmm.engine.design import _group_codes, _is_missing_scalar, _level_label
+    cols = _columns()
+    cat = pd.Series(pd.Categorical(cols["text"].where(cols["int"] % 4 != 1, None)))
+    for parts in (["int"], ["float"], ["blanks"], ["mixed"], ["text", "bool"],
+                  ["float", "string"]):
+        series = [cols[p] for p in parts]
+        values = [s.to_numpy(dtype=object) for s in series]
+        labels = sorted({":".join(_level_label(v[i]) for v in values)
+                         for i in range(len(values[0]))
+                         if not any(_is_missing_scalar(v[i]) for v in values)})[::3]
+        index = {lab: k for k, lab in enumerate(labels)}
+        ref = [-1 if any(_is_missing_scalar(v[i]) for v in values) else
+               index.get(":".join(_level_label(v[i]) for v in values), -1)
+               for i in range(len(values[0]))]
+        np.testing.assert_array_equal(_group_codes(series, labels), ref)
+    labels = ["L3", "L5", "L0"]
+    ref = [-1 if v is None or v != v else {"L3": 0, "L5": 1, "L0": 2}.get(v, -1)
+           for v in cat.astype(object)]
+    np.testing.assert_array_equal(_group_codes([cat], labels), ref)
+
+
+def test_full_rank_shortcut_keeps_what_gram_schmidt_keeps():
+    from xlglmm.engine.design import (_clearly_full_rank, _rank_sequential,
+                                      column_exponents, full_rank_columns,
+                                      scale_by_exponents)
+    rng = np.random.default_rng(3)
+    n = 500
+    x = rng.normal(size=(n, 4))
+    cases = {
+        "independent": np.column_stack([np.ones(n), x, x[:, 0] * x[:, 1]]),
+        "scales": np.column_stack([np.ones(n), x[:, 0] * 1e150, x[:, 1] * 1e-160, x[:, 2]]),
+        "near": np.column_stack([np.ones(n), x[:, 0], x[:, 0] + 1e-9 * x[:, 1], x[:, 2]]),
+        "duplicate": np.column_stack([np.ones(n), x[:, 0], 2.0 * x[:, 0], x[:, 1]]),
+        "moderate": np.column_stack([np.ones(n), x[:, 0], x[:, 0] + 1e-3 * x[:, 1]]),
+    }
+    for name, X in cases.items():
+        big = np.max(np.abs(X), axis=0)
+        ref = _rank_sequential(scale_by_exponents(X, column_exponents(big)), 1e-7)
+        np.testing.assert_array_equal(full_rank_columns(X), ref, err_msg=name)
+    assert _clearly_full_rank(cases["independent"])
+    assert _clearly_full_rank(cases["moderate"])    # 1e-3 apart: far from RANK_TOL
+    assert not _clearly_full_rank(cases["near"])
+    assert not _clearly_full_rank(cases["duplicate"])
+    assert not _clearly_full_rank(cases["scales"])  # squared norms out of range: by columns
+
+
+def test_parse_is_kept_but_each_caller_gets_its_own_lists():
+    from xlglmm.engine.formula import parse_formula
+    a = parse_formula("y ~ x + (1|g)")
+    a.terms.append(("junk",))
+    a.random[0].groups.append(("junk",))
+    a.random.append("junk")
+    b = parse_formula("y ~ x + (1|g)")
+    assert len(b.terms) == 1 and len(b.random) == 1 and len(b.random[0].groups) == 1

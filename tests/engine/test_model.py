@@ -227,3 +227,30 @@ def test_negative_binomial_result_is_built_with_theta():
     assert res.method == "Laplace, NB theta by ML"
     assert res.poisson_fit.family.name == "poisson" and res.poisson_fit.poisson_fit is None
     assert res.messages == res.model.estimates.messages
+
+
+def test_result_tables_computed_on_access_are_the_same_whenever_asked():
+    """The result's tables a caller may never read (conditional SDs, VarCorr, ranef,
+    intervals) are computed on first access: the same numbers after other
+    evaluations of the model, which they leave where they were (the deviance
+    function's theta, from which the next evaluation starts)."""
+    df = load_frame(SPEC)
+    first = _cbpp_glmer(df)
+    eager = {a: getattr(first, a) for a in ("random_effects_sd", "random_effects", "varcorr",
+                                            "fe_conf_int", "variance_components")}
+    late = _cbpp_glmer(df)
+    assert "random_effects_sd" not in vars(late)       # not computed yet
+    dev, beta = late.model.devfun, late.fe_params.to_numpy()
+    away = late.theta * 1.3
+    late.model.deviance(away, beta)                     # the model is used meanwhile
+    for a, v in eager.items():
+        got = getattr(late, a)
+        if isinstance(v, dict):
+            assert v.keys() == got.keys()
+            for k in v:
+                np.testing.assert_array_equal(np.asarray(got[k]), np.asarray(v[k]))
+        else:
+            pd.testing.assert_frame_equal(got, v, check_exact=True)
+    np.testing.assert_array_equal(dev._theta_set, away)     # put back as it was
+    assert late.random_effects_sd is late.random_effects_sd     # computed once
+    assert float(late.random_effects_sd["herd"].min()) > 0.0

@@ -103,6 +103,8 @@ def _numeric_values(series: pd.Series, what: str) -> np.ndarray:
     """Float values; missing -> NaN; text or other non-numbers -> DesignError."""
     if series.dtype == bool:
         return series.to_numpy(float)
+    if isinstance(series.dtype, np.dtype) and series.dtype.kind in "iuf":
+        return series.to_numpy().astype(float)   # (a copy; NaN stays: what na_value gives)
     if pd.api.types.is_numeric_dtype(series.dtype) and not isinstance(
             series.dtype, pd.CategoricalDtype):
         return series.to_numpy(dtype=float, na_value=np.nan)
@@ -123,19 +125,52 @@ def _numeric_values(series: pd.Series, what: str) -> np.ndarray:
 
 
 def _factor_codes(series: pd.Series, levels: list | None = None):
-    """Integer codes (-1 = missing) and level labels (data order rules as R)."""
-    miss = _missing_mask(series)
-    if levels is None:
-        if isinstance(series.dtype, pd.CategoricalDtype):
-            cats = series.cat.categories.tolist()     # (plain Python scalars: fast)
-            codes = series.cat.codes.to_numpy().astype(np.int64)
-            used = np.zeros(len(cats), bool)
-            used[codes[codes >= 0]] = True
-            keep = np.flatnonzero(used)
+    """Integer codes (-1 = missing; -2 = a label not in the ``levels`` given) and
+    level labels (data order rules as R: numbers sorted as numbers, booleans
+    FALSE < TRUE, anything else sorted as text, each value labelled by
+    ``_level_label``).
+
+    Vectorised: a Categorical through its codes; a column of numbers, or of text
+    and blanks, through its distinct values (``_distinct_codes``), each labelled
+    once; other columns (mixed types, nullable dtypes) value by value."""
+    if isinstance(series.dtype, pd.CategoricalDtype):
+        cat = series.array          # (the Categorical itself: .cat builds Series)
+        cats = cat.categories.tolist()      # (plain Python scalars: fast)
+        codes = cat.codes.astype(np.int64)  # (-1: missing)
+        if levels is not None:
+            index = {lab: k for k, lab in enumerate(levels)}
+            to_level = np.array([index.get(_level_label(c), -2) for c in cats] + [-1],
+                                np.int64)
+            return to_level[codes], list(levels)
+        counts = np.bincount(codes[codes >= 0], minlength=len(cats))
+        keep = np.flatnonzero(counts)
+        if len(keep) < len(cats):
             remap = -np.ones(len(cats) + 1, np.int64)
             remap[keep] = np.arange(len(keep))
             codes = np.where(codes >= 0, remap[np.maximum(codes, 0)], -1)
-            return codes, [_level_label(cats[k]) for k in keep]
+        return codes, [_level_label(cats[k]) for k in keep]
+    distinct = _distinct_codes(series)
+    if distinct is not None:
+        inv, uniq, numeric = distinct
+        labels = [_level_label(u) for u in uniq]
+        if levels is None:
+            if numeric:         # sorted already, each value its own label
+                return inv, labels
+            order = sorted(range(len(uniq)), key=labels.__getitem__)
+            rank = np.empty(len(uniq) + 1, np.int64)
+            rank[order] = np.arange(len(uniq))
+            rank[-1] = -1                       # (inv's -1, missing, stays -1)
+            return rank[inv], [labels[k] for k in order]
+        index = {lab: k for k, lab in enumerate(levels)}
+        to_level = np.array([index.get(lab, -2) for lab in labels] + [-1], np.int64)
+        return to_level[inv], list(levels)
+    return _codes_by_value(series, levels)
+
+
+def _codes_by_value(series: pd.Series, levels: list | None = None):
+    """``_factor_codes`` value by value: any column (the vectorised paths' reference)."""
+    miss = _missing_mask(series)
+    if levels is None:
         vals = series[~miss]
         uniq = pd.unique(vals.to_numpy(dtype=object))
         if all(isinstance(u, (bool, np.bool_)) for u in uniq):
@@ -159,6 +194,60 @@ def _factor_codes(series: pd.Series, levels: list | None = None):
         if not miss[i]:
             codes[i] = index.get(_level_label(v), -2)
     return codes, list(levels)
+
+
+_NA_TYPES = (type(None), float, type(pd.NA), type(pd.NaT))
+_EXACT_INT = 2 ** 53        # integers beyond it do not all have a float of their own
+
+
+def _distinct_codes(series: pd.Series):
+    """(inv, uniq, numeric): each row's index into ``uniq``, the distinct present
+    values (-1 for a missing row), for the columns whose values can be told apart
+    and labelled without looking at each row in Python -- exactly as the row by row
+    code does:
+
+    * numbers (numpy int, unsigned, float or bool dtype): ``np.unique``, sorted as
+      numbers (``numeric`` True: each distinct number has a label of its own, so
+      the labels come out sorted and distinct: 0.0 and -0.0 are one value and one
+      label "0"); NaN is missing;
+    * text and blanks (object or string dtype holding only ``str`` and missing
+      markers -- None, NaN, pd.NA, NaT): ``pd.factorize``; a blank text (empty or
+      spaces) is missing, as ``_is_missing_scalar`` says.
+
+    None for other columns (mixed types, nullable or extension dtypes, integers
+    beyond 2^53, whose float sort keys would tie)."""
+    dtype = series.dtype
+    if isinstance(dtype, np.dtype) and dtype.kind in "iufb":
+        a = series.to_numpy()
+        if dtype.kind in "iu" and len(a) and (a.max() > _EXACT_INT or a.min() < -_EXACT_INT):
+            return None
+        present = ~np.isnan(a) if dtype.kind == "f" else None
+        if present is None or present.all():
+            uniq, inv = np.unique(a, return_inverse=True)
+            return inv.reshape(-1).astype(np.int64), uniq.tolist(), True
+        uniq, inv_present = np.unique(a[present], return_inverse=True)
+        inv = np.full(len(a), -1, np.int64)
+        inv[present] = inv_present.reshape(-1)
+        return inv, uniq.tolist(), True
+    if not (dtype == object or isinstance(dtype, pd.StringDtype)):
+        return None
+    a = series.to_numpy(dtype=object)
+    types = set(map(type, a))
+    if not types <= {str, *_NA_TYPES}:
+        return None
+    if float in types and any(type(v) is float and not math.isnan(v) for v in a):
+        return None                 # (numbers among the text: value by value)
+    inv, uniq = pd.factorize(a, use_na_sentinel=True)    # None, NaN, NA, NaT: -1
+    inv = inv.astype(np.int64)
+    uniq = list(uniq)
+    blank = [k for k, u in enumerate(uniq) if not u.strip()]
+    if blank:                       # blank text is missing
+        keep = [k for k in range(len(uniq)) if k not in set(blank)]
+        remap = np.full(len(uniq) + 1, -1, np.int64)
+        remap[keep] = np.arange(len(keep))
+        inv = remap[inv]
+        uniq = [uniq[k] for k in keep]
+    return inv, uniq, False
 
 
 _TRANSFORMS = {"log": np.log, "log2": np.log2, "log10": np.log10, "log1p": np.log1p,
@@ -187,6 +276,9 @@ class DataTable:
         col = self.df[name]
         if isinstance(col, pd.DataFrame):
             raise DesignError(f"column name '{name}' appears more than once in the data")
+        idx = col.index
+        if isinstance(idx, pd.RangeIndex) and idx.start == 0 and idx.step == 1:
+            return col          # (positions already: no new Series)
         return col.reset_index(drop=True)
 
 
@@ -301,7 +393,12 @@ def scales_differ(X: np.ndarray, tol: float = 1e3) -> bool:
     deviation beyond [1/tol, tol] or two whose ratio exceeds tol."""
     if X.shape[0] < 2 or not X.shape[1]:
         return False
-    cont = ~np.all((X == 0.0) | (X == 1.0), axis=0)
+    # columns all 0/1 (a first row outside {0, 1} tells at once that a column is not)
+    cont = (X[0] != 0.0) & (X[0] != 1.0)
+    check = np.flatnonzero(~cont)
+    if len(check):
+        Xk = X[:, check]
+        cont[check] = ~np.all((Xk == 0.0) | (Xk == 1.0), axis=0)
     if not cont.any():
         return False
     with np.errstate(all="ignore"):
@@ -329,17 +426,45 @@ def full_rank_columns(X: np.ndarray, tol: float = RANK_TOL) -> np.ndarray:
     columns: one Householder QR proposes the dependent ones, a second pass
     confirms (``_rank_by_qr``)."""
     n, p = X.shape
+    if _clearly_full_rank(X):   # (every column finite and nonzero, none near the others)
+        return np.arange(p, dtype=np.int64)
     with np.errstate(all="ignore"):
         big = np.max(np.abs(X), axis=0) if n else np.zeros(p)
     use = np.flatnonzero(np.isfinite(big) & (big > 0))
     if len(use) == 0:
         return np.zeros(0, np.int64)
+    if len(use) < p and _clearly_full_rank(X[:, use]):
+        return use
     Xs = scale_by_exponents(X[:, use], column_exponents(big[use]))
     if len(use) > RANK_QR_MIN_COLUMNS:
         keep = _rank_by_qr(Xs, tol)
         if keep is not None:
             return use[keep]
     return use[_rank_sequential(Xs, tol)]
+
+
+def _clearly_full_rank(X: np.ndarray) -> bool:
+    """True when no column is anywhere near depending on the others, so that the
+    column-by-column check would keep them all: the smallest eigenvalue of the
+    columns' correlation-like Gram matrix C = D^-1/2 X'X D^-1/2 (D its diagonal)
+    is at least 1e-8 (well above the rounding of C, at most ~p n eps), i.e. every
+    column is at least ~1e-4 of its norm away from the span of the others, a
+    thousand times ``RANK_TOL``.  One BLAS product and a p x p eigenvalue
+    problem instead of p Gram-Schmidt passes over the rows; False (check column
+    by column) when X'X is not finite or a column's squared norm is outside
+    [1e-250, 1e250] (scaled columns are then needed)."""
+    n, p = X.shape
+    if p == 0 or n < p:
+        return False
+    with np.errstate(all="ignore"):
+        G = X.T @ X
+        d = np.diag(G).copy()
+        if not (np.all(np.isfinite(G)) and d.min() > 1e-250 and d.max() < 1e250):
+            return False
+        s = 1.0 / np.sqrt(d)
+        C = G * s[:, None] * s[None, :]
+    bound = max(1e-8, 100.0 * p * n * np.finfo(float).eps)
+    return bool(np.linalg.eigvalsh(C)[0] >= bound)
 
 
 def column_exponents(big) -> np.ndarray:
@@ -604,7 +729,9 @@ def _build(f, table, n, family, offset, weights, groups, time_budget=None) -> Mo
         messages.append(f"fixed-effect model matrix is rank deficient so dropping "
                         f"{len(gone)} column{'s' if len(gone) > 1 else ''}: "
                         f"{', '.join(gone)} (constant, duplicated or collinear)")
-    X = np.ascontiguousarray(X_full[:, keep_cols])
+    # (a column subset by fancy indexing is Fortran-ordered: take, or nothing to take)
+    X = X_full if len(keep_cols) == X_full.shape[1] else \
+        np.ascontiguousarray(X_full.take(keep_cols, axis=1))
     x_names = [names_full[j] for j in keep_cols]
     if scales_differ(X):
         messages.append(SCALE_WARNING)
@@ -628,7 +755,11 @@ def _kept(values: dict, specs: dict, keep: np.ndarray) -> dict:
     for v, vals in values.items():
         vv = vals[keep]
         if specs[v].kind == "factor":
-            used = np.unique(vv)
+            # (the rows kept have a level: codes >= 0)
+            used = np.flatnonzero(np.bincount(vv, minlength=len(specs[v].levels)))
+            if len(used) == len(specs[v].levels):
+                out[v] = vv             # every level is used: codes and levels as they are
+                continue
             lev = [specs[v].levels[k] for k in used]
             remap = np.full(len(specs[v].levels), -1, np.int64)
             remap[used] = np.arange(len(used))
@@ -757,19 +888,60 @@ def new_data_matrices(spec: DesignSpec, re_terms: list, data, nrow_hint=None):
     zs = []
     for t in re_terms:
         Z, _ = _model_matrix(t.lhs_terms, t.lhs_intercept, vals, spec.vars, n)
-        gcodes = np.full(n, -1, np.int64)
-        index = {lab: k for k, lab in enumerate(t.levels)}
         cols = [table.column(v.column) for v in t.group_vars] \
             if all(v.column in table.df.columns for v in t.group_vars) else None
-        if cols is not None:
-            for i in range(n):
-                parts = [cols[j].iloc[i] for j in range(len(cols))]
-                if any(_is_missing_scalar(p) for p in parts):
-                    continue
-                gcodes[i] = index.get(":".join(_level_label(p) for p in parts), -1)
+        gcodes = _group_codes(cols, t.levels) if cols is not None \
+            else np.full(n, -1, np.int64)
         zs.append((gcodes, Z))
     off = np.zeros(n)
     for v in f.offsets:
         _, o = _resolve(table, v, "numeric")
         off = off + o
     return X, zs, off, missing
+
+
+def _group_codes(cols: list, levels: list) -> np.ndarray:
+    """Each new row's level of a grouping factor of the fit (-1: a level the fit did
+    not see, or a missing value in any of its columns): the level labelled
+    ``a:b`` by the ``_level_label`` of the row's values in ``cols``.  Each distinct
+    value (and combination) is labelled once (``_value_labels``)."""
+    index = {lab: k for k, lab in enumerate(levels)}
+    per = [_value_labels(c) for c in cols]
+    if len(per) == 1:
+        inv, labels = per[0]
+        to_level = np.array([index.get(lab, -1) for lab in labels] + [-1], np.int64)
+        return to_level[inv]
+    invs = np.stack([inv for inv, _ in per], axis=1)
+    present = np.all(invs >= 0, axis=1)
+    out = np.full(len(invs), -1, np.int64)
+    if present.any():
+        combos, inv = np.unique(invs[present], axis=0, return_inverse=True)
+        to_level = np.array([index.get(":".join(per[j][1][c] for j, c in enumerate(row)), -1)
+                             for row in combos.tolist()], np.int64)
+        out[present] = to_level[inv.reshape(-1)]
+    return out
+
+
+def _value_labels(series: pd.Series):
+    """(inv, labels): each row's index into the labels of the column's distinct
+    values (``_level_label``; -1 for a missing value, as ``_is_missing_scalar``
+    says), without reading the rows one by one where the column allows
+    (a Categorical, or what ``_distinct_codes`` takes)."""
+    if isinstance(series.dtype, pd.CategoricalDtype):
+        cat = series.array
+        cats = cat.categories.tolist()
+        inv = cat.codes.astype(np.int64)
+        missing = [k for k, c in enumerate(cats) if _is_missing_scalar(c)]
+        if missing:                             # (a blank text category)
+            inv = np.where(np.isin(inv, missing), -1, inv)
+        return inv, [_level_label(c) for c in cats]
+    distinct = _distinct_codes(series)
+    if distinct is not None:
+        inv, uniq, _ = distinct
+        return inv, [_level_label(u) for u in uniq]
+    inv = np.full(len(series), -1, np.int64)
+    seen: dict = {}
+    for i, v in enumerate(series.to_numpy(dtype=object)):
+        if not _is_missing_scalar(v):
+            inv[i] = seen.setdefault(_level_label(v), len(seen))
+    return inv, list(seen)

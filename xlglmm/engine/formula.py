@@ -27,6 +27,7 @@ takes time linear in its output and bounded in all.
 """
 from __future__ import annotations
 
+import functools
 import math
 import re
 from dataclasses import dataclass, field
@@ -545,7 +546,23 @@ def parse_formula(text: str) -> Formula:
         raise FormulaError(f"the formula is longer than {MAX_FORMULA_LENGTH} characters")
     if not text.strip():
         raise FormulaError("the formula is empty")
+    return _fresh(_parsed(text))
+
+
+@functools.lru_cache(maxsize=256)
+def _parsed(text: str) -> Formula:
+    """The parse of ``text``, kept: a worksheet refits the same few formulas, and a
+    parse costs more than copying its result (errors are raised again each time)."""
     toks = _tokenize(text)
     if sum(1 for t in toks if t[0] == "op" and t[1] == "~") != 1:
         raise FormulaError("a formula needs exactly one ~ (response ~ terms)")
     return _Parser(text, toks).formula()
+
+
+def _fresh(f: Formula) -> Formula:
+    """A copy of a kept parse whose lists are the caller's own (terms, variables and
+    the response are immutable and shared), so no caller can change the kept one."""
+    return Formula(f.response, f.intercept, list(f.terms),
+                   [RandomTerm(rt.intercept, list(rt.terms), list(rt.groups), rt.correlated,
+                               rt.text) for rt in f.random],
+                   list(f.offsets), f.text)

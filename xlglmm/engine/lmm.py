@@ -18,6 +18,7 @@ model.py's GLMM); ``lmer`` is a thin function over it.
 from __future__ import annotations
 
 import math
+from functools import cached_property
 
 import numpy as np
 import pandas as pd
@@ -53,8 +54,14 @@ class LMMResult(GLMMResult):
         self.scale = self.sigma ** 2
         self.method = "REML" if reml else "ML"
         self.REMLcrit = self.deviance if reml else None
+
+    @cached_property
+    def icc_by_group(self) -> dict:
+        """The intraclass correlation of each random intercept term alone: its
+        variance over the sum of the intercepts' variances and the residual's
+        (computed on first access, as the result's other tables)."""
         total = sum(self.variance_components.values()) + self.scale
-        self.icc_by_group = {g: v / total for g, v in self.variance_components.items()}
+        return {g: v / total for g, v in self.variance_components.items()}
 
     def t_tests(self, ddf: str = "Satterthwaite") -> pd.DataFrame:
         """The fixed effects' t tests: estimate, SE, df, t and p, with Satterthwaite's

@@ -3,6 +3,7 @@ random effects, fit statistics, predictions and an lme4-style summary."""
 from __future__ import annotations
 
 import math
+from functools import cached_property
 
 import numpy as np
 import pandas as pd
@@ -31,13 +32,25 @@ class GLMMResult:
         """The result of ``model`` (model.GeneralizedLinearMixedModel or lmm's
         LinearMixedModel), read from its design, deviance function and settings and
         from what its fit found (``estimates``, a model.Estimates).  ``self.model``
-        stays: profiles and bootstraps start from it."""
+        stays: profiles and bootstraps start from it.
+
+        Built here: the estimates and their SEs, z and p, the fit statistics, the
+        random effects' modes and the fitted values (what every caller reads).
+        Computed on first access and then kept (``functools.cached_property``):
+        the tables a caller may never ask for -- ``fe_conf_int``, ``varcorr``,
+        ``variance_components``, ``random_effects`` and, the costly one, their
+        conditional SDs ``random_effects_sd`` (an inverse of the factor's dense
+        block) -- and the covariance tables ``fe_cov_rx``, ``fe_cov_exact``.  They
+        are the same numbers whenever they are asked for: they read only the
+        estimates and the PIRLS state at the optimum (arrays no later evaluation
+        writes), and the conditional SDs put the deviance function's theta back
+        as they found it (``_conditional_cov``)."""
         self.model = model
         design = self.design = model.design
         devfun = self._dev = model.devfun
         family = self.family = model.family
         self.nAGQ = nAGQ = model.nAGQ
-        est = estimates
+        est = self._estimates = estimates
         theta, beta, vcov = est.theta, est.beta, est.vcov
         self.theta = np.asarray(theta, float)
         self.sigma = float(est.sigma)
@@ -52,12 +65,9 @@ class GLMMResult:
         self.seconds = float("nan")         # set by jit.timed around the fit
         self.formula = design.spec.formula.text
         self.vcov_method = est.vcov_method
-        names = pd.Index(list(design.x_names))     # one index shared by the tables
+        names = self._names = pd.Index(list(design.x_names))   # shared by the tables
         self.fe_params = pd.Series(np.asarray(beta, float), index=names, name="estimate")
         self.fe_cov = pd.DataFrame(vcov, index=names, columns=names)
-        self.fe_cov_rx = pd.DataFrame(est.vcov_rx, index=names, columns=names)
-        self.fe_cov_exact = (pd.DataFrame(est.vcov_exact, index=names, columns=names)
-                             if est.vcov_exact is not None else None)
         if est.se_z is None:
             se = np.sqrt(np.diag(vcov)) if len(names) else np.zeros(0)
             with np.errstate(divide="ignore", invalid="ignore"):
@@ -69,7 +79,6 @@ class GLMMResult:
         # 2 * norm.sf(|z|), which is 2 * ndtr(-|z|) (without scipy.stats' overhead)
         self.fe_pvalues = pd.Series(2.0 * special.ndtr(-np.abs(z)), index=names, name="p",
                                     dtype=float)
-        self.fe_conf_int = self.conf_int(0.05)
         self.llf = est.llf
         self.nobs = int(design.nobs)
         self.n_dropped = int(design.n_dropped)
@@ -82,22 +91,17 @@ class GLMMResult:
         self.df_resid = self.nobs - self.npar
         self.method = {0: "PIRLS (nAGQ=0)", 1: "Laplace"}.get(nAGQ, f"AGQ({nAGQ})") \
             + (", NB theta by ML" if nb is not None else "")
-        terms = design.re_terms
         self.ngroups = {}
-        for t in terms:
+        for t in design.re_terms:
             self.ngroups.setdefault(t.group, t.nlevels)
         state = self._state = est.state
         self._b = devfun.b_by_term(self.theta, state)
-        self.varcorr = self._varcorr()
-        self.variance_components = {
-            t.name: float(self.sigma ** 2 * L[0, 0] ** 2)
-            for t, L in zip(terms, devfun.lambdas(self.theta))
-            if t.k == 1 and t.colnames == ["(Intercept)"]}
-        self.random_effects, self.random_effects_sd = self._ranef()
-        eta = devfun.unsorted(state.eta)
-        mu = devfun.unsorted(state.mu)
-        self._eta = eta
-        self.fittedvalues = pd.Series(mu, index=design.row_labels, name="fitted")
+        # the deviance function at the estimates' theta, as building the result has
+        # always left it (the next evaluation -- a profile's, Satterthwaite's --
+        # rescales its warm start from there)
+        devfun.set_theta(self.theta)
+        self._eta = devfun.unsorted(state.eta)
+        self._mu = devfun.unsorted(state.mu)
         # negative binomial shape (fixed, or estimated: then its SE, CI and the
         # Poisson fit it started from; None otherwise)
         self.nb_theta = float(family.nb_theta) if family.has_theta else None
@@ -105,6 +109,54 @@ class GLMMResult:
         if nb is not None:
             self.nb_theta, self.nb_theta_se, self.nb_theta_ci = nb.theta, nb.se, nb.ci
             self.poisson_fit = nb.poisson_fit
+
+    # -- computed on first access (see __init__)
+    @cached_property
+    def fe_cov_rx(self) -> pd.DataFrame:
+        """The fixed effects' covariance from the PIRLS cross-product (RX)."""
+        return pd.DataFrame(self._estimates.vcov_rx, index=self._names, columns=self._names)
+
+    @cached_property
+    def fe_cov_exact(self) -> pd.DataFrame | None:
+        """The accurate Hessian's covariance, when the fit computed it (else None)."""
+        v = self._estimates.vcov_exact
+        return None if v is None else pd.DataFrame(v, index=self._names, columns=self._names)
+
+    @cached_property
+    def fe_conf_int(self) -> pd.DataFrame:
+        """95% Wald intervals of the fixed effects (``conf_int(0.05)``)."""
+        return self.conf_int(0.05)
+
+    @cached_property
+    def fittedvalues(self) -> pd.Series:
+        """The fitted means, one per fitted row (indexed by the data's row labels)."""
+        return pd.Series(self._mu, index=self.design.row_labels, name="fitted")
+
+    @cached_property
+    def varcorr(self) -> pd.DataFrame:
+        """lme4's VarCorr as a table: grp, var1, var2, vcov, sdcor."""
+        return self._varcorr()
+
+    @cached_property
+    def variance_components(self) -> dict:
+        """The variance of each random intercept term alone (term name -> variance)."""
+        return {t.name: float(self.sigma ** 2 * L[0, 0] ** 2)
+                for t, L in zip(self.design.re_terms, self._dev.lambdas(self.theta))
+                if t.k == 1 and t.colnames == ["(Intercept)"]}
+
+    @cached_property
+    def random_effects(self) -> dict:
+        """lme4's ranef: per grouping factor the conditional modes, a Series (one
+        column) or a DataFrame (levels x columns)."""
+        return self._by_group(self._b)
+
+    @cached_property
+    def random_effects_sd(self) -> dict:
+        """The conditional SDs of the random effects, shaped as ``random_effects``
+        (lme4's ranef(condVar = TRUE), conditional on beta)."""
+        sds = [np.sqrt(np.clip(np.einsum("gii->gi", cv), 0.0, None))
+               for cv in self._conditional_cov()]
+        return self._by_group(sds)
 
     # -- fixed effects
     def conf_int(self, alpha: float = 0.05, method: str = "Wald") -> pd.DataFrame:
@@ -265,7 +317,14 @@ class GLMMResult:
         the estimates (lme4's ranef(condVar = TRUE), conditional on beta)."""
         dev = self._dev
         st = self._state
-        Dchol, Cval, LS, loc_ptr, loc_cols, ok = dev.factor_at(self.theta, st, False)
+        # the theta the deviance function was left at (its next evaluation rescales
+        # its warm start from there): put back after the factor at the estimates
+        before = getattr(dev, "_theta_set", None)
+        try:
+            Dchol, Cval, LS, loc_ptr, loc_cols, ok = dev.factor_at(self.theta, st, False)
+        finally:
+            if before is not None:
+                dev.set_theta(before)
         lams = dev.lambdas(self.theta)
         s2 = self.sigma ** 2
         out = []
@@ -289,33 +348,28 @@ class GLMMResult:
             out.append(s2 * np.einsum("ij,gjk,lk->gil", L, blocks, L))
         return out
 
-    def _ranef(self):
-        values: dict = {}
-        sds: dict = {}
-        covs = self._conditional_cov()
+    def _by_group(self, per_term: list) -> dict:
+        """Per-term arrays (levels x k: modes or SDs) as lme4's ranef shapes them: per
+        grouping factor a Series (one column) or a DataFrame, the columns of
+        several terms on one factor ((x || g)) side by side."""
+        out: dict = {}
         groups = [t.group for t in self.design.re_terms]
-        for t, b, cv in zip(self.design.re_terms, self._b, covs):
-            sd = np.sqrt(np.clip(np.einsum("gii->gi", cv), 0.0, None))
+        for t, a in zip(self.design.re_terms, per_term):
             if t.k == 1 and groups.count(t.group) == 1:     # one column: a Series
-                index = pd.Index(t.levels, name=t.group)
-                values[t.group] = pd.Series(b[:, 0].copy(), index=index, name=t.group)
-                sds[t.group] = pd.Series(sd[:, 0].copy(), index=index, name=t.group)
+                out[t.group] = pd.Series(a[:, 0].copy(), index=pd.Index(t.levels, name=t.group),
+                                         name=t.group)
                 continue
-            df = pd.DataFrame(b, index=pd.Index(t.levels, name=t.group), columns=t.colnames)
-            dsd = pd.DataFrame(sd, index=df.index, columns=t.colnames)
-            if t.group in values:     # (x || g): several terms on one factor
-                taken = set(values[t.group].columns)
-                cols = [c if c not in taken else f"{c}.1" for c in t.colnames]
-                df.columns = dsd.columns = cols
-                values[t.group] = pd.concat([values[t.group], df], axis=1)
-                sds[t.group] = pd.concat([sds[t.group], dsd], axis=1)
+            df = pd.DataFrame(a, index=pd.Index(t.levels, name=t.group), columns=t.colnames)
+            if t.group in out:     # (x || g): several terms on one factor
+                taken = set(out[t.group].columns)
+                df.columns = [c if c not in taken else f"{c}.1" for c in t.colnames]
+                out[t.group] = pd.concat([out[t.group], df], axis=1)
             else:
-                values[t.group], sds[t.group] = df, dsd
-        for g in list(values):
-            if values[g].ndim == 2 and values[g].shape[1] == 1:
-                values[g] = values[g].iloc[:, 0].rename(g)
-                sds[g] = sds[g].iloc[:, 0].rename(g)
-        return values, sds
+                out[t.group] = df
+        for g in list(out):
+            if out[g].ndim == 2 and out[g].shape[1] == 1:
+                out[g] = out[g].iloc[:, 0].rename(g)
+        return out
 
     # -- predictions
     def predict(self, newdata=None, type: str = "response", include_re: bool = True,
