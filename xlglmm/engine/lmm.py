@@ -12,22 +12,28 @@ blocked factor as the GLMM code gives
 (REML) profiled out -- no Laplace approximation.  theta is optimised by BOBYQA; the
 fixed-effect covariance is sigma^2 (RX'RX)^-1, as lme4's vcov for lmer.
 
+The quantities of a theta come from the model's cross-products, computed once
+(``lmm_moments``: no pass over the rows per theta); the rows are read again only
+for the fitted values at the optimum (``state_at``).
+
 ``LinearMixedModel`` is the model object (``profiled_deviance``, ``refit``, as
 model.py's GLMM); ``lmer`` is a thin function over it.
 """
 from __future__ import annotations
 
 import math
+from typing import NamedTuple
 
 import numpy as np
 import pandas as pd
 
-from . import jit
+from . import jit, pirls
 from .. import numfmt
 from .covariance import fit_scale_statistics, unscale
 from .design import build_design
-from .devfun import theta_start
-from .family import Family
+from .devfun import PirlsState, theta_start
+from .family import Family, conditional_aic_fast
+from .lmm_moments import LmmMoments
 from .model import (DEFAULT_MAX_EVALS, SINGULAR_MESSAGE, Estimates, MixedModel, ModelError,
                     Optimum, check_model, timeout_message)
 from .optimize import BudgetExhausted, bobyqa, check_boundary, is_singular
@@ -134,6 +140,10 @@ class LinearMixedModel(MixedModel):
         self._df = (n - p) if reml else n
         # sum of the log prior weights: a constant of the Gaussian deviance
         self.log_weights = float(np.sum(np.log(dev.pw[dev.pw > 0])))
+        self.moments = LmmMoments(dev)
+        # the optimizer's evaluations reuse these arrays (``solve(theta, reuse=True)``)
+        self._work = (self.moments.new_factor(), np.zeros((dev.ng1, dev.k1)),
+                      np.zeros(self.moments.r))
 
     def _same_model(self, design, **settings):
         kw = dict(reml=self.reml, time_budget=self.time_budget, max_evals=self.max_evals)
@@ -147,8 +157,8 @@ class LinearMixedModel(MixedModel):
         its profiles walk (the REML criterion cannot compare fits that differ in
         their fixed effects)."""
         dev = self.devfun
-        st = dev.pirls(theta)
-        if not st.ok or not np.isfinite(st.logdet):
+        st = self.solve(theta, reuse=True)
+        if not st.ok:
             return np.inf
         s2 = st.pdev / dev.n if sigma is None else sigma * sigma
         if not s2 > 0.0:
@@ -161,13 +171,63 @@ class LinearMixedModel(MixedModel):
         columns (``devfun.x_exponents``; the REML criterion of the data's columns
         adds 2 log(2) sum(e), see ``estimate``)."""
         dev, df = self.devfun, self._df
-        st = dev.pirls(theta)
-        if not st.ok or not np.isfinite(st.logdet):
+        st = self.solve(theta, reuse=True)
+        if not st.ok or not st.pdev > 0.0:
             return np.inf
         d = st.logdet - self.log_weights + df * (1.0 + math.log(2.0 * math.pi * st.pdev / df))
         if self.reml and dev.p:
-            d += log_det_rx(st, dev.q2)
+            d += st.ldrx
         return d
+
+    def solve(self, theta, reuse=False) -> MomentSolve:
+        """The penalized least-squares solve at theta from the moments: log|L|^2,
+        log|RX|^2, pwrss, the factor and the modes (``MomentSolve``).  ``reuse``:
+        into this model's work arrays, overwritten by the next such call (the
+        optimizer's evaluations); else into new ones."""
+        theta = np.asarray(theta, dtype=np.float64)
+        if not np.all(np.isfinite(theta)):
+            return MomentSolve(False, np.inf, np.inf, np.inf, None, None, None)
+        dev = self.devfun
+        if dev.budget is not None and dev.piece_iterations:    # (as devfun.pirls)
+            dev.budget.check_inside()
+        ev, factor, u1, v = self.moments.evaluate(theta, *(self._work if reuse else ()))
+        dev.evaluations += 1
+        return MomentSolve(bool(ev.ok), ev.logdet, ev.ldrx, ev.pwrss, factor, u1, v)
+
+    def recentre(self, theta, st: PirlsState):
+        """Take the moments' response part about the state's estimates (see
+        ``lmm_moments.LmmMoments.recentre``): the later evaluations near them
+        (Satterthwaite's df, profiles) get pwrss without cancellation."""
+        dev = self.devfun
+        if not st.ok:
+            return
+        b = dev.b_by_term(theta, st)
+        bv = np.concatenate([x.reshape(-1) for x in b[1:]] + [st.v[dev.q2:]])
+        self.moments.recentre(b[0], bv)
+
+    def state_at(self, theta) -> PirlsState:
+        """The state at theta as ``devfun.pirls`` leaves it (modes, beta in ``v``,
+        factor, fitted values, pwrss), the solve from the moments and one pass over
+        the rows for the linear predictor (and pwrss from the residuals)."""
+        dev = self.devfun
+        st = self.solve(theta)
+        u1, v = st.u1, st.v
+        if not st.ok:
+            return PirlsState(pirls.PIRLS_NOT_PD, 1, np.inf, np.inf, np.inf, u1, v,
+                              st.factor.Dchol, st.factor.Cval, st.factor.LS,
+                              np.full(dev.n, np.nan), np.full(dev.n, np.nan), True, np.inf)
+        dev.set_theta(theta)
+        eta = np.empty(dev.n)
+        mu = np.empty(dev.n)
+        rows = dev.rows(dev.offset)
+        pdev = pirls._penalized_deviance(dev._fd, rows, dev.layout(True), u1, v, eta, mu)
+        aic = conditional_aic_fast(dev.y, mu, dev.pw, dev._fd, dev.aic_const)
+        ussq = pirls._penalty(u1, v, dev.q2)
+        f = st.factor
+        state = PirlsState(pirls.PIRLS_OK, 1, st.logdet, float(pdev), float(aic), u1, v,
+                           f.Dchol, f.Cval, f.LS, mu, eta, True, float(ussq))
+        dev.state = state
+        return state
 
     def fit(self) -> LMMResult:
         """Fit the model: its result (the estimates in ``self.estimates``)."""
@@ -182,7 +242,8 @@ class LinearMixedModel(MixedModel):
                      np.full(dev.ntheta, 0.2), 1e-8, 1e-12, self.max_evals, budget)
         with budget.finishing():
             theta, fval = check_boundary(self.profiled_deviance, res.x, res.fun, lower)
-            st = dev.pirls(theta)
+            st = self.state_at(theta)
+            self.recentre(theta, st)
         beta = dev.beta_of(st)
         self.optimum = Optimum(theta, beta, fval, st, message=res.message,
                                timed_out=res.timed_out)
@@ -216,6 +277,25 @@ class LinearMixedModel(MixedModel):
                          singular=singular, messages=messages,
                          # (lmer has never set the flag: its note says it all)
                          stopped_by_budget=False, evaluations=dev.evaluations)
+
+
+class MomentSolve(NamedTuple):
+    """``LinearMixedModel.solve``'s answer: what the deviance needs (``logdet`` of
+    the random-effects part, ``ldrx`` = log|RX|^2, ``pdev`` = pwrss) and the factor
+    and modes (``u1``; ``v``: the rest's u, then beta);
+    ``LS`` as a PIRLS state's, for ``unscaled_cov``."""
+
+    ok: bool
+    logdet: float
+    ldrx: float
+    pdev: float
+    factor: object
+    u1: np.ndarray
+    v: np.ndarray
+
+    @property
+    def LS(self):
+        return self.factor.LS
 
 
 def log_det_rx(st, q2) -> float:
