@@ -147,7 +147,7 @@ def test_a_recentred_solve_is_the_same_solve():
         assert a.pdev == pytest.approx(b.pdev, rel=1e-12)
         assert np.allclose(a.v, b.v, rtol=1e-10, atol=1e-12)
         assert np.allclose(a.u1, b.u1, rtol=1e-10, atol=1e-12)
-    model.recentre(theta, model.optimum.state)
+    model._recentre(theta, model.optimum.state)
     assert model.moments._ref is not base
     zero = theta.copy()
     zero[0] = 0.0                       # term (1|h) switched off: its b0 is not Lambda u0
@@ -168,3 +168,24 @@ def test_the_fit_keeps_its_kernel_signature_and_the_state(monkeypatch):
     assert np.allclose(st.eta, rows.eta, rtol=1e-12, atol=1e-12)
     assert np.allclose(st.LS, rows.LS, rtol=1e-12, atol=1e-12)
     assert st.aic == pytest.approx(rows.aic, rel=1e-12)
+
+
+def _symbolic_by_unique(rest_cols, m_use, group_ptr, r):
+    """devfun.symbolic_blocks as numpy's unique of the (level, column) pairs."""
+    ng, n = group_ptr.shape[0] - 1, rest_cols.shape[0]
+    level = np.repeat(np.arange(ng), np.diff(group_ptr))
+    keys = level[:, None] * (r + 1) + rest_cols[:, :m_use]
+    uniq, inverse = np.unique(keys.ravel(), return_inverse=True)
+    loc_ptr = np.concatenate([[0], np.cumsum(np.bincount(uniq // (r + 1), minlength=ng))])
+    return loc_ptr, uniq % (r + 1), inverse.reshape(n, m_use) - loc_ptr[level][:, None]
+
+
+@pytest.mark.parametrize("n,m,m_use,r,ng", [(200, 3, 3, 40, 10), (200, 4, 2, 30, 7),
+                                            (50, 1, 0, 0, 5), (300, 3, 3, 12, 1)])
+def test_symbolic_blocks_are_numpys_unique_pairs(n, m, m_use, r, ng):
+    from xlglmm.engine.devfun import symbolic_blocks
+    rest_cols = np.sort(RNG.integers(0, max(r, 1), (n, m)), axis=1)
+    group_ptr = np.concatenate([[0], np.sort(RNG.integers(0, n, ng - 1)), [n]])
+    got = symbolic_blocks(rest_cols, m_use, group_ptr, r)
+    for a, b in zip(got, _symbolic_by_unique(rest_cols, m_use, group_ptr, r)):
+        assert a.dtype == np.int64 and np.array_equal(a, b)

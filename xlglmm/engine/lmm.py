@@ -144,6 +144,7 @@ class LinearMixedModel(MixedModel):
         # the optimizer's evaluations reuse these arrays (``solve(theta, reuse=True)``)
         self._work = (self.moments.new_factor(), np.zeros((dev.ng1, dev.k1)),
                       np.zeros(self.moments.r))
+        self._centre = None     # (theta, state) to recentre the moments at, see _recentre
 
     def _same_model(self, design, **settings):
         kw = dict(reml=self.reml, time_budget=self.time_budget, max_evals=self.max_evals)
@@ -184,21 +185,22 @@ class LinearMixedModel(MixedModel):
         log|RX|^2, pwrss, the factor and the modes (``MomentSolve``).  ``reuse``:
         into this model's work arrays, overwritten by the next such call (the
         optimizer's evaluations); else into new ones."""
-        theta = np.asarray(theta, dtype=np.float64)
-        if not np.all(np.isfinite(theta)):
-            return MomentSolve(False, np.inf, np.inf, np.inf, None, None, None)
         dev = self.devfun
         if dev.budget is not None and dev.piece_iterations:    # (as devfun.pirls)
             dev.budget.check_inside()
+        if self._centre is not None:
+            self._recentre(*self._centre)
         ev, factor, u1, v = self.moments.evaluate(theta, *(self._work if reuse else ()))
         dev.evaluations += 1
         return MomentSolve(bool(ev.ok), ev.logdet, ev.ldrx, ev.pwrss, factor, u1, v)
 
-    def recentre(self, theta, st: PirlsState):
+    def _recentre(self, theta, st: PirlsState):
         """Take the moments' response part about the state's estimates (see
         ``lmm_moments.LmmMoments.recentre``): the later evaluations near them
-        (Satterthwaite's df, profiles) get pwrss without cancellation."""
+        (Satterthwaite's df, profiles) get pwrss without cancellation.  Done at
+        the first evaluation after the fit (``_centre``): a fit alone needs none."""
         dev = self.devfun
+        self._centre = None
         if not st.ok:
             return
         b = dev.b_by_term(theta, st)
@@ -243,7 +245,7 @@ class LinearMixedModel(MixedModel):
         with budget.finishing():
             theta, fval = check_boundary(self.profiled_deviance, res.x, res.fun, lower)
             st = self.state_at(theta)
-            self.recentre(theta, st)
+            self._centre = (theta, st)
         beta = dev.beta_of(st)
         self.optimum = Optimum(theta, beta, fval, st, message=res.message,
                                timed_out=res.timed_out)

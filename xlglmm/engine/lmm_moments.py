@@ -88,7 +88,9 @@ class Response(NamedTuple):
 
 
 class Evaluation(NamedTuple):
-    """What ``evaluate`` answers (the factor and the modes are filled in place)."""
+    """What ``LmmMoments.evaluate`` answers (the factor and the modes are filled
+    in place).  The kernel returns it as a plain tuple: a NamedTuple returned from
+    compiled code is boxed by unpickling its class, ~20 us a call."""
 
     ok: bool                # False: a block was not positive definite
     logdet: float           # log|L|^2 of the random-effects part
@@ -133,8 +135,10 @@ def _response_products(layout, w, y0, zy, ry):
 
 
 @njit(cache=True, error_model="numpy")
-def _normal_equations(X, w, yt):
-    """(X'WX, X'Wy) by plain loops (no BLAS threads, see ``linalg.offset_plus_xb``)."""
+def _ols_beta(X, w, yt):
+    """The solution of the normal equations X'WX beta = X'Wy (by plain loops and
+    ``linalg.chol_lower``: no BLAS or LAPACK threads, see ``linalg.offset_plus_xb``);
+    zeros when X'WX is not numerically positive definite."""
     n, p = X.shape
     A = np.zeros((p, p))
     b = np.zeros(p)
@@ -144,22 +148,28 @@ def _normal_equations(X, w, yt):
             b[j] += wx * yt[i]
             for k in range(j + 1):
                 A[j, k] += wx * X[i, k]
-    for j in range(p):
+    _, ok = chol_lower(A, 0)
+    if not ok:
+        return np.zeros(p)
+    for j in range(p):              # L y = b, then L' beta = y
+        s = b[j]
         for k in range(j):
-            A[k, j] = A[j, k]
-    return A, b
+            s -= A[j, k] * b[k]
+        b[j] = s / A[j, j]
+    for j in range(p - 1, -1, -1):
+        s = b[j]
+        for k in range(j + 1, p):
+            s -= A[k, j] * b[k]
+        b[j] = s / A[j, j]
+    return b
 
 
 def ols_beta(X, pw, yt):
     """The weighted least-squares fit of yt on X: the first reference point's
     beta0 (module docstring).  It need not be exact -- any beta0 leaves the
     problem unchanged, and y0 is formed from it exactly -- only close enough to
-    remove the fixed effects' part of y'Wy: the normal equations, solved by a
-    pseudo-inverse of the small p x p X'WX (a rank-deficient X is no error)."""
-    if X.shape[1] == 0:
-        return np.zeros(0)
-    A, b = _normal_equations(X, pw, yt)
-    return np.linalg.pinv(A, hermitian=True) @ b
+    remove the fixed effects' part of y'Wy: the normal equations (``_ols_beta``)."""
+    return _ols_beta(X, pw, np.ascontiguousarray(yt, dtype=np.float64))
 
 
 def unscaled_layout(dev) -> BlockedLayout:
@@ -242,8 +252,8 @@ def evaluate(mom, resp, lam, factor, u1, v):
     """The blocked factor of  Lambda'[Z X]'W[Z X]Lambda + diag(I, 0)  at the
     Lambda of ``lam`` (terms x kmax x kmax, lower triangular, term 1 first) into
     ``factor``, the modes (u1: ng x k1, v: the rest's u, then beta - beta0 of the
-    ``Response``'s reference point) into u1, v, and an ``Evaluation``: log|L|^2,
-    log|RX|^2, pwrss.
+    ``Response``'s reference point) into u1, v, and (ok, log|L|^2, log|RX|^2,
+    pwrss) (an ``Evaluation``).
 
     The elimination is ``linalg.factorize``'s on the scaled moments instead of
     the rows: per level g, L_g = chol(Lambda_1' D_g Lambda_1 + I), C_g = L_g^{-1}
@@ -255,7 +265,11 @@ def evaluate(mom, resp, lam, factor, u1, v):
     ng = D0.shape[0]
     k1 = D0.shape[1]
     r = LS.shape[0]
+    for x in lam.ravel():
+        if not np.isfinite(x):
+            return False, -np.inf, -np.inf, np.inf
     ct, cj, tk = mom.col_term, mom.col_j, mom.term_k
+    npen = mom.npen
     T = np.empty((r, r))
     _scale_rest_block(mom, lam, LS, T)
     # c_v starts as Lambda_r' R'W y0 - u0v; the constant is y0'W y0 + |u0|^2
@@ -263,12 +277,13 @@ def evaluate(mom, resp, lam, factor, u1, v):
     for c in range(r):
         v[c] = _rest_scaled(resp.ry, c, c, ct, cj, tk, lam) - u0v[c]
         const += u0v[c] * u0v[c]
-    maxloc = 0
-    for g in range(ng):
-        maxloc = max(maxloc, loc_ptr[g + 1] - loc_ptr[g])
-    Bt = np.empty((k1, max(maxloc, 1)))
+    L1 = np.empty((k1, k1))         # Lambda_1, as a 2-d array
+    for a in range(k1):
+        for b in range(k1):
+            L1[a, b] = lam[0, a, b]
     M = np.empty((k1, k1))
     logdet = 0.0
+    prod = 1.0
     csq = 0.0
     for g in range(ng):
         base = loc_ptr[g]
@@ -280,13 +295,13 @@ def evaluate(mom, resp, lam, factor, u1, v):
             for b in range(k1):
                 s = 0.0
                 for e in range(b, k1):
-                    s += Dg[a, e] * lam[0, e, b]
+                    s += Dg[a, e] * L1[e, b]
                 M[a, b] = s
         for a in range(k1):
             for b in range(a + 1):
                 s = 1.0 if a == b else 0.0
                 for e in range(a, k1):
-                    s += lam[0, e, a] * M[e, b]
+                    s += L1[e, a] * M[e, b]
                 D[a, b] = s
             for b in range(a + 1, k1):
                 D[a, b] = 0.0
@@ -295,35 +310,44 @@ def evaluate(mom, resp, lam, factor, u1, v):
             for l in range(j):
                 s -= D[j, l] * D[j, l]
             if not (s > 0.0):
-                return Evaluation(False, -np.inf, -np.inf, np.inf)
+                return False, -np.inf, -np.inf, np.inf
             d = math.sqrt(s)
             D[j, j] = d
-            logdet += math.log(s)
+            # the pivots (>= 1: the block is I + a PSD matrix) in a product, one
+            # log per ~1e200 of it rather than one per level (as linalg.factorize)
+            if s > 1e100:
+                logdet += math.log(s)
+            else:
+                prod *= s
+                if prod > 1e200:
+                    logdet += math.log(prod)
+                    prod = 1.0
             for a in range(j + 1, k1):
                 s = D[a, j]
                 for l in range(j):
                     s -= D[a, l] * D[j, l]
                 D[a, j] = s / d
-        # Bt = Lambda_1' B_g, then its columns by Lambda_r, then C_g = L_g^{-1} Bt
+        # Cval = Lambda_1' B_g, its random-effect columns by Lambda_r (in place:
+        # ascending within a level's block, column j reads columns >= j), then
+        # C_g = L_g^{-1} Cval
         for a in range(k1):
             for l in range(nloc):
                 s = 0.0
                 for e in range(a, k1):
-                    s += lam[0, e, a] * B0[e, base + l]
-                Bt[a, l] = s
-        for l in range(nloc):
-            c = loc_cols[base + l]
-            t = ct[c]
-            if t < 0:
-                for a in range(k1):
-                    Cval[a, base + l] = Bt[a, l]
-                continue
-            j = cj[c]
-            for a in range(k1):
-                s = 0.0
-                for e in range(j, tk[t]):
-                    s += Bt[a, l - j + e] * lam[t, e, j]
+                    s += L1[e, a] * B0[e, base + l]
                 Cval[a, base + l] = s
+        if npen > 0:
+            for l in range(nloc):
+                c = loc_cols[base + l]
+                t = ct[c]
+                if t < 0:
+                    continue
+                j = cj[c]
+                for a in range(k1):
+                    s = 0.0
+                    for e in range(j, tk[t]):
+                        s += Cval[a, base + l - j + e] * lam[t, e, j]
+                    Cval[a, base + l] = s
         for l in range(nloc):
             for a in range(k1):
                 s = Cval[a, base + l]
@@ -335,7 +359,7 @@ def evaluate(mom, resp, lam, factor, u1, v):
             const += u01[g, a] * u01[g, a]
             s = -u01[g, a]
             for e in range(a, k1):
-                s += lam[0, e, a] * zy0[g, e]
+                s += L1[e, a] * zy0[g, e]
             for b in range(a):
                 s -= D[a, b] * u1[g, b]
             u1[g, a] = s / D[a, a]
@@ -349,13 +373,14 @@ def evaluate(mom, resp, lam, factor, u1, v):
                 v[c] -= x * x1
                 for l2 in range(l1 + 1):
                     LS[c, loc_cols[base + l2]] -= x * Cval[a, base + l2]
+    logdet += math.log(prod)
     ldrx = 0.0
     if r > 0:
         for j in range(mom.npen):
             LS[j, j] += 1.0
         ld, ok = chol_lower(LS, mom.npen)
         if not ok:
-            return Evaluation(False, -np.inf, -np.inf, np.inf)
+            return False, -np.inf, -np.inf, np.inf
         logdet += ld
         # c_v = LS^{-1} c_v, then beta and the rest's u: LS' x = c_v
         for j in range(r):
@@ -392,7 +417,7 @@ def evaluate(mom, resp, lam, factor, u1, v):
             u1[g, a] += u01[g, a]
     for c in range(r):
         v[c] += u0v[c]
-    return Evaluation(True, logdet, ldrx, const - csq)
+    return True, logdet, ldrx, const - csq
 
 
 class LmmMoments:
@@ -427,6 +452,8 @@ class LmmMoments:
         self._base = self._reference(self._zero1, np.concatenate([self._zerov[:self.npen],
                                                                   beta0]))
         self._ref = self._base
+        b1, bv, zy, ry, yy = self._base
+        self._base_response = Response(zy, ry, yy, self._zero1, self._zerov)
 
     def _reference(self, b1, bv) -> tuple:
         """(b1, bv, the Response's cross-products) of the reference point with term
@@ -464,7 +491,7 @@ class LmmMoments:
         where b0 is not zero), else the first one's."""
         b1, bv, zy, ry, yy = self._ref
         if self._ref is self._base:
-            return Response(zy, ry, yy, self._zero1, self._zerov), bv[self.npen:]
+            return self._base_response, bv[self.npen:]
         u01 = _spherical(lam[0, :self.k1, :self.k1], b1)
         u0v = bv.copy()
         u0v[self.npen:] = 0.0
@@ -476,8 +503,7 @@ class LmmMoments:
                 break
             u0v[base:base + t.nlevels * t.k] = u.reshape(-1)
         if u01 is None:
-            b1, bv, zy, ry, yy = self._base
-            return Response(zy, ry, yy, self._zero1, self._zerov), bv[self.npen:]
+            return self._base_response, self._base[1][self.npen:]
         return Response(zy, ry, yy, u01, u0v), bv[self.npen:]
 
     def evaluate(self, theta, factor=None, u1=None, v=None) -> tuple:
@@ -492,7 +518,7 @@ class LmmMoments:
             v = np.zeros(self.r)
         lam = self.lam(theta)
         resp, beta0 = self._response(lam)
-        out = self._kernel(self.mom, resp, lam, factor, u1, v)
+        out = Evaluation(*self._kernel(self.mom, resp, lam, factor, u1, v))
         v[self.npen:] += beta0
         return out, factor, u1, v
 
