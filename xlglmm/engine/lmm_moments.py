@@ -472,7 +472,10 @@ class LmmMoments:
     def recentre(self, b1, bv):
         """Take the response's part about (b1, bv): term 1's random effects on the
         linear predictor's scale (ng x k1), the rest's then beta (rest order)."""
-        self._ref = self._reference(b1, bv)
+        self._ref = ref = self._reference(b1, bv)
+        # u0 is filled in place at each theta (``_spherical_modes``)
+        self._ref_response = Response(ref[2], ref[3], ref[4], np.zeros((self.ng, self.k1)),
+                                      np.zeros(self.r))
 
     def new_factor(self) -> Factor:
         return Factor(np.empty((self.ng, self.k1, self.k1)),
@@ -489,22 +492,22 @@ class LmmMoments:
         """(Response, beta0) at Lambda: the recentred reference's when its b0 is
         Lambda u0 for some u0 (always unless a Lambda has a zero on its diagonal
         where b0 is not zero), else the first one's."""
-        b1, bv, zy, ry, yy = self._ref
         if self._ref is self._base:
-            return self._base_response, bv[self.npen:]
-        u01 = _spherical(lam[0, :self.k1, :self.k1], b1)
-        u0v = bv.copy()
-        u0v[self.npen:] = 0.0
-        for ti, (t, base) in enumerate(zip(self.terms[1:], self.dev.rest_base)):
-            block = bv[base:base + t.nlevels * t.k].reshape(t.nlevels, t.k)
-            u = _spherical(lam[ti + 1, :t.k, :t.k], block)
-            if u is None:
-                u01 = None
-                break
-            u0v[base:base + t.nlevels * t.k] = u.reshape(-1)
-        if u01 is None:
             return self._base_response, self._base[1][self.npen:]
-        return Response(zy, ry, yy, u01, u0v), bv[self.npen:]
+        b1, bv = self._ref[0], self._ref[1]
+        resp = self._ref_response
+        if not _spherical_modes(lam, b1, bv, self.mom.col_term, self.mom.col_j,
+                                self.mom.term_k, resp.u01, resp.u0v):
+            return self._base_response, self._base[1][self.npen:]
+        return resp, bv[self.npen:]
+
+    def deviance_terms(self, theta, factor, u1, v) -> tuple:
+        """``evaluate``'s (ok, log|L|^2, log|RX|^2, pwrss) as a plain tuple, into the
+        arrays given (v's fixed effects left relative to the reference point's)."""
+        lam = self.lam(theta)
+        if self._ref is self._base:
+            return self._kernel(self.mom, self._base_response, lam, factor, u1, v)
+        return self._kernel(self.mom, self._response(lam)[0], lam, factor, u1, v)
 
     def evaluate(self, theta, factor=None, u1=None, v=None) -> tuple:
         """(Evaluation, factor, u1, v) at theta; the factor and the modes in the
@@ -523,19 +526,40 @@ class LmmMoments:
         return out, factor, u1, v
 
 
-def _spherical(L, b):
-    """u with L u_g = b_g for each row g of b (L lower triangular, small): rows of
-    b @ inv(L)'; None when L has a zero diagonal where b is not zero.  (The
-    components under a zero diagonal, b zero there, are taken as zero.)"""
-    k = L.shape[0]
-    u = np.zeros_like(b)
-    for a in range(k):
-        rhs = b[:, a] - u[:, :a] @ L[a, :a]
-        d = L[a, a]
-        if d == 0.0:
-            if np.any(rhs != 0.0):
-                return None
+@njit(cache=True, error_model="numpy")
+def _spherical_modes(lam, b1, bv, col_term, col_j, term_k, u01, u0v):
+    """u0 = Lambda^{-1} b0 into u01 (term 1's, ng x k1) and u0v (the rest's; zero
+    for the fixed effects) by forward substitution level by level; False when a
+    Lambda has a zero diagonal where the right-hand side is not zero (b0 is no
+    Lambda u0).  (Components under a zero diagonal are otherwise taken as zero.)"""
+    ng, k1 = b1.shape
+    for g in range(ng):
+        for a in range(k1):
+            s = b1[g, a]
+            for e in range(a):
+                s -= lam[0, a, e] * u01[g, e]
+            d = lam[0, a, a]
+            if d == 0.0:
+                if s != 0.0:
+                    return False
+                u01[g, a] = 0.0
+            else:
+                u01[g, a] = s / d
+    for c in range(bv.shape[0]):
+        t = col_term[c]
+        if t < 0:
+            u0v[c] = 0.0
             continue
-        u[:, a] = rhs / d
-    return np.ascontiguousarray(u)
-
+        j = col_j[c]
+        c0 = c - j
+        s = bv[c]
+        for e in range(j):
+            s -= lam[t, j, e] * u0v[c0 + e]
+        d = lam[t, j, j]
+        if d == 0.0:
+            if s != 0.0:
+                return False
+            u0v[c] = 0.0
+        else:
+            u0v[c] = s / d
+    return True

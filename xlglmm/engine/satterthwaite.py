@@ -32,22 +32,25 @@ class SatterthwaiteError(ValueError):
     """The degrees of freedom cannot be computed (e.g. the Hessian is singular)."""
 
 
-def _fixed_effects_system(model, phi):
-    """(deviance at phi, covariance of beta at phi) of the linear mixed model, by
-    its solve from the moments (``LinearMixedModel.solve``: no iteration, so the
-    derivatives do not depend on the order of the points or on a warm start)."""
+def _fixed_effects_system(model, phi, cov):
+    """(deviance at phi, covariance of beta at phi -- None unless ``cov``) of the
+    linear mixed model, by its solve from the moments (``LinearMixedModel._terms``:
+    no iteration, so the derivatives do not depend on the order of the points or
+    on a warm start)."""
     dev = model.devfun
     nt = dev.ntheta
     theta, sigma = phi[:nt], phi[nt]
     s2 = sigma * sigma
-    st = model.solve(theta)
+    ok, logdet, ldrx, pwrss = model._terms(theta)
     n, p = dev.n, dev.p
-    if not st.ok:
+    if not ok:
         return np.inf, np.full((p, p), np.nan)
-    d = st.logdet - model.log_weights + st.pdev / s2 + n * math.log(2.0 * math.pi * s2)
+    d = logdet - model.log_weights + pwrss / s2 + n * math.log(2.0 * math.pi * s2)
     if model.reml and p:
-        d += st.ldrx - p * math.log(2.0 * math.pi * s2)
-    return d, s2 * unscaled_cov(st, dev.q2)
+        d += ldrx - p * math.log(2.0 * math.pi * s2)
+    if not cov:
+        return d, None
+    return d, s2 * unscaled_cov(model._work[0], dev.q2)     # the factor _terms filled
 
 
 def _richardson(f, x, j, h, steps=RICHARDSON_STEPS):
@@ -80,10 +83,10 @@ def satterthwaite_df(result, theta=None, sigma=None) -> np.ndarray:
     h = STEP * np.maximum(np.abs(phi0), 1.0)
 
     def deviance(phi):
-        return _fixed_effects_system(model, phi)[0]
+        return _fixed_effects_system(model, phi, False)[0]
 
     def covariance(phi):
-        return _fixed_effects_system(model, phi)[1]
+        return _fixed_effects_system(model, phi, True)[1]
 
     def gradient(phi):
         return np.array([_richardson(deviance, phi, j, h[j]) for j in range(len(phi))])
