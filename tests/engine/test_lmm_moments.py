@@ -189,3 +189,16 @@ def test_symbolic_blocks_are_numpys_unique_pairs(n, m, m_use, r, ng):
     got = symbolic_blocks(rest_cols, m_use, group_ptr, r)
     for a, b in zip(got, _symbolic_by_unique(rest_cols, m_use, group_ptr, r)):
         assert a.dtype == np.int64 and np.array_equal(a, b)
+
+
+def test_a_refit_shares_the_cross_products_and_fits_as_a_new_model():
+    df = _frame()
+    res = xlglmm.lmer(FORMULAS["slope_crossed"], df)
+    y2 = df["y"].to_numpy() + RNG.normal(size=len(df))
+    again = res.model.refit(y2)
+    assert again.model.moments.mom is res.model.moments.mom
+    fresh = xlglmm.lmer(FORMULAS["slope_crossed"], df.assign(y=y2))
+    assert fresh.model.moments.mom is not res.model.moments.mom
+    assert again.deviance == pytest.approx(fresh.deviance, rel=1e-9)
+    assert np.allclose(again.fe_params, fresh.fe_params, rtol=1e-5)
+    assert np.allclose(again.fe_bse, fresh.fe_bse, rtol=1e-4)

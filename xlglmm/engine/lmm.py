@@ -129,7 +129,10 @@ class LinearMixedModel(MixedModel):
     nAGQ = 1        # the deviance is exact: no Laplace approximation to choose
 
     def __init__(self, design, reml=True, *, time_budget=None, max_evals=DEFAULT_MAX_EVALS,
-                 devfun=None):
+                 devfun=None, moments_like=None):
+        """``devfun``: a deviance function of this design already (a refit's, see
+        ``MixedModel``), and then ``moments_like`` the ``LmmMoments`` of the model
+        it was made from, whose cross-products of [Z, X] it shares."""
         super().__init__(design, GAUSSIAN, time_budget=time_budget, max_evals=max_evals,
                          devfun=devfun)
         dev = self.devfun
@@ -140,7 +143,7 @@ class LinearMixedModel(MixedModel):
         self._df = (n - p) if reml else n
         # sum of the log prior weights: a constant of the Gaussian deviance
         self.log_weights = float(np.sum(np.log(dev.pw[dev.pw > 0])))
-        self.moments = LmmMoments(dev)
+        self.moments = LmmMoments(dev, moments_like if devfun is not None else None)
         # the optimizer's evaluations reuse these arrays (``_terms``)
         self._work = (self.moments.new_factor(), np.zeros((dev.ng1, dev.k1)),
                       np.zeros(self.moments.r))
@@ -149,6 +152,8 @@ class LinearMixedModel(MixedModel):
     def _same_model(self, design, **settings):
         kw = dict(reml=self.reml, time_budget=self.time_budget, max_evals=self.max_evals)
         kw.update(settings)
+        if kw.get("devfun") is not None:    # this design, another response
+            kw["moments_like"] = self.moments
         return LinearMixedModel(design, **kw)
 
     def ml_deviance(self, theta, sigma=None) -> float:

@@ -229,22 +229,38 @@ def _rest_scaled(x, p, c, col_term, col_j, term_k, lam):
 
 
 @njit(cache=True, error_model="numpy")
-def _scale_rest_block(mom, lam, S, T):
-    """S = Lambda_r' mom.S Lambda_r (lower triangle; T is r x r scratch)."""
+def _scale_rest_block(mom, lam, S):
+    """S = Lambda_r' mom.S Lambda_r, its lower triangle, entry by entry (the
+    blocks of Lambda_r are small: no r x r scratch, which a large rest would feel)."""
     r = S.shape[0]
     S0 = mom.S
     ct, cj, tk = mom.col_term, mom.col_j, mom.term_k
-    for a in range(r):
-        Sa, Ta = S0[a], T[a]
-        for c in range(r):
-            Ta[c] = _rest_scaled(Sa, c, c, ct, cj, tk, lam)
-    # (Lambda_r' T)[c1, c2] = (T' Lambda_r)[c2, c1]: scale T's columns, by rows of T'
-    col = np.empty(r)
-    for c2 in range(r):
-        for a in range(r):
-            col[a] = T[a, c2]
-        for c1 in range(c2, r):
-            S[c1, c2] = _rest_scaled(col, c1, c1, ct, cj, tk, lam)
+    for c1 in range(r):
+        t1 = ct[c1]
+        if t1 < 0:
+            j1, e1 = 0, 1
+        else:
+            j1, e1 = cj[c1], tk[t1]
+        b1 = c1 - j1
+        for c2 in range(c1 + 1):
+            t2 = ct[c2]
+            if t1 < 0 and t2 < 0:
+                S[c1, c2] = S0[c1, c2]
+                continue
+            if t2 < 0:
+                j2, e2 = 0, 1
+            else:
+                j2, e2 = cj[c2], tk[t2]
+            b2 = c2 - j2
+            s = 0.0
+            for a1 in range(j1, e1):
+                w1 = 1.0 if t1 < 0 else lam[t1, a1, j1]
+                x = 0.0
+                for a2 in range(j2, e2):
+                    w2 = 1.0 if t2 < 0 else lam[t2, a2, j2]
+                    x += S0[b1 + a1, b2 + a2] * w2
+                s += w1 * x
+            S[c1, c2] = s
 
 
 @njit(cache=True, error_model="numpy")
@@ -270,8 +286,7 @@ def evaluate(mom, resp, lam, factor, u1, v):
             return False, -np.inf, -np.inf, np.inf
     ct, cj, tk = mom.col_term, mom.col_j, mom.term_k
     npen = mom.npen
-    T = np.empty((r, r))
-    _scale_rest_block(mom, lam, LS, T)
+    _scale_rest_block(mom, lam, LS)
     # c_v starts as Lambda_r' R'W y0 - u0v; the constant is y0'W y0 + |u0|^2
     const = resp.yy
     for c in range(r):
@@ -430,10 +445,16 @@ class LmmMoments:
     the evaluations near them -- Satterthwaite's derivatives, profiles -- are as
     accurate as the row-based solve's."""
 
-    def __init__(self, dev):
+    def __init__(self, dev, like: LmmMoments | None = None):
+        """The moments of ``dev``; ``like``: those of a deviance function on the
+        same design with another response (``GlmmDeviance.with_response``: a
+        refit's), whose cross-products of [Z, X] are shared, not summed again."""
         self.dev = dev
-        self.layout = unscaled_layout(dev)
-        self.mom = moments(dev, self.layout)
+        if like is None:
+            self.layout = unscaled_layout(dev)
+            self.mom = moments(dev, self.layout)
+        else:
+            self.layout, self.mom = like.layout, like.mom
         self.npen = dev.q2
         self.ng, self.k1 = dev.ng1, dev.k1
         self.r = self.layout.r
