@@ -299,9 +299,9 @@ class LinearMixedModel(MixedModel):
 
 class MomentSolve(NamedTuple):
     """``LinearMixedModel.solve``'s answer: what the deviance needs (``logdet`` of
-    the random-effects part, ``ldrx`` = log|RX|^2, ``pdev`` = pwrss) and the factor
-    and modes (``u1``; ``v``: the rest's u, then beta);
-    ``LS`` as a PIRLS state's, for ``unscaled_cov``."""
+    the random-effects part, ``ldrx`` = log|RX|^2, ``pdev`` = pwrss), the factor
+    (``LS`` read as a PIRLS state's, for ``unscaled_cov``) and the modes (``u1``;
+    ``v``: the rest's u, then beta)."""
 
     ok: bool
     logdet: float
