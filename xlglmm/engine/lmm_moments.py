@@ -29,7 +29,8 @@ gives c = L^{-1} [Lambda'Z'W y~; X'W y~], and
     pwrss = y~'W y~ - |c|^2,    log|L|^2 (random effects),    log|RX|^2,
 
 the back solve the modes u and beta.  Cost per theta: the number of levels times
-k1^2 (plus the touched rest columns), and r^2 for the rest -- nothing of n.
+k1^2 (and the touched rest columns), the rest's scaling (r^2 k) and Cholesky factor
+(at most r^3 / 3, as the rows' path) -- nothing of n.
 
 Accuracy: pwrss = y'Wy - |c|^2 cancels when the model explains most of y'Wy (a
 response with a large mean).  So the response's part is taken about a reference
