@@ -31,6 +31,7 @@ import dataclasses
 from dataclasses import dataclass
 
 import numpy as np
+from numba import njit
 
 from . import agq, jit, linalg, pirls
 from .design import ModelDesign, column_exponents, scale_by_exponents
@@ -80,18 +81,40 @@ def theta_layout(terms) -> tuple[np.ndarray, list]:
 def symbolic_blocks(rest_cols, m_use: int, group_ptr, r: int):
     """For each level g of the first term: the sorted distinct rest columns its rows
     touch (``loc_cols[loc_ptr[g]:loc_ptr[g+1]]``), and for each row entry its
-    position in that list (``rest_loc``).  Once per model, in numpy: the (level,
-    column) pairs of all row entries, made unique (hence sorted)."""
+    position in that list (``rest_loc``).  Once per model, by ``_symbolic_kernel``
+    (a marker array over the rest columns; a numpy ``unique`` of the (level,
+    column) pairs cost ~1 ms on 7,000 rows, a tenth of a linear mixed model's fit)."""
+    return _symbolic_kernel(np.ascontiguousarray(rest_cols, dtype=np.int64), int(m_use),
+                            np.ascontiguousarray(group_ptr, dtype=np.int64), int(r))
+
+
+@njit(cache=True, error_model="numpy")
+def _symbolic_kernel(rest_cols, m_use, group_ptr, r):
     ng = group_ptr.shape[0] - 1
     n = rest_cols.shape[0]
-    level = np.repeat(np.arange(ng, dtype=np.int64), np.diff(group_ptr))
-    keys = level[:, None] * (r + 1) + rest_cols[:, :m_use]
-    uniq, inverse = np.unique(keys.ravel(), return_inverse=True)
-    counts = np.bincount(uniq // (r + 1), minlength=ng)
-    loc_ptr = np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)
-    loc_cols = np.ascontiguousarray(uniq % (r + 1), dtype=np.int64)
-    rest_loc = (inverse.reshape(n, m_use) - loc_ptr[level][:, None]).astype(np.int64)
-    return loc_ptr, loc_cols, np.ascontiguousarray(rest_loc)
+    mark = np.full(max(r, 1), -1, np.int64)     # the last level that touched a column
+    pos = np.zeros(max(r, 1), np.int64)         # its place in that level's list
+    loc_cols = np.empty(max(n * m_use, 1), np.int64)
+    loc_ptr = np.zeros(ng + 1, np.int64)
+    rest_loc = np.empty((n, m_use), np.int64)
+    k = 0
+    for g in range(ng):
+        start = k
+        for i in range(group_ptr[g], group_ptr[g + 1]):
+            for e in range(m_use):
+                c = rest_cols[i, e]
+                if mark[c] != g:
+                    mark[c] = g
+                    loc_cols[k] = c
+                    k += 1
+        loc_cols[start:k] = np.sort(loc_cols[start:k])
+        for l in range(start, k):
+            pos[loc_cols[l]] = l - start
+        for i in range(group_ptr[g], group_ptr[g + 1]):
+            for e in range(m_use):
+                rest_loc[i, e] = pos[rest_cols[i, e]]
+        loc_ptr[g + 1] = k
+    return loc_ptr, loc_cols[:k].copy(), rest_loc
 
 
 X_SCALE_LIMIT = 2.0 ** 64     # columns with larger (or smaller) values are rescaled

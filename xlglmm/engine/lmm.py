@@ -12,6 +12,10 @@ blocked factor as the GLMM code gives
 (REML) profiled out -- no Laplace approximation.  theta is optimised by BOBYQA; the
 fixed-effect covariance is sigma^2 (RX'RX)^-1, as lme4's vcov for lmer.
 
+The quantities of a theta come from the model's cross-products, computed once
+(``lmm_moments``: no pass over the rows per theta); the rows are read again only
+for the fitted values at the optimum (``state_at``).
+
 ``LinearMixedModel`` is the model object (``profiled_deviance``, ``refit``, as
 model.py's GLMM); ``lmer`` is a thin function over it.
 """
@@ -19,16 +23,18 @@ from __future__ import annotations
 
 import math
 from functools import cached_property
+from typing import NamedTuple
 
 import numpy as np
 import pandas as pd
 
-from . import jit
+from . import jit, pirls
 from .. import numfmt
 from .covariance import fit_scale_statistics, unscale
 from .design import build_design
-from .devfun import theta_start
-from .family import Family
+from .devfun import PirlsState, theta_start
+from .family import Family, conditional_aic_fast
+from .lmm_moments import LmmMoments
 from .model import (DEFAULT_MAX_EVALS, SINGULAR_MESSAGE, Estimates, MixedModel, ModelError,
                     Optimum, check_model, timeout_message)
 from .optimize import BudgetExhausted, bobyqa, check_boundary, is_singular
@@ -130,7 +136,10 @@ class LinearMixedModel(MixedModel):
     nAGQ = 1        # the deviance is exact: no Laplace approximation to choose
 
     def __init__(self, design, reml=True, *, time_budget=None, max_evals=DEFAULT_MAX_EVALS,
-                 devfun=None):
+                 devfun=None, moments_like=None):
+        """``devfun``: a deviance function of this design already (a refit's, see
+        ``MixedModel``), and then ``moments_like`` the ``LmmMoments`` of the model
+        it was made from, whose cross-products of [Z, X] it shares."""
         super().__init__(design, GAUSSIAN, time_budget=time_budget, max_evals=max_evals,
                          devfun=devfun)
         dev = self.devfun
@@ -141,10 +150,17 @@ class LinearMixedModel(MixedModel):
         self._df = (n - p) if reml else n
         # sum of the log prior weights: a constant of the Gaussian deviance
         self.log_weights = float(np.sum(np.log(dev.pw[dev.pw > 0])))
+        self.moments = LmmMoments(dev, moments_like if devfun is not None else None)
+        # the optimizer's evaluations reuse these arrays (``_terms``)
+        self._work = (self.moments.new_factor(), np.zeros((dev.ng1, dev.k1)),
+                      np.zeros(self.moments.r))
+        self._centre = None     # (theta, state) to recentre the moments at, see _recentre
 
     def _same_model(self, design, **settings):
         kw = dict(reml=self.reml, time_budget=self.time_budget, max_evals=self.max_evals)
         kw.update(settings)
+        if kw.get("devfun") is not None:    # this design, another response
+            kw["moments_like"] = self.moments
         return LinearMixedModel(design, **kw)
 
     def ml_deviance(self, theta, sigma=None) -> float:
@@ -154,27 +170,89 @@ class LinearMixedModel(MixedModel):
         its profiles walk (the REML criterion cannot compare fits that differ in
         their fixed effects)."""
         dev = self.devfun
-        st = dev.pirls(theta)
-        if not st.ok or not np.isfinite(st.logdet):
+        ok, logdet, _, pwrss = self._terms(theta)
+        if not ok:
             return np.inf
-        s2 = st.pdev / dev.n if sigma is None else sigma * sigma
+        s2 = pwrss / dev.n if sigma is None else sigma * sigma
         if not s2 > 0.0:
             return np.inf
-        return st.logdet - self.log_weights + st.pdev / s2 + dev.n * math.log(2.0 * math.pi * s2)
+        return logdet - self.log_weights + pwrss / s2 + dev.n * math.log(2.0 * math.pi * s2)
 
     def profiled_deviance(self, theta) -> float:
         """The REML criterion (or -2 log-likelihood for ML) at theta, beta and sigma
         profiled out: the objective of the fit, on the fit's scale of rescaled
         columns (``devfun.x_exponents``; the REML criterion of the data's columns
         adds 2 log(2) sum(e), see ``estimate``)."""
-        dev, df = self.devfun, self._df
-        st = dev.pirls(theta)
-        if not st.ok or not np.isfinite(st.logdet):
+        df = self._df
+        ok, logdet, ldrx, pwrss = self._terms(theta)
+        if not ok or not pwrss > 0.0:
             return np.inf
-        d = st.logdet - self.log_weights + df * (1.0 + math.log(2.0 * math.pi * st.pdev / df))
-        if self.reml and dev.p:
-            d += log_det_rx(st, dev.q2)
+        d = logdet - self.log_weights + df * (1.0 + math.log(2.0 * math.pi * pwrss / df))
+        if self.reml and self.devfun.p:
+            d += ldrx
         return d
+
+    def _terms(self, theta) -> tuple:
+        """(ok, log|L|^2, log|RX|^2, pwrss) at theta: ``solve``'s numbers alone, its
+        arrays this model's work arrays (the optimizer's evaluations, ~10 us of
+        Python each spared)."""
+        dev = self.devfun
+        if dev.budget is not None and dev.piece_iterations:    # (as devfun.pirls)
+            dev.budget.check_inside()
+        if self._centre is not None:
+            self._recentre(*self._centre)
+        dev.evaluations += 1
+        return self.moments.deviance_terms(theta, *self._work)
+
+    def solve(self, theta) -> MomentSolve:
+        """The penalized least-squares solve at theta from the moments: log|L|^2,
+        log|RX|^2, pwrss, the factor and the modes (``MomentSolve``), in new
+        arrays."""
+        dev = self.devfun
+        if dev.budget is not None and dev.piece_iterations:    # (as devfun.pirls)
+            dev.budget.check_inside()
+        if self._centre is not None:
+            self._recentre(*self._centre)
+        ev, factor, u1, v = self.moments.evaluate(theta)
+        dev.evaluations += 1
+        return MomentSolve(bool(ev.ok), ev.logdet, ev.ldrx, ev.pwrss, factor, u1, v)
+
+    def _recentre(self, theta, st: PirlsState):
+        """Take the moments' response part about the state's estimates (see
+        ``lmm_moments.LmmMoments.recentre``): the later evaluations near them
+        (Satterthwaite's df, profiles) get pwrss without cancellation.  Done at
+        the first evaluation after the fit (``_centre``): a fit alone needs none."""
+        dev = self.devfun
+        self._centre = None
+        if not st.ok:
+            return
+        b = dev.b_by_term(theta, st)
+        bv = np.concatenate([x.reshape(-1) for x in b[1:]] + [st.v[dev.q2:]])
+        self.moments.recentre(b[0], bv)
+
+    def state_at(self, theta) -> PirlsState:
+        """The state at theta as ``devfun.pirls`` leaves it (modes, beta in ``v``,
+        factor, fitted values, pwrss), the solve from the moments and one pass over
+        the rows for the linear predictor (and pwrss from the residuals)."""
+        dev = self.devfun
+        st = self.solve(theta)
+        u1, v = st.u1, st.v
+        if not st.ok:
+            return PirlsState(pirls.PIRLS_NOT_PD, 1, np.inf, np.inf, np.inf, u1, v,
+                              st.factor.Dchol, st.factor.Cval, st.factor.LS,
+                              np.full(dev.n, np.nan), np.full(dev.n, np.nan), True, np.inf)
+        dev.set_theta(theta)
+        eta = np.empty(dev.n)
+        mu = np.empty(dev.n)
+        rows = dev.rows(dev.offset)
+        pdev = pirls._penalized_deviance(dev._fd, rows, dev.layout(True), u1, v, eta, mu)
+        aic = conditional_aic_fast(dev.y, mu, dev.pw, dev._fd, dev.aic_const)
+        ussq = pirls._penalty(u1, v, dev.q2)
+        f = st.factor
+        state = PirlsState(pirls.PIRLS_OK, 1, st.logdet, float(pdev), float(aic), u1, v,
+                           f.Dchol, f.Cval, f.LS, mu, eta, True, float(ussq))
+        dev.state = state
+        return state
 
     def fit(self) -> LMMResult:
         """Fit the model: its result (the estimates in ``self.estimates``)."""
@@ -189,7 +267,8 @@ class LinearMixedModel(MixedModel):
                      np.full(dev.ntheta, 0.2), 1e-8, 1e-12, self.max_evals, budget)
         with budget.finishing():
             theta, fval = check_boundary(self.profiled_deviance, res.x, res.fun, lower)
-            st = dev.pirls(theta)
+            st = self.state_at(theta)
+            self._centre = (theta, st)
         beta = dev.beta_of(st)
         self.optimum = Optimum(theta, beta, fval, st, message=res.message,
                                timed_out=res.timed_out)
@@ -223,6 +302,25 @@ class LinearMixedModel(MixedModel):
                          singular=singular, messages=messages,
                          # (lmer has never set the flag: its note says it all)
                          stopped_by_budget=False, evaluations=dev.evaluations)
+
+
+class MomentSolve(NamedTuple):
+    """``LinearMixedModel.solve``'s answer: what the deviance needs (``logdet`` of
+    the random-effects part, ``ldrx`` = log|RX|^2, ``pdev`` = pwrss), the factor
+    (``LS`` read as a PIRLS state's, for ``unscaled_cov``) and the modes (``u1``;
+    ``v``: the rest's u, then beta)."""
+
+    ok: bool
+    logdet: float
+    ldrx: float
+    pdev: float
+    factor: object
+    u1: np.ndarray
+    v: np.ndarray
+
+    @property
+    def LS(self):
+        return self.factor.LS
 
 
 def log_det_rx(st, q2) -> float:

@@ -13,7 +13,7 @@ the deviance at (theta, sigma) is log|L|^2 + pwrss / sigma^2 + n log(2 pi sigma^
 (REML: + log|RX|^2 - p log(2 pi sigma^2)), and v(phi) = sigma^2 [(RX'RX)^{-1}]_kk.
 The derivatives are central finite differences refined by Richardson extrapolation
 (numDeriv's method, which lmerTest uses), on the exact deviance of ``lmm`` (one
-penalized least-squares solve per point).
+penalized least-squares solve per point, from the model's moments).
 """
 from __future__ import annotations
 
@@ -22,7 +22,7 @@ import math
 import numpy as np
 from scipy import stats
 
-from .lmm import log_det_rx, unscaled_cov
+from .lmm import unscaled_cov
 
 RICHARDSON_STEPS = 4          # numDeriv's default r
 STEP = 1e-4                   # relative to max(|phi|, 1) (numDeriv: d = 1e-4)
@@ -32,22 +32,25 @@ class SatterthwaiteError(ValueError):
     """The degrees of freedom cannot be computed (e.g. the Hessian is singular)."""
 
 
-def _fixed_effects_system(model, phi, start):
-    """(deviance at phi, covariance of beta at phi) of the linear mixed model, the
-    solve started from ``start`` (the fit's warm starts: every point from the same
-    place, so the derivatives -- and a second call -- do not depend on the order of
-    the points)."""
+def _fixed_effects_system(model, phi, cov):
+    """(deviance at phi, covariance of beta at phi -- None unless ``cov``) of the
+    linear mixed model, by its solve from the moments (``LinearMixedModel._terms``:
+    no iteration, so the derivatives do not depend on the order of the points or
+    on a warm start)."""
     dev = model.devfun
     nt = dev.ntheta
     theta, sigma = phi[:nt], phi[nt]
     s2 = sigma * sigma
-    dev.restore_warm_starts(start)
-    st = dev.pirls(theta)
+    ok, logdet, ldrx, pwrss = model._terms(theta)
     n, p = dev.n, dev.p
-    d = st.logdet - model.log_weights + st.pdev / s2 + n * math.log(2.0 * math.pi * s2)
+    if not ok:
+        return np.inf, np.full((p, p), np.nan)
+    d = logdet - model.log_weights + pwrss / s2 + n * math.log(2.0 * math.pi * s2)
     if model.reml and p:
-        d += log_det_rx(st, dev.q2) - p * math.log(2.0 * math.pi * s2)
-    return d, s2 * unscaled_cov(st, dev.q2)
+        d += ldrx - p * math.log(2.0 * math.pi * s2)
+    if not cov:
+        return d, None
+    return d, s2 * unscaled_cov(model._work[0], dev.q2)     # the factor _terms filled
 
 
 def _richardson(f, x, j, h, steps=RICHARDSON_STEPS):
@@ -79,13 +82,11 @@ def satterthwaite_df(result, theta=None, sigma=None) -> np.ndarray:
         return np.zeros(0)
     h = STEP * np.maximum(np.abs(phi0), 1.0)
 
-    start = dev.warm_starts()
-
     def deviance(phi):
-        return _fixed_effects_system(model, phi, start)[0]
+        return _fixed_effects_system(model, phi, False)[0]
 
     def covariance(phi):
-        return _fixed_effects_system(model, phi, start)[1]
+        return _fixed_effects_system(model, phi, True)[1]
 
     def gradient(phi):
         return np.array([_richardson(deviance, phi, j, h[j]) for j in range(len(phi))])
@@ -102,7 +103,6 @@ def satterthwaite_df(result, theta=None, sigma=None) -> np.ndarray:
                                  "is singular (a variance at its boundary?)") from None
     V = covariance(phi0)
     J = np.array([_richardson(covariance, phi0, j, h[j]) for j in range(k)])  # k x p x p
-    dev.restore_warm_starts(start)      # the fit's modes and state, as they were
     out = np.empty(dev.p)
     for i in range(dev.p):
         g = J[:, i, i]
