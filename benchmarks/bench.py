@@ -3,7 +3,7 @@
     python benchmarks/bench.py                      # reference models + series to 1e5
     python benchmarks/bench.py --sizes 1e3 1e4 1e5 1e6 --reps 3
     python benchmarks/bench.py --only pois_1e4 safety_crossed --no-peers
-    python benchmarks/bench.py --only peer_nb2_one_intercept peer_lmm_hsb82
+    python benchmarks/bench.py --only peer_nb2_one_intercept peer_lmm_hsb82 lmm_sleepstudy
 
 Each xlglmm fit runs in a fresh subprocess (so its peak memory is its own), after a
 warm-up fit that loads the compiled kernels from numba's cache: the time is the fit
@@ -19,7 +19,8 @@ glmmTMB's for Gamma and the negative binomial (issue 17) -- cannot be compared; 
 peer still counts (marked with a dagger), so the ratio never flatters xlglmm.
 
 The peer shapes (issue 16: "peer_*") are seeded simulations (make_data.PEER_SHAPES)
-and two data sets of R's mlmRev package, read through Rscript.
+and two data sets of R's mlmRev package; "lmm_*" are the linear mixed models of the
+test references on lme4's own data sets; both read through Rscript.
 
 Writes benchmarks/results/<date>-<host>-peers.md (and .json) and prints the table.
 """
@@ -92,6 +93,18 @@ PEER_MODELS = {
         "factors": ["f", "g1", "g2"]},
 }
 assert {m["simulated"] for m in PEER_MODELS.values() if "simulated" in m} == set(PEER_SHAPES)
+
+# the linear mixed models of the test references (lme4's own data sets, REML): issue 16
+# asks for >= 5x lmer on every LMM, the small ones included
+LMM_REFERENCES = {
+    "lmm_sleepstudy": {"rdata": "lme4::sleepstudy", "family": "gaussian",
+                       "formula": "Reaction ~ Days + (Days|Subject)", "factors": ["Subject"]},
+    "lmm_penicillin": {"rdata": "lme4::Penicillin", "family": "gaussian",
+                       "formula": "diameter ~ 1 + (1|plate) + (1|sample)",
+                       "factors": ["plate", "sample"]},
+    "lmm_dyestuff": {"rdata": "lme4::Dyestuff", "family": "gaussian",
+                     "formula": "Yield ~ 1 + (1|Batch)", "factors": ["Batch"]},
+}
 
 
 def natural(s: str):
@@ -315,7 +328,8 @@ def main(argv=None) -> int:
     from machine import description, is_busy
     busy = is_busy()
     machine = description({"R peers": r_versions()})
-    models = {**reference_models(), **PEER_MODELS, **series_models(a.sizes)}
+    models = {**reference_models(), **LMM_REFERENCES, **PEER_MODELS,
+              **series_models(a.sizes)}
     if a.only:
         models = {k: v for k, v in models.items() if k in a.only}
     rows = []
