@@ -30,9 +30,9 @@ from .covariance import (FD_HESSIAN_MAX_WORK, LARGE_DATA_NOTE, LME4_HESSIAN_STEP
 from .design import ModelDesign, check_response
 from .devfun import PIRLS_MAXIT, GlmmDeviance, ModeWarmStarts, PirlsState, theta_start
 from .family import Family
-from .optimize import (Budget, FitTimeout, bobyqa, check_boundary, check_convergence,
-                       deriv12, gradient, hessian_fd, hessian_from_gradient, is_singular,
-                       newton_refine)
+from .optimize import (EXACT_FD_DELTA, Budget, FitTimeout, bobyqa, check_boundary,
+                       check_convergence, deriv12, gradient, hessian_fd,
+                       hessian_from_gradient, is_singular, newton_refine)
 from .results import GLMMResult
 
 MAX_AGQ = 100
@@ -451,8 +451,7 @@ class GeneralizedLinearMixedModel(MixedModel):
             f1v, g0 = fg(x1)
             if not (np.isfinite(f1v) and np.all(np.isfinite(g0))):
                 return self._value_steps(x1)
-            # a starting Hessian for the steps: forward differences suffice
-            H0 = (hessian_from_gradient(fg, x1, budget=budget, warm=warm, g0=g0) if exact
+            H0 = (self._start_hessian(x1, g0, warm) if exact
                   else self._approx_hessian(x1, f1v))
             if H0 is None:
                 return self._value_steps(x1)
@@ -474,6 +473,39 @@ class GeneralizedLinearMixedModel(MixedModel):
             return nr.x, nr.fun, grad, hess, exact, "", False
         except FitTimeout:
             return None, None, None, None, False, self.stage1.message, True
+
+    def _start_hessian(self, x1, g0, warm):
+        """The Hessian the steps start from: its theta columns (and rows) from
+        forward differences of the exact gradient in theta (ntheta evaluations),
+        the beta block 2 RX'RX / sigma^2 from stage 1's factor (beta's information
+        given theta) -- the BFGS updates correct what that leaves out (the log
+        determinant's curvature in beta)."""
+        dev = self.devfun
+        nt = dev.ntheta
+        k = len(x1)
+        H = np.zeros((k, k))
+        x = np.array(x1, float)
+        center = warm.save()
+        for j in range(nt):
+            if self.budget.expired():
+                raise FitTimeout()
+            x[j] = x1[j] + EXACT_FD_DELTA
+            warm.start(((1.0, center),))
+            _, gj = self._joint_gradient(x)
+            x[j] = x1[j]
+            if not np.all(np.isfinite(gj)):
+                return None
+            H[:, j] = (gj - g0) / EXACT_FD_DELTA
+        warm.start(((1.0, center),))
+        H[:nt, :nt] = 0.5 * (H[:nt, :nt] + H[:nt, :nt].T)
+        H[:nt, nt:] = H[nt:, :nt].T
+        if dev.p:
+            rx = rx_cov(dev, x1[:nt], self.stage1.state)
+            sig = sigma(dev, self.stage1.state)
+            H[nt:, nt:] = 2.0 * np.linalg.inv(sig ** 2 * rx)
+            if not np.all(np.isfinite(H)):
+                return None
+        return H
 
     def _value_steps(self, x1):
         """Stage 2's quasi-Newton steps on the deviance's values (AGQ): the
