@@ -438,9 +438,10 @@ class GeneralizedLinearMixedModel(MixedModel):
 
     def _gradient_steps(self, x1):
         """Stage 2's quasi-Newton steps with the exact gradient: the starting
-        Hessian from its central differences (2k evaluations; on large data
-        ``_approx_hessian``), BFGS updates with exact gradients, and at the
-        optimum the Hessian again from gradient differences.  Returns (x, f,
+        Hessian from its forward differences in theta and RX (``_start_hessian``,
+        ntheta evaluations; on large data ``_approx_hessian``), BFGS updates with
+        exact gradients, and at the optimum the accurate Hessian from central
+        differences of the gradient (2k evaluations).  Returns (x, f,
         gradient, Hessian, whether the Hessian is accurate, message, timed out);
         x None when the quadratic model failed (BOBYQA then)."""
         dev, budget = self.devfun, self.budget

@@ -6,15 +6,19 @@ trust-region method MixedModels.jl uses; lme4 uses bobyqa then Nelder-Mead): it
 respects the bounds on theta's diagonal and needs few evaluations on these smooth
 objectives.  For nAGQ=0 that is the whole fit (as lme4).  Stage 2 minimises the
 Laplace (or AGQ) deviance over theta and beta jointly from stage 1's answer by
-projected quasi-Newton steps (``newton_refine``: BFGS updates of a
-finite-difference Hessian, or on large data of a cheap approximate one); BOBYQA,
-with beta on the scale of its standard errors, is the fallback when that quadratic
-model fails.  Linear mixed models need only BOBYQA over theta (lmm.py).
+projected quasi-Newton steps (``newton_refine``: BFGS updates of a starting
+Hessian, or on large data of a cheap approximate one); BOBYQA, with beta on the
+scale of its standard errors, is the fallback when that quadratic model fails.
+The Laplace deviance has an exact gradient (``gradient.py``): the steps use it
+(``fg``) and the Hessian is its central differences (``hessian_from_gradient``,
+2k evaluations); AGQ's deviance is differenced itself.  Linear mixed models need
+only BOBYQA over theta (lmm.py).
 
-Then, as lme4 does: a finite-difference gradient and Hessian of the deviance in
-(theta, beta) at the optimum (``hessian_fd``: central differences on the axes and
-one diagonal pair per pair of parameters, step 1e-3 on the accurately converged
-deviance; ``deriv12``, lme4's own stencil, with steps of 1% of each parameter's SE
+Then, as lme4 does: the gradient and Hessian of the deviance in (theta, beta) at
+the optimum (``hessian_from_gradient``, or for AGQ ``hessian_fd``: central
+differences on the axes and one diagonal pair per pair of parameters, step 1e-3
+on the accurately converged deviance; ``deriv12``, lme4's own stencil, with steps
+of 1% of each parameter's SE
 when reproducing lme4's Hessian, see ``covariance.parameter_scales``: they give the
 fixed-effect covariance 2 H^-1), lme4's convergence checks in plain words, the
 boundary check (a theta within 1e-5 of its bound is set to the bound when that is
