@@ -439,9 +439,10 @@ class GeneralizedLinearMixedModel(MixedModel):
     def _gradient_steps(self, x1):
         """Stage 2's quasi-Newton steps with the exact gradient: the starting
         Hessian from its forward differences in theta and RX (``_start_hessian``,
-        ntheta evaluations; on large data ``_approx_hessian``), BFGS updates with
-        exact gradients, and at the optimum the accurate Hessian from central
-        differences of the gradient (2k evaluations).  Returns (x, f,
+        ntheta evaluations), BFGS updates with exact gradients, and at the optimum
+        (unless the data are too large or se_method is 'rx': then BFGS's Hessian)
+        the accurate Hessian from central differences of the gradient (2k
+        evaluations).  Returns (x, f,
         gradient, Hessian, whether the Hessian is accurate, message, timed out);
         x None when the quadratic model failed (BOBYQA then)."""
         dev, budget = self.devfun, self.budget
@@ -452,8 +453,7 @@ class GeneralizedLinearMixedModel(MixedModel):
             f1v, g0 = fg(x1)
             if not (np.isfinite(f1v) and np.all(np.isfinite(g0))):
                 return self._value_steps(x1)
-            H0 = (self._start_hessian(x1, g0, warm) if exact
-                  else self._approx_hessian(x1, f1v))
+            H0 = self._start_hessian(x1, g0, warm)
             if H0 is None:
                 return self._value_steps(x1)
             self._report("stage 2 start")
