@@ -428,7 +428,7 @@ class GeneralizedLinearMixedModel(MixedModel):
         differences of the exact gradient (nAGQ=1; the finite-difference Hessian of
         values if a gradient is not finite), of the deviance otherwise."""
         if self.nAGQ == 1:
-            f, g = self._joint_gradient(xhat)
+            _, g = self._joint_gradient(xhat)
             if np.all(np.isfinite(g)):
                 H = hessian_from_gradient(self._joint_gradient, xhat, budget=self.budget,
                                           warm=ModeWarmStarts(self.devfun))
@@ -442,9 +442,10 @@ class GeneralizedLinearMixedModel(MixedModel):
         ntheta evaluations), BFGS updates with exact gradients, and at the optimum
         (unless the data are too large or se_method is 'rx': then BFGS's Hessian)
         the accurate Hessian from central differences of the gradient (2k
-        evaluations).  Returns (x, f,
-        gradient, Hessian, whether the Hessian is accurate, message, timed out);
-        x None when the quadratic model failed (BOBYQA then)."""
+        evaluations).  Returns (x, f, gradient, Hessian, whether the Hessian is
+        accurate, message, timed out); x None when the quadratic model failed
+        (BOBYQA then).  Where the gradient is not finite at the start (the observed
+        information not positive definite) the steps on values take over."""
         dev, budget = self.devfun, self.budget
         exact = not self._large() and self.se_method != "rx"
         warm = ModeWarmStarts(dev)
