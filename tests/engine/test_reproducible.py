@@ -28,7 +28,8 @@ NOISE = 4e-15                    # relative, per evaluation: ~20 ulp
 def noisy(monkeypatch):
     """Every deviance evaluation perturbed by NOISE * N(0, 1) of its size, seeded:
     PIRLS results (the Laplace deviance, lmer's profiled deviance), the AGQ
-    deviance and lme4's early-stopped deviance."""
+    deviance and lme4's early-stopped deviance; the Laplace deviance's exact
+    gradient by NOISE times the deviance's size."""
     rng = np.random.default_rng(20261129)
 
     def jitter(v, size=None):
@@ -55,6 +56,15 @@ def noisy(monkeypatch):
     monkeypatch.setattr(devfun.GlmmDeviance, "agq",
                         lambda self, *a, **k: jitter(agq(self, *a, **k)))
     monkeypatch.setattr(devfun.GlmmDeviance, "lme4_devfun", noisy_lme4)
+    grad = devfun.GlmmDeviance.laplace_gradient
+
+    def noisy_gradient(self, *a, **k):
+        # the exact gradient is a sum over rows of terms up to the deviance's size
+        f, g = grad(self, *a, **k)
+        if np.isfinite(f):
+            g = g + NOISE * abs(f) * rng.standard_normal(len(g))
+        return f, g
+    monkeypatch.setattr(devfun.GlmmDeviance, "laplace_gradient", noisy_gradient)
 
 
 GLMMS = manifest()

@@ -34,6 +34,7 @@ import numpy as np
 from numba import njit
 
 from . import agq, jit, linalg, pirls
+from .gradient import LaplaceGradient
 from .design import ModelDesign, column_exponents, scale_by_exponents
 from .family import Family, loglik_constant
 
@@ -230,6 +231,7 @@ class GlmmDeviance:
         self.budget = None          # optimize.Budget of the fit, checked between iterations ...
         self.piece_iterations = 0   # ... every so many iterations; 0: never (see cost.py)
         self.state: PirlsState | None = None
+        self._gradient = None       # gradient.LaplaceGradient of this response, when used
         self.evaluations = 0
         self.pirls_iterations = 0       # work counter (benchmarks, tuning)
         # the kernels whose every argument this object builds itself, with fixed
@@ -444,6 +446,13 @@ class GlmmDeviance:
         if st.status not in (pirls.PIRLS_OK, pirls.PIRLS_MAXIT) or not np.isfinite(st.logdet):
             return np.inf
         return float(st.aic + st.ussq + st.logdet)
+
+    def laplace_gradient(self, theta, beta):
+        """(Laplace deviance, its exact gradient in (theta, beta)) at a point: one
+        PIRLS, as ``laplace(theta, beta)``, then ``gradient.laplace_gradient``."""
+        if self._gradient is None:
+            self._gradient = LaplaceGradient(self)
+        return self._gradient(theta, beta)
 
     def agq(self, theta, beta, nodes, logw) -> float:
         st = self.pirls(theta, beta)

@@ -40,9 +40,13 @@ def glmer(formula, data, family="poisson", *, link=None, offset=None, weights=No
         2 x the inverse Hessian of the deviance in (theta, beta), as lme4's default:
         ``"auto"`` (default) lme4's own finite differences of its early-stopped PIRLS,
         so the SEs equal lme4's printed ones, unless they disagree with the accurate
-        Hessian by more than 5% (then the accurate one, with a note);
-        ``"hessian"`` the accurately computed Hessian (lme4's SEs are 0-1.5% smaller
-        on small data); ``"lme4"`` lme4's version always; ``"rx"`` the PIRLS
+        Hessian by more than 5% (then the accurate one, with a note) -- for models
+        of up to 10 parameters (theta and beta; ``covariance.LME4_STENCIL_MAX_PARAMS``)
+        and 10,000 rows, above which lme4's stencil (2k^2 evaluations) is not worth
+        its cost and "auto" gives the accurate Hessian's SEs;
+        ``"hessian"`` the accurately computed Hessian (central differences of the
+        Laplace deviance's exact gradient; lme4's SEs are 0-1.5% smaller on small
+        data); ``"lme4"`` lme4's version always; ``"rx"`` the PIRLS
         cross-product (RX) version, conditional on theta.  nAGQ > 1: accurate
         Hessian; nAGQ = 0: RX (as lme4).
     time_budget : seconds of fitting; when exceeded the best fit so far is returned,

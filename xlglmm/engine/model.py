@@ -24,13 +24,15 @@ import numpy as np
 from . import cost, jit, start
 from .agq import gauss_hermite
 from .covariance import (FD_HESSIAN_MAX_WORK, LARGE_DATA_NOTE, LME4_HESSIAN_STEP,
-                         LME4_SE_MAX_N, choose_cov, cov_from_hessian, fit_scale_statistics,
-                         parameter_scales, rx_cov, sigma, unscale)
+                         LME4_SE_MAX_N, LME4_STENCIL_MAX_PARAMS, choose_cov,
+                         cov_from_hessian, fit_scale_statistics, parameter_scales, rx_cov,
+                         sigma, unscale)
 from .design import ModelDesign, check_response
 from .devfun import PIRLS_MAXIT, GlmmDeviance, ModeWarmStarts, PirlsState, theta_start
 from .family import Family
-from .optimize import (Budget, FitTimeout, bobyqa, check_boundary, check_convergence,
-                       deriv12, gradient, hessian_fd, is_singular, newton_refine)
+from .optimize import (EXACT_FD_DELTA, Budget, FitTimeout, bobyqa, check_boundary,
+                       check_convergence, deriv12, gradient, hessian_fd,
+                       hessian_from_gradient, is_singular, newton_refine)
 from .results import GLMMResult
 
 MAX_AGQ = 100
@@ -380,14 +382,139 @@ class GeneralizedLinearMixedModel(MixedModel):
                 st = dev.state
         return Optimum(theta, beta, fval, st, message=s1.message, timed_out=s1.timed_out)
 
+    def _joint_gradient(self, x):
+        """(Laplace deviance, exact gradient) at x = (theta, beta)."""
+        nt = self.devfun.ntheta
+        return self.devfun.laplace_gradient(x[:nt], x[nt:])
+
     def _stage_two(self) -> Optimum:
         """(theta, beta) jointly from stage 1's optimum (lme4's second stage):
-        projected quasi-Newton steps from a finite-difference Hessian, BOBYQA when
-        that quadratic model fails; then the boundary check."""
+        projected quasi-Newton steps from a Hessian, BOBYQA when that quadratic
+        model fails; then the boundary check.  The Laplace deviance (nAGQ=1) has
+        an exact gradient (``gradient.py``): the steps use it and the Hessian is
+        its central differences (``_gradient_steps``); AGQ's deviance (nAGQ > 1)
+        is differenced itself (``_value_steps``)."""
         dev, budget, s1 = self.devfun, self.budget, self.stage1
         nt = dev.ntheta
         f2 = self._joint_deviance
         x1 = np.concatenate([s1.theta, s1.beta])
+        steps = self._gradient_steps if self.nAGQ == 1 else self._value_steps
+        xhat, fval, grad, hess, hess_is_fd, message, timed_out = steps(x1)
+        if xhat is None and not timed_out:
+            # the quadratic model failed (not positive definite, no descent): BOBYQA
+            xhat, fval, res2 = self._bobyqa_stage_two()
+            timed_out |= res2.timed_out
+            message = res2.message
+            if not timed_out:
+                try:
+                    grad, hess = self._final_hessian(xhat, fval)
+                    hess_is_fd = hess is not None
+                except FitTimeout:
+                    timed_out = True
+        with budget.finishing():
+            if xhat is None:          # out of time before stage 2 had a point: stage 1's
+                xhat, fval = x1, f2(x1)
+            self._report("stage 2")
+            xhat, fval = check_boundary(f2, xhat, fval, self.lower)
+            theta, beta = xhat[:nt], xhat[nt:]
+            st = dev.pirls(theta, beta)
+            if self.nAGQ > 1:
+                fval = self.deviance(theta, beta)
+                st = dev.state
+        return Optimum(theta, beta, fval, st, grad, hess, hess_is_fd, message, timed_out)
+
+    def _final_hessian(self, xhat, fval):
+        """(gradient, Hessian) at stage 2's point when BOBYQA found it: central
+        differences of the exact gradient (nAGQ=1; the finite-difference Hessian of
+        values if a gradient is not finite), of the deviance otherwise."""
+        if self.nAGQ == 1:
+            _, g = self._joint_gradient(xhat)
+            if np.all(np.isfinite(g)):
+                H = hessian_from_gradient(self._joint_gradient, xhat, budget=self.budget,
+                                          warm=ModeWarmStarts(self.devfun))
+                if H is not None:
+                    return g, H
+        return hessian_fd(self._joint_deviance, xhat, fx=fval, budget=self.budget)
+
+    def _gradient_steps(self, x1):
+        """Stage 2's quasi-Newton steps with the exact gradient: the starting
+        Hessian from its forward differences in theta and RX (``_start_hessian``,
+        ntheta evaluations), BFGS updates with exact gradients, and at the optimum
+        (unless the data are too large or se_method is 'rx': then BFGS's Hessian)
+        the accurate Hessian from central differences of the gradient (2k
+        evaluations).  Returns (x, f, gradient, Hessian, whether the Hessian is
+        accurate, message, timed out); x None when the quadratic model failed
+        (BOBYQA then).  Where the gradient is not finite at the start (the observed
+        information not positive definite) the steps on values take over."""
+        dev, budget = self.devfun, self.budget
+        exact = not self._large() and self.se_method != "rx"
+        warm = ModeWarmStarts(dev)
+        fg = self._joint_gradient
+        try:
+            f1v, g0 = fg(x1)
+            if not (np.isfinite(f1v) and np.all(np.isfinite(g0))):
+                return self._value_steps(x1)
+            H0 = self._start_hessian(x1, g0, warm)
+            if H0 is None:
+                return self._value_steps(x1)
+            self._report("stage 2 start")
+            nr = newton_refine(self._joint_deviance, x1, f1v, g0, H0, self.lower, budget,
+                               fg=fg)
+            if not nr.ok:
+                return None, None, None, None, False, self.stage1.message, False
+            grad, hess = nr.grad, nr.hess
+            if exact:
+                # the accurate Hessian at the optimum (the last evaluation was at nr.x:
+                # its modes are the warm starts)
+                if np.all(nr.moved == 0.0):
+                    fg(nr.x)
+                hess = hessian_from_gradient(fg, nr.x, budget=budget, warm=warm)
+                if hess is None:
+                    grad, hess = hessian_fd(self._joint_deviance, nr.x, fx=nr.fun,
+                                            budget=budget)
+            return nr.x, nr.fun, grad, hess, exact, "", False
+        except FitTimeout:
+            return None, None, None, None, False, self.stage1.message, True
+
+    def _start_hessian(self, x1, g0, warm):
+        """The Hessian the steps start from: its theta columns (and rows) from
+        forward differences of the exact gradient in theta (ntheta evaluations),
+        the beta block 2 RX'RX / sigma^2 from stage 1's factor (beta's information
+        given theta) -- the BFGS updates correct what that leaves out (the log
+        determinant's curvature in beta)."""
+        dev = self.devfun
+        nt = dev.ntheta
+        k = len(x1)
+        H = np.zeros((k, k))
+        x = np.array(x1, float)
+        center = warm.save()
+        for j in range(nt):
+            if self.budget.expired():
+                raise FitTimeout()
+            x[j] = x1[j] + EXACT_FD_DELTA
+            warm.start(((1.0, center),))
+            _, gj = self._joint_gradient(x)
+            x[j] = x1[j]
+            if not np.all(np.isfinite(gj)):
+                return None
+            H[:, j] = (gj - g0) / EXACT_FD_DELTA
+        warm.start(((1.0, center),))
+        H[:nt, :nt] = 0.5 * (H[:nt, :nt] + H[:nt, :nt].T)
+        H[:nt, nt:] = H[nt:, :nt].T
+        if dev.p:
+            rx = rx_cov(dev, x1[:nt], self.stage1.state)
+            sig = sigma(dev, self.stage1.state)
+            H[nt:, nt:] = 2.0 * np.linalg.inv(sig ** 2 * rx)
+            if not np.all(np.isfinite(H)):
+                return None
+        return H
+
+    def _value_steps(self, x1):
+        """Stage 2's quasi-Newton steps on the deviance's values (AGQ): the
+        finite-difference Hessian (k^2 + k evaluations) and gradients; see
+        ``_gradient_steps`` for what it returns."""
+        dev, budget, s1 = self.devfun, self.budget, self.stage1
+        f2 = self._joint_deviance
         exact = not self._large() and self.se_method != "rx"
         xhat = fval = grad = hess = None
         hess_is_fd = False          # hess is the finite-difference Hessian (not BFGS's)
@@ -415,28 +542,7 @@ class GeneralizedLinearMixedModel(MixedModel):
                 message = ""
         except FitTimeout:
             timed_out = True
-        if xhat is None and not timed_out:
-            # the quadratic model failed (not positive definite, no descent): BOBYQA
-            xhat, fval, res2 = self._bobyqa_stage_two()
-            timed_out |= res2.timed_out
-            message = res2.message
-            if not timed_out:
-                try:
-                    grad, hess = hessian_fd(f2, xhat, fx=fval, budget=budget)
-                    hess_is_fd = True
-                except FitTimeout:
-                    timed_out = True
-        with budget.finishing():
-            if xhat is None:          # out of time before stage 2 had a point: stage 1's
-                xhat, fval = x1, f2(x1)
-            self._report("stage 2")
-            xhat, fval = check_boundary(f2, xhat, fval, self.lower)
-            theta, beta = xhat[:nt], xhat[nt:]
-            st = dev.pirls(theta, beta)
-            if self.nAGQ > 1:
-                fval = self.deviance(theta, beta)
-                st = dev.state
-        return Optimum(theta, beta, fval, st, grad, hess, hess_is_fd, message, timed_out)
+        return xhat, fval, grad, hess, hess_is_fd, message, timed_out
 
     def _large(self) -> bool:
         """Too large for a finite-difference Hessian under se_method 'auto'."""
@@ -529,8 +635,9 @@ class GeneralizedLinearMixedModel(MixedModel):
         v_rx = sig ** 2 * rx if p else rx
         v_exact = cov_from_hessian(opt.hessian, nt) if (p and opt.hessian_is_fd) else None
         v_lme4 = None
-        want_lme4 = self.se_method == "lme4" or (self.se_method == "auto"
-                                                 and dev.n < LME4_SE_MAX_N)
+        want_lme4 = self.se_method == "lme4" or (
+            self.se_method == "auto" and dev.n < LME4_SE_MAX_N
+            and nt + p <= LME4_STENCIL_MAX_PARAMS)
         if p and self.nAGQ == 1 and v_exact is not None and want_lme4:
             v_lme4 = self._lme4_cov(opt)
         if self._large() and p:

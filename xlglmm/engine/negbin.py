@@ -19,7 +19,7 @@ from scipy import optimize as _sciopt
 
 from .family import Family
 from .model import ModelError
-from .optimize import Budget, FitTimeout
+from .optimize import Budget, BudgetExhausted, FitTimeout
 from .results import GLMMResult
 
 NB_LOG_THETA_BOUNDS = (math.log(1e-3), math.log(1e6))
@@ -78,7 +78,10 @@ class NegativeBinomialModel:
         if key not in fits:
             if self.budget.expired():
                 raise FitTimeout()
-            fits[key] = self._fit_at(math.exp(key), "rx", self._left()).estimates
+            try:
+                fits[key] = self._fit_at(math.exp(key), "rx", self._left()).estimates
+            except BudgetExhausted:     # started with too little time left to finish
+                raise FitTimeout() from None
             if self.progress is not None:
                 self.progress("negative binomial theta", len(fits))
             if fits[key].stopped_by_budget:

@@ -6,15 +6,19 @@ trust-region method MixedModels.jl uses; lme4 uses bobyqa then Nelder-Mead): it
 respects the bounds on theta's diagonal and needs few evaluations on these smooth
 objectives.  For nAGQ=0 that is the whole fit (as lme4).  Stage 2 minimises the
 Laplace (or AGQ) deviance over theta and beta jointly from stage 1's answer by
-projected quasi-Newton steps (``newton_refine``: BFGS updates of a
-finite-difference Hessian, or on large data of a cheap approximate one); BOBYQA,
-with beta on the scale of its standard errors, is the fallback when that quadratic
-model fails.  Linear mixed models need only BOBYQA over theta (lmm.py).
+projected quasi-Newton steps (``newton_refine``: BFGS updates of a starting
+Hessian, or on large data of a cheap approximate one); BOBYQA, with beta on the
+scale of its standard errors, is the fallback when that quadratic model fails.
+The Laplace deviance has an exact gradient (``gradient.py``): the steps use it
+(``fg``) and the Hessian is its central differences (``hessian_from_gradient``,
+2k evaluations); AGQ's deviance is differenced itself.  Linear mixed models need
+only BOBYQA over theta (lmm.py).
 
-Then, as lme4 does: a finite-difference gradient and Hessian of the deviance in
-(theta, beta) at the optimum (``hessian_fd``: central differences on the axes and
-one diagonal pair per pair of parameters, step 1e-3 on the accurately converged
-deviance; ``deriv12``, lme4's own stencil, with steps of 1% of each parameter's SE
+Then, as lme4 does: the gradient and Hessian of the deviance in (theta, beta) at
+the optimum (``hessian_from_gradient``, or for AGQ ``hessian_fd``: central
+differences on the axes and one diagonal pair per pair of parameters, step 1e-3
+on the accurately converged deviance; ``deriv12``, lme4's own stencil, with steps
+of 1% of each parameter's SE
 when reproducing lme4's Hessian, see ``covariance.parameter_scales``: they give the
 fixed-effect covariance 2 H^-1), lme4's convergence checks in plain words, the
 boundary check (a theta within 1e-5 of its bound is set to the bound when that is
@@ -332,10 +336,12 @@ class NewtonResult:
 
 
 def newton_refine(fun, x0, f0, g0, H0, lower, budget: Budget, max_steps=8,
-                  tol=1e-8, warm=None, modes0=None) -> NewtonResult:
+                  tol=1e-8, warm=None, modes0=None, fg=None) -> NewtonResult:
     """Projected quasi-Newton steps from a point near the optimum (stage 1's),
     starting from a good Hessian (finite differences) and updating it by BFGS with
-    finite-difference gradients.  Parameters at a bound whose gradient points out
+    finite-difference gradients -- or, with ``fg`` (x -> (f, exact gradient), as
+    ``gradient.LaplaceGradient``), with exact ones, evaluated with the function in
+    the line search.  Parameters at a bound whose gradient points out
     of the box stay at the bound.  ``ok`` is False when the model is not
     positive definite or no step decreases the function: the caller then falls
     back to BOBYQA.  ``warm``, ``modes0``: warm starts of the mode searches in the
@@ -360,26 +366,76 @@ def newton_refine(fun, x0, f0, g0, H0, lower, budget: Budget, max_steps=8,
         if decrement < tol:
             return NewtonResult(x, f, g, H, x - x0, True, steps, axis)
         t = 1.0
+        gn = None
         for _ in range(12):
             if budget.expired():
                 raise FitTimeout()
             xn = np.maximum(x + t * step, lo)
-            fn = fun(xn)
+            if fg is None:
+                fn = fun(xn)
+            else:
+                fn, gn = fg(xn)
             if np.isfinite(fn) and fn <= f + 1e-4 * t * float(g @ (xn - x)) + 1e-12 * abs(f):
                 break
             t *= 0.5
         else:
             return NewtonResult(x, f, g, H, x - x0, decrement < 1e-6, steps, axis)
-        center = warm.save() if warm is not None else None     # the modes at xn
-        gn, fp, fm, modes = gradient(fun, xn, budget=budget, values=True, warm=warm,
-                                     center=center, previous=modes)
+        if fg is not None:
+            if not np.all(np.isfinite(gn)):
+                return NewtonResult(x, f, g, H, x - x0, False, steps, axis)
+        else:
+            center = warm.save() if warm is not None else None     # the modes at xn
+            gn, fp, fm, modes = gradient(fun, xn, budget=budget, values=True, warm=warm,
+                                         center=center, previous=modes)
         s, yv = xn - x, gn - g
         sy = float(s @ yv)
         if sy > 1e-12 * float(np.linalg.norm(s) * np.linalg.norm(yv)) and sy > 0:
             Hs = H @ s
             H = H - np.outer(Hs, Hs) / float(s @ Hs) + np.outer(yv, yv) / sy
-        x, f, g, axis = xn, fn, gn, (fp, fm, modes)
+        x, f, g = xn, fn, gn
+        axis = None if fg is not None else (fp, fm, modes)
     return NewtonResult(x, f, g, H, x - x0, False, steps, axis)
+
+
+def hessian_from_gradient(fg, x, delta=EXACT_FD_DELTA, budget: Budget | None = None,
+                          warm=None, g0=None):
+    """The Hessian by central differences of an exact gradient (``fg``: x -> (f,
+    gradient)) in 2k evaluations, symmetrised:  H[:, j] = (g(x + d e_j) -
+    g(x - d e_j)) / (2d).  Second-order accurate like ``hessian_fd``, whose k^2 + k
+    differences of values divide rounding noise by d^2 rather than d.  With ``g0``
+    (the gradient at x): forward differences (g(x + d e_j) - g0) / d in k
+    evaluations, first-order accurate (a starting Hessian for Newton steps).
+    ``warm``: each mode search starts from the centre's modes (x - d from
+    2 m(x) - m(x + d), as ``_axis_points``).  Returns H, or None when a gradient is
+    not finite."""
+    x = np.asarray(x, float)
+    n = len(x)
+    H = np.empty((n, n))
+    center = warm.save() if warm is not None else None
+    z = x.copy()
+    for j in range(n):
+        if budget is not None and budget.expired():
+            raise FitTimeout()
+        z[j] = x[j] + delta
+        if center is not None:
+            warm.start(((1.0, center),))
+        _, gp = fg(z)
+        if g0 is not None:
+            z[j] = x[j]
+            H[:, j] = (gp - g0) / delta
+            continue
+        if center is not None:
+            plus = warm.save()
+            warm.start(((2.0, center), (-1.0, plus)))
+        z[j] = x[j] - delta
+        _, gm = fg(z)
+        z[j] = x[j]
+        H[:, j] = (gp - gm) / (2.0 * delta)
+    if center is not None:
+        warm.start(((1.0, center),))
+    if not np.all(np.isfinite(H)):
+        return None
+    return 0.5 * (H + H.T)
 
 
 def hessian_fd(fun, x, fx=None, delta=EXACT_FD_DELTA, budget: Budget | None = None,
