@@ -330,9 +330,11 @@ def refit_estimating_theta(model, y=None, design=None, time_budget=None, se_meth
         return model.refit(y, design=design, family=Family("poisson", link),
                            se_method="rx", time_budget=time_budget)
 
-    def fit_at(theta, se_method, seconds):
+    def fit_at(theta, se_method, seconds, warm=None):
         fitted = model.refit_model(y, design=design, family=NegativeBinomial2(theta, link),
                                    se_method=se_method, time_budget=seconds)
+        if warm is not None:
+            fitted.start_at(warm)
         fitted.estimate()
         return fitted
     nb = NegativeBinomialModel(fit_poisson, fit_at, se_method=se_method, time_budget=time_budget,
