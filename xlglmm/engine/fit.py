@@ -113,19 +113,16 @@ def _glmer_nb(formula, data, *, link, offset, weights, nAGQ, groups, se_method,
                              time_budget=time_budget, check_design=check_design))
         return poisson[0]
 
-    def fit_at(theta, se, budget_seconds, warm=None):
+    def model_at(theta, se, budget_seconds):
         fam = NegativeBinomial2(theta, link or "log")
         nagq = checked_nagq(nAGQ)
         base = poisson[0].model.design
         # each model its own list of notes (a model adds its own to its design's)
         design = dataclasses.replace(base, messages=list(base.messages))
         check_model(design, fam, nagq)
-        model = GeneralizedLinearMixedModel(design, fam, nagq, se_method=se,
-                                            time_budget=budget_seconds, max_evals=max_evals)
-        model.start_at(warm)
-        model.estimate()
-        return model
-    return NegativeBinomialModel(fit_poisson, fit_at, se_method=se_method,
+        return GeneralizedLinearMixedModel(design, fam, nagq, se_method=se,
+                                           time_budget=budget_seconds, max_evals=max_evals)
+    return NegativeBinomialModel(fit_poisson, model_at, se_method=se_method,
                                  time_budget=time_budget, max_evals=max_evals,
                                  progress=progress).fit()
 

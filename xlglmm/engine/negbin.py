@@ -166,19 +166,18 @@ def schur_se(H, k, free) -> float:
 
 class NegativeBinomialModel:
     """An NB2 GLMM whose theta is estimated.  ``fit_poisson()`` fits the Poisson
-    GLMM (the start); ``fit_at(theta, se_method, time_budget, warm)`` returns the
-    fitted GLMM (``model.GeneralizedLinearMixedModel``, estimates made) with theta
-    fixed, its fit started at ``warm`` (an ``Optimum``: theta and beta) when given.
-    All of it shares one time budget: each nested fit gets the time left."""
+    GLMM (the start); ``model_at(theta, se_method, time_budget)`` returns the GLMM
+    (``model.GeneralizedLinearMixedModel``, not yet fitted) with theta fixed.  All
+    of it shares one time budget: each nested fit gets the time left."""
 
-    def __init__(self, fit_poisson, fit_at, *, se_method, time_budget, max_evals,
+    def __init__(self, fit_poisson, model_at, *, se_method, time_budget, max_evals,
                  progress=None):
         self.budget = Budget(time_budget, max_evals)
         self.time_budget = time_budget
         self.se_method = se_method
         self.progress = progress
         self._fit_poisson = fit_poisson
-        self._fit_at = fit_at
+        self._model_at = model_at
         self._profile: dict = {}        # log theta (rounded) -> Estimates at that theta
         self.poisson_fit: GLMMResult | None = None
         self.model = None               # the GLMM at the estimated theta
@@ -190,6 +189,15 @@ class NegativeBinomialModel:
         if self.time_budget is None:
             return None
         return max(self.time_budget - self.budget.clock.elapsed(), least, 1e-3)
+
+    def _fit_at(self, theta, se_method, seconds, warm: Optimum | None = None):
+        """The GLMM fitted with theta fixed (estimates made), started at ``warm``'s
+        theta and beta when given (else as ``model_at`` made it)."""
+        model = self._model_at(theta, se_method, seconds)
+        if warm is not None:
+            model.start_at(warm)
+        model.estimate()
+        return model
 
     def deviance_at(self, log_theta) -> float:
         """Half the Laplace deviance (minus the log-likelihood) of the fit with theta
