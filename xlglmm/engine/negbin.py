@@ -310,20 +310,30 @@ class NegativeBinomialModel:
         finite-difference Hessian in (theta, beta) and one column for log theta):
         the Schur complement is the profile's curvature.  Parameters at a bound
         (a zero variance) are held there, as the profile holds them.  Without
-        that Hessian (se_method 'rx', large data) the profile's curvature."""
+        that Hessian (se_method 'rx', large data) the whole joint Hessian, or the
+        profile's curvature (two more fits) when that takes fewer evaluations."""
         model = self.model
         opt = model.optimum
         nt = model.devfun.ntheta
-        if opt.hessian is None or not opt.hessian_is_fd:
-            return self._log_theta_se(math.log(model.family.nb_theta))
+        log_theta = math.log(model.family.nb_theta)
         fun = JointDeviance(model, psi=False)
-        x = fun.point(opt.theta, math.log(model.family.nb_theta), opt.beta)
+        x = fun.point(opt.theta, log_theta, opt.beta)
+        have_rest = opt.hessian is not None and opt.hessian_is_fd
+        if not have_rest and len(x) * (len(x) + 1) > 2 * model.estimates.evaluations:
+            fun.close()
+            # the reported fit is the profile's point at the estimate
+            self._profile[round(log_theta, 12)] = model.estimates
+            return self._log_theta_se(log_theta)
         try:
             fx = fun(x)
-            _, col = hessian_column(fun, x, nt, fx, self.budget, fun.warm)
+            if have_rest:
+                _, col = hessian_column(fun, x, nt, fx, self.budget, fun.warm)
+                H = with_column(opt.hessian, col, nt)
+            else:
+                _, H = hessian_fd(fun, x, fx=fx, budget=self.budget, warm=fun.warm,
+                                  center=fun.warm.save())
         finally:
             fun.close()
-        H = with_column(opt.hessian, col, nt)
         lower = np.concatenate([model.lower, [-np.inf], np.full(len(opt.beta), -np.inf)])
         return schur_se(H, nt, ~(x <= lower))
 
