@@ -299,7 +299,7 @@ class FamilySpec:
 DISPERSION_BY_MOMENTS = ("lme4's moment estimate (Pearson chi-square + |u|^2) / n at the "
                          "optimum (engine/covariance.sigma), not maximised")
 THETA_BY_ML = ("maximum likelihood: the Laplace log-likelihood maximised over "
-                    "log(theta) jointly with the other parameters (engine/negbin.py)")
+               "log(theta) jointly with the other parameters (engine/negbin.py)")
 
 # The registry, in the order the worksheet functions list the families.
 FAMILY_SPECS = (

@@ -5,7 +5,8 @@
     result = model.fit()                              # results.py: GLMMResult(model, estimates)
 
 A negative binomial family named by its name estimates theta
-(``negbin.NegativeBinomialModel``, over fits with theta fixed).
+(``negbin.NegativeBinomialModel``: from the Poisson GLMM, theta with the other
+parameters, then the fit at the estimate).
 """
 from __future__ import annotations
 

@@ -16,10 +16,13 @@ fixed effects' covariance conditional on theta, as lme4's glmer.nb.
 theta's SE: the profile's curvature in log(theta) is the Schur complement of the
 joint Hessian, H_tt - H_tr H_rr^-1 H_rt (r: the other free parameters); the
 reported fit's finite-difference Hessian is H_rr, one column of finite differences
-at its optimum adds the rest.
+at its optimum adds the rest (without that Hessian -- se_method 'rx', large data --
+the whole joint one, or the profile's second difference when that is cheaper).
 
-When the quadratic model fails (no positive-definite Hessian, no descent, theta
-beyond its lower limit) or for nAGQ = 0, theta is found as before: the profile
+When the quadratic model fails (no positive-definite Hessian -- as when the data
+show no overdispersion and the likelihood is flat in theta --, no descent, theta
+beyond its lower limit), the fit at the moment estimate did not converge, or for
+nAGQ = 0 (whose criterion is not the Laplace deviance), theta is found as before: the profile
 over log(theta), each point a fit with theta fixed, maximised by bounded Brent,
 the SE from the profile's curvature.  Either way the estimate of theta is a stage
 of the model's fit, so the result is built once, with theta, its SE and CI, the
