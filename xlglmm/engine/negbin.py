@@ -48,6 +48,7 @@ NB_LOG_THETA_BOUNDS = (math.log(1e-3), math.log(1e6))
 PROFILE_STEP = 0.05         # log(theta) step of the profile's curvature (theta's SE)
 AT_BOUND = 0.05             # log(theta) this close to the upper limit: theta is at it
 JOINT_MAX_STEPS = 40        # quasi-Newton steps of the joint search
+JOINT_TOL = 1e-10           # its Newton decrement at the optimum (the deviance to ~1e-10)
 Z_975 = 1.959964
 
 
@@ -267,15 +268,37 @@ class NegativeBinomialModel:
         extra = float(np.mean((y - mu) ** 2 - y))
         return float(np.clip(np.mean(mu) ** 2 / extra, 0.01, 1e5)) if extra > 0 else 1e5
 
+    def _ml_start_theta(self, moment) -> float:
+        """The joint search's start: theta maximising the NB2 log-likelihood of the
+        counts with the means fixed at the Poisson GLMM's fitted values (a 1-d
+        search, no fit; closer to the estimate than the moment one, so fewer
+        quasi-Newton steps), within the moment estimate's limits; the moment
+        estimate when that says there is no overdispersion."""
+        if moment >= 1e5:
+            return moment
+        p = self.poisson_fit
+        y, w = p.design.y, p.design.weights
+        mu = p.fittedvalues.to_numpy()
+        fam = NegativeBinomial2(1.0, p.family.link)
+
+        def minus_loglik(log_theta):
+            f = dataclasses.replace(fam, nb_theta=math.exp(log_theta))
+            return -float(np.sum(f.log_density(y, mu, w)))
+        lo, hi = math.log(0.01), math.log(1e5)
+        opt = _sciopt.minimize_scalar(minus_loglik, bounds=(lo, hi), method="bounded",
+                                      options={"xatol": 1e-3})
+        return math.exp(float(opt.x)) if np.isfinite(opt.fun) else moment
+
     # -- theta inside the optimisation
     def _search_joint(self, start):
         """(log theta, whether the budget stopped the search, the joint optimum as
         the reported fit's start), or None when the joint quasi-Newton search is
         not the way (nAGQ = 0, no quadratic model, out of theta's range): then the
-        profile's search.  Starts from a fit at the moment estimate, itself started
+        profile's search.  Starts from a fit at ``_ml_start_theta``, itself started
         at the Poisson GLMM's optimum, with that fit's quasi-Newton Hessian in
         (theta, beta) and one finite-difference column for psi."""
         lo, hi = NB_LOG_THETA_BOUNDS
+        start = self._ml_start_theta(start)
         m0 = self._fit_at(start, "rx", self._left(), self.poisson_fit.model.optimum)
         opt = m0.optimum
         if m0.nAGQ == 0 or opt is None or m0.estimates.stopped_by_budget \
@@ -295,7 +318,7 @@ class NegativeBinomialModel:
             else:
                 H0 = with_column(H_rest, col, nt)
             nr = newton_refine(fun, x0, f0, g0, H0, lower, self.budget,
-                               max_steps=JOINT_MAX_STEPS, warm=fun.warm)
+                               max_steps=JOINT_MAX_STEPS, tol=JOINT_TOL, warm=fun.warm)
         except FitTimeout:
             return math.log(start), True, None
         finally:
