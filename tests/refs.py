@@ -24,7 +24,8 @@ PRECISION = {
     "loglik_abs": 1e-6,         # the maximum of a smooth function: noise squared
     "theta_abs": 1e-5,          # random-effect parameters (relative SDs); lmer's BOBYQA
                                 # stops at ~1e-6
-    "nb_theta_rel": 1e-4,       # the NB shape: Brent's search stops at 1e-5 in log theta
+    "nb_theta_rel": 1e-4,       # the NB shape: the profile search (the fallback) stops
+                                # at 1e-5 in log theta; the joint one closer
 }
 
 

@@ -72,3 +72,70 @@ def test_fixed_theta_family():
     assert fixed.nb_theta == pytest.approx(2.04924248441122)
     with pytest.raises(xlglmm.ModelError):
         xlglmm.NegativeBinomial2(-1)
+
+
+def test_hessian_column_is_the_finite_difference_hessians():
+    # one column of optimize.hessian_fd's Hessian (the same steps and pair formula),
+    # and the analytic derivatives of a smooth function with cross terms
+    from xlglmm.engine.negbin import hessian_column
+    from xlglmm.engine.optimize import hessian_fd
+    A = np.array([[4.0, 1.0, 0.5, 0.0], [1.0, 3.0, 0.2, 0.1],
+                  [0.5, 0.2, 2.0, 0.3], [0.0, 0.1, 0.3, 1.0]])
+
+    def f(x):
+        return 0.5 * x @ A @ x + math.exp(0.3 * x[0] * x[2]) + math.sin(x[1]) * x[3]
+    x = np.array([0.3, -0.7, 1.1, 0.4])
+    g, col = hessian_column(f, x, 2, f(x))
+    g_fd, H_fd = hessian_fd(f, x)
+    np.testing.assert_allclose(col, H_fd[:, 2], rtol=1e-12, atol=1e-9)
+    np.testing.assert_allclose(g, g_fd, rtol=1e-12)
+    e = math.exp(0.3 * x[0] * x[2])
+    grad = A @ x + np.array([0.3 * x[2] * e, math.cos(x[1]) * x[3], 0.3 * x[0] * e,
+                             math.sin(x[1])])
+    h2 = A[:, 2] + np.array([0.3 * e + 0.09 * x[0] * x[2] * e, 0.0, 0.09 * x[0] ** 2 * e, 0.0])
+    np.testing.assert_allclose(g, grad, rtol=1e-6)
+    np.testing.assert_allclose(col, h2, rtol=1e-5, atol=1e-6)
+
+
+def test_schur_se_is_the_inverse_hessians():
+    # the curvature of the profile (others minimised out) is 1 / (H^-1)_kk; a
+    # parameter held at its bound is left out of H
+    from xlglmm.engine.negbin import schur_se
+    rng = np.random.default_rng(5)
+    M = rng.normal(size=(5, 5))
+    H = M @ M.T + 5 * np.eye(5)
+    assert schur_se(H, 2, np.ones(5, bool)) == pytest.approx(
+        math.sqrt(2 * np.linalg.inv(H)[2, 2]), rel=1e-12)
+    keep = [0, 1, 2, 4]
+    free = np.array([True, True, True, False, True])
+    assert schur_se(H, 2, free) == pytest.approx(
+        math.sqrt(2 * np.linalg.inv(H[np.ix_(keep, keep)])[2, 2]), rel=1e-12)
+    assert math.isnan(schur_se(-H, 2, free))
+
+
+def test_joint_search_finds_the_profiles_maximum(monkeypatch):
+    # theta inside the optimisation (the default) against the profile over log theta
+    # by Brent, each point a full fit (the fallback): the same maximum, theta and
+    # fixed effects; theta's SE from the joint Hessian against the profile's
+    # second difference with steps of 0.05 in log theta (its truncation ~1e-4)
+    from xlglmm.engine import negbin
+    spec = SPECS["grouse_nb"]
+    df = load_frame(spec)
+    joint_found = []
+    search = negbin.NegativeBinomialModel._search_joint
+
+    def recorded(self, start):
+        joint_found.append(search(self, start))
+        return joint_found[-1]
+    monkeypatch.setattr(negbin.NegativeBinomialModel, "_search_joint", recorded)
+    joint = xlglmm.glmer(spec["formula"], df, "negbin")
+    assert joint_found[0] is not None           # the joint search, not the fallback
+    monkeypatch.setattr(negbin.NegativeBinomialModel, "_search_joint", lambda self, s: None)
+    profile = xlglmm.glmer(spec["formula"], df, "negbin")
+    assert joint.llf >= profile.llf - 1e-9
+    assert joint.nb_theta == pytest.approx(profile.nb_theta, rel=1e-4)
+    assert joint.nb_theta_se == pytest.approx(profile.nb_theta_se, rel=1e-3)
+    se = profile.fe_bse.to_numpy()
+    assert np.all(np.abs(joint.fe_params.to_numpy() - profile.fe_params.to_numpy()) / se < 1e-4)
+    np.testing.assert_allclose(joint.fe_bse, se, rtol=1e-4)
+    assert joint.messages == profile.messages and joint.npar == profile.npar

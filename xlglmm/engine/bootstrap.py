@@ -320,8 +320,9 @@ def design_of_rows(design, rows, copy=None, copied=None):
 
 def refit_estimating_theta(model, y=None, design=None, time_budget=None, se_method="rx"):
     """An NB2 model refitted with theta estimated again, as the fit did
-    (``negbin.NegativeBinomialModel``: the Poisson GLMM, then the profile over log
-    theta), every fit warm-started from ``model``'s optimum; its ``estimates`` hold
+    (``negbin.NegativeBinomialModel``: the Poisson GLMM, then theta with the other
+    parameters), the fits warm-started from ``model``'s optimum or the search's
+    previous point; its ``estimates`` hold
     theta (``nb``).  ``se_method``: the final fit's covariance (default RX: a
     bootstrap needs none)."""
     link = model.family.link
@@ -330,12 +331,10 @@ def refit_estimating_theta(model, y=None, design=None, time_budget=None, se_meth
         return model.refit(y, design=design, family=Family("poisson", link),
                            se_method="rx", time_budget=time_budget)
 
-    def fit_at(theta, se_method, seconds):
-        fitted = model.refit_model(y, design=design, family=NegativeBinomial2(theta, link),
-                                   se_method=se_method, time_budget=seconds)
-        fitted.estimate()
-        return fitted
-    nb = NegativeBinomialModel(fit_poisson, fit_at, se_method=se_method, time_budget=time_budget,
+    def model_at(theta, se_method, seconds):
+        return model.refit_model(y, design=design, family=NegativeBinomial2(theta, link),
+                                 se_method=se_method, time_budget=seconds)
+    nb = NegativeBinomialModel(fit_poisson, model_at, se_method=se_method, time_budget=time_budget,
                                max_evals=model.max_evals)
     nb.fit()
     return nb.model

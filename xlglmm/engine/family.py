@@ -298,8 +298,8 @@ class FamilySpec:
 # issue makes the dispersion a maximum-likelihood estimate too)
 DISPERSION_BY_MOMENTS = ("lme4's moment estimate (Pearson chi-square + |u|^2) / n at the "
                          "optimum (engine/covariance.sigma), not maximised")
-THETA_BY_PROFILE = ("maximum likelihood: the Laplace log-likelihood profiled over "
-                    "log(theta), each point a fit with theta fixed (engine/negbin.py)")
+THETA_BY_ML = ("maximum likelihood: the Laplace log-likelihood maximised over "
+               "log(theta) jointly with the other parameters (engine/negbin.py)")
 
 # The registry, in the order the worksheet functions list the families.
 FAMILY_SPECS = (
@@ -314,7 +314,7 @@ FAMILY_SPECS = (
     FamilySpec("negbin", NEGBIN, "Negative Binomial", "log", ("log", "identity", "sqrt"),
                aliases=("negative_binomial", "negativebinomial", "nb", "nb2"),
                response="counts", has_theta=True, log_ratio_name="IRR",
-               parameters=(("theta", THETA_BY_PROFILE),)),
+               parameters=(("theta", THETA_BY_ML),)),
     FamilySpec("gaussian", GAUSSIAN, "gaussian", "identity", ("identity", "log", "inverse"),
                aliases=("normal",), has_dispersion=True,
                parameters=(("residual variance", "profiled out of the exact REML/ML "

@@ -5,9 +5,12 @@
     result = model.fit()                              # results.py: GLMMResult(model, estimates)
 
 A negative binomial family named by its name estimates theta
-(``negbin.NegativeBinomialModel``, over fits with theta fixed).
+(``negbin.NegativeBinomialModel``: from the Poisson GLMM, theta with the other
+parameters, then the fit at the estimate).
 """
 from __future__ import annotations
+
+import dataclasses
 
 from . import jit
 from .design import DesignError, build_design
@@ -104,20 +107,27 @@ def glmm_model(formula, data, fam, *, offset, weights, nAGQ, groups, se_method,
 def _glmer_nb(formula, data, *, link, offset, weights, nAGQ, groups, se_method,
               time_budget, max_evals, progress, check_design=None):
     """NB2 GLMM with theta estimated (``negbin.NegativeBinomialModel``): the Poisson
-    GLMM first (its arguments checked there), then fits with theta fixed."""
-    def fit_poisson():
-        return glmer(formula, data, "poisson", link=link, offset=offset, weights=weights,
-                     nAGQ=nAGQ, groups=groups, se_method="rx", time_budget=time_budget,
-                     check_design=check_design)
+    GLMM first (its arguments and design checked there), then fits with theta fixed
+    on the Poisson fit's design (the same rows, columns and counts: only the family
+    differs, so it is built once)."""
+    poisson = []
 
-    def fit_at(theta, se, budget_seconds):
-        model = glmm_model(formula, data, NegativeBinomial2(theta, link or "log"),
-                           offset=offset, weights=weights, nAGQ=checked_nagq(nAGQ),
-                           groups=groups, se_method=se, time_budget=budget_seconds,
-                           max_evals=max_evals)
-        model.estimate()
-        return model
-    return NegativeBinomialModel(fit_poisson, fit_at, se_method=se_method,
+    def fit_poisson():
+        poisson.append(glmer(formula, data, "poisson", link=link, offset=offset,
+                             weights=weights, nAGQ=nAGQ, groups=groups, se_method="rx",
+                             time_budget=time_budget, check_design=check_design))
+        return poisson[0]
+
+    def model_at(theta, se, budget_seconds):
+        fam = NegativeBinomial2(theta, link or "log")
+        nagq = checked_nagq(nAGQ)
+        base = poisson[0].model.design
+        # each model its own list of notes (a model adds its own to its design's)
+        design = dataclasses.replace(base, messages=list(base.messages))
+        check_model(design, fam, nagq)
+        return GeneralizedLinearMixedModel(design, fam, nagq, se_method=se,
+                                           time_budget=budget_seconds, max_evals=max_evals)
+    return NegativeBinomialModel(fit_poisson, model_at, se_method=se_method,
                                  time_budget=time_budget, max_evals=max_evals,
                                  progress=progress).fit()
 

@@ -197,6 +197,12 @@ class MixedModel:
         self.estimates: Estimates | None = None
         self._warm_start: Optimum | None = None     # a previous fit's optimum (refit)
 
+    def start_at(self, optimum: Optimum | None):
+        """Start the fit at ``optimum``'s theta and beta (another fit's on the same
+        columns: a negative binomial fit at a nearby theta) instead of the default
+        start values (None: the default)."""
+        self._warm_start = optimum
+
     def conditional_modes(self, theta, beta=None) -> list:
         """The random effects (per term, levels x columns, on the linear predictor's
         scale) at theta and beta -- with beta None, at theta with beta by PIRLS."""
