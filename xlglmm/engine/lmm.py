@@ -245,9 +245,9 @@ class LinearMixedModel(MixedModel):
         eta = np.empty(dev.n)
         mu = np.empty(dev.n)
         rows = dev.rows(dev.offset)
-        pdev = pirls._penalized_deviance(dev._fd, rows, dev.layout(True), u1, v, eta, mu)
+        pdev = pirls.penalized_deviance(dev._fd, rows, dev.layout(True), u1, v, eta, mu)
         aic = conditional_aic_fast(dev.y, mu, dev.pw, dev._fd, dev.aic_const)
-        ussq = pirls._penalty(u1, v, dev.q2)
+        ussq = pirls.penalty(u1, v, dev.q2)
         f = st.factor
         state = PirlsState(pirls.PIRLS_OK, 1, st.logdet, float(pdev), float(aic), u1, v,
                            f.Dchol, f.Cval, f.LS, mu, eta, True, float(ussq))

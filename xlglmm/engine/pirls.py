@@ -96,7 +96,7 @@ def _copy_modes(u1, v, u1_to, v_to):
 
 
 @njit(cache=True, error_model="numpy")
-def _penalty(u1, v, npen):
+def penalty(u1, v, npen):
     s = 0.0
     for g in range(u1.shape[0]):
         for a in range(u1.shape[1]):
@@ -141,10 +141,10 @@ def _mu_and_deviance(fd, rows, eta, mu):
 
 
 @njit(cache=True, error_model="numpy")
-def _penalized_deviance(fd, rows, layout, u1, v, eta, mu):
+def penalized_deviance(fd, rows, layout, u1, v, eta, mu):
     """eta, mu and the penalized deviance sum(dev_i) + |u|^2 at the modes u1, v."""
     linear_predictor(layout, rows.eta_base, u1, v, eta)
-    return _mu_and_deviance(fd, rows, eta, mu) + _penalty(u1, v, layout.npen)
+    return _mu_and_deviance(fd, rows, eta, mu) + penalty(u1, v, layout.npen)
 
 
 @njit(cache=True, error_model="numpy")
@@ -224,7 +224,7 @@ def pirls(fd, rows, layout, u1, v, control, aic_const):
     u1_old = np.empty((ng, k1))
     v_old = np.empty(r)
 
-    pdev = _penalized_deviance(fd, rows, layout, u1, v, eta, mu)
+    pdev = penalized_deviance(fd, rows, layout, u1, v, eta, mu)
     if not np.isfinite(pdev):
         return PirlsResult(PIRLS_NONFINITE, 0, np.inf, pdev, np.inf, factor, mu, eta, np.inf,
                            False, finish)
@@ -255,7 +255,7 @@ def pirls(fd, rows, layout, u1, v, control, aic_const):
         new = pdev
         for _ in range(40):
             _step_modes(u1_old, v_old, du1, dv, step, u1, v)
-            new = _penalized_deviance(fd, rows, layout, u1, v, eta, mu)
+            new = penalized_deviance(fd, rows, layout, u1, v, eta, mu)
             if new <= pdev + 1e-13 * abs(pdev):
                 accepted = True
                 break
@@ -263,7 +263,7 @@ def pirls(fd, rows, layout, u1, v, control, aic_const):
         if not accepted:
             # no descent at all along a Newton direction: we are at rounding level
             _copy_modes(u1_old, v_old, u1, v)
-            pdev = _penalized_deviance(fd, rows, layout, u1, v, eta, mu)
+            pdev = penalized_deviance(fd, rows, layout, u1, v, eta, mu)
             working_weights(fd, rows, eta, mu, w, wres)
             logdet, ok = factorize(layout, w, factor)
             status = PIRLS_OK if (ok and dec < 1e-10 * (1.0 + abs(pdev))) else PIRLS_MAXIT
@@ -278,7 +278,7 @@ def pirls(fd, rows, layout, u1, v, control, aic_const):
         more = False
     aic = conditional_aic_fast(rows.y, mu, rows.pw, fd, aic_const)
     return PirlsResult(status, it, logdet, pdev, aic, factor, mu, eta,
-                       _penalty(u1, v, layout.npen), more, finish)
+                       penalty(u1, v, layout.npen), more, finish)
 
 
 @njit(cache=True, error_model="numpy")
@@ -329,11 +329,11 @@ def pirls_lme4(fd, rows, layout, eta0, control, aic_const):
         _copy_modes(u1, v, u1_old, v_old)
         # the whole coefficient vector: a Newton step from u = 0 with lme4's response
         newton_step(layout, factor, wz, zero1, zerov, u1, v)
-        pdev = _penalized_deviance(fd, rows, layout, u1, v, eta, mu)
+        pdev = penalized_deviance(fd, rows, layout, u1, v, eta, mu)
         if it > 1 and pdev > oldpdev:
             for _ in range(10):          # lme4's step halving towards the last iterate
                 _halve_towards(u1_old, v_old, u1, v)
-                pdev = _penalized_deviance(fd, rows, layout, u1, v, eta, mu)
+                pdev = penalized_deviance(fd, rows, layout, u1, v, eta, mu)
                 if pdev <= oldpdev:
                     break
         if abs(oldpdev - pdev) < control.tol * abs(pdev) or pdev == oldpdev:
@@ -341,4 +341,4 @@ def pirls_lme4(fd, rows, layout, eta0, control, aic_const):
             break
         oldpdev = pdev
     aic = conditional_aic_fast(rows.y, mu, rows.pw, fd, aic_const)
-    return Lme4PirlsResult(status, it, logdet, aic, _penalty(u1, v, layout.npen), eta)
+    return Lme4PirlsResult(status, it, logdet, aic, penalty(u1, v, layout.npen), eta)
