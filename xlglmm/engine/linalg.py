@@ -69,6 +69,8 @@ from typing import NamedTuple
 
 import numpy as np
 from numba import njit
+from numba.core import types
+from numba.np.linalg import _LAPACK, ensure_lapack
 
 
 # ---- the structs ----------------------------------------------------------------
@@ -88,6 +90,7 @@ class BlockedLayout(NamedTuple):
     r: int
     npen: int
     dense_rows: int         # see dense_update_rows
+    lapack_min: int = 0     # see chol_lower (0: LAPACK_MIN_R)
 
 
 class Factor(NamedTuple):
@@ -320,7 +323,7 @@ def factorize(layout, w, factor):
         return logdet, True
     for j in range(layout.npen):
         S[j, j] += 1.0
-    ld, ok = chol_lower(S, layout.npen)
+    ld, ok = chol_lower(S, layout.npen, layout.lapack_min)
     if not ok:
         return -np.inf, False
     return logdet + ld, True
@@ -335,8 +338,18 @@ def _dot_prefix(x, y, n):
     return s
 
 
+#: the size of a dense rest block from which ``chol_lower`` hands it to LAPACK's
+#: dpotrf (blocked, BLAS-3) rather than its own loop.  Measured on this project's
+#: 2-core machine (benchmarks/large_crossed.py's notes; one BLAS thread): the two cost
+#: the same near r = 300, LAPACK is 3.5x faster at 1,000 and 6-8x at 2,000-3,000
+#: (the loop's left-looking dot products reread the whole factor once it no longer
+#: fits in cache).  Set above the crossover, so that the usual models (a few hundred
+#: rest columns at most) keep their bit-identical numbers and no BLAS threads.
+LAPACK_MIN_R = 500
+
+
 @njit(cache=True, error_model="numpy")
-def chol_lower(S, npen):
+def chol_lower(S, npen, lapack_min=0):
     """In-place lower Cholesky factor of the symmetric S (only its lower triangle is
     read; the upper is zeroed).  Returns (log of the squared diagonal of the first
     ``npen`` columns, ok).  Left-looking, so every inner product runs over two
@@ -344,7 +357,9 @@ def chol_lower(S, npen):
     (no factor entries left of a row's first nonzero) cover less than half the
     triangle -- nested designs, where each level of the first term sits inside one
     level of a rest term and the rest block is (nearly) diagonal -- the products
-    run only over them: O(r^2) instead of O(r^3)."""
+    run only over them: O(r^2) instead of O(r^3).  A dense block of ``lapack_min``
+    rows or more (0: ``LAPACK_MIN_R``) goes to LAPACK (``_chol_lapack``): two large
+    crossed factors, whose Schur complement really is dense."""
     r = S.shape[0]
     first = np.empty(r, np.int64)
     profile = 0
@@ -358,6 +373,8 @@ def chol_lower(S, npen):
         profile += a - f
     if 4 * profile < r * (r - 1):
         ok = _chol_envelope(S, first)
+    elif r >= (lapack_min if lapack_min > 0 else LAPACK_MIN_R):
+        ok = _chol_lapack(S)
     else:
         ok = _chol_dense(S)
     if not ok:
@@ -369,6 +386,28 @@ def chol_lower(S, npen):
         for b in range(a + 1, r):
             S[a, b] = 0.0
     return logdet, True
+
+
+# LAPACK's dpotrf as numba's own np.linalg.cholesky calls it (scipy's LAPACK, through
+# numba's helper library: resolved by name, so the kernels stay cacheable), but in
+# place and answering LAPACK's info instead of raising: no r x r copy (200 MB at
+# r = 5,000) and a failed pivot is a plain return value
+ensure_lapack()
+_xxpotrf = _LAPACK().numba_xxpotrf(types.float64)
+_KIND_D = ord("d")
+_UPLO_U = ord("U")
+
+
+@njit(cache=True, error_model="numpy")
+def _chol_lapack(S):
+    """S's lower Cholesky factor in place by LAPACK's dpotrf; False if S is not
+    positive definite.  The C-ordered lower triangle is the Fortran-ordered upper
+    one, so dpotrf('U') reads and writes exactly the triangle ``_chol_dense`` does
+    (the other is left alone).  The same factor as ``_chol_dense`` to rounding:
+    blocked, it sums in another order (~1e-15 relative per entry)."""
+    r = S.shape[0]
+    info = _xxpotrf(_KIND_D, _UPLO_U, r, S.ctypes, r)
+    return info == 0
 
 
 @njit(cache=True, error_model="numpy")
@@ -523,6 +562,38 @@ def _rest_solve(LS, dv):
         for l in range(j):
             dv[l] -= Lj[l] * x
     return dec
+
+
+def rest_inverse(LS) -> np.ndarray:
+    """S^{-1} = LS'^{-1} LS^{-1}, the inverse of the rest's Schur complement from its
+    lower factor ``LS`` (``factorize``), in full (symmetric).  Below
+    ``LAPACK_MIN_R`` by inverting the triangle and multiplying (numpy: the numbers
+    the package has always given); from there by LAPACK's dpotri, which does the
+    same in about a sixth of the work (r^3/3 + r^3/3 rather than ~2r^3 + 2r^3 for a
+    general inverse and a full product) and equals it to rounding."""
+    r = LS.shape[0]
+    if r < LAPACK_MIN_R:
+        Linv = np.linalg.inv(LS)
+        return Linv.T @ Linv
+    from scipy.linalg import lapack
+    # LS' (F-ordered) is the upper factor U, S = U'U: dpotri('U') answers the upper
+    # triangle of S^{-1} in F order, i.e. its lower triangle in C order
+    inv, info = lapack.dpotri(LS.T, lower=0)
+    if info != 0:
+        Linv = np.linalg.inv(LS)
+        return Linv.T @ Linv
+    out = np.ascontiguousarray(inv.T)
+    _mirror_lower(out)
+    return out
+
+
+@njit(cache=True, error_model="numpy")
+def _mirror_lower(S):
+    """S's upper triangle = its lower one (in place)."""
+    r = S.shape[0]
+    for a in range(r):
+        for b in range(a):
+            S[b, a] = S[a, b]
 
 
 @njit(cache=True, error_model="numpy")
