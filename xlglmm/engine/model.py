@@ -23,7 +23,7 @@ import numpy as np
 
 from . import cost, jit, start
 from .agq import gauss_hermite
-from .covariance import (FD_HESSIAN_MAX_WORK, LARGE_DATA_NOTE, LME4_HESSIAN_STEP,
+from .covariance import (LARGE_DATA_NOTE, LME4_HESSIAN_STEP, fd_hessian_too_large,
                          LME4_SE_MAX_N, choose_cov, cov_from_hessian, fit_scale_statistics,
                          parameter_scales, rx_cov, sigma, unscale)
 from .design import ModelDesign, check_response
@@ -441,7 +441,8 @@ class GeneralizedLinearMixedModel(MixedModel):
     def _large(self) -> bool:
         """Too large for a finite-difference Hessian under se_method 'auto'."""
         dev = self.devfun
-        return self.se_method == "auto" and dev.n * (dev.ntheta + dev.p) ** 2 > FD_HESSIAN_MAX_WORK
+        return self.se_method == "auto" and fd_hessian_too_large(dev.n, dev.ntheta + dev.p,
+                                                                  dev.terms)
 
     def _approx_hessian(self, x1, f1v):
         """A cheap starting Hessian for large data: finite differences over theta,
