@@ -340,12 +340,15 @@ def _dot_prefix(x, y, n):
 
 #: the size of a dense rest block from which ``chol_lower`` hands it to LAPACK's
 #: dpotrf (blocked, BLAS-3) rather than its own loop.  Measured on this project's
-#: 2-core machine (benchmarks/large_crossed.py's notes; one BLAS thread): the two cost
-#: the same near r = 300, LAPACK is 3.5x faster at 1,000 and 6-8x at 2,000-3,000
-#: (the loop's left-looking dot products reread the whole factor once it no longer
-#: fits in cache).  Set above the crossover, so that the usual models (a few hundred
-#: rest columns at most) keep their bit-identical numbers and no BLAS threads.
-LAPACK_MIN_R = 500
+#: 2-core machine with one BLAS thread (test_kernels' LAPACK tests compare the
+#: numbers): the two cost the same near r = 300, LAPACK is 3.5x faster at 1,000 and
+#: 6-8x at 2,000-3,000 (the loop's left-looking dot products reread the whole factor
+#: once it no longer fits in cache).  With OpenBLAS's threads on a machine whose
+#: cores are busy with other processes, dpotrf lost to the loop up to ~1,500 (its
+#: threads wait on each other), so the threshold sits above the crossover: the
+#: usual models (a few hundred rest columns at most) keep their bit-identical
+#: numbers and no BLAS threads.
+LAPACK_MIN_R = 1000
 
 
 @njit(cache=True, error_model="numpy")
