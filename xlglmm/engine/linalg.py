@@ -17,6 +17,14 @@ touch (``loc_*``), a structure computed once per model
 (``devfun.symbolic_blocks``), while each theta only refreshes the numbers
 (``factorize``).
 
+Two large crossed factors (customers x products, raters x items) make the rest's
+Schur complement really dense (MixedModels.jl keeps that block dense too): from
+``LAPACK_MIN_R`` columns on it is factored by LAPACK's dpotrf (``_chol_lapack``) and
+inverted for the conditional covariance by dpotri (``rest_inverse``); below, by this
+module's own loops, whose numbers the usual models have always had.  (A sparse
+supernodal factor, CHOLMOD via scikit-sparse, would not help a random crossing --
+the fill is dense -- and is not installable from wheels.)
+
 The first ``npen`` rest columns are random effects (penalised by ``+ I``); the
 remaining rest columns are fixed effects (no penalty, not part of ``log|L|^2``).
 
