@@ -195,18 +195,20 @@ def test_rest_inverse_lapack_path_equals_numpy():
     assert np.array_equal(Sinv, Sinv.T)
 
 
-def test_factorize_with_lapack_equals_the_loop_on_crossed_factors():
-    """Two crossed factors whose Schur complement is dense: factorize and the Newton
-    step with the rest block factored by LAPACK (threshold lowered to reach it on a
-    small case) agree with the hand-written loop to rounding."""
+@pytest.mark.parametrize("formula", ["y ~ z + (1|a) + (1|b)", "y ~ z + (z|a) + (1|b)"])
+def test_factorize_with_lapack_equals_the_loop_on_crossed_factors(formula):
+    """Two crossed factors whose Schur complement is dense: factorize (its Schur
+    update by columns) and the Newton step with the rest block factored by LAPACK
+    (threshold lowered to reach it on a small case) agree with the per-level scatter
+    and the hand-written loop to rounding (k1 = 1 and a random slope, k1 = 2)."""
     rng = np.random.default_rng(16)
     n = 3000
     df = pd.DataFrame({"y": rng.poisson(2.0, n).astype(float), "z": rng.normal(size=n),
                        "a": rng.integers(0, 150, n).astype(str),
                        "b": rng.integers(0, 120, n).astype(str)})
     fam = Family("poisson")
-    dev = GlmmDeviance(build_design("y ~ z + (1|a) + (1|b)", df, fam), fam)
-    dev.set_theta(np.array([0.7, 0.5]))
+    dev = GlmmDeviance(build_design(formula, df, fam), fam)
+    dev.set_theta(np.array([0.7, 0.5]) if dev.k1 == 1 else np.array([0.7, 0.2, 0.4, 0.5]))
     w = rng.uniform(0.5, 3.0, n)
     wres = rng.normal(size=n)
     for with_beta in (False, True):

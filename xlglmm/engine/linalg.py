@@ -254,6 +254,8 @@ def factorize(layout, w, factor):
     k1 = layout.A1.shape[1]
     r = S.shape[0]
     Cd = np.zeros((min(dense_rows, ng * k1) if r > 0 else 0, r))
+    by_columns = dense_rows == 0 and r >= (layout.lapack_min if layout.lapack_min > 0
+                                           else LAPACK_MIN_R)
     filled = 0
     maxloc = 0
     for g in range(ng):
@@ -316,6 +318,8 @@ def factorize(layout, w, factor):
                     Cd[filled + a, loc_cols[base + l]] = Cval[a, base + l]
             filled += k1
             continue
+        if by_columns:              # (after the loop: _schur_by_columns)
+            continue
         # (loc_cols ascend within a level, so l2 <= l1 is the lower triangle)
         for a in range(k1):
             Ca = Cval[a]
@@ -327,6 +331,8 @@ def factorize(layout, w, factor):
     logdet += math.log(prod)
     if dense_rows > 0 and r > 0:
         _flush(Cd, filled, S)
+    if by_columns:
+        _schur_by_columns(layout, Cval, S)
     if r == 0:
         return logdet, True
     for j in range(layout.npen):
@@ -335,6 +341,49 @@ def factorize(layout, w, factor):
     if not ok:
         return -np.inf, False
     return logdet + ld, True
+
+
+@njit(cache=True, error_model="numpy")
+def _schur_by_columns(layout, Cval, S):
+    """S -= sum_g C_g' C_g (lower triangle) one row of S at a time: for rest column c,
+    every level g whose rows touch it adds Cval[:, (g, c)] times g's entries left of
+    c.  The same products as the per-level scatter in ``factorize``, but each row of
+    S stays in cache while it is updated instead of every level's update landing on
+    ~nloc rows spread over the whole block: on 1e6 rows with 10,000 x 5,000 crossed
+    levels (a 200 MB block) the scatter was 3/4 of factorize.  The levels of a
+    column are taken in ascending order (a counting sort), so each entry's
+    subtractions come in the scatter's order; only the row sums, which the scatter
+    interleaved with them, are now all added first (rounding-level differences,
+    hence only for blocks that go to LAPACK anyway)."""
+    loc_ptr, loc_cols = layout.loc_ptr, layout.loc_cols
+    ng = loc_ptr.shape[0] - 1
+    k1 = Cval.shape[0]
+    r = S.shape[0]
+    nnz = loc_cols.shape[0]
+    col_ptr = np.zeros(r + 1, np.int64)
+    for t in range(nnz):
+        col_ptr[loc_cols[t] + 1] += 1
+    for c in range(r):
+        col_ptr[c + 1] += col_ptr[c]
+    fill = col_ptr[:r].copy()
+    ent = np.empty(nnz, np.int64)       # per column: positions t in loc_cols, by level
+    lev = np.empty(nnz, np.int64)       # ... and their level g
+    for g in range(ng):
+        for t in range(loc_ptr[g], loc_ptr[g + 1]):
+            c = loc_cols[t]
+            ent[fill[c]] = t
+            lev[fill[c]] = g
+            fill[c] += 1
+    for c in range(r):
+        Sc = S[c]
+        for q in range(col_ptr[c], col_ptr[c + 1]):
+            t = ent[q]
+            base = loc_ptr[lev[q]]
+            for a in range(k1):
+                Ca = Cval[a]
+                x = Ca[t]
+                for t2 in range(base, t + 1):
+                    Sc[loc_cols[t2]] -= x * Ca[t2]
 
 
 @njit(cache=True, fastmath={"reassoc", "contract"}, error_model="numpy")
