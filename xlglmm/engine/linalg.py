@@ -78,7 +78,7 @@ from typing import NamedTuple
 import numpy as np
 from numba import njit
 from numba.core import types
-from numba.np.linalg import _LAPACK, ensure_lapack
+from numba.np.linalg import _LAPACK
 
 
 # ---- the structs ----------------------------------------------------------------
@@ -452,8 +452,9 @@ def chol_lower(S, npen, lapack_min=0):
 # numba's helper library: resolved by name, so the kernels stay cacheable), but in
 # place and answering LAPACK's info instead of raising: no r x r copy (200 MB at
 # r = 5,000) and a failed pivot is a plain return value
-ensure_lapack()
-_xxpotrf = _LAPACK().numba_xxpotrf(types.float64)
+_xxpotrf = _LAPACK.numba_xxpotrf(types.float64)     # (the classmethod: no import of
+# scipy's LAPACK here -- numba's helper imports it at the first call, not at the
+# package's import, whose time counts for the first use)
 _KIND_D = ord("d")
 _UPLO_U = ord("U")
 
