@@ -131,3 +131,38 @@ PEER_SHAPES = {
 def make_peer(name: str) -> pd.DataFrame:
     generator, args = PEER_SHAPES[name]
     return generator(*args)
+
+
+# ---- two large crossed factors (issue 16: customers x products, raters x items) -----
+
+def gaussian_crossed(n: int, n1: int, n2: int, seed: int) -> pd.DataFrame:
+    """A linear mixed model's data with two crossed random intercepts (levels drawn
+    uniformly at random, so every level of one meets many of the other) and three
+    covariates: y = 1 + 0.5 x1 - 0.3 x2 + 0.2 x3 + u[g1] + v[g2] + e."""
+    r = np.random.default_rng(seed)
+    a = r.integers(0, n1, n)
+    b = r.integers(0, n2, n)
+    x1 = r.normal(size=n)
+    x2 = r.uniform(-1, 1, n)
+    x3 = r.integers(0, 2, n)
+    u = r.normal(0, 0.6, n1)
+    v = r.normal(0, 0.4, n2)
+    y = 1.0 + 0.5 * x1 - 0.3 * x2 + 0.2 * x3 + u[a] + v[b] + r.normal(0, 1.0, n)
+    return pd.DataFrame({"y": y.round(6), "x1": x1.round(6), "x2": x2.round(6), "x3": x3,
+                         "g1": [f"a{i}" for i in a], "g2": [f"b{i}" for i in b]})
+
+
+# name -> (family, generator arguments); Poisson is ``poisson_crossed`` (an exposure
+# offset and three covariates), Gaussian ``gaussian_crossed``
+LARGE_CROSSED = {
+    "pois_1e5_2000x2000": ("poisson", (100_000, 2_000, 2_000, 21)),
+    "gauss_1e5_2000x2000": ("gaussian", (100_000, 2_000, 2_000, 22)),
+    "pois_1e6_10000x5000": ("poisson", (1_000_000, 10_000, 5_000, 23)),
+    "gauss_1e6_10000x5000": ("gaussian", (1_000_000, 10_000, 5_000, 24)),
+    "pois_1e6_10000x200": ("poisson", SERIES["pois_1e6"][1:]),
+}
+
+
+def make_large_crossed(name: str) -> pd.DataFrame:
+    family, args = LARGE_CROSSED[name]
+    return (poisson_crossed if family == "poisson" else gaussian_crossed)(*args)

@@ -95,3 +95,28 @@ def test_warm_started_finite_differences_agree_and_save_iterations(cbpp):
     assert np.allclose(g2_a, g_a) and np.allclose(g2_b, g_b)
     assert np.allclose(H_a, H_b, rtol=1e-6, atol=1e-6)
     assert it_b < 0.85 * it_a
+
+
+def test_fd_hessian_too_large_counts_a_dense_rest_block():
+    """'auto' leaves the finite-difference Hessian for RX when k^2 evaluations cost
+    too much: many rows, or two large crossed factors (a dense rest block, whose
+    Cholesky costs as much as millions of rows) -- but not a nested design with as
+    many levels (its rest block's envelope is thin)."""
+    import pandas as pd
+    from xlglmm.engine.covariance import fd_hessian_too_large
+    from xlglmm.engine.design import build_design
+    from xlglmm.engine.family import Family
+    rng = np.random.default_rng(7)
+    n = 20_000
+    a = rng.integers(0, 2_000, n)
+    df = pd.DataFrame({"y": rng.poisson(2.0, n).astype(float), "x": rng.normal(size=n),
+                       "a": a.astype(str), "b": rng.integers(0, 2_000, n).astype(str),
+                       "c": (a // 2).astype(str)})          # c: nested, 1,000 levels
+    fam = Family("poisson")
+    crossed = build_design("y ~ x + (1|a) + (1|b)", df, fam).re_terms
+    nested = build_design("y ~ x + (1|a) + (1|c)", df, fam).re_terms
+    small = build_design("y ~ x + (1|a) + (1|b)", df.assign(b=df.b.str[:2]), fam).re_terms
+    assert fd_hessian_too_large(n, 4, crossed)
+    assert not fd_hessian_too_large(n, 4, nested)
+    assert not fd_hessian_too_large(n, 4, small)
+    assert fd_hessian_too_large(2_000_000, 4, small)        # the rows alone

@@ -243,12 +243,7 @@ def _cost(n: int, p: int, terms, exact: bool = False) -> Cost:
     nloc, first, q2 = (_rest_structure if exact else _rest_bounds)(terms)
     nloc = nloc + p
     r = q2 + p
-    # the rest block's Cholesky: by envelope (each row from its first nonzero; the
-    # fixed-effect rows are full) or dense, as linalg.chol_lower chooses
-    prof = np.concatenate([np.arange(q2) - first, np.arange(q2, r)]).astype(float)
-    envelope = float(np.sum(prof * prof)) / 2.0
-    chol = min(envelope, r ** 3 / 6.0) if 4 * float(np.sum(prof)) < r * (r - 1) \
-        else r ** 3 / 6.0
+    chol = _chol_work(first, q2, r)
     schur = min(float(np.sum(nloc * nloc)) * k1, len(nloc) * k1 * r * r / 2.0)
     rows = n * (k1 * k1 + k1 * m + m * (m + 1) / 2.0 + 4.0 * (k1 + m))
     work = rows + schur + chol + 2.0 * r * r + float(np.sum(nloc)) * k1 * k1
@@ -264,6 +259,25 @@ def _cost(n: int, p: int, terms, exact: bool = False) -> Cost:
     else:
         what = f"{n:,} rows"
     return Cost(n, p, r, total, rest_bytes, work, what)
+
+
+def _chol_work(first, q2: int, r: int) -> float:
+    """Multiply-adds of the rest block's Cholesky: by envelope (each row from its
+    first nonzero; the fixed-effect rows are full) or dense, as linalg.chol_lower
+    chooses."""
+    prof = np.concatenate([np.arange(q2) - first, np.arange(q2, r)]).astype(float)
+    envelope = float(np.sum(prof * prof)) / 2.0
+    return min(envelope, r ** 3 / 6.0) if 4 * float(np.sum(prof)) < r * (r - 1) \
+        else r ** 3 / 6.0
+
+
+def rest_cholesky_work(terms, exact: bool = False) -> float:
+    """Multiply-adds of one Cholesky factorization of the rest block with the fixed
+    effects held fixed (r = the rest terms' columns): its upper bound from the
+    level counts (dense), or with ``exact`` from the block's envelope (nested
+    designs are far cheaper than crossed ones)."""
+    _, first, q2 = (_rest_structure if exact else _rest_bounds)(terms)
+    return _chol_work(first, q2, q2)
 
 
 def piece_iterations(c: Cost, time_budget, maxit: int) -> int:

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from . import cost
 from .devfun import GlmmDeviance
 
 LME4_SE_MAX_N = 10_000       # 'auto' reproduces lme4's own FD Hessian below this size
@@ -25,6 +26,7 @@ LME4_SE_MAX_N = 10_000       # 'auto' reproduces lme4's own FD Hessian below thi
 #: data, within the project's 1-2% bar).
 LME4_STENCIL_MAX_PARAMS = 10
 FD_HESSIAN_MAX_WORK = 2e7    # n * k^2 above which 'auto' takes SEs from RX (see docs)
+ROW_WORK = 100.0             # multiply-adds per row of one evaluation (fd_hessian_too_large)
 LME4_HESSIAN_STEP = 0.01     # finite-difference step of lme4's Hessian, in standard errors
 SE_AGREEMENT = 0.05
 
@@ -93,6 +95,24 @@ def fit_scale_statistics(dev: GlmmDeviance, beta, vcov):
         se = np.ldexp(se_fit, -np.asarray(e, np.int64))
     se = np.where(np.isfinite(se) & ((se > 0) | (se_fit == 0)), se, np.nan)
     return se, z
+
+
+def fd_hessian_too_large(n: int, k: int, terms) -> bool:
+    """A finite-difference Hessian in the k parameters (theta, beta) -- k^2
+    evaluations -- is too much work for se_method 'auto': (rows + the rest block's
+    Cholesky in rows' worth, ``ROW_WORK`` multiply-adds a row) x k^2 above
+    ``FD_HESSIAN_MAX_WORK``.  The Cholesky counts for two large crossed factors,
+    whose rest block is dense: 2,000 x 2,000 levels on 1e5 rows make one
+    evaluation cost as much as 1e7 rows.  The envelope (exact, O(n log n)) is
+    computed only when the dense bound would decide "too large"."""
+    if n * k * k > FD_HESSIAN_MAX_WORK:
+        return True
+    if len(terms) < 2:
+        return False
+
+    def big(chol_work):
+        return (n + chol_work / ROW_WORK) * k * k > FD_HESSIAN_MAX_WORK
+    return big(cost.rest_cholesky_work(terms)) and big(cost.rest_cholesky_work(terms, True))
 
 
 def rx_cov(dev: GlmmDeviance, theta, st) -> np.ndarray:

@@ -17,6 +17,14 @@ touch (``loc_*``), a structure computed once per model
 (``devfun.symbolic_blocks``), while each theta only refreshes the numbers
 (``factorize``).
 
+Two large crossed factors (customers x products, raters x items) make the rest's
+Schur complement really dense (MixedModels.jl keeps that block dense too): from
+``LAPACK_MIN_R`` columns on it is factored by LAPACK's dpotrf (``_chol_lapack``) and
+inverted for the conditional covariance by dpotri (``rest_inverse``); below, by this
+module's own loops, whose numbers the usual models have always had.  (A sparse
+supernodal factor, CHOLMOD via scikit-sparse, would not help a random crossing --
+the fill is dense -- and is not installable from wheels.)
+
 The first ``npen`` rest columns are random effects (penalised by ``+ I``); the
 remaining rest columns are fixed effects (no penalty, not part of ``log|L|^2``).
 
@@ -69,6 +77,8 @@ from typing import NamedTuple
 
 import numpy as np
 from numba import njit
+from numba.core import types
+from numba.np.linalg import _LAPACK
 
 
 # ---- the structs ----------------------------------------------------------------
@@ -88,6 +98,7 @@ class BlockedLayout(NamedTuple):
     r: int
     npen: int
     dense_rows: int         # see dense_update_rows
+    lapack_min: int = 0     # see chol_lower (0: LAPACK_MIN_R)
 
 
 class Factor(NamedTuple):
@@ -243,6 +254,8 @@ def factorize(layout, w, factor):
     k1 = layout.A1.shape[1]
     r = S.shape[0]
     Cd = np.zeros((min(dense_rows, ng * k1) if r > 0 else 0, r))
+    by_columns = dense_rows == 0 and r >= (layout.lapack_min if layout.lapack_min > 0
+                                           else LAPACK_MIN_R)
     filled = 0
     maxloc = 0
     for g in range(ng):
@@ -305,6 +318,8 @@ def factorize(layout, w, factor):
                     Cd[filled + a, loc_cols[base + l]] = Cval[a, base + l]
             filled += k1
             continue
+        if by_columns:              # (after the loop: _schur_by_columns)
+            continue
         # (loc_cols ascend within a level, so l2 <= l1 is the lower triangle)
         for a in range(k1):
             Ca = Cval[a]
@@ -316,14 +331,59 @@ def factorize(layout, w, factor):
     logdet += math.log(prod)
     if dense_rows > 0 and r > 0:
         _flush(Cd, filled, S)
+    if by_columns:
+        _schur_by_columns(layout, Cval, S)
     if r == 0:
         return logdet, True
     for j in range(layout.npen):
         S[j, j] += 1.0
-    ld, ok = chol_lower(S, layout.npen)
+    ld, ok = chol_lower(S, layout.npen, layout.lapack_min)
     if not ok:
         return -np.inf, False
     return logdet + ld, True
+
+
+@njit(cache=True, error_model="numpy")
+def _schur_by_columns(layout, Cval, S):
+    """S -= sum_g C_g' C_g (lower triangle) one row of S at a time: for rest column c,
+    every level g whose rows touch it adds Cval[:, (g, c)] times g's entries left of
+    c.  The same products as the per-level scatter in ``factorize``, but each row of
+    S stays in cache while it is updated instead of every level's update landing on
+    ~nloc rows spread over the whole block: on 1e6 rows with 10,000 x 5,000 crossed
+    levels (a 200 MB block) the scatter was 3/4 of factorize.  The levels of a
+    column are taken in ascending order (a counting sort), so each entry's
+    subtractions come in the scatter's order; only the row sums, which the scatter
+    interleaved with them, are now all added first (rounding-level differences,
+    hence only for blocks that go to LAPACK anyway)."""
+    loc_ptr, loc_cols = layout.loc_ptr, layout.loc_cols
+    ng = loc_ptr.shape[0] - 1
+    k1 = Cval.shape[0]
+    r = S.shape[0]
+    nnz = loc_cols.shape[0]
+    col_ptr = np.zeros(r + 1, np.int64)
+    for t in range(nnz):
+        col_ptr[loc_cols[t] + 1] += 1
+    for c in range(r):
+        col_ptr[c + 1] += col_ptr[c]
+    fill = col_ptr[:r].copy()
+    ent = np.empty(nnz, np.int64)       # per column: positions t in loc_cols, by level
+    lev = np.empty(nnz, np.int64)       # ... and their level g
+    for g in range(ng):
+        for t in range(loc_ptr[g], loc_ptr[g + 1]):
+            c = loc_cols[t]
+            ent[fill[c]] = t
+            lev[fill[c]] = g
+            fill[c] += 1
+    for c in range(r):
+        Sc = S[c]
+        for q in range(col_ptr[c], col_ptr[c + 1]):
+            t = ent[q]
+            base = loc_ptr[lev[q]]
+            for a in range(k1):
+                Ca = Cval[a]
+                x = Ca[t]
+                for t2 in range(base, t + 1):
+                    Sc[loc_cols[t2]] -= x * Ca[t2]
 
 
 @njit(cache=True, fastmath={"reassoc", "contract"}, error_model="numpy")
@@ -335,8 +395,21 @@ def _dot_prefix(x, y, n):
     return s
 
 
+#: the size of a dense rest block from which ``chol_lower`` hands it to LAPACK's
+#: dpotrf (blocked, BLAS-3) rather than its own loop.  Measured on this project's
+#: 2-core machine with one BLAS thread (test_kernels' LAPACK tests compare the
+#: numbers): the two cost the same near r = 300, LAPACK is 3.5x faster at 1,000 and
+#: 6-8x at 2,000-3,000 (the loop's left-looking dot products reread the whole factor
+#: once it no longer fits in cache).  With OpenBLAS's threads on a machine whose
+#: cores are busy with other processes, dpotrf lost to the loop up to ~1,500 (its
+#: threads wait on each other), so the threshold sits above the crossover: the
+#: usual models (a few hundred rest columns at most) keep their bit-identical
+#: numbers and no BLAS threads.
+LAPACK_MIN_R = 1000
+
+
 @njit(cache=True, error_model="numpy")
-def chol_lower(S, npen):
+def chol_lower(S, npen, lapack_min=0):
     """In-place lower Cholesky factor of the symmetric S (only its lower triangle is
     read; the upper is zeroed).  Returns (log of the squared diagonal of the first
     ``npen`` columns, ok).  Left-looking, so every inner product runs over two
@@ -344,7 +417,9 @@ def chol_lower(S, npen):
     (no factor entries left of a row's first nonzero) cover less than half the
     triangle -- nested designs, where each level of the first term sits inside one
     level of a rest term and the rest block is (nearly) diagonal -- the products
-    run only over them: O(r^2) instead of O(r^3)."""
+    run only over them: O(r^2) instead of O(r^3).  A dense block of ``lapack_min``
+    rows or more (0: ``LAPACK_MIN_R``) goes to LAPACK (``_chol_lapack``): two large
+    crossed factors, whose Schur complement really is dense."""
     r = S.shape[0]
     first = np.empty(r, np.int64)
     profile = 0
@@ -358,6 +433,8 @@ def chol_lower(S, npen):
         profile += a - f
     if 4 * profile < r * (r - 1):
         ok = _chol_envelope(S, first)
+    elif r >= (lapack_min if lapack_min > 0 else LAPACK_MIN_R):
+        ok = _chol_lapack(S)
     else:
         ok = _chol_dense(S)
     if not ok:
@@ -369,6 +446,29 @@ def chol_lower(S, npen):
         for b in range(a + 1, r):
             S[a, b] = 0.0
     return logdet, True
+
+
+# LAPACK's dpotrf as numba's own np.linalg.cholesky calls it (scipy's LAPACK, through
+# numba's helper library: resolved by name, so the kernels stay cacheable), but in
+# place and answering LAPACK's info instead of raising: no r x r copy (200 MB at
+# r = 5,000) and a failed pivot is a plain return value
+_xxpotrf = _LAPACK.numba_xxpotrf(types.float64)     # (the classmethod: no import of
+# scipy's LAPACK here -- numba's helper imports it at the first call, not at the
+# package's import, whose time counts for the first use)
+_KIND_D = ord("d")
+_UPLO_U = ord("U")
+
+
+@njit(cache=True, error_model="numpy")
+def _chol_lapack(S):
+    """S's lower Cholesky factor in place by LAPACK's dpotrf; False if S is not
+    positive definite.  The C-ordered lower triangle is the Fortran-ordered upper
+    one, so dpotrf('U') reads and writes exactly the triangle ``_chol_dense`` does
+    (the other is left alone).  The same factor as ``_chol_dense`` to rounding:
+    blocked, it sums in another order (~1e-15 relative per entry)."""
+    r = S.shape[0]
+    info = _xxpotrf(_KIND_D, _UPLO_U, r, S.ctypes, r)
+    return info == 0
 
 
 @njit(cache=True, error_model="numpy")
@@ -523,6 +623,38 @@ def _rest_solve(LS, dv):
         for l in range(j):
             dv[l] -= Lj[l] * x
     return dec
+
+
+def rest_inverse(LS) -> np.ndarray:
+    """S^{-1} = LS'^{-1} LS^{-1}, the inverse of the rest's Schur complement from its
+    lower factor ``LS`` (``factorize``), in full (symmetric).  Below
+    ``LAPACK_MIN_R`` by inverting the triangle and multiplying (numpy: the numbers
+    the package has always given); from there by LAPACK's dpotri, which does the
+    same in about a sixth of the work (r^3/3 + r^3/3 rather than ~2r^3 + 2r^3 for a
+    general inverse and a full product) and equals it to rounding."""
+    r = LS.shape[0]
+    if r < LAPACK_MIN_R:
+        Linv = np.linalg.inv(LS)
+        return Linv.T @ Linv
+    from scipy.linalg import lapack
+    # LS' (F-ordered) is the upper factor U, S = U'U: dpotri('U') answers the upper
+    # triangle of S^{-1} in F order, i.e. its lower triangle in C order
+    inv, info = lapack.dpotri(LS.T, lower=0)
+    if info != 0:
+        Linv = np.linalg.inv(LS)
+        return Linv.T @ Linv
+    out = np.ascontiguousarray(inv.T)
+    _mirror_lower(out)
+    return out
+
+
+@njit(cache=True, error_model="numpy")
+def _mirror_lower(S):
+    """S's upper triangle = its lower one (in place)."""
+    r = S.shape[0]
+    for a in range(r):
+        for b in range(a):
+            S[b, a] = S[a, b]
 
 
 @njit(cache=True, error_model="numpy")

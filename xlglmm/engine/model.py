@@ -23,10 +23,10 @@ import numpy as np
 
 from . import cost, jit, start
 from .agq import gauss_hermite
-from .covariance import (FD_HESSIAN_MAX_WORK, LARGE_DATA_NOTE, LME4_HESSIAN_STEP,
-                         LME4_SE_MAX_N, LME4_STENCIL_MAX_PARAMS, choose_cov,
-                         cov_from_hessian, fit_scale_statistics, parameter_scales, rx_cov,
-                         sigma, unscale)
+from .covariance import (LARGE_DATA_NOTE, LME4_HESSIAN_STEP, LME4_SE_MAX_N,
+                         LME4_STENCIL_MAX_PARAMS, choose_cov, cov_from_hessian,
+                         fd_hessian_too_large, fit_scale_statistics, parameter_scales,
+                         rx_cov, sigma, unscale)
 from .design import ModelDesign, check_response
 from .devfun import PIRLS_MAXIT, GlmmDeviance, ModeWarmStarts, PirlsState, theta_start
 from .family import Family
@@ -553,7 +553,8 @@ class GeneralizedLinearMixedModel(MixedModel):
     def _large(self) -> bool:
         """Too large for a finite-difference Hessian under se_method 'auto'."""
         dev = self.devfun
-        return self.se_method == "auto" and dev.n * (dev.ntheta + dev.p) ** 2 > FD_HESSIAN_MAX_WORK
+        return self.se_method == "auto" and fd_hessian_too_large(dev.n, dev.ntheta + dev.p,
+                                                                  dev.terms)
 
     def _approx_hessian(self, x1, f1v):
         """A cheap starting Hessian for large data: finite differences over theta,

@@ -187,6 +187,26 @@ def newton_weights(fd, rows, mu, w):
     return True
 
 
+@njit(cache=True, error_model="numpy")
+def _same_weights(w, w_factor):
+    """w equals, bit for bit, the weights the factor was formed with: its factor is
+    then the one factorize would form again (a linear mixed model's weights never
+    change, so its second PIRLS iteration, which only confirms the exact first step,
+    reuses the factor: one factorization per evaluation instead of two -- seconds
+    for a rest block of thousands of columns).  Stops at the first difference,
+    so a GLMM, whose weights move with every step, pays one comparison."""
+    for i in range(w.shape[0]):
+        if w[i] != w_factor[i]:
+            return False
+    return True
+
+
+@njit(cache=True, error_model="numpy")
+def _copy_weights(w, to):
+    for i in range(w.shape[0]):
+        to[i] = w[i]
+
+
 # ---- PIRLS ---------------------------------------------------------------------------
 
 @njit(cache=True, error_model="numpy")
@@ -232,10 +252,17 @@ def pirls(fd, rows, layout, u1, v, control, aic_const):
     logdet = np.inf
     it = 0
     more = True
+    w_factor = np.empty(n)      # the weights ``factor`` holds (valid when have_factor)
+    have_factor = False
+    ok = True
     for it in range(control.it_first, control.maxit + 1):
         working_weights(fd, rows, eta, mu, w, wres)
         newton = newton_weights(fd, rows, mu, wn)
-        logdet, ok = factorize(layout, wn if newton else w, factor)
+        if newton or not (have_factor and _same_weights(w, w_factor)):
+            logdet, ok = factorize(layout, wn if newton else w, factor)
+            have_factor = ok and not newton
+            if have_factor:
+                _copy_weights(w, w_factor)
         if not ok:
             status = PIRLS_NOT_PD
             more = False
@@ -265,7 +292,8 @@ def pirls(fd, rows, layout, u1, v, control, aic_const):
             _copy_modes(u1_old, v_old, u1, v)
             pdev = penalized_deviance(fd, rows, layout, u1, v, eta, mu)
             working_weights(fd, rows, eta, mu, w, wres)
-            logdet, ok = factorize(layout, w, factor)
+            if not (have_factor and _same_weights(w, w_factor)):
+                logdet, ok = factorize(layout, w, factor)
             status = PIRLS_OK if (ok and dec < 1e-10 * (1.0 + abs(pdev))) else PIRLS_MAXIT
             more = False
             break

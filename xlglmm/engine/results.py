@@ -333,11 +333,7 @@ class GLMMResult:
                 out.append(np.full((t.nlevels, t.k, t.k), np.nan))
             return out
         r = LS.shape[0]
-        if r:
-            Linv = np.linalg.inv(LS)
-            Sinv = Linv.T @ Linv
-        else:
-            Sinv = np.zeros((0, 0))
+        Sinv = linalg.rest_inverse(LS) if r else np.zeros((0, 0))
         V1 = linalg.term1_conditional_cov(Dchol, Cval, loc_ptr, loc_cols, Sinv)
         L1 = lams[0]
         out.append(s2 * np.einsum("ij,gjk,lk->gil", L1, V1, L1))
