@@ -52,7 +52,8 @@ from scipy import special
 from . import pirls
 from .family import (BINOMIAL, GAMMA, GAUSSIAN, IDENTITY, INVERSE, LOG, LOGIT, NB_THETA,
                      NEGBIN, POISSON, mu_eta, mu_eta2, unit_deviance, variance)
-from .linalg import Factor, factorize, linear_predictor, new_factor, newton_step
+from .linalg import (LAPACK_MIN_R, Factor, factorize, linear_predictor, new_factor,
+                     newton_step, rest_inverse)
 
 
 class Mode(NamedTuple):
@@ -289,10 +290,13 @@ def own_inverse_products(layout, factor, Sinv, Q):
 
 
 @njit(cache=True, error_model="numpy")
-def laplace_gradient(fd, rows, layout, factor, mode, gd):
+def laplace_gradient(fd, rows, layout, factor, mode, gd, Sinv_given):
     """(G, gbeta, ok): the gradient of the Laplace deviance at PIRLS's mode (see the
     module docstring).  ``factor`` is the blocked factor of M at the mode's Fisher
     weights (beta not in the system: ``layout.r`` = ``layout.npen``).
+    ``Sinv_given``: the inverse of the rest's Schur complement when the caller has it
+    (a large dense block: ``linalg.rest_inverse``, LAPACK), else a 0 x 0 array and the
+    kernel inverts the factor itself (``schur_inverse``).
     ``G[o1, o2] = sum_i Zown[i, o1] zeta_i[o2]`` over the rows' own coordinates; the
     derivative in theta_j (entry (row_j, col_j) of a term whose coordinates start at
     o) is G[o + row_j, o + col_j].  gbeta = X'r.  ok is False when the observed
@@ -312,7 +316,10 @@ def laplace_gradient(fd, rows, layout, factor, mode, gd):
     wobs = np.empty(n)
     da = np.empty(n)
     row_terms(fd, rows, mode.eta, mode.mu, gd.kappa, w, wres, dw, wobs, da)
-    Sinv = schur_inverse(factor.LS) if r > 0 else np.zeros((0, 0))
+    if Sinv_given.shape[0] == r:
+        Sinv = Sinv_given
+    else:
+        Sinv = schur_inverse(factor.LS) if r > 0 else np.zeros((0, 0))
     Q = np.empty((n, nown))
     h = own_inverse_products(layout, factor, Sinv, Q)
     c = np.empty(n)
@@ -356,6 +363,9 @@ def laplace_gradient(fd, rows, layout, factor, mode, gd):
                     for o2 in range(nown):
                         G[o1, o2] += z * zeta[o2]
     return G, gbeta, True
+
+
+NO_INVERSE = np.zeros((0, 0))    # laplace_gradient's Sinv_given: invert in the kernel
 
 
 class LaplaceGradient:
@@ -405,8 +415,12 @@ class LaplaceGradient:
         gd = GradientDesign(dev.X, self.Zown, self.kappa(st))
         mode = Mode(st.eta, st.mu, st.u1, st.v)
         # (the kernel reads the rows' y and weights only)
-        G, gbeta, ok = laplace_gradient(dev._fd, dev._offset_rows, dev.layout(False),
-                                        Factor(st.Dchol, st.Cval, st.LS), mode, gd)
+        layout = dev.layout(False)
+        # a dense rest block of thousands of columns (two large crossed factors):
+        # LAPACK's inverse, a fraction of the kernel's loops
+        Sinv = rest_inverse(st.LS) if layout.r >= LAPACK_MIN_R else NO_INVERSE
+        G, gbeta, ok = laplace_gradient(dev._fd, dev._offset_rows, layout,
+                                        Factor(st.Dchol, st.Cval, st.LS), mode, gd, Sinv)
         if not ok:
             return f, np.full(k, np.nan)
         return f, np.concatenate([G[self.idx], gbeta])
