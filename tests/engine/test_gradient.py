@@ -263,3 +263,20 @@ def test_stage_two_on_the_gradient_reaches_the_optimum_on_values(fam, link, form
     assert np.allclose(xg, xv, atol=2e-4)
     assert np.allclose(Hg, Hv, rtol=1e-4, atol=1e-3 * np.abs(Hv).max())
     assert np.max(np.abs(gg)) < 1e-3
+
+
+@pytest.mark.parametrize("fam,link", [("poisson", "log"), ("gamma", "log")])
+def test_gradient_with_lapacks_inverse_of_a_large_rest_block(fam, link, monkeypatch):
+    """Above LAPACK_MIN_R rest columns the Schur complement's inverse comes from
+    LAPACK (linalg.rest_inverse) instead of the kernel's loops: the same gradient
+    (the threshold lowered so that a small crossed model takes that path)."""
+    from xlglmm.engine import gradient as gradmod
+    dev, theta, beta = deviance_at(fam, link, FORMULAS["crossed"])
+    _, g_loops = dev.laplace_gradient(theta, beta)
+    monkeypatch.setattr(gradmod, "LAPACK_MIN_R", 1)
+    calls = []
+    real = gradmod.rest_inverse
+    monkeypatch.setattr(gradmod, "rest_inverse", lambda LS: calls.append(1) or real(LS))
+    _, g_lapack = dev.laplace_gradient(theta, beta)
+    assert calls
+    np.testing.assert_allclose(g_lapack, g_loops, rtol=1e-9, atol=1e-9)
