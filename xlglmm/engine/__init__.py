@@ -7,3 +7,6 @@ Knows nothing of spreadsheets.  The pipeline, in lme4's stages: ``formula`` (par
 ``results`` (mkMerMod).  ``fit.glmer`` and ``lmm.lmer`` drive it; ``family`` says
 what a conditional distribution is.
 """
+from . import kernel_cache as _kernel_cache
+
+_kernel_cache.keep_true_to_sources()      # before any kernel module is imported
