@@ -10,13 +10,21 @@ import numpy as np
 import pandas as pd
 
 
-def poisson_crossed(n: int, n1: int, n2: int, seed: int) -> pd.DataFrame:
+def crossed_design(n: int, n1: int, n2: int, seed: int):
+    """(generator, a, b, x1, x2, x3): two crossed factors' levels drawn uniformly at
+    random (n1 and n2 of them) and three covariates, the generator left to draw the
+    rest of a data set (the series' and the large crossed cases' common start)."""
     r = np.random.default_rng(seed)
     a = r.integers(0, n1, n)
     b = r.integers(0, n2, n)
     x1 = r.normal(size=n)
     x2 = r.uniform(-1, 1, n)
     x3 = r.integers(0, 2, n)
+    return r, a, b, x1, x2, x3
+
+
+def poisson_crossed(n: int, n1: int, n2: int, seed: int) -> pd.DataFrame:
+    r, a, b, x1, x2, x3 = crossed_design(n, n1, n2, seed)
     expo = r.integers(10, 500, n)
     u = r.normal(0, 0.5, n1)
     v = r.normal(0, 0.3, n2)
@@ -139,12 +147,7 @@ def gaussian_crossed(n: int, n1: int, n2: int, seed: int) -> pd.DataFrame:
     """A linear mixed model's data with two crossed random intercepts (levels drawn
     uniformly at random, so every level of one meets many of the other) and three
     covariates: y = 1 + 0.5 x1 - 0.3 x2 + 0.2 x3 + u[g1] + v[g2] + e."""
-    r = np.random.default_rng(seed)
-    a = r.integers(0, n1, n)
-    b = r.integers(0, n2, n)
-    x1 = r.normal(size=n)
-    x2 = r.uniform(-1, 1, n)
-    x3 = r.integers(0, 2, n)
+    r, a, b, x1, x2, x3 = crossed_design(n, n1, n2, seed)
     u = r.normal(0, 0.6, n1)
     v = r.normal(0, 0.4, n2)
     y = 1.0 + 0.5 * x1 - 0.3 * x2 + 0.2 * x3 + u[a] + v[b] + r.normal(0, 1.0, n)

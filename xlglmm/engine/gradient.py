@@ -52,8 +52,8 @@ from scipy import special
 from . import pirls
 from .family import (BINOMIAL, GAMMA, GAUSSIAN, IDENTITY, INVERSE, LOG, LOGIT, NB_THETA,
                      NEGBIN, POISSON, mu_eta, mu_eta2, unit_deviance, variance)
-from .linalg import (LAPACK_MIN_R, Factor, factorize, linear_predictor, new_factor,
-                     newton_step, rest_inverse)
+from .linalg import (LAPACK_MIN_R, Factor, factorize, linear_predictor, lower_inverse,
+                     new_factor, newton_step, rest_inverse)
 
 
 class Mode(NamedTuple):
@@ -231,15 +231,7 @@ def own_inverse_products(layout, factor, Sinv, Q):
         base = loc_ptr[g]
         nloc = loc_ptr[g + 1] - base
         D = Dchol[g]
-        for j in range(k1):             # Li = D^{-1} (lower)
-            for a in range(k1):
-                Li[a, j] = 0.0
-            Li[j, j] = 1.0 / D[j, j]
-            for a in range(j + 1, k1):
-                s = 0.0
-                for b in range(j, a):
-                    s -= D[a, b] * Li[b, j]
-                Li[a, j] = s / D[a, a]
+        lower_inverse(D, Li)            # Li = D^{-1} (lower)
         for a in range(k1):             # Wg = C_g Sinv[loc, loc]
             for l in range(nloc):
                 s = 0.0

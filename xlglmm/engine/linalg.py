@@ -235,6 +235,55 @@ def row_sums(layout, w, lo, hi, D, B, S):
                 S[c, Rc[i, e2]] += we * Rv[i, e2]
 
 
+@njit(cache=True, error_model="numpy", inline="always")
+def chol_block(D, logdet, prod):
+    """In-place lower Cholesky factor of a level's small k1 x k1 block D (its lower
+    triangle read, the upper zeroed) and log|L|^2's running sum: the pivots s = d^2
+    gathered in a product, one log per ~1e200 of it rather than one per level (s >= 1:
+    the block is I + a positive semi-definite matrix); the caller adds log(prod) at
+    the end.  Returns (ok, logdet, prod); ok is False at a pivot that is not positive.
+    (``factorize`` on the rows and ``lmm_moments.evaluate`` on cross-products.)"""
+    k1 = D.shape[0]
+    for j in range(k1):
+        s = D[j, j]
+        for l in range(j):
+            s -= D[j, l] * D[j, l]
+        if not (s > 0.0):
+            return False, logdet, prod
+        d = math.sqrt(s)
+        D[j, j] = d
+        if s > 1e100:
+            logdet += math.log(s)
+        else:
+            prod *= s
+            if prod > 1e200:
+                logdet += math.log(prod)
+                prod = 1.0
+        for a in range(j + 1, k1):
+            s = D[a, j]
+            for l in range(j):
+                s -= D[a, l] * D[j, l]
+            D[a, j] = s / d
+        for a in range(j):
+            D[a, j] = 0.0
+    return True, logdet, prod
+
+
+@njit(cache=True, error_model="numpy", inline="always")
+def lower_inverse(D, Linv):
+    """Linv = D^{-1} for a small lower-triangular D (a level's block of the factor)."""
+    k = D.shape[0]
+    for j in range(k):
+        for a in range(k):
+            Linv[a, j] = 0.0
+        Linv[j, j] = 1.0 / D[j, j]
+        for a in range(j + 1, k):
+            s = 0.0
+            for b in range(j, a):
+                s -= D[a, b] * Linv[b, j]
+            Linv[a, j] = s / D[a, a]
+
+
 @njit(cache=True, error_model="numpy")
 def factorize(layout, w, factor):
     """Blocked Cholesky factor of  [A1'WA1 + I, A1'WR; R'WA1, R'WR + P]  into
@@ -277,31 +326,9 @@ def factorize(layout, w, factor):
             for l in range(nloc):
                 B[a, l] = 0.0
         row_sums(layout, w, gptr[g], gptr[g + 1], D, B, S)
-        # dense Cholesky of the small k1 x k1 block
-        for j in range(k1):
-            s = D[j, j]
-            for l in range(j):
-                s -= D[j, l] * D[j, l]
-            if not (s > 0.0):
-                return -np.inf, False
-            d = math.sqrt(s)
-            D[j, j] = d
-            # log|L|^2 gathers the pivots s = d^2 in a product, one log per ~1e100
-            # of it rather than one per level (s >= 1 here: the block is I + A'WA)
-            if s > 1e100:
-                logdet += math.log(s)
-            else:
-                prod *= s
-                if prod > 1e200:
-                    logdet += math.log(prod)
-                    prod = 1.0
-            for a in range(j + 1, k1):
-                s = D[a, j]
-                for l in range(j):
-                    s -= D[a, l] * D[j, l]
-                D[a, j] = s / d
-            for a in range(j):
-                D[a, j] = 0.0
+        ok, logdet, prod = chol_block(D, logdet, prod)
+        if not ok:
+            return -np.inf, False
         # C_g = L_g^{-1} B_g, then S[loc, loc] -= C_g' C_g
         for l in range(nloc):
             for a in range(k1):
@@ -681,16 +708,7 @@ def term1_conditional_cov(Dchol, Cval, loc_ptr, loc_cols, Sinv):
                     for l2 in range(nloc):
                         s += ca * Sinv[c1, loc_cols[base + l2]] * Cval[b, base + l2]
                 M[a, b] = s
-        D = Dchol[g]
-        for j in range(k):          # inverse of the lower-triangular factor
-            for a in range(k):
-                Linv[a, j] = 0.0
-            Linv[j, j] = 1.0 / D[j, j]
-            for a in range(j + 1, k):
-                s = 0.0
-                for b in range(j, a):
-                    s -= D[a, b] * Linv[b, j]
-                Linv[a, j] = s / D[a, a]
+        lower_inverse(Dchol[g], Linv)
         for a in range(k):
             for b in range(k):
                 s = 0.0

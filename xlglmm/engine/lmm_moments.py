@@ -55,7 +55,7 @@ import numpy as np
 from numba import njit
 
 from . import jit, linalg
-from .linalg import BlockedLayout, Factor, chol_lower, row_sums
+from .linalg import BlockedLayout, Factor, chol_block, chol_lower, row_sums
 
 
 class Moments(NamedTuple):
@@ -321,28 +321,9 @@ def evaluate(mom, resp, lam, factor, u1, v):
                 D[a, b] = s
             for b in range(a + 1, k1):
                 D[a, b] = 0.0
-        for j in range(k1):
-            s = D[j, j]
-            for l in range(j):
-                s -= D[j, l] * D[j, l]
-            if not (s > 0.0):
-                return False, -np.inf, -np.inf, np.inf
-            d = math.sqrt(s)
-            D[j, j] = d
-            # the pivots (>= 1: the block is I + a PSD matrix) in a product, one
-            # log per ~1e200 of it rather than one per level (as linalg.factorize)
-            if s > 1e100:
-                logdet += math.log(s)
-            else:
-                prod *= s
-                if prod > 1e200:
-                    logdet += math.log(prod)
-                    prod = 1.0
-            for a in range(j + 1, k1):
-                s = D[a, j]
-                for l in range(j):
-                    s -= D[a, l] * D[j, l]
-                D[a, j] = s / d
+        ok, logdet, prod = chol_block(D, logdet, prod)
+        if not ok:
+            return False, -np.inf, -np.inf, np.inf
         # Cval = Lambda_1' B_g, its random-effect columns by Lambda_r (in place:
         # ascending within a level's block, column j reads columns >= j), then
         # C_g = L_g^{-1} Cval
