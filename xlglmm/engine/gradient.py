@@ -52,8 +52,8 @@ from scipy import special
 from . import pirls
 from .family import (BINOMIAL, GAMMA, GAUSSIAN, IDENTITY, INVERSE, LOG, LOGIT, NB_THETA,
                      NEGBIN, POISSON, mu_eta, mu_eta2, unit_deviance, variance)
-from .linalg import (LAPACK_MIN_R, Factor, factorize, linear_predictor, lower_inverse,
-                     new_factor, newton_step, rest_inverse)
+from .linalg import (LAPACK_MIN_R, Factor, envelope_starts, factorize, linear_predictor,
+                     lower_inverse, new_factor, newton_step, rest_inverse)
 
 
 class Mode(NamedTuple):
@@ -170,14 +170,7 @@ def schur_inverse(LS):
     (nested designs: each level of term 1 inside one level of the rest) costs
     O(r^2), a dense one r^3/3."""
     r = LS.shape[0]
-    first = np.empty(r, np.int64)
-    for a in range(r):
-        f = a
-        for b in range(a):
-            if LS[a, b] != 0.0:
-                f = b
-                break
-        first[a] = f
+    first = envelope_starts(LS)
     Li = np.zeros((r, r))
     top = np.empty(r, np.int64)      # last nonzero row of each column of Li
     for j in range(r):

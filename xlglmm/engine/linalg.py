@@ -435,6 +435,22 @@ def _dot_prefix(x, y, n):
 LAPACK_MIN_R = 1000
 
 
+@njit(cache=True, error_model="numpy", inline="always")
+def envelope_starts(S):
+    """Per row of the lower triangle of S, the column of its first nonzero (the
+    row's own index when there is none left of the diagonal): the envelope."""
+    r = S.shape[0]
+    first = np.empty(r, np.int64)
+    for a in range(r):
+        f = a
+        for b in range(a):
+            if S[a, b] != 0.0:
+                f = b
+                break
+        first[a] = f
+    return first
+
+
 @njit(cache=True, error_model="numpy")
 def chol_lower(S, npen, lapack_min=0):
     """In-place lower Cholesky factor of the symmetric S (only its lower triangle is
@@ -448,16 +464,10 @@ def chol_lower(S, npen, lapack_min=0):
     rows or more (0: ``LAPACK_MIN_R``) goes to LAPACK (``_chol_lapack``): two large
     crossed factors, whose Schur complement really is dense."""
     r = S.shape[0]
-    first = np.empty(r, np.int64)
+    first = envelope_starts(S)
     profile = 0
     for a in range(r):
-        f = a
-        for b in range(a):
-            if S[a, b] != 0.0:
-                f = b
-                break
-        first[a] = f
-        profile += a - f
+        profile += a - first[a]
     if 4 * profile < r * (r - 1):
         ok = _chol_envelope(S, first)
     elif r >= (lapack_min if lapack_min > 0 else LAPACK_MIN_R):
@@ -577,19 +587,28 @@ def newton_step(layout, factor, wres, u1, v, du1, dv):
                 s += Cval[a, base + l] * du1[g, a]
             dv[loc_cols[base + l]] -= s
     dec += _rest_solve(LS, dv)
+    back_solve_term1(Dchol, Cval, loc_ptr, loc_cols, dv, du1)
+    return dec
+
+
+@njit(cache=True, error_model="numpy", inline="always")
+def back_solve_term1(Dchol, Cval, loc_ptr, loc_cols, v, u1):
+    """The last step of a solve with the blocked factor, in place: per level g of
+    term 1, u1_g = L_g'^{-1} (u1_g - C_g v[loc_g]), once the rest's part v is known."""
+    ng = Dchol.shape[0]
+    k1 = Dchol.shape[1]
     for g in range(ng):
         D = Dchol[g]
         base = loc_ptr[g]
         for l in range(loc_ptr[g + 1] - base):
             c = loc_cols[base + l]
             for a in range(k1):
-                du1[g, a] -= Cval[a, base + l] * dv[c]
+                u1[g, a] -= Cval[a, base + l] * v[c]
         for a in range(k1 - 1, -1, -1):
-            s = du1[g, a]
+            s = u1[g, a]
             for b in range(a + 1, k1):
-                s -= D[b, a] * du1[g, b]
-            du1[g, a] = s / D[a, a]
-    return dec
+                s -= D[b, a] * u1[g, b]
+            u1[g, a] = s / D[a, a]
 
 
 @njit(cache=True, error_model="numpy")

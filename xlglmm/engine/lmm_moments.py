@@ -55,7 +55,8 @@ import numpy as np
 from numba import njit
 
 from . import jit, linalg
-from .linalg import BlockedLayout, Factor, chol_block, chol_lower, row_sums
+from .linalg import (BlockedLayout, Factor, back_solve_term1, chol_block, chol_lower,
+                     row_sums)
 
 
 class Moments(NamedTuple):
@@ -396,18 +397,7 @@ def evaluate(mom, resp, lam, factor, u1, v):
             for l in range(j):
                 v[l] -= Lj[l] * x
     # u1_g = L_g'^{-1} (c1_g - C_g v[loc])
-    for g in range(ng):
-        D = Dchol[g]
-        base = loc_ptr[g]
-        for l in range(loc_ptr[g + 1] - base):
-            c = loc_cols[base + l]
-            for a in range(k1):
-                u1[g, a] -= Cval[a, base + l] * v[c]
-        for a in range(k1 - 1, -1, -1):
-            s = u1[g, a]
-            for b in range(a + 1, k1):
-                s -= D[b, a] * u1[g, b]
-            u1[g, a] = s / D[a, a]
+    back_solve_term1(Dchol, Cval, loc_ptr, loc_cols, v, u1)
     # back from (u - u0, beta - beta0)
     for g in range(ng):
         for a in range(k1):
