@@ -202,3 +202,48 @@ def test_a_refit_shares_the_cross_products_and_fits_as_a_new_model():
     assert again.deviance == pytest.approx(fresh.deviance, rel=1e-9)
     assert np.allclose(again.fe_params, fresh.fe_params, rtol=1e-5)
     assert np.allclose(again.fe_bse, fresh.fe_bse, rtol=1e-4)
+
+
+def _explained(B, W, seed=2):
+    """Groups far apart, measured precisely: y's variation beyond the fixed effects is
+    almost all between groups (B: their SD, W: the residual SD)."""
+    r = np.random.default_rng(seed)
+    n = 600
+    g = r.integers(0, 30, n)
+    x = r.normal(size=n)
+    y = 5.0 + x + B * r.normal(size=30)[g] + W * r.normal(size=n)
+    return pd.DataFrame({"y": y, "x": x, "g": [f"g{i}" for i in g]})
+
+
+@pytest.mark.parametrize("B,W", [(1e3, 1e-2), (1e4, 0.1), (1e4, 1e-3)])
+def test_groups_that_explain_nearly_all_of_y_are_fitted_on_the_rows(B, W, monkeypatch):
+    """pwrss from the cross-products is a difference that cancels here: such a model
+    is solved on the rows throughout (a fit that mixed the two paths, or trusted the
+    cancelled digits, ended at another optimum: log-likelihood 1276.7 instead of
+    1507.4 on the first case)."""
+    from xlglmm.engine import lmm_moments
+    assert not xlglmm.lmer("y ~ x + (1|g)", _explained(1.0, 1.0)).model.on_rows
+    df = _explained(B, W)
+    fit = xlglmm.lmer("y ~ x + (1|g)", df)
+    assert fit.model.on_rows
+    monkeypatch.setattr(lmm_moments, "CANCELLATION_LIMIT", 0.0)    # rows only
+    rows = xlglmm.lmer("y ~ x + (1|g)", df)
+    assert fit.llf == pytest.approx(rows.llf, rel=1e-12, abs=1e-9)
+    np.testing.assert_allclose(fit.theta, rows.theta, rtol=1e-12)
+
+
+@pytest.mark.parametrize("name", ["slope", "crossed"])
+def test_after_the_fit_a_small_theta_is_as_accurate_as_before_it(name):
+    """After the fit the moments are re-taken about the estimates (u0 = Lambda^-1 b0):
+    at a small theta that reference cancels, and the first one answers instead (the
+    recentred value was 358.06 for 351.77 at 1e-8 times the estimate)."""
+    design = build_design(FORMULAS[name], _frame(), GAUSSIAN)
+    model = LinearMixedModel(design)
+    model.fit()
+    model.profiled_deviance(model.optimum.theta)        # recentres (the first after the fit)
+    assert not model.on_rows
+    fresh = LinearMixedModel(design)
+    for s in (1e-4, 1e-6, 1e-8, 1e-10):
+        th = model.optimum.theta * s
+        assert model.profiled_deviance(th) == pytest.approx(fresh.profiled_deviance(th),
+                                                            rel=1e-10)

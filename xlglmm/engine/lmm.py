@@ -34,6 +34,7 @@ from .covariance import fit_scale_statistics, unscale
 from .design import build_design
 from .devfun import PirlsState, theta_start
 from .family import Family, conditional_aic_fast
+from .linalg import Factor
 from .lmm_moments import LmmMoments
 from .model import (DEFAULT_MAX_EVALS, SINGULAR_MESSAGE, Estimates, MixedModel, ModelError,
                     Optimum, check_model, timeout_message)
@@ -155,6 +156,9 @@ class LinearMixedModel(MixedModel):
         self._work = (self.moments.new_factor(), np.zeros((dev.ng1, dev.k1)),
                       np.zeros(self.moments.r))
         self._centre = None     # (theta, state) to recentre the moments at, see _recentre
+        # groups that explain all but ~1e-3 of y's variation (beyond OLS) leave the
+        # cross-products too few digits: such a model is solved on the rows throughout
+        self.on_rows = not self.moments.conditioned(theta_start(dev.terms))
 
     def _same_model(self, design, **settings):
         kw = dict(reml=self.reml, time_budget=self.time_budget, max_evals=self.max_evals)
@@ -202,7 +206,16 @@ class LinearMixedModel(MixedModel):
         if self._centre is not None:
             self._recentre(*self._centre)
         dev.evaluations += 1
-        return self.moments.deviance_terms(theta, *self._work)
+        got = None if self.on_rows else self.moments.deviance_terms(theta, *self._work)
+        if got is not None:
+            return got
+        self.on_rows = True         # the moments cancel too much here: the rows, from now on
+        st = dev.pirls(theta)
+        if not st.ok or not np.isfinite(st.logdet):
+            return False, -np.inf, -np.inf, np.inf
+        for mine, rows_ in zip(self._work[0], (st.Dchol, st.Cval, st.LS)):
+            mine[...] = rows_       # (callers read the factor _terms filled)
+        return True, st.logdet, log_det_rx(st, dev.q2) if dev.p else 0.0, st.pdev
 
     def solve(self, theta) -> MomentSolve:
         """The penalized least-squares solve at theta from the moments: log|L|^2,
@@ -213,8 +226,16 @@ class LinearMixedModel(MixedModel):
             dev.budget.check_inside()
         if self._centre is not None:
             self._recentre(*self._centre)
-        ev, factor, u1, v = self.moments.evaluate(theta)
+        got = None if self.on_rows else self.moments.evaluate(theta)
         dev.evaluations += 1
+        if got is None:             # the moments cancel too much here: the rows, from now on
+            self.on_rows = True
+            st = dev.pirls(theta)
+            ok = bool(st.ok) and np.isfinite(st.logdet)
+            return MomentSolve(ok, st.logdet, log_det_rx(st, dev.q2) if ok and dev.p else 0.0,
+                               st.pdev, Factor(st.Dchol.copy(), st.Cval.copy(), st.LS.copy()),
+                               st.u1.copy(), st.v.copy())
+        ev, factor, u1, v = got
         return MomentSolve(bool(ev.ok), ev.logdet, ev.ldrx, ev.pwrss, factor, u1, v)
 
     def _recentre(self, theta, st: PirlsState):

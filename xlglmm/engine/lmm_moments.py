@@ -74,6 +74,14 @@ class Moments(NamedTuple):
     term_k: np.ndarray      # int64: k of each term (term 1 first)
 
 
+#: pwrss comes out as a difference, (y0'W y0 + |u0|^2) - |c|^2: when the part cancelled
+#: is more than this many times the result, fewer than ~10 of 16 digits are left and
+#: the evaluation goes back to the rows (``LmmMoments.trusted``; data whose groups
+#: explain all but 1e-6 of y's variation, as precise measurements of very different
+#: units, get the exact row-based solve)
+CANCELLATION_LIMIT = 1e3
+
+
 class Response(NamedTuple):
     """The response's part of the problem, about a reference point (beta0, b0):
     the cross-products of y0 = y - offset - X beta0 - Z b0 (``zy``, ``ry``, ``yy``)
@@ -494,29 +502,67 @@ class LmmMoments:
             return self._base_response, self._base[1][self.npen:]
         return resp, bv[self.npen:]
 
-    def deviance_terms(self, theta, factor, u1, v) -> tuple:
-        """``evaluate``'s (ok, log|L|^2, log|RX|^2, pwrss) as a plain tuple, into the
-        arrays given (v's fixed effects left relative to the reference point's)."""
-        lam = self.lam(theta)
-        if self._ref is self._base:
-            return self._kernel(self.mom, self._base_response, lam, factor, u1, v)
-        return self._kernel(self.mom, self._response(lam)[0], lam, factor, u1, v)
+    def trusted(self, resp: Response, pwrss: float) -> bool:
+        """Whether pwrss = (y0'W y0 + |u0|^2) - |c|^2 kept enough digits: the part
+        cancelled is at most ``CANCELLATION_LIMIT`` times the result (groups that
+        explain nearly all of y, or a recentred reference's u0 = Lambda^{-1} b0 at a
+        small theta, lose more)."""
+        const = resp.yy + float(np.dot(resp.u01.ravel(), resp.u01.ravel())) \
+            + float(np.dot(resp.u0v, resp.u0v))
+        return pwrss > 0.0 and const <= CANCELLATION_LIMIT * pwrss
 
-    def evaluate(self, theta, factor=None, u1=None, v=None) -> tuple:
+    def conditioned(self, theta0) -> bool:
+        """Whether the cross-products keep enough digits from theta0 up to 10^6
+        times it (each entry scaled; the variances of a fit rarely go further):
+        pwrss falls as theta grows, so the cancellation is worst at the largest.
+        A model that fails takes the rows for its whole fit -- one evaluation path,
+        so the optimizer never sees the two paths' last digits disagree."""
+        factor, u1, v = self.new_factor(), np.zeros((self.ng, self.k1)), np.zeros(self.r)
+        theta0 = np.asarray(theta0, dtype=np.float64)
+        for k in range(7):
+            if self.deviance_terms(theta0 * 10.0 ** k, factor, u1, v) is None:
+                return False
+        return True
+
+    def _solve(self, lam, factor, u1, v):
+        """(kernel's tuple, beta0 of the reference used) at Lambda: the recentred
+        reference's, else (or when it cancelled too much) the first one's; None when
+        neither keeps enough digits (the caller goes back to the rows)."""
+        if self._ref is not self._base:
+            resp, beta0 = self._response(lam)
+            out = self._kernel(self.mom, resp, lam, factor, u1, v)
+            if not out[0] or self.trusted(resp, out[3]):
+                return out, beta0
+        out = self._kernel(self.mom, self._base_response, lam, factor, u1, v)
+        if not out[0] or self.trusted(self._base_response, out[3]):
+            return out, self._base[1][self.npen:]
+        return None
+
+    def deviance_terms(self, theta, factor, u1, v):
+        """``evaluate``'s (ok, log|L|^2, log|RX|^2, pwrss) as a plain tuple, into the
+        arrays given (v's fixed effects left relative to the reference point's);
+        None when the cross-products cannot give pwrss accurately here (see
+        ``trusted``)."""
+        got = self._solve(self.lam(theta), factor, u1, v)
+        return None if got is None else got[0]
+
+    def evaluate(self, theta, factor=None, u1=None, v=None):
         """(Evaluation, factor, u1, v) at theta; the factor and the modes in the
         arrays given (new ones when None): u1 term 1's spherical modes, v the
-        rest's, then beta (on the fit's column scale)."""
+        rest's, then beta (on the fit's column scale).  None when the cross-products
+        cannot give pwrss accurately here (see ``trusted``)."""
         if factor is None:
             factor = self.new_factor()
         if u1 is None:
             u1 = np.zeros((self.ng, self.k1))
         if v is None:
             v = np.zeros(self.r)
-        lam = self.lam(theta)
-        resp, beta0 = self._response(lam)
-        out = Evaluation(*self._kernel(self.mom, resp, lam, factor, u1, v))
+        got = self._solve(self.lam(theta), factor, u1, v)
+        if got is None:
+            return None
+        out, beta0 = got
         v[self.npen:] += beta0
-        return out, factor, u1, v
+        return Evaluation(*out), factor, u1, v
 
 
 @njit(cache=True, error_model="numpy")
