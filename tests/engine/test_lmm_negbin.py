@@ -3,6 +3,7 @@ against lme4's references."""
 import math
 
 import numpy as np
+import pandas as pd
 import pytest
 
 import xlglmm
@@ -139,3 +140,43 @@ def test_joint_search_finds_the_profiles_maximum(monkeypatch):
     assert np.all(np.abs(joint.fe_params.to_numpy() - profile.fe_params.to_numpy()) / se < 1e-4)
     np.testing.assert_allclose(joint.fe_bse, se, rtol=1e-4)
     assert joint.messages == profile.messages and joint.npar == profile.npar
+
+
+def test_glmer_refuses_a_normal_response_it_cannot_fit():
+    """glmer's deviance has no Gaussian log-likelihood (it returned logLik 0 and a
+    zero variance whatever the data): a normal response is lmer's, with one message."""
+    from xlglmm.engine.fit import GAUSSIAN_GLMER_MESSAGE, ModelError
+    r = np.random.default_rng(1)
+    df = pd.DataFrame({"y": r.normal(size=60), "x": r.normal(size=60),
+                       "g": r.integers(0, 6, 60).astype(str)})
+    for link in (None, "log"):
+        with pytest.raises(ModelError, match="fit it with lmer") as e:
+            xlglmm.glmer("y ~ x + (1|g)", df, family="gaussian", link=link)
+        assert str(e.value) == GAUSSIAN_GLMER_MESSAGE
+    assert xlglmm.lmer("y ~ x + (1|g)", df).llf < 0.0
+
+
+def test_a_start_fit_out_of_time_stops_the_theta_search_as_the_budget_does(monkeypatch):
+    """The joint search's first fit (theta fixed at its start) may begin with too
+    little of the budget left (BudgetExhausted): the search stops as at the budget,
+    flagged NOT converged, instead of failing the whole fit (the cold review)."""
+    from xlglmm.engine import negbin
+    from xlglmm.engine.optimize import BudgetExhausted
+    real = negbin.NegativeBinomialModel._fit_at
+    calls = []
+
+    def fit_at(self, theta, se_method, seconds, warm=None):
+        calls.append(se_method)
+        if len(calls) == 1:
+            raise BudgetExhausted("no time left")
+        return real(self, theta, se_method, seconds, warm)
+
+    monkeypatch.setattr(negbin.NegativeBinomialModel, "_fit_at", fit_at)
+    r = np.random.default_rng(5)
+    g = r.integers(0, 12, 300)
+    mu = np.exp(1.0 + 0.5 * r.normal(size=12)[g])
+    df = pd.DataFrame({"y": r.negative_binomial(2.0, 2.0 / (2.0 + mu)),
+                       "g": [f"g{i}" for i in g]})
+    res = xlglmm.glmer("y ~ 1 + (1|g)", df, family="negbin")
+    assert len(calls) >= 2 and not res.converged
+    assert any("time budget while estimating theta" in m for m in res.messages)

@@ -101,3 +101,18 @@ def test_no_fixed_effects_no_t_tests():
     block = udfs.LMM(y, None, g, fit_intercept=False)
     assert block[1][0] == "(none)"
     assert np.isfinite(block_row(block, "logLik")[1])
+
+
+def test_a_gaussian_link_other_than_identity_is_refused_not_dropped():
+    """GLMM(..., "gaussian", "log") was fitted with the identity link, the link
+    silently dropped: now one message."""
+    import numpy as np
+    import pandas as pd
+    from xlglmm.sheet import udfs
+    from xlglmm.sheet.models import GAUSSIAN_LINK_MESSAGE
+    r = np.random.default_rng(1)
+    df = pd.DataFrame({"y": np.exp(0.1 * r.normal(size=60) + 1), "x": r.normal(size=60),
+                       "g": r.integers(0, 6, 60).astype(str)})
+    tab = [list(df.columns)] + df.astype(object).values.tolist()
+    assert udfs.GLMM("y ~ x + (1|g)", tab, "gaussian", "log") == "#GLMM! " + GAUSSIAN_LINK_MESSAGE
+    assert isinstance(udfs.GLMM("y ~ x + (1|g)", tab, "gaussian"), list)

@@ -22,6 +22,13 @@ from .optimize import BudgetExhausted
 from .results import GLMMResult
 
 
+#: glmer refuses a normal response: lmer fits it (identity link); a Gaussian GLMM with
+#: a log or inverse link (lme4: glmer by Laplace) is not available yet
+GAUSSIAN_GLMER_MESSAGE = (
+    "a normal (Gaussian) response is a linear mixed model: fit it with lmer (identity "
+    "link); a Gaussian model with a log or inverse link is not available yet")
+
+
 def glmer(formula, data, family="poisson", *, link=None, offset=None, weights=None,
           nAGQ=1, groups=None, se_method="auto", time_budget=None,
           max_evals=DEFAULT_MAX_EVALS, progress=None, check_design=None) -> GLMMResult:
@@ -81,6 +88,8 @@ def _glmer(formula, data, family, *, link, offset, weights, nAGQ, groups, se_met
         fam = make_family(family, link)
     except (ValueError, TypeError) as e:
         raise ModelError(str(e)) from None
+    if fam.is_gaussian:     # (the GLMM deviance has no Gaussian log-likelihood: it was 0)
+        raise ModelError(GAUSSIAN_GLMER_MESSAGE)
     nAGQ = checked_nagq(nAGQ)
     check_se_method(se_method)
     return glmm_model(formula, data, fam, offset=offset, weights=weights, nAGQ=nAGQ,

@@ -302,7 +302,10 @@ class NegativeBinomialModel:
         (theta, beta) and one finite-difference column for psi."""
         lo, hi = NB_LOG_THETA_BOUNDS
         start = self._ml_start_theta(start)
-        m0 = self._fit_at(start, "rx", self._left(), self.poisson_fit.model.optimum)
+        try:
+            m0 = self._fit_at(start, "rx", self._left(), self.poisson_fit.model.optimum)
+        except BudgetExhausted:     # started with too little time left (as deviance_at)
+            return math.log(start), True, None
         opt = m0.optimum
         if m0.nAGQ == 0 or opt is None or m0.estimates.stopped_by_budget \
                 or not m0.estimates.converged:

@@ -326,6 +326,12 @@ def _raised_in(exc: BaseException, function: str) -> bool:
     return False
 
 
+#: a normal response with another link than the identity: not fitted (it was fitted
+#: with the identity link, the link silently dropped)
+GAUSSIAN_LINK_MESSAGE = ("family gaussian is fitted as a linear mixed model with the "
+                         "identity link; a log or inverse link is not available yet")
+
+
 def _numeric_failure(exc: BaseException) -> ModelError:
     what = {ZeroDivisionError: "a division by zero", OverflowError: "an overflow",
             FloatingPointError: "an overflow"}.get(type(exc), "infinite or NaN numbers")
@@ -416,6 +422,8 @@ def fit_model(m: SheetModel):
         with watch as progress:
             # (the size and cost guards run in the design, for every door: cost.py)
             if kind == "lmm":
+                if (fam.link or "identity") != "identity":
+                    raise ModelError(GAUSSIAN_LINK_MESSAGE)
                 return lmer(m.model_formula(), data, REML=m.reml, offset=m.offset,
                             weights=m.weights, time_budget=budget, check_design=check)
             family = m.family
