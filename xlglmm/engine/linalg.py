@@ -380,8 +380,10 @@ def _schur_by_columns(layout, Cval, S):
     levels (a 200 MB block) the scatter was 3/4 of factorize.  The levels of a
     column are taken in ascending order (a counting sort), so each entry's
     subtractions come in the scatter's order; only the row sums, which the scatter
-    interleaved with them, are now all added first (rounding-level differences,
-    hence only for blocks that go to LAPACK anyway)."""
+    interleaved with them, are now all added first: rounding-level differences,
+    hence only for rest blocks of LAPACK_MIN_R columns or more -- the dense ones go
+    on to LAPACK, nested designs of that size (a near-diagonal block) to the
+    envelope loop, with last-bit changes from before this path existed."""
     loc_ptr, loc_cols = layout.loc_ptr, layout.loc_cols
     ng = loc_ptr.shape[0] - 1
     k1 = Cval.shape[0]
