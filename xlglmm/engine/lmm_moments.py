@@ -513,16 +513,16 @@ class LmmMoments:
 
     def conditioned(self, theta0) -> bool:
         """Whether the cross-products keep enough digits from theta0 up to 10^6
-        times it (each entry scaled; the variances of a fit rarely go further):
-        pwrss falls as theta grows, so the cancellation is worst at the largest.
-        A model that fails takes the rows for its whole fit -- one evaluation path,
-        so the optimizer never sees the two paths' last digits disagree."""
+        times it (each entry scaled; the variances of a fit rarely go further).
+        Along that ray pwrss only falls (the penalty shrinks) while the part it is
+        the difference of, y0'W y0, stays: the cancellation is worst at the far end,
+        so one evaluation there answers for the ray.  A model that fails takes the
+        rows for its whole fit -- one evaluation path, so the optimizer never sees
+        the two paths' last digits disagree (other points that fail switch a
+        model to the rows from then on: ``LinearMixedModel._terms``)."""
         factor, u1, v = self.new_factor(), np.zeros((self.ng, self.k1)), np.zeros(self.r)
-        theta0 = np.asarray(theta0, dtype=np.float64)
-        for k in range(7):
-            if self.deviance_terms(theta0 * 10.0 ** k, factor, u1, v) is None:
-                return False
-        return True
+        theta = np.asarray(theta0, dtype=np.float64) * 1e6
+        return self.deviance_terms(theta, factor, u1, v) is not None
 
     def _solve(self, lam, factor, u1, v):
         """(kernel's tuple, beta0 of the reference used) at Lambda: the recentred
