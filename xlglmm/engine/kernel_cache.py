@@ -15,7 +15,10 @@ they differ, the engine's cached kernels are deleted (they recompile on first us
 one-time cost that ``jit`` measures and no fit's budget counts) and the new digest is
 stored.  Only the package's own ``__pycache__`` folder is looked after: with
 ``NUMBA_CACHE_DIR`` set, or a read-only install (Numba's per-user cache), the caller
-owns the cache (CI's second pass uses an empty one).
+owns the cache (CI's second pass uses an empty one).  One case is left: a process
+still running the old code (a spreadsheet session open across the pull) may write a
+kernel compiled from the old sources after the new stamp; restarting it after an
+update, as after any upgrade, avoids that.
 """
 from __future__ import annotations
 
