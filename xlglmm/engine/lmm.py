@@ -158,7 +158,7 @@ class LinearMixedModel(MixedModel):
         self._centre = None     # (theta, state) to recentre the moments at, see _recentre
         # groups that explain all but ~1e-3 of y's variation (beyond OLS) leave the
         # cross-products too few digits: such a model is solved on the rows throughout
-        self.on_rows = not self.moments.conditioned(theta_start(dev.terms))
+        self.on_rows = not self.moments.conditioned(theta_start(dev.terms), *self._work)
 
     def _same_model(self, design, **settings):
         kw = dict(reml=self.reml, time_budget=self.time_budget, max_evals=self.max_evals)
@@ -200,43 +200,50 @@ class LinearMixedModel(MixedModel):
         """(ok, log|L|^2, log|RX|^2, pwrss) at theta: ``solve``'s numbers alone, its
         arrays this model's work arrays (the optimizer's evaluations, ~10 us of
         Python each spared)."""
-        dev = self.devfun
-        if dev.budget is not None and dev.piece_iterations:    # (as devfun.pirls)
-            dev.budget.check_inside()
-        if self._centre is not None:
-            self._recentre(*self._centre)
-        dev.evaluations += 1
+        self._before_evaluation()
         got = None if self.on_rows else self.moments.deviance_terms(theta, *self._work)
         if got is not None:
             return got
-        self.on_rows = True         # the moments cancel too much here: the rows, from now on
-        st = dev.pirls(theta)
-        if not st.ok or not np.isfinite(st.logdet):
+        ok, st, ldrx = self._on_the_rows(theta)
+        if not ok:
             return False, -np.inf, -np.inf, np.inf
         for mine, rows_ in zip(self._work[0], (st.Dchol, st.Cval, st.LS)):
             mine[...] = rows_       # (callers read the factor _terms filled)
-        return True, st.logdet, log_det_rx(st, dev.q2) if dev.p else 0.0, st.pdev
+        return True, st.logdet, ldrx, st.pdev
 
     def solve(self, theta) -> MomentSolve:
         """The penalized least-squares solve at theta from the moments: log|L|^2,
         log|RX|^2, pwrss, the factor and the modes (``MomentSolve``), in new
         arrays."""
-        dev = self.devfun
-        if dev.budget is not None and dev.piece_iterations:    # (as devfun.pirls)
-            dev.budget.check_inside()
-        if self._centre is not None:
-            self._recentre(*self._centre)
+        self._before_evaluation()
         got = None if self.on_rows else self.moments.evaluate(theta)
-        dev.evaluations += 1
-        if got is None:             # the moments cancel too much here: the rows, from now on
-            self.on_rows = True
-            st = dev.pirls(theta)
-            ok = bool(st.ok) and np.isfinite(st.logdet)
-            return MomentSolve(ok, st.logdet, log_det_rx(st, dev.q2) if ok and dev.p else 0.0,
-                               st.pdev, Factor(st.Dchol.copy(), st.Cval.copy(), st.LS.copy()),
+        if got is None:
+            ok, st, ldrx = self._on_the_rows(theta)
+            return MomentSolve(ok, st.logdet, ldrx, st.pdev,
+                               Factor(st.Dchol.copy(), st.Cval.copy(), st.LS.copy()),
                                st.u1.copy(), st.v.copy())
         ev, factor, u1, v = got
         return MomentSolve(bool(ev.ok), ev.logdet, ev.ldrx, ev.pwrss, factor, u1, v)
+
+    def _before_evaluation(self):
+        """What every evaluation does first: the budget check inside a long fit (as
+        ``devfun.pirls``), the recentring after the fit (``_recentre``), the count."""
+        dev = self.devfun
+        if dev.budget is not None and dev.piece_iterations:
+            dev.budget.check_inside()
+        if self._centre is not None:
+            self._recentre(*self._centre)
+        dev.evaluations += 1
+
+    def _on_the_rows(self, theta) -> tuple:
+        """(ok, PIRLS state, log|RX|^2) of the row-based solve at theta, where the
+        moments cancel too much (``LmmMoments.trusted``): this model takes the rows
+        from now on."""
+        dev = self.devfun
+        self.on_rows = True
+        st = dev.pirls(theta)
+        ok = bool(st.ok) and bool(np.isfinite(st.logdet))
+        return ok, st, log_det_rx(st, dev.q2) if ok and dev.p else 0.0
 
     def _recentre(self, theta, st: PirlsState):
         """Take the moments' response part about the state's estimates (see

@@ -511,7 +511,7 @@ class LmmMoments:
             + float(np.dot(resp.u0v, resp.u0v))
         return pwrss > 0.0 and const <= CANCELLATION_LIMIT * pwrss
 
-    def conditioned(self, theta0) -> bool:
+    def conditioned(self, theta0, factor, u1, v) -> bool:
         """Whether the cross-products keep enough digits from theta0 up to 10^6
         times it (each entry scaled; the variances of a fit rarely go further).
         Along that ray pwrss only falls (the penalty shrinks) while the part it is
@@ -519,8 +519,8 @@ class LmmMoments:
         so one evaluation there answers for the ray.  A model that fails takes the
         rows for its whole fit -- one evaluation path, so the optimizer never sees
         the two paths' last digits disagree (other points that fail switch a
-        model to the rows from then on: ``LinearMixedModel._terms``)."""
-        factor, u1, v = self.new_factor(), np.zeros((self.ng, self.k1)), np.zeros(self.r)
+        model to the rows from then on: ``LinearMixedModel._terms``).  The factor
+        and modes go to the arrays given (the model's work arrays: no r x r more)."""
         theta = np.asarray(theta0, dtype=np.float64) * 1e6
         return self.deviance_terms(theta, factor, u1, v) is not None
 
@@ -533,6 +533,8 @@ class LmmMoments:
             out = self._kernel(self.mom, resp, lam, factor, u1, v)
             if not out[0] or self.trusted(resp, out[3]):
                 return out, beta0
+            if resp is self._base_response:     # (_response fell back to it already)
+                return None
         out = self._kernel(self.mom, self._base_response, lam, factor, u1, v)
         if not out[0] or self.trusted(self._base_response, out[3]):
             return out, self._base[1][self.npen:]
