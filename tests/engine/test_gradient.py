@@ -51,9 +51,11 @@ def data(fam, link, seed=3):
     return df
 
 
-def deviance_at(fam, link, formula, offset=None, weights=None, theta=None):
-    """A GlmmDeviance and a point (theta, beta) near its optimum, not at it."""
-    F = Family(fam, link, 2.0)
+def deviance_at(fam, link, formula, offset=None, weights=None, theta=None, laplace="lme4",
+                dispersion=1.0):
+    """A GlmmDeviance and a point (theta, beta) near its optimum, not at it (lme4's
+    Laplace approximation unless ``laplace`` says otherwise)."""
+    F = Family(fam, link, 2.0, laplace=laplace, dispersion=dispersion)
     df = data(fam, link)
     d = build_design(formula, df, F, offset=offset, weights=weights)
     dev = GlmmDeviance(d, F)
@@ -250,7 +252,7 @@ def test_stage_two_on_the_gradient_reaches_the_optimum_on_values(fam, link, form
     """Stage 2's steps on the exact gradient and on the deviance's values (the
     AGQ path) end at the same optimum with the same accurate Hessian."""
     from xlglmm.engine.model import GeneralizedLinearMixedModel
-    F = Family(fam, link)
+    F = Family(fam, link, laplace="lme4")
     d = build_design(formula, data(fam, link, seed=11), F)
     m = GeneralizedLinearMixedModel(d, F, se_method="hessian")
     m.start_values = m._start()
@@ -280,3 +282,101 @@ def test_gradient_with_lapacks_inverse_of_a_large_rest_block(fam, link, monkeypa
     _, g_lapack = dev.laplace_gradient(theta, beta)
     assert calls
     np.testing.assert_allclose(g_lapack, g_loops, rtol=1e-9, atol=1e-9)
+
+
+# ---- the exact Laplace approximation (observed information, the Gamma's dispersion
+# a parameter): its value against a dense numpy/scipy formula, its gradient against
+# central finite differences
+
+def log_density(fam, link, y, mu, pw, dispersion, theta_nb=2.0):
+    """log f(y | mu) per row by scipy.stats (binomial: y a proportion of pw trials;
+    Gamma: pw copies of shape 1/phi)."""
+    from scipy import stats
+    if fam == "poisson":
+        return pw * stats.poisson.logpmf(y, mu)
+    if fam == "binomial":
+        return stats.binom.logpmf(np.round(y * pw), np.round(pw), mu)
+    if fam == "negbin":
+        return pw * stats.nbinom.logpmf(y, theta_nb, theta_nb / (theta_nb + mu))
+    a = 1.0 / dispersion
+    return pw * stats.gamma.logpdf(y, a, scale=mu / a)
+
+
+def dense_exact_laplace(dev, theta, beta, dispersion):
+    """-2 sum log f(y|u) + |u|^2 + log det(A'W_obs A + I) at the modes, W_obs the
+    second derivative of the rows' log density in eta by central differences."""
+    fam = dev.family
+    st = dev.state
+    u = dev.u_vector(st)
+    lams = dev.lambdas(theta)
+    n = dev.n
+    terms = [(dev.Z1, dev.terms[0].codes[dev.order], dev.terms[0])]
+    terms += [(Z, t.codes[dev.order], t) for Z, t in zip(dev.rest_Z, dev.rest_terms)]
+    q = sum(t.nlevels * t.k for _, _, t in terms)
+    A = np.zeros((n, q))
+    b = 0
+    for (Z, codes, t), L in zip(terms, lams):
+        ZL = Z @ L
+        for j in range(t.k):
+            A[np.arange(n), b + codes * t.k + j] = ZL[:, j]
+        b += t.nlevels * t.k
+    eta = dev.offset + dev.X @ beta + A @ u
+    assert np.allclose(eta, st.eta, atol=1e-10)
+
+    def ll(e):
+        return log_density(fam.name, fam.link, dev.y, fam.linkinv(e), dev.pw, dispersion)
+    h = 1e-4
+    w_obs = -(ll(eta + h) - 2 * ll(eta) + ll(eta - h)) / h ** 2
+    # the modes: the penalized log-likelihood's gradient in u is zero there
+    score = (ll(eta + 1e-6) - ll(eta - 1e-6)) / 2e-6
+    assert np.max(np.abs(A.T @ score - u)) < 1e-5 * max(1.0, np.abs(u).max())
+    M = A.T @ (w_obs[:, None] * A) + np.eye(q)
+    sign, logdet = np.linalg.slogdet(M)
+    assert sign > 0
+    return -2 * ll(eta).sum() + u @ u + logdet
+
+
+EXACT = [("binomial", "probit", 1.0), ("binomial", "cloglog", 1.0), ("negbin", "log", 1.0),
+         ("gamma", "log", 0.35), ("gamma", "inverse", 0.35), ("gamma", "identity", 0.35),
+         ("poisson", "sqrt", 1.0), ("poisson", "log", 1.0)]
+
+
+@pytest.mark.parametrize("fam,link,disp", EXACT)
+@pytest.mark.parametrize("shape", ["intercept", "slope", "crossed"])
+def test_exact_laplace_value_matches_dense_formula(fam, link, disp, shape):
+    if link == "identity" and shape != "intercept":
+        pytest.skip("the identity link's Gamma data are generated for one term only")
+    dev, theta, beta = deviance_at(fam, link, FORMULAS[shape], laplace="exact",
+                                   dispersion=disp)
+    f = dev.laplace(theta, beta)
+    want = dense_exact_laplace(dev, theta, beta, disp)
+    # the dense W_obs is a second difference (h = 1e-4: ~1e-8 relative per row)
+    assert f == pytest.approx(want, abs=1e-5 * max(1.0, abs(want)))
+
+
+@pytest.mark.parametrize("fam,link,disp", EXACT)
+@pytest.mark.parametrize("shape", ["slope", "crossed", "nested"])
+def test_exact_gradient_matches_finite_differences(fam, link, disp, shape):
+    if link == "identity" and shape != "intercept":
+        pytest.skip("the identity link's Gamma data are generated for one term only")
+    dev, theta, beta = deviance_at(fam, link, FORMULAS[shape], laplace="exact",
+                                   dispersion=disp)
+    f, g = dev.laplace_gradient(theta, beta)
+    assert f == pytest.approx(dev.laplace(theta, beta), rel=1e-9)
+    noisy = (fam, link) in FISHER_ONLY or (fam, link) == ("poisson", "sqrt")
+    num = central_fd(dev, theta, beta, 1e-3 if noisy else 1e-4)
+    scale = max(1.0, np.max(np.abs(num)))
+    assert np.max(np.abs(g - num)) < (2e-4 if noisy else 2e-6) * scale
+
+
+def test_exact_and_lme4_coincide_for_canonical_links():
+    for fam, link in [("poisson", "log"), ("binomial", "logit")]:
+        a, theta, beta = deviance_at(fam, link, FORMULAS["slope"], laplace="exact")
+        b, _, _ = deviance_at(fam, link, FORMULAS["slope"], laplace="lme4")
+        assert a.laplace(theta, beta) == b.laplace(theta, beta)
+
+
+def test_exact_and_lme4_differ_for_a_non_canonical_link():
+    a, theta, beta = deviance_at("binomial", "probit", FORMULAS["slope"], laplace="exact")
+    b, _, _ = deviance_at("binomial", "probit", FORMULAS["slope"], laplace="lme4")
+    assert abs(a.laplace(theta, beta) - b.laplace(theta, beta)) > 1e-4

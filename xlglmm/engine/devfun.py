@@ -215,11 +215,10 @@ class GlmmDeviance:
         counters, the fit's settings, and the kernels' call wrappers."""
         self.design = design
         self.y = y
-        self.aic_const = float(loglik_constant(self.y, self.pw, self._fd))
+        self._family_numbers()
         self.A1 = np.zeros((self.n, self.k1))
         self.rest_vals = rest_vals
         self._layout = {}
-        self._offset_rows = pirls.Rows(self.y, self.pw, self.offset)   # stage 1's, reused
         self._controls = {}         # tol -> PirlsControl (each call would build its own)
         self._theta_set = None
         self._theta_key = None
@@ -243,11 +242,25 @@ class GlmmDeviance:
 
     def set_family(self, family: Family):
         """Evaluate with another family of the same kind from now on (a profile's
-        negative binomial shape): the kernels' family data and the response's
-        log-likelihood constant change, the warm starts stay."""
+        negative binomial shape, the Gamma's dispersion): the kernels' family data,
+        weights and the response's log-likelihood constant change, the warm starts
+        stay."""
         self.family = family
         self._fd = family.kernel_data()
+        self._family_numbers()
+
+    def _family_numbers(self):
+        """What the family's parameters set: the rows' weights as the kernels take
+        them (``kernel_pw``: the prior weights, divided by the dispersion phi for the
+        exact Laplace's Gamma, whose log-likelihood's mu part is pw/phi times the
+        deviance's, so that PIRLS finds the modes of the log-likelihood itself and
+        the Fisher and observed weights carry the shape), the log-likelihood's
+        mu-free part and stage 1's rows."""
+        fam = self.family
+        self.kernel_pw = (np.ascontiguousarray(self.pw / float(fam.dispersion))
+                          if fam.estimates_dispersion else self.pw)
         self.aic_const = float(loglik_constant(self.y, self.pw, self._fd))
+        self._offset_rows = pirls.Rows(self.y, self.kernel_pw, self.offset)   # stage 1's
 
     def with_response(self, y, design: ModelDesign | None = None) -> GlmmDeviance:
         """The deviance functions of the same design with another response ``y``
@@ -293,7 +306,7 @@ class GlmmDeviance:
 
     def rows(self, eta_base) -> pirls.Rows:
         """The response as the kernels take it, on top of ``eta_base``."""
-        return pirls.Rows(self.y, self.pw, eta_base)
+        return pirls.Rows(self.y, self.kernel_pw, eta_base)
 
     def lambdas(self, theta) -> list:
         theta = np.asarray(theta, float)

@@ -27,6 +27,7 @@ Gamma and Gaussian densities at ``DISPERSION``.
 """
 from __future__ import annotations
 
+import dataclasses
 import math
 from dataclasses import dataclass
 from typing import NamedTuple
@@ -57,7 +58,17 @@ class FamilyData(NamedTuple):
     family: int           # POISSON, BINOMIAL, ...
     link: int             # LOG, LOGIT, ...
     params: tuple         # floats, indexed by NB_THETA, DISPERSION
+    exact: bool           # the exact Laplace approximation (see ``LAPLACE_MODES``)
 
+
+#: The two Laplace approximations of a GLMM's likelihood.  "exact": the determinant
+#: of the conditional modes' Hessian with the observed information
+#: (``observed_information``), every family parameter (the Gamma's dispersion too) a
+#: parameter of the likelihood, maximised with the others (glmmTMB's).  "lme4": the
+#: determinant with Fisher's weights and the Gamma's dispersion a moment estimate
+#: plugged in (lme4's ``glmer``).  For canonical links (``is_canonical``) with no
+#: dispersion the two are the same number.
+LAPLACE_MODES = ("exact", "lme4")
 
 EPS = 2.220446049250313e-16            # .Machine$double.eps: R's links clamp with it
 _INVEPS = 1.0 / EPS
@@ -175,6 +186,69 @@ def observed_weight(y, mu, pw, fd):
         return pw * y / mu
     t = fd.params[NB_THETA]
     return pw * t * mu * (t + y) / ((t + mu) * (t + mu))
+
+
+@njit(cache=True, error_model="numpy")
+def is_canonical(fd):
+    """The link is the family's canonical one: the observed information equals
+    Fisher's weights for every row, and the two Laplace approximations coincide
+    (but for the Gamma's dispersion)."""
+    fam, link = fd.family, fd.link
+    return ((fam == POISSON and link == LOG) or (fam == BINOMIAL and link == LOGIT)
+            or (fam == GAMMA and link == INVERSE) or (fam == GAUSSIAN and link == IDENTITY))
+
+
+@njit(cache=True, error_model="numpy")
+def variance_mu(mu, fd):
+    """dV/dmu of ``variance``."""
+    fam = fd.family
+    if fam == POISSON:
+        return 1.0
+    if fam == BINOMIAL:
+        return 1.0 - 2.0 * mu
+    if fam == GAMMA:
+        return 2.0 * mu
+    if fam == NEGBIN:
+        return 1.0 + 2.0 * mu / fd.params[NB_THETA]
+    return 0.0
+
+
+@njit(cache=True, error_model="numpy")
+def variance_mu2(mu, fd):
+    """d2V/dmu2 of ``variance``."""
+    fam = fd.family
+    if fam == BINOMIAL:
+        return -2.0
+    if fam == GAMMA:
+        return 2.0
+    if fam == NEGBIN:
+        return 2.0 / fd.params[NB_THETA]
+    return 0.0
+
+
+@njit(cache=True, error_model="numpy")
+def observed_information(y, mu, eta, pw, fd):
+    """(w_obs, dw_obs/deta): one row's observed information -d2 l/deta2 and its
+    derivative in eta, l the row's log-likelihood kernel (an exponential family
+    with variance V(mu) and prior weight ``pw``; the Gamma's dispersion is in
+    ``pw``, see ``devfun``).  With l1 = pw (y - mu)/V, l2 and l3 its first and
+    second mu-derivatives, and m1, m2, m3 the inverse link's derivatives:
+    w_obs = -(l2 m1^2 + l1 m2),  dw_obs/deta = -(l3 m1^3 + 3 l2 m1 m2 + l1 m3).
+    R's clamped mu_eta (as the Fisher weights) with the unclamped m2, m3
+    (``mu_eta2``, ``mu_eta3``)."""
+    link = fd.link
+    m1 = mu if link == LOG else mu_eta(eta, link)
+    m2 = mu_eta2(eta, link)
+    m3 = mu_eta3(eta, link)
+    vr = variance(mu, pw, fd)
+    v1 = variance_mu(mu, fd)
+    v2 = variance_mu2(mu, fd)
+    r = y - mu
+    l1 = pw * r / vr
+    l2 = -pw * (1.0 / vr + r * v1 / (vr * vr))
+    l3 = pw * (2.0 * v1 / (vr * vr) - r * (v2 / (vr * vr) - 2.0 * v1 * v1 / (vr * vr * vr)))
+    return (-(l2 * m1 * m1 + l1 * m2),
+            -(l3 * m1 * m1 * m1 + 3.0 * l2 * m1 * m2 + l1 * m3))
 
 
 @njit(cache=True, error_model="numpy")
@@ -362,6 +436,11 @@ class Family:
     name: str
     link: str = ""
     nb_theta: float = 1.0
+    #: the Laplace approximation a GLMM of this family is fitted by (``LAPLACE_MODES``)
+    laplace: str = "exact"
+    #: the Gamma's dispersion phi (shape 1/phi) where it is a parameter of the
+    #: likelihood (the exact Laplace's); lme4's estimates it from the deviance instead
+    dispersion: float = 1.0
 
     def __post_init__(self):
         spec = family_spec(self.name)
@@ -376,6 +455,11 @@ class Family:
             raise ValueError(f"link '{link}' is not available for the {key} family "
                              f"(use one of: {', '.join(allowed)})")
         object.__setattr__(self, "link", link)
+        mode = str(self.laplace).lower()
+        if mode not in LAPLACE_MODES:
+            raise ValueError(f"laplace must be one of: {', '.join(LAPLACE_MODES)} "
+                             f"(not '{self.laplace}')")
+        object.__setattr__(self, "laplace", mode)
 
     @property
     def spec(self) -> FamilySpec:
@@ -391,10 +475,35 @@ class Family:
     def link_code(self) -> int:
         return LINK_CODES[self.link]
 
-    def kernel_data(self, dispersion: float = 1.0) -> FamilyData:
-        """The family as the kernels take it: codes and parameters (``dispersion``
-        matters only to ``unit_logdensity`` and its derivatives)."""
-        return FamilyData(self.code, self.link_code, (float(self.nb_theta), float(dispersion)))
+    def kernel_data(self, dispersion: float | None = None) -> FamilyData:
+        """The family as the kernels take it: codes, parameters (``dispersion``,
+        default the family's own, matters only to ``unit_logdensity``, its
+        derivatives and the exact Laplace's Gamma) and the Laplace mode."""
+        disp = self.dispersion if dispersion is None else dispersion
+        return FamilyData(self.code, self.link_code, (float(self.nb_theta), float(disp)),
+                          self.exact)
+
+    @property
+    def exact(self) -> bool:
+        """Fitted by the exact Laplace approximation (``laplace == "exact"``)."""
+        return self.laplace == "exact"
+
+    @property
+    def canonical(self) -> bool:
+        """The canonical link: observed information = Fisher's weights."""
+        return bool(is_canonical(self.kernel_data()))
+
+    @property
+    def laplace_differs(self) -> bool:
+        """The two Laplace approximations give different fits: a non-canonical link,
+        or the Gamma's dispersion (a likelihood parameter or lme4's plug-in)."""
+        return not self.is_gaussian and (not self.canonical or self.code == GAMMA)
+
+    @property
+    def estimates_dispersion(self) -> bool:
+        """The dispersion phi is a parameter of the likelihood, estimated by maximum
+        likelihood with the others (the exact Laplace's Gamma)."""
+        return self.exact and self.code == GAMMA
 
     @property
     def parameters(self) -> tuple:
@@ -598,7 +707,7 @@ def make_family(family, link=None) -> Family:
     """Accept a name (``"poisson"``), a :class:`Family`, or ``NegativeBinomial2(theta)``."""
     if isinstance(family, Family):
         if link and link.lower() != family.link:
-            return Family(family.name, link, family.nb_theta)
+            return dataclasses.replace(family, link=link)
         return family
     if not isinstance(family, str):
         raise TypeError("family must be a name such as 'poisson' or a Family object")
@@ -607,7 +716,9 @@ def make_family(family, link=None) -> Family:
 
 @njit(cache=True, error_model="numpy")
 def unit_loglik_const(y, wt, fd):
-    """The mu-free part of ``unit_loglik`` (lgamma terms)."""
+    """The mu-free part of ``unit_loglik`` (lgamma terms).  The exact Laplace's
+    Gamma (``fd.exact``): the shape's terms at dispersion ``params[DISPERSION]`` with
+    the prior weight ``wt``; its mu part (``unit_loglik_var``) takes wt / phi."""
     fam = fd.family
     if fam == POISSON:
         return -wt * math.lgamma(y + 1.0)
@@ -620,6 +731,9 @@ def unit_loglik_const(y, wt, fd):
     if fam == NEGBIN:
         t = fd.params[NB_THETA]
         return wt * (math.lgamma(y + t) - math.lgamma(t) - math.lgamma(y + 1.0))
+    if fam == GAMMA and fd.exact:
+        a = 1.0 / fd.params[DISPERSION]
+        return wt * (-math.lgamma(a) + a * math.log(a) + (a - 1.0) * math.log(y))
     return 0.0
 
 
@@ -645,6 +759,9 @@ def unit_loglik_var(y, mu, wt, fd):
         if y > 0.0:
             r += y * math.log(mu / (t + mu))
         return wt * r
+    if fam == GAMMA and fd.exact:
+        # the exact Laplace's kernels carry the shape in the weight: wt = pw / phi
+        return -wt * (math.log(mu) + y / mu)
     return 0.0
 
 
@@ -662,7 +779,7 @@ def loglik_constant(y, wt, fd):
 def conditional_aic_fast(y, mu, wt, fd, const):
     """``conditional_aic`` with the mu-free part given (``loglik_constant``)."""
     fam = fd.family
-    if fam != POISSON and fam != BINOMIAL and fam != NEGBIN:
+    if fam != POISSON and fam != BINOMIAL and fam != NEGBIN and not (fam == GAMMA and fd.exact):
         return conditional_aic(y, mu, wt, fd)
     s = const
     for i in range(y.shape[0]):
@@ -704,6 +821,24 @@ def mu_eta2(eta, link):
         return 2.0 / (eta * eta * eta)
     if link == SQRT:
         return 2.0
+    return 0.0
+
+
+@njit(cache=True, error_model="numpy")
+def mu_eta3(eta, link):
+    """d^3 mu / d eta^3, unclamped (the third derivative of the inverse link)."""
+    if link == LOG:
+        return math.exp(eta)
+    if link == LOGIT:
+        m = 1.0 / (1.0 + math.exp(-eta))
+        return m * (1.0 - m) * (1.0 - 6.0 * m + 6.0 * m * m)
+    if link == PROBIT:
+        return (eta * eta - 1.0) * math.exp(-0.5 * eta * eta - _LOG_SQRT_2PI)
+    if link == CLOGLOG:
+        e = math.exp(eta)
+        return e * math.exp(-e) * ((1.0 - e) * (1.0 - e) - e)
+    if link == INVERSE:
+        return -6.0 / (eta * eta * eta * eta)
     return 0.0
 
 

@@ -50,8 +50,8 @@ from numba import njit
 from scipy import special
 
 from . import pirls
-from .family import (BINOMIAL, GAMMA, GAUSSIAN, IDENTITY, INVERSE, LOG, LOGIT, NB_THETA,
-                     NEGBIN, POISSON, mu_eta, mu_eta2, unit_deviance, variance)
+from .family import (BINOMIAL, GAMMA, LOG, NB_THETA, NEGBIN, POISSON, is_canonical, mu_eta,
+                     mu_eta2, observed_information, unit_deviance, variance, variance_mu)
 from .linalg import (LAPACK_MIN_R, Factor, envelope_starts, factorize, linear_predictor,
                      lower_inverse, new_factor, newton_step, rest_inverse)
 
@@ -76,29 +76,6 @@ class GradientDesign(NamedTuple):
     X: np.ndarray           # n x p
     Zown: np.ndarray        # n x (k1 + m_use)
     kappa: float
-
-
-@njit(cache=True, error_model="numpy")
-def _variance_mu(mu, fd):
-    """dV/dmu of ``family.variance``."""
-    fam = fd.family
-    if fam == POISSON:
-        return 1.0
-    if fam == BINOMIAL:
-        return 1.0 - 2.0 * mu
-    if fam == GAMMA:
-        return 2.0 * mu
-    if fam == NEGBIN:
-        return 1.0 + 2.0 * mu / fd.params[NB_THETA]
-    return 0.0
-
-
-@njit(cache=True, error_model="numpy")
-def is_canonical(fd):
-    """The observed information equals Fisher's (w_obs = w) for every row."""
-    fam, link = fd.family, fd.link
-    return ((fam == POISSON and link == LOG) or (fam == BINOMIAL and link == LOGIT)
-            or (fam == GAMMA and link == INVERSE) or (fam == GAUSSIAN and link == IDENTITY))
 
 
 @njit(cache=True, error_model="numpy")
@@ -129,23 +106,31 @@ def aic_mu_derivative(y, mu, wt, fd, kappa):
 
 @njit(cache=True, error_model="numpy")
 def row_terms(fd, rows, eta, mu, kappa, w, wres, dw, wobs, da):
-    """Per row: Fisher weight w and working residual wres (``pirls.working_weights``),
-    dw/deta, the observed weight -d wres/deta and dA/deta."""
+    """Per row: the determinant's weight w and its derivative dw/deta, the working
+    residual wres (``pirls.working_weights``), the observed weight -d wres/deta and
+    dA/deta.  The determinant's weights are Fisher's (lme4's Laplace) or, for the
+    exact Laplace (``pirls.observed_determinant``), the observed ones: then w = wobs
+    and dw is the observed information's derivative (the family's third one)."""
     pirls.working_weights(fd, rows, eta, mu, w, wres)
     y, pw = rows.y, rows.pw
     link = fd.link
     canonical = is_canonical(fd)
+    observed = pirls.observed_determinant(fd)
     for i in range(y.shape[0]):
         m = mu[i]
         me = m if link == LOG else mu_eta(eta[i], link)
-        me2 = mu_eta2(eta[i], link)
-        vr = variance(m, pw[i], fd)
-        vp = _variance_mu(m, fd)
-        dw[i] = pw[i] * (2.0 * me * me2 / vr - me * me * me * vp / (vr * vr))
-        if canonical:
-            wobs[i] = w[i]
+        if observed:
+            wobs[i], dw[i] = observed_information(y[i], m, eta[i], pw[i], fd)
+            w[i] = wobs[i]
         else:
-            wobs[i] = w[i] - pw[i] * (y[i] - m) * (me2 / vr - me * me * vp / (vr * vr))
+            me2 = mu_eta2(eta[i], link)
+            vr = variance(m, pw[i], fd)
+            vp = variance_mu(m, fd)
+            dw[i] = pw[i] * (2.0 * me * me2 / vr - me * me * me * vp / (vr * vr))
+            if canonical:
+                wobs[i] = w[i]
+            else:
+                wobs[i] = w[i] - pw[i] * (y[i] - m) * (me2 / vr - me * me * vp / (vr * vr))
         da[i] = aic_mu_derivative(y[i], m, pw[i], fd, kappa) * me
 
 
@@ -313,7 +298,7 @@ def laplace_gradient(fd, rows, layout, factor, mode, gd, Sinv_given):
     # lambda = (2 M_obs)^{-1} F_u: newton_step solves M x = A'c/2 + u when given
     # wres = c/2 and the modes negated
     obs = factor
-    if not is_canonical(fd):
+    if not (is_canonical(fd) or pirls.observed_determinant(fd)):
         obs = new_factor(layout)
         _, ok = factorize(layout, wobs, obs)
         if not ok:
@@ -378,7 +363,7 @@ class LaplaceGradient:
         mu): a + 2 a^2 S_a / sum(wt), a = 1/dispersion, S_a = d loglik / d a; 1 for
         the other families (never read)."""
         dev = self.dev
-        if dev._fd.family != GAMMA:
+        if dev._fd.family != GAMMA or dev._fd.exact:    # exact: the dispersion is a parameter
             return 1.0
         d, sw, s = gamma_dispersion_sums(dev.rows(dev.offset), st.mu, dev._fd)
         a = sw / d

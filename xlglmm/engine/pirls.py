@@ -25,8 +25,8 @@ from typing import NamedTuple
 import numpy as np
 from numba import njit
 
-from .family import (LOG, conditional_aic_fast, has_observed_weights, linkinv, mu_eta,
-                     observed_weight, unit_deviance, variance)
+from .family import (LOG, conditional_aic_fast, has_observed_weights, is_canonical, linkinv,
+                     mu_eta, observed_information, observed_weight, unit_deviance, variance)
 from .linalg import Factor, factorize, linear_predictor, new_factor, newton_step
 
 # status codes of PirlsResult.status
@@ -188,6 +188,24 @@ def newton_weights(fd, rows, mu, w):
 
 
 @njit(cache=True, error_model="numpy")
+def observed_determinant(fd):
+    """The Laplace determinant takes the observed information, not Fisher's weights:
+    the exact Laplace approximation (``fd.exact``) with a non-canonical link."""
+    return fd.exact and not is_canonical(fd)
+
+
+@njit(cache=True, error_model="numpy")
+def observed_weights(fd, rows, eta, mu, w):
+    """w = the observed information -d2 loglik / d eta2 of every row
+    (``family.observed_information``): the exact Laplace determinant's weights.
+    Some may be negative (a probit row far in its tail); their sum with the
+    penalty is positive definite at a mode."""
+    y, pw = rows.y, rows.pw
+    for i in range(y.shape[0]):
+        w[i] = observed_information(y[i], mu[i], eta[i], pw[i], fd)[0]
+
+
+@njit(cache=True, error_model="numpy")
 def _same_weights(w, w_factor):
     """w equals, bit for bit, the weights the factor was formed with: its factor is
     then the one factorize would form again (a linear mixed model's weights never
@@ -217,7 +235,9 @@ def pirls(fd, rows, layout, u1, v, control, aic_const):
     when ``r > npen``, the fixed effects) by Fisher-scoring steps with step halving,
     starting from the given u1, v (updated in place).  Stops when the Newton
     decrement falls below ``tol * (1 + pdev)``, or stalls at rounding level.
-    Returns a ``PirlsResult``; its factor is the one at the returned modes.
+    Returns a ``PirlsResult``; its factor is the one at the returned modes, with
+    Fisher's weights (lme4's Laplace determinant) or, for the exact Laplace with a
+    non-canonical link (``observed_determinant``), the observed information.
 
     Iterations ``control.it_first`` to ``control.maxit`` are done: a caller can run
     the loop in pieces (checking a time budget in between,
@@ -255,6 +275,7 @@ def pirls(fd, rows, layout, u1, v, control, aic_const):
     w_factor = np.empty(n)      # the weights ``factor`` holds (valid when have_factor)
     have_factor = False
     ok = True
+    observed = observed_determinant(fd)
     for it in range(control.it_first, control.maxit + 1):
         working_weights(fd, rows, eta, mu, w, wres)
         newton = newton_weights(fd, rows, mu, wn)
@@ -270,10 +291,13 @@ def pirls(fd, rows, layout, u1, v, control, aic_const):
         dec = newton_step(layout, factor, wres, u1, v, du1, dv)
         if dec < tol * (1.0 + abs(pdev)) or finish:
             status = PIRLS_OK
-            if newton:      # the Laplace determinant uses Fisher's weights (lme4)
+            if observed:    # the exact Laplace determinant: the observed information
+                observed_weights(fd, rows, eta, mu, wn)
+                logdet, ok = factorize(layout, wn, factor)
+            elif newton:    # lme4's Laplace determinant uses Fisher's weights
                 logdet, ok = factorize(layout, w, factor)
-                if not ok:
-                    status = PIRLS_NOT_PD
+            if not ok:
+                status = PIRLS_NOT_PD
             more = False
             break
         _copy_modes(u1, v, u1_old, v_old)
@@ -292,7 +316,10 @@ def pirls(fd, rows, layout, u1, v, control, aic_const):
             _copy_modes(u1_old, v_old, u1, v)
             pdev = penalized_deviance(fd, rows, layout, u1, v, eta, mu)
             working_weights(fd, rows, eta, mu, w, wres)
-            if not (have_factor and _same_weights(w, w_factor)):
+            if observed:
+                observed_weights(fd, rows, eta, mu, wn)
+                logdet, ok = factorize(layout, wn, factor)
+            elif not (have_factor and _same_weights(w, w_factor)):
                 logdet, ok = factorize(layout, w, factor)
             status = PIRLS_OK if (ok and dec < 1e-10 * (1.0 + abs(pdev))) else PIRLS_MAXIT
             more = False
