@@ -46,6 +46,7 @@ import numpy as np
 import pandas as pd
 
 from . import workers as _workers
+from .covariance import random_effects_scale
 from .family import Family
 from .lmm import LinearMixedModel
 from .model import GeneralizedLinearMixedModel, MixedModel, ModelError
@@ -106,7 +107,7 @@ def parameter_values(model, theta, beta, sigma, nb_theta=None) -> np.ndarray:
     if nb_theta is not None:
         extra.append(nb_theta)
     return np.concatenate([sdcor_of_theta(model.devfun.terms, np.asarray(theta, float),
-                                          sigma),
+                                          random_effects_scale(model.family, sigma)),
                            np.array(extra, float), np.asarray(beta, float)])
 
 

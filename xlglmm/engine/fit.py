@@ -6,7 +6,8 @@
 
 A negative binomial family named by its name estimates theta
 (``negbin.NegativeBinomialModel``: from the Poisson GLMM, theta with the other
-parameters, then the fit at the estimate).
+parameters, then the fit at the estimate); the exact Laplace approximation's Gamma
+estimates its dispersion the same way (``family_parameter``, from lme4's fit).
 """
 from __future__ import annotations
 
@@ -14,7 +15,8 @@ import dataclasses
 
 from . import jit
 from .design import DesignError, build_design
-from .family import estimates_theta, make_family
+from .family import LAPLACE_MODES, estimates_theta, make_family
+from .family_parameter import GAMMA_DISPERSION, FamilyParameterModel
 from .model import (DEFAULT_MAX_EVALS, GeneralizedLinearMixedModel, ModelError,
                     check_model, check_se_method, checked_nagq)
 from .negbin import NegativeBinomial2, NegativeBinomialModel
@@ -29,8 +31,22 @@ GAUSSIAN_GLMER_MESSAGE = (
     "link); a Gaussian model with a log or inverse link is not available yet")
 
 
+#: se_method "lme4" reproduces lme4's Laplace deviance's finite differences
+LME4_SE_NEEDS_LME4_LAPLACE = (
+    "se_method='lme4' reproduces lme4's standard errors, which belong to lme4's Laplace "
+    "approximation: use laplace='lme4' with it")
+
+
+def checked_laplace(laplace) -> str:
+    """``laplace`` as one of ``family.LAPLACE_MODES`` (ModelError otherwise)."""
+    mode = str(laplace).strip().lower() if isinstance(laplace, str) else None
+    if mode not in LAPLACE_MODES:
+        raise ModelError(f"laplace must be one of: {', '.join(LAPLACE_MODES)}")
+    return mode
+
+
 def glmer(formula, data, family="poisson", *, link=None, offset=None, weights=None,
-          nAGQ=1, groups=None, se_method="auto", time_budget=None,
+          nAGQ=1, groups=None, se_method="auto", laplace="exact", time_budget=None,
           max_evals=DEFAULT_MAX_EVALS, progress=None, check_design=None) -> GLMMResult:
     """Fit a generalized linear mixed model by maximum likelihood (Laplace or AGQ).
 
@@ -47,7 +63,9 @@ def glmer(formula, data, family="poisson", *, link=None, offset=None, weights=No
         random-effects term only), 0 = the fast PIRLS-only criterion
     groups : list of column names, each adding a random intercept ``(1|col)``
     se_method : how the fixed-effect covariance is computed.  All but "rx" are
-        2 x the inverse Hessian of the deviance in (theta, beta), as lme4's default:
+        2 x the inverse Hessian of the deviance in (theta, beta), as lme4's default
+        (with laplace="exact", for a family where the two approximations differ,
+        "auto" is "hessian": lme4's stencil belongs to lme4's approximation):
         ``"auto"`` (default) lme4's own finite differences of its early-stopped PIRLS,
         so the SEs equal lme4's printed ones, unless they disagree with the accurate
         Hessian by more than 5% (then the accurate one, with a note) -- for models
@@ -59,6 +77,12 @@ def glmer(formula, data, family="poisson", *, link=None, offset=None, weights=No
         data); ``"lme4"`` lme4's version always; ``"rx"`` the PIRLS
         cross-product (RX) version, conditional on theta.  nAGQ > 1: accurate
         Hessian; nAGQ = 0: RX (as lme4).
+    laplace : "exact" (default) the Laplace approximation of the likelihood itself: the
+        determinant of the conditional modes' Hessian with the observed information
+        and every family parameter estimated by maximum likelihood, the Gamma's
+        dispersion too (glmmTMB's); "lme4" lme4's version: Fisher's weights in the
+        determinant and the Gamma's dispersion a moment estimate plugged in, not
+        maximised.  The two coincide for Poisson-log and binomial-logit.
     time_budget : seconds of fitting; when exceeded the best fit so far is returned,
         flagged as not converged.  The one-time compilation of the kernels on first
         use is not counted (``res.compile_seconds`` says how long it took)
@@ -71,17 +95,20 @@ def glmer(formula, data, family="poisson", *, link=None, offset=None, weights=No
     try:
         return jit.timed(_glmer, formula, data, family, link=link, offset=offset,
                          weights=weights, nAGQ=nAGQ, groups=groups, se_method=se_method,
-                         time_budget=time_budget, max_evals=max_evals, progress=progress,
-                         check_design=check_design)
+                         laplace=laplace, time_budget=time_budget, max_evals=max_evals,
+                         progress=progress, check_design=check_design)
     except BudgetExhausted as e:
         raise ModelError(str(e)) from None
 
 
 def _glmer(formula, data, family, *, link, offset, weights, nAGQ, groups, se_method,
-           time_budget, max_evals, progress, check_design=None) -> GLMMResult:
+           laplace, time_budget, max_evals, progress, check_design=None) -> GLMMResult:
+    laplace = checked_laplace(laplace)
     if estimates_theta(family):      # a name such as "negbin" or "nb"
+        if se_method == "lme4" and laplace == "exact":
+            raise ModelError(LME4_SE_NEEDS_LME4_LAPLACE)
         return _glmer_nb(formula, data, link=link, offset=offset, weights=weights,
-                         nAGQ=nAGQ, groups=groups, se_method=se_method,
+                         nAGQ=nAGQ, groups=groups, se_method=se_method, laplace=laplace,
                          time_budget=time_budget, max_evals=max_evals, progress=progress,
                          check_design=check_design)
     try:
@@ -90,12 +117,47 @@ def _glmer(formula, data, family, *, link, offset, weights, nAGQ, groups, se_met
         raise ModelError(str(e)) from None
     if fam.is_gaussian:     # (the GLMM deviance has no Gaussian log-likelihood: it was 0)
         raise ModelError(GAUSSIAN_GLMER_MESSAGE)
+    fam = dataclasses.replace(fam, laplace=laplace)
     nAGQ = checked_nagq(nAGQ)
     check_se_method(se_method)
+    if se_method == "lme4" and fam.exact and fam.laplace_differs:
+        raise ModelError(LME4_SE_NEEDS_LME4_LAPLACE)
+    if fam.estimates_dispersion:
+        return _glmer_dispersion(formula, data, fam, offset=offset, weights=weights,
+                                 nAGQ=nAGQ, groups=groups, se_method=se_method,
+                                 time_budget=time_budget, max_evals=max_evals,
+                                 progress=progress, check_design=check_design)
     return glmm_model(formula, data, fam, offset=offset, weights=weights, nAGQ=nAGQ,
                       groups=groups, se_method=se_method, time_budget=time_budget,
                       max_evals=max_evals, progress=progress,
                       check_design=check_design).fit()
+
+
+def _glmer_dispersion(formula, data, fam, *, offset, weights, nAGQ, groups, se_method,
+                      time_budget, max_evals, progress, check_design=None):
+    """A Gamma GLMM with its dispersion estimated by maximum likelihood
+    (``family_parameter.FamilyParameterModel`` with ``GAMMA_DISPERSION``): lme4's
+    Laplace fit first (its moment dispersion the first start), then the dispersion
+    with the other parameters on that fit's design."""
+    start = []
+
+    def fit_start():
+        model = glmm_model(formula, data, dataclasses.replace(fam, laplace="lme4"),
+                           offset=offset, weights=weights, nAGQ=nAGQ, groups=groups,
+                           se_method="rx", time_budget=time_budget, max_evals=max_evals,
+                           check_design=check_design)
+        start.append(model.fit())
+        return start[0]
+
+    def model_at(phi, se, budget_seconds):
+        base = start[0].model.design
+        design = dataclasses.replace(base, messages=list(base.messages))
+        f = dataclasses.replace(fam, dispersion=float(phi))
+        return GeneralizedLinearMixedModel(design, f, nAGQ, se_method=se,
+                                           time_budget=budget_seconds, max_evals=max_evals)
+    return FamilyParameterModel(GAMMA_DISPERSION, fam, fit_start, model_at,
+                                se_method=se_method, time_budget=time_budget,
+                                max_evals=max_evals, progress=progress).fit()
 
 
 def glmm_model(formula, data, fam, *, offset, weights, nAGQ, groups, se_method,
@@ -113,7 +175,7 @@ def glmm_model(formula, data, fam, *, offset, weights, nAGQ, groups, se_method,
                                        progress=progress)
 
 
-def _glmer_nb(formula, data, *, link, offset, weights, nAGQ, groups, se_method,
+def _glmer_nb(formula, data, *, link, offset, weights, nAGQ, groups, se_method, laplace,
               time_budget, max_evals, progress, check_design=None):
     """NB2 GLMM with theta estimated (``negbin.NegativeBinomialModel``): the Poisson
     GLMM first (its arguments and design checked there), then fits with theta fixed
@@ -128,7 +190,7 @@ def _glmer_nb(formula, data, *, link, offset, weights, nAGQ, groups, se_method,
         return poisson[0]
 
     def model_at(theta, se, budget_seconds):
-        fam = NegativeBinomial2(theta, link or "log")
+        fam = NegativeBinomial2(theta, link or "log", laplace)
         nagq = checked_nagq(nAGQ)
         base = poisson[0].model.design
         # each model its own list of notes (a model adds its own to its design's)
@@ -138,7 +200,8 @@ def _glmer_nb(formula, data, *, link, offset, weights, nAGQ, groups, se_method,
                                            time_budget=budget_seconds, max_evals=max_evals)
     return NegativeBinomialModel(fit_poisson, model_at, se_method=se_method,
                                  time_budget=time_budget, max_evals=max_evals,
-                                 progress=progress).fit()
+                                 progress=progress, link=link or "log",
+                                 laplace=laplace).fit()
 
 
 __all__ = ["glmer", "ModelError", "DesignError", "NegativeBinomial2"]

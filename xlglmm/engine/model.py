@@ -26,7 +26,7 @@ from .agq import gauss_hermite
 from .covariance import (LARGE_DATA_NOTE, LME4_HESSIAN_STEP, LME4_SE_MAX_N,
                          LME4_STENCIL_MAX_PARAMS, choose_cov, cov_from_hessian,
                          fd_hessian_too_large, fit_scale_statistics, parameter_scales,
-                         rx_cov, sigma, unscale)
+                         rx_cov, rx_sigma, sigma, unscale)
 from .design import ModelDesign, check_response
 from .devfun import PIRLS_MAXIT, GlmmDeviance, ModeWarmStarts, PirlsState, theta_start
 from .family import Family
@@ -138,6 +138,8 @@ class Estimates:
     messages: list
     evaluations: int
     nb: object = None
+    #: the exact Laplace's Gamma dispersion (``family_parameter.DispersionEstimate``)
+    dispersion: object = None
 
     @property
     def llf(self) -> float:
@@ -509,7 +511,7 @@ class GeneralizedLinearMixedModel(MixedModel):
         H[:nt, nt:] = H[nt:, :nt].T
         if dev.p:
             rx = rx_cov(dev, x1[:nt], self.stage1.state)
-            sig = sigma(dev, self.stage1.state)
+            sig = rx_sigma(dev, self.stage1.state)
             H[nt:, nt:] = 2.0 * np.linalg.inv(sig ** 2 * rx)
             if not np.all(np.isfinite(H)):
                 return None
@@ -569,7 +571,7 @@ class GeneralizedLinearMixedModel(MixedModel):
         H[:nt, :nt] = Htt
         if dev.p:
             rx = rx_cov(dev, x1[:nt], st1)
-            sig = sigma(dev, st1)
+            sig = rx_sigma(dev, st1)
             H[nt:, nt:] = 2.0 * np.linalg.inv(sig ** 2 * rx)
         return H
 
@@ -639,11 +641,13 @@ class GeneralizedLinearMixedModel(MixedModel):
         nt, p = dev.ntheta, dev.p
         rx = rx_cov(dev, opt.theta, opt.state)
         sig = sigma(dev, opt.state)
-        v_rx = sig ** 2 * rx if p else rx
+        v_rx = rx_sigma(dev, opt.state) ** 2 * rx if p else rx
         v_exact = cov_from_hessian(opt.hessian, nt) if (p and opt.hessian_is_fd) else None
         v_lme4 = None
+        # lme4's stencil belongs to lme4's Laplace approximation
+        lme4_laplace = not (self.family.exact and self.family.laplace_differs)
         want_lme4 = self.se_method == "lme4" or (
-            self.se_method == "auto" and dev.n < LME4_SE_MAX_N
+            self.se_method == "auto" and dev.n < LME4_SE_MAX_N and lme4_laplace
             and nt + p <= LME4_STENCIL_MAX_PARAMS)
         if p and self.nAGQ == 1 and v_exact is not None and want_lme4:
             v_lme4 = self._lme4_cov(opt)

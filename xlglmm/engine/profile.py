@@ -61,6 +61,7 @@ from dataclasses import dataclass, field
 import numpy as np
 from scipy import interpolate, special
 
+from .covariance import random_effects_scale
 from .negbin import NB_LOG_THETA_BOUNDS
 from .optimize import Budget, bobyqa, hessian_fd
 from .results import sd_label
@@ -374,7 +375,8 @@ class GlmmProblem(ProfileProblem):
         self._nb_theta = None
         # a dispersion family's SDs are reported as varcorr reports them (sigma * theta),
         # so that the profile's estimate is the block's SD
-        self.sd_scale = model.estimates.sigma if self.family.has_dispersion else 1.0
+        self.sd_scale = random_effects_scale(self.family, model.estimates.sigma) \
+            if self.family.has_dispersion else 1.0
 
     def deviance(self, x) -> float:
         theta = theta_of_sdcor(self.terms, x[:self.nv])

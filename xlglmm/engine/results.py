@@ -11,6 +11,7 @@ from scipy import special
 
 from . import linalg
 from .. import numfmt
+from .covariance import random_effects_scale
 from .design import new_data_matrices
 from .formula import FormulaError, parse_formula
 from .prediction import (PredictionError, check_request, confidence_bounds, link_variance,
@@ -54,6 +55,9 @@ class GLMMResult:
         theta, beta, vcov = est.theta, est.beta, est.vcov
         self.theta = np.asarray(theta, float)
         self.sigma = float(est.sigma)
+        #: what Lambda(theta) is scaled by in the random effects' covariance
+        #: (``covariance.random_effects_scale``)
+        self.re_sigma = random_effects_scale(family, self.sigma)
         self.converged = bool(est.converged)
         #: the time budget stopped the optimizer (its note says so): not an optimum
         self.stopped_by_budget = bool(est.stopped_by_budget)
@@ -140,7 +144,7 @@ class GLMMResult:
     @cached_property
     def variance_components(self) -> dict:
         """The variance of each random intercept term alone (term name -> variance)."""
-        return {t.name: float(self.sigma ** 2 * L[0, 0] ** 2)
+        return {t.name: float(self.re_sigma ** 2 * L[0, 0] ** 2)
                 for t, L in zip(self.design.re_terms, self._dev.lambdas(self.theta))
                 if t.k == 1 and t.colnames == ["(Intercept)"]}
 
@@ -299,7 +303,7 @@ class GLMMResult:
         rows = []
         s2 = self.sigma ** 2
         for t, L in zip(self.design.re_terms, self._dev.lambdas(self.theta)):
-            cov = s2 * (L @ L.T)
+            cov = self.re_sigma ** 2 * (L @ L.T)
             sd = np.sqrt(np.diag(cov))
             for j, cn in enumerate(t.colnames):
                 rows.append((t.name, cn, None, cov[j, j], sd[j]))
@@ -326,7 +330,7 @@ class GLMMResult:
             if before is not None:
                 dev.set_theta(before)
         lams = dev.lambdas(self.theta)
-        s2 = self.sigma ** 2
+        s2 = self.re_sigma ** 2
         out = []
         if not ok:
             for t in dev.terms:
@@ -432,7 +436,7 @@ class GLMMResult:
         """The interval columns (``predict``): the rows' random effects are
         conditioned on where their level was seen (and ``include_re``)."""
         given = [(codes if include_re else np.full_like(codes, -1), Z) for codes, Z in zs]
-        re_part, fixed_part = link_variance(self._dev, self.theta, self._state, self.sigma,
+        re_part, fixed_part = link_variance(self._dev, self.theta, self._state, self.re_sigma,
                                             self.fe_cov.to_numpy(), np.asarray(X, float),
                                             given)
         # (a row without a prediction -- a missing value, or a missing offset -- has
@@ -441,7 +445,7 @@ class GLMMResult:
         if interval == "confidence":
             lower, upper = confidence_bounds(self.family, eta, se, level, type_)
         else:
-            extra = new_level_variance(self._dev.lambdas(self.theta), self.sigma, given,
+            extra = new_level_variance(self._dev.lambdas(self.theta), self.re_sigma, given,
                                        [codes < 0 for codes, _ in given])
             lower, upper = prediction_bounds(self.family, eta, np.sqrt(se ** 2 + extra),
                                              weights, self.sigma, level)
