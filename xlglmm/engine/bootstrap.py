@@ -50,6 +50,7 @@ from .covariance import random_effects_scale
 from .family import Family
 from .lmm import LinearMixedModel
 from .model import GeneralizedLinearMixedModel, MixedModel, ModelError
+from .family_parameter import GAMMA_DISPERSION, FamilyParameterModel
 from .negbin import NegativeBinomial2, NegativeBinomialModel
 from .profile import sdcor_names, sdcor_of_theta
 
@@ -319,24 +320,48 @@ def design_of_rows(design, rows, copy=None, copied=None):
         row_labels=design.row_labels[rows], messages=[])
 
 
+def estimates_family_parameter(result) -> bool:
+    """The fit estimated a family parameter with the others (an NB theta, the exact
+    Laplace's Gamma dispersion): a refit must estimate it again."""
+    return result.nb_theta_se is not None or getattr(result, "dispersion_se", None) is not None
+
+
 def refit_estimating_theta(model, y=None, design=None, time_budget=None, se_method="rx"):
-    """An NB2 model refitted with theta estimated again, as the fit did
-    (``negbin.NegativeBinomialModel``: the Poisson GLMM, then theta with the other
-    parameters), the fits warm-started from ``model``'s optimum or the search's
-    previous point; its ``estimates`` hold
-    theta (``nb``).  ``se_method``: the final fit's covariance (default RX: a
-    bootstrap needs none)."""
-    link = model.family.link
+    """A model whose fit estimated a family parameter, refitted estimating it again
+    as the fit did (``family_parameter.FamilyParameterModel``): an NB2 model's theta
+    (the Poisson GLMM, then theta with the other parameters) or the exact Laplace's
+    Gamma dispersion (lme4's Laplace fit, then the dispersion with the others), the
+    fits warm-started from ``model``'s optimum or the search's previous point; its
+    ``estimates`` hold the parameter (``nb`` or ``dispersion``).  ``se_method``: the
+    final fit's covariance (default RX: a bootstrap needs none)."""
+    fam = model.family
+    if model.estimates is not None and model.estimates.dispersion is not None:
+        def fit_start():
+            return model.refit(y, design=design,
+                               family=dataclasses.replace(fam, laplace="lme4"),
+                               se_method="rx", time_budget=time_budget)
+
+        def model_at(phi, se_method, seconds):
+            return model.refit_model(y, design=design,
+                                     family=dataclasses.replace(fam, dispersion=phi),
+                                     se_method=se_method, time_budget=seconds)
+        est = FamilyParameterModel(GAMMA_DISPERSION, fam, fit_start, model_at,
+                                   se_method=se_method, time_budget=time_budget,
+                                   max_evals=model.max_evals)
+        est.fit()
+        return est.model
+    link = fam.link
 
     def fit_poisson():
         return model.refit(y, design=design, family=Family("poisson", link),
                            se_method="rx", time_budget=time_budget)
 
     def model_at(theta, se_method, seconds):
-        return model.refit_model(y, design=design, family=NegativeBinomial2(theta, link),
+        return model.refit_model(y, design=design,
+                                 family=NegativeBinomial2(theta, link, fam.laplace),
                                  se_method=se_method, time_budget=seconds)
     nb = NegativeBinomialModel(fit_poisson, model_at, se_method=se_method, time_budget=time_budget,
-                               max_evals=model.max_evals)
+                               max_evals=model.max_evals, link=link, laplace=fam.laplace)
     nb.fit()
     return nb.model
 
@@ -433,7 +458,7 @@ def bootstrap(result, nsim: int, seed: int, statistics=statistics_of, time_budge
     job = Job(model, result.fe_params.to_numpy(), np.asarray(result.theta, float),
               float(result.sigma), statistics, type(result), len(estimates), int(seed),
               cases,
-              result.nb_theta_se is not None,
+              estimates_family_parameter(result),
               None if time_budget is None else time.time() + float(time_budget))
     # (no callback: a line on an interactive terminal, nothing elsewhere)
     report = (_workers.terminal_progress("bootstrap") if progress is None

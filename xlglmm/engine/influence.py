@@ -49,8 +49,9 @@ import numpy as np
 import pandas as pd
 
 from . import workers as _workers
-from .bootstrap import (case_plan, check_time_budget, design_of_rows, parameter_names,
-                        parameter_values, refit_estimating_theta)
+from .bootstrap import (case_plan, check_time_budget, design_of_rows,
+                        estimates_family_parameter, parameter_names, parameter_values,
+                        refit_estimating_theta)
 from .model import MixedModel
 
 
@@ -140,7 +141,7 @@ def influence(result, group=None, time_budget=None, workers=None, client=None,
     check_time_budget(time_budget, InfluenceError)
     t0 = time.perf_counter()
     term = next(t for t in model.design.re_terms if t.group == group)
-    estimates_theta = result.nb_theta_se is not None
+    estimates_theta = estimates_family_parameter(result)
     job = Job(model, case_plan(model.design, group).rows_of, estimates_theta,
               None if time_budget is None else time.time() + float(time_budget))
     report = (_workers.terminal_progress("influence") if progress is None

@@ -238,6 +238,11 @@ class MixedModel:
             raise ModelError("this negative binomial fit estimated theta; a refit would keep "
                              "theta fixed at the estimate, another model (fit that one on "
                              "purpose with family=NegativeBinomial2(theta))")
+        if family is None and self.estimates is not None and \
+                self.estimates.dispersion is not None:
+            raise ModelError("this Gamma fit estimated its dispersion; a refit would keep it "
+                             "fixed at the estimate, another model (fit that one on purpose "
+                             "with family=Family('gamma', link, dispersion=phi))")
         devfun = None
         if design is None:
             design = self._with_response(y)

@@ -80,6 +80,8 @@ DISPERSION_NOTE = ("the dispersion is plugged in at each point (dev/n, as lme4's
                    "deviance), not profiled")
 DISPERSION_SD_NOTE = (DISPERSION_NOTE + "; the SD is varcorr's (sigma * theta, as "
                       "lme4's VarCorr) with sigma held at the fit's value")
+DISPERSION_FIXED_NOTE = ("the Gamma dispersion held at its maximum-likelihood estimate: "
+                         "its uncertainty is left out")
 
 
 class ProfileError(ValueError):
@@ -367,7 +369,9 @@ class GlmmProblem(ProfileProblem):
         self.nb_fixed = self.nb and nb_theta == "fixed"
         if self.nb_fixed:
             self.free[self.nv] = False
-        if self.family.has_dispersion:
+        if self.family.estimates_dispersion:
+            self.note_of = {k: DISPERSION_FIXED_NOTE for k in ("sd", "cor", "fixed")}
+        elif self.family.has_dispersion:
             self.note_of = {"sd": DISPERSION_SD_NOTE, "cor": DISPERSION_NOTE,
                             "fixed": DISPERSION_NOTE}
         elif self.nb_fixed:

@@ -113,6 +113,33 @@ class GLMMResult:
         if nb is not None:
             self.nb_theta, self.nb_theta_se, self.nb_theta_ci = nb.theta, nb.se, nb.ci
             self.poisson_fit = nb.poisson_fit
+        # the exact Laplace's Gamma: its dispersion phi by maximum likelihood, with its
+        # SE, CI and lme4's fit the search started from (None otherwise)
+        disp = getattr(est, "dispersion", None)
+        self.dispersion = self.dispersion_se = self.dispersion_ci = None
+        self.lme4_fit = None
+        if disp is not None:
+            self.dispersion, self.dispersion_se, self.dispersion_ci = (
+                disp.dispersion, disp.se, disp.ci)
+            self.lme4_fit = disp.start_fit
+        self.laplace = family.laplace
+
+    @property
+    def likelihood(self) -> str:
+        """Which approximation of the likelihood the fit maximised, in words (the
+        blocks' "likelihood" row)."""
+        fam = self.family
+        if self.nAGQ > 1:
+            return f"adaptive Gauss-Hermite quadrature, {self.nAGQ} points"
+        if self.nAGQ == 0:
+            return "PIRLS criterion (nAGQ=0), not a likelihood"
+        if not fam.laplace_differs:
+            return "Laplace (exact; lme4's is the same for this family and link)"
+        if fam.exact:
+            return ("exact Laplace (observed information"
+                    + ("; dispersion by maximum likelihood)" if fam.has_dispersion else ")"))
+        return ("lme4's Laplace (Fisher weights"
+                + ("; dispersion a moment estimate, not maximised)" if fam.has_dispersion else ")"))
 
     # -- computed on first access (see __init__)
     @cached_property
@@ -497,6 +524,8 @@ class GLMMResult:
                      self.nAGQ,
                      f"(Adaptive Gauss-Hermite Quadrature, nAGQ = {self.nAGQ})")),
                 f" Family: {self.family.label}",
+                *([f"Likelihood: {self.likelihood}"] if self.family.laplace_differs
+                  and self.nAGQ == 1 else []),
                 f"Formula: {self.formula_as_fitted()}"]
 
     def _summary_criterion(self) -> list:

@@ -161,6 +161,8 @@ def fit_block(result: GLMMResult, alpha: float = 0.05, extra_fit_rows=(), tests=
         fit_rows.append((f"groups: {g}", k))
     fit_rows += list(extra_fit_rows)
     fit_rows += [("rows dropped", result.n_dropped), ("method", result.method),
+                 *([("likelihood", result.likelihood)]
+                   if not result.family.is_gaussian else []),
                  ("family", f"{result.family.name} ({result.family.link})"),
                  ("converged", result.converged), ("singular", result.singular)]
     for label, value in fit_rows:

@@ -13,6 +13,7 @@ import contextlib
 import functools
 import os
 from contextvars import ContextVar
+import dataclasses
 from dataclasses import dataclass
 
 import numpy as np
@@ -21,7 +22,7 @@ import pandas as pd
 from . import cache, values
 from ..engine import jit
 from ..engine.design import ROW_LABELS, DesignError
-from ..engine.family import SHEET_FAMILIES, SHEET_LINKS, make_family
+from ..engine.family import LAPLACE_MODES, SHEET_FAMILIES, SHEET_LINKS, make_family
 from ..engine.fit import ModelError, NegativeBinomial2, glmer
 from ..engine.lmm import lmer
 from ..engine.formula import Formula, FormulaError, RandomTerm, Response, Variable, parse_formula
@@ -56,6 +57,7 @@ class SheetModel:
     # functions built directly (its text is ``formula``): never parsed, so a header is
     # a name whatever it holds, and no limit on typed formulas applies
     parsed: Formula | None = None
+    laplace: str = "exact"          # the Laplace approximation (family.LAPLACE_MODES)
 
     def model_formula(self):
         """What the fit gets: the parsed Formula (or the text, when there is none)."""
@@ -69,7 +71,7 @@ class SheetModel:
         link = make_family(self.family, self.link).link
         return cache.digest("fit", self.formula, self.family, link, self.nAGQ, cols,
                             self.offset, self.weights, DEFAULT_TIME_BUDGET, self.nb_theta,
-                            self.reml)
+                            self.reml, self.laplace)
 
 
 def _hashable(arr: np.ndarray) -> np.ndarray:
@@ -120,18 +122,44 @@ def _check_counts(y, name, first_row, family, trials=None):
                 raise SheetError(f"{name} has more successes than trials in {rows(over)}")
 
 
+#: the family (or link) text's suffix naming the Laplace approximation: "gamma:lme4",
+#: "probit:lme4" (``engine.family.LAPLACE_MODES``; none: the exact one)
+LAPLACE_SUFFIX = ":"
+
+
+def split_laplace(text):
+    """(text without its Laplace suffix, the suffix's mode or None): "gamma:lme4" ->
+    ("gamma", "lme4"); SheetError for a suffix that names no mode."""
+    if not isinstance(text, str) or LAPLACE_SUFFIX not in text:
+        return text, None
+    base, _, mode = text.rpartition(LAPLACE_SUFFIX)
+    mode = mode.strip().lower()
+    if mode not in LAPLACE_MODES:
+        raise SheetError(f"the Laplace approximation after ':' must be one of: "
+                         f"{', '.join(LAPLACE_MODES)} (e.g. \"gamma:lme4\")")
+    return base.strip() or None, mode
+
+
 def _check_family_link(family, link):
-    """The link must suit the family (checked before any data are read); returns the
-    :class:`~xlglmm.engine.family.Family`."""
+    """The link must suit the family (checked before any data are read); returns
+    (the :class:`~xlglmm.engine.family.Family`, the family's and the link's text
+    without a Laplace suffix, the Laplace approximation: "exact" unless the family
+    or the link ends in ":lme4")."""
+    family, mode_f = split_laplace(family)
+    link, mode_l = split_laplace(link)
+    if mode_f and mode_l and mode_f != mode_l:
+        raise SheetError("the family and the link name different Laplace approximations")
+    laplace = mode_f or mode_l or "exact"
     try:
-        return make_family(family, link)
+        fam = make_family(family, link)
     except (ValueError, TypeError) as e:
         raise SheetError(str(e)) from None
+    return dataclasses.replace(fam, laplace=laplace), family, link, laplace
 
 
 def model_from_ranges(family, y, X, groups, offset=None, x_random=None, fit_intercept=True,
                       nAGQ=1, trials=None, link=None) -> SheetModel:
-    fam = _check_family_link(family, link)
+    fam, family, link, laplace = _check_family_link(family, link)
     rows = values.data_extent(y, X, groups, offset, x_random, trials)
     yv, _, orient = values.vector(y, "y", rows=rows)
     y_header, ydata, yoff = values.split_header(yv, None, "y", numeric=True)
@@ -183,7 +211,7 @@ def model_from_ranges(family, y, X, groups, offset=None, x_random=None, fit_inte
     df.attrs[ROW_LABELS] = df.index.to_numpy()
     parsed = _ranges_formula(y_name, x_names, g_names, xr_names, fit_intercept)
     return SheetModel(df, parsed.text, family, link, off, weights, nAGQ, x_names, g_names,
-                      xr_names, y_name, n, first, parsed=parsed)
+                      xr_names, y_name, n, first, parsed=parsed, laplace=laplace)
 
 
 def _ranges_formula(y_name, x_names, g_names, xr_names, fit_intercept) -> Formula:
@@ -238,7 +266,7 @@ def model_from_formula(formula, data, family="poisson", link=None, offset=None,
                        weights=None, nAGQ=1) -> SheetModel:
     if not isinstance(formula, str) or "~" not in formula:
         raise SheetError("formula must be text such as y ~ x + (1|group)")
-    fam = _check_family_link(family, link)
+    fam, family, link, laplace = _check_family_link(family, link)
     parsed = parse_formula(formula)      # once, and before any data are read
     cols, off = values.table(data, "data")
     n = len(next(iter(cols.values())))
@@ -252,7 +280,7 @@ def model_from_formula(formula, data, family="poisson", link=None, offset=None,
                           log_scale=fam.is_log_link)
     w = _vector_or_column(weights, "weights", n, df)
     return SheetModel(df, formula, family, link, o, w, nAGQ, [], [], [], "", n, 2,
-                      parsed=parsed)
+                      parsed=parsed, laplace=laplace)
 
 
 def typed_column(vals, name):
@@ -428,11 +456,11 @@ def fit_model(m: SheetModel):
                             weights=m.weights, time_budget=budget, check_design=check)
             family = m.family
             if fam.has_theta and m.nb_theta is not None:
-                family = NegativeBinomial2(m.nb_theta, fam.link)
+                family = NegativeBinomial2(m.nb_theta, fam.link, m.laplace)
             return glmer(m.model_formula(), data, family=family,
                          link=m.link if family is m.family else None, offset=m.offset,
-                         weights=m.weights, nAGQ=m.nAGQ, time_budget=budget,
-                         check_design=check, progress=progress, **kw)
+                         weights=m.weights, nAGQ=m.nAGQ, laplace=m.laplace,
+                         time_budget=budget, check_design=check, progress=progress, **kw)
     try:
         try:
             res = run()
@@ -470,7 +498,7 @@ def options(fit_intercept, alpha, nAGQ, link=None, links=None):
     fi = values.scalar(fit_intercept, "fit_intercept", True, "bool")
     a = alpha_argument(alpha)
     q = values.scalar(nAGQ, "nAGQ", 1, "int", 0, 100)
-    lk = values.scalar(link, "link", None, "text", choices=links) if links else None
+    lk = link_argument(link, links) if links else None
     return fi, a, q, lk
 
 
@@ -509,8 +537,21 @@ def quietly(*_):
 
 
 def family_argument(value, default="poisson"):
-    fam = values.scalar(value, "family", default, "text", choices=SHEET_FAMILIES)
-    return fam
+    """The family's text, one of SHEET_FAMILIES, with its Laplace suffix if any
+    ("gamma:lme4", ``split_laplace``)."""
+    base, mode = split_laplace(value)
+    fam = values.scalar(base, "family", default, "text", choices=SHEET_FAMILIES)
+    return fam if mode is None else f"{fam}{LAPLACE_SUFFIX}{mode}"
+
+
+def link_argument(value, links=SHEET_LINKS):
+    """The link's text (None: the family's default), one of ``links``, with its
+    Laplace suffix if any ("probit:lme4")."""
+    base, mode = split_laplace(value)
+    lk = values.scalar(base, "link", None, "text", choices=links)
+    if mode is None:
+        return lk
+    return f"{lk or ''}{LAPLACE_SUFFIX}{mode}"
 
 
 def _one_cell(v):
@@ -556,7 +597,7 @@ def companion_model(args_range, args_formula, first):
     y, X, groups, offset, x_random, fit_intercept, nAGQ, family, trials, link = args_range
     fam = family_argument(family)
     fi, _, q, lk = options(fit_intercept, 0.05, nAGQ, link, SHEET_LINKS)
-    if make_family(fam).is_binomial:
+    if make_family(split_laplace(fam)[0]).is_binomial:
         return model_from_ranges(fam, y, X, groups, None, x_random, fi, q, trials, lk)
     if not values.is_empty(trials):
         raise SheetError("trials is only for family \"binomial\"")

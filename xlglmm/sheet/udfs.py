@@ -178,6 +178,10 @@ def _extra_fit_rows(res) -> list:
             lo, hi = res.nb_theta_ci
             rows += [("NB theta SE", res.nb_theta_se), ("NB theta CI low", lo),
                      ("NB theta CI high", hi)]
+    if getattr(res, "dispersion_se", None) is not None:
+        lo, hi = res.dispersion_ci
+        rows += [("dispersion", res.dispersion), ("dispersion SE", res.dispersion_se),
+                 ("dispersion CI low", lo), ("dispersion CI high", hi)]
     if isinstance(res, LMMResult):
         rows.append(("sigma (residual SD)", res.sigma))
         if res.reml:
