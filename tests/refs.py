@@ -64,9 +64,17 @@ def expected(name: str, extra: bool = False) -> dict:
     return json.loads((folder / f"{name}.json").read_text())
 
 
+def glmmtmb(name: str) -> dict:
+    """glmmTMB's fit of a model (tests/data/glmmtmb: the exact Laplace's references)."""
+    return json.loads((DATA / "glmmtmb" / f"{name}.json").read_text())
+
+
 def fit(spec: dict, **over):
+    """xlglmm's fit of a reference model: lme4's Laplace approximation (the
+    references are lme4's) unless ``over`` says otherwise."""
     df = load_frame(spec)
-    kw = {"family": spec["family"], "nAGQ": spec.get("nAGQ", 1)}
+    kw = {"family": spec["family"], "nAGQ": spec.get("nAGQ", 1),
+          "laplace": spec.get("laplace", "lme4")}
     if spec.get("link"):
         kw["link"] = spec["link"]
     if spec.get("offset_log"):
