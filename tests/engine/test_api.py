@@ -89,13 +89,19 @@ def test_bit_identical_refits(grouse):
 
 def test_gamma_reports_residual_scale():
     df = pd.read_csv(DATA / "gamma_1e3.csv")
-    res = xlglmm.glmer("y ~ x + (1|g)", df, family="gamma", link="log")
+    res = xlglmm.glmer("y ~ x + (1|g)", df, family="gamma", link="log", laplace="lme4")
     vc = res.varcorr
     assert vc.grp.iloc[-1] == "Residual"
     assert vc.sdcor.iloc[-1] == pytest.approx(res.sigma)
     # lme4 reports the random-effect SD as sigma * theta for Gamma GLMMs
     assert vc.sdcor.iloc[0] == pytest.approx(res.sigma * res.theta[0])
     assert res.npar == 4
+    # the exact Laplace: the dispersion a parameter, sigma = sqrt(phi), theta the SD itself
+    ex = xlglmm.glmer("y ~ x + (1|g)", df, family="gamma", link="log")
+    vc = ex.varcorr
+    assert vc.sdcor.iloc[-1] == pytest.approx(ex.sigma) == pytest.approx(ex.dispersion ** 0.5)
+    assert vc.sdcor.iloc[0] == pytest.approx(ex.theta[0])
+    assert ex.npar == 4 and ex.llf < res.llf - 30
 
 
 def test_one_group_is_refused():

@@ -114,7 +114,7 @@ def test_glmer_estimates_theta_for_exactly_the_old_negbin_names(monkeypatch):
     # and glmer's dispatch follows it (the NB estimate replaced by a marker)
     monkeypatch.setattr(fit, "_glmer_nb", lambda *a, **k: "estimate theta")
     kw = dict(link=None, offset=None, weights=None, nAGQ=1, groups=None, se_method="auto",
-              time_budget=None, max_evals=10, progress=None)
+              laplace="exact", time_budget=None, max_evals=10, progress=None)
     for w in ("NB2", "negative_binomial", "negbin"):
         assert fit._glmer("y ~ (1|g)", {}, w, **kw) == "estimate theta"
     with pytest.raises(fit.ModelError) as e:

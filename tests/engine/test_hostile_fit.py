@@ -14,7 +14,7 @@ import pandas as pd
 import pytest
 
 import xlglmm
-from xlglmm.engine import cost, fit, model, negbin, pirls
+from xlglmm.engine import cost, family_parameter, fit, model, pirls
 from xlglmm.engine.design import DesignError, _rank_by_qr, _rank_sequential, build_design, \
     full_rank_columns
 from xlglmm.engine.devfun import GlmmDeviance
@@ -217,7 +217,7 @@ def _stepping_budget(monkeypatch, jump_after=None):
     def make(seconds, max_evals):
         return Budget(seconds, max_evals, clock.stopwatch())
     monkeypatch.setattr(model, "Budget", make)
-    monkeypatch.setattr(negbin, "Budget", make)
+    monkeypatch.setattr(family_parameter, "Budget", make)
     monkeypatch.setattr(cost, "piece_iterations", lambda c, budget, maxit: 1)
     return clock
 
@@ -258,7 +258,7 @@ def test_negative_binomial_nested_fits_share_one_budget(monkeypatch):
     clock = _stepping_budget(monkeypatch)
     res = xlglmm.glmer("y ~ x + (1|g)", small(), "negbin", time_budget=200)
     assert not res.converged
-    assert "Stopped at the time budget while estimating theta: NOT converged." in res.messages
+    assert "Stopped at the time budget while estimating the negative binomial theta: NOT converged." in res.messages
     # the profile's fits get the time left, not 200 s each; the reported fit at least
     # a quarter of the budget; each may take its grace (half its budget) to finish
     assert clock.t <= 1.5 * 200 + 1.5 * 50 + 4

@@ -31,7 +31,7 @@ def fitted(name):
     spec = OTHERS[name]
     if spec.get("lmm"):
         return xlglmm.lmer(spec["formula"], load_frame(spec), REML=spec["REML"])
-    return xlglmm.glmer(spec["formula"], load_frame(spec), spec["family"])
+    return xlglmm.glmer(spec["formula"], load_frame(spec), spec["family"], laplace="lme4")
 
 
 def ours(lme4_name: str) -> str:

@@ -241,12 +241,12 @@ def observed_information(y, mu, eta, pw, fd):
     m2 = mu_eta2(eta, link)
     m3 = mu_eta3(eta, link)
     vr = variance(mu, pw, fd)
-    v1 = variance_mu(mu, fd)
-    v2 = variance_mu2(mu, fd)
+    q1 = variance_mu(mu, fd) / vr       # V'/V and V''/V: no power of V is formed (a
+    q2 = variance_mu2(mu, fd) / vr      # Gamma mean of 1e100 has V^2 = inf)
     r = y - mu
     l1 = pw * r / vr
-    l2 = -pw * (1.0 / vr + r * v1 / (vr * vr))
-    l3 = pw * (2.0 * v1 / (vr * vr) - r * (v2 / (vr * vr) - 2.0 * v1 * v1 / (vr * vr * vr)))
+    l2 = -pw * (1.0 + r * q1) / vr
+    l3 = pw * (2.0 * q1 - r * (q2 - 2.0 * q1 * q1)) / vr
     return (-(l2 * m1 * m1 + l1 * m2),
             -(l3 * m1 * m1 * m1 + 3.0 * l2 * m1 * m2 + l1 * m3))
 

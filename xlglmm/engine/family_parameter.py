@@ -68,40 +68,6 @@ def NegativeBinomial2(theta: float, link: str = "log", laplace: str = "exact") -
     return Family("negbin", link, float(theta), laplace=laplace)
 
 
-@dataclass(frozen=True)
-class FamilyParameter:
-    """A family's parameter the fit estimates by maximum likelihood: its name in the
-    family (``field``), what the notes call it, the range of its log, whether the
-    upper end is a limit the model reduces to (``limit_note`` then says which),
-    the range of the start's 1-d search given the start fit's means, and the
-    ``Estimates`` field its estimate goes to."""
-
-    field: str
-    label: str
-    log_bounds: tuple
-    start_bounds: tuple
-    estimates_field: str
-    limit_note: str = ""
-
-    def value(self, family: Family) -> float:
-        return float(getattr(family, self.field))
-
-    def family_at(self, family: Family, value: float) -> Family:
-        return dataclasses.replace(family, **{self.field: float(value)})
-
-    @property
-    def upper_is_limit(self) -> bool:
-        return bool(self.limit_note)
-
-
-NB_THETA = FamilyParameter(
-    "nb_theta", "negative binomial theta", NB_LOG_THETA_BOUNDS, (0.01, 1e5), "nb",
-    limit_note="the data show no overdispersion beyond the random effects, and the model "
-               "reduces to the Poisson GLMM (compare their AICs)")
-GAMMA_DISPERSION = FamilyParameter(
-    "dispersion", "Gamma dispersion", GAMMA_LOG_DISPERSION_BOUNDS, (1e-8, 1e4), "dispersion")
-
-
 @dataclass
 class ThetaEstimate:
     """The maximum-likelihood NB theta, its standard error and 95% Wald interval (from
@@ -121,6 +87,42 @@ class DispersionEstimate:
     se: float
     ci: tuple
     start_fit: GLMMResult
+
+
+@dataclass(frozen=True)
+class FamilyParameter:
+    """A family's parameter the fit estimates by maximum likelihood: its name in the
+    family (``field``), what the notes call it, the range of its log, whether the
+    upper end is a limit the model reduces to (``limit_note`` then says which),
+    the range of the start's 1-d search given the start fit's means, and the
+    ``Estimates`` field its estimate goes to."""
+
+    field: str
+    label: str
+    log_bounds: tuple
+    start_bounds: tuple
+    estimates_field: str
+    estimate: type              # what the estimate is reported as
+    limit_note: str = ""
+
+    def value(self, family: Family) -> float:
+        return float(getattr(family, self.field))
+
+    def family_at(self, family: Family, value: float) -> Family:
+        return dataclasses.replace(family, **{self.field: float(value)})
+
+    @property
+    def upper_is_limit(self) -> bool:
+        return bool(self.limit_note)
+
+
+NB_THETA = FamilyParameter(
+    "nb_theta", "negative binomial theta", NB_LOG_THETA_BOUNDS, (0.01, 1e5), "nb",
+    ThetaEstimate, limit_note="the data show no overdispersion beyond the random effects, and the model "
+               "reduces to the Poisson GLMM (compare their AICs)")
+GAMMA_DISPERSION = FamilyParameter(
+    "dispersion", "Gamma dispersion", GAMMA_LOG_DISPERSION_BOUNDS, (1e-8, 1e4), "dispersion",
+    DispersionEstimate)
 
 
 class JointDeviance:
@@ -325,8 +327,7 @@ class FamilyParameterModel:
         value = math.exp(best)
         ci = (math.exp(best - Z_975 * se_log), math.exp(best + Z_975 * se_log)) \
             if math.isfinite(se_log) else (float("nan"), float("nan"))
-        cls = ThetaEstimate if par.estimates_field == "nb" else DispersionEstimate
-        found_estimate = cls(value, value * se_log, ci, self.start_fit)
+        found_estimate = par.estimate(value, value * se_log, ci, self.start_fit)
         self.model.estimates = dataclasses.replace(
             est, messages=messages, converged=est.converged and not timed_out,
             **{par.estimates_field: found_estimate})

@@ -15,7 +15,7 @@ import dataclasses
 
 from . import jit
 from .design import DesignError, build_design
-from .family import LAPLACE_MODES, estimates_theta, make_family
+from .family import LAPLACE_MODES, Family, estimates_theta, make_family
 from .family_parameter import GAMMA_DISPERSION, FamilyParameterModel
 from .model import (DEFAULT_MAX_EVALS, GeneralizedLinearMixedModel, ModelError,
                     check_model, check_se_method, checked_nagq)
@@ -37,8 +37,11 @@ LME4_SE_NEEDS_LME4_LAPLACE = (
     "approximation: use laplace='lme4' with it")
 
 
-def checked_laplace(laplace) -> str:
-    """``laplace`` as one of ``family.LAPLACE_MODES`` (ModelError otherwise)."""
+def checked_laplace(laplace, family=None) -> str:
+    """``laplace`` as one of ``family.LAPLACE_MODES`` (ModelError otherwise); None:
+    the one a :class:`Family` object names, else "exact"."""
+    if laplace is None:
+        return family.laplace if isinstance(family, Family) else "exact"
     mode = str(laplace).strip().lower() if isinstance(laplace, str) else None
     if mode not in LAPLACE_MODES:
         raise ModelError(f"laplace must be one of: {', '.join(LAPLACE_MODES)}")
@@ -46,7 +49,7 @@ def checked_laplace(laplace) -> str:
 
 
 def glmer(formula, data, family="poisson", *, link=None, offset=None, weights=None,
-          nAGQ=1, groups=None, se_method="auto", laplace="exact", time_budget=None,
+          nAGQ=1, groups=None, se_method="auto", laplace=None, time_budget=None,
           max_evals=DEFAULT_MAX_EVALS, progress=None, check_design=None) -> GLMMResult:
     """Fit a generalized linear mixed model by maximum likelihood (Laplace or AGQ).
 
@@ -77,7 +80,8 @@ def glmer(formula, data, family="poisson", *, link=None, offset=None, weights=No
         data); ``"lme4"`` lme4's version always; ``"rx"`` the PIRLS
         cross-product (RX) version, conditional on theta.  nAGQ > 1: accurate
         Hessian; nAGQ = 0: RX (as lme4).
-    laplace : "exact" (default) the Laplace approximation of the likelihood itself: the
+    laplace : "exact" (the default, unless ``family`` is a :class:`Family` that names
+        its own) the Laplace approximation of the likelihood itself: the
         determinant of the conditional modes' Hessian with the observed information
         and every family parameter estimated by maximum likelihood, the Gamma's
         dispersion too (glmmTMB's); "lme4" lme4's version: Fisher's weights in the
@@ -103,7 +107,7 @@ def glmer(formula, data, family="poisson", *, link=None, offset=None, weights=No
 
 def _glmer(formula, data, family, *, link, offset, weights, nAGQ, groups, se_method,
            laplace, time_budget, max_evals, progress, check_design=None) -> GLMMResult:
-    laplace = checked_laplace(laplace)
+    laplace = checked_laplace(laplace, family)
     if estimates_theta(family):      # a name such as "negbin" or "nb"
         if se_method == "lme4" and laplace == "exact":
             raise ModelError(LME4_SE_NEEDS_LME4_LAPLACE)
