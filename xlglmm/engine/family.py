@@ -370,10 +370,12 @@ class FamilySpec:
 
 # How the families' extra parameters are estimated (as lme4 does; the true-likelihood
 # issue makes the dispersion a maximum-likelihood estimate too)
-DISPERSION_BY_MOMENTS = ("lme4's moment estimate (Pearson chi-square + |u|^2) / n at the "
-                         "optimum (engine/covariance.sigma), not maximised")
+DISPERSION_BY_MOMENTS = ("maximum likelihood with the other parameters under the exact "
+                         "Laplace (engine/family_parameter.py); laplace='lme4': lme4's "
+                         "moment estimate (Pearson chi-square + |u|^2) / n at the optimum "
+                         "(engine/covariance.sigma), not maximised")
 THETA_BY_ML = ("maximum likelihood: the Laplace log-likelihood maximised over "
-               "log(theta) jointly with the other parameters (engine/negbin.py)")
+               "log(theta) jointly with the other parameters (engine/family_parameter.py)")
 
 # The registry, in the order the worksheet functions list the families.
 FAMILY_SPECS = (
