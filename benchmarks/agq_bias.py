@@ -17,6 +17,10 @@ singular and unconverged fits (all fits are included in the summaries), and the
 median time per fit (wall clock inside the worker, compilation excluded by a warm-up
 fit; the two processes share 2 cores with whatever else runs).
 
+The first ``--check-n`` data sets (default 100) are also fitted with
+``--check-nagq`` points (default 11), to show that the AGQ estimates are converged
+in the number of points.
+
 Data set i draws from ``numpy.random.SeedSequence(seed, spawn_key=(i,))``, so the
 numbers do not depend on the number of processes (``--processes``, default 2).  The
 report goes to ``--out`` (default benchmarks/results/2026-11-30-agq-bias.md).
@@ -64,10 +68,13 @@ def estimates(res) -> dict:
 
 def one(args):
     import xlglmm
-    seed, i, groups, nagq = args
+    seed, i, groups, nagq, check_nagq, check_n = args
     d = simulate(seed, i, groups)
     out = {"i": i}
-    for label, q in (("laplace", 1), ("agq", nagq)):
+    fits = [("laplace", 1), ("agq", nagq)]
+    if i < check_n:
+        fits.append(("check", check_nagq))
+    for label, q in fits:
         t0 = time.perf_counter()
         try:
             res = xlglmm.glmer("y ~ x + (x|g)", d, family="binomial", nAGQ=q)
@@ -90,6 +97,23 @@ def median_se(x, rng, B=2000):
     x = np.asarray(x)
     idx = rng.integers(0, x.size, size=(B, x.size))
     return float(np.std(np.median(x[idx], axis=1), ddof=1))
+
+
+def rule_check(df: pd.DataFrame, nagq: int, check_nagq: int) -> list[str]:
+    """Is AGQ(nagq) converged in the number of points?  The same data sets refitted
+    with check_nagq points."""
+    if "check_sd_slope" not in df or df["check_sd_slope"].notna().sum() == 0:
+        return []
+    sub = df[df["check_sd_slope"].notna()]
+    lines = ["", f"The rule's accuracy: the first {len(sub)} data sets refitted with "
+             f"AGQ({check_nagq}); AGQ({check_nagq}) - AGQ({nagq}):", "",
+             "| quantity | mean | mean absolute | max absolute |", "|---|---:|---:|---:|"]
+    for q in ("sd_slope", "sd_int", "corr", "llf"):
+        dlt = (sub[f"check_{q}"] - sub[f"agq_{q}"]).to_numpy(float)
+        dlt = dlt[np.isfinite(dlt)]
+        lines.append(f"| {q} | {dlt.mean():+.2e} | {np.abs(dlt).mean():.2e} | "
+                     f"{np.abs(dlt).max():.2e} |")
+    return lines
 
 
 def summarise(df: pd.DataFrame, nagq: int) -> list[str]:
@@ -138,6 +162,9 @@ def main(argv=None):
     ap.add_argument("--seed", type=int, default=1)
     ap.add_argument("--groups", type=int, default=80)
     ap.add_argument("--nagq", type=int, default=7)
+    ap.add_argument("--check-nagq", type=int, default=11,
+                    help="refit the first --check-n data sets with this many points")
+    ap.add_argument("--check-n", type=int, default=100)
     ap.add_argument("--processes", type=int, default=2)
     ap.add_argument("--out", type=Path,
                     default=Path(__file__).resolve().parent / "results"
@@ -146,7 +173,7 @@ def main(argv=None):
     from machine import description, write_report
     head = description()
     t0 = time.perf_counter()
-    tasks = [(a.seed, i, a.groups, a.nagq) for i in range(a.nsim)]
+    tasks = [(a.seed, i, a.groups, a.nagq, a.check_nagq, a.check_n) for i in range(a.nsim)]
     ctx = multiprocessing.get_context("fork")
     with ctx.Pool(a.processes, initializer=warm_up, initargs=(a.nagq,)) as pool:
         rows = pool.map(one, tasks, chunksize=4)
@@ -156,7 +183,8 @@ def main(argv=None):
     text = "\n".join(
         [f"# Random-slope SD: Laplace vs AGQ({a.nagq}) on sparse binary data", ""] + head
         + ["", f"Command: `python benchmarks/agq_bias.py --nsim {a.nsim} --seed {a.seed} "
-           f"--groups {a.groups} --nagq {a.nagq} --processes {a.processes}`; "
+           f"--groups {a.groups} --nagq {a.nagq} --check-nagq {a.check_nagq} "
+           f"--check-n {a.check_n} --processes {a.processes}`; "
            f"{wall / 60:.1f} min wall clock.", "",
            f"Truth: `y ~ x + (x|g)`, binomial-logit, {a.groups} groups of 3-5 rows "
            f"(uniform), x ~ N(0,1), beta = {BETA}, intercept SD {SD_INT}, slope SD "
@@ -164,7 +192,7 @@ def main(argv=None):
            f"AGQ: the product rule, {a.nagq}^2 = {a.nagq ** 2} nodes per group.  No "
            "peer: R's GLMMadaptive (the one package with AGQ for vector random effects) "
            "is not installed here.", ""]
-        + summarise(df, a.nagq)
+        + summarise(df, a.nagq) + rule_check(df, a.nagq, a.check_nagq)
         + ["", f"Per-data-set numbers: `{csv.name}`."]) + "\n"
     csv.parent.mkdir(parents=True, exist_ok=True)
     df.to_csv(csv, index=False, float_format="%.6g")
