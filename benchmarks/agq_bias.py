@@ -170,8 +170,8 @@ def main(argv=None):
                     default=Path(__file__).resolve().parent / "results"
                     / "2026-11-30-agq-bias.md")
     a = ap.parse_args(argv)
-    from machine import description, write_report
-    head = description()
+    from machine import busy_lines, description, is_busy, write_report
+    head = description() + [""] + busy_lines(is_busy())
     t0 = time.perf_counter()
     tasks = [(a.seed, i, a.groups, a.nagq, a.check_nagq, a.check_n) for i in range(a.nsim)]
     ctx = multiprocessing.get_context("fork")
