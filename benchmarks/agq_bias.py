@@ -171,7 +171,8 @@ def main(argv=None):
                     / "2026-11-30-agq-bias.md")
     a = ap.parse_args(argv)
     from machine import busy_lines, description, is_busy, write_report
-    head = description() + [""] + busy_lines(is_busy())
+    busy = busy_lines(is_busy())        # (a warning and a blank line, or nothing)
+    head = description() + ([""] + busy[:-1] if busy else [])
     t0 = time.perf_counter()
     tasks = [(a.seed, i, a.groups, a.nagq, a.check_nagq, a.check_n) for i in range(a.nsim)]
     ctx = multiprocessing.get_context("fork")
