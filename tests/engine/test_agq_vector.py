@@ -207,20 +207,41 @@ def test_three_effects_against_brute_force():
 
 # ---- a fit --------------------------------------------------------------------------------
 
+def sparse_binary(seed, groups=60):
+    """Bernoulli rows, 3-5 per group, a random intercept (SD 1) and slope (SD 0.8)
+    correlated 0.3: where Laplace's SDs are biased low."""
+    rng = np.random.default_rng(seed)
+    sizes = rng.integers(3, 6, size=groups)
+    g = np.repeat(np.arange(groups), sizes)
+    x = rng.normal(size=g.size)
+    b = rng.normal(size=(groups, 2)) @ np.linalg.cholesky([[1.0, 0.24], [0.24, 0.64]]).T
+    eta = -0.5 + 0.5 * x + b[g, 0] + b[g, 1] * x
+    return pd.DataFrame({"y": (rng.random(g.size) < special.expit(eta)).astype(float),
+                         "x": x, "g": [f"L{j:02d}" for j in g]})
+
+
 def test_fit_maximises_the_agq_likelihood():
-    df, _ = data_set("bernoulli", 606, groups=60, lo=3, hi=5)
+    df = sparse_binary(605)
     lap = xlglmm.glmer("y ~ x + (x|g)", df, family="binomial")
     res = xlglmm.glmer("y ~ x + (x|g)", df, family="binomial", nAGQ=5)
     assert res.nAGQ == 5 and res.method == "AGQ(5)"
-    assert np.isfinite(res.llf)
+    assert res.converged and not res.singular and not lap.singular
     # its log-likelihood at its estimates is at least the same function's value at the
     # Laplace estimates: it was maximised
     at_laplace = -0.5 * res.model.deviance(lap.theta, lap.fe_params.to_numpy())
-    assert res.llf >= at_laplace - 1e-8
+    assert res.llf >= at_laplace + 1e-3
     # and it is the AGQ likelihood, not Laplace's, that was maximised
-    assert np.max(np.abs(res.theta - lap.theta)) > 1e-3
+    assert np.max(np.abs(res.theta - lap.theta)) > 0.05
     assert res.llf == pytest.approx(
         -0.5 * res.model.deviance(res.theta, res.fe_params.to_numpy()), rel=1e-12)
+    # a gradient of the AGQ deviance near zero at the estimates (central differences)
+    x0 = np.concatenate([res.theta, res.fe_params.to_numpy()])
+    nt = len(res.theta)
+    f = lambda x: res.model.deviance(x[:nt], x[nt:])
+    for j in range(len(x0)):
+        e = np.zeros_like(x0)
+        e[j] = 1e-4
+        assert abs(f(x0 + e) - f(x0 - e)) / 2e-4 < 1e-3      # (measured ~6e-5 at most)
 
 
 # ---- refusals -----------------------------------------------------------------------------
