@@ -41,8 +41,9 @@ from .family import (BINOMIAL, EPS, LOG, LOGIT, POISSON, linkinv, unit_loglik_co
 _LOG_EPS = math.log(EPS)              # log of the links' clamp
 
 #: the most row-node evaluations (nAGQ^k * nobs) one vector-term AGQ deviance may
-#: cost: 12-35 ns each (Poisson-log the cheapest, binomial probit the dearest, on a
-#: 2026 Xeon core), so 0.1-0.35 s a deviance, and a fit takes a few hundred of them
+#: cost: 12-35 ns each measured (Poisson-log the cheapest, binomial probit the dearest;
+#: one core of the project's 2-core Xeon VM), so 0.1-0.35 s a deviance, and a fit
+#: takes a few hundred of them
 MAX_ROW_NODES = 10_000_000
 
 
