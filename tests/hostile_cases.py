@@ -316,14 +316,16 @@ CASES = [
          expect="#GLMM! nAGQ must be a whole number"),
     Case("nAGQ > 1 with crossed random effects", "nAGQ = 5, groups g and h", P,
          (col(Y), col(X), cols(G, H)), {"nAGQ": 5.0},
-         expect="#GLMM! nAGQ > 1 is only available for models with a single, scalar "
-                "random-effects term (one random intercept); use nAGQ=1 (Laplace) for "
-                "crossed, nested or random-slope models"),
-    Case("nAGQ > 1 with vector random effects", "nAGQ = 5 with a random slope", P,
-         (col(Y), col(X), col(G), None, col(X)), {"nAGQ": 5.0},
-         expect="#GLMM! nAGQ > 1 is only available for models with a single, scalar "
-                "random-effects term (one random intercept); use nAGQ=1 (Laplace) for "
-                "crossed, nested or random-slope models"),
+         expect="#GLMM! nAGQ > 1 is only available for models with one random-effects "
+                "term on one grouping factor, such as (1|g) or (x|g); use nAGQ=1 "
+                "(Laplace) for crossed, nested or uncorrelated (||) models"),
+    Case("nAGQ > 1: too many points for vector random effects",
+         "nAGQ = 100 with two random slopes", P,
+         (col(Y), col(X), col(G), None, cols(X, X2)), {"nAGQ": 100.0},
+         expect="#GLMM! nAGQ = 100 with 3 random effects per group needs 100^3 = 1e+06 "
+                "quadrature points per group: 1.2e+07 evaluations over the 12 rows for "
+                "each deviance, more than the limit of 10,000,000; use a smaller nAGQ or "
+                "nAGQ=1 (Laplace)"),
     Case("other options", "fit_intercept = 'maybe'", P, (col(Y), col(X), col(G)),
          {"fit_intercept": "maybe"}, expect="#GLMM! fit_intercept must be TRUE or FALSE"),
     Case("other options", "family = 'normal'", GL, ("y ~ x + (1|g)", TAB, "normal"),

@@ -8,8 +8,9 @@ symbolic structure computed once) and evaluates
   the fixed effects (lme4's first stage);
 * ``laplace(theta, beta)``: the Laplace deviance  A(y, mu) + |u|^2 + log|L|^2  with
   PIRLS over u only (lme4's second stage, nAGQ=1);
-* ``agq(theta, beta, nAGQ)``: the adaptive Gauss-Hermite deviance for a single
-  scalar term (on the log-likelihood scale, so AGQ with one node equals Laplace).
+* ``agq(theta, beta, nodes, logw)``: the adaptive Gauss-Hermite deviance for one
+  term on one grouping factor, scalar or vector (the product rule: ``agq.py``), on
+  the log-likelihood scale, so AGQ with one node equals Laplace.
 
 Every evaluation leaves its conditional modes, fitted values and factor in
 ``self.state`` so the result stage can read them after the final evaluation.
@@ -471,7 +472,12 @@ class GlmmDeviance:
         st = self.pirls(theta, beta)
         if st.status not in (pirls.PIRLS_OK, pirls.PIRLS_MAXIT) or not np.isfinite(st.logdet):
             return np.inf
-        # A1[:, 0] is C-contiguous: AGQ takes a single scalar term (k1 = 1)
+        if self.k1 > 1:     # a vector term (one grouping factor): the product rule
+            Z, lw = agq.product_rule(nodes, logw, self.k1)
+            return float(agq.agq_deviance_vector(self._fd, self.rows(self._xb(beta)),
+                                                 self.A1, self.group_ptr, st.u1, st.Dchol,
+                                                 Z, lw))
+        # A1[:, 0] is C-contiguous: a single scalar term (k1 = 1)
         return float(self.agq_kernel(self._fd, self.rows(self._xb(beta)),
                                      self.A1[:, 0], self.group_ptr, st.u1, st.Dchol,
                                      np.ascontiguousarray(nodes, dtype=np.float64),

@@ -62,8 +62,9 @@ def glmer(formula, data, family="poisson", *, link=None, offset=None, weights=No
     link : link name; default the family's canonical link (Gamma: inverse, as R)
     offset : array or column name, on the link scale (e.g. ``np.log(exposure)``)
     weights : prior weights; for the binomial the number of trials (response a proportion)
-    nAGQ : 1 = Laplace (default), >1 = adaptive Gauss-Hermite points (one scalar
-        random-effects term only), 0 = the fast PIRLS-only criterion
+    nAGQ : 1 = Laplace (default), >1 = adaptive Gauss-Hermite points per random
+        effect (one random-effects term on one grouping factor only; a term of k
+        effects takes nAGQ^k points per group), 0 = the fast PIRLS-only criterion
     groups : list of column names, each adding a random intercept ``(1|col)``
     se_method : how the fixed-effect covariance is computed.  All but "rx" are
         2 x the inverse Hessian of the deviance in (theta, beta), as lme4's default

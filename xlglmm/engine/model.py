@@ -22,7 +22,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from . import cost, jit, start
-from .agq import gauss_hermite
+from .agq import MAX_ROW_NODES, gauss_hermite, row_node_evaluations
 from .covariance import (LARGE_DATA_NOTE, LME4_HESSIAN_STEP, LME4_SE_MAX_N,
                          LME4_STENCIL_MAX_PARAMS, choose_cov, cov_from_hessian,
                          fd_hessian_too_large, fit_scale_statistics, parameter_scales,
@@ -80,17 +80,28 @@ def check_se_method(se_method):
 
 def check_model(design: ModelDesign, fam: Family, nAGQ: int):
     """Refuse (ModelError) what no fit can do: a grouping factor with fewer than 2
-    levels; nAGQ > 1 with anything but one scalar random-effects term, or with a family
-    that has a dispersion parameter.  Run by glmer and lmer before any fitting."""
+    levels; nAGQ > 1 with anything but one random-effects term on one grouping factor,
+    a vector term (k > 1 effects per group) needing more than ``agq.MAX_ROW_NODES``
+    row-node evaluations (nAGQ^k * nobs) per deviance, or a family that has a
+    dispersion parameter.  Run by glmer and lmer before any fitting."""
     for t in design.re_terms:
         if t.nlevels < 2:
             raise ModelError(f"grouping factor '{t.group}' has {t.nlevels} level: a random "
                              "effect needs at least 2 groups")
     if nAGQ > 1:
-        if len(design.re_terms) != 1 or design.re_terms[0].k != 1:
-            raise ModelError("nAGQ > 1 is only available for models with a single, scalar "
-                             "random-effects term (one random intercept); use nAGQ=1 "
-                             "(Laplace) for crossed, nested or random-slope models")
+        if len(design.re_terms) != 1:
+            raise ModelError("nAGQ > 1 is only available for models with one random-effects "
+                             "term on one grouping factor, such as (1|g) or (x|g); use "
+                             "nAGQ=1 (Laplace) for crossed, nested or uncorrelated (||) "
+                             "models")
+        k = design.re_terms[0].k
+        work = row_node_evaluations(nAGQ, k, design.nobs)
+        if k > 1 and work > MAX_ROW_NODES:     # (a scalar term: at most 100 nodes)
+            raise ModelError(f"nAGQ = {nAGQ} with {k} random effects per group needs "
+                             f"{nAGQ}^{k} = {float(nAGQ) ** k:.4g} quadrature points per "
+                             f"group: {work:.3g} evaluations over the {design.nobs} rows "
+                             f"for each deviance, more than the limit of "
+                             f"{MAX_ROW_NODES:,}; use a smaller nAGQ or nAGQ=1 (Laplace)")
         if fam.has_dispersion:
             raise ModelError(f"nAGQ > 1 is not available for the {fam.name} family; "
                              "use nAGQ=1 (Laplace)")
