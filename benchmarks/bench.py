@@ -15,8 +15,9 @@ log-likelihood is printed, so a speed-up never hides a worse optimum.
 The "best peer" is the faster of lme4 and glmmTMB among those whose log-likelihood is
 equal to xlglmm's within LLF_TOL or better (a better one is flagged: xlglmm missed the
 optimum).  A log-likelihood on another scale by design -- lme4's for nAGQ > 1,
-glmmTMB's for Gamma and the negative binomial (issue 17) -- cannot be compared; that
-peer still counts (marked with a dagger), so the ratio never flatters xlglmm.
+lme4's Laplace for Gamma, negative binomial, probit and cloglog models (xlglmm and
+glmmTMB compute the exact one) -- cannot be compared; that peer still counts (marked
+with a dagger), so the ratio never flatters xlglmm.
 
 The peer shapes (issue 16: "peer_*") are seeded simulations (make_data.PEER_SHAPES)
 and two data sets of R's mlmRev package; "lmm_*" are the linear mixed models of the
@@ -47,6 +48,7 @@ sys.path.insert(0, str(HERE))
 sys.path.insert(0, str(ROOT))
 
 from make_data import PEER_SHAPES, SERIES, make, make_peer  # noqa: E402
+from xlglmm.engine.family import make_family  # noqa: E402
 
 #: log-likelihoods closer than this are the same optimum
 LLF_TOL = 1e-2
@@ -284,10 +286,13 @@ def run_r(peer, spec, df, reps, tmp, timeout) -> dict:
 
 def other_scale(peer: str, spec: dict) -> bool:
     """The peer's log-likelihood is on another scale than xlglmm's by design: lme4's
-    for nAGQ > 1, glmmTMB's for Gamma and the negative binomial (issue 17)."""
-    if peer == "lme4":
-        return spec.get("nAGQ", 1) > 1
-    return spec["family"] in ("gamma", "negbin")
+    for nAGQ > 1, and its Laplace approximation for the families and links where it
+    is not the exact one xlglmm and glmmTMB compute (Gamma, negative binomial, probit,
+    cloglog: ``Family.laplace_differs``)."""
+    if peer != "lme4":
+        return False
+    fam = make_family(spec["family"], spec.get("link"))
+    return spec.get("nAGQ", 1) > 1 or (not fam.is_gaussian and fam.laplace_differs)
 
 
 def best_peer(row: dict, spec: dict) -> tuple:
@@ -444,8 +449,9 @@ def _write(rows, out: Path, machine: list, busy: bool):
             f"R: median of the repetitions, fewer once they pass {R_BUDGET_S:.0f} s).  "
             "Best peer: the faster of lme4 and glmmTMB at xlglmm's log-likelihood "
             f"(within {LLF_TOL}) or a better one; † = its log-likelihood is on another "
-            "scale by design (lme4 with nAGQ > 1; glmmTMB for Gamma and the negative "
-            "binomial, issue 17), so it is not compared but still counts.  ratio = best "
+            "scale by design (lme4 with nAGQ > 1, and lme4's Laplace for Gamma, negative "
+            "binomial, probit and cloglog models: xlglmm and glmmTMB compute the exact "
+            "one), so it is not compared but still counts.  ratio = best "
             "peer / xlglmm.  Peak MB is the xlglmm process's maximum resident memory.", "",
             "| model | n | xlglmm s | lme4 s | glmmTMB s | best peer | ratio | xlglmm logLik | "
             "lme4 logLik | glmmTMB logLik | peak MB | note |",

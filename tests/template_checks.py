@@ -303,8 +303,8 @@ def models_workplace(df):
     new = pd.DataFrame({"training": [0.0, 1.0], "plant": ["new plant"] * 2,
                         "month": [np.nan, np.nan]})
     new_offset = np.full(2, np.log(200.0))
-    return {"Model!B5": ("fit", res), "Model!B34": ("ranef", res),
-            "Model!O34": ("predict", res), "NB2 vs Poisson!B6": ("fit", nb),
+    return {"Model!B5": ("fit", res), "Model!B35": ("ranef", res),
+            "Model!O35": ("predict", res), "NB2 vs Poisson!B6": ("fit", nb),
             "Intervals!B6": ("confint", (res, "Wald", None, None)),
             "Intervals!B14": ("confint", (res, "profile", None, None)),
             "Intervals!B22": ("confint", (res, "bootstrap", 1000, 1)),
@@ -336,13 +336,14 @@ def models_grouse(df):
     flagged = ["dispersion ratio (Pearson)", "uniformity (KS)", "dispersion",
                "zero-inflation", "outliers"]
     return ({"Model!B6": ("fit", m1), "Model!M6": ("fit", m2), "Model!X6": ("fit", m3),
-             "Model!B41": ("compare", (m1, m2)), "Model!B45": ("compare", (m1, m3)),
-             "Model!B51": ("ranef", m2), "Model!O51": ("predict", m2),
+             "Model!B42": ("compare", (m1, m2)), "Model!B46": ("compare", (m1, m3)),
+             "Model!B52": ("ranef", m2), "Model!O52": ("predict", m2),
              "NB2 vs Poisson!B6": ("fit", nb),
              "Checks!B5": ("check", (m1, 250, 1, flagged)),
              "Checks!B22": ("check", (olre, 250, 1, [])),
              "Checks!B39": ("check", (nb, 100, 1, []))},
-            {"grouse_loc": m1, "grouse_loc_index": m2, "grouse_slope": m3, "grouse_nb": nb})
+            {"grouse_loc": m1, "grouse_loc_index": m2, "grouse_slope": m3,
+             "glmmtmb:grouse_nb": nb})        # (the exact Laplace: glmmTMB's nbinom2)
 
 
 def models_cbpp(df):
@@ -352,8 +353,8 @@ def models_cbpp(df):
     df["prop"] = df.incidence / df["size"]
     res = xlglmm.glmer("prop ~ period2 + period3 + period4 + (1|herd)", df,
                        family="binomial", weights=df["size"].to_numpy(float))
-    return {"Model!B5": ("fit", res), "Model!B34": ("ranef", res),
-            "Model!O34": ("predict", res)}, {"cbpp_laplace": res}
+    return {"Model!B5": ("fit", res), "Model!B35": ("ranef", res),
+            "Model!O35": ("predict", res)}, {"cbpp_laplace": res}
 
 
 def models_sleep(df):

@@ -13,9 +13,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-DATA = Path(__file__).resolve().parents[1] / "data"
+from refs import DATA, data_file
+
 REFS = DATA / "glmmtmb"
-PACKAGE_DATA = Path(__file__).resolve().parents[2] / "xlglmm" / "data"
 
 # the references issue 17 asks for (the brief of the reference set), by family
 REQUIRED = {
@@ -48,7 +48,7 @@ def test_reference_is_well_formed(path):
     d = json.loads(path.read_text())
     assert d["name"] == path.stem
     data = d["data"]
-    assert (PACKAGE_DATA / data).is_file() or (DATA / data).is_file(), data
+    assert data_file(data).is_file(), data
     assert isinstance(d["logLik"], float) and math.isfinite(d["logLik"])
     # fixed effects: names, estimates and SEs of one length; SEs = sqrt(diag(vcov))
     names = d["fixef_names"]

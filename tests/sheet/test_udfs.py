@@ -8,7 +8,7 @@ import pytest
 
 import xlglmm
 from xlglmm.sheet import models, udfs
-from refs import DATA, expected, load_frame, manifest
+from refs import DATA, expected, glmmtmb, load_frame, manifest
 from sheetdata import block_row, block_value, column, columns, table, workplace_ranges
 
 
@@ -102,9 +102,16 @@ def test_binomial_with_trials_matches_lme4():
     assert block_value(b, "logLik") == pytest.approx(exp["logLik"], abs=1e-3)
     pb = udfs.GLMM_BINOMIAL(column(df.incidence, "incidence"), columns(dummies, dummies.columns),
                             column(df.herd.astype(str), "herd"), column(df["size"], "size"),
-                            link="probit")
+                            link="probit:lme4")
     assert block_value(pb, "logLik") == pytest.approx(expected("cbpp_probit", True)["logLik"], abs=1e-3)
     assert len(pb[0]) == 7 or pb[0][7] is None       # no ratio columns for probit
+    assert block_value(pb, "likelihood") == "lme4's Laplace (Fisher weights)"
+    # the default: the exact Laplace, glmmTMB's
+    ex = udfs.GLMM_BINOMIAL(column(df.incidence, "incidence"), columns(dummies, dummies.columns),
+                            column(df.herd.astype(str), "herd"), column(df["size"], "size"),
+                            link="probit")
+    assert block_value(ex, "logLik") == pytest.approx(glmmtmb("cbpp_probit")["logLik"], abs=1e-3)
+    assert block_value(ex, "likelihood") == "exact Laplace (observed information)"
 
 
 def test_formula_function_on_a_table_matches_lme4():
@@ -121,10 +128,20 @@ def test_formula_function_on_a_table_matches_lme4():
 
 def test_gamma_via_formula():
     df = pd.read_csv(DATA / "gamma_1e3.csv")
-    b = udfs.GLMM("y ~ x + (1|g)", table(df), "gamma", "log")
+    b = udfs.GLMM("y ~ x + (1|g)", table(df), "gamma:lme4", "log")
     exp = expected("gamma_log")
     assert block_value(b, "logLik") == pytest.approx(exp["logLik"], abs=1e-3)
     assert [r for r in b if r[0] == "Residual"][0][3] == pytest.approx(0.5853, abs=1e-3)
+    # the exact Laplace: glmmTMB's, the dispersion by maximum likelihood with its SE
+    ex = udfs.GLMM("y ~ x + (1|g)", table(df), "gamma", "log")
+    ref = glmmtmb("gamma_log")
+    assert block_value(ex, "logLik") == pytest.approx(ref["logLik"], abs=1e-3)
+    assert block_value(ex, "dispersion") == pytest.approx(ref["dispersion"]["phi"], rel=0.01)
+    assert block_value(ex, "dispersion SE") > 0
+    assert [r for r in ex if r[0] == "g"][0][3] == pytest.approx(
+        ref["varcorr"][0]["sd"][0], rel=0.02)
+    assert udfs.GLMM("y ~ x + (1|g)", table(df), "gamma:lme4", "log:exact").startswith(
+        "#GLMM! the family and the link name different Laplace approximations")
 
 
 def test_ranef_rows_match_engine_and_lme4(safety):

@@ -10,7 +10,7 @@ import pytest
 
 import xlglmm
 import xlwings_harness as h
-from refs import expected, load_frame, manifest
+from refs import expected, glmmtmb, load_frame, manifest
 from sheetdata import block_row, block_value, column, columns, table
 from xlglmm.sheet import cache
 
@@ -128,7 +128,9 @@ def test_errors_reach_excel_as_one_text_cell(safety):
     assert isinstance(out, str) and out.startswith("#GLMM! ")
 
 
-def test_glmm_negbin_estimates_theta_as_glmer_nb():
+def test_glmm_negbin_estimates_theta_as_glmmtmb():
+    """GLMM_NEGBIN fits the exact Laplace (glmmTMB's nbinom2); GLMM with
+    "negbin:lme4" reproduces lme4's glmer.nb."""
     spec = manifest("models_negbin_lmm.json")["grouse_nb"]
     df = load_frame(spec)
     d = pd.get_dummies(df.YEAR, dtype=float).iloc[:, 1:]
@@ -136,14 +138,20 @@ def test_glmm_negbin_estimates_theta_as_glmer_nb():
     args = (com(column(df.TICKS, "TICKS")), com(columns(d, d.columns)),
             com(column(df.LOCATION.astype(str), "LOCATION")))
     b = h.spill(h.excel_call("GLMM_NEGBIN", *args))
-    exp = expected("grouse_nb")
-    assert block_value(b, "NB theta") == pytest.approx(exp["nb_theta"], rel=0.01)
-    assert block_value(b, "logLik") >= exp["logLik"] - 1e-3
+    exp = glmmtmb("grouse_nb")
+    assert block_value(b, "NB theta") == pytest.approx(exp["dispersion"]["sigma"], rel=0.01)
+    assert block_value(b, "logLik") == pytest.approx(exp["logLik"], abs=1e-3)
     assert block_value(b, "AIC") == pytest.approx(exp["AIC"], abs=2e-3)
     lo, hi = block_value(b, "NB theta CI low"), block_value(b, "NB theta CI high")
     assert lo < block_value(b, "NB theta") < hi
-    fixed = h.spill(h.excel_call("GLMM_NEGBIN", *args, theta=exp["nb_theta"]))
+    fixed = h.spill(h.excel_call("GLMM_NEGBIN", *args, theta=block_value(b, "NB theta")))
     assert block_value(fixed, "logLik") == pytest.approx(block_value(b, "logLik"), abs=1e-4)
+    lme4 = expected("grouse_nb")
+    tab = [["TICKS", "YEAR", "LOCATION"]] + [[t, str(y), str(g)] for t, y, g in
+                                             zip(df.TICKS, df.YEAR, df.LOCATION)]
+    nb = h.spill(h.excel_call("GLMM", "TICKS ~ YEAR + (1|LOCATION)", com(tab), "negbin:lme4"))
+    assert block_value(nb, "NB theta") == pytest.approx(lme4["nb_theta"], rel=0.01)
+    assert block_value(nb, "logLik") == pytest.approx(lme4["logLik"], abs=1e-3)
     bad = h.excel_call("GLMM_NEGBIN", *args, theta=-2.0)
     assert bad.startswith("#GLMM! theta must be a positive number")
 

@@ -27,7 +27,7 @@ from xlglmm import cli
 from xlglmm.workbook import excel_formula, templates
 from xlglmm.workbook.excel_formula import FormulaSyntaxError, parse
 from xlglmm.workbook.recalc import recalc
-from refs import expected
+from refs import expected, glmmtmb
 from template_checks import (CHECKS, EXTRA_SHEETS, MODELS, TEMPLATE_FILES, WORKBOOKS,
                              block_at, data_frame, row_of, xlglmm_formulas)
 
@@ -89,7 +89,12 @@ def test_recalc_reproduces_glmer(name, recalculated):
         sheet, _ = where.split("!")
         block = block_at(wb[sheet], ref)
         CHECKS[kind](block, res)
-    for ref_name, res in lme4.items():       # and the fits agree with lme4
+    for ref_name, res in lme4.items():       # and the fits agree with lme4 (or glmmTMB)
+        if ref_name.startswith("glmmtmb:"):
+            ref = glmmtmb(ref_name.split(":")[1])
+            assert res.llf == pytest.approx(ref["logLik"], abs=1e-3)
+            assert res.nb_theta == pytest.approx(ref["dispersion"]["sigma"], rel=1e-3)
+            continue
         assert res.llf == pytest.approx(expected(ref_name)["logLik"], abs=0.01)
         if "nb_theta" in expected(ref_name) and np.isfinite(res.nb_theta_se or np.nan):
             assert res.nb_theta == pytest.approx(expected(ref_name)["nb_theta"], rel=1e-3)

@@ -283,6 +283,7 @@ def warm_up(progress=None) -> list:
     steps = [("poisson", lambda: glmer("c ~ x + (1|g) + (1|h)", df, "poisson")),
              ("binomial", lambda: glmer("b ~ x + (x|g)", df, "binomial")),
              ("AGQ", lambda: glmer("c ~ x + (1|g)", df, "poisson", nAGQ=5)),
+             ("AGQ, vector", lambda: glmer("b ~ x + (x|g)", df, "binomial", nAGQ=3)),
              ("gamma", lambda: glmer("a ~ x + (1|g)", df, "gamma", link="log")),
              ("linear mixed model", lambda: lmer("r ~ x + (1|g)", df))]
     failed = []
