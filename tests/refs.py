@@ -44,6 +44,8 @@ def natural(s: str):
 
 def load_frame(spec: dict) -> pd.DataFrame:
     df = pd.read_csv(data_file(spec["data"]))
+    if "first_rows" in spec:
+        df = df.iloc[:spec["first_rows"]].reset_index(drop=True)
     for col, n in spec.get("subset_first_levels", {}).items():
         keep = sorted(df[col].astype(str).unique())[:n]
         df = df[df[col].astype(str).isin(keep)].reset_index(drop=True)

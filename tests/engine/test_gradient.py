@@ -380,3 +380,25 @@ def test_exact_and_lme4_differ_for_a_non_canonical_link():
     a, theta, beta = deviance_at("binomial", "probit", FORMULAS["slope"], laplace="exact")
     b, _, _ = deviance_at("binomial", "probit", FORMULAS["slope"], laplace="lme4")
     assert abs(a.laplace(theta, beta) - b.laplace(theta, beta)) > 1e-4
+
+
+@pytest.mark.parametrize("link,shape", [("log", "intercept"), ("log", "slope"),
+                                        ("log", "crossed"), ("inverse", "slope"),
+                                        ("identity", "intercept")])
+def test_log_dispersion_derivative_matches_finite_differences(link, shape):
+    """The exact Laplace's Gamma: dD/dlog(phi) at fixed (theta, beta), the joint
+    search's gradient in the dispersion (LaplaceGradient.log_dispersion_derivative),
+    against central differences of the deviance in log(phi)."""
+    import dataclasses
+    dev, theta, beta = deviance_at("gamma", link, FORMULAS[shape], laplace="exact",
+                                   dispersion=0.35)
+    dev.laplace_gradient(theta, beta)
+    d = dev._gradient.log_dispersion_derivative()
+    fam, h = dev.family, 1e-4
+    vals = []
+    for s in (h, -h):
+        dev.set_family(dataclasses.replace(fam, dispersion=0.35 * np.exp(s)))
+        vals.append(dev.laplace(theta, beta))
+    dev.set_family(fam)
+    num = (vals[0] - vals[1]) / (2 * h)
+    assert d == pytest.approx(num, abs=2e-6 * max(1.0, abs(num)))

@@ -304,3 +304,18 @@ def test_companion_formula_form_with_two_arguments():
     assert np.allclose([got[k] for k in want.index], want.to_numpy(), atol=1e-6)
     p = udfs.GLMM_PREDICT("TICKS ~ YEAR + (1|LOCATION)", t)
     assert np.allclose([row[0] for row in p[1:]], res.fittedvalues)
+
+
+def test_compare_refuses_two_laplace_approximations():
+    """A likelihood-ratio test between a fit by the exact Laplace and one by lme4's
+    compares two different functions: refused, from blocks and from formulas (the
+    cold review found Chisq 1048.6 on such a pair)."""
+    df = pd.read_csv(DATA / "gamma_1e3.csv")
+    exact = udfs.GLMM("y ~ x + (1|g)", table(df), "gamma", "log")
+    lme4 = udfs.GLMM("y ~ 1 + (1|g)", table(df), "gamma:lme4", "log")
+    msg = udfs.GLMM_COMPARE(lme4, exact)
+    assert msg.startswith("#GLMM! the models were fitted by different Laplace approximations")
+    same = udfs.GLMM_COMPARE(udfs.GLMM("y ~ 1 + (1|g)", table(df), "gamma", "log"), exact)
+    assert not isinstance(same, str)
+    assert udfs.GLMM_COMPARE("y ~ 1 + (1|g)", "y ~ x + (1|g)", table(df), "gamma",
+                             "log")[1][0] is not None

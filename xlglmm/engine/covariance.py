@@ -134,7 +134,7 @@ def sigma(dev: GlmmDeviance, st) -> float:
     dispersion a parameter of the likelihood; 1 otherwise."""
     if not dev.family.has_dispersion:
         return 1.0
-    if dev.family.estimates_dispersion:
+    if dev.family.likelihood_dispersion:
         return float(np.sqrt(dev.family.dispersion))
     mu = st.mu
     wrss = float(np.sum(dev.pw * (dev.y - mu) ** 2 / dev.family.variance(mu)))
@@ -147,14 +147,14 @@ def random_effects_scale(family, sigma: float) -> float:
     effects' covariance (sigma^2 Lambda Lambda'): sigma where the weights leave the
     dispersion out (LMMs, lme4's Laplace for the Gamma), 1 where the kernels'
     weights carry it (the exact Laplace's Gamma: Lambda is the SDs' own scale)."""
-    return 1.0 if family.estimates_dispersion else float(sigma)
+    return 1.0 if family.likelihood_dispersion else float(sigma)
 
 
 def rx_sigma(dev: GlmmDeviance, st) -> float:
     """The scale RX's covariance takes (sigma^2 (RX'RX)^-1): ``sigma`` where the
     weights leave the dispersion out (lme4's), 1 where the kernels' weights carry it
     (the exact Laplace's Gamma, ``GlmmDeviance.kernel_pw``)."""
-    return 1.0 if dev.family.estimates_dispersion else sigma(dev, st)
+    return 1.0 if dev.family.likelihood_dispersion else sigma(dev, st)
 
 
 def parameter_scales(hess, nt: int) -> np.ndarray:

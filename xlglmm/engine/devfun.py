@@ -258,8 +258,11 @@ class GlmmDeviance:
         the Fisher and observed weights carry the shape), the log-likelihood's
         mu-free part and stage 1's rows."""
         fam = self.family
+        if fam.likelihood_dispersion and fam.dispersion is None:
+            raise ValueError("the exact Laplace's Gamma deviance needs a dispersion "
+                             "(glmer estimates it: family_parameter.GAMMA_DISPERSION)")
         self.kernel_pw = (np.ascontiguousarray(self.pw / float(fam.dispersion))
-                          if fam.estimates_dispersion else self.pw)
+                          if fam.likelihood_dispersion else self.pw)
         self.aic_const = float(loglik_constant(self.y, self.pw, self._fd))
         self._offset_rows = pirls.Rows(self.y, self.kernel_pw, self.offset)   # stage 1's
 
@@ -516,13 +519,21 @@ class GlmmDeviance:
         return f
 
     def factor_at(self, theta, st: PirlsState, with_beta: bool):
-        """The blocked factor at the state's weights, with or without the fixed
-        effects in the system: (Dchol, Cval, LS, loc_ptr, loc_cols, ok)."""
+        """The blocked factor at the state's weights -- Fisher's, or the observed
+        information where the Laplace determinant takes it (the exact Laplace with a
+        non-canonical link: the random effects' conditional covariance, the RX
+        covariance and the predictions' variances are then the exact Laplace's) --,
+        with or without the fixed effects in the system:
+        (Dchol, Cval, LS, loc_ptr, loc_cols, ok)."""
         self.set_theta(theta)
         layout = self.layout(with_beta)
         w = np.empty(self.n)
         wres = np.empty(self.n)
-        pirls.working_weights(self._fd, self.rows(self.offset), st.eta, st.mu, w, wres)
+        rows = self.rows(self.offset)
+        if pirls.observed_determinant(self._fd):
+            pirls.observed_weights(self._fd, rows, st.eta, st.mu, w)
+        else:
+            pirls.working_weights(self._fd, rows, st.eta, st.mu, w, wres)
         factor = linalg.new_factor(layout)
         _, ok = linalg.factorize(layout, w, factor)
         return factor.Dchol, factor.Cval, factor.LS, layout.loc_ptr, layout.loc_cols, ok

@@ -441,8 +441,9 @@ class Family:
     #: the Laplace approximation a GLMM of this family is fitted by (``LAPLACE_MODES``)
     laplace: str = "exact"
     #: the Gamma's dispersion phi (shape 1/phi) where it is a parameter of the
-    #: likelihood (the exact Laplace's); lme4's estimates it from the deviance instead
-    dispersion: float = 1.0
+    #: likelihood (the exact Laplace's): None = estimated by maximum likelihood (glmer),
+    #: a number = held there; lme4's Laplace estimates it from the deviance instead
+    dispersion: float | None = None
 
     def __post_init__(self):
         spec = family_spec(self.name)
@@ -481,7 +482,8 @@ class Family:
         """The family as the kernels take it: codes, parameters (``dispersion``,
         default the family's own, matters only to ``unit_logdensity``, its
         derivatives and the exact Laplace's Gamma) and the Laplace mode."""
-        disp = self.dispersion if dispersion is None else dispersion
+        disp = (1.0 if self.dispersion is None else self.dispersion) \
+            if dispersion is None else dispersion
         return FamilyData(self.code, self.link_code, (float(self.nb_theta), float(disp)),
                           self.exact)
 
@@ -502,9 +504,10 @@ class Family:
         return not self.is_gaussian and (not self.canonical or self.code == GAMMA)
 
     @property
-    def estimates_dispersion(self) -> bool:
-        """The dispersion phi is a parameter of the likelihood, estimated by maximum
-        likelihood with the others (the exact Laplace's Gamma)."""
+    def likelihood_dispersion(self) -> bool:
+        """The dispersion phi is a parameter of the likelihood (the exact Laplace's
+        Gamma): estimated by maximum likelihood with the others when ``dispersion`` is
+        None, held at it otherwise."""
         return self.exact and self.code == GAMMA
 
     @property
@@ -683,10 +686,10 @@ class Family:
         wt = np.ones(mu.shape) if wt is None else np.broadcast_to(_f64(wt), mu.shape)
         return self._apply(_DEV_RESIDS, mu, y, wt)
 
-    def log_density(self, y, mu, wt=None, dispersion: float = 1.0):
+    def log_density(self, y, mu, wt=None, dispersion: float | None = None):
         """log f(y | mu) per row with its constants (``unit_logdensity``: a
         binomial ``y`` is a proportion of ``wt`` trials; Gamma and Gaussian at
-        ``dispersion``; a Gamma row of weight ``wt`` counts as ``wt`` copies, wt x
+        ``dispersion``, default the family's own or 1; a Gamma row of weight ``wt`` counts as ``wt`` copies, wt x
         its log density).  P(Y = 0) of a count is ``exp(log_density(0, mu))``."""
         mu = _f64(mu)
         y = np.ascontiguousarray(np.broadcast_to(_f64(y), mu.shape))

@@ -127,7 +127,7 @@ def _glmer(formula, data, family, *, link, offset, weights, nAGQ, groups, se_met
     check_se_method(se_method)
     if se_method == "lme4" and fam.exact and fam.laplace_differs:
         raise ModelError(LME4_SE_NEEDS_LME4_LAPLACE)
-    if fam.estimates_dispersion:
+    if fam.likelihood_dispersion and fam.dispersion is None:
         return _glmer_dispersion(formula, data, fam, offset=offset, weights=weights,
                                  nAGQ=nAGQ, groups=groups, se_method=se_method,
                                  time_budget=time_budget, max_evals=max_evals,

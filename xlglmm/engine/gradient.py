@@ -261,8 +261,11 @@ def own_inverse_products(layout, factor, Sinv, Q):
 
 @njit(cache=True, error_model="numpy")
 def laplace_gradient(fd, rows, layout, factor, mode, gd, Sinv_given):
-    """(G, gbeta, ok): the gradient of the Laplace deviance at PIRLS's mode (see the
-    module docstring).  ``factor`` is the blocked factor of M at the mode's Fisher
+    """(G, gbeta, ok, scale): the gradient of the Laplace deviance at PIRLS's mode (see
+    the module docstring); ``scale`` = sum_i (w_i h_i + 2 wres_i a_i'lambda): the
+    derivative of log|M| and of the modes' shift in the log of a factor that scales
+    every weight and working residual alike (the exact Laplace's Gamma shape 1/phi,
+    ``LaplaceGradient.log_dispersion_derivative``).  ``factor`` is the blocked factor of M at the mode's Fisher
     weights (beta not in the system: ``layout.r`` = ``layout.npen``).
     ``Sinv_given``: the inverse of the rest's Schur complement when the caller has it
     (a large dense block: ``linalg.rest_inverse``, LAPACK), else a 0 x 0 array and the
@@ -302,7 +305,7 @@ def laplace_gradient(fd, rows, layout, factor, mode, gd, Sinv_given):
         obs = new_factor(layout)
         _, ok = factorize(layout, wobs, obs)
         if not ok:
-            return np.full((nown, nown), np.nan), np.full(p, np.nan), False
+            return np.full((nown, nown), np.nan), np.full(p, np.nan), False, np.nan
     half = np.empty(n)
     for i in range(n):
         half[i] = 0.5 * c[i]
@@ -315,8 +318,10 @@ def laplace_gradient(fd, rows, layout, factor, mode, gd, Sinv_given):
     G = np.zeros((nown, nown))
     zeta = np.empty(nown)
     u1, v = mode.u1, mode.v
+    scale = 0.0
     for g in range(ng):
         for i in range(gptr[g], gptr[g + 1]):
+            scale += w[i] * h[i] + 2.0 * wres[i] * al[i]
             ri = c[i] - 2.0 * wobs[i] * al[i]
             for j in range(p):
                 gbeta[j] += X[i, j] * ri
@@ -332,7 +337,7 @@ def laplace_gradient(fd, rows, layout, factor, mode, gd, Sinv_given):
                 if z != 0.0:
                     for o2 in range(nown):
                         G[o1, o2] += z * zeta[o2]
-    return G, gbeta, True
+    return G, gbeta, True, scale
 
 
 NO_INVERSE = np.zeros((0, 0))    # laplace_gradient's Sinv_given: invert in the kernel
@@ -357,6 +362,7 @@ class LaplaceGradient:
             off += t.k
         self.idx = (np.array(idx_r, np.int64), np.array(idx_c, np.int64))
         self.evaluations = 0
+        self.last_scale = float("nan")  # the kernel's ``scale`` at the last evaluation
 
     def kappa(self, st) -> float:
         """The Gamma's dA/deta over -2 wres (its dispersion dev/sum(wt) moves with
@@ -389,8 +395,23 @@ class LaplaceGradient:
         # a dense rest block of thousands of columns (two large crossed factors):
         # LAPACK's inverse, a fraction of the kernel's loops
         Sinv = rest_inverse(st.LS) if layout.r >= LAPACK_MIN_R else NO_INVERSE
-        G, gbeta, ok = laplace_gradient(dev._fd, dev._offset_rows, layout,
-                                        Factor(st.Dchol, st.Cval, st.LS), mode, gd, Sinv)
+        G, gbeta, ok, scale = laplace_gradient(dev._fd, dev._offset_rows, layout,
+                                               Factor(st.Dchol, st.Cval, st.LS), mode, gd,
+                                               Sinv)
+        self.last_scale = scale
         if not ok:
             return f, np.full(k, np.nan)
         return f, np.concatenate([G[self.idx], gbeta])
+
+    def log_dispersion_derivative(self) -> float:
+        """dD/d log(phi) at the last evaluation, for the exact Laplace's Gamma (its
+        dispersion phi a parameter, shape a = 1/phi carried in the kernels' weights
+        pw a): minus (a dA/da at fixed modes, by the digamma of the shape, plus the
+        kernel's ``scale``, the log determinant's and the modes' part)."""
+        dev = self.dev
+        st = dev.state
+        a = 1.0 / float(dev.family.dispersion)
+        y, pw, mu = dev.y, dev.pw, st.mu
+        dA_da = -2.0 * float(np.sum(pw * (-special.digamma(a) + math.log(a) + 1.0
+                                          + np.log(y) - np.log(mu) - y / mu)))
+        return -(a * dA_da + self.last_scale)

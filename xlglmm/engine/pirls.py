@@ -198,8 +198,9 @@ def observed_determinant(fd):
 def observed_weights(fd, rows, eta, mu, w):
     """w = the observed information -d2 loglik / d eta2 of every row
     (``family.observed_information``): the exact Laplace determinant's weights.
-    Some may be negative (a probit row far in its tail); their sum with the
-    penalty is positive definite at a mode."""
+    Some may be negative where the log-likelihood is not concave in eta (a Gamma
+    row with the identity link and y < mu/2; NB with the sqrt or identity link);
+    their sum with the penalty is positive definite at a mode."""
     y, pw = rows.y, rows.pw
     for i in range(y.shape[0]):
         w[i] = observed_information(y[i], mu[i], eta[i], pw[i], fd)[0]

@@ -369,7 +369,7 @@ class GlmmProblem(ProfileProblem):
         self.nb_fixed = self.nb and nb_theta == "fixed"
         if self.nb_fixed:
             self.free[self.nv] = False
-        if self.family.estimates_dispersion:
+        if self.family.likelihood_dispersion:
             self.note_of = {k: DISPERSION_FIXED_NOTE for k in ("sd", "cor", "fixed")}
         elif self.family.has_dispersion:
             self.note_of = {"sd": DISPERSION_SD_NOTE, "cor": DISPERSION_NOTE,

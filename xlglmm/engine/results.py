@@ -87,7 +87,11 @@ class GLMMResult:
         self.nobs = int(design.nobs)
         self.n_dropped = int(design.n_dropped)
         nb = est.nb                 # negbin.ThetaEstimate: theta estimated, a parameter
-        self.npar = (len(names) + len(self.theta) + (1 if family.has_dispersion else 0)
+        # (a dispersion counts where it is estimated: lme4's moment one, or the exact
+        # Laplace's by maximum likelihood; one held at a given value does not)
+        held = family.likelihood_dispersion and getattr(est, "dispersion", None) is None
+        self.npar = (len(names) + len(self.theta)
+                     + (1 if family.has_dispersion and not held else 0)
                      + (1 if nb is not None else 0))
         self.deviance = -2.0 * self.llf
         self.aic = self.deviance + 2.0 * self.npar
@@ -136,6 +140,9 @@ class GLMMResult:
         if not fam.laplace_differs:
             return "Laplace (exact; lme4's is the same for this family and link)"
         if fam.exact:
+            if fam.likelihood_dispersion and self.dispersion is None:
+                return ("exact Laplace (observed information; dispersion held at "
+                        f"{fam.dispersion:.6g})")
             return ("exact Laplace (observed information"
                     + ("; dispersion by maximum likelihood)" if fam.has_dispersion else ")"))
         return ("lme4's Laplace (Fisher weights"

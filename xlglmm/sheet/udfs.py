@@ -424,7 +424,7 @@ def read_fit_block(value, name):
                         bad.append(label)
                     continue
                 stats[label] = f
-            elif label in ("family", "method") and isinstance(r[1], str):
+            elif label in ("family", "method", "likelihood") and isinstance(r[1], str):
                 stats[label] = r[1]
             elif label == "singular":
                 stats[label] = bool(r[1]) if isinstance(r[1], (bool, np.bool_)) else False
@@ -451,6 +451,16 @@ def read_fit_block(value, name):
     return stats
 
 
+def _approximation(likelihood) -> str | None:
+    """"exact" or "lme4" from a fit block's likelihood row (None: another method, or
+    no such row -- a block from before the row existed)."""
+    if not isinstance(likelihood, str):
+        return None
+    if likelihood.startswith("lme4's"):
+        return "lme4"
+    return "exact" if "exact" in likelihood else None
+
+
 def _compare(model1, model2, data, family, link, offset, weights, nAGQ):
     if models.is_formula(model1):
         fam = models.family_argument(family)
@@ -463,7 +473,8 @@ def _compare(model1, model2, data, family, link, offset, weights, nAGQ):
             r = models.fit_model(m)
             fits.append({"name": models.formula_text(f), "logLik": r.llf, "AIC": r.aic, "BIC": r.bic,
                          "deviance": r.deviance, "npar": r.npar, "nobs": r.nobs,
-                         "singular": r.singular, "family": r.family.name})
+                         "singular": r.singular, "family": r.family.name,
+                         "likelihood": getattr(r, "likelihood", None)})
     else:
         fits = []
         for k, blk in enumerate((model1, model2), start=1):
@@ -477,6 +488,11 @@ def _compare(model1, model2, data, family, link, offset, weights, nAGQ):
     fa, fb = fits[0].get("family"), fits[1].get("family")
     if fa and fb and (fa.split() or [""])[0] != (fb.split() or [""])[0]:
         raise SheetError("the models have different families; compare them by AIC instead")
+    kinds = {_approximation(f.get("likelihood")) for f in fits}
+    if {"exact", "lme4"} <= kinds:
+        raise SheetError("the models were fitted by different Laplace approximations (one "
+                         "exact, one lme4's): their log-likelihoods are not comparable; "
+                         "refit both the same way (both with or both without ':lme4')")
     for f in fits:
         for k in ("AIC", "BIC", "deviance"):
             f.setdefault(k, float("nan"))

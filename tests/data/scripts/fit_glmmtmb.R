@@ -20,6 +20,8 @@ cbpp <- rd("cbpp.csv"); cbpp$period <- factor(cbpp$period); cbpp$herd <- factor(
 gt <- rd("grouseticks.csv"); for (v in c("YEAR", "LOCATION", "INDEX", "BROOD")) gt[[v]] <- factor(gt[[v]])
 ws <- rd("workplace_safety.csv"); ws$plant <- factor(ws$plant); ws$month <- factor(ws$month)
 gm <- rd("gamma_1e3.csv"); gm$g <- factor(gm$g)
+# its first 600 rows: the data on which xlglmm's first dispersion search stepped to log phi = 7632
+gm600 <- droplevels(gm[1:600, ])
 gi <- rd("extra/gamma_inverse.csv"); gi$g <- factor(gi$g)
 # Gamma, log link, correlated random intercept and slope, 8 fixed effects: the benchmark shape
 # "gamma_slope_8fe" (benchmarks/make_data.py, numpy seed 15: 600 rows, 30 groups, shape 4),
@@ -314,6 +316,8 @@ models <- list(
   # non-canonical references (lme4's copies in ../expected and ../extra)
   gamma_log = M(quote(glmmTMB(y ~ x + (1 | g), family = Gamma(link = "log"), data = gm, control = ctrl)),
                 "gamma_1e3.csv", "expected/gamma_log.json"),
+  gamma_log_600 = M(quote(glmmTMB(y ~ x + (1 | g), family = Gamma(link = "log"), data = gm600, control = ctrl)),
+                    "gamma_1e3.csv", NULL),
   gamma_inverse = M(quote(glmmTMB(y ~ x + (1 | g), family = Gamma(link = "inverse"), data = gi, control = ctrl)),
                     "extra/gamma_inverse.csv", "extra/gamma_inverse.json"),
   grouse_nb = M(quote(glmmTMB(TICKS ~ YEAR + (1 | LOCATION), family = nbinom2, data = gt, control = ctrl)),
