@@ -151,6 +151,8 @@ class Estimates:
     nb: object = None
     #: the exact Laplace's Gamma dispersion (``family_parameter.DispersionEstimate``)
     dispersion: object = None
+    #: NB1's, the beta's or beta-binomial's phi (``family_parameter.PhiEstimate``)
+    phi: object = None
 
     @property
     def llf(self) -> float:
@@ -249,6 +251,10 @@ class MixedModel:
             raise ModelError("this negative binomial fit estimated theta; a refit would keep "
                              "theta fixed at the estimate, another model (fit that one on "
                              "purpose with family=NegativeBinomial2(theta))")
+        if family is None and self.estimates is not None and self.estimates.phi is not None:
+            raise ModelError(f"this {self.family.name} fit estimated its phi; a refit would keep "
+                             "it fixed at the estimate, another model (fit that one on purpose "
+                             f"with family=Family('{self.family.name}', link, phi=value))")
         if family is None and self.estimates is not None and \
                 self.estimates.dispersion is not None:
             raise ModelError("this Gamma fit estimated its dispersion; a refit would keep it "

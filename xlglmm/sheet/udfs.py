@@ -178,6 +178,11 @@ def _extra_fit_rows(res) -> list:
             lo, hi = res.nb_theta_ci
             rows += [("NB theta SE", res.nb_theta_se), ("NB theta CI low", lo),
                      ("NB theta CI high", hi)]
+    if getattr(res, "phi", None) is not None:
+        rows.append(("phi", res.phi))
+        if res.phi_se is not None:
+            lo, hi = res.phi_ci
+            rows += [("phi SE", res.phi_se), ("phi CI low", lo), ("phi CI high", hi)]
     if getattr(res, "dispersion_se", None) is not None:
         lo, hi = res.dispersion_ci
         rows += [("dispersion", res.dispersion), ("dispersion SE", res.dispersion_se),
