@@ -1033,6 +1033,10 @@ def logdensity_eta_derivs(y, eta, wt, fd):
     fam = fd.family
     link = fd.link
     mu = linkinv(eta, link)
+    if general_likelihood(fd):
+        l1, l2, _ = loglik_mu_derivs(y, mu, wt, fd)
+        d = mu_eta(eta, link)
+        return l1 * d, l2 * d * d + l1 * mu_eta2(eta, link)
     if fam == POISSON:
         l1 = wt * (y - mu) / mu
         l2 = -wt * y / (mu * mu)
