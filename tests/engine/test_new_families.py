@@ -185,3 +185,14 @@ def test_simulate_and_cdf_bounds(fam):
     assert np.var(y) == pytest.approx(var, rel=0.05)
     lo, hi = F.cdf_bounds(y[:200], mu[:200], wt[:200])
     assert np.all(lo <= hi) and np.all((0 <= lo) & (hi <= 1))
+
+
+@pytest.mark.parametrize("fam", list(PHI))
+def test_the_score_alone_is_the_first_derivative(fam):
+    from xlglmm.engine.family import loglik_mu_score
+    fd = Family(fam, "", phi=PHI[fam]).kernel_data()
+    for y, mu, pw in [(3.0, 2.2, 1.0), (0.0, 0.7, 2.0)] if fam == "nb1" else \
+            [(0.3, 0.45, 1.0), (0.8, 0.2, 1.5)] if fam == "beta" else \
+            [(0.5, 0.3, 4.0), (1.0, 0.6, 3.0)]:
+        assert loglik_mu_score(y, mu, pw, fd) == pytest.approx(
+            loglik_mu_derivs(y, mu, pw, fd)[0], rel=1e-14)

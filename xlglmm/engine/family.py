@@ -252,6 +252,24 @@ def loglik_mu_derivs(y, mu, pw, fd):
 
 
 @njit(cache=True, error_model="numpy")
+def loglik_mu_score(y, mu, pw, fd):
+    """l1 of ``loglik_mu_derivs`` alone (PIRLS's score: digammas only, no tri- or
+    tetragammas per row and iteration)."""
+    fam = fd.family
+    phi = fd.params[PHI]
+    if fam == NEGBIN1:
+        s = mu / phi
+        return pw * (digamma(y + s) - digamma(s) - math.log1p(phi)) / phi
+    a = mu * phi
+    b = (1.0 - mu) * phi
+    if fam == BETA:
+        return pw * phi * (digamma(b) - digamma(a) + math.log(y) - math.log1p(-y))
+    n = math.floor(pw + 0.5)
+    k = math.floor(pw * y + 0.5)
+    return phi * (digamma(k + a) - digamma(a) - digamma(n - k + b) + digamma(b))
+
+
+@njit(cache=True, error_model="numpy")
 def general_fisher_weight(mu, m1, pw, fd):
     """PIRLS's weight for a ``general_likelihood`` family: the beta's Fisher
     information pw phi^2 (psi'(a) + psi'(b)) m1^2 (its l2 does not depend on y);

@@ -26,7 +26,7 @@ import numpy as np
 from numba import njit
 
 from .family import (LOG, conditional_aic_fast, general_fisher_weight, general_likelihood,
-                     has_observed_weights, is_canonical, linkinv, loglik_mu_derivs, mu_eta,
+                     has_observed_weights, is_canonical, linkinv, loglik_mu_score, mu_eta,
                      observed_information, observed_weight, unit_deviance, variance)
 from .linalg import Factor, factorize, linear_predictor, new_factor, newton_step
 
@@ -161,7 +161,7 @@ def working_weights(fd, rows, eta, mu, w, wres):
         for i in range(y.shape[0]):
             me = mu[i] if link == LOG else mu_eta(eta[i], link)
             w[i] = general_fisher_weight(mu[i], me, pw[i], fd)
-            wres[i] = loglik_mu_derivs(y[i], mu[i], pw[i], fd)[0] * me
+            wres[i] = loglik_mu_score(y[i], mu[i], pw[i], fd) * me
         return
     for i in range(y.shape[0]):
         # log link: mu_eta(eta) is mu itself (the same max(exp(eta), eps)); no exp

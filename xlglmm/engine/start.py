@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from . import pirls
 from .devfun import GlmmDeviance, theta_start
 from .family import Family
 
@@ -33,12 +34,22 @@ def glm_beta(fam: Family, dev: GlmmDeviance, mu0, maxit: int = 100,
     eta = fam.linkfun(np.asarray(mu0, float)[dev.order])
     beta = np.zeros(p)
     dev_old = np.inf
+    # the families with a phi (not exponential families): Fisher scoring on their own
+    # score and weight (PIRLS's ``working_weights``); quasi-likelihood steps would aim
+    # at another point than their deviance's minimum and halve their way to maxit
+    rows = pirls.Rows(y, dev.kernel_pw, offset) if fam.has_phi else None
     with np.errstate(all="ignore"):
         mu = fam.linkinv(eta)
         for it in range(maxit):
-            me = fam.mu_eta(eta)
-            w = pw * me * me / fam.variance(mu)
-            z = eta - offset + (y - mu) / me
+            if rows is not None:
+                w, wres = np.empty(len(y)), np.empty(len(y))
+                pirls.working_weights(dev._fd, rows, np.ascontiguousarray(eta),
+                                      np.ascontiguousarray(mu), w, wres)
+                z = eta - offset + wres / w
+            else:
+                me = fam.mu_eta(eta)
+                w = pw * me * me / fam.variance(mu)
+                z = eta - offset + (y - mu) / me
             if not (np.all(np.isfinite(w)) and np.all(np.isfinite(z))):
                 return np.zeros(p)
             Xw = X * w[:, None]
