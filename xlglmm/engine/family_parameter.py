@@ -161,6 +161,11 @@ class FamilyParameter:
     analytic: bool = False
     #: the first value from the start fit (None: the NB's and Gamma's own rules)
     moment: object = None
+    #: the joint search takes the Laplace gradient's exact (theta, beta) part and a
+    #: central difference in the parameter (2 evaluations) when it has no analytic
+    #: derivative: NB1's, the beta's and beta-binomial's phi (NB2's theta keeps the
+    #: finite-difference gradient that glmer.nb's numbers were checked with)
+    semi_analytic: bool = False
 
     def value(self, family: Family) -> float:
         return float(getattr(family, self.field))
@@ -179,13 +184,13 @@ NB_THETA = FamilyParameter(
                "reduces to the Poisson GLMM (compare their AICs)")
 NB1_PHI = FamilyParameter(
     "phi", "NB1 dispersion phi", PHI_LOG_BOUNDS, (1e-3, 1e3), "phi", PhiEstimate,
-    moment=_nb1_moment)
+    moment=_nb1_moment, semi_analytic=True)
 BETA_PHI = FamilyParameter(
     "phi", "beta precision phi", PHI_LOG_BOUNDS, (1e-2, 1e5), "phi", PhiEstimate,
-    moment=_own_phi)
+    moment=_own_phi, semi_analytic=True)
 BETABINOMIAL_PHI = FamilyParameter(
     "phi", "beta-binomial precision phi", PHI_LOG_BOUNDS, (1e-2, 1e5), "phi", PhiEstimate,
-    moment=_betabinomial_moment)
+    moment=_betabinomial_moment, semi_analytic=True)
 PHI_PARAMETERS = {"nb1": NB1_PHI, "beta": BETA_PHI, "betabinomial": BETABINOMIAL_PHI}
 GAMMA_DISPERSION = FamilyParameter(
     "dispersion", "Gamma dispersion", GAMMA_LOG_DISPERSION_BOUNDS, (1e-8, 1e4), "dispersion",
@@ -242,8 +247,20 @@ class JointDeviance:
         if not np.isfinite(f):
             return f, np.full(len(x), np.nan)
         f, g = self.dev.laplace_gradient(x[:nt], x[nt + 1:])
-        d = self.dev._gradient.log_dispersion_derivative()
-        return f, np.concatenate([g[:nt], [-d if self.psi else d], g[nt:]])
+        if self.parameter.analytic:
+            d = self.dev._gradient.log_dispersion_derivative()
+            d = -d if self.psi else d
+        else:       # (semi_analytic) a central difference in t, from these modes
+            center = self.warm.save()
+            ends = []
+            for s in (EXACT_FD_DELTA, -EXACT_FD_DELTA):
+                z = np.array(x, float)
+                z[nt] += s
+                self.warm.start(((1.0, center),))
+                ends.append(self(z))
+            self.warm.start(((1.0, center),))
+            d = (ends[0] - ends[1]) / (2.0 * EXACT_FD_DELTA)
+        return f, np.concatenate([g[:nt], [d], g[nt:]])
 
     def point(self, theta_re, log_value, beta) -> np.ndarray:
         return np.concatenate([theta_re, [self.t_of(log_value)], beta])
@@ -496,7 +513,8 @@ class FamilyParameterModel:
         nt = fun.nt
         x0 = fun.point(opt.theta, math.log(start), opt.beta)
         lower = np.concatenate([m0.lower, [0.0 if par.upper_is_limit else -np.inf]])
-        fg = fun.value_and_gradient if par.analytic and m0.nAGQ == 1 else None
+        fg = fun.value_and_gradient if (par.analytic or par.semi_analytic) \
+            and m0.nAGQ == 1 else None
         try:
             f0 = fun(x0)
             if fg is not None:
@@ -545,7 +563,8 @@ class FamilyParameterModel:
             # the reported fit is the profile's point at the estimate
             self._profile[round(log_value, 12)] = model.estimates
             return self._log_se_profile(log_value)
-        analytic = self.parameter.analytic and model.nAGQ == 1
+        analytic = (self.parameter.analytic or self.parameter.semi_analytic) \
+            and model.nAGQ == 1
         try:
             fx = fun(x)
             if have_rest:
