@@ -322,6 +322,26 @@ def gradient_column(fg, x, k, delta=EXACT_FD_DELTA, warm=None):
     return g, (cols[0] - cols[1]) / (2.0 * delta)
 
 
+def convex_in(H, g, k) -> np.ndarray:
+    """H itself when positive definite; else H with row and column k (the family
+    parameter's) decoupled and its curvature |H_kk| or |g_k|, whichever is larger (at
+    least 1): a start far from the estimate can sit where the deviance is concave in
+    the parameter's log (a beta-binomial's phi of 53 for 10.8: the likelihood flattens
+    towards the binomial's), and the quasi-Newton steps then take a first step of about
+    one unit in the log instead of giving the search to the profile's fits."""
+    try:
+        np.linalg.cholesky(H)
+        return H
+    except np.linalg.LinAlgError:
+        pass
+    H = H.copy()
+    hkk = abs(float(H[k, k]))
+    H[k, :] = 0.0
+    H[:, k] = 0.0
+    H[k, k] = max(hkk, abs(float(g[k])), 1.0)
+    return H
+
+
 def with_column(H_rest, col, k) -> np.ndarray:
     """The n x n Hessian of H_rest (the others') with row and column k inserted."""
     n = len(col)
@@ -446,8 +466,9 @@ class FamilyParameterModel:
             messages.append(f"Stopped at the time budget while estimating the {par.label}: "
                             "NOT converged.")
         value = math.exp(best)
-        ci = (math.exp(best - Z_975 * se_log), math.exp(best + Z_975 * se_log)) \
-            if math.isfinite(se_log) else (float("nan"), float("nan"))
+        with np.errstate(over="ignore"):     # a flat likelihood: an unbounded interval
+            ci = (float(np.exp(best - Z_975 * se_log)), float(np.exp(best + Z_975 * se_log))) \
+                if math.isfinite(se_log) else (float("nan"), float("nan"))
         found_estimate = par.estimate(value, value * se_log, ci, self.start_fit)
         self.model.estimates = dataclasses.replace(
             est, messages=messages, converged=est.converged and not timed_out,
@@ -528,6 +549,8 @@ class FamilyParameterModel:
                 g0, H0 = hessian_fd(fun, x0, fx=f0, budget=self.budget)
             else:
                 H0 = with_column(H_rest, col, nt)
+            if fg is not None:
+                H0 = convex_in(H0, g0, nt)
             nr = newton_refine(fun, x0, f0, g0, H0, lower, self.budget,
                                max_steps=JOINT_MAX_STEPS, tol=JOINT_TOL, warm=fun.warm,
                                fg=fg)

@@ -84,6 +84,10 @@ def check_model(design: ModelDesign, fam: Family, nAGQ: int):
     a vector term (k > 1 effects per group) needing more than ``agq.MAX_ROW_NODES``
     row-node evaluations (nAGQ^k * nobs) per deviance, or a family that has a
     dispersion parameter.  Run by glmer and lmer before any fitting."""
+    if fam.is_binomial and fam.has_phi and not np.any(design.weights > 1):
+        raise ModelError("a beta-binomial model needs rows with more than one trial: with one "
+                         "trial per row its phi is not identifiable (the counts are Bernoulli "
+                         "whatever phi); use the binomial family")
     for t in design.re_terms:
         if t.nlevels < 2:
             raise ModelError(f"grouping factor '{t.group}' has {t.nlevels} level: a random "
