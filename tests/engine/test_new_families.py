@@ -196,3 +196,56 @@ def test_the_score_alone_is_the_first_derivative(fam):
             [(0.5, 0.3, 4.0), (1.0, 0.6, 3.0)]:
         assert loglik_mu_score(y, mu, pw, fd) == pytest.approx(
             loglik_mu_derivs(y, mu, pw, fd)[0], rel=1e-14)
+
+
+@pytest.mark.parametrize("fam", list(PHI))
+def test_deviance_residuals_are_the_saturated_likelihoods(fam):
+    """The unit deviance is 2 (max_m l(y|m) - l(y|mu)) at the family's phi: >= 0 and 0 at
+    the maximiser (which is not mu = y for these families: the cold review found
+    negative deviances), the maximum found by scipy over the mean."""
+    from scipy import optimize
+    F = Family(fam, "", phi=PHI[fam])
+    rows = ([(0.0, 1.0), (1.0, 1.0), (4.0, 1.0)] if fam == "nb1" else
+            [(0.9, 1.0), (0.2, 1.0)] if fam == "beta" else [(1 / 3, 3.0), (0.0, 4.0), (1.0, 2.0)])
+    for y, pw in rows:
+        def minus_l(m):
+            return -float(log_density(fam, np.array([y]), np.array([m]), pw, PHI[fam])[0])
+        hi = 2 * y + 10 if fam == "nb1" else 1 - 1e-12
+        best = optimize.minimize_scalar(minus_l, bounds=(1e-12, hi), method="bounded",
+                                        options={"xatol": 1e-12})
+        for mu in (0.3, 0.6) if fam != "nb1" else (0.5, 2.0, 6.0):
+            want = 2 * (minus_l(mu) - best.fun)
+            got = F.dev_resids(np.array([y]), np.array([mu]), np.array([pw]))[0]
+            assert got == pytest.approx(max(want, 0.0), rel=1e-6, abs=1e-8)
+        # at scipy's maximiser (found to ~1e-4 in a flat maximum): ~0
+        at = F.dev_resids(np.array([y]), np.array([best.x]), np.array([pw]))[0]
+        assert 0.0 <= at < 1e-6
+
+
+def test_beta_binomial_pearson_residuals_see_the_trials():
+    data, formula, fam, factors = REFS["cbpp_betabinomial"]
+    res = xlglmm.glmer(formula, load_frame({"data": data, "factors": factors}), family=fam)
+    y, n, mu = res.design.y, res.design.weights, res.fittedvalues.to_numpy()
+    phi = res.phi
+    want = (y - mu) / np.sqrt(mu * (1 - mu) * (phi + n) / ((phi + 1) * n))
+    np.testing.assert_allclose(res.resid("pearson").to_numpy(), want, rtol=1e-12)
+
+
+def test_phi_at_the_end_of_its_range_says_what_the_model_reduces_to():
+    rng = np.random.default_rng(1)
+    g = np.repeat(np.arange(20), 10)
+    x = rng.normal(size=200)
+    b = 0.4 * rng.normal(size=20)[g]
+    pois = pd.DataFrame({"y": rng.poisson(np.exp(0.5 + 0.3 * x + b)), "x": x,
+                         "g": g.astype(str)})
+    r = xlglmm.glmer("y ~ x + (1|g)", pois, family="nb1")
+    assert r.phi < 1e-5 and np.isnan(r.phi_se)
+    assert any("reduces to the Poisson GLMM" in m for m in r.messages)
+    n = rng.integers(2, 10, 200)
+    binom = pd.DataFrame({"k": rng.binomial(n, 1 / (1 + np.exp(-(0.3 * x + b)))), "n": n,
+                          "x": x, "g": g.astype(str)})
+    r = xlglmm.glmer("cbind(k, n - k) ~ x + (1|g)", binom, family="betabinomial")
+    assert r.phi > 1e6 and any("reduces to the binomial GLMM" in m for m in r.messages)
+    with pytest.raises(xlglmm.ModelError, match="more than one trial"):
+        xlglmm.glmer("cbind(k, one - k) ~ x + (1|g)",
+                     binom.assign(k=(binom.k > 2) * 1, one=1), family="betabinomial")

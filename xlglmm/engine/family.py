@@ -270,6 +270,34 @@ def loglik_mu_score(y, mu, pw, fd):
 
 
 @njit(cache=True, error_model="numpy")
+def saturated_unit_deviance(y, mu, wt, fd):
+    """2 (max over m of l(y | m) - l(y | mu)) for the ``general_likelihood`` families
+    at their phi (>= 0, 0 at the maximiser): the deviance residuals' square.  Their
+    log-likelihood is concave in the mean (l2 < 0), so the maximiser is the root of the
+    score, found by bisection on (0, 1) (beta, beta-binomial) or (0, 2y + 10) (NB1);
+    a score of one sign all along (a zero count, no or all successes) puts it at the
+    range's end."""
+    fam = fd.family
+    lo, hi = 1e-12, (1.0 - 1e-12 if fam != NEGBIN1 else 2.0 * y + 10.0)
+    if loglik_mu_score(y, lo, wt, fd) <= 0.0:
+        m = lo
+    elif loglik_mu_score(y, hi, wt, fd) >= 0.0:
+        m = hi
+    else:
+        for _ in range(100):
+            m = 0.5 * (lo + hi)
+            if loglik_mu_score(y, m, wt, fd) > 0.0:
+                lo = m
+            else:
+                hi = m
+            if hi - lo < 1e-13 * max(1.0, hi):
+                break
+        m = 0.5 * (lo + hi)
+    d = 2.0 * (unit_loglik_var(y, m, wt, fd) - unit_loglik_var(y, mu, wt, fd))
+    return max(d, 0.0)
+
+
+@njit(cache=True, error_model="numpy")
 def general_fisher_weight(mu, m1, pw, fd):
     """PIRLS's weight for a ``general_likelihood`` family: the beta's Fisher
     information pw phi^2 (psi'(a) + psi'(b)) m1^2 (its l2 does not depend on y);
@@ -373,8 +401,9 @@ def unit_deviance(y, mu, wt, fd):
         # log1p: (y + t)/(mu + t) is close to 1 when theta is large (the Poisson limit)
         return 2.0 * wt * (_ylogy(y, mu) - (y + t) * math.log1p((y - mu) / (mu + t)))
     if fam >= NEGBIN1:
-        # 2 (l(y | mu = y) - l(y | mu)): what PIRLS minimises (its mu-gradient is the
-        # log-likelihood's); the saturated mean held inside the family's range
+        # PIRLS's criterion: 2 (l(y | mu = y) - l(y | mu)), the deviance up to a
+        # constant per row (the likelihood at fixed phi is not maximised at mu = y for
+        # these families: ``saturated_unit_deviance`` is the deviance itself)
         sat = min(max(y, 1e-8), 1.0 - 1e-8) if fam != NEGBIN1 else max(y, 1e-8)
         return 2.0 * (unit_loglik_var(y, sat, wt, fd) - unit_loglik_var(y, mu, wt, fd))
     return wt * (y - mu) * (y - mu)
@@ -441,7 +470,8 @@ def _elementwise(op, fd, x, y, wt, out):
         elif op == _VARIANCE:
             out[i] = variance(x[i], wt[i], fd)
         elif op == _DEV_RESIDS:
-            out[i] = unit_deviance(y[i], x[i], wt[i], fd)
+            out[i] = (saturated_unit_deviance(y[i], x[i], wt[i], fd) if general_likelihood(fd)
+                      else unit_deviance(y[i], x[i], wt[i], fd))
         else:
             out[i] = unit_logdensity(y[i], x[i], wt[i], fd)
 

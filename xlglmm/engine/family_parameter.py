@@ -58,6 +58,7 @@ GAMMA_LOG_DISPERSION_BOUNDS = (math.log(1e-8), math.log(1e4))
 PHI_LOG_BOUNDS = (math.log(1e-6), math.log(1e7))
 PROFILE_STEP = 0.05         # log step of the profile's curvature (the parameter's SE)
 AT_BOUND = 0.05             # log this close to an upper limit: the parameter is at it
+AT_END = 1.0                # a phi within a factor e of its range's ends: at that end
 JOINT_MAX_STEPS = 40        # quasi-Newton steps of the joint search
 JOINT_TOL = 1e-10           # its Newton decrement at the optimum (the deviance to ~1e-10)
 Z_975 = 1.959964
@@ -166,6 +167,8 @@ class FamilyParameter:
     #: derivative: NB1's, the beta's and beta-binomial's phi (NB2's theta keeps the
     #: finite-difference gradient that glmer.nb's numbers were checked with)
     semi_analytic: bool = False
+    #: what a value at the lower or upper end of ``log_bounds`` means (phi's)
+    end_notes: tuple = ()
 
     def value(self, family: Family) -> float:
         return float(getattr(family, self.field))
@@ -184,13 +187,18 @@ NB_THETA = FamilyParameter(
                "reduces to the Poisson GLMM (compare their AICs)")
 NB1_PHI = FamilyParameter(
     "phi", "NB1 dispersion phi", PHI_LOG_BOUNDS, (1e-3, 1e3), "phi", PhiEstimate,
-    moment=_nb1_moment, semi_analytic=True)
+    moment=_nb1_moment, semi_analytic=True,
+    end_notes=("the data show no overdispersion beyond the random effects, and the model "
+               "reduces to the Poisson GLMM (compare their AICs)", "phi is not identified by these data"))
 BETA_PHI = FamilyParameter(
     "phi", "beta precision phi", PHI_LOG_BOUNDS, (1e-2, 1e5), "phi", PhiEstimate,
-    moment=_own_phi, semi_analytic=True)
+    moment=_own_phi, semi_analytic=True,
+    end_notes=("phi is not identified by these data", "phi is not identified by these data (the response hardly varies around its means)"))
 BETABINOMIAL_PHI = FamilyParameter(
     "phi", "beta-binomial precision phi", PHI_LOG_BOUNDS, (1e-2, 1e5), "phi", PhiEstimate,
-    moment=_betabinomial_moment, semi_analytic=True)
+    moment=_betabinomial_moment, semi_analytic=True,
+    end_notes=("phi is not identified by these data", "the data show no overdispersion beyond the random effects, "
+               "and the model reduces to the binomial GLMM (compare their AICs)"))
 PHI_PARAMETERS = {"nb1": NB1_PHI, "beta": BETA_PHI, "betabinomial": BETABINOMIAL_PHI}
 GAMMA_DISPERSION = FamilyParameter(
     "dispersion", "Gamma dispersion", GAMMA_LOG_DISPERSION_BOUNDS, (1e-8, 1e4), "dispersion",
@@ -446,11 +454,17 @@ class FamilyParameterModel:
         at_bound = par.upper_is_limit and best > hi - AT_BOUND
         if at_bound:
             best = hi     # report the bound itself: the optimizer's end point there is arbitrary
+        # a phi at either end of its range, where the likelihood is flat: the model is
+        # another (NB1 -> Poisson, beta-binomial -> binomial) or phi is not identified
+        end = None
+        if not par.upper_is_limit and par.end_notes:
+            lo = par.log_bounds[0]
+            end = 0 if best < lo + AT_END else 1 if best > hi - AT_END else None
         # the reported fit: the parameter fixed at its estimate, with the requested SEs
         self.model = self._fit_at(math.exp(best), self.se_method,
                                   self._left(0.25 * (self.time_budget or 0)), warm)
         se_log = float("nan")
-        if not at_bound and not timed_out:
+        if not at_bound and end is None and not timed_out:
             try:
                 se_log = (self._log_se_joint() if self.method == "joint"
                           else self._log_se_profile(best))
@@ -462,6 +476,10 @@ class FamilyParameterModel:
             messages.append(
                 f"The {par.label} ran to its upper limit ({math.exp(hi):.0e}): "
                 f"{par.limit_note}.")
+        if end is not None:
+            messages.append(
+                f"The {par.label} ran to its {('lower', 'upper')[end]} limit "
+                f"({math.exp(par.log_bounds[end]):.0e}): {par.end_notes[end]}.")
         if timed_out:
             messages.append(f"Stopped at the time budget while estimating the {par.label}: "
                             "NOT converged.")

@@ -510,7 +510,8 @@ class GLMMResult:
             d = self.family.dev_resids(y, mu, wt)
             r = np.sign(y - mu) * np.sqrt(np.abs(d))
         elif type == "pearson":
-            r = (y - mu) * np.sqrt(wt / self.family.variance(mu))
+            # (the variance sees the trials: a beta-binomial's depends on them)
+            r = (y - mu) * np.sqrt(wt / self.family.variance(mu, wt))
         elif type == "response":
             r = y - mu
         else:

@@ -2,7 +2,7 @@
 (``math`` has only ``lgamma``): digamma psi(x), trigamma psi'(x) and tetragamma
 psi''(x) for x > 0, by the recurrence psi^(m)(x) = psi^(m)(x + 1) - (-1)^m m! / x^(m+1)
 up to x >= 10 and then the asymptotic (Bernoulli) series, accurate to ~1e-15 relative
-there.  Tested against ``scipy.special.polygamma`` (tests/engine/test_special.py).
+there.  Tested against ``scipy.special.polygamma`` (tests/engine/test_new_families.py).
 """
 from __future__ import annotations
 

@@ -62,7 +62,8 @@ def glm_beta(fam: Family, dev: GlmmDeviance, mu0, maxit: int = 100,
                 trial = new_beta if it == 0 else beta + step * (new_beta - beta)
                 eta = offset + X @ trial
                 mu = fam.linkinv(eta)
-                deviance = float(np.sum(fam.dev_resids(y, mu, pw)))
+                deviance = (-2.0 * float(np.sum(fam.log_density(y, mu, pw))) if fam.has_phi
+                            else float(np.sum(fam.dev_resids(y, mu, pw))))
                 if np.isfinite(deviance) and (it == 0 or deviance <= dev_old + 1e-10 * abs(dev_old)):
                     break
                 step *= 0.5
@@ -86,7 +87,7 @@ def moment_theta(dev: GlmmDeviance, fam: Family, beta0) -> np.ndarray:
     eta = dev.offset + dev.X @ beta0
     mu = fam.linkinv(eta)
     me = fam.mu_eta(eta)
-    w = dev.pw * me ** 2 / np.maximum(fam.variance(mu), 1e-300)
+    w = dev.pw * me ** 2 / np.maximum(fam.variance(mu, dev.pw), 1e-300)
     z = (dev.y - mu) / np.where(me != 0, me, 1e-300)
     if not (np.all(np.isfinite(w)) and np.all(np.isfinite(z))):
         return theta

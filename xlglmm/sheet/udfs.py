@@ -683,7 +683,7 @@ COMPANION_ARGUMENTS = (
     cells("x_random", "Optional. As in the fit"),
     value("fit_intercept", "Optional. As in the fit"),
     value("nAGQ", "Optional. As in the fit"),
-    value("family", "Optional. \"poisson\" (default), \"binomial\", \"gamma\", \"negbin\" or \"gaussian\""),
+    value("family", "Optional. \"poisson\" (default), \"binomial\", \"gamma\", \"negbin\", \"nb1\", \"beta\", \"betabinomial\" or \"gaussian\"; \":lme4\" after it: lme4's Laplace"),
     cells("trials", "Optional. Binomial trials, as in GLMM_BINOMIAL"),
     value("link", "Optional. Link function"),
 )
@@ -787,7 +787,7 @@ def GLMM_RANEF(y, X, groups=None, offset=None, x_random=None, fit_intercept=True
     value("include_re", "Optional. TRUE (default) adds the groups' random effects"),
     value("fit_intercept", "Optional. As in the fit"),
     value("nAGQ", "Optional. As in the fit"),
-    value("family", "Optional. \"poisson\" (default), \"binomial\", \"gamma\", \"negbin\" or \"gaussian\""),
+    value("family", "Optional. \"poisson\" (default), \"binomial\", \"gamma\", \"negbin\", \"nb1\", \"beta\", \"betabinomial\" or \"gaussian\"; \":lme4\" after it: lme4's Laplace"),
     cells("trials", "Optional. Binomial trials, as in the fit"),
     value("link", "Optional. Link function"),
     value("interval", "Optional. \"none\" (default), \"confidence\" (of the mean) or \"prediction\" (a new observation): adds SE (link), lower and upper columns"),
