@@ -329,7 +329,7 @@ CASES = [
     Case("other options", "fit_intercept = 'maybe'", P, (col(Y), col(X), col(G)),
          {"fit_intercept": "maybe"}, expect="#GLMM! fit_intercept must be TRUE or FALSE"),
     Case("other options", "family = 'normal'", GL, ("y ~ x + (1|g)", TAB, "normal"),
-         expect="#GLMM! family must be one of: poisson, binomial, gamma, negbin, gaussian"),
+         expect="#GLMM! family must be one of: poisson, binomial, gamma, negbin, nb1, beta, betabinomial, gaussian"),
     Case("other options", "Poisson with link 'logit'", GL, ("y ~ x + (1|g)", TAB, "poisson",
                                                            "logit"),
          expect="#GLMM! link 'logit' is not available for the poisson family (use one of: "

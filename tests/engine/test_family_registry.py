@@ -27,6 +27,10 @@ API_FAMILIES = {
     "gaussian": "gaussian", "negbin": "negbin",
     "negative_binomial": "negbin", "negativebinomial": "negbin", "nb": "negbin",
     "nb2": "negbin", "normal": "gaussian", "bernoulli": "binomial",
+    # issue 17's families (the exact Laplace only)
+    "nb1": "nb1", "negbin1": "nb1", "negative_binomial1": "nb1", "nbinom1": "nb1",
+    "beta": "beta", "betabinomial": "betabinomial", "beta_binomial": "betabinomial",
+    "betabinom": "betabinomial",
 }
 # fit.NEGBIN_NAMES: the names for which glmer estimates theta
 NEGBIN_NAMES = ("negbin", "nb", "nb2", "negative_binomial", "negativebinomial")
@@ -37,10 +41,14 @@ LINKS_OF = {
     "gamma": ("inverse", ("inverse", "log", "identity")),
     "gaussian": ("identity", ("identity", "log", "inverse")),
     "negbin": ("log", ("log", "identity", "sqrt")),
+    "nb1": ("log", ("log",)),
+    "beta": ("logit", ("logit", "probit", "cloglog")),
+    "betabinomial": ("logit", ("logit", "probit", "cloglog")),
 }
 ALL_LINKS = ("log", "logit", "probit", "cloglog", "inverse", "identity", "sqrt")
 # udfs.FAMILIES / udfs.LINKS, in the order the sheet messages list them
-OLD_SHEET_FAMILIES = ("poisson", "binomial", "gamma", "negbin", "gaussian")
+OLD_SHEET_FAMILIES = ("poisson", "binomial", "gamma", "negbin", "nb1", "beta", "betabinomial",
+                      "gaussian")
 OLD_SHEET_LINKS = ("log", "logit", "probit", "cloglog", "inverse", "identity", "sqrt")
 OLD_BINOMIAL_LINKS = ("logit", "probit", "cloglog")
 # what the code asked of the names before: family -> (has dispersion, NB theta,
@@ -52,6 +60,9 @@ PROPERTIES = {
     "gamma": (True, False, False, False, True, False, "Gamma", "exp(Est)"),
     "gaussian": (True, False, False, False, False, True, "gaussian", "exp(Est)"),
     "negbin": (False, True, False, True, False, False, "Negative Binomial(1)", "IRR"),
+    "nb1": (False, False, False, True, False, False, "nbinom1", "IRR"),
+    "beta": (False, False, False, False, False, False, "beta", "exp(Est)"),
+    "betabinomial": (False, False, True, False, False, False, "betabinomial", "exp(Est)"),
 }
 
 
@@ -84,8 +95,8 @@ def test_the_registry_accepts_no_more_and_no_fewer_names_than_before():
         assert family_spec(word) is None
         with pytest.raises(ValueError) as e:
             make_family(word)
-        assert str(e.value) == (f"unknown family '{word}' (use one of: binomial, gamma, "
-                                "gaussian, negbin, poisson)")
+        assert str(e.value) == (f"unknown family '{word}' (use one of: beta, betabinomial, "
+                                "binomial, gamma, gaussian, nb1, negbin, poisson)")
     with pytest.raises(TypeError) as e:
         make_family(3)
     assert str(e.value) == "family must be a name such as 'poisson' or a Family object"
@@ -120,6 +131,7 @@ def test_glmer_estimates_theta_for_exactly_the_old_negbin_names(monkeypatch):
     with pytest.raises(fit.ModelError) as e:
         fit._glmer("y ~ (1|g)", {}, "weibull", **kw)
     assert str(e.value).startswith("unknown family 'weibull'")
+    assert not estimates_theta("nb1")       # NB1's phi is estimated, not an NB2 theta
 
 
 @pytest.mark.parametrize("name", sorted(PROPERTIES))
@@ -136,7 +148,9 @@ def test_family_properties_answer_what_the_name_tests_did(name):
     # R's mustart, as start.py wrote it per name
     y, w = np.array([0.0, 0.25, 1.0, 3.0]), np.array([1.0, 4.0, 2.0, 1.0])
     old = {"binomial": (w * y + 0.5) / (w + 1.0), "poisson": y + 0.1, "negbin": y + 0.1,
-           "gamma": np.maximum(y, 1e-8)}.get(name, y)
+           "gamma": np.maximum(y, 1e-8), "nb1": y + 0.1,
+           "betabinomial": (w * y + 0.5) / (w + 1.0),
+           "beta": np.clip(y, 1e-4, 1 - 1e-4)}.get(name, y)
     assert np.array_equal(fam.mustart(y, w), old)
 
 
@@ -165,7 +179,7 @@ def test_sheet_words_are_the_old_lists():
 
 @pytest.mark.parametrize("word", ["nb", "normal", "bernoulli", "weibull", "NB2"])
 def test_sheets_refuse_other_family_words_with_the_old_message(word):
-    msg = "#GLMM! family must be one of: poisson, binomial, gamma, negbin, gaussian"
+    msg = "#GLMM! family must be one of: poisson, binomial, gamma, negbin, nb1, beta, betabinomial, gaussian"
     assert udfs.GLMM("y ~ x + (1|g)", DATA, word) == msg
     assert udfs.GLMM_RANEF("y ~ x + (1|g)", DATA, word) == msg
 
@@ -314,7 +328,8 @@ def test_every_extra_parameter_says_how_it_is_estimated():
     import re
     from xlglmm.engine.family import FAMILY_SPECS
     for spec in FAMILY_SPECS:
-        assert bool(spec.parameters) == (spec.has_theta or spec.has_dispersion), spec.name
+        assert bool(spec.parameters) == (spec.has_theta or spec.has_dispersion
+                                         or bool(spec.phi_name)), spec.name
         for name, how in spec.parameters:
             for module in re.findall(r"engine/(\w+)\.py", how):
                 assert (PACKAGE / "engine" / f"{module}.py").is_file(), (spec.name, module)

@@ -140,7 +140,13 @@ def test_joint_search_finds_the_profiles_maximum(monkeypatch):
     assert joint.nb_theta_se == pytest.approx(profile.nb_theta_se, rel=1e-3)
     se = profile.fe_bse.to_numpy()
     assert np.all(np.abs(joint.fe_params.to_numpy() - profile.fe_params.to_numpy()) / se < 1e-4)
-    np.testing.assert_allclose(joint.fe_bse, se, rtol=1e-4)
+    # the exact Laplace's covariance is marginal over theta where the joint Hessian is
+    # known (the joint search), conditional on it after the profile's search (as
+    # glmer.nb): glmmTMB's SEs are the former, within 0.4% of the latter here
+    assert joint.vcov_method == "Hessian, joint with nb_theta"
+    assert profile.vcov_method == "Hessian"
+    np.testing.assert_allclose(joint.fe_bse, se, rtol=5e-3)
+    assert not np.allclose(joint.fe_bse, se, rtol=1e-4)
     assert joint.messages == profile.messages and joint.npar == profile.npar
 
 

@@ -319,3 +319,26 @@ def test_compare_refuses_two_laplace_approximations():
     assert not isinstance(same, str)
     assert udfs.GLMM_COMPARE("y ~ 1 + (1|g)", "y ~ x + (1|g)", table(df), "gamma",
                              "log")[1][0] is not None
+
+
+@pytest.mark.parametrize("name,family,formula,data", [
+    ("beta_sim", "beta", "y ~ x + (1|g)", "beta_sim.csv"),
+    ("cbpp_betabinomial", "betabinomial",
+     "cbind(incidence, size - incidence) ~ factor(period) + (1|herd)", "cbpp.csv"),
+    ("grouse_nb1", "nb1", "TICKS ~ factor(YEAR) + cHEIGHT + (1|LOCATION)", "grouseticks.csv")])
+def test_issue17_families_on_a_sheet(name, family, formula, data):
+    """GLMM with the families of issue 17: glmmTMB's numbers, phi with its SE and CI in
+    the block, and the likelihood row."""
+    from refs import data_file
+    df = pd.read_csv(data_file(data))
+    if "HEIGHT" in df:
+        df["cHEIGHT"] = df.HEIGHT - df.HEIGHT.mean()
+    b = udfs.GLMM(formula, table(df), family)
+    ref = glmmtmb(name)
+    assert block_value(b, "logLik") == pytest.approx(ref["logLik"], abs=1e-3)
+    assert block_value(b, "phi") == pytest.approx(ref["dispersion"]["sigma"], rel=0.01)
+    assert block_value(b, "phi CI low") < block_value(b, "phi") < block_value(b, "phi CI high")
+    assert block_value(b, "likelihood") == ("exact Laplace (observed information; phi by "
+                                            "maximum likelihood)")
+    assert udfs.GLMM(formula, table(df), f"{family}:lme4").startswith(
+        "#GLMM! lme4 has no")

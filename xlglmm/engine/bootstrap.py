@@ -50,7 +50,8 @@ from .covariance import random_effects_scale
 from .family import Family
 from .lmm import LinearMixedModel
 from .model import GeneralizedLinearMixedModel, MixedModel, ModelError
-from .family_parameter import GAMMA_DISPERSION, FamilyParameterModel
+from .family_parameter import (GAMMA_DISPERSION, PHI_PARAMETERS, FamilyParameterModel,
+                               phi_start_family)
 from .negbin import NegativeBinomial2, NegativeBinomialModel
 from .profile import sdcor_names, sdcor_of_theta
 
@@ -323,7 +324,8 @@ def design_of_rows(design, rows, copy=None, copied=None):
 def estimates_family_parameter(result) -> bool:
     """The fit estimated a family parameter with the others (an NB theta, the exact
     Laplace's Gamma dispersion): a refit must estimate it again."""
-    return result.nb_theta_se is not None or getattr(result, "dispersion_se", None) is not None
+    return (result.nb_theta_se is not None or getattr(result, "dispersion_se", None) is not None
+            or getattr(result, "phi_se", None) is not None)
 
 
 def refit_estimating_theta(model, y=None, design=None, time_budget=None, se_method="rx"):
@@ -335,6 +337,22 @@ def refit_estimating_theta(model, y=None, design=None, time_budget=None, se_meth
     ``estimates`` hold the parameter (``nb`` or ``dispersion``).  ``se_method``: the
     final fit's covariance (default RX: a bootstrap needs none)."""
     fam = model.family
+    if model.estimates is not None and model.estimates.phi is not None:
+        start_family = phi_start_family(fam, model.design.y if y is None else y)
+
+        def fit_phi_start():
+            return model.refit(y, design=design, family=start_family, se_method="rx",
+                               time_budget=time_budget)
+
+        def model_at_phi(phi, se_method, seconds):
+            return model.refit_model(y, design=design,
+                                     family=dataclasses.replace(fam, phi=phi),
+                                     se_method=se_method, time_budget=seconds)
+        est = FamilyParameterModel(PHI_PARAMETERS[fam.name], fam, fit_phi_start, model_at_phi,
+                                   se_method=se_method, time_budget=time_budget,
+                                   max_evals=model.max_evals)
+        est.fit()
+        return est.model
     if model.estimates is not None and model.estimates.dispersion is not None:
         def fit_start():
             return model.refit(y, design=design,

@@ -227,6 +227,10 @@ def distribution_variance(res) -> tuple:
 def link_scale_variance(family, sigma: float, mu: float = math.nan) -> float:
     """The distribution-specific variance of ``family`` with scale ``sigma`` (LMM,
     Gamma) at mean count ``mu`` (log-link counts): see ``distribution_variance``."""
+    if family.has_phi:
+        raise CheckError(f"R² and the ICC are not defined here for the {family.spec.label} "
+                         "family yet (performance's distribution-specific variance for it "
+                         "is not reproduced)")
     if family.is_gaussian or family.positive_response:
         return sigma ** 2
     if family.is_binomial:

@@ -36,8 +36,13 @@ import numpy as np
 from scipy import stats
 from numba import njit
 
+from .special import digamma, tetragamma, trigamma
+
 # ---- codes shared with the numerical core ------------------------------------------
 POISSON, BINOMIAL, GAMMA, GAUSSIAN, NEGBIN = 0, 1, 2, 3, 4
+# families whose log-likelihood is not an exponential family's in mu (their kernels take
+# its derivatives in mu, ``loglik_mu_derivs``): the exact Laplace only
+NEGBIN1, BETA, BETABINOMIAL = 5, 6, 7
 LOG, LOGIT, PROBIT, CLOGLOG, INVERSE, IDENTITY, SQRT = 0, 1, 2, 3, 4, 5, 6
 
 LINK_CODES = {"log": LOG, "logit": LOGIT, "probit": PROBIT, "cloglog": CLOGLOG,
@@ -46,6 +51,8 @@ LINK_CODES = {"log": LOG, "logit": LOGIT, "probit": PROBIT, "cloglog": CLOGLOG,
 # the entries of FamilyData.params
 NB_THETA = 0           # the negative binomial's shape (variance mu + mu^2/theta)
 DISPERSION = 1         # the scale phi of Gamma and Gaussian densities (1 elsewhere)
+PHI = 2                # NB1's dispersion (variance mu (1 + phi)), the beta's and the
+                       # beta-binomial's precision (Beta(mu phi, (1 - mu) phi))
 
 
 class FamilyData(NamedTuple):
@@ -165,6 +172,13 @@ def variance(mu, pw, fd):
         return mu * mu
     if fam == NEGBIN:
         return mu + mu * mu / fd.params[NB_THETA]
+    if fam == NEGBIN1:
+        return mu * (1.0 + fd.params[PHI])
+    if fam == BETA:
+        return mu * (1.0 - mu) / (1.0 + fd.params[PHI])
+    if fam == BETABINOMIAL:     # of the proportion, times the trials pw
+        phi = fd.params[PHI]
+        return mu * (1.0 - mu) * (phi + pw) / (phi + 1.0)
     return 1.0  # GAUSSIAN
 
 
@@ -186,6 +200,115 @@ def observed_weight(y, mu, pw, fd):
         return pw * y / mu
     t = fd.params[NB_THETA]
     return pw * t * mu * (t + y) / ((t + mu) * (t + mu))
+
+
+@njit(cache=True, error_model="numpy")
+def general_likelihood(fd):
+    """The family's log-likelihood is not an exponential family's in mu (NB1, beta,
+    beta-binomial): the kernels take its own derivatives (``loglik_mu_derivs``) for
+    the score, the observed information and the deviance."""
+    return fd.family >= NEGBIN1
+
+
+@njit(cache=True, error_model="numpy")
+def _lbeta_terms(k, n, a, b):
+    """lgamma(k + a) + lgamma(n - k + b) - lgamma(a) - lgamma(b)."""
+    return (math.lgamma(k + a) + math.lgamma(n - k + b) - math.lgamma(a)
+            - math.lgamma(b))
+
+
+@njit(cache=True, error_model="numpy")
+def loglik_mu_derivs(y, mu, pw, fd):
+    """(l1, l2, l3): the first three derivatives in mu of one row's log-likelihood,
+    for the families of ``general_likelihood`` (pw copies of the row for NB1 and the
+    beta; the beta-binomial's y a proportion of pw trials).  With s = mu/phi (NB1)
+    and a = mu phi, b = (1 - mu) phi (beta, beta-binomial), psi the digamma:
+    NB1  l = lgamma(y + s) - lgamma(s) - s log(1 + phi) + ...
+    beta l = -lgamma(a) - lgamma(b) + a log y + b log(1 - y) + ...
+    beta-binomial l = lgamma(k + a) + lgamma(n - k + b) - lgamma(a) - lgamma(b) + ..."""
+    fam = fd.family
+    phi = fd.params[PHI]
+    if fam == NEGBIN1:
+        s = mu / phi
+        c = 1.0 / phi
+        l1 = c * (digamma(y + s) - digamma(s) - math.log1p(phi))
+        l2 = c * c * (trigamma(y + s) - trigamma(s))
+        l3 = c * c * c * (tetragamma(y + s) - tetragamma(s))
+        return pw * l1, pw * l2, pw * l3
+    a = mu * phi
+    b = (1.0 - mu) * phi
+    if fam == BETA:
+        l1 = phi * (digamma(b) - digamma(a) + math.log(y) - math.log1p(-y))
+        l2 = -phi * phi * (trigamma(a) + trigamma(b))
+        l3 = -phi * phi * phi * (tetragamma(a) - tetragamma(b))
+        return pw * l1, pw * l2, pw * l3
+    n = math.floor(pw + 0.5)            # BETABINOMIAL: successes k of n trials
+    k = math.floor(pw * y + 0.5)
+    l1 = phi * (digamma(k + a) - digamma(a) - digamma(n - k + b) + digamma(b))
+    l2 = phi * phi * (trigamma(k + a) - trigamma(a) + trigamma(n - k + b) - trigamma(b))
+    l3 = phi * phi * phi * (tetragamma(k + a) - tetragamma(a) - tetragamma(n - k + b)
+                            + tetragamma(b))
+    return l1, l2, l3
+
+
+@njit(cache=True, error_model="numpy")
+def loglik_mu_score(y, mu, pw, fd):
+    """l1 of ``loglik_mu_derivs`` alone (PIRLS's score: digammas only, no tri- or
+    tetragammas per row and iteration)."""
+    fam = fd.family
+    phi = fd.params[PHI]
+    if fam == NEGBIN1:
+        s = mu / phi
+        return pw * (digamma(y + s) - digamma(s) - math.log1p(phi)) / phi
+    a = mu * phi
+    b = (1.0 - mu) * phi
+    if fam == BETA:
+        return pw * phi * (digamma(b) - digamma(a) + math.log(y) - math.log1p(-y))
+    n = math.floor(pw + 0.5)
+    k = math.floor(pw * y + 0.5)
+    return phi * (digamma(k + a) - digamma(a) - digamma(n - k + b) + digamma(b))
+
+
+@njit(cache=True, error_model="numpy")
+def saturated_unit_deviance(y, mu, wt, fd):
+    """2 (max over m of l(y | m) - l(y | mu)) for the ``general_likelihood`` families
+    at their phi (>= 0, 0 at the maximiser): the deviance residuals' square.  Their
+    log-likelihood is concave in the mean (l2 < 0), so the maximiser is the root of the
+    score, found by bisection on (0, 1) (beta, beta-binomial) or (0, 2y + 10) (NB1);
+    a score of one sign all along (a zero count, no or all successes) puts it at the
+    range's end."""
+    fam = fd.family
+    lo, hi = 1e-12, (1.0 - 1e-12 if fam != NEGBIN1 else 2.0 * y + 10.0)
+    if loglik_mu_score(y, lo, wt, fd) <= 0.0:
+        m = lo
+    elif loglik_mu_score(y, hi, wt, fd) >= 0.0:
+        m = hi
+    else:
+        for _ in range(100):
+            m = 0.5 * (lo + hi)
+            if loglik_mu_score(y, m, wt, fd) > 0.0:
+                lo = m
+            else:
+                hi = m
+            if hi - lo < 1e-13 * max(1.0, hi):
+                break
+        m = 0.5 * (lo + hi)
+    d = 2.0 * (unit_loglik_var(y, m, wt, fd) - unit_loglik_var(y, mu, wt, fd))
+    return max(d, 0.0)
+
+
+@njit(cache=True, error_model="numpy")
+def general_fisher_weight(mu, m1, pw, fd):
+    """PIRLS's weight for a ``general_likelihood`` family: the beta's Fisher
+    information pw phi^2 (psi'(a) + psi'(b)) m1^2 (its l2 does not depend on y);
+    elsewhere the quasi-likelihood weight pw m1^2 / V(mu) with the family's variance
+    (NB1 mu (1 + phi); the beta-binomial's proportion), a positive definite stand-in
+    for the expected information (the modes are the likelihood's all the same: the
+    score is exact)."""
+    if fd.family == BETA:
+        phi = fd.params[PHI]
+        return pw * phi * phi * (trigamma(mu * phi) + trigamma((1.0 - mu) * phi)) * m1 * m1
+    return pw * m1 * m1 / variance(mu, pw, fd)
 
 
 @njit(cache=True, error_model="numpy")
@@ -240,6 +363,10 @@ def observed_information(y, mu, eta, pw, fd):
     m1 = mu if link == LOG else mu_eta(eta, link)
     m2 = mu_eta2(eta, link)
     m3 = mu_eta3(eta, link)
+    if general_likelihood(fd):
+        l1, l2, l3 = loglik_mu_derivs(y, mu, pw, fd)
+        return (-(l2 * m1 * m1 + l1 * m2),
+                -(l3 * m1 * m1 * m1 + 3.0 * l2 * m1 * m2 + l1 * m3))
     vr = variance(mu, pw, fd)
     q1 = variance_mu(mu, fd) / vr       # V'/V and V''/V: no power of V is formed (a
     q2 = variance_mu2(mu, fd) / vr      # Gamma mean of 1e100 has V^2 = inf)
@@ -273,6 +400,12 @@ def unit_deviance(y, mu, wt, fd):
         t = fd.params[NB_THETA]
         # log1p: (y + t)/(mu + t) is close to 1 when theta is large (the Poisson limit)
         return 2.0 * wt * (_ylogy(y, mu) - (y + t) * math.log1p((y - mu) / (mu + t)))
+    if fam >= NEGBIN1:
+        # PIRLS's criterion: 2 (l(y | mu = y) - l(y | mu)), the deviance up to a
+        # constant per row (the likelihood at fixed phi is not maximised at mu = y for
+        # these families: ``saturated_unit_deviance`` is the deviance itself)
+        sat = min(max(y, 1e-8), 1.0 - 1e-8) if fam != NEGBIN1 else max(y, 1e-8)
+        return 2.0 * (unit_loglik_var(y, sat, wt, fd) - unit_loglik_var(y, mu, wt, fd))
     return wt * (y - mu) * (y - mu)
 
 
@@ -337,7 +470,8 @@ def _elementwise(op, fd, x, y, wt, out):
         elif op == _VARIANCE:
             out[i] = variance(x[i], wt[i], fd)
         elif op == _DEV_RESIDS:
-            out[i] = unit_deviance(y[i], x[i], wt[i], fd)
+            out[i] = (saturated_unit_deviance(y[i], x[i], wt[i], fd) if general_likelihood(fd)
+                      else unit_deviance(y[i], x[i], wt[i], fd))
         else:
             out[i] = unit_logdensity(y[i], x[i], wt[i], fd)
 
@@ -366,6 +500,10 @@ class FamilySpec:
     function_links: tuple = ()       # the links the family's own sheet function offers
     #: its parameters besides the linear predictor, (name, how the fit estimates it)
     parameters: tuple = ()
+    #: what its parameter phi is called (NB1, beta, beta-binomial; "" elsewhere)
+    phi_name: str = ""
+    #: the family whose fit starts phi's search ("": the family itself, at a moment phi)
+    start_family: str = ""
 
 
 # How the families' extra parameters are estimated (as lme4 does; the true-likelihood
@@ -376,6 +514,9 @@ DISPERSION_BY_MOMENTS = ("maximum likelihood with the other parameters under the
                          "(engine/covariance.sigma), not maximised")
 THETA_BY_ML = ("maximum likelihood: the Laplace log-likelihood maximised over "
                "log(theta) jointly with the other parameters (engine/family_parameter.py)")
+
+PHI_BY_ML = ("maximum likelihood: the exact Laplace log-likelihood maximised over log(phi) "
+             "jointly with the other parameters (engine/family_parameter.py)")
 
 # The registry, in the order the worksheet functions list the families.
 FAMILY_SPECS = (
@@ -391,6 +532,19 @@ FAMILY_SPECS = (
                aliases=("negative_binomial", "negativebinomial", "nb", "nb2"),
                response="counts", has_theta=True, log_ratio_name="IRR",
                parameters=(("theta", THETA_BY_ML),)),
+    FamilySpec("nb1", NEGBIN1, "nbinom1", "log", ("log",),
+               aliases=("negbin1", "negative_binomial1", "nbinom1"), response="counts",
+               log_ratio_name="IRR", phi_name="NB1 dispersion", start_family="poisson",
+               parameters=(("phi", PHI_BY_ML + " (variance mu (1 + phi))"),)),
+    FamilySpec("beta", BETA, "beta", "logit", ("logit", "probit", "cloglog"),
+               response="unit", phi_name="beta precision",
+               parameters=(("phi", PHI_BY_ML + " (y ~ Beta(mu phi, (1 - mu) phi))"),)),
+    FamilySpec("betabinomial", BETABINOMIAL, "betabinomial", "logit",
+               ("logit", "probit", "cloglog"), aliases=("beta_binomial", "betabinom"),
+               response="binomial", phi_name="beta-binomial precision",
+               start_family="binomial",
+               parameters=(("phi", PHI_BY_ML + " (the success probability ~ Beta(mu phi, "
+                            "(1 - mu) phi))"),)),
     FamilySpec("gaussian", GAUSSIAN, "gaussian", "identity", ("identity", "log", "inverse"),
                aliases=("normal",), has_dispersion=True,
                parameters=(("residual variance", "profiled out of the exact REML/ML "
@@ -444,6 +598,9 @@ class Family:
     #: likelihood (the exact Laplace's): None = estimated by maximum likelihood (glmer),
     #: a number = held there; lme4's Laplace estimates it from the deviance instead
     dispersion: float | None = None
+    #: NB1's dispersion, the beta's and beta-binomial's precision (``PHI``): None =
+    #: estimated by maximum likelihood (glmer), a number = held there
+    phi: float | None = None
 
     def __post_init__(self):
         spec = family_spec(self.name)
@@ -484,13 +641,21 @@ class Family:
         derivatives and the exact Laplace's Gamma) and the Laplace mode."""
         disp = (1.0 if self.dispersion is None else self.dispersion) \
             if dispersion is None else dispersion
-        return FamilyData(self.code, self.link_code, (float(self.nb_theta), float(disp)),
-                          self.exact)
+        phi = 1.0 if self.phi is None else self.phi
+        return FamilyData(self.code, self.link_code,
+                          (float(self.nb_theta), float(disp), float(phi)), self.exact)
 
     @property
     def exact(self) -> bool:
         """Fitted by the exact Laplace approximation (``laplace == "exact"``)."""
         return self.laplace == "exact"
+
+    @property
+    def has_phi(self) -> bool:
+        """A parameter phi besides the linear predictor (NB1, beta, beta-binomial),
+        in a log-likelihood that is not an exponential family's: the exact Laplace
+        only (lme4 has none of them)."""
+        return bool(self.spec.phi_name)
 
     @property
     def canonical(self) -> bool:
@@ -543,6 +708,11 @@ class Family:
         return self.spec.response == "positive"
 
     @property
+    def unit_response(self) -> bool:
+        """The response must lie strictly between 0 and 1 (beta)."""
+        return self.spec.response == "unit"
+
+    @property
     def is_gaussian(self) -> bool:
         """A normal response: fitted as a linear mixed model (``lmer``)."""
         return self.spec.response == "real"
@@ -570,6 +740,8 @@ class Family:
         name = self.spec.label
         if self.has_theta:
             name = f"{name}({self.nb_theta:.4g})"
+        if self.has_phi and self.phi is not None:
+            name = f"{name}(phi = {self.phi:.4g})"
         return f"{name}  ( {self.link} )"
 
     def response_problem(self, y, w):
@@ -596,6 +768,12 @@ class Family:
         elif self.positive_response:
             if (y <= 0).any():
                 return y <= 0, "Gamma response must be positive ({rows})"
+        elif self.unit_response:
+            bad = (y <= 0) | (y >= 1)
+            if bad.any():
+                return bad, ("beta response must be a proportion strictly between 0 and 1 "
+                             "({rows}); for counts of successes use the binomial or "
+                             "betabinomial family")
         return None
 
     def mustart(self, y, w):
@@ -604,6 +782,8 @@ class Family:
             return (w * y + 0.5) / (w + 1.0)
         if self.counts_response:
             return y + 0.1
+        if self.unit_response:
+            return np.clip(y, 1e-4, 1.0 - 1e-4)
         return np.maximum(y, 1e-8) if self.positive_response else y
 
     def simulate(self, mu, wt, rng, dispersion: float = 1.0) -> np.ndarray:
@@ -615,6 +795,17 @@ class Family:
         Gamma with shape wt / phi (lme4's simulate uses shape sigma * wt, which has
         that variance only when sigma = 1), the Gaussian mu + sqrt(phi / wt) N(0, 1)."""
         mu = _f64(mu)
+        phi = None if self.phi is None else float(self.phi)
+        if self.code == BETABINOMIAL:
+            n = np.rint(_f64(wt)).astype(np.int64)
+            p = rng.beta(mu * phi, (1.0 - mu) * phi)
+            with np.errstate(invalid="ignore", divide="ignore"):
+                return np.where(n > 0, rng.binomial(np.maximum(n, 0), p) / np.maximum(n, 1),
+                                0.0)
+        if self.code == NEGBIN1:
+            return rng.negative_binomial(mu / phi, 1.0 / (1.0 + phi)).astype(np.float64)
+        if self.code == BETA:
+            return rng.beta(mu * phi, (1.0 - mu) * phi)
         if self.is_binomial:
             n = np.rint(_f64(wt)).astype(np.int64)
             with np.errstate(invalid="ignore", divide="ignore"):
@@ -636,16 +827,23 @@ class Family:
         a continuous family; for counts and binomial successes they bracket the
         randomised quantile residual (Dunn and Smyth, 1996)."""
         y, mu, wt = _f64(y), _f64(mu), np.broadcast_to(_f64(wt), _f64(mu).shape)
+        phi = None if self.phi is None else float(self.phi)
         if self.is_binomial:
             n = np.rint(wt)
             k = np.rint(y * n)
-            dist = stats.binom(n, mu)
+            dist = (stats.betabinom(n, mu * phi, (1.0 - mu) * phi)
+                    if self.code == BETABINOMIAL else stats.binom(n, mu))
         elif self.counts_response:
             k = np.rint(y)
             th = float(self.nb_theta)
-            dist = stats.nbinom(th, th / (th + mu)) if self.has_theta else stats.poisson(mu)
+            if self.code == NEGBIN1:
+                dist = stats.nbinom(mu / phi, 1.0 / (1.0 + phi))
+            else:
+                dist = stats.nbinom(th, th / (th + mu)) if self.has_theta else stats.poisson(mu)
         else:
-            if self.positive_response:
+            if self.unit_response:
+                upper = stats.beta.cdf(y, mu * phi, (1.0 - mu) * phi)
+            elif self.positive_response:
                 shape = wt / float(dispersion)
                 upper = stats.gamma.cdf(y, shape, scale=mu / shape)
             else:
@@ -739,6 +937,17 @@ def unit_loglik_const(y, wt, fd):
     if fam == GAMMA and fd.exact:
         a = 1.0 / fd.params[DISPERSION]
         return wt * (-math.lgamma(a) + a * math.log(a) + (a - 1.0) * math.log(y))
+    if fam == NEGBIN1:
+        phi = fd.params[PHI]
+        return wt * (-math.lgamma(y + 1.0) + y * (math.log(phi) - math.log1p(phi)))
+    if fam == BETA:
+        return wt * (math.lgamma(fd.params[PHI]) - math.log(y) - math.log1p(-y))
+    if fam == BETABINOMIAL:
+        phi = fd.params[PHI]
+        n = math.floor(wt + 0.5)
+        k = math.floor(wt * y + 0.5)
+        return (math.lgamma(n + 1.0) - math.lgamma(k + 1.0) - math.lgamma(n - k + 1.0)
+                + math.lgamma(phi) - math.lgamma(n + phi))
     return 0.0
 
 
@@ -767,6 +976,20 @@ def unit_loglik_var(y, mu, wt, fd):
     if fam == GAMMA and fd.exact:
         # the exact Laplace's kernels carry the shape in the weight: wt = pw / phi
         return -wt * (math.log(mu) + y / mu)
+    if fam == NEGBIN1:
+        phi = fd.params[PHI]
+        s = mu / phi
+        return wt * (math.lgamma(y + s) - math.lgamma(s) - s * math.log1p(phi))
+    if fam == BETA:
+        phi = fd.params[PHI]
+        a = mu * phi
+        b = (1.0 - mu) * phi
+        return wt * (-math.lgamma(a) - math.lgamma(b) + a * math.log(y) + b * math.log1p(-y))
+    if fam == BETABINOMIAL:
+        phi = fd.params[PHI]
+        n = math.floor(wt + 0.5)
+        k = math.floor(wt * y + 0.5)
+        return _lbeta_terms(k, n, mu * phi, (1.0 - mu) * phi)
     return 0.0
 
 
@@ -784,7 +1007,8 @@ def loglik_constant(y, wt, fd):
 def conditional_aic_fast(y, mu, wt, fd, const):
     """``conditional_aic`` with the mu-free part given (``loglik_constant``)."""
     fam = fd.family
-    if fam != POISSON and fam != BINOMIAL and fam != NEGBIN and not (fam == GAMMA and fd.exact):
+    if fam != POISSON and fam != BINOMIAL and fam != NEGBIN and fam < NEGBIN1 \
+            and not (fam == GAMMA and fd.exact):
         return conditional_aic(y, mu, wt, fd)
     s = const
     for i in range(y.shape[0]):
@@ -857,6 +1081,10 @@ def logdensity_eta_derivs(y, eta, wt, fd):
     fam = fd.family
     link = fd.link
     mu = linkinv(eta, link)
+    if general_likelihood(fd):
+        l1, l2, _ = loglik_mu_derivs(y, mu, wt, fd)
+        d = mu_eta(eta, link)
+        return l1 * d, l2 * d * d + l1 * mu_eta2(eta, link)
     if fam == POISSON:
         l1 = wt * (y - mu) / mu
         l2 = -wt * y / (mu * mu)

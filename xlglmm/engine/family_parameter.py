@@ -45,6 +45,7 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import optimize as _sciopt
 
+from .covariance import cov_from_hessian, fit_scale_statistics, unscale
 from .devfun import ModeWarmStarts
 from .family import Family
 from .model import ModelError, Optimum
@@ -54,8 +55,10 @@ from .results import GLMMResult
 
 NB_LOG_THETA_BOUNDS = (math.log(1e-3), math.log(1e6))
 GAMMA_LOG_DISPERSION_BOUNDS = (math.log(1e-8), math.log(1e4))
+PHI_LOG_BOUNDS = (math.log(1e-6), math.log(1e7))
 PROFILE_STEP = 0.05         # log step of the profile's curvature (the parameter's SE)
 AT_BOUND = 0.05             # log this close to an upper limit: the parameter is at it
+AT_END = 1.0                # a phi within a factor e of its range's ends: at that end
 JOINT_MAX_STEPS = 40        # quasi-Newton steps of the joint search
 JOINT_TOL = 1e-10           # its Newton decrement at the optimum (the deviance to ~1e-10)
 Z_975 = 1.959964
@@ -89,6 +92,55 @@ class DispersionEstimate:
     start_fit: GLMMResult
 
 
+@dataclass
+class PhiEstimate:
+    """The maximum-likelihood phi of NB1 (variance mu (1 + phi)), the beta or the
+    beta-binomial (precision), its standard error and 95% Wald interval (from log
+    phi's), and the fit the search started from (Poisson, binomial, or the beta at
+    its moment precision)."""
+    phi: float
+    se: float
+    ci: tuple
+    start_fit: GLMMResult
+
+
+def _nb1_moment(fit) -> float:
+    """NB1's phi from the Poisson start fit: var = mu (1 + phi)."""
+    y, mu = fit.design.y, fit.fittedvalues.to_numpy()
+    return float(np.clip(np.mean((y - mu) ** 2 / mu) - 1.0, 0.01, 1e3))
+
+
+def _betabinomial_moment(fit) -> float:
+    """The beta-binomial's phi from the binomial start fit: the Pearson ratio r of
+    successes out of n is (phi + n) / (phi + 1)."""
+    y, mu, n = fit.design.y, fit.fittedvalues.to_numpy(), fit.design.weights
+    r = float(np.sum(n * (y - mu) ** 2) / np.sum(mu * (1.0 - mu)))
+    nbar = float(np.mean(n))
+    return float(np.clip((nbar - r) / (r - 1.0), 0.1, 1e4)) if r > 1.0 else 1e4
+
+
+def _own_phi(fit) -> float:
+    """The start fit's own phi (the beta's, fitted at its moment precision)."""
+    return float(fit.family.phi)
+
+
+def beta_moment_phi(y) -> float:
+    """The beta's precision from the response's mean and variance (no random
+    effects): mean (1 - mean) / var - 1."""
+    m, v = float(np.mean(y)), float(np.var(y))
+    return float(np.clip(m * (1.0 - m) / v - 1.0, 0.1, 1e4)) if v > 0 else 10.0
+
+
+def phi_start_family(family: Family, y) -> Family:
+    """The family of the fit that starts phi's search (``FamilySpec.start_family``):
+    the Poisson GLMM for NB1, the binomial one for the beta-binomial, or the family
+    itself at the moment precision of the response ``y`` (the beta)."""
+    name = family.spec.start_family
+    if name:
+        return Family(name, family.link)
+    return dataclasses.replace(family, phi=beta_moment_phi(y))
+
+
 @dataclass(frozen=True)
 class FamilyParameter:
     """A family's parameter the fit estimates by maximum likelihood: its name in the
@@ -108,6 +160,15 @@ class FamilyParameter:
     #: (``gradient.LaplaceGradient.log_dispersion_derivative``): the joint search then
     #: steps on exact gradients, as stage 2 does
     analytic: bool = False
+    #: the first value from the start fit (None: the NB's and Gamma's own rules)
+    moment: object = None
+    #: the joint search takes the Laplace gradient's exact (theta, beta) part and a
+    #: central difference in the parameter (2 evaluations) when it has no analytic
+    #: derivative: NB1's, the beta's and beta-binomial's phi (NB2's theta keeps the
+    #: finite-difference gradient that glmer.nb's numbers were checked with)
+    semi_analytic: bool = False
+    #: what a value at the lower or upper end of ``log_bounds`` means (phi's)
+    end_notes: tuple = ()
 
     def value(self, family: Family) -> float:
         return float(getattr(family, self.field))
@@ -124,6 +185,21 @@ NB_THETA = FamilyParameter(
     "nb_theta", "negative binomial theta", NB_LOG_THETA_BOUNDS, (0.01, 1e5), "nb",
     ThetaEstimate, limit_note="the data show no overdispersion beyond the random effects, and the model "
                "reduces to the Poisson GLMM (compare their AICs)")
+NB1_PHI = FamilyParameter(
+    "phi", "NB1 dispersion phi", PHI_LOG_BOUNDS, (1e-3, 1e3), "phi", PhiEstimate,
+    moment=_nb1_moment, semi_analytic=True,
+    end_notes=("the data show no overdispersion beyond the random effects, and the model "
+               "reduces to the Poisson GLMM (compare their AICs)", "phi is not identified by these data"))
+BETA_PHI = FamilyParameter(
+    "phi", "beta precision phi", PHI_LOG_BOUNDS, (1e-2, 1e5), "phi", PhiEstimate,
+    moment=_own_phi, semi_analytic=True,
+    end_notes=("phi is not identified by these data", "phi is not identified by these data (the response hardly varies around its means)"))
+BETABINOMIAL_PHI = FamilyParameter(
+    "phi", "beta-binomial precision phi", PHI_LOG_BOUNDS, (1e-2, 1e5), "phi", PhiEstimate,
+    moment=_betabinomial_moment, semi_analytic=True,
+    end_notes=("phi is not identified by these data", "the data show no overdispersion beyond the random effects, "
+               "and the model reduces to the binomial GLMM (compare their AICs)"))
+PHI_PARAMETERS = {"nb1": NB1_PHI, "beta": BETA_PHI, "betabinomial": BETABINOMIAL_PHI}
 GAMMA_DISPERSION = FamilyParameter(
     "dispersion", "Gamma dispersion", GAMMA_LOG_DISPERSION_BOUNDS, (1e-8, 1e4), "dispersion",
     DispersionEstimate, analytic=True)
@@ -179,8 +255,20 @@ class JointDeviance:
         if not np.isfinite(f):
             return f, np.full(len(x), np.nan)
         f, g = self.dev.laplace_gradient(x[:nt], x[nt + 1:])
-        d = self.dev._gradient.log_dispersion_derivative()
-        return f, np.concatenate([g[:nt], [-d if self.psi else d], g[nt:]])
+        if self.parameter.analytic:
+            d = self.dev._gradient.log_dispersion_derivative()
+            d = -d if self.psi else d
+        else:       # (semi_analytic) a central difference in t, from these modes
+            center = self.warm.save()
+            ends = []
+            for s in (EXACT_FD_DELTA, -EXACT_FD_DELTA):
+                z = np.array(x, float)
+                z[nt] += s
+                self.warm.start(((1.0, center),))
+                ends.append(self(z))
+            self.warm.start(((1.0, center),))
+            d = (ends[0] - ends[1]) / (2.0 * EXACT_FD_DELTA)
+        return f, np.concatenate([g[:nt], [d], g[nt:]])
 
     def point(self, theta_re, log_value, beta) -> np.ndarray:
         return np.concatenate([theta_re, [self.t_of(log_value)], beta])
@@ -240,6 +328,26 @@ def gradient_column(fg, x, k, delta=EXACT_FD_DELTA, warm=None):
     if center is not None:
         warm.start(((1.0, center),))
     return g, (cols[0] - cols[1]) / (2.0 * delta)
+
+
+def convex_in(H, g, k) -> np.ndarray:
+    """H itself when positive definite; else H with row and column k (the family
+    parameter's) decoupled and its curvature |H_kk| or |g_k|, whichever is larger (at
+    least 1): a start far from the estimate can sit where the deviance is concave in
+    the parameter's log (a beta-binomial's phi of 53 for 10.8: the likelihood flattens
+    towards the binomial's), and the quasi-Newton steps then take a first step of about
+    one unit in the log instead of giving the search to the profile's fits."""
+    try:
+        np.linalg.cholesky(H)
+        return H
+    except np.linalg.LinAlgError:
+        pass
+    H = H.copy()
+    hkk = abs(float(H[k, k]))
+    H[k, :] = 0.0
+    H[:, k] = 0.0
+    H[k, k] = max(hkk, abs(float(g[k])), 1.0)
+    return H
 
 
 def with_column(H_rest, col, k) -> np.ndarray:
@@ -346,28 +454,39 @@ class FamilyParameterModel:
         at_bound = par.upper_is_limit and best > hi - AT_BOUND
         if at_bound:
             best = hi     # report the bound itself: the optimizer's end point there is arbitrary
+        # a phi at either end of its range, where the likelihood is flat: the model is
+        # another (NB1 -> Poisson, beta-binomial -> binomial) or phi is not identified
+        end = None
+        if not par.upper_is_limit and par.end_notes:
+            lo = par.log_bounds[0]
+            end = 0 if best < lo + AT_END else 1 if best > hi - AT_END else None
         # the reported fit: the parameter fixed at its estimate, with the requested SEs
         self.model = self._fit_at(math.exp(best), self.se_method,
                                   self._left(0.25 * (self.time_budget or 0)), warm)
         se_log = float("nan")
-        if not at_bound and not timed_out:
+        if not at_bound and end is None and not timed_out:
             try:
                 se_log = (self._log_se_joint() if self.method == "joint"
                           else self._log_se_profile(best))
             except FitTimeout:
                 timed_out = True
-        est = self.model.estimates
+        est = self._marginal_covariance(self.model.estimates)
         messages = list(est.messages)
         if at_bound:
             messages.append(
                 f"The {par.label} ran to its upper limit ({math.exp(hi):.0e}): "
                 f"{par.limit_note}.")
+        if end is not None:
+            messages.append(
+                f"The {par.label} ran to its {('lower', 'upper')[end]} limit "
+                f"({math.exp(par.log_bounds[end]):.0e}): {par.end_notes[end]}.")
         if timed_out:
             messages.append(f"Stopped at the time budget while estimating the {par.label}: "
                             "NOT converged.")
         value = math.exp(best)
-        ci = (math.exp(best - Z_975 * se_log), math.exp(best + Z_975 * se_log)) \
-            if math.isfinite(se_log) else (float("nan"), float("nan"))
+        with np.errstate(over="ignore"):     # a flat likelihood: an unbounded interval
+            ci = (float(np.exp(best - Z_975 * se_log)), float(np.exp(best + Z_975 * se_log))) \
+                if math.isfinite(se_log) else (float("nan"), float("nan"))
         found_estimate = par.estimate(value, value * se_log, ci, self.start_fit)
         self.model.estimates = dataclasses.replace(
             est, messages=messages, converged=est.converged and not timed_out,
@@ -378,6 +497,8 @@ class FamilyParameterModel:
         """A first value: the NB's from the Poisson fit's overdispersion; the Gamma's
         lme4's moment dispersion (its start fit's sigma^2)."""
         fit = self.start_fit
+        if self.parameter.moment is not None:
+            return float(self.parameter.moment(fit))
         if self.parameter is GAMMA_DISPERSION:
             return float(np.clip(fit.sigma ** 2, *self.parameter.start_bounds))
         y, mu = fit.design.y, fit.fittedvalues.to_numpy()
@@ -397,11 +518,12 @@ class FamilyParameterModel:
         fit = self.start_fit
         y, w = fit.design.y, fit.design.weights
         mu = fit.fittedvalues.to_numpy()
+
         def minus_loglik(log_value):
             f = par.family_at(self.family, math.exp(log_value))
             return -float(np.sum(f.log_density(y, mu, w)))
         lo, hi = math.log(lo_v), math.log(hi_v)
-        if par is GAMMA_DISPERSION:     # around the moment value (the range is wide)
+        if par is not NB_THETA:         # around the moment value (the range is wide)
             lo, hi = max(lo, math.log(moment) - 5.0), min(hi, math.log(moment) + 5.0)
         opt = _sciopt.minimize_scalar(minus_loglik, bounds=(lo, hi), method="bounded",
                                       options={"xatol": 1e-3})
@@ -430,7 +552,8 @@ class FamilyParameterModel:
         nt = fun.nt
         x0 = fun.point(opt.theta, math.log(start), opt.beta)
         lower = np.concatenate([m0.lower, [0.0 if par.upper_is_limit else -np.inf]])
-        fg = fun.value_and_gradient if par.analytic and m0.nAGQ == 1 else None
+        fg = fun.value_and_gradient if (par.analytic or par.semi_analytic) \
+            and m0.nAGQ == 1 else None
         try:
             f0 = fun(x0)
             if fg is not None:
@@ -444,6 +567,8 @@ class FamilyParameterModel:
                 g0, H0 = hessian_fd(fun, x0, fx=f0, budget=self.budget)
             else:
                 H0 = with_column(H_rest, col, nt)
+            if fg is not None:
+                H0 = convex_in(H0, g0, nt)
             nr = newton_refine(fun, x0, f0, g0, H0, lower, self.budget,
                                max_steps=JOINT_MAX_STEPS, tol=JOINT_TOL, warm=fun.warm,
                                fg=fg)
@@ -479,7 +604,8 @@ class FamilyParameterModel:
             # the reported fit is the profile's point at the estimate
             self._profile[round(log_value, 12)] = model.estimates
             return self._log_se_profile(log_value)
-        analytic = self.parameter.analytic and model.nAGQ == 1
+        analytic = (self.parameter.analytic or self.parameter.semi_analytic) \
+            and model.nAGQ == 1
         try:
             fx = fun(x)
             if have_rest:
@@ -494,7 +620,29 @@ class FamilyParameterModel:
         finally:
             fun.close()
         lower = np.concatenate([model.lower, [-np.inf], np.full(len(opt.beta), -np.inf)])
+        self._joint_hessian = H
         return schur_se(H, nt, ~(x <= lower))
+
+    def _marginal_covariance(self, est):
+        """The exact Laplace's fixed-effect covariance marginal over the family
+        parameter -- the beta block of 2 x the inverse joint Hessian in (theta, log
+        value, beta), glmmTMB's ``vcov`` -- in place of the one conditional on it,
+        when the joint Hessian was computed and the fit's covariance is a Hessian's
+        (not RX's); ``est`` unchanged otherwise.  (NB and Gamma parameters are nearly
+        orthogonal to the mean's, NB1's and the beta's are not: conditional SEs were
+        2.5-3% below glmmTMB's there.)"""
+        H = getattr(self, "_joint_hessian", None)
+        model = self.model
+        if H is None or not model.family.exact or not est.vcov_method.startswith("Hessian"):
+            return est
+        dev, opt = model.devfun, model.optimum
+        v_fit = cov_from_hessian(H, dev.ntheta + 1)
+        if v_fit is None:
+            return est
+        se_z = fit_scale_statistics(dev, opt.beta, v_fit)
+        _, vcov, _, _, _, _ = unscale(dev, opt.beta, v_fit, None, None)
+        return dataclasses.replace(est, vcov=vcov, se_z=se_z,
+                                   vcov_method=f"{est.vcov_method}, joint with {self.parameter.field}")
 
     # -- the profile over the parameter's log (the fallback)
     def _search(self, start) -> tuple[float, bool]:

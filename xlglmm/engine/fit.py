@@ -16,7 +16,8 @@ import dataclasses
 from . import jit
 from .design import DesignError, build_design
 from .family import LAPLACE_MODES, Family, estimates_theta, make_family
-from .family_parameter import GAMMA_DISPERSION, FamilyParameterModel
+from .family_parameter import (GAMMA_DISPERSION, PHI_PARAMETERS, FamilyParameterModel,
+                               phi_start_family)
 from .model import (DEFAULT_MAX_EVALS, GeneralizedLinearMixedModel, ModelError,
                     check_model, check_se_method, checked_nagq)
 from .negbin import NegativeBinomial2, NegativeBinomialModel
@@ -122,11 +123,18 @@ def _glmer(formula, data, family, *, link, offset, weights, nAGQ, groups, se_met
         raise ModelError(str(e)) from None
     if fam.is_gaussian:     # (the GLMM deviance has no Gaussian log-likelihood: it was 0)
         raise ModelError(GAUSSIAN_GLMER_MESSAGE)
+    if fam.has_phi and laplace == "lme4":
+        raise ModelError(f"lme4 has no {fam.spec.label} family: it is fitted by the exact "
+                         "Laplace approximation only (glmmTMB's); leave laplace out")
     fam = dataclasses.replace(fam, laplace=laplace)
     nAGQ = checked_nagq(nAGQ)
     check_se_method(se_method)
     if se_method == "lme4" and fam.exact and fam.laplace_differs:
         raise ModelError(LME4_SE_NEEDS_LME4_LAPLACE)
+    if fam.has_phi and fam.phi is None:
+        return _glmer_phi(formula, data, fam, offset=offset, weights=weights, nAGQ=nAGQ,
+                          groups=groups, se_method=se_method, time_budget=time_budget,
+                          max_evals=max_evals, progress=progress, check_design=check_design)
     if fam.likelihood_dispersion and fam.dispersion is None:
         return _glmer_dispersion(formula, data, fam, offset=offset, weights=weights,
                                  nAGQ=nAGQ, groups=groups, se_method=se_method,
@@ -178,6 +186,39 @@ def glmm_model(formula, data, fam, *, offset, weights, nAGQ, groups, se_method,
     return GeneralizedLinearMixedModel(design, fam, nAGQ, se_method=se_method,
                                        time_budget=time_budget, max_evals=max_evals,
                                        progress=progress)
+
+
+def _glmer_phi(formula, data, fam, *, offset, weights, nAGQ, groups, se_method,
+               time_budget, max_evals, progress, check_design=None):
+    """An NB1, beta or beta-binomial GLMM with phi estimated by maximum likelihood
+    (``family_parameter.FamilyParameterModel`` with the family's ``PHI_PARAMETERS``):
+    the start fit first (``family_parameter.phi_start_family``: the Poisson GLMM for
+    NB1, the binomial one for the beta-binomial, the beta at its moment precision),
+    then phi with the other
+    parameters on that fit's design."""
+    start = []
+
+    def fit_start():
+        y = None if fam.spec.start_family else build_design(
+            formula, data, fam, offset=offset, weights=weights, groups=groups,
+            time_budget=time_budget).y
+        first = phi_start_family(fam, y)
+        model = glmm_model(formula, data, first, offset=offset, weights=weights, nAGQ=nAGQ,
+                           groups=groups, se_method="rx", time_budget=time_budget,
+                           max_evals=max_evals, check_design=check_design)
+        start.append(model.fit())
+        return start[0]
+
+    def model_at(phi, se, budget_seconds):
+        base = start[0].model.design
+        design = dataclasses.replace(base, messages=list(base.messages))
+        f = dataclasses.replace(fam, phi=float(phi))
+        check_model(design, f, nAGQ)
+        return GeneralizedLinearMixedModel(design, f, nAGQ, se_method=se,
+                                           time_budget=budget_seconds, max_evals=max_evals)
+    return FamilyParameterModel(PHI_PARAMETERS[fam.name], fam, fit_start, model_at,
+                                se_method=se_method, time_budget=time_budget,
+                                max_evals=max_evals, progress=progress).fit()
 
 
 def _glmer_nb(formula, data, *, link, offset, weights, nAGQ, groups, se_method, laplace,

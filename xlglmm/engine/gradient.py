@@ -50,8 +50,9 @@ from numba import njit
 from scipy import special
 
 from . import pirls
-from .family import (BINOMIAL, GAMMA, LOG, NB_THETA, NEGBIN, POISSON, is_canonical, mu_eta,
-                     mu_eta2, observed_information, unit_deviance, variance, variance_mu)
+from .family import (BINOMIAL, GAMMA, LOG, NB_THETA, NEGBIN, POISSON, general_likelihood,
+                     is_canonical, loglik_mu_score, mu_eta, mu_eta2, observed_information,
+                     unit_deviance, variance, variance_mu)
 from .linalg import (LAPACK_MIN_R, Factor, envelope_starts, factorize, linear_predictor,
                      lower_inverse, new_factor, newton_step, rest_inverse)
 
@@ -84,6 +85,8 @@ def aic_mu_derivative(y, mu, wt, fd, kappa):
     (the binomial's with its rounded successes and trials; the Gamma's times
     ``kappa``, the part of the estimated dispersion)."""
     fam = fd.family
+    if general_likelihood(fd):
+        return -2.0 * loglik_mu_score(y, mu, wt, fd)
     if fam == POISSON:
         return -2.0 * wt * (y - mu) / mu
     if fam == BINOMIAL:

@@ -28,7 +28,8 @@ from pathlib import Path
 
 #: the engine's modules that define Numba kernels (tests/engine/test_kernel_cache.py
 #: checks that the list is complete)
-KERNEL_MODULES = ("agq", "devfun", "family", "gradient", "linalg", "lmm_moments", "pirls")
+KERNEL_MODULES = ("agq", "devfun", "family", "gradient", "linalg", "lmm_moments", "pirls",
+                  "special")
 STAMP = "xlglmm-kernel-sources.sha256"
 HERE = Path(__file__).resolve().parent
 

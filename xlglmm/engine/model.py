@@ -84,6 +84,10 @@ def check_model(design: ModelDesign, fam: Family, nAGQ: int):
     a vector term (k > 1 effects per group) needing more than ``agq.MAX_ROW_NODES``
     row-node evaluations (nAGQ^k * nobs) per deviance, or a family that has a
     dispersion parameter.  Run by glmer and lmer before any fitting."""
+    if fam.is_binomial and fam.has_phi and not np.any(design.weights > 1):
+        raise ModelError("a beta-binomial model needs rows with more than one trial: with one "
+                         "trial per row its phi is not identifiable (the counts are Bernoulli "
+                         "whatever phi); use the binomial family")
     for t in design.re_terms:
         if t.nlevels < 2:
             raise ModelError(f"grouping factor '{t.group}' has {t.nlevels} level: a random "
@@ -151,6 +155,8 @@ class Estimates:
     nb: object = None
     #: the exact Laplace's Gamma dispersion (``family_parameter.DispersionEstimate``)
     dispersion: object = None
+    #: NB1's, the beta's or beta-binomial's phi (``family_parameter.PhiEstimate``)
+    phi: object = None
 
     @property
     def llf(self) -> float:
@@ -249,6 +255,10 @@ class MixedModel:
             raise ModelError("this negative binomial fit estimated theta; a refit would keep "
                              "theta fixed at the estimate, another model (fit that one on "
                              "purpose with family=NegativeBinomial2(theta))")
+        if family is None and self.estimates is not None and self.estimates.phi is not None:
+            raise ModelError(f"this {self.family.name} fit estimated its phi; a refit would keep "
+                             "it fixed at the estimate, another model (fit that one on purpose "
+                             f"with family=Family('{self.family.name}', link, phi=value))")
         if family is None and self.estimates is not None and \
                 self.estimates.dispersion is not None:
             raise ModelError("this Gamma fit estimated its dispersion; a refit would keep it "

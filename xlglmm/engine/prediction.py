@@ -164,6 +164,10 @@ class Conditional:
     the integral over eta is split for a given y."""
 
     def __init__(self, family, weights, sigma: float):
+        if family.has_phi:
+            raise PredictionError(f"prediction intervals are not available for the "
+                                  f"{family.spec.label} family yet; confidence intervals "
+                                  "(of the mean) are")
         self.family = family
         self.w = np.asarray(weights, float)
         self.discrete = family.counts_response or family.is_binomial

@@ -82,6 +82,7 @@ DISPERSION_SD_NOTE = (DISPERSION_NOTE + "; the SD is varcorr's (sigma * theta, a
                       "lme4's VarCorr) with sigma held at the fit's value")
 DISPERSION_FIXED_NOTE = ("the Gamma dispersion held at its maximum-likelihood estimate: "
                          "its uncertainty is left out")
+PHI_FIXED_NOTE = "phi held at its maximum-likelihood estimate: its uncertainty is left out"
 
 
 class ProfileError(ValueError):
@@ -371,6 +372,8 @@ class GlmmProblem(ProfileProblem):
             self.free[self.nv] = False
         if self.family.likelihood_dispersion:
             self.note_of = {k: DISPERSION_FIXED_NOTE for k in ("sd", "cor", "fixed")}
+        elif self.family.has_phi:
+            self.note_of = {k: PHI_FIXED_NOTE for k in ("sd", "cor", "fixed")}
         elif self.family.has_dispersion:
             self.note_of = {"sd": DISPERSION_SD_NOTE, "cor": DISPERSION_NOTE,
                             "fixed": DISPERSION_NOTE}

@@ -90,9 +90,10 @@ class GLMMResult:
         # (a dispersion counts where it is estimated: lme4's moment one, or the exact
         # Laplace's by maximum likelihood; one held at a given value does not)
         held = family.likelihood_dispersion and getattr(est, "dispersion", None) is None
+        phi = getattr(est, "phi", None)     # family_parameter.PhiEstimate, when estimated
         self.npar = (len(names) + len(self.theta)
                      + (1 if family.has_dispersion and not held else 0)
-                     + (1 if nb is not None else 0))
+                     + (1 if nb is not None else 0) + (1 if phi is not None else 0))
         self.deviance = -2.0 * self.llf
         self.aic = self.deviance + 2.0 * self.npar
         self.bic = self.deviance + math.log(self.nobs) * self.npar
@@ -127,6 +128,13 @@ class GLMMResult:
                 disp.dispersion, disp.se, disp.ci)
             self.lme4_fit = disp.start_fit
         self.laplace = family.laplace
+        # NB1's dispersion, the beta's and beta-binomial's precision: its value (held
+        # or estimated), and when estimated its SE, CI and the start fit
+        self.phi = float(family.phi) if family.has_phi else None
+        self.phi_se = self.phi_ci = self.phi_start_fit = None
+        if phi is not None:
+            self.phi, self.phi_se, self.phi_ci = phi.phi, phi.se, phi.ci
+            self.phi_start_fit = phi.start_fit
 
     @property
     def likelihood(self) -> str:
@@ -140,6 +148,10 @@ class GLMMResult:
         if not fam.laplace_differs:
             return "Laplace (exact; lme4's is the same for this family and link)"
         if fam.exact:
+            if fam.has_phi:
+                how = ("by maximum likelihood" if self.phi_se is not None
+                       else f"held at {fam.phi:.6g}")
+                return f"exact Laplace (observed information; phi {how})"
             if fam.likelihood_dispersion and self.dispersion is None:
                 return ("exact Laplace (observed information; dispersion held at "
                         f"{fam.dispersion:.6g})")
@@ -498,7 +510,8 @@ class GLMMResult:
             d = self.family.dev_resids(y, mu, wt)
             r = np.sign(y - mu) * np.sqrt(np.abs(d))
         elif type == "pearson":
-            r = (y - mu) * np.sqrt(wt / self.family.variance(mu))
+            # (the variance sees the trials: a beta-binomial's depends on them)
+            r = (y - mu) * np.sqrt(wt / self.family.variance(mu, wt))
         elif type == "response":
             r = y - mu
         else:

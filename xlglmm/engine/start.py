@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from . import pirls
 from .devfun import GlmmDeviance, theta_start
 from .family import Family
 
@@ -33,12 +34,22 @@ def glm_beta(fam: Family, dev: GlmmDeviance, mu0, maxit: int = 100,
     eta = fam.linkfun(np.asarray(mu0, float)[dev.order])
     beta = np.zeros(p)
     dev_old = np.inf
+    # the families with a phi (not exponential families): Fisher scoring on their own
+    # score and weight (PIRLS's ``working_weights``); quasi-likelihood steps would aim
+    # at another point than their deviance's minimum and halve their way to maxit
+    rows = pirls.Rows(y, dev.kernel_pw, offset) if fam.has_phi else None
     with np.errstate(all="ignore"):
         mu = fam.linkinv(eta)
         for it in range(maxit):
-            me = fam.mu_eta(eta)
-            w = pw * me * me / fam.variance(mu)
-            z = eta - offset + (y - mu) / me
+            if rows is not None:
+                w, wres = np.empty(len(y)), np.empty(len(y))
+                pirls.working_weights(dev._fd, rows, np.ascontiguousarray(eta),
+                                      np.ascontiguousarray(mu), w, wres)
+                z = eta - offset + wres / w
+            else:
+                me = fam.mu_eta(eta)
+                w = pw * me * me / fam.variance(mu)
+                z = eta - offset + (y - mu) / me
             if not (np.all(np.isfinite(w)) and np.all(np.isfinite(z))):
                 return np.zeros(p)
             Xw = X * w[:, None]
@@ -51,7 +62,8 @@ def glm_beta(fam: Family, dev: GlmmDeviance, mu0, maxit: int = 100,
                 trial = new_beta if it == 0 else beta + step * (new_beta - beta)
                 eta = offset + X @ trial
                 mu = fam.linkinv(eta)
-                deviance = float(np.sum(fam.dev_resids(y, mu, pw)))
+                deviance = (-2.0 * float(np.sum(fam.log_density(y, mu, pw))) if fam.has_phi
+                            else float(np.sum(fam.dev_resids(y, mu, pw))))
                 if np.isfinite(deviance) and (it == 0 or deviance <= dev_old + 1e-10 * abs(dev_old)):
                     break
                 step *= 0.5
@@ -75,7 +87,7 @@ def moment_theta(dev: GlmmDeviance, fam: Family, beta0) -> np.ndarray:
     eta = dev.offset + dev.X @ beta0
     mu = fam.linkinv(eta)
     me = fam.mu_eta(eta)
-    w = dev.pw * me ** 2 / np.maximum(fam.variance(mu), 1e-300)
+    w = dev.pw * me ** 2 / np.maximum(fam.variance(mu, dev.pw), 1e-300)
     z = (dev.y - mu) / np.where(me != 0, me, 1e-300)
     if not (np.all(np.isfinite(w)) and np.all(np.isfinite(z))):
         return theta

@@ -178,6 +178,11 @@ def _extra_fit_rows(res) -> list:
             lo, hi = res.nb_theta_ci
             rows += [("NB theta SE", res.nb_theta_se), ("NB theta CI low", lo),
                      ("NB theta CI high", hi)]
+    if getattr(res, "phi", None) is not None:
+        rows.append(("phi", res.phi))
+        if res.phi_se is not None:
+            lo, hi = res.phi_ci
+            rows += [("phi SE", res.phi_se), ("phi CI low", lo), ("phi CI high", hi)]
     if getattr(res, "dispersion_se", None) is not None:
         lo, hi = res.dispersion_ci
         rows += [("dispersion", res.dispersion), ("dispersion SE", res.dispersion_se),
@@ -678,7 +683,7 @@ COMPANION_ARGUMENTS = (
     cells("x_random", "Optional. As in the fit"),
     value("fit_intercept", "Optional. As in the fit"),
     value("nAGQ", "Optional. As in the fit"),
-    value("family", "Optional. \"poisson\" (default), \"binomial\", \"gamma\", \"negbin\" or \"gaussian\""),
+    value("family", "Optional. \"poisson\" (default), \"binomial\", \"gamma\", \"negbin\", \"nb1\", \"beta\", \"betabinomial\" or \"gaussian\"; \":lme4\" after it: lme4's Laplace"),
     cells("trials", "Optional. Binomial trials, as in GLMM_BINOMIAL"),
     value("link", "Optional. Link function"),
 )
@@ -782,7 +787,7 @@ def GLMM_RANEF(y, X, groups=None, offset=None, x_random=None, fit_intercept=True
     value("include_re", "Optional. TRUE (default) adds the groups' random effects"),
     value("fit_intercept", "Optional. As in the fit"),
     value("nAGQ", "Optional. As in the fit"),
-    value("family", "Optional. \"poisson\" (default), \"binomial\", \"gamma\", \"negbin\" or \"gaussian\""),
+    value("family", "Optional. \"poisson\" (default), \"binomial\", \"gamma\", \"negbin\", \"nb1\", \"beta\", \"betabinomial\" or \"gaussian\"; \":lme4\" after it: lme4's Laplace"),
     cells("trials", "Optional. Binomial trials, as in the fit"),
     value("link", "Optional. Link function"),
     value("interval", "Optional. \"none\" (default), \"confidence\" (of the mean) or \"prediction\" (a new observation): adds SE (link), lower and upper columns"),
