@@ -146,31 +146,46 @@ def _glmer(formula, data, family, *, link, offset, weights, nAGQ, groups, se_met
                       check_design=check_design).fit()
 
 
-def _glmer_dispersion(formula, data, fam, *, offset, weights, nAGQ, groups, se_method,
-                      time_budget, max_evals, progress, check_design=None):
+def _glmer_dispersion(formula, data, fam, **kw):
     """A Gamma GLMM with its dispersion estimated by maximum likelihood
-    (``family_parameter.FamilyParameterModel`` with ``GAMMA_DISPERSION``): lme4's
-    Laplace fit first (its moment dispersion the first start), then the dispersion
-    with the other parameters on that fit's design."""
+    (``GAMMA_DISPERSION``): lme4's Laplace fit first (its moment dispersion the first
+    start), then the dispersion with the other parameters."""
+    return _glmer_estimating(formula, data, fam, GAMMA_DISPERSION,
+                             lambda response: dataclasses.replace(fam, laplace="lme4"), **kw)
+
+
+def _glmer_estimating(formula, data, fam, parameter, first_family, *, offset, weights,
+                      nAGQ, groups, se_method, time_budget, max_evals, progress,
+                      check_design=None):
+    """A GLMM whose family ``parameter`` (``family_parameter.FamilyParameter``) is
+    estimated by maximum likelihood with the others (``FamilyParameterModel``): the
+    start fit of the family ``first_family(response)`` gives (``response()``: the
+    model's response, for a family that needs it) first, then the parameter with the
+    others on that fit's design."""
     start = []
 
+    def response():
+        return build_design(formula, data, fam, offset=offset, weights=weights,
+                            groups=groups, time_budget=time_budget).y
+
     def fit_start():
-        model = glmm_model(formula, data, dataclasses.replace(fam, laplace="lme4"),
-                           offset=offset, weights=weights, nAGQ=nAGQ, groups=groups,
-                           se_method="rx", time_budget=time_budget, max_evals=max_evals,
+        model = glmm_model(formula, data, first_family(response), offset=offset,
+                           weights=weights, nAGQ=nAGQ, groups=groups, se_method="rx",
+                           time_budget=time_budget, max_evals=max_evals,
                            check_design=check_design)
         start.append(model.fit())
         return start[0]
 
-    def model_at(phi, se, budget_seconds):
+    def model_at(value, se, budget_seconds):
         base = start[0].model.design
         design = dataclasses.replace(base, messages=list(base.messages))
-        f = dataclasses.replace(fam, dispersion=float(phi))
+        f = parameter.family_at(fam, value)
+        check_model(design, f, nAGQ)
         return GeneralizedLinearMixedModel(design, f, nAGQ, se_method=se,
                                            time_budget=budget_seconds, max_evals=max_evals)
-    return FamilyParameterModel(GAMMA_DISPERSION, fam, fit_start, model_at,
-                                se_method=se_method, time_budget=time_budget,
-                                max_evals=max_evals, progress=progress).fit()
+    return FamilyParameterModel(parameter, fam, fit_start, model_at, se_method=se_method,
+                                time_budget=time_budget, max_evals=max_evals,
+                                progress=progress).fit()
 
 
 def glmm_model(formula, data, fam, *, offset, weights, nAGQ, groups, se_method,
@@ -188,37 +203,14 @@ def glmm_model(formula, data, fam, *, offset, weights, nAGQ, groups, se_method,
                                        progress=progress)
 
 
-def _glmer_phi(formula, data, fam, *, offset, weights, nAGQ, groups, se_method,
-               time_budget, max_evals, progress, check_design=None):
+def _glmer_phi(formula, data, fam, **kw):
     """An NB1, beta or beta-binomial GLMM with phi estimated by maximum likelihood
-    (``family_parameter.FamilyParameterModel`` with the family's ``PHI_PARAMETERS``):
-    the start fit first (``family_parameter.phi_start_family``: the Poisson GLMM for
-    NB1, the binomial one for the beta-binomial, the beta at its moment precision),
-    then phi with the other
-    parameters on that fit's design."""
-    start = []
-
-    def fit_start():
-        y = None if fam.spec.start_family else build_design(
-            formula, data, fam, offset=offset, weights=weights, groups=groups,
-            time_budget=time_budget).y
-        first = phi_start_family(fam, y)
-        model = glmm_model(formula, data, first, offset=offset, weights=weights, nAGQ=nAGQ,
-                           groups=groups, se_method="rx", time_budget=time_budget,
-                           max_evals=max_evals, check_design=check_design)
-        start.append(model.fit())
-        return start[0]
-
-    def model_at(phi, se, budget_seconds):
-        base = start[0].model.design
-        design = dataclasses.replace(base, messages=list(base.messages))
-        f = dataclasses.replace(fam, phi=float(phi))
-        check_model(design, f, nAGQ)
-        return GeneralizedLinearMixedModel(design, f, nAGQ, se_method=se,
-                                           time_budget=budget_seconds, max_evals=max_evals)
-    return FamilyParameterModel(PHI_PARAMETERS[fam.name], fam, fit_start, model_at,
-                                se_method=se_method, time_budget=time_budget,
-                                max_evals=max_evals, progress=progress).fit()
+    (the family's ``PHI_PARAMETERS``), started from ``phi_start_family``'s fit: the
+    Poisson GLMM for NB1, the binomial one for the beta-binomial, the beta at its
+    moment precision (which needs the response)."""
+    def first(response):
+        return phi_start_family(fam, None if fam.spec.start_family else response())
+    return _glmer_estimating(formula, data, fam, PHI_PARAMETERS[fam.name], first, **kw)
 
 
 def _glmer_nb(formula, data, *, link, offset, weights, nAGQ, groups, se_method, laplace,
