@@ -249,3 +249,20 @@ def test_phi_at_the_end_of_its_range_says_what_the_model_reduces_to():
     with pytest.raises(xlglmm.ModelError, match="more than one trial"):
         xlglmm.glmer("cbind(k, one - k) ~ x + (1|g)",
                      binom.assign(k=(binom.k > 2) * 1, one=1), family="betabinomial")
+
+
+def test_bootstrap_and_influence_carry_phi():
+    """phi is one of the bootstrap's statistics (re-estimated by every refit) and of the
+    influence table's changes, like an NB theta (the families' cold review)."""
+    data, formula, fam, factors = REFS["beta_sim"]
+    df = load_frame({"data": data, "factors": factors})
+    res = xlglmm.glmer(formula, df, family=fam)
+    boot = res.bootstrap(nsim=20, seed=3, workers=1)
+    assert "phi" in boot.replicates.columns and boot.failed == 0
+    assert boot.estimates["phi"] == res.phi
+    spread = boot.replicates["phi"].std()
+    assert 0.3 * res.phi_se < spread < 3 * res.phi_se     # the Wald SE's scale
+    ci = boot.recommended(0.05)
+    assert ci.loc["phi", "lower"] < res.phi < ci.loc["phi", "upper"]
+    inf = res.influence(workers=1)
+    assert "change_phi" in inf.columns and inf["change_phi"].abs().max() > 0

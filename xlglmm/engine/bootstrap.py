@@ -92,22 +92,32 @@ def parameter_names(model, theta_estimated: bool) -> list:
     correlations in theta's order, named as the profile names them
     (``profile.sdcor_names``: ``sd_(Intercept)|plant``, ``cor_(Intercept).x|g``),
     ``sigma`` (LMMs and families with a dispersion), ``nb_theta`` (an NB fit that
-    estimated it), then the fixed effects."""
+    estimated it), ``phi`` (an NB1, beta or beta-binomial fit that estimated it), then
+    the fixed effects."""
     names = [name for name, _ in sdcor_names(model.devfun.terms)]
     if model.family.has_dispersion:
         names.append("sigma")
     if theta_estimated:
         names.append("nb_theta")
+    if phi_estimated(model):
+        names.append("phi")
     return names + list(model.design.x_names)
 
 
-def parameter_values(model, theta, beta, sigma, nb_theta=None) -> np.ndarray:
-    """The parameters ``parameter_names`` names, at (theta, beta, sigma) and the NB's
-    estimated theta (None: not estimated); the SDs as the result's ``varcorr``
-    reports them (times sigma)."""
+def phi_estimated(model) -> bool:
+    """The model's fit estimated its family's phi (NB1, beta, beta-binomial)."""
+    return model.estimates is not None and model.estimates.phi is not None
+
+
+def parameter_values(model, theta, beta, sigma, nb_theta=None, phi=None) -> np.ndarray:
+    """The parameters ``parameter_names`` names, at (theta, beta, sigma), the NB's
+    estimated theta and the estimated phi (None: not estimated); the SDs as the
+    result's ``varcorr`` reports them (times sigma)."""
     extra = [sigma] if model.family.has_dispersion else []
     if nb_theta is not None:
         extra.append(nb_theta)
+    if phi is not None:
+        extra.append(phi)
     return np.concatenate([sdcor_of_theta(model.devfun.terms, np.asarray(theta, float),
                                           random_effects_scale(model.family, sigma)),
                            np.array(extra, float), np.asarray(beta, float)])
@@ -116,8 +126,9 @@ def parameter_values(model, theta, beta, sigma, nb_theta=None) -> np.ndarray:
 def statistics_of(result) -> pd.Series:
     """The default statistics: ``parameter_values`` at the result's estimates."""
     nb_theta = result.nb_theta if result.nb_theta_se is not None else None
+    phi = result.phi if phi_estimated(result.model) else None
     return pd.Series(parameter_values(result.model, result.theta, result.fe_params.to_numpy(),
-                                      result.sigma, nb_theta),
+                                      result.sigma, nb_theta, phi),
                      index=parameter_names(result.model, nb_theta is not None), dtype=float)
 
 
@@ -125,7 +136,8 @@ def _estimated_values(model) -> np.ndarray:
     """``statistics_of`` of a fitted model without building its result."""
     est = model.estimates
     return parameter_values(model, est.theta, est.beta, est.sigma,
-                            None if est.nb is None else est.nb.theta)
+                            None if est.nb is None else est.nb.theta,
+                            None if est.phi is None else est.phi.phi)
 
 
 @dataclass

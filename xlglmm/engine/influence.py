@@ -51,7 +51,7 @@ import pandas as pd
 from . import workers as _workers
 from .bootstrap import (case_plan, check_time_budget, design_of_rows,
                         estimates_family_parameter, parameter_names, parameter_values,
-                        refit_estimating_theta)
+                        phi_estimated, refit_estimating_theta)
 from .model import MixedModel
 
 
@@ -107,7 +107,8 @@ def refit_without(job: Job, level: int) -> LevelRefit:
     if est.stopped_by_budget:
         return LevelRefit(None, None, out_of_time=True)
     values = parameter_values(model, est.theta, est.beta, est.sigma,
-                              est.nb.theta if est.nb is not None else None)
+                              est.nb.theta if est.nb is not None else None,
+                              est.phi.phi if est.phi is not None else None)
     return LevelRefit(values, np.sqrt(np.diag(est.vcov)), bool(est.converged),
                       bool(est.singular),
                       "" if est.converged else "; ".join(est.messages) or "not converged")
@@ -185,7 +186,8 @@ def _table(result, levels, refits, rows, n_levels) -> pd.DataFrame:
     p = len(fixed)
     names = parameter_names(model, result.nb_theta_se is not None)
     full = parameter_values(model, result.theta, result.fe_params.to_numpy(), result.sigma,
-                            result.nb_theta if result.nb_theta_se is not None else None)
+                            result.nb_theta if result.nb_theta_se is not None else None,
+                            result.phi if phi_estimated(model) else None)
     values = np.full((len(refits), len(names)), np.nan)
     se = np.full((len(refits), p), np.nan)
     for k, r in enumerate(refits):

@@ -589,7 +589,8 @@ def _intervals_block(res, how: str, nsim: int, seed: int, alpha: float,
             lo = hi = None
             what, reason = {
                 "sigma": ("the residual SD", "the fit gives it no standard error"),
-                "nb_theta": ("the negative binomial's theta", "see the fit block's CI")
+                "nb_theta": ("the negative binomial's theta", "see the fit block's CI"),
+                "phi": ("phi", "see the fit block's CI")
             }.get(name, ("a random-effect SD or correlation",
                          "its likelihood is far from quadratic"))
             why = (f"no {how} interval for {what}" +
