@@ -47,12 +47,9 @@ import pandas as pd
 
 from . import workers as _workers
 from .covariance import random_effects_scale
-from .family import Family
+from .family_parameter import FamilyParameterModel, parameter_of
 from .lmm import LinearMixedModel
 from .model import GeneralizedLinearMixedModel, MixedModel, ModelError
-from .family_parameter import (GAMMA_DISPERSION, PHI_PARAMETERS, FamilyParameterModel,
-                               phi_start_family)
-from .negbin import NegativeBinomial2, NegativeBinomialModel
 from .profile import sdcor_names, sdcor_of_theta
 
 MAX_NSIM = 1_000_000
@@ -342,58 +339,29 @@ def estimates_family_parameter(result) -> bool:
 
 def refit_estimating_theta(model, y=None, design=None, time_budget=None, se_method="rx"):
     """A model whose fit estimated a family parameter, refitted estimating it again
-    as the fit did (``family_parameter.FamilyParameterModel``): an NB2 model's theta
-    (the Poisson GLMM, then theta with the other parameters) or the exact Laplace's
-    Gamma dispersion (lme4's Laplace fit, then the dispersion with the others), the
-    fits warm-started from ``model``'s optimum or the search's previous point; its
-    ``estimates`` hold the parameter (``nb`` or ``dispersion``).  ``se_method``: the
-    final fit's covariance (default RX: a bootstrap needs none)."""
+    as the fit did (``family_parameter.FamilyParameterModel`` with the family's
+    ``parameter_of``: NB2's theta, the exact Gamma's dispersion, NB1's, the beta's or
+    beta-binomial's phi, each from its start fit), the fits warm-started from
+    ``model``'s optimum or the search's previous point; its ``estimates`` hold the
+    parameter (``nb``, ``dispersion`` or ``phi``).  ``se_method``: the final fit's
+    covariance (default RX: a bootstrap needs none)."""
     fam = model.family
-    if model.estimates is not None and model.estimates.phi is not None:
-        start_family = phi_start_family(fam, model.design.y if y is None else y)
+    parameter = parameter_of(fam)
 
-        def fit_phi_start():
-            return model.refit(y, design=design, family=start_family, se_method="rx",
-                               time_budget=time_budget)
+    def response():
+        return model.design.y if y is None else y
 
-        def model_at_phi(phi, se_method, seconds):
-            return model.refit_model(y, design=design,
-                                     family=dataclasses.replace(fam, phi=phi),
-                                     se_method=se_method, time_budget=seconds)
-        est = FamilyParameterModel(PHI_PARAMETERS[fam.name], fam, fit_phi_start, model_at_phi,
-                                   se_method=se_method, time_budget=time_budget,
-                                   max_evals=model.max_evals)
-        est.fit()
-        return est.model
-    if model.estimates is not None and model.estimates.dispersion is not None:
-        def fit_start():
-            return model.refit(y, design=design,
-                               family=dataclasses.replace(fam, laplace="lme4"),
-                               se_method="rx", time_budget=time_budget)
-
-        def model_at(phi, se_method, seconds):
-            return model.refit_model(y, design=design,
-                                     family=dataclasses.replace(fam, dispersion=phi),
-                                     se_method=se_method, time_budget=seconds)
-        est = FamilyParameterModel(GAMMA_DISPERSION, fam, fit_start, model_at,
-                                   se_method=se_method, time_budget=time_budget,
-                                   max_evals=model.max_evals)
-        est.fit()
-        return est.model
-    link = fam.link
-
-    def fit_poisson():
-        return model.refit(y, design=design, family=Family("poisson", link),
+    def fit_start():
+        return model.refit(y, design=design, family=parameter.start(fam, response),
                            se_method="rx", time_budget=time_budget)
 
-    def model_at(theta, se_method, seconds):
-        return model.refit_model(y, design=design,
-                                 family=NegativeBinomial2(theta, link, fam.laplace),
+    def model_at(value, se_method, seconds):
+        return model.refit_model(y, design=design, family=parameter.family_at(fam, value),
                                  se_method=se_method, time_budget=seconds)
-    nb = NegativeBinomialModel(fit_poisson, model_at, se_method=se_method, time_budget=time_budget,
-                               max_evals=model.max_evals, link=link, laplace=fam.laplace)
-    nb.fit()
-    return nb.model
+    est = FamilyParameterModel(parameter, fam, fit_start, model_at, se_method=se_method,
+                               time_budget=time_budget, max_evals=model.max_evals)
+    est.fit()
+    return est.model
 
 
 def replicate(job: Job, i: int) -> Replicate:

@@ -131,14 +131,37 @@ def beta_moment_phi(y) -> float:
     return float(np.clip(m * (1.0 - m) / v - 1.0, 0.1, 1e4)) if v > 0 else 10.0
 
 
-def phi_start_family(family: Family, y) -> Family:
+def phi_start_family(family: Family, response) -> Family:
     """The family of the fit that starts phi's search (``FamilySpec.start_family``):
     the Poisson GLMM for NB1, the binomial one for the beta-binomial, or the family
-    itself at the moment precision of the response ``y`` (the beta)."""
+    itself at the moment precision of the response (the beta: ``response()`` gives
+    it, called only then)."""
     name = family.spec.start_family
     if name:
         return Family(name, family.link)
-    return dataclasses.replace(family, phi=beta_moment_phi(y))
+    return dataclasses.replace(family, phi=beta_moment_phi(response()))
+
+
+def _poisson_start(family: Family, response) -> Family:
+    """NB2's start: the Poisson GLMM with its link."""
+    return Family("poisson", family.link)
+
+
+def _lme4_start(family: Family, response) -> Family:
+    """The exact Gamma's start: the same family by lme4's Laplace (moment dispersion)."""
+    return dataclasses.replace(family, laplace="lme4")
+
+
+def _nb2_moment(fit) -> float:
+    """NB2's theta from the Poisson start fit's overdispersion: var = mu + mu^2/theta."""
+    y, mu = fit.design.y, fit.fittedvalues.to_numpy()
+    extra = float(np.mean((y - mu) ** 2 - y))
+    return float(np.clip(np.mean(mu) ** 2 / extra, 0.01, 1e5)) if extra > 0 else 1e5
+
+
+def _gamma_moment(fit) -> float:
+    """The Gamma's dispersion from lme4's start fit: its moment estimate sigma^2."""
+    return float(np.clip(fit.sigma ** 2, 1e-8, 1e4))
 
 
 @dataclass(frozen=True)
@@ -160,8 +183,14 @@ class FamilyParameter:
     #: (``gradient.LaplaceGradient.log_dispersion_derivative``): the joint search then
     #: steps on exact gradients, as stage 2 does
     analytic: bool = False
-    #: the first value from the start fit (None: the NB's and Gamma's own rules)
+    #: (family, response) -> the family of the fit that starts the search
+    #: (``response()``: the model's response, for a start that needs it)
+    start: object = None
+    #: start fit -> the search's first value (a moment estimate)
     moment: object = None
+    #: the ML start's 1-d search: within this many units of log around the moment
+    #: value (None: over all of ``start_bounds``)
+    start_window: float | None = 5.0
     #: the joint search takes the Laplace gradient's exact (theta, beta) part and a
     #: central difference in the parameter (2 evaluations) when it has no analytic
     #: derivative: NB1's, the beta's and beta-binomial's phi (NB2's theta keeps the
@@ -183,26 +212,40 @@ class FamilyParameter:
 
 NB_THETA = FamilyParameter(
     "nb_theta", "negative binomial theta", NB_LOG_THETA_BOUNDS, (0.01, 1e5), "nb",
-    ThetaEstimate, limit_note="the data show no overdispersion beyond the random effects, and the model "
-               "reduces to the Poisson GLMM (compare their AICs)")
+    ThetaEstimate, start=_poisson_start, moment=_nb2_moment, start_window=None,
+    limit_note="the data show no overdispersion beyond the random effects, and the "
+               "model reduces to the Poisson GLMM (compare their AICs)")
+_NOT_IDENTIFIED = "phi is not identified by these data"
 NB1_PHI = FamilyParameter(
     "phi", "NB1 dispersion phi", PHI_LOG_BOUNDS, (1e-3, 1e3), "phi", PhiEstimate,
-    moment=_nb1_moment, semi_analytic=True,
+    start=phi_start_family, moment=_nb1_moment, semi_analytic=True,
     end_notes=("the data show no overdispersion beyond the random effects, and the model "
-               "reduces to the Poisson GLMM (compare their AICs)", "phi is not identified by these data"))
+               "reduces to the Poisson GLMM (compare their AICs)", _NOT_IDENTIFIED))
 BETA_PHI = FamilyParameter(
     "phi", "beta precision phi", PHI_LOG_BOUNDS, (1e-2, 1e5), "phi", PhiEstimate,
-    moment=_own_phi, semi_analytic=True,
-    end_notes=("phi is not identified by these data", "phi is not identified by these data (the response hardly varies around its means)"))
+    start=phi_start_family, moment=_own_phi, semi_analytic=True,
+    end_notes=(_NOT_IDENTIFIED,
+               _NOT_IDENTIFIED + " (the response hardly varies around its means)"))
 BETABINOMIAL_PHI = FamilyParameter(
     "phi", "beta-binomial precision phi", PHI_LOG_BOUNDS, (1e-2, 1e5), "phi", PhiEstimate,
-    moment=_betabinomial_moment, semi_analytic=True,
-    end_notes=("phi is not identified by these data", "the data show no overdispersion beyond the random effects, "
-               "and the model reduces to the binomial GLMM (compare their AICs)"))
+    start=phi_start_family, moment=_betabinomial_moment, semi_analytic=True,
+    end_notes=(_NOT_IDENTIFIED, "the data show no overdispersion beyond the random "
+               "effects, and the model reduces to the binomial GLMM (compare their AICs)"))
 PHI_PARAMETERS = {"nb1": NB1_PHI, "beta": BETA_PHI, "betabinomial": BETABINOMIAL_PHI}
 GAMMA_DISPERSION = FamilyParameter(
     "dispersion", "Gamma dispersion", GAMMA_LOG_DISPERSION_BOUNDS, (1e-8, 1e4), "dispersion",
-    DispersionEstimate, analytic=True)
+    DispersionEstimate, start=_lme4_start, moment=_gamma_moment, analytic=True)
+
+
+def parameter_of(family: Family) -> FamilyParameter | None:
+    """The family parameter a fit of ``family`` estimates with the others, when it does
+    not hold it at a given value: NB2's theta (a fit by name), the exact Gamma's
+    dispersion, NB1's, the beta's or beta-binomial's phi; None otherwise."""
+    if family.has_theta:
+        return NB_THETA
+    if family.likelihood_dispersion:
+        return GAMMA_DISPERSION
+    return PHI_PARAMETERS.get(family.name) if family.has_phi else None
 
 
 class JointDeviance:
@@ -494,16 +537,8 @@ class FamilyParameterModel:
         return GLMMResult(self.model, self.model.estimates)
 
     def _moment_start(self) -> float:
-        """A first value: the NB's from the Poisson fit's overdispersion; the Gamma's
-        lme4's moment dispersion (its start fit's sigma^2)."""
-        fit = self.start_fit
-        if self.parameter.moment is not None:
-            return float(self.parameter.moment(fit))
-        if self.parameter is GAMMA_DISPERSION:
-            return float(np.clip(fit.sigma ** 2, *self.parameter.start_bounds))
-        y, mu = fit.design.y, fit.fittedvalues.to_numpy()
-        extra = float(np.mean((y - mu) ** 2 - y))
-        return float(np.clip(np.mean(mu) ** 2 / extra, 0.01, 1e5)) if extra > 0 else 1e5
+        """A first value from the start fit (``FamilyParameter.moment``)."""
+        return float(self.parameter.moment(self.start_fit))
 
     def _ml_start(self, moment) -> float:
         """The joint search's start: the value maximising the family's log-likelihood
@@ -523,8 +558,9 @@ class FamilyParameterModel:
             f = par.family_at(self.family, math.exp(log_value))
             return -float(np.sum(f.log_density(y, mu, w)))
         lo, hi = math.log(lo_v), math.log(hi_v)
-        if par is not NB_THETA:         # around the moment value (the range is wide)
-            lo, hi = max(lo, math.log(moment) - 5.0), min(hi, math.log(moment) + 5.0)
+        if par.start_window is not None:    # around the moment value (a wide range)
+            lo = max(lo, math.log(moment) - par.start_window)
+            hi = min(hi, math.log(moment) + par.start_window)
         opt = _sciopt.minimize_scalar(minus_loglik, bounds=(lo, hi), method="bounded",
                                       options={"xatol": 1e-3})
         return math.exp(float(opt.x)) if np.isfinite(opt.fun) else moment

@@ -16,8 +16,7 @@ import dataclasses
 from . import jit
 from .design import DesignError, build_design
 from .family import LAPLACE_MODES, Family, estimates_theta, make_family
-from .family_parameter import (GAMMA_DISPERSION, PHI_PARAMETERS, FamilyParameterModel,
-                               phi_start_family)
+from .family_parameter import FamilyParameterModel, parameter_of
 from .model import (DEFAULT_MAX_EVALS, GeneralizedLinearMixedModel, ModelError,
                     check_model, check_se_method, checked_nagq)
 from .negbin import NegativeBinomial2, NegativeBinomialModel
@@ -131,48 +130,38 @@ def _glmer(formula, data, family, *, link, offset, weights, nAGQ, groups, se_met
     check_se_method(se_method)
     if se_method == "lme4" and fam.exact and fam.laplace_differs:
         raise ModelError(LME4_SE_NEEDS_LME4_LAPLACE)
-    if fam.has_phi and fam.phi is None:
-        return _glmer_phi(formula, data, fam, offset=offset, weights=weights, nAGQ=nAGQ,
-                          groups=groups, se_method=se_method, time_budget=time_budget,
-                          max_evals=max_evals, progress=progress, check_design=check_design)
-    if fam.likelihood_dispersion and fam.dispersion is None:
-        return _glmer_dispersion(formula, data, fam, offset=offset, weights=weights,
-                                 nAGQ=nAGQ, groups=groups, se_method=se_method,
-                                 time_budget=time_budget, max_evals=max_evals,
-                                 progress=progress, check_design=check_design)
+    parameter = parameter_of(fam)
+    if parameter is not None and getattr(fam, parameter.field) is None:
+        # the exact Gamma's dispersion, NB1's, the beta's, the beta-binomial's phi
+        return _glmer_estimating(formula, data, fam, parameter, offset=offset,
+                                 weights=weights, nAGQ=nAGQ, groups=groups,
+                                 se_method=se_method, time_budget=time_budget,
+                                 max_evals=max_evals, progress=progress,
+                                 check_design=check_design)
     return glmm_model(formula, data, fam, offset=offset, weights=weights, nAGQ=nAGQ,
                       groups=groups, se_method=se_method, time_budget=time_budget,
                       max_evals=max_evals, progress=progress,
                       check_design=check_design).fit()
 
 
-def _glmer_dispersion(formula, data, fam, **kw):
-    """A Gamma GLMM with its dispersion estimated by maximum likelihood
-    (``GAMMA_DISPERSION``): lme4's Laplace fit first (its moment dispersion the first
-    start), then the dispersion with the other parameters."""
-    return _glmer_estimating(formula, data, fam, GAMMA_DISPERSION,
-                             lambda response: dataclasses.replace(fam, laplace="lme4"), **kw)
-
-
-def _glmer_estimating(formula, data, fam, parameter, first_family, *, offset, weights,
-                      nAGQ, groups, se_method, time_budget, max_evals, progress,
-                      check_design=None):
+def _glmer_estimating(formula, data, fam, parameter, *, offset, weights, nAGQ, groups,
+                      se_method, time_budget, max_evals, progress, check_design=None):
     """A GLMM whose family ``parameter`` (``family_parameter.FamilyParameter``) is
     estimated by maximum likelihood with the others (``FamilyParameterModel``): the
-    start fit of the family ``first_family(response)`` gives (``response()``: the
-    model's response, for a family that needs it) first, then the parameter with the
-    others on that fit's design."""
+    start fit of the family ``parameter.start`` gives first (lme4's Laplace for the
+    Gamma, the Poisson GLMM for NB1, the binomial for the beta-binomial, the beta at
+    its moment precision), then the parameter with the others on that fit's design."""
     start = []
 
-    def response():
-        return build_design(formula, data, fam, offset=offset, weights=weights,
-                            groups=groups, time_budget=time_budget).y
-
     def fit_start():
-        model = glmm_model(formula, data, first_family(response), offset=offset,
-                           weights=weights, nAGQ=nAGQ, groups=groups, se_method="rx",
-                           time_budget=time_budget, max_evals=max_evals,
-                           check_design=check_design)
+        # the design of the model itself, the start family's too (the same rows and
+        # response rules: Poisson for NB1, binomial for the beta-binomial), built once
+        design = build_design(formula, data, fam, offset=offset, weights=weights,
+                              groups=groups, time_budget=time_budget)
+        model = glmm_model(formula, data, parameter.start(fam, lambda: design.y),
+                           offset=offset, weights=weights, nAGQ=nAGQ, groups=groups,
+                           se_method="rx", time_budget=time_budget, max_evals=max_evals,
+                           check_design=check_design, design=design)
         start.append(model.fit())
         return start[0]
 
@@ -189,28 +178,20 @@ def _glmer_estimating(formula, data, fam, parameter, first_family, *, offset, we
 
 
 def glmm_model(formula, data, fam, *, offset, weights, nAGQ, groups, se_method,
-               time_budget, max_evals, progress=None,
-               check_design=None) -> GeneralizedLinearMixedModel:
-    """The (unfitted) model of a formula and data: the design, checked by
-    ``check_design`` (if given) and ``check_model``."""
-    design = build_design(formula, data, fam, offset=offset, weights=weights, groups=groups,
-                          time_budget=time_budget)
+               time_budget, max_evals, progress=None, check_design=None,
+               design=None) -> GeneralizedLinearMixedModel:
+    """The (unfitted) model of a formula and data: the design (``design`` when the
+    caller built it already), checked by ``check_design`` (if given) and
+    ``check_model``."""
+    if design is None:
+        design = build_design(formula, data, fam, offset=offset, weights=weights,
+                              groups=groups, time_budget=time_budget)
     if check_design is not None:
         check_design(design, fam)
     check_model(design, fam, nAGQ)
     return GeneralizedLinearMixedModel(design, fam, nAGQ, se_method=se_method,
                                        time_budget=time_budget, max_evals=max_evals,
                                        progress=progress)
-
-
-def _glmer_phi(formula, data, fam, **kw):
-    """An NB1, beta or beta-binomial GLMM with phi estimated by maximum likelihood
-    (the family's ``PHI_PARAMETERS``), started from ``phi_start_family``'s fit: the
-    Poisson GLMM for NB1, the binomial one for the beta-binomial, the beta at its
-    moment precision (which needs the response)."""
-    def first(response):
-        return phi_start_family(fam, None if fam.spec.start_family else response())
-    return _glmer_estimating(formula, data, fam, PHI_PARAMETERS[fam.name], first, **kw)
 
 
 def _glmer_nb(formula, data, *, link, offset, weights, nAGQ, groups, se_method, laplace,
