@@ -320,6 +320,10 @@ class DesignSpec:
     x_intercept: bool
     x_names_full: list        # before dropping rank-deficient columns
     x_keep: np.ndarray        # indices kept
+    #: the zero-inflation model (glmmTMB's ``ziformula``: fixed effects only) and the
+    #: indices of its columns kept; None without zero inflation
+    zi_formula: Formula | None = None
+    zi_keep: np.ndarray | None = None
 
 
 @dataclass
@@ -342,6 +346,10 @@ class ModelDesign:
     # the offset= argument: its column name, "values" when given as numbers, None
     # when absent (the formula's offset() terms are in spec.formula.offsets)
     offset_arg: str | None = None
+    #: the zero-inflation model's columns (``spec.zi_formula``) and their names:
+    #: logit(p0) = zi_X zi_coef; None without zero inflation
+    zi_X: np.ndarray | None = None
+    zi_names: list | None = None
 
 
 # ---- model matrices --------------------------------------------------------------------
@@ -582,7 +590,7 @@ def _missing(kind: str, vals) -> np.ndarray:
 
 
 def build_design(formula, data, family: Family, offset=None, weights=None,
-                 groups=None, time_budget=None) -> ModelDesign:
+                 groups=None, time_budget=None, ziformula=None) -> ModelDesign:
     """The design (see the module's docstring).  The cost guards run before the
     matrices are built (``cost.check_fixed_columns``, ``check_random_columns``,
     ``check_before_matrix``): with ``time_budget`` a model that could not be fitted
@@ -592,12 +600,35 @@ def build_design(formula, data, family: Family, offset=None, weights=None,
     n = table.n
     _CURRENT_LABELS.value = table.df.attrs.get(ROW_LABELS)
     try:
-        return _build(f, table, n, family, offset, weights, groups, time_budget)
+        zf = zero_inflation_formula(ziformula, family)
+        return _build(f, table, n, family, offset, weights, groups, time_budget, zf)
     finally:
         _CURRENT_LABELS.value = None
 
 
-def _build(f, table, n, family, offset, weights, groups, time_budget=None) -> ModelDesign:
+def zero_inflation_formula(ziformula, family: Family) -> Formula | None:
+    """The zero-inflation model's formula (``~1``, ``~ x + f``: fixed effects, no
+    response, random effects or offset), parsed -- never evaluated; None without one.
+    DesignError when it is malformed or the family is not zero-inflated."""
+    if ziformula is None:
+        if family.zero_inflated:
+            raise DesignError("a zero-inflated family needs its zero-inflation formula "
+                              "(ziformula, e.g. '~1')")
+        return None
+    if not family.zero_inflated:
+        raise DesignError("ziformula is given but the family is not zero-inflated")
+    zf = parse_formula(ziformula) if isinstance(ziformula, str) else ziformula
+    if zf.response is not None or zf.random or zf.offsets:
+        raise DesignError("the zero-inflation formula takes fixed effects only, with no "
+                          "response, random effects or offset (e.g. '~1' or '~ x')")
+    if not zf.intercept and not zf.terms:
+        raise DesignError("the zero-inflation formula has no columns (use '~1' for one "
+                          "probability of a structural zero)")
+    return zf
+
+
+def _build(f, table, n, family, offset, weights, groups, time_budget=None,
+           zf: Formula | None = None) -> ModelDesign:
     messages = []
     if groups:
         if isinstance(groups, str):
@@ -625,6 +656,10 @@ def _build(f, table, n, family, offset, weights, groups, time_budget=None) -> Mo
     # y ~ year + (1|year) the fixed year stays numeric, as in lme4
     term_vars = dict.fromkeys(v for t in f.terms for v in t)
     term_vars.update(dict.fromkeys(v for rt in f.random for t in rt.terms for v in t))
+    if zf is not None:
+        if weights is not None:
+            raise DesignError("prior weights are not available with zero inflation")
+        term_vars.update(dict.fromkeys(v for t in zf.terms for v in t))
     group_vars = dict.fromkeys(v for rt in f.random for g in rt.groups for v in g)
     specs: dict = {}
     values: dict = {}
@@ -733,17 +768,27 @@ def _build(f, table, n, family, offset, weights, groups, time_budget=None) -> Mo
     X = X_full if len(keep_cols) == X_full.shape[1] else \
         np.ascontiguousarray(X_full.take(keep_cols, axis=1))
     x_names = [names_full[j] for j in keep_cols]
+    zi_X = zi_names = zi_keep = None
+    if zf is not None:
+        Zi_full, zi_full_names = _model_matrix(zf.terms, zf.intercept, vals_kept, specs, nobs)
+        zi_keep = full_rank_columns(Zi_full)
+        if len(zi_keep) < Zi_full.shape[1]:
+            gone = [zi_full_names[j] for j in range(Zi_full.shape[1]) if j not in set(zi_keep)]
+            messages.append(f"the zero-inflation model matrix is rank deficient so dropping "
+                            f"{', '.join(gone)} (constant, duplicated or collinear)")
+        zi_X = np.ascontiguousarray(Zi_full.take(zi_keep, axis=1))
+        zi_names = [zi_full_names[j] for j in zi_keep]
     if scales_differ(X):
         messages.append(SCALE_WARNING)
 
-    spec = DesignSpec(f, specs, f.terms, f.intercept, names_full, keep_cols)
+    spec = DesignSpec(f, specs, f.terms, f.intercept, names_full, keep_cols, zf, zi_keep)
     rn = str(resp.name or resp.successes)
     return ModelDesign(y=np.ascontiguousarray(y, float), weights=np.ascontiguousarray(w, float),
                        offset=np.ascontiguousarray(off, float), X=X, x_names=x_names,
                        re_terms=re_terms, nobs=nobs, n_input=n, n_dropped=len(dropped),
                        dropped_rows=dropped, kept_rows=kept_rows,
                        row_labels=table.df.index[kept_rows], response_name=rn, spec=spec,
-                       messages=messages,
+                       messages=messages, zi_X=zi_X, zi_names=zi_names,
                        offset_arg=None if offset is None else
                        offset if isinstance(offset, str) else "values")
 
@@ -898,6 +943,36 @@ def new_data_matrices(spec: DesignSpec, re_terms: list, data, nrow_hint=None):
         _, o = _resolve(table, v, "numeric")
         off = off + o
     return X, zs, off, missing
+
+
+def new_zi_matrix(spec: DesignSpec, data) -> np.ndarray:
+    """The zero-inflation model's columns (those the fit kept) for new data, with the
+    fit's factor levels; NaN rows where a value is missing."""
+    table = DataTable(data)
+    n = table.n
+    zf = spec.zi_formula
+    vals, missing = {}, np.zeros(n, bool)
+    for v in dict.fromkeys(v for t in zf.terms for v in t):
+        sp = spec.vars[v]
+        series = table.column(v.column)
+        if sp.kind == "factor":
+            codes, _ = _factor_codes(series, sp.levels)
+            if (codes == -2).any():
+                raise DesignError(f"'{v}' has levels not seen in the fit "
+                                  f"({_rows_text(codes == -2)})")
+            vals[v] = codes
+            missing |= codes < 0
+        else:
+            x = _numeric_values(series, f"column '{v.column}'")
+            if v.transform in _TRANSFORMS:
+                with np.errstate(all="ignore"):
+                    x = _TRANSFORMS[v.transform](x)
+            vals[v] = x
+            missing |= ~np.isfinite(x)
+    Z, _ = _model_matrix(zf.terms, zf.intercept, vals, spec.vars, n)
+    Z = Z[:, spec.zi_keep]
+    Z[missing] = np.nan
+    return Z
 
 
 def _group_codes(cols: list, levels: list) -> np.ndarray:

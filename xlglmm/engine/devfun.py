@@ -37,7 +37,7 @@ from numba import njit
 from . import agq, jit, linalg, pirls
 from .gradient import LaplaceGradient
 from .design import ModelDesign, column_exponents, scale_by_exponents
-from .family import Family, loglik_constant
+from .family import Family, loglik_constant, zero_probability
 
 PIRLS_TOL = 1e-20       # Newton decrement relative to the penalized deviance
 PIRLS_MAXIT = 200
@@ -166,6 +166,8 @@ class GlmmDeviance:
         self.pw = np.ascontiguousarray(design.weights[o], dtype=np.float64)
         self.offset = np.ascontiguousarray(design.offset[o], dtype=np.float64)
         self.X = np.ascontiguousarray(design.X[o], dtype=np.float64)
+        self.zi_X = None if design.zi_X is None else \
+            np.ascontiguousarray(design.zi_X[o], dtype=np.float64)
         self.x_exp = x_exponents(self.X)
         if self.x_exp is not None:
             self.X = np.ascontiguousarray(scale_by_exponents(self.X, self.x_exp))
@@ -255,14 +257,21 @@ class GlmmDeviance:
         them (``kernel_pw``: the prior weights, divided by the dispersion phi for the
         exact Laplace's Gamma, whose log-likelihood's mu part is pw/phi times the
         deviance's, so that PIRLS finds the modes of the log-likelihood itself and
-        the Fisher and observed weights carry the shape), the log-likelihood's
-        mu-free part and stage 1's rows."""
+        the Fisher and observed weights carry the shape; zero-inflated: each row's
+        structural-zero probability p0, ``zero_inflation.zero_probability``), the
+        log-likelihood's mu-free part and stage 1's rows."""
         fam = self.family
         if fam.likelihood_dispersion and fam.dispersion is None:
             raise ValueError("the exact Laplace's Gamma deviance needs a dispersion "
                              "(glmer estimates it: family_parameter.GAMMA_DISPERSION)")
-        self.kernel_pw = (np.ascontiguousarray(self.pw / float(fam.dispersion))
-                          if fam.likelihood_dispersion else self.pw)
+        if fam.zero_inflated:
+            if fam.zi_coef is None or self.zi_X is None:
+                raise ValueError("a zero-inflated deviance needs the zero-inflation "
+                                 "model's columns and coefficients (glmer estimates them)")
+            self.kernel_pw = zero_probability(self.zi_X, fam.zi_coef)
+        else:
+            self.kernel_pw = (np.ascontiguousarray(self.pw / float(fam.dispersion))
+                              if fam.likelihood_dispersion else self.pw)
         self.aic_const = float(loglik_constant(self.y, self.pw, self._fd))
         self._offset_rows = pirls.Rows(self.y, self.kernel_pw, self.offset)   # stage 1's
 

@@ -33,7 +33,7 @@ from dataclasses import dataclass
 from typing import NamedTuple
 
 import numpy as np
-from scipy import stats
+from scipy import special, stats
 from numba import njit
 
 from .special import digamma, tetragamma, trigamma
@@ -66,6 +66,11 @@ class FamilyData(NamedTuple):
     link: int             # LOG, LOGIT, ...
     params: tuple         # floats, indexed by NB_THETA, DISPERSION
     exact: bool           # the exact Laplace approximation (see ``LAPLACE_MODES``)
+    #: zero-inflated (Poisson, NB2, NB1): each row is a structural zero with its own
+    #: probability p0, which the kernels receive in the row's weight slot (``pw``;
+    #: prior weights are refused with zero inflation) -- ``devfun`` sets it from the
+    #: zero-inflation model, ``zero_inflation.zero_probability``
+    zi: bool = False
 
 
 #: The two Laplace approximations of a GLMM's likelihood.  "exact": the determinant
@@ -163,6 +168,8 @@ def variance(mu, pw, fd):
     (binomial: its trials).  The families here ignore ``pw`` (R's ``variance(mu)``);
     it is given because a family's variance may depend on the trials (the
     beta-binomial's does)."""
+    if fd.zi:       # of the response, mean (1 - p0) mu, pw the row's p0
+        return (1.0 - pw) * (count_variance(mu, fd) + pw * mu * mu)
     fam = fd.family
     if fam == POISSON:
         return mu
@@ -188,7 +195,7 @@ def has_observed_weights(fd):
     to be positive and differs from Fisher's weights: the log link with the Gamma or
     NB2 family (``observed_weight``).  Canonical links already have Newton = Fisher."""
     fam = fd.family
-    return fd.link == LOG and (fam == GAMMA or fam == NEGBIN)
+    return fd.link == LOG and (fam == GAMMA or fam == NEGBIN) and not fd.zi
 
 
 @njit(cache=True, error_model="numpy")
@@ -207,7 +214,7 @@ def general_likelihood(fd):
     """The family's log-likelihood is not an exponential family's in mu (NB1, beta,
     beta-binomial): the kernels take its own derivatives (``loglik_mu_derivs``) for
     the score, the observed information and the deviance."""
-    return fd.family >= NEGBIN1
+    return fd.family >= NEGBIN1 or fd.zi
 
 
 @njit(cache=True, error_model="numpy")
@@ -225,7 +232,11 @@ def loglik_mu_derivs(y, mu, pw, fd):
     and a = mu phi, b = (1 - mu) phi (beta, beta-binomial), psi the digamma:
     NB1  l = lgamma(y + s) - lgamma(s) - s log(1 + phi) + ...
     beta l = -lgamma(a) - lgamma(b) + a log y + b log(1 - y) + ...
-    beta-binomial l = lgamma(k + a) + lgamma(n - k + b) - lgamma(a) - lgamma(b) + ..."""
+    beta-binomial l = lgamma(k + a) + lgamma(n - k + b) - lgamma(a) - lgamma(b) + ...
+    Zero-inflated (``fd.zi``): ``zero_inflated_derivs``, pw the row's p0."""
+    if fd.zi:
+        _, l1, l2, l3 = zero_inflated_derivs(y, mu, pw, fd)
+        return l1, l2, l3
     fam = fd.family
     phi = fd.params[PHI]
     if fam == NEGBIN1:
@@ -255,6 +266,8 @@ def loglik_mu_derivs(y, mu, pw, fd):
 def loglik_mu_score(y, mu, pw, fd):
     """l1 of ``loglik_mu_derivs`` alone (PIRLS's score: digammas only, no tri- or
     tetragammas per row and iteration)."""
+    if fd.zi:
+        return zero_inflated_derivs(y, mu, pw, fd)[1]
     fam = fd.family
     phi = fd.params[PHI]
     if fam == NEGBIN1:
@@ -277,8 +290,8 @@ def saturated_unit_deviance(y, mu, wt, fd):
     score, found by bisection on (0, 1) (beta, beta-binomial) or (0, 2y + 10) (NB1);
     a score of one sign all along (a zero count, no or all successes) puts it at the
     range's end."""
-    fam = fd.family
-    lo, hi = 1e-12, (1.0 - 1e-12 if fam != NEGBIN1 else 2.0 * y + 10.0)
+    counts = fd.family == NEGBIN1 or fd.zi
+    lo, hi = 1e-12, (2.0 * y + 10.0 if counts else 1.0 - 1e-12)
     if loglik_mu_score(y, lo, wt, fd) <= 0.0:
         m = lo
     elif loglik_mu_score(y, hi, wt, fd) >= 0.0:
@@ -305,10 +318,71 @@ def general_fisher_weight(mu, m1, pw, fd):
     (NB1 mu (1 + phi); the beta-binomial's proportion), a positive definite stand-in
     for the expected information (the modes are the likelihood's all the same: the
     score is exact)."""
+    if fd.zi:       # the count part's weight, for the rows not structural zeros
+        return (1.0 - pw) * m1 * m1 / count_variance(mu, fd)
     if fd.family == BETA:
         phi = fd.params[PHI]
         return pw * phi * phi * (trigamma(mu * phi) + trigamma((1.0 - mu) * phi)) * m1 * m1
     return pw * m1 * m1 / variance(mu, pw, fd)
+
+
+@njit(cache=True, error_model="numpy")
+def count_variance(mu, fd):
+    """The count family's own variance (Poisson mu, NB2 mu + mu^2/theta, NB1
+    mu (1 + phi)), without zero inflation."""
+    fam = fd.family
+    if fam == NEGBIN:
+        return mu + mu * mu / fd.params[NB_THETA]
+    if fam == NEGBIN1:
+        return mu * (1.0 + fd.params[PHI])
+    return mu
+
+
+@njit(cache=True, error_model="numpy")
+def count_loglik_derivs(y, mu, fd):
+    """(l, l1, l2, l3): a count's log-likelihood in mu without its mu-free constant
+    (``unit_loglik_const``), and its first three derivatives in mu, weight 1, for
+    the count families zero inflation applies to (Poisson, NB2, NB1)."""
+    fam = fd.family
+    if fam == NEGBIN:
+        t = fd.params[NB_THETA]
+        tm = t + mu
+        l = -t * math.log1p(mu / t) + (y * math.log(mu / tm) if y > 0.0 else 0.0)
+        return (l, y / mu - (y + t) / tm, -y / (mu * mu) + (y + t) / (tm * tm),
+                2.0 * y / (mu * mu * mu) - 2.0 * (y + t) / (tm * tm * tm))
+    if fam == NEGBIN1:
+        phi = fd.params[PHI]
+        s = mu / phi
+        c = 1.0 / phi
+        l = math.lgamma(y + s) - math.lgamma(s) - s * math.log1p(phi)
+        return (l, c * (digamma(y + s) - digamma(s) - math.log1p(phi)),
+                c * c * (trigamma(y + s) - trigamma(s)),
+                c * c * c * (tetragamma(y + s) - tetragamma(s)))
+    l = y * math.log(mu) - mu if y > 0.0 else -mu          # POISSON
+    return l, y / mu - 1.0, -y / (mu * mu), 2.0 * y / (mu * mu * mu)
+
+
+@njit(cache=True, error_model="numpy")
+def zero_inflated_derivs(y, mu, p0, fd):
+    """(L, L1, L2, L3): one row's zero-inflated log-likelihood (its mu-free constant
+    apart) and its derivatives in mu: a structural zero with probability p0, else a
+    count of the family (``count_loglik_derivs``: l, a1, a2, a3).  y > 0:
+    L = log(1 - p0) + l.  y = 0: L = log(p0 + (1 - p0) e^l), and with
+    r = (1 - p0) e^l / e^L (the chance the zero is the count's),
+    L1 = r a1, L2 = r a2 + r (1 - r) a1^2,
+    L3 = r a3 + 3 r (1 - r) a1 a2 + r (1 - r) (1 - 2 r) a1^3."""
+    l, a1, a2, a3 = count_loglik_derivs(y, mu, fd)
+    if y > 0.0:
+        return math.log1p(-p0) + l, a1, a2, a3
+    if p0 <= 0.0:
+        return l, a1, a2, a3
+    lp, lc = math.log(p0), math.log1p(-p0) + l
+    big = max(lp, lc)
+    L = big + math.log(math.exp(lp - big) + math.exp(lc - big))
+    r = math.exp(lc - L)
+    q = r * (1.0 - r)
+    return (L, r * a1, r * a2 + q * a1 * a1,
+            r * a3 + 3.0 * q * a1 * a2 + q * (1.0 - 2.0 * r) * a1 * a1 * a1)
 
 
 @njit(cache=True, error_model="numpy")
@@ -317,6 +391,8 @@ def is_canonical(fd):
     Fisher's weights for every row, and the two Laplace approximations coincide
     (but for the Gamma's dispersion)."""
     fam, link = fd.family, fd.link
+    if fd.zi:
+        return False
     return ((fam == POISSON and link == LOG) or (fam == BINOMIAL and link == LOGIT)
             or (fam == GAMMA and link == INVERSE) or (fam == GAUSSIAN and link == IDENTITY))
 
@@ -387,6 +463,9 @@ def _ylogy(y, mu):
 def unit_deviance(y, mu, wt, fd):
     """One observation's deviance residual (squared), as R's ``dev.resids``."""
     fam = fd.family
+    if fd.zi:       # as the general families' (below): the deviance up to a constant
+        return 2.0 * (unit_loglik_var(y, max(y, 1e-8), wt, fd)
+                      - unit_loglik_var(y, mu, wt, fd))
     if fam == POISSON:
         r = mu * wt
         if y > 0.0:
@@ -504,6 +583,8 @@ class FamilySpec:
     phi_name: str = ""
     #: the family whose fit starts phi's search ("": the family itself, at a moment phi)
     start_family: str = ""
+    #: zero inflation applies (the count families: glmmTMB's ``ziformula``)
+    zero_inflatable: bool = False
 
 
 # How the families' extra parameters are estimated (as lme4 does; the true-likelihood
@@ -521,7 +602,7 @@ PHI_BY_ML = ("maximum likelihood: the exact Laplace log-likelihood maximised ove
 # The registry, in the order the worksheet functions list the families.
 FAMILY_SPECS = (
     FamilySpec("poisson", POISSON, "poisson", "log", ("log", "identity", "sqrt"),
-               response="counts", log_ratio_name="IRR"),
+               response="counts", log_ratio_name="IRR", zero_inflatable=True),
     FamilySpec("binomial", BINOMIAL, "binomial", "logit",
                ("logit", "probit", "cloglog", "log"), aliases=("bernoulli",),
                response="binomial", function_links=("logit", "probit", "cloglog")),
@@ -531,11 +612,12 @@ FAMILY_SPECS = (
     FamilySpec("negbin", NEGBIN, "Negative Binomial", "log", ("log", "identity", "sqrt"),
                aliases=("negative_binomial", "negativebinomial", "nb", "nb2"),
                response="counts", has_theta=True, log_ratio_name="IRR",
-               parameters=(("theta", THETA_BY_ML),)),
+               parameters=(("theta", THETA_BY_ML),), zero_inflatable=True),
     FamilySpec("nb1", NEGBIN1, "nbinom1", "log", ("log",),
                aliases=("negbin1", "negative_binomial1", "nbinom1"), response="counts",
                log_ratio_name="IRR", phi_name="NB1 dispersion", start_family="poisson",
-               parameters=(("phi", PHI_BY_ML + " (variance mu (1 + phi))"),)),
+               parameters=(("phi", PHI_BY_ML + " (variance mu (1 + phi))"),),
+               zero_inflatable=True),
     FamilySpec("beta", BETA, "beta", "logit", ("logit", "probit", "cloglog"),
                response="unit", phi_name="beta precision",
                parameters=(("phi", PHI_BY_ML + " (y ~ Beta(mu phi, (1 - mu) phi))"),)),
@@ -601,6 +683,13 @@ class Family:
     #: NB1's dispersion, the beta's and beta-binomial's precision (``PHI``): None =
     #: estimated by maximum likelihood (glmer), a number = held there
     phi: float | None = None
+    #: zero inflation (Poisson, NB2, NB1; glmmTMB's ``ziformula``): each row is a
+    #: structural zero with probability p0, logit(p0) = the zero-inflation model's
+    #: columns (``design.zi_X``) times ``zi_coef``
+    zero_inflated: bool = False
+    #: those coefficients: None = estimated by maximum likelihood (glmer), a tuple =
+    #: held there
+    zi_coef: tuple | None = None
 
     def __post_init__(self):
         spec = family_spec(self.name)
@@ -620,6 +709,11 @@ class Family:
             raise ValueError(f"laplace must be one of: {', '.join(LAPLACE_MODES)} "
                              f"(not '{self.laplace}')")
         object.__setattr__(self, "laplace", mode)
+        if self.zero_inflated and not spec.zero_inflatable:
+            raise ValueError(f"zero inflation applies to count families (poisson, negbin, "
+                             f"nb1), not to the {key} family")
+        if self.zi_coef is not None:
+            object.__setattr__(self, "zi_coef", tuple(float(c) for c in self.zi_coef))
 
     @property
     def spec(self) -> FamilySpec:
@@ -643,7 +737,8 @@ class Family:
             if dispersion is None else dispersion
         phi = 1.0 if self.phi is None else self.phi
         return FamilyData(self.code, self.link_code,
-                          (float(self.nb_theta), float(disp), float(phi)), self.exact)
+                          (float(self.nb_theta), float(disp), float(phi)), self.exact,
+                          bool(self.zero_inflated))
 
     @property
     def exact(self) -> bool:
@@ -656,6 +751,12 @@ class Family:
         in a log-likelihood that is not an exponential family's: the exact Laplace
         only (lme4 has none of them)."""
         return bool(self.spec.phi_name)
+
+    @property
+    def count_family(self) -> Family:
+        """The family without its zero inflation (itself when it has none)."""
+        return dataclasses.replace(self, zero_inflated=False, zi_coef=None) \
+            if self.zero_inflated else self
 
     @property
     def canonical(self) -> bool:
@@ -738,6 +839,8 @@ class Family:
     @property
     def label(self) -> str:
         name = self.spec.label
+        if self.zero_inflated:
+            name = f"zero-inflated {name}"
         if self.has_theta:
             name = f"{name}({self.nb_theta:.4g})"
         if self.has_phi and self.phi is not None:
@@ -793,8 +896,14 @@ class Family:
         numbers).  ``rng`` a numpy Generator.  The families with a dispersion phi
         (``dispersion``: the fit's sigma^2) draw with variance phi V(mu) / wt: the
         Gamma with shape wt / phi (lme4's simulate uses shape sigma * wt, which has
-        that variance only when sigma = 1), the Gaussian mu + sqrt(phi / wt) N(0, 1)."""
+        that variance only when sigma = 1), the Gaussian mu + sqrt(phi / wt) N(0, 1).
+        Zero-inflated: ``mu`` the count's mean, ``wt`` each row's p0; the count drawn,
+        then a structural zero with probability p0."""
         mu = _f64(mu)
+        if self.zero_inflated:
+            counts = self.count_family.simulate(mu, np.ones(mu.shape), rng)
+            zero = rng.random(mu.shape) < np.broadcast_to(_f64(wt), mu.shape)
+            return np.where(zero, 0.0, counts)
         phi = None if self.phi is None else float(self.phi)
         if self.code == BETABINOMIAL:
             n = np.rint(_f64(wt)).astype(np.int64)
@@ -825,8 +934,12 @@ class Family:
         """(P(Y < y), P(Y <= y)) given the means ``mu``, for the distribution
         ``simulate`` draws from (the same scale and parameters): the two agree for
         a continuous family; for counts and binomial successes they bracket the
-        randomised quantile residual (Dunn and Smyth, 1996)."""
+        randomised quantile residual (Dunn and Smyth, 1996).  Zero-inflated: ``wt``
+        each row's p0, P(Y <= k) = p0 + (1 - p0) F(k)."""
         y, mu, wt = _f64(y), _f64(mu), np.broadcast_to(_f64(wt), _f64(mu).shape)
+        if self.zero_inflated:
+            lo, up = self.count_family.cdf_bounds(y, mu, np.ones(mu.shape))
+            return np.where(y > 0, wt, 0.0) + (1.0 - wt) * lo, wt + (1.0 - wt) * up
         phi = None if self.phi is None else float(self.phi)
         if self.is_binomial:
             n = np.rint(wt)
@@ -852,6 +965,16 @@ class Family:
         return dist.cdf(k - 1), dist.cdf(k)
 
     # vectorised versions of the kernels (R's family$... functions)
+    def _row_weights(self, wt, shape) -> np.ndarray:
+        """The rows' weights as the kernels take them: the prior weights (default 1)
+        or, zero-inflated, each row's structural-zero probability p0 (required)."""
+        if wt is None:
+            if self.zero_inflated:
+                raise ValueError("a zero-inflated family needs each row's structural-zero "
+                                 "probability p0 (as wt)")
+            return np.ones(shape)
+        return np.broadcast_to(_f64(wt), shape)
+
     def _apply(self, op, x, y=None, wt=None):
         x = _f64(x)
         out = np.empty_like(x)
@@ -874,24 +997,23 @@ class Family:
         """V(mu), as R's ``family$variance(mu)``; ``wt`` are the rows' prior weights
         (binomial: trials; default 1), which a family's variance may depend on."""
         mu = _f64(mu)
-        wt = np.ones(mu.shape) if wt is None else np.broadcast_to(_f64(wt), mu.shape)
-        return self._apply(_VARIANCE, mu, wt=wt)
+        return self._apply(_VARIANCE, mu, wt=self._row_weights(wt, mu.shape))
 
     def dev_resids(self, y, mu, wt=None):
         """Squared deviance residuals, as R's ``family$dev.resids(y, mu, wt)``."""
         mu = _f64(mu)
         y = np.broadcast_to(_f64(y), mu.shape)
-        wt = np.ones(mu.shape) if wt is None else np.broadcast_to(_f64(wt), mu.shape)
-        return self._apply(_DEV_RESIDS, mu, y, wt)
+        return self._apply(_DEV_RESIDS, mu, y, self._row_weights(wt, mu.shape))
 
     def log_density(self, y, mu, wt=None, dispersion: float | None = None):
         """log f(y | mu) per row with its constants (``unit_logdensity``: a
         binomial ``y`` is a proportion of ``wt`` trials; Gamma and Gaussian at
         ``dispersion``, default the family's own or 1; a Gamma row of weight ``wt`` counts as ``wt`` copies, wt x
-        its log density).  P(Y = 0) of a count is ``exp(log_density(0, mu))``."""
+        its log density).  P(Y = 0) of a count is ``exp(log_density(0, mu))``.
+        Zero-inflated: ``wt`` is each row's p0 and ``mu`` the count's mean."""
         mu = _f64(mu)
         y = np.ascontiguousarray(np.broadcast_to(_f64(y), mu.shape))
-        wt = np.ones(mu.shape) if wt is None else np.broadcast_to(_f64(wt), mu.shape)
+        wt = self._row_weights(wt, mu.shape)
         x = mu.ravel()
         out = np.empty_like(x)
         _elementwise(_LOG_DENSITY, self.kernel_data(dispersion), x, y.ravel(),
@@ -904,6 +1026,20 @@ class Family:
         y = _f64(y)
         wt = np.ones_like(y) if wt is None else _f64(wt)
         return float(conditional_aic(y, _f64(mu), wt, self.kernel_data()))
+
+
+#: the zero-inflation linear predictor is held within +-ZI_ETA_LIMIT: p0 stays
+#: representable away from 1 (log(1 - p0) finite) and 0 (a zero's log-likelihood is
+#: the count's to rounding below e^-40)
+ZI_ETA_LIMIT = 40.0
+
+
+def zero_probability(zi_X, zi_coef) -> np.ndarray:
+    """Each row's structural-zero probability p0 = expit(zi_X zi_coef), the
+    zero-inflation model's columns ``zi_X`` (``design.zi_X``)."""
+    eta = np.clip(np.asarray(zi_X, float) @ np.asarray(zi_coef, float),
+                  -ZI_ETA_LIMIT, ZI_ETA_LIMIT)
+    return np.ascontiguousarray(special.expit(eta))
 
 
 def make_family(family, link=None) -> Family:
@@ -921,8 +1057,12 @@ def make_family(family, link=None) -> Family:
 def unit_loglik_const(y, wt, fd):
     """The mu-free part of ``unit_loglik`` (lgamma terms).  The exact Laplace's
     Gamma (``fd.exact``): the shape's terms at dispersion ``params[DISPERSION]`` with
-    the prior weight ``wt``; its mu part (``unit_loglik_var``) takes wt / phi."""
+    the prior weight ``wt``; its mu part (``unit_loglik_var``) takes wt / phi.
+    Zero-inflated: the count family's, weight 1 (``wt`` is the row's p0; a zero
+    count's constant is 0 in the three count families)."""
     fam = fd.family
+    if fd.zi:
+        wt = 1.0
     if fam == POISSON:
         return -wt * math.lgamma(y + 1.0)
     if fam == BINOMIAL:
@@ -953,7 +1093,11 @@ def unit_loglik_const(y, wt, fd):
 
 @njit(cache=True, error_model="numpy")
 def unit_loglik_var(y, mu, wt, fd):
-    """``unit_loglik`` minus ``unit_loglik_const``: the part that depends on mu."""
+    """``unit_loglik`` minus ``unit_loglik_const``: the part that depends on mu
+    (zero-inflated: log(1 - p0) + the count's for y > 0, the whole
+    log(p0 + (1 - p0) f(0 | mu)) for a zero, ``wt`` being p0)."""
+    if fd.zi:
+        return zero_inflated_derivs(y, mu, wt, fd)[0]
     fam = fd.family
     if fam == POISSON:
         return wt * (y * math.log(mu) - mu) if y > 0.0 else -wt * mu

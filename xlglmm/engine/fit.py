@@ -22,6 +22,7 @@ from .model import (DEFAULT_MAX_EVALS, GeneralizedLinearMixedModel, ModelError,
 from .negbin import NegativeBinomial2, NegativeBinomialModel
 from .optimize import BudgetExhausted
 from .results import GLMMResult
+from .zero_inflation import ZeroInflatedModel
 
 
 #: glmer refuses a normal response: lmer fits it (identity link); a Gaussian GLMM with
@@ -49,8 +50,9 @@ def checked_laplace(laplace, family=None) -> str:
 
 
 def glmer(formula, data, family="poisson", *, link=None, offset=None, weights=None,
-          nAGQ=1, groups=None, se_method="auto", laplace=None, time_budget=None,
-          max_evals=DEFAULT_MAX_EVALS, progress=None, check_design=None) -> GLMMResult:
+          nAGQ=1, groups=None, se_method="auto", laplace=None, ziformula=None,
+          time_budget=None, max_evals=DEFAULT_MAX_EVALS, progress=None,
+          check_design=None) -> GLMMResult:
     """Fit a generalized linear mixed model by maximum likelihood (Laplace or AGQ).
 
     Parameters
@@ -88,6 +90,11 @@ def glmer(formula, data, family="poisson", *, link=None, offset=None, weights=No
         dispersion too (glmmTMB's); "lme4" lme4's version: Fisher's weights in the
         determinant and the Gamma's dispersion a moment estimate plugged in, not
         maximised.  The two coincide for Poisson-log and binomial-logit.
+    ziformula : zero inflation (glmmTMB's ``ziformula``) for the count families
+        (poisson, negbin, nb1): each row is a structural zero with probability p0,
+        logit(p0) given by this fixed-effects formula over the data's columns, e.g.
+        ``"~1"`` (one probability) or ``"~ x"``; its coefficients are estimated with
+        the others (``res.zi_params``), by the exact Laplace, nAGQ = 1
     time_budget : seconds of fitting; when exceeded the best fit so far is returned,
         flagged as not converged.  The one-time compilation of the kernels on first
         use is not counted (``res.compile_seconds`` says how long it took)
@@ -100,15 +107,22 @@ def glmer(formula, data, family="poisson", *, link=None, offset=None, weights=No
     try:
         return jit.timed(_glmer, formula, data, family, link=link, offset=offset,
                          weights=weights, nAGQ=nAGQ, groups=groups, se_method=se_method,
-                         laplace=laplace, time_budget=time_budget, max_evals=max_evals,
-                         progress=progress, check_design=check_design)
+                         laplace=laplace, ziformula=ziformula, time_budget=time_budget,
+                         max_evals=max_evals, progress=progress, check_design=check_design)
     except BudgetExhausted as e:
         raise ModelError(str(e)) from None
 
 
 def _glmer(formula, data, family, *, link, offset, weights, nAGQ, groups, se_method,
-           laplace, time_budget, max_evals, progress, check_design=None) -> GLMMResult:
+           laplace, ziformula=None, time_budget, max_evals, progress,
+           check_design=None) -> GLMMResult:
     laplace = checked_laplace(laplace, family)
+    if ziformula is not None or (isinstance(family, Family) and family.zero_inflated):
+        return _glmer_zero_inflated(formula, data, family, ziformula, link=link,
+                                    offset=offset, weights=weights, nAGQ=nAGQ,
+                                    groups=groups, se_method=se_method, laplace=laplace,
+                                    time_budget=time_budget, max_evals=max_evals,
+                                    progress=progress, check_design=check_design)
     if estimates_theta(family):      # a name such as "negbin" or "nb"
         if se_method == "lme4" and laplace == "exact":
             raise ModelError(LME4_SE_NEEDS_LME4_LAPLACE)
@@ -175,6 +189,65 @@ def _glmer_estimating(formula, data, fam, parameter, *, offset, weights, nAGQ, g
     return FamilyParameterModel(parameter, fam, fit_start, model_at, se_method=se_method,
                                 time_budget=time_budget, max_evals=max_evals,
                                 progress=progress).fit()
+
+
+def _glmer_zero_inflated(formula, data, family, ziformula, *, link, offset, weights, nAGQ,
+                         groups, se_method, laplace, time_budget, max_evals, progress,
+                         check_design=None):
+    """A zero-inflated count GLMM (``zero_inflation.ZeroInflatedModel``): the Poisson
+    GLMM on the model's design first, then the count family's parameter (NB2's theta,
+    NB1's phi: named families estimate it) and the zero-inflation coefficients with
+    the others.  A :class:`Family` with ``zi_coef`` (and its parameters) holds them:
+    one fit."""
+    try:
+        fam = make_family(family, link)
+        fam = dataclasses.replace(fam, zero_inflated=True)
+    except (ValueError, TypeError) as e:
+        raise ModelError(str(e)) from None
+    if laplace == "lme4":
+        raise ModelError("lme4 has no zero-inflated models: they are fitted by the exact "
+                         "Laplace approximation only (glmmTMB's); leave laplace out")
+    if checked_nagq(nAGQ) != 1:
+        raise ModelError("zero-inflated models are fitted by the Laplace approximation: "
+                         "nAGQ must be 1")
+    check_se_method(se_method)
+    if se_method == "lme4":
+        raise ModelError(LME4_SE_NEEDS_LME4_LAPLACE)
+    ziformula = "~1" if ziformula is None else ziformula
+    design = build_design(formula, data, fam, offset=offset, weights=weights, groups=groups,
+                          time_budget=time_budget, ziformula=ziformula)
+    if check_design is not None:
+        check_design(design, fam)
+    named = not isinstance(family, Family)
+    parameter = parameter_of(fam)
+    if parameter is not None and not named and getattr(fam, parameter.field) is not None:
+        parameter = None            # a Family object holds its theta / phi
+    if fam.zi_coef is not None and parameter is None:
+        if len(fam.zi_coef) != design.zi_X.shape[1]:
+            raise ModelError(f"zi_coef has {len(fam.zi_coef)} values for the "
+                             f"{design.zi_X.shape[1]} columns of the zero-inflation model")
+        check_model(design, fam, 1)
+        return GeneralizedLinearMixedModel(design, fam, 1, se_method=se_method,
+                                           time_budget=time_budget, max_evals=max_evals,
+                                           progress=progress).fit()
+    start = []
+
+    def fit_start():
+        poisson = Family("poisson", fam.link)
+        check_model(design, poisson, 1)
+        model = GeneralizedLinearMixedModel(design, poisson, 1, se_method="rx",
+                                            time_budget=time_budget, max_evals=max_evals)
+        start.append(model.fit())
+        return start[0]
+
+    def model_at(f, se, budget_seconds):
+        d = dataclasses.replace(design, messages=list(design.messages))
+        check_model(d, f, 1)
+        return GeneralizedLinearMixedModel(d, f, 1, se_method=se,
+                                           time_budget=budget_seconds, max_evals=max_evals)
+    return ZeroInflatedModel(fam, parameter, fit_start, model_at, se_method=se_method,
+                             time_budget=time_budget, max_evals=max_evals,
+                             progress=progress).fit()
 
 
 def glmm_model(formula, data, fam, *, offset, weights, nAGQ, groups, se_method,

@@ -157,6 +157,8 @@ class Estimates:
     dispersion: object = None
     #: NB1's, the beta's or beta-binomial's phi (``family_parameter.PhiEstimate``)
     phi: object = None
+    #: the zero-inflation coefficients (``zero_inflation.ZeroInflationEstimate``)
+    zi: object = None
 
     @property
     def llf(self) -> float:

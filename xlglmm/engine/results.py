@@ -91,9 +91,11 @@ class GLMMResult:
         # Laplace's by maximum likelihood; one held at a given value does not)
         held = family.likelihood_dispersion and getattr(est, "dispersion", None) is None
         phi = getattr(est, "phi", None)     # family_parameter.PhiEstimate, when estimated
+        zi = getattr(est, "zi", None)       # zero_inflation.ZeroInflationEstimate
         self.npar = (len(names) + len(self.theta)
                      + (1 if family.has_dispersion and not held else 0)
-                     + (1 if nb is not None else 0) + (1 if phi is not None else 0))
+                     + (1 if nb is not None else 0) + (1 if phi is not None else 0)
+                     + (len(zi.names) if zi is not None else 0))
         self.deviance = -2.0 * self.llf
         self.aic = self.deviance + 2.0 * self.npar
         self.bic = self.deviance + math.log(self.nobs) * self.npar
@@ -111,6 +113,28 @@ class GLMMResult:
         devfun.set_theta(self.theta)
         self._eta = devfun.unsorted(state.eta)
         self._mu = devfun.unsorted(state.mu)
+        # zero inflation: each row's structural-zero probability p0 (None without it),
+        # the coefficients of its log odds with their covariance (estimated or held)
+        self.zero_prob = devfun.unsorted(devfun.kernel_pw).copy() \
+            if family.zero_inflated else None
+        self._zi = zi
+        if family.zero_inflated:
+            zn = pd.Index(list(design.zi_names))
+            cov = zi.cov if zi is not None else np.full((len(zn), len(zn)), np.nan)
+            self.zi_params = pd.Series(np.asarray(family.zi_coef, float), index=zn,
+                                       name="estimate")
+            self.zi_cov = pd.DataFrame(cov, index=zn, columns=zn)
+            se = np.sqrt(np.clip(np.diag(cov), 0.0, None))
+            self.zi_bse = pd.Series(se, index=zn, name="se")
+            with np.errstate(divide="ignore", invalid="ignore"):
+                zz = self.zi_params.to_numpy() / se
+            self.zi_zvalues = pd.Series(zz, index=zn)
+            self.zi_pvalues = pd.Series(2.0 * special.ndtr(-np.abs(zz)), index=zn, name="p")
+            self.zi_undetermined = list(zi.undetermined) if zi is not None else []
+        else:
+            self.zi_params = self.zi_cov = self.zi_bse = None
+            self.zi_zvalues = self.zi_pvalues = None
+            self.zi_undetermined = []
         # negative binomial shape (fixed, or estimated: then its SE, CI and the
         # Poisson fit it started from; None otherwise)
         self.nb_theta = float(family.nb_theta) if family.has_theta else None
@@ -148,6 +172,9 @@ class GLMMResult:
         if not fam.laplace_differs:
             return "Laplace (exact; lme4's is the same for this family and link)"
         if fam.exact:
+            if fam.zero_inflated:
+                how = "by maximum likelihood" if self._zi is not None else "held"
+                return f"exact Laplace (observed information; zero inflation {how})"
             if fam.has_phi:
                 how = ("by maximum likelihood" if self.phi_se is not None
                        else f"held at {fam.phi:.6g}")
@@ -179,8 +206,27 @@ class GLMMResult:
 
     @cached_property
     def fittedvalues(self) -> pd.Series:
-        """The fitted means, one per fitted row (indexed by the data's row labels)."""
-        return pd.Series(self._mu, index=self.design.row_labels, name="fitted")
+        """The fitted means, one per fitted row (indexed by the data's row labels);
+        zero-inflated: the response's, (1 - p0) mu (glmmTMB's ``fitted``), the count's
+        mean mu being ``conditional_mean``."""
+        mu = self._mu if self.zero_prob is None else (1.0 - self.zero_prob) * self._mu
+        return pd.Series(mu, index=self.design.row_labels, name="fitted")
+
+    @cached_property
+    def conditional_mean(self) -> pd.Series:
+        """The count model's fitted means mu (without zero inflation: the fitted
+        values), one per fitted row."""
+        return pd.Series(self._mu, index=self.design.row_labels, name="conditional_mean")
+
+    def zi_conf_int(self, alpha: float = 0.05) -> pd.DataFrame:
+        """Wald intervals of the zero-inflation coefficients (log odds), NaN for
+        those not determined."""
+        if self.zi_params is None:
+            raise ValueError("the model has no zero inflation")
+        zq = special.ndtri(1.0 - alpha / 2.0)
+        b, se = self.zi_params.to_numpy(), self.zi_bse.to_numpy()
+        return pd.DataFrame({"lower": b - zq * se, "upper": b + zq * se},
+                            index=self.zi_params.index)
 
     @cached_property
     def varcorr(self) -> pd.DataFrame:
@@ -506,6 +552,21 @@ class GLMMResult:
         y = self.design.y
         mu = self.fittedvalues.to_numpy()
         wt = self.design.weights
+        if self.zero_prob is not None:
+            # the zero-inflated family's functions take the count's mean and each row's
+            # p0 (in the weights' place); the residuals are around the response's mean
+            m, p0 = self._mu, self.zero_prob
+            if type == "deviance":
+                d = self.family.dev_resids(y, m, p0)
+                r = np.sign(y - mu) * np.sqrt(np.abs(d))
+            elif type == "pearson":
+                r = (y - mu) / np.sqrt(self.family.variance(m, p0))
+            elif type == "response":
+                r = y - mu
+            else:
+                raise ValueError("type must be 'deviance', 'pearson', 'response' or "
+                                 "'quantile'")
+            return pd.Series(r, index=self.design.row_labels, name=f"{type}_resid")
         if type == "deviance":
             d = self.family.dev_resids(y, mu, wt)
             r = np.sign(y - mu) * np.sqrt(np.abs(d))
@@ -608,8 +669,16 @@ class GLMMResult:
                 for i, name in enumerate(self.fe_params.index)]
         if not rows:
             return ["No fixed effects"]
-        return ["Fixed effects:"] + _table(["", "Estimate", "Std. Error", "z value",
-                                            "Pr(>|z|)"], rows, "lrrrr")
+        out = ["Fixed effects:"] + _table(["", "Estimate", "Std. Error", "z value",
+                                           "Pr(>|z|)"], rows, "lrrrr")
+        if self.zi_params is not None:
+            est, se = _coef_columns(list(self.zi_params), list(self.zi_bse))
+            zrows = [[str(name), est[i], se[i], numfmt.statistic(self.zi_zvalues[name]),
+                      numfmt.pvalue(self.zi_pvalues[name])]
+                     for i, name in enumerate(self.zi_params.index)]
+            out += ["", "Zero-inflation model (log odds of a structural zero):"] + _table(
+                ["", "Estimate", "Std. Error", "z value", "Pr(>|z|)"], zrows, "lrrrr")
+        return out
 
     def summary(self) -> str:
         """An lme4-style summary: the model as fitted, the fit criteria, scaled
