@@ -47,6 +47,7 @@ import pandas as pd
 
 from . import workers as _workers
 from .covariance import random_effects_scale
+from .family import zero_probability
 from .family_parameter import FamilyParameterModel, parameter_of
 from .lmm import LinearMixedModel
 from .model import GeneralizedLinearMixedModel, MixedModel, ModelError
@@ -75,7 +76,9 @@ def draw_response(model, beta, theta, sigma, rng) -> np.ndarray:
         if lmm:
             b = sigma * b
         eta = eta + np.einsum("ij,ij->i", t.Z, b[t.codes])
-    return fam.simulate(fam.linkinv(eta), d.weights, rng, dispersion=sigma ** 2)
+    # (zero-inflated: the family draws the count, then the structural zeros with p0)
+    wt = zero_probability(d.zi_X, fam.zi_coef) if fam.zero_inflated else d.weights
+    return fam.simulate(fam.linkinv(eta), wt, rng, dispersion=sigma ** 2)
 
 
 def simulate_response(result, rng) -> np.ndarray:
@@ -89,8 +92,9 @@ def parameter_names(model, theta_estimated: bool) -> list:
     correlations in theta's order, named as the profile names them
     (``profile.sdcor_names``: ``sd_(Intercept)|plant``, ``cor_(Intercept).x|g``),
     ``sigma`` (LMMs and families with a dispersion), ``nb_theta`` (an NB fit that
-    estimated it), ``phi`` (an NB1, beta or beta-binomial fit that estimated it), then
-    the fixed effects."""
+    estimated it), ``phi`` (an NB1, beta or beta-binomial fit that estimated it), the
+    zero-inflation coefficients a fit estimated (``zi_(Intercept)``...), then the
+    fixed effects."""
     names = [name for name, _ in sdcor_names(model.devfun.terms)]
     if model.family.has_dispersion:
         names.append("sigma")
@@ -98,7 +102,13 @@ def parameter_names(model, theta_estimated: bool) -> list:
         names.append("nb_theta")
     if phi_estimated(model):
         names.append("phi")
-    return names + list(model.design.x_names)
+    return names + [f"zi_{n}" for n in zi_estimated(model)] + list(model.design.x_names)
+
+
+def zi_estimated(model) -> list:
+    """The zero-inflation coefficients the model's fit estimated (their names)."""
+    zi = model.estimates.zi if model.estimates is not None else None
+    return list(zi.names) if zi is not None else []
 
 
 def phi_estimated(model) -> bool:
@@ -106,7 +116,8 @@ def phi_estimated(model) -> bool:
     return model.estimates is not None and model.estimates.phi is not None
 
 
-def parameter_values(model, theta, beta, sigma, nb_theta=None, phi=None) -> np.ndarray:
+def parameter_values(model, theta, beta, sigma, nb_theta=None, phi=None,
+                     zi=()) -> np.ndarray:
     """The parameters ``parameter_names`` names, at (theta, beta, sigma), the NB's
     estimated theta and the estimated phi (None: not estimated); the SDs as the
     result's ``varcorr`` reports them (times sigma)."""
@@ -117,15 +128,17 @@ def parameter_values(model, theta, beta, sigma, nb_theta=None, phi=None) -> np.n
         extra.append(phi)
     return np.concatenate([sdcor_of_theta(model.devfun.terms, np.asarray(theta, float),
                                           random_effects_scale(model.family, sigma)),
-                           np.array(extra, float), np.asarray(beta, float)])
+                           np.array(extra, float), np.asarray(zi, float),
+                           np.asarray(beta, float)])
 
 
 def statistics_of(result) -> pd.Series:
     """The default statistics: ``parameter_values`` at the result's estimates."""
     nb_theta = result.nb_theta if result.nb_theta_se is not None else None
     phi = result.phi if phi_estimated(result.model) else None
+    zi = result.zi_params.to_numpy() if zi_estimated(result.model) else ()
     return pd.Series(parameter_values(result.model, result.theta, result.fe_params.to_numpy(),
-                                      result.sigma, nb_theta, phi),
+                                      result.sigma, nb_theta, phi, zi),
                      index=parameter_names(result.model, nb_theta is not None), dtype=float)
 
 
@@ -134,7 +147,8 @@ def _estimated_values(model) -> np.ndarray:
     est = model.estimates
     return parameter_values(model, est.theta, est.beta, est.sigma,
                             None if est.nb is None else est.nb.theta,
-                            None if est.phi is None else est.phi.phi)
+                            None if est.phi is None else est.phi.phi,
+                            () if est.zi is None else est.zi.coef)
 
 
 @dataclass
@@ -325,7 +339,8 @@ def design_of_rows(design, rows, copy=None, copied=None):
         raise ModelError("the rows kept do not identify every fixed effect")
     return dataclasses.replace(
         design, y=design.y[rows], weights=design.weights[rows], offset=design.offset[rows],
-        X=X, re_terms=terms, nobs=len(rows), n_input=len(rows), n_dropped=0,
+        X=X, zi_X=None if design.zi_X is None else design.zi_X[rows],
+        re_terms=terms, nobs=len(rows), n_input=len(rows), n_dropped=0,
         dropped_rows=np.zeros(0, np.int64), kept_rows=design.kept_rows[rows],
         row_labels=design.row_labels[rows], messages=[])
 
@@ -334,7 +349,8 @@ def estimates_family_parameter(result) -> bool:
     """The fit estimated a family parameter with the others (an NB theta, the exact
     Laplace's Gamma dispersion): a refit must estimate it again."""
     return (result.nb_theta_se is not None or getattr(result, "dispersion_se", None) is not None
-            or getattr(result, "phi_se", None) is not None)
+            or getattr(result, "phi_se", None) is not None
+            or getattr(result, "_zi", None) is not None)
 
 
 def refit_estimating_theta(model, y=None, design=None, time_budget=None, se_method="rx"):
@@ -347,6 +363,8 @@ def refit_estimating_theta(model, y=None, design=None, time_budget=None, se_meth
     covariance (default RX: a bootstrap needs none)."""
     fam = model.family
     parameter = parameter_of(fam)
+    if model.estimates is not None and model.estimates.zi is not None:
+        return _refit_zero_inflated(model, parameter, y, design, time_budget, se_method)
 
     def response():
         return model.design.y if y is None else y
@@ -362,6 +380,30 @@ def refit_estimating_theta(model, y=None, design=None, time_budget=None, se_meth
                                time_budget=time_budget, max_evals=model.max_evals)
     est.fit()
     return est.model
+
+
+def _refit_zero_inflated(model, parameter, y, design, time_budget, se_method):
+    """``refit_estimating_theta`` of a zero-inflated fit: the zero-inflation
+    coefficients (and NB2's theta or NB1's phi, when the fit estimated it) again
+    (``zero_inflation.ZeroInflatedModel``, from the Poisson GLMM)."""
+    from .family import Family
+    from .zero_inflation import ZeroInflatedModel
+    fam = model.family
+    est = model.estimates
+    if parameter is not None and est.nb is None and est.phi is None:
+        parameter = None            # the fit held it
+
+    def fit_start():
+        return model.refit(y, design=design, family=Family("poisson", fam.link),
+                           se_method="rx", time_budget=time_budget)
+
+    def model_at(f, se_method, seconds):
+        return model.refit_model(y, design=design, family=f, se_method=se_method,
+                                 time_budget=seconds)
+    zim = ZeroInflatedModel(fam, parameter, fit_start, model_at, se_method=se_method,
+                            time_budget=time_budget, max_evals=model.max_evals)
+    zim.fit()
+    return zim.model
 
 
 def replicate(job: Job, i: int) -> Replicate:

@@ -1042,6 +1042,27 @@ def zero_probability(zi_X, zi_coef) -> np.ndarray:
     return np.ascontiguousarray(special.expit(eta))
 
 
+#: the words naming a zero-inflated count family (glmmTMB's: ``zipoisson``; ``zinb``
+#: for NB2, ``zinb1`` for NB1), optionally followed by the zero-inflation formula
+#: ("zinb ~ YEAR"; default ``~1``): what the worksheet's ``family`` argument takes
+ZERO_INFLATED_WORDS = {"zipoisson": "poisson", "zinb": "negbin", "zinb2": "negbin",
+                       "zinegbin": "negbin", "zinb1": "nb1"}
+
+
+def split_zero_inflation(text):
+    """(family name, ziformula or None) of a family's text: "zinb" -> ("negbin",
+    "~1"), "zipoisson ~ x + f" -> ("poisson", "~ x + f"), "gamma" -> ("gamma",
+    None).  The formula is returned as text (parsed by the design, never evaluated);
+    a text that is not a string is returned as it is, with None."""
+    if not isinstance(text, str):
+        return text, None
+    word, tilde, rest = text.partition("~")
+    key = word.strip().lower()
+    if key in ZERO_INFLATED_WORDS:
+        return ZERO_INFLATED_WORDS[key], ("~" + rest if tilde else "~1")
+    return text, None
+
+
 def make_family(family, link=None) -> Family:
     """Accept a name (``"poisson"``), a :class:`Family`, or ``NegativeBinomial2(theta)``."""
     if isinstance(family, Family):

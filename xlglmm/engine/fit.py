@@ -15,7 +15,8 @@ import dataclasses
 
 from . import jit
 from .design import DesignError, build_design
-from .family import LAPLACE_MODES, Family, estimates_theta, make_family
+from .family import (LAPLACE_MODES, Family, estimates_theta, make_family,
+                     split_zero_inflation)
 from .family_parameter import FamilyParameterModel, parameter_of
 from .model import (DEFAULT_MAX_EVALS, GeneralizedLinearMixedModel, ModelError,
                     check_model, check_se_method, checked_nagq)
@@ -117,6 +118,12 @@ def _glmer(formula, data, family, *, link, offset, weights, nAGQ, groups, se_met
            laplace, ziformula=None, time_budget, max_evals, progress,
            check_design=None) -> GLMMResult:
     laplace = checked_laplace(laplace, family)
+    family, zi_words = split_zero_inflation(family)         # "zinb", "zipoisson ~ x"
+    if zi_words is not None:
+        if ziformula is not None and ziformula != zi_words and zi_words != "~1":
+            raise ModelError("the zero-inflation formula is given twice (in the family "
+                             "and as ziformula)")
+        ziformula = ziformula if ziformula is not None else zi_words
     if ziformula is not None or (isinstance(family, Family) and family.zero_inflated):
         return _glmer_zero_inflated(formula, data, family, ziformula, link=link,
                                     offset=offset, weights=weights, nAGQ=nAGQ,

@@ -51,7 +51,7 @@ import pandas as pd
 from . import workers as _workers
 from .bootstrap import (case_plan, check_time_budget, design_of_rows,
                         estimates_family_parameter, parameter_names, parameter_values,
-                        phi_estimated, refit_estimating_theta)
+                        phi_estimated, refit_estimating_theta, zi_estimated)
 from .model import MixedModel
 
 
@@ -187,7 +187,8 @@ def _table(result, levels, refits, rows, n_levels) -> pd.DataFrame:
     names = parameter_names(model, result.nb_theta_se is not None)
     full = parameter_values(model, result.theta, result.fe_params.to_numpy(), result.sigma,
                             result.nb_theta if result.nb_theta_se is not None else None,
-                            result.phi if phi_estimated(model) else None)
+                            result.phi if phi_estimated(model) else None,
+                            result.zi_params.to_numpy() if zi_estimated(model) else ())
     values = np.full((len(refits), len(names)), np.nan)
     se = np.full((len(refits), p), np.nan)
     for k, r in enumerate(refits):

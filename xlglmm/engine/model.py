@@ -257,6 +257,11 @@ class MixedModel:
             raise ModelError("this negative binomial fit estimated theta; a refit would keep "
                              "theta fixed at the estimate, another model (fit that one on "
                              "purpose with family=NegativeBinomial2(theta))")
+        if family is None and self.estimates is not None and self.estimates.zi is not None:
+            raise ModelError("this zero-inflated fit estimated its zero-inflation "
+                             "coefficients; a refit would keep them fixed at the estimates, "
+                             "another model (fit that one on purpose with a Family whose "
+                             "zi_coef holds them)")
         if family is None and self.estimates is not None and self.estimates.phi is not None:
             raise ModelError(f"this {self.family.name} fit estimated its phi; a refit would keep "
                              "it fixed at the estimate, another model (fit that one on purpose "

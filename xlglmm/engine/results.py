@@ -12,7 +12,8 @@ from scipy import special
 from . import linalg
 from .. import numfmt
 from .covariance import random_effects_scale
-from .design import new_data_matrices
+from .design import new_data_matrices, new_zi_matrix
+from .family import zero_probability
 from .formula import FormulaError, parse_formula
 from .prediction import (PredictionError, check_request, confidence_bounds, link_variance,
                          new_level_variance, prediction_bounds)
@@ -211,6 +212,15 @@ class GLMMResult:
         mean mu being ``conditional_mean``."""
         mu = self._mu if self.zero_prob is None else (1.0 - self.zero_prob) * self._mu
         return pd.Series(mu, index=self.design.row_labels, name="fitted")
+
+    @property
+    def family_arguments(self) -> tuple:
+        """(means, row weights) as the family's functions take them (``variance``,
+        ``log_density``, ``cdf_bounds``, ``simulate``): the fitted means and the prior
+        weights, or -- zero-inflated -- the count's means mu and each row's p0."""
+        if self.zero_prob is not None:
+            return self._mu, self.zero_prob
+        return self._mu, self.design.weights
 
     @cached_property
     def conditional_mean(self) -> pd.Series:
@@ -475,10 +485,21 @@ class GLMMResult:
         at ``level``: a DataFrame with ``fit``, ``se_link`` (the SE of the linear
         predictor), ``lower`` and ``upper`` (see :mod:`.prediction` for what each
         includes).  ``trials``: a binomial model's trials of the new rows, for
-        prediction intervals (default 1; the fit's rows use their own)."""
-        if type not in ("response", "link"):
-            raise ValueError("type must be 'response' or 'link'")
-        check_request(interval, level, type)
+        prediction intervals (default 1; the fit's rows use their own).
+
+        Zero-inflated models (glmmTMB's types): ``"response"`` the mean (1 - p0) mu,
+        ``"conditional"`` the count's mean mu, ``"zprob"`` the probability p0 of a
+        structural zero, ``"link"`` the count's linear predictor; intervals for the
+        link and the conditional mean only (the count model's)."""
+        zi = self.family.zero_inflated
+        types = ("response", "link", "conditional", "zprob") if zi else ("response", "link")
+        if type not in types:
+            raise ValueError(f"type must be one of: {', '.join(repr(t) for t in types)}")
+        if zi and interval is not None and type in ("response", "zprob"):
+            raise PredictionError("intervals of a zero-inflated model's predictions are for "
+                                  "the count model: use type='conditional' (its mean) or "
+                                  "'link'")
+        check_request(interval, level, "response" if type == "conditional" else type)
         beta = self.fe_params.to_numpy()
         if newdata is None:
             d = self.design
@@ -488,6 +509,7 @@ class GLMMResult:
             if trials is not None:
                 raise PredictionError("trials is for new rows (the fit's rows have theirs)")
             weights = d.weights
+            p0 = self.zero_prob
         else:
             if offset is None and self.design.offset_arg == "values":
                 raise PredictionError("the model was fitted with offset values: give "
@@ -505,11 +527,22 @@ class GLMMResult:
             eta = np.where(missing, np.nan, eta)
             index = newdata.index if hasattr(newdata, "index") else None
             weights = self._new_trials(trials, len(eta), interval)
+            p0 = None
+            if zi:
+                Zi = new_zi_matrix(self.design.spec, newdata)
+                p0 = zero_probability(np.nan_to_num(Zi), self.zi_params.to_numpy())
+                p0 = np.where(np.isnan(Zi).any(axis=1), np.nan, p0)
+        if type == "zprob":
+            return pd.Series(p0, index=index, name="predicted")
         out = eta if type == "link" else self.family.linkinv(eta)
+        if type == "response" and zi:
+            out = (1.0 - p0) * out
         if interval is None:
             return pd.Series(out, index=index, name="predicted")
         return pd.DataFrame(self._intervals(eta, out, X, zs, missing, include_re, weights,
-                                            interval, level, type), index=index)
+                                            interval, level,
+                                            "response" if type == "conditional" else type),
+                            index=index)
 
     def _new_trials(self, trials, n: int, interval):
         """The new rows' weights for a prediction interval: a binomial model's trials

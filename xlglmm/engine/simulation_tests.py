@@ -60,7 +60,6 @@ import numpy as np
 import pandas as pd
 
 from .bootstrap import bootstrap, check_nsim_and_seed
-from .checks import pearson_chisq
 from .residuals import MAX_VALUES      # values held at once: (nsim + 1) data sets x rows
 
 #: DHARMa's default number of simulations
@@ -112,14 +111,14 @@ def data_set_statistics(result) -> pd.Series:
     three NaN where ``counts_like`` is false)."""
     d = result.design
     fam = result.family
-    mu = result.fittedvalues.to_numpy()
+    mu, wt = result.family_arguments     # (zero-inflated: the count's mean and p0)
     y = d.y
     dispersion = result.sigma ** 2 if fam.has_dispersion else 1.0
-    lower, upper = fam.cdf_bounds(y, mu, d.weights, dispersion)
+    lower, upper = fam.cdf_bounds(y, mu, wt, dispersion)
     chisq = zeros = expected = np.nan
     if counts_like(fam, d.weights):
-        chisq = pearson_chisq(y, mu, d.weights, fam)
-        expected = float(np.sum(np.exp(fam.log_density(0.0, mu, d.weights))))
+        chisq = float(np.sum(result.resid("pearson").to_numpy() ** 2))
+        expected = float(np.sum(np.exp(fam.log_density(0.0, mu, wt))))
         zeros = np.count_nonzero(y == 0) / expected if expected > 0 else np.nan
     return pd.Series(np.concatenate([lower, upper, [chisq, zeros, expected]]))
 
