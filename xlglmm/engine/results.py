@@ -490,11 +490,18 @@ class GLMMResult:
         Zero-inflated models (glmmTMB's types): ``"response"`` the mean (1 - p0) mu,
         ``"conditional"`` the count's mean mu, ``"zprob"`` the probability p0 of a
         structural zero, ``"link"`` the count's linear predictor; intervals for the
-        link and the conditional mean only (the count model's)."""
+        link and the conditional mean only (the count model's).  Count families:
+        ``"zero"`` the probability of a zero count, P(Y = 0) given the random effects
+        (zero-inflated: p0 + (1 - p0) f(0 | mu)); its sum over the fit's rows is the
+        expected number of zeros."""
         zi = self.family.zero_inflated
-        types = ("response", "link", "conditional", "zprob") if zi else ("response", "link")
+        types = ("response", "link") + (("conditional", "zprob") if zi else ()) \
+            + (("zero",) if self.family.counts_response else ())
         if type not in types:
             raise ValueError(f"type must be one of: {', '.join(repr(t) for t in types)}")
+        if interval is not None and type == "zero":
+            raise PredictionError("type='zero' (the probability of a zero count) has no "
+                                  "interval")
         if zi and interval is not None and type in ("response", "zprob"):
             raise PredictionError("intervals of a zero-inflated model's predictions are for "
                                   "the count model: use type='conditional' (its mean) or "
@@ -534,6 +541,11 @@ class GLMMResult:
                 p0 = np.where(np.isnan(Zi).any(axis=1), np.nan, p0)
         if type == "zprob":
             return pd.Series(p0, index=index, name="predicted")
+        if type == "zero":
+            mu = self.family.linkinv(eta)
+            wt = p0 if zi else np.ones(len(mu))
+            return pd.Series(np.exp(self.family.log_density(0.0, mu, wt)), index=index,
+                             name="predicted")
         out = eta if type == "link" else self.family.linkinv(eta)
         if type == "response" and zi:
             out = (1.0 - p0) * out
