@@ -607,6 +607,12 @@ def profile(model, which=None, budget_seconds=None, nb_theta="estimated", *,
     them would take over ``workers.POOL_WORTH_SECONDS``); every walk starts from the
     fit's own state, so the traces are the same wherever they ran."""
     from . import workers as pool
+    if model.family.zero_inflated:
+        # each point of a profile would have to re-estimate the zero-inflation
+        # coefficients (and theta) with the others; holding them at their estimates
+        # gives intervals that are too narrow
+        raise ProfileError("profile intervals are not available for zero-inflated models "
+                           "yet: use the Wald or bootstrap intervals")
     t0 = time.perf_counter()
     names = parameter_names(model)
     if isinstance(which, str):

@@ -46,6 +46,10 @@ def working_residuals(result, eta0) -> tuple:
     fam = result.family
     mu0 = fam.linkinv(eta0)
     dmu = fam.mu_eta(eta0)
+    if fam.zero_inflated:   # the response's mean (1 - p0) mu and its variance
+        p0 = result.zero_prob
+        dm = (1.0 - p0) * dmu
+        return (d.y - (1.0 - p0) * mu0) / dm, dm ** 2 / fam.variance(mu0, p0)
     z = (d.y - mu0) / dmu
     w = d.weights * dmu ** 2 / fam.variance(mu0, d.weights)
     return z, w

@@ -36,8 +36,10 @@ def glm_beta(fam: Family, dev: GlmmDeviance, mu0, maxit: int = 100,
     dev_old = np.inf
     # the families with a phi (not exponential families): Fisher scoring on their own
     # score and weight (PIRLS's ``working_weights``); quasi-likelihood steps would aim
-    # at another point than their deviance's minimum and halve their way to maxit
-    rows = pirls.Rows(y, dev.kernel_pw, offset) if fam.has_phi else None
+    # at another point than their deviance's minimum and halve their way to maxit;
+    # the zero-inflated families likewise (the kernels' weights are each row's p0)
+    general = fam.has_phi or fam.zero_inflated
+    rows = pirls.Rows(y, dev.kernel_pw, offset) if general else None
     with np.errstate(all="ignore"):
         mu = fam.linkinv(eta)
         for it in range(maxit):
@@ -62,8 +64,8 @@ def glm_beta(fam: Family, dev: GlmmDeviance, mu0, maxit: int = 100,
                 trial = new_beta if it == 0 else beta + step * (new_beta - beta)
                 eta = offset + X @ trial
                 mu = fam.linkinv(eta)
-                deviance = (-2.0 * float(np.sum(fam.log_density(y, mu, pw))) if fam.has_phi
-                            else float(np.sum(fam.dev_resids(y, mu, pw))))
+                deviance = (-2.0 * float(np.sum(fam.log_density(y, mu, dev.kernel_pw)))
+                            if general else float(np.sum(fam.dev_resids(y, mu, pw))))
                 if np.isfinite(deviance) and (it == 0 or deviance <= dev_old + 1e-10 * abs(dev_old)):
                     break
                 step *= 0.5
@@ -84,6 +86,7 @@ def moment_theta(dev: GlmmDeviance, fam: Family, beta0) -> np.ndarray:
     variance.  A start near the optimum saves stage-1 evaluations; the optimum
     itself is unaffected."""
     theta = theta_start(dev.terms)
+    fam = fam.count_family          # (zero-inflated: the count model's working residuals)
     eta = dev.offset + dev.X @ beta0
     mu = fam.linkinv(eta)
     me = fam.mu_eta(eta)
