@@ -88,8 +88,6 @@ class ZeroInflatedJointDeviance:
             lo, hi = par.log_bounds
             if not lo - 1.0 <= c[0] <= hi + 1.0:
                 return math.inf
-        if np.any(np.abs(c[1 if par else 0:]) > 2.0 * ZI_ETA_LIMIT):
-            return math.inf
         if self._c is None or not np.array_equal(c, self._c):
             self.dev.set_family(self.family_at(c))
             self._c = c.copy()
@@ -264,7 +262,6 @@ class ZeroInflatedModel:
         self.model = self._fit_at(fam, self.se_method,
                                   self._left(0.25 * (self.time_budget or 0)), warm)
         est = self.model.estimates
-        messages = list(est.messages)
         names = list(self.model.design.zi_names)
         undetermined = [names[j] for j in self._undetermined(c_hat[j0:])]
         gamma = np.asarray(self.model.family.zi_coef, float)
@@ -275,6 +272,7 @@ class ZeroInflatedModel:
                 est, cov_c = self._covariance(est, k, [j0 + names.index(n) for n in undetermined])
             except FitTimeout:
                 timed_out = True
+        messages = list(est.messages)
         count_estimate = None
         if par is not None:
             value = math.exp(c_hat[0])
@@ -331,10 +329,12 @@ class ZeroInflatedModel:
         return out
 
     def _to_boundary(self, gamma) -> np.ndarray:
-        """``gamma`` with each undetermined coefficient moved (away from 0) until its
-        rows' log odds are beyond ``ZI_ETA_LIMIT`` -- where the likelihood is the
-        limit's to rounding (the search stops short of it, where the slope falls below
-        its tolerance: 1.6e-4 of log-likelihood on grouseticks' zi ~ YEAR)."""
+        """``gamma`` with each undetermined coefficient (whose column has one sign)
+        moved to where its rows' log odds are all beyond ``ZI_ETA_LIMIT``, the nearest
+        such value -- where the likelihood is the limit's to rounding: the search
+        stops short of it (where the slope falls below its tolerance: 1.6e-4 of
+        log-likelihood on grouseticks' zi ~ YEAR) or runs far past it (-2661), both
+        arbitrary."""
         Zi = self.start_fit.design.zi_X
         gamma = gamma.copy()
         for j in self._undetermined(gamma):
@@ -344,8 +344,9 @@ class ZeroInflatedModel:
                 continue
             eta = Zi[rows] @ gamma
             out = -1.0 if np.all(eta < 0) else 1.0      # the side the rows' log odds are on
-            need = np.max(ZI_ETA_LIMIT - out * eta) / np.min(np.abs(z))
-            gamma[j] += out * np.sign(z[0]) * min(max(need, 0.0), 2.0 * ZI_ETA_LIMIT)
+            # out * eta_i grows by |z_i| per unit of the move: all reach the limit at
+            need = float(np.max((ZI_ETA_LIMIT - out * eta) / np.abs(z)))
+            gamma[j] += out * np.sign(z[0]) * need
         return gamma
 
     def _search_joint(self, m0, c0):
@@ -403,7 +404,10 @@ class ZeroInflatedModel:
         parameter, c's covariance): 2 x the inverse of the joint Hessian in
         (theta, c, beta), the reported fit's finite-difference Hessian in (theta,
         beta) and k columns for c -- the whole joint one by finite differences when
-        the fit has none (se_method 'rx').  Coordinates in ``held`` (undetermined
+        Without the fit's finite-difference Hessian (se_method 'rx', large data) only
+        the k columns are computed (2k gradients, not a joint Hessian's (n + k)^2
+        evaluations): c's covariance is then conditional on theta and beta (a note
+        says so) and beta's stays the fit's.  Coordinates in ``held`` (undetermined
         coefficients) and variance parameters at 0 are held: no row or column."""
         model = self.model
         opt = model.optimum
@@ -414,16 +418,26 @@ class ZeroInflatedModel:
         fun = ZeroInflatedJointDeviance(model, self.count_parameter, k)
         x = np.concatenate([opt.theta, c, opt.beta])
         cols = list(range(nt, nt + k))
+        joint = opt.hessian is not None and opt.hessian_is_fd
         try:
-            fx = fun(x)
-            if opt.hessian is not None and opt.hessian_is_fd:
-                _, cols_H = _columns(fun.value_and_gradient, x, cols, fun.warm)
-                H = _with_columns(opt.hessian, cols_H, cols)
-            else:
-                _, H = hessian_fd(fun, x, fx=fx, budget=self.budget, warm=fun.warm,
-                                  center=fun.warm.save())
+            fun(x)
+            _, cols_H = _columns(fun.value_and_gradient, x, cols, fun.warm)
         finally:
             fun.close()
+        if not joint:
+            free = [j for j in range(k) if j not in set(held)]
+            cov_c = np.full((k, k), np.nan)
+            block = cols_H[np.ix_([nt + j for j in free], free)]
+            try:
+                Vc = np.linalg.inv(0.5 * (block + block.T))
+            except np.linalg.LinAlgError:
+                return est, cov_c
+            cov_c[np.ix_(free, free)] = 2.0 * Vc
+            note = ("The zero-inflation coefficients' SEs are conditional on the other "
+                    "parameters (no Hessian in theta and beta was computed: se_method "
+                    "'rx' or large data).")
+            return dataclasses.replace(est, messages=list(est.messages) + [note]), cov_c
+        H = _with_columns(opt.hessian, cols_H, cols)
         at_zero = [j for j in range(nt) if opt.theta[j] <= model.lower[j]]
         drop = set(at_zero) | {nt + j for j in held}
         keep = [j for j in range(len(x)) if j not in drop]
