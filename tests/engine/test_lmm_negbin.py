@@ -176,7 +176,7 @@ def test_a_start_fit_out_of_time_stops_the_theta_search_as_the_budget_does(monke
     def fit_at(self, theta, se_method, seconds, warm=None):
         calls.append(se_method)
         if len(calls) == 1:
-            raise BudgetExhausted("no time left")
+            raise BudgetExhausted(0.01, 2.0)
         return real(self, theta, se_method, seconds, warm)
 
     monkeypatch.setattr(negbin.NegativeBinomialModel, "_fit_at", fit_at)

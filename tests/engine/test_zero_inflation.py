@@ -288,3 +288,15 @@ def test_profile_refused():
     res = xlglmm.glmer(ref["formula"], ref_data(ref), "zipoisson")
     with pytest.raises(ProfileError, match="not available for zero-inflated"):
         res.profile()
+
+
+def test_nested_fits_quote_the_users_budget():
+    """A family parameter's or zero inflation's nested fits each get a share of the
+    time budget; their notes and errors quote the user's."""
+    from xlglmm.engine.model import TimeBudgetTooSmall, timeout_message, with_user_budget
+    from xlglmm.engine.optimize import BudgetExhausted
+    notes = [timeout_message(0.0375), "another note"]
+    assert with_user_budget(notes, 5.0) == [timeout_message(5.0), "another note"]
+    assert with_user_budget(notes, None) == notes
+    assert "of 5 s ran out" in BudgetExhausted(0.01, 2.0).for_budget(5.0)
+    assert "of 0.5 s" in str(TimeBudgetTooSmall(0.5))

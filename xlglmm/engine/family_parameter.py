@@ -48,7 +48,7 @@ from scipy import optimize as _sciopt
 from .covariance import cov_from_hessian, fit_scale_statistics, unscale
 from .devfun import ModeWarmStarts
 from .family import Family
-from .model import ModelError, Optimum
+from .model import ModelError, Optimum, with_user_budget
 from .optimize import (EXACT_FD_DELTA, Budget, BudgetExhausted, FitTimeout, gradient,
                        hessian_fd, newton_refine)
 from .results import GLMMResult
@@ -514,7 +514,7 @@ class FamilyParameterModel:
             except FitTimeout:
                 timed_out = True
         est = self._marginal_covariance(self.model.estimates)
-        messages = list(est.messages)
+        messages = with_user_budget(est.messages, self.time_budget)
         if at_bound:
             messages.append(
                 f"The {par.label} ran to its upper limit ({math.exp(hi):.0e}): "

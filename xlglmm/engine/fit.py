@@ -19,6 +19,7 @@ from .family import (LAPLACE_MODES, Family, estimates_theta, make_family,
                      split_zero_inflation)
 from .family_parameter import FamilyParameterModel, parameter_of
 from .model import (DEFAULT_MAX_EVALS, GeneralizedLinearMixedModel, ModelError,
+                    TimeBudgetTooSmall,
                     check_model, check_se_method, checked_nagq)
 from .negbin import NegativeBinomial2, NegativeBinomialModel
 from .optimize import BudgetExhausted
@@ -110,8 +111,15 @@ def glmer(formula, data, family="poisson", *, link=None, offset=None, weights=No
                          weights=weights, nAGQ=nAGQ, groups=groups, se_method=se_method,
                          laplace=laplace, ziformula=ziformula, time_budget=time_budget,
                          max_evals=max_evals, progress=progress, check_design=check_design)
+    # (a family parameter's or zero inflation's nested fits each had a share of the
+    # budget: the message quotes the user's)
     except BudgetExhausted as e:
-        raise ModelError(str(e)) from None
+        raise ModelError(e.for_budget(time_budget if time_budget is not None
+                                      else e.seconds)) from None
+    except TimeBudgetTooSmall as e:
+        if time_budget is None or e.seconds == time_budget:
+            raise
+        raise TimeBudgetTooSmall(time_budget) from None
 
 
 def _glmer(formula, data, family, *, link, offset, weights, nAGQ, groups, se_method,

@@ -51,6 +51,15 @@ class ModelError(ValueError):
     """The model cannot be fitted as specified (e.g. nAGQ > 1 with two terms)."""
 
 
+class TimeBudgetTooSmall(ModelError):
+    """The time budget ran out before the model could be evaluated once."""
+
+    def __init__(self, seconds: float):
+        self.seconds = seconds
+        super().__init__(f"the time budget of {seconds:g} s ran out before the model "
+                         "could be evaluated once")
+
+
 def dropped_rows_message(design: ModelDesign) -> str:
     k = design.n_dropped
     return f"{k} row{'s' if k != 1 else ''} with missing values removed."
@@ -64,6 +73,16 @@ def timeout_message(time_budget) -> str:
             "converged: the estimates are the best found so far, NOT converged, and "
             "their digits depend on where the clock stopped the fit (another run can "
             "give others).")
+
+
+def with_user_budget(messages, time_budget) -> list:
+    """The notes of a nested fit (one with a share of the user's time budget: a
+    family parameter's search, zero inflation) with its timeout note quoting the
+    user's budget, not the share."""
+    if time_budget is None:
+        return list(messages)
+    prefix = timeout_message(0.0).split(" 0 s")[0]
+    return [timeout_message(time_budget) if m.startswith(prefix) else m for m in messages]
 
 
 def checked_nagq(nAGQ) -> int:
@@ -396,8 +415,7 @@ class GeneralizedLinearMixedModel(MixedModel):
             st = dev.pirls(res.x)
         if not np.isfinite(res.fun):
             if res.timed_out:
-                raise ModelError(f"the time budget of {self.time_budget:g} s ran out before "
-                                 "the model could be evaluated once")
+                raise TimeBudgetTooSmall(self.time_budget)
             raise ModelError("the model could not be evaluated at any parameter value "
                              "(PIRLS failed): check for separation or extreme values")
         beta = dev.beta_of(st)

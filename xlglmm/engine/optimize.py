@@ -53,7 +53,19 @@ class FitTimeout(Exception):
 
 class BudgetExhausted(ValueError):
     """Even the grace period after the time budget ran out (``Budget.grace``) is
-    over: the fit cannot finish its last evaluations (the fit refuses it)."""
+    over: the fit cannot finish its last evaluations (the fit refuses it).
+    ``for_budget(seconds)``: the same words for another budget (a nested fit had a
+    share of the user's)."""
+
+    def __init__(self, seconds: float, grace: float):
+        self.seconds, self.grace = seconds, grace
+        super().__init__(self.for_budget(seconds))
+
+    def for_budget(self, seconds: float) -> str:
+        return (f"the time budget of {seconds:g} s ran out, and the fit could not "
+                f"finish even its final evaluations in {self.grace:g} s more: each "
+                "evaluation of this model is slow; use fewer rows, levels or predictors, "
+                "or a larger budget")
 
 
 @dataclass
@@ -112,11 +124,7 @@ class Budget:
                 self.stopped = True
                 raise FitTimeout()
         elif elapsed > self.seconds + self.grace:
-            raise BudgetExhausted(
-                f"the time budget of {self.seconds:g} s ran out, and the fit could not "
-                f"finish even its final evaluations in {self.grace:g} s more: each "
-                "evaluation of this model is slow; use fewer rows, levels or predictors, "
-                "or a larger budget")
+            raise BudgetExhausted(self.seconds, self.grace)
 
 
 def bobyqa(fun, x0, lower, upper, step, xtol, ftol, maxeval, budget: Budget,

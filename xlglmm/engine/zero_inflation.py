@@ -23,7 +23,7 @@ from .devfun import ModeWarmStarts
 from .family import ZI_ETA_LIMIT, Family, zero_probability
 from .family_parameter import (AT_END, EXACT_FD_DELTA, JOINT_MAX_STEPS, JOINT_TOL, Z_975,
                                FamilyParameter, PhiEstimate, ThetaEstimate, convex_in)
-from .model import Optimum
+from .model import Optimum, with_user_budget
 from .optimize import Budget, BudgetExhausted, FitTimeout, hessian_fd, newton_refine
 from .results import GLMMResult
 
@@ -272,7 +272,7 @@ class ZeroInflatedModel:
                 est, cov_c = self._covariance(est, k, [j0 + names.index(n) for n in undetermined])
             except FitTimeout:
                 timed_out = True
-        messages = list(est.messages)
+        messages = with_user_budget(est.messages, self.time_budget)
         count_estimate = None
         if par is not None:
             value = math.exp(c_hat[0])
