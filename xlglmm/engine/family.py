@@ -225,8 +225,9 @@ def _lbeta_terms(k, n, a, b):
 
 
 @njit(cache=True, error_model="numpy")
-def loglik_mu_derivs(y, mu, pw, fd):
-    """(l1, l2, l3): the first three derivatives in mu of one row's log-likelihood,
+def loglik_mu_derivs(y, mu, pw, fd, third=True):
+    """(l1, l2, l3): the first three derivatives in mu of one row's log-likelihood
+    (``third`` False: l3 is not computed, 0 -- PIRLS's weights need two),
     for the families of ``general_likelihood`` (pw copies of the row for NB1 and the
     beta; the beta-binomial's y a proportion of pw trials).  With s = mu/phi (NB1)
     and a = mu phi, b = (1 - mu) phi (beta, beta-binomial), psi the digamma:
@@ -244,21 +245,21 @@ def loglik_mu_derivs(y, mu, pw, fd):
         c = 1.0 / phi
         l1 = c * (digamma(y + s) - digamma(s) - math.log1p(phi))
         l2 = c * c * (trigamma(y + s) - trigamma(s))
-        l3 = c * c * c * (tetragamma(y + s) - tetragamma(s))
+        l3 = c * c * c * (tetragamma(y + s) - tetragamma(s)) if third else 0.0
         return pw * l1, pw * l2, pw * l3
     a = mu * phi
     b = (1.0 - mu) * phi
     if fam == BETA:
         l1 = phi * (digamma(b) - digamma(a) + math.log(y) - math.log1p(-y))
         l2 = -phi * phi * (trigamma(a) + trigamma(b))
-        l3 = -phi * phi * phi * (tetragamma(a) - tetragamma(b))
+        l3 = -phi * phi * phi * (tetragamma(a) - tetragamma(b)) if third else 0.0
         return pw * l1, pw * l2, pw * l3
     n = math.floor(pw + 0.5)            # BETABINOMIAL: successes k of n trials
     k = math.floor(pw * y + 0.5)
     l1 = phi * (digamma(k + a) - digamma(a) - digamma(n - k + b) + digamma(b))
     l2 = phi * phi * (trigamma(k + a) - trigamma(a) + trigamma(n - k + b) - trigamma(b))
     l3 = phi * phi * phi * (tetragamma(k + a) - tetragamma(a) - tetragamma(n - k + b)
-                            + tetragamma(b))
+                            + tetragamma(b)) if third else 0.0
     return l1, l2, l3
 
 
@@ -363,6 +364,36 @@ def count_loglik_derivs(y, mu, fd):
 
 
 @njit(cache=True, error_model="numpy")
+def count_loglik(y, mu, fd):
+    """l of ``count_loglik_derivs`` alone (no derivatives)."""
+    fam = fd.family
+    if fam == NEGBIN:
+        t = fd.params[NB_THETA]
+        return -t * math.log1p(mu / t) + (y * math.log(mu / (t + mu)) if y > 0.0 else 0.0)
+    if fam == NEGBIN1:
+        phi = fd.params[PHI]
+        s = mu / phi
+        return math.lgamma(y + s) - math.lgamma(s) - s * math.log1p(phi)
+    return y * math.log(mu) - mu if y > 0.0 else -mu          # POISSON
+
+
+@njit(cache=True, error_model="numpy")
+def zero_inflated_loglik(y, mu, p0, fd):
+    """L of ``zero_inflated_derivs`` alone (the deviance's rows: no derivatives)."""
+    l = count_loglik(y, mu, fd)
+    if y > 0.0:
+        return math.log1p(-p0) + l
+    if p0 <= 0.0:
+        return l
+    s = p0 + (1.0 - p0) * math.exp(l)
+    if s > 1e-300:          # (one exp and one log; the log-sum-exp where it underflows)
+        return math.log(s)
+    lp, lc = math.log(p0), math.log1p(-p0) + l
+    big = max(lp, lc)
+    return big + math.log(math.exp(lp - big) + math.exp(lc - big))
+
+
+@njit(cache=True, error_model="numpy")
 def zero_inflated_derivs(y, mu, p0, fd):
     """(L, L1, L2, L3): one row's zero-inflated log-likelihood (its mu-free constant
     apart) and its derivatives in mu: a structural zero with probability p0, else a
@@ -376,10 +407,15 @@ def zero_inflated_derivs(y, mu, p0, fd):
         return math.log1p(-p0) + l, a1, a2, a3
     if p0 <= 0.0:
         return l, a1, a2, a3
-    lp, lc = math.log(p0), math.log1p(-p0) + l
-    big = max(lp, lc)
-    L = big + math.log(math.exp(lp - big) + math.exp(lc - big))
-    r = math.exp(lc - L)
+    e = (1.0 - p0) * math.exp(l)
+    s = p0 + e
+    if s > 1e-300:
+        L, r = math.log(s), e / s
+    else:                   # (the log-sum-exp where the sum underflows)
+        lp, lc = math.log(p0), math.log1p(-p0) + l
+        big = max(lp, lc)
+        L = big + math.log(math.exp(lp - big) + math.exp(lc - big))
+        r = math.exp(lc - L)
     q = r * (1.0 - r)
     return (L, r * a1, r * a2 + q * a1 * a1,
             r * a3 + 3.0 * q * a1 * a2 + q * (1.0 - 2.0 * r) * a1 * a1 * a1)
@@ -426,6 +462,17 @@ def variance_mu2(mu, fd):
 
 
 @njit(cache=True, error_model="numpy")
+def general_score_and_weight(y, mu, eta, pw, fd):
+    """(d l/d eta, -d2 l/d eta2): one row's score and observed information for a
+    ``general_likelihood`` family, from the first two derivatives in mu alone (PIRLS's
+    working residual and weight; ``observed_information`` adds the third)."""
+    link = fd.link
+    m1 = mu if link == LOG else mu_eta(eta, link)
+    l1, l2, _ = loglik_mu_derivs(y, mu, pw, fd, False)
+    return l1 * m1, -(l2 * m1 * m1 + l1 * mu_eta2(eta, link))
+
+
+@njit(cache=True, error_model="numpy")
 def observed_information(y, mu, eta, pw, fd):
     """(w_obs, dw_obs/deta): one row's observed information -d2 l/deta2 and its
     derivative in eta, l the row's log-likelihood kernel (an exponential family
@@ -463,9 +510,8 @@ def _ylogy(y, mu):
 def unit_deviance(y, mu, wt, fd):
     """One observation's deviance residual (squared), as R's ``dev.resids``."""
     fam = fd.family
-    if fd.zi:       # as the general families' (below): the deviance up to a constant
-        return 2.0 * (unit_loglik_var(y, max(y, 1e-8), wt, fd)
-                      - unit_loglik_var(y, mu, wt, fd))
+    if fd.zi:       # PIRLS's criterion: -2 log-likelihood (its mu-free part apart)
+        return -2.0 * zero_inflated_loglik(y, mu, wt, fd)
     if fam == POISSON:
         r = mu * wt
         if y > 0.0:
@@ -1118,7 +1164,7 @@ def unit_loglik_var(y, mu, wt, fd):
     (zero-inflated: log(1 - p0) + the count's for y > 0, the whole
     log(p0 + (1 - p0) f(0 | mu)) for a zero, ``wt`` being p0)."""
     if fd.zi:
-        return zero_inflated_derivs(y, mu, wt, fd)[0]
+        return zero_inflated_loglik(y, mu, wt, fd)
     fam = fd.family
     if fam == POISSON:
         return wt * (y * math.log(mu) - mu) if y > 0.0 else -wt * mu

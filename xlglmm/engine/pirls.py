@@ -26,7 +26,8 @@ import numpy as np
 from numba import njit
 
 from .family import (LOG, conditional_aic_fast, general_fisher_weight, general_likelihood,
-                     has_observed_weights, is_canonical, linkinv, loglik_mu_score, mu_eta,
+                     general_score_and_weight, has_observed_weights, is_canonical, linkinv,
+                     loglik_mu_score, mu_eta,
                      observed_information, observed_weight, unit_deviance, variance)
 from .linalg import Factor, factorize, linear_predictor, new_factor, newton_step
 
@@ -152,26 +153,33 @@ def penalized_deviance(fd, rows, layout, u1, v, eta, mu):
 def working_weights(fd, rows, eta, mu, w, wres):
     """Fisher weights w = pw mu_eta^2 / V and the score term
     wres = pw mu_eta (y - mu) / V, V the family's variance at (mu, pw) (so the
-    gradient is Z'wres - u)."""
+    gradient is Z'wres - u).  Returns True when some row's weight is not its observed
+    information (a general-likelihood row whose is not positive: PIRLS then tries a
+    Newton step with the observed weights themselves, ``pirls``)."""
     y, pw = rows.y, rows.pw
     link = fd.link
+    fallback = False
     if general_likelihood(fd):
         # NB1, beta, beta-binomial: the score d loglik / d eta itself, and a positive
         # weight: the row's observed information where it is positive (Newton's, most
         # rows near the modes: 40% less time on NB1 than scoring alone), else
         # ``family.general_fisher_weight``
         for i in range(y.shape[0]):
-            me = mu[i] if link == LOG else mu_eta(eta[i], link)
-            wres[i] = loglik_mu_score(y[i], mu[i], pw[i], fd) * me
-            wo = observed_information(y[i], mu[i], eta[i], pw[i], fd)[0]
-            w[i] = wo if wo > 0.0 else general_fisher_weight(mu[i], me, pw[i], fd)
-        return
+            wres[i], wo = general_score_and_weight(y[i], mu[i], eta[i], pw[i], fd)
+            if wo > 0.0:
+                w[i] = wo
+            else:
+                me = mu[i] if link == LOG else mu_eta(eta[i], link)
+                w[i] = general_fisher_weight(mu[i], me, pw[i], fd)
+                fallback = True
+        return fallback
     for i in range(y.shape[0]):
         # log link: mu_eta(eta) is mu itself (the same max(exp(eta), eps)); no exp
         me = mu[i] if link == LOG else mu_eta(eta[i], link)
         vr = variance(mu[i], pw[i], fd)
         w[i] = pw[i] * me * me / vr
         wres[i] = pw[i] * me * (y[i] - mu[i]) / vr
+    return fallback
 
 
 @njit(cache=True, error_model="numpy")
@@ -214,6 +222,10 @@ def observed_weights(fd, rows, eta, mu, w):
     row with the identity link and y < mu/2; NB with the sqrt or identity link);
     their sum with the penalty is positive definite at a mode."""
     y, pw = rows.y, rows.pw
+    if general_likelihood(fd):      # (two derivatives in mu are enough)
+        for i in range(y.shape[0]):
+            w[i] = general_score_and_weight(y[i], mu[i], eta[i], pw[i], fd)[1]
+        return
     for i in range(y.shape[0]):
         w[i] = observed_information(y[i], mu[i], eta[i], pw[i], fd)[0]
 
@@ -290,9 +302,21 @@ def pirls(fd, rows, layout, u1, v, control, aic_const):
     ok = True
     observed = observed_determinant(fd)
     for it in range(control.it_first, control.maxit + 1):
-        working_weights(fd, rows, eta, mu, w, wres)
+        fallback = working_weights(fd, rows, eta, mu, w, wres)
         newton = newton_weights(fd, rows, mu, wn)
-        if newton or not (have_factor and _same_weights(w, w_factor)):
+        factored = False
+        if fallback:
+            # rows whose observed information is not positive (zero-inflated zeros,
+            # NB1 or beta-binomial rows far from their mean): Newton's step with the
+            # observed weights themselves when their system is positive definite (a
+            # positive stand-in for those rows makes the steps converge only linearly:
+            # 14 iterations instead of 3 on a zero-inflated Poisson), else the
+            # positive weights
+            observed_weights(fd, rows, eta, mu, wn)
+            logdet, ok = factorize(layout, wn, factor)
+            have_factor = False         # (the factor holds wn, or a failed attempt)
+            newton = factored = ok
+        if not factored and (newton or not (have_factor and _same_weights(w, w_factor))):
             logdet, ok = factorize(layout, wn if newton else w, factor)
             have_factor = ok and not newton
             if have_factor:
