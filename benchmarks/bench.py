@@ -23,7 +23,16 @@ The peer shapes (issue 16: "peer_*") are seeded simulations (make_data.PEER_SHAP
 and two data sets of R's mlmRev package; "lmm_*" are the linear mixed models of the
 test references on lme4's own data sets; both read through Rscript.
 
-Writes benchmarks/results/<date>-<host>-peers.md (and .json) and prints the table.
+Zero inflation (issue 17, "zip_*", "zinb2_*", "zinb1_*": glmmTMB's ziformula; lme4 has
+none, so glmmTMB is the only peer) runs the references of tests/data/glmmtmb; both
+programs compute the same likelihood, so the difference of the log-likelihoods is noted
+and one above ZI_LLF_TOL (1e-3) is flagged as another optimum:
+
+    python benchmarks/bench.py --only zip_sim zinb2_sim zinb1_sim zip_grouse \
+        zinb2_grouse zinb1_grouse --reps 7 --kind issue17-zero-inflation
+
+Writes benchmarks/results/<date>-<host>-<kind>.md (and .json; kind "peers" unless
+--kind) and prints the table.
 """
 from __future__ import annotations
 
@@ -124,6 +133,33 @@ ISSUE17_MODELS = {
 GLMMTMB_FAMILIES = {"nb1": "nbinom1", "beta": "beta_family()",
                     "betabinomial": "betabinomial()"}
 
+#: the same optimum for a zero-inflated fit: both programs compute the same exact
+#: Laplace likelihood (tests/data/glmmtmb, logLik to 1e-7), so a difference above this
+#: is flagged
+ZI_LLF_TOL = 1e-3
+# issue 17's zero inflation (glmmTMB's ziformula; lme4 has none): the references of
+# tests/data/glmmtmb.  The grouseticks ZINB2 fit is a boundary fit (the zi intercept
+# runs to -inf in both programs: no zeros beyond the NB2's).
+ZI_MODELS = {
+    "zip_sim": {"csv": str(DATA / "glmmtmb" / "zinb_sim.csv"), "family": "poisson",
+                "formula": "y ~ x + (1|g)", "ziformula": "~w", "factors": ["g"]},
+    "zinb2_sim": {"csv": str(DATA / "glmmtmb" / "zinb_sim.csv"), "family": "negbin",
+                  "formula": "y ~ x + (1|g)", "ziformula": "~w", "factors": ["g"]},
+    "zinb1_sim": {"csv": str(DATA / "glmmtmb" / "zinb_sim.csv"), "family": "nb1",
+                  "formula": "y ~ x + (1|g)", "ziformula": "~w", "factors": ["g"]},
+    "zip_grouse": {"csv": str(PACKAGE_DATA / "grouseticks.csv"), "family": "poisson",
+                   "formula": "TICKS ~ YEAR + cHEIGHT + (1|LOCATION)", "ziformula": "~1",
+                   "factors": ["YEAR", "LOCATION"]},
+    "zinb2_grouse": {"csv": str(PACKAGE_DATA / "grouseticks.csv"), "family": "negbin",
+                     "formula": "TICKS ~ YEAR + cHEIGHT + (1|LOCATION)", "ziformula": "~1",
+                     "factors": ["YEAR", "LOCATION"]},
+    "zinb1_grouse": {"csv": str(PACKAGE_DATA / "grouseticks.csv"), "family": "nb1",
+                     "formula": "TICKS ~ YEAR + cHEIGHT + (1|LOCATION)", "ziformula": "~1",
+                     "factors": ["YEAR", "LOCATION"]},
+}
+for _spec in ZI_MODELS.values():
+    _spec["llf_tol"] = ZI_LLF_TOL
+
 
 def natural(s: str):
     try:
@@ -205,6 +241,16 @@ fit = xlglmm.lmer if family == "gaussian" else xlglmm.glmer
 # (one trial per row leaves a beta-binomial's phi unidentified: its kernels are the
 # binomial warm-up's)
 fit("y ~ x + (1|g)", w, **{{**kw, "family": "binomial"}} if family == "betabinomial" else kw)
+if spec.get("ziformula"):
+    # the zero-inflated kernels too (a small seeded data set with excess zeros)
+    rng = np.random.default_rng(1)
+    gw = np.repeat(np.arange(8), 10)
+    xw = rng.normal(size=80)
+    yw = rng.poisson(np.exp(0.5 + 0.3 * xw + rng.normal(0, 0.5, 8)[gw])) * (rng.random(80) > 0.3)
+    ww = pd.DataFrame({{"y": yw.astype(float), "x": xw, "w": (np.arange(80) % 2).astype(float),
+                        "g": pd.Categorical([f"g{{j}}" for j in gw])}})
+    fit("y ~ x + (1|g)", ww, **kw, ziformula=spec["ziformula"])
+    kw["ziformula"] = spec["ziformula"]
 if spec.get("offset_log"): kw["offset"] = np.log(df[spec["offset_log"]].to_numpy(float))
 if spec.get("weights"): kw["weights"] = df[spec["weights"]].to_numpy(float)
 times = []
@@ -222,7 +268,8 @@ def run_xlglmm(spec, df, reps, tmp) -> dict:
     frame = Path(tmp) / "frame.pkl"
     df.to_pickle(frame)
     s = {k: v for k, v in spec.items() if k in ("formula", "family", "link", "nAGQ",
-                                                 "offset_log", "weights", "factors")}
+                                                 "offset_log", "weights", "factors",
+                                                 "ziformula")}
     s.update(frame=str(frame), reps=reps)
     code = CHILD.format(root=str(ROOT), here=str(HERE), spec=json.dumps(s))
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
@@ -268,6 +315,8 @@ def r_call(peer: str, spec: dict) -> str:
     if spec.get("offset_log"):
         formula = formula.replace("~", f"~ offset(log({spec['offset_log']})) +", 1)
     weights = f", weights = {spec['weights']}" if spec.get("weights") else ""
+    if spec.get("ziformula"):
+        weights += f", ziformula = {spec['ziformula']}"
     fam = spec["family"]
     if peer == "lme4":
         if fam == "gaussian":
@@ -288,6 +337,8 @@ def run_r(peer, spec, df, reps, tmp, timeout) -> dict:
         return {"error": "n/a (glmmTMB has no AGQ)"}
     if peer == "lme4" and spec["family"] in GLMMTMB_FAMILIES:
         return {"error": "n/a (lme4 has no such family)"}
+    if peer == "lme4" and spec.get("ziformula"):
+        return {"error": "n/a (lme4 has no zero inflation)"}
     csv = Path(tmp) / "data.csv"
     if not csv.is_file():
         df.to_csv(csv, index=False)
@@ -321,20 +372,26 @@ def other_scale(peer: str, spec: dict) -> bool:
 def best_peer(row: dict, spec: dict) -> tuple:
     """(name, seconds, notes): the faster peer at xlglmm's optimum or a better one; a
     peer on another scale counts too (name with a dagger).  A peer lower by more than
-    LLF_TOL does not count; one higher by more is flagged."""
+    LLF_TOL (a model's own ``llf_tol`` when it has one) does not count; one higher by
+    more is flagged; with ``llf_tol`` each comparable peer's difference is noted."""
     ours = row["xlglmm_llf"]
+    tol = spec.get("llf_tol", LLF_TOL)
     best, notes = None, []
     for peer in PEERS:
         t, llf = row[f"{peer}_s"], row[f"{peer}_llf"]
         if not isinstance(t, (int, float)):
             continue
         name = peer
+        if "llf_tol" in spec and isinstance(ours, (int, float)) and not other_scale(peer, spec):
+            notes.append(f"{peer} − xlglmm logLik {llf - ours:+.1e}"
+                         + (f" (**> {tol:g}: not the same optimum**)"
+                            if abs(llf - ours) > tol else ""))
         if other_scale(peer, spec):
             name += "†"
-        elif isinstance(ours, (int, float)) and llf < ours - LLF_TOL:
+        elif isinstance(ours, (int, float)) and llf < ours - tol:
             notes.append(f"{peer} logLik lower by {ours - llf:.3g}: not counted")
             continue
-        elif isinstance(ours, (int, float)) and llf > ours + LLF_TOL:
+        elif isinstance(ours, (int, float)) and llf > ours + tol:
             notes.append(f"**{peer} logLik higher by {llf - ours:.3g}**")
         if best is None or t < best[1]:
             best = (name, t)
@@ -352,12 +409,14 @@ def main(argv=None) -> int:
                     help="time xlglmm alone")
     ap.add_argument("--peer-timeout", type=float, default=3600)
     ap.add_argument("--out", default=str(HERE / "results"))
+    ap.add_argument("--kind", default="peers",
+                    help="the report's name: <date>-<host>-<kind>.md (default peers)")
     a = ap.parse_args(argv)
     from machine import description, is_busy
     busy = is_busy()
     machine = description({"R peers": r_versions()})
     models = {**reference_models(), **LMM_REFERENCES, **PEER_MODELS, **ISSUE17_MODELS,
-              **series_models(a.sizes)}
+              **ZI_MODELS, **series_models(a.sizes)}
     if a.only:
         models = {k: v for k, v in models.items() if k in a.only}
     rows = []
@@ -369,6 +428,7 @@ def main(argv=None) -> int:
             theirs = {p: {"error": "skipped"} if a.no_peers else
                       run_r(p, spec, df, reps, tmp, a.peer_timeout) for p in PEERS}
         row = {"model": name, "family": spec["family"], "n": len(df),
+               "ziformula": spec.get("ziformula"),
                "nAGQ": spec.get("nAGQ", 1),
                "xlglmm_s": ours.get("seconds"), "xlglmm_llf": ours.get("llf"),
                "peak_mb": ours.get("peak_mb"), "evaluations": ours.get("evaluations")}
@@ -383,7 +443,7 @@ def main(argv=None) -> int:
                                  if x and x != "skipped"] + notes)
         rows.append(row)
         print(_line(row), flush=True)
-    _write(rows, Path(a.out), machine, busy)
+    _write(rows, Path(a.out), machine, busy, a.kind)
     return 0
 
 
@@ -463,10 +523,10 @@ def scaling_svg(rows, path: Path):
     path.write_text("\n".join(out) + "\n")
 
 
-def _write(rows, out: Path, machine: list, busy: bool):
+def _write(rows, out: Path, machine: list, busy: bool, kind: str = "peers"):
     from machine import busy_lines
     out.mkdir(parents=True, exist_ok=True)
-    stem = f"{dt.date.today().isoformat()}-{platform.node() or 'host'}-peers"
+    stem = f"{dt.date.today().isoformat()}-{platform.node() or 'host'}-{kind}"
     head = ["# xlglmm vs lme4 and glmmTMB, side by side", "", *machine, "", *busy_lines(busy),
             "Seconds are one warm fit (xlglmm: median of the repetitions below 1e5 rows; "
             f"R: median of the repetitions, fewer once they pass {R_BUDGET_S:.0f} s).  "
