@@ -20,7 +20,7 @@ from scipy import optimize as _sciopt
 
 from .covariance import cov_from_hessian, fit_scale_statistics, unscale
 from .devfun import ModeWarmStarts
-from .family import ZI_ETA_LIMIT, Family, zero_probability
+from .family import ZI_ETA_LIMIT, Family, conditional_aic, zero_probability
 from .family_parameter import (AT_END, EXACT_FD_DELTA, JOINT_MAX_STEPS, JOINT_TOL, Z_975,
                                FamilyParameter, PhiEstimate, ThetaEstimate, convex_in)
 from .model import Optimum, with_user_budget
@@ -233,15 +233,23 @@ class ZeroInflatedModel:
         x0 = np.concatenate([[0.0], starts, g0])
         kpar = len(starts)
 
+        zero_inflated = dataclasses.replace(base, zero_inflated=True)
+        y = np.ascontiguousarray(y, float)
+
         def minus_loglik(x):
-            f = base if par is None else par.family_at(base, math.exp(x[1]))
+            # (the compiled sum of the rows' log-likelihoods, constants included: the
+            # count parameter's move them; 10x faster than the vectorised density)
+            f = zero_inflated if par is None else par.family_at(zero_inflated,
+                                                                  math.exp(x[1]))
             p0 = zero_probability(Zi, x[1 + kpar:])
-            zf = dataclasses.replace(f, zero_inflated=True)
-            v = -float(np.sum(zf.log_density(y, mu * math.exp(x[0]), p0)))
+            v = 0.5 * float(conditional_aic(y, np.ascontiguousarray(mu * math.exp(x[0])),
+                                            p0, f.kernel_data()))
             return v if np.isfinite(v) else 1e300
         bounds = [(-3.0, 3.0)] + ([(math.log(par.start_bounds[0]), math.log(par.start_bounds[1]))]
                                   if par is not None else []) + [ZI_START_BOUNDS] * q
-        opt = _sciopt.minimize(minus_loglik, x0, method="L-BFGS-B", bounds=bounds,
+        # (SLSQP: scipy's L-BFGS-B spends ~1 ms of its own per iteration here, more
+        # than this objective costs)
+        opt = _sciopt.minimize(minus_loglik, x0, method="SLSQP", bounds=bounds,
                                options={"maxiter": 200})
         x = opt.x if np.isfinite(opt.fun) else x0
         return np.asarray(x[1:], float)
