@@ -904,30 +904,12 @@ def new_data_matrices(spec: DesignSpec, re_terms: list, data, nrow_hint=None):
     table = DataTable(data)
     n = table.n
     f = spec.formula
-    vals, missing = {}, np.zeros(n, bool)
     needed = []
     for t in spec.x_terms:
         needed += [v for v in t if v not in needed]
     for t in re_terms:
         needed += [v for tt in t.lhs_terms for v in tt if v not in needed]
-    for v in needed:
-        sp = spec.vars[v]
-        func, col = v.transform, v.column
-        series = table.column(col)
-        if sp.kind == "factor":
-            codes, _ = _factor_codes(series, sp.levels)
-            if (codes == -2).any():
-                raise DesignError(f"'{v}' has levels not seen in the fit "
-                                  f"({_rows_text(codes == -2)})")
-            vals[v] = codes
-            missing |= codes < 0
-        else:
-            x = _numeric_values(series, f"column '{col}'")
-            if func in _TRANSFORMS:
-                with np.errstate(all="ignore"):
-                    x = _TRANSFORMS[func](x)
-            vals[v] = x
-            missing |= ~np.isfinite(x)
+    vals, missing = _new_values(spec, table, needed)
     X_full, _ = _model_matrix(spec.x_terms, spec.x_intercept, vals, spec.vars, n)
     X = X_full[:, spec.x_keep]
     zs = []
@@ -945,14 +927,12 @@ def new_data_matrices(spec: DesignSpec, re_terms: list, data, nrow_hint=None):
     return X, zs, off, missing
 
 
-def new_zi_matrix(spec: DesignSpec, data) -> np.ndarray:
-    """The zero-inflation model's columns (those the fit kept) for new data, with the
-    fit's factor levels; NaN rows where a value is missing."""
-    table = DataTable(data)
-    n = table.n
-    zf = spec.zi_formula
-    vals, missing = {}, np.zeros(n, bool)
-    for v in dict.fromkeys(v for t in zf.terms for v in t):
+def _new_values(spec: DesignSpec, table, variables) -> tuple:
+    """(values, missing): each variable of new data read as the fit read it (factor
+    codes with the fit's levels -- DesignError for a level it did not see --, or
+    numbers with their transform), and the rows where any is missing."""
+    vals, missing = {}, np.zeros(table.n, bool)
+    for v in variables:
         sp = spec.vars[v]
         series = table.column(v.column)
         if sp.kind == "factor":
@@ -969,7 +949,17 @@ def new_zi_matrix(spec: DesignSpec, data) -> np.ndarray:
                     x = _TRANSFORMS[v.transform](x)
             vals[v] = x
             missing |= ~np.isfinite(x)
-    Z, _ = _model_matrix(zf.terms, zf.intercept, vals, spec.vars, n)
+    return vals, missing
+
+
+def new_zi_matrix(spec: DesignSpec, data) -> np.ndarray:
+    """The zero-inflation model's columns (those the fit kept) for new data, with the
+    fit's factor levels; NaN rows where a value is missing."""
+    table = DataTable(data)
+    zf = spec.zi_formula
+    vals, missing = _new_values(spec, table, list(dict.fromkeys(v for t in zf.terms
+                                                                  for v in t)))
+    Z, _ = _model_matrix(zf.terms, zf.intercept, vals, spec.vars, table.n)
     Z = Z[:, spec.zi_keep]
     Z[missing] = np.nan
     return Z

@@ -418,33 +418,24 @@ def schur_se(H, k, free) -> float:
     return math.sqrt(2.0 / s) if s > 0 and math.isfinite(s) else float("nan")
 
 
-class FamilyParameterModel:
-    """A GLMM whose family ``parameter`` is estimated.  ``fit_start()`` fits the
-    start (the Poisson GLMM for the NB, lme4's Laplace for the Gamma);
-    ``model_at(value, se_method, time_budget)`` returns the GLMM
-    (``model.GeneralizedLinearMixedModel``, not yet fitted) with the parameter
-    fixed; ``family`` is that model's family at any value.  All of it shares one
-    time budget: each nested fit gets the time left."""
+class NestedFits:
+    """What an estimate made of several fits shares (``FamilyParameterModel``, the
+    zero inflation's ``ZeroInflatedModel``): the start fit (``fit_start()``), the
+    models at other values of what is estimated (``model_at(value, se_method,
+    seconds)``, not yet fitted), and one time budget: each nested fit gets the time
+    left."""
 
-    def __init__(self, parameter: FamilyParameter, family: Family, fit_start, model_at, *,
-                 se_method, time_budget, max_evals, progress=None):
-        self.parameter = parameter
-        self.family = family            # the estimated model's family (at any value)
+    def __init__(self, fit_start, model_at, *, se_method, time_budget, max_evals,
+                 progress=None):
         self.budget = Budget(time_budget, max_evals)
         self.time_budget = time_budget
         self.se_method = se_method
         self.progress = progress
         self._fit_start = fit_start
         self._model_at = model_at
-        self._profile: dict = {}        # log value (rounded) -> Estimates at that value
         self.start_fit: GLMMResult | None = None
         self.model = None               # the GLMM at the estimate
-        self.method = None              # "joint" or "profile": how it was found
-
-    @property
-    def poisson_fit(self):
-        """The NB's start fit (the Poisson GLMM)."""
-        return self.start_fit
+        self.method = None              # how it was found
 
     def _left(self, least=0.0):
         """The budget's time left for a nested fit (each has its own clock): the
@@ -454,13 +445,35 @@ class FamilyParameterModel:
         return max(self.time_budget - self.budget.clock.elapsed(), least, 1e-3)
 
     def _fit_at(self, value, se_method, seconds, warm: Optimum | None = None):
-        """The GLMM fitted with the parameter fixed (estimates made), started at
-        ``warm``'s theta and beta when given (else as ``model_at`` made it)."""
+        """The GLMM fitted at ``value`` (estimates made), started at ``warm``'s theta
+        and beta when given (else as ``model_at`` made it)."""
         model = self._model_at(value, se_method, seconds)
         if warm is not None:
             model.start_at(warm)
         model.estimate()
         return model
+
+
+class FamilyParameterModel(NestedFits):
+    """A GLMM whose family ``parameter`` is estimated.  ``fit_start()`` fits the
+    start (the Poisson GLMM for the NB, lme4's Laplace for the Gamma);
+    ``model_at(value, se_method, time_budget)`` returns the GLMM
+    (``model.GeneralizedLinearMixedModel``, not yet fitted) with the parameter
+    fixed; ``family`` is that model's family at any value.  All of it shares one
+    time budget: each nested fit gets the time left."""
+
+    def __init__(self, parameter: FamilyParameter, family: Family, fit_start, model_at, *,
+                 se_method, time_budget, max_evals, progress=None):
+        super().__init__(fit_start, model_at, se_method=se_method, time_budget=time_budget,
+                         max_evals=max_evals, progress=progress)
+        self.parameter = parameter
+        self.family = family            # the estimated model's family (at any value)
+        self._profile: dict = {}        # log value (rounded) -> Estimates at that value
+
+    @property
+    def poisson_fit(self):
+        """The NB's start fit (the Poisson GLMM)."""
+        return self.start_fit
 
     def deviance_at(self, log_value) -> float:
         """Half the Laplace deviance (minus the log-likelihood) of the fit with the

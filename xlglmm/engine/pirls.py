@@ -27,8 +27,7 @@ from numba import njit
 
 from .family import (LOG, conditional_aic_fast, general_fisher_weight, general_likelihood,
                      general_score_and_weight, has_observed_weights, is_canonical, linkinv,
-                     loglik_mu_score, mu_eta,
-                     observed_information, observed_weight, unit_deviance, variance)
+                     mu_eta, observed_information, observed_weight, unit_deviance, variance)
 from .linalg import Factor, factorize, linear_predictor, new_factor, newton_step
 
 # status codes of PirlsResult.status

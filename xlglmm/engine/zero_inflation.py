@@ -22,9 +22,9 @@ from .covariance import cov_from_hessian, fit_scale_statistics, unscale
 from .devfun import ModeWarmStarts
 from .family import ZI_ETA_LIMIT, Family, conditional_aic, zero_probability
 from .family_parameter import (AT_END, EXACT_FD_DELTA, JOINT_MAX_STEPS, JOINT_TOL, Z_975,
-                               FamilyParameter, PhiEstimate, ThetaEstimate, convex_in)
+                               FamilyParameter, NestedFits, convex_in)
 from .model import Optimum, with_user_budget
-from .optimize import Budget, BudgetExhausted, FitTimeout, hessian_fd, newton_refine
+from .optimize import BudgetExhausted, FitTimeout, hessian_fd, newton_refine
 from .results import GLMMResult
 
 #: a zero-inflation coefficient whose every row (a nonzero entry in its column) has
@@ -165,7 +165,7 @@ def _with_columns(H_rest, cols_H, cols) -> np.ndarray:
     return H
 
 
-class ZeroInflatedModel:
+class ZeroInflatedModel(NestedFits):
     """A zero-inflated count GLMM fitted by maximum likelihood (the exact Laplace):
     the count model without zero inflation first (``fit_start``: the Poisson GLMM),
     a start for the count family's parameter and the zero-inflation coefficients
@@ -180,32 +180,11 @@ class ZeroInflatedModel:
 
     def __init__(self, family: Family, count_parameter: FamilyParameter | None, fit_start,
                  model_at, *, se_method, time_budget, max_evals, progress=None):
+        # (``model_at`` takes the family at c: ``zero_inflated_family``)
+        super().__init__(fit_start, model_at, se_method=se_method, time_budget=time_budget,
+                         max_evals=max_evals, progress=progress)
         self.family = family
         self.count_parameter = count_parameter
-        self.budget = Budget(time_budget, max_evals)
-        self.time_budget = time_budget
-        self.se_method = se_method
-        self.progress = progress
-        self._fit_start = fit_start
-        self._model_at = model_at
-        self.start_fit = None
-        self.model = None
-        self.method = None
-
-    def _left(self, least=0.0):
-        if self.time_budget is None:
-            return None
-        return max(self.time_budget - self.budget.clock.elapsed(), least, 1e-3)
-
-    def _fit_at(self, family, se_method, seconds, warm=None):
-        model = self._model_at(family, se_method, seconds)
-        if warm is not None:
-            model.start_at(warm)
-        model.estimate()
-        return model
-
-    def _count_part(self, c):
-        return c[0] if self.count_parameter is not None else None
 
     def _start(self) -> np.ndarray:
         """c's start: the count parameter (its moment value from the start fit) and the
