@@ -300,3 +300,30 @@ def test_nested_fits_quote_the_users_budget():
     assert with_user_budget(notes, None) == notes
     assert "of 5 s ran out" in BudgetExhausted(0.01, 2.0).for_budget(5.0)
     assert "of 0.5 s" in str(TimeBudgetTooSmall(0.5))
+
+
+@pytest.mark.parametrize("name", ["zinb_sim_zip", "zinb_sim_nb2", "zinb_sim_nb1",
+                                  "grouse_zinb2_year"])
+def test_gradient_in_the_zero_inflation_and_count_parameters(name):
+    """The joint search's exact gradient in c (the count parameter's log and the zi
+    coefficients: ``ZeroInflatedJointDeviance.family_gradient``, from the Laplace
+    gradient's mode) against central differences of the Laplace deviance, away from
+    the optimum."""
+    from xlglmm.engine.family_parameter import parameter_of
+    from xlglmm.engine.zero_inflation import ZeroInflatedJointDeviance
+    ref = glmmtmb(name)
+    res = xlglmm.glmer(ref["formula"], ref_data(ref), TMB[ref["family"]],
+                       ziformula=ref["ziformula"])
+    m = res.model
+    par = parameter_of(m.family) if m.family.counts_response and ref["family"] != "poisson" \
+        else None
+    k = (1 if par else 0) + len(res.zi_params)
+    fun = ZeroInflatedJointDeviance(m, par, k)
+    c = np.concatenate([[np.log(par.value(m.family))] if par else [],
+                        0.9 * np.clip(m.family.zi_coef, -3, 3)])
+    x = np.concatenate([1.1 * m.optimum.theta, c + 0.05, m.optimum.beta + 0.02])
+    f1, g1 = fun.value_and_gradient(x)
+    f2, g2 = fun.value_and_central_gradient(x)
+    fun.close()
+    assert f1 == f2
+    assert np.all(np.abs(g1 - g2) <= 2e-5 * np.maximum(1.0, np.abs(g2)))

@@ -473,6 +473,48 @@ def general_score_and_weight(y, mu, eta, pw, fd):
 
 
 @njit(cache=True, error_model="numpy")
+def row_terms_general(y, mu, eta, pw, fd, out):
+    """Per row of a ``general_likelihood`` family: out[0] = A_i = -2 its
+    log-likelihood (constants included), out[1] = its score d l/d eta (PIRLS's
+    working residual), out[2] = its observed information (the exact determinant's
+    weight): what a parameter of the rows' log-likelihoods moves
+    (``gradient.row_parameter_derivative``)."""
+    for i in range(y.shape[0]):
+        out[0, i] = -2.0 * (unit_loglik_const(y[i], pw[i], fd)
+                            + unit_loglik_var(y[i], mu[i], pw[i], fd))
+        out[1, i], out[2, i] = general_score_and_weight(y[i], mu[i], eta[i], pw[i], fd)
+
+
+@njit(cache=True, error_model="numpy")
+def zero_inflated_p0_partials(y, mu, eta, p0, fd, out):
+    """Per zero-inflated row, the derivatives in its p0 at fixed eta of
+    ``row_terms_general``'s three: out[0] = dA/dp0, out[1] = d score/dp0,
+    out[2] = d weight/dp0.  y > 0: A = -2 (log(1 - p0) + l), the rest free of p0.
+    y = 0, with f = P(count = 0), S = p0 + (1 - p0) f, r = (1 - p0) f / S:
+    dL/dp0 = (1 - f)/S, dr/dp0 = -f/S^2, dL1 = a1 dr, dL2 = dr (a2 + (1 - 2r) a1^2)
+    (``zero_inflated_derivs``), then the chain rule through the link."""
+    link = fd.link
+    for i in range(y.shape[0]):
+        p = p0[i]
+        if y[i] > 0.0:
+            out[0, i] = 2.0 / (1.0 - p)
+            out[1, i] = 0.0
+            out[2, i] = 0.0
+            continue
+        l, a1, a2, _ = count_loglik_derivs(0.0, mu[i], fd)
+        f = math.exp(l)
+        S = p + (1.0 - p) * f
+        r = (1.0 - p) * f / S
+        dr = -f / (S * S)
+        dL1 = a1 * dr
+        dL2 = dr * (a2 + (1.0 - 2.0 * r) * a1 * a1)
+        m1 = mu[i] if link == LOG else mu_eta(eta[i], link)
+        out[0, i] = -2.0 * (1.0 - f) / S
+        out[1, i] = m1 * dL1
+        out[2, i] = -(m1 * m1 * dL2 + mu_eta2(eta[i], link) * dL1)
+
+
+@njit(cache=True, error_model="numpy")
 def observed_information(y, mu, eta, pw, fd):
     """(w_obs, dw_obs/deta): one row's observed information -d2 l/deta2 and its
     derivative in eta, l the row's log-likelihood kernel (an exponential family

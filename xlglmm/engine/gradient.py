@@ -264,8 +264,11 @@ def own_inverse_products(layout, factor, Sinv, Q):
 
 @njit(cache=True, error_model="numpy")
 def laplace_gradient(fd, rows, layout, factor, mode, gd, Sinv_given):
-    """(G, gbeta, ok, scale): the gradient of the Laplace deviance at PIRLS's mode (see
-    the module docstring); ``scale`` = sum_i (w_i h_i + 2 wres_i a_i'lambda): the
+    """(G, gbeta, ok, scale, h, al): the gradient of the Laplace deviance at PIRLS's
+    mode (see the module docstring), and per row h_i = a_i'M^{-1}a_i and
+    al_i = a_i'lambda, with which the derivative in any parameter tau of the rows'
+    log-likelihoods is sum_i (dA_i/dtau + h_i dw_i/dtau + 2 al_i dwres_i/dtau) at fixed
+    eta (``row_parameter_derivative``); ``scale`` = sum_i (w_i h_i + 2 wres_i al_i): the
     derivative of log|M| and of the modes' shift in the log of a factor that scales
     every weight and working residual alike (the exact Laplace's Gamma shape 1/phi,
     ``LaplaceGradient.log_dispersion_derivative``).  ``factor`` is the blocked factor of M at the mode's Fisher
@@ -308,7 +311,8 @@ def laplace_gradient(fd, rows, layout, factor, mode, gd, Sinv_given):
         obs = new_factor(layout)
         _, ok = factorize(layout, wobs, obs)
         if not ok:
-            return np.full((nown, nown), np.nan), np.full(p, np.nan), False, np.nan
+            return (np.full((nown, nown), np.nan), np.full(p, np.nan), False, np.nan, h,
+                    np.full(n, np.nan))
     half = np.empty(n)
     for i in range(n):
         half[i] = 0.5 * c[i]
@@ -340,7 +344,17 @@ def laplace_gradient(fd, rows, layout, factor, mode, gd, Sinv_given):
                 if z != 0.0:
                     for o2 in range(nown):
                         G[o1, o2] += z * zeta[o2]
-    return G, gbeta, True, scale
+    return G, gbeta, True, scale, h, al
+
+
+def row_parameter_derivative(dA, dw, dwres, h, al) -> float:
+    """dD/dtau of the Laplace deviance for a parameter tau of the rows'
+    log-likelihoods (a zero-inflation coefficient, a family's shape), from its
+    per-row partial derivatives at fixed eta -- of A_i (-2 the row's log-likelihood,
+    constants included), of the determinant's weight w_i and of the working residual
+    wres_i -- and the kernel's h, al (``laplace_gradient``): the same chain rule as
+    beta's, dA/dtau + tr(M^-1 dM/dtau) - lambda' dG/dtau, with the modes' shift."""
+    return float(np.sum(dA + h * dw + 2.0 * al * dwres))
 
 
 NO_INVERSE = np.zeros((0, 0))    # laplace_gradient's Sinv_given: invert in the kernel
@@ -366,6 +380,7 @@ class LaplaceGradient:
         self.idx = (np.array(idx_r, np.int64), np.array(idx_c, np.int64))
         self.evaluations = 0
         self.last_scale = float("nan")  # the kernel's ``scale`` at the last evaluation
+        self.last_rows = None           # its (h, al): ``row_parameter_derivative``
 
     def kappa(self, st) -> float:
         """The Gamma's dA/deta over -2 wres (its dispersion dev/sum(wt) moves with
@@ -398,10 +413,11 @@ class LaplaceGradient:
         # a dense rest block of thousands of columns (two large crossed factors):
         # LAPACK's inverse, a fraction of the kernel's loops
         Sinv = rest_inverse(st.LS) if layout.r >= LAPACK_MIN_R else NO_INVERSE
-        G, gbeta, ok, scale = laplace_gradient(dev._fd, dev._offset_rows, layout,
-                                               Factor(st.Dchol, st.Cval, st.LS), mode, gd,
-                                               Sinv)
+        G, gbeta, ok, scale, h, al = laplace_gradient(dev._fd, dev._offset_rows, layout,
+                                                      Factor(st.Dchol, st.Cval, st.LS),
+                                                      mode, gd, Sinv)
         self.last_scale = scale
+        self.last_rows = (h, al)
         if not ok:
             return f, np.full(k, np.nan)
         return f, np.concatenate([G[self.idx], gbeta])

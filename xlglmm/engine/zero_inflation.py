@@ -20,7 +20,9 @@ from scipy import optimize as _sciopt
 
 from .covariance import cov_from_hessian, fit_scale_statistics, unscale
 from .devfun import ModeWarmStarts
-from .family import ZI_ETA_LIMIT, Family, conditional_aic, zero_probability
+from .family import (ZI_ETA_LIMIT, Family, conditional_aic, row_terms_general,
+                     zero_inflated_p0_partials, zero_probability)
+from .gradient import row_parameter_derivative
 from .family_parameter import (AT_END, EXACT_FD_DELTA, JOINT_MAX_STEPS, JOINT_TOL, Z_975,
                                FamilyParameter, NestedFits, convex_in)
 from .model import Optimum, with_user_budget
@@ -32,6 +34,8 @@ from .results import GLMMResult
 #: reports such estimates near -20 with SEs in the thousands): it is not determined --
 #: moved out to where those rows' p0 is 0 to rounding, held there, no SE
 ZI_BOUNDARY_P0 = 1e-4
+#: the relative step of the count parameter's row-level central difference
+ROW_FD_DELTA = 1e-4
 #: the joint search's lower bound on each zero-inflation coefficient
 ZI_SEARCH_FLOOR = -25.0
 #: the zero-inflation coefficients' start search: within these log odds
@@ -103,9 +107,52 @@ class ZeroInflatedJointDeviance:
         return self.model.deviance(x[:nt], x[nt + k:])
 
     def value_and_gradient(self, x):
-        """(deviance, gradient): the Laplace gradient's exact (theta, beta) part (one
-        PIRLS with the value) and central differences in c from these modes (2
-        evaluations a coordinate)."""
+        """(deviance, its exact gradient): the Laplace gradient in (theta, beta) and,
+        from the same mode (one PIRLS in all), in c (``family_gradient``)."""
+        nt, k = self.nt, self.k
+        if not self._set(x):
+            return math.inf, np.full(len(x), np.nan)
+        f, g = self.dev.laplace_gradient(x[:nt], x[nt + k:])
+        if not np.isfinite(f) or not np.all(np.isfinite(g)):
+            return f, np.full(len(x), np.nan)
+        return f, np.concatenate([g[:nt], self.family_gradient(), g[nt:]])
+
+    def family_gradient(self) -> np.ndarray:
+        """dD/dc at the last Laplace gradient's mode: each coordinate a parameter of
+        the rows' log-likelihoods (``gradient.row_parameter_derivative``) -- a
+        zero-inflation coefficient through each row's p0 (dp0 = p0 (1 - p0) z_ij,
+        ``family.zero_inflated_p0_partials``), the count parameter's log by a central
+        difference of the rows' terms at fixed eta (``family.row_terms_general``: no
+        PIRLS)."""
+        dev = self.dev
+        st = dev.state
+        h, al = dev._gradient.last_rows
+        y, mu, eta, p0 = dev.y, st.mu, st.eta, dev.kernel_pw
+        n = len(y)
+        out = []
+        par = self.count_parameter
+        if par is not None:
+            t = math.log(par.value(dev.family))
+            ends = []
+            for s in (ROW_FD_DELTA, -ROW_FD_DELTA):
+                rows = np.empty((3, n))
+                f = par.family_at(dev.family, math.exp(t + s))
+                row_terms_general(y, mu, eta, p0, f.kernel_data(), rows)
+                ends.append(rows)
+            d = (ends[0] - ends[1]) / (2.0 * ROW_FD_DELTA)
+            out.append(row_parameter_derivative(d[0], d[2], d[1], h, al))
+        parts = np.empty((3, n))
+        zero_inflated_p0_partials(y, mu, eta, p0, dev._fd, parts)
+        dp0 = p0 * (1.0 - p0)
+        for j in range(dev.zi_X.shape[1]):
+            s = dp0 * dev.zi_X[:, j]
+            out.append(row_parameter_derivative(parts[0] * s, parts[2] * s, parts[1] * s,
+                                                h, al))
+        return np.asarray(out, float)
+
+    def value_and_central_gradient(self, x):
+        """``value_and_gradient`` with c's part by central differences of the Laplace
+        deviance (2 PIRLS a coordinate): the check of ``family_gradient``."""
         nt, k = self.nt, self.k
         if not self._set(x):
             return math.inf, np.full(len(x), np.nan)
