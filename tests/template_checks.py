@@ -157,7 +157,7 @@ def check_zero_inflation_rows(block, res, alpha=0.05):
             assert close(got, w, rel=1e-5, abs_=1e-10), (name, r, want)
         for got, w in zip(r[7:10], np.exp([res.zi_params[name], *want[3:5]])):
             assert close(got, w, rel=1e-5), (name, r)
-    # (the worksheet writes "zinb" as "~ 1", "zinb ~YEAR" as "~ YEAR")
+    # (the worksheet writes "zinb" as "~1", "zinb ~ YEAR" as "~YEAR", as R prints them)
     assert row_of(block, "zero inflation")[1].replace(" ", "") == \
         res.design.spec.zi_formula.text.replace(" ", "")
 

@@ -197,7 +197,7 @@ ZERO_INFLATION_ROW = "zero inflation"
 
 
 def zero_inflation_text(result) -> str:
-    """The zero-inflation formula as the fit used it ("~1", "~ YEAR")."""
+    """The zero-inflation formula as the fit used it ("~1", "~YEAR")."""
     zf = result.design.spec.zi_formula
     return getattr(zf, "text", None) or "~1"
 
@@ -334,6 +334,12 @@ ACROSS_FAMILIES_NOTE = ("AIC is valid across families (each logLik is the full "
                         "likelihood with its constants): the smaller AIC is the better model.")
 
 
+def _p_text(p: float) -> str:
+    """A p-value in a sentence: "= 0.2058", or "< 0.0001" (no exponent: a wrapped cell
+    would break "1.2e-10" at its hyphen)."""
+    return f"= {_round(p, 4):.4g}" if p >= 1e-4 else "< 0.0001"
+
+
 def compare_block(fit1: dict, fit2: dict, zero_inflation: str | None = None) -> list:
     """anova()-style likelihood-ratio test from two fits' statistics
     (dicts with name, npar, AIC, BIC, logLik, deviance, nobs).  ``zero_inflation``:
@@ -358,8 +364,8 @@ def compare_block(fit1: dict, fit2: dict, zero_inflation: str | None = None) -> 
     if zero_inflation == "boundary" and df > 0:
         notes.append(ZERO_INFLATION_TEST_NOTE)
         if df == 1:
-            notes.append(f"Here: chi-square p = {_round(p, 4):.4g}, the boundary-corrected "
-                         f"p = {_round(p / 2.0, 4):.4g}.")
+            notes.append(f"Here: chi-square p {_p_text(p)}, the boundary-corrected "
+                         f"p {_p_text(p / 2.0)}.")
     if zero_inflation:
         notes.append(ACROSS_FAMILIES_NOTE)
     if df > 0 and any(f.get("singular") for f in (a, b)):

@@ -60,7 +60,7 @@ class SheetModel:
     # a name whatever it holds, and no limit on typed formulas applies
     parsed: Formula | None = None
     laplace: str = "exact"          # the Laplace approximation (family.LAPLACE_MODES)
-    #: zero inflation: the zero-inflation formula's text ("~1", "~ YEAR"; glmmTMB's
+    #: zero inflation: the zero-inflation formula's text ("~1", "~YEAR"; glmmTMB's
     #: ``ziformula``), ``family`` then the count family ("zinb" -> "negbin"); None: none
     ziformula: str | None = None
 
@@ -147,7 +147,7 @@ def split_laplace(text):
 
 def split_family(text):
     """(the family's text with its Laplace suffix if any, the zero-inflation formula or
-    None): "zinb" -> ("negbin", "~1"), "zipoisson ~ YEAR" -> ("poisson", "~ YEAR"),
+    None): "zinb" -> ("negbin", "~1"), "zipoisson ~ YEAR" -> ("poisson", "~YEAR"),
     "gamma:lme4" -> ("gamma:lme4", None).  The formula stays text (parsed by the
     engine, never evaluated).  SheetError for a zero-inflation formula after a word
     that is not a zero-inflated family, or a zero-inflated word with ":lme4"."""
@@ -166,7 +166,7 @@ def split_family(text):
     if mode is not None or rest.rstrip().lower().endswith(LAPLACE_SUFFIX + "lme4"):
         raise SheetError(ZI_LME4_MESSAGE)
     rest = " ".join(rest.split())       # one text per model: one fit in the cache
-    return name, f"~ {rest}" if rest else ("~ 1" if not tilde else "~")
+    return name, f"~{rest}" if rest else ("~1" if not tilde else "~")   # as R prints it
 
 
 #: the zero-inflated family words, as the messages list them
