@@ -305,12 +305,16 @@ def test_ranef_resid_check_influence(grouse):
     t = table(grouse)
     res = xlglmm.glmer(GROUSE, grouse, "zipoisson")
     ranef = udfs.GLMM_RANEF(GROUSE, t, "zipoisson")
-    assert ranef[0] == ["group", "level", "(Intercept)", "(Intercept) cond.SD", "rows"]
+    assert ranef[0] == ["group", "level", "(Intercept)", "(Intercept) cond.SD", "rows",
+                        "raw (Intercept)", "shrinkage"]
     blups = res.random_effects["LOCATION"]
     sds = res.random_effects_sd["LOCATION"]
+    shrunk = res.shrinkage()["LOCATION"]
     for r in ranef[1:]:
         assert r[2] == pytest.approx(blups.loc[r[1]], rel=1e-9, abs=1e-12)
         assert r[3] == pytest.approx(sds.loc[r[1]], rel=1e-9)
+        assert r[5] == pytest.approx(shrunk.loc[r[1], "raw"], rel=1e-9, abs=1e-12)
+    assert np.all(np.isfinite(shrunk["raw"]))
     assert sum(r[4] for r in ranef[1:]) == len(grouse)
     resid = udfs.GLMM_RESID(GROUSE, t, "zipoisson", resid_type="pearson", nsim=50, seed=2)
     np.testing.assert_allclose(np.array(resid[1:], float),

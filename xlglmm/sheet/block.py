@@ -266,9 +266,7 @@ def ranef_block(result: GLMMResult) -> list:
     plot's two axes)."""
     blocks = []
     width = 2
-    # (a zero-inflated fit's raw estimates would need the zero-inflated working
-    # weights, which engine.shrinkage does not have yet: no such columns)
-    shrunk = result.shrinkage() if not result.family.zero_inflated else {}
+    shrunk = result.shrinkage()
     for g, vals in result.random_effects.items():
         sds = result.random_effects_sd[g]
         if vals.ndim == 1:
