@@ -327,3 +327,18 @@ def test_gradient_in_the_zero_inflation_and_count_parameters(name):
     fun.close()
     assert f1 == f2
     assert np.all(np.abs(g1 - g2) <= 2e-5 * np.maximum(1.0, np.abs(g2)))
+
+
+def test_influence_reestimates_the_zero_inflation():
+    # (review: influence() crashed on every zero-inflated fit -- the refits' values
+    # lacked the zi coefficients its table has columns for)
+    df = sim_frame(seed=8, n=150)
+    res = xlglmm.glmer("y ~ x + (1 | g)", df, "zipoisson ~ w")
+    table = res.influence(workers=1)
+    assert len(table) == df.g.nunique() and not table.failed.any()
+    level = table.index[0]
+    without = xlglmm.glmer("y ~ x + (1 | g)", df[df.g != level], "zipoisson ~ w")
+    for name in ("(Intercept)", "w"):
+        assert table.loc[level, f"change_zi_{name}"] == pytest.approx(
+            without.zi_params[name] - res.zi_params[name], abs=1e-4)
+    assert table.loc[level, "fixef_x"] == pytest.approx(without.fe_params["x"], abs=1e-4)

@@ -108,7 +108,8 @@ def refit_without(job: Job, level: int) -> LevelRefit:
         return LevelRefit(None, None, out_of_time=True)
     values = parameter_values(model, est.theta, est.beta, est.sigma,
                               est.nb.theta if est.nb is not None else None,
-                              est.phi.phi if est.phi is not None else None)
+                              est.phi.phi if est.phi is not None else None,
+                              () if est.zi is None else est.zi.coef)
     return LevelRefit(values, np.sqrt(np.diag(est.vcov)), bool(est.converged),
                       bool(est.singular),
                       "" if est.converged else "; ".join(est.messages) or "not converged")
