@@ -277,6 +277,8 @@ def test_held_coefficients_and_refusals():
         xlglmm.glmer(f, df, "zipoisson", weights=np.ones(len(df)))
     with pytest.raises(xlglmm.DesignError, match="nope"):
         xlglmm.glmer(f, df, "zipoisson ~ nope")
+    with pytest.raises(xlglmm.DesignError, match="must be text"):     # (an AttributeError)
+        xlglmm.glmer(f, df, "poisson", ziformula=5)
     with pytest.raises(xlglmm.PredictionError if hasattr(xlglmm, "PredictionError")
                        else Exception, match="count model"):
         res.predict(df.head(3), interval="confidence")

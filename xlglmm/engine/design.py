@@ -617,6 +617,9 @@ def zero_inflation_formula(ziformula, family: Family) -> Formula | None:
         return None
     if not family.zero_inflated:
         raise DesignError("ziformula is given but the family is not zero-inflated")
+    if not isinstance(ziformula, (str, Formula)):
+        raise DesignError(f"the zero-inflation formula must be text such as '~1' or '~ x', "
+                          f"not {type(ziformula).__name__}")
     zf = parse_formula(ziformula) if isinstance(ziformula, str) else ziformula
     if zf.response is not None or zf.random or zf.offsets:
         raise DesignError("the zero-inflation formula takes fixed effects only, with no "
