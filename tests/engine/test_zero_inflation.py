@@ -279,6 +279,8 @@ def test_held_coefficients_and_refusals():
         xlglmm.glmer(f, df, "zipoisson ~ nope")
     with pytest.raises(xlglmm.DesignError, match="must be text"):     # (an AttributeError)
         xlglmm.glmer(f, df, "poisson", ziformula=5)
+    with pytest.raises(xlglmm.ModelError, match="log link only"):
+        xlglmm.glmer(f, df, "zipoisson", link="sqrt")
     with pytest.raises(xlglmm.PredictionError if hasattr(xlglmm, "PredictionError")
                        else Exception, match="count model"):
         res.predict(df.head(3), interval="confidence")
