@@ -306,6 +306,24 @@ def test_nested_fits_quote_the_users_budget():
     assert "of 0.5 s" in str(TimeBudgetTooSmall(0.5))
 
 
+def test_a_nested_fits_cost_guard_is_out_of_time():
+    """(review) A nested fit started with the budget's last millisecond used to raise
+    the cost guard's CostError quoting "0.001 s" (zinb, 40000 rows, budget 0.5 s):
+    it is the budget running out -- BudgetExhausted, which the fits turn into a
+    not-converged note or the user's budget's error."""
+    from xlglmm.engine.cost import CostError
+    from xlglmm.engine.family_parameter import NestedFits
+    from xlglmm.engine.optimize import BudgetExhausted
+
+    def model_at(value, se_method, seconds):
+        raise CostError(f"the model cannot be fitted within the time budget of {seconds:g} s")
+    nested = NestedFits(None, model_at, se_method="rx", time_budget=0.5, max_evals=100)
+    with pytest.raises(BudgetExhausted, match="of 0.5 s"):
+        nested._fit_at(1.0, "rx", 0.001)
+    with pytest.raises(CostError, match="of 0.5 s"):      # the user's budget: as it is
+        nested._fit_at(1.0, "rx", 0.5)
+
+
 @pytest.mark.parametrize("name", ["zinb_sim_zip", "zinb_sim_nb2", "zinb_sim_nb1",
                                   "grouse_zinb2_year"])
 def test_gradient_in_the_zero_inflation_and_count_parameters(name):
