@@ -364,3 +364,19 @@ def test_influence_reestimates_the_zero_inflation():
         assert table.loc[level, f"change_zi_{name}"] == pytest.approx(
             without.zi_params[name] - res.zi_params[name], abs=1e-4)
     assert table.loc[level, "fixef_x"] == pytest.approx(without.fe_params["x"], abs=1e-4)
+
+
+def test_a_separating_zero_inflation_model_is_not_converged():
+    """(review) y = 0 for every z > 1: the zi coefficients run to -inf + inf z
+    (glmmTMB 1.1.5: -3712 + 3717 z, logLik -521.51 on this kind of data); the search's
+    floor held the intercept at -25, 2.7 of logLik short, reported as converged with
+    finite SEs."""
+    rng = np.random.default_rng(7)
+    g = np.repeat(np.arange(25), 12)
+    x, z = rng.normal(size=300), rng.normal(size=300)
+    y = rng.poisson(np.exp(1.2 + 0.3 * x + rng.normal(0, 0.5, 25)[g]))
+    y[z > 1.0] = 0
+    df = pd.DataFrame({"y": y, "x": x, "z": z, "g": g.astype(str)})
+    res = xlglmm.glmer("y ~ x + (1 | g)", df, "zipoisson ~ z")
+    assert not res.converged
+    assert any("search's bound" in m and "(Intercept)" in m for m in res.messages)
