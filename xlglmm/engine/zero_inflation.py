@@ -470,8 +470,9 @@ class ZeroInflatedModel(NestedFits):
         beta) and k columns for c.  Without the fit's finite-difference Hessian
         (se_method 'rx', large data) only the k columns are computed (2k gradients,
         not a joint Hessian's (n + k)^2 evaluations): c's covariance is then
-        conditional on theta and beta (a note says so) and beta's stays the fit's.  Coordinates in ``held`` (undetermined
-        coefficients) and variance parameters at 0 are held: no row or column."""
+        conditional on theta and beta (a note says so) and beta's stays the fit's.
+        Coordinates in ``held`` (undetermined coefficients) and variance parameters
+        at 0 are held: no row or column."""
         model = self.model
         opt = model.optimum
         nt = model.devfun.ntheta
