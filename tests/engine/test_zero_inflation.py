@@ -279,6 +279,9 @@ def test_held_coefficients_and_refusals():
         xlglmm.glmer(f, df, "zipoisson ~ nope")
     with pytest.raises(xlglmm.DesignError, match="must be text"):     # (an AttributeError)
         xlglmm.glmer(f, df, "poisson", ziformula=5)
+    for zf in ("~ y", "~ w + log1p(y)"):        # (review: a nonsense fit, "converged")
+        with pytest.raises(xlglmm.DesignError, match="uses the response"):
+            xlglmm.glmer(f, df, "zipoisson", ziformula=zf)
     with pytest.raises(xlglmm.ModelError, match="log link only"):
         xlglmm.glmer(f, df, "zipoisson", link="sqrt")
     with pytest.raises(xlglmm.PredictionError if hasattr(xlglmm, "PredictionError")

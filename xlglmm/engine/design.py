@@ -662,6 +662,14 @@ def _build(f, table, n, family, offset, weights, groups, time_budget=None,
     if zf is not None:
         if weights is not None:
             raise DesignError("prior weights are not available with zero inflation")
+        used = {v.column for v in resp.variables} & \
+            {v.column for t in zf.terms for v in t}
+        if used:
+            # (zi ~ y: every zero a structural one, p0 = 1 exactly where y = 0 -- a
+            # "converged" fit 200 units of logLik above the model's)
+            raise DesignError(f"the zero-inflation formula uses the response "
+                              f"({', '.join(sorted(used))}): the probability of a "
+                              "structural zero cannot depend on the count itself")
         term_vars.update(dict.fromkeys(v for t in zf.terms for v in t))
     group_vars = dict.fromkeys(v for rt in f.random for g in rt.groups for v in g)
     specs: dict = {}
