@@ -1,6 +1,6 @@
 """Calibration of the zero-inflated fits (issue 17) on simulated data with a known truth.
 
-    python benchmarks/zi_calibration.py --nsim 300 --seed 1      # ~10 min on 2 cores
+    python benchmarks/zi_calibration.py --nsim 2000 --seed 1     # ~5-10 min on 2 cores
 
 Two studies, each data set drawn from ``numpy.random.SeedSequence(seed, spawn_key=(study,
 i))`` (the numbers do not depend on ``--processes``):
@@ -100,12 +100,13 @@ def warm(_):
     xlglmm.glmer("y ~ x + (1|g)", draw(0, 9, 0, True), "negbin", ziformula="~ w")
 
 
-def report(cov: pd.DataFrame, lrt: pd.DataFrame, args, seconds: float) -> str:
-    from machine import description, load_average     # benchmarks/machine.py
+def report(cov: pd.DataFrame, lrt: pd.DataFrame, args, seconds: float,
+           machine: list) -> str:
+    from machine import load_average     # benchmarks/machine.py
     lines = [f"# Zero inflation: Wald coverage and the boundary LRT ({time.strftime('%Y-%m-%d')})",
              "", f"`python benchmarks/zi_calibration.py --nsim {args.nsim} --seed {args.seed}`"
              f" ({seconds / 60:.1f} min, {args.processes} processes)", "",
-             *description(), f"- load average at the end: {load_average()}", "",
+             *machine, f"- load average at the end: {load_average()}", "",
              "## 1. Coverage of 95% Wald intervals (ZINB2, zi ~ w)", "",
              f"{len(cov)} data sets; failed fits: {int((cov.failed != '').sum())}; "
              f"not converged: {int((~cov.converged.fillna(False).astype(bool)).sum())}; "
@@ -145,6 +146,8 @@ def main(argv=None):
                                          "2026-11-30-zi-calibration.md"))
     args = ap.parse_args(argv)
     sys.path.insert(0, str(Path(__file__).parent))
+    from machine import description     # (its load average: the start's)
+    machine = description()
     t0 = time.perf_counter()
     ctx = multiprocessing.get_context("spawn")
     with ctx.Pool(args.processes) as pool:
@@ -152,7 +155,7 @@ def main(argv=None):
         jobs = [(args.seed, i) for i in range(args.nsim)]
         cov = pd.DataFrame(pool.map(coverage_one, jobs, chunksize=4))
         lrt = pd.DataFrame(pool.map(lrt_one, jobs, chunksize=4))
-    text = report(cov, lrt, args, time.perf_counter() - t0)
+    text = report(cov, lrt, args, time.perf_counter() - t0, machine)
     Path(args.out).write_text(text)
     print(text)
     return 0

@@ -593,3 +593,46 @@ CASES += [
          "GLMM_INFLUENCE", _CI_ARGS, {"group": "site"},
          expect="#GLMM! group must be a grouping factor of the model ('group1'), not 'site'"),
 ]
+
+# ---- issue 17: zero inflation -- the family words and their formula, the pred_types
+CASES += [
+    Case("zero inflation", "family \"zinb ~ z\" (z is not a column)", GL,
+         ("y ~ x + (1|g)", TAB, "zinb ~ z"),
+         expect="#GLMM! column 'z' is not in the data (columns: y, x, g)"),
+    Case("zero inflation", "family \"zinb:lme4\"", GL, ("y ~ x + (1|g)", TAB, "zinb:lme4"),
+         expect="#GLMM! lme4 has no zero-inflated models: they are fitted by the exact "
+                "Laplace approximation only (glmmTMB's); leave ':lme4' out"),
+    Case("zero inflation", "family \"gamma ~ x\" (zero inflation of a non-count family)",
+         GL, ("y ~ x + (1|g)", TAB, "gamma ~ x"),
+         expect="#GLMM! 'gamma' takes no formula: zero inflation (of counts only) is "
+                "written with a zero-inflated word (zipoisson, zinb, zinb1) and its "
+                "formula, e.g. \"zinb ~ YEAR\""),
+    Case("zero inflation", "family \"zigamma\"", GL, ("y ~ x + (1|g)", TAB, "zigamma"),
+         expect="#GLMM! the zero-inflated families are: zipoisson, zinb, zinb1 (optionally "
+                "with a formula, e.g. \"zinb ~ YEAR\"), not 'zigamma'"),
+    Case("zero inflation", "family \"zipoisson ~ (1|g)\"", GL,
+         ("y ~ x + (1|g)", TAB, "zipoisson ~ (1|g)"),
+         expect="#GLMM! the family's zero-inflation formula: the zero-inflation formula "
+                "takes fixed effects only, with no response, random effects or offset "
+                "(e.g. '~1' or '~ x')"),
+    Case("zero inflation", "family \"zipoisson\" with nAGQ 5", GL,
+         ("y ~ x + (1|g)", TAB, "zipoisson"), {"nAGQ": 5},
+         expect="#GLMM! zero-inflated models are fitted by the Laplace approximation: nAGQ "
+                "must be 1"),
+    Case("zero inflation", "pred_type \"zprob\" of a Poisson fit", "GLMM_PREDICT",
+         ("y ~ x + (1|g)", TAB), {"pred_type": "zprob"},
+         expect="#GLMM! pred_type \"zprob\" is for zero-inflated models (family "
+                "\"zipoisson\", \"zinb\" or \"zinb1\"); this fit has no zero inflation: use "
+                "\"response\""),
+    Case("zero inflation", "GLMM_CONFINT method \"profile\" of a zero-inflated fit", CI,
+         ("y ~ x + (1|g)", TAB, "zipoisson"), {"method": "profile"},
+         expect="#GLMM! no profile intervals for a zero-inflated model yet: the profile "
+                "would hold the zero-inflation coefficients at their estimates; use method "
+                "\"Wald\" or \"bootstrap\""),
+    Case("zero inflation", "GLMM_COMPARE of Poisson and zero-inflated NB2 blocks",
+         "GLMM_COMPARE", (udfs.GLMM("y ~ x + (1|g)", TAB), udfs.GLMM("y ~ x + (1|g)", TAB,
+                                                                     "zinb")),
+         expect="#GLMM! the models have different count families; a likelihood-ratio test "
+                "of zero inflation compares a family with and without it (e.g. negbin and "
+                "zinb): compare these by AIC instead (valid across families)"),
+]

@@ -23,7 +23,7 @@ TEMPLATE_FILES = sorted(WORKBOOKS.glob("*.xlsx"))
 XLGLMM_CALL = re.compile(r"\b(GLMM(_[A-Z]+)?|LMM)\s*\(", re.I)
 # sheets between Model and Data
 EXTRA_SHEETS = {"workplace_safety": ["NB2 vs Poisson", "Intervals", "Checks"],
-                "grouseticks": ["NB2 vs Poisson", "Checks"]}
+                "grouseticks": ["NB2 vs Poisson", "Checks", "Zero inflation"]}
 
 
 # ---- helpers ------------------------------------------------------------------------------
@@ -121,6 +121,10 @@ def check_fit_block(block, res, alpha=0.05):
             assert close(row_of(block, "NB theta SE")[1], res.nb_theta_se, rel=1e-6)
             assert close(row_of(block, "NB theta CI low")[1], res.nb_theta_ci[0], rel=1e-6)
             assert close(row_of(block, "NB theta CI high")[1], res.nb_theta_ci[1], rel=1e-6)
+    if res.family.zero_inflated:          # the zero-inflation section and its fit row
+        check_zero_inflation_rows(block, res, alpha)
+    else:
+        assert not any(r[0] in ("Zero inflation", "zero inflation") for r in block)
     if isinstance(res, xlglmm.LMMResult):                     # LMM
         assert close(row_of(block, "sigma (residual SD)")[1], res.sigma, rel=1e-9)
         assert row_of(block, "method")[1] == ("REML" if res.reml else "ML")
@@ -130,6 +134,32 @@ def check_fit_block(block, res, alpha=0.05):
             assert not any(r[0] == "REML criterion" for r in block)
         for g, v in res.icc_by_group.items():
             assert close(row_of(block, f"ICC: {g}")[1], v, rel=1e-9)
+
+
+def check_zero_inflation_rows(block, res, alpha=0.05):
+    """A zero-inflated fit's section: a row "zi <name>" per coefficient with the
+    estimate, SE, z, p, Wald interval and the odds ratio with its interval
+    (``res.zi_*``); an undetermined coefficient its estimate only."""
+    head = row_of(block, "Zero inflation")
+    assert head[1:7] == ["Estimate", "Std. Error", "z value", "Pr(>|z|)",
+                         f"CI low {100 * (1 - alpha):g}%", f"CI high {100 * (1 - alpha):g}%"]
+    assert head[7:10] == ["OR", "OR low", "OR high"]
+    ci = res.zi_conf_int(alpha)
+    for name in res.zi_params.index:
+        r = row_of(block, f"zi {name}")
+        assert close(r[1], res.zi_params[name], rel=1e-5, abs_=1e-8), (name, r)
+        if name in res.zi_undetermined:
+            assert all(v is None for v in r[2:]), r
+            continue
+        want = [res.zi_bse[name], res.zi_zvalues[name], res.zi_pvalues[name],
+                ci.loc[name, "lower"], ci.loc[name, "upper"]]
+        for got, w in zip(r[2:7], want):
+            assert close(got, w, rel=1e-5, abs_=1e-10), (name, r, want)
+        for got, w in zip(r[7:10], np.exp([res.zi_params[name], *want[3:5]])):
+            assert close(got, w, rel=1e-5), (name, r)
+    # (the worksheet writes "zinb" as "~1", "zinb ~ YEAR" as "~YEAR", as R prints them)
+    assert row_of(block, "zero inflation")[1].replace(" ", "") == \
+        res.design.spec.zi_formula.text.replace(" ", "")
 
 
 def check_ranef_block(block, res):
@@ -167,6 +197,13 @@ def check_predict_block(block, res):
     assert block[0] == ["predicted (response)"]
     got = np.array([r[0] for r in block[1:]], float)
     np.testing.assert_allclose(got, res.fittedvalues, rtol=1e-5, atol=1e-9)
+
+
+def check_zero_block(block, res):
+    """A GLMM_PREDICT(..., "zero") column: each fitted row's P(Y = 0)."""
+    assert block[0] == ["predicted (zero)"]
+    got = np.array([r[0] for r in block[1:]], float)
+    np.testing.assert_allclose(got, res.predict(type="zero"), rtol=1e-5, atol=1e-9)
 
 
 def check_confint_block(block, spec):
@@ -277,6 +314,7 @@ def check_influence_block(block, spec):
 
 #: what each kind of block is checked by (each takes the block and the check's spec)
 CHECKS = {"fit": check_fit_block, "ranef": check_ranef_block, "predict": check_predict_block,
+          "zero": check_zero_block,
           "compare": lambda block, fits: check_compare_block(block, *fits),
           "confint": check_confint_block, "interval": check_interval_block,
           "check": check_check_block, "resid": check_resid_block,
@@ -332,6 +370,15 @@ def models_grouse(df):
     olre = xlglmm.glmer("TICKS ~ factor(YEAR) + (1|LOCATION) + (1|INDEX)", table,
                         family="poisson")
     assert olre.llf == pytest.approx(m2.llf, abs=1e-6)       # model 2 of the Model sheet
+    # the Zero inflation sheet: one model, four families (GLMM's form)
+    zf = "TICKS ~ factor(YEAR) + cHEIGHT + (1|LOCATION)"
+    zfits = [xlglmm.glmer(zf, table, family=f) for f in ("poisson", "zipoisson", "negbin",
+                                                         "zinb")]
+    zcells = {f"Zero inflation!{c}6": ("fit", r) for c, r in zip(("B", "M", "X", "AI"), zfits)}
+    zcells.update({f"Zero inflation!{c}6": ("zero", r)
+                   for c, r in zip(("AT", "AU", "AV", "AW"), zfits)})
+    zcells.update({"Zero inflation!B58": ("compare", (zfits[0], zfits[1])),
+                   "Zero inflation!B68": ("compare", (zfits[2], zfits[3]))})
     # the Poisson model's counts vary more, and have more zeros, than it allows
     flagged = ["dispersion ratio (Pearson)", "uniformity (KS)", "dispersion",
                "zero-inflation", "outliers"]
@@ -341,9 +388,10 @@ def models_grouse(df):
              "NB2 vs Poisson!B6": ("fit", nb),
              "Checks!B5": ("check", (m1, 250, 1, flagged)),
              "Checks!B22": ("check", (olre, 250, 1, [])),
-             "Checks!B39": ("check", (nb, 100, 1, []))},
+             "Checks!B39": ("check", (nb, 100, 1, [])), **zcells},
             {"grouse_loc": m1, "grouse_loc_index": m2, "grouse_slope": m3,
-             "glmmtmb:grouse_nb": nb})        # (the exact Laplace: glmmTMB's nbinom2)
+             "glmmtmb:grouse_nb": nb, "glmmtmb:grouse_zip": zfits[1],
+             "glmmtmb:grouse_zinb2": zfits[3]})        # (the exact Laplace: glmmTMB's nbinom2)
 
 
 def models_cbpp(df):

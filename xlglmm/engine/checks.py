@@ -74,12 +74,15 @@ class Variances:
     effects (added to the residual, as ``insight`` does).  ``random`` is NaN when a
     variance is estimated as zero (``zero_variance``), as ``performance`` then
     reports no conditional R² and no ICC.  ``mu`` is the mean a count family's
-    variance is taken at (NaN for other families)."""
+    variance is taken at (NaN for other families).  ``notes``: what the computation
+    warned of (a small mean count), kept with the result -- which is computed once
+    per fit -- so that every reader sees them, not only the first."""
     fixed: float
     random: float
     distribution: float
     dispersion: float
     mu: float
+    notes: tuple = ()
 
     @property
     def residual(self) -> float:
@@ -115,7 +118,13 @@ def variances(res) -> Variances:
     """The fit's ``Variances`` (computed once per result: a count family's needs a
     null model's fit)."""
     if res not in _variances_cache:
-        _variances_cache[res] = _variances(res)
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            v = _variances(res)
+        notes = tuple(str(w.message) for w in caught)
+        for note in notes:          # (Python callers: a warning, once per fit)
+            warnings.warn(note, stacklevel=3)
+        _variances_cache[res] = dataclasses.replace(v, notes=notes)
     return _variances_cache[res]
 
 

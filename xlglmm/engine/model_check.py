@@ -150,10 +150,11 @@ def _simulation_verdict(name, value, expected, p, res, sim) -> tuple:
 
 def _variance_rows(res, notes: list) -> dict:
     try:
-        with warnings.catch_warnings(record=True) as caught:
-            warnings.simplefilter("always")
-            r2, icc = checks.r2(res), checks.icc(res)
-        notes.extend(f"R² and ICC: {w.message}" for w in caught)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")         # (they are kept as notes)
+            v = checks.variances(res)
+        r2, icc = v.r2(), v.icc()
+        notes.extend(f"R² and ICC: {note}" for note in v.notes)
     except (checks.CheckError, ValueError) as e:
         notes.append(f"R² and ICC: {e}")
         why = f"not computed: {e}"

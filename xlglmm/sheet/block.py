@@ -5,10 +5,13 @@ numbers stay numbers.  Sections, each opened by a header row:
 
     Fixed effects | Estimate | Std. Error | z value | Pr(>|z|) | CI low | CI high | IRR | IRR low | IRR high
     (one row per term)
+    Zero inflation | Estimate | Std. Error | z value | Pr(>|z|) | CI low | CI high | OR | OR low | OR high
+    (zero-inflated fits: one row per coefficient, "zi (Intercept)", "zi YEAR96", ...)
     Random effects | Term | Variance | Std.Dev. | Corr ...
     Model fit | Value
     logLik, AIC, BIC, deviance, df.resid, nobs, npar, groups: <factor> (one row each),
-    rows dropped, method, converged, singular
+    rows dropped, method, likelihood, family, zero inflation (its formula; zero-inflated
+    fits only), converged, singular
     Notes
     (one sentence per row)
 
@@ -131,6 +134,9 @@ def fit_block(result: GLMMResult, alpha: float = 0.05, extra_fit_rows=(), tests=
     if len(result.fe_params) == 0:
         rows.append(["(none)"])
     rows.append([])
+    if result.family.zero_inflated:
+        rows += zero_inflation_rows(result, alpha, len(head) - (3 if ratio else 0))
+        rows.append([])
 
     rows.append(["Random effects", "Term", "Variance", "Std.Dev.", "Corr"])
     vc = result.varcorr
@@ -164,6 +170,8 @@ def fit_block(result: GLMMResult, alpha: float = 0.05, extra_fit_rows=(), tests=
                  *([("likelihood", result.likelihood)]
                    if not result.family.is_gaussian else []),
                  ("family", f"{result.family.name} ({result.family.link})"),
+                 *([(ZERO_INFLATION_ROW, zero_inflation_text(result))]
+                   if result.family.zero_inflated else []),
                  ("converged", result.converged), ("singular", result.singular)]
     for label, value in fit_rows:
         if isinstance(value, (bool, np.bool_)):
@@ -179,6 +187,49 @@ def fit_block(result: GLMMResult, alpha: float = 0.05, extra_fit_rows=(), tests=
     for m in notes:
         rows.append([m])
     return rectangular(rows)
+
+
+#: the zero-inflation section's header cell, the prefix of its rows' labels and the
+#: model-fit row naming the zero-inflation formula (GLMM_COMPARE reads it)
+ZERO_INFLATION_HEAD = "Zero inflation"
+ZERO_INFLATION_PREFIX = "zi "
+ZERO_INFLATION_ROW = "zero inflation"
+
+
+def zero_inflation_text(result) -> str:
+    """The zero-inflation formula as the fit used it ("~1", "~YEAR")."""
+    zf = result.design.spec.zi_formula
+    return getattr(zf, "text", None) or "~1"
+
+
+def zero_inflation_rows(result, alpha: float, ratio_col: int) -> list:
+    """A zero-inflated fit's section: a header, then one row per coefficient of the
+    zero-inflation model (the log odds of a structural zero), labelled "zi <name>",
+    with the fixed effects' columns (estimate, SE, z, p, CI) and the odds ratio
+    exp(estimate) with its interval in the columns the fixed effects' ratio takes
+    (``ratio_col``); an undetermined coefficient (at the boundary, the notes say why)
+    has its estimate only."""
+    lvl = f"{100 * (1 - alpha):.10g}%"
+    head = [ZERO_INFLATION_HEAD, "Estimate", "Std. Error", "z value", "Pr(>|z|)",
+            f"CI low {lvl}", f"CI high {lvl}"]
+    head += [BLANK] * (ratio_col - len(head)) + ["OR", "OR low", "OR high"]
+    rows = [head]
+    ci = result.zi_conf_int(alpha)
+    undetermined = set(result.zi_undetermined)
+    for name in result.zi_params.index:
+        est = result.zi_params[name]
+        r = [f"{ZERO_INFLATION_PREFIX}{name}", _num(est)]
+        if name in undetermined:
+            rows.append(r)
+            continue
+        lo, hi = ci.loc[name, "lower"], ci.loc[name, "upper"]
+        r += [_num(result.zi_bse[name]), _num(result.zi_zvalues[name]),
+              _num(result.zi_pvalues[name]), _num(lo), _num(hi)]
+        r += [BLANK] * (ratio_col - len(r))
+        with np.errstate(over="ignore", invalid="ignore"):
+            r += [_num(np.exp(est)), _num(np.exp(lo)), _num(np.exp(hi))]
+        rows.append(r)
+    return rows
 
 
 # MAX_CELL_TEXT (excel_formula): the most characters an Excel cell holds; a longer text
@@ -271,9 +322,28 @@ def confint_block(rows, alpha: float, replicates: int | None) -> list:
     return rectangular(out)
 
 
-def compare_block(fit1: dict, fit2: dict) -> list:
+#: GLMM_COMPARE's note when one model has zero inflation and the other not
+ZERO_INFLATION_TEST_NOTE = (
+    "Zero inflation is tested on the boundary of the parameter space (a structural-zero "
+    "probability p0 = 0), so the chi-square p-value is conservative (too large); with one "
+    "zero-inflation coefficient the correct p is half of it: a 50:50 mixture of "
+    "chi-square with 0 and 1 df (Self & Liang 1987).")
+ACROSS_FAMILIES_NOTE = ("AIC is valid across families (each logLik is the full "
+                        "likelihood with its constants): the smaller AIC is the better model.")
+
+
+def _p_text(p: float) -> str:
+    """A p-value in a sentence: "= 0.2058", or "< 0.0001" (no exponent: a wrapped cell
+    would break "1.2e-10" at its hyphen)."""
+    return f"= {_round(p, 4):.4g}" if p >= 1e-4 else "< 0.0001"
+
+
+def compare_block(fit1: dict, fit2: dict, zero_inflation: str | None = None) -> list:
     """anova()-style likelihood-ratio test from two fits' statistics
-    (dicts with name, npar, AIC, BIC, logLik, deviance, nobs)."""
+    (dicts with name, npar, AIC, BIC, logLik, deviance, nobs).  ``zero_inflation``:
+    "boundary" when one model is the other with zero inflation added (the test is on
+    the boundary: a note, and with Df 1 the halved p-value), "both" when either is
+    zero-inflated (a note on AIC)."""
     a, b = sorted([fit1, fit2], key=lambda f: f["npar"])
     chisq = max(0.0, 2.0 * (b["logLik"] - a["logLik"]))
     df = b["npar"] - a["npar"]
@@ -289,6 +359,13 @@ def compare_block(fit1: dict, fit2: dict) -> list:
     if df == 0:
         notes.append("The models have the same number of parameters: no likelihood-ratio "
                       "test; compare AIC/BIC.")
+    if zero_inflation == "boundary" and df > 0:
+        notes.append(ZERO_INFLATION_TEST_NOTE)
+        if df == 1:
+            notes.append(f"Here: chi-square p {_p_text(p)}, the boundary-corrected "
+                         f"p {_p_text(p / 2.0)}.")
+    if zero_inflation:
+        notes.append(ACROSS_FAMILIES_NOTE)
     if df > 0 and any(f.get("singular") for f in (a, b)):
         notes.append("A variance at its boundary (zero) makes the chi-square p-value "
                      "conservative (roughly twice too large).")

@@ -22,7 +22,9 @@ import pandas as pd
 from . import cache, values
 from ..engine import jit
 from ..engine.design import ROW_LABELS, DesignError
-from ..engine.family import LAPLACE_MODES, SHEET_FAMILIES, SHEET_LINKS, make_family
+from ..engine.design import zero_inflation_formula
+from ..engine.family import (LAPLACE_MODES, SHEET_FAMILIES, SHEET_LINKS, ZERO_INFLATED_WORDS,
+                             make_family, split_zero_inflation)
 from ..engine.fit import ModelError, NegativeBinomial2, glmer
 from ..engine.lmm import lmer
 from ..engine.formula import Formula, FormulaError, RandomTerm, Response, Variable, parse_formula
@@ -58,6 +60,9 @@ class SheetModel:
     # a name whatever it holds, and no limit on typed formulas applies
     parsed: Formula | None = None
     laplace: str = "exact"          # the Laplace approximation (family.LAPLACE_MODES)
+    #: zero inflation: the zero-inflation formula's text ("~1", "~YEAR"; glmmTMB's
+    #: ``ziformula``), ``family`` then the count family ("zinb" -> "negbin"); None: none
+    ziformula: str | None = None
 
     def model_formula(self):
         """What the fit gets: the parsed Formula (or the text, when there is none)."""
@@ -71,7 +76,7 @@ class SheetModel:
         link = make_family(self.family, self.link).link
         return cache.digest("fit", self.formula, self.family, link, self.nAGQ, cols,
                             self.offset, self.weights, DEFAULT_TIME_BUDGET, self.nb_theta,
-                            self.reml, self.laplace)
+                            self.reml, self.laplace, self.ziformula)
 
 
 def _hashable(arr: np.ndarray) -> np.ndarray:
@@ -140,26 +145,67 @@ def split_laplace(text):
     return base.strip() or None, mode
 
 
+def split_family(text):
+    """(the family's text with its Laplace suffix if any, the zero-inflation formula or
+    None): "zinb" -> ("negbin", "~1"), "zipoisson ~ YEAR" -> ("poisson", "~YEAR"),
+    "gamma:lme4" -> ("gamma:lme4", None).  The formula stays text (parsed by the
+    engine, never evaluated).  SheetError for a zero-inflation formula after a word
+    that is not a zero-inflated family, or a zero-inflated word with ":lme4"."""
+    if not isinstance(text, str):
+        return text, None
+    word, tilde, rest = text.partition("~")
+    base, mode = split_laplace(word) if not tilde or LAPLACE_SUFFIX in word else (word, None)
+    name, zi = split_zero_inflation(base) if isinstance(base, str) else (base, None)
+    if zi is None:
+        if tilde:
+            raise SheetError(f"'{word.strip()}' takes no formula: zero inflation (of counts "
+                             f"only) is written with a zero-inflated word "
+                             f"({', '.join(ZI_MESSAGE_WORDS)}) and its formula, e.g. "
+                             f"\"zinb ~ YEAR\"")
+        return text, None
+    if mode is not None or rest.rstrip().lower().endswith(LAPLACE_SUFFIX + "lme4"):
+        raise SheetError(ZI_LME4_MESSAGE)
+    rest = " ".join(rest.split())       # one text per model: one fit in the cache
+    return name, f"~{rest}" if rest else ("~1" if not tilde else "~")   # as R prints it
+
+
+#: the zero-inflated family words, as the messages list them
+ZI_WORDS = tuple(ZERO_INFLATED_WORDS)
+#: one word per zero-inflated count family (the first the registry lists)
+ZI_MESSAGE_WORDS = tuple({f: w for w, f in reversed(ZERO_INFLATED_WORDS.items())}.values())[::-1]
+ZI_LME4_MESSAGE = ("lme4 has no zero-inflated models: they are fitted by the exact Laplace "
+                   "approximation only (glmmTMB's); leave ':lme4' out")
+
+
 def _check_family_link(family, link):
     """The link must suit the family (checked before any data are read); returns
     (the :class:`~xlglmm.engine.family.Family`, the family's and the link's text
-    without a Laplace suffix, the Laplace approximation: "exact" unless the family
-    or the link ends in ":lme4")."""
+    without a Laplace suffix or zero-inflation formula, the Laplace approximation:
+    "exact" unless the family or the link ends in ":lme4", the zero-inflation
+    formula or None)."""
+    family, ziformula = split_family(family)
     family, mode_f = split_laplace(family)
     link, mode_l = split_laplace(link)
     if mode_f and mode_l and mode_f != mode_l:
         raise SheetError("the family and the link name different Laplace approximations")
     laplace = mode_f or mode_l or "exact"
+    if ziformula is not None and laplace != "exact":
+        raise SheetError(ZI_LME4_MESSAGE)
     try:
         fam = make_family(family, link)
+        if ziformula is not None:
+            fam = dataclasses.replace(fam, zero_inflated=True)
+            zero_inflation_formula(ziformula, fam)     # its shape, before the data
+    except (FormulaError, DesignError) as e:
+        raise SheetError(f"the family's zero-inflation formula: {e}") from None
     except (ValueError, TypeError) as e:
         raise SheetError(str(e)) from None
-    return dataclasses.replace(fam, laplace=laplace), family, link, laplace
+    return dataclasses.replace(fam, laplace=laplace), family, link, laplace, ziformula
 
 
 def model_from_ranges(family, y, X, groups, offset=None, x_random=None, fit_intercept=True,
                       nAGQ=1, trials=None, link=None) -> SheetModel:
-    fam, family, link, laplace = _check_family_link(family, link)
+    fam, family, link, laplace, zi = _check_family_link(family, link)
     rows = values.data_extent(y, X, groups, offset, x_random, trials)
     yv, _, orient = values.vector(y, "y", rows=rows)
     y_header, ydata, yoff = values.split_header(yv, None, "y", numeric=True)
@@ -211,7 +257,8 @@ def model_from_ranges(family, y, X, groups, offset=None, x_random=None, fit_inte
     df.attrs[ROW_LABELS] = df.index.to_numpy()
     parsed = _ranges_formula(y_name, x_names, g_names, xr_names, fit_intercept)
     return SheetModel(df, parsed.text, family, link, off, weights, nAGQ, x_names, g_names,
-                      xr_names, y_name, n, first, parsed=parsed, laplace=laplace)
+                      xr_names, y_name, n, first, parsed=parsed, laplace=laplace,
+                      ziformula=zi)
 
 
 def _ranges_formula(y_name, x_names, g_names, xr_names, fit_intercept) -> Formula:
@@ -266,7 +313,7 @@ def model_from_formula(formula, data, family="poisson", link=None, offset=None,
                        weights=None, nAGQ=1) -> SheetModel:
     if not isinstance(formula, str) or "~" not in formula:
         raise SheetError("formula must be text such as y ~ x + (1|group)")
-    fam, family, link, laplace = _check_family_link(family, link)
+    fam, family, link, laplace, zi = _check_family_link(family, link)
     parsed = parse_formula(formula)      # once, and before any data are read
     cols, off = values.table(data, "data")
     n = len(next(iter(cols.values())))
@@ -280,7 +327,7 @@ def model_from_formula(formula, data, family="poisson", link=None, offset=None,
                           log_scale=fam.is_log_link)
     w = _vector_or_column(weights, "weights", n, df)
     return SheetModel(df, formula, family, link, o, w, nAGQ, [], [], [], "", n, 2,
-                      parsed=parsed, laplace=laplace)
+                      parsed=parsed, laplace=laplace, ziformula=zi)
 
 
 def typed_column(vals, name):
@@ -460,7 +507,8 @@ def fit_model(m: SheetModel):
             return glmer(m.model_formula(), data, family=family,
                          link=m.link if family is m.family else None, offset=m.offset,
                          weights=m.weights, nAGQ=m.nAGQ, laplace=m.laplace,
-                         time_budget=budget, check_design=check, progress=progress, **kw)
+                         ziformula=m.ziformula, time_budget=budget, check_design=check,
+                         progress=progress, **kw)
     try:
         try:
             res = run()
@@ -537,9 +585,23 @@ def quietly(*_):
 
 
 def family_argument(value, default="poisson"):
-    """The family's text, one of SHEET_FAMILIES, with its Laplace suffix if any
-    ("gamma:lme4", ``split_laplace``)."""
+    """The family's text, one of SHEET_FAMILIES with its Laplace suffix if any
+    ("gamma:lme4", ``split_laplace``), or a zero-inflated count family's word with its
+    zero-inflation formula if any ("zinb", "zipoisson ~ YEAR": ``split_family``)."""
+    if isinstance(value, list):
+        value = values.scalar(value, "family", None, "text")
+    name, zi = split_family(value)
+    if zi is not None:
+        word = value.partition("~")[0].strip().lower()
+        zero_inflation = value.partition("~")[2].strip()
+        _check_family_link(value, None)
+        return f"{word} ~ {zero_inflation}" if zero_inflation else word
     base, mode = split_laplace(value)
+    if isinstance(base, str) and base.strip().lower().startswith("zi") \
+            and base.strip().lower() not in SHEET_FAMILIES:
+        raise SheetError(f"the zero-inflated families are: {', '.join(ZI_MESSAGE_WORDS)} "
+                         f"(optionally with a formula, e.g. \"zinb ~ YEAR\"), not "
+                         f"'{base.strip()}'")
     fam = values.scalar(base, "family", default, "text", choices=SHEET_FAMILIES)
     return fam if mode is None else f"{fam}{LAPLACE_SUFFIX}{mode}"
 
@@ -597,7 +659,7 @@ def companion_model(args_range, args_formula, first):
     y, X, groups, offset, x_random, fit_intercept, nAGQ, family, trials, link = args_range
     fam = family_argument(family)
     fi, _, q, lk = options(fit_intercept, 0.05, nAGQ, link, SHEET_LINKS)
-    if make_family(split_laplace(fam)[0]).is_binomial:
+    if make_family(split_laplace(split_family(fam)[0])[0]).is_binomial:
         return model_from_ranges(fam, y, X, groups, None, x_random, fi, q, trials, lk)
     if not values.is_empty(trials):
         raise SheetError("trials is only for family \"binomial\"")

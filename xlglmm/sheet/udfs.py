@@ -206,7 +206,7 @@ def _ranef(y, X, groups, offset, x_random, fit_intercept, nAGQ, family, trials, 
 def _predict(y, X, groups, new_X, new_groups, offset, new_offset, x_random, new_x_random,
              type_, include_re, fit_intercept, nAGQ, family, trials, link, interval, alpha,
              new_trials):
-    ptype = values.scalar(type_, "pred_type", "response", "text", choices=("response", "link"))
+    ptype = values.scalar(type_, "pred_type", "response", "text", choices=PRED_TYPES)
     inc = values.scalar(include_re, "include_re", True, "bool")
     ask = _interval_request(interval, alpha, ptype)
     if not values.is_empty(new_trials):
@@ -220,10 +220,12 @@ def _predict(y, X, groups, new_X, new_groups, offset, new_offset, x_random, new_
         _, _, q, lk = models.options(True, 0.05, nAGQ, link_, SHEET_LINKS)
         m = models.model_from_formula(models.formula_text(formula), data, fam, lk, offset_, weights_, q)
         res = models.fit_model(m)
+        _check_pred_type(res, ptype)
         return _predict_formula(res, m, new_data, new_offset_, ptype, inc, _trials(res, ask))
     m = models.companion_model((y, X, groups, offset, x_random, fit_intercept, nAGQ, family,
                           trials, link), None, y)
     res = models.fit_model(m)
+    _check_pred_type(res, ptype)
     ask = _trials(res, ask)
     if not m.x_names and not values.is_empty(new_X):
         raise SheetError("the model has no predictors (X is blank): leave new_X blank and "
@@ -247,6 +249,29 @@ def _predict(y, X, groups, new_X, new_groups, offset, new_offset, x_random, new_
                               log_scale=res.family.is_log_link, rows=rows)
     return _prediction_block(res.predict(new, type=ptype, include_re=inc, offset=off,
                                          **ask), ptype, ask)
+
+
+#: GLMM_PREDICT's pred_type: the mean response, the linear predictor, and for
+#: zero-inflated fits the count's mean mu and the structural-zero probability p0, for
+#: count fits each row's P(Y = 0) (the fit's rows summed: the expected zeros)
+PRED_TYPES = ("response", "link", "conditional", "zprob", "zero")
+
+
+def _prediction_head(ptype) -> str:
+    return f"predicted ({ptype})"
+
+
+def _check_pred_type(res, ptype: str) -> None:
+    """The pred_types that need a zero-inflated fit or a count fit, refused for
+    the others with the reason."""
+    if ptype in ("conditional", "zprob") and not res.family.zero_inflated:
+        raise SheetError(f"pred_type \"{ptype}\" is for zero-inflated models (family "
+                         f"\"zipoisson\", \"zinb\" or \"zinb1\"); this fit has no "
+                         "zero inflation: use \"response\"")
+    if ptype == "zero" and not res.family.counts_response:
+        raise SheetError("pred_type \"zero\" (each row's probability of a zero count) is "
+                         "for count models (poisson, negbin, nb1 and their zero-inflated "
+                         "forms)")
 
 
 def _trials(res, ask: dict) -> dict:
@@ -273,7 +298,7 @@ def _interval_request(interval, alpha, ptype) -> dict:
     a = models.alpha_argument(alpha)
     if word == "none":
         return {}
-    if word == "prediction" and ptype == "link":
+    if word == "prediction" and ptype != "response":
         raise SheetError("a prediction interval is for a new observation, on the response "
                          "scale: use pred_type \"response\" (or interval \"confidence\")")
     return {"interval": word, "level": 1.0 - a}
@@ -297,8 +322,7 @@ def _prediction_block(pred, ptype, ask):
     pct = f"{100.0 * ask['level']:.10g}%"
     what = f"{pct} CI of the mean" if ask["interval"] == "confidence" else \
         f"{pct} prediction interval"
-    head = ["predicted (response)" if ptype == "response" else "predicted (link)",
-            "SE (link)", f"lower {what}", f"upper {what}"]
+    head = [_prediction_head(ptype), "SE (link)", f"lower {what}", f"upper {what}"]
     cols = [block.significant(pred[c].to_numpy()) for c in ("fit", "se_link", "lower",
                                                             "upper")]
     return [head] + [[None if not np.isfinite(v) else float(v) for v in row]
@@ -398,7 +422,7 @@ def _predict_formula(res, m, new_data, new_offset, ptype, inc, ask):
 
 
 def _prediction_column(pred, ptype):
-    head = "predicted (response)" if ptype == "response" else "predicted (link)"
+    head = _prediction_head(ptype)
     pred = block.significant(pred)
     return [[head]] + [[None if not np.isfinite(v) else float(v)] for v in pred]
 
@@ -429,7 +453,8 @@ def read_fit_block(value, name):
                         bad.append(label)
                     continue
                 stats[label] = f
-            elif label in ("family", "method", "likelihood") and isinstance(r[1], str):
+            elif label in ("family", "method", "likelihood", block.ZERO_INFLATION_ROW) \
+                    and isinstance(r[1], str):
                 stats[label] = r[1]
             elif label == "singular":
                 stats[label] = bool(r[1]) if isinstance(r[1], (bool, np.bool_)) else False
@@ -466,20 +491,41 @@ def _approximation(likelihood) -> str | None:
     return "exact" if "exact" in likelihood else None
 
 
+def _compare_families(family) -> tuple:
+    """GLMM_COMPARE's family: one (both formulas) or two values (a two-cell range:
+    the first formula's, the second's, e.g. "negbin" and "zinb")."""
+    if isinstance(family, list):
+        cells = [c for r in values.as_grid(family, "family") for c in r
+                 if not values.is_blank(c)]
+        if len(cells) > 2:
+            raise SheetError("family must be one value, or two (a two-cell range: the "
+                             "first formula's family, then the second's)")
+        if len(cells) == 2:
+            return tuple(models.family_argument(c) for c in cells)
+        family = cells[0] if cells else None
+    fam = models.family_argument(family)
+    return fam, fam
+
+
 def _compare(model1, model2, data, family, link, offset, weights, nAGQ):
     if models.is_formula(model1):
-        fam = models.family_argument(family)
+        families = _compare_families(family)
         _, _, q, lk = models.options(True, 0.05, nAGQ, link, SHEET_LINKS)
         fits = []
-        for k, f in enumerate((model1, model2), start=1):
+        for k, (f, fam) in enumerate(zip((model1, model2), families), start=1):
             if not models.is_formula(f):
                 raise SheetError(f"formula{k} must be a formula like the first one")
             m = models.model_from_formula(models.formula_text(f), data, fam, lk, offset, weights, q)
             r = models.fit_model(m)
-            fits.append({"name": models.formula_text(f), "logLik": r.llf, "AIC": r.aic, "BIC": r.bic,
+            name = models.formula_text(f)
+            if families[0] != families[1]:
+                name = f"{name} ({fam})"
+            fits.append({"name": name, "logLik": r.llf, "AIC": r.aic, "BIC": r.bic,
                          "deviance": r.deviance, "npar": r.npar, "nobs": r.nobs,
                          "singular": r.singular, "family": r.family.name,
-                         "likelihood": getattr(r, "likelihood", None)})
+                         "likelihood": getattr(r, "likelihood", None),
+                         block.ZERO_INFLATION_ROW: block.zero_inflation_text(r)
+                         if r.family.zero_inflated else None})
     else:
         fits = []
         for k, blk in enumerate((model1, model2), start=1):
@@ -491,7 +537,13 @@ def _compare(model1, model2, data, family, link, offset, weights, nAGQ):
                          f"and {int(fits[1]['nobs'])} observations): a likelihood-ratio test "
                          "needs the same data")
     fa, fb = fits[0].get("family"), fits[1].get("family")
+    zi = [f.get(block.ZERO_INFLATION_ROW) is not None for f in fits]
     if fa and fb and (fa.split() or [""])[0] != (fb.split() or [""])[0]:
+        if any(zi):
+            raise SheetError("the models have different count families; a likelihood-ratio "
+                             "test of zero inflation compares a family with and without it "
+                             "(e.g. negbin and zinb): compare these by AIC instead (valid "
+                             "across families)")
         raise SheetError("the models have different families; compare them by AIC instead")
     kinds = {_approximation(f.get("likelihood")) for f in fits}
     if {"exact", "lme4"} <= kinds:
@@ -505,7 +557,10 @@ def _compare(model1, model2, data, family, link, offset, weights, nAGQ):
     if not math.isfinite(2.0 * (fits[0]["logLik"] - fits[1]["logLik"])):
         raise SheetError("the models' log-likelihoods are too far apart for a "
                          "likelihood-ratio test (their difference overflows)")
-    return block.compare_block(fits[0], fits[1])
+    # the test of zero inflation: the larger model is the smaller one with it added
+    small, big = sorted((0, 1), key=lambda k: fits[k]["npar"])
+    how = ("boundary" if zi[big] and not zi[small] else "both") if any(zi) else None
+    return block.compare_block(fits[0], fits[1], how)
 
 
 #: GLMM_CONFINT's methods (any case) -> the name its block shows
@@ -541,6 +596,16 @@ def _confint(y, X, groups, offset, x_random, fit_intercept, nAGQ, family, trials
                               make)
 
 
+#: a zero-inflation coefficient the fit could not determine (at the boundary)
+ZI_UNDETERMINED_NOTE = ("not determined: at the boundary, where the likelihood is flat "
+                        "(see the fit block's note); no interval")
+
+#: profile intervals hold the zero-inflation coefficients at their estimates (they are
+#: not profiled over): too narrow, and none for the coefficients themselves
+PROFILE_ZI_MESSAGE = ("no profile intervals for a zero-inflated model yet: the profile "
+                      "would hold the zero-inflation coefficients at their estimates; use "
+                      "method \"Wald\" or \"bootstrap\"")
+
 #: the profile's walks stop past |zeta| = 2.6 (a 99.07% interval): smaller alphas
 #: would have no limits
 PROFILE_MIN_ALPHA = 0.01
@@ -557,9 +622,17 @@ def _intervals_block(res, how: str, nsim: int, seed: int, alpha: float,
     try:
         if how == "Wald":
             ci = res.conf_int(alpha)
+            if res.family.zero_inflated:        # the zero-inflation coefficients too
+                zci = res.zi_conf_int(alpha)
+                zci.index = [f"zi_{n}" for n in zci.index]
+                ci = pd.concat([ci, zci])
             ci["note"] = ""
+            for n in res.zi_undetermined if res.family.zero_inflated else ():
+                ci.loc[f"zi_{n}", "note"] = ZI_UNDETERMINED_NOTE
             replicates, note = None, ""
         elif how == "profile":
+            if res.family.zero_inflated:
+                raise SheetError(PROFILE_ZI_MESSAGE)
             prof = res.profile(time_budget=budget)
             ci = prof.conf_int(alpha)
             # parameters profiled beyond the bootstrap's statistics (an LMM's sigma, an
@@ -631,6 +704,9 @@ DOC_OFFSET = "Optional. Offset on the log scale, e.g. =LN(exposure)"
 DOC_X_RANDOM = "Optional. Columns with random slopes on the first grouping column"
 DOC_INTERCEPT = "Optional. TRUE (default) includes an intercept"
 DOC_ALPHA = "Optional. 1 - confidence level of the intervals (default 0.05)"
+DOC_FAMILY = ("Optional. \"poisson\" (default), \"binomial\", \"gamma\", \"negbin\", \"nb1\", "
+              "\"beta\", \"betabinomial\", \"gaussian\" (\":lme4\" after it: lme4's Laplace); "
+              "zero-inflated: \"zipoisson\", \"zinb\", \"zinb1\", e.g. \"zinb ~ x\"")
 DOC_NAGQ = "Optional. 1 = Laplace (default); 2-100 = adaptive Gauss-Hermite points; 0 = fast"
 
 
@@ -684,7 +760,7 @@ COMPANION_ARGUMENTS = (
     cells("x_random", "Optional. As in the fit"),
     value("fit_intercept", "Optional. As in the fit"),
     value("nAGQ", "Optional. As in the fit"),
-    value("family", "Optional. \"poisson\" (default), \"binomial\", \"gamma\", \"negbin\", \"nb1\", \"beta\", \"betabinomial\" or \"gaussian\"; \":lme4\" after it: lme4's Laplace"),
+    value("family", DOC_FAMILY),
     cells("trials", "Optional. Binomial trials, as in GLMM_BINOMIAL"),
     value("link", "Optional. Link function"),
 )
@@ -754,7 +830,7 @@ def GLMM_BINOMIAL(y, X, groups, trials=None, x_random=None, fit_intercept=True, 
 @worksheet_function(
     value("formula", "lme4 formula, e.g. y ~ x + (1|g) + (x|h) + offset(log(n))"),
     cells("data", "Table with column names in its first row"),
-    value("family", "Optional. \"poisson\" (default), \"binomial\" or \"gamma\""),
+    value("family", DOC_FAMILY),
     value("link", "Optional. Link function; default the family's"),
     cells("offset", "Optional. Offset values (link scale), one per data row"),
     cells("weights", "Optional. Prior weights; binomial: trials, with the response a proportion"),
@@ -784,11 +860,11 @@ def GLMM_RANEF(y, X, groups=None, offset=None, x_random=None, fit_intercept=True
     cells("new_offset", "Optional. Offset of the new rows"),
     cells("x_random", "Optional. As in the fit"),
     cells("new_x_random", "Optional. Random-slope columns of the new rows"),
-    value("pred_type", "Optional. \"response\" (default) or \"link\" scale"),
+    value("pred_type", "Optional. \"response\" (default) or \"link\" scale; zero-inflated fits: \"conditional\" (the count's mean) or \"zprob\" (structural-zero probability); counts: \"zero\" (P(y = 0); summed: expected zeros)"),
     value("include_re", "Optional. TRUE (default) adds the groups' random effects"),
     value("fit_intercept", "Optional. As in the fit"),
     value("nAGQ", "Optional. As in the fit"),
-    value("family", "Optional. \"poisson\" (default), \"binomial\", \"gamma\", \"negbin\", \"nb1\", \"beta\", \"betabinomial\" or \"gaussian\"; \":lme4\" after it: lme4's Laplace"),
+    value("family", DOC_FAMILY),
     cells("trials", "Optional. Binomial trials, as in the fit"),
     value("link", "Optional. Link function"),
     value("interval", "Optional. \"none\" (default), \"confidence\" (of the mean) or \"prediction\" (a new observation): adds SE (link), lower and upper columns"),
@@ -808,7 +884,7 @@ def GLMM_PREDICT(y, X, groups=None, new_X=None, new_groups=None, offset=None, ne
     cells("model1", "The first fit's spilled block (e.g. F2#), or a formula"),
     cells("model2", "The second fit's spilled block, or a second formula"),
     cells("data", "Optional. With formulas: the data table"),
-    value("family", "Optional. With formulas: the family"),
+    value("family", "Optional. With formulas: the family, or two cells: each formula's (e.g. \"negbin\" and \"zinb\", a test of zero inflation)"),
     value("link", "Optional. With formulas: the link"),
     cells("offset", "Optional. With formulas: offset values"),
     cells("weights", "Optional. With formulas: prior weights"),

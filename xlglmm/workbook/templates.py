@@ -1229,6 +1229,7 @@ def _grouse():
     whole_table = f"{T}[[#All],[{d.columns[0]}]:[{d.columns[-1]}]]"
     checks = _grouse_checks(lay, whole_table, ya, Xa, la, _cols(d, list(d.columns)), y, X,
                             loc)
+    zi_text = _grouse_zero_inflation(lay, whole_table, _cols(d, list(d.columns)), ya)
     _readme(wb, "Grouse ticks - how to read this workbook", [
         ("What it shows",),
         "Ticks counted on the heads of 403 red grouse chicks (one row each), at 63 "
@@ -1253,6 +1254,7 @@ def _grouse():
         "expected (1: as the model expects). The second check names its model by an lme4 "
         "formula, as GLMM does (the whole table as its data: " + whole_table + "); the NB2 "
         "check uses 100 simulations, as each NB2 refit estimates theta again.",
+        zi_text,
         "Model 2's random effects (GLMM_RANEF) and fitted values (GLMM_PREDICT) feed the "
         "caterpillar plot of the location effects and the observed-vs-fitted chart.",
         "Categorical predictors: Excel has no factors, so YEAR enters as 0/1 columns "
@@ -1906,6 +1908,123 @@ def _ratio_columns(ws, top: int, col: int, n: int, title: str, anchor: str, widt
     for s, colour in zip(ch.series, (BLUE, "C55A11")):
         s.graphicalProperties.solidFill = colour
     return _place_column_chart(ws, ch, anchor)
+
+
+#: the grouseticks sheet of zero inflation
+ZI_SHEET = "Zero inflation"
+#: its model (the glmmTMB references' grouse_zip / grouse_zinb2: YEAR a factor, cHEIGHT)
+ZI_FORMULA = "TICKS ~ factor(YEAR) + cHEIGHT + (1|LOCATION)"
+
+
+def _grouse_zero_inflation(lay: Layout, table: str, cells: list, y_col: str):
+    """The grouseticks sheet of zero inflation: one model, ``ZI_FORMULA``, as Poisson,
+    zero-inflated Poisson, NB2 and zero-inflated NB2 (GLMM's formula form over the whole Data ``table``;
+    ``cells``: what it holds) side by side; below them their npar, logLik and AIC
+    (AIC valid across families) with the observed zeros (COUNTIF of ``y_col``) and
+    each model's expected zeros (the SUM of its GLMM_PREDICT(..., "zero") column, far
+    right), a column chart of the zeros, and GLMM_COMPARE of each family against its
+    zero-inflated form (the tests of zero inflation, with their boundary note)."""
+    from openpyxl.chart import Reference
+    from ..sheet import udfs
+    wb = lay.wb
+    ws = wb.create_sheet(ZI_SHEET, wb.sheetnames.index("Data"))
+    f = _fonts()
+    _title(ws, "Grouse ticks: too many zeros? Poisson and NB2, with and without zero "
+           "inflation",
+           f"One model, {ZI_FORMULA}, with four families. AIC compares them (valid across "
+           "families: lower is better); the expected zeros show which family has as many "
+           "zeros as the data.", 11)
+    specs = [("1. Poisson", "poisson"), ("2. Zero-inflated Poisson", "zipoisson"),
+             ("3. Negative binomial (NB2)", "negbin"), ("4. Zero-inflated NB2", "zinb")]
+    r_calls = ["lme4: glmer(..., family = poisson)",
+               "glmmTMB: ziformula = ~1, family = poisson", "glmmTMB: family = nbinom2",
+               "glmmTMB: ziformula = ~1, family = nbinom2"]
+    fits, col = [], 2
+    for (title, family), r_call in zip(specs, r_calls):
+        _label(ws, 4, col, f'{title}:  family "{family}"')
+        ws.cell(5, col, r_call).font = f["note"]
+        p = lay.place(6, col, f'=GLMM("{ZI_FORMULA}", {table}, "{family}")',
+                      udfs.GLMM(ZI_FORMULA, cells, family), ws)
+        fits.append(p)
+        col = p.region[3] + 2
+    bottom = max(p.region[2] for p in fits)
+    # each model's P(zero) per row, far right: their sums are the expected zeros
+    preds = []
+    for k, (title, family) in enumerate(specs):
+        _label(ws, 4, col, f"P(0) {k + 1}")
+        call = f'=GLMM_PREDICT("{ZI_FORMULA}", {table}, , "{family}", , , , , , "zero")'
+        preds.append(lay.place(6, col, call, udfs.GLMM_PREDICT(
+            ZI_FORMULA, cells, None, family, None, None, None, None, None, "zero"), ws))
+        col += 1
+    r = bottom + 3
+    _label(ws, r - 1, 2, "Side by side: AIC (lower is better) and the zeros")
+    heads = ["Model", "npar", "logLik", "AIC", "zeros observed", "zeros expected"]
+    _head_row(ws, r, 2, heads)
+    n_rows = len(cells) - 1
+    for k, ((title, _), p, q) in enumerate(zip(specs, fits, preds), start=1):
+        ws.cell(r + k, 2, title)
+        for j, lab in enumerate(("npar", "logLik", "AIC"), start=1):
+            c = ws.cell(r + k, 2 + j, _block_value(p, lab))
+            c.number_format = _number_format(*(_block_number(x.block, lab) for x in fits))
+        c = ws.cell(r + k, 6, f"=COUNTIF({y_col},0)")
+        c.number_format = "0"
+        first, last = q.row + 1, q.row + n_rows
+        c = ws.cell(r + k, 7, f"=SUM({cell_name(first, q.col)}:{cell_name(last, q.col)})")
+        c.number_format = "0.0"
+    ch = _column_chart("Zeros: observed and expected by each model", "rows with 0 ticks",
+                       14.0, 7.0)
+    ch.add_data(Reference(ws, min_col=6, max_col=7, min_row=r, max_row=r + len(specs)),
+                titles_from_data=True)
+    ch.set_categories(Reference(ws, min_col=2, min_row=r + 1, max_row=r + len(specs)))
+    for s, colour in zip(ch.series, ("7F7F7F", BLUE)):
+        s.graphicalProperties.solidFill = colour
+    chart = _place_column_chart(ws, ch, cell_name(r - 1, 13))
+    r2 = max(r + len(specs), _chart_box(ws, chart)[2]) + 3      # below the chart
+    compares = []
+    for a, b, what in ((0, 1, "Poisson"), (2, 3, "NB2")):
+        _label(ws, r2 - 1, 2, f"Is zero inflation needed in the {what} model?  "
+               f"=GLMM_COMPARE({what} block, zero-inflated {what} block)")
+        compares.append(lay.place(r2, 2, f"=GLMM_COMPARE({fits[a].ref}, {fits[b].ref})",
+                                  udfs.GLMM_COMPARE(fits[a].block, fits[b].block), ws))
+        r2 = compares[-1].region[2] + 3
+    cmp = compares[-1]
+    note = ws.cell(cmp.region[2] + 1, 2, "model 1 = without zero inflation; model 2 = with it")
+    note.font = f["note"]
+    widths = {"A": 2}
+    for p in fits:
+        widths[col_letters(p.col)] = 24
+        widths.update({col_letters(c): 11 for c in range(p.col + 1, p.region[3] + 1)})
+        widths[col_letters(p.col + 7)] = 12
+    for q in preds:
+        widths[col_letters(q.col)] = 17
+    _widths(ws, widths)
+    ws.freeze_panes = "A4"
+    _print_pages(lay, ws, [
+        *((f"the {title} fit", _box(ws, "A1" if k == 0 else cell_name(4, p.col), p.ref))
+          for k, ((title, _), p) in enumerate(zip(specs, fits))),
+        ("the models side by side and the zeros",
+         _box(ws, cell_name(r - 1, 2), cell_name(r + len(specs), 7), chart)),
+        ("the tests of zero inflation",
+         _box(ws, cell_name(compares[0].row - 1, 2), compares[0].ref, cmp.ref,
+              note.coordinate)),
+        ("each model's probability of a zero count (per row)",
+         _box(ws, cell_name(4, preds[0].col), preds[-1].ref)),
+    ])
+    aic = [_block_number(p.block, "AIC") for p in fits]
+    zeros = [sum(r[0] for r in q.block[1:]) for q in preds]
+    observed = sum(1 for row in cells[1:] if row[0] == 0)
+    return (f"Sheet '{ZI_SHEET}': {ZI_FORMULA} with four families - Poisson, zero-inflated "
+            f"Poisson (family \"zipoisson\"), NB2 (\"negbin\") and zero-inflated NB2 "
+            f"(\"zinb\"; \"zinb ~ x\" lets the probability of a structural zero depend "
+            f"on x). AIC is valid across families: {aic[0]:,.1f}, {aic[1]:,.1f}, "
+            f"{aic[2]:,.1f} and {aic[3]:,.1f}. The data have {observed} zeros; the Poisson "
+            f"model expects {zeros[0]:.1f} (each model's GLMM_PREDICT(..., \"zero\") "
+            f"column, summed), zero inflation lifts that to {zeros[1]:.1f}, and NB2 "
+            f"expects {zeros[2]:.1f} on its own: its overdispersion already makes the "
+            "zeros, so zero inflation adds nothing there (its probability goes to 0, the "
+            "boundary, and the fit block's note says so). GLMM_COMPARE tests a family "
+            "against its zero-inflated form; the test is on the boundary (p0 = 0), so "
+            "its chi-square p-value is halved, as its note explains.")
 
 
 # ---- sleep study: linear mixed models ------------------------------------------------------
