@@ -201,6 +201,18 @@ def test_compare_refuses_other_count_families(grouse):
         "#GLMM! the models have different families; compare them by AIC instead")
 
 
+def test_compare_refuses_a_zero_inflated_model_smaller_than_the_other(grouse):
+    """(review) A ZIP with fewer parameters than a Poisson with more count terms is not
+    nested in it: the test read "Chisq 0, Df 1, p 1" for a ZIP far above the Poisson."""
+    t = table(grouse)
+    bigger = "TICKS ~ factor(YEAR) + cHEIGHT + I2 + I3 + (1|LOCATION)"     # npar 7 > 6
+    t2 = [r + ["I2", "I3"] if k == 0 else r + [float(k % 7), float(k % 5)]
+          for k, r in enumerate(t)]
+    out = udfs.GLMM_COMPARE(GROUSE, bigger, t2, [["zipoisson", "poisson"]])
+    assert out.startswith("#GLMM! the models are not nested: the zero-inflated one has "
+                          "fewer parameters")
+
+
 def test_compare_two_zero_inflated_models(zsim):
     """ZINB ~1 against ZINB ~ w: an ordinary test of the w coefficient (not on the
     boundary: no boundary note), with the AIC note."""

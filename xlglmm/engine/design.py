@@ -617,6 +617,9 @@ def zero_inflation_formula(ziformula, family: Family) -> Formula | None:
         return None
     if not family.zero_inflated:
         raise DesignError("ziformula is given but the family is not zero-inflated")
+    if not isinstance(ziformula, (str, Formula)):
+        raise DesignError(f"the zero-inflation formula must be text such as '~1' or '~ x', "
+                          f"not {type(ziformula).__name__}")
     zf = parse_formula(ziformula) if isinstance(ziformula, str) else ziformula
     if zf.response is not None or zf.random or zf.offsets:
         raise DesignError("the zero-inflation formula takes fixed effects only, with no "
@@ -659,6 +662,14 @@ def _build(f, table, n, family, offset, weights, groups, time_budget=None,
     if zf is not None:
         if weights is not None:
             raise DesignError("prior weights are not available with zero inflation")
+        used = {v.column for v in resp.variables} & \
+            {v.column for t in zf.terms for v in t}
+        if used:
+            # (zi ~ y: every zero a structural one, p0 = 1 exactly where y = 0 -- a
+            # "converged" fit 200 units of logLik above the model's)
+            raise DesignError(f"the zero-inflation formula uses the response "
+                              f"({', '.join(sorted(used))}): the probability of a "
+                              "structural zero cannot depend on the count itself")
         term_vars.update(dict.fromkeys(v for t in zf.terms for v in t))
     group_vars = dict.fromkeys(v for rt in f.random for g in rt.groups for v in g)
     specs: dict = {}

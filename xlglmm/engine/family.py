@@ -165,9 +165,10 @@ def linkfun(mu, link):
 @njit(cache=True, error_model="numpy")
 def variance(mu, pw, fd):
     """Variance function V(mu) (dispersion excluded) of a row with prior weight ``pw``
-    (binomial: its trials).  The families here ignore ``pw`` (R's ``variance(mu)``);
-    it is given because a family's variance may depend on the trials (the
-    beta-binomial's does)."""
+    (binomial: its trials).  Most families ignore ``pw`` (R's ``variance(mu)``); it
+    is given because a family's variance may depend on the trials (the
+    beta-binomial's does) or, zero-inflated, on the row's p0 (in ``pw``): the
+    response's variance around its mean (1 - p0) mu."""
     if fd.zi:       # of the response, mean (1 - p0) mu, pw the row's p0
         return (1.0 - pw) * (count_variance(mu, fd) + pw * mu * mu)
     fam = fd.family

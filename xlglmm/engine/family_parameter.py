@@ -45,6 +45,7 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import optimize as _sciopt
 
+from .cost import CostError
 from .covariance import cov_from_hessian, fit_scale_statistics, unscale
 from .devfun import ModeWarmStarts
 from .family import Family
@@ -446,8 +447,15 @@ class NestedFits:
 
     def _fit_at(self, value, se_method, seconds, warm: Optimum | None = None):
         """The GLMM fitted at ``value`` (estimates made), started at ``warm``'s theta
-        and beta when given (else as ``model_at`` made it)."""
-        model = self._model_at(value, se_method, seconds)
+        and beta when given (else as ``model_at`` made it).  BudgetExhausted when the
+        share of the budget left is too small for the model to start (its cost guard's
+        CostError would quote that share, not the user's budget)."""
+        try:
+            model = self._model_at(value, se_method, seconds)
+        except CostError:
+            if seconds is None or self.time_budget is None or seconds >= self.time_budget:
+                raise
+            raise BudgetExhausted(self.time_budget, self.budget.grace) from None
         if warm is not None:
             model.start_at(warm)
         model.estimate()

@@ -219,6 +219,11 @@ def _glmer_zero_inflated(formula, data, family, ziformula, *, link, offset, weig
         fam = dataclasses.replace(fam, zero_inflated=True)
     except (ValueError, TypeError) as e:
         raise ModelError(str(e)) from None
+    if fam.link != "log":
+        # (with the sqrt link PIRLS can settle at a mode's mirror image, eta < 0, where
+        # mu = eta^2 is small again: 36 units of logLik below glmmTMB's on a ZIP)
+        raise ModelError(f"zero-inflated models take the log link only, not "
+                         f"'{fam.link}'")
     if laplace == "lme4":
         raise ModelError("lme4 has no zero-inflated models: they are fitted by the exact "
                          "Laplace approximation only (glmmTMB's); leave laplace out")

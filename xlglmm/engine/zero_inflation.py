@@ -309,6 +309,11 @@ class ZeroInflatedModel(NestedFits):
         est = self.model.estimates
         names = list(self.model.design.zi_names)
         undetermined = [names[j] for j in self._undetermined(c_hat[j0:])]
+        # a determined coefficient held by the search's floor: the likelihood still
+        # rises beyond it (the zero-inflation model separates the zeros, e.g. y = 0
+        # for every z > 1: glmmTMB went to -3712 + 3717 z, 2.7 of logLik above -25)
+        at_floor = [names[j] for j in range(len(names))
+                    if c_hat[j0 + j] <= ZI_SEARCH_FLOOR + 1e-6 and names[j] not in undetermined]
         gamma = np.asarray(self.model.family.zi_coef, float)
         c_hat = np.concatenate([c_hat[:j0], gamma])
         cov_c = np.full((k, k), np.nan)
@@ -349,6 +354,13 @@ class ZeroInflatedModel(NestedFits):
                     "Zero-inflation coefficients not determined (they sent some rows' "
                     "probability of a structural zero to 0 or 1, where the likelihood is "
                     f"flat): {', '.join(undetermined)}; held at the boundary, no SE.")
+        if at_floor:
+            messages.append(
+                f"Zero-inflation coefficients stopped at the search's bound "
+                f"({ZI_SEARCH_FLOOR:g}), where the likelihood may still rise: "
+                f"{', '.join(at_floor)}. The zero-inflation model separates the zeros "
+                "(some rows' probability of a structural zero goes to 0 or 1 along a "
+                "combination of its columns): NOT converged; simplify it.")
         if timed_out:
             messages.append("Stopped at the time budget while estimating the zero "
                             "inflation: NOT converged.")
@@ -357,7 +369,8 @@ class ZeroInflatedModel(NestedFits):
         if par is not None:
             fields[par.estimates_field] = count_estimate
         self.model.estimates = dataclasses.replace(
-            est, messages=messages, converged=est.converged and not timed_out, **fields)
+            est, messages=messages, converged=est.converged and not timed_out and not at_floor,
+            **fields)
         return GLMMResult(self.model, self.model.estimates)
 
     def _undetermined(self, gamma) -> list:
@@ -454,12 +467,12 @@ class ZeroInflatedModel(NestedFits):
         """(the estimates with the fixed effects' covariance marginal over every
         parameter, c's covariance): 2 x the inverse of the joint Hessian in
         (theta, c, beta), the reported fit's finite-difference Hessian in (theta,
-        beta) and k columns for c -- the whole joint one by finite differences when
-        Without the fit's finite-difference Hessian (se_method 'rx', large data) only
-        the k columns are computed (2k gradients, not a joint Hessian's (n + k)^2
-        evaluations): c's covariance is then conditional on theta and beta (a note
-        says so) and beta's stays the fit's.  Coordinates in ``held`` (undetermined
-        coefficients) and variance parameters at 0 are held: no row or column."""
+        beta) and k columns for c.  Without the fit's finite-difference Hessian
+        (se_method 'rx', large data) only the k columns are computed (2k gradients,
+        not a joint Hessian's (n + k)^2 evaluations): c's covariance is then
+        conditional on theta and beta (a note says so) and beta's stays the fit's.
+        Coordinates in ``held`` (undetermined coefficients) and variance parameters
+        at 0 are held: no row or column."""
         model = self.model
         opt = model.optimum
         nt = model.devfun.ntheta

@@ -559,6 +559,12 @@ def _compare(model1, model2, data, family, link, offset, weights, nAGQ):
                          "likelihood-ratio test (their difference overflows)")
     # the test of zero inflation: the larger model is the smaller one with it added
     small, big = sorted((0, 1), key=lambda k: fits[k]["npar"])
+    if zi[small] and not zi[big] and fits[small]["npar"] < fits[big]["npar"]:
+        # (a model without zero inflation never contains one with it: the test would
+        # read "Chisq 0, Df 1, p 1" for a ZIP 300 units of logLik above the Poisson)
+        raise SheetError("the models are not nested: the zero-inflated one has fewer "
+                         "parameters, and a model without zero inflation cannot contain "
+                         "it; compare them by AIC instead (valid across families)")
     how = ("boundary" if zi[big] and not zi[small] else "both") if any(zi) else None
     return block.compare_block(fits[0], fits[1], how)
 
