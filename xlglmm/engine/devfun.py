@@ -41,6 +41,10 @@ from .family import Family, loglik_constant, zero_probability
 
 PIRLS_TOL = 1e-20       # Newton decrement relative to the penalized deviance
 PIRLS_MAXIT = 200
+#: the exact Laplace is not evaluated where a random effect's pivot of M falls below
+#: this (``GlmmDeviance.flat_mode``): a Laplace term of +1.5 against a normal one of
+#: about 0 -- the approximation has broken down
+LAPLACE_MIN_PIVOT = 0.05
 LME4_TOL_PWRSS = 1e-7   # glmerControl(tolPwrss)
 LME4_MAXIT = 100
 
@@ -273,6 +277,7 @@ class GlmmDeviance:
             self.kernel_pw = (np.ascontiguousarray(self.pw / float(fam.dispersion))
                               if fam.likelihood_dispersion else self.pw)
         self.aic_const = float(loglik_constant(self.y, self.pw, self._fd))
+        self._observed_determinant = bool(pirls.observed_determinant(self._fd))
         self._offset_rows = pirls.Rows(self.y, self.kernel_pw, self.offset)   # stage 1's
 
     def with_response(self, y, design: ModelDesign | None = None) -> GlmmDeviance:
@@ -472,6 +477,23 @@ class GlmmDeviance:
         if st.status not in (pirls.PIRLS_OK, pirls.PIRLS_MAXIT) or not np.isfinite(st.logdet):
             return np.inf
         return float(st.aic + st.ussq + st.logdet)
+
+    def flat_mode(self, st) -> int:
+        """How many random effects the exact Laplace's mode is nearly flat along: pivots
+        of M (the penalty's 1 plus the data's curvature, observed information, which
+        may be negative) below ``LAPLACE_MIN_PIVOT``.  There the Laplace approximation
+        breaks down (a group whose counts are all zero under zero inflation: its
+        likelihood is flat where its effect is low, the posterior far from normal,
+        its Laplace term +2.9 where quadrature gives -0.95), and its log determinant
+        sends the deviance towards -infinity: a spike, not a maximum (the fit says
+        so: ``model``).  Only the random effects' pivots (the fixed effects', when
+        solved for, have another scale); 0 for Fisher weights (pivots >= 1)."""
+        if not self._observed_determinant:
+            return 0
+        pivots = np.einsum("gaa->ga", st.Dchol).ravel() ** 2
+        if self.q2:
+            pivots = np.concatenate([pivots, np.diag(st.LS)[:self.q2] ** 2])
+        return int(np.count_nonzero(pivots < LAPLACE_MIN_PIVOT))
 
     def laplace_gradient(self, theta, beta):
         """(Laplace deviance, its exact gradient in (theta, beta)) at a point: one

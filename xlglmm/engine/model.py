@@ -714,6 +714,15 @@ class GeneralizedLinearMixedModel(MixedModel):
         dev = self.devfun
         messages = list(self.design.messages)
         converged, singular = self._convergence(opt, messages)
+        flat = dev.flat_mode(opt.state) if self.nAGQ == 1 else 0
+        if flat:
+            converged = False
+            messages.append(
+                f"The Laplace approximation breaks down at these estimates: {flat} random "
+                f"effect{'s' if flat > 1 else ''} (e.g. groups whose counts are all zero) "
+                "sit where their likelihood is almost flat, and the log-likelihood is "
+                "unreliable (too high): NOT converged. A model with fewer parameters (no "
+                "zero inflation, or a smaller random-effect SD) may fit.")
         vcov, label, sig, v_rx, v_exact = self._covariance(opt, messages)
         self._finish_messages(messages)
         se_z = fit_scale_statistics(dev, opt.beta, vcov)
