@@ -12,7 +12,7 @@ import pytest
 from scipy import stats
 
 import xlglmm
-from refs import DATA, data_file, glmmtmb, load_frame
+from refs import DATA, data_file, glmmtmb
 from sheetdata import block_row, block_value, column, columns, table
 from xlglmm.sheet import models, udfs
 

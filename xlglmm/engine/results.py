@@ -504,8 +504,8 @@ class GLMMResult:
                                   "interval")
         if zi and interval is not None and type in ("response", "zprob"):
             raise PredictionError("intervals of a zero-inflated model's predictions are for "
-                                  "the count model: use type='conditional' (its mean) or "
-                                  "'link'")
+                                  "the count model: its conditional mean or its linear "
+                                  "predictor")
         check_request(interval, level, "response" if type == "conditional" else type)
         beta = self.fe_params.to_numpy()
         if newdata is None:

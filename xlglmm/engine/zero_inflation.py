@@ -150,29 +150,6 @@ class ZeroInflatedJointDeviance:
                                                 h, al))
         return np.asarray(out, float)
 
-    def value_and_central_gradient(self, x):
-        """``value_and_gradient`` with c's part by central differences of the Laplace
-        deviance (2 PIRLS a coordinate): the check of ``family_gradient``."""
-        nt, k = self.nt, self.k
-        if not self._set(x):
-            return math.inf, np.full(len(x), np.nan)
-        f, g = self.dev.laplace_gradient(x[:nt], x[nt + k:])
-        if not np.isfinite(f):
-            return f, np.full(len(x), np.nan)
-        center = self.warm.save()
-        dc = np.empty(k)
-        for j in range(k):
-            ends = []
-            for s in (EXACT_FD_DELTA, -EXACT_FD_DELTA):
-                z = np.array(x, float)
-                z[nt + j] += s
-                self.warm.start(((1.0, center),))
-                ends.append(self(z))
-            dc[j] = (ends[0] - ends[1]) / (2.0 * EXACT_FD_DELTA)
-        self.warm.start(((1.0, center),))
-        self._set(x)            # the family at x again (the modes at x: the center's)
-        return f, np.concatenate([g[:nt], dc, g[nt:]])
-
     def close(self):
         self.dev.set_family(self._family)
         self._c = None
