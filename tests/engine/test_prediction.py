@@ -298,3 +298,21 @@ def test_new_rows_of_a_model_fitted_with_offset_values_need_their_offset(safety)
         with pytest.raises(prediction.PredictionError, match="give offset= for the new rows"):
             res.predict(new, interval=interval)
     assert np.isfinite(res.predict(new, offset=np.log(200.0)).iloc[0])
+
+
+def test_an_offset_named_by_its_column_is_the_new_rows_column():
+    """A fit whose offset= named a column predicts new rows with their own column of
+    that name (it was left out: they were predicted at offset 0 -- the cold review of
+    issue 17); new rows without the column are refused."""
+    rng = np.random.default_rng(1)
+    n = 300
+    d = pd.DataFrame({"x": rng.normal(size=n), "g": rng.integers(0, 10, n).astype(str),
+                      "lt": np.log(rng.uniform(1, 10, n))})
+    d["y"] = rng.poisson(np.exp(0.2 + 0.3 * d["x"] + d["lt"]))
+    r = xlglmm.glmer("y ~ x + (1|g)", d, "poisson", offset="lt")
+    assert np.allclose(r.predict(d.head(5)).to_numpy(), r.fittedvalues.to_numpy()[:5],
+                       rtol=1e-10)
+    shifted = r.predict(d.head(5).assign(lt=d["lt"].head(5) + 1.0), type="link")
+    assert np.allclose(shifted - r.predict(d.head(5), type="link"), 1.0)
+    with pytest.raises(xlglmm.DesignError, match="offset is the column 'lt'"):
+        r.predict(d.head(5).drop(columns="lt"))

@@ -963,6 +963,16 @@ def _new_values(spec: DesignSpec, table, variables) -> tuple:
     return vals, missing
 
 
+def new_offset_column(data, name: str, n: int) -> np.ndarray:
+    """The offset of new rows when the fit's ``offset=`` named a column: that column
+    of the new data, read as the fit read it (DesignError when it is missing)."""
+    table = DataTable(data)
+    if name not in table.df.columns:
+        raise DesignError(f"the model's offset is the column '{name}': the new data need "
+                          "it too")
+    return _vector_arg(table, name, n, "offset")
+
+
 def new_zi_matrix(spec: DesignSpec, data) -> np.ndarray:
     """The zero-inflation model's columns (those the fit kept) for new data, with the
     fit's factor levels; NaN rows where a value is missing."""

@@ -12,7 +12,7 @@ from scipy import special
 from . import linalg
 from .. import numfmt
 from .covariance import random_effects_scale
-from .design import new_data_matrices, new_zi_matrix
+from .design import new_data_matrices, new_offset_column, new_zi_matrix
 from .family import zero_probability
 from .formula import FormulaError, parse_formula
 from .prediction import (PredictionError, check_request, confidence_bounds, link_variance,
@@ -525,6 +525,10 @@ class GLMMResult:
             X, zs, off, missing = new_data_matrices(self.design.spec, self.design.re_terms,
                                                     newdata)
             eta = X @ beta + off
+            if offset is None and self.design.offset_arg is not None:
+                # the fit's offset= named a column: the new rows' column of that name
+                # (it was left out: the new rows were predicted at offset 0)
+                offset = new_offset_column(newdata, self.design.offset_arg, len(eta))
             if offset is not None:
                 eta = eta + _row_values(offset, len(eta), "offset")
             if include_re:
