@@ -422,3 +422,35 @@ def test_all_zero_groups_where_the_laplace_approximation_breaks_down():
     assert not res.converged
     assert any("Laplace approximation breaks down" in m for m in res.messages)
     assert res.model.devfun.flat_mode(res.model.optimum.state) >= 15
+
+
+def test_a_search_stopped_by_the_budget_keeps_its_best_point(monkeypatch):
+    """Review: a joint search stopped by the time budget reported the fit at the start
+    values, its progress dropped.  It keeps the best point it evaluated (nearer the
+    optimum than the start), flagged NOT converged with the budget's note."""
+    from xlglmm.engine import zero_inflation as Z
+    from xlglmm.engine.optimize import FitTimeout
+    ref = glmmtmb("zinb_sim_nb2")
+    df = ref_data(ref)
+    full = xlglmm.glmer(ref["formula"], df, "zinb ~ w")
+    starts, calls = [], []
+    real_start, real_fg = Z.ZeroInflatedModel._start, Z.ZeroInflatedJointDeviance.value_and_gradient
+
+    def start(self):
+        starts.append(real_start(self))
+        return starts[-1]
+
+    def fg(self, x):
+        calls.append(1)
+        if len(calls) > 12:     # past the start's Hessian columns, a few steps in
+            raise FitTimeout()
+        return real_fg(self, x)
+    monkeypatch.setattr(Z.ZeroInflatedModel, "_start", start)
+    monkeypatch.setattr(Z.ZeroInflatedJointDeviance, "value_and_gradient", fg)
+    res = xlglmm.glmer(ref["formula"], df, "zinb ~ w")
+    assert not res.converged
+    assert any("time budget while estimating the zero inflation" in m for m in res.messages)
+    c0 = starts[0][1:]                    # (log theta first)
+    moved = res.zi_params.to_numpy()
+    assert np.linalg.norm(moved - full.zi_params.to_numpy()) < \
+        np.linalg.norm(c0 - full.zi_params.to_numpy())

@@ -386,11 +386,27 @@ class ZeroInflatedModel(NestedFits):
 
     def _search_joint(self, m0, c0):
         """(c at the joint optimum, that optimum as the reported fit's start, whether
-        the budget stopped the search); None when neither search found one."""
+        the budget stopped the search: then the best point the search had evaluated);
+        None when the budget stopped it before any."""
         opt = m0.optimum
         k = len(c0)
-        fun = ZeroInflatedJointDeviance(m0, self.count_parameter, k)
-        nt = fun.nt
+        joint = ZeroInflatedJointDeviance(m0, self.count_parameter, k)
+        nt = joint.nt
+        best = {"f": math.inf, "x": None}
+
+        def keep(x, f):
+            if np.isfinite(f) and f < best["f"]:
+                best["f"], best["x"] = float(f), np.array(x, float)
+
+        def fun(x):                 # (the search's evaluations, the best kept)
+            f = joint(x)
+            keep(x, f)
+            return f
+
+        def fg(x):
+            f, g = joint.value_and_gradient(x)
+            keep(x, f)
+            return f, g
         x0 = np.concatenate([opt.theta, c0, opt.beta])
         cols = list(range(nt, nt + k))
         # the zi coefficients bounded below: a coefficient whose rows show no excess
@@ -400,10 +416,9 @@ class ZeroInflatedModel(NestedFits):
         j0 = 1 if self.count_parameter is not None else 0
         lower = np.concatenate([m0.lower, np.full(j0, -np.inf),
                                 np.full(k - j0, ZI_SEARCH_FLOOR)])
-        fg = fun.value_and_gradient
         try:
             f0 = fun(x0)
-            g0, cols_H = _columns(fg, x0, cols, fun.warm)
+            g0, cols_H = _columns(fg, x0, cols, joint.warm)
             f0 = fun(x0)
             H_rest = opt.hessian if opt.hessian is not None and \
                 opt.hessian.shape == (len(x0) - k,) * 2 else None
@@ -414,7 +429,7 @@ class ZeroInflatedModel(NestedFits):
             for c in cols:
                 H0 = convex_in(H0, g0, c)
             nr = newton_refine(fun, x0, f0, g0, H0, lower, self.budget,
-                               max_steps=JOINT_MAX_STEPS, tol=JOINT_TOL, warm=fun.warm, fg=fg)
+                               max_steps=JOINT_MAX_STEPS, tol=JOINT_TOL, warm=joint.warm, fg=fg)
             x, fx, steps = nr.x, nr.fun, nr.steps
             self.method = "joint"
             if not nr.ok:   # L-BFGS-B on the same function, from the best point so far
@@ -432,9 +447,13 @@ class ZeroInflatedModel(NestedFits):
                 if res.fun < nr.fun:
                     x, fx, steps = res.x, float(res.fun), steps + int(res.nit)
         except FitTimeout:
-            return None
+            x = best["x"]
+            if x is None:
+                return None
+            return (np.asarray(x[nt:nt + k], float),
+                    Optimum(x[:nt], x[nt + k:], best["f"], m0.devfun.state), True)
         finally:
-            fun.close()
+            joint.close()
         if self.progress is not None:
             self.progress("zero inflation", steps)
         warm = Optimum(x[:nt], x[nt + k:], fx, m0.devfun.state)
