@@ -71,6 +71,22 @@ def glmmtmb(name: str) -> dict:
     return json.loads((DATA / "glmmtmb" / f"{name}.json").read_text())
 
 
+def assert_matches_glmmtmb(res, ref: dict, sd_abs: float = 0.0):
+    """The issue-17 bar against a glmmTMB reference: logLik within 1e-3, the same
+    parameter count, converged, the fixed effects (in glmmTMB's order) within 1% of its
+    SE and their SEs within 2%, the first random-effect SD within 2% (or ``sd_abs``)."""
+    import pytest
+    assert res.llf == pytest.approx(ref["logLik"], abs=1e-3)
+    assert res.npar == ref["df"] and res.converged
+    se = np.array(ref["se"])
+    b = np.array([ref["fixef"][k] for k in ref["fixef_names"]])
+    assert list(res.fe_params.index) == ref["fixef_names"]
+    assert np.all(np.abs(res.fe_params.to_numpy() - b) <= 0.01 * se)
+    assert np.all(np.abs(res.fe_bse.to_numpy() / se - 1) <= 0.02)
+    sd = ref["varcorr"][0]["sd"][0]
+    assert float(res.varcorr.sdcor.iloc[0]) == pytest.approx(sd, rel=0.02, abs=sd_abs)
+
+
 def fit(spec: dict, **over):
     """xlglmm's fit of a reference model: lme4's Laplace approximation (the
     references are lme4's) unless ``over`` says otherwise."""
