@@ -206,6 +206,16 @@ class FamilyParameter:
     def family_at(self, family: Family, value: float) -> Family:
         return dataclasses.replace(family, **{self.field: float(value)})
 
+    def found(self, log_value: float, se_log: float, start_fit):
+        """The ``estimate`` record of the value exp(log_value) with the SE and 95% Wald
+        interval that its log's SE ``se_log`` gives (NaN: none)."""
+        value = math.exp(log_value)
+        with np.errstate(over="ignore"):     # a flat likelihood: an unbounded interval
+            ci = (float(np.exp(log_value - Z_975 * se_log)),
+                  float(np.exp(log_value + Z_975 * se_log))) if math.isfinite(se_log) \
+                else (float("nan"), float("nan"))
+        return self.estimate(value, value * se_log, ci, start_fit)
+
     @property
     def upper_is_limit(self) -> bool:
         return bool(self.limit_note)
@@ -355,23 +365,28 @@ def hessian_column(fun, x, k, fx, budget=None, warm=None, delta=EXACT_FD_DELTA):
     return g, col
 
 
-def gradient_column(fg, x, k, delta=EXACT_FD_DELTA, warm=None):
-    """The gradient at x and column k of the Hessian by central differences of an
-    exact gradient (``fg``: x -> (f, gradient)): 3 evaluations instead of
-    ``hessian_column``'s 4n - 2."""
+def gradient_columns(fg, x, cols, delta=EXACT_FD_DELTA, warm=None):
+    """The gradient at x and the Hessian's columns ``cols`` (n x len(cols)) by central
+    differences of an exact gradient (``fg``: x -> (f, gradient)), each pair of
+    evaluations warm-started at x's modes: 1 + 2 len(cols) evaluations instead of
+    ``hessian_column``'s 4n - 2 a column (the family parameter's one column, the zero
+    inflation's k)."""
     x = np.asarray(x, float)
     center = warm.save() if warm is not None else None
     _, g = fg(x)
-    cols = []
-    for s in (delta, -delta):
-        z = x.copy()
-        z[k] += s
-        if center is not None:
-            warm.start(((1.0, center),))
-        cols.append(fg(z)[1])
+    out = np.empty((len(x), len(cols)))
+    for j, k in enumerate(cols):
+        ends = []
+        for s in (delta, -delta):
+            z = x.copy()
+            z[k] += s
+            if center is not None:
+                warm.start(((1.0, center),))
+            ends.append(fg(z)[1])
+        out[:, j] = (ends[0] - ends[1]) / (2.0 * delta)
     if center is not None:
         warm.start(((1.0, center),))
-    return g, (cols[0] - cols[1]) / (2.0 * delta)
+    return g, out
 
 
 def convex_in(H, g, k) -> np.ndarray:
@@ -394,14 +409,17 @@ def convex_in(H, g, k) -> np.ndarray:
     return H
 
 
-def with_column(H_rest, col, k) -> np.ndarray:
-    """The n x n Hessian of H_rest (the others') with row and column k inserted."""
-    n = len(col)
-    others = [j for j in range(n) if j != k]
+def with_columns(H_rest, cols_H, cols) -> np.ndarray:
+    """The n x n Hessian of H_rest (the others') with the rows and columns ``cols``
+    inserted (``cols_H``: n x len(cols), symmetrised between themselves)."""
+    n = cols_H.shape[0]
+    others = [j for j in range(n) if j not in set(cols)]
     H = np.empty((n, n))
     H[np.ix_(others, others)] = H_rest
-    H[k, :] = col
-    H[:, k] = col
+    H[:, cols] = cols_H
+    H[cols, :] = cols_H.T
+    block = cols_H[cols, :]
+    H[np.ix_(cols, cols)] = 0.5 * (block + block.T)
     return H
 
 
@@ -547,11 +565,7 @@ class FamilyParameterModel(NestedFits):
         if timed_out:
             messages.append(f"Stopped at the time budget while estimating the {par.label}: "
                             "NOT converged.")
-        value = math.exp(best)
-        with np.errstate(over="ignore"):     # a flat likelihood: an unbounded interval
-            ci = (float(np.exp(best - Z_975 * se_log)), float(np.exp(best + Z_975 * se_log))) \
-                if math.isfinite(se_log) else (float("nan"), float("nan"))
-        found_estimate = par.estimate(value, value * se_log, ci, self.start_fit)
+        found_estimate = par.found(best, se_log, self.start_fit)
         self.model.estimates = dataclasses.replace(
             est, messages=messages, converged=est.converged and not timed_out,
             **{par.estimates_field: found_estimate})
@@ -614,7 +628,7 @@ class FamilyParameterModel(NestedFits):
         try:
             f0 = fun(x0)
             if fg is not None:
-                g0, col = gradient_column(fg, x0, nt, warm=fun.warm)
+                g0, col = gradient_columns(fg, x0, [nt], warm=fun.warm)
                 f0 = fun(x0)
             else:
                 g0, col = hessian_column(fun, x0, nt, f0, self.budget, fun.warm)
@@ -623,7 +637,7 @@ class FamilyParameterModel(NestedFits):
             if H_rest is None:
                 g0, H0 = hessian_fd(fun, x0, fx=f0, budget=self.budget)
             else:
-                H0 = with_column(H_rest, col, nt)
+                H0 = with_columns(H_rest, col.reshape(len(x0), 1), [nt])
             if fg is not None:
                 H0 = convex_in(H0, g0, nt)
             nr = newton_refine(fun, x0, f0, g0, H0, lower, self.budget,
@@ -667,10 +681,11 @@ class FamilyParameterModel(NestedFits):
             fx = fun(x)
             if have_rest:
                 if analytic:
-                    _, col = gradient_column(fun.value_and_gradient, x, nt, warm=fun.warm)
+                    _, col = gradient_columns(fun.value_and_gradient, x, [nt],
+                                              warm=fun.warm)
                 else:
                     _, col = hessian_column(fun, x, nt, fx, self.budget, fun.warm)
-                H = with_column(opt.hessian, col, nt)
+                H = with_columns(opt.hessian, col.reshape(len(x), 1), [nt])
             else:
                 _, H = hessian_fd(fun, x, fx=fx, budget=self.budget, warm=fun.warm,
                                   center=fun.warm.save())

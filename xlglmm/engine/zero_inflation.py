@@ -23,8 +23,8 @@ from .devfun import ModeWarmStarts
 from .family import (ZI_ETA_LIMIT, Family, conditional_aic, row_terms_general,
                      zero_inflated_p0_partials, zero_probability)
 from .gradient import row_parameter_derivative
-from .family_parameter import (AT_END, EXACT_FD_DELTA, JOINT_MAX_STEPS, JOINT_TOL, Z_975,
-                               FamilyParameter, NestedFits, convex_in)
+from .family_parameter import (AT_END, JOINT_MAX_STEPS, JOINT_TOL, FamilyParameter,
+                               NestedFits, convex_in, gradient_columns, with_columns)
 from .model import Optimum, with_user_budget
 from .optimize import BudgetExhausted, FitTimeout, hessian_fd, newton_refine
 from .results import GLMMResult
@@ -156,39 +156,6 @@ class ZeroInflatedJointDeviance:
         self.dev.restore_warm_starts(self._saved)
 
 
-def _columns(fg, x, cols, warm, delta=EXACT_FD_DELTA):
-    """The gradient at x and the Hessian's columns ``cols`` by central differences of
-    an exact gradient (``fg``), each pair of evaluations warm-started at x's modes."""
-    x = np.asarray(x, float)
-    center = warm.save()
-    _, g = fg(x)
-    out = np.empty((len(x), len(cols)))
-    for j, col in enumerate(cols):
-        ends = []
-        for s in (delta, -delta):
-            z = x.copy()
-            z[col] += s
-            warm.start(((1.0, center),))
-            ends.append(fg(z)[1])
-        out[:, j] = (ends[0] - ends[1]) / (2.0 * delta)
-    warm.start(((1.0, center),))
-    return g, out
-
-
-def _with_columns(H_rest, cols_H, cols) -> np.ndarray:
-    """The n x n Hessian from H_rest (the others') and the columns ``cols`` (n x m,
-    symmetrised between themselves)."""
-    n = cols_H.shape[0]
-    others = [j for j in range(n) if j not in set(cols)]
-    H = np.empty((n, n))
-    H[np.ix_(others, others)] = H_rest
-    H[:, cols] = cols_H
-    H[cols, :] = cols_H.T
-    block = cols_H[cols, :]
-    H[np.ix_(cols, cols)] = 0.5 * (block + block.T)
-    return H
-
-
 class ZeroInflatedModel(NestedFits):
     """A zero-inflated count GLMM fitted by maximum likelihood (the exact Laplace):
     the count model without zero inflation first (``fit_start``: the Poisson GLMM),
@@ -302,7 +269,6 @@ class ZeroInflatedModel(NestedFits):
         messages = with_user_budget(est.messages, self.time_budget)
         count_estimate = None
         if par is not None:
-            value = math.exp(c_hat[0])
             se_log = math.sqrt(cov_c[0, 0]) if np.isfinite(cov_c[0, 0]) and cov_c[0, 0] > 0 \
                 else float("nan")
             lo, hi = par.log_bounds
@@ -314,11 +280,7 @@ class ZeroInflatedModel(NestedFits):
                 messages.append(f"The {par.label} ran to its {('lower', 'upper')[end]} limit "
                                 f"({math.exp(par.log_bounds[end]):.0e})"
                                 + (f": {note}." if note else "."))
-            with np.errstate(over="ignore"):
-                ci = (float(np.exp(c_hat[0] - Z_975 * se_log)),
-                      float(np.exp(c_hat[0] + Z_975 * se_log))) if math.isfinite(se_log) \
-                    else (float("nan"), float("nan"))
-            count_estimate = par.estimate(value, value * se_log, ci, self.start_fit)
+            count_estimate = par.found(c_hat[0], se_log, self.start_fit)
         if undetermined:
             if len(undetermined) == len(names):
                 messages.append(
@@ -418,14 +380,14 @@ class ZeroInflatedModel(NestedFits):
                                 np.full(k - j0, ZI_SEARCH_FLOOR)])
         try:
             f0 = fun(x0)
-            g0, cols_H = _columns(fg, x0, cols, joint.warm)
+            g0, cols_H = gradient_columns(fg, x0, cols, warm=joint.warm)
             f0 = fun(x0)
             H_rest = opt.hessian if opt.hessian is not None and \
                 opt.hessian.shape == (len(x0) - k,) * 2 else None
             if H_rest is None:
                 g0, H0 = hessian_fd(fun, x0, fx=f0, budget=self.budget)
             else:
-                H0 = _with_columns(H_rest, cols_H, cols)
+                H0 = with_columns(H_rest, cols_H, cols)
             for c in cols:
                 H0 = convex_in(H0, g0, c)
             nr = newton_refine(fun, x0, f0, g0, H0, lower, self.budget,
@@ -481,7 +443,8 @@ class ZeroInflatedModel(NestedFits):
         joint = opt.hessian is not None and opt.hessian_is_fd
         try:
             fun(x)
-            _, cols_H = _columns(fun.value_and_gradient, x, cols, fun.warm)
+            _, cols_H = gradient_columns(fun.value_and_gradient, x, cols,
+                                         warm=fun.warm)
         finally:
             fun.close()
         if not joint:
@@ -497,7 +460,7 @@ class ZeroInflatedModel(NestedFits):
                     "parameters (no Hessian in theta and beta was computed: se_method "
                     "'rx' or large data).")
             return dataclasses.replace(est, messages=list(est.messages) + [note]), cov_c
-        H = _with_columns(opt.hessian, cols_H, cols)
+        H = with_columns(opt.hessian, cols_H, cols)
         at_zero = [j for j in range(nt) if opt.theta[j] <= model.lower[j]]
         drop = set(at_zero) | {nt + j for j in held}
         keep = [j for j in range(len(x)) if j not in drop]
