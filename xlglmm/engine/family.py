@@ -239,6 +239,13 @@ def loglik_mu_derivs(y, mu, pw, fd, third=True):
     if fd.zi:
         _, l1, l2, l3 = zero_inflated_derivs(y, mu, pw, fd)
         return l1, l2, l3
+    return family_mu_derivs(y, mu, pw, fd, third)
+
+
+@njit(cache=True, error_model="numpy")
+def family_mu_derivs(y, mu, pw, fd, third=True):
+    """``loglik_mu_derivs`` of the family itself, zero inflation aside (NB1's is the
+    count's part of a zero-inflated row, with weight 1)."""
     fam = fd.family
     phi = fd.params[PHI]
     if fam == NEGBIN1:
@@ -346,42 +353,22 @@ def count_loglik_derivs(y, mu, fd):
     (``unit_loglik_const``), and its first three derivatives in mu, weight 1, for
     the count families zero inflation applies to (Poisson, NB2, NB1)."""
     fam = fd.family
+    l = family_loglik_var(y, mu, 1.0, fd)
     if fam == NEGBIN:
         t = fd.params[NB_THETA]
         tm = t + mu
-        l = -t * math.log1p(mu / t) + (y * math.log(mu / tm) if y > 0.0 else 0.0)
         return (l, y / mu - (y + t) / tm, -y / (mu * mu) + (y + t) / (tm * tm),
                 2.0 * y / (mu * mu * mu) - 2.0 * (y + t) / (tm * tm * tm))
     if fam == NEGBIN1:
-        phi = fd.params[PHI]
-        s = mu / phi
-        c = 1.0 / phi
-        l = math.lgamma(y + s) - math.lgamma(s) - s * math.log1p(phi)
-        return (l, c * (digamma(y + s) - digamma(s) - math.log1p(phi)),
-                c * c * (trigamma(y + s) - trigamma(s)),
-                c * c * c * (tetragamma(y + s) - tetragamma(s)))
-    l = y * math.log(mu) - mu if y > 0.0 else -mu          # POISSON
-    return l, y / mu - 1.0, -y / (mu * mu), 2.0 * y / (mu * mu * mu)
-
-
-@njit(cache=True, error_model="numpy")
-def count_loglik(y, mu, fd):
-    """l of ``count_loglik_derivs`` alone (no derivatives)."""
-    fam = fd.family
-    if fam == NEGBIN:
-        t = fd.params[NB_THETA]
-        return -t * math.log1p(mu / t) + (y * math.log(mu / (t + mu)) if y > 0.0 else 0.0)
-    if fam == NEGBIN1:
-        phi = fd.params[PHI]
-        s = mu / phi
-        return math.lgamma(y + s) - math.lgamma(s) - s * math.log1p(phi)
-    return y * math.log(mu) - mu if y > 0.0 else -mu          # POISSON
+        l1, l2, l3 = family_mu_derivs(y, mu, 1.0, fd)
+        return l, l1, l2, l3
+    return l, y / mu - 1.0, -y / (mu * mu), 2.0 * y / (mu * mu * mu)      # POISSON
 
 
 @njit(cache=True, error_model="numpy")
 def zero_inflated_loglik(y, mu, p0, fd):
     """L of ``zero_inflated_derivs`` alone (the deviance's rows: no derivatives)."""
-    l = count_loglik(y, mu, fd)
+    l = family_loglik_var(y, mu, 1.0, fd)
     if y > 0.0:
         return math.log1p(-p0) + l
     if p0 <= 0.0:
@@ -1208,6 +1195,13 @@ def unit_loglik_var(y, mu, wt, fd):
     log(p0 + (1 - p0) f(0 | mu)) for a zero, ``wt`` being p0)."""
     if fd.zi:
         return zero_inflated_loglik(y, mu, wt, fd)
+    return family_loglik_var(y, mu, wt, fd)
+
+
+@njit(cache=True, error_model="numpy")
+def family_loglik_var(y, mu, wt, fd):
+    """``unit_loglik_var`` of the family itself, zero inflation aside (the count's
+    part of a zero-inflated row, with weight 1)."""
     fam = fd.family
     if fam == POISSON:
         return wt * (y * math.log(mu) - mu) if y > 0.0 else -wt * mu
