@@ -169,10 +169,16 @@ def split_family(text):
     return name, f"~{rest}" if rest else ("~1" if not tilde else "~")   # as R prints it
 
 
+def _first_word_per_family(words: dict) -> tuple:
+    """One word per zero-inflated count family, the first the registry lists."""
+    first: dict = {}
+    for word, family in words.items():
+        first.setdefault(family, word)
+    return tuple(first.values())
+
+
 #: the zero-inflated family words, as the messages list them
-ZI_WORDS = tuple(ZERO_INFLATED_WORDS)
-#: one word per zero-inflated count family (the first the registry lists)
-ZI_MESSAGE_WORDS = tuple({f: w for w, f in reversed(ZERO_INFLATED_WORDS.items())}.values())[::-1]
+ZI_MESSAGE_WORDS = _first_word_per_family(ZERO_INFLATED_WORDS)
 ZI_LME4_MESSAGE = ("lme4 has no zero-inflated models: they are fitted by the exact Laplace "
                    "approximation only (glmmTMB's); leave ':lme4' out")
 
