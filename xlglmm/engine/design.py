@@ -354,16 +354,20 @@ class ModelDesign:
 
 # ---- model matrices --------------------------------------------------------------------
 
-def _model_matrix(terms, intercept, values: dict, specs: dict, n: int):
-    """R's model.matrix with treatment contrasts: columns and names."""
+def _model_matrix(terms, intercept, values: dict, specs: dict, n: int, assign=None):
+    """R's model.matrix with treatment contrasts: columns and names (and, in
+    ``assign`` when a list is given, R's ``assign``: each column's term, its index in
+    ``terms``, -1 for the intercept)."""
     cols, names = [], []
+    assign = [] if assign is None else assign
     if intercept:
         cols.append(np.ones(n))
         names.append("(Intercept)")
+        assign.append(-1)
     present = {frozenset(t) for t in terms}
     if intercept:
         present.add(frozenset())
-    for t in terms:
+    for it, t in enumerate(terms):
         parts = []
         for v in t:
             sp = specs[v]
@@ -383,12 +387,33 @@ def _model_matrix(terms, intercept, values: dict, specs: dict, n: int):
         for combo in itertools.product(*reversed(parts)):
             combo = combo[::-1]
             names.append(":".join(c[0] for c in combo))
+            assign.append(it)
             col = combo[0][1].copy()
             for c in combo[1:]:
                 col = col * c[1]
             cols.append(col)
     X = np.column_stack(cols) if cols else np.zeros((n, 0))
     return np.ascontiguousarray(X, dtype=float), names
+
+
+def term_columns(spec: DesignSpec) -> dict:
+    """Each fixed-effects term's label (``x``, ``factor(k)``, ``x:k``; R's term
+    labels) -> the names of its columns kept in X, in X's order (a term whose
+    columns were all dropped as rank-deficient has none)."""
+    values = {v: (np.zeros(0) if sp.kind == "numeric" else np.zeros(0, np.int64))
+              for v, sp in spec.vars.items()}
+    assign: list = []
+    _, names = _model_matrix(spec.x_terms, spec.x_intercept, values, spec.vars, 0, assign)
+    kept = set(int(j) for j in spec.x_keep)
+    out: dict = {}
+    for j, (name, it) in enumerate(zip(names, assign)):
+        if it < 0:
+            continue
+        label = ":".join(v.label for v in spec.x_terms[it])
+        out.setdefault(label, [])
+        if j in kept:
+            out[label].append(name)
+    return out
 
 
 SCALE_WARNING = ("Some predictor variables are on very different scales: consider "

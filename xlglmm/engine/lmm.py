@@ -21,6 +21,7 @@ model.py's GLMM); ``lmer`` is a thin function over it.
 """
 from __future__ import annotations
 
+import dataclasses
 import math
 from functools import cached_property
 from typing import NamedTuple
@@ -38,7 +39,8 @@ from .linalg import Factor
 from .lmm_moments import LmmMoments
 from .model import (DEFAULT_MAX_EVALS, SINGULAR_MESSAGE, Estimates, MixedModel, ModelError,
                     Optimum, check_model, timeout_message)
-from .optimize import BudgetExhausted, bobyqa, check_boundary, is_singular
+from .optimize import (ROUNDOFF_LIMITED, BudgetExhausted, bobyqa, check_boundary,
+                       is_singular)
 from .results import GLMMResult
 
 GAUSSIAN = Family("gaussian")
@@ -291,8 +293,19 @@ class LinearMixedModel(MixedModel):
         lme4's boundary check, then beta, sigma and sigma^2 (RX'RX)^-1 at theta."""
         dev, budget, lower = self.devfun, self.budget, self.lower
         theta0 = theta_start(dev.terms) if self._warm_start is None else self._warm_start.theta
-        res = bobyqa(self.profiled_deviance, theta0, lower, np.full(dev.ntheta, np.inf),
+        upper = np.full(dev.ntheta, np.inf)
+        res = bobyqa(self.profiled_deviance, theta0, lower, upper,
                      np.full(dev.ntheta, 0.2), 1e-8, 1e-12, self.max_evals, budget)
+        if res.code == ROUNDOFF_LIMITED and not res.timed_out:
+            # NLopt's roundoff stop (1 refit in ~400 from a warm start): BOBYQA again
+            # from where it stopped, with a small first step; a second stop at the same
+            # deviance (to 1e-10) is that optimum, which BOBYQA cannot refine further
+            again = bobyqa(self.profiled_deviance, res.x, lower, upper,
+                           np.full(dev.ntheta, 0.01), 1e-8, 1e-12, self.max_evals, budget)
+            tol = 1e-10 * max(1.0, abs(res.fun))
+            if again.code != ROUNDOFF_LIMITED or abs(again.fun - res.fun) <= tol:
+                res = dataclasses.replace(again, message="") if not again.timed_out \
+                    else again
         with budget.finishing():
             theta, fval = check_boundary(self.profiled_deviance, res.x, res.fun, lower)
             st = self.state_at(theta)
@@ -314,6 +327,8 @@ class LinearMixedModel(MixedModel):
             messages.append(SINGULAR_MESSAGE)
         if opt.timed_out:
             messages.append(timeout_message(self.time_budget))
+        elif "limit" in opt.message:
+            messages.append(f"Optimizer: {opt.message}; results may be unreliable.")
         if p:
             messages.append(NORMAL_APPROXIMATION_NOTE)
         self._finish_messages(messages)

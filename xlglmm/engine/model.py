@@ -263,7 +263,9 @@ class MixedModel:
         removed; for the binomial the proportion of the trials in
         ``design.weights``).  ``design``, instead of ``y``: another design of the
         same formula (the same columns of X and random-effects terms, other rows),
-        with its own response.  ``family``: a GLMM's family with another parameter
+        with its own response; or of the formula less some fixed effects (a subset
+        of X's columns, by name: a null model's, whose fit starts from this fit's
+        estimates of the others).  ``family``: a GLMM's family with another parameter
         (NB theta held at another value, when a bootstrap re-estimates it).
         ``settings`` override the model's own (e.g. ``se_method="rx"``: a bootstrap
         that needs no standard errors skips the finite-difference Hessians).  With
@@ -301,8 +303,22 @@ class MixedModel:
             settings["family"] = family
         check_model(design, family or self.family, self.nAGQ)
         model = self._same_model(design, devfun=devfun, **settings)
-        model._warm_start = self.optimum
+        model._warm_start = self._optimum_of_columns(design.x_names)
         return model
+
+    def _optimum_of_columns(self, names) -> Optimum:
+        """This fit's optimum with beta cut to the columns ``names`` (a subset of
+        X's, in any order): the warm start of a model with fewer fixed effects."""
+        own = list(self.design.x_names)
+        if list(names) == own:
+            return self.optimum
+        missing = [n for n in names if n not in own]
+        if missing:
+            raise ModelError(f"refit: the column(s) {', '.join(missing)} are not in the "
+                             "fitted model")
+        keep = [own.index(n) for n in names]
+        return dataclasses.replace(self.optimum, beta=np.asarray(self.optimum.beta)[keep],
+                                   gradient=None, hessian=None)
 
     def _with_response(self, y) -> ModelDesign:
         """This design with the response ``y`` (checked: one finite value per row,

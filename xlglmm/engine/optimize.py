@@ -68,6 +68,10 @@ class BudgetExhausted(ValueError):
                 "or a larger budget")
 
 
+#: nlopt's code of a stop by roundoff (its RoundoffLimited exception)
+ROUNDOFF_LIMITED = -4
+
+
 @dataclass
 class OptResult:
     x: np.ndarray
@@ -174,7 +178,7 @@ def bobyqa(fun, x0, lower, upper, step, xtol, ftol, maxeval, budget: Budget,
         timed_out = True
         msg = "time budget reached"
     except nlopt.RoundoffLimited:
-        code = -4
+        code = ROUNDOFF_LIMITED
         msg = "optimizer stopped at rounding limits"
     except (RuntimeError, ValueError) as e:   # nlopt failure on a degenerate problem
         code = -1
