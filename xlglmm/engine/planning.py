@@ -48,8 +48,9 @@ def _labels(name: str, n: int) -> list:
 
 
 def spread(n: int, share: float) -> np.ndarray:
-    """0/1 for n units, round(n * share) of them 1, spread evenly (unit i is 1 when
-    floor((i + 1) share) > floor(i share): share 0.5 gives 0, 1, 0, 1, ...)."""
+    """0/1 for n units, floor(n * share) of them 1, spread evenly (unit i is 1 when
+    floor((i + 1) share) > floor(i share): share 0.5 gives 0, 1, 0, 1, ..., so 3
+    of 7)."""
     i = np.arange(n)
     return (np.floor((i + 1) * share + 1e-9) > np.floor(i * share + 1e-9)).astype(float)
 
@@ -186,11 +187,15 @@ def planned_model(formula: str, data, family="poisson", *, fixed: dict, sd: dict
     design = _design(formula, data, fam, response, offset, weights, lmm)
     beta = _fixed(fixed, design.x_names)
     theta_sd, scale = _theta(design, sd, cor, sigma, lmm, fam)
-    if lmm:
-        model = LinearMixedModel(design, True)
-    else:
-        check_model(design, fam, 1)
-        model = GeneralizedLinearMixedModel(design, fam, 1, se_method="rx")
+    try:
+        if lmm:
+            check_model(design, GAUSSIAN, 1)
+            model = LinearMixedModel(design, True)
+        else:
+            check_model(design, fam, 1)
+            model = GeneralizedLinearMixedModel(design, fam, 1, se_method="rx")
+    except ModelError as e:
+        raise PowerError(str(e)) from None
     return PlannedModel(formula, data, model, beta, theta_sd, scale)
 
 

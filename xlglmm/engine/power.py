@@ -131,10 +131,11 @@ def with_effect(beta: np.ndarray, names: list, cols: list, effect) -> np.ndarray
 
 
 def extended_design(design, along: str, n: int):
-    """The design with ``n`` levels of grouping factor ``along``: its levels in
-    order, then copies of them in turn (a level's copy is a new level, with the
-    copied level's rows, covariates and offsets; a factor nested in ``along`` is
-    copied with it, a factor crossed with it keeps its levels)."""
+    """The design with ``n`` levels of grouping factor ``along``, taken in the order
+    of ``level_order`` (the first n; beyond its L levels, copies of them in the same
+    order: a level's copy is a new level, with the copied level's rows, covariates
+    and offsets; a factor nested in ``along`` is copied with it, a factor crossed
+    with it keeps its levels)."""
     from .bootstrap import BootstrapError, case_plan
     try:
         cases = case_plan(design, along)
@@ -142,12 +143,32 @@ def extended_design(design, along: str, n: int):
         raise PowerError(f"levels: '{along}' is not a grouping factor of the model "
                          f"({group_names(design)})") from None
     L = len(cases.rows_of)
-    order = [j % L for j in range(n)]
+    seq = level_order(design.X, cases.rows_of)
+    order = [seq[j % L] for j in range(n)]
     rows = np.concatenate([cases.rows_of[j] for j in order])
     copy = np.repeat(np.arange(n) // L, [len(cases.rows_of[j]) for j in order])
     if n <= L:      # the first n levels as they are: no copies to tell apart
         return design_of_rows(design, rows)
     return design_of_rows(design, rows, copy, cases.copied)
+
+
+def level_order(X, rows_of) -> list:
+    """The levels of a factor in the order a smaller or larger design takes them:
+    levels with the same covariates (the same mean of every column of X over their
+    rows: treated plants, untreated plants) form a kind, and the kinds take turns,
+    each in its levels' order -- so the first n levels keep the design's layout
+    (half the plants treated stays half) however the levels were sorted."""
+    kinds: dict = {}
+    for j, rows in enumerate(rows_of):
+        key = tuple(np.round(X[rows].mean(axis=0), 12)) if len(rows) else ()
+        kinds.setdefault(key, []).append(j)
+    queues = list(kinds.values())
+    out = []
+    while len(out) < len(rows_of):
+        for q in queues:
+            if q:
+                out.append(q.pop(0))
+    return out
 
 
 def group_names(design) -> str:

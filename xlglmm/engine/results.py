@@ -327,6 +327,20 @@ class GLMMResult:
         return bootstrap(self, nsim, seed, statistics or statistics_of, time_budget,
                          progress, resample, workers, client)
 
+    def power(self, term: str, effect=None, **options):
+        """The power of a study like this one to detect ``term``'s effect
+        (``engine.power.power``: simulated at this fit's estimates, ``effect`` on the
+        link scale replacing the term's estimate; ``test``, ``nsim``, ``seed``,
+        ``levels``, ``rows``, ``time_budget``, ``workers``, ``client``)."""
+        from .power import power
+        return power(self, term, effect, **options)
+
+    def power_curve(self, term: str, along: str, values, effect=None, **options):
+        """``power`` at each of ``values`` of ``along`` (a grouping factor's number of
+        levels, ``"rows"`` or ``"effect"``): ``engine.power.power_curve``."""
+        from .power import power_curve
+        return power_curve(self, term, along, values, effect, **options)
+
     # -- model checks (engine.checks, as R's performance)
     def check_overdispersion(self) -> pd.Series:
         """Pearson's chi-squared, residual df, their ratio and its p-value (counts and
