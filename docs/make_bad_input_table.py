@@ -44,6 +44,13 @@ def result_text(out) -> str:
             text += "; note" + ("s" if len(ns) > 1 else "") + ": " + " / ".join(
                 f"*{cell(n)}*" for n in ns)
         return text
+    if out and out[0] and "power" in out[0]:        # GLMM_POWER's block
+        points = sum(1 for r in out[1:] if r[0] != "note")
+        text = f"power block ({points} design point{'s' if points != 1 else ''})"
+        if any(r[0] == "note" and "stopped the run after" in str(r[1]) for r in out):
+            text += ("; a note says after how many simulations the time budget stopped "
+                     "the run, and how to allow more")
+        return text
     return f"{len(out)} x {len(out[0])} block"
 
 
