@@ -45,9 +45,9 @@ def result_text(out) -> str:
                 f"*{cell(n)}*" for n in ns)
         return text
     if out and out[0] and "power" in out[0]:        # GLMM_POWER's block
-        points = sum(1 for r in out[1:] if r[0] != "note")
+        points = [r[0] for r in out].index("Notes") - 1
         text = f"power block ({points} design point{'s' if points != 1 else ''})"
-        if any(r[0] == "note" and "stopped the run after" in str(r[1]) for r in out):
+        if any("stopped the run after" in str(r[0]) for r in out):
             text += ("; a note says after how many simulations the time budget stopped "
                      "the run, and how to allow more")
         return text

@@ -31,6 +31,8 @@ DEFAULT_NSIM = 200
 MAX_SHEET_NSIM = 100_000
 #: the most design points (values) of one call
 MAX_POINTS = 50
+#: the row that heads the notes, below the design points
+NOTES_HEAD = "Notes"
 #: the test's words in the notes
 TEST_WORDS = {"lrt": "likelihood-ratio test (against the model without it)",
               "wald": "Wald test (estimate / SE; for an LMM the t-test with "
@@ -204,7 +206,8 @@ def power_block(points: list, results: list, res, term: str, along: str | None, 
     """A header, one row per design point (the varied value, the design's rows, the
     effect simulated and its ratio, the power with its 95% Clopper-Pearson interval,
     the simulations used, failed and singular, the estimates' mean, SD and mean SE),
-    then the notes."""
+    then a row "Notes" and the notes, one per row in the first column (as the fit
+    block's)."""
     ratio = block.ratio_label(res)
     head = [_first_head(along), "rows", "effect"] + ([ratio] if ratio else []) + \
         ["power", "CI low 95%", "CI high 95%", "simulations", "failed", "singular",
@@ -222,8 +225,8 @@ def power_block(points: list, results: list, res, term: str, along: str | None, 
                  int(row["singular"]), block.cell(row.get("mean estimate")),
                  block.cell(row.get("sd estimate")), block.cell(row.get("mean se"))]
         rows.append(line)
-    rows += [["note", text] for text in _notes(points, results, res, term, along, effect,
-                                                 budget)]
+    rows.append([NOTES_HEAD])
+    rows += [[text] for text in _notes(points, results, res, term, along, effect, budget)]
     return block.rectangular(rows)
 
 
