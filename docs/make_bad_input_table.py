@@ -44,6 +44,13 @@ def result_text(out) -> str:
             text += "; note" + ("s" if len(ns) > 1 else "") + ": " + " / ".join(
                 f"*{cell(n)}*" for n in ns)
         return text
+    if out and out[0] and "power" in out[0]:        # GLMM_POWER's block
+        points = [r[0] for r in out].index("Notes") - 1
+        text = f"power block ({points} design point{'s' if points != 1 else ''})"
+        if any("stopped the run after" in str(r[0]) for r in out):
+            text += ("; a note says after how many simulations the time budget stopped "
+                     "the run, and how to allow more")
+        return text
     return f"{len(out)} x {len(out[0])} block"
 
 

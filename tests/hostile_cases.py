@@ -636,3 +636,41 @@ CASES += [
                 "of zero inflation compares a family with and without it (e.g. negbin and "
                 "zinb): compare these by AIC instead (valid across families)"),
 ]
+
+# ---- issue 19: GLMM_POWER's own arguments and its time budget
+PW = "GLMM_POWER"
+CASES += [
+    Case("GLMM_POWER: options", "term \"z\" (not a fixed effect of the model)", PW, _CI_ARGS,
+         {"term": "z"},
+         expect="#GLMM! term 'z' is not a fixed effect of the model (its terms: 'x1')"),
+    Case("GLMM_POWER: options", "along \"site\" (not a grouping factor)", PW, _CI_ARGS,
+         {"along": "site", "values": col([4, 8])},
+         expect="#GLMM! along must be a grouping factor of the model ('group1'), \"rows\" or "
+                "\"effect\", not 'site'"),
+    Case("GLMM_POWER: options", "zero groups: along \"group1\", values 0 and 8", PW, _CI_ARGS,
+         {"along": "group1", "values": col([0, 8])},
+         expect="#GLMM! values are the number of levels of 'group1': each must be a whole "
+                "number >= 1, not 0 (a design needs at least one level of every factor)"),
+    Case("GLMM_POWER: options", "values holding text (\"ten\")", PW, _CI_ARGS,
+         {"along": "group1", "values": col(["ten", 20])},
+         expect="#GLMM! values must be numbers; it holds the text 'ten'"),
+    Case("GLMM_POWER: options", "along without values", PW, _CI_ARGS, {"along": "group1"},
+         expect="#GLMM! along needs values: a range of the design points (e.g. the numbers "
+                "of plants 10, 20, 30, 40)"),
+    Case("GLMM_POWER: options", "nsim 2.5", PW, _CI_ARGS, {"nsim": 2.5},
+         expect="#GLMM! nsim must be a whole number from 1 to 100,000 (each simulation is a "
+                "refit, two for the LRT, and a worksheet call has a time budget)"),
+    Case("GLMM_POWER: options", "nsim 1,000,000", PW, _CI_ARGS, {"nsim": 1e6},
+         expect="#GLMM! nsim must be a whole number from 1 to 100,000 (each simulation is a "
+                "refit, two for the LRT, and a worksheet call has a time budget)"),
+    Case("GLMM_POWER: options", "effect \"30%\" (text)", PW, _CI_ARGS, {"effect": "30%"},
+         expect="#GLMM! effect must be a number on the link scale (e.g. =LN(0.7) for a rate "
+                "or odds ratio of 0.7), or blank for the fit's estimate"),
+    Case("GLMM_POWER: options", "test \"t\"", PW, _CI_ARGS, {"test": "t"},
+         expect="#GLMM! test must be one of: wald, lrt, profile"),
+    Case("GLMM_POWER: time budget", "100,000 simulations, budget 0.5 s", PW, _CI_ARGS,
+         {"nsim": 1e5}, budget=0.5,
+         check=lambda b: 0 < b[1][7] < 100_000 and b[1][4] is not None
+         and any("stopped the run after" in str(r[0]) and "XLGLMM_TIME_BUDGET" in r[0]
+                 for r in b)),
+]

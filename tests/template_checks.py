@@ -22,7 +22,8 @@ WORKBOOKS = ROOT / "workbooks"
 TEMPLATE_FILES = sorted(WORKBOOKS.glob("*.xlsx"))
 XLGLMM_CALL = re.compile(r"\b(GLMM(_[A-Z]+)?|LMM)\s*\(", re.I)
 # sheets between Model and Data
-EXTRA_SHEETS = {"workplace_safety": ["NB2 vs Poisson", "Intervals", "Checks"],
+EXTRA_SHEETS = {"workplace_safety": ["NB2 vs Poisson", "Intervals", "Checks",
+                                     "Plan the next study"],
                 "grouseticks": ["NB2 vs Poisson", "Checks", "Zero inflation"]}
 
 
@@ -312,13 +313,44 @@ def check_influence_block(block, spec):
                  want.attrs["cooks_cutoff"])
 
 
+def check_power_block(block, spec):
+    """A GLMM_POWER block against ``xlglmm.power_curve`` with the same term, effect,
+    test, nsim, seed and design points (``spec``): per point the design's rows, the
+    effect and its rate ratio, the power, its interval and the counts exactly (the
+    same seeded simulations), the estimates' mean, SD and mean SE to 1e-6 relative
+    (refits from warm starts a hair apart: the fit's own optimum, found by the
+    block's range form and by glmer's formula)."""
+    res, term, effect, test, nsim, seed, along, points = spec
+    want = xlglmm.power_curve(res, term, along, points, effect=effect, test=test, nsim=nsim,
+                              seed=seed, progress=lambda *_: None)
+    assert block[0] == [f"levels of {along}", "rows", "effect", "IRR", "power", "CI low 95%",
+                        "CI high 95%", "simulations", "failed", "singular", "mean estimate",
+                        "SD of estimates", "mean SE"]
+    notes_at = [r[0] for r in block].index("Notes")
+    assert notes_at == len(points) + 1
+    for r, v, w in zip(block[1:], points, want.results):
+        row = w.row()
+        lo, hi = w.conf_int()
+        assert r[0] == v and r[1] == row["nobs"] == w.nobs
+        assert close(r[2], effect, rel=1e-12) and close(r[3], np.exp(effect), rel=1e-12)
+        assert r[4] == pytest.approx(w.power, abs=1e-12)
+        assert close(r[5], lo, rel=1e-9) and close(r[6], hi, rel=1e-9)
+        assert r[7:10] == [w.n_used, w.n_failed, w.n_singular] and w.n_used == nsim
+        for got, x in zip(r[10:13], (row["mean estimate"], row["sd estimate"],
+                                     row["mean se"])):
+            assert close(got, x, rel=1e-6), (v, r, row)
+    notes = [r[0] for r in block[notes_at + 1:]]
+    assert notes[0].startswith("power: the share of data sets simulated from the fit")
+    assert f"seed {seed}:" in notes[2]
+
+
 #: what each kind of block is checked by (each takes the block and the check's spec)
 CHECKS = {"fit": check_fit_block, "ranef": check_ranef_block, "predict": check_predict_block,
           "zero": check_zero_block,
           "compare": lambda block, fits: check_compare_block(block, *fits),
           "confint": check_confint_block, "interval": check_interval_block,
           "check": check_check_block, "resid": check_resid_block,
-          "influence": check_influence_block}
+          "influence": check_influence_block, "power": check_power_block}
 
 
 # what each template's formulas compute, as xlglmm.glmer calls on the Data table
@@ -350,7 +382,11 @@ def models_workplace(df):
             "Intervals!C63": ("interval", (res, "prediction", new, new_offset)),
             "Checks!B5": ("check", (res, 250, 1, [])),
             "Checks!I30": ("resid", (res, "deviance", 250, 1)),
-            "Checks!I5": ("influence", (res, "plant"))}, \
+            "Checks!I5": ("influence", (res, "plant")),
+            # the Plan the next study sheet: a rate ratio of 0.7, 100 simulations per
+            # number of plants, seed 1, the LRT
+            "Plan the next study!B22": ("power", (res, "training", np.log(0.7), "lrt", 100,
+                                                  1, "plant", [10, 20, 30, 40]))}, \
         {"safety_crossed": res, "safety_crossed_nb": nb}
 
 

@@ -56,7 +56,7 @@ def test_readme_is_short():
 
 FUNCTIONS = ["GLMM_POISSON", "GLMM_BINOMIAL", "GLMM", "GLMM_NEGBIN", "LMM", "GLMM_RANEF",
              "GLMM_PREDICT", "GLMM_COMPARE", "GLMM_CHECK", "GLMM_RESID",
-             "GLMM_INFLUENCE"]
+             "GLMM_INFLUENCE", "GLMM_POWER"]
 
 
 @pytest.mark.parametrize("name", FUNCTIONS)

@@ -61,7 +61,7 @@ from xlwings_vba import (  # noqa: E402,F401  (re-exported for the tests)
 
 FUNCTIONS = ("GLMM_POISSON", "GLMM_BINOMIAL", "GLMM", "GLMM_RANEF", "GLMM_PREDICT",
              "GLMM_COMPARE", "GLMM_NEGBIN", "LMM", "GLMM_CONFINT", "GLMM_CHECK",
-             "GLMM_RESID", "GLMM_INFLUENCE")
+             "GLMM_RESID", "GLMM_INFLUENCE", "GLMM_POWER")
 
 #: what COM hands Python for an omitted optional argument (DISP_E_PARAMNOTFOUND);
 #: ``call_udf`` replaces it by the Python default

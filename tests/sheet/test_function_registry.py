@@ -59,6 +59,10 @@ EXPECTED = {
     "GLMM_INFLUENCE": (("y", "X", "groups", "offset", "x_random", "fit_intercept", "nAGQ",
                         "family", "trials", "link", "group"),
                        ("y", "X"), {"y", "X", "groups", "offset", "x_random", "trials"}),
+    "GLMM_POWER": (("y", "X", "groups", "offset", "x_random", "fit_intercept", "nAGQ",
+                    "family", "trials", "link", "term", "effect", "test", "nsim", "seed",
+                    "along", "values", "alpha"),
+                   ("y", "X"), {"y", "X", "groups", "offset", "x_random", "trials", "values"}),
 }
 
 

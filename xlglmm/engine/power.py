@@ -131,11 +131,11 @@ def with_effect(beta: np.ndarray, names: list, cols: list, effect) -> np.ndarray
 
 
 def extended_design(design, along: str, n: int):
-    """The design with ``n`` levels of grouping factor ``along``, taken in the order
-    of ``level_order`` (the first n; beyond its L levels, copies of them in the same
-    order: a level's copy is a new level, with the copied level's rows, covariates
-    and offsets; a factor nested in ``along`` is copied with it, a factor crossed
-    with it keeps its levels)."""
+    """The design with ``n`` levels of grouping factor ``along``: its levels in the
+    order of ``spread_order``, then copies of them in turn in that order (a level's
+    copy is a new level, with the copied level's rows, covariates and offsets; a
+    factor nested in ``along`` is copied with it, a factor crossed with it keeps its
+    levels)."""
     from .bootstrap import BootstrapError, case_plan
     try:
         cases = case_plan(design, along)
@@ -143,32 +143,36 @@ def extended_design(design, along: str, n: int):
         raise PowerError(f"levels: '{along}' is not a grouping factor of the model "
                          f"({group_names(design)})") from None
     L = len(cases.rows_of)
-    seq = level_order(design.X, cases.rows_of)
-    order = [seq[j % L] for j in range(n)]
+    spread = spread_order(design, cases.rows_of)
+    order = [spread[j % L] for j in range(n)]
     rows = np.concatenate([cases.rows_of[j] for j in order])
     copy = np.repeat(np.arange(n) // L, [len(cases.rows_of[j]) for j in order])
-    if n <= L:      # the first n levels as they are: no copies to tell apart
-        return design_of_rows(design, rows)
+    if n <= L:      # the first n levels as they are, their rows in the design's order
+        return design_of_rows(design, np.sort(rows))       # (n = L: the design itself)
     return design_of_rows(design, rows, copy, cases.copied)
 
 
-def level_order(X, rows_of) -> list:
-    """The levels of a factor in the order a smaller or larger design takes them:
-    levels with the same covariates (the same mean of every column of X over their
-    rows: treated plants, untreated plants) form a kind, and the kinds take turns,
-    each in its levels' order -- so the first n levels keep the design's layout
-    (half the plants treated stays half) however the levels were sorted."""
+def spread_order(design, rows_of: list) -> list:
+    """The levels of a factor (``rows_of[l]``: level l's rows) in an order whose
+    every prefix keeps the design's mix of them: levels alike in their rows of X
+    (plants with training, plants without) form a kind, and the kinds are
+    interleaved in proportion to their sizes, each in its own order (level i of a
+    kind of size m at (i + 1/2) / m; ties: the kind seen first).  So the first 10
+    of 20 plants, 10 trained and 10 not, are 5 and 5 rather than the first 10
+    (all trained, when the data list the trained plants first: a design that
+    cannot estimate the effect), and the copies that extend a design keep its
+    balance.  Levels that all differ (a covariate varying by level) keep their
+    order."""
     kinds: dict = {}
-    for j, rows in enumerate(rows_of):
-        key = tuple(np.round(X[rows].mean(axis=0), 12)) if len(rows) else ()
-        kinds.setdefault(key, []).append(j)
-    queues = list(kinds.values())
-    out = []
-    while len(out) < len(rows_of):
-        for q in queues:
-            if q:
-                out.append(q.pop(0))
-    return out
+    kind_of = [kinds.setdefault(np.unique(design.X[rows], axis=0).tobytes(), len(kinds))
+               for rows in rows_of]
+    size = np.bincount(kind_of, minlength=len(kinds))
+    seen = np.zeros(len(kinds), dtype=int)
+    keys = []
+    for j, k in enumerate(kind_of):
+        keys.append(((seen[k] + 0.5) / size[k], k, j))
+        seen[k] += 1
+    return [j for _, _, j in sorted(keys)]
 
 
 def group_names(design) -> str:
@@ -206,7 +210,13 @@ def design_point(design, levels: dict | None, rows) :
         if per_level * n > MAX_ROWS:
             raise PowerError(f"{n:,} levels of '{g}' make about {per_level * n:,.0f} rows; "
                              f"the most is {MAX_ROWS:,}")
-        d = extended_design(d, g, n)
+        try:
+            d = extended_design(d, g, n)
+        except ModelError:      # too few levels to tell the effects apart
+            raise PowerError(f"{n:,} level{'s' if n != 1 else ''} of '{g}' "
+                             f"{'do' if n != 1 else 'does'} not identify "
+                             "every fixed effect (a term that varies between its levels "
+                             "needs levels of each kind): use more levels") from None
     if rows is not None:
         r = _whole(rows, "rows", 1)
         if d.nobs * r > MAX_ROWS:

@@ -10,6 +10,7 @@
     =GLMM_CHECK(...)     is the model any good: dispersion, simulated-residual tests, R², ICC
     =GLMM_RESID(...)     fitted values and residuals, one row per data row
     =GLMM_INFLUENCE(...) each level of a grouping factor left out: DFBETAS, Cook's distance
+    =GLMM_POWER(...)     power by simulation from the fit, on its design or on designs varied
 
 The companions take the *same leading arguments as the fit* (so a formula is written
 by copying the fit's and renaming it), in either of two forms:
@@ -43,7 +44,7 @@ import numpy as np
 import pandas as pd
 import xlwings as xw
 
-from . import block, cache, diagnostics, models, values
+from . import block, cache, diagnostics, models, planning, values
 from ..numfmt import shorten
 from ..engine import jit
 from ..engine.bootstrap import BootstrapError, statistics_of
@@ -971,6 +972,25 @@ def GLMM_INFLUENCE(y, X, groups=None, offset=None, x_random=None, fit_intercept=
     """Influence of each level of a grouping factor, as lme4's influence(): the model refitted without it; DFBETAS, Cook's distance, change in the SDs; levels above the cut-offs flagged."""
     return _safe(diagnostics.influence, (y, X, groups, offset, x_random, fit_intercept, nAGQ,
                                          family, trials, link), group)
+
+
+@worksheet_function(
+    *COMPANION_ARGUMENTS,
+    value("term", "Optional. The fixed effect tested, a header of X (or a term of the formula); blank: the first after the intercept"),
+    value("effect", "Optional. Its true value on the link scale, e.g. =LN(0.7) for a rate ratio of 0.7; blank: the fit's estimate"),
+    value("test", "Optional. \"lrt\" (default: likelihood ratio), \"wald\" or \"profile\""),
+    value("nsim", "Optional. Simulations per design point, each refitted (default 200; 1 to 100,000)"),
+    value("seed", "Optional. Seed, a whole number >= 0 (default 1): the same seed, the same block"),
+    value("along", "Optional. What the design points vary: a grouping factor's header (its number of levels), \"rows\" (copies of each row) or \"effect\"; blank: the fit's design"),
+    cells("values", "Optional. With along: the design points, e.g. a column of plant counts 10, 20, 30, 40"),
+    value("alpha", "Optional. The test's level (default 0.05)"))
+def GLMM_POWER(y, X, groups=None, offset=None, x_random=None, fit_intercept=True, nAGQ=1,
+               family="poisson", trials=None, link=None, term=None, effect=None, test="lrt",
+               nsim=200, seed=1, along=None, values=None, alpha=0.05):
+    """Power by simulation (as R's simr): data simulated from the fit, the effect set to a size to detect, refitted and tested; one row per design point (e.g. number of plants): power, its 95% CI, failures. Same leading arguments as the fit."""
+    return _safe(planning.power, (y, X, groups, offset, x_random, fit_intercept, nAGQ,
+                                  family, trials, link), term, effect, test, nsim, seed,
+                 along, values, alpha)
 
 
 #: the functions themselves, in the order of FUNCTIONS

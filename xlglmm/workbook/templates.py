@@ -1044,6 +1044,7 @@ def _workplace():
     _workplace_nb(lay, fit, args, y, X, g, off)
     _workplace_intervals(lay, args, (ya, Xa, ga, oa), y, X, g, off)
     check = _workplace_checks(lay, args, y, X, g, off)
+    power = _workplace_power(lay, args, y, X, g, off)
     _readme(wb, "Workplace safety - how to read this workbook", [
         ("What it shows",),
         "Incidents at 20 plants over 8 months, with the number of employees as exposure. "
@@ -1083,6 +1084,16 @@ def _workplace():
         "the deviance residuals against the fitted values (no pattern: the mean is right) "
         "and against their normal quantiles (near the dashed line y = x: no outlying "
         "counts). The free cells at the top right are for =GLMM_INFLUENCE.",
+        f"Sheet '{POWER_SHEET}': =GLMM_POWER (the fit's arguments, then the term tested, "
+        "its effect, the test, nsim, seed, and what the design points vary) answers 'how "
+        "many plants does the next study need?'. It simulates studies from the fit with "
+        "training's rate ratio set to the one to detect (yellow cell, "
+        f"{POWER_RATIO:g}; the effect is =LN of it), refits the model to each and tests "
+        "training by the likelihood-ratio test; the power is the share of studies that "
+        f"detect the effect, with its 95% CI. {_power_summary(power)} The chart draws the "
+        f"power against the number of plants with the {POWER_TARGET:.0%} target as a "
+        f"dashed line. {POWER_NSIM} simulations per point keep the sheet quick; more "
+        "narrow the CI (4 times as many halve it) and take longer.",
         "Caterpillar plots: each dot is a plant's (or month's) BLUP on the log-rate scale, "
         "sorted; the bars are \u00b1 1.96 x its conditional SD. Observed vs fitted: points "
         "near the dashed line are fitted well.",
@@ -1798,6 +1809,145 @@ def _workplace_checks(lay: Layout, args: str, y, X, g, off):
         ("the residuals (per row)", _box(ws, cell_name(top - 1, 9), resid.ref, line)),
     ])
     return check
+
+
+#: the workplace sheet that plans the next study with GLMM_POWER
+POWER_SHEET = "Plan the next study"
+#: its inputs as built: the rate ratio to detect, the test, the simulations per design
+#: point (100: the template recalculates in seconds; more narrow the CI), the seed,
+#: the target power (the chart's line) and the numbers of plants
+POWER_RATIO, POWER_TEST, POWER_NSIM, POWER_SEED, POWER_TARGET = 0.7, "lrt", 100, 1, 0.8
+POWER_PLANTS = (10, 20, 30, 40)
+INPUT_FILL = "FFF2CC"          # the cells an analyst changes (yellow)
+#: where the inputs and the block are: (row of the first input, row of the block)
+POWER_ROWS = (5, 22)
+
+
+def _power_summary(power: Placed) -> str:
+    """The power block's curve in a sentence: the power at each number of plants."""
+    rows = power.block[1:[r[0] for r in power.block].index("Notes")]
+    k = power.block[0].index("power")
+    parts = [f"{r[k]:.0%} with {r[0]:g} plants" for r in rows]
+    return "Here: " + ", ".join(parts) + "."
+
+
+def _workplace_power(lay: Layout, args: str, y, X, g, off):
+    """The workplace sheet "Plan the next study": the inputs an analyst changes
+    (yellow cells: the rate ratio to detect, its log =LN(ratio) beside it, the test,
+    nsim, seed, the target power, a column of plant counts), GLMM_POWER over them
+    (the fit's arguments, term "training", along "plant") and a line chart of the
+    power and its 95% CI against the number of plants with the target as a dashed
+    line."""
+    import math
+
+    from openpyxl.chart import LineChart, Reference
+    from openpyxl.styles import PatternFill
+    from ..sheet import udfs
+    wb, f = lay.wb, _fonts()
+    ws = wb.create_sheet(POWER_SHEET, wb.sheetnames.index("Data"))
+    _title(ws, "Workplace safety: how many plants does the next study need?",
+           "GLMM_POWER simulates new studies from the fitted model - its SDs of the plant "
+           "and month effects and its incident rate - with the training effect set to the "
+           "rate ratio you want to detect, refits the model to each and tests training: "
+           "the power is the share of studies that find it. Change the yellow cells.", 9)
+    fill = PatternFill("solid", fgColor=INPUT_FILL)
+    r0, top = POWER_ROWS
+    _label(ws, r0 - 1, 2, "Inputs (yellow cells: change them)")
+    inputs = [("rate ratio of training to detect (0.7: 30% fewer incidents)", POWER_RATIO,
+               "0.00"),
+              ("its effect on the log scale: =LN(rate ratio)", f"=LN(C{r0})", "0.0000"),
+              ("test: \"lrt\", \"wald\" or \"profile\"", POWER_TEST, None),
+              ("simulated studies per number of plants (nsim)", POWER_NSIM, "0"),
+              ("seed (the same seed, the same numbers)", POWER_SEED, "0"),
+              ("target power (the chart's dashed line)", POWER_TARGET, "0%"),
+              ("numbers of plants (the design points)", None, None)]
+    for k, (text, v, fmt) in enumerate(inputs):
+        ws.cell(r0 + k, 2, text)
+        if v is not None:
+            c = ws.cell(r0 + k, 3, v)
+            if fmt:
+                c.number_format = fmt
+            if not (isinstance(v, str) and v.startswith("=")):
+                c.font, c.fill = f["bold"], fill
+    ratio, effect, test, nsim, seed, target = (f"C{r0 + k}" for k in range(6))
+    p0 = r0 + 6
+    for k, n in enumerate(POWER_PLANTS):
+        c = ws.cell(p0 + k, 3, n)
+        c.font, c.fill, c.number_format = f["bold"], fill, "0"
+    plants = f"C{p0}:C{p0 + len(POWER_PLANTS) - 1}"
+    note_row = p0 + len(POWER_PLANTS) + 1
+    ws.cell(note_row, 2, f"{POWER_NSIM} simulations per point keep the sheet quick (a few "
+                         "seconds); the CI is then about +-10 percentage points wide: more "
+                         "simulations narrow it (4 times as many halve it). Another plant "
+                         "count: add it below the last one and widen the formula's range.")
+    ws.cell(note_row + 1, 2, "Plants beyond the 20 observed are copies of them (the same "
+                             "employees, half of them trained), each with its own random "
+                             "effect; fewer than 20 are a balanced subset.")
+    for r in (note_row, note_row + 1):       # wrapped in column B, clear of the chart
+        ws.cell(r, 2).font, ws.cell(r, 2).alignment = f["note"], f["wrap"]
+    formula = (f"=GLMM_POWER({args}, , , , , , , \"training\", {effect}, {test}, {nsim}, "
+               f"{seed}, \"plant\", {plants})")
+    _label(ws, top - 1, 2, "Power by number of plants:  =GLMM_POWER(same arguments as the "
+                           "fit, , , , , , , \"training\", "
+                           f"{effect}, {test}, {nsim}, {seed}, \"plant\", {plants})")
+    placed = lay.place(top, 2, formula, udfs.GLMM_POWER(
+        y, X, g, off, term="training", effect=math.log(POWER_RATIO), test=POWER_TEST,
+        nsim=POWER_NSIM, seed=POWER_SEED, along="plant",
+        values=[[float(n)] for n in POWER_PLANTS]), ws)
+    head = placed.block[0]
+    n = len(POWER_PLANTS)
+    first, last = top + 1, top + n
+    col = lambda name: placed.col + head.index(name)
+    for name, fmt in (("power", "0%"), ("CI low 95%", "0%"), ("CI high 95%", "0%")):
+        for r in range(first, last + 1):
+            ws.cell(r, col(name)).number_format = fmt
+    # the target repeated per point, beside the block: the chart's dashed line
+    tcol = placed.region[3] + 1
+    ws.cell(top, tcol, "target").font = f["bold"]
+    for r in range(first, last + 1):
+        ws.cell(r, tcol, f"=${target[0]}${target[1:]}").number_format = "0%"
+    ch = LineChart()
+    ch.title = _chart_title("Power to detect the training effect, by number of plants")
+    ch.style = 2
+    ch.height, ch.width = 8.0, 16.0
+    ch.y_axis.title = _axis_title("power")
+    ch.x_axis.title = _axis_title("number of plants")
+    for name, colour, dash, width in (("power", BLUE, None, 28575),
+                                      ("CI low 95%", "7F7F7F", "dash", 12700),
+                                      ("CI high 95%", "7F7F7F", "dash", 12700)):
+        ch.add_data(Reference(ws, min_col=col(name), min_row=top, max_row=last),
+                    titles_from_data=True)
+        s = ch.series[-1]
+        s.graphicalProperties.line.solidFill = colour
+        s.graphicalProperties.line.width = width
+        if dash:
+            s.graphicalProperties.line.dashStyle = dash
+        s.smooth = False
+        if name == "power":
+            s.marker.symbol = "circle"
+            s.marker.size = 6
+    ch.add_data(Reference(ws, min_col=tcol, min_row=top, max_row=last), titles_from_data=True)
+    s = ch.series[-1]
+    s.graphicalProperties.line.solidFill = "C00000"
+    s.graphicalProperties.line.dashStyle = "sysDash"
+    s.smooth = False
+    ch.set_categories(Reference(ws, min_col=placed.col, min_row=first, max_row=last))
+    ch.y_axis.scaling.min, ch.y_axis.scaling.max = 0.0, 1.0
+    ch.y_axis.number_format = "0%"
+    ch.y_axis.majorGridlines = None
+    ch.x_axis.delete = False
+    ch.y_axis.delete = False
+    ch.legend.position = "b"
+    ws.add_chart(ch, cell_name(r0 - 1, 5))
+    _widths(ws, {"A": 2, "B": 60, "C": 12,
+                 **{col_letters(c): 11 for c in range(placed.col + 1, tcol + 1)}})
+    ws.freeze_panes = "A4"
+    _print_pages(lay, ws, [
+        ("the inputs and the power curve", _box(ws, "A1", f"B{r0 - 1}:C{note_row + 1}", ch)),
+        ("the GLMM_POWER block", _box(ws, f"B{top - 1}", placed.ref,
+                                      range_name(top, tcol, last, tcol))),
+    ])
+    return placed
 
 
 def _workplace_influence(lay: Layout, ws, args: str, y, X, g, off):

@@ -113,6 +113,20 @@ failed:
     GLMM_POISSON = Err.Description
 End Function
 
+Function GLMM_POWER(y, X, Optional groups, Optional offset, Optional x_random, Optional fit_intercept, Optional nAGQ, Optional family, Optional trials, Optional link, Optional term, Optional effect, Optional test, Optional nsim, Optional seed, Optional along, Optional values, Optional alpha)
+    If (Not Application.CommandBars("Standard").Controls(1).Enabled) Then Exit Function
+    #If App = "Microsoft Excel" Then
+        If TypeOf Application.Caller Is Range Then On Error GoTo failed
+        GLMM_POWER = XLPy.CallUDF("xlglmm.sheet.udfs", "GLMM_POWER", Array(y, X, groups, offset, x_random, fit_intercept, nAGQ, family, trials, link, term, effect, test, nsim, seed, along, values, alpha), ActiveWorkbook, Application.Caller)
+        Exit Function
+    #Else
+        GLMM_POWER = XLPy.CallUDF("xlglmm.sheet.udfs", "GLMM_POWER", Array(y, X, groups, offset, x_random, fit_intercept, nAGQ, family, trials, link, term, effect, test, nsim, seed, along, values, alpha))
+        Exit Function
+    #End If
+failed:
+    GLMM_POWER = Err.Description
+End Function
+
 Function GLMM_PREDICT(y, X, Optional groups, Optional new_X, Optional new_groups, Optional offset, Optional new_offset, Optional x_random, Optional new_x_random, Optional pred_type, Optional include_re, Optional fit_intercept, Optional nAGQ, Optional family, Optional trials, Optional link, Optional interval, Optional alpha, Optional new_trials)
     If (Not Application.CommandBars("Standard").Controls(1).Enabled) Then Exit Function
     #If App = "Microsoft Excel" Then

@@ -644,6 +644,88 @@ failed:
   GLMM_INFLUENCE = "#GLMM! LibreOffice Basic error in GLMM_INFLUENCE: " & Error$
 End Function
 
+Function GLMM_POWER(Optional y, Optional X, Optional groups, Optional offset, Optional x_random, Optional fit_intercept, Optional nAGQ, Optional family, Optional trials, Optional link, Optional term, Optional effect, Optional test, Optional nsim, Optional seed, Optional along, Optional values, Optional alpha) As Variant
+  Dim a(17) As Variant, given As Integer
+  On Error GoTo failed
+  given = 0
+  If Not IsMissing(y) Then
+    a(0) = y
+    given = 1
+  End If
+  If Not IsMissing(X) Then
+    a(1) = X
+    given = 2
+  End If
+  If Not IsMissing(groups) Then
+    a(2) = groups
+    given = 3
+  End If
+  If Not IsMissing(offset) Then
+    a(3) = offset
+    given = 4
+  End If
+  If Not IsMissing(x_random) Then
+    a(4) = x_random
+    given = 5
+  End If
+  If Not IsMissing(fit_intercept) Then
+    a(5) = fit_intercept
+    given = 6
+  End If
+  If Not IsMissing(nAGQ) Then
+    a(6) = nAGQ
+    given = 7
+  End If
+  If Not IsMissing(family) Then
+    a(7) = family
+    given = 8
+  End If
+  If Not IsMissing(trials) Then
+    a(8) = trials
+    given = 9
+  End If
+  If Not IsMissing(link) Then
+    a(9) = link
+    given = 10
+  End If
+  If Not IsMissing(term) Then
+    a(10) = term
+    given = 11
+  End If
+  If Not IsMissing(effect) Then
+    a(11) = effect
+    given = 12
+  End If
+  If Not IsMissing(test) Then
+    a(12) = test
+    given = 13
+  End If
+  If Not IsMissing(nsim) Then
+    a(13) = nsim
+    given = 14
+  End If
+  If Not IsMissing(seed) Then
+    a(14) = seed
+    given = 15
+  End If
+  If Not IsMissing(along) Then
+    a(15) = along
+    given = 16
+  End If
+  If Not IsMissing(values) Then
+    a(16) = values
+    given = 17
+  End If
+  If Not IsMissing(alpha) Then
+    a(17) = alpha
+    given = 18
+  End If
+  GLMM_POWER = XlglmmRun("GLMM_POWER", given, a)
+  Exit Function
+failed:
+  GLMM_POWER = "#GLMM! LibreOffice Basic error in GLMM_POWER: " & Error$
+End Function
+
 Private Function XlglmmRun(fname As String, given As Integer, a As Variant) As Variant
   Dim p() As Variant, i As Integer, res As Variant, outIdx(), outSeq(), msg As String
   Dim r As Long, c As Long, nr As Long, nc As Long, out() As Variant, row0 As Variant
