@@ -14,6 +14,7 @@ import pytest
 from scipy import stats
 
 import xlglmm
+from refs import PACKAGE_DATA
 from xlglmm.engine.bootstrap import draw_response
 from xlglmm.engine.design import term_columns
 from xlglmm.engine.power import PowerError
@@ -89,7 +90,7 @@ def test_design_table_refuses_bad_designs(kwargs, message):
 
 
 def test_term_columns_are_rs_assign():
-    d = pd.read_csv("xlglmm/data/grouseticks.csv").assign(YEAR=lambda t: t.YEAR.astype(str))
+    d = pd.read_csv(PACKAGE_DATA / "grouseticks.csv").assign(YEAR=lambda t: t.YEAR.astype(str))
     pm = xlglmm.planned_model("TICKS ~ YEAR * cHEIGHT + (1|LOCATION)", d, "poisson",
                               fixed={"(Intercept)": 1, "YEAR96": 0, "YEAR97": 0,
                                      "cHEIGHT": 0, "YEAR96:cHEIGHT": 0, "YEAR97:cHEIGHT": 0},
@@ -216,7 +217,7 @@ def test_power_summaries(lrt_run):
 
 
 def test_a_fit_as_the_source_with_a_changed_effect_and_more_plants():
-    d = pd.read_csv("xlglmm/data/workplace_safety.csv").assign(
+    d = pd.read_csv(PACKAGE_DATA / "workplace_safety.csv").assign(
         lexp=lambda t: np.log(t.employees))
     fit = xlglmm.glmer("incidents ~ training + (1|plant) + (1|month)", d, offset="lexp")
     curve = fit.power_curve("training", "plant", [10, 30], effect=LOG07, test="wald",
@@ -256,7 +257,7 @@ def test_extending_copies_levels_and_nested_factors():
 
 
 def test_a_family_parameter_is_estimated_again():
-    d = pd.read_csv("xlglmm/data/workplace_safety.csv").assign(
+    d = pd.read_csv(PACKAGE_DATA / "workplace_safety.csv").assign(
         lexp=lambda t: np.log(t.employees))
     nb = xlglmm.glmer("incidents ~ training + (1|plant)", d, "negbin", offset="lexp")
     run = nb.power("training", LOG07, test="wald", nsim=3, seed=1, workers=1)
@@ -270,6 +271,17 @@ def test_a_budget_too_small_says_what_ran_and_how_to_ask_for_more(planned):
     assert run.stopped_by_budget and 0 < run.n_tried < 100_000
     assert any(f"ran out after {run.n_tried:,} of 100,000 simulations" in n
                and "larger time_budget" in n for n in run.notes)
+
+
+def test_pilot_fits_the_budget_stops_are_the_budgets_message_not_the_designs(planned):
+    # 20,000 plants: the pilot fits alone outlast a 1 s budget.  They used to be tried
+    # 5 times, each with the whole budget, and then blamed the design ("did not
+    # converge on any of 5 data sets ... use a larger design")
+    with pytest.raises(PowerError) as err:
+        xlglmm.power(planned, "training", test="lrt", nsim=50, seed=1, time_budget=1.0,
+                     workers=1, levels={"plant": 20_000})
+    assert "time budget" in str(err.value)
+    assert "did not converge" not in str(err.value)
 
 
 @pytest.mark.parametrize("kwargs, message", [
@@ -288,6 +300,8 @@ def test_a_budget_too_small_says_what_ran_and_how_to_ask_for_more(planned):
     (dict(levels={"plant": 10 ** 7}), "the most is 2,000,000"),
     (dict(rows=0), "rows must be a whole number >= 1"),
     (dict(time_budget=-1), "time_budget must be a positive number"),
+    # a rate ratio of e^60: Poisson means numpy cannot draw (was a bare ValueError)
+    (dict(effect=60.0), "responses cannot be drawn at these values"),
 ])
 def test_bad_arguments_get_one_clear_message(planned, kwargs, message):
     args = dict(term="training", nsim=5, seed=1, workers=1)
