@@ -150,6 +150,25 @@ def test_impossible_correlations_and_a_missing_sigma():
             "(Intercept)": 0, "x": 0}, sd={"g": 1})
 
 
+def test_a_gamma_plan_draws_and_fits_with_the_dispersion_sigma_squared():
+    # the exact Laplace's Gamma needs its dispersion in the likelihood: "gamma" with
+    # sigma was a bare ValueError from the deviance function
+    tab = xlglmm.design_table({"plant": 30}, rows=6, split={"tr": ("plant", 0.5)})
+    args = dict(fixed={"(Intercept)": 1.0, "tr": 0.2}, sd={"plant": 0.5}, link="log")
+    plan = xlglmm.planned_model("y ~ tr + (1|plant)", tab, "gamma", sigma=0.3, **args)
+    assert plan.model.family.dispersion == pytest.approx(0.09, rel=1e-12)
+    held = xlglmm.planned_model("y ~ tr + (1|plant)", tab,
+                                xlglmm.Family("gamma", "log", dispersion=0.09), sigma=0.3,
+                                **args)
+    a = xlglmm.power(plan, "tr", test="wald", nsim=5, seed=2, workers=1)
+    b = xlglmm.power(held, "tr", test="wald", nsim=5, seed=2, workers=1)
+    assert a.n_used == 5 and np.array_equal(a.pvalues, b.pvalues)
+    with pytest.raises(PowerError, match=r"dispersion \(0.09\) is not sigma\^2 \(1\)"):
+        xlglmm.planned_model("y ~ tr + (1|plant)", tab,
+                             xlglmm.Family("gamma", "log", dispersion=0.09), sigma=1.0,
+                             **args)
+
+
 # ---- the simulations ------------------------------------------------------------------
 
 def test_lrt_is_the_likelihood_ratio_of_glmer_fits(planned, lrt_run):
