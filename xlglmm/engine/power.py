@@ -13,8 +13,12 @@ correlations, on a table of the design: ``planning.design_table``).  Either way:
    with it: simr's ``extend``) or with every row repeated (``rows=``).
 2. **Pilot fits.**  One response is drawn at the truth (its own stream of the
    seed) and the model -- and for the likelihood-ratio test the null model, the
-   tested term's columns removed -- fitted to it.  Every simulation's refits start
-   from these fits (warm starts), so no simulation depends on another.
+   tested term's columns removed -- fitted to it.  Every simulation's refits are
+   these models refitted, starting at the truth (its theta and beta; the null
+   model's beta less the tested columns) rather than at the pilot's estimates (one
+   random draw's: an unlucky, separated one sent refits to spurious optima); an
+   NB theta, phi or zero inflation re-estimated starts from the pilot's fit.  So no
+   simulation depends on another.
 3. **Simulations.**  Simulation i draws a response at the truth from
    ``numpy.random.SeedSequence(seed, spawn_key=(i,))`` (new random effects for
    every level, new noise), refits the model (re-estimating any family parameter
@@ -531,6 +535,16 @@ def _pilot_fits(truth: Truth, design, cols, test, estimating, seed, end, out_of_
             raise PowerError(f"the model cannot be fitted on this design: {e}") from None
         bad = [m for m in (full, null) if m is not None and not m.estimates.converged]
         if not bad:
+            if not estimating:
+                # the refits start at the truth, not at the pilot's estimates: the
+                # pilot is one random draw, and an unlucky one (a separated binomial
+                # draw, its effect estimated at -38) sent refits that converge from
+                # scratch to spurious optima (the effect at -1e6, the full model's
+                # likelihood below the null's: LRT p = 1) or to failure
+                keep = [j for j, n in enumerate(full.design.x_names) if n not in cols]
+                _start_at(full, truth.beta, truth.theta)
+                if null is not None:
+                    _start_at(null, np.asarray(truth.beta, float)[keep], truth.theta)
             return draw_model, full, null
         if end is not None and time.time() >= end:     # stopped by the budget
             raise PowerError(out_of_time)
@@ -538,6 +552,18 @@ def _pilot_fits(truth: Truth, design, cols, test, estimating, seed, end, out_of_
     raise PowerError("the model did not converge on any of 5 data sets simulated at these "
                      "values (" + ("; ".join(messages) or "not converged") + "): check the "
                      "effects and SDs, or use a larger design")
+
+
+def _start_at(model, beta, theta) -> None:
+    """The fitted ``model``'s optimum moved to (beta on the data's scale, theta): where
+    its refits start (``refit_model``'s warm start reads the optimum's theta and
+    beta, the latter on the fit's scale of rescaled columns)."""
+    e = model.devfun.x_exp
+    b = np.asarray(beta, float)
+    if e is not None:
+        b = np.ldexp(b, np.asarray(e, np.int64))
+    model.optimum = dataclasses.replace(model.optimum, beta=b,
+                                        theta=np.array(theta, dtype=float))
 
 
 def _left(end, out_of_time):
