@@ -14,6 +14,7 @@ import pytest
 from scipy import stats
 
 import xlglmm
+from refs import PACKAGE_DATA
 from xlglmm.engine.bootstrap import draw_response
 from xlglmm.engine.design import term_columns
 from xlglmm.engine.power import PowerError
@@ -89,7 +90,7 @@ def test_design_table_refuses_bad_designs(kwargs, message):
 
 
 def test_term_columns_are_rs_assign():
-    d = pd.read_csv("xlglmm/data/grouseticks.csv").assign(YEAR=lambda t: t.YEAR.astype(str))
+    d = pd.read_csv(PACKAGE_DATA / "grouseticks.csv").assign(YEAR=lambda t: t.YEAR.astype(str))
     pm = xlglmm.planned_model("TICKS ~ YEAR * cHEIGHT + (1|LOCATION)", d, "poisson",
                               fixed={"(Intercept)": 1, "YEAR96": 0, "YEAR97": 0,
                                      "cHEIGHT": 0, "YEAR96:cHEIGHT": 0, "YEAR97:cHEIGHT": 0},
@@ -147,6 +148,25 @@ def test_impossible_correlations_and_a_missing_sigma():
     with pytest.raises(PowerError, match=r"sigma \(the residual SD\) must be a positive"):
         xlglmm.planned_model("y ~ x + (1|g)", tab, "gaussian", fixed={
             "(Intercept)": 0, "x": 0}, sd={"g": 1})
+
+
+def test_a_gamma_plan_draws_and_fits_with_the_dispersion_sigma_squared():
+    # the exact Laplace's Gamma needs its dispersion in the likelihood: "gamma" with
+    # sigma was a bare ValueError from the deviance function
+    tab = xlglmm.design_table({"plant": 30}, rows=6, split={"tr": ("plant", 0.5)})
+    args = dict(fixed={"(Intercept)": 1.0, "tr": 0.2}, sd={"plant": 0.5}, link="log")
+    plan = xlglmm.planned_model("y ~ tr + (1|plant)", tab, "gamma", sigma=0.3, **args)
+    assert plan.model.family.dispersion == pytest.approx(0.09, rel=1e-12)
+    held = xlglmm.planned_model("y ~ tr + (1|plant)", tab,
+                                xlglmm.Family("gamma", "log", dispersion=0.09), sigma=0.3,
+                                **args)
+    a = xlglmm.power(plan, "tr", test="wald", nsim=5, seed=2, workers=1)
+    b = xlglmm.power(held, "tr", test="wald", nsim=5, seed=2, workers=1)
+    assert a.n_used == 5 and np.array_equal(a.pvalues, b.pvalues)
+    with pytest.raises(PowerError, match=r"dispersion \(0.09\) is not sigma\^2 \(1\)"):
+        xlglmm.planned_model("y ~ tr + (1|plant)", tab,
+                             xlglmm.Family("gamma", "log", dispersion=0.09), sigma=1.0,
+                             **args)
 
 
 # ---- the simulations ------------------------------------------------------------------
@@ -216,7 +236,7 @@ def test_power_summaries(lrt_run):
 
 
 def test_a_fit_as_the_source_with_a_changed_effect_and_more_plants():
-    d = pd.read_csv("xlglmm/data/workplace_safety.csv").assign(
+    d = pd.read_csv(PACKAGE_DATA / "workplace_safety.csv").assign(
         lexp=lambda t: np.log(t.employees))
     fit = xlglmm.glmer("incidents ~ training + (1|plant) + (1|month)", d, offset="lexp")
     curve = fit.power_curve("training", "plant", [10, 30], effect=LOG07, test="wald",
@@ -256,7 +276,7 @@ def test_extending_copies_levels_and_nested_factors():
 
 
 def test_a_family_parameter_is_estimated_again():
-    d = pd.read_csv("xlglmm/data/workplace_safety.csv").assign(
+    d = pd.read_csv(PACKAGE_DATA / "workplace_safety.csv").assign(
         lexp=lambda t: np.log(t.employees))
     nb = xlglmm.glmer("incidents ~ training + (1|plant)", d, "negbin", offset="lexp")
     run = nb.power("training", LOG07, test="wald", nsim=3, seed=1, workers=1)
@@ -270,6 +290,17 @@ def test_a_budget_too_small_says_what_ran_and_how_to_ask_for_more(planned):
     assert run.stopped_by_budget and 0 < run.n_tried < 100_000
     assert any(f"ran out after {run.n_tried:,} of 100,000 simulations" in n
                and "larger time_budget" in n for n in run.notes)
+
+
+def test_pilot_fits_the_budget_stops_are_the_budgets_message_not_the_designs(planned):
+    # 20,000 plants: the pilot fits alone outlast a 1 s budget.  They used to be tried
+    # 5 times, each with the whole budget, and then blamed the design ("did not
+    # converge on any of 5 data sets ... use a larger design")
+    with pytest.raises(PowerError) as err:
+        xlglmm.power(planned, "training", test="lrt", nsim=50, seed=1, time_budget=1.0,
+                     workers=1, levels={"plant": 20_000})
+    assert "time budget" in str(err.value)
+    assert "did not converge" not in str(err.value)
 
 
 @pytest.mark.parametrize("kwargs, message", [
@@ -288,6 +319,8 @@ def test_a_budget_too_small_says_what_ran_and_how_to_ask_for_more(planned):
     (dict(levels={"plant": 10 ** 7}), "the most is 2,000,000"),
     (dict(rows=0), "rows must be a whole number >= 1"),
     (dict(time_budget=-1), "time_budget must be a positive number"),
+    # a rate ratio of e^60: Poisson means numpy cannot draw (was a bare ValueError)
+    (dict(effect=60.0), "responses cannot be drawn at these values"),
 ])
 def test_bad_arguments_get_one_clear_message(planned, kwargs, message):
     args = dict(term="training", nsim=5, seed=1, workers=1)
@@ -315,3 +348,37 @@ def test_a_model_that_cannot_be_fitted_on_the_design_says_so(planned):
     with pytest.raises(PowerError, match="cannot be fitted on this design: grouping factor "
                                          "'month' has 1 level"):
         xlglmm.power(planned, "training", nsim=2, workers=1, levels={"month": 1})
+
+
+def test_refits_do_not_inherit_an_unlucky_pilot():
+    """The pilot is one random draw: here a separated one (no vaccinated herd has a
+    case: its effect estimated below -10).  Refits used to start at its estimates,
+    and 16 of 60 refits that converge from scratch stopped at a spurious optimum
+    (the effect near -1e6, the full model's likelihood below the null's: p = 1) and
+    24 failed; they start at the truth now, and every p-value is a fit from
+    scratch's."""
+    from xlglmm.engine.power import PILOT_KEY
+    tab = xlglmm.design_table({"herd": 8}, rows=4, split={"vacc": ("herd", 0.5)})
+    tab["n"] = 5
+    plan = xlglmm.planned_model("p ~ vacc + (1|herd)", tab, "binomial", weights="n",
+                                fixed={"(Intercept)": -2.5, "vacc": -2.5}, sd={"herd": 1.0})
+
+    def fits(rng):
+        d = plan.data.assign(p=draw_response(plan.model, plan.beta, plan.theta, plan.sigma,
+                                             rng))
+        return [xlglmm.glmer(f, d, family="binomial", weights="n")
+                for f in ("p ~ vacc + (1|herd)", "p ~ 1 + (1|herd)")]
+    pilot, _ = fits(np.random.default_rng(np.random.SeedSequence(4, spawn_key=(PILOT_KEY,))))
+    assert pilot.converged and pilot.fe_params["vacc"] < -10
+    run = xlglmm.power(plan, "vacc", test="lrt", nsim=60, seed=4, workers=1)
+    failed = {i for i, _ in run.failures}
+    p = dict(zip([i for i in range(60) if i not in failed], run.pvalues))
+    compared = 0
+    for i in range(60):
+        full, null = fits(np.random.default_rng(np.random.SeedSequence(4, spawn_key=(i,))))
+        if full.converged and null.converged:
+            assert i in p
+            want = stats.chi2.sf(max(0.0, 2.0 * (full.llf - null.llf)), 1)
+            assert p[i] == pytest.approx(want, abs=1e-6)
+            compared += 1
+    assert compared >= 50 and run.n_failed <= 60 - compared

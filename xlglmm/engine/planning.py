@@ -187,6 +187,15 @@ def planned_model(formula: str, data, family="poisson", *, fixed: dict, sd: dict
     design = _design(formula, data, fam, response, offset, weights, lmm)
     beta = _fixed(fixed, design.x_names)
     theta_sd, scale = _theta(design, sd, cor, sigma, lmm, fam)
+    if fam is not None and fam.likelihood_dispersion:
+        # the exact Laplace's Gamma: the dispersion is a parameter of the likelihood,
+        # the one the responses are drawn with (sigma^2), held by the refits
+        if fam.dispersion is None:
+            fam = dataclasses.replace(fam, dispersion=scale ** 2)
+        elif not math.isclose(fam.dispersion, scale ** 2, rel_tol=1e-9):
+            raise PowerError(f"the family's dispersion ({fam.dispersion:g}) is not sigma^2 "
+                             f"({scale ** 2:g}), the one responses are drawn with: give "
+                             "one of them")
     try:
         if lmm:
             check_model(design, GAUSSIAN, 1)

@@ -13,8 +13,12 @@ correlations, on a table of the design: ``planning.design_table``).  Either way:
    with it: simr's ``extend``) or with every row repeated (``rows=``).
 2. **Pilot fits.**  One response is drawn at the truth (its own stream of the
    seed) and the model -- and for the likelihood-ratio test the null model, the
-   tested term's columns removed -- fitted to it.  Every simulation's refits start
-   from these fits (warm starts), so no simulation depends on another.
+   tested term's columns removed -- fitted to it.  Every simulation's refits are
+   these models refitted, starting at the truth (its theta and beta; the null
+   model's beta less the tested columns) rather than at the pilot's estimates (one
+   random draw's: an unlucky, separated one sent refits to spurious optima); an
+   NB theta, phi or zero inflation re-estimated starts from the pilot's fit.  So no
+   simulation depends on another.
 3. **Simulations.**  Simulation i draws a response at the truth from
    ``numpy.random.SeedSequence(seed, spawn_key=(i,))`` (new random effects for
    every level, new noise), refits the model (re-estimating any family parameter
@@ -54,7 +58,7 @@ from scipy import stats
 from . import workers as _workers
 from .bootstrap import (check_nsim_and_seed, check_time_budget, design_of_rows,
                         draw_response, estimates_family_parameter, refit_estimating_theta)
-from .design import term_columns
+from .design import DesignError, term_columns
 from .lmm import LinearMixedModel, LMMResult
 from .model import ModelError
 
@@ -499,9 +503,11 @@ def _source_truth(source, term, effect):
     return truth, cols, estimates_family_parameter(source)
 
 
-def _pilot_fits(truth: Truth, design, cols, test, estimating, seed, left):
+def _pilot_fits(truth: Truth, design, cols, test, estimating, seed, end, out_of_time):
     """The fits every simulation's refits start from: the model (and for the LRT
-    the null model) fitted to a response drawn at the truth on ``design``."""
+    the null model) fitted to a response drawn at the truth on ``design``, by the
+    wall-clock time ``end`` (None: no limit; past it, PowerError ``out_of_time``
+    rather than another try or a misleading message about the design)."""
     lmm = isinstance(truth.model, LinearMixedModel)
     draw_model = truth.model
     if design is not truth.design:
@@ -509,22 +515,66 @@ def _pilot_fits(truth: Truth, design, cols, test, estimating, seed, left):
     messages = []
     for k in range(PILOT_TRIES):
         rng = np.random.default_rng(np.random.SeedSequence(seed, spawn_key=(PILOT_KEY - k,)))
-        y = draw_response(draw_model, truth.beta, truth.theta, truth.sigma, rng)
+        try:
+            y = draw_response(draw_model, truth.beta, truth.theta, truth.sigma, rng)
+        except (ValueError, OverflowError, FloatingPointError) as e:
+            raise PowerError(f"responses cannot be drawn at these values ({e}): the effects, "
+                             "SDs or sigma make means or variances too large for the family "
+                             "(effects are on the link scale: the log of a rate ratio, the "
+                             "log of an odds ratio)") from None
         d = dataclasses.replace(design, y=y, messages=list(design.messages))
         try:
-            full = _pilot(truth.model, d, test, estimating, lmm, left)
+            full = _pilot(truth.model, d, test, estimating, lmm, _left(end, out_of_time))
             null = None
             if test == "lrt":
-                null = _pilot(full, null_design(d, cols), test, estimating, lmm, left)
-        except ModelError as e:
+                null = _pilot(full, null_design(d, cols), test, estimating, lmm,
+                              _left(end, out_of_time))
+        except (ModelError, DesignError) as e:      # DesignError: the cost's CostError
+            if end is not None and time.time() >= end:
+                raise PowerError(out_of_time) from None
             raise PowerError(f"the model cannot be fitted on this design: {e}") from None
         bad = [m for m in (full, null) if m is not None and not m.estimates.converged]
         if not bad:
+            if not estimating:
+                # the refits start at the truth, not at the pilot's estimates: the
+                # pilot is one random draw, and an unlucky one (a separated binomial
+                # draw, its effect estimated at -38) sent refits that converge from
+                # scratch to spurious optima (the effect at -1e6, the full model's
+                # likelihood below the null's: LRT p = 1) or to failure
+                keep = [j for j, n in enumerate(full.design.x_names) if n not in cols]
+                _start_at(full, truth.beta, truth.theta)
+                if null is not None:
+                    _start_at(null, np.asarray(truth.beta, float)[keep], truth.theta)
             return draw_model, full, null
+        if end is not None and time.time() >= end:     # stopped by the budget
+            raise PowerError(out_of_time)
         messages = bad[0].estimates.messages
     raise PowerError("the model did not converge on any of 5 data sets simulated at these "
                      "values (" + ("; ".join(messages) or "not converged") + "): check the "
                      "effects and SDs, or use a larger design")
+
+
+def _start_at(model, beta, theta) -> None:
+    """The fitted ``model``'s optimum moved to (beta on the data's scale, theta): where
+    its refits start (``refit_model``'s warm start reads the optimum's theta and
+    beta, the latter on the fit's scale of rescaled columns)."""
+    e = model.devfun.x_exp
+    b = np.asarray(beta, float)
+    if e is not None:
+        b = np.ldexp(b, np.asarray(e, np.int64))
+    model.optimum = dataclasses.replace(model.optimum, beta=b,
+                                        theta=np.array(theta, dtype=float))
+
+
+def _left(end, out_of_time):
+    """The seconds left before ``end`` (None: no limit); PowerError ``out_of_time``
+    when none are."""
+    if end is None:
+        return None
+    left = end - time.time()
+    if left <= 0:
+        raise PowerError(out_of_time)
+    return left
 
 
 def _unfitted_on(model, design):
@@ -646,9 +696,16 @@ def _run(points, source, term, *, test, nsim, seed, alpha, time_budget, workers,
         left = None if deadline is None else (deadline - time.time()) / (len(points) - k)
         if left is not None and left <= 0:
             raise PowerError(budget_message(0, nsim, time_budget))
-        draw_model, full, null = _pilot_fits(truth, design, cols, test, estimating,
-                                             int(seed), left)
+        # the point's share of the budget counts its pilot fits too
         point_deadline = None if left is None else time.time() + left
+        draw_model, full, null = _pilot_fits(truth, design, cols, test, estimating,
+                                             int(seed), point_deadline,
+                                             None if time_budget is None else
+                                             budget_message(0, nsim, time_budget))
+        if point_deadline is not None:
+            left = point_deadline - time.time()
+            if left <= 0:
+                raise PowerError(budget_message(0, nsim, time_budget))
         job = Job(Truth(draw_model, truth.beta, truth.theta, truth.sigma), full, null,
                   [full.design.x_names.index(c) for c in cols], test, float(alpha),
                   int(seed), estimating, isinstance(full, LinearMixedModel), point_deadline)
