@@ -308,3 +308,23 @@ def test_a_resample_that_loses_a_fixed_effect_is_a_failed_replicate():
     b = res.bootstrap(10, seed=0, resample="observation", workers=1)
     assert b.failed >= 1 and b.failed + len(b.replicates) == 10
     assert any("identify every fixed effect" in msg for _, msg in b.failures)
+
+
+@pytest.mark.parametrize("laplace", ["lme4", "exact"])
+def test_the_drawn_random_effects_have_the_fits_sds(laplace, monkeypatch):
+    """draw_response's random effects are the fit's: b = re_sigma Lambda z, with
+    re_sigma = sigma for lme4's Gamma (its Lambda is relative to sigma) and 1 for the
+    exact Laplace's.  (lme4's Gamma drew at Lambda z, the SD 0.51 for a fit that
+    reports 0.30.)  The family's draw is replaced by mu, so log mu - X beta is Z b."""
+    d = pd.read_csv("tests/data/gamma_1e3.csv")
+    res = xlglmm.glmer("y ~ x + (1|g)", d, "gamma", link="log", laplace=laplace)
+    model = res.model
+    monkeypatch.setattr(type(model.family), "simulate",
+                        lambda self, mu, wt, rng, dispersion=1.0: mu)
+    beta = res.fe_params.to_numpy()
+    y = B.draw_response(model, beta, res.theta, res.sigma, np.random.default_rng(3))
+    b_rows = np.log(y) - model.design.offset - model.design.X @ beta
+    t = model.design.re_terms[0]
+    z = np.random.default_rng(3).standard_normal((t.nlevels, 1))[:, 0]
+    sd = float(res.varcorr.loc[0, "sdcor"])
+    assert np.allclose(b_rows, sd * z[t.codes], rtol=1e-10, atol=1e-12)

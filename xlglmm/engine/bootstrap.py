@@ -69,12 +69,12 @@ def draw_response(model, beta, theta, sigma, rng) -> np.ndarray:
     notes for the LMM's and the dispersion's share)."""
     d = model.design
     fam = model.family
-    lmm = isinstance(model, LinearMixedModel)
+    # b = scale Lambda z: scale sigma for an LMM and lme4's Laplace of the Gamma
+    # (their Lambda is relative to sigma), 1 elsewhere
+    scale = random_effects_scale(fam, sigma)
     eta = d.offset + d.X @ beta
     for t, L in zip(d.re_terms, model.devfun.lambdas(theta)):
-        b = rng.standard_normal((t.nlevels, t.k)) @ L.T
-        if lmm:
-            b = sigma * b
+        b = scale * (rng.standard_normal((t.nlevels, t.k)) @ L.T)
         eta = eta + np.einsum("ij,ij->i", t.Z, b[t.codes])
     # (zero-inflated: the family draws the count, then the structural zeros with p0)
     wt = zero_probability(d.zi_X, fam.zi_coef) if fam.zero_inflated else d.weights
