@@ -254,3 +254,23 @@ def test_result_tables_computed_on_access_are_the_same_whenever_asked():
     np.testing.assert_array_equal(dev._theta_set, away)     # put back as it was
     assert late.random_effects_sd is late.random_effects_sd     # computed once
     assert float(late.random_effects_sd["herd"].min()) > 0.0
+
+
+def test_an_lmm_restart_after_a_roundoff_stop_keeps_what_it_found():
+    """lmm.restarted: two roundoff stops at one deviance are an optimum (converged,
+    no message); a restart that went on keeps its own verdict (the evaluation
+    limit is not erased) and the better point; two roundoff stops that disagree
+    keep the roundoff message (not converged)."""
+    from xlglmm.engine.lmm import restarted
+    from xlglmm.engine.optimize import ROUNDOFF_LIMITED, OptResult
+    rounding = "optimizer stopped at rounding limits"
+    first = OptResult(np.array([1.0]), 100.0, 20, ROUNDOFF_LIMITED, rounding)
+    same = OptResult(np.array([1.0 + 1e-9]), 100.0 - 1e-12, 5, ROUNDOFF_LIMITED, rounding)
+    assert restarted(first, same).message == "" and restarted(first, same).fun == same.fun
+    limit = OptResult(np.array([1.2]), 99.0, 500, 5, "iteration limit reached")
+    assert restarted(first, limit) is limit
+    normal = OptResult(np.array([1.1]), 99.5, 30, 4, "")
+    assert restarted(first, normal) is normal
+    lower = OptResult(np.array([1.3]), 98.0, 9, ROUNDOFF_LIMITED, rounding)
+    out = restarted(first, lower)
+    assert out.fun == 98.0 and out.message == rounding

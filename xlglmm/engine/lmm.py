@@ -302,10 +302,7 @@ class LinearMixedModel(MixedModel):
             # deviance (to 1e-10) is that optimum, which BOBYQA cannot refine further
             again = bobyqa(self.profiled_deviance, res.x, lower, upper,
                            np.full(dev.ntheta, 0.01), 1e-8, 1e-12, self.max_evals, budget)
-            tol = 1e-10 * max(1.0, abs(res.fun))
-            if again.code != ROUNDOFF_LIMITED or abs(again.fun - res.fun) <= tol:
-                res = dataclasses.replace(again, message="") if not again.timed_out \
-                    else again
+            res = restarted(res, again)
         with budget.finishing():
             theta, fval = check_boundary(self.profiled_deviance, res.x, res.fun, lower)
             st = self.state_at(theta)
@@ -345,6 +342,21 @@ class LinearMixedModel(MixedModel):
                          singular=singular, messages=messages,
                          # (lmer has never set the flag: its note says it all)
                          stopped_by_budget=False, evaluations=dev.evaluations)
+
+
+def restarted(first, again):
+    """The answer of BOBYQA restarted after a roundoff stop (``first``): the
+    restart's own (its point and message: a normal stop, the evaluation limit, the
+    budget) when it went on from there, or -- when it too stopped by roundoff -- the
+    better point, which counts as converged when the two stops agree to 1e-10 (an
+    optimum BOBYQA cannot refine further) and keeps the roundoff message otherwise."""
+    if again.code != ROUNDOFF_LIMITED:
+        return again if again.fun <= first.fun else dataclasses.replace(
+            first, message=again.message or first.message, timed_out=again.timed_out)
+    best = again if again.fun <= first.fun else first
+    if abs(again.fun - first.fun) <= 1e-10 * max(1.0, abs(first.fun)):
+        return dataclasses.replace(best, message="")
+    return best
 
 
 class MomentSolve(NamedTuple):
