@@ -67,6 +67,8 @@ TESTS = ("wald", "lrt", "profile")
 MAX_NSIM = 1_000_000
 #: the most rows a design point may have (guards the memory of a run before it starts)
 MAX_ROWS = 2_000_000
+#: the most numbers a design point's arrays may hold (8 bytes each: 400 MB)
+MAX_CELLS = 50_000_000
 #: the seed's stream of the pilot response (simulation indices stay below MAX_NSIM)
 PILOT_KEY = 2 ** 32 - 1
 PILOT_TRIES = 5
@@ -74,6 +76,10 @@ PILOT_TRIES = 5
 
 class PowerError(ValueError):
     """The power analysis cannot run as asked: says why."""
+
+
+class OutOfTime(PowerError):
+    """The time budget ran out before a design point's first simulation."""
 
 
 # ---- the truth and the design ------------------------------------------------------------
@@ -134,7 +140,7 @@ def with_effect(beta: np.ndarray, names: list, cols: list, effect) -> np.ndarray
     return beta
 
 
-def extended_design(design, along: str, n: int):
+def extended_design(design, along: str, n: int, cols=None):
     """The design with ``n`` levels of grouping factor ``along``: its levels in the
     order of ``spread_order``, then copies of them in turn in that order (a level's
     copy is a new level, with the copied level's rows, covariates and offsets; a
@@ -147,7 +153,7 @@ def extended_design(design, along: str, n: int):
         raise PowerError(f"levels: '{along}' is not a grouping factor of the model "
                          f"({group_names(design)})") from None
     L = len(cases.rows_of)
-    spread = spread_order(design, cases.rows_of)
+    spread = spread_order(design, cases.rows_of, cols)
     order = [spread[j % L] for j in range(n)]
     rows = np.concatenate([cases.rows_of[j] for j in order])
     copy = np.repeat(np.arange(n) // L, [len(cases.rows_of[j]) for j in order])
@@ -156,10 +162,12 @@ def extended_design(design, along: str, n: int):
     return design_of_rows(design, rows, copy, cases.copied)
 
 
-def spread_order(design, rows_of: list) -> list:
+def spread_order(design, rows_of: list, cols=None) -> list:
     """The levels of a factor (``rows_of[l]``: level l's rows) in an order whose
-    every prefix keeps the design's mix of them: levels alike in their rows of X
-    (plants with training, plants without) form a kind, and the kinds are
+    every prefix keeps the design's mix of them: levels alike in their rows of the
+    tested columns ``cols`` (names; None: all of X) -- plants with training, plants
+    without, whatever else differs between plants, such as their size -- form a
+    kind, and the kinds are
     interleaved in proportion to their sizes, each in its own order (level i of a
     kind of size m at (i + 1/2) / m; ties: the kind seen first).  So the first 10
     of 20 plants, 10 trained and 10 not, are 5 and 5 rather than the first 10
@@ -167,8 +175,9 @@ def spread_order(design, rows_of: list) -> list:
     cannot estimate the effect), and the copies that extend a design keep its
     balance.  Levels that all differ (a covariate varying by level) keep their
     order."""
+    X = design.X if cols is None else design.X[:, [design.x_names.index(c) for c in cols]]
     kinds: dict = {}
-    kind_of = [kinds.setdefault(np.unique(design.X[rows], axis=0).tobytes(), len(kinds))
+    kind_of = [kinds.setdefault(np.unique(X[rows], axis=0).tobytes(), len(kinds))
                for rows in rows_of]
     size = np.bincount(kind_of, minlength=len(kinds))
     seen = np.zeros(len(kinds), dtype=int)
@@ -201,7 +210,7 @@ def _whole(value, what: str, low: int = 1, high: int | None = None) -> int:
     return v
 
 
-def design_point(design, levels: dict | None, rows) :
+def design_point(design, levels: dict | None, rows, cols=None):
     """The design of one point: ``levels`` {factor: n} applied in order, then
     ``rows`` repeats; checked for size before any array is made."""
     d = design
@@ -214,8 +223,9 @@ def design_point(design, levels: dict | None, rows) :
         if per_level * n > MAX_ROWS:
             raise PowerError(f"{n:,} levels of '{g}' make about {per_level * n:,.0f} rows; "
                              f"the most is {MAX_ROWS:,}")
+        _check_cells(d, per_level * n)
         try:
-            d = extended_design(d, g, n)
+            d = extended_design(d, g, n, cols)
         except ModelError:      # too few levels to tell the effects apart
             raise PowerError(f"{n:,} level{'s' if n != 1 else ''} of '{g}' "
                              f"{'do' if n != 1 else 'does'} not identify "
@@ -225,9 +235,21 @@ def design_point(design, levels: dict | None, rows) :
         r = _whole(rows, "rows", 1)
         if d.nobs * r > MAX_ROWS:
             raise PowerError(f"rows={r} makes {d.nobs * r:,} rows; the most is {MAX_ROWS:,}")
+        _check_cells(d, d.nobs * r)
         if r > 1:
             d = repeated_design(d, r)
     return d
+
+
+def _check_cells(design, nrows) -> None:
+    """The arrays of a design of ``nrows`` rows like ``design`` (X, Z of every term,
+    the response, weights, offset, codes) fit in MAX_CELLS numbers: checked before
+    they are made."""
+    width = design.X.shape[1] + sum(t.k + 1 for t in design.re_terms) + 4
+    if nrows * width > MAX_CELLS:
+        raise PowerError(f"this design would hold about {nrows * width:,.0f} numbers "
+                         f"({nrows:,.0f} rows x {width} columns); the most is "
+                         f"{MAX_CELLS:,}: use fewer levels or rows")
 
 
 def null_design(design, cols: list):
@@ -531,7 +553,7 @@ def _pilot_fits(truth: Truth, design, cols, test, estimating, seed, end, out_of_
                               _left(end, out_of_time))
         except (ModelError, DesignError) as e:      # DesignError: the cost's CostError
             if end is not None and time.time() >= end:
-                raise PowerError(out_of_time) from None
+                raise OutOfTime(out_of_time) from None
             raise PowerError(f"the model cannot be fitted on this design: {e}") from None
         bad = [m for m in (full, null) if m is not None and not m.estimates.converged]
         if not bad:
@@ -547,7 +569,7 @@ def _pilot_fits(truth: Truth, design, cols, test, estimating, seed, end, out_of_
                     _start_at(null, np.asarray(truth.beta, float)[keep], truth.theta)
             return draw_model, full, null
         if end is not None and time.time() >= end:     # stopped by the budget
-            raise PowerError(out_of_time)
+            raise OutOfTime(out_of_time)
         messages = bad[0].estimates.messages
     raise PowerError("the model did not converge on any of 5 data sets simulated at these "
                      "values (" + ("; ".join(messages) or "not converged") + "): check the "
@@ -573,7 +595,7 @@ def _left(end, out_of_time):
         return None
     left = end - time.time()
     if left <= 0:
-        raise PowerError(out_of_time)
+        raise OutOfTime(out_of_time)
     return left
 
 
@@ -609,7 +631,7 @@ def _pilot(model, design, test, estimating, lmm, left):
 def _check(test, alpha, nsim, seed, time_budget):
     if not isinstance(test, str) or test.strip().lower() not in TESTS:
         raise PowerError(f"test must be one of: {', '.join(TESTS)}")
-    if isinstance(alpha, bool) or not isinstance(alpha, (int, float)) \
+    if isinstance(alpha, bool) or not isinstance(alpha, (int, float, np.integer, np.floating)) \
             or not 0.0 < alpha < 1.0:
         raise PowerError("alpha must be a number between 0 and 1 (0.05: a 5% test)")
     check_nsim_and_seed(nsim, seed, MAX_NSIM, PowerError)
@@ -683,6 +705,9 @@ def _run(points, source, term, *, test, nsim, seed, alpha, time_budget, workers,
     if test == "profile" and len(cols0) > 1:
         raise PowerError("the profile test takes a one-column term: use 'lrt' for a term "
                          f"of {len(cols0)} columns")
+    if test == "profile" and truth0.model.family.zero_inflated:
+        raise PowerError("profile intervals are not available for zero-inflated models: "
+                         "use test 'lrt' or 'wald'")
     t_start = time.time()
     deadline = None if time_budget is None else t_start + float(time_budget)
     total = len(points) * int(nsim)
@@ -692,33 +717,76 @@ def _run(points, source, term, *, test, nsim, seed, alpha, time_budget, workers,
     for k, (levels, rows, effect) in enumerate(points):
         t0 = time.perf_counter()
         truth, cols, _ = _source_truth(source, term, effect)
-        design = design_point(truth.design, levels, rows)
-        left = None if deadline is None else (deadline - time.time()) / (len(points) - k)
-        if left is not None and left <= 0:
-            raise PowerError(budget_message(0, nsim, time_budget))
-        # the point's share of the budget counts its pilot fits too
-        point_deadline = None if left is None else time.time() + left
-        draw_model, full, null = _pilot_fits(truth, design, cols, test, estimating,
-                                             int(seed), point_deadline,
-                                             None if time_budget is None else
-                                             budget_message(0, nsim, time_budget))
-        if point_deadline is not None:
-            left = point_deadline - time.time()
-            if left <= 0:
-                raise PowerError(budget_message(0, nsim, time_budget))
-        job = Job(Truth(draw_model, truth.beta, truth.theta, truth.sigma), full, null,
-                  [full.design.x_names.index(c) for c in cols], test, float(alpha),
-                  int(seed), estimating, isinstance(full, LinearMixedModel), point_deadline)
-        done_before = k * int(nsim)
-        step = None if report is None else (lambda d, _t, b=done_before: report(b + d, total))
+        design = design_point(truth.design, levels, rows, cols)
         try:
-            run = _workers.run(simulation, job, range(int(nsim)), client=client,
-                               workers=workers, time_budget=left, progress=step)
-        except _workers.WorkersError as e:
-            raise PowerError(str(e)) from None
-        out.append(_result(run, job, truth, design, term, cols, nsim, seed, time_budget,
-                           time.perf_counter() - t0))
+            out.append(_point(k, len(points), truth, cols, design, term, test, estimating,
+                              nsim, seed, alpha, deadline, time_budget, workers, client,
+                              report, total, t0))
+        except OutOfTime as e:
+            # the budget ran out before this point's first simulation: the points
+            # that ran are kept and this one is reported as not run (the whole call
+            # fails only when no point ran)
+            out.append(_not_run(truth, design, term, cols, test, alpha, nsim, seed, str(e)))
+    if out and not any(r.n_tried for r in out):
+        raise OutOfTime(out[0].notes[0])
     return out
+
+
+def _not_run(truth, design, term, cols, test, alpha, nsim, seed, why) -> PowerResult:
+    """A design point the time budget left no time for: no simulations, the note."""
+    names = list(cols)
+    idx = [design.x_names.index(c) for c in names]
+    empty = pd.DataFrame(np.zeros((0, len(names))), columns=names)
+    return PowerResult(term, names, test, float(alpha), np.asarray(truth.beta, float)[idx],
+                       int(nsim), int(seed), np.zeros(0, bool), np.zeros(0), empty,
+                       empty.copy(), 0, [], 0, int(design.nobs), _levels_of(design), 0.0,
+                       True, "not run", [why])
+
+
+def containing_terms(design, term: str) -> list:
+    """The model's other terms whose variables include all of ``term``'s (``x:k``
+    contains ``x``): testing ``term`` with them kept breaks marginality."""
+    parts = set(term.split(":"))
+    return [t for t in term_columns(design.spec)
+            if t != term and parts < set(t.split(":"))]
+
+
+def _levels_of(design) -> dict:
+    levels = {}
+    for t in design.re_terms:
+        levels.setdefault(t.group, t.nlevels)
+    return levels
+
+
+def _point(k, npoints, truth, cols, design, term, test, estimating, nsim, seed, alpha,
+           deadline, time_budget, workers, client, report, total, t0) -> PowerResult:
+    """Design point k of npoints: its pilot fits and simulations, in its share of what
+    is left of the budget (OutOfTime when that share is spent before a simulation)."""
+    left = None if deadline is None else (deadline - time.time()) / (npoints - k)
+    if left is not None and left <= 0:
+        raise OutOfTime(budget_message(0, nsim, time_budget))
+    # the point's share of the budget counts its pilot fits too
+    point_deadline = None if left is None else time.time() + left
+    draw_model, full, null = _pilot_fits(truth, design, cols, test, estimating,
+                                         int(seed), point_deadline,
+                                         None if time_budget is None else
+                                         budget_message(0, nsim, time_budget))
+    if point_deadline is not None:
+        left = point_deadline - time.time()
+        if left <= 0:
+            raise OutOfTime(budget_message(0, nsim, time_budget))
+    job = Job(Truth(draw_model, truth.beta, truth.theta, truth.sigma), full, null,
+              [full.design.x_names.index(c) for c in cols], test, float(alpha),
+              int(seed), estimating, isinstance(full, LinearMixedModel), point_deadline)
+    done_before = k * int(nsim)
+    step = None if report is None else (lambda d, _t, b=done_before: report(b + d, total))
+    try:
+        run = _workers.run(simulation, job, range(int(nsim)), client=client,
+                           workers=workers, time_budget=left, progress=step)
+    except _workers.WorkersError as e:
+        raise PowerError(str(e)) from None
+    return _result(run, job, truth, design, term, cols, nsim, seed, time_budget,
+                   time.perf_counter() - t0)
 
 
 def budget_message(done: int, nsim: int, time_budget) -> str:
@@ -743,13 +811,14 @@ def _result(run, job: Job, truth: Truth, design, term, cols, nsim, seed, time_bu
             singular += tr.singular
     tried = len(rejected) + len(failures)
     if stopped and tried == 0:
-        raise PowerError(budget_message(0, nsim, time_budget))
+        raise OutOfTime(budget_message(0, nsim, time_budget))
     notes = []
     if stopped:
         notes.append(budget_message(tried, nsim, time_budget))
     if failures:
         notes.append(f"{len(failures)} of {tried} simulated data sets could not be fitted "
-                     f"(left out of the power; first: {failures[0][1]})")
+                     f"(left out of the power; first: {failures[0][1]}); counting them as "
+                     f"not detected, the power would be {sum(rejected) / tried:.3f}")
     if singular:
         notes.append(f"{singular} of {len(rejected)} fits were singular (a variance "
                      "estimated as 0): kept")
@@ -758,9 +827,14 @@ def _result(run, job: Job, truth: Truth, design, term, cols, nsim, seed, time_bu
                      "the zero inflation), as the fit did")
     if job.test == "wald" and job.lmm and len(cols) == 1:
         notes.append("Wald: t-test with Satterthwaite's df (lmerTest's)")
-    levels = {}
-    for t in design.re_terms:
-        levels.setdefault(t.group, t.nlevels)
+    if job.test == "wald" and len(cols) > 1:
+        notes.append(f"Wald: chi-square test of the {len(cols)} columns together")
+    wider = containing_terms(design, term)
+    if wider:
+        notes.append(f"the model keeps {', '.join(wider)}, which contain{'s' if len(wider) == 1 else ''} "
+                     f"{term}: the test of {term} alone then depends on how the other "
+                     "variables are coded (centred or not), as in R")
+    levels = _levels_of(design)
     names = list(cols)
     k = len(names)
     return PowerResult(term, names, job.test, job.alpha,
