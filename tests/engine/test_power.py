@@ -17,6 +17,7 @@ import xlglmm
 from refs import PACKAGE_DATA
 from xlglmm.engine.bootstrap import draw_response
 from xlglmm.engine.design import term_columns
+from xlglmm.engine.model import ModelError
 from xlglmm.engine.power import PowerError
 
 LOG07 = math.log(0.7)
@@ -382,3 +383,80 @@ def test_refits_do_not_inherit_an_unlucky_pilot():
             assert p[i] == pytest.approx(want, abs=1e-6)
             compared += 1
     assert compared >= 50 and run.n_failed <= 60 - compared
+
+
+def test_a_curve_keeps_the_points_that_ran_when_the_budget_runs_out(planned, monkeypatch):
+    """A budget spent before a later point's first simulation (here: its pilot fits
+    say so, as they do when the budget stops them): the points that ran are kept,
+    that one is reported as not run (no simulations, the budget's note); only a run
+    in which no point ran is an error."""
+    import xlglmm.engine.power as P
+    real = P._pilot_fits
+
+    def pilots(truth, design, cols, *args):
+        if design.nobs > 160:
+            raise P.OutOfTime(P.budget_message(0, 20, 9.0))
+        return real(truth, design, cols, *args)
+    monkeypatch.setattr(P, "_pilot_fits", pilots)
+    curve = xlglmm.power_curve(planned, "training", "plant", [20, 40], nsim=20,
+                               test="wald", time_budget=60, workers=1)
+    first, last = curve.results
+    assert first.n_used == 20 and last.n_tried == 0 and last.stopped_by_budget
+    assert "ran out after 0 of 20 simulations" in last.notes[0]
+    assert math.isnan(curve.table.power.iloc[1]) and curve.table.nobs.tolist() == [160, 320]
+    with pytest.raises(PowerError, match="ran out after 0 of 20"):
+        xlglmm.power(planned, "training", levels={"plant": 40}, nsim=20, workers=1)
+
+
+def test_levels_are_balanced_on_the_tested_term_whatever_else_differs():
+    """Plants listed trained first, each with its own size: 10 of them, or 30, keep
+    half trained (the kinds are the tested column's values, not whole rows of X)."""
+    from xlglmm.engine.power import extended_design
+    tab = xlglmm.design_table({"plant": 20, "month": 4})
+    k = tab.plant.str[-2:].astype(int).to_numpy() - 1
+    tab["training"] = (k < 10).astype(float)
+    tab["size"] = np.log(100.0 + 7 * k)
+    pm = xlglmm.planned_model("y ~ training + size + (1|plant)", tab, "poisson",
+                              fixed={"(Intercept)": -1, "training": -0.4, "size": 0.5},
+                              sd={"plant": 0.3})
+    for n in (10, 30):
+        d = extended_design(pm.design, "plant", n, ["training"])
+        t = d.re_terms[0]
+        trained = [d.X[np.flatnonzero(t.codes == c)[0], 1] for c in range(n)]
+        assert sum(trained) == n / 2
+
+
+def test_a_design_too_wide_for_memory_is_refused_before_it_is_made():
+    from xlglmm.engine.power import MAX_CELLS
+    tab = xlglmm.design_table({"g": 10}, rows=20)
+    for j in range(30):
+        tab[f"x{j}"] = np.random.default_rng(j).normal(size=len(tab))
+    xs = " + ".join(f"x{j}" for j in range(30))
+    pm = xlglmm.planned_model(f"y ~ {xs} + (1|g)", tab, "poisson",
+                              fixed={"(Intercept)": 0, **{f"x{j}": 0 for j in range(30)}},
+                              sd={"g": 0.5})
+    rows = MAX_CELLS // 30          # under the row limit, over the numbers' limit
+    with pytest.raises(PowerError, match="would hold about .* numbers"):
+        xlglmm.power(pm, "x0", nsim=2, workers=1, levels={"g": rows // 20})
+
+
+def test_notes_say_what_the_power_leaves_out(planned, monkeypatch):
+    """Failed simulations: the note gives the power counting them as not detected;
+    a term inside an interaction: the note says its test depends on the coding."""
+    import xlglmm.engine.power as P
+    real = P._fitted
+
+    def failing(base, y, job, left, se_method):
+        if y.sum() % 3 == 0:
+            raise ModelError("injected failure")
+        return real(base, y, job, left, se_method)
+    monkeypatch.setattr(P, "_fitted", failing)
+    run = xlglmm.power(planned, "training", test="wald", nsim=30, seed=2, workers=1)
+    assert 0 < run.n_failed < 30
+    note = next(n for n in run.notes if "could not be fitted" in n)
+    assert f"the power would be {run.rejected.sum() / run.n_tried:.3f}" in note
+    monkeypatch.undo()
+    d = pd.read_csv(PACKAGE_DATA / "grouseticks.csv").assign(YEAR=lambda t: t.YEAR.astype(str))
+    fit = xlglmm.glmer("TICKS ~ YEAR * cHEIGHT + (1|LOCATION)", d)
+    run = fit.power("cHEIGHT", -0.02, test="wald", nsim=2, workers=1)
+    assert any("keeps YEAR:cHEIGHT, which contains cHEIGHT" in n for n in run.notes)
