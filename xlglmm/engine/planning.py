@@ -25,7 +25,7 @@ from .family import make_family
 from .formula import parse_formula
 from .lmm import GAUSSIAN, LinearMixedModel
 from .model import GeneralizedLinearMixedModel, ModelError, check_model
-from .power import MAX_ROWS, PowerError
+from .power import MAX_ROWS, PowerError, Truth
 from .profile import theta_of_sdcor
 
 #: the words that name a linear mixed model (a normal response, identity link)
@@ -108,21 +108,14 @@ def design_table(levels: dict, *, nested: dict | None = None, rows: int = 1,
 
 
 @dataclasses.dataclass
-class PlannedModel:
-    """A model written out: its design (on the plan's table, with a placeholder
-    response), family, and the parameters data are drawn at (``beta`` in X's
-    order, ``theta`` the random effects' relative covariance factors, ``sigma``
-    the residual SD of an LMM or the dispersion's root)."""
-    formula: str
-    data: pd.DataFrame
-    model: object
-    beta: np.ndarray
-    theta: np.ndarray
-    sigma: float
-
-    @property
-    def design(self):
-        return self.model.design
+class PlannedModel(Truth):
+    """A model written out: a ``power.Truth`` -- its model (unfitted: the plan's
+    design, with a placeholder response, and family) and the parameters data are
+    drawn at (``beta`` in X's order, ``theta`` the random effects' relative
+    covariance factors, ``sigma`` the residual SD of an LMM or the dispersion's
+    root) -- with the formula and table it was written from."""
+    formula: str = ""
+    data: pd.DataFrame | None = None
 
     def simulate(self, seed: int = 1) -> pd.DataFrame:
         """The plan's table with one response drawn at its parameters (the response
@@ -205,7 +198,7 @@ def planned_model(formula: str, data, family="poisson", *, fixed: dict, sd: dict
             model = GeneralizedLinearMixedModel(design, fam, 1, se_method="rx")
     except ModelError as e:
         raise PowerError(str(e)) from None
-    return PlannedModel(formula, data, model, beta, theta_sd, scale)
+    return PlannedModel(model, beta, theta_sd, scale, formula, data)
 
 
 def _design(formula, data, fam, response, offset, weights, lmm):

@@ -510,8 +510,7 @@ class PowerCurve:
 
 def _source_truth(source, term, effect):
     """(truth, tested columns, estimating) of a fitted result or a PlannedModel."""
-    from .planning import PlannedModel
-    if isinstance(source, PlannedModel):
+    if isinstance(source, Truth):        # a planned model
         cols = tested_columns(source.design, term)
         beta = with_effect(source.beta, source.design.x_names, cols, effect)
         return Truth(source.model, beta, source.theta, source.sigma), cols, False
