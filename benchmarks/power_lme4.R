@@ -18,7 +18,9 @@
 # simr keeps them (it reports warnings, it drops only errors); singular fits are
 # counted and kept.  Prints one JSON object on stdout: power, n used, failures,
 # convergence warnings, singular fits, the tested coefficient's mean estimate, the
-# loop's seconds (R and lme4 loaded before the clock starts) and seconds per simulation.
+# loop's seconds (R and lme4 loaded before the clock starts) and seconds per simulation,
+# on the wall clock and in CPU time (this process's user + system time: on a shared
+# machine the wall clock counts other work too).
 suppressPackageStartupMessages({library(lme4); library(jsonlite)})
 args <- commandArgs(trailingOnly = TRUE)
 if (length(args) != 4) stop("usage: Rscript power_lme4.R <poisson|binomial> <wald|lrt> <nsim> <seed>")
@@ -85,13 +87,15 @@ one <- function() {
 set.seed(seed)
 p <- est <- rep(NA_real_, nsim); singular <- warned <- rep(FALSE, nsim)
 errors <- character(0)
-t0 <- proc.time()[["elapsed"]]
+t0 <- proc.time()
 for (s in seq_len(nsim)) {
   r <- tryCatch(one(), error = function(e) e)
   if (inherits(r, "error")) { errors <- c(errors, conditionMessage(r)); next }
   p[s] <- r$p; est[s] <- r$est; singular[s] <- r$singular; warned[s] <- r$converge_warning
 }
-seconds <- proc.time()[["elapsed"]] - t0
+used <- proc.time() - t0
+seconds <- used[["elapsed"]]
+cpu <- used[["user.self"]] + used[["sys.self"]]
 ok <- !is.na(p)
 out <- list(design = design, test = test, term = term, nsim = nsim, seed = seed,
             power = mean(p[ok] < 0.05), rejections = sum(p[ok] < 0.05), n_used = sum(ok),
@@ -99,6 +103,7 @@ out <- list(design = design, test = test, term = term, nsim = nsim, seed = seed,
             convergence_warnings = sum(warned[ok]), singular = sum(singular[ok]),
             mean_estimate = mean(est[ok]), sd_estimate = sd(est[ok]),
             seconds = seconds, seconds_per_simulation = seconds / nsim,
+            cpu_seconds = cpu, cpu_seconds_per_simulation = cpu / nsim,
             R = paste(R.version$major, R.version$minor, sep = "."),
             lme4 = as.character(packageVersion("lme4")))
 cat(toJSON(out, digits = NA, auto_unbox = TRUE, null = "null"), "\n")

@@ -14,8 +14,10 @@ or anova(null, full)), single-threaded, R and lme4 loaded before its clock start
 xlglmm's side is ``xlglmm.power(plan, term, test=, nsim=, seed=)`` on 1 worker (this
 process) and on the 2 cores (``workers=2``), each timed on the wall clock around the
 call (the pilot fits and the start of the processes included), after a warm-up (Numba's
-compilation not counted).  Everything runs one after the other: never two heavy jobs
-at once.
+compilation not counted).  Everything runs one after the other, never two heavy jobs at
+once, a design and test's lme4 run right before its xlglmm runs (so the two share the
+machine's load); the one-thread runs are timed in CPU time too (the process's user +
+system time, which other work on a shared machine does not inflate).
 
 The headline: the workplace-sized design, 1,000 simulations, LRT, on the 2 cores
 (issue 19: under 30 s), and the same run on a 2-worker Dask LocalCluster, whose power,
@@ -35,6 +37,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 
@@ -72,49 +75,52 @@ DESIGNS = {"poisson": (poisson_plan, "training", "Poisson, 20 plants × 8 months
 TESTS = ("wald", "lrt")
 
 
-def lme4_side(nsim: int) -> dict:
-    """Per (design, test): the R loop's JSON, or {"error": why}."""
-    out = {}
-    for design in DESIGNS:
-        for test in TESTS:
-            print(f"lme4 {design} {test} ...", file=sys.stderr, flush=True)
-            if not shutil.which("Rscript"):
-                out[design, test] = {"error": "Rscript is not installed"}
-                continue
-            run = subprocess.run(["Rscript", str(R_SCRIPT), design, test, str(nsim),
-                                  str(SEED)], capture_output=True, text=True, timeout=7200)
-            if run.returncode != 0:
-                err = run.stderr.strip().splitlines()
-                out[design, test] = {"error": err[-1] if err else
-                                     f"Rscript exited with {run.returncode}"}
-            else:
-                out[design, test] = json.loads(run.stdout.strip().splitlines()[-1])
-    return out
+def lme4_run(design: str, test: str, nsim: int) -> dict:
+    """The R loop's JSON, or {"error": why}."""
+    if not shutil.which("Rscript"):
+        return {"error": "Rscript is not installed"}
+    run = subprocess.run(["Rscript", str(R_SCRIPT), design, test, str(nsim), str(SEED)],
+                         capture_output=True, text=True, timeout=7200)
+    if run.returncode != 0:
+        err = run.stderr.strip().splitlines()
+        return {"error": err[-1] if err else f"Rscript exited with {run.returncode}"}
+    return json.loads(run.stdout.strip().splitlines()[-1])
 
 
-def timed_power(plan, term, test, nsim, **kw):
-    t0 = time.perf_counter()
+class Timed(NamedTuple):
+    result: object
+    seconds: float          # wall clock
+    cpu: float              # this process's CPU time (all of it on 1 worker)
+
+
+def timed_power(plan, term, test, nsim, **kw) -> Timed:
+    t0, c0 = time.perf_counter(), time.process_time()
     res = xlglmm.power(plan, term, test=test, nsim=nsim, seed=SEED,
                        progress=lambda *_: None, **kw)
-    return res, time.perf_counter() - t0
+    return Timed(res, time.perf_counter() - t0, time.process_time() - c0)
 
 
-def xlglmm_side(nsim: int, big: int) -> dict:
-    """Per (design, test) and (nsim, workers): (result, seconds)."""
+def side_by_side(nsim: int, big: int) -> tuple:
+    """Per (design, test), one after the other: the R loop (``nsim``), then xlglmm at
+    ``nsim`` and ``big`` simulations on 1 and 2 workers (so both sides of a row run
+    under the same load).  (lme4's JSON per (design, test), xlglmm's Timed per
+    (design, test, nsim, workers))."""
     plans = {d: make() for d, (make, _, _) in DESIGNS.items()}
     for d, (_, term, _) in DESIGNS.items():            # warm-up: compiles the kernels
         for test in TESTS:
             xlglmm.power(plans[d], term, test=test, nsim=5, seed=SEED, workers=1,
                          progress=lambda *_: None)
-    out = {}
+    theirs, ours = {}, {}
     for d, (_, term, _) in DESIGNS.items():
         for test in TESTS:
+            print(f"lme4 {d} {test} ...", file=sys.stderr, flush=True)
+            theirs[d, test] = lme4_run(d, test, nsim)
             for n in (nsim, big):
                 for w in (1, 2):
                     print(f"xlglmm {d} {test} nsim {n} workers {w} ...", file=sys.stderr,
                           flush=True)
-                    out[d, test, n, w] = timed_power(plans[d], term, test, n, workers=w)
-    return out
+                    ours[d, test, n, w] = timed_power(plans[d], term, test, n, workers=w)
+    return theirs, ours
 
 
 def cluster_side(big: int) -> tuple:
@@ -128,8 +134,8 @@ def cluster_side(big: int) -> tuple:
         started = time.perf_counter() - t0
         xlglmm.power(plan, "training", test="lrt", nsim=4, seed=SEED, client=client,
                      progress=lambda *_: None)          # the workers load the kernels
-        res, seconds = timed_power(plan, "training", "lrt", big, client=client)
-    return res, seconds, started
+        run = timed_power(plan, "training", "lrt", big, client=client)
+    return run.result, run.seconds, started
 
 
 def same_numbers(a, b) -> bool:
@@ -154,24 +160,33 @@ def report(ours, theirs, headline, cluster, args, header, busy) -> str:
     lines += [f"lme4: `Rscript benchmarks/power_lme4.R <design> <test> {n} {SEED}` (a plain "
               "loop, glmer's default fit, one thread; R and lme4 loaded before the clock "
               "starts).  xlglmm: `xlglmm.power(plan, term, test=, nsim=, seed=1, "
-              "workers=)`, wall clock around the call (pilot fits and process start "
-              "included), after a warm-up.  Seconds per simulation; the ratios are lme4's "
-              "seconds per simulation over xlglmm's.", "",
-              f"| design | test | lme4, {n} sims | xlglmm 1 worker, {n} | ×  | "
-              f"xlglmm 2 workers, {n} | × | xlglmm 1 worker, {big} | × | "
-              f"xlglmm 2 workers, {big} | × |", "|---|---|---|---|---|---|---|---|---|---|---|"]
+              "workers=)` after a warm-up, timed around the call (pilot fits and process "
+              "start included).  Each row's runs follow each other (lme4's, then xlglmm's), "
+              "so they share the machine's load.  Milliseconds per simulation on the wall "
+              "clock, and in CPU time (the process's own user + system time, which other "
+              "work on a shared machine does not inflate; one-thread runs only).  The ratios "
+              "(×) are lme4's per simulation over xlglmm's: wall / CPU.", "",
+              f"| design | test | lme4, {n} sims: wall / CPU | xlglmm 1 worker, {n}: wall / "
+              f"CPU | × | xlglmm 2 workers, {n}: wall | × | xlglmm 1 worker, {big}: wall / CPU "
+              f"| × | xlglmm 2 workers, {big}: wall | × |",
+              "|---|---|---|---|---|---|---|---|---|---|---|"]
     for d, (_, _, what) in DESIGNS.items():
         for test in TESTS:
             r = theirs[d, test]
-            cells = []
-            r_per = None if "error" in r else r["seconds_per_simulation"]
-            cells.append(r["error"] if r_per is None else f"{r_per * 1000:.0f} ms")
+            ok = "error" not in r
+            cells = [f"{r['seconds_per_simulation'] * 1000:.0f} / "
+                     f"{r['cpu_seconds_per_simulation'] * 1000:.0f} ms" if ok else r["error"]]
             for nn in (n, big):
                 for w in (1, 2):
-                    res, sec = ours[d, test, nn, w]
-                    per = sec / nn
-                    cells += [f"{per * 1000:.1f} ms ({sec:.1f} s)",
-                              "" if r_per is None else f"{r_per / per:.0f}×"]
+                    t = ours[d, test, nn, w]
+                    per, cpu = t.seconds / nn, t.cpu / nn
+                    if w == 1:
+                        cells += [f"{per * 1000:.1f} / {cpu * 1000:.1f} ms",
+                                  f"{r['seconds_per_simulation'] / per:.0f}× / "
+                                  f"{r['cpu_seconds_per_simulation'] / cpu:.0f}×" if ok else ""]
+                    else:
+                        cells += [f"{per * 1000:.1f} ms ({t.seconds:.1f} s)",
+                                  f"{r['seconds_per_simulation'] / per:.0f}×" if ok else ""]
             lines.append(f"| {what} | {test} | " + " | ".join(cells) + " |")
     lines += ["", "Powers in the same runs (seed 1 on both sides; R's RNG and numpy's differ, "
               "so the two are independent estimates):", "",
@@ -181,8 +196,8 @@ def report(ours, theirs, headline, cluster, args, header, busy) -> str:
     for d, (_, _, what) in DESIGNS.items():
         for test in TESTS:
             r = theirs[d, test]
-            small, _ = ours[d, test, n, 1]
-            res, _ = ours[d, test, big, 1]
+            small = ours[d, test, n, 1].result
+            res = ours[d, test, big, 1].result
             rr = "—" if "error" in r else f"{r['power']:.3f}"
             rf = "—" if "error" in r else (f"{r['failures']} / {r['convergence_warnings']} / "
                                            f"{r['singular']}")
@@ -190,7 +205,7 @@ def report(ours, theirs, headline, cluster, args, header, busy) -> str:
                          f"{rf} | {res.n_failed} / {res.n_singular} |")
     if REFERENCE.exists():
         ref = json.loads(REFERENCE.read_text())
-        lines += ["", f"Against lme4's reference (tests/data/power_lme4.json: 2,000 "
+        lines += ["", "Against lme4's reference (tests/data/power_lme4.json: 2,000 "
                   "simulations each, seed 2026): agreement means |xlglmm − lme4| ≤ 2.58 SDs "
                   "of the difference of two independent binomial proportions.", "",
                   f"| design | test | lme4 (2,000) | xlglmm ({big}) | difference | "
@@ -201,12 +216,12 @@ def report(ours, theirs, headline, cluster, args, header, busy) -> str:
                 r = ref.get(f"{d}_{test}")
                 if r is None:
                     continue
-                res, _ = ours[d, test, big, 1]
+                res = ours[d, test, big, 1].result
                 b = mc_bound(res.power, res.n_used, r["power"], r["n_used"])
                 lines.append(f"| {what} | {test} | {r['power']:.4f} | {res.power:.4f} | "
                              f"{res.power - r['power']:+.4f} | {b:.4f} | "
                              f"{r['mean_estimate']:.4f} | {res.mean_estimate[term]:.4f} |")
-    h, h_sec = headline
+    h, h_sec, _ = headline
     c, c_sec, started = cluster
     lo, hi = h.conf_int()
     lines += ["", "## Headline", "",
@@ -220,12 +235,14 @@ def report(ours, theirs, headline, cluster, args, header, busy) -> str:
               f"**{same_numbers(h, c)}**."]
     r = theirs["poisson", "lrt"]
     if "error" not in r:
-        per_r = r["seconds_per_simulation"]
+        per_r, cpu_r = r["seconds_per_simulation"], r["cpu_seconds_per_simulation"]
+        one = ours["poisson", "lrt", big, 1]
         lines += ["", f"lme4's loop on the same design and test: {per_r:.3f} s per simulation "
-                  f"(its {n}), so {big:,} simulations ≈ {per_r * big:.0f} s on one thread: "
-                  f"xlglmm's 2-core headline is {per_r * big / h_sec:.0f}× faster, its "
-                  f"1-worker run ({ours['poisson', 'lrt', big, 1][1]:.1f} s) "
-                  f"{per_r * big / ours['poisson', 'lrt', big, 1][1]:.0f}× (issue 19: ≥ 20×)."]
+                  f"on the wall clock ({cpu_r:.3f} s CPU; its {n}), so {big:,} simulations ≈ "
+                  f"{per_r * big:.0f} s on one thread: xlglmm's 2-core headline is "
+                  f"{per_r * big / h_sec:.0f}× faster, its 1-worker run ({one.seconds:.1f} s, "
+                  f"{one.cpu:.1f} s CPU) {per_r * big / one.seconds:.0f}× on the wall clock and "
+                  f"{cpu_r * big / one.cpu:.0f}× in CPU time (issue 19: ≥ 20×)."]
         lines += ["", f"Versions: R {r['R']}, lme4 {r['lme4']}."]
     return "\n".join(lines) + "\n"
 
@@ -242,14 +259,13 @@ def main(argv=None) -> int:
         ap.error("--nsim and --big must be >= 1")
     busy = is_busy()
     header = description()
-    theirs = lme4_side(args.nsim)
-    ours = xlglmm_side(args.nsim, args.big)
+    theirs, ours = side_by_side(args.nsim, args.big)
     headline = ours["poisson", "lrt", args.big, 2]
     print("xlglmm on a LocalCluster ...", file=sys.stderr, flush=True)
     cluster = cluster_side(args.big)
     text = report(ours, theirs, headline, cluster, args, header, busy)
     write_report(text, "power-speed", args.out)
-    if not same_numbers(headline[0], cluster[0]):
+    if not same_numbers(headline.result, cluster[0]):
         raise SystemExit("the LocalCluster run's numbers differ from the 2-core run's")
     return 0
 
