@@ -2,7 +2,7 @@
 # simr is not in Debian and CRAN is out of reach here): the reference of
 # tests/engine/test_power_lme4.py (its numbers: tests/data/scripts/power_lme4.R) and
 # lme4's side of benchmarks/power_speed.py.  Called as
-#   Rscript benchmarks/power_lme4.R <design> <test> <nsim> <seed>
+#   Rscript benchmarks/power_lme4.R <design> <test> <nsim> <seed> [effect]
 # design: "poisson" (the workplace-sized study: plants plant01..plant20 crossed with
 # month1..month8, training = 1 on plant02, plant04, ..., offset lexp = log(150 + 10 i)
 # for plant i = 0..19; incidents ~ training + (1|plant) + (1|month), Poisson;
@@ -23,8 +23,11 @@
 # machine the wall clock counts other work too).
 suppressPackageStartupMessages({library(lme4); library(jsonlite)})
 args <- commandArgs(trailingOnly = TRUE)
-if (length(args) != 4) stop("usage: Rscript power_lme4.R <poisson|binomial> <wald|lrt> <nsim> <seed>")
+if (!(length(args) %in% 4:5))
+  stop("usage: Rscript power_lme4.R <poisson|binomial> <wald|lrt> <nsim> <seed> [effect]")
 design <- args[1]; test <- args[2]; nsim <- as.integer(args[3]); seed <- as.integer(args[4])
+# optional: the tested effect's true value (0: the test's type I error)
+effect <- if (length(args) == 5) as.numeric(args[5]) else NA
 stopifnot(design %in% c("poisson", "binomial"), test %in% c("wald", "lrt"), nsim >= 1)
 
 if (design == "poisson") {
@@ -34,7 +37,7 @@ if (design == "poisson") {
   i <- as.integer(d$plant) - 1L                       # plant index 0..19
   d$training <- as.numeric(i %% 2 == 1)               # plant02, plant04, ...
   d$lexp <- log(150 + 10 * i)
-  beta <- c(-3.5, log(0.7)); sds <- c(plant = 0.4, month = 0.2)
+  beta <- c(-3.5, if (is.na(effect)) log(0.7) else effect); sds <- c(plant = 0.4, month = 0.2)
   term <- "training"
   full_f <- y ~ training + (1 | plant) + (1 | month)
   null_f <- y ~ 1 + (1 | plant) + (1 | month)
@@ -49,7 +52,7 @@ if (design == "poisson") {
   d <- data.frame(g = factor(rep(groups, each = 10), levels = groups))
   i <- as.integer(d$g) - 1L
   d$trt <- as.numeric(i %% 2 == 1)                    # g02, g04, ...
-  beta <- c(-0.5, 0.8); sds <- c(g = 0.6)
+  beta <- c(-0.5, if (is.na(effect)) 0.8 else effect); sds <- c(g = 0.6)
   term <- "trt"
   full_f <- y ~ trt + (1 | g)
   null_f <- y ~ 1 + (1 | g)

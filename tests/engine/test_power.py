@@ -460,3 +460,19 @@ def test_notes_say_what_the_power_leaves_out(planned, monkeypatch):
     fit = xlglmm.glmer("TICKS ~ YEAR * cHEIGHT + (1|LOCATION)", d)
     run = fit.power("cHEIGHT", -0.02, test="wald", nsim=2, workers=1)
     assert any("keeps YEAR:cHEIGHT, which contains cHEIGHT" in n for n in run.notes)
+
+
+def test_a_between_group_effect_with_few_groups_gets_the_calibration_note(planned):
+    """training is constant within plants (20 of them): the GLMM's tests are liberal
+    there (docs/power.md), and the note says so; with 40 plants, or for an LMM's
+    t-test, or a covariate that varies within every group, no note."""
+    from xlglmm.engine.power import few_levels_between
+    assert few_levels_between(planned.design, [1]) == ("plant", 20)
+    run = xlglmm.power(planned, "training", nsim=2, workers=1)
+    assert any("varies between only 20 levels of plant" in n for n in run.notes)
+    more = xlglmm.power(planned, "training", nsim=2, workers=1, levels={"plant": 40})
+    assert not any("varies between only" in n for n in more.notes)
+    tab = xlglmm.design_table({"g": 10}, rows=6).assign(x=np.tile(np.arange(6.0), 10))
+    within = xlglmm.planned_model("y ~ x + (1|g)", tab, "poisson",
+                                  fixed={"(Intercept)": 0, "x": 0.1}, sd={"g": 0.5})
+    assert few_levels_between(within.design, [1]) is None
