@@ -7,9 +7,10 @@ tested effect optionally changed: ``effect=``) or a model written out
 (``planning.PlannedModel``: formula, family, fixed effects, random-effect SDs and
 correlations, on a table of the design: ``planning.design_table``).  Either way:
 
-1. **The design.**  The fit's or the plan's rows, or those rows extended along a
-   grouping factor (``levels=``: n levels of it, the existing ones first, then
-   copies of them in turn, each copy a new level, a factor nested in it copied
+1. **The design.**  The fit's or the plan's rows, or those rows cut or extended
+   along a grouping factor (``levels=``: n levels of it, taken kind by kind so the
+   tested term keeps its mix (``spread_order``), beyond the existing ones copies of
+   them in the same order, each copy a new level, a factor nested in it copied
    with it: simr's ``extend``) or with every row repeated (``rows=``).
 2. **Pilot fits.**  One response is drawn at the truth (its own stream of the
    seed) and the model -- and for the likelihood-ratio test the null model, the
