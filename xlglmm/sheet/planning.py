@@ -187,7 +187,8 @@ def _sheet_words(message: str, budget: float) -> str:
     if message.startswith("the time budget"):
         return (f"the time budget ({budget:.3g} s left after the fit) ran out before the "
                 "first simulation finished (each refits the model): set the environment "
-                "variable XLGLMM_TIME_BUDGET (seconds, default 60) higher")
+                "variable XLGLMM_TIME_BUDGET (seconds, default 60) higher and restart "
+                "Excel or Calc")
     return message
 
 
@@ -260,7 +261,8 @@ def _notes(points, results, res, term, along, effect, budget) -> list:
                          f"{'s' if len(points) != 1 else ''}) stopped the run after "
                          f"{r.n_tried:,} of {r.nsim:,} simulations: ask for fewer "
                          "simulations (nsim) or design points, or set the environment "
-                         "variable XLGLMM_TIME_BUDGET (seconds, default 60) higher")
+                         "variable XLGLMM_TIME_BUDGET (seconds, default 60) higher and "
+                         "restart Excel or Calc")
         for note in r.notes:
             if not note.startswith("the time budget"):
                 notes.append(where + note)
