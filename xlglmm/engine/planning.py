@@ -28,10 +28,6 @@ from .model import GeneralizedLinearMixedModel, ModelError, check_model
 from .power import MAX_ROWS, PowerError, Truth
 from .profile import theta_of_sdcor
 
-#: the words that name a linear mixed model (a normal response, identity link)
-LMM_WORDS = ("gaussian", "normal", "lmm")
-
-
 def _count(value, what: str) -> int:
     if isinstance(value, bool) or not isinstance(value, (int, np.integer)) \
             and not (isinstance(value, float) and value.is_integer()):
@@ -164,13 +160,14 @@ def planned_model(formula: str, data, family="poisson", *, fixed: dict, sd: dict
         except Exception:
             raise PowerError("data must be a table (pandas.DataFrame or dict of columns)") \
                 from None
-    lmm = isinstance(family, str) and family.strip().lower() in LMM_WORDS
     try:
-        fam = None if lmm else make_family(family, link)
+        fam = make_family(family, link)
     except (ValueError, TypeError) as e:
         raise PowerError(str(e)) from None
-    if fam is not None and fam.is_gaussian:
-        lmm = True
+    lmm = fam.is_gaussian       # a linear mixed model
+    if lmm and fam.link != GAUSSIAN.link:
+        raise PowerError("a normal (Gaussian) response is a linear mixed model, identity "
+                         "link; a Gaussian model with another link is not available")
     try:
         f = parse_formula(formula)
     except ValueError as e:
