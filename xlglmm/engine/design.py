@@ -351,6 +351,15 @@ class ModelDesign:
     zi_X: np.ndarray | None = None
     zi_names: list | None = None
 
+    @property
+    def ngroups(self) -> dict:
+        """Each grouping factor's number of levels, in the terms' order (a factor of
+        two terms once: lme4's ``ngrps``)."""
+        out: dict = {}
+        for t in self.re_terms:
+            out.setdefault(t.group, t.nlevels)
+        return out
+
 
 # ---- model matrices --------------------------------------------------------------------
 

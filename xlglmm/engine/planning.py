@@ -25,17 +25,11 @@ from .family import make_family
 from .formula import parse_formula
 from .lmm import GAUSSIAN, LinearMixedModel
 from .model import GeneralizedLinearMixedModel, ModelError, check_model
-from .power import MAX_ROWS, PowerError, Truth
+from .power import MAX_ROWS, PowerError, Truth, whole_number
 from .profile import theta_of_sdcor
 
 def _count(value, what: str) -> int:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) \
-            and not (isinstance(value, float) and value.is_integer()):
-        raise PowerError(f"{what} must be a whole number >= 1, not {value!r}")
-    if int(value) < 1:
-        raise PowerError(f"{what} must be a whole number >= 1, not {int(value)} (a design "
-                         "needs at least one level of every factor)")
-    return int(value)
+    return whole_number(value, what, "a design needs at least one level of every factor")
 
 
 def _labels(name: str, n: int) -> list:
@@ -125,12 +119,9 @@ class PlannedModel(Truth):
     def summary(self) -> str:
         d = self.design
         fe = ", ".join(f"{n} = {v:.4g}" for n, v in zip(d.x_names, self.beta))
-        groups = {}
-        for t in d.re_terms:
-            groups.setdefault(t.group, t.nlevels)
         return "\n".join([f"Planned model: {self.formula} ({self.model.family.name}); "
                           f"{d.nobs} rows, "
-                          + ", ".join(f"{n} levels of {g}" for g, n in groups.items()),
+                          + ", ".join(f"{n} levels of {g}" for g, n in d.ngroups.items()),
                           f"  fixed effects: {fe}"])
 
     def __repr__(self) -> str:

@@ -199,16 +199,25 @@ def repeated_design(design, r: int):
     return design_of_rows(design, np.repeat(np.arange(design.nobs), r))
 
 
-def _whole(value, what: str, low: int = 1, high: int | None = None) -> int:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) \
-            and not (isinstance(value, float) and value.is_integer()):
-        raise PowerError(f"{what} must be a whole number >= {low}, not {value!r}")
-    v = int(value)
-    if v < low or (high is not None and v > high):
-        raise PowerError(f"{what} must be a whole number from {low} to {high:,}"
-                         if high is not None else f"{what} must be a whole number >= {low}, "
-                         f"not {v}")
-    return v
+def whole_number(value, what: str, why: str = "") -> int:
+    """``value`` as a whole number >= 1 (an int, or a float without a fraction), else
+    PowerError naming ``what`` (and, for a number below 1, ``why``)."""
+    if isinstance(value, bool) or not (isinstance(value, (int, np.integer))
+                                       or (isinstance(value, float) and value.is_integer())):
+        raise PowerError(f"{what} must be a whole number >= 1, not {value!r}")
+    if int(value) < 1:
+        raise PowerError(f"{what} must be a whole number >= 1, not {int(value)}"
+                         + (f" ({why})" if why else ""))
+    return int(value)
+
+
+def clopper_pearson(k: int, n: int, level: float = 0.95) -> tuple:
+    """The Clopper-Pearson (exact binomial) interval of k successes in n trials
+    (R's ``binom.test``)."""
+    a = (1.0 - level) / 2.0
+    lo = 0.0 if k == 0 else float(stats.beta.ppf(a, k, n - k + 1))
+    hi = 1.0 if k == n else float(stats.beta.ppf(1.0 - a, k + 1, n - k))
+    return lo, hi
 
 
 def design_point(design, levels: dict | None, rows, cols=None):
@@ -216,7 +225,7 @@ def design_point(design, levels: dict | None, rows, cols=None):
     ``rows`` repeats; checked for size before any array is made."""
     d = design
     for g, n in (levels or {}).items():
-        n = _whole(n, f"levels of '{g}'", 1)
+        n = whole_number(n, f"levels of '{g}'")
         if not any(t.group == g for t in d.re_terms):
             raise PowerError(f"levels: '{g}' is not a grouping factor of the model "
                              f"({group_names(d)})")
@@ -233,7 +242,7 @@ def design_point(design, levels: dict | None, rows, cols=None):
                              "every fixed effect (a term that varies between its levels "
                              "needs levels of each kind): use more levels") from None
     if rows is not None:
-        r = _whole(rows, "rows", 1)
+        r = whole_number(rows, "rows")
         if d.nobs * r > MAX_ROWS:
             raise PowerError(f"rows={r} makes {d.nobs * r:,} rows; the most is {MAX_ROWS:,}")
         _check_cells(d, d.nobs * r)
@@ -418,13 +427,9 @@ class PowerResult:
 
     def conf_int(self, level: float = 0.95) -> tuple:
         """The Clopper-Pearson (exact binomial) interval of the power."""
-        n, k = self.n_used, int(np.sum(self.rejected))
-        if n == 0:
+        if self.n_used == 0:
             return float("nan"), float("nan")
-        a = (1.0 - level) / 2.0
-        lo = 0.0 if k == 0 else float(stats.beta.ppf(a, k, n - k + 1))
-        hi = 1.0 if k == n else float(stats.beta.ppf(1.0 - a, k + 1, n - k))
-        return lo, hi
+        return clopper_pearson(int(np.sum(self.rejected)), self.n_used, level)
 
     @property
     def mean_estimate(self) -> pd.Series:
@@ -708,38 +713,59 @@ def _run(points, source, term, *, test, nsim, seed, alpha, time_budget, workers,
     if test == "profile" and truth0.model.family.zero_inflated:
         raise PowerError("profile intervals are not available for zero-inflated models: "
                          "use test 'lrt' or 'wald'")
-    t_start = time.time()
-    deadline = None if time_budget is None else t_start + float(time_budget)
-    total = len(points) * int(nsim)
     report = (_workers.terminal_progress("power") if progress is None
               else (lambda done, _t: progress("power", done)))
+    st = Settings(test, estimating, int(nsim), int(seed), float(alpha),
+                  None if time_budget is None else time.time() + float(time_budget),
+                  time_budget, workers, client, report, len(points) * int(nsim))
     out = []
     for k, (levels, rows, effect) in enumerate(points):
         t0 = time.perf_counter()
         truth, cols, _ = _source_truth(source, term, effect)
         design = design_point(truth.design, levels, rows, cols)
         try:
-            out.append(_point(k, len(points), truth, cols, design, term, test, estimating,
-                              nsim, seed, alpha, deadline, time_budget, workers, client,
-                              report, total, t0))
+            out.append(_point(k, len(points), truth, cols, design, term, st, t0))
         except OutOfTime as e:
             # the budget ran out before this point's first simulation: the points
             # that ran are kept and this one is reported as not run (the whole call
             # fails only when no point ran)
-            out.append(_not_run(truth, design, term, cols, test, alpha, nsim, seed, str(e)))
+            out.append(_not_run(truth, design, term, cols, st, str(e)))
     if out and not any(r.n_tried for r in out):
         raise OutOfTime(out[0].notes[0])
     return out
 
 
-def _not_run(truth, design, term, cols, test, alpha, nsim, seed, why) -> PowerResult:
+@dataclass
+class Settings:
+    """What every design point of one call shares: the test, whether a family
+    parameter is re-estimated, nsim, seed, alpha, the call's wall-clock deadline
+    (None: none) and its time budget, where the simulations run, the progress
+    report and the number of simulations of the whole call."""
+    test: str
+    estimating: bool
+    nsim: int
+    seed: int
+    alpha: float
+    deadline: float | None
+    time_budget: float | None
+    workers: int | None
+    client: object
+    report: object
+    total: int
+
+    def out_of_time(self) -> str:
+        """The note of a point the budget stopped before its first simulation."""
+        return budget_message(0, self.nsim, self.time_budget)
+
+
+def _not_run(truth, design, term, cols, st: Settings, why) -> PowerResult:
     """A design point the time budget left no time for: no simulations, the note."""
     names = list(cols)
     idx = [design.x_names.index(c) for c in names]
     empty = pd.DataFrame(np.zeros((0, len(names))), columns=names)
-    return PowerResult(term, names, test, float(alpha), np.asarray(truth.beta, float)[idx],
-                       int(nsim), int(seed), np.zeros(0, bool), np.zeros(0), empty,
-                       empty.copy(), 0, [], 0, int(design.nobs), _levels_of(design), 0.0,
+    return PowerResult(term, names, st.test, st.alpha, np.asarray(truth.beta, float)[idx],
+                       st.nsim, st.seed, np.zeros(0, bool), np.zeros(0), empty,
+                       empty.copy(), 0, [], 0, int(design.nobs), design.ngroups, 0.0,
                        True, "not run", [why])
 
 
@@ -755,12 +781,8 @@ def few_levels_between(design, cols) -> tuple | None:
     X = design.X[:, cols]
     best = None
     for t in design.re_terms:
-        order = np.argsort(t.codes, kind="stable")
-        codes = t.codes[order]
-        starts = np.flatnonzero(np.r_[True, codes[1:] != codes[:-1]])
-        first = X[order][starts]
-        constant = np.allclose(X[order], first[np.repeat(np.arange(len(starts)),
-                                                          np.diff(np.r_[starts, len(codes)]))])
+        # constant within its levels: one distinct (level, columns) row per level
+        constant = len(np.unique(np.column_stack([t.codes, X]), axis=0)) == t.nlevels
         if constant and (best is None or t.nlevels > best[1]):
             best = (t.group, t.nlevels)
     return best if best is not None and best[1] < FEW_LEVELS else None
@@ -774,41 +796,34 @@ def containing_terms(design, term: str) -> list:
             if t != term and parts < set(t.split(":"))]
 
 
-def _levels_of(design) -> dict:
-    levels = {}
-    for t in design.re_terms:
-        levels.setdefault(t.group, t.nlevels)
-    return levels
-
-
-def _point(k, npoints, truth, cols, design, term, test, estimating, nsim, seed, alpha,
-           deadline, time_budget, workers, client, report, total, t0) -> PowerResult:
+def _point(k, npoints, truth, cols, design, term, st: Settings, t0) -> PowerResult:
     """Design point k of npoints: its pilot fits and simulations, in its share of what
     is left of the budget (OutOfTime when that share is spent before a simulation)."""
-    left = None if deadline is None else (deadline - time.time()) / (npoints - k)
+    left = None if st.deadline is None else (st.deadline - time.time()) / (npoints - k)
     if left is not None and left <= 0:
-        raise OutOfTime(budget_message(0, nsim, time_budget))
+        raise OutOfTime(st.out_of_time())
     # the point's share of the budget counts its pilot fits too
     point_deadline = None if left is None else time.time() + left
-    draw_model, full, null = _pilot_fits(truth, design, cols, test, estimating,
-                                         int(seed), point_deadline,
-                                         None if time_budget is None else
-                                         budget_message(0, nsim, time_budget))
+    draw_model, full, null = _pilot_fits(truth, design, cols, st.test, st.estimating,
+                                         st.seed, point_deadline,
+                                         None if st.time_budget is None else
+                                         st.out_of_time())
     if point_deadline is not None:
         left = point_deadline - time.time()
         if left <= 0:
-            raise OutOfTime(budget_message(0, nsim, time_budget))
+            raise OutOfTime(st.out_of_time())
     job = Job(Truth(draw_model, truth.beta, truth.theta, truth.sigma), full, null,
-              [full.design.x_names.index(c) for c in cols], test, float(alpha),
-              int(seed), estimating, isinstance(full, LinearMixedModel), point_deadline)
-    done_before = k * int(nsim)
-    step = None if report is None else (lambda d, _t, b=done_before: report(b + d, total))
+              [full.design.x_names.index(c) for c in cols], st.test, st.alpha,
+              st.seed, st.estimating, isinstance(full, LinearMixedModel), point_deadline)
+    done_before = k * st.nsim
+    step = None if st.report is None else \
+        (lambda d, _t, b=done_before: st.report(b + d, st.total))
     try:
-        run = _workers.run(simulation, job, range(int(nsim)), client=client,
-                           workers=workers, time_budget=left, progress=step)
+        run = _workers.run(simulation, job, range(st.nsim), client=st.client,
+                           workers=st.workers, time_budget=left, progress=step)
     except _workers.WorkersError as e:
         raise PowerError(str(e)) from None
-    return _result(run, job, truth, design, term, cols, nsim, seed, time_budget,
+    return _result(run, job, truth, design, term, cols, st.nsim, st.seed, st.time_budget,
                    time.perf_counter() - t0)
 
 
@@ -864,7 +879,7 @@ def _result(run, job: Job, truth: Truth, design, term, cols, nsim, seed, time_bu
         notes.append(f"the model keeps {', '.join(wider)}, which contain{'s' if len(wider) == 1 else ''} "
                      f"{term}: the test of {term} alone then depends on how the other "
                      "variables are coded (centred or not), as in R")
-    levels = _levels_of(design)
+    levels = design.ngroups
     names = list(cols)
     k = len(names)
     return PowerResult(term, names, job.test, job.alpha,

@@ -103,9 +103,7 @@ class GLMMResult:
         self.df_resid = self.nobs - self.npar
         self.method = {0: "PIRLS (nAGQ=0)", 1: "Laplace"}.get(nAGQ, f"AGQ({nAGQ})") \
             + (", NB theta by ML" if nb is not None else "")
-        self.ngroups = {}
-        for t in design.re_terms:
-            self.ngroups.setdefault(t.group, t.nlevels)
+        self.ngroups = design.ngroups
         state = self._state = est.state
         self._b = devfun.b_by_term(self.theta, state)
         # the deviance function at the estimates' theta, as building the result has
