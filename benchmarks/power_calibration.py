@@ -46,6 +46,7 @@ from scipy import stats
 sys.path.insert(1, str(Path(__file__).resolve().parent.parent))   # a clone, not installed
 
 import xlglmm  # noqa: E402
+from xlglmm.engine.power import clopper_pearson  # noqa: E402
 
 ALPHA = 0.05
 REFERENCE = Path(__file__).resolve().parent.parent / "tests" / "data" / "power_reference.json"
@@ -59,8 +60,8 @@ POISSON_INTERCEPT, POISSON_EFFECT = -3.5, math.log(0.7)
 POISSON_SD = {"plant": 0.4, "month": 0.2}
 POISSON_FORMULA = "incidents ~ training + (1|plant) + (1|month)"
 
-# the binomial GLMM
-BINOMIAL_INTERCEPT, BINOMIAL_SD = -0.5, 0.6
+# the binomial GLMM (its effect in the comparison with lme4: power about 0.7)
+BINOMIAL_INTERCEPT, BINOMIAL_SD, BINOMIAL_LME4_EFFECT = -0.5, 0.6, 0.8
 
 
 def lmm_plan(delta: float, pairs: int = LMM_PAIRS, rows: int = LMM_ROWS,
@@ -226,13 +227,6 @@ def independent_study(nsim: int, seed: int, reference: dict, processes: int = 2)
              f", {reference['tests']['wald']['sd_estimate']:.4f}); {sec:.1f} s on "
              f"{processes} processes (two fits each, no warm starts)."]
     return rows, records
-
-
-def clopper_pearson(k: int, n: int, level: float = 0.95) -> tuple:
-    a = (1.0 - level) / 2.0
-    lo = 0.0 if k == 0 else float(stats.beta.ppf(a, k, n - k + 1))
-    hi = 1.0 if k == n else float(stats.beta.ppf(1.0 - a, k + 1, n - k))
-    return lo, hi
 
 
 #: (design, plan, term, clusters - 2: the df of a t reference for the Wald z)

@@ -30,6 +30,7 @@ date, the machine and the versions, goes to
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import math
 import shutil
@@ -46,32 +47,17 @@ sys.path.insert(1, str(HERE.parent))      # a clone, not installed (0: this fold
 
 import xlglmm                                               # noqa: E402
 from machine import busy_lines, description, is_busy, write_report  # noqa: E402
+from power_calibration import BINOMIAL_LME4_EFFECT, binomial_plan, poisson_plan  # noqa: E402
 
 R_SCRIPT = HERE / "power_lme4.R"
 REFERENCE = HERE.parent / "tests" / "data" / "power_lme4.json"
 SEED = 1
 
 
-def poisson_plan():
-    table = xlglmm.design_table({"plant": 20, "month": 8}, split={"training": ("plant", 0.5)})
-    i = table["plant"].str.removeprefix("plant").astype(int) - 1      # plant01 -> 0
-    table["lexp"] = np.log(150.0 + 10.0 * i)
-    return xlglmm.planned_model("incidents ~ training + (1|plant) + (1|month)", table,
-                                "poisson", fixed={"(Intercept)": -3.5,
-                                                  "training": math.log(0.7)},
-                                sd={"plant": 0.4, "month": 0.2}, offset="lexp")
-
-
-def binomial_plan():
-    table = xlglmm.design_table({"g": 30}, rows=10, split={"trt": ("g", 0.5)})
-    return xlglmm.planned_model("y ~ trt + (1|g)", table, "binomial",
-                                fixed={"(Intercept)": -0.5, "trt": 0.8}, sd={"g": 0.6})
-
-
-# (the bars escaped: the descriptions are cells of a markdown table)
 DESIGNS = {"poisson": (poisson_plan, "training", "Poisson, 20 plants × 8 months crossed, "
                        "offset, 160 rows"),
-           "binomial": (binomial_plan, "trt", "Bernoulli, 30 groups × 10 rows, 300 rows")}
+           "binomial": (functools.partial(binomial_plan, BINOMIAL_LME4_EFFECT), "trt",
+                        "Bernoulli, 30 groups × 10 rows, 300 rows")}
 TESTS = ("wald", "lrt")
 
 

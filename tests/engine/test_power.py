@@ -14,6 +14,7 @@ import pytest
 from scipy import stats
 
 import xlglmm
+from benchmarks.power_calibration import poisson_plan
 from refs import PACKAGE_DATA
 from xlglmm.engine.bootstrap import draw_response
 from xlglmm.engine.design import term_columns
@@ -23,19 +24,17 @@ from xlglmm.engine.power import PowerError
 LOG07 = math.log(0.7)
 
 
-def workplace_table(plants=20):
-    tab = xlglmm.design_table({"plant": plants, "month": 8},
-                              split={"training": ("plant", 0.5)})
-    tab["lexp"] = np.log(150 + 10 * np.arange(plants))[np.repeat(np.arange(plants), 8)]
-    return tab
+def workplace_table():
+    """The workplace-sized design's table (20 plants x 8 months, every other plant
+    trained, exposure 150 + 10 i): benchmarks/power_calibration.py's plan."""
+    return poisson_plan().data
 
 
 @pytest.fixture(scope="module")
 def planned():
-    return xlglmm.planned_model("incidents ~ training + (1|plant) + (1|month)",
-                                workplace_table(), "poisson",
-                                fixed={"(Intercept)": -3.5, "training": LOG07},
-                                sd={"plant": 0.4, "month": 0.2}, offset="lexp")
+    """incidents ~ training + (1|plant) + (1|month), offset; (Intercept) -3.5,
+    training log 0.7, SDs 0.4 and 0.2."""
+    return poisson_plan(LOG07)
 
 
 @pytest.fixture(scope="module")

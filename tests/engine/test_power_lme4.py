@@ -24,6 +24,7 @@ means.  With 1,000 simulations ours and 2,000 lme4's, the power's bound is about
 """
 from __future__ import annotations
 
+import functools
 import json
 import math
 
@@ -31,6 +32,7 @@ import numpy as np
 import pytest
 
 import xlglmm
+from benchmarks.power_calibration import BINOMIAL_LME4_EFFECT, binomial_plan, poisson_plan
 from refs import DATA
 
 REF = json.loads((DATA / "power_lme4.json").read_text())
@@ -40,23 +42,9 @@ SEED = 2026
 Z = 2.58
 
 
-def poisson_plan():
-    table = xlglmm.design_table({"plant": 20, "month": 8}, split={"training": ("plant", 0.5)})
-    i = table["plant"].str.removeprefix("plant").astype(int) - 1      # plant01 -> 0
-    table["lexp"] = np.log(150.0 + 10.0 * i)
-    return xlglmm.planned_model("incidents ~ training + (1|plant) + (1|month)", table,
-                                "poisson", fixed={"(Intercept)": -3.5,
-                                                  "training": math.log(0.7)},
-                                sd={"plant": 0.4, "month": 0.2}, offset="lexp")
-
-
-def binomial_plan():
-    table = xlglmm.design_table({"g": 30}, rows=10, split={"trt": ("g", 0.5)})
-    return xlglmm.planned_model("y ~ trt + (1|g)", table, "binomial",
-                                fixed={"(Intercept)": -0.5, "trt": 0.8}, sd={"g": 0.6})
-
-
-PLANS = {"poisson": (poisson_plan, "training"), "binomial": (binomial_plan, "trt")}
+#: the designs (benchmarks/power_calibration.py builds them for the calibration too)
+PLANS = {"poisson": (poisson_plan, "training"),
+         "binomial": (functools.partial(binomial_plan, BINOMIAL_LME4_EFFECT), "trt")}
 
 
 @pytest.fixture(scope="module")
