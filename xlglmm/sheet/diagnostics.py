@@ -21,15 +21,6 @@ MAX_RESID_NSIM = 10_000
 MAX_RESID_VALUES = 10_000_000
 
 
-def nsim_argument(nsim, default: int, most: int, what: str) -> int:
-    """A whole number of simulations from 0 to ``most`` (``what`` says what one costs,
-    for the message)."""
-    n = values.scalar(nsim, "nsim", default, "number")
-    if not (float(n).is_integer() and 0 <= n <= most):
-        raise SheetError(f"nsim must be a whole number from 0 to {most:,} ({what})")
-    return int(n)
-
-
 def _model(args: tuple):
     """The model of the fit's leading arguments, in either form."""
     y, X, groups, offset, x_random, fit_intercept, nAGQ, _family, _trials, _link = args
@@ -45,7 +36,7 @@ CHECK_HEAD = ["Check", "Value", "Expected", "p", "Problem", "Verdict"]
 def check(args: tuple, nsim, seed) -> list:
     why = (f"each simulation is a refit, and below {MIN_REFITS} no p-value can fall below "
            "5%; 0 leaves the simulation tests out")
-    n = nsim_argument(nsim, 250, MAX_CHECK_NSIM, why)
+    n = models.nsim_argument(nsim, 250, MAX_CHECK_NSIM, why)
     if 0 < n < MIN_REFITS:
         raise SheetError(f"nsim must be 0 or a whole number from {MIN_REFITS} to "
                          f"{MAX_CHECK_NSIM:,} ({why})")
@@ -89,7 +80,7 @@ RESID_HEAD = {"fitted": "fitted", "observed": "observed", "response": "response 
 
 def resid(args: tuple, type_, nsim, seed) -> list:
     kind = values.scalar(type_, "resid_type", "deviance", "text", choices=RESIDUAL_TYPES)
-    n = nsim_argument(nsim, 250, MAX_RESID_NSIM, "simulations behind the quantile "
+    n = models.nsim_argument(nsim, 250, MAX_RESID_NSIM, "simulations behind the quantile "
                       "residual")
     if n == 0:
         raise SheetError("nsim must be at least 1: the quantile residual is simulated")

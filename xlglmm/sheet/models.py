@@ -565,6 +565,21 @@ def alpha_argument(alpha) -> float:
     return a
 
 
+#: the most simulations a cell may ask for where each is a refit (the bootstrap's
+#: replicates, a power analysis's data sets): a worksheet call has the fit's time
+#: budget (100,000 refits of even a small model take minutes)
+MAX_SHEET_NSIM = 100_000
+
+
+def nsim_argument(nsim, default: int, most: int, what: str, least: int = 0) -> int:
+    """A whole number of simulations from ``least`` to ``most`` (``what`` says what
+    one costs, for the message)."""
+    n = values.scalar(nsim, "nsim", default, "number")
+    if not (float(n).is_integer() and least <= n <= most):
+        raise SheetError(f"nsim must be a whole number from {least} to {most:,} ({what})")
+    return int(n)
+
+
 #: the largest whole number a worksheet cell holds exactly
 MAX_SEED = 2**53 - 1
 

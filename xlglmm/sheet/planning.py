@@ -26,9 +26,6 @@ from .values import SheetError
 #: a model of the workplace study's size on two cores (the LRT refits two models);
 #: 1,000 would take a worksheet call's whole time budget for a curve of 4 points
 DEFAULT_NSIM = 200
-#: the most simulations per design point a cell may ask for (each is a refit, two
-#: for the LRT, and a worksheet call has a time budget)
-MAX_SHEET_NSIM = 100_000
 #: the most design points (values) of one call
 MAX_POINTS = 50
 #: the row that heads the notes, below the design points
@@ -38,15 +35,6 @@ TEST_WORDS = {"lrt": "likelihood-ratio test (against the model without it)",
               "wald": "Wald test (estimate / SE; for an LMM the t-test with "
                       "Satterthwaite's df)",
               "profile": "profile-likelihood interval (rejects when it excludes 0)"}
-
-
-def nsim_argument(nsim) -> int:
-    n = values.scalar(nsim, "nsim", DEFAULT_NSIM, "number")
-    if not (float(n).is_integer() and 1 <= n <= MAX_SHEET_NSIM):
-        raise SheetError(f"nsim must be a whole number from 1 to {MAX_SHEET_NSIM:,} (each "
-                         "simulation is a refit, two for the LRT, and a worksheet call has a "
-                         "time budget)")
-    return int(n)
 
 
 def effect_argument(effect) -> float | None:
@@ -146,7 +134,9 @@ def _resolve_along(res, along: str | None) -> str | None:
 def power(args: tuple, term, effect, test, nsim, seed, along, vals, alpha) -> list:
     """GLMM_POWER's body (``args``: the fit's leading arguments)."""
     t = values.scalar(test, "test", "lrt", "text", choices=TESTS)
-    n = nsim_argument(nsim)
+    n = models.nsim_argument(nsim, DEFAULT_NSIM, models.MAX_SHEET_NSIM, "each simulation "
+                             "is a refit, two for the LRT, and a worksheet call has a time "
+                             "budget", least=1)
     s = models.seed_argument(seed)
     a = models.alpha_argument(alpha)
     e = effect_argument(effect)

@@ -572,19 +572,12 @@ def _compare(model1, model2, data, family, link, offset, weights, nAGQ):
 
 #: GLMM_CONFINT's methods (any case) -> the name its block shows
 CONFINT_METHODS = {"wald": "Wald", "profile": "profile", "bootstrap": "bootstrap"}
-#: the most bootstrap replicates a cell may ask for: each is a refit, and a worksheet
-#: call has the fit's time budget (100,000 refits of even a small model take minutes)
-MAX_SHEET_NSIM = 100_000
-
-
 def _confint(y, X, groups, offset, x_random, fit_intercept, nAGQ, family, trials, link,
              method, nsim, seed, alpha):
     how = CONFINT_METHODS[values.scalar(method, "method", "wald", "text",
                                         choices=tuple(CONFINT_METHODS))]
-    n = values.scalar(nsim, "nsim", 1000, "number")
-    if not (float(n).is_integer() and 1 <= n <= MAX_SHEET_NSIM):
-        raise SheetError(f"nsim must be a whole number from 1 to {MAX_SHEET_NSIM:,} (each "
-                         "replicate is a refit, and a worksheet call has a time budget)")
+    n = models.nsim_argument(nsim, 1000, models.MAX_SHEET_NSIM, "each replicate is a refit, "
+                             "and a worksheet call has a time budget", least=1)
     s = models.seed_argument(seed)
     a = models.alpha_argument(alpha)
     m = models.companion_model((y, X, groups, offset, x_random, fit_intercept, nAGQ, family,
