@@ -291,7 +291,7 @@ def case_plan(design, resample: str) -> Cases:
         return Cases([np.array([i]) for i in range(design.nobs)], [False] * len(terms))
     drawn = next((t for t in terms if t.group == resample), None)
     if drawn is None:
-        names = ", ".join(f"'{g}'" for g in dict.fromkeys(t.group for t in terms))
+        names = ", ".join(f"'{g}'" for g in design.ngroups)
         raise BootstrapError(f"resample must be '{PARAMETRIC}', '{OBSERVATIONS}' or a "
                              f"grouping factor of the model ({names}), not {resample!r}")
     order = np.argsort(drawn.codes, kind="stable")

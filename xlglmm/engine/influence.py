@@ -118,7 +118,7 @@ def refit_without(job: Job, level: int) -> LevelRefit:
 def check_group(design, group) -> str:
     """``group`` (None: the first random-effects term's factor) checked against the
     model's grouping factors: InfluenceError names them."""
-    names = list(dict.fromkeys(t.group for t in design.re_terms))
+    names = list(design.ngroups)
     if group is None:
         return names[0]
     if not isinstance(group, str) or group not in names:

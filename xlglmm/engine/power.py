@@ -190,7 +190,7 @@ def spread_order(design, rows_of: list, cols=None) -> list:
 
 
 def group_names(design) -> str:
-    return ", ".join(f"'{g}'" for g in dict.fromkeys(t.group for t in design.re_terms))
+    return ", ".join(f"'{g}'" for g in design.ngroups)
 
 
 def repeated_design(design, r: int):

@@ -91,7 +91,7 @@ def values_argument(vals, along: str | None) -> list:
 
 
 def _factors(res) -> list:
-    return list(dict.fromkeys(t.group for t in res.model.design.re_terms))
+    return list(res.model.design.ngroups)
 
 
 def _default_term(res) -> str:
